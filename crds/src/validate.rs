@@ -1,0 +1,271 @@
+//! Validation in Rust, mirroring the CRD schema's patterns and CEL rules.
+//!
+//! In a cluster the API server enforces the schema; local mode has no API server, so the
+//! manifest loader and the renderer run these checks. Messages match the CEL rules' messages.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::bridge::{Backoff, BackoffPolicy, BridgeSpec};
+use crate::duration::{parse_duration, parse_quantity_bytes};
+use crate::plugin::PluginSpec;
+use crate::pool::{StorageType, WorkerPoolSpec};
+
+/// One invalid field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path such as `spec.destinations[0].url`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { path: path.into(), message: message.into() });
+    }
+    fn duration(&mut self, path: impl Into<String>, value: &str) {
+        if let Err(e) = parse_duration(value) {
+            self.add(path, e.to_string());
+        }
+    }
+    fn opt_duration(&mut self, path: impl Into<String>, value: &Option<String>) {
+        if let Some(v) = value {
+            self.duration(path, v);
+        }
+    }
+    fn quantity(&mut self, path: impl Into<String>, value: &str) {
+        if let Err(e) = parse_quantity_bytes(value) {
+            self.add(path, e);
+        }
+    }
+    fn finish(self) -> Result<(), Vec<FieldError>> {
+        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_route_path(s: &str) -> bool {
+    s.len() >= 2 && s.starts_with('/') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~/-".contains(&b))
+}
+
+fn backoff(e: &mut Errors, path: &str, b: &Backoff) {
+    e.opt_duration(format!("{path}.initialDelay"), &b.initial_delay);
+    e.opt_duration(format!("{path}.maxDelay"), &b.max_delay);
+    for (i, d) in b.delays.iter().enumerate() {
+        e.duration(format!("{path}.delays[{i}]"), d);
+    }
+    if b.policy == BackoffPolicy::Fixed && b.delays.is_empty() {
+        e.add(path, "the fixed policy needs a delays list");
+    }
+}
+
+/// Check a Bridge spec.
+pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
+    let mut e = Errors::default();
+    if spec.destinations.is_empty() && spec.steps.is_empty() {
+        e.add("spec", "a bridge needs at least one destination or one step");
+    }
+    if let Some(p) = &spec.ingress.path
+        && !is_route_path(p)
+    {
+        e.add("spec.ingress.path", format!("{p:?} must start with / and use only letters, digits and ._~/-"));
+    }
+    if spec.ingress.methods.is_empty() {
+        e.add("spec.ingress.methods", "at least one method is required");
+    }
+    if spec.ingress.max_body_bytes == 0 {
+        e.add("spec.ingress.maxBodyBytes", "must be at least 1");
+    }
+    e.duration("spec.ingress.dedupeWindow", &spec.ingress.dedupe_window);
+    if let Some(a) = &spec.ingress.auth {
+        let set = [a.standard_webhooks.is_some(), a.hmac.is_some(), a.jwt.is_some(), a.basic.is_some(), a.api_key.is_some()];
+        if set.iter().filter(|x| **x).count() > 1 {
+            e.add("spec.ingress.auth", "set at most one of standardWebhooks, hmac, jwt, basic, apiKey");
+        }
+        if let Some(s) = &a.standard_webhooks {
+            e.duration("spec.ingress.auth.standardWebhooks.tolerance", &s.tolerance);
+        }
+        if let Some(h) = &a.hmac {
+            if h.preset.is_none() && h.header.is_none() {
+                e.add("spec.ingress.auth.hmac", "hmac needs a preset or a header");
+            }
+            e.opt_duration("spec.ingress.auth.hmac.tolerance", &h.tolerance);
+        }
+        if let Some(j) = &a.jwt {
+            if j.secret_ref.is_some() == j.jwks_ref.is_some() {
+                e.add("spec.ingress.auth.jwt", "set exactly one of secretRef (HMAC key or PEM public key) and jwksRef");
+            }
+            if j.algorithms.is_empty() {
+                e.add("spec.ingress.auth.jwt.algorithms", "at least one algorithm is required");
+            }
+            e.opt_duration("spec.ingress.auth.jwt.leeway", &j.leeway);
+        }
+        if let Some(k) = &a.api_key
+            && k.header.is_some()
+            && k.query_param.is_some()
+        {
+            e.add("spec.ingress.auth.apiKey", "set header or queryParam, not both");
+        }
+    }
+    for (i, s) in spec.steps.iter().enumerate() {
+        if s.plugin.is_empty() {
+            e.add(format!("spec.steps[{i}].plugin"), "must not be empty");
+        }
+        if let Some(p) = &s.path
+            && !p.starts_with('/')
+        {
+            e.add(format!("spec.steps[{i}].path"), "must start with /");
+        }
+    }
+    if let Some(r) = &spec.step_retry {
+        backoff(&mut e, "spec.stepRetry.backoff", &r.backoff);
+    }
+    let mut names = BTreeSet::new();
+    for (i, d) in spec.destinations.iter().enumerate() {
+        let p = format!("spec.destinations[{i}]");
+        if !is_dns_label(&d.name) {
+            e.add(format!("{p}.name"), format!("{:?} must be a lower-case DNS label", d.name));
+        }
+        if !names.insert(d.name.as_str()) {
+            e.add(format!("{p}.name"), format!("destination names must be unique ({:?} repeats)", d.name));
+        }
+        if !(d.url.starts_with("http://") || d.url.starts_with("https://") || d.url.starts_with('$')) {
+            e.add(
+                format!("{p}.url"),
+                "url must be http:// or https:// (or start with a template reference such as $env.BASE_URL)",
+            );
+        }
+        e.opt_duration(format!("{p}.delay"), &d.delay);
+        e.duration(format!("{p}.timeout"), &d.timeout);
+        e.opt_duration(format!("{p}.maxRetryAfter"), &d.max_retry_after);
+        backoff(&mut e, &format!("{p}.backoff"), &d.backoff);
+        if let Some(dl) = &d.dead_letter
+            && !(dl.url.starts_with("http://") || dl.url.starts_with("https://"))
+        {
+            e.add(format!("{p}.deadLetter.url"), "url must be http:// or https://");
+        }
+    }
+    let mut env_names = BTreeSet::new();
+    for (i, v) in spec.env.iter().enumerate() {
+        if v.value.is_some() == v.value_from.is_some() {
+            e.add(format!("spec.env[{i}]"), "exactly one of value or valueFrom must be set");
+        }
+        if !env_names.insert(v.name.as_str()) {
+            e.add(format!("spec.env[{i}].name"), format!("{:?} repeats", v.name));
+        }
+    }
+    e.finish()
+}
+
+/// Check an `allowedOutboundHosts` entry (Spin's syntax).
+pub fn check_outbound_host(entry: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = entry.split_once("://") else {
+        return Err(format!("{entry:?} needs a scheme, such as https://api.example.com"));
+    };
+    if !matches!(scheme, "http" | "https" | "*") {
+        return Err(format!("{entry:?}: scheme must be http, https or *"));
+    }
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') {
+        return Err(format!("{entry:?}: give a host (and optional port) without a path"));
+    }
+    let (h, port) = match host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || host.starts_with('[') => (h, Some(p)),
+        _ => (host, None),
+    };
+    if let Some(p) = port
+        && p != "*"
+        && p.parse::<u16>().is_err()
+    {
+        return Err(format!("{entry:?}: port must be a number or *"));
+    }
+    if h.is_empty() {
+        return Err(format!("{entry:?}: missing host"));
+    }
+    Ok(())
+}
+
+/// Check a Plugin spec.
+pub fn validate_plugin(spec: &PluginSpec) -> Result<(), Vec<FieldError>> {
+    let mut e = Errors::default();
+    let s = &spec.source;
+    let count = [s.file.is_some(), s.http.is_some(), s.oci.is_some(), s.config_map.is_some()].iter().filter(|x| **x).count();
+    if count != 1 {
+        e.add("spec.source", "set exactly one of file, http, oci, configMap");
+    }
+    if let Some(h) = &s.http {
+        if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+            e.add("spec.source.http.url", "url must be http:// or https://");
+        }
+        if h.sha256.len() != 64 || !h.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            e.add("spec.source.http.sha256", "must be 64 lower-case hex digits");
+        }
+    }
+    if let Some(o) = &s.oci
+        && let Some(d) = &o.digest
+        && !(d.len() == 71 && d.starts_with("sha256:") && d[7..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    {
+        e.add("spec.source.oci.digest", "must be sha256: followed by 64 lower-case hex digits");
+    }
+    for (i, h) in spec.allowed_outbound_hosts.iter().enumerate() {
+        if let Err(msg) = check_outbound_host(h) {
+            e.add(format!("spec.allowedOutboundHosts[{i}]"), msg);
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, v) in spec.variables.iter().enumerate() {
+        if v.value.is_some() == v.value_from.is_some() {
+            e.add(format!("spec.variables[{i}]"), "exactly one of value or valueFrom must be set");
+        }
+        if !names.insert(v.name.as_str()) {
+            e.add(format!("spec.variables[{i}].name"), format!("{:?} repeats", v.name));
+        }
+    }
+    e.quantity("spec.limits.memory", &spec.limits.memory);
+    e.duration("spec.limits.timeout", &spec.limits.timeout);
+    if spec.limits.max_concurrency == 0 {
+        e.add("spec.limits.maxConcurrency", "must be at least 1");
+    }
+    if let Some(r) = &spec.route
+        && !is_route_path(r)
+    {
+        e.add("spec.route", format!("{r:?} must start with / and use only letters, digits and ._~/-"));
+    }
+    e.finish()
+}
+
+/// Check a WorkerPool spec.
+pub fn validate_pool(spec: &WorkerPoolSpec) -> Result<(), Vec<FieldError>> {
+    let mut e = Errors::default();
+    if spec.storage.type_ == StorageType::Embedded && spec.replicas > 1 {
+        e.add("spec", "embedded storage serves one replica; use postgres storage for more");
+    }
+    if spec.storage.type_ == StorageType::Postgres && spec.storage.postgres.is_none() {
+        e.add("spec.storage", "postgres storage needs a postgres section");
+    }
+    e.quantity("spec.storage.size", &spec.storage.size);
+    e.duration("spec.retention.maxAge", &spec.retention.max_age);
+    e.quantity("spec.retention.maxBytes", &spec.retention.max_bytes);
+    if let Some(a) = &spec.autoscaling
+        && a.min_replicas > a.max_replicas
+    {
+        e.add("spec.autoscaling", "minReplicas must not exceed maxReplicas");
+    }
+    e.finish()
+}

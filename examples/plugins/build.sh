@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Builds every example plugin into examples/plugins/dist/<name>.wasm.
+#
+#   examples/plugins/build.sh              # everything (Rust workspace + JavaScript)
+#   examples/plugins/build.sh --rust-only  # skip the JavaScript plugin (no node needed)
+#   examples/plugins/build.sh --imports    # also print each component's imports/exports
+#
+# Idempotent and incremental: cargo only rebuilds what changed, npm runs only when
+# package-lock.json changed, and the JavaScript component is rebuilt only when its
+# sources, WIT or lockfile are newer than it. Needs: rustup (or a toolchain that has
+# the wasm32-wasip2 target), cargo, and for JavaScript node >= 18 with npm.
+#
+# Honours CARGO_TARGET_DIR (default: examples/plugins/target) and CARGO_BUILD_JOBS.
+# Set SKIP_JS=1 for the same effect as --rust-only.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here"
+
+rust_only="${SKIP_JS:-}"
+show_imports=""
+for arg in "$@"; do
+  case "$arg" in
+    --rust-only) rust_only=1 ;;
+    --imports) show_imports=1 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+target_dir="${CARGO_TARGET_DIR:-$here/target}"
+export CARGO_TARGET_DIR="$target_dir"
+dist="$here/dist"
+mkdir -p "$target_dir" "$dist"
+
+# One build at a time per target dir (make plugins and a test harness may race).
+exec 9>"$target_dir/.causeway-plugins.lock"
+flock 9
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# --- Rust -----------------------------------------------------------------------------
+if command -v rustup >/dev/null 2>&1; then
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    log "adding the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+  fi
+fi
+
+log "cargo build --release (target dir: $target_dir)"
+# --locked: build exactly the committed Cargo.lock.
+cargo build --release --locked --manifest-path "$here/Cargo.toml"
+
+# Every cdylib crate of the workspace is a component; cargo names the file after the
+# crate with '-' turned into '_'.
+rust_plugins=(stripe-to-crm store-api loyalty inbox tagger fx-loop fx-membomb fx-forbidden fx-trap fx-sleep)
+built=()
+for name in "${rust_plugins[@]}"; do
+  src="$target_dir/wasm32-wasip2/release/${name//-/_}.wasm"
+  [[ -f "$src" ]] || { echo "build.sh: missing $src" >&2; exit 1; }
+  built+=("$name=$src")
+done
+
+# --- JavaScript -----------------------------------------------------------------------
+if [[ -z "$rust_only" ]]; then
+  js="$here/js-enricher"
+  command -v npm >/dev/null 2>&1 || {
+    echo "build.sh: npm not found (install node >= 18, or use --rust-only)" >&2
+    exit 1
+  }
+  stamp="$js/node_modules/.causeway-lock.sha256"
+  lock_sum="$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)"
+  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$lock_sum" ]]; then
+    # Not `npm ci`: the registry this project builds from lacks a few other-platform
+    # optional packages (darwin/win32/musl bindings of rolldown, jco-node-fs, qjs), so
+    # npm left them out of package-lock.json and `npm ci` refuses the lock as "out of
+    # sync". `npm install --no-save` installs exactly the locked versions and never
+    # rewrites the lock.
+    log "npm install --no-save (js-enricher, pinned by package-lock.json)"
+    (cd "$js" && npm install --no-save --no-audit --no-fund --loglevel=error)
+    echo "$lock_sum" >"$stamp"
+  fi
+  out="$js/build/js-enricher.wasm"
+  # Rebuild when any input is newer than the output.
+  if [[ ! -f "$out" ]] || [[ -n "$(find "$js/src" "$js/wit" "$js/package-lock.json" -newer "$out" -print -quit)" ]]; then
+    log "componentize-js (js-enricher)"
+    mkdir -p "$js/build"
+    # componentize-js writes the component directly; write to a temp name so an
+    # interrupted build never leaves a truncated file that looks up to date.
+    (cd "$js" && node_modules/.bin/componentize-js \
+      --wit wit --world-name proxy --out build/js-enricher.wasm.tmp src/enricher.js)
+    mv "$js/build/js-enricher.wasm.tmp" "$out"
+  fi
+  built+=("js-enricher=$out")
+fi
+
+# --- dist/ ----------------------------------------------------------------------------
+log "artifacts in $dist"
+sums="$dist/SHA256SUMS"
+: >"$sums.tmp"
+for entry in "${built[@]}"; do
+  name="${entry%%=*}"
+  src="${entry#*=}"
+  dest="$dist/$name.wasm"
+  # Copy only when the content changed, so dist/ mtimes mean something.
+  cmp -s "$src" "$dest" 2>/dev/null || cp "$src" "$dest"
+  sum="$(sha256sum "$dest" | cut -d' ' -f1)"
+  size="$(stat -c %s "$dest")"
+  printf '%s  %s.wasm\n' "$sum" "$name" >>"$sums.tmp"
+  printf '%-14s %9d bytes  sha256:%s\n' "$name" "$size" "$sum"
+done
+mv "$sums.tmp" "$sums"
+
+if [[ -n "$show_imports" ]]; then
+  jco="$here/js-enricher/node_modules/.bin/jco"
+  if [[ -x "$jco" ]]; then
+    for entry in "${built[@]}"; do
+      name="${entry%%=*}"
+      echo "--- $name"
+      "$jco" wit "$dist/$name.wasm" | grep -E '^\s*(import|export) '
+    done
+  elif command -v wasm-tools >/dev/null 2>&1; then
+    for entry in "${built[@]}"; do
+      name="${entry%%=*}"
+      echo "--- $name"
+      wasm-tools component wit "$dist/$name.wasm" | grep -E '^\s*(import|export) '
+    done
+  else
+    echo "build.sh: --imports needs jco (run without --rust-only once) or wasm-tools" >&2
+  fi
+fi

@@ -1,0 +1,1 @@
+//! Bridge semantics as plain functions. See the crate description.

@@ -1,0 +1,1 @@
+//! The Wasm plugin host. See the crate description.
