@@ -1,0 +1,210 @@
+//! `render`: what one pool's worker gets, and what is reported against which object.
+
+use std::path::Path;
+
+use causeway_crds::config::{pool_object_name, AuthConfig, Kind, SourceConfig, INTERNAL_PORT};
+use causeway_crds::manifest::load_str;
+use causeway_crds::{render, RenderContext, Scope};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+fn pool(ns: &str, name: &str) -> Scope {
+    Scope::Pool { namespace: ns.into(), name: name.into() }
+}
+
+fn inv(text: &str) -> causeway_crds::Inventory {
+    load_str(text, Path::new("/m/manifests.yaml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const SHOP: &str = r#"
+apiVersion: causeway.dev/v1alpha1
+kind: WorkerPool
+metadata: {name: data, namespace: shop}
+spec: {}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {name: orders, namespace: shop}
+spec:
+  ingress:
+    auth:
+      hmac: {preset: github, secretRef: {name: gh, key: secret}}
+  steps: [{plugin: loyalty}]
+  destinations:
+  - name: crm
+    url: https://crm.example.com/$payload.kind
+    delay: 1h30m
+    backoff: {policy: fixed, delays: [500ms, 2s]}
+    signing: {standardWebhooks: {secretRef: {name: crm, key: signing}}}
+  env:
+  - {name: TOKEN, valueFrom: {secretKeyRef: {name: crm, key: token}}}
+  - {name: REGION, value: eu}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {name: loyalty, namespace: shop}
+spec:
+  source: {file: plugins/loyalty.wasm}
+  allowedOutboundHosts: ["http://store-api.internal"]
+  variables: [{name: mode, value: strict}]
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {name: store-api, namespace: shop}
+spec:
+  source: {file: plugins/store-api.wasm}
+  pool: data
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {name: helper, namespace: shop}
+spec:
+  source: {file: plugins/helper.wasm}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: gh, namespace: shop}
+stringData: {secret: gh-secret-value}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: crm, namespace: shop}
+stringData: {token: crm-token-value, signing: whsec_c2lnbmluZw==}
+"#;
+
+#[test]
+fn default_pool_gets_the_bridge_its_unplaced_step_and_a_route_to_the_placed_callee() {
+    let inv = inv(SHOP);
+    let mut ctx = RenderContext::default();
+    ctx.pool_endpoints.insert(("shop".into(), "data".into()), vec!["http://127.0.0.5:8081".into()]);
+    let r = render(&inv, &pool("shop", "default"), &ctx);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let c = &r.config;
+    assert_eq!((c.pool.as_str(), c.namespace.as_str()), ("default", "shop"));
+    assert_eq!(c.bridges.len(), 1);
+    let b = &c.bridges[0];
+    assert_eq!(b.path, "/hooks/shop/orders");
+    assert_eq!(b.methods, vec!["POST"]);
+    assert_eq!(b.idempotency_header, "webhook-id");
+    let d = &b.destinations[0];
+    assert_eq!((d.delay_ms, d.timeout_ms, d.retry.retries), (5_400_000, 10_000, 5));
+    assert_eq!(d.retry.delays_ms, vec![500, 2000]);
+    assert_eq!(d.signing_secret.as_ref().unwrap().expose(), "whsec_c2lnbmluZw==");
+    assert!(matches!(&b.auth, Some(AuthConfig::Hmac { secrets, .. }) if secrets[0].expose() == "gh-secret-value"));
+    assert!(b.env["TOKEN"].secret && !b.env["REGION"].secret);
+    // loyalty is unplaced and used by a step here; store-api is placed in `data`; helper is
+    // used by nothing here.
+    let names: Vec<&str> = c.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["loyalty"]);
+    assert_eq!(c.plugins[0].source, SourceConfig::File { path: "/m/plugins/loyalty.wasm".into() });
+    assert_eq!(c.plugins[0].variables["mode"].expose(), "strict");
+    assert_eq!(c.routes.len(), 1);
+    assert_eq!((c.routes[0].plugin.as_str(), c.routes[0].pool.as_str()), ("store-api", "data"));
+    assert_eq!(c.routes[0].urls, vec!["http://127.0.0.5:8081"]);
+}
+
+#[test]
+fn the_placed_pool_loads_only_what_is_placed_there() {
+    let r = render(&inv(SHOP), &pool("shop", "data"), &RenderContext::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert!(r.config.bridges.is_empty());
+    let names: Vec<&str> = r.config.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["store-api"]);
+    assert!(r.config.routes.is_empty(), "nothing placed elsewhere is needed here: {:?}", r.config.routes);
+}
+
+#[test]
+fn unknown_endpoints_fall_back_to_the_service_name() {
+    let r = render(&inv(SHOP), &pool("shop", "default"), &RenderContext::default());
+    assert_eq!(r.config.routes[0].urls, vec![format!("http://{}.shop.svc:{INTERNAL_PORT}", pool_object_name("data"))]);
+}
+
+#[test]
+fn local_mode_loads_everything() {
+    let r = render(&inv(SHOP), &Scope::All, &RenderContext::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let names: Vec<&str> = r.config.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["helper", "loyalty", "store-api"]);
+    assert!(r.config.routes.is_empty());
+    assert_eq!(r.config.pool, "local");
+}
+
+#[test]
+fn chaining_pulls_in_unplaced_callees_transitively() {
+    let text = SHOP.replace("  pool: data\n", "  allowedOutboundHosts: [\"http://*.internal\"]\n");
+    let r = render(&inv(&text), &pool("shop", "default"), &RenderContext::default());
+    let names: Vec<&str> = r.config.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["helper", "loyalty", "store-api"], "store-api is now unplaced and calls *.internal");
+}
+
+#[test]
+fn missing_references_are_problems_of_their_object_and_the_rest_still_renders() {
+    let text = format!(
+        "{SHOP}\n---\napiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {{name: broken, namespace: shop}}\nspec:\n  steps: [{{plugin: nope}}]\n---\napiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {{name: nosecret, namespace: shop}}\nspec:\n  destinations: [{{name: a, url: 'http://x'}}]\n  env: [{{name: T, valueFrom: {{secretKeyRef: {{name: missing, key: k}}}}}}]\n"
+    );
+    let r = render(&inv(&text), &pool("shop", "default"), &RenderContext::default());
+    let got: Vec<(Kind, &str, &str, &str)> =
+        r.problems.iter().map(|p| (p.kind, p.name.as_str(), p.reason.as_str(), p.message.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Kind::Bridge, "broken", "PluginNotFound", "step plugin \"nope\" not found in namespace shop"),
+            (Kind::Bridge, "nosecret", "SecretNotFound", "Secret \"missing\" not found in namespace shop"),
+        ]
+    );
+    assert_eq!(r.config.bridges.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), vec!["orders"]);
+}
+
+#[test]
+fn the_older_bridge_keeps_a_contested_path() {
+    let two = |first: &str, second: &str| {
+        let mut inv = inv(&format!(
+            "apiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {{name: {first}}}\nspec:\n  ingress: {{path: /hooks/shared}}\n  destinations: [{{name: a, url: 'http://x'}}]\n---\napiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {{name: {second}}}\nspec:\n  ingress: {{path: /hooks/shared}}\n  destinations: [{{name: a, url: 'http://x'}}]\n"
+        ));
+        // `second` was created first.
+        let t = |s: &str| Some(Time(s.parse().unwrap()));
+        inv.bridges[0].metadata.creation_timestamp = t("2026-01-02T00:00:00Z");
+        inv.bridges[1].metadata.creation_timestamp = t("2026-01-01T00:00:00Z");
+        render(&inv, &pool("default", "default"), &RenderContext::default())
+    };
+    let r = two("newer", "older");
+    assert_eq!(r.config.bridges.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), vec!["older"]);
+    assert_eq!(r.problems.len(), 1);
+    assert_eq!((r.problems[0].name.as_str(), r.problems[0].reason.as_str()), ("newer", "PathConflict"));
+    assert_eq!(r.problems[0].message, "path /hooks/shared is already served by bridge default/older");
+}
+
+#[test]
+fn a_plugin_placed_in_a_missing_pool_is_reported() {
+    let text = SHOP.replace("metadata: {name: data, namespace: shop}\nspec: {}\n---\n", "");
+    let text = text.replacen("apiVersion: causeway.dev/v1alpha1\nkind: WorkerPool\n", "", 1);
+    let r = render(&inv(&text), &pool("shop", "data"), &RenderContext::default());
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert_eq!(r.problems[0].reason, "PoolNotFound");
+}
+
+#[test]
+fn equal_inputs_give_equal_versions_and_any_change_a_new_one() {
+    let ctx = RenderContext::default();
+    let a = render(&inv(SHOP), &pool("shop", "default"), &ctx).config;
+    let b = render(&inv(SHOP), &pool("shop", "default"), &ctx).config;
+    assert_eq!(a.version, b.version);
+    assert_eq!(a.version.len(), 16);
+    let c = render(&inv(&SHOP.replace("value: eu", "value: us")), &pool("shop", "default"), &ctx).config;
+    assert_ne!(a.version, c.version);
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let r = render(&inv(SHOP), &pool("shop", "default"), &RenderContext::default());
+    let debug = format!("{:?}", r.config);
+    for secret in ["gh-secret-value", "crm-token-value", "whsec_c2lnbmluZw=="] {
+        assert!(!debug.contains(secret), "{secret} leaked into Debug");
+    }
+    assert!(debug.contains("<redacted>"));
+    // The serialised form carries them: it is stored in a Secret and read by the worker.
+    let json = serde_json::to_string(&r.config).unwrap();
+    assert!(json.contains("crm-token-value"));
+    let back: causeway_crds::WorkerConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, r.config);
+    assert_eq!(r.config.bridges[0].secret_values().len(), 3);
+}
