@@ -2,8 +2,9 @@
 //!
 //! * `POST` (or `PUT`), any path: stores the body (JSON as JSON, anything else as
 //!   text) and answers `201 {"stored": "<key>"}`. With a `causeway-event-id` header
-//!   the key is `event:<id>`, so a redelivered event overwrites its first copy instead
-//!   of appearing twice; without one the key is made from the time.
+//!   the key is `event:<id>` (or `webhook:<id>` from a Standard Webhooks `webhook-id`),
+//!   so a redelivered event overwrites its first copy instead of appearing twice;
+//!   without either the key is made from the time.
 //! * `GET`, any path: the stored items, oldest first,
 //!   `[{"key", "body", "contentType", "receivedAt"}]`. Only the last 100 are kept.
 //! * `DELETE`, any path: forgets everything, `200 {"deleted": <n>}`.
@@ -40,9 +41,15 @@ struct Item {
 async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
     let result = match *request.method() {
         Method::POST | Method::PUT => {
-            let key = match headers::event_id(&request) {
-                Some(id) => format!("event:{id}"),
-                None => format!("anon:{}-{:08x}", now_nanos(), random_u32()),
+            // A bridge step sends `causeway-event-id`; a bridge destination signed
+            // with Standard Webhooks sends `webhook-id`. Both stay the same when the
+            // same event is delivered again.
+            let key = if let Some(id) = headers::event_id(&request) {
+                format!("event:{id}")
+            } else if let Some(id) = headers::get(&request, "webhook-id").filter(|id| !id.is_empty()) {
+                format!("webhook:{id}")
+            } else {
+                format!("anon:{}-{:08x}", now_nanos(), random_u32())
             };
             let content_type = headers::get(&request, "content-type").map(str::to_string);
             let bytes = request.body_mut().contents().await?;
@@ -65,10 +72,8 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
 /// JSON bodies are kept as JSON; anything else as (lossy UTF-8) text.
 fn decode_body(bytes: &[u8], content_type: Option<&str>) -> Value {
     let declared_text = content_type.is_some_and(|ct| ct.starts_with("text/"));
-    if !declared_text {
-        if let Ok(value) = serde_json::from_slice(bytes) {
-            return value;
-        }
+    if !declared_text && let Ok(value) = serde_json::from_slice(bytes) {
+        return value;
     }
     Value::String(String::from_utf8_lossy(bytes).into_owned())
 }
@@ -156,7 +161,10 @@ mod tests {
 
     #[test]
     fn bodies() {
-        assert_eq!(decode_body(br#"{"a":1}"#, Some("application/json")), json!({"a":1}));
+        assert_eq!(
+            decode_body(br#"{"a":1}"#, Some("application/json")),
+            json!({"a":1})
+        );
         assert_eq!(decode_body(b"[1]", None), json!([1]));
         assert_eq!(decode_body(b"42", Some("text/plain")), json!("42"));
         assert_eq!(decode_body(b"hello", None), json!("hello"));

@@ -13,7 +13,10 @@ pub fn get(key: &str) -> Option<String> {
     match store::get(key) {
         Ok(value) => value,
         Err(err) => {
-            eprintln!("config: reading variable {key:?} failed: {}", describe(&err));
+            eprintln!(
+                "config: reading variable {key:?} failed: {}",
+                describe(&err)
+            );
             None
         }
     }

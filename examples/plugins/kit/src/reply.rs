@@ -18,7 +18,10 @@ pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Bo
     match serde_json::to_vec(value) {
         Ok(bytes) => with_body(status, "application/json", bytes),
         // Serialising plain data does not fail; if it ever does, say so as a 500.
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("encoding JSON: {e}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("encoding JSON: {e}"),
+        ),
     }
 }
 

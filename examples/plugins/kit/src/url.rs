@@ -61,7 +61,10 @@ mod tests {
         assert_eq!(decode("100%", false), "100%");
         assert_eq!(decode("%zz+", true), "%zz ");
         let q = Some("a=1&url=http%3A%2F%2F127.0.0.1%3A9%2Fx&b");
-        assert_eq!(query_param(q, "url").as_deref(), Some("http://127.0.0.1:9/x"));
+        assert_eq!(
+            query_param(q, "url").as_deref(),
+            Some("http://127.0.0.1:9/x")
+        );
         assert_eq!(query_param(q, "b").as_deref(), Some(""));
         assert_eq!(query_param(q, "c"), None);
     }

@@ -44,13 +44,26 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
 
     let mut order: Map<String, Value> = match serde_json::from_slice(&body) {
         Ok(Value::Object(order)) => order,
-        Ok(_) => return Ok(reply::error(StatusCode::BAD_REQUEST, "expected a JSON object")),
-        Err(e) => return Ok(reply::error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}"))),
+        Ok(_) => {
+            return Ok(reply::error(
+                StatusCode::BAD_REQUEST,
+                "expected a JSON object",
+            ));
+        }
+        Err(e) => {
+            return Ok(reply::error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid JSON: {e}"),
+            ));
+        }
     };
     // `Value` indexing yields `Null` for a missing key (`Map` indexing would panic).
     let customer = order.get("customer").cloned().unwrap_or(Value::Null);
     let Some(customer_id) = customer["id"].as_str().map(str::to_string) else {
-        return Ok(reply::error(StatusCode::BAD_REQUEST, "customer.id is missing"));
+        return Ok(reply::error(
+            StatusCode::BAD_REQUEST,
+            "customer.id is missing",
+        ));
     };
 
     let settings = Settings::from_config();
@@ -58,11 +71,17 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
         Ok(purchases) => purchases,
         Err(e) => {
             eprintln!("loyalty: store-api failed for customer {customer_id}: {e}");
-            return Ok(reply::error(StatusCode::BAD_GATEWAY, &format!("store-api: {e}")));
+            return Ok(reply::error(
+                StatusCode::BAD_GATEWAY,
+                &format!("store-api: {e}"),
+            ));
         }
     };
     let recent = count_recent(&purchases, time::now_unix(), settings.window_days);
-    println!("loyalty: customer {customer_id} has {recent} purchases in {} days", settings.window_days);
+    println!(
+        "loyalty: customer {customer_id} has {recent} purchases in {} days",
+        settings.window_days
+    );
 
     if recent < settings.min_purchases {
         // Not (yet) loyal: pass the order on exactly as it came.
@@ -162,15 +181,31 @@ mod tests {
     #[test]
     fn counts_the_window_only() {
         let now = 1_700_000_000;
-        let at = |days: i64| Purchase { at: time::format_rfc3339(now - days * time::DAY) };
-        let ps = vec![at(1), at(29), at(31), at(-1), Purchase { at: "yesterday".into() }];
+        let at = |days: i64| Purchase {
+            at: time::format_rfc3339(now - days * time::DAY),
+        };
+        let ps = vec![
+            at(1),
+            at(29),
+            at(31),
+            at(-1),
+            Purchase {
+                at: "yesterday".into(),
+            },
+        ];
         assert_eq!(count_recent(&ps, now, 30), 2);
     }
 
     #[test]
     fn codes_are_stable_and_distinct() {
-        assert_eq!(discount_code("c-loyal", "evt-1"), discount_code("c-loyal", "evt-1"));
-        assert_ne!(discount_code("c-loyal", "evt-1"), discount_code("c-loyal", "evt-2"));
+        assert_eq!(
+            discount_code("c-loyal", "evt-1"),
+            discount_code("c-loyal", "evt-1")
+        );
+        assert_ne!(
+            discount_code("c-loyal", "evt-1"),
+            discount_code("c-loyal", "evt-2")
+        );
         assert_ne!(discount_code("c-a", "b"), discount_code("c-ab", ""));
         assert!(discount_code("c", "e").starts_with("LOYAL-"));
         assert_eq!(discount_code("c", "e").len(), 14);

@@ -71,7 +71,9 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
                 Ok(NewPurchases::One(p)) => vec![p],
                 Ok(NewPurchases::Many(ps)) => ps,
                 Err(e) => {
-                    let msg = format!("expected {{\"amount\": <cents>, \"id\"?, \"at\"?}} or an array of them: {e}");
+                    let msg = format!(
+                        "expected {{\"amount\": <cents>, \"id\"?, \"at\"?}} or an array of them: {e}"
+                    );
                     return Ok(reply::error(StatusCode::BAD_REQUEST, &msg));
                 }
             };
@@ -84,7 +86,10 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
         Method::DELETE => kv::Bucket::open()
             .and_then(|b| b.delete(&seed_key(&customer)))
             .map(|()| reply::empty(StatusCode::NO_CONTENT)),
-        _ => Ok(reply::error(StatusCode::METHOD_NOT_ALLOWED, "use GET, POST or DELETE")),
+        _ => Ok(reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use GET, POST or DELETE",
+        )),
     };
     Ok(result.unwrap_or_else(|e| reply::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())))
 }
@@ -138,7 +143,11 @@ fn add(
             None => format!("p-{now}-{i}"),
         });
         seeded.retain(|s| s.id != id);
-        seeded.push(Purchase { id, at, amount: p.amount });
+        seeded.push(Purchase {
+            id,
+            at,
+            amount: p.amount,
+        });
     }
     bucket.set_json(&key, &seeded)?;
     Ok(Ok(list_from(customer, seeded, now)))
@@ -184,9 +193,18 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(customer_in_path("/customers/c-loyal/purchases").as_deref(), Some("c-loyal"));
-        assert_eq!(customer_in_path("/api/customers/c%20x/purchases/").as_deref(), Some("c x"));
-        assert_eq!(customer_in_path("customers/a/purchases").as_deref(), Some("a"));
+        assert_eq!(
+            customer_in_path("/customers/c-loyal/purchases").as_deref(),
+            Some("c-loyal")
+        );
+        assert_eq!(
+            customer_in_path("/api/customers/c%20x/purchases/").as_deref(),
+            Some("c x")
+        );
+        assert_eq!(
+            customer_in_path("customers/a/purchases").as_deref(),
+            Some("a")
+        );
         assert_eq!(customer_in_path("/customers//purchases"), None);
         assert_eq!(customer_in_path("/orders/a/purchases"), None);
         assert_eq!(customer_in_path("/"), None);
@@ -203,14 +221,21 @@ mod tests {
         };
         assert_eq!((recent("c-loyal"), fixture("c-loyal", now).len()), (12, 15));
         assert_eq!(recent("c-new"), 2);
-        assert_eq!((recent("c-lapsed"), fixture("c-lapsed", now).len()), (0, 15));
+        assert_eq!(
+            (recent("c-lapsed"), fixture("c-lapsed", now).len()),
+            (0, 15)
+        );
         assert!(fixture("nobody", now).is_empty());
     }
 
     #[test]
     fn seeded_replaces_fixture_by_id() {
         let now = 1_700_000_000;
-        let seeded = vec![Purchase { id: "p-c-new-1".into(), at: time::format_rfc3339(now), amount: 1 }];
+        let seeded = vec![Purchase {
+            id: "p-c-new-1".into(),
+            at: time::format_rfc3339(now),
+            amount: 1,
+        }];
         let all = list_from("c-new", seeded, now);
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].amount, 1);

@@ -35,7 +35,12 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
     let bytes = request.body_mut().contents().await?;
     let event: StripeEvent = match serde_json::from_slice(bytes) {
         Ok(event) => event,
-        Err(e) => return Ok(reply::error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}"))),
+        Err(e) => {
+            return Ok(reply::error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid JSON: {e}"),
+            ));
+        }
     };
     if event.kind != "charge.succeeded" {
         // Not ours: drop the event instead of failing the step.
@@ -48,7 +53,12 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
     // A keyvalue failure is a 500: the step fails and the host retries it later.
     let lifetime = match record_charge(&charge) {
         Ok(total) => total,
-        Err(e) => return Ok(reply::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())),
+        Err(e) => {
+            return Ok(reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.to_string(),
+            ));
+        }
     };
     Ok(reply::ok_json(&Contact::new(&event, &charge, lifetime)))
 }
@@ -78,7 +88,9 @@ impl Charge {
     fn from_event(event: &StripeEvent) -> Result<Self, &'static str> {
         let obj = &event.data["object"];
         let id = obj["id"].as_str().ok_or("data.object.id is missing")?;
-        let amount = obj["amount"].as_i64().ok_or("data.object.amount is missing")?;
+        let amount = obj["amount"]
+            .as_i64()
+            .ok_or("data.object.amount is missing")?;
         let billing = &obj["billing_details"];
         // Stripe leaves billing_details.email null for many payment methods; the
         // receipt email is the usual fallback.
@@ -189,7 +201,10 @@ mod tests {
             "billing_details":{"email":null,"name":"Ada"}}}}"#,
         );
         let c = Charge::from_event(&e).unwrap();
-        assert_eq!((c.id.as_str(), c.amount, c.email.as_str()), ("ch_1", 2000, "a@x.io"));
+        assert_eq!(
+            (c.id.as_str(), c.amount, c.email.as_str()),
+            ("ch_1", 2000, "a@x.io")
+        );
         assert_eq!(c.ledger_key(), "ltv/email/a@x.io");
         let contact = serde_json::to_value(Contact::new(&e, &c, 2000)).unwrap();
         assert_eq!(contact["lifetimeValueCents"], 2000);

@@ -43,7 +43,10 @@ mod tests {
     #[test]
     fn tags_objects_only() {
         let out = tag(br#"{"a":1}"#, Some("blue".into())).unwrap();
-        assert_eq!(Value::Object(out), serde_json::json!({"a":1,"tagged":true,"tag":"blue"}));
+        assert_eq!(
+            Value::Object(out),
+            serde_json::json!({"a":1,"tagged":true,"tag":"blue"})
+        );
         assert_eq!(tag(b"[1]", None), Err("expected a JSON object"));
         assert_eq!(tag(b"{", None), Err("invalid JSON"));
     }
