@@ -47,6 +47,13 @@ if command -v rustup >/dev/null 2>&1; then
   fi
 fi
 
+# Reproducible components: the same sources give the same bytes (and sha256) on any
+# machine. Panic messages embed source paths; map the machine-specific prefixes away.
+# (With a --target build, RUSTFLAGS reach only the wasm artifacts, not build scripts or
+# proc macros, so a target dir shared with the host workspace is not invalidated.)
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$here=/causeway/examples/plugins --remap-path-prefix=$cargo_home=/cargo"
+
 log "cargo build --release (target dir: $target_dir)"
 # --locked: build exactly the committed Cargo.lock.
 cargo build --release --locked --manifest-path "$here/Cargo.toml"
