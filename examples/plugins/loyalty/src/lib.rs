@@ -95,7 +95,11 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
     // Without an event id (a direct call, not a bridge step), the order id keeps the
     // code stable across repeats.
     let salt = event_id
-        .or_else(|| order.get("orderId").map(|v| v.to_string()))
+        .or_else(|| match order.get("orderId") {
+            Some(Value::String(id)) => Some(id.clone()),
+            Some(other) => Some(other.to_string()),
+            None => None,
+        })
         .unwrap_or_default();
     let code = discount_code(&customer_id, &salt);
     order.insert("loyal".into(), Value::Bool(true));

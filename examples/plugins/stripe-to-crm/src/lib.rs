@@ -33,13 +33,18 @@ const RECENT_CHARGES: usize = 100;
 #[wstd::http_server]
 async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
     let bytes = request.body_mut().contents().await?;
-    let event: StripeEvent = match serde_json::from_slice(bytes) {
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(e) => {
+            let msg = format!("invalid JSON: {e}");
+            return Ok(reply::error(StatusCode::BAD_REQUEST, &msg));
+        }
+    };
+    let event: StripeEvent = match serde_json::from_value(value) {
         Ok(event) => event,
         Err(e) => {
-            return Ok(reply::error(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid JSON: {e}"),
-            ));
+            let msg = format!("not a Stripe event: {e}");
+            return Ok(reply::error(StatusCode::BAD_REQUEST, &msg));
         }
     };
     if event.kind != "charge.succeeded" {
