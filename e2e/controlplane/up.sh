@@ -109,10 +109,9 @@ EOF
 
 new_key() { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null && chmod 600 "$1"; }
 
-# sign NAME SUBJECT PROFILE: key + certificate NAME.{key,crt} signed by the e2e CA.
+# sign NAME SUBJECT PROFILE: certificate NAME.crt for NAME.key, signed by the e2e CA.
 sign() {
   local name=$1 subj=$2 profile=$3
-  new_key "$PKI/$name.key"
   openssl req -new -key "$PKI/$name.key" -subj "$subj" -config "$PKI/openssl.cnf" -out "$PKI/$name.csr"
   openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
     -set_serial "0x$(openssl rand -hex 16)" -days 3650 \
@@ -127,13 +126,19 @@ sign() {
 gen_pki() {
   if [[ -f $PKI/ca.crt && -f $PKI/sa.key && -f $PKI/kcm.crt ]]; then return; fi
   write_openssl_conf
-  new_key "$PKI/ca.key"
+  local k pids=()
+  # RSA keys take a while on a busy machine: make them in parallel (waiting for
+  # these pids only: a bare `wait` would wait for etcd too).
+  for k in ca apiserver admin kcm sa; do
+    new_key "$PKI/$k.key" &
+    pids+=($!)
+  done
+  for k in "${pids[@]}"; do wait "$k" || die "openssl genpkey failed"; done
   openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=causeway-e2e-ca" -days 3650 \
     -config "$PKI/openssl.cnf" -extensions ca -out "$PKI/ca.crt"
   sign apiserver "/CN=kube-apiserver" server
   sign admin "/O=system:masters/CN=admin" client
   sign kcm "/CN=system:kube-controller-manager" client
-  new_key "$PKI/sa.key"
   openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 }
 
@@ -218,6 +223,7 @@ start_controller_manager() {
     --kubeconfig="$kc" \
     --authentication-kubeconfig="$kc" \
     --authorization-kubeconfig="$kc" \
+    --authentication-skip-lookup=true \
     --bind-address=127.0.0.1 \
     --secure-port="$KCM_PORT" \
     --cert-dir="$E2E_DIR/kcm/certs" \
@@ -268,10 +274,9 @@ main() {
   ensure_binaries
   reset_state
   pick_ports
+  start_etcd # plain HTTP on loopback: needs no certificates, so it boots meanwhile
   gen_pki
   write_kubeconfig "$KUBECONFIG_ADMIN" admin admin
-
-  start_etcd
   wait_for "etcd /health" 30 etcd etcd_healthy
   log "etcd ready on 127.0.0.1:$ETCD_PORT after $(since "$start")s"
 
@@ -294,5 +299,7 @@ on_exit() {
   fi
 }
 trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 main "$@"
