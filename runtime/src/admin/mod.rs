@@ -1,0 +1,315 @@
+//! The admin API: health, readiness, metrics, events, actions and the running
+//! configuration. With an admin token configured, everything but health, readiness and
+//! metrics needs `Authorization: Bearer <token>`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{instrument, warn};
+
+use crate::store::{now_ms, EventDetail, EventId, EventQuery, EventRecord, EventStatus, StoreError};
+use crate::worker::Shared;
+
+type AppState = Arc<Shared>;
+
+/// The router, for tests with `oneshot` and for [`serve`].
+pub fn router(shared: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/events", get(list_events))
+        .route("/api/v1/events/{id}", get(show_event))
+        .route("/api/v1/events/{id}/replay", post(replay_event))
+        .route("/api/v1/bridges", get(list_bridges))
+        .route("/api/v1/bridges/{ns}/{name}/replay", post(replay_dead))
+        .route("/api/v1/bridges/{ns}/{name}/purge", post(purge))
+        .route("/api/v1/bridges/{ns}/{name}/suspend", post(suspend))
+        .route("/api/v1/bridges/{ns}/{name}/resume", post(resume))
+        .route("/api/v1/bridges/{ns}/{name}/destinations/{dest}/resume", post(resume_destination))
+        .route("/api/v1/config", get(config))
+        .route("/api/v1/store", get(store_info))
+        .route("/api/v1/retention", post(retention_now))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .with_state(shared)
+}
+
+/// Serve the admin API until `stop`.
+#[instrument(skip_all)]
+pub async fn serve(listener: TcpListener, shared: AppState, stop: CancellationToken) {
+    let app = router(shared);
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
+        warn!(error = %e, "admin server stopped");
+    }
+}
+
+async fn require_token(State(shared): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    let active = shared.active();
+    if let Some(token) = &active.config.admin_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compare digests so the time taken says nothing about the token.
+        if Sha256::digest(presented.as_bytes()) != Sha256::digest(token.expose().as_bytes()) {
+            return (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized"}))).into_response();
+        }
+    }
+    drop(active);
+    next.run(req).await
+}
+
+async fn readyz(State(shared): State<AppState>) -> Response {
+    if shared.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(shared): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render()).into_response()
+}
+
+/// An admin API error.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError(StatusCode::NOT_FOUND, format!("not found: {what}")),
+            other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+fn rfc3339(ms: u64) -> String {
+    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms as i64);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventSummary {
+    id: String,
+    bridge: String,
+    received_at: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+fn summary(r: &EventRecord) -> EventSummary {
+    EventSummary { id: r.id.to_string(), bridge: r.bridge.clone(), received_at: rfc3339(r.received_at_ms), status: r.status.as_str(), reason: r.reason.clone() }
+}
+
+/// The event as the admin API shows it (headers and body are not shown: they may carry
+/// personal data; the attempt log carries the destinations' answers, redacted).
+pub fn event_json(d: &EventDetail) -> serde_json::Value {
+    let deliveries: Vec<serde_json::Value> = d
+        .jobs
+        .iter()
+        .map(|(j, attempts)| {
+            json!({
+                "destination": if j.index == crate::store::STEPS_JOB { "(steps)".to_string() } else { j.destination.clone() },
+                "status": j.status.as_str(),
+                "dueAt": rfc3339(j.due_at_ms),
+                "lastError": j.last_error,
+                "attempts": attempts.iter().map(|a| json!({
+                    "at": rfc3339(a.at_ms),
+                    "durationMs": a.duration_ms,
+                    "statusCode": a.status_code,
+                    "error": a.error,
+                    "response": a.response,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "id": d.record.id.to_string(),
+        "bridge": d.record.bridge,
+        "receivedAt": rfc3339(d.record.received_at_ms),
+        "status": d.record.status.as_str(),
+        "reason": d.record.reason,
+        "bodyBytes": d.record.body_bytes,
+        "deliveries": deliveries,
+    })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    bridge: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_events(State(shared): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(EventStatus::parse(s).ok_or_else(|| {
+            ApiError(StatusCode::BAD_REQUEST, format!("unknown status {s:?} (pending, delivered, dead, filtered)"))
+        })?),
+    };
+    let query = EventQuery { bridge: q.bridge.filter(|b| !b.is_empty()), status, limit: q.limit.unwrap_or(100).min(10_000) };
+    let events = shared.store.list_events(query).await?;
+    Ok(Json(json!({ "events": events.iter().map(summary).collect::<Vec<_>>() })))
+}
+
+fn parse_id(id: &str) -> Result<EventId, ApiError> {
+    EventId::parse_str(id).map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("not an event id: {id:?}")))
+}
+
+async fn show_event(State(shared): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    match shared.store.event(id).await? {
+        Some(d) => Ok(Json(event_json(&d))),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no event {id}"))),
+    }
+}
+
+async fn replay_event(State(shared): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let n = shared.store.replay_event(id, now_ms()).await?;
+    shared.wake.notify_one();
+    Ok(Json(json!({ "replayed": n })))
+}
+
+fn bridge_key(shared: &Shared, ns: &str, name: &str) -> Result<String, ApiError> {
+    let key = format!("{ns}/{name}");
+    if shared.active().bridges.contains_key(&key) {
+        Ok(key)
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("no bridge {key}")))
+    }
+}
+
+async fn replay_dead(State(shared): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = format!("{ns}/{name}");
+    let n = shared.store.replay_dead(key, now_ms()).await?;
+    shared.wake.notify_one();
+    Ok(Json(json!({ "replayed": n })))
+}
+
+async fn purge(State(shared): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = format!("{ns}/{name}");
+    let n = shared.store.purge(key).await?;
+    Ok(Json(json!({ "purged": n })))
+}
+
+async fn suspend(State(shared): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = bridge_key(&shared, &ns, &name)?;
+    shared.set_suspended(&key, true);
+    Ok(Json(json!({ "bridge": key, "suspended": true })))
+}
+
+async fn resume(State(shared): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = bridge_key(&shared, &ns, &name)?;
+    shared.set_suspended(&key, false);
+    Ok(Json(json!({ "bridge": key, "suspended": false })))
+}
+
+async fn resume_destination(
+    State(shared): State<AppState>,
+    Path((ns, name, dest)): Path<(String, String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = format!("{ns}/{name}");
+    let n = shared.store.set_paused(key.clone(), dest.clone(), false, now_ms()).await?;
+    shared.set_paused(&key, &dest, false);
+    shared.wake.notify_one();
+    Ok(Json(json!({ "bridge": key, "destination": dest, "paused": false, "requeued": n })))
+}
+
+async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value> {
+    let active = shared.active();
+    let mut keys: Vec<&String> = active.bridges.keys().collect();
+    keys.sort();
+    let paused = shared.paused.lock().map(|p| p.clone()).unwrap_or_default();
+    let bridges: Vec<serde_json::Value> = keys
+        .into_iter()
+        .filter_map(|k| active.bridges.get(k))
+        .map(|b| {
+            json!({
+                "bridge": b.key,
+                "path": b.cfg.path,
+                "methods": b.cfg.methods,
+                "suspended": shared.is_suspended(&b.key),
+                "destinations": b.cfg.destinations.iter().map(|d| json!({
+                    "name": d.name,
+                    "paused": paused.contains(&(b.key.clone(), d.name.clone())),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "bridges": bridges }))
+}
+
+/// The running configuration's version and per-item state. No secrets.
+async fn config(State(shared): State<AppState>) -> Json<serde_json::Value> {
+    let active = shared.active();
+    let cfg = &active.config;
+    let failed = |kind: &str, ns: &str, name: &str| active.errors.iter().find(|e| e.kind == kind && e.namespace == ns && e.name == name);
+    let bridges: Vec<serde_json::Value> = cfg
+        .bridges
+        .iter()
+        .map(|b| {
+            let err = failed("Bridge", &b.namespace, &b.name);
+            json!({
+                "namespace": b.namespace, "name": b.name, "generation": b.generation, "path": b.path,
+                "ready": err.is_none(), "suspended": shared.is_suspended(&b.key()),
+                "error": err.map(|e| &e.message),
+            })
+        })
+        .collect();
+    let plugins: Vec<serde_json::Value> = cfg
+        .plugins
+        .iter()
+        .map(|p| {
+            let err = failed("Plugin", &p.namespace, &p.name);
+            json!({
+                "namespace": p.namespace, "name": p.name, "generation": p.generation, "route": p.route,
+                "ready": err.is_none(), "error": err.map(|e| &e.message),
+            })
+        })
+        .collect();
+    Json(json!({
+        "version": cfg.version,
+        "pool": cfg.pool,
+        "namespace": cfg.namespace,
+        "loadedAt": rfc3339(active.loaded_at_ms),
+        "bridges": bridges,
+        "plugins": plugins,
+        "errors": active.errors,
+    }))
+}
+
+async fn store_info(State(shared): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let depth = shared.store.queue_depth().await?;
+    let queued: u64 = depth.iter().map(|(_, n)| n).sum();
+    let events = shared.store.list_events(EventQuery { bridge: None, status: None, limit: usize::MAX }).await?;
+    Ok(Json(json!({ "bytes": shared.store.disk_bytes(), "events": events.len(), "queued": queued })))
+}
+
+async fn retention_now(State(shared): State<AppState>) -> Json<serde_json::Value> {
+    crate::worker::run_retention(&shared).await;
+    Json(json!({ "bytes": shared.store.disk_bytes() }))
+}

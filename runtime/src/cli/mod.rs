@@ -1,0 +1,264 @@
+//! Command line: `up` (local mode), `worker`, `render`, and admin commands that talk to a
+//! running worker's admin API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::worker::Limits;
+
+#[derive(Parser, Debug)]
+#[command(name = "causeway", version, about = "Webhook bridges and Wasm plugins: the worker, local mode and admin commands")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run manifests locally (no cluster): bridges, plugins and the store in one process.
+    Up {
+        /// A manifest file or directory (repeatable).
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, default_value = ".causeway")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Run a worker from a rendered WorkerConfig file (JSON or YAML), reloading it on change.
+    Worker {
+        #[arg(long, env = "CAUSEWAY_CONFIG")]
+        config: PathBuf,
+        #[arg(long, env = "CAUSEWAY_DATA_DIR", default_value = "/var/lib/causeway")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Print the WorkerConfig that `up` would run. It contains the resolved secrets.
+    Render {
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// Print problems too (on stderr) and fail when there are any.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Events of a running worker.
+    Events {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: EventsAction,
+    },
+    /// Suspend or resume a bridge of a running worker.
+    Bridges {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: BridgesAction,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Ingress address (bridges and public plugins).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Admin API address (health, metrics, events).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin: SocketAddr,
+    /// Ingress connections served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Time a client has to send its headers (also the keep-alive idle limit).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub header_timeout: Duration,
+    /// Time a client has to send its body.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub body_timeout: Duration,
+    /// Delivery attempts in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_inflight: usize,
+    /// On SIGTERM, how long in-flight requests and attempts may take.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+    /// How often retention runs.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub retention_interval: Duration,
+}
+
+impl ServeArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            max_inflight: self.max_inflight,
+            shutdown_grace: self.shutdown_grace,
+            retention_interval: self.retention_interval,
+            ..Limits::default()
+        }
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    causeway_crds::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AdminArgs {
+    /// Admin API of the worker.
+    #[arg(long, global = true, default_value = "127.0.0.1:9090", env = "CAUSEWAY_ADMIN")]
+    pub admin: String,
+    /// Bearer token, when the worker requires one.
+    #[arg(long, global = true, env = "CAUSEWAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsAction {
+    /// List events, newest first.
+    List {
+        /// `namespace/name`
+        #[arg(long)]
+        bridge: Option<String>,
+        /// pending, delivered, dead or filtered
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One event with its deliveries and attempts.
+    Show { id: String },
+    /// Replay one event, or every dead letter of a bridge.
+    Replay {
+        /// Event id.
+        #[arg(conflicts_with = "bridge", required_unless_present = "bridge")]
+        id: Option<String>,
+        /// Replay all dead letters of this bridge (`namespace/name`).
+        #[arg(long)]
+        bridge: Option<String>,
+    },
+    /// Delete a bridge's pending jobs.
+    Purge {
+        #[arg(long)]
+        bridge: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BridgesAction {
+    /// Bridges with their suspension and paused destinations.
+    List,
+    /// Stop a bridge's ingress (503) and hold its deliveries.
+    Suspend { bridge: String },
+    /// Resume a bridge: ingress opens, held deliveries are sent.
+    Resume { bridge: String },
+    /// Resume a destination paused by a 410.
+    ResumeDestination { bridge: String, destination: String },
+}
+
+/// Why an admin command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin API at {addr}: {message}")]
+    Request { addr: String, message: String },
+    #[error("admin API at {addr} answered {status}: {body}")]
+    Status { addr: String, status: u16, body: String },
+    #[error("bridge must be namespace/name, got {0:?}")]
+    BridgeName(String),
+}
+
+fn split_bridge(b: &str) -> Result<(&str, &str), AdminError> {
+    b.split_once('/').filter(|(ns, n)| !ns.is_empty() && !n.is_empty()).ok_or_else(|| AdminError::BridgeName(b.to_string()))
+}
+
+async fn call(admin: &AdminArgs, method: reqwest::Method, path: &str) -> Result<serde_json::Value, AdminError> {
+    let base = if admin.admin.starts_with("http") { admin.admin.clone() } else { format!("http://{}", admin.admin) };
+    let client = reqwest::Client::new();
+    let mut rb = client.request(method, format!("{base}{path}")).timeout(Duration::from_secs(30));
+    if let Some(t) = &admin.token {
+        rb = rb.bearer_auth(t);
+    }
+    let err = |e: reqwest::Error| AdminError::Request { addr: base.clone(), message: e.to_string() };
+    let resp = rb.send().await.map_err(err)?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.map_err(err)?;
+    if !(200..300).contains(&status) {
+        return Err(AdminError::Status { addr: base, status, body: text });
+    }
+    serde_json::from_str(&text).map_err(|e| AdminError::Request { addr: base, message: format!("invalid JSON: {e}") })
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// Run an `events` command; returns what to print.
+pub async fn events(admin: &AdminArgs, action: &EventsAction) -> Result<String, AdminError> {
+    use reqwest::Method;
+    match action {
+        EventsAction::List { bridge, status, limit } => {
+            let mut q = format!("?limit={limit}");
+            if let Some(b) = bridge {
+                q.push_str(&format!("&bridge={}", encode(b)));
+            }
+            if let Some(s) = status {
+                q.push_str(&format!("&status={}", encode(s)));
+            }
+            let v = call(admin, Method::GET, &format!("/api/v1/events{q}")).await?;
+            let mut out = format!("{:<36}  {:<24}  {:<9}  {}\n", "ID", "BRIDGE", "STATUS", "RECEIVED");
+            for e in v["events"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "{:<36}  {:<24}  {:<9}  {}\n",
+                    e["id"].as_str().unwrap_or(""),
+                    e["bridge"].as_str().unwrap_or(""),
+                    e["status"].as_str().unwrap_or(""),
+                    e["receivedAt"].as_str().unwrap_or("")
+                ));
+            }
+            Ok(out)
+        }
+        EventsAction::Show { id } => Ok(pretty(&call(admin, Method::GET, &format!("/api/v1/events/{}", encode(id))).await?)),
+        EventsAction::Replay { id: Some(id), .. } => {
+            Ok(pretty(&call(admin, Method::POST, &format!("/api/v1/events/{}/replay", encode(id))).await?))
+        }
+        EventsAction::Replay { id: None, bridge } => {
+            let (ns, name) = split_bridge(bridge.as_deref().unwrap_or(""))?;
+            Ok(pretty(&call(admin, Method::POST, &format!("/api/v1/bridges/{ns}/{name}/replay")).await?))
+        }
+        EventsAction::Purge { bridge } => {
+            let (ns, name) = split_bridge(bridge)?;
+            Ok(pretty(&call(admin, Method::POST, &format!("/api/v1/bridges/{ns}/{name}/purge")).await?))
+        }
+    }
+}
+
+/// Run a `bridges` command; returns what to print.
+pub async fn bridges(admin: &AdminArgs, action: &BridgesAction) -> Result<String, AdminError> {
+    use reqwest::Method;
+    let v = match action {
+        BridgesAction::List => call(admin, Method::GET, "/api/v1/bridges").await?,
+        BridgesAction::Suspend { bridge } => {
+            let (ns, name) = split_bridge(bridge)?;
+            call(admin, Method::POST, &format!("/api/v1/bridges/{ns}/{name}/suspend")).await?
+        }
+        BridgesAction::Resume { bridge } => {
+            let (ns, name) = split_bridge(bridge)?;
+            call(admin, Method::POST, &format!("/api/v1/bridges/{ns}/{name}/resume")).await?
+        }
+        BridgesAction::ResumeDestination { bridge, destination } => {
+            let (ns, name) = split_bridge(bridge)?;
+            call(admin, Method::POST, &format!("/api/v1/bridges/{ns}/{name}/destinations/{}/resume", encode(destination))).await?
+        }
+    };
+    Ok(pretty(&v))
+}

@@ -1,0 +1,149 @@
+//! Where a worker's configuration comes from. Every source publishes whole, rendered
+//! [`WorkerConfig`]s on a `watch` channel; the worker applies each one atomically. A source
+//! that fails to load keeps what it published last and logs one error per distinct
+//! failure.
+//!
+//! Sources: [`FileSource`] (a rendered `WorkerConfig` file, `causeway worker --config`) and
+//! [`ManifestSource`] (manifest files and directories, `causeway up -f`). A source that
+//! watches the pool's Secret through the Kubernetes API implements the same trait.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use causeway_crds::config::{Problem, WorkerConfig};
+use causeway_crds::manifest::{load_paths, manifest_files};
+use causeway_crds::{render, RenderContext, Scope};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// One configuration as a source produced it.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub config: Arc<WorkerConfig>,
+    /// Objects left out of the config, and why.
+    pub problems: Vec<Problem>,
+}
+
+pub type Published = watch::Sender<Option<Arc<Loaded>>>;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Manifest(#[from] causeway_crds::manifest::ManifestError),
+    #[error("{path}: cannot read: {message}")]
+    Read { path: String, message: String },
+    #[error("{path}: not a WorkerConfig: {message}")]
+    Parse { path: String, message: String },
+}
+
+/// A source of configurations.
+pub trait ConfigSource: Send + 'static {
+    /// Load once, synchronously (startup, and `causeway render`).
+    fn load(&mut self) -> Result<Loaded, ConfigError>;
+    /// Publish every change until `stop` is cancelled. The first load has already been
+    /// published by the caller.
+    fn watch(self: Box<Self>, out: Published, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// How often file sources look at modification times.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A fingerprint of a set of files: path, length, modification time.
+fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).ok();
+            (f.clone(), m.as_ref().map(|m| m.len()).unwrap_or(0), m.and_then(|m| m.modified().ok()))
+        })
+        .collect()
+}
+
+/// Poll `files()` and call `load` when their fingerprint changes; publish what changes the
+/// version; log each distinct error once.
+async fn poll_loop<S: ConfigSource>(
+    mut src: S,
+    files: impl Fn(&S) -> Vec<PathBuf> + Send,
+    out: Published,
+    stop: CancellationToken,
+) {
+    let mut seen = fingerprint(&files(&src));
+    let mut last_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+        let now = fingerprint(&files(&src));
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match src.load() {
+            Ok(loaded) => {
+                last_error = None;
+                let changed = out.borrow().as_ref().is_none_or(|cur| cur.config.version != loaded.config.version);
+                if changed {
+                    out.send_replace(Some(Arc::new(loaded)));
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    tracing::error!(error = %text, "configuration not reloaded; the previous one keeps running");
+                    last_error = Some(text);
+                }
+            }
+        }
+    }
+}
+
+/// Manifest files and directories (local mode), rendered with `Scope::All`.
+pub struct ManifestSource {
+    pub paths: Vec<PathBuf>,
+}
+
+impl ManifestSource {
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files = manifest_files(&self.paths).unwrap_or_default();
+        // Directories themselves: a new or deleted file changes their mtime.
+        files.extend(self.paths.iter().filter(|p| p.is_dir()).cloned());
+        files
+    }
+}
+
+impl ConfigSource for ManifestSource {
+    fn load(&mut self) -> Result<Loaded, ConfigError> {
+        let inv = load_paths(&self.paths)?;
+        let rendered = render(&inv, &Scope::All, &RenderContext::default());
+        Ok(Loaded { config: Arc::new(rendered.config), problems: rendered.problems })
+    }
+
+    fn watch(self: Box<Self>, out: Published, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(poll_loop(*self, |s: &ManifestSource| s.files(), out, stop))
+    }
+}
+
+/// A rendered `WorkerConfig` in a file (JSON or YAML), as the operator writes it.
+pub struct FileSource {
+    pub path: PathBuf,
+}
+
+impl ConfigSource for FileSource {
+    fn load(&mut self) -> Result<Loaded, ConfigError> {
+        let path = self.path.display().to_string();
+        let text = std::fs::read_to_string(&self.path).map_err(|e| ConfigError::Read { path: path.clone(), message: e.to_string() })?;
+        // YAML is a superset of JSON, so one parser reads both.
+        let config: WorkerConfig =
+            serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+        Ok(Loaded { config: Arc::new(config), problems: Vec::new() })
+    }
+
+    fn watch(self: Box<Self>, out: Published, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(poll_loop(*self, |s: &FileSource| vec![s.path.clone()], out, stop))
+    }
+}

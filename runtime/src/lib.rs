@@ -1,0 +1,78 @@
+//! The Causeway worker (`causeway worker`), local mode (`causeway up`) and admin commands.
+//!
+//! Stages, one folder each: [`ingress`] → [`store`] → [`delivery`], with [`admin`] beside
+//! them; [`config`] sources feed whole configurations; [`bridge`] wraps the compiled
+//! pipeline and [`plugins`] the Wasm host. See `docs/worker.md`.
+
+pub mod admin;
+pub mod bridge;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod ingress;
+pub mod metrics;
+pub mod plugins;
+pub mod store;
+pub mod worker;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::config::{ConfigSource, FileSource, ManifestSource};
+use crate::worker::Options;
+
+/// Parse the command line and run it.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("CAUSEWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("causeway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(out) => {
+            if !out.is_empty() {
+                print!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("causeway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<String, Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Up { files, data_dir, serve } => {
+            let opts = Options { data_dir, listen: serve.listen, admin: serve.admin, limits: serve.limits(), print_urls: true };
+            worker::serve(opts, Box::new(ManifestSource { paths: files })).await?;
+            Ok(String::new())
+        }
+        Command::Worker { config, data_dir, serve } => {
+            let opts = Options { data_dir, listen: serve.listen, admin: serve.admin, limits: serve.limits(), print_urls: false };
+            worker::serve(opts, Box::new(FileSource { path: config })).await?;
+            Ok(String::new())
+        }
+        Command::Render { files, strict } => {
+            let loaded = ManifestSource { paths: files }.load()?;
+            for p in &loaded.problems {
+                eprintln!("{:?} {}/{}: {}: {}", p.kind, p.namespace, p.name, p.reason, p.message);
+            }
+            if strict && !loaded.problems.is_empty() {
+                return Err(format!("{} problem(s)", loaded.problems.len()).into());
+            }
+            Ok(format!("{}\n", serde_json::to_string_pretty(&*loaded.config)?))
+        }
+        Command::Events { admin, action } => Ok(cli::events(&admin, &action).await?),
+        Command::Bridges { admin, action } => Ok(cli::bridges(&admin, &action).await?),
+    }
+}

@@ -1,0 +1,930 @@
+//! The embedded store on redb (one file, copy-on-write B-trees, fsync per commit).
+//!
+//! Reads run on the caller's thread in a read transaction. Writes go to one writer thread
+//! as closures; it takes whatever is queued (up to [`MAX_BATCH`]), runs all of them in one
+//! write transaction, commits once (redb's `Durability::Immediate`: the commit returns after
+//! fsync), and only then answers each caller. If one closure fails, the batch is aborted and
+//! each closure is run again in its own transaction, so one bad write never fails another.
+//!
+//! Compaction needs the database exclusively: the handle sits in an `RwLock`; readers and
+//! the writer take it shared, compaction (on the writer thread, between batches) takes it
+//! exclusively.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
+use tokio::sync::oneshot;
+
+use super::*;
+
+/// Most writes committed in one transaction.
+pub const MAX_BATCH: usize = 1024;
+/// Events deleted per retention transaction.
+const RETENTION_CHUNK: usize = 2000;
+
+const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("events");
+const BODIES: TableDefinition<u128, &[u8]> = TableDefinition::new("bodies");
+const JOBS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("jobs");
+/// `(due_at_ms, event, index)` for every queued job.
+const DUE: TableDefinition<(u64, u128, u32), ()> = TableDefinition::new("due");
+const ATTEMPTS: TableDefinition<(u128, u32, u32), &[u8]> = TableDefinition::new("attempts");
+/// `(bridge, key)` → `(event, expires_at_ms)`.
+const IDEM: TableDefinition<(&str, &str), (u128, u64)> = TableDefinition::new("idempotency");
+/// `(bridge, destination)` → paused since.
+const PAUSED: TableDefinition<(&str, &str), u64> = TableDefinition::new("paused");
+const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("keyvalue");
+
+/// Optional instrumentation of group commits.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    pub batch_size: prometheus::Histogram,
+    pub commit_seconds: prometheus::Histogram,
+}
+
+trait WriteOp: Send {
+    fn apply(&mut self, tx: &WriteTransaction) -> Result<(), StoreError>;
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+struct Op<T, F> {
+    f: F,
+    out: Option<T>,
+    reply: Option<oneshot::Sender<Result<T, StoreError>>>,
+}
+
+impl<T: Send, F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send> WriteOp for Op<T, F> {
+    fn apply(&mut self, tx: &WriteTransaction) -> Result<(), StoreError> {
+        self.out = Some((self.f)(tx)?);
+        Ok(())
+    }
+    fn finish(mut self: Box<Self>, committed: Result<(), StoreError>) {
+        let res = committed.and_then(|()| self.out.take().ok_or(StoreError::Engine { op: "commit", message: "no result".into() }));
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(res);
+        }
+    }
+}
+
+enum Msg {
+    Write(Box<dyn WriteOp>),
+    Compact(oneshot::Sender<Result<bool, StoreError>>),
+}
+
+/// The embedded store. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<RwLock<Database>>,
+    path: PathBuf,
+    tx: mpsc::Sender<Msg>,
+}
+
+fn eng<E: std::fmt::Display>(op: &'static str) -> impl Fn(E) -> StoreError {
+    move |e| StoreError::Engine { op, message: e.to_string() }
+}
+
+fn corrupt<E: std::fmt::Display>(table: &'static str) -> impl Fn(E) -> StoreError {
+    move |e| StoreError::Corrupt { table, message: e.to_string() }
+}
+
+fn lock_err<T>(_: T) -> StoreError {
+    StoreError::Engine { op: "lock", message: "store lock poisoned".into() }
+}
+
+impl EmbeddedStore {
+    /// Open (or create) the store in `dir` (file `events.redb`).
+    pub fn open(dir: &Path, metrics: Option<StoreMetrics>) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { path: dir.display().to_string(), message: e.to_string() })?;
+        let path = dir.join("events.redb");
+        let db = Database::builder()
+            .set_cache_size(32 << 20)
+            .create(&path)
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
+        // Create every table so that reads never meet a missing one.
+        let tx = db.begin_write().map_err(eng("open"))?;
+        {
+            tx.open_table(EVENTS).map_err(eng("open"))?;
+            tx.open_table(BODIES).map_err(eng("open"))?;
+            tx.open_table(JOBS).map_err(eng("open"))?;
+            tx.open_table(DUE).map_err(eng("open"))?;
+            tx.open_table(ATTEMPTS).map_err(eng("open"))?;
+            tx.open_table(IDEM).map_err(eng("open"))?;
+            tx.open_table(PAUSED).map_err(eng("open"))?;
+            tx.open_table(KV).map_err(eng("open"))?;
+        }
+        tx.commit().map_err(eng("open"))?;
+        let db = Arc::new(RwLock::new(db));
+        let (tx, rx) = mpsc::channel();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("causeway-store-writer".into())
+            .spawn(move || writer_loop(writer_db, rx, metrics))
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
+        Ok(EmbeddedStore { inner: Arc::new(Inner { db, path, tx }) })
+    }
+
+    /// Queue a write; the future resolves after the batch holding it is committed.
+    fn write<T, F>(&self, f: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.inner.tx.send(Msg::Write(Box::new(Op { f, out: None, reply: Some(reply) })));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    /// Run `f` in a read transaction.
+    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let db = self.inner.db.read().map_err(lock_err)?;
+        let tx = db.begin_read().map_err(eng("read"))?;
+        let out = f(&tx);
+        drop(tx);
+        out
+    }
+
+    fn compact(&self) -> StoreFuture<bool> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.inner.tx.send(Msg::Compact(reply));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    /// Count of records per table, for tests and diagnostics.
+    pub fn counts(&self) -> Result<StoreCounts, StoreError> {
+        self.read(|tx| {
+            Ok(StoreCounts {
+                events: tx.open_table(EVENTS).map_err(eng("count"))?.len().map_err(eng("count"))?,
+                jobs: tx.open_table(JOBS).map_err(eng("count"))?.len().map_err(eng("count"))?,
+                attempts: tx.open_table(ATTEMPTS).map_err(eng("count"))?.len().map_err(eng("count"))?,
+                idempotency_keys: tx.open_table(IDEM).map_err(eng("count"))?.len().map_err(eng("count"))?,
+            })
+        })
+    }
+}
+
+/// Record counts, for tests and diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreCounts {
+    pub events: u64,
+    pub jobs: u64,
+    pub attempts: u64,
+    pub idempotency_keys: u64,
+}
+
+fn writer_loop(db: Arc<RwLock<Database>>, rx: mpsc::Receiver<Msg>, metrics: Option<StoreMetrics>) {
+    let mut deferred: Option<Msg> = None;
+    loop {
+        let first = match deferred.take() {
+            Some(m) => m,
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => return, // every handle dropped
+            },
+        };
+        match first {
+            Msg::Compact(reply) => {
+                let _ = reply.send(compact(&db));
+            }
+            Msg::Write(op) => {
+                let mut batch = vec![op];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(Msg::Write(op)) => batch.push(op),
+                        Ok(other) => {
+                            deferred = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let started = Instant::now();
+                let n = batch.len();
+                commit_batch(&db, batch);
+                if let Some(m) = &metrics {
+                    m.batch_size.observe(n as f64);
+                    m.commit_seconds.observe(started.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+}
+
+fn commit_batch(db: &RwLock<Database>, mut batch: Vec<Box<dyn WriteOp>>) {
+    let guard = match db.read() {
+        Ok(g) => g,
+        Err(_) => {
+            for op in batch {
+                op.finish(Err(lock_err(())));
+            }
+            return;
+        }
+    };
+    let tx = match guard.begin_write() {
+        Ok(tx) => tx,
+        Err(e) => {
+            let err = eng("begin")(e);
+            for op in batch {
+                op.finish(Err(err.clone()));
+            }
+            return;
+        }
+    };
+    let all_ok = batch.iter_mut().all(|op| op.apply(&tx).is_ok());
+    if all_ok {
+        let res = tx.commit().map_err(eng("commit"));
+        for op in batch {
+            op.finish(res.clone());
+        }
+        return;
+    }
+    let _ = tx.abort();
+    // One failed: run each alone so that the others still commit.
+    for mut op in batch {
+        let res = guard.begin_write().map_err(eng("begin")).and_then(|tx| match op.apply(&tx) {
+            Ok(()) => tx.commit().map_err(eng("commit")),
+            Err(e) => {
+                let _ = tx.abort();
+                Err(e)
+            }
+        });
+        op.finish(res);
+    }
+}
+
+fn compact(db: &RwLock<Database>) -> Result<bool, StoreError> {
+    let mut db = db.write().map_err(lock_err)?;
+    let mut any = false;
+    // Each call moves pages towards the start and trims the end; a few rounds suffice.
+    for _ in 0..8 {
+        if !db.compact().map_err(eng("compact"))? {
+            break;
+        }
+        any = true;
+    }
+    Ok(any)
+}
+
+// ------------------------------------------------------------------ records
+
+fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(eng("encode"))
+}
+
+fn dec<T: serde::de::DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(corrupt(table))
+}
+
+fn job_range(event: u128) -> std::ops::RangeInclusive<(u128, u32)> {
+    (event, 0)..=(event, u32::MAX)
+}
+
+/// Write a job, keeping the due index in step with its status.
+fn put_job(
+    jobs: &mut Table<(u128, u32), &[u8]>,
+    due: &mut Table<(u64, u128, u32), ()>,
+    old: Option<&JobRecord>,
+    new: &JobRecord,
+) -> Result<(), StoreError> {
+    let id = new.event.as_u128();
+    if let Some(old) = old
+        && old.status.queued()
+    {
+        due.remove((old.due_at_ms, id, old.index)).map_err(eng("due"))?;
+    }
+    if new.status.queued() {
+        due.insert((new.due_at_ms, id, new.index), ()).map_err(eng("due"))?;
+    }
+    jobs.insert((id, new.index), enc(new)?.as_slice()).map_err(eng("job"))?;
+    Ok(())
+}
+
+fn load_jobs(jobs: &impl ReadableTable<(u128, u32), &'static [u8]>, event: u128) -> Result<Vec<JobRecord>, StoreError> {
+    let mut out = Vec::new();
+    for row in jobs.range(job_range(event)).map_err(eng("jobs"))? {
+        let (_, v) = row.map_err(eng("jobs"))?;
+        out.push(dec("jobs", v.value())?);
+    }
+    Ok(out)
+}
+
+/// Event status from its jobs.
+fn status_from_jobs(jobs: &[JobRecord], current: EventStatus) -> EventStatus {
+    if current == EventStatus::Filtered {
+        return current;
+    }
+    if jobs.iter().any(|j| j.status.queued() || j.status == JobStatus::Paused) {
+        EventStatus::Pending
+    } else if jobs.iter().any(|j| j.status == JobStatus::Dead) {
+        EventStatus::Dead
+    } else if jobs.is_empty() && current == EventStatus::Dead {
+        EventStatus::Dead
+    } else {
+        EventStatus::Delivered
+    }
+}
+
+fn refresh_event(tx: &WriteTransaction, event: u128, reason: Option<String>) -> Result<(), StoreError> {
+    let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+    let list = load_jobs(&jobs, event)?;
+    drop(jobs);
+    let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+    let Some(raw) = events.get(event).map_err(eng("events"))?.map(|v| v.value().to_vec()) else {
+        return Ok(());
+    };
+    let mut rec: EventRecord = dec("events", &raw)?;
+    let status = status_from_jobs(&list, rec.status);
+    if status != rec.status || reason.is_some() {
+        rec.status = status;
+        if reason.is_some() {
+            rec.reason = reason;
+        } else if status == EventStatus::Delivered {
+            rec.reason = None;
+        }
+        events.insert(event, enc(&rec)?.as_slice()).map_err(eng("events"))?;
+    }
+    Ok(())
+}
+
+/// Delete an event with its body, jobs, attempts and due entries.
+fn delete_event(tx: &WriteTransaction, event: u128) -> Result<u64, StoreError> {
+    let mut freed = 0u64;
+    let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+    if let Some(v) = events.remove(event).map_err(eng("events"))? {
+        freed += v.value().len() as u64;
+    }
+    let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
+    if let Some(v) = bodies.remove(event).map_err(eng("bodies"))? {
+        freed += v.value().len() as u64;
+    }
+    let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+    let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+    for j in load_jobs(&jobs, event)? {
+        if j.status.queued() {
+            due.remove((j.due_at_ms, event, j.index)).map_err(eng("due"))?;
+        }
+    }
+    jobs.retain_in(job_range(event), |_, _| false).map_err(eng("jobs"))?;
+    let mut attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
+    attempts.retain_in((event, 0, 0)..=(event, u32::MAX, u32::MAX), |_, _| false).map_err(eng("attempts"))?;
+    Ok(freed)
+}
+
+fn requeue(job: &JobRecord, now_ms: u64) -> JobRecord {
+    JobRecord {
+        status: JobStatus::Pending,
+        due_at_ms: now_ms,
+        attempts_at_queue: job.attempts,
+        last_error: None,
+        ..job.clone()
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn append(&self, ev: NewEvent) -> StoreFuture<Appended> {
+        self.write(move |tx| {
+            let id = ev.record.id;
+            if let Some((key, expires)) = &ev.idempotency {
+                let mut idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
+                let held = idem.get((ev.record.bridge.as_str(), key.as_str())).map_err(eng("idempotency"))?.map(|v| v.value());
+                if let Some((first, exp)) = held
+                    && exp > ev.record.received_at_ms
+                {
+                    return Ok(Appended { id: EventId::from_u128(first), duplicate: true });
+                }
+                idem.insert((ev.record.bridge.as_str(), key.as_str()), (id.as_u128(), *expires)).map_err(eng("idempotency"))?;
+            }
+            let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+            events.insert(id.as_u128(), enc(&ev.record)?.as_slice()).map_err(eng("events"))?;
+            let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
+            bodies.insert(id.as_u128(), ev.body.as_ref()).map_err(eng("bodies"))?;
+            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+            for j in &ev.jobs {
+                let rec = JobRecord {
+                    event: id,
+                    index: j.index,
+                    bridge: ev.record.bridge.clone(),
+                    destination: j.destination.clone(),
+                    status: JobStatus::Pending,
+                    due_at_ms: j.due_at_ms,
+                    received_at_ms: ev.record.received_at_ms,
+                    attempts: 0,
+                    attempts_at_queue: 0,
+                    last_error: None,
+                };
+                put_job(&mut jobs, &mut due, None, &rec)?;
+            }
+            Ok(Appended { id, duplicate: false })
+        })
+    }
+
+    fn due_jobs(&self, now_ms: u64, limit: usize, hold: &(dyn Fn(&JobRecord) -> bool + Sync)) -> StoreFuture<DueJobs> {
+        let res = self.read(|tx| {
+            let due = tx.open_table(DUE).map_err(eng("due"))?;
+            let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let mut out = DueJobs::default();
+            for row in due.iter().map_err(eng("due"))? {
+                let (k, _) = row.map_err(eng("due"))?;
+                let (at, event, index) = k.value();
+                if at > now_ms {
+                    out.next_due_ms = Some(at);
+                    break;
+                }
+                if out.jobs.len() >= limit {
+                    out.next_due_ms = Some(now_ms);
+                    break;
+                }
+                let Some(raw) = jobs.get((event, index)).map_err(eng("jobs"))? else { continue };
+                let job: JobRecord = dec("jobs", raw.value())?;
+                if !hold(&job) {
+                    out.jobs.push(job);
+                }
+            }
+            Ok(out)
+        });
+        Box::pin(std::future::ready(res))
+    }
+
+    fn finish_attempt(&self, u: JobUpdate) -> StoreFuture<JobRecord> {
+        self.write(move |tx| {
+            let id = u.job.event.as_u128();
+            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+            let old: JobRecord = match jobs.get((id, u.job.index)).map_err(eng("jobs"))? {
+                Some(v) => dec("jobs", v.value())?,
+                None => return Err(StoreError::NotFound(format!("job {}#{}", u.job.event, u.job.index))),
+            };
+            let mut new = old.clone();
+            if let Some(a) = &u.attempt {
+                new.attempts += 1;
+                new.last_error = a.error.clone().or_else(|| a.status_code.map(|c| format!("status {c}")));
+                let mut attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
+                attempts.insert((id, u.job.index, new.attempts), enc(a)?.as_slice()).map_err(eng("attempts"))?;
+            }
+            let mut event_reason = None;
+            match &u.next {
+                Next::Delivered => {
+                    new.status = JobStatus::Delivered;
+                    new.last_error = None;
+                }
+                Next::Retry { due_at_ms } => {
+                    new.status = JobStatus::Retrying;
+                    new.due_at_ms = *due_at_ms;
+                }
+                Next::Dead { reason } => {
+                    new.status = JobStatus::Dead;
+                    new.last_error = Some(reason.clone());
+                    event_reason = Some(reason.clone());
+                }
+                Next::Paused => {
+                    new.status = JobStatus::Paused;
+                    let mut paused = tx.open_table(PAUSED).map_err(eng("paused"))?;
+                    let now = u.attempt.as_ref().map(|a| a.at_ms).unwrap_or_else(now_ms);
+                    paused.insert((new.bridge.as_str(), new.destination.as_str()), now).map_err(eng("paused"))?;
+                }
+                Next::StepsDone { body, jobs: next_jobs } => {
+                    new.status = JobStatus::Delivered;
+                    let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
+                    bodies.insert(id, body.as_ref()).map_err(eng("bodies"))?;
+                    for j in next_jobs {
+                        let rec = JobRecord {
+                            event: u.job.event,
+                            index: j.index,
+                            bridge: old.bridge.clone(),
+                            destination: j.destination.clone(),
+                            status: JobStatus::Pending,
+                            due_at_ms: j.due_at_ms,
+                            received_at_ms: old.received_at_ms,
+                            attempts: 0,
+                            attempts_at_queue: 0,
+                            last_error: None,
+                        };
+                        put_job(&mut jobs, &mut due, None, &rec)?;
+                    }
+                }
+                Next::Filtered { reason } => {
+                    new.status = JobStatus::Delivered;
+                    let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+                    let raw = events.get(id).map_err(eng("events"))?.map(|v| v.value().to_vec());
+                    if let Some(raw) = raw {
+                        let mut rec: EventRecord = dec("events", &raw)?;
+                        rec.status = EventStatus::Filtered;
+                        rec.reason = Some(reason.clone());
+                        events.insert(id, enc(&rec)?.as_slice()).map_err(eng("events"))?;
+                    }
+                }
+            }
+            put_job(&mut jobs, &mut due, Some(&old), &new)?;
+            drop(jobs);
+            drop(due);
+            refresh_event(tx, id, event_reason)?;
+            Ok(new)
+        })
+    }
+
+    fn event(&self, id: EventId) -> StoreFuture<Option<EventDetail>> {
+        let res = self.read(|tx| {
+            let events = tx.open_table(EVENTS).map_err(eng("events"))?;
+            let Some(raw) = events.get(id.as_u128()).map_err(eng("events"))? else { return Ok(None) };
+            let record: EventRecord = dec("events", raw.value())?;
+            let bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
+            let body = bodies.get(id.as_u128()).map_err(eng("bodies"))?.map(|v| Bytes::copy_from_slice(v.value())).unwrap_or_default();
+            let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
+            let mut out = Vec::new();
+            for job in load_jobs(&jobs, id.as_u128())? {
+                let mut list = Vec::new();
+                let e = id.as_u128();
+                for row in attempts.range((e, job.index, 0)..=(e, job.index, u32::MAX)).map_err(eng("attempts"))? {
+                    let (_, v) = row.map_err(eng("attempts"))?;
+                    list.push(dec("attempts", v.value())?);
+                }
+                out.push((job, list));
+            }
+            Ok(Some(EventDetail { record, body, jobs: out }))
+        });
+        Box::pin(std::future::ready(res))
+    }
+
+    fn list_events(&self, q: EventQuery) -> StoreFuture<Vec<EventRecord>> {
+        let res = self.read(|tx| {
+            let events = tx.open_table(EVENTS).map_err(eng("events"))?;
+            let limit = if q.limit == 0 { 100 } else { q.limit };
+            let mut out = Vec::new();
+            for row in events.iter().map_err(eng("events"))?.rev() {
+                let (_, v) = row.map_err(eng("events"))?;
+                let rec: EventRecord = dec("events", v.value())?;
+                if q.bridge.as_ref().is_some_and(|b| b != &rec.bridge) || q.status.is_some_and(|s| s != rec.status) {
+                    continue;
+                }
+                out.push(rec);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        });
+        Box::pin(std::future::ready(res))
+    }
+
+    fn replay_event(&self, id: EventId, now: u64) -> StoreFuture<usize> {
+        self.write(move |tx| {
+            let e = id.as_u128();
+            {
+                let events = tx.open_table(EVENTS).map_err(eng("events"))?;
+                if events.get(e).map_err(eng("events"))?.is_none() {
+                    return Err(StoreError::NotFound(format!("event {id}")));
+                }
+            }
+            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+            let mut n = 0;
+            for j in load_jobs(&jobs, e)? {
+                if matches!(j.status, JobStatus::Dead | JobStatus::Delivered) && j.index != STEPS_JOB {
+                    put_job(&mut jobs, &mut due, Some(&j), &requeue(&j, now))?;
+                    n += 1;
+                }
+            }
+            drop(jobs);
+            drop(due);
+            refresh_event(tx, e, None)?;
+            Ok(n)
+        })
+    }
+
+    fn replay_dead(&self, bridge: String, now: u64) -> StoreFuture<usize> {
+        self.write(move |tx| {
+            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+            let mut dead = Vec::new();
+            for row in jobs.iter().map_err(eng("jobs"))? {
+                let (_, v) = row.map_err(eng("jobs"))?;
+                let j: JobRecord = dec("jobs", v.value())?;
+                if j.status == JobStatus::Dead && j.bridge == bridge {
+                    dead.push(j);
+                }
+            }
+            for j in &dead {
+                put_job(&mut jobs, &mut due, Some(j), &requeue(j, now))?;
+            }
+            drop(jobs);
+            drop(due);
+            let mut events: Vec<u128> = dead.iter().map(|j| j.event.as_u128()).collect();
+            events.dedup();
+            for e in events {
+                refresh_event(tx, e, None)?;
+            }
+            Ok(dead.len())
+        })
+    }
+
+    fn purge(&self, bridge: String) -> StoreFuture<usize> {
+        self.write(move |tx| {
+            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+            let mut gone = Vec::new();
+            for row in jobs.iter().map_err(eng("jobs"))? {
+                let (_, v) = row.map_err(eng("jobs"))?;
+                let j: JobRecord = dec("jobs", v.value())?;
+                if j.bridge == bridge && (j.status.queued() || j.status == JobStatus::Paused) {
+                    gone.push(j);
+                }
+            }
+            for j in &gone {
+                let id = j.event.as_u128();
+                if j.status.queued() {
+                    due.remove((j.due_at_ms, id, j.index)).map_err(eng("due"))?;
+                }
+                jobs.remove((id, j.index)).map_err(eng("jobs"))?;
+            }
+            drop(jobs);
+            drop(due);
+            let mut events: Vec<u128> = gone.iter().map(|j| j.event.as_u128()).collect();
+            events.dedup();
+            for e in events {
+                let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+                let left = load_jobs(&jobs, e)?;
+                drop(jobs);
+                // An event left with nothing to deliver is finished: dead, with the reason.
+                let reason = if left.iter().all(|j| j.status == JobStatus::Delivered) && !left.is_empty() {
+                    None
+                } else {
+                    Some("purged".to_string())
+                };
+                refresh_event(tx, e, reason.clone())?;
+                if left.is_empty() {
+                    let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+                    let raw = events.get(e).map_err(eng("events"))?.map(|v| v.value().to_vec());
+                    if let Some(raw) = raw {
+                        let mut rec: EventRecord = dec("events", &raw)?;
+                        rec.status = EventStatus::Dead;
+                        rec.reason = reason;
+                        events.insert(e, enc(&rec)?.as_slice()).map_err(eng("events"))?;
+                    }
+                }
+            }
+            Ok(gone.len())
+        })
+    }
+
+    fn set_paused(&self, bridge: String, destination: String, pause: bool, now: u64) -> StoreFuture<usize> {
+        self.write(move |tx| {
+            let mut paused = tx.open_table(PAUSED).map_err(eng("paused"))?;
+            if pause {
+                paused.insert((bridge.as_str(), destination.as_str()), now).map_err(eng("paused"))?;
+                return Ok(0);
+            }
+            paused.remove((bridge.as_str(), destination.as_str())).map_err(eng("paused"))?;
+            drop(paused);
+            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+            let mut held = Vec::new();
+            for row in jobs.iter().map_err(eng("jobs"))? {
+                let (_, v) = row.map_err(eng("jobs"))?;
+                let j: JobRecord = dec("jobs", v.value())?;
+                if j.status == JobStatus::Paused && j.bridge == bridge && j.destination == destination {
+                    held.push(j);
+                }
+            }
+            for j in &held {
+                // The paused attempt failed; resuming retries it with the budget it had.
+                let next = JobRecord { status: JobStatus::Retrying, due_at_ms: now, ..j.clone() };
+                put_job(&mut jobs, &mut due, Some(j), &next)?;
+            }
+            Ok(held.len())
+        })
+    }
+
+    fn paused(&self) -> StoreFuture<Vec<(String, String)>> {
+        let res = self.read(|tx| {
+            let paused = tx.open_table(PAUSED).map_err(eng("paused"))?;
+            let mut out = Vec::new();
+            for row in paused.iter().map_err(eng("paused"))? {
+                let (k, _) = row.map_err(eng("paused"))?;
+                let (b, d) = k.value();
+                out.push((b.to_string(), d.to_string()));
+            }
+            Ok(out)
+        });
+        Box::pin(std::future::ready(res))
+    }
+
+    fn queue_depth(&self) -> StoreFuture<Vec<((String, String), u64)>> {
+        let res = self.read(|tx| {
+            let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let due = tx.open_table(DUE).map_err(eng("due"))?;
+            let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+            for row in due.iter().map_err(eng("due"))? {
+                let (k, _) = row.map_err(eng("due"))?;
+                let (_, e, i) = k.value();
+                if let Some(raw) = jobs.get((e, i)).map_err(eng("jobs"))? {
+                    let j: JobRecord = dec("jobs", raw.value())?;
+                    *counts.entry((j.bridge, j.destination)).or_default() += 1;
+                }
+            }
+            Ok(counts.into_iter().collect())
+        });
+        Box::pin(std::future::ready(res))
+    }
+
+    fn retain(&self, policy: Retention, now: u64) -> StoreFuture<RetentionReport> {
+        let this = self.clone();
+        Box::pin(async move {
+            let mut report = RetentionReport { bytes_before: this.disk_bytes(), ..Default::default() };
+            // Expired idempotency keys.
+            report.expired_keys = this
+                .write(move |tx| {
+                    let mut idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
+                    let before = idem.len().map_err(eng("idempotency"))?;
+                    idem.retain(|_, (_, exp)| exp > now).map_err(eng("idempotency"))?;
+                    Ok((before - idem.len().map_err(eng("idempotency"))?) as usize)
+                })
+                .await?;
+            // By age: finished events received before the cut-off, oldest first.
+            let cutoff = now.saturating_sub(policy.max_age_ms);
+            loop {
+                let victims = this.oldest_finished(RETENTION_CHUNK, Some(cutoff))?;
+                if victims.is_empty() {
+                    break;
+                }
+                let n = victims.len();
+                this.write(move |tx| {
+                    for e in &victims {
+                        delete_event(tx, *e)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+                report.deleted_by_age += n;
+                if n < RETENTION_CHUNK {
+                    break;
+                }
+            }
+            if report.deleted_by_age > 0 {
+                report.compacted |= this.compact().await?;
+            }
+            // By size: the oldest finished events go first, a quarter of them per round,
+            // until the file is under 90% of the limit.
+            for _ in 0..6 {
+                if this.disk_bytes() <= policy.max_bytes {
+                    break;
+                }
+                let finished = this.count_finished()?;
+                if finished == 0 {
+                    tracing::warn!(bytes = this.disk_bytes(), max_bytes = policy.max_bytes, "store over its size limit with no finished event to delete");
+                    break;
+                }
+                let target = policy.max_bytes / 10 * 9;
+                let share = if this.disk_bytes() > policy.max_bytes.saturating_mul(2) { 2 } else { 4 };
+                let take = (finished / share).max(1).min(finished);
+                let victims = this.oldest_finished(take, None)?;
+                let n = victims.len();
+                for chunk in victims.chunks(RETENTION_CHUNK) {
+                    let chunk = chunk.to_vec();
+                    this.write(move |tx| {
+                        for e in &chunk {
+                            delete_event(tx, *e)?;
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                }
+                report.deleted_by_size += n;
+                report.compacted |= this.compact().await?;
+                if this.disk_bytes() <= target {
+                    break;
+                }
+            }
+            report.bytes_after = this.disk_bytes();
+            Ok(report)
+        })
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        std::fs::metadata(&self.inner.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn kv_get(&self, plugin: String, key: String) -> StoreFuture<Option<Vec<u8>>> {
+        let res = self.read(|tx| {
+            let kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
+            Ok(kv.get((plugin.as_str(), key.as_str())).map_err(eng("keyvalue"))?.map(|v| v.value().to_vec()))
+        });
+        Box::pin(std::future::ready(res))
+    }
+
+    fn kv_set(&self, plugin: String, key: String, value: Vec<u8>) -> StoreFuture<()> {
+        self.write(move |tx| {
+            let mut kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
+            kv.insert((plugin.as_str(), key.as_str()), value.as_slice()).map_err(eng("keyvalue"))?;
+            Ok(())
+        })
+    }
+
+    fn kv_delete(&self, plugin: String, key: String) -> StoreFuture<()> {
+        self.write(move |tx| {
+            let mut kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
+            kv.remove((plugin.as_str(), key.as_str())).map_err(eng("keyvalue"))?;
+            Ok(())
+        })
+    }
+
+    fn kv_list(&self, plugin: String) -> StoreFuture<Vec<String>> {
+        let res = self.read(|tx| {
+            let kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
+            let mut out = Vec::new();
+            for row in kv.range((plugin.as_str(), "")..).map_err(eng("keyvalue"))? {
+                let (k, _) = row.map_err(eng("keyvalue"))?;
+                let (p, key) = k.value();
+                if p != plugin {
+                    break;
+                }
+                out.push(key.to_string());
+            }
+            Ok(out)
+        });
+        Box::pin(std::future::ready(res))
+    }
+}
+
+impl EmbeddedStore {
+    /// Up to `limit` finished events, oldest first (received before `before` if given).
+    fn oldest_finished(&self, limit: usize, before: Option<u64>) -> Result<Vec<u128>, StoreError> {
+        self.read(|tx| {
+            let events = tx.open_table(EVENTS).map_err(eng("events"))?;
+            let mut out = Vec::new();
+            for row in events.iter().map_err(eng("events"))? {
+                let (k, v) = row.map_err(eng("events"))?;
+                let rec: EventRecord = dec("events", v.value())?;
+                if before.is_some_and(|b| rec.received_at_ms >= b) {
+                    break;
+                }
+                if rec.status.finished() {
+                    out.push(k.value());
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn count_finished(&self) -> Result<usize, StoreError> {
+        self.read(|tx| {
+            let events = tx.open_table(EVENTS).map_err(eng("events"))?;
+            let mut n = 0;
+            for row in events.iter().map_err(eng("events"))? {
+                let (_, v) = row.map_err(eng("events"))?;
+                let rec: EventRecord = dec("events", v.value())?;
+                if rec.status.finished() {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+}
+
+/// The plugin host's keyvalue interface on top of the store (blocking: plugins call it from
+/// their own call context). The key is the plugin's `namespace/name`.
+pub struct KvAdapter {
+    pub store: Arc<dyn Store>,
+}
+
+impl KvAdapter {
+    fn block<T>(&self, f: StoreFuture<T>) -> Result<T, String> {
+        let res = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(f))
+            }
+            _ => futures::executor::block_on(f),
+        };
+        res.map_err(|e| e.to_string())
+    }
+    pub fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.block(self.store.kv_get(plugin.into(), key.into()))
+    }
+    pub fn set(&self, plugin: &str, key: &str, value: &[u8]) -> Result<(), String> {
+        self.block(self.store.kv_set(plugin.into(), key.into(), value.to_vec()))
+    }
+    pub fn delete(&self, plugin: &str, key: &str) -> Result<(), String> {
+        self.block(self.store.kv_delete(plugin.into(), key.into()))
+    }
+    pub fn list_keys(&self, plugin: &str) -> Result<Vec<String>, String> {
+        self.block(self.store.kv_list(plugin.into()))
+    }
+}

@@ -1,0 +1,233 @@
+//! Plain records the store keeps. No transport, no engine.
+
+use serde::{Deserialize, Serialize};
+
+/// Event ids are UUID v7: time-ordered, so the key order is the arrival order.
+pub type EventId = uuid::Uuid;
+
+/// Index of the job that runs a bridge's steps (destinations use 0, 1, …).
+pub const STEPS_JOB: u32 = u32::MAX;
+
+/// Response bytes kept per attempt.
+pub const RESPONSE_SNIPPET_BYTES: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    Pending,
+    Delivered,
+    Dead,
+    Filtered,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Pending => "pending",
+            EventStatus::Delivered => "delivered",
+            EventStatus::Dead => "dead",
+            EventStatus::Filtered => "filtered",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => EventStatus::Pending,
+            "delivered" => EventStatus::Delivered,
+            "dead" => EventStatus::Dead,
+            "filtered" => EventStatus::Filtered,
+            _ => return None,
+        })
+    }
+    /// Finished events are what retention may delete.
+    pub fn finished(self) -> bool {
+        !matches!(self, EventStatus::Pending)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Pending,
+    Retrying,
+    Delivered,
+    Dead,
+    Paused,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Retrying => "retrying",
+            JobStatus::Delivered => "delivered",
+            JobStatus::Dead => "dead",
+            JobStatus::Paused => "paused",
+        }
+    }
+    /// Waiting for an attempt (has an entry in the due index).
+    pub fn queued(self) -> bool {
+        matches!(self, JobStatus::Pending | JobStatus::Retrying)
+    }
+}
+
+/// One received event. The body is stored beside it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    pub id: EventId,
+    /// `namespace/name`.
+    pub bridge: String,
+    pub received_at_ms: u64,
+    pub method: String,
+    pub query: String,
+    /// Inbound headers, credentials removed.
+    pub headers: Vec<(String, String)>,
+    pub status: EventStatus,
+    /// Why it was filtered or dead-lettered, when it was.
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub body_bytes: u64,
+}
+
+/// One delivery job (event × destination), or the job that runs the bridge's steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    pub event: EventId,
+    /// Destination index in the event's job list, or [`STEPS_JOB`].
+    pub index: u32,
+    pub bridge: String,
+    /// Destination name (empty for the steps job).
+    pub destination: String,
+    pub status: JobStatus,
+    pub due_at_ms: u64,
+    pub received_at_ms: u64,
+    /// Attempts made so far, over the job's whole life.
+    pub attempts: u32,
+    /// `attempts` when the job was last queued (first time or replay): retries count from here.
+    #[serde(default)]
+    pub attempts_at_queue: u32,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl JobRecord {
+    pub fn key(&self) -> JobKey {
+        JobKey { event: self.event, index: self.index }
+    }
+    /// Retries already made since the job was queued.
+    pub fn retries_made(&self) -> u32 {
+        self.attempts.saturating_sub(self.attempts_at_queue).saturating_sub(1)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobKey {
+    pub event: EventId,
+    pub index: u32,
+}
+
+/// One recorded attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub status_code: Option<u16>,
+    /// First 4 KiB of the response, secrets redacted.
+    #[serde(default)]
+    pub response: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A new job to create.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub index: u32,
+    pub destination: String,
+    pub due_at_ms: u64,
+}
+
+/// What ingress stores.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub record: EventRecord,
+    pub body: bytes::Bytes,
+    pub jobs: Vec<NewJob>,
+    /// Idempotency key and when it expires.
+    pub idempotency: Option<(String, u64)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub id: EventId,
+    /// The key was already held: nothing was stored and `id` is the first event's.
+    pub duplicate: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DueJobs {
+    pub jobs: Vec<JobRecord>,
+    pub next_due_ms: Option<u64>,
+}
+
+/// What follows an attempt.
+#[derive(Clone, Debug)]
+pub enum Next {
+    Delivered,
+    Retry { due_at_ms: u64 },
+    Dead { reason: String },
+    /// 410: the destination is paused with this job.
+    Paused,
+    /// The steps ran: replace the body and create the delivery jobs.
+    StepsDone { body: bytes::Bytes, jobs: Vec<NewJob> },
+    /// A step dropped the event.
+    Filtered { reason: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct JobUpdate {
+    pub job: JobKey,
+    pub attempt: Option<AttemptRecord>,
+    pub next: Next,
+}
+
+/// Everything about one event, for the admin API and for delivery.
+#[derive(Clone, Debug)]
+pub struct EventDetail {
+    pub record: EventRecord,
+    pub body: bytes::Bytes,
+    pub jobs: Vec<(JobRecord, Vec<AttemptRecord>)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    pub bridge: Option<String>,
+    pub status: Option<EventStatus>,
+    /// Newest first; at most this many.
+    pub limit: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub max_age_ms: u64,
+    pub max_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub deleted_by_age: usize,
+    pub deleted_by_size: usize,
+    pub expired_keys: usize,
+    pub compacted: bool,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

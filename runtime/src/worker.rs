@@ -1,0 +1,444 @@
+//! The worker: shared state, applying configurations, and running every stage until a
+//! shutdown signal.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use causeway_crds::config::WorkerConfig;
+use serde::Serialize;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, instrument, warn};
+
+use crate::bridge::ActiveBridge;
+use crate::config::{ConfigSource, Loaded};
+use crate::metrics::Metrics;
+use crate::plugins::Plugins;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{now_ms, Retention, Store};
+use crate::{admin, delivery, ingress};
+
+/// Bounds and timeouts of one worker. See `docs/worker.md`.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Ingress connections served at once; further connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers (also closes idle keep-alive connections).
+    pub header_timeout: Duration,
+    /// Time a client has to send its request body.
+    pub body_timeout: Duration,
+    /// Delivery attempts in flight at once, over all destinations.
+    pub max_inflight: usize,
+    /// On SIGTERM, how long in-flight requests and attempts may take to finish.
+    pub shutdown_grace: Duration,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+    /// Largest request body a public plugin route accepts.
+    pub plugin_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_inflight: 256,
+            shutdown_grace: Duration::from_secs(10),
+            retention_interval: Duration::from_secs(60),
+            plugin_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// How a worker is started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub limits: Limits,
+    /// Print the bridges' URLs and problems on every load (local mode).
+    pub print_urls: bool,
+}
+
+/// A problem with one configured item, as the admin API reports it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemError {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// One applied configuration.
+pub struct Active {
+    pub config: Arc<WorkerConfig>,
+    pub bridges: HashMap<String, Arc<ActiveBridge>>,
+    /// Path → bridge key.
+    pub by_path: HashMap<String, String>,
+    pub errors: Vec<ItemError>,
+    pub loaded_at_ms: u64,
+}
+
+impl Active {
+    fn empty() -> Self {
+        Active { config: Arc::new(WorkerConfig::default()), bridges: HashMap::new(), by_path: HashMap::new(), errors: vec![], loaded_at_ms: 0 }
+    }
+}
+
+/// Per-destination limits: a concurrency semaphore and an optional token bucket.
+pub struct DestLimits {
+    pub concurrency: Arc<tokio::sync::Semaphore>,
+    pub bucket: Option<Mutex<crate::delivery::TokenBucket>>,
+    shape: (u32, Option<(u32, u32)>),
+}
+
+/// State every stage shares.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    active: RwLock<Arc<Active>>,
+    pub plugins: Plugins,
+    /// Suspensions set through the admin API, over the config's `suspend`.
+    pub overrides: Mutex<HashMap<String, bool>>,
+    /// Destinations paused by a 410, `(bridge, destination)`.
+    pub paused: Mutex<HashSet<(String, String)>>,
+    limits_by_dest: Mutex<HashMap<(String, String), Arc<DestLimits>>>,
+    /// Wakes the delivery scheduler (new jobs, finished attempts, resumes).
+    pub wake: Notify,
+    pub ready: AtomicBool,
+    pub limits: Limits,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub ingress_addr: SocketAddr,
+}
+
+impl Shared {
+    pub fn active(&self) -> Arc<Active> {
+        match self.active.read() {
+            Ok(a) => a.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn swap(&self, next: Arc<Active>) {
+        match self.active.write() {
+            Ok(mut a) => *a = next,
+            Err(p) => *p.into_inner() = next,
+        }
+    }
+
+    pub fn is_suspended(&self, bridge: &str) -> bool {
+        let over = self.overrides.lock().ok().and_then(|o| o.get(bridge).copied());
+        over.unwrap_or_else(|| self.active().bridges.get(bridge).is_some_and(|b| b.cfg.suspend))
+    }
+
+    pub fn set_suspended(&self, bridge: &str, suspended: bool) {
+        if let Ok(mut o) = self.overrides.lock() {
+            o.insert(bridge.to_string(), suspended);
+        }
+        self.wake.notify_one();
+    }
+
+    pub fn is_paused(&self, bridge: &str, destination: &str) -> bool {
+        self.paused.lock().is_ok_and(|p| p.contains(&(bridge.to_string(), destination.to_string())))
+    }
+
+    pub fn set_paused(&self, bridge: &str, destination: &str, paused: bool) {
+        if let Ok(mut p) = self.paused.lock() {
+            let key = (bridge.to_string(), destination.to_string());
+            if paused {
+                p.insert(key);
+            } else {
+                p.remove(&key);
+            }
+        }
+        self.metrics.paused.with_label_values(&[bridge, destination]).set(i64::from(paused));
+    }
+
+    /// The limits of one destination, rebuilt when its configuration changes.
+    pub fn dest_limits(&self, bridge: &str, d: &causeway_crds::config::DestinationConfig) -> Arc<DestLimits> {
+        let shape = (d.max_concurrency.max(1), d.rate_limit.as_ref().map(|r| (r.per_second, r.burst)));
+        let key = (bridge.to_string(), d.name.clone());
+        let Ok(mut map) = self.limits_by_dest.lock() else {
+            return Arc::new(new_limits(shape));
+        };
+        if let Some(l) = map.get(&key)
+            && l.shape == shape
+        {
+            return l.clone();
+        }
+        let l = Arc::new(new_limits(shape));
+        map.insert(key, l.clone());
+        l
+    }
+}
+
+fn new_limits(shape: (u32, Option<(u32, u32)>)) -> DestLimits {
+    DestLimits {
+        concurrency: Arc::new(tokio::sync::Semaphore::new(shape.0 as usize)),
+        bucket: shape.1.filter(|(rate, _)| *rate > 0).map(|(rate, burst)| Mutex::new(crate::delivery::TokenBucket::new(rate, burst))),
+        shape,
+    }
+}
+
+/// Why the worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("cannot listen on {addr}: {message}")]
+    Bind { addr: SocketAddr, message: String },
+    #[error("http client: {0}")]
+    Client(String),
+    #[error("signals: {0}")]
+    Signal(String),
+}
+
+/// Build and apply an [`Active`] from a loaded config. Bridges that fail to compile keep
+/// their previous version when there is one.
+#[instrument(skip_all, fields(version = %loaded.config.version))]
+pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
+    let old = shared.active();
+    let cfg = loaded.config.clone();
+    let mut errors: Vec<ItemError> = loaded
+        .problems
+        .iter()
+        .map(|p| ItemError {
+            kind: format!("{:?}", p.kind),
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            reason: p.reason.clone(),
+            message: p.message.clone(),
+        })
+        .collect();
+    let mut bridges = HashMap::new();
+    for b in &cfg.bridges {
+        let key = b.key();
+        match ActiveBridge::compile(b) {
+            Ok(a) => {
+                bridges.insert(key, Arc::new(a));
+            }
+            Err(errs) => {
+                let kept = old.bridges.get(&key).cloned();
+                let note = if kept.is_some() { " (the previous version keeps running)" } else { "" };
+                errors.push(ItemError {
+                    kind: "Bridge".into(),
+                    namespace: b.namespace.clone(),
+                    name: b.name.clone(),
+                    reason: "InvalidSpec".into(),
+                    message: format!("{}{note}", errs.join("; ")),
+                });
+                if let Some(prev) = kept {
+                    bridges.insert(key, prev);
+                }
+            }
+        }
+    }
+    for (key, message) in shared.plugins.apply(&cfg).await {
+        let (namespace, name) = key.split_once('/').map(|(a, b)| (a.to_string(), b.to_string())).unwrap_or_default();
+        errors.push(ItemError { kind: "Plugin".into(), namespace, name, reason: "LoadError".into(), message });
+    }
+    let by_path = bridges.values().map(|b| (b.cfg.path.clone(), b.key.clone())).collect();
+    // A suspension toggled through the admin API lasts until the config's own flag changes.
+    if let Ok(mut o) = shared.overrides.lock() {
+        o.retain(|k, _| match (old.bridges.get(k), bridges.get(k)) {
+            (Some(a), Some(b)) => a.cfg.suspend == b.cfg.suspend,
+            _ => false,
+        });
+    }
+    let active = Arc::new(Active { config: cfg, bridges, by_path, errors, loaded_at_ms: now_ms() });
+    shared.swap(active.clone());
+    shared.metrics.config_reloads.with_label_values(&["applied"]).inc();
+    shared.wake.notify_one();
+    for e in &active.errors {
+        warn!(kind = %e.kind, item = %format!("{}/{}", e.namespace, e.name), reason = %e.reason, "{}", e.message);
+    }
+    info!(bridges = active.bridges.len(), plugins = active.config.plugins.len(), "configuration applied");
+    active
+}
+
+/// What local mode prints after each load.
+pub fn describe(active: &Active, listen: SocketAddr, admin: SocketAddr) -> String {
+    let mut out = format!("causeway: configuration {} loaded\n", active.config.version);
+    let mut bridges: Vec<&Arc<ActiveBridge>> = active.bridges.values().collect();
+    bridges.sort_by(|a, b| a.key.cmp(&b.key));
+    for b in bridges {
+        let state = if b.cfg.suspend { "  (suspended)" } else { "" };
+        out.push_str(&format!("  bridge {:<24} {} http://{listen}{}{state}\n", b.key, b.cfg.methods.join(","), b.cfg.path));
+    }
+    for p in &active.config.plugins {
+        let failed = active.errors.iter().any(|e| e.kind == "Plugin" && e.namespace == p.namespace && e.name == p.name);
+        match (&p.route, failed) {
+            (_, true) => {}
+            (Some(route), false) => out.push_str(&format!("  plugin {:<24} http://{listen}{route}\n", p.key())),
+            (None, false) => out.push_str(&format!("  plugin {:<24} (private)\n", p.key())),
+        }
+    }
+    for e in &active.errors {
+        out.push_str(&format!("  ! {} {}/{}: {}: {}\n", e.kind, e.namespace, e.name, e.reason, e.message));
+    }
+    out.push_str(&format!("  admin  http://{admin}  (events, metrics)\n"));
+    out
+}
+
+/// Run a worker until SIGTERM or Ctrl-C.
+pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(), RunError> {
+    // reqwest is built without a default crypto provider; install ring once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = Metrics::new()?;
+    let first = source.load()?;
+    let store = EmbeddedStore::open(&opts.data_dir.join("store"), Some(metrics.store.clone()))?;
+    let ingress_listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| RunError::Bind { addr: opts.listen, message: e.to_string() })?;
+    let admin_listener =
+        tokio::net::TcpListener::bind(opts.admin).await.map_err(|e| RunError::Bind { addr: opts.admin, message: e.to_string() })?;
+    let listen = ingress_listener.local_addr().map_err(|e| RunError::Bind { addr: opts.listen, message: e.to_string() })?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| RunError::Bind { addr: opts.admin, message: e.to_string() })?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("causeway/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| RunError::Client(e.to_string()))?;
+    let shutdown = CancellationToken::new();
+    let shared = Arc::new(Shared {
+        store: Arc::new(store),
+        metrics,
+        active: RwLock::new(Arc::new(Active::empty())),
+        plugins: Plugins::disabled(),
+        overrides: Mutex::new(HashMap::new()),
+        paused: Mutex::new(HashSet::new()),
+        limits_by_dest: Mutex::new(HashMap::new()),
+        wake: Notify::new(),
+        ready: AtomicBool::new(false),
+        limits: opts.limits.clone(),
+        http,
+        shutdown: shutdown.clone(),
+        ingress_addr: listen,
+    });
+    for (b, d) in shared.store.paused().await? {
+        shared.set_paused(&b, &d, true);
+    }
+    let active = apply(&shared, &first).await;
+    if opts.print_urls {
+        println!("{}", describe(&active, listen, admin_addr));
+    }
+    shared.ready.store(true, Ordering::SeqCst);
+    info!(%listen, admin = %admin_addr, data_dir = %opts.data_dir.display(), "worker started");
+
+    // Configuration: the source publishes, the applier applies.
+    let (tx, mut rx) = watch::channel(Some(Arc::new(first)));
+    let watcher = tokio::spawn(source.watch(tx, shutdown.clone()));
+    let applier = {
+        let shared = shared.clone();
+        let stop = shutdown.clone();
+        let print = opts.print_urls;
+        tokio::spawn(async move {
+            rx.mark_unchanged();
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    changed = rx.changed() => if changed.is_err() { return },
+                }
+                let next = rx.borrow_and_update().clone();
+                if let Some(loaded) = next {
+                    let active = apply(&shared, &loaded).await;
+                    if print {
+                        println!("{}", describe(&active, listen, admin_addr));
+                    }
+                }
+            }
+        })
+    };
+
+    let delivery = tokio::spawn(delivery::run(shared.clone(), shutdown.clone()));
+    let maintenance = tokio::spawn(maintenance(shared.clone(), shutdown.clone()));
+    let admin = tokio::spawn(admin::serve(admin_listener, shared.clone(), shutdown.clone()));
+    let ingress = tokio::spawn(ingress::serve(ingress_listener, shared.clone(), shutdown.clone()));
+
+    wait_for_signal().await?;
+    info!("shutting down: no new connections; in-flight requests and attempts may finish");
+    shared.ready.store(false, Ordering::SeqCst);
+    shutdown.cancel();
+    // Ingress and delivery bound their own drain by `shutdown_grace`.
+    let _ = ingress.await;
+    let _ = delivery.await;
+    let _ = tokio::join!(watcher, applier, maintenance, admin);
+    // Every acknowledged write was committed before its answer; dropping the store
+    // lets the writer thread finish what is queued.
+    drop(shared);
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), RunError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| RunError::Signal(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| RunError::Signal(e.to_string()))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// Retention on its interval; gauges every few seconds.
+async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut gauges = tokio::time::interval(Duration::from_secs(5));
+    let mut retention = tokio::time::interval(shared.limits.retention_interval);
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = gauges.tick() => update_gauges(&shared).await,
+            _ = retention.tick() => run_retention(&shared).await,
+        }
+    }
+}
+
+async fn update_gauges(shared: &Shared) {
+    shared.metrics.store_bytes.set(shared.store.disk_bytes() as i64);
+    match shared.store.queue_depth().await {
+        Ok(depths) => {
+            shared.metrics.queue_depth.reset();
+            for ((b, d), n) in depths {
+                shared.metrics.queue_depth.with_label_values(&[&b, &d]).set(n as i64);
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot read queue depth"),
+    }
+}
+
+#[instrument(skip_all)]
+pub async fn run_retention(shared: &Shared) {
+    let r = &shared.active().config.retention;
+    let policy = Retention { max_age_ms: r.max_age_ms, max_bytes: r.max_bytes };
+    match shared.store.retain(policy, now_ms()).await {
+        Ok(rep) => {
+            shared.metrics.retention_deleted.with_label_values(&["age"]).inc_by(rep.deleted_by_age as u64);
+            shared.metrics.retention_deleted.with_label_values(&["size"]).inc_by(rep.deleted_by_size as u64);
+            if rep.deleted_by_age + rep.deleted_by_size > 0 {
+                info!(by_age = rep.deleted_by_age, by_size = rep.deleted_by_size, compacted = rep.compacted, bytes_before = rep.bytes_before, bytes_after = rep.bytes_after, "retention");
+            }
+        }
+        Err(e) => warn!(error = %e, "retention failed"),
+    }
+}
+
+/// Errors in a [`BTreeMap`] by `Kind ns/name`, for display.
+pub fn errors_by_item(active: &Active) -> BTreeMap<String, String> {
+    active.errors.iter().map(|e| (format!("{} {}/{}", e.kind, e.namespace, e.name), e.message.clone())).collect()
+}

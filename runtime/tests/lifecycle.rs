@@ -1,0 +1,145 @@
+//! Configuration reloads, SIGTERM, the admin CLI and `causeway render`.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn bridge(name: &str, url: &str) -> String {
+    format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: {name}}}
+spec:
+  destinations:
+  - {{name: sink, url: "{url}"}}
+"#
+    )
+}
+
+fn causeway(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_causeway")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_reload_atomically_and_a_broken_edit_keeps_the_running_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let m = manifests(dir.path(), &bridge("one", &sink.url("/one")));
+    let w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+    assert!(w.log_text().contains(&format!("http://{}/hooks/default/one", w.listen)), "the URL is printed:\n{}", w.log_text());
+    let v1 = get_json(&c, &w.admin_url("/api/v1/config")).await["version"].clone();
+
+    // A new bridge in a new file is picked up.
+    std::fs::write(m.join("two.yaml"), bridge("two", &sink.url("/two"))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while post(&c, &w.url("/hooks/default/two"), "{}", &[]).await.0 != 202 {
+        assert!(Instant::now() < deadline, "new bridge not loaded:\n{}", w.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let v2 = get_json(&c, &w.admin_url("/api/v1/config")).await["version"].clone();
+    assert_ne!(v1, v2);
+
+    // A broken edit: the running config stays and one clear error names file and field.
+    std::fs::write(m.join("two.yaml"), "apiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {name: two}\nspec:\n  destinations:\n  - {name: sink, url: 42, retries: lots}\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(post(&c, &w.url("/hooks/default/two"), "{}", &[]).await.0, 202, "the running config was dropped");
+    assert_eq!(get_json(&c, &w.admin_url("/api/v1/config")).await["version"], v2);
+    let log = w.log_text();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("configuration not reloaded")).collect();
+    assert_eq!(errors.len(), 1, "one error per broken edit:\n{log}");
+    assert!(errors[0].contains("two.yaml") && errors[0].contains("document 1"), "{}", errors[0]);
+
+    // Deleting the file removes the bridge.
+    std::fs::remove_file(m.join("two.yaml")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while post(&c, &w.url("/hooks/default/two"), "{}", &[]).await.0 != 404 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_attempts_finish_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sink takes a second to answer.
+    let slow = Sink::start(|_, _| {
+        std::thread::sleep(Duration::from_millis(1000));
+        (200, vec![])
+    })
+    .await;
+    let m = manifests(dir.path(), &bridge("slow", &slow.url("/slow")));
+    let mut w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+    let (_, v) = post(&c, &w.url("/hooks/default/slow"), "{}", &[]).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    // Wait until the attempt is in flight, then stop.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slow.total.load(std::sync::atomic::Ordering::SeqCst) == 0 && slow.received.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let status = w.terminate();
+    assert!(status.success(), "exit status {status:?}\n{}", w.log_text());
+    // The attempt finished and was recorded before the exit: after a restart it is delivered.
+    w.spawn();
+    let ev = get_json(&c, &w.admin_url(&format!("/api/v1/events/{id}"))).await;
+    assert_eq!(ev["status"], "delivered", "{ev:#}");
+    assert_eq!(ev["deliveries"][0]["attempts"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_shows_replays_and_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(|_, _| (500, vec![])).await;
+    let yaml = format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: cli}}
+spec:
+  destinations:
+  - {{name: sink, url: "{url}", retries: 0}}
+"#,
+        url = sink.url("/cli")
+    );
+    let m = manifests(dir.path(), &yaml);
+    let w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+    let (_, v) = post(&c, &w.url("/hooks/default/cli"), "{}", &[]).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    wait_status(&c, &w, &id, "dead", Duration::from_secs(20)).await;
+    let admin = w.admin.to_string();
+
+    let (ok, out, err) = causeway(&["events", "list", "--admin", &admin, "--bridge", "default/cli"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id) && out.contains("dead"), "{out}");
+    let (ok, out, _) = causeway(&["events", "show", &id, "--admin", &admin]);
+    assert!(ok && out.contains("\"statusCode\": 500"), "{out}");
+    let (ok, out, _) = causeway(&["events", "replay", "--bridge", "default/cli", "--admin", &admin]);
+    assert!(ok && out.contains("\"replayed\": 1"), "{out}");
+    assert_eq!(sink.wait_for("/cli", 2, Duration::from_secs(20)).await, 2);
+    let (ok, out, _) = causeway(&["events", "replay", &id, "--admin", &admin]);
+    assert!(ok && out.contains("\"replayed\""), "{out}");
+    let (ok, out, _) = causeway(&["events", "purge", "--bridge", "default/cli", "--admin", &admin]);
+    assert!(ok && out.contains("\"purged\""), "{out}");
+    let (ok, _, err) = causeway(&["events", "show", "not-an-id", "--admin", &admin]);
+    assert!(!ok && err.contains("400"), "{err}");
+}
+
+#[test]
+fn render_prints_the_worker_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifests(dir.path(), &bridge("r", "http://127.0.0.1:9/x"));
+    let (ok, out, err) = causeway(&["render", "-f", m.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["bridges"][0]["path"], "/hooks/default/r");
+    assert_eq!(v["pool"], "local");
+}
