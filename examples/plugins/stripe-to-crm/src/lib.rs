@@ -125,7 +125,7 @@ impl Charge {
 
 /// A customer's running total, stored as JSON under `ltv/<customer>`.
 #[derive(Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 struct Ledger {
     total_cents: i64,
     /// The most recent charge ids, oldest first, to count a redelivered charge once.
