@@ -242,7 +242,8 @@ pub(crate) async fn probe(host: &Arc<Inner>, pre: &ProxyPre<CallState>, plugin: 
 /// A one-line description of a wasmtime error.
 fn describe(e: &wasmtime::Error) -> String {
     if let Some(trap) = e.downcast_ref::<Trap>() {
-        return format!("wasm trap: {trap}");
+        // Displays as "wasm trap: …".
+        return trap.to_string();
     }
     let chain: Vec<String> = e.chain().map(|c| c.to_string()).filter(|s| !s.is_empty()).collect();
     let mut out = chain.join(": ");
@@ -252,9 +253,11 @@ fn describe(e: &wasmtime::Error) -> String {
     out.lines().next().unwrap_or_default().to_string()
 }
 
+/// The guest's last meaningful output line (a Rust panic message, say), skipping
+/// the standard "run with RUST_BACKTRACE" hint.
 fn last_log_line(log: &CallLog) -> Option<String> {
     let (lines, _) = log.lines();
-    lines.last().map(|l| if l.len() > 300 { format!("{}…", &l[..l.floor_char_boundary(300)]) } else { l.clone() })
+    lines.iter().rev().find(|l| !l.starts_with("note: run with `RUST_BACKTRACE")).map(|l| if l.len() > 300 { format!("{}…", &l[..l.floor_char_boundary(300)]) } else { l.clone() })
 }
 
 enum GuestFailure {
