@@ -27,6 +27,8 @@ use crate::worker::Options;
 /// Parse the command line and run it.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    // reqwest is built without a default crypto provider; install ring once, first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = EnvFilter::try_from_env("CAUSEWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -3,9 +3,15 @@
 //! destinations. Everything else in the runtime goes through this type.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use causeway_crds::config::WorkerConfig;
+use causeway_plugins::{HostOptions, PluginHost, PluginRef, PoolingMode};
+
+use crate::store::embedded::KvAdapter;
+use crate::store::Store;
 
 /// A plugin by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,31 +22,69 @@ pub struct PluginTarget {
 
 /// Why a plugin call failed, with the status code a caller should see.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("plugin {target}: {message}")]
+#[error("{message}")]
 pub struct PluginCallError {
-    pub target: String,
     pub status: u16,
+    /// Stable label (`not_found`, `busy`, `timeout`, `oom`, `trap`, …).
+    pub kind: &'static str,
     pub message: String,
 }
 
-pub struct Plugins {}
+/// Why the plugin host could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin host: {0}")]
+pub struct PluginsError(String);
+
+pub struct Plugins {
+    host: PluginHost,
+}
 
 impl Plugins {
-    pub fn disabled() -> Self {
-        Plugins {}
+    /// Start the host: compiled components are cached under `cache_dir`; keyvalue lives in
+    /// the store; metrics go to `registry`.
+    pub fn new(cache_dir: PathBuf, store: Arc<dyn Store>, registry: prometheus::Registry) -> Result<Self, PluginsError> {
+        let kv: Arc<dyn causeway_plugins::KvStore> = Arc::new(KvAdapter { store });
+        let host = PluginHost::new(HostOptions { cache_dir, pooling: PoolingMode::Auto, kv, registry })
+            .map_err(|e| PluginsError(e.to_string()))?;
+        Ok(Plugins { host })
     }
 
     /// Load what `cfg` names; returns per-plugin errors by `namespace/name`.
     pub async fn apply(&self, cfg: &WorkerConfig) -> BTreeMap<String, String> {
-        cfg.plugins.iter().map(|p| (p.key(), "the plugin host is not available in this build".to_string())).collect()
+        self.host.apply(cfg).await.errors
     }
 
     /// The public plugin serving `path`, if any.
-    pub fn route(&self, _path: &str) -> Option<PluginTarget> {
-        None
+    pub fn route(&self, path: &str) -> Option<PluginTarget> {
+        self.host.route(path).map(|r| PluginTarget { namespace: r.namespace, name: r.name })
     }
 
-    pub async fn call(&self, target: &PluginTarget, _req: http::Request<Bytes>) -> Result<http::Response<Bytes>, PluginCallError> {
-        Err(PluginCallError { target: format!("{}/{}", target.namespace, target.name), status: 502, message: "plugin host not available".into() })
+    /// Call a plugin (in-process when loaded here, else through the routing table).
+    pub async fn call(&self, target: &PluginTarget, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, PluginCallError> {
+        let r = PluginRef::new(target.namespace.clone(), target.name.clone());
+        self.host
+            .call(&r, req)
+            .await
+            .map_err(|e| PluginCallError { status: e.status_code().as_u16(), kind: e.kind(), message: e.to_string() })
+    }
+
+    /// Every configured plugin's state (digest, size, error).
+    pub fn status(&self) -> Vec<causeway_plugins::PluginState> {
+        self.host.status()
+    }
+}
+
+impl causeway_plugins::KvStore for KvAdapter {
+    fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        KvAdapter::get(self, plugin, key)
+    }
+    fn set(&self, plugin: &str, key: &str, value: &[u8]) -> Result<(), String> {
+        KvAdapter::set(self, plugin, key, value)
+    }
+    fn delete(&self, plugin: &str, key: &str) -> Result<(), String> {
+        KvAdapter::delete(self, plugin, key)
+    }
+    fn list_keys(&self, plugin: &str) -> Result<Vec<String>, String> {
+        KvAdapter::list_keys(self, plugin)
     }
 }

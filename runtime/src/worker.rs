@@ -200,6 +200,8 @@ pub enum RunError {
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("cannot listen on {addr}: {message}")]
     Bind { addr: SocketAddr, message: String },
+    #[error("{0}")]
+    Plugins(#[from] crate::plugins::PluginsError),
     #[error("http client: {0}")]
     Client(String),
     #[error("signals: {0}")]
@@ -314,11 +316,13 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         .build()
         .map_err(|e| RunError::Client(e.to_string()))?;
     let shutdown = CancellationToken::new();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let plugins = Plugins::new(opts.data_dir.join("plugins"), store.clone(), metrics.registry.clone())?;
     let shared = Arc::new(Shared {
-        store: Arc::new(store),
+        store,
         metrics,
         active: RwLock::new(Arc::new(Active::empty())),
-        plugins: Plugins::disabled(),
+        plugins,
         overrides: Mutex::new(HashMap::new()),
         paused: Mutex::new(HashSet::new()),
         limits_by_dest: Mutex::new(HashMap::new()),

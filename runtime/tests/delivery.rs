@@ -228,8 +228,8 @@ spec:
     // Killed at once: the job is on disk with its due time.
     w.kill9();
     w.spawn();
-    let (_, _) = post(&c, &w.url("/hooks/default/later"), r#"{"n":2}"#, &[]).await;
     let sent2 = Instant::now();
+    let (_, _) = post(&c, &w.url("/hooks/default/later"), r#"{"n":2}"#, &[]).await;
     assert_eq!(sink.wait_for("/later", 2, WAIT).await, 2);
     let got = sink.requests("/later");
     let first = got.iter().find(|r| r.body.as_ref() == br#"{"n":1}"#).unwrap();

@@ -61,9 +61,17 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let max = shared.limits.max_inflight.max(1);
     let slots = Arc::new(Semaphore::new(max));
     let inflight: Arc<Mutex<HashSet<JobKey>>> = Arc::new(Mutex::new(HashSet::new()));
+    // Finished attempts, released from `inflight` only by the scheduler before it reads:
+    // a read that started before an attempt's commit must still see the job as claimed.
+    let done: Arc<Mutex<Vec<JobKey>>> = Arc::new(Mutex::new(Vec::new()));
     loop {
         if stop.is_cancelled() {
             break;
+        }
+        if let (Ok(mut d), Ok(mut s)) = (done.lock(), inflight.lock()) {
+            for k in d.drain(..) {
+                s.remove(&k);
+            }
         }
         let now = now_ms();
         let hold = |j: &JobRecord| {
@@ -92,12 +100,12 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 s.insert(job.key());
             }
             let shared = shared.clone();
-            let inflight = inflight.clone();
+            let done = done.clone();
             tokio::spawn(async move {
                 let key = job.key();
                 attempt(&shared, job).await;
-                if let Ok(mut s) = inflight.lock() {
-                    s.remove(&key);
+                if let Ok(mut d) = done.lock() {
+                    d.push(key);
                 }
                 drop(slot);
                 shared.wake.notify_one();

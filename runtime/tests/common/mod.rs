@@ -239,6 +239,7 @@ pub fn manifests(dir: &Path, yaml: &str) -> PathBuf {
 }
 
 pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap()
 }
 
