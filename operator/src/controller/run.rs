@@ -1,0 +1,294 @@
+//! Wiring: one watch per kind feeding shared stores, the wake-ups between controllers, and
+//! the three controllers themselves.
+//!
+//! Shared reflector streams do not forward deletions, and a deleted Bridge must re-render
+//! its pool. So every root watch is driven here: each event (deletions included) is mapped
+//! to the pools, bridges or plugins it affects and sent to the controller's `reconcile_on`.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use causeway_crds::config::pool_of;
+use causeway_crds::{Bridge, Plugin, WorkerPool};
+use futures::channel::mpsc::{unbounded, UnboundedSender};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::core::PartialObjectMeta;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::apply::publish;
+use super::{reconcile_bridge, reconcile_plugin, reconcile_pool, Context, Error, Settings, Stores};
+use crate::admin::AdminApi;
+use crate::builders::{managed_selector, MANAGED_BY_LABEL};
+use crate::metrics::Metrics;
+
+/// Errors that stop the controllers.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("reflector store for {0} cannot be subscribed to")]
+    NotShared(&'static str),
+}
+
+const BUFFER: usize = 1024;
+
+/// Something that turns watch events into wake-ups.
+type OnEvent<K> = Box<dyn Fn(&K) + Send + Sync>;
+
+/// Drive a root watch: keep `writer`'s store current and call `on_event` for every applied
+/// or deleted object (not for the initial list, after which every controller reconciles
+/// everything anyway).
+fn drive<K>(api: Api<K>, wc: watcher::Config, writer: reflector::store::Writer<K>, kind: &'static str, on_event: OnEvent<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let stream = watcher(api, wc).default_backoff().reflect_shared(writer);
+    spawn_events(stream, kind, on_event);
+}
+
+fn spawn_events<K, S>(stream: S, kind: &'static str, on_event: OnEvent<K>)
+where
+    K: Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = pin!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => on_event(&o),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying with backoff"),
+            }
+        }
+    });
+}
+
+/// Sends wake-ups for pools.
+#[derive(Clone)]
+struct PoolWaker {
+    tx: UnboundedSender<ObjectRef<WorkerPool>>,
+    pools: Store<WorkerPool>,
+}
+
+impl PoolWaker {
+    fn all_in(&self, ns: Option<String>) {
+        let Some(ns) = ns else { return };
+        for p in self.pools.state() {
+            if p.namespace().as_deref() == Some(ns.as_str()) {
+                let _closed = self.tx.unbounded_send(ObjectRef::from_obj(p.as_ref()));
+            }
+        }
+    }
+
+    fn owner_of(&self, meta: &kube::api::ObjectMeta) -> bool {
+        let Some(ns) = meta.namespace.clone() else { return false };
+        let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true) && o.kind == "WorkerPool");
+        match owner {
+            Some(o) => {
+                let _closed = self.tx.unbounded_send(ObjectRef::new(&o.name).within(&ns));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Run the controllers until `shutdown` resolves.
+pub async fn run_controllers(
+    client: Client,
+    settings: Settings,
+    admin: Arc<dyn AdminApi>,
+    metrics: Metrics,
+    recorder: Recorder,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let all = watcher::Config::default();
+    let managed = watcher::Config::default().labels(&managed_selector());
+
+    let (pools, pools_w) = reflector::store_shared::<WorkerPool>(BUFFER);
+    let (bridges, bridges_w) = reflector::store_shared::<Bridge>(BUFFER);
+    let (plugins, plugins_w) = reflector::store_shared::<Plugin>(BUFFER);
+    let (pods, pods_w) = reflector::store_shared::<Pod>(BUFFER);
+    let (claims, claims_w) = reflector::store_shared::<PersistentVolumeClaim>(BUFFER);
+    let (budgets, budgets_w) = reflector::store_shared::<PodDisruptionBudget>(BUFFER);
+    let (autoscalers, autoscalers_w) = reflector::store_shared::<HorizontalPodAutoscaler>(BUFFER);
+    let (service_accounts, sas_w) = reflector::store_shared::<ServiceAccount>(BUFFER);
+    let pool_trigger = pools_w.subscribe().ok_or(RunError::NotShared("WorkerPool"))?;
+    let bridge_trigger = bridges_w.subscribe().ok_or(RunError::NotShared("Bridge"))?;
+    let plugin_trigger = plugins_w.subscribe().ok_or(RunError::NotShared("Plugin"))?;
+
+    let (wake_pools_tx, wake_pools_rx) = unbounded::<ObjectRef<WorkerPool>>();
+    let (wake_bridges_tx, wake_bridges_rx) = unbounded::<ObjectRef<Bridge>>();
+    let (wake_plugins_tx, wake_plugins_rx) = unbounded::<ObjectRef<Plugin>>();
+    let waker = PoolWaker { tx: wake_pools_tx, pools: pools.clone() };
+
+    let stores = Stores {
+        pools: pools.clone(),
+        bridges: bridges.clone(),
+        plugins: plugins.clone(),
+        pods: pods.clone(),
+        claims: claims.clone(),
+        budgets: budgets.clone(),
+        autoscalers: autoscalers.clone(),
+        service_accounts: service_accounts.clone(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings,
+        stores,
+        admin,
+        metrics,
+        recorder,
+        observations: RwLock::new(Default::default()),
+        wake_bridges: wake_bridges_tx.clone(),
+        wake_plugins: wake_plugins_tx.clone(),
+        synced: AtomicBool::new(false),
+    });
+
+    // Pools: a new or deleted pool changes the status of the objects that name it.
+    {
+        let (ctx2, bridges_tx, plugins_tx) = (ctx.clone(), wake_bridges_tx.clone(), wake_plugins_tx.clone());
+        drive(Api::<WorkerPool>::all(client.clone()), all.clone(), pools_w, "WorkerPool", Box::new(move |p: &WorkerPool| {
+            let ns = p.namespace();
+            for b in ctx2.stores.bridges.state() {
+                if b.namespace() == ns && pool_of(&b.spec.pool) == p.name_any() {
+                    let _closed = bridges_tx.unbounded_send(ObjectRef::from_obj(b.as_ref()));
+                }
+            }
+            for pl in ctx2.stores.plugins.state() {
+                if pl.namespace() == ns {
+                    let _closed = plugins_tx.unbounded_send(ObjectRef::from_obj(pl.as_ref()));
+                }
+            }
+        }));
+    }
+    // Bridges and Plugins: every pool of the namespace may render them (a bridge that moved
+    // pools must leave the old one; an unplaced plugin loads wherever it is used).
+    {
+        let w = waker.clone();
+        drive(Api::<Bridge>::all(client.clone()), all.clone(), bridges_w, "Bridge", Box::new(move |b: &Bridge| w.all_in(b.namespace())));
+        let w = waker.clone();
+        drive(Api::<Plugin>::all(client.clone()), all.clone(), plugins_w, "Plugin", Box::new(move |p: &Plugin| w.all_in(p.namespace())));
+        // Worker pods: readiness feeds status, and IPs feed the other pools' routes.
+        let w = waker.clone();
+        drive(Api::<Pod>::all(client.clone()), managed.clone(), pods_w, "Pod", Box::new(move |p: &Pod| w.all_in(p.namespace())));
+    }
+    // Optional children: their owner pool.
+    {
+        let w = waker.clone();
+        drive(Api::<PersistentVolumeClaim>::all(client.clone()), managed.clone(), claims_w, "PersistentVolumeClaim", Box::new(move |o: &PersistentVolumeClaim| {
+            w.owner_of(o.meta());
+        }));
+        let w = waker.clone();
+        drive(Api::<PodDisruptionBudget>::all(client.clone()), managed.clone(), budgets_w, "PodDisruptionBudget", Box::new(move |o: &PodDisruptionBudget| {
+            w.owner_of(o.meta());
+        }));
+        let w = waker.clone();
+        drive(Api::<HorizontalPodAutoscaler>::all(client.clone()), managed.clone(), autoscalers_w, "HorizontalPodAutoscaler", Box::new(move |o: &HorizontalPodAutoscaler| {
+            w.owner_of(o.meta());
+        }));
+        let w = waker.clone();
+        drive(Api::<ServiceAccount>::all(client.clone()), managed.clone(), sas_w, "ServiceAccount", Box::new(move |o: &ServiceAccount| {
+            w.owner_of(o.meta());
+        }));
+    }
+    // Secrets and ConfigMaps, metadata only (no Secret data is cached): ours go to their
+    // owner pool; the users' to every pool of the namespace, which re-render if they refer
+    // to them.
+    {
+        let w = waker.clone();
+        let secrets = watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), all.clone()).default_backoff();
+        spawn_events(secrets, "Secret", Box::new(move |s: &PartialObjectMeta<Secret>| {
+            let ours = s.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).is_some();
+            if !w.owner_of(&s.metadata) && !ours {
+                w.all_in(s.metadata.namespace.clone());
+            }
+        }));
+        let w = waker.clone();
+        let cms = watcher(Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()), all.clone()).default_backoff();
+        spawn_events(cms, "ConfigMap", Box::new(move |c: &PartialObjectMeta<ConfigMap>| w.all_in(c.metadata.namespace.clone())));
+    }
+
+    // Mark synced once every store has listed.
+    {
+        let ctx2 = ctx.clone();
+        let (p, b, pl, po, c, bu, a, s) = (pools.clone(), bridges.clone(), plugins.clone(), pods.clone(), claims, budgets, autoscalers, service_accounts);
+        tokio::spawn(async move {
+            let waited = futures::future::try_join_all([
+                Box::pin(p.wait_until_ready()) as std::pin::Pin<Box<dyn Future<Output = Result<(), reflector::store::WriterDropped>> + Send>>,
+                Box::pin(b.wait_until_ready()),
+                Box::pin(pl.wait_until_ready()),
+                Box::pin(po.wait_until_ready()),
+                Box::pin(c.wait_until_ready()),
+                Box::pin(bu.wait_until_ready()),
+                Box::pin(a.wait_until_ready()),
+                Box::pin(s.wait_until_ready()),
+            ])
+            .await;
+            match waited {
+                Ok(_) => {
+                    ctx2.synced.store(true, Ordering::SeqCst);
+                    tracing::info!("caches synced; reconciling");
+                }
+                Err(e) => tracing::error!(error = %e, "a cache writer stopped before it synced"),
+            }
+        });
+    }
+
+    let pool_ctrl = Controller::for_shared_stream(pool_trigger, pools)
+        .owns(Api::<Deployment>::all(client.clone()), managed.clone())
+        .owns(Api::<Service>::all(client.clone()), managed.clone())
+        .owns(Api::<Role>::all(client.clone()), managed.clone())
+        .owns(Api::<RoleBinding>::all(client.clone()), managed.clone())
+        .reconcile_on(wake_pools_rx)
+        .run(reconcile_pool, error_policy::<WorkerPool>("workerpool"), ctx.clone())
+        .for_each(|r| async move { log_result(r) });
+    let bridge_ctrl = Controller::for_shared_stream(bridge_trigger, bridges)
+        .reconcile_on(wake_bridges_rx)
+        .run(reconcile_bridge, error_policy::<Bridge>("bridge"), ctx.clone())
+        .for_each(|r| async move { log_result(r) });
+    let plugin_ctrl = Controller::for_shared_stream(plugin_trigger, plugins)
+        .reconcile_on(wake_plugins_rx)
+        .run(reconcile_plugin, error_policy::<Plugin>("plugin"), ctx.clone())
+        .for_each(|r| async move { log_result(r) });
+
+    tokio::select! {
+        _ = futures::future::join3(pool_ctrl, bridge_ctrl, plugin_ctrl) => {}
+        _ = shutdown => tracing::info!("shutting down controllers"),
+    }
+    Ok(())
+}
+
+fn log_result<K: Resource, E: std::fmt::Display>(r: Result<(ObjectRef<K>, Action), E>) {
+    match r {
+        Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+        Err(e) => tracing::debug!(error = %e, "reconcile did not run or failed"),
+    }
+}
+
+/// Reconcile errors: a metric, a log line, a deduplicated Warning Event, and a backoff.
+fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    move |obj: Arc<K>, err: &Error, ctx: Arc<Context>| {
+        ctx.metrics.failed(controller, err.metric_label());
+        tracing::warn!(controller, object = %obj.meta().name.clone().unwrap_or_default(), error = %err, "reconcile failed");
+        let note = err.to_string();
+        tokio::spawn(async move {
+            publish(&ctx.recorder, obj.as_ref(), EventType::Warning, "ReconcileFailed", "Reconcile", note).await;
+        });
+        Action::requeue(Duration::from_secs(15))
+    }
+}

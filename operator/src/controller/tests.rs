@@ -1,0 +1,514 @@
+//! Scenario tests of the reconcilers against a mocked API server (tower-test), in the
+//! style of kube-rs controller-rs `fixtures.rs`: the fake records every request and answers
+//! like an API server would (404 for missing Secrets, echo for applies).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use causeway_crds::{Bridge, Plugin, WorkerConfig, WorkerPool};
+use futures::channel::mpsc::{unbounded, UnboundedReceiver};
+use futures::future::BoxFuture;
+use http::{Request, Response, StatusCode};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::admin::AdminApi;
+use crate::builders::BuildSettings;
+use crate::metrics::Metrics;
+use crate::status::{ItemReport, WorkerReport};
+
+/// One request the operator made.
+#[derive(Clone, Debug)]
+struct Call {
+    method: String,
+    path: String,
+    query: String,
+    body: Value,
+}
+
+impl Call {
+    fn is(&self, method: &str, path: &str) -> bool {
+        self.method == method && self.path == path
+    }
+}
+
+/// How the fake API server answers.
+#[derive(Default)]
+struct FakeApi {
+    /// Objects that exist: path → object (applies add to it).
+    objects: BTreeMap<String, Value>,
+    /// Paths whose PATCH fails with this code.
+    fail_patch: BTreeMap<String, u16>,
+    /// Paths whose POST answers 409.
+    exists: Vec<String>,
+}
+
+fn status_body(code: u16, reason: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": reason, "reason": reason, "code": code}))
+        .unwrap()
+}
+
+fn stub_spec(path: &str) -> Value {
+    if path.contains("/plugins/") { json!({"source": {}}) } else { json!({}) }
+}
+
+impl FakeApi {
+    fn answer(&mut self, method: &str, path: &str, body: &Value) -> (u16, Vec<u8>) {
+        match method {
+            "GET" => match self.objects.get(path) {
+                Some(o) => (200, serde_json::to_vec(o).unwrap()),
+                None => (404, status_body(404, "NotFound")),
+            },
+            "PATCH" => {
+                if let Some(code) = self.fail_patch.get(path) {
+                    return (*code, status_body(*code, "Forbidden"));
+                }
+                let mut echo = body.clone();
+                if !path.ends_with("/status") {
+                    // Applied objects persist, as on a real API server.
+                    self.objects.insert(path.to_string(), body.clone());
+                }
+                if path.ends_with("/status") {
+                    let parts: Vec<&str> = path.split('/').collect();
+                    let name = parts[parts.len() - 2];
+                    let ns = parts[parts.iter().position(|p| *p == "namespaces").unwrap() + 1];
+                    echo["metadata"] = json!({"name": name, "namespace": ns});
+                    echo["spec"] = stub_spec(path);
+                }
+                (200, serde_json::to_vec(&echo).unwrap())
+            }
+            "POST" => {
+                if self.exists.iter().any(|p| p == path) {
+                    return (409, status_body(409, "AlreadyExists"));
+                }
+                (201, serde_json::to_vec(body).unwrap())
+            }
+            "DELETE" => (200, serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})).unwrap()),
+            _ => (405, status_body(405, "MethodNotAllowed")),
+        }
+    }
+}
+
+/// Spawn the fake server; returns the client and the recorded calls.
+fn mock_client(mut api: FakeApi) -> (Client, Arc<Mutex<Vec<Call>>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let recorded = calls.clone();
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let method = req.method().to_string();
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or_default().to_string();
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+            let (code, resp) = api.answer(&method, &path, &body);
+            recorded.lock().unwrap().push(Call { method, path, query, body });
+            let mut r = Response::new(Body::from(resp));
+            *r.status_mut() = StatusCode::from_u16(code).unwrap();
+            send.send_response(r);
+        }
+    });
+    (Client::new(service, "default"), calls)
+}
+
+/// Workers that answer with whatever the test sets.
+#[derive(Default)]
+struct FakeAdmin {
+    reports: Mutex<BTreeMap<String, Result<WorkerReport, String>>>,
+    asked: Mutex<Vec<(String, String)>>,
+}
+
+impl AdminApi for FakeAdmin {
+    fn config(&self, pod_ip: &str, token: &str) -> BoxFuture<'static, Result<WorkerReport, String>> {
+        self.asked.lock().unwrap().push((pod_ip.to_string(), token.to_string()));
+        let r = self.reports.lock().unwrap().get(pod_ip).cloned().unwrap_or_else(|| Err("connection refused".into()));
+        Box::pin(async move { r })
+    }
+}
+
+struct Fixture {
+    ctx: Arc<Context>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    admin: Arc<FakeAdmin>,
+    _woken_bridges: UnboundedReceiver<ObjectRef<Bridge>>,
+    _woken_plugins: UnboundedReceiver<ObjectRef<Plugin>>,
+}
+
+impl Fixture {
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn clear(&self) {
+        self.calls.lock().unwrap().clear();
+    }
+    fn writes(&self) -> Vec<Call> {
+        self.calls().into_iter().filter(|c| c.method != "GET").collect()
+    }
+}
+
+fn store_of<K>(objs: Vec<K>) -> reflector::Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (store, mut writer) = reflector::store::<K>();
+    for o in objs {
+        writer.apply_watcher_event(&watcher::Event::Apply(o));
+    }
+    // The writer may go: the store keeps its contents.
+    store
+}
+
+#[derive(Default)]
+struct World {
+    pools: Vec<WorkerPool>,
+    bridges: Vec<Bridge>,
+    plugins: Vec<Plugin>,
+    pods: Vec<Pod>,
+    claims: Vec<PersistentVolumeClaim>,
+    api: FakeApi,
+}
+
+fn fixture(world: World) -> Fixture {
+    let (client, calls) = mock_client(world.api);
+    let (bt, br) = unbounded();
+    let (pt, pr) = unbounded();
+    let admin = Arc::new(FakeAdmin::default());
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), "causeway-operator".into()),
+        client,
+        settings: Settings {
+            build: BuildSettings { worker_image: "causeway:test".into(), image_pull_policy: None },
+            default_pool: PoolDefaults { replicas: 1, storage_size: "2Gi".into(), storage_class: None },
+            requeue_pending: Duration::from_secs(5),
+            requeue_converged: Duration::from_secs(60),
+        },
+        stores: Stores {
+            pools: store_of(world.pools),
+            bridges: store_of(world.bridges),
+            plugins: store_of(world.plugins),
+            pods: store_of(world.pods),
+            claims: store_of(world.claims),
+            budgets: store_of(vec![]),
+            autoscalers: store_of(vec![]),
+            service_accounts: store_of(vec![]),
+        },
+        admin: admin.clone(),
+        metrics: Metrics::new().unwrap(),
+        observations: RwLock::new(BTreeMap::new()),
+        wake_bridges: bt,
+        wake_plugins: pt,
+        synced: AtomicBool::new(true),
+    });
+    Fixture { ctx, calls, admin, _woken_bridges: br, _woken_plugins: pr }
+}
+
+fn pool(name: &str, spec: Value) -> WorkerPool {
+    serde_json::from_value(json!({
+        "apiVersion": "causeway.dev/v1alpha1", "kind": "WorkerPool",
+        "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}"), "generation": 1},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn bridge(name: &str, spec: Value) -> Bridge {
+    serde_json::from_value(json!({
+        "apiVersion": "causeway.dev/v1alpha1", "kind": "Bridge",
+        "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-b-{name}"), "generation": 1,
+                     "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn ready_pod(name: &str, pool: &str, ip: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "labels": {"causeway.dev/pool": pool, "app.kubernetes.io/managed-by": "causeway-operator"}},
+        "spec": {"containers": []},
+        "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
+    }))
+    .unwrap()
+}
+
+const NS: &str = "/api/v1/namespaces/shop";
+
+fn status_of(calls: &[Call], path: &str) -> Value {
+    calls.iter().rev().find(|c| c.is("PATCH", path)).map(|c| c.body["status"].clone()).unwrap_or(Value::Null)
+}
+
+fn ready_condition(status: &Value) -> (String, String) {
+    let c = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn new_pool_applies_every_child_with_ssa_then_writes_status() {
+    let f = fixture(World { pools: vec![pool("orders", json!({}))], ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    let action = reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)), "not converged yet: poll");
+
+    let calls = f.calls();
+    let patched: Vec<&str> = calls.iter().filter(|c| c.method == "PATCH").map(|c| c.path.as_str()).collect();
+    assert_eq!(
+        patched,
+        vec![
+            "/api/v1/namespaces/shop/secrets/causeway-internal-token",
+            "/api/v1/namespaces/shop/secrets/causeway-orders-admin",
+            "/api/v1/namespaces/shop/serviceaccounts/causeway-orders",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles/causeway-orders",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings/causeway-orders",
+            "/api/v1/namespaces/shop/secrets/causeway-orders-config",
+            "/api/v1/namespaces/shop/persistentvolumeclaims/causeway-orders-data",
+            "/apis/apps/v1/namespaces/shop/deployments/causeway-orders",
+            "/api/v1/namespaces/shop/services/causeway-orders",
+            "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status",
+        ]
+    );
+    for c in calls.iter().filter(|c| c.method == "PATCH") {
+        assert!(c.query.contains("fieldManager=causeway-operator") && c.query.contains("force=true"), "{} {}", c.path, c.query);
+    }
+    // The config Secret holds the rendered config and its version.
+    let cfg_call = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-config"))).unwrap();
+    let data = cfg_call.body["data"]["config.json"].as_str().unwrap();
+    let cfg: WorkerConfig = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+    assert_eq!((cfg.pool.as_str(), cfg.namespace.as_str()), ("orders", "shop"));
+    assert!(cfg.admin_token.is_some());
+    assert_eq!(cfg.internal_tokens.len(), 1);
+    assert_eq!(cfg_call.body["metadata"]["annotations"]["causeway.dev/config-version"], json!(cfg.version));
+
+    let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
+    assert_eq!(status["configVersion"], json!(cfg.version));
+    assert_eq!(status["observedGeneration"], json!(1));
+    assert_eq!(status["selector"], json!("app.kubernetes.io/name=causeway-worker,causeway.dev/pool=orders"));
+    assert_eq!(ready_condition(&status), ("False".into(), "Pending".into()));
+    // A Normal event announced the render.
+    assert!(calls.iter().any(|c| c.method == "POST" && c.path.ends_with("/events") && c.body["reason"] == "ConfigRendered"));
+}
+
+#[tokio::test]
+async fn status_is_not_rewritten_when_nothing_changed() {
+    let f = fixture(World { pools: vec![pool("orders", json!({}))], ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p.clone(), f.ctx.clone()).await.unwrap();
+    let written = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
+
+    // The API now holds what we wrote.
+    let mut again = p.as_ref().clone();
+    again.status = Some(serde_json::from_value(written).unwrap());
+    f.clear();
+    reconcile_pool(Arc::new(again), f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    assert!(!calls.iter().any(|c| c.path.ends_with("/status")), "status written again: {calls:#?}");
+    assert!(!calls.iter().any(|c| c.path.ends_with("/events")), "no event without a change");
+}
+
+#[tokio::test]
+async fn a_bridge_with_a_missing_secret_is_secret_not_found_not_an_error() {
+    let b = bridge("orders", json!({
+        "ingress": {"auth": {"hmac": {"preset": "github", "secretRef": {"name": "gh-secret", "key": "token"}}}},
+        "destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]
+    }));
+    let f = fixture(World { pools: vec![pool("default", json!({}))], bridges: vec![b], ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    assert!(f.calls().iter().any(|c| c.is("GET", &format!("{NS}/secrets/gh-secret"))));
+    let obs = f.ctx.observation("shop", "default").unwrap();
+    assert_eq!(obs.problems[0].reason, "SecretNotFound");
+
+    let b = f.ctx.stores.bridges.state()[0].clone();
+    f.clear();
+    let action = reconcile_bridge(b.clone(), f.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)), "a bad reference waits for a change, no retry storm");
+    let calls = f.calls();
+    let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status");
+    assert_eq!(ready_condition(&status), ("False".into(), "SecretNotFound".into()));
+    assert_eq!(status["url"], json!("http://causeway-default.shop.svc:8080/hooks/shop/orders"));
+    let ev = calls.iter().find(|c| c.path.ends_with("/events")).unwrap();
+    assert_eq!((ev.body["type"].as_str(), ev.body["reason"].as_str()), (Some("Warning"), Some("SecretNotFound")));
+    assert!(!ev.body.to_string().contains("token\":\""), "no secret values in events");
+
+    // Same state again: nothing written.
+    let mut again = b.as_ref().clone();
+    again.status = Some(serde_json::from_value(status).unwrap());
+    f.clear();
+    reconcile_bridge(Arc::new(again), f.ctx.clone()).await.unwrap();
+    assert!(f.writes().is_empty(), "{:#?}", f.calls());
+}
+
+#[tokio::test]
+async fn a_bridge_naming_no_pool_creates_the_default_pool() {
+    let b = bridge("orders", json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}));
+    let f = fixture(World { bridges: vec![b], ..World::default() });
+    let b = f.ctx.stores.bridges.state()[0].clone();
+    reconcile_bridge(b, f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    let create = calls.iter().find(|c| c.is("POST", "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools")).unwrap();
+    assert_eq!(create.body["metadata"]["name"], json!("default"));
+    assert_eq!(create.body["spec"]["storage"]["size"], json!("2Gi"));
+    assert!(create.query.contains("fieldManager=causeway-operator"));
+    let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status");
+    assert_eq!(ready_condition(&status), ("False".into(), "Pending".into()));
+    assert!(calls.iter().any(|c| c.path.ends_with("/events") && c.body["reason"] == "DefaultPoolCreated"));
+}
+
+#[tokio::test]
+async fn an_existing_default_pool_is_never_overwritten() {
+    let b = bridge("orders", json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}));
+    let api = FakeApi { exists: vec!["/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools".into()], ..FakeApi::default() };
+    let f = fixture(World { bridges: vec![b], api, ..World::default() });
+    let b = f.ctx.stores.bridges.state()[0].clone();
+    reconcile_bridge(b, f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    assert!(!calls.iter().any(|c| c.method == "PATCH" && c.path.contains("/workerpools/default") && !c.path.ends_with("/status")));
+    assert!(!calls.iter().any(|c| c.body["reason"] == "DefaultPoolCreated"));
+}
+
+#[tokio::test]
+async fn bridge_becomes_ready_when_the_worker_runs_its_generation() {
+    let b = bridge("orders", json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}));
+    let f = fixture(World {
+        pools: vec![pool("default", json!({}))],
+        bridges: vec![b],
+        pods: vec![ready_pod("causeway-default-0", "default", "127.0.0.7")],
+        ..World::default()
+    });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p.clone(), f.ctx.clone()).await.unwrap();
+    let (ip, token) = f.admin.asked.lock().unwrap()[0].clone();
+    assert_eq!(ip, "127.0.0.7");
+    assert_eq!(token.len(), 64, "the pool's admin token");
+    let desired = f.ctx.observation("shop", "default").unwrap().desired_version;
+
+    f.admin.reports.lock().unwrap().insert(
+        "127.0.0.7".into(),
+        Ok(WorkerReport {
+            version: Some(desired.clone()),
+            bridges: vec![ItemReport { key: "shop/orders".into(), generation: Some(1), error: None }],
+            ..WorkerReport::default()
+        }),
+    );
+    f.clear();
+    let action = reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)), "converged");
+    let status = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/default/status");
+    assert_eq!(ready_condition(&status), ("True".into(), "Ready".into()));
+    assert_eq!((status["replicas"].as_i64(), status["readyReplicas"].as_i64()), (Some(1), Some(1)));
+
+    let b = f.ctx.stores.bridges.state()[0].clone();
+    f.clear();
+    reconcile_bridge(b, f.ctx.clone()).await.unwrap();
+    let status = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status");
+    assert_eq!(ready_condition(&status), ("True".into(), "Ready".into()));
+    assert_eq!(status["configVersion"], json!(desired));
+}
+
+#[tokio::test]
+async fn switching_to_postgres_deletes_the_volume_claim() {
+    let p = pool("orders", json!({"storage": {"type": "postgres", "postgres": {"urlSecretRef": {"name": "pg", "key": "url"}}}}));
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "causeway-orders-data", "namespace": "shop",
+            "ownerReferences": [{"apiVersion": "causeway.dev/v1alpha1", "kind": "WorkerPool", "name": "orders", "uid": "uid-orders", "controller": true}]},
+    }))
+    .unwrap();
+    let foreign: PersistentVolumeClaim = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "someone-elses", "namespace": "shop"},
+    }))
+    .unwrap();
+    let f = fixture(World { pools: vec![p], claims: vec![claim, foreign], ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    assert!(calls.iter().any(|c| c.is("DELETE", &format!("{NS}/persistentvolumeclaims/causeway-orders-data"))));
+    assert!(!calls.iter().any(|c| c.path.contains("someone-elses")));
+    assert!(!calls.iter().any(|c| c.is("PATCH", &format!("{NS}/persistentvolumeclaims/causeway-orders-data"))));
+    let deploy = calls.iter().find(|c| c.path.ends_with("/deployments/causeway-orders")).unwrap();
+    assert_eq!(deploy.body["spec"]["strategy"]["type"], json!("RollingUpdate"));
+}
+
+#[tokio::test]
+async fn a_failed_apply_is_a_condition_and_an_error_with_a_bounded_label() {
+    let mut api = FakeApi::default();
+    api.fail_patch.insert("/apis/apps/v1/namespaces/shop/deployments/causeway-orders".into(), 403);
+    let f = fixture(World { pools: vec![pool("orders", json!({}))], api, ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    let err = reconcile_pool(p, f.ctx.clone()).await.unwrap_err();
+    assert_eq!(err.metric_label(), "forbidden");
+    assert!(err.to_string().contains("Deployment shop/causeway-orders"), "{err}");
+    let status = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
+    assert_eq!(ready_condition(&status), ("False".into(), "ApplyFailed".into()));
+}
+
+#[tokio::test]
+async fn existing_tokens_are_kept() {
+    let mut api = FakeApi::default();
+    api.objects.insert(
+        format!("{NS}/secrets/causeway-orders-admin"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "causeway-orders-admin", "namespace": "shop"},
+               "data": {"token": base64::engine::general_purpose::STANDARD.encode("keep-me")}}),
+    );
+    let f = fixture(World { pools: vec![pool("orders", json!({}))], api, ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    let admin = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-admin"))).unwrap();
+    assert_eq!(admin.body["data"]["token"], json!(base64::engine::general_purpose::STANDARD.encode("keep-me")));
+}
+
+#[tokio::test]
+async fn a_plugin_placed_in_a_missing_pool_is_pool_not_found() {
+    let pl: Plugin = serde_json::from_value(json!({
+        "apiVersion": "causeway.dev/v1alpha1", "kind": "Plugin",
+        "metadata": {"name": "enrich", "namespace": "shop", "uid": "uid-p", "generation": 2},
+        "spec": {"source": {"http": {"url": "http://127.0.0.1:9/p.wasm", "sha256": "a".repeat(64)}}, "pool": "fast"},
+    }))
+    .unwrap();
+    let f = fixture(World { pools: vec![pool("default", json!({}))], plugins: vec![pl], ..World::default() });
+    let pl = f.ctx.stores.plugins.state()[0].clone();
+    reconcile_plugin(pl, f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/plugins/enrich/status");
+    assert_eq!(ready_condition(&status), ("False".into(), "PoolNotFound".into()));
+    assert_eq!(status["observedGeneration"], json!(2));
+    assert!(!calls.iter().any(|c| c.method == "POST" && c.path.ends_with("/workerpools")), "a named pool is never created");
+}
+
+#[tokio::test]
+async fn routes_to_other_pools_use_ready_pod_ips() {
+    let pl: Plugin = serde_json::from_value(json!({
+        "apiVersion": "causeway.dev/v1alpha1", "kind": "Plugin",
+        "metadata": {"name": "enrich", "namespace": "shop", "uid": "uid-p", "generation": 1},
+        "spec": {"source": {"http": {"url": "http://127.0.0.1:9/p.wasm", "sha256": "a".repeat(64)}}, "pool": "b"},
+    }))
+    .unwrap();
+    let f = fixture(World {
+        pools: vec![pool("a", json!({})), pool("b", json!({}))],
+        plugins: vec![pl],
+        pods: vec![ready_pod("causeway-b-1", "b", "127.0.0.12")],
+        ..World::default()
+    });
+    let a = f.ctx.stores.pools.find(|p| p.metadata.name.as_deref() == Some("a")).unwrap();
+    reconcile_pool(a, f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    let cfg_call = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-a-config"))).unwrap();
+    let data = cfg_call.body["data"]["config.json"].as_str().unwrap();
+    let cfg: WorkerConfig = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+    assert_eq!(cfg.routes.len(), 1);
+    assert_eq!(cfg.routes[0].urls, vec!["http://127.0.0.12:8081"]);
+    // Both pools own the shared internal token.
+    let tok = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-internal-token"))).unwrap();
+    assert_eq!(tok.body["metadata"]["ownerReferences"].as_array().unwrap().len(), 2);
+}

@@ -1,0 +1,397 @@
+//! Status folding: what the pool reconciler observed (its render and each worker's admin
+//! report) becomes the status of WorkerPools, Bridges and Plugins.
+//!
+//! Everything here is pure. The reconcilers call these functions and write the result only
+//! when it differs from what the object already has.
+
+mod report;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use causeway_crds::common::{condition, make_condition, reason, set_condition};
+use causeway_crds::config::{bridge_path, pool_of, Kind, Problem, SourceConfig, WorkerConfig, INGRESS_PORT};
+use causeway_crds::common::DEFAULT_POOL;
+use causeway_crds::{Bridge, BridgeStatus, Plugin, PluginStatus, WorkerPool, WorkerPoolStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+
+pub use report::{classify_plugin_error, ItemReport, PluginReport, WorkerReport};
+
+/// Reason on a pool whose children could not be applied.
+pub const APPLY_FAILED: &str = "ApplyFailed";
+
+/// One pod of a pool, as seen by the reconciler.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodObservation {
+    pub name: String,
+    pub ip: Option<String>,
+    pub ready: bool,
+    /// The admin report of a ready pod: `Err` holds why it could not be read.
+    pub report: Option<Result<WorkerReport, String>>,
+}
+
+/// What a plugin was rendered as, for status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedPlugin {
+    pub generation: Option<i64>,
+    /// The digest the config pins, when the source pins one.
+    pub digest: Option<String>,
+}
+
+/// The last render of one pool and what its workers said about it.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct PoolObservation {
+    pub namespace: String,
+    pub pool: String,
+    pub desired_version: String,
+    /// Bridges in the rendered config: name → generation.
+    pub bridges: BTreeMap<String, Option<i64>>,
+    /// Plugins in the rendered config.
+    pub plugins: BTreeMap<String, RenderedPlugin>,
+    pub problems: Vec<Problem>,
+    /// Generation of every Bridge and Plugin of the namespace when the pool rendered, so
+    /// that a status is never computed from a render that predates the object's change.
+    pub seen: BTreeMap<(Kind, String), Option<i64>>,
+    pub pods: Vec<PodObservation>,
+}
+
+impl PoolObservation {
+    /// Summarise a render.
+    pub fn from_render(
+        namespace: &str,
+        pool: &str,
+        config: &WorkerConfig,
+        problems: Vec<Problem>,
+        bridges: &[&Bridge],
+        plugins: &[&Plugin],
+    ) -> Self {
+        let mut seen = BTreeMap::new();
+        for b in bridges {
+            seen.insert((Kind::Bridge, b.name_any()), b.metadata.generation);
+        }
+        for p in plugins {
+            seen.insert((Kind::Plugin, p.name_any()), p.metadata.generation);
+        }
+        PoolObservation {
+            namespace: namespace.to_string(),
+            pool: pool.to_string(),
+            desired_version: config.version.clone(),
+            bridges: config.bridges.iter().map(|b| (b.name.clone(), b.generation)).collect(),
+            plugins: config
+                .plugins
+                .iter()
+                .map(|p| {
+                    let digest = match &p.source {
+                        SourceConfig::Http { sha256, .. } | SourceConfig::Inline { sha256, .. } => Some(format!("sha256:{sha256}")),
+                        SourceConfig::Oci { digest, .. } => digest.clone(),
+                        SourceConfig::File { .. } => None,
+                    };
+                    (p.name.clone(), RenderedPlugin { generation: p.generation, digest })
+                })
+                .collect(),
+            problems,
+            seen,
+            pods: Vec::new(),
+        }
+    }
+
+    fn problem(&self, kind: Kind, name: &str) -> Option<&Problem> {
+        self.problems.iter().find(|p| p.kind == kind && p.name == name)
+    }
+
+    fn ready_pods(&self) -> impl Iterator<Item = &PodObservation> {
+        self.pods.iter().filter(|p| p.ready)
+    }
+
+    /// Ready pods whose report says they run the desired version.
+    pub fn pods_on_desired_version(&self) -> usize {
+        self.ready_pods()
+            .filter(|p| matches!(&p.report, Some(Ok(r)) if r.version.as_deref() == Some(self.desired_version.as_str())))
+            .count()
+    }
+}
+
+/// The replica count the pool should reach.
+pub fn desired_replicas(pool: &WorkerPool) -> i32 {
+    use causeway_crds::pool::StorageType;
+    let spec = &pool.spec;
+    match (&spec.storage.type_, &spec.autoscaling) {
+        (StorageType::Embedded, _) => spec.replicas.clamp(0, 1),
+        (StorageType::Postgres, Some(a)) => a.min_replicas,
+        (StorageType::Postgres, None) => spec.replicas.max(0),
+    }
+}
+
+/// Status of a WorkerPool. `failure` is a reason and message when the reconcile itself
+/// failed (children not applied, invalid name).
+pub fn pool_status(pool: &WorkerPool, obs: Option<&PoolObservation>, failure: Option<(&str, String)>, now: &Time) -> WorkerPoolStatus {
+    let previous = pool.status.clone().unwrap_or_default();
+    let generation_ = pool.metadata.generation;
+    let (replicas, ready) = obs
+        .map(|o| (o.pods.len() as i32, o.ready_pods().count() as i32))
+        .unwrap_or((previous.replicas, previous.ready_replicas));
+    let want = desired_replicas(pool);
+    let (ok, why, message) = match (failure, obs) {
+        (Some((r, m)), _) => (false, r.to_string(), m),
+        (None, None) => (false, reason::PENDING.to_string(), "not rendered yet".to_string()),
+        (None, Some(o)) => {
+            let on_version = o.pods_on_desired_version() as i32;
+            let unreachable: Vec<String> = o
+                .ready_pods()
+                .filter_map(|p| match &p.report {
+                    Some(Err(e)) => Some(format!("{}: {e}", p.name)),
+                    _ => None,
+                })
+                .collect();
+            if want == 0 {
+                (true, reason::READY.to_string(), "scaled to zero".to_string())
+            } else if ready < want {
+                (false, reason::PENDING.to_string(), format!("{ready}/{want} workers ready"))
+            } else if !unreachable.is_empty() {
+                (false, reason::PENDING.to_string(), format!("admin API not reachable: {}", unreachable.join("; ")))
+            } else if on_version < ready {
+                (false, reason::PENDING.to_string(), format!("{on_version}/{ready} ready workers run config version {}", o.desired_version))
+            } else {
+                (true, reason::READY.to_string(), format!("{ready} workers run config version {}", o.desired_version))
+            }
+        }
+    };
+    let mut conditions = previous.conditions.clone();
+    set_condition(&mut conditions, make_condition(condition::READY, ok, &why, message, generation_, now.clone(), &previous.conditions));
+    WorkerPoolStatus {
+        observed_generation: generation_,
+        conditions,
+        replicas,
+        ready_replicas: ready,
+        config_version: obs.map(|o| o.desired_version.clone()).or(previous.config_version),
+        selector: Some(crate::builders::selector_string(&pool.name_any())),
+    }
+}
+
+/// How far one pod is with one item.
+enum PodItem {
+    Served,
+    Waiting(String),
+    Failed(String, String),
+}
+
+fn bridge_on_pod(pod: &PodObservation, obs: &PoolObservation, key: &str, generation_: Option<i64>) -> PodItem {
+    let report = match &pod.report {
+        None => return PodItem::Waiting(format!("pod {} not asked yet", pod.name)),
+        Some(Err(e)) => return PodItem::Waiting(format!("pod {}: admin API: {e}", pod.name)),
+        Some(Ok(r)) => r,
+    };
+    if let Some(item) = report.bridges.iter().find(|b| b.key == key) {
+        if let Some(err) = item.error.as_ref().or(report.errors.get(key)) {
+            return PodItem::Failed(reason::LOAD_ERROR.into(), format!("pod {}: {err}", pod.name));
+        }
+        return if item.generation == generation_ || item.generation.is_none() && report.version.as_deref() == Some(&obs.desired_version) {
+            PodItem::Served
+        } else {
+            PodItem::Waiting(format!("pod {} runs generation {}", pod.name, item.generation.map(|g| g.to_string()).unwrap_or_default()))
+        };
+    }
+    if let Some(err) = report.errors.get(key) {
+        return PodItem::Failed(reason::LOAD_ERROR.into(), format!("pod {}: {err}", pod.name));
+    }
+    if report.version.as_deref() == Some(&obs.desired_version) && report.bridges.is_empty() {
+        // A worker that reports only its version: the desired config contains the bridge.
+        return PodItem::Served;
+    }
+    PodItem::Waiting(format!("pod {} runs config version {}", pod.name, report.version.clone().unwrap_or_else(|| "none".into())))
+}
+
+/// Status of a Bridge, or `None` when there is nothing current to say yet (the pool has not
+/// rendered this generation): the caller then leaves the status alone.
+pub fn bridge_status(bridge: &Bridge, pool_exists: bool, obs: Option<&PoolObservation>, now: &Time) -> Option<BridgeStatus> {
+    let previous = bridge.status.clone().unwrap_or_default();
+    let generation_ = bridge.metadata.generation;
+    let name = bridge.name_any();
+    let ns = bridge.namespace().unwrap_or_default();
+    let pool = pool_of(&bridge.spec.pool).to_string();
+    let key = format!("{ns}/{name}");
+
+    let accepted: (bool, String, String);
+    let ready: (bool, String, String);
+    let mut config_version = previous.config_version.clone();
+    if !pool_exists {
+        let (r, m) = if pool == DEFAULT_POOL {
+            (reason::PENDING, format!("creating WorkerPool {DEFAULT_POOL}"))
+        } else {
+            (reason::POOL_NOT_FOUND, format!("WorkerPool {pool:?} not found in namespace {ns}"))
+        };
+        accepted = (false, r.into(), m.clone());
+        ready = (false, r.into(), m);
+    } else {
+        let obs = obs?;
+        if obs.seen.get(&(Kind::Bridge, name.clone())) != Some(&generation_) {
+            return None;
+        }
+        if let Some(p) = obs.problem(Kind::Bridge, &name) {
+            accepted = (false, p.reason.clone(), p.message.clone());
+            ready = accepted.clone();
+        } else if obs.bridges.get(&name) == Some(&generation_) {
+            accepted = (true, condition::ACCEPTED.into(), format!("rendered into config version {} of pool {pool}", obs.desired_version));
+            if previous.observed_generation != generation_ || config_version.is_none() {
+                config_version = Some(obs.desired_version.clone());
+            }
+            if bridge.spec.suspend {
+                ready = (false, reason::SUSPENDED.into(), "suspended: not listening, deliveries held".into());
+            } else {
+                let pods: Vec<&PodObservation> = obs.ready_pods().collect();
+                let states: Vec<PodItem> = pods.iter().map(|p| bridge_on_pod(p, obs, &key, generation_)).collect();
+                ready = fold_items(&states, pods.len(), &pool, "bridge");
+            }
+        } else {
+            return None;
+        }
+    }
+
+    let mut conditions = previous.conditions.clone();
+    set_condition(&mut conditions, make_condition(condition::ACCEPTED, accepted.0, &accepted.1, accepted.2, generation_, now.clone(), &previous.conditions));
+    set_condition(&mut conditions, make_condition(condition::READY, ready.0, &ready.1, ready.2, generation_, now.clone(), &previous.conditions));
+    Some(BridgeStatus {
+        observed_generation: generation_,
+        conditions,
+        url: Some(format!("http://{}.{ns}.svc:{INGRESS_PORT}{}", crate::builders::object_name(&pool), bridge_path(bridge))),
+        pool: Some(pool),
+        config_version,
+    })
+}
+
+fn fold_items(states: &[PodItem], pods: usize, pool: &str, what: &str) -> (bool, String, String) {
+    if pods == 0 {
+        return (false, reason::PENDING.into(), format!("no ready worker in pool {pool}"));
+    }
+    if let Some((r, m)) = states.iter().find_map(|s| match s {
+        PodItem::Failed(r, m) => Some((r.clone(), m.clone())),
+        _ => None,
+    }) {
+        return (false, r, m);
+    }
+    let served = states.iter().filter(|s| matches!(s, PodItem::Served)).count();
+    if served == pods {
+        return (true, reason::READY.into(), format!("served by {served}/{pods} ready workers of pool {pool}"));
+    }
+    let waiting = states.iter().find_map(|s| match s {
+        PodItem::Waiting(m) => Some(m.clone()),
+        _ => None,
+    });
+    (false, reason::PENDING.into(), format!("{what} served by {served}/{pods} ready workers of pool {pool}; {}", waiting.unwrap_or_default()))
+}
+
+fn plugin_on_pod<'a>(pod: &'a PodObservation, obs: &PoolObservation, key: &str, generation_: Option<i64>) -> (PodItem, Option<&'a PluginReport>) {
+    let report = match &pod.report {
+        None => return (PodItem::Waiting(format!("pod {} not asked yet", pod.name)), None),
+        Some(Err(e)) => return (PodItem::Waiting(format!("pod {}: admin API: {e}", pod.name)), None),
+        Some(Ok(r)) => r,
+    };
+    let item = report.plugins.iter().find(|p| p.key == key);
+    let error = item.and_then(|i| i.error.clone()).or_else(|| report.errors.get(key).cloned());
+    if let Some(err) = error {
+        let why = item.and_then(|i| i.reason.clone()).unwrap_or_else(|| classify_plugin_error(&err).to_string());
+        return (PodItem::Failed(why, format!("pool {} pod {}: {err}", obs.pool, pod.name)), item);
+    }
+    match item {
+        Some(i) if i.generation == generation_ || i.generation.is_none() && report.version.as_deref() == Some(&obs.desired_version) => {
+            (PodItem::Served, Some(i))
+        }
+        Some(i) => (PodItem::Waiting(format!("pod {} runs generation {}", pod.name, i.generation.unwrap_or_default())), Some(i)),
+        None if report.plugins.is_empty() && report.version.as_deref() == Some(&obs.desired_version) => (PodItem::Served, None),
+        None => (PodItem::Waiting(format!("pod {} has not loaded it", pod.name)), None),
+    }
+}
+
+/// Status of a Plugin from every pool of its namespace, or `None` while no pool has
+/// rendered its current generation.
+pub fn plugin_status(plugin: &Plugin, pools: &BTreeSet<String>, observations: &[&PoolObservation], now: &Time) -> Option<PluginStatus> {
+    let previous = plugin.status.clone().unwrap_or_default();
+    let generation_ = plugin.metadata.generation;
+    let name = plugin.name_any();
+    let ns = plugin.namespace().unwrap_or_default();
+    let key = format!("{ns}/{name}");
+
+    let mut digest = previous.digest.clone();
+    let mut size = previous.size_bytes;
+    let mut serving: Vec<String> = Vec::new();
+    let (accepted, ready): ((bool, String, String), (bool, String, String));
+
+    let missing_pool = plugin.spec.pool.as_ref().filter(|p| !pools.contains(*p));
+    if let Err(errs) = causeway_crds::validate::validate_plugin(&plugin.spec) {
+        let m = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+        accepted = (false, reason::INVALID_SPEC.into(), m.clone());
+        ready = (false, reason::INVALID_SPEC.into(), m);
+    } else if let Some(pool) = missing_pool {
+        let (r, m) = if pool == DEFAULT_POOL {
+            (reason::PENDING, format!("creating WorkerPool {DEFAULT_POOL}"))
+        } else {
+            (reason::POOL_NOT_FOUND, format!("WorkerPool {pool:?} not found in namespace {ns}"))
+        };
+        accepted = (false, r.into(), m.clone());
+        ready = (false, r.into(), m);
+    } else {
+        let current: Vec<&&PoolObservation> =
+            observations.iter().filter(|o| o.seen.get(&(Kind::Plugin, name.clone())) == Some(&generation_)).collect();
+        if current.is_empty() {
+            return None;
+        }
+        if let Some(p) = current.iter().find_map(|o| o.problem(Kind::Plugin, &name)) {
+            accepted = (false, p.reason.clone(), p.message.clone());
+            ready = accepted.clone();
+        } else {
+            let serving_obs: Vec<&&&PoolObservation> = current.iter().filter(|o| o.plugins.get(&name).is_some_and(|r| r.generation == generation_)).collect();
+            serving = serving_obs.iter().map(|o| o.pool.clone()).collect();
+            serving.sort();
+            for o in &serving_obs {
+                if let Some(d) = o.plugins.get(&name).and_then(|r| r.digest.clone()) {
+                    digest = Some(d);
+                }
+            }
+            accepted = (true, condition::ACCEPTED.into(), if serving.is_empty() {
+                "valid; loaded by no pool yet".to_string()
+            } else {
+                format!("loaded by pools {}", serving.join(", "))
+            });
+            if serving.is_empty() {
+                ready = (false, reason::PENDING.into(), "not loaded by any pool: no bridge step or plugin uses it".into());
+            } else {
+                let mut states = Vec::new();
+                let mut pods = 0;
+                let mut empty_pools = Vec::new();
+                for o in &serving_obs {
+                    let ready_pods: Vec<&PodObservation> = o.ready_pods().collect();
+                    if ready_pods.is_empty() {
+                        empty_pools.push(o.pool.clone());
+                    }
+                    pods += ready_pods.len();
+                    for pod in ready_pods {
+                        let (state, item) = plugin_on_pod(pod, o, &key, generation_);
+                        if let Some(i) = item.filter(|_| matches!(state, PodItem::Served)) {
+                            if let Some(d) = &i.digest {
+                                digest = Some(d.clone());
+                            }
+                            if i.size_bytes.is_some() {
+                                size = i.size_bytes;
+                            }
+                        }
+                        states.push(state);
+                    }
+                }
+                let pool_list = serving.join(", ");
+                ready = if !empty_pools.is_empty() && !states.iter().any(|s| matches!(s, PodItem::Failed(..))) {
+                    (false, reason::PENDING.into(), format!("no ready worker in pool {}", empty_pools.join(", ")))
+                } else {
+                    fold_items(&states, pods, &pool_list, "plugin")
+                };
+            }
+        }
+    }
+
+    let mut conditions: Vec<Condition> = previous.conditions.clone();
+    set_condition(&mut conditions, make_condition(condition::ACCEPTED, accepted.0, &accepted.1, accepted.2, generation_, now.clone(), &previous.conditions));
+    set_condition(&mut conditions, make_condition(condition::READY, ready.0, &ready.1, ready.2, generation_, now.clone(), &previous.conditions));
+    Some(PluginStatus { observed_generation: generation_, conditions, digest, size_bytes: size, pools: serving })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+use super::*;
+use causeway_crds::{BridgeSpec, PluginSpec};
+use k8s_openapi::jiff::Timestamp;
+use kube::core::ObjectMeta;
+
+fn t(secs: i64) -> Time {
+    Time(Timestamp::from_second(secs).unwrap())
+}
+
+fn bridge(name: &str, generation_: i64, pool: Option<&str>) -> Bridge {
+    let mut spec: BridgeSpec = serde_json::from_value(serde_json::json!({
+        "destinations": [{"name": "d", "url": "http://127.0.0.1:1/"}]
+    }))
+    .unwrap();
+    spec.pool = pool.map(str::to_string);
+    Bridge {
+        metadata: ObjectMeta { name: Some(name.into()), namespace: Some("shop".into()), generation: Some(generation_), ..ObjectMeta::default() },
+        spec,
+        status: None,
+    }
+}
+
+fn plugin(name: &str, generation_: i64, pool: Option<&str>) -> Plugin {
+    let mut spec: PluginSpec = serde_json::from_value(serde_json::json!({
+        "source": {"http": {"url": "http://127.0.0.1:1/p.wasm", "sha256": "a".repeat(64)}}
+    }))
+    .unwrap();
+    spec.pool = pool.map(str::to_string);
+    Plugin {
+        metadata: ObjectMeta { name: Some(name.into()), namespace: Some("shop".into()), generation: Some(generation_), ..ObjectMeta::default() },
+        spec,
+        status: None,
+    }
+}
+
+fn obs(pool: &str) -> PoolObservation {
+    PoolObservation { namespace: "shop".into(), pool: pool.into(), desired_version: "v2".into(), ..PoolObservation::default() }
+}
+
+fn pod(name: &str, report: WorkerReport) -> PodObservation {
+    PodObservation { name: name.into(), ip: Some("127.0.0.2".into()), ready: true, report: Some(Ok(report)) }
+}
+
+fn cond<'a>(c: &'a [Condition], t: &str) -> &'a Condition {
+    c.iter().find(|c| c.type_ == t).unwrap()
+}
+
+#[test]
+fn bridge_is_ready_when_every_ready_pod_serves_its_generation() {
+    let b = bridge("orders", 3, None);
+    let mut o = obs("default");
+    o.seen.insert((Kind::Bridge, "orders".into()), Some(3));
+    o.bridges.insert("orders".into(), Some(3));
+    let good = WorkerReport { version: Some("v2".into()), bridges: vec![ItemReport { key: "shop/orders".into(), generation: Some(3), error: None }], ..WorkerReport::default() };
+    let old = WorkerReport { version: Some("v1".into()), bridges: vec![ItemReport { key: "shop/orders".into(), generation: Some(2), error: None }], ..WorkerReport::default() };
+    o.pods = vec![pod("a", good.clone()), pod("b", old)];
+
+    let s = bridge_status(&b, true, Some(&o), &t(100)).unwrap();
+    assert_eq!(cond(&s.conditions, "Accepted").status, "True");
+    let r = cond(&s.conditions, "Ready");
+    assert_eq!((r.status.as_str(), r.reason.as_str()), ("False", "Pending"));
+    assert!(r.message.contains("1/2"), "{}", r.message);
+    assert_eq!(s.observed_generation, Some(3));
+    assert_eq!(s.url.as_deref(), Some("http://causeway-default.shop.svc:8080/hooks/shop/orders"));
+    assert_eq!(s.pool.as_deref(), Some("default"));
+    assert_eq!(s.config_version.as_deref(), Some("v2"));
+
+    o.pods[1] = pod("b", good);
+    let s = bridge_status(&b, true, Some(&o), &t(100)).unwrap();
+    assert_eq!(cond(&s.conditions, "Ready").status, "True");
+}
+
+#[test]
+fn a_worker_reporting_only_its_version_serves_the_desired_config() {
+    let b = bridge("orders", 1, None);
+    let mut o = obs("default");
+    o.seen.insert((Kind::Bridge, "orders".into()), Some(1));
+    o.bridges.insert("orders".into(), Some(1));
+    o.pods = vec![pod("a", WorkerReport { version: Some("v2".into()), ..WorkerReport::default() })];
+    let s = bridge_status(&b, true, Some(&o), &t(1)).unwrap();
+    assert_eq!(cond(&s.conditions, "Ready").status, "True");
+}
+
+#[test]
+fn bridge_problem_becomes_both_conditions_with_its_reason() {
+    let b = bridge("orders", 1, None);
+    let mut o = obs("default");
+    o.seen.insert((Kind::Bridge, "orders".into()), Some(1));
+    o.problems.push(Problem {
+        kind: Kind::Bridge,
+        namespace: "shop".into(),
+        name: "orders".into(),
+        reason: "SecretNotFound".into(),
+        message: "Secret \"hmac\" not found in namespace shop".into(),
+    });
+    let s = bridge_status(&b, true, Some(&o), &t(1)).unwrap();
+    for c in ["Accepted", "Ready"] {
+        let c = cond(&s.conditions, c);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "SecretNotFound"));
+    }
+}
+
+#[test]
+fn bridge_waits_for_a_render_of_its_current_generation() {
+    let b = bridge("orders", 2, None);
+    let mut o = obs("default");
+    o.seen.insert((Kind::Bridge, "orders".into()), Some(1));
+    o.bridges.insert("orders".into(), Some(1));
+    assert!(bridge_status(&b, true, Some(&o), &t(1)).is_none());
+    assert!(bridge_status(&b, true, None, &t(1)).is_none());
+}
+
+#[test]
+fn missing_pool_is_pool_not_found_unless_it_is_default() {
+    let b = bridge("orders", 1, Some("fast"));
+    let s = bridge_status(&b, false, None, &t(1)).unwrap();
+    assert_eq!(cond(&s.conditions, "Ready").reason, "PoolNotFound");
+    let b = bridge("orders", 1, None);
+    let s = bridge_status(&b, false, None, &t(1)).unwrap();
+    assert_eq!(cond(&s.conditions, "Ready").reason, "Pending");
+}
+
+#[test]
+fn worker_error_for_a_bridge_is_a_load_error() {
+    let b = bridge("orders", 1, None);
+    let mut o = obs("default");
+    o.seen.insert((Kind::Bridge, "orders".into()), Some(1));
+    o.bridges.insert("orders".into(), Some(1));
+    let mut r = WorkerReport { version: Some("v2".into()), ..WorkerReport::default() };
+    r.errors.insert("shop/orders".into(), "filter: undeclared reference".into());
+    o.pods = vec![pod("a", r)];
+    let s = bridge_status(&b, true, Some(&o), &t(1)).unwrap();
+    let c = cond(&s.conditions, "Ready");
+    assert_eq!(c.reason, "LoadError");
+    assert!(c.message.contains("undeclared"));
+}
+
+#[test]
+fn same_state_twice_keeps_last_transition_time() {
+    let mut b = bridge("orders", 1, Some("fast"));
+    let first = bridge_status(&b, false, None, &t(10)).unwrap();
+    b.status = Some(first.clone());
+    let second = bridge_status(&b, false, None, &t(99)).unwrap();
+    assert_eq!(first, second, "an unchanged state must produce an identical status (no write)");
+}
+
+#[test]
+fn pool_status_counts_pods_and_versions() {
+    let p = crate::builders::test_support::pool("default", crate::builders::test_support::default_spec());
+    let mut o = obs("default");
+    let s = pool_status(&p, Some(&o), None, &t(1));
+    assert_eq!(cond(&s.conditions, "Ready").message, "0/1 workers ready");
+    assert_eq!(s.selector.as_deref(), Some("app.kubernetes.io/name=causeway-worker,causeway.dev/pool=default"));
+    assert_eq!(s.config_version.as_deref(), Some("v2"));
+
+    o.pods = vec![pod("a", WorkerReport { version: Some("v1".into()), ..WorkerReport::default() })];
+    let s = pool_status(&p, Some(&o), None, &t(1));
+    assert_eq!((s.replicas, s.ready_replicas), (1, 1));
+    assert_eq!(cond(&s.conditions, "Ready").status, "False");
+
+    o.pods = vec![pod("a", WorkerReport { version: Some("v2".into()), ..WorkerReport::default() })];
+    let s = pool_status(&p, Some(&o), None, &t(1));
+    assert_eq!(cond(&s.conditions, "Ready").status, "True");
+    assert_eq!(s.observed_generation, Some(1));
+
+    let s = pool_status(&p, Some(&o), Some((APPLY_FAILED, "deployments is forbidden".into())), &t(1));
+    assert_eq!(cond(&s.conditions, "Ready").reason, APPLY_FAILED);
+}
+
+#[test]
+fn plugin_status_lists_serving_pools_digest_and_load_errors() {
+    let pl = plugin("enrich", 4, None);
+    let pools: BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
+    let mut a = obs("a");
+    let mut b = obs("b");
+    for o in [&mut a, &mut b] {
+        o.seen.insert((Kind::Plugin, "enrich".into()), Some(4));
+        o.plugins.insert("enrich".into(), RenderedPlugin { generation: Some(4), digest: Some(format!("sha256:{}", "a".repeat(64))) });
+    }
+    let loaded = |err: Option<&str>| WorkerReport {
+        version: Some("v2".into()),
+        plugins: vec![PluginReport {
+            key: "shop/enrich".into(),
+            generation: Some(4),
+            digest: Some("sha256:feed".into()),
+            size_bytes: Some(1234),
+            error: err.map(str::to_string),
+            reason: None,
+        }],
+        ..WorkerReport::default()
+    };
+    a.pods = vec![pod("a-1", loaded(None))];
+    b.pods = vec![pod("b-1", loaded(None))];
+    let s = plugin_status(&pl, &pools, &[&a, &b], &t(1)).unwrap();
+    assert_eq!(s.pools, vec!["a", "b"]);
+    assert_eq!(s.digest.as_deref(), Some("sha256:feed"));
+    assert_eq!(s.size_bytes, Some(1234));
+    assert_eq!(cond(&s.conditions, "Ready").status, "True");
+
+    b.pods = vec![pod("b-1", loaded(Some("sha256 digest mismatch: expected aaaa")))];
+    let s = plugin_status(&pl, &pools, &[&a, &b], &t(1)).unwrap();
+    let c = cond(&s.conditions, "Ready");
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "DigestMismatch"));
+    assert!(c.message.contains("pool b"));
+}
+
+#[test]
+fn plugin_in_a_missing_pool_or_unused() {
+    let pools: BTreeSet<String> = ["a".to_string()].into();
+    let s = plugin_status(&plugin("p", 1, Some("gone")), &pools, &[], &t(1)).unwrap();
+    assert_eq!(cond(&s.conditions, "Ready").reason, "PoolNotFound");
+
+    let mut a = obs("a");
+    a.seen.insert((Kind::Plugin, "p".into()), Some(1));
+    let s = plugin_status(&plugin("p", 1, None), &pools, &[&a], &t(1)).unwrap();
+    assert_eq!(cond(&s.conditions, "Accepted").status, "True");
+    assert_eq!(cond(&s.conditions, "Ready").reason, "Pending");
+    assert!(s.pools.is_empty());
+
+    // No pool has rendered generation 2 yet: nothing to say.
+    assert!(plugin_status(&plugin("p", 2, None), &pools, &[&a], &t(1)).is_none());
+}
