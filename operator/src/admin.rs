@@ -92,7 +92,7 @@ mod tests {
                 if h.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer s3cret") {
                     return (axum::http::StatusCode::UNAUTHORIZED, String::new());
                 }
-                (axum::http::StatusCode::OK, r#"{"version":"v9","bridges":[{"key":"a/b","generation":1}]}"#.to_string())
+                (axum::http::StatusCode::OK, r#"{"version":"v9","bridges":[{"namespace":"a","name":"b","generation":1}]}"#.to_string())
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

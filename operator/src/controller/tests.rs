@@ -395,7 +395,7 @@ async fn bridge_becomes_ready_when_the_worker_runs_its_generation() {
         "127.0.0.7".into(),
         Ok(WorkerReport {
             version: Some(desired.clone()),
-            bridges: vec![ItemReport { key: "shop/orders".into(), generation: Some(1), error: None }],
+            bridges: vec![ItemReport { namespace: "shop".into(), name: "orders".into(), generation: Some(1), error: None }],
             ..WorkerReport::default()
         }),
     );

@@ -15,7 +15,7 @@ use causeway_crds::{Bridge, BridgeStatus, Plugin, PluginStatus, WorkerPool, Work
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-pub use report::{classify_plugin_error, ItemReport, PluginReport, WorkerReport};
+pub use report::{classify_plugin_error, ItemError, ItemReport, PluginReport, WorkerReport};
 
 /// Reason on a pool whose children could not be applied.
 pub const APPLY_FAILED: &str = "ApplyFailed";
@@ -181,8 +181,8 @@ fn bridge_on_pod(pod: &PodObservation, obs: &PoolObservation, key: &str, generat
         Some(Err(e)) => return PodItem::Waiting(format!("pod {}: admin API: {e}", pod.name)),
         Some(Ok(r)) => r,
     };
-    if let Some(item) = report.bridges.iter().find(|b| b.key == key) {
-        if let Some(err) = item.error.as_ref().or(report.errors.get(key)) {
+    if let Some(item) = report.bridges.iter().find(|b| b.key() == key) {
+        if let Some(err) = item.error.as_ref().or(report.error_for("Bridge", key).map(|e| &e.message)) {
             return PodItem::Failed(reason::LOAD_ERROR.into(), format!("pod {}: {err}", pod.name));
         }
         return if item.generation == generation_ || item.generation.is_none() && report.version.as_deref() == Some(&obs.desired_version) {
@@ -191,7 +191,7 @@ fn bridge_on_pod(pod: &PodObservation, obs: &PoolObservation, key: &str, generat
             PodItem::Waiting(format!("pod {} runs generation {}", pod.name, item.generation.map(|g| g.to_string()).unwrap_or_default()))
         };
     }
-    if let Some(err) = report.errors.get(key) {
+    if let Some(err) = report.error_for("Bridge", key).map(|e| &e.message) {
         return PodItem::Failed(reason::LOAD_ERROR.into(), format!("pod {}: {err}", pod.name));
     }
     if report.version.as_deref() == Some(&obs.desired_version) && report.bridges.is_empty() {
@@ -286,10 +286,11 @@ fn plugin_on_pod<'a>(pod: &'a PodObservation, obs: &PoolObservation, key: &str, 
         Some(Err(e)) => return (PodItem::Waiting(format!("pod {}: admin API: {e}", pod.name)), None),
         Some(Ok(r)) => r,
     };
-    let item = report.plugins.iter().find(|p| p.key == key);
-    let error = item.and_then(|i| i.error.clone()).or_else(|| report.errors.get(key).cloned());
+    let item = report.plugins.iter().find(|p| p.key() == key);
+    let listed = report.error_for("Plugin", key);
+    let error = item.and_then(|i| i.error.clone()).or_else(|| listed.map(|e| e.message.clone()));
     if let Some(err) = error {
-        let why = item.and_then(|i| i.reason.clone()).unwrap_or_else(|| classify_plugin_error(&err).to_string());
+        let why = classify_plugin_error(listed.map(|e| e.reason.as_str()), &err);
         return (PodItem::Failed(why, format!("pool {} pod {}: {err}", obs.pool, pod.name)), item);
     }
     match item {
@@ -370,8 +371,8 @@ pub fn plugin_status(plugin: &Plugin, pools: &BTreeSet<String>, observations: &[
                             if let Some(d) = &i.digest {
                                 digest = Some(d.clone());
                             }
-                            if i.size_bytes.is_some() {
-                                size = i.size_bytes;
+                            if i.size.is_some() {
+                                size = i.size;
                             }
                         }
                         states.push(state);

@@ -51,8 +51,8 @@ fn bridge_is_ready_when_every_ready_pod_serves_its_generation() {
     let mut o = obs("default");
     o.seen.insert((Kind::Bridge, "orders".into()), Some(3));
     o.bridges.insert("orders".into(), Some(3));
-    let good = WorkerReport { version: Some("v2".into()), bridges: vec![ItemReport { key: "shop/orders".into(), generation: Some(3), error: None }], ..WorkerReport::default() };
-    let old = WorkerReport { version: Some("v1".into()), bridges: vec![ItemReport { key: "shop/orders".into(), generation: Some(2), error: None }], ..WorkerReport::default() };
+    let good = WorkerReport { version: Some("v2".into()), bridges: vec![ItemReport { namespace: "shop".into(), name: "orders".into(), generation: Some(3), error: None }], ..WorkerReport::default() };
+    let old = WorkerReport { version: Some("v1".into()), bridges: vec![ItemReport { namespace: "shop".into(), name: "orders".into(), generation: Some(2), error: None }], ..WorkerReport::default() };
     o.pods = vec![pod("a", good.clone()), pod("b", old)];
 
     let s = bridge_status(&b, true, Some(&o), &t(100)).unwrap();
@@ -127,7 +127,13 @@ fn worker_error_for_a_bridge_is_a_load_error() {
     o.seen.insert((Kind::Bridge, "orders".into()), Some(1));
     o.bridges.insert("orders".into(), Some(1));
     let mut r = WorkerReport { version: Some("v2".into()), ..WorkerReport::default() };
-    r.errors.insert("shop/orders".into(), "filter: undeclared reference".into());
+    r.errors.push(ItemError {
+        kind: "Bridge".into(),
+        namespace: "shop".into(),
+        name: "orders".into(),
+        reason: "InvalidSpec".into(),
+        message: "filter: undeclared reference".into(),
+    });
     o.pods = vec![pod("a", r)];
     let s = bridge_status(&b, true, Some(&o), &t(1)).unwrap();
     let c = cond(&s.conditions, "Ready");
@@ -180,12 +186,12 @@ fn plugin_status_lists_serving_pools_digest_and_load_errors() {
     let loaded = |err: Option<&str>| WorkerReport {
         version: Some("v2".into()),
         plugins: vec![PluginReport {
-            key: "shop/enrich".into(),
+            namespace: "shop".into(),
+            name: "enrich".into(),
             generation: Some(4),
             digest: Some("sha256:feed".into()),
-            size_bytes: Some(1234),
+            size: Some(1234),
             error: err.map(str::to_string),
-            reason: None,
         }],
         ..WorkerReport::default()
     };
