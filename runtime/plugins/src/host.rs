@@ -167,7 +167,7 @@ impl PluginHost {
     pub fn new(opts: HostOptions) -> Result<Self, HostError> {
         // reqwest and oci-client use rustls without a built-in provider: make ring the
         // process default (a no-op when the worker already installed one).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        source::install_crypto_provider();
         let metrics = Metrics::new(&opts.registry)?;
         let dirs = CacheDirs::create(&opts.cache_dir)?;
         let (engine, allocator) = build_engine(opts.pooling)?;

@@ -31,4 +31,4 @@ pub use host::{
     error_response, internal_url, parse_internal_path,
 };
 pub use kv::{FileKv, KvStore, MAX_VALUE_BYTES, MemoryKv};
-pub use source::{WASM_MEDIA_TYPES, oci_client};
+pub use source::{WASM_MEDIA_TYPES, install_crypto_provider, oci_client};

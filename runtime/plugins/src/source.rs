@@ -100,8 +100,15 @@ async fn download(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, LoadErro
     Ok(out)
 }
 
+/// Makes ring the process-wide rustls crypto provider unless one is installed already
+/// (reqwest and oci-client are built without a provider of their own).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The OCI client for a registry; `insecure` speaks plain HTTP.
 pub fn oci_client(insecure: bool) -> OciClient {
+    install_crypto_provider();
     OciClient::new(ClientConfig {
         protocol: if insecure { ClientProtocol::Http } else { ClientProtocol::Https },
         connect_timeout: Some(Duration::from_secs(10)),

@@ -552,3 +552,132 @@ async fn javascript_component_runs() {
     assert!(th2.host.apply(&worker("v1", vec![plugin(NS, "js-enricher", &js)])).await.errors.is_empty());
     eprintln!("js-enricher (14 MB): cold apply {cold:?}, warm apply {:?}, first call {first_call:?}", t.elapsed());
 }
+
+/// A real OCI registry (CNCF distribution, Debian's `docker-registry`) on 127.0.0.1,
+/// storage in a temporary directory. Installed by `runtime/plugins/tests/registry.sh`.
+struct Registry {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn registry_bin() -> Option<std::path::PathBuf> {
+    let path = match std::env::var_os("CAUSEWAY_REGISTRY_BIN") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".cache/causeway/registry/usr/bin/docker-registry"),
+    };
+    path.exists().then_some(path)
+}
+
+async fn start_registry(bin: &std::path::Path) -> Registry {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  secret: causeway-test\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+    let child = std::process::Command::new(bin)
+        .arg("serve")
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting the registry");
+    let registry = Registry { child, addr, _dir: dir };
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..100 {
+        if client.get(format!("http://{addr}/v2/")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return registry;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the registry did not start on {addr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_pull_from_a_loopback_registry() {
+    use oci_client::client::{Config, ImageLayer};
+    use oci_client::secrets::RegistryAuth;
+
+    let Some(bin) = registry_bin() else {
+        eprintln!(
+            "SKIP oci_pull_from_a_loopback_registry: no registry binary at ~/.cache/causeway/registry/usr/bin/docker-registry \
+             (or $CAUSEWAY_REGISTRY_BIN); install it with runtime/plugins/tests/registry.sh"
+        );
+        return;
+    };
+    causeway_plugins::install_crypto_provider();
+    let registry = start_registry(&bin).await;
+    let addr = registry.addr;
+
+    // Push two components with oci-client itself.
+    let client = causeway_plugins::oci_client(true);
+    let push = |name: &'static str, media_type: &'static str| {
+        let client = &client;
+        async move {
+            let bytes = std::fs::read(guest(name)).unwrap();
+            let reference: oci_client::Reference = format!("{addr}/causeway/{name}:v1").parse().unwrap();
+            let layer = ImageLayer::new(bytes, media_type.to_string(), None);
+            let config = Config { data: b"{}".to_vec().into(), media_type: "application/vnd.wasm.config.v0+json".into(), annotations: None };
+            client.push(&reference, &[layer], config, &RegistryAuth::Anonymous, None).await.expect("push");
+            client.fetch_manifest_digest(&reference, &RegistryAuth::Anonymous).await.expect("manifest digest")
+        }
+    };
+    let tagger_digest = push("tagger", "application/vnd.wasm.content.layer.v1+wasm").await;
+    let trap_digest = push("fx-trap", "application/wasm").await;
+    assert_ne!(tagger_digest, trap_digest);
+
+    let oci = |reference: String, digest: Option<&str>| SourceConfig::Oci { reference, digest: digest.map(str::to_string), insecure: true };
+    let mut by_tag = plugin(NS, "by-tag", &guest("tagger"));
+    by_tag.source = oci(format!("{addr}/causeway/tagger:v1"), None);
+    let mut by_digest = plugin(NS, "by-digest", &guest("tagger"));
+    by_digest.source = oci(format!("{addr}/causeway/tagger@{tagger_digest}"), None);
+    let mut pinned = plugin(NS, "pinned", &guest("tagger"));
+    pinned.source = oci(format!("{addr}/causeway/tagger:v1"), Some(&tagger_digest));
+    // The tag points at tagger, the pin at fx-trap's manifest: refused.
+    let mut wrong_pin = plugin(NS, "wrong-pin", &guest("tagger"));
+    wrong_pin.source = oci(format!("{addr}/causeway/tagger:v1"), Some(&trap_digest));
+    // A digest the registry does not have: refused.
+    let mut unknown = plugin(NS, "unknown-digest", &guest("tagger"));
+    unknown.source = oci(format!("{addr}/causeway/tagger@sha256:{}", "1".repeat(64)), None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let th = mem_host(dir.path());
+    let report = th.host.apply(&worker("v1", vec![by_tag, by_digest, pinned.clone(), wrong_pin, unknown])).await;
+    assert_eq!(report.loaded, ["shop/by-tag", "shop/by-digest", "shop/pinned"], "{:?}", report.errors);
+    assert_eq!(
+        report.errors["shop/wrong-pin"],
+        format!("digest mismatch: expected {trap_digest}, got {tagger_digest}"),
+        "{:?}",
+        report.errors
+    );
+    assert!(report.errors["shop/unknown-digest"].contains("pulling"), "{:?}", report.errors);
+    for name in ["by-tag", "by-digest", "pinned"] {
+        let resp = th.host.call(&plugin_ref(NS, name), req("POST", "/", r#"{"oci":true}"#)).await.unwrap();
+        assert_eq!(body_json(&resp), serde_json::json!({"oci": true, "tagged": true}), "{name}");
+    }
+    let component_digest = format!("sha256:{}", sha256_hex(&std::fs::read(guest("tagger")).unwrap()));
+    let status = th.host.status();
+    assert!(status.iter().filter(|s| s.loaded).all(|s| s.digest.as_deref() == Some(component_digest.as_str())), "{status:?}");
+    assert_eq!(th.metric("causeway_plugin_compiles_total", &[]), 1.0);
+
+    // A pinned digest pulled once needs no registry: stop it and load again.
+    drop(registry);
+    let th2 = mem_host(dir.path());
+    let report = th2.host.apply(&worker("v2", vec![pinned])).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(th2.metric("causeway_plugin_compiles_total", &[]), 0.0);
+}
