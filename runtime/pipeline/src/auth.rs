@@ -171,7 +171,11 @@ struct JwtScheme {
 
 enum JwtKeys {
     /// One decoding key per accepted algorithm family.
-    Single { hmac: Option<DecodingKey>, rsa: Option<DecodingKey>, ec: Option<DecodingKey> },
+    Single {
+        hmac: Option<DecodingKey>,
+        rsa: Option<DecodingKey>,
+        ec: Option<DecodingKey>,
+    },
     Set(Vec<JwkEntry>),
 }
 
@@ -286,7 +290,9 @@ impl Verifier {
     pub fn verify(&self, req: &Inbound, now: SystemTime) -> Result<(), AuthFailure> {
         let now_ms = unix_ms(now);
         match &self.scheme {
-            Scheme::StandardWebhooks { keys, tolerance_ms } => verify_standard_webhooks(keys, *tolerance_ms, req, now_ms),
+            Scheme::StandardWebhooks { keys, tolerance_ms } => {
+                verify_standard_webhooks(keys, *tolerance_ms, req, now_ms)
+            }
             Scheme::Hmac(h) => h.verify(req, now_ms),
             Scheme::Jwt(j) => j.verify(req, now_ms),
             Scheme::Basic { username, password } => verify_basic(username, password, req),
@@ -401,11 +407,17 @@ fn parse_ts(s: &str) -> Result<i64, AuthFailure> {
     s.trim().parse::<i64>().map_err(|_| fail(AuthReason::Malformed, "timestamp is not a Unix time in seconds"))
 }
 
-fn verify_standard_webhooks(keys: &[Vec<u8>], tolerance_ms: u64, req: &Inbound, now_ms: i128) -> Result<(), AuthFailure> {
+fn verify_standard_webhooks(
+    keys: &[Vec<u8>],
+    tolerance_ms: u64,
+    req: &Inbound,
+    now_ms: i128,
+) -> Result<(), AuthFailure> {
     let [id_h, ts_h, sig_h] = STANDARD_WEBHOOKS_HEADERS;
     let id = header_first(req.headers, id_h).ok_or(fail(AuthReason::MissingHeader, "no webhook-id header"))?;
     let ts = header_first(req.headers, ts_h).ok_or(fail(AuthReason::MissingHeader, "no webhook-timestamp header"))?;
-    let sigs = header_first(req.headers, sig_h).ok_or(fail(AuthReason::MissingHeader, "no webhook-signature header"))?;
+    let sigs =
+        header_first(req.headers, sig_h).ok_or(fail(AuthReason::MissingHeader, "no webhook-signature header"))?;
     let ts_secs = parse_ts(&ts)?;
     check_timestamp(ts_secs, now_ms, tolerance_ms)?;
 
@@ -498,7 +510,8 @@ fn parse_signed_content(src: &str) -> Vec<Part> {
 
 impl HmacScheme {
     fn verify(&self, req: &Inbound, now_ms: i128) -> Result<(), AuthFailure> {
-        let raw = header_first(req.headers, &self.header).ok_or(fail(AuthReason::MissingHeader, "no signature header"))?;
+        let raw =
+            header_first(req.headers, &self.header).ok_or(fail(AuthReason::MissingHeader, "no signature header"))?;
         let (ts_text, presented): (Option<String>, Vec<Vec<u8>>) = if self.stripe_format {
             let mut t = None;
             let mut sigs = Vec::new();
@@ -564,13 +577,16 @@ impl HmacScheme {
 }
 
 fn verify_basic(username: &[u8], password: &[u8], req: &Inbound) -> Result<(), AuthFailure> {
-    let h = header_first(req.headers, "authorization").ok_or(fail(AuthReason::MissingHeader, "no authorization header"))?;
+    let h =
+        header_first(req.headers, "authorization").ok_or(fail(AuthReason::MissingHeader, "no authorization header"))?;
     let (scheme, cred) = h.trim().split_once(' ').ok_or(fail(AuthReason::Malformed, "authorization is not Basic"))?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(fail(AuthReason::Malformed, "authorization is not Basic"));
     }
-    let decoded = STANDARD.decode(cred.trim()).map_err(|_| fail(AuthReason::Malformed, "Basic credentials are not base64"))?;
-    let colon = decoded.iter().position(|b| *b == b':').ok_or(fail(AuthReason::Malformed, "Basic credentials lack a colon"))?;
+    let decoded =
+        STANDARD.decode(cred.trim()).map_err(|_| fail(AuthReason::Malformed, "Basic credentials are not base64"))?;
+    let colon =
+        decoded.iter().position(|b| *b == b':').ok_or(fail(AuthReason::Malformed, "Basic credentials lack a colon"))?;
     let (u, p) = (&decoded[..colon], &decoded[colon + 1..]);
     // Both halves are always compared, so timing does not tell which one was wrong.
     let user_ok = sha256(u).ct_eq(&sha256(username));
@@ -650,8 +666,10 @@ impl JwtScheme {
     }
 
     fn verify(&self, req: &Inbound, now_ms: i128) -> Result<(), AuthFailure> {
-        let h = header_first(req.headers, "authorization").ok_or(fail(AuthReason::MissingHeader, "no authorization header"))?;
-        let (scheme, token) = h.trim().split_once(' ').ok_or(fail(AuthReason::Malformed, "authorization is not Bearer"))?;
+        let h = header_first(req.headers, "authorization")
+            .ok_or(fail(AuthReason::MissingHeader, "no authorization header"))?;
+        let (scheme, token) =
+            h.trim().split_once(' ').ok_or(fail(AuthReason::Malformed, "authorization is not Bearer"))?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(fail(AuthReason::Malformed, "authorization is not Bearer"));
         }
@@ -665,7 +683,8 @@ impl JwtScheme {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(fail(AuthReason::Malformed, "token header is not base64url JSON"))?;
-        let alg_name = header.get("alg").and_then(|a| a.as_str()).ok_or(fail(AuthReason::Malformed, "token has no alg"))?;
+        let alg_name =
+            header.get("alg").and_then(|a| a.as_str()).ok_or(fail(AuthReason::Malformed, "token has no alg"))?;
         let alg = self
             .algorithms
             .iter()

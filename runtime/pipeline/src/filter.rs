@@ -5,7 +5,8 @@
 //!   CEL `int` (`uint` above `i64::MAX`), other numbers `double`; CEL compares the two as
 //!   numbers, so `payload.amount >= 1000` holds for `1500` and `1500.0`.
 //! - `headers` maps lower-case names to values (repeated headers joined with `", "`),
-//!   `query` maps names to their first value, `method` is the request method.
+//!   `query` maps names to their first value, `method` is the request method. Headers and
+//!   the query parameter that carry credentials are left out (see [`Filter::hide`]).
 //! - `true` delivers, `false` drops (recorded as `filtered`).
 //! - An evaluation error (a missing key is `no such key`, a type mismatch, a non-bool
 //!   result) does NOT deliver: it fails closed, and the runtime records the event as
@@ -78,7 +79,12 @@ pub struct Filter {
     source: String,
     program: Program,
     env: Arc<Env>,
+    hidden_headers: Vec<String>,
+    hidden_query: Option<String>,
 }
+
+/// Headers that carry credentials whatever the scheme: the filter never sees them.
+pub const ALWAYS_HIDDEN_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
 impl fmt::Debug for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,8 +110,27 @@ impl Filter {
             .spawn(move || compile_checked(&src))
             .map_err(|_| FilterError::Internal { message: "cannot start the compiler thread".into() })?
             .join()
-            .map_err(|_| FilterError::Syntax { line: 1, column: 1, message: "the expression cannot be parsed".into() })??;
-        Ok(Filter { source: source.to_string(), program, env: Arc::new(Env::stdlib()) })
+            .map_err(|_| FilterError::Syntax {
+                line: 1,
+                column: 1,
+                message: "the expression cannot be parsed".into(),
+            })??;
+        Ok(Filter {
+            source: source.to_string(),
+            program,
+            env: Arc::new(Env::stdlib()),
+            hidden_headers: ALWAYS_HIDDEN_HEADERS.iter().map(|h| h.to_string()).collect(),
+            hidden_query: None,
+        })
+    }
+
+    /// Also hide these credential-carrying headers (lower-case) and query parameter from
+    /// the expression, so that neither a filter nor its error messages (which may quote
+    /// values and are recorded) can expose a presented credential. `compile_bridge` passes
+    /// the verifier's.
+    pub fn hide(&mut self, headers: &[String], query_param: Option<&str>) {
+        self.hidden_headers.extend(headers.iter().map(|h| h.to_ascii_lowercase()));
+        self.hidden_query = query_param.map(str::to_string);
     }
 
     pub fn source(&self) -> &str {
@@ -116,10 +141,12 @@ impl Filter {
     pub fn evaluate(&self, req: &Inbound, payload: Option<&serde_json::Value>) -> FilterDecision {
         let mut ctx = Context::with_env(Arc::clone(&self.env));
         ctx.add_variable_from_value("payload", payload.map(json_to_cel).unwrap_or(Value::Null));
-        ctx.add_variable_from_value("headers", string_map(headers_map(req.headers)));
+        let mut headers = headers_map(req.headers);
+        headers.retain(|(k, _)| !self.hidden_headers.contains(k));
+        ctx.add_variable_from_value("headers", string_map(headers));
         let mut query: Vec<(String, String)> = Vec::new();
         for (k, v) in query_pairs(req.query) {
-            if !query.iter().any(|(q, _)| *q == k) {
+            if Some(&k) != self.hidden_query.as_ref() && !query.iter().any(|(q, _)| *q == k) {
                 query.push((k, v));
             }
         }
@@ -143,9 +170,8 @@ fn compile_checked(source: &str) -> Result<Program, FilterError> {
         let first = errs.errors.first();
         // Some errors (the recursion limit) carry no real position: clamp into the source.
         let lines = source.lines().count().max(1);
-        let (line, column) = first
-            .map(|e| ((e.pos.0.max(1) as usize).min(lines), e.pos.1.max(1) as usize))
-            .unwrap_or((1, 1));
+        let (line, column) =
+            first.map(|e| ((e.pos.0.max(1) as usize).min(lines), e.pos.1.max(1) as usize)).unwrap_or((1, 1));
         let message = first.map(|e| e.msg.clone()).unwrap_or_else(|| "syntax error".into());
         FilterError::Syntax { line, column, message }
     })?;

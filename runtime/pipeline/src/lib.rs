@@ -91,7 +91,12 @@ pub fn compile_bridge(cfg: &BridgeConfig) -> Result<CompiledBridge, Vec<ConfigEr
     let filter = match &cfg.filter {
         None => None,
         Some(src) => match filter::Filter::compile(src) {
-            Ok(f) => Some(f),
+            Ok(mut f) => {
+                if let Some(v) = &verifier {
+                    f.hide(&v.sensitive_headers(), v.sensitive_query_param());
+                }
+                Some(f)
+            }
             Err(e) => {
                 errors.push(err(None, "filter", e.to_string()));
                 None

@@ -13,8 +13,9 @@
 //!
 //! Where a reference lands:
 //! - url: substituted values are percent-encoded (everything but RFC 3986 unreserved
-//!   characters), except a reference at the very start of the url (a base url such as
-//!   `$env.BASE_URL/orders`), which is inserted as is. The result must be http(s).
+//!   characters), except an `$env` reference at the very start of the url (a base url such
+//!   as `$env.BASE_URL/orders`), which is inserted as is. Event data (`$payload`, …) cannot
+//!   start the url: the sender must not choose the host. The result must be http(s).
 //! - header values: as text; a value that then holds CR, LF or NUL is refused.
 //! - body: when the body template is valid JSON, it is a JSON template: a JSON string that
 //!   is exactly one reference becomes the typed value (number, object, …), other strings
@@ -31,8 +32,8 @@ use std::fmt;
 use std::io;
 
 use bytes::Bytes;
-use causeway_crds::config::{DestinationConfig, EnvValue};
 use causeway_crds::bridge::MissingPolicy;
+use causeway_crds::config::{DestinationConfig, EnvValue};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::signing::SigningKey;
@@ -166,7 +167,8 @@ impl DestinationTemplate {
     /// large as that or [`MAX_BODY_BYTES`], whichever is larger).
     pub fn compile(d: &DestinationConfig, max_body_bytes: u64) -> Result<DestinationTemplate, Vec<FieldProblem>> {
         let mut problems = Vec::new();
-        let mut problem = |field: &str, message: String| problems.push(FieldProblem { field: field.to_string(), message });
+        let mut problem =
+            |field: &str, message: String| problems.push(FieldProblem { field: field.to_string(), message });
         let at = |src: &str, e: ParseError| {
             let (l, c) = line_col(src, e.offset);
             format!("{} at line {l}, column {c}", e.message)
@@ -174,10 +176,17 @@ impl DestinationTemplate {
 
         let url = match parse_text(&d.url) {
             Ok(t) => {
-                let starts_with_ref = matches!(t.pieces.first(), Some(Piece::Ref(_)));
                 let lower = d.url.to_ascii_lowercase();
-                if !starts_with_ref && !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                    problem("url", "must start with http://, https:// or a reference such as $env.BASE_URL".into());
+                match t.pieces.first() {
+                    // A base url comes from configuration: event data must not choose
+                    // where the request goes.
+                    Some(Piece::Ref(r)) if !matches!(r.kind, RefKind::Env(_)) => problem(
+                        "url",
+                        format!("{} cannot start the url: only an $env reference can be a base url", r.text),
+                    ),
+                    Some(Piece::Ref(_)) => {}
+                    _ if lower.starts_with("http://") || lower.starts_with("https://") => {}
+                    _ => problem("url", "must start with http://, https:// or a reference such as $env.BASE_URL".into()),
                 }
                 t
             }
@@ -614,7 +623,8 @@ fn to_node(raw: Raw) -> Result<JNode, ParseError> {
         Raw::Str(s) => {
             // Offsets inside a JSON string are not positions in the body: the raw-text pass
             // has already located syntax errors; this one only sees escaped forms.
-            let t = parse_text(&s).map_err(|e| ParseError { offset: 0, message: format!("in a JSON string: {}", e.message) })?;
+            let t = parse_text(&s)
+                .map_err(|e| ParseError { offset: 0, message: format!("in a JSON string: {}", e.message) })?;
             match t.pieces.as_slice() {
                 [Piece::Ref(r)] => JNode::Whole(r.clone()),
                 _ => JNode::Str(t),

@@ -94,7 +94,8 @@ fn compiles_and_runs_end_to_end() {
 #[test]
 fn every_problem_is_reported_with_bridge_destination_and_field() {
     let mut cfg = bridge();
-    cfg.auth = Some(AuthConfig::StandardWebhooks { secrets: vec![SecretValue("whsec_!!sekrit!!".into())], tolerance_ms: 1 });
+    cfg.auth =
+        Some(AuthConfig::StandardWebhooks { secrets: vec![SecretValue("whsec_!!sekrit!!".into())], tolerance_ms: 1 });
     cfg.filter = Some("payload.amount >=".into());
     cfg.destinations[0].body = Some(r#"{"a": "$nope.x"}"#.into());
     cfg.destinations[1].headers.insert("X-Id".into(), "${payload.id".into());
@@ -102,8 +103,17 @@ fn every_problem_is_reported_with_bridge_destination_and_field() {
     let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
     assert_eq!(text.len(), 4, "{text:?}");
     assert_eq!(text[0], "bridge shop/orders: auth: standardWebhooks: secret #0 is not base64 after the whsec_ prefix");
-    assert!(text[1].starts_with("bridge shop/orders: filter: ") && text[1].contains("at line 1, column"), "{}", text[1]);
-    assert!(text[2].starts_with("bridge shop/orders: destination crm: body: unknown reference $nope") && text[2].ends_with("at line 1, column 8"), "{}", text[2]);
+    assert!(
+        text[1].starts_with("bridge shop/orders: filter: ") && text[1].contains("at line 1, column"),
+        "{}",
+        text[1]
+    );
+    assert!(
+        text[2].starts_with("bridge shop/orders: destination crm: body: unknown reference $nope")
+            && text[2].ends_with("at line 1, column 8"),
+        "{}",
+        text[2]
+    );
     assert!(text[3].starts_with("bridge shop/orders: destination audit: headers.X-Id: unclosed ${"), "{}", text[3]);
     assert!(text.iter().all(|t| !t.contains("sekrit")));
     assert_eq!(errs[2].destination.as_deref(), Some("crm"));

@@ -15,6 +15,11 @@ const RSA_PUBLIC: &str = include_str!("../../testdata/rsa-public.pem");
 const EC_PRIVATE: &str = include_str!("../../testdata/ec-private.pem");
 const EC_PUBLIC: &str = include_str!("../../testdata/ec-public.pem");
 
+/// name, verifier, headers, body, now, expected
+type SwCase<'a> = (&'a str, Verifier, http::HeaderMap, &'a [u8], SystemTime, Result<(), AuthReason>);
+/// name, verifier, headers, now (seconds), expected
+type JwtCase<'a> = (&'a str, &'a Verifier, http::HeaderMap, u64, Result<(), AuthReason>);
+
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
@@ -69,13 +74,20 @@ fn standard_webhooks_published_vector() {
 fn standard_webhooks_table() {
     let ts = SW_TS.to_string();
     let ok = sw_headers(SW_ID, &ts, SW_SIG);
-    let cases: Vec<(&str, Verifier, http::HeaderMap, &[u8], SystemTime, Result<(), AuthReason>)> = vec![
+    let cases: Vec<SwCase> = vec![
         ("valid", sw(&[SW_SECRET]), ok.clone(), SW_BODY, at(SW_TS), Ok(())),
         ("5 minutes late is fine", sw(&[SW_SECRET]), ok.clone(), SW_BODY, at(SW_TS + 300), Ok(())),
         ("5 minutes early is fine", sw(&[SW_SECRET]), ok.clone(), SW_BODY, at(SW_TS - 300), Ok(())),
         ("stale", sw(&[SW_SECRET]), ok.clone(), SW_BODY, at(SW_TS + 301), Err(AuthReason::StaleTimestamp)),
         ("future", sw(&[SW_SECRET]), ok.clone(), SW_BODY, at(SW_TS - 301), Err(AuthReason::StaleTimestamp)),
-        ("tampered body", sw(&[SW_SECRET]), ok.clone(), br#"{"test": 2432232315}"#, at(SW_TS), Err(AuthReason::BadSignature)),
+        (
+            "tampered body",
+            sw(&[SW_SECRET]),
+            ok.clone(),
+            br#"{"test": 2432232315}"#,
+            at(SW_TS),
+            Err(AuthReason::BadSignature),
+        ),
         ("wrong secret", sw(&[SW_OTHER]), ok.clone(), SW_BODY, at(SW_TS), Err(AuthReason::BadSignature)),
         ("rotation: old secret still listed", sw(&[SW_OTHER, SW_SECRET]), ok.clone(), SW_BODY, at(SW_TS), Ok(())),
         ("rotation: order does not matter", sw(&[SW_SECRET, SW_OTHER]), ok.clone(), SW_BODY, at(SW_TS), Ok(())),
@@ -87,7 +99,14 @@ fn standard_webhooks_table() {
             at(SW_TS),
             Ok(()),
         ),
-        ("wrong id", sw(&[SW_SECRET]), sw_headers("msg_other", &ts, SW_SIG), SW_BODY, at(SW_TS), Err(AuthReason::BadSignature)),
+        (
+            "wrong id",
+            sw(&[SW_SECRET]),
+            sw_headers("msg_other", &ts, SW_SIG),
+            SW_BODY,
+            at(SW_TS),
+            Err(AuthReason::BadSignature),
+        ),
         (
             "missing signature header",
             sw(&[SW_SECRET]),
@@ -104,9 +123,30 @@ fn standard_webhooks_table() {
             at(SW_TS),
             Err(AuthReason::MissingHeader),
         ),
-        ("timestamp not a number", sw(&[SW_SECRET]), sw_headers(SW_ID, "yesterday", SW_SIG), SW_BODY, at(SW_TS), Err(AuthReason::Malformed)),
-        ("no v1 entry", sw(&[SW_SECRET]), sw_headers(SW_ID, &ts, "v2,abc"), SW_BODY, at(SW_TS), Err(AuthReason::Malformed)),
-        ("not base64", sw(&[SW_SECRET]), sw_headers(SW_ID, &ts, "v1,@@@"), SW_BODY, at(SW_TS), Err(AuthReason::Malformed)),
+        (
+            "timestamp not a number",
+            sw(&[SW_SECRET]),
+            sw_headers(SW_ID, "yesterday", SW_SIG),
+            SW_BODY,
+            at(SW_TS),
+            Err(AuthReason::Malformed),
+        ),
+        (
+            "no v1 entry",
+            sw(&[SW_SECRET]),
+            sw_headers(SW_ID, &ts, "v2,abc"),
+            SW_BODY,
+            at(SW_TS),
+            Err(AuthReason::Malformed),
+        ),
+        (
+            "not base64",
+            sw(&[SW_SECRET]),
+            sw_headers(SW_ID, &ts, "v1,@@@"),
+            SW_BODY,
+            at(SW_TS),
+            Err(AuthReason::Malformed),
+        ),
     ];
     for (name, v, h, body, now, want) in cases {
         assert_eq!(check(&v, &h, "", body, now), want, "{name}");
@@ -198,7 +238,11 @@ fn stripe_vector_from_the_official_library() {
     let hdr = |value: &str| headers(&[("Stripe-Signature", value)]);
     let cases: Vec<(&str, String, Result<(), AuthReason>)> = vec![
         ("valid", format!("t={STRIPE_TS},v1={STRIPE_V1}"), Ok(())),
-        ("rolled secret: two v1 and a v0", format!("t={STRIPE_TS},v1={},v1={STRIPE_V1},v0=abcd", "00".repeat(32)), Ok(())),
+        (
+            "rolled secret: two v1 and a v0",
+            format!("t={STRIPE_TS},v1={},v1={STRIPE_V1},v0=abcd", "00".repeat(32)),
+            Ok(()),
+        ),
         ("other timestamp", format!("t={},v1={STRIPE_V1}", STRIPE_TS + 1), Err(AuthReason::BadSignature)),
         ("no timestamp", format!("v1={STRIPE_V1}"), Err(AuthReason::Malformed)),
         ("no v1", format!("t={STRIPE_TS},v0={STRIPE_V1}"), Err(AuthReason::Malformed)),
@@ -287,7 +331,10 @@ fn hmac_config_errors() {
         *signed_content = Some("{timestamp}.{body}".into());
     }
     assert_eq!(Verifier::new(&no_header).unwrap_err(), AuthConfigError::TimestampWithoutHeader);
-    assert_eq!(Verifier::new(&hmac(Some(HmacPreset::Github), &[])).unwrap_err(), AuthConfigError::NoSecret { scheme: "hmac" });
+    assert_eq!(
+        Verifier::new(&hmac(Some(HmacPreset::Github), &[])).unwrap_err(),
+        AuthConfigError::NoSecret { scheme: "hmac" }
+    );
 }
 
 // ---------------------------------------------------------------- JWT
@@ -352,23 +399,101 @@ fn jwt_table() {
         URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
         URL_SAFE_NO_PAD.encode(c.to_string())
     );
-    let cases: Vec<(&str, &Verifier, http::HeaderMap, u64, Result<(), AuthReason>)> = vec![
+    let cases: Vec<JwtCase> = vec![
         ("HS256 valid", &hs, bearer(&token(Algorithm::HS256, &hs_key(), None, &c)), NOW, Ok(())),
         ("RS256 valid", &rs, bearer(&token(Algorithm::RS256, &rsa_key(), None, &c)), NOW, Ok(())),
         ("ES256 valid", &es, bearer(&token(Algorithm::ES256, &ec_key(), None, &c)), NOW, Ok(())),
-        ("expired", &hs, bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "exp", json!(NOW - 31)))), NOW, Err(AuthReason::Expired)),
-        ("expired within leeway", &hs, bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "exp", json!(NOW - 29)))), NOW, Ok(())),
-        ("nbf in the future", &hs, bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "nbf", json!(NOW + 31)))), NOW, Err(AuthReason::NotYetValid)),
-        ("nbf within leeway", &hs, bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "nbf", json!(NOW + 29)))), NOW, Ok(())),
-        ("no exp", &hs, bearer(&token(Algorithm::HS256, &hs_key(), None, &without(c.clone(), "exp"))), NOW, Err(AuthReason::MissingClaim)),
-        ("wrong audience", &hs, bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "aud", json!("other")))), NOW, Err(AuthReason::WrongAudience)),
-        ("audience in a list", &hs, bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "aud", json!(["x", "causeway"])))), NOW, Ok(())),
-        ("no audience", &hs, bearer(&token(Algorithm::HS256, &hs_key(), None, &without(c.clone(), "aud"))), NOW, Err(AuthReason::WrongAudience)),
-        ("wrong issuer", &hs, bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "iss", json!("https://evil.example")))), NOW, Err(AuthReason::WrongIssuer)),
-        ("wrong secret", &hs, bearer(&token(Algorithm::HS256, &EncodingKey::from_secret(b"other"), None, &c)), NOW, Err(AuthReason::BadSignature)),
-        ("HS256 token when only RS256 is allowed", &rs, bearer(&token(Algorithm::HS256, &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()), None, &c)), NOW, Err(AuthReason::WrongAlgorithm)),
-        ("RS256 token when only HS256 is allowed", &hs, bearer(&token(Algorithm::RS256, &rsa_key(), None, &c)), NOW, Err(AuthReason::WrongAlgorithm)),
-        ("ES256 token for the RS256 verifier", &rs, bearer(&token(Algorithm::ES256, &ec_key(), None, &c)), NOW, Err(AuthReason::WrongAlgorithm)),
+        (
+            "expired",
+            &hs,
+            bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "exp", json!(NOW - 31)))),
+            NOW,
+            Err(AuthReason::Expired),
+        ),
+        (
+            "expired within leeway",
+            &hs,
+            bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "exp", json!(NOW - 29)))),
+            NOW,
+            Ok(()),
+        ),
+        (
+            "nbf in the future",
+            &hs,
+            bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "nbf", json!(NOW + 31)))),
+            NOW,
+            Err(AuthReason::NotYetValid),
+        ),
+        (
+            "nbf within leeway",
+            &hs,
+            bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "nbf", json!(NOW + 29)))),
+            NOW,
+            Ok(()),
+        ),
+        (
+            "no exp",
+            &hs,
+            bearer(&token(Algorithm::HS256, &hs_key(), None, &without(c.clone(), "exp"))),
+            NOW,
+            Err(AuthReason::MissingClaim),
+        ),
+        (
+            "wrong audience",
+            &hs,
+            bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "aud", json!("other")))),
+            NOW,
+            Err(AuthReason::WrongAudience),
+        ),
+        (
+            "audience in a list",
+            &hs,
+            bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "aud", json!(["x", "causeway"])))),
+            NOW,
+            Ok(()),
+        ),
+        (
+            "no audience",
+            &hs,
+            bearer(&token(Algorithm::HS256, &hs_key(), None, &without(c.clone(), "aud"))),
+            NOW,
+            Err(AuthReason::WrongAudience),
+        ),
+        (
+            "wrong issuer",
+            &hs,
+            bearer(&token(Algorithm::HS256, &hs_key(), None, &with(c.clone(), "iss", json!("https://evil.example")))),
+            NOW,
+            Err(AuthReason::WrongIssuer),
+        ),
+        (
+            "wrong secret",
+            &hs,
+            bearer(&token(Algorithm::HS256, &EncodingKey::from_secret(b"other"), None, &c)),
+            NOW,
+            Err(AuthReason::BadSignature),
+        ),
+        (
+            "HS256 token when only RS256 is allowed",
+            &rs,
+            bearer(&token(Algorithm::HS256, &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()), None, &c)),
+            NOW,
+            Err(AuthReason::WrongAlgorithm),
+        ),
+        (
+            "RS256 token when only HS256 is allowed",
+            &hs,
+            bearer(&token(Algorithm::RS256, &rsa_key(), None, &c)),
+            NOW,
+            Err(AuthReason::WrongAlgorithm),
+        ),
+        (
+            "ES256 token for the RS256 verifier",
+            &rs,
+            bearer(&token(Algorithm::ES256, &ec_key(), None, &c)),
+            NOW,
+            Err(AuthReason::WrongAlgorithm),
+        ),
         ("alg none", &hs, bearer(&none_token), NOW, Err(AuthReason::WrongAlgorithm)),
         ("alg none for RS256", &rs, bearer(&none_token), NOW, Err(AuthReason::WrongAlgorithm)),
         ("no authorization", &hs, headers(&[]), NOW, Err(AuthReason::MissingHeader)),
@@ -420,7 +545,8 @@ fn jwt_config_errors() {
 
 #[test]
 fn basic_auth() {
-    let v = Verifier::new(&AuthConfig::Basic { username: "hook".into(), password: SecretValue("p4ss:word".into()) }).unwrap();
+    let v = Verifier::new(&AuthConfig::Basic { username: "hook".into(), password: SecretValue("p4ss:word".into()) })
+        .unwrap();
     let b = |creds: &str| headers(&[("authorization", &format!("Basic {}", STANDARD.encode(creds)))]);
     assert_eq!(check(&v, &b("hook:p4ss:word"), "", b"", at(0)), Ok(()));
     assert_eq!(check(&v, &b("hook:p4ss"), "", b"", at(0)), Err(AuthReason::BadCredentials));
@@ -433,15 +559,21 @@ fn basic_auth() {
 
 #[test]
 fn api_keys_with_rotation() {
-    let v = Verifier::new(&AuthConfig::ApiKey { header: Some("X-Api-Key".into()), query_param: None, keys: secrets(&["new-key-1", "old-key-0"]) })
-        .unwrap();
+    let v = Verifier::new(&AuthConfig::ApiKey {
+        header: Some("X-Api-Key".into()),
+        query_param: None,
+        keys: secrets(&["new-key-1", "old-key-0"]),
+    })
+    .unwrap();
     assert_eq!(check(&v, &headers(&[("x-api-key", "new-key-1")]), "", b"", at(0)), Ok(()));
     assert_eq!(check(&v, &headers(&[("x-api-key", "old-key-0")]), "", b"", at(0)), Ok(()));
     assert_eq!(check(&v, &headers(&[("x-api-key", "new-key-")]), "", b"", at(0)), Err(AuthReason::BadCredentials));
     assert_eq!(check(&v, &headers(&[]), "", b"", at(0)), Err(AuthReason::MissingHeader));
     assert_eq!(v.sensitive_headers(), vec!["x-api-key".to_string()]);
 
-    let q = Verifier::new(&AuthConfig::ApiKey { header: None, query_param: Some("key".into()), keys: secrets(&["k e/y"]) }).unwrap();
+    let q =
+        Verifier::new(&AuthConfig::ApiKey { header: None, query_param: Some("key".into()), keys: secrets(&["k e/y"]) })
+            .unwrap();
     assert_eq!(check(&q, &headers(&[]), "a=1&key=k+e%2Fy", b"", at(0)), Ok(()));
     assert_eq!(check(&q, &headers(&[]), "key=nope", b"", at(0)), Err(AuthReason::BadCredentials));
     assert_eq!(check(&q, &headers(&[]), "a=1", b"", at(0)), Err(AuthReason::MissingParam));
@@ -462,7 +594,8 @@ fn nothing_secret_in_debug_or_errors() {
     let text = format!("{err} {err:?}");
     assert!(!text.contains("Zm9yZ2Vk") && !text.contains("c2VjcmV0"), "{text}");
 
-    let basic = Verifier::new(&AuthConfig::Basic { username: "u".into(), password: SecretValue("hunter2-pw".into()) }).unwrap();
+    let basic =
+        Verifier::new(&AuthConfig::Basic { username: "u".into(), password: SecretValue("hunter2-pw".into()) }).unwrap();
     assert!(!format!("{basic:?}").contains("hunter2"));
 }
 

@@ -2,7 +2,13 @@ use serde_json::json;
 
 use super::*;
 
-fn eval_with(expr: &str, payload: Option<serde_json::Value>, headers: &[(&str, &str)], query: &str, method: &str) -> FilterDecision {
+fn eval_with(
+    expr: &str,
+    payload: Option<serde_json::Value>,
+    headers: &[(&str, &str)],
+    query: &str,
+    method: &str,
+) -> FilterDecision {
     let f = Filter::compile(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
     let mut h = http::HeaderMap::new();
     for (k, v) in headers {
@@ -36,7 +42,10 @@ fn variables() {
         "PUT",
     );
     assert_eq!(d, FilterDecision::Pass);
-    assert_eq!(eval(r#"payload.items.exists(i, i.sku == "B")"#, json!({"items": [{"sku": "A"}, {"sku": "B"}]})), FilterDecision::Pass);
+    assert_eq!(
+        eval(r#"payload.items.exists(i, i.sku == "B")"#, json!({"items": [{"sku": "A"}, {"sku": "B"}]})),
+        FilterDecision::Pass
+    );
     assert_eq!(eval(r#"payload.type.startsWith("order.")"#, json!({"type": "invoice.paid"})), FilterDecision::Drop);
 }
 
@@ -63,7 +72,10 @@ fn missing_key_fails_closed_with_the_reason() {
 
 #[test]
 fn non_bool_result_is_an_error() {
-    assert_eq!(eval("payload.amount", json!({"amount": 3})), FilterDecision::Error("filter returned int, not a bool".into()));
+    assert_eq!(
+        eval("payload.amount", json!({"amount": 3})),
+        FilterDecision::Error("filter returned int, not a bool".into())
+    );
     assert!(matches!(eval("'a' + 1 == 'a1'", json!({})), FilterDecision::Error(_)));
 }
 
@@ -174,5 +186,27 @@ mod props {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn credentials_are_hidden_from_the_filter() {
+    let mut h = http::HeaderMap::new();
+    h.insert("authorization", "Bearer tok-secret".parse().unwrap());
+    h.insert("x-api-key", "key-secret".parse().unwrap());
+    h.insert("x-other", "1".parse().unwrap());
+    let req = Inbound { method: "POST", headers: &h, query: "key=q-secret&a=1", body: b"" };
+    let mut f = Filter::compile(r#""authorization" in headers || "x-api-key" in headers || "key" in query"#).unwrap();
+    // Authorization is always hidden; the rest once the verifier's names are passed.
+    assert_eq!(f.evaluate(&req, None), FilterDecision::Pass);
+    f.hide(&["X-Api-Key".to_string()], Some("key"));
+    assert_eq!(f.evaluate(&req, None), FilterDecision::Drop);
+    let f = Filter::compile(r#"headers["x-other"] == "1" && query.a == "1""#).unwrap();
+    assert_eq!(f.evaluate(&req, None), FilterDecision::Pass);
+    // An error that would quote the header value cannot: the header is not there.
+    let f = Filter::compile(r#"headers.authorization + 1 == 2"#).unwrap();
+    match f.evaluate(&req, None) {
+        FilterDecision::Error(m) => assert!(!m.contains("tok-secret"), "{m}"),
+        other => panic!("{other:?}"),
     }
 }

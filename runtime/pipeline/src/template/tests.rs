@@ -127,7 +127,11 @@ fn json_body_keeps_key_order() {
 #[test]
 fn missing_policy() {
     let f = Fixture::new(payload());
-    let d = dest("https://x.example", &[("x-note", "n=$payload.nope.deeper")], Some(r#"{"a": "$payload.nope", "b": "x$payload.items[9].id"}"#));
+    let d = dest(
+        "https://x.example",
+        &[("x-note", "n=$payload.nope.deeper")],
+        Some(r#"{"a": "$payload.nope", "b": "x$payload.items[9].id"}"#),
+    );
     let r = render(&d, &f, MissingPolicy::Empty).unwrap();
     assert_eq!(body_json(&r), json!({"a": null, "b": "x"}));
     assert!(r.headers.contains(&("x-note".into(), "n=".into())));
@@ -135,12 +139,12 @@ fn missing_policy() {
     let err = render(&d, &f, MissingPolicy::Error).unwrap_err();
     assert_eq!(err, TemplateError::Missing { field: "headers.x-note".into(), path: "$payload.nope.deeper".into() });
     let d = dest("https://x.example", &[], Some(r#"{"a": "$payload.nope"}"#));
-    assert_eq!(
-        render(&d, &f, MissingPolicy::Error).unwrap_err().to_string(),
-        "body: $payload.nope is missing"
-    );
+    assert_eq!(render(&d, &f, MissingPolicy::Error).unwrap_err().to_string(), "body: $payload.nope is missing");
     let d = dest("https://x.example/$env.NOPE", &[], None);
-    assert_eq!(render(&d, &f, MissingPolicy::Error).unwrap_err(), TemplateError::Missing { field: "url".into(), path: "$env.NOPE".into() });
+    assert_eq!(
+        render(&d, &f, MissingPolicy::Error).unwrap_err(),
+        TemplateError::Missing { field: "url".into(), path: "$env.NOPE".into() }
+    );
     // A present null is not missing.
     let d = dest("https://x.example", &[], Some(r#"{"a": "$payload.note"}"#));
     assert_eq!(body_json(&render(&d, &f, MissingPolicy::Error).unwrap()), json!({"a": null}));
@@ -155,7 +159,10 @@ fn url_encoding() {
 
     // A base url that does not resolve to http(s) is refused at render time.
     let d = dest("$env.NOPE/orders", &[], None);
-    assert_eq!(render(&d, &f, MissingPolicy::Empty).unwrap_err(), TemplateError::BadUrl { reason: "rendered url is not http:// or https://" });
+    assert_eq!(
+        render(&d, &f, MissingPolicy::Empty).unwrap_err(),
+        TemplateError::BadUrl { reason: "rendered url is not http:// or https://" }
+    );
     let mut f2 = Fixture::new(payload());
     f2.env.insert("BASE_URL".into(), EnvValue { value: SecretValue("https://a.example/\r\nx".into()), secret: false });
     let d = dest("$env.BASE_URL/orders", &[], None);
@@ -167,7 +174,12 @@ fn headers_and_default_content_type() {
     let f = Fixture::new(payload());
     let d = dest(
         "https://x.example",
-        &[("Authorization", "Bearer $env.TOKEN"), ("X-Event", "$headers.x-github-event"), ("X-Multi", "$headers.X-Multi"), ("X-Price", "$$${payload.amount}")],
+        &[
+            ("Authorization", "Bearer $env.TOKEN"),
+            ("X-Event", "$headers.x-github-event"),
+            ("X-Multi", "$headers.X-Multi"),
+            ("X-Price", "$$${payload.amount}"),
+        ],
         None,
     );
     let r = render(&d, &f, MissingPolicy::Empty).unwrap();
@@ -196,7 +208,10 @@ fn header_injection_is_refused() {
     let f = Fixture::new(json!({"evil": "x\r\nX-Admin: 1", "nul": "a\u{0}b"}));
     for value in ["$payload.evil", "v=$payload.nul"] {
         let d = dest("https://x.example", &[("X-Note", value)], None);
-        assert_eq!(render(&d, &f, MissingPolicy::Empty).unwrap_err(), TemplateError::HeaderInjection { header: "x-note".into() });
+        assert_eq!(
+            render(&d, &f, MissingPolicy::Empty).unwrap_err(),
+            TemplateError::HeaderInjection { header: "x-note".into() }
+        );
     }
     // In a JSON body the same value is just an escaped string.
     let d = dest("https://x.example", &[], Some(r#"{"e": "$payload.evil"}"#));
@@ -206,7 +221,11 @@ fn header_injection_is_refused() {
 #[test]
 fn text_bodies_and_non_json_events() {
     let f = Fixture::new(payload());
-    let d = dest("https://x.example", &[], Some("id=$payload.id&amount=$payload.amount&tags=$payload.customer.tags&cost=$$5 or $5."));
+    let d = dest(
+        "https://x.example",
+        &[],
+        Some("id=$payload.id&amount=$payload.amount&tags=$payload.customer.tags&cost=$$5 or $5."),
+    );
     let r = render(&d, &f, MissingPolicy::Empty).unwrap();
     assert_eq!(std::str::from_utf8(&r.body).unwrap(), r#"id=ord/42&amount=12.5&tags=["vip","eu"]&cost=$5 or $5."#);
     assert!(r.headers.contains(&("content-type".into(), "text/plain; charset=utf-8".into())));
@@ -228,7 +247,9 @@ fn where_a_reference_ends() {
     let d = dest(
         "https://x.example",
         &[],
-        Some("[$payload.count.] [$payload.items[1].qty[x]] [${payload.count}px] [$payload.count-x] [$env.TOKEN,] [$payload.items.1.id]"),
+        Some(
+            "[$payload.count.] [$payload.items[1].qty[x]] [${payload.count}px] [$payload.count-x] [$env.TOKEN,] [$payload.items.1.id]",
+        ),
     );
     let r = render(&d, &f, MissingPolicy::Empty).unwrap();
     // `-` continues a name, so `$payload.count-x` looks up the key "count-x" (missing).
@@ -245,10 +266,17 @@ fn compile_errors_name_field_and_position() {
     let errs = DestinationTemplate::compile(&d, 0).unwrap_err();
     let text: Vec<String> = errs.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
     assert_eq!(text.len(), 4, "{text:?}");
-    assert!(text[0].starts_with("url: unknown reference $paylod") && text[0].ends_with("at line 1, column 19"), "{}", text[0]);
+    assert!(
+        text[0].starts_with("url: unknown reference $paylod") && text[0].ends_with("at line 1, column 19"),
+        "{}",
+        text[0]
+    );
     assert!(text.iter().any(|t| t.starts_with("headers.X-A: unclosed ${")), "{text:?}");
     assert!(text.iter().any(|t| t == "headers.bad header: not a valid header name"), "{text:?}");
-    assert!(text.iter().any(|t| t.starts_with("body: unknown $event.nope") && t.ends_with("line 2, column 9")), "{text:?}");
+    assert!(
+        text.iter().any(|t| t.starts_with("body: unknown $event.nope") && t.ends_with("line 2, column 9")),
+        "{text:?}"
+    );
 
     for (bad, what) in [
         ("$headers", "takes exactly one name"),
@@ -262,6 +290,11 @@ fn compile_errors_name_field_and_position() {
     }
     let d = dest("ftp://x.example", &[], None);
     assert_eq!(DestinationTemplate::compile(&d, 0).unwrap_err()[0].field, "url");
+    // Event data cannot pick the host.
+    for url in ["$payload.callback", "${headers.x-target}/x", "$query.u"] {
+        let e = DestinationTemplate::compile(&dest(url, &[], None), 0).unwrap_err();
+        assert!(e[0].message.contains("only an $env reference can be a base url"), "{url}: {e:?}");
+    }
 }
 
 #[test]
@@ -271,7 +304,10 @@ fn rendered_body_is_bounded() {
     let many = format!("[{}]", vec!["\"$payload.s\""; 20].join(","));
     let d = dest("https://x.example", &[], Some(&many));
     let t = DestinationTemplate::compile(&d, 1024).unwrap();
-    assert_eq!(t.render(&f.ctx(), MissingPolicy::Empty).unwrap_err(), TemplateError::TooLarge { field: "body".into(), limit: MAX_BODY_BYTES });
+    assert_eq!(
+        t.render(&f.ctx(), MissingPolicy::Empty).unwrap_err(),
+        TemplateError::TooLarge { field: "body".into(), limit: MAX_BODY_BYTES }
+    );
     let text = vec!["$payload.s"; 20].join(" ");
     let d = dest("https://x.example", &[], Some(&text));
     let t = DestinationTemplate::compile(&d, 1024).unwrap();
@@ -294,7 +330,9 @@ fn signing_from_the_destination() {
     assert!(!format!("{t:?}").contains("MfKQ9r8"));
     d.signing_secret = Some(SecretValue("whsec_***".into()));
     assert_eq!(DestinationTemplate::compile(&d, 0).unwrap_err()[0].field, "signing");
-    assert!(DestinationTemplate::compile(&dest("https://x.example", &[], None), 0).unwrap().sign("e", 1, b"").is_none());
+    assert!(
+        DestinationTemplate::compile(&dest("https://x.example", &[], None), 0).unwrap().sign("e", 1, b"").is_none()
+    );
 }
 
 mod props {
