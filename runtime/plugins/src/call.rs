@@ -260,6 +260,15 @@ fn last_log_line(log: &CallLog) -> Option<String> {
     lines.iter().rev().find(|l| !l.starts_with("note: run with `RUST_BACKTRACE")).map(|l| if l.len() > 300 { format!("{}…", &l[..l.floor_char_boundary(300)]) } else { l.clone() })
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 enum GuestFailure {
     Instantiate(wasmtime::Error),
     Run(wasmtime::Error),
@@ -368,6 +377,8 @@ async fn invoke_inner(
         proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await.map_err(GuestFailure::Run)
     });
     let abort = task.abort_handle();
+    // If the caller gives up (its future is dropped), the guest stops too.
+    let _abort_on_drop = AbortOnDrop(task.abort_handle());
 
     let classify = |f: GuestFailure| -> CallError {
         let (e, instantiating) = match f {

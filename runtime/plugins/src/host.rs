@@ -227,7 +227,11 @@ impl PluginHost {
             let prev = old.plugins.get(&key);
             let loaded = match prev {
                 Some(p) if p.cfg == *pc => Ok(p.clone()),
-                _ => load(inner, pc).await.map(Arc::new),
+                // Same limit: keep the semaphore, so calls on the old and the new version
+                // together never exceed maxConcurrency.
+                _ => load(inner, pc, prev.filter(|p| p.cfg.max_concurrency == pc.max_concurrency).map(|p| p.sem.clone()))
+                    .await
+                    .map(Arc::new),
             };
             match loaded {
                 Ok(l) => {
@@ -438,7 +442,7 @@ pub fn error_response(e: &CallError) -> http::Response<Bytes> {
 }
 
 /// Loads one plugin: allow-list, source, compiled component.
-async fn load(inner: &Arc<Inner>, pc: &PluginConfig) -> Result<Loaded, LoadError> {
+async fn load(inner: &Arc<Inner>, pc: &PluginConfig, sem: Option<Arc<Semaphore>>) -> Result<Loaded, LoadError> {
     let allow = AllowList::parse(&pc.allowed_outbound_hosts)?;
     let located = source::locate(&pc.source, &inner.dirs, &inner.download).await?;
     if let Some(kind) = located.fetched {
@@ -455,7 +459,7 @@ async fn load(inner: &Arc<Inner>, pc: &PluginConfig) -> Result<Loaded, LoadError
         compiled,
         allow: Arc::new(allow),
         vars: Arc::new(vars),
-        sem: Arc::new(Semaphore::new(pc.max_concurrency.max(1) as usize)),
+        sem: sem.unwrap_or_else(|| Arc::new(Semaphore::new(pc.max_concurrency.max(1) as usize))),
         size,
     })
 }

@@ -325,6 +325,17 @@ async fn max_concurrency_reject_and_queue() {
     assert_eq!(first.await.unwrap().unwrap().status(), 200);
     assert_eq!(th.metric("causeway_plugin_busy_rejections_total", &[("plugin", "shop/sleep-reject"), ("mode", "reject")]), 1.0);
 
+    // A caller that gives up stops the guest and frees its slot at once.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        th.host.call(&plugin_ref(NS, "sleep-reject"), req("GET", "/?ms=5000", "")),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let resp = th.host.call(&plugin_ref(NS, "sleep-reject"), req("GET", "/?ms=1", "")).await.expect("slot freed by the abandoned call");
+    assert_eq!(resp.status(), 200);
+
     // queue: the second call waits for the slot and succeeds.
     let h = th.host.clone();
     let first = tokio::spawn(async move { h.call(&plugin_ref(NS, "sleep-queue"), req("GET", "/?ms=600", "")).await });
