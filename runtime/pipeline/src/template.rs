@@ -186,7 +186,9 @@ impl DestinationTemplate {
                     ),
                     Some(Piece::Ref(_)) => {}
                     _ if lower.starts_with("http://") || lower.starts_with("https://") => {}
-                    _ => problem("url", "must start with http://, https:// or a reference such as $env.BASE_URL".into()),
+                    _ => {
+                        problem("url", "must start with http://, https:// or a reference such as $env.BASE_URL".into())
+                    }
                 }
                 t
             }
