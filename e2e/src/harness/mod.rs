@@ -1,0 +1,439 @@
+//! What the end-to-end tests in `tests/` share: where the cluster is, `kubectl` and `helm`
+//! at the pinned versions, a namespace per test that dumps its objects and logs when the
+//! test fails, loopback sinks and a file server for plugins, and waiting helpers.
+//!
+//! Two ways to run (docs/e2e.md):
+//! - **local** (default): the stack of `e2e/up.sh`; `E2E_DIR` (default `<repo>/.e2e`)
+//!   holds `env.sh`, which names the kubeconfig and puts the pinned kubectl and helm first
+//!   on `PATH`. Pods are processes of the pod runner, so the tests reach pod IPs and
+//!   pods reach the tests' sinks, all on loopback, and a test can SIGKILL a worker.
+//! - **external** (`E2E_EXTERNAL=1`): `KUBECONFIG` names a real cluster where the chart is
+//!   installed (release `causeway` in `causeway-system`, or `E2E_RELEASE`/`E2E_RELEASE_NAMESPACE`).
+//!   The test process must reach pod IPs, and pods must reach `E2E_SINK_HOST` (an address
+//!   of the test machine); run the suite from a pod or a node of the cluster.
+
+pub mod dump;
+pub mod examples;
+pub mod http;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use causeway_crds::{Bridge, Plugin, WorkerPool};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+
+/// Where the tests run.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// The local stack of `e2e/up.sh`, with its run directory.
+    Local { run_dir: PathBuf },
+    /// A real cluster.
+    External,
+}
+
+/// The cluster under test, read once from the environment.
+#[derive(Debug)]
+pub struct Stack {
+    pub mode: Mode,
+    pub kubeconfig: PathBuf,
+    /// Environment for `kubectl` and `helm` (KUBECONFIG, KUBECACHEDIR, HELM_*, PATH).
+    pub cmd_env: Vec<(String, String)>,
+    pub repo: PathBuf,
+    pub release: String,
+    pub release_ns: String,
+    /// Host the pods use to reach the tests' sinks and file server.
+    pub sink_host: String,
+}
+
+static STACK: OnceLock<std::result::Result<Stack, String>> = OnceLock::new();
+
+/// The repository root (this crate is `<repo>/e2e`).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// Parses `export K='v'` / `export K=v` lines of up.sh's env.sh.
+fn parse_env_sh(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k != "PATH")
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').trim_matches('"').to_string()))
+        .collect()
+}
+
+impl Stack {
+    fn load() -> std::result::Result<Stack, String> {
+        let repo = repo();
+        let release = std::env::var("E2E_RELEASE").unwrap_or_else(|_| "causeway".into());
+        let release_ns = std::env::var("E2E_RELEASE_NAMESPACE").unwrap_or_else(|_| "causeway-system".into());
+        let path = std::env::var("PATH").unwrap_or_default();
+        if std::env::var("E2E_EXTERNAL").is_ok_and(|v| v == "1") {
+            let kubeconfig = std::env::var("KUBECONFIG").map_err(|_| "E2E_EXTERNAL=1 needs KUBECONFIG".to_string())?;
+            return Ok(Stack {
+                mode: Mode::External,
+                kubeconfig: PathBuf::from(&kubeconfig),
+                cmd_env: vec![("KUBECONFIG".into(), kubeconfig), ("PATH".into(), path)],
+                repo,
+                release,
+                release_ns,
+                sink_host: std::env::var("E2E_SINK_HOST").map_err(|_| "E2E_EXTERNAL=1 needs E2E_SINK_HOST".to_string())?,
+            });
+        }
+        let run_dir = std::env::var("E2E_DIR").map(PathBuf::from).unwrap_or_else(|_| repo.join(".e2e"));
+        let env_sh = run_dir.join("env.sh");
+        let text = std::fs::read_to_string(&env_sh)
+            .map_err(|e| format!("{}: {e}; start the stack with `make e2e-up` (or set E2E_EXTERNAL=1 and KUBECONFIG)", env_sh.display()))?;
+        let mut cmd_env = parse_env_sh(&text);
+        let kubeconfig = cmd_env.iter().find(|(k, _)| k == "KUBECONFIG").map(|(_, v)| PathBuf::from(v)).ok_or("env.sh has no KUBECONFIG")?;
+        cmd_env.push(("PATH".into(), format!("{}:{path}", run_dir.join("bin").display())));
+        Ok(Stack {
+            mode: Mode::Local { run_dir },
+            kubeconfig,
+            cmd_env,
+            repo,
+            release,
+            release_ns,
+            sink_host: std::env::var("E2E_SINK_HOST").unwrap_or_else(|_| "127.0.0.1".into()),
+        })
+    }
+
+    /// The stack, or why there is none.
+    pub fn get() -> Result<&'static Stack> {
+        STACK.get_or_init(Stack::load).as_ref().map_err(|e| anyhow!("no e2e cluster: {e}"))
+    }
+
+    pub fn run_dir(&self) -> Option<&Path> {
+        match &self.mode {
+            Mode::Local { run_dir } => Some(run_dir),
+            Mode::External => None,
+        }
+    }
+
+    /// A kube client for the admin kubeconfig. One per test: a client belongs to the
+    /// runtime that made it.
+    pub async fn client(&self) -> Result<Client> {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).context("read kubeconfig")?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.context("kubeconfig")?;
+        Client::try_from(config).context("kube client")
+    }
+
+    /// Where failure dumps go.
+    pub fn failures_dir(&self) -> PathBuf {
+        match &self.mode {
+            Mode::Local { run_dir } => run_dir.join("failures"),
+            Mode::External => self.repo.join("target").join("e2e-failures"),
+        }
+    }
+}
+
+/// Output of a command.
+#[derive(Debug)]
+pub struct Out {
+    pub cmd: String,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+    /// stdout when the command succeeded, else an error with its stderr.
+    pub fn ok(self) -> Result<String> {
+        if self.success() {
+            Ok(self.stdout)
+        } else {
+            bail!("`{}` failed ({:?}): {}{}", self.cmd, self.code, self.stderr.trim(), self.stdout.trim())
+        }
+    }
+}
+
+fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<Out> {
+    let stack = Stack::get()?;
+    let mut cmd = Command::new(program);
+    cmd.args(args).envs(stack.cmd_env.iter().map(|(k, v)| (k, v))).current_dir(&stack.repo);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let path = stack.cmd_env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    let desc = format!("{program} {}", args.join(" "));
+    let mut child = cmd.spawn().with_context(|| format!("start {desc}"))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        pipe.write_all(input.as_bytes()).with_context(|| format!("stdin of {desc}"))?;
+    }
+    let Output { status, stdout, stderr } = child.wait_with_output().with_context(|| format!("wait for {desc}"))?;
+    Ok(Out {
+        cmd: desc,
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+/// `kubectl ARGS…` (the pinned kubectl locally).
+pub fn kubectl(args: &[&str]) -> Result<Out> {
+    run("kubectl", args, None)
+}
+
+/// `kubectl ARGS… -f -` with `input` on stdin.
+pub fn kubectl_stdin(args: &[&str], input: &str) -> Result<Out> {
+    run("kubectl", args, Some(input))
+}
+
+/// `helm ARGS…`.
+pub fn helm(args: &[&str]) -> Result<Out> {
+    run("helm", args, None)
+}
+
+/// `kubectl apply -n NS -f -`, which must succeed.
+pub fn apply(ns: &str, yaml: &str) -> Result<String> {
+    kubectl_stdin(&["apply", "-n", ns, "-f", "-"], yaml)?.ok()
+}
+
+/// Poll `f` every 250 ms until it gives `Some`, or fail after `timeout` with the last
+/// thing it said (`Err` from `f` is remembered and polling goes on).
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("nothing yet");
+    loop {
+        match f().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if start.elapsed() >= timeout {
+            bail!("timed out after {:?} waiting for {what}; last: {last}", timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Generous timeouts: a shared 2-core machine that compiles Rust beside the tests.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+// ---- one namespace per test ------------------------------------------------------
+
+/// Serialises tests that disrupt everyone (restarting the operator) against the rest.
+static DISRUPTION: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// A test's own namespace. On failure (a panic, or dropped without [`TestNs::pass`]) it
+/// dumps the namespace's objects, events, and the workers' and operator's logs; then it
+/// deletes the namespace (kept with `E2E_KEEP_NS=1`).
+pub struct TestNs {
+    pub name: String,
+    pub test: String,
+    passed: bool,
+    _guard: Guard,
+}
+
+enum Guard {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
+}
+
+impl TestNs {
+    /// A fresh namespace `e2e-<test>-<random>`.
+    pub async fn new(test: &str) -> Result<TestNs> {
+        let guard = Guard::Shared(DISRUPTION.read().await);
+        Self::create(test, guard)
+    }
+
+    /// The same, with no other test running meanwhile (for tests that restart shared parts).
+    pub async fn exclusive(test: &str) -> Result<TestNs> {
+        let guard = Guard::Exclusive(DISRUPTION.write().await);
+        Self::create(test, guard)
+    }
+
+    fn create(test: &str, guard: Guard) -> Result<TestNs> {
+        Stack::get()?;
+        let suffix: u32 = rand::random::<u32>() % 100_000;
+        let name = format!("e2e-{test}-{suffix:05}");
+        kubectl(&["create", "namespace", &name])?.ok()?;
+        kubectl(&["label", "namespace", &name, "causeway.dev/e2e=true"])?.ok()?;
+        eprintln!("[e2e] {test}: namespace {name}");
+        Ok(TestNs { name, test: test.to_string(), passed: false, _guard: guard })
+    }
+
+    pub fn apply(&self, yaml: &str) -> Result<String> {
+        apply(&self.name, yaml)
+    }
+
+    /// Mark the test as passed: the namespace is deleted without a dump.
+    pub fn pass(mut self) {
+        self.passed = true;
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        if !self.passed || std::thread::panicking() {
+            dump::dump(&self.name, &self.test);
+        }
+        if std::env::var("E2E_KEEP_NS").is_ok_and(|v| v == "1") {
+            eprintln!("[e2e] keeping namespace {}", self.name);
+            return;
+        }
+        let _ = kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
+    }
+}
+
+// ---- reading the cluster ---------------------------------------------------------
+
+/// The `type` condition of a status' conditions.
+pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Conditions of a Bridge, Plugin or WorkerPool by kind and name.
+pub async fn conditions(client: &Client, ns: &str, kind: &str, name: &str) -> Result<Vec<Condition>> {
+    Ok(match kind {
+        "Bridge" => Api::<Bridge>::namespaced(client.clone(), ns).get(name).await?.status.map(|s| s.conditions),
+        "Plugin" => Api::<Plugin>::namespaced(client.clone(), ns).get(name).await?.status.map(|s| s.conditions),
+        "WorkerPool" => Api::<WorkerPool>::namespaced(client.clone(), ns).get(name).await?.status.map(|s| s.conditions),
+        other => bail!("unknown kind {other}"),
+    }
+    .unwrap_or_default())
+}
+
+/// A condition a test waits for.
+#[derive(Debug, Clone, Copy)]
+pub struct Want<'a> {
+    pub type_: &'a str,
+    pub status: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+impl<'a> Want<'a> {
+    pub fn ready() -> Want<'static> {
+        Want { type_: "Ready", status: "True", reason: None }
+    }
+    pub fn not_ready(reason: &'a str) -> Want<'a> {
+        Want { type_: "Ready", status: "False", reason: Some(reason) }
+    }
+}
+
+/// Wait until `kind ns/name` has the wanted condition. Returns the condition.
+pub async fn wait_condition(client: &Client, ns: &str, kind: &str, name: &str, want: Want<'_>, timeout: Duration) -> Result<Condition> {
+    let Want { type_, status, reason } = want;
+    let what = format!("{kind} {ns}/{name} {type_}={status}{}", reason.map(|r| format!(" reason={r}")).unwrap_or_default());
+    eventually(&what, timeout, || async {
+        let conds = conditions(client, ns, kind, name).await?;
+        match condition(&conds, type_) {
+            Some(c) if c.status == status && reason.is_none_or(|r| c.reason == r) => Ok(Some(c.clone())),
+            Some(c) => Err(anyhow!("{}={} reason={} message={}", c.type_, c.status, c.reason, c.message)),
+            None => Err(anyhow!("no {type_} condition yet (conditions: {conds:?})")),
+        }
+    })
+    .await
+}
+
+/// The pods of a pool.
+pub async fn pool_pods(client: &Client, ns: &str, pool: &str) -> Result<Vec<Pod>> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    Ok(api.list(&ListParams::default().labels(&format!("causeway.dev/pool={pool}"))).await?.items)
+}
+
+pub fn pod_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+pub fn pod_ip(p: &Pod) -> Result<String> {
+    p.status.as_ref().and_then(|s| s.pod_ip.clone()).ok_or_else(|| anyhow!("pod {} has no IP", p.name_any()))
+}
+
+pub fn restart_count(p: &Pod) -> i32 {
+    p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).map(|cs| cs.iter().map(|c| c.restart_count).sum()).unwrap_or(0)
+}
+
+/// Wait for exactly one Ready pod in `pool` and return it.
+pub async fn ready_pool_pod(client: &Client, ns: &str, pool: &str) -> Result<Pod> {
+    eventually(&format!("a Ready pod of pool {ns}/{pool}"), READY_TIMEOUT, || async {
+        let pods = pool_pods(client, ns, pool).await?;
+        let ready: Vec<Pod> = pods.iter().filter(|p| pod_ready(p)).cloned().collect();
+        match ready.as_slice() {
+            [one] => Ok(Some(one.clone())),
+            _ => Err(anyhow!(
+                "pods: {:?}",
+                pods.iter()
+                    .map(|p| format!(
+                        "{} phase={:?} ready={} restarts={}",
+                        p.name_any(),
+                        p.status.as_ref().and_then(|s| s.phase.clone()),
+                        pod_ready(p),
+                        restart_count(p)
+                    ))
+                    .collect::<Vec<_>>()
+            )),
+        }
+    })
+    .await
+}
+
+/// The local pid of a pod's container (local mode only).
+pub fn container_pid(stack: &Stack, ns: &str, pod: &str, container: &str) -> Result<u32> {
+    let dir = stack.run_dir().ok_or_else(|| anyhow!("container pids exist only on the local stack"))?;
+    let f = dir.join("pods").join(format!("{ns}_{pod}")).join(format!("{container}.pid"));
+    let text = std::fs::read_to_string(&f).with_context(|| format!("read {}", f.display()))?;
+    text.trim().parse().with_context(|| format!("pid in {}", f.display()))
+}
+
+/// Is this pid alive (and not a zombie)?
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Send a signal to a process (`kill -s SIG PID`).
+pub fn kill(pid: u32, sig: &str) -> Result<()> {
+    let st = Command::new("kill").args(["-s", sig, &pid.to_string()]).status().context("kill")?;
+    if !st.success() {
+        bail!("kill -s {sig} {pid} failed");
+    }
+    Ok(())
+}
+
+/// Worker ingress URL of a pod.
+pub fn ingress_url(pod: &Pod, path: &str) -> Result<String> {
+    Ok(format!("http://{}:{}{path}", pod_ip(pod)?, causeway_crds::config::INGRESS_PORT))
+}
+
+/// Worker internal (chaining) URL of a pod.
+pub fn internal_url(pod: &Pod, path: &str) -> Result<String> {
+    Ok(format!("http://{}:{}{path}", pod_ip(pod)?, causeway_crds::config::INTERNAL_PORT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_sh_is_parsed() {
+        let text = "# c\nexport E2E_DIR='/x'\nexport KUBECONFIG='/x/kubeconfig'\nexport E2E_APISERVER_HOST=127.0.0.1\ncase \":$PATH:\" in *) export PATH='/x/bin':\"$PATH\" ;; esac\n";
+        let env = parse_env_sh(text);
+        assert_eq!(
+            env,
+            vec![
+                ("E2E_DIR".to_string(), "/x".to_string()),
+                ("KUBECONFIG".to_string(), "/x/kubeconfig".to_string()),
+                ("E2E_APISERVER_HOST".to_string(), "127.0.0.1".to_string())
+            ]
+        );
+    }
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# `make e2e-up`: the whole local e2e stack on loopback.
+#
+#   1. controlplane/build.sh   pinned kube-apiserver, kube-controller-manager, kubectl,
+#                              etcd, helm under ~/.cache/causeway (seconds once cached)
+#   2. controlplane/up.sh      etcd + kube-apiserver + kube-controller-manager
+#   3. cargo build             causeway, causeway-operator, pod-runner (debug)
+#   4. pod-runner              plays the kubelet (test infrastructure; docs/e2e.md)
+#   5. helm upgrade --install  charts/causeway into causeway-system, with
+#                              e2e/values-local.yaml; the operator's pod is run by the
+#                              pod runner with the chart's ServiceAccount token
+#   6. wait                    until the operator's pod is Ready
+#
+# Idempotent: what is already up stays up. The pod runner is restarted when its binary
+# changed; the operator's pod rolls when the operator binary changed.
+# Stop everything with e2e/controlplane/down.sh (`make e2e-down`).
+#
+# Env: E2E_DIR (default <repo>/.e2e), CARGO_TARGET_DIR, E2E_OPERATOR_TIMEOUT (s, 240),
+#      E2E_POD_RANGE (default 127.<hash of E2E_DIR>.0.0/16), E2E_SKIP_BUILD=1.
+set -euo pipefail
+E2E_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=controlplane/lib.sh
+source "$E2E_SRC/controlplane/lib.sh"
+
+START=$(now)
+RELEASE=causeway
+RELEASE_NS=causeway-system
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+BIN=$TARGET/debug
+OPERATOR_TIMEOUT=${E2E_OPERATOR_TIMEOUT:-240}
+# A /16 of loopback per run directory, so two stacks on one machine never share addresses.
+hash=$(printf '%s' "$E2E_DIR" | cksum | cut -d' ' -f1)
+POD_RANGE=${E2E_POD_RANGE:-127.$((1 + hash % 250)).0.0/16}
+
+"$CP_DIR/build.sh"
+"$CP_DIR/up.sh"
+# shellcheck source=/dev/null
+source "$E2E_DIR/env.sh"
+
+if [[ ${E2E_SKIP_BUILD:-0} != 1 ]]; then
+  t=$(now)
+  (cd "$REPO" && cargo build --bin causeway --bin causeway-operator --bin pod-runner)
+  log "binaries built in $(since "$t")s"
+fi
+for b in causeway causeway-operator pod-runner; do
+  [[ -x $BIN/$b ]] || die "$BIN/$b missing (cargo build failed?)"
+done
+
+# ---- pod runner ------------------------------------------------------------------
+runner_current() {
+  pid_alive pod-runner && [[ $(pid_file pod-runner) -nt $BIN/pod-runner ]]
+}
+if runner_current; then
+  log "pod runner already running (pid $(<"$(pid_file pod-runner)"))"
+else
+  proc_stop pod-runner
+  proc_start pod-runner "$BIN/pod-runner" --run-dir "$E2E_DIR" --bin-dir "$BIN" \
+    --kubeconfig "$KUBECONFIG" --pod-range "$POD_RANGE" --node-name causeway-e2e
+  wait_for "node causeway-e2e Ready" 60 pod-runner \
+    bash -c '[[ $(kubectl get node causeway-e2e -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].status}") == True ]]'
+  log "pod runner up (pods on $POD_RANGE, logs under $E2E_DIR/pods)"
+fi
+
+# ---- the chart -------------------------------------------------------------------
+# The pod template carries the operator binary's identity, so a rebuilt operator rolls.
+build_id=$(stat -c '%s-%Y' "$BIN/causeway-operator")
+t=$(now)
+helm upgrade --install "$RELEASE" "$REPO/charts/causeway" \
+  --namespace "$RELEASE_NS" --create-namespace \
+  -f "$E2E_SRC/values-local.yaml" \
+  --set-string "podAnnotations.causeway\.dev/e2e-build=$build_id" >/dev/null
+log "helm upgrade --install $RELEASE done in $(since "$t")s"
+
+t=$(now)
+if ! kubectl -n "$RELEASE_NS" rollout status "deploy/$RELEASE-operator" --timeout="${OPERATOR_TIMEOUT}s" >&2; then
+  log "the operator did not become Ready within ${OPERATOR_TIMEOUT}s"
+  kubectl -n "$RELEASE_NS" get pods -o wide >&2 || true
+  for f in "$E2E_DIR"/pods/"$RELEASE_NS"_*/operator.log; do
+    [[ -e $f ]] || continue
+    log "last lines of $f:"
+    tail -n 40 "$f" >&2
+  done
+  exit 1
+fi
+log "operator Ready after $(since "$t")s"
+log "e2e stack up in $(since "$START")s: source $E2E_DIR/env.sh; cargo test -p causeway-e2e"
