@@ -692,3 +692,40 @@ async fn oci_pull_from_a_loopback_registry() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(th2.metric("causeway_plugin_compiles_total", &[]), 0.0);
 }
+
+/// Runs in a child process (see the parent test below) under a virtual memory limit too
+/// small for the instance pool: the host must fall back to on-demand and still serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooling_fallback_child() {
+    if std::env::var_os("CAUSEWAY_FALLBACK_CHILD").is_none() {
+        return; // only meaningful inside the parent test's child process
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let th = mem_host(dir.path());
+    assert_eq!(th.host.allocator(), AllocatorKind::OnDemand);
+    assert_eq!(th.metric("causeway_plugin_allocator", &[("kind", "ondemand")]), 1.0);
+    assert_eq!(th.metric("causeway_plugin_allocator", &[("kind", "pooling")]), 0.0);
+    assert!(th.host.apply(&worker("v1", vec![plugin(NS, "tagger", &guest("tagger"))])).await.errors.is_empty());
+    let resp = th.host.call(&plugin_ref(NS, "tagger"), req("POST", "/", r#"{"limited":true}"#)).await.unwrap();
+    assert_eq!(body_json(&resp)["tagged"], true);
+    println!("FALLBACK-CHILD-OK");
+}
+
+#[test]
+fn pooling_falls_back_to_on_demand_under_a_virtual_memory_limit() {
+    let exe = std::env::current_exe().unwrap();
+    let tagger = guest("tagger"); // built here, not in the limited child
+    // 16 GiB of address space: plenty for the process and one on-demand instance
+    // (4 GiB reservation), far too little for the pool (~4 TiB).
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -v 16777216 && exec \"$0\" pooling_fallback_child --exact --nocapture --test-threads=1")
+        .arg(&exe)
+        .env("CAUSEWAY_FALLBACK_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stdout.contains("FALLBACK-CHILD-OK"), "child failed ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(tagger.exists());
+}
