@@ -507,11 +507,11 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
             problems.push(problem(reason::POOL_NOT_FOUND, format!("WorkerPool {pool:?} not found in namespace {}", key.0)));
             continue;
         }
-        if let Some(route) = &p.spec.route {
-            if let Some(owner) = claimed_paths.get(route) {
-                problems.push(problem(reason::PATH_CONFLICT, format!("route {route} is already served by {owner}")));
-                continue;
-            }
+        if let Some(route) = &p.spec.route
+            && let Some(owner) = claimed_paths.get(route)
+        {
+            problems.push(problem(reason::PATH_CONFLICT, format!("route {route} is already served by {owner}")));
+            continue;
         }
         match build_plugin(p, &key.0, &key.1, inv) {
             Ok(cfg) => {
@@ -547,7 +547,7 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
     let (pool_name, namespace, retention) = match scope {
         Scope::Pool { namespace, name } => {
             let pool = inv.pools.iter().find(|p| &namespace_of(&p.metadata) == namespace && &name_of(&p.metadata) == name);
-            let retention = pool.map(|p| retention_of(p)).unwrap_or_default();
+            let retention = pool.map(retention_of).unwrap_or_default();
             (name.clone(), namespace.clone(), retention)
         }
         Scope::All => ("local".to_string(), String::new(), inv.pools.first().map(retention_of).unwrap_or_default()),

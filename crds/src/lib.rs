@@ -5,6 +5,10 @@
 //! This crate holds types, defaults, validation and pure rendering only. Kubernetes calls,
 //! HTTP and Wasm live in the runtime and operator crates.
 
+// kube's `printcolumn(name = .., type_ = ..)` lists repeat `type_ = "string"`, which
+// clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod bridge;
 pub mod common;
 pub mod config;
