@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod bridge;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod ingress;
@@ -30,7 +31,8 @@ pub fn run() -> ExitCode {
     // reqwest is built without a default crypto provider; install ring once, first.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = EnvFilter::try_from_env("CAUSEWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

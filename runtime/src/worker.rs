@@ -377,9 +377,8 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     info!("shutting down: no new connections; in-flight requests and attempts may finish");
     shared.ready.store(false, Ordering::SeqCst);
     shutdown.cancel();
-    // Ingress and delivery bound their own drain by `shutdown_grace`.
-    let _ = ingress.await;
-    let _ = delivery.await;
+    // Ingress and delivery drain side by side, each bounded by `shutdown_grace`.
+    let _ = tokio::join!(ingress, delivery);
     let _ = tokio::join!(watcher, applier, maintenance, admin);
     // Every acknowledged write was committed before its answer; dropping the store
     // lets the writer thread finish what is queued.

@@ -143,3 +143,43 @@ fn render_prints_the_worker_config() {
     assert_eq!(v["bridges"][0]["path"], "/hooks/default/r");
     assert_eq!(v["pool"], "local");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_mode_runs_a_rendered_config_file_and_guards_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let m = manifests(dir.path(), &bridge("w", &sink.url("/w")));
+    let (ok, out, err) = causeway(&["render", "-f", m.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let mut cfg: serde_json::Value = serde_json::from_str(&out).unwrap();
+    cfg["adminToken"] = "admin-s3cret".into();
+    let file = dir.path().join("config.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let w = Worker::start_worker(dir.path(), &file, &[]);
+    let c = client();
+    assert_eq!(post(&c, &w.url("/hooks/default/w"), "{}", &[]).await.0, 202);
+    assert_eq!(sink.wait_for("/w", 1, Duration::from_secs(20)).await, 1);
+
+    // Health, readiness and metrics are open; the API needs the token.
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(c.get(w.admin_url(open)).send().await.unwrap().status().as_u16(), 200, "{open}");
+    }
+    assert_eq!(c.get(w.admin_url("/api/v1/events")).send().await.unwrap().status().as_u16(), 401);
+    let wrong = c.get(w.admin_url("/api/v1/events")).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let config: serde_json::Value =
+        c.get(w.admin_url("/api/v1/config")).bearer_auth("admin-s3cret").send().await.unwrap().json().await.unwrap();
+    assert_eq!(config["version"], cfg["version"]);
+    assert_eq!(config["bridges"][0]["ready"], true);
+    assert!(!config.to_string().contains("admin-s3cret"), "the config endpoint shows a secret");
+
+    // Editing the file reloads it.
+    cfg["bridges"][0]["suspend"] = true.into();
+    cfg["version"] = "edited".into();
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while post(&c, &w.url("/hooks/default/w"), "{}", &[]).await.0 != 503 {
+        assert!(Instant::now() < deadline, "config file edit not applied:\n{}", w.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -280,14 +280,17 @@ async fn config(State(shared): State<AppState>) -> Json<serde_json::Value> {
             })
         })
         .collect();
+    let states = shared.plugins.status();
     let plugins: Vec<serde_json::Value> = cfg
         .plugins
         .iter()
         .map(|p| {
             let err = failed("Plugin", &p.namespace, &p.name);
+            let state = states.iter().find(|s| s.key == p.key());
             json!({
                 "namespace": p.namespace, "name": p.name, "generation": p.generation, "route": p.route,
                 "ready": err.is_none(), "error": err.map(|e| &e.message),
+                "digest": state.and_then(|s| s.digest.clone()), "size": state.and_then(|s| s.size),
             })
         })
         .collect();

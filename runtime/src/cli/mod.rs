@@ -193,7 +193,9 @@ async fn call(admin: &AdminArgs, method: reqwest::Method, path: &str) -> Result<
 }
 
 fn pretty(v: &serde_json::Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 fn encode(s: &str) -> String {

@@ -308,6 +308,12 @@ async fn attempt(shared: &Shared, job: JobRecord) {
             return;
         }
     };
+    let mut req = req;
+    // Receivers deduplicate our retries on the event id (signed deliveries also carry it
+    // as `webhook-id`).
+    if !req.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("causeway-event-id")) {
+        req.headers.push(("causeway-event-id".into(), id.clone()));
+    }
     let limits = shared.dest_limits(&bridge.key, &dest);
     let Ok(_permit) = limits.concurrency.clone().acquire_owned().await else { return };
     if let Some(bucket) = &limits.bucket {

@@ -899,21 +899,17 @@ impl EmbeddedStore {
     }
 }
 
-/// The plugin host's keyvalue interface on top of the store (blocking: plugins call it from
-/// their own call context). The key is the plugin's `namespace/name`.
+/// The plugin host's keyvalue interface on top of the store (blocking, called from the
+/// host's blocking threads). `plugin` is the plugin's `namespace/name`.
 pub struct KvAdapter {
     pub store: Arc<dyn Store>,
 }
 
 impl KvAdapter {
     fn block<T>(&self, f: StoreFuture<T>) -> Result<T, String> {
-        let res = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| h.block_on(f))
-            }
-            _ => futures::executor::block_on(f),
-        };
-        res.map_err(|e| e.to_string())
+        // The host calls keyvalue from blocking threads; the store's futures need no
+        // runtime (reads are ready, writes wait on the writer thread's answer).
+        futures::executor::block_on(f).map_err(|e| e.to_string())
     }
     pub fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
         self.block(self.store.kv_get(plugin.into(), key.into()))

@@ -27,12 +27,26 @@ pub struct Worker {
     pub manifests: PathBuf,
     pub log: PathBuf,
     pub extra: Vec<String>,
+    /// The subcommand and its source, e.g. `up -f <dir>` or `worker --config <file>`.
+    pub cmd: Vec<String>,
 }
 
 impl Worker {
     /// Start `causeway up -f <manifests>` with a data dir under `dir`.
     pub fn start(dir: &Path, manifests: &Path, extra: &[&str]) -> Worker {
+        let cmd = vec!["up".to_string(), "-f".to_string(), manifests.display().to_string()];
+        Worker::start_cmd(dir, manifests, cmd, extra)
+    }
+
+    /// Start `causeway worker --config <file>`.
+    pub fn start_worker(dir: &Path, config: &Path, extra: &[&str]) -> Worker {
+        let cmd = vec!["worker".to_string(), "--config".to_string(), config.display().to_string()];
+        Worker::start_cmd(dir, config, cmd, extra)
+    }
+
+    fn start_cmd(dir: &Path, manifests: &Path, cmd: Vec<String>, extra: &[&str]) -> Worker {
         let mut w = Worker {
+            cmd,
             child: None,
             listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             admin: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
@@ -48,9 +62,7 @@ impl Worker {
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_causeway"))
-            .arg("up")
-            .arg("-f")
-            .arg(&self.manifests)
+            .args(&self.cmd)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
@@ -221,9 +233,15 @@ async fn record(State(sink): State<Sink>, uri: axum::http::Uri, headers: HeaderM
         *c - 1
     };
     let (status, headers) = (sink.respond)(n, &r);
+    // Paths under /echo answer with what they were sent (to test redaction).
+    let text = if r.path.starts_with("/echo") {
+        format!("{:?} {}", r.headers, String::from_utf8_lossy(&r.body))
+    } else {
+        "sink answer".to_string()
+    };
     sink.received.lock().unwrap().push(r);
     sink.total.fetch_add(1, Ordering::SeqCst);
-    let mut resp = (StatusCode::from_u16(status).unwrap(), "sink answer").into_response();
+    let mut resp = (StatusCode::from_u16(status).unwrap(), text).into_response();
     for (k, v) in headers {
         resp.headers_mut().insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
     }

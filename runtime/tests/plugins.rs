@@ -1,0 +1,62 @@
+//! The quickstart as `make dev` runs it: a bridge delivering to the public `inbox` plugin
+//! in-process (`http://inbox.internal`), its route on the ingress port, and its keyvalue
+//! state in the worker's store across a restart. Needs `make plugins` (examples/plugins/dist).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn quickstart() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = root.join("examples/plugins/dist/inbox.wasm");
+    assert!(wasm.exists(), "{} is missing: run `make plugins` first", wasm.display());
+    root.join("examples/quickstart")
+}
+
+async fn inbox(c: &reqwest::Client, w: &Worker) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = c.get(w.url("/inbox")).send().await.unwrap().json().await.unwrap();
+    v.as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_delivers_to_the_inbox_plugin_and_its_state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Worker::start(dir.path(), &quickstart(), &[]);
+    let c = client();
+    let log = w.log_text();
+    assert!(log.contains("bridge default/orders") && log.contains("plugin default/inbox"), "{log}");
+
+    let (s, v) = post(&c, &w.url("/hooks/default/orders"), r#"{"action":"created","order":{"id":"A-1","amount":42}}"#, &[]).await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (s, _) = post(&c, &w.url("/hooks/default/orders"), r#"{"action":"deleted","order":{"id":"A-2"}}"#, &[]).await;
+    assert_eq!(s, 202);
+
+    let ev = wait_status(&c, &w, &id, "delivered", Duration::from_secs(30)).await;
+    assert_eq!(ev["status"], "delivered", "{ev:#}\n{}", w.log_text());
+    let items = inbox(&c, &w).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let body = &items[0]["body"];
+    assert_eq!(body["order"], "A-1");
+    assert_eq!(body["amount"], 42);
+    assert_eq!(body["region"], "eu-west");
+    assert_eq!(items[0]["key"], format!("event:{id}"));
+
+    // keyvalue lives in the store: it survives a restart.
+    assert!(w.terminate().success());
+    w.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let items = inbox(&c, &w).await;
+        if items.len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "inbox lost its items: {items:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A private plugin path that no route serves is 404.
+    assert_eq!(c.get(w.url("/not-a-route")).send().await.unwrap().status().as_u16(), 404);
+}
