@@ -43,8 +43,8 @@ pub enum RunError {
 
 const BUFFER: usize = 1024;
 
-/// Something that turns watch events into wake-ups.
-type OnEvent<K> = Box<dyn Fn(&K) + Send + Sync>;
+/// Something that turns watch events into wake-ups; the flag is true for a deletion.
+type OnEvent<K> = Box<dyn Fn(&K, bool) + Send + Sync>;
 
 /// Drive a root watch: keep `writer`'s store current and call `on_event` for every applied
 /// or deleted object (not for the initial list, after which every controller reconciles
@@ -66,7 +66,8 @@ where
         let mut stream = pin!(stream);
         while let Some(ev) = stream.next().await {
             match ev {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => on_event(&o),
+                Ok(watcher::Event::Apply(o)) => on_event(&o, false),
+                Ok(watcher::Event::Delete(o)) => on_event(&o, true),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(kind, error = %e, "watch failed; retrying with backoff"),
             }
@@ -156,11 +157,20 @@ pub async fn run_controllers(
         synced: AtomicBool::new(false),
     });
 
-    // Pools: a new or deleted pool changes the status of the objects that name it.
+    // Pools: a new or deleted pool changes the status of the objects that name it, and the
+    // routes of the other pools of its namespace.
     {
-        let (ctx2, bridges_tx, plugins_tx) = (ctx.clone(), wake_bridges_tx.clone(), wake_plugins_tx.clone());
-        drive(Api::<WorkerPool>::all(client.clone()), all.clone(), pools_w, "WorkerPool", Box::new(move |p: &WorkerPool| {
+        let (ctx2, bridges_tx, plugins_tx, w) = (ctx.clone(), wake_bridges_tx.clone(), wake_plugins_tx.clone(), waker.clone());
+        drive(Api::<WorkerPool>::all(client.clone()), all.clone(), pools_w, "WorkerPool", Box::new(move |p: &WorkerPool, deleted: bool| {
             let ns = p.namespace();
+            let (ns_name, name) = (ns.clone().unwrap_or_default(), p.name_any());
+            // Only a pool that appears or goes changes the others' routes (not its status).
+            if deleted || ctx2.observation(&ns_name, &name).is_none() {
+                w.all_in(ns.clone());
+            }
+            if deleted {
+                ctx2.forget(&ns_name, &name);
+            }
             for b in ctx2.stores.bridges.state() {
                 if b.namespace() == ns && pool_of(&b.spec.pool) == p.name_any() {
                     let _closed = bridges_tx.unbounded_send(ObjectRef::from_obj(b.as_ref()));
@@ -177,29 +187,29 @@ pub async fn run_controllers(
     // pools must leave the old one; an unplaced plugin loads wherever it is used).
     {
         let w = waker.clone();
-        drive(Api::<Bridge>::all(client.clone()), all.clone(), bridges_w, "Bridge", Box::new(move |b: &Bridge| w.all_in(b.namespace())));
+        drive(Api::<Bridge>::all(client.clone()), all.clone(), bridges_w, "Bridge", Box::new(move |b: &Bridge, _| w.all_in(b.namespace())));
         let w = waker.clone();
-        drive(Api::<Plugin>::all(client.clone()), all.clone(), plugins_w, "Plugin", Box::new(move |p: &Plugin| w.all_in(p.namespace())));
+        drive(Api::<Plugin>::all(client.clone()), all.clone(), plugins_w, "Plugin", Box::new(move |p: &Plugin, _| w.all_in(p.namespace())));
         // Worker pods: readiness feeds status, and IPs feed the other pools' routes.
         let w = waker.clone();
-        drive(Api::<Pod>::all(client.clone()), managed.clone(), pods_w, "Pod", Box::new(move |p: &Pod| w.all_in(p.namespace())));
+        drive(Api::<Pod>::all(client.clone()), managed.clone(), pods_w, "Pod", Box::new(move |p: &Pod, _| w.all_in(p.namespace())));
     }
     // Optional children: their owner pool.
     {
         let w = waker.clone();
-        drive(Api::<PersistentVolumeClaim>::all(client.clone()), managed.clone(), claims_w, "PersistentVolumeClaim", Box::new(move |o: &PersistentVolumeClaim| {
+        drive(Api::<PersistentVolumeClaim>::all(client.clone()), managed.clone(), claims_w, "PersistentVolumeClaim", Box::new(move |o: &PersistentVolumeClaim, _| {
             w.owner_of(o.meta());
         }));
         let w = waker.clone();
-        drive(Api::<PodDisruptionBudget>::all(client.clone()), managed.clone(), budgets_w, "PodDisruptionBudget", Box::new(move |o: &PodDisruptionBudget| {
+        drive(Api::<PodDisruptionBudget>::all(client.clone()), managed.clone(), budgets_w, "PodDisruptionBudget", Box::new(move |o: &PodDisruptionBudget, _| {
             w.owner_of(o.meta());
         }));
         let w = waker.clone();
-        drive(Api::<HorizontalPodAutoscaler>::all(client.clone()), managed.clone(), autoscalers_w, "HorizontalPodAutoscaler", Box::new(move |o: &HorizontalPodAutoscaler| {
+        drive(Api::<HorizontalPodAutoscaler>::all(client.clone()), managed.clone(), autoscalers_w, "HorizontalPodAutoscaler", Box::new(move |o: &HorizontalPodAutoscaler, _| {
             w.owner_of(o.meta());
         }));
         let w = waker.clone();
-        drive(Api::<ServiceAccount>::all(client.clone()), managed.clone(), sas_w, "ServiceAccount", Box::new(move |o: &ServiceAccount| {
+        drive(Api::<ServiceAccount>::all(client.clone()), managed.clone(), sas_w, "ServiceAccount", Box::new(move |o: &ServiceAccount, _| {
             w.owner_of(o.meta());
         }));
     }
@@ -209,7 +219,7 @@ pub async fn run_controllers(
     {
         let w = waker.clone();
         let secrets = watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), all.clone()).default_backoff();
-        spawn_events(secrets, "Secret", Box::new(move |s: &PartialObjectMeta<Secret>| {
+        spawn_events(secrets, "Secret", Box::new(move |s: &PartialObjectMeta<Secret>, _| {
             let ours = s.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).is_some();
             if !w.owner_of(&s.metadata) && !ours {
                 w.all_in(s.metadata.namespace.clone());
@@ -217,7 +227,7 @@ pub async fn run_controllers(
         }));
         let w = waker.clone();
         let cms = watcher(Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()), all.clone()).default_backoff();
-        spawn_events(cms, "ConfigMap", Box::new(move |c: &PartialObjectMeta<ConfigMap>| w.all_in(c.metadata.namespace.clone())));
+        spawn_events(cms, "ConfigMap", Box::new(move |c: &PartialObjectMeta<ConfigMap>, _| w.all_in(c.metadata.namespace.clone())));
     }
 
     // Mark synced once every store has listed.

@@ -512,3 +512,13 @@ async fn routes_to_other_pools_use_ready_pod_ips() {
     let tok = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-internal-token"))).unwrap();
     assert_eq!(tok.body["metadata"]["ownerReferences"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn nothing_is_rendered_before_the_stores_have_listed() {
+    let f = fixture(World { pools: vec![pool("orders", json!({}))], ..World::default() });
+    f.ctx.synced.store(false, std::sync::atomic::Ordering::SeqCst);
+    let p = f.ctx.stores.pools.state()[0].clone();
+    let action = reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+    assert!(f.calls().is_empty(), "a half-filled store must never produce a config");
+}
