@@ -24,9 +24,13 @@ pub fn disruption_budget(view: &PoolView<'_>) -> Option<PodDisruptionBudget> {
     })
 }
 
-/// An autoscaling/v2 HorizontalPodAutoscaler on CPU when `spec.autoscaling` is set.
+/// An autoscaling/v2 HorizontalPodAutoscaler on CPU when `spec.autoscaling` is set and the
+/// storage is shared (postgres). Embedded storage has one writer: it is never autoscaled.
 pub fn horizontal_autoscaler(view: &PoolView<'_>) -> Option<HorizontalPodAutoscaler> {
     let a = view.pool.spec.autoscaling.as_ref()?;
+    if view.pool.spec.storage.type_ != causeway_crds::pool::StorageType::Postgres {
+        return None;
+    }
     Some(HorizontalPodAutoscaler {
         metadata: view.meta(object_name(&view.name)),
         spec: Some(HorizontalPodAutoscalerSpec {
@@ -70,8 +74,20 @@ mod tests {
     }
 
     #[test]
+    fn embedded_storage_is_never_autoscaled() {
+        let mut s = default_spec();
+        s.autoscaling = Some(Autoscaling { min_replicas: 1, max_replicas: 5, target_cpu_utilization_percentage: 60 });
+        let p = pool("orders", s);
+        assert!(horizontal_autoscaler(&PoolView::new(&p).unwrap()).is_none());
+    }
+
+    #[test]
     fn hpa_targets_the_deployment_on_cpu() {
         let mut s = default_spec();
+        s.storage.type_ = causeway_crds::pool::StorageType::Postgres;
+        s.storage.postgres = Some(causeway_crds::pool::PostgresStorage {
+            url_secret_ref: causeway_crds::common::SecretKeyRef { name: "pg".into(), key: "url".into() },
+        });
         s.autoscaling = Some(Autoscaling { min_replicas: 2, max_replicas: 5, target_cpu_utilization_percentage: 60 });
         s.disruption_budget = Some(DisruptionBudget { min_available: 1 });
         let p = pool("orders", s);

@@ -47,6 +47,11 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
         }
         Err(e) => return Err(e.into()),
     };
+    if let Err(errs) = causeway_crds::validate::validate_pool(&pool.spec) {
+        let message = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+        write_status(&ctx, &pool, None, Some((reason::INVALID_SPEC, message)), &now).await?;
+        return Ok(Action::await_change());
+    }
 
     let obs = match converge(&ctx, &pool, &view).await {
         Ok(obs) => obs,

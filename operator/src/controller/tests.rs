@@ -522,3 +522,16 @@ async fn nothing_is_rendered_before_the_stores_have_listed() {
     assert_eq!(action, Action::requeue(Duration::from_secs(1)));
     assert!(f.calls().is_empty(), "a half-filled store must never produce a config");
 }
+
+#[tokio::test]
+async fn an_invalid_pool_is_a_condition_and_nothing_is_applied() {
+    let f = fixture(World { pools: vec![pool("orders", json!({"replicas": 3}))], ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    let action = reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    let calls = f.calls();
+    let writes: Vec<&str> = calls.iter().filter(|c| c.method == "PATCH").map(|c| c.path.as_str()).collect();
+    assert_eq!(writes, vec!["/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status"]);
+    let status = status_of(&calls, writes[0]);
+    assert_eq!(ready_condition(&status), ("False".into(), "InvalidSpec".into()));
+}
