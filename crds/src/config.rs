@@ -362,6 +362,20 @@ pub struct Rendered {
     pub problems: Vec<Problem>,
 }
 
+/// Key of the rendered `WorkerConfig` (JSON) in a pool's config Secret.
+pub const CONFIG_KEY: &str = "config.json";
+/// Annotation on the config Secret: the version of the `WorkerConfig` it holds.
+pub const CONFIG_VERSION_ANNOTATION: &str = "causeway.dev/config-version";
+/// Longest pool name whose derived object names stay valid DNS labels
+/// (`causeway-<pool>-config` and friends must fit in 63 characters).
+pub const MAX_POOL_NAME: usize = 54;
+
+/// Name of the Secret holding a pool's rendered `WorkerConfig`. The operator writes it; the
+/// worker started with `--pool <namespace>/<name>` watches it.
+pub fn config_secret_name(pool: &str) -> String {
+    format!("causeway-{pool}-config")
+}
+
 /// Name of the objects the operator creates for a pool (Deployment, Service, …).
 pub fn pool_object_name(pool: &str) -> String {
     format!("causeway-{pool}")

@@ -201,6 +201,9 @@ fn load_str_into(
                 inv.plugins.push(p);
             }
             "WorkerPool" => {
+                if name.len() > crate::config::MAX_POOL_NAME {
+                    return Err(err(object, Some("metadata.name".into()), format!("a WorkerPool name has at most {} characters", crate::config::MAX_POOL_NAME)));
+                }
                 let mut w: WorkerPool = typed(value.clone()).map_err(to_err)?;
                 validate_pool(&w.spec).map_err(|e| to_err(first_field(e)))?;
                 w.metadata = with_ns(w.metadata);

@@ -29,12 +29,15 @@ use crate::common::SecretKeyRef;
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Storage", type_ = "string", json_path = ".spec.storage.type"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    doc = "A pool of identical Causeway worker pods."
+    doc = "A pool of identical Causeway worker pods.",
+    validation = kube::core::Rule::new("size(self.metadata.name) <= 54").message("a WorkerPool name has at most 54 characters")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.storage) || self.storage.type != 'embedded' || self.replicas <= 1",
-     "message": "embedded storage serves one replica; use postgres storage for more"}
+     "message": "embedded storage serves one replica; use postgres storage for more"},
+    {"rule": "!has(self.autoscaling) || (has(self.storage) && self.storage.type == 'postgres')",
+     "message": "autoscaling needs postgres storage (embedded storage has one writer)"}
 ]))]
 pub struct WorkerPoolSpec {
     /// Number of worker pods (default 1). Embedded storage allows one.

@@ -262,10 +262,13 @@ pub fn validate_pool(spec: &WorkerPoolSpec) -> Result<(), Vec<FieldError>> {
     e.quantity("spec.storage.size", &spec.storage.size);
     e.duration("spec.retention.maxAge", &spec.retention.max_age);
     e.quantity("spec.retention.maxBytes", &spec.retention.max_bytes);
-    if let Some(a) = &spec.autoscaling
-        && a.min_replicas > a.max_replicas
-    {
-        e.add("spec.autoscaling", "minReplicas must not exceed maxReplicas");
+    if let Some(a) = &spec.autoscaling {
+        if a.min_replicas > a.max_replicas {
+            e.add("spec.autoscaling", "minReplicas must not exceed maxReplicas");
+        }
+        if spec.storage.type_ != StorageType::Postgres {
+            e.add("spec", "autoscaling needs postgres storage (embedded storage has one writer)");
+        }
     }
     e.finish()
 }

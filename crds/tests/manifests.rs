@@ -118,6 +118,14 @@ fn bad_manifests_name_file_document_and_field() {
             "m.yaml: document 1 (WorkerPool default/w): spec: embedded storage serves one replica; use postgres storage for more",
         ),
         (
+            "apiVersion: causeway.dev/v1alpha1\nkind: WorkerPool\nmetadata: {name: w}\nspec: {autoscaling: {maxReplicas: 3}}\n".into(),
+            "m.yaml: document 1 (WorkerPool default/w): spec: autoscaling needs postgres storage (embedded storage has one writer)",
+        ),
+        (
+            format!("apiVersion: causeway.dev/v1alpha1\nkind: WorkerPool\nmetadata: {{name: {}}}\nspec: {{}}\n", "p".repeat(55)),
+            "m.yaml: document 1 (WorkerPool default/ppppppppppppppppppppppppppppppppppppppppppppppppppppppp): metadata.name: a WorkerPool name has at most 54 characters",
+        ),
+        (
             "apiVersion: causeway.dev/v1\nkind: Bridge\nmetadata: {name: b}\nspec: {}\n".into(),
             "m.yaml: document 1 (Bridge default/b): apiVersion: \"causeway.dev/v1\" is not served; use causeway.dev/v1alpha1",
         ),

@@ -35,32 +35,21 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// `app.kubernetes.io/name` of worker pods.
 pub const WORKER_APP: &str = "causeway-worker";
-/// Annotation on the config Secret: the version of the `WorkerConfig` it holds.
-pub const CONFIG_VERSION_ANNOTATION: &str = "causeway.dev/config-version";
+pub use causeway_crds::config::{CONFIG_KEY, CONFIG_VERSION_ANNOTATION, MAX_POOL_NAME, config_secret_name};
 /// Annotation on the pod template: hash of what may roll the pods (image, resources, storage).
 pub const POD_SPEC_HASH_ANNOTATION: &str = "causeway.dev/pod-spec-hash";
-/// Key of the rendered config in the config Secret.
-pub const CONFIG_KEY: &str = "config.json";
 /// Key of a token in the admin and internal token Secrets.
 pub const TOKEN_KEY: &str = "token";
 /// The per-namespace Secret holding the token for calls between pools.
 pub const INTERNAL_TOKEN_SECRET: &str = "causeway-internal-token";
 /// Where the worker keeps its store and compiled plugins.
 pub const DATA_DIR: &str = "/var/lib/causeway";
-/// Longest pool name whose derived object names stay valid DNS labels
-/// (`causeway-<pool>` for the Service must fit in 63 characters).
-pub const MAX_POOL_NAME: usize = 54;
 
 /// Name of the Deployment, Service, ServiceAccount, Role, RoleBinding, PDB and HPA.
 pub fn object_name(pool: &str) -> String {
     causeway_crds::config::pool_object_name(pool)
 }
 
-/// Name of the Secret holding the pool's rendered `WorkerConfig`. The worker derives the
-/// same name from `--pool <ns>/<name>` (see `causeway_runtime::cluster`).
-pub fn config_secret_name(pool: &str) -> String {
-    format!("causeway-{pool}-config")
-}
 
 /// Name of the Secret holding the pool's admin-API token.
 pub fn admin_secret_name(pool: &str) -> String {

@@ -22,15 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, ConfigSource, Loaded, Published};
 
-/// Key of the rendered config in the Secret.
-pub const CONFIG_KEY: &str = "config.json";
-/// Annotation the operator puts on the Secret: the version of the config inside.
-pub const CONFIG_VERSION_ANNOTATION: &str = "causeway.dev/config-version";
-
-/// Name of a pool's config Secret (the operator's `builders::config_secret_name`).
-pub fn config_secret_name(pool: &str) -> String {
-    format!("causeway-{pool}-config")
-}
+pub use causeway_crds::config::{CONFIG_KEY, CONFIG_VERSION_ANNOTATION, config_secret_name};
 
 /// Errors of the cluster config source.
 #[derive(Debug, thiserror::Error)]
