@@ -328,9 +328,7 @@ fn status_from_jobs(jobs: &[JobRecord], current: EventStatus) -> EventStatus {
     }
     if jobs.iter().any(|j| j.status.queued() || j.status == JobStatus::Paused) {
         EventStatus::Pending
-    } else if jobs.iter().any(|j| j.status == JobStatus::Dead) {
-        EventStatus::Dead
-    } else if jobs.is_empty() && current == EventStatus::Dead {
+    } else if jobs.iter().any(|j| j.status == JobStatus::Dead) || (jobs.is_empty() && current == EventStatus::Dead) {
         EventStatus::Dead
     } else {
         EventStatus::Delivered

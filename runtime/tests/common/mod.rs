@@ -82,10 +82,8 @@ impl Worker {
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(body) = blocking_get(&format!("http://{}/readyz", self.admin)) {
-                if body.0 == 200 {
-                    return;
-                }
+            if let Ok((200, _)) = blocking_get(&format!("http://{}/readyz", self.admin)) {
+                return;
             }
             assert!(Instant::now() < deadline, "worker not ready; log:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(50));
