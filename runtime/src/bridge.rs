@@ -47,7 +47,12 @@ pub struct EventView<'a> {
 pub struct RenderError(pub String);
 
 /// Headers that carry credentials in any scheme: never stored, never shown.
-const ALWAYS_SENSITIVE: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+const ALWAYS_SENSITIVE: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
 
 pub struct ActiveBridge {
     pub cfg: BridgeConfig,
@@ -60,28 +65,44 @@ pub struct ActiveBridge {
 impl ActiveBridge {
     /// Compile a bridge. Errors are the pipeline's, one line each.
     pub fn compile(cfg: &BridgeConfig) -> Result<Self, Vec<String>> {
-        let compiled = causeway_pipeline::compile_bridge(cfg).map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+        let compiled = causeway_pipeline::compile_bridge(cfg)
+            .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
         Ok(ActiveBridge {
             key: cfg.key(),
-            secrets: cfg.secret_values().into_iter().map(str::to_string).collect(),
+            secrets: cfg
+                .secret_values()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
             cfg: cfg.clone(),
             compiled,
         })
     }
 
     pub fn destination(&self, name: &str) -> Option<(usize, &DestinationConfig)> {
-        self.cfg.destinations.iter().enumerate().find(|(_, d)| d.name == name)
+        self.cfg
+            .destinations
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.name == name)
     }
 
     fn inbound<'a>(req: &'a InboundRequest<'a>) -> causeway_pipeline::Inbound<'a> {
-        causeway_pipeline::Inbound { method: req.method, headers: req.headers, query: req.query, body: req.body }
+        causeway_pipeline::Inbound {
+            method: req.method,
+            headers: req.headers,
+            query: req.query,
+            body: req.body,
+        }
     }
 
     /// Check the sender's credentials. The error is the metric label of the reason.
     pub fn verify(&self, req: &InboundRequest<'_>) -> Result<(), String> {
         match &self.compiled.verifier {
             None => Ok(()),
-            Some(v) => v.verify(&Self::inbound(req), std::time::SystemTime::now()).map_err(|f| f.reason.as_str().to_string()),
+            Some(v) => v
+                .verify(&Self::inbound(req), std::time::SystemTime::now())
+                .map_err(|f| f.reason.as_str().to_string()),
         }
     }
 
@@ -96,19 +117,37 @@ impl ActiveBridge {
 
     /// Run the filter. An evaluation error drops the event, with the error as the reason
     /// (a filter that cannot be evaluated on an event does not let it through).
-    pub fn filter(&self, req: &InboundRequest<'_>, payload: Option<&serde_json::Value>) -> FilterOutcome {
-        let Some(f) = &self.compiled.filter else { return FilterOutcome::Pass };
+    pub fn filter(
+        &self,
+        req: &InboundRequest<'_>,
+        payload: Option<&serde_json::Value>,
+    ) -> FilterOutcome {
+        let Some(f) = &self.compiled.filter else {
+            return FilterOutcome::Pass;
+        };
         match f.evaluate(&Self::inbound(req), payload) {
             causeway_pipeline::filter::FilterDecision::Pass => FilterOutcome::Pass,
-            causeway_pipeline::filter::FilterDecision::Drop => FilterOutcome::Drop("filter: false".into()),
-            causeway_pipeline::filter::FilterDecision::Error(e) => FilterOutcome::Drop(format!("filter error: {e}")),
+            causeway_pipeline::filter::FilterDecision::Drop => {
+                FilterOutcome::Drop("filter: false".into())
+            }
+            causeway_pipeline::filter::FilterDecision::Error(e) => {
+                FilterOutcome::Drop(format!("filter error: {e}"))
+            }
         }
     }
 
     /// Build the request for destination `index`, with templates and signing applied.
     pub fn render(&self, index: usize, ev: &EventView<'_>) -> Result<OutboundRequest, RenderError> {
-        let d = self.cfg.destinations.get(index).ok_or_else(|| RenderError(format!("destination #{index} is gone")))?;
-        let t = self.compiled.destinations.get(index).ok_or_else(|| RenderError(format!("destination {} not compiled", d.name)))?;
+        let d = self
+            .cfg
+            .destinations
+            .get(index)
+            .ok_or_else(|| RenderError(format!("destination #{index} is gone")))?;
+        let t = self
+            .compiled
+            .destinations
+            .get(index)
+            .ok_or_else(|| RenderError(format!("destination {} not compiled", d.name)))?;
         let payload: Option<serde_json::Value> = serde_json::from_slice(ev.body).ok();
         let env: &BTreeMap<String, causeway_crds::config::EnvValue> = &self.cfg.env;
         let ctx = causeway_pipeline::EventContext {
@@ -120,11 +159,23 @@ impl ActiveBridge {
             event_id: ev.id,
             received_at: ev.received_at,
         };
-        let r = t.render(&ctx, self.cfg.on_missing).map_err(|e| RenderError(format!("template: {e}")))?;
-        let mut out = OutboundRequest { url: r.url, method: r.method, headers: r.headers, body: r.body };
+        let r = t
+            .render(&ctx, self.cfg.on_missing)
+            .map_err(|e| RenderError(format!("template: {e}")))?;
+        let mut out = OutboundRequest {
+            url: r.url,
+            method: r.method,
+            headers: r.headers,
+            body: r.body,
+        };
         if let Some(secret) = &d.signing_secret {
             let ts = (crate::store::now_ms() / 1000) as i64;
-            for (name, value) in causeway_pipeline::signing::standard_webhooks_headers(secret.expose(), ev.id, ts, &out.body) {
+            for (name, value) in causeway_pipeline::signing::standard_webhooks_headers(
+                secret.expose(),
+                ev.id,
+                ts,
+                &out.body,
+            ) {
                 out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
                 out.headers.push((name.to_string(), value));
             }

@@ -1,7 +1,9 @@
 //! One Prometheus registry, prefix `causeway_`. Labels are the bridge (`namespace/name`),
 //! the destination name and a fixed set of reasons: nothing unbounded (no ids, no URLs).
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use crate::store::embedded::StoreMetrics;
 
@@ -36,58 +38,132 @@ pub struct MetricsError(#[from] prometheus::Error);
 impl Metrics {
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new_custom(Some("causeway".into()), None)?;
-        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, MetricsError> {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, MetricsError> {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
-        let hist = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| -> Result<HistogramVec, MetricsError> {
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, MetricsError> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let gauge =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, MetricsError> {
+                let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        let hist = |name: &str,
+                    help: &str,
+                    labels: &[&str],
+                    buckets: Vec<f64>|
+         -> Result<HistogramVec, MetricsError> {
             let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
             registry.register(Box::new(h.clone()))?;
             Ok(h)
         };
-        let plain_hist = |name: &str, help: &str, buckets: Vec<f64>| -> Result<Histogram, MetricsError> {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
-            registry.register(Box::new(h.clone()))?;
-            Ok(h)
-        };
+        let plain_hist =
+            |name: &str, help: &str, buckets: Vec<f64>| -> Result<Histogram, MetricsError> {
+                let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
         let bd = &["bridge", "destination"];
-        let latency = vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-        let ingest = vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86_400.0];
-        let connections_open = prometheus::IntGauge::new("ingress_connections_open", "Ingress connections being served")?;
+        let latency = vec![
+            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        let ingest = vec![
+            0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86_400.0,
+        ];
+        let connections_open = prometheus::IntGauge::new(
+            "ingress_connections_open",
+            "Ingress connections being served",
+        )?;
         registry.register(Box::new(connections_open.clone()))?;
         let store_bytes = prometheus::IntGauge::new("store_bytes", "Size of the store on disk")?;
         registry.register(Box::new(store_bytes.clone()))?;
         Ok(Metrics {
-            received: counter("events_received_total", "Requests received at a bridge", &["bridge"])?,
-            accepted: counter("events_accepted_total", "Events stored and acknowledged with 202", &["bridge"])?,
-            duplicates: counter("events_duplicate_total", "Requests answered with an earlier event's id (idempotency key)", &["bridge"])?,
-            rejected: counter("events_rejected_total", "Requests refused, by reason", &["bridge", "reason"])?,
-            filtered: counter("events_filtered_total", "Events dropped by the filter or a step", &["bridge"])?,
-            delivered: counter("deliveries_delivered_total", "Deliveries that got a 2xx", bd)?,
-            retried: counter("deliveries_retried_total", "Failed attempts that were scheduled again", bd)?,
+            received: counter(
+                "events_received_total",
+                "Requests received at a bridge",
+                &["bridge"],
+            )?,
+            accepted: counter(
+                "events_accepted_total",
+                "Events stored and acknowledged with 202",
+                &["bridge"],
+            )?,
+            duplicates: counter(
+                "events_duplicate_total",
+                "Requests answered with an earlier event's id (idempotency key)",
+                &["bridge"],
+            )?,
+            rejected: counter(
+                "events_rejected_total",
+                "Requests refused, by reason",
+                &["bridge", "reason"],
+            )?,
+            filtered: counter(
+                "events_filtered_total",
+                "Events dropped by the filter or a step",
+                &["bridge"],
+            )?,
+            delivered: counter(
+                "deliveries_delivered_total",
+                "Deliveries that got a 2xx",
+                bd,
+            )?,
+            retried: counter(
+                "deliveries_retried_total",
+                "Failed attempts that were scheduled again",
+                bd,
+            )?,
             dead: counter("deliveries_dead_total", "Deliveries dead-lettered", bd)?,
-            attempts: counter("delivery_attempts_total", "Attempts, by outcome class", &["bridge", "destination", "outcome"])?,
-            paused: gauge("destination_paused", "1 while a destination is paused by a 410", bd)?,
+            attempts: counter(
+                "delivery_attempts_total",
+                "Attempts, by outcome class",
+                &["bridge", "destination", "outcome"],
+            )?,
+            paused: gauge(
+                "destination_paused",
+                "1 while a destination is paused by a 410",
+                bd,
+            )?,
             queue_depth: gauge("queue_depth", "Jobs waiting for an attempt", bd)?,
-            ingest_to_delivery: hist("ingest_to_delivery_seconds", "From receipt to a successful delivery", bd, ingest)?,
-            attempt_seconds: hist("attempt_duration_seconds", "Duration of one delivery attempt", bd, latency.clone())?,
-            config_reloads: counter("config_reloads_total", "Configuration loads, by result", &["result"])?,
-            retention_deleted: counter("retention_deleted_total", "Finished events deleted by retention", &["by"])?,
+            ingest_to_delivery: hist(
+                "ingest_to_delivery_seconds",
+                "From receipt to a successful delivery",
+                bd,
+                ingest,
+            )?,
+            attempt_seconds: hist(
+                "attempt_duration_seconds",
+                "Duration of one delivery attempt",
+                bd,
+                latency.clone(),
+            )?,
+            config_reloads: counter(
+                "config_reloads_total",
+                "Configuration loads, by result",
+                &["result"],
+            )?,
+            retention_deleted: counter(
+                "retention_deleted_total",
+                "Finished events deleted by retention",
+                &["by"],
+            )?,
             connections_open,
             store_bytes,
             store: StoreMetrics {
                 batch_size: plain_hist(
                     "store_commit_batch_size",
                     "Writes per group commit",
-                    vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
+                    vec![
+                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                    ],
                 )?,
-                commit_seconds: plain_hist("store_commit_seconds", "Duration of one group commit, fsync included", latency)?,
+                commit_seconds: plain_hist(
+                    "store_commit_seconds",
+                    "Duration of one group commit, fsync included",
+                    latency,
+                )?,
             },
             registry,
         })

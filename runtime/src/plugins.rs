@@ -10,8 +10,8 @@ use bytes::Bytes;
 use causeway_crds::config::WorkerConfig;
 use causeway_plugins::{HostOptions, PluginHost, PluginRef, PoolingMode};
 
-use crate::store::embedded::KvAdapter;
 use crate::store::Store;
+use crate::store::embedded::KvAdapter;
 
 /// A plugin by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,10 +42,19 @@ pub struct Plugins {
 impl Plugins {
     /// Start the host: compiled components are cached under `cache_dir`; keyvalue lives in
     /// the store; metrics go to `registry`.
-    pub fn new(cache_dir: PathBuf, store: Arc<dyn Store>, registry: prometheus::Registry) -> Result<Self, PluginsError> {
+    pub fn new(
+        cache_dir: PathBuf,
+        store: Arc<dyn Store>,
+        registry: prometheus::Registry,
+    ) -> Result<Self, PluginsError> {
         let kv: Arc<dyn causeway_plugins::KvStore> = Arc::new(KvAdapter { store });
-        let host = PluginHost::new(HostOptions { cache_dir, pooling: PoolingMode::Auto, kv, registry })
-            .map_err(|e| PluginsError(e.to_string()))?;
+        let host = PluginHost::new(HostOptions {
+            cache_dir,
+            pooling: PoolingMode::Auto,
+            kv,
+            registry,
+        })
+        .map_err(|e| PluginsError(e.to_string()))?;
         Ok(Plugins { host })
     }
 
@@ -56,16 +65,24 @@ impl Plugins {
 
     /// The public plugin serving `path`, if any.
     pub fn route(&self, path: &str) -> Option<PluginTarget> {
-        self.host.route(path).map(|r| PluginTarget { namespace: r.namespace, name: r.name })
+        self.host.route(path).map(|r| PluginTarget {
+            namespace: r.namespace,
+            name: r.name,
+        })
     }
 
     /// Call a plugin (in-process when loaded here, else through the routing table).
-    pub async fn call(&self, target: &PluginTarget, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, PluginCallError> {
+    pub async fn call(
+        &self,
+        target: &PluginTarget,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, PluginCallError> {
         let r = PluginRef::new(target.namespace.clone(), target.name.clone());
-        self.host
-            .call(&r, req)
-            .await
-            .map_err(|e| PluginCallError { status: e.status_code().as_u16(), kind: e.kind(), message: e.to_string() })
+        self.host.call(&r, req).await.map_err(|e| PluginCallError {
+            status: e.status_code().as_u16(),
+            kind: e.kind(),
+            message: e.to_string(),
+        })
     }
 
     /// Every configured plugin's state (digest, size, error).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use causeway_crds::config::WorkerConfig;
 use serde::Serialize;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
@@ -19,7 +19,7 @@ use crate::config::{ConfigSource, Loaded};
 use crate::metrics::Metrics;
 use crate::plugins::Plugins;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::{now_ms, Retention, Store};
+use crate::store::{Retention, Store, now_ms};
 use crate::{admin, delivery, ingress};
 
 /// Bounds and timeouts of one worker. See `docs/worker.md`.
@@ -89,7 +89,13 @@ pub struct Active {
 
 impl Active {
     fn empty() -> Self {
-        Active { config: Arc::new(WorkerConfig::default()), bridges: HashMap::new(), by_path: HashMap::new(), errors: vec![], loaded_at_ms: 0 }
+        Active {
+            config: Arc::new(WorkerConfig::default()),
+            bridges: HashMap::new(),
+            by_path: HashMap::new(),
+            errors: vec![],
+            loaded_at_ms: 0,
+        }
     }
 }
 
@@ -136,8 +142,17 @@ impl Shared {
     }
 
     pub fn is_suspended(&self, bridge: &str) -> bool {
-        let over = self.overrides.lock().ok().and_then(|o| o.get(bridge).copied());
-        over.unwrap_or_else(|| self.active().bridges.get(bridge).is_some_and(|b| b.cfg.suspend))
+        let over = self
+            .overrides
+            .lock()
+            .ok()
+            .and_then(|o| o.get(bridge).copied());
+        over.unwrap_or_else(|| {
+            self.active()
+                .bridges
+                .get(bridge)
+                .is_some_and(|b| b.cfg.suspend)
+        })
     }
 
     pub fn set_suspended(&self, bridge: &str, suspended: bool) {
@@ -148,7 +163,9 @@ impl Shared {
     }
 
     pub fn is_paused(&self, bridge: &str, destination: &str) -> bool {
-        self.paused.lock().is_ok_and(|p| p.contains(&(bridge.to_string(), destination.to_string())))
+        self.paused
+            .lock()
+            .is_ok_and(|p| p.contains(&(bridge.to_string(), destination.to_string())))
     }
 
     pub fn set_paused(&self, bridge: &str, destination: &str, paused: bool) {
@@ -160,12 +177,22 @@ impl Shared {
                 p.remove(&key);
             }
         }
-        self.metrics.paused.with_label_values(&[bridge, destination]).set(i64::from(paused));
+        self.metrics
+            .paused
+            .with_label_values(&[bridge, destination])
+            .set(i64::from(paused));
     }
 
     /// The limits of one destination, rebuilt when its configuration changes.
-    pub fn dest_limits(&self, bridge: &str, d: &causeway_crds::config::DestinationConfig) -> Arc<DestLimits> {
-        let shape = (d.max_concurrency.max(1), d.rate_limit.as_ref().map(|r| (r.per_second, r.burst)));
+    pub fn dest_limits(
+        &self,
+        bridge: &str,
+        d: &causeway_crds::config::DestinationConfig,
+    ) -> Arc<DestLimits> {
+        let shape = (
+            d.max_concurrency.max(1),
+            d.rate_limit.as_ref().map(|r| (r.per_second, r.burst)),
+        );
         let key = (bridge.to_string(), d.name.clone());
         let Ok(mut map) = self.limits_by_dest.lock() else {
             return Arc::new(new_limits(shape));
@@ -184,7 +211,10 @@ impl Shared {
 fn new_limits(shape: (u32, Option<(u32, u32)>)) -> DestLimits {
     DestLimits {
         concurrency: Arc::new(tokio::sync::Semaphore::new(shape.0 as usize)),
-        bucket: shape.1.filter(|(rate, _)| *rate > 0).map(|(rate, burst)| Mutex::new(crate::delivery::TokenBucket::new(rate, burst))),
+        bucket: shape
+            .1
+            .filter(|(rate, _)| *rate > 0)
+            .map(|(rate, burst)| Mutex::new(crate::delivery::TokenBucket::new(rate, burst))),
         shape,
     }
 }
@@ -234,7 +264,11 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
             }
             Err(errs) => {
                 let kept = old.bridges.get(&key).cloned();
-                let note = if kept.is_some() { " (the previous version keeps running)" } else { "" };
+                let note = if kept.is_some() {
+                    " (the previous version keeps running)"
+                } else {
+                    ""
+                };
                 errors.push(ItemError {
                     kind: "Bridge".into(),
                     namespace: b.namespace.clone(),
@@ -249,10 +283,22 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
         }
     }
     for (key, message) in shared.plugins.apply(&cfg).await {
-        let (namespace, name) = key.split_once('/').map(|(a, b)| (a.to_string(), b.to_string())).unwrap_or_default();
-        errors.push(ItemError { kind: "Plugin".into(), namespace, name, reason: "LoadError".into(), message });
+        let (namespace, name) = key
+            .split_once('/')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap_or_default();
+        errors.push(ItemError {
+            kind: "Plugin".into(),
+            namespace,
+            name,
+            reason: "LoadError".into(),
+            message,
+        });
     }
-    let by_path = bridges.values().map(|b| (b.cfg.path.clone(), b.key.clone())).collect();
+    let by_path = bridges
+        .values()
+        .map(|b| (b.cfg.path.clone(), b.key.clone()))
+        .collect();
     // A suspension toggled through the admin API lasts until the config's own flag changes.
     if let Ok(mut o) = shared.overrides.lock() {
         o.retain(|k, _| match (old.bridges.get(k), bridges.get(k)) {
@@ -260,14 +306,28 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
             _ => false,
         });
     }
-    let active = Arc::new(Active { config: cfg, bridges, by_path, errors, loaded_at_ms: now_ms() });
+    let active = Arc::new(Active {
+        config: cfg,
+        bridges,
+        by_path,
+        errors,
+        loaded_at_ms: now_ms(),
+    });
     shared.swap(active.clone());
-    shared.metrics.config_reloads.with_label_values(&["applied"]).inc();
+    shared
+        .metrics
+        .config_reloads
+        .with_label_values(&["applied"])
+        .inc();
     shared.wake.notify_one();
     for e in &active.errors {
         warn!(kind = %e.kind, item = %format!("{}/{}", e.namespace, e.name), reason = %e.reason, "{}", e.message);
     }
-    info!(bridges = active.bridges.len(), plugins = active.config.plugins.len(), "configuration applied");
+    info!(
+        bridges = active.bridges.len(),
+        plugins = active.config.plugins.len(),
+        "configuration applied"
+    );
     active
 }
 
@@ -278,18 +338,32 @@ pub fn describe(active: &Active, listen: SocketAddr, admin: SocketAddr) -> Strin
     bridges.sort_by(|a, b| a.key.cmp(&b.key));
     for b in bridges {
         let state = if b.cfg.suspend { "  (suspended)" } else { "" };
-        out.push_str(&format!("  bridge {:<24} {} http://{listen}{}{state}\n", b.key, b.cfg.methods.join(","), b.cfg.path));
+        out.push_str(&format!(
+            "  bridge {:<24} {} http://{listen}{}{state}\n",
+            b.key,
+            b.cfg.methods.join(","),
+            b.cfg.path
+        ));
     }
     for p in &active.config.plugins {
-        let failed = active.errors.iter().any(|e| e.kind == "Plugin" && e.namespace == p.namespace && e.name == p.name);
+        let failed = active
+            .errors
+            .iter()
+            .any(|e| e.kind == "Plugin" && e.namespace == p.namespace && e.name == p.name);
         match (&p.route, failed) {
             (_, true) => {}
-            (Some(route), false) => out.push_str(&format!("  plugin {:<24} http://{listen}{route}\n", p.key())),
+            (Some(route), false) => out.push_str(&format!(
+                "  plugin {:<24} http://{listen}{route}\n",
+                p.key()
+            )),
             (None, false) => out.push_str(&format!("  plugin {:<24} (private)\n", p.key())),
         }
     }
     for e in &active.errors {
-        out.push_str(&format!("  ! {} {}/{}: {}: {}\n", e.kind, e.namespace, e.name, e.reason, e.message));
+        out.push_str(&format!(
+            "  ! {} {}/{}: {}: {}\n",
+            e.kind, e.namespace, e.name, e.reason, e.message
+        ));
     }
     out.push_str(&format!("  admin  http://{admin}  (events, metrics)\n"));
     out
@@ -304,11 +378,24 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     let store = EmbeddedStore::open(&opts.data_dir.join("store"), Some(metrics.store.clone()))?;
     let ingress_listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| RunError::Bind { addr: opts.listen, message: e.to_string() })?;
-    let admin_listener =
-        tokio::net::TcpListener::bind(opts.admin).await.map_err(|e| RunError::Bind { addr: opts.admin, message: e.to_string() })?;
-    let listen = ingress_listener.local_addr().map_err(|e| RunError::Bind { addr: opts.listen, message: e.to_string() })?;
-    let admin_addr = admin_listener.local_addr().map_err(|e| RunError::Bind { addr: opts.admin, message: e.to_string() })?;
+        .map_err(|e| RunError::Bind {
+            addr: opts.listen,
+            message: e.to_string(),
+        })?;
+    let admin_listener = tokio::net::TcpListener::bind(opts.admin)
+        .await
+        .map_err(|e| RunError::Bind {
+            addr: opts.admin,
+            message: e.to_string(),
+        })?;
+    let listen = ingress_listener.local_addr().map_err(|e| RunError::Bind {
+        addr: opts.listen,
+        message: e.to_string(),
+    })?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| RunError::Bind {
+        addr: opts.admin,
+        message: e.to_string(),
+    })?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
@@ -317,7 +404,11 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         .map_err(|e| RunError::Client(e.to_string()))?;
     let shutdown = CancellationToken::new();
     let store: Arc<dyn Store> = Arc::new(store);
-    let plugins = Plugins::new(opts.data_dir.join("plugins"), store.clone(), metrics.registry.clone())?;
+    let plugins = Plugins::new(
+        opts.data_dir.join("plugins"),
+        store.clone(),
+        metrics.registry.clone(),
+    )?;
     let shared = Arc::new(Shared {
         store,
         metrics,
@@ -370,8 +461,16 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
 
     let delivery = tokio::spawn(delivery::run(shared.clone(), shutdown.clone()));
     let maintenance = tokio::spawn(maintenance(shared.clone(), shutdown.clone()));
-    let admin = tokio::spawn(admin::serve(admin_listener, shared.clone(), shutdown.clone()));
-    let ingress = tokio::spawn(ingress::serve(ingress_listener, shared.clone(), shutdown.clone()));
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        shared.clone(),
+        shutdown.clone(),
+    ));
+    let ingress = tokio::spawn(ingress::serve(
+        ingress_listener,
+        shared.clone(),
+        shutdown.clone(),
+    ));
 
     wait_for_signal().await?;
     info!("shutting down: no new connections; in-flight requests and attempts may finish");
@@ -388,7 +487,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
 }
 
 async fn wait_for_signal() -> Result<(), RunError> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(|e| RunError::Signal(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| RunError::Signal(e.to_string()))?;
     tokio::select! {
@@ -413,12 +512,19 @@ async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 async fn update_gauges(shared: &Shared) {
-    shared.metrics.store_bytes.set(shared.store.disk_bytes() as i64);
+    shared
+        .metrics
+        .store_bytes
+        .set(shared.store.disk_bytes() as i64);
     match shared.store.queue_depth().await {
         Ok(depths) => {
             shared.metrics.queue_depth.reset();
             for ((b, d), n) in depths {
-                shared.metrics.queue_depth.with_label_values(&[&b, &d]).set(n as i64);
+                shared
+                    .metrics
+                    .queue_depth
+                    .with_label_values(&[&b, &d])
+                    .set(n as i64);
             }
         }
         Err(e) => warn!(error = %e, "cannot read queue depth"),
@@ -428,13 +534,31 @@ async fn update_gauges(shared: &Shared) {
 #[instrument(skip_all)]
 pub async fn run_retention(shared: &Shared) {
     let r = &shared.active().config.retention;
-    let policy = Retention { max_age_ms: r.max_age_ms, max_bytes: r.max_bytes };
+    let policy = Retention {
+        max_age_ms: r.max_age_ms,
+        max_bytes: r.max_bytes,
+    };
     match shared.store.retain(policy, now_ms()).await {
         Ok(rep) => {
-            shared.metrics.retention_deleted.with_label_values(&["age"]).inc_by(rep.deleted_by_age as u64);
-            shared.metrics.retention_deleted.with_label_values(&["size"]).inc_by(rep.deleted_by_size as u64);
+            shared
+                .metrics
+                .retention_deleted
+                .with_label_values(&["age"])
+                .inc_by(rep.deleted_by_age as u64);
+            shared
+                .metrics
+                .retention_deleted
+                .with_label_values(&["size"])
+                .inc_by(rep.deleted_by_size as u64);
             if rep.deleted_by_age + rep.deleted_by_size > 0 {
-                info!(by_age = rep.deleted_by_age, by_size = rep.deleted_by_size, compacted = rep.compacted, bytes_before = rep.bytes_before, bytes_after = rep.bytes_after, "retention");
+                info!(
+                    by_age = rep.deleted_by_age,
+                    by_size = rep.deleted_by_size,
+                    compacted = rep.compacted,
+                    bytes_before = rep.bytes_before,
+                    bytes_after = rep.bytes_after,
+                    "retention"
+                );
             }
         }
         Err(e) => warn!(error = %e, "retention failed"),
@@ -443,5 +567,14 @@ pub async fn run_retention(shared: &Shared) {
 
 /// Errors in a [`BTreeMap`] by `Kind ns/name`, for display.
 pub fn errors_by_item(active: &Active) -> BTreeMap<String, String> {
-    active.errors.iter().map(|e| (format!("{} {}/{}", e.kind, e.namespace, e.name), e.message.clone())).collect()
+    active
+        .errors
+        .iter()
+        .map(|e| {
+            (
+                format!("{} {}/{}", e.kind, e.namespace, e.name),
+                e.message.clone(),
+            )
+        })
+        .collect()
 }

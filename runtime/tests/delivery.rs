@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -57,10 +57,21 @@ spec:
     assert!(flaky[2].at.duration_since(flaky[1].at) >= Duration::from_millis(200));
 
     let deliveries = ev["deliveries"].as_array().unwrap();
-    let by = |name: &str| deliveries.iter().find(|d| d["destination"] == name).unwrap().clone();
+    let by = |name: &str| {
+        deliveries
+            .iter()
+            .find(|d| d["destination"] == name)
+            .unwrap()
+            .clone()
+    };
     let f = by("flaky");
     assert_eq!(f["status"], "delivered");
-    let codes: Vec<u64> = f["attempts"].as_array().unwrap().iter().map(|a| a["statusCode"].as_u64().unwrap()).collect();
+    let codes: Vec<u64> = f["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["statusCode"].as_u64().unwrap())
+        .collect();
     assert_eq!(codes, vec![500, 500, 200]);
     for a in f["attempts"].as_array().unwrap() {
         assert!(a["at"].as_str().unwrap().ends_with('Z'));
@@ -73,12 +84,24 @@ spec:
     assert_eq!(d["attempts"][0]["response"], "sink answer");
 
     // Dead letters are listed and replayed.
-    let dead = get_json(&c, &w.admin_url("/api/v1/events?bridge=default/retry&status=dead")).await;
+    let dead = get_json(
+        &c,
+        &w.admin_url("/api/v1/events?bridge=default/retry&status=dead"),
+    )
+    .await;
     assert_eq!(dead["events"].as_array().unwrap().len(), 1);
     let r = admin_post(&c, &w.admin_url("/api/v1/bridges/default/retry/replay")).await;
     assert_eq!(r["replayed"], 1);
-    assert_eq!(sink.wait_for("/down", 6, WAIT).await, 6, "a replay gets the whole retry budget again");
-    assert_eq!(sink.count("/flaky"), 3, "a delivered destination is not replayed with the bridge's dead letters");
+    assert_eq!(
+        sink.wait_for("/down", 6, WAIT).await,
+        6,
+        "a replay gets the whole retry budget again"
+    );
+    assert_eq!(
+        sink.count("/flaky"),
+        3,
+        "a delivered destination is not replayed with the bridge's dead letters"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +146,8 @@ spec:
     assert_eq!(sink.wait_for("/dead-letters", 1, WAIT).await, 1);
     assert_eq!(sink.count("/moved"), 2);
     assert_eq!(sink.count("/target"), 0, "a redirect was followed");
-    let note: serde_json::Value = serde_json::from_slice(&sink.requests("/dead-letters")[0].body).unwrap();
+    let note: serde_json::Value =
+        serde_json::from_slice(&sink.requests("/dead-letters")[0].body).unwrap();
     assert_eq!(note["eventId"], id.as_str());
     assert_eq!(note["destination"], "moved");
 
@@ -131,7 +155,13 @@ spec:
     let deadline = Instant::now() + WAIT;
     let ev = loop {
         let ev = get_json(&c, &w.admin_url(&format!("/api/v1/events/{id}"))).await;
-        let st = ev["deliveries"].as_array().unwrap().iter().find(|d| d["destination"] == "gone").unwrap()["status"].clone();
+        let st = ev["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["destination"] == "gone")
+            .unwrap()["status"]
+            .clone();
         if st == "paused" || Instant::now() > deadline {
             break ev;
         }
@@ -140,10 +170,30 @@ spec:
     assert_eq!(ev["status"], "pending", "{ev:#}");
     assert_eq!(sink.count("/gone"), 1);
     let bridges = get_json(&c, &w.admin_url("/api/v1/bridges")).await;
-    let dests = bridges["bridges"][0]["destinations"].as_array().unwrap().clone();
-    assert!(dests.iter().any(|d| d["name"] == "gone" && d["paused"] == true), "{bridges:#}");
-    let metrics = c.get(w.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("causeway_destination_paused{bridge=\"default/outcomes\",destination=\"gone\"} 1"), "{metrics}");
+    let dests = bridges["bridges"][0]["destinations"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        dests
+            .iter()
+            .any(|d| d["name"] == "gone" && d["paused"] == true),
+        "{bridges:#}"
+    );
+    let metrics = c
+        .get(w.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "causeway_destination_paused{bridge=\"default/outcomes\",destination=\"gone\"} 1"
+        ),
+        "{metrics}"
+    );
 
     // Another event for the paused destination is held, not attempted.
     let (_, v2) = post(&c, &w.url("/hooks/default/outcomes"), r#"{"b":3}"#, &[]).await;
@@ -152,7 +202,11 @@ spec:
 
     // Resume: the held deliveries go out.
     gone.store(200, Ordering::SeqCst);
-    admin_post(&c, &w.admin_url("/api/v1/bridges/default/outcomes/destinations/gone/resume")).await;
+    admin_post(
+        &c,
+        &w.admin_url("/api/v1/bridges/default/outcomes/destinations/gone/resume"),
+    )
+    .await;
     assert_eq!(sink.wait_for("/gone", 3, WAIT).await, 3);
 
     // Replay one event's dead delivery: the moved destination is tried again.
@@ -232,8 +286,20 @@ spec:
     let (_, _) = post(&c, &w.url("/hooks/default/later"), r#"{"n":2}"#, &[]).await;
     assert_eq!(sink.wait_for("/later", 2, WAIT).await, 2);
     let got = sink.requests("/later");
-    let first = got.iter().find(|r| r.body.as_ref() == br#"{"n":1}"#).unwrap();
-    let second = got.iter().find(|r| r.body.as_ref() == br#"{"n":2}"#).unwrap();
-    assert!(first.at.duration_since(sent) >= Duration::from_millis(1990), "delivered early across a restart");
-    assert!(second.at.duration_since(sent2) >= Duration::from_millis(1990), "delivered early");
+    let first = got
+        .iter()
+        .find(|r| r.body.as_ref() == br#"{"n":1}"#)
+        .unwrap();
+    let second = got
+        .iter()
+        .find(|r| r.body.as_ref() == br#"{"n":2}"#)
+        .unwrap();
+    assert!(
+        first.at.duration_since(sent) >= Duration::from_millis(1990),
+        "delivered early across a restart"
+    );
+    assert!(
+        second.at.duration_since(sent2) >= Duration::from_millis(1990),
+        "delivered early"
+    );
 }

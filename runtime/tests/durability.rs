@@ -43,7 +43,13 @@ spec:
     let started = Instant::now();
     let mut senders = Vec::new();
     for _ in 0..IN_FLIGHT {
-        let (c, url, acked, next, failed) = (c.clone(), url.clone(), acked.clone(), next.clone(), failed.clone());
+        let (c, url, acked, next, failed) = (
+            c.clone(),
+            url.clone(),
+            acked.clone(),
+            next.clone(),
+            failed.clone(),
+        );
         senders.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
@@ -51,7 +57,12 @@ spec:
                     return;
                 }
                 let body = format!(r#"{{"seq":{i},"pad":"{}"}}"#, "x".repeat(900));
-                let res = c.post(&url).body(body.clone()).timeout(Duration::from_secs(10)).send().await;
+                let res = c
+                    .post(&url)
+                    .body(body.clone())
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
                 match res {
                     Ok(r) if r.status().as_u16() == 202 => {
                         let v: serde_json::Value = r.json().await.unwrap_or_default();
@@ -85,18 +96,27 @@ spec:
 
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let got: HashSet<String> = sink.requests("/load").iter().map(|r| String::from_utf8_lossy(&r.body).to_string()).collect();
+        let got: HashSet<String> = sink
+            .requests("/load")
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).to_string())
+            .collect();
         let missing = want.iter().filter(|b| !got.contains(**b)).count();
         if missing == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{missing} acknowledged events never reached the sink");
+        assert!(
+            Instant::now() < deadline,
+            "{missing} acknowledged events never reached the sink"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all = sink.requests("/load");
     let mut per_body: HashMap<String, usize> = HashMap::new();
     for r in &all {
-        *per_body.entry(String::from_utf8_lossy(&r.body).to_string()).or_default() += 1;
+        *per_body
+            .entry(String::from_utf8_lossy(&r.body).to_string())
+            .or_default() += 1;
     }
     let duplicates: usize = per_body.values().map(|n| n - 1).sum();
     println!(
@@ -113,7 +133,11 @@ spec:
     let c2 = client();
     let ids: HashSet<&String> = acked.values().collect();
     assert_eq!(ids.len(), acked.len(), "two acknowledgements share an id");
-    let listed = get_json(&c2, &w.admin_url("/api/v1/events?bridge=default/load&status=pending&limit=10000")).await;
+    let listed = get_json(
+        &c2,
+        &w.admin_url("/api/v1/events?bridge=default/load&status=pending&limit=10000"),
+    )
+    .await;
     let pending = listed["events"].as_array().unwrap().len();
     println!("sigkill: events still pending at the end: {pending}");
 }

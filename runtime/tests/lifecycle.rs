@@ -21,8 +21,15 @@ spec:
 }
 
 fn causeway(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_causeway")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,14 +39,23 @@ async fn edits_reload_atomically_and_a_broken_edit_keeps_the_running_config() {
     let m = manifests(dir.path(), &bridge("one", &sink.url("/one")));
     let w = Worker::start(dir.path(), &m, &[]);
     let c = client();
-    assert!(w.log_text().contains(&format!("http://{}/hooks/default/one", w.listen)), "the URL is printed:\n{}", w.log_text());
+    assert!(
+        w.log_text()
+            .contains(&format!("http://{}/hooks/default/one", w.listen)),
+        "the URL is printed:\n{}",
+        w.log_text()
+    );
     let v1 = get_json(&c, &w.admin_url("/api/v1/config")).await["version"].clone();
 
     // A new bridge in a new file is picked up.
     std::fs::write(m.join("two.yaml"), bridge("two", &sink.url("/two"))).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     while post(&c, &w.url("/hooks/default/two"), "{}", &[]).await.0 != 202 {
-        assert!(Instant::now() < deadline, "new bridge not loaded:\n{}", w.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "new bridge not loaded:\n{}",
+            w.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let v2 = get_json(&c, &w.admin_url("/api/v1/config")).await["version"].clone();
@@ -48,12 +64,26 @@ async fn edits_reload_atomically_and_a_broken_edit_keeps_the_running_config() {
     // A broken edit: the running config stays and one clear error names file and field.
     std::fs::write(m.join("two.yaml"), "apiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {name: two}\nspec:\n  destinations:\n  - {name: sink, url: 42, retries: lots}\n").unwrap();
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    assert_eq!(post(&c, &w.url("/hooks/default/two"), "{}", &[]).await.0, 202, "the running config was dropped");
-    assert_eq!(get_json(&c, &w.admin_url("/api/v1/config")).await["version"], v2);
+    assert_eq!(
+        post(&c, &w.url("/hooks/default/two"), "{}", &[]).await.0,
+        202,
+        "the running config was dropped"
+    );
+    assert_eq!(
+        get_json(&c, &w.admin_url("/api/v1/config")).await["version"],
+        v2
+    );
     let log = w.log_text();
-    let errors: Vec<&str> = log.lines().filter(|l| l.contains("configuration not reloaded")).collect();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("configuration not reloaded"))
+        .collect();
     assert_eq!(errors.len(), 1, "one error per broken edit:\n{log}");
-    assert!(errors[0].contains("two.yaml") && errors[0].contains("document 1"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("two.yaml") && errors[0].contains("document 1"),
+        "{}",
+        errors[0]
+    );
 
     // Deleting the file removes the bridge.
     std::fs::remove_file(m.join("two.yaml")).unwrap();
@@ -80,7 +110,9 @@ async fn sigterm_lets_in_flight_attempts_finish_and_exits_zero() {
     let id = v["id"].as_str().unwrap().to_string();
     // Wait until the attempt is in flight, then stop.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while slow.total.load(std::sync::atomic::Ordering::SeqCst) == 0 && slow.received.lock().unwrap().is_empty() {
+    while slow.total.load(std::sync::atomic::Ordering::SeqCst) == 0
+        && slow.received.lock().unwrap().is_empty()
+    {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -117,17 +149,38 @@ spec:
     wait_status(&c, &w, &id, "dead", Duration::from_secs(20)).await;
     let admin = w.admin.to_string();
 
-    let (ok, out, err) = causeway(&["events", "list", "--admin", &admin, "--bridge", "default/cli"]);
+    let (ok, out, err) = causeway(&[
+        "events",
+        "list",
+        "--admin",
+        &admin,
+        "--bridge",
+        "default/cli",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains(&id) && out.contains("dead"), "{out}");
     let (ok, out, _) = causeway(&["events", "show", &id, "--admin", &admin]);
     assert!(ok && out.contains("\"statusCode\": 500"), "{out}");
-    let (ok, out, _) = causeway(&["events", "replay", "--bridge", "default/cli", "--admin", &admin]);
+    let (ok, out, _) = causeway(&[
+        "events",
+        "replay",
+        "--bridge",
+        "default/cli",
+        "--admin",
+        &admin,
+    ]);
     assert!(ok && out.contains("\"replayed\": 1"), "{out}");
     assert_eq!(sink.wait_for("/cli", 2, Duration::from_secs(20)).await, 2);
     let (ok, out, _) = causeway(&["events", "replay", &id, "--admin", &admin]);
     assert!(ok && out.contains("\"replayed\""), "{out}");
-    let (ok, out, _) = causeway(&["events", "purge", "--bridge", "default/cli", "--admin", &admin]);
+    let (ok, out, _) = causeway(&[
+        "events",
+        "purge",
+        "--bridge",
+        "default/cli",
+        "--admin",
+        &admin,
+    ]);
     assert!(ok && out.contains("\"purged\""), "{out}");
     let (ok, _, err) = causeway(&["events", "show", "not-an-id", "--admin", &admin]);
     assert!(!ok && err.contains("400"), "{err}");
@@ -162,16 +215,48 @@ async fn worker_mode_runs_a_rendered_config_file_and_guards_the_admin_api() {
 
     // Health, readiness and metrics are open; the API needs the token.
     for open in ["/healthz", "/readyz", "/metrics"] {
-        assert_eq!(c.get(w.admin_url(open)).send().await.unwrap().status().as_u16(), 200, "{open}");
+        assert_eq!(
+            c.get(w.admin_url(open))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+            200,
+            "{open}"
+        );
     }
-    assert_eq!(c.get(w.admin_url("/api/v1/events")).send().await.unwrap().status().as_u16(), 401);
-    let wrong = c.get(w.admin_url("/api/v1/events")).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(
+        c.get(w.admin_url("/api/v1/events"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    let wrong = c
+        .get(w.admin_url("/api/v1/events"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status().as_u16(), 401);
-    let config: serde_json::Value =
-        c.get(w.admin_url("/api/v1/config")).bearer_auth("admin-s3cret").send().await.unwrap().json().await.unwrap();
+    let config: serde_json::Value = c
+        .get(w.admin_url("/api/v1/config"))
+        .bearer_auth("admin-s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(config["version"], cfg["version"]);
     assert_eq!(config["bridges"][0]["ready"], true);
-    assert!(!config.to_string().contains("admin-s3cret"), "the config endpoint shows a secret");
+    assert!(
+        !config.to_string().contains("admin-s3cret"),
+        "the config endpoint shows a secret"
+    );
 
     // Editing the file reloads it.
     cfg["bridges"][0]["suspend"] = true.into();
@@ -179,7 +264,11 @@ async fn worker_mode_runs_a_rendered_config_file_and_guards_the_admin_api() {
     std::fs::write(&file, cfg.to_string()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     while post(&c, &w.url("/hooks/default/w"), "{}", &[]).await.0 != 503 {
-        assert!(Instant::now() < deadline, "config file edit not applied:\n{}", w.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "config file edit not applied:\n{}",
+            w.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -12,12 +12,23 @@ use common::*;
 fn quickstart() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm = root.join("examples/plugins/dist/inbox.wasm");
-    assert!(wasm.exists(), "{} is missing: run `make plugins` first", wasm.display());
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `make plugins` first",
+        wasm.display()
+    );
     root.join("examples/quickstart")
 }
 
 async fn inbox(c: &reqwest::Client, w: &Worker) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = c.get(w.url("/inbox")).send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = c
+        .get(w.url("/inbox"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     v.as_array().cloned().unwrap_or_default()
 }
 
@@ -27,12 +38,27 @@ async fn the_quickstart_delivers_to_the_inbox_plugin_and_its_state_survives_a_re
     let mut w = Worker::start(dir.path(), &quickstart(), &[]);
     let c = client();
     let log = w.log_text();
-    assert!(log.contains("bridge default/orders") && log.contains("plugin default/inbox"), "{log}");
+    assert!(
+        log.contains("bridge default/orders") && log.contains("plugin default/inbox"),
+        "{log}"
+    );
 
-    let (s, v) = post(&c, &w.url("/hooks/default/orders"), r#"{"action":"created","order":{"id":"A-1","amount":42}}"#, &[]).await;
+    let (s, v) = post(
+        &c,
+        &w.url("/hooks/default/orders"),
+        r#"{"action":"created","order":{"id":"A-1","amount":42}}"#,
+        &[],
+    )
+    .await;
     assert_eq!(s, 202, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    let (s, _) = post(&c, &w.url("/hooks/default/orders"), r#"{"action":"deleted","order":{"id":"A-2"}}"#, &[]).await;
+    let (s, _) = post(
+        &c,
+        &w.url("/hooks/default/orders"),
+        r#"{"action":"deleted","order":{"id":"A-2"}}"#,
+        &[],
+    )
+    .await;
     assert_eq!(s, 202);
 
     let ev = wait_status(&c, &w, &id, "delivered", Duration::from_secs(30)).await;
@@ -58,5 +84,13 @@ async fn the_quickstart_delivers_to_the_inbox_plugin_and_its_state_survives_a_re
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A private plugin path that no route serves is 404.
-    assert_eq!(c.get(w.url("/not-a-route")).send().await.unwrap().status().as_u16(), 404);
+    assert_eq!(
+        c.get(w.url("/not-a-route"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
 }

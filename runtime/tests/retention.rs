@@ -10,7 +10,11 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
     let mut n = 0;
     for e in std::fs::read_dir(p).unwrap().flatten() {
         let m = e.metadata().unwrap();
-        n += if m.is_dir() { dir_bytes(&e.path()) } else { m.len() };
+        n += if m.is_dir() {
+            dir_bytes(&e.path())
+        } else {
+            m.len()
+        };
     }
     n
 }
@@ -50,7 +54,9 @@ spec:
         let mut tasks = Vec::new();
         for _ in 0..100 {
             let (c, url, body) = (c.clone(), w.url("/hooks/default/bulk"), body.clone());
-            tasks.push(tokio::spawn(async move { post(&c, &url, &body, &[]).await.0 }));
+            tasks.push(tokio::spawn(
+                async move { post(&c, &url, &body, &[]).await.0 },
+            ));
         }
         for t in tasks {
             assert_eq!(t.await.unwrap(), 202);
@@ -61,14 +67,29 @@ spec:
         let _ = admin_post(&c, &w.admin_url("/api/v1/retention")).await;
         let bytes = dir_bytes(&w.data_dir);
         peak = peak.max(bytes);
-        println!("retention: batch {batch}: {sent} events sent, data dir {} KiB", bytes / 1024);
+        println!(
+            "retention: batch {batch}: {sent} events sent, data dir {} KiB",
+            bytes / 1024
+        );
     }
     let final_bytes = dir_bytes(&w.data_dir);
     let events = stored_events(&c, &w).await;
-    println!("retention: peak {} KiB, final {} KiB, {events} events kept of {sent}, {:?}", peak / 1024, final_bytes / 1024, started.elapsed());
+    println!(
+        "retention: peak {} KiB, final {} KiB, {events} events kept of {sent}, {:?}",
+        peak / 1024,
+        final_bytes / 1024,
+        started.elapsed()
+    );
     // Bounded: the limit plus one batch of headroom (the store grows between runs).
-    assert!(final_bytes <= limit + limit / 2, "data dir {final_bytes} bytes over the bound");
+    assert!(
+        final_bytes <= limit + limit / 2,
+        "data dir {final_bytes} bytes over the bound"
+    );
     assert!(peak <= 2 * limit, "peak {peak} bytes");
     assert!((events as usize) < sent, "nothing was deleted");
-    assert_eq!(sink.count("/bulk"), sent, "retention never drops an event before delivery");
+    assert_eq!(
+        sink.count("/bulk"),
+        sent,
+        "retention never drops an event before delivery"
+    );
 }

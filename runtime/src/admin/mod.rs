@@ -2,11 +2,11 @@
 //! configuration. With an admin token configured, everything but health, readiness and
 //! metrics needs `Authorization: Bearer <token>`.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,7 +18,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{instrument, warn};
 
-use crate::store::{now_ms, EventDetail, EventId, EventQuery, EventRecord, EventStatus, StoreError};
+use crate::store::{
+    EventDetail, EventId, EventQuery, EventRecord, EventStatus, StoreError, now_ms,
+};
 use crate::worker::Shared;
 
 type AppState = Arc<Shared>;
@@ -34,11 +36,17 @@ pub fn router(shared: AppState) -> Router {
         .route("/api/v1/bridges/{ns}/{name}/purge", post(purge))
         .route("/api/v1/bridges/{ns}/{name}/suspend", post(suspend))
         .route("/api/v1/bridges/{ns}/{name}/resume", post(resume))
-        .route("/api/v1/bridges/{ns}/{name}/destinations/{dest}/resume", post(resume_destination))
+        .route(
+            "/api/v1/bridges/{ns}/{name}/destinations/{dest}/resume",
+            post(resume_destination),
+        )
         .route("/api/v1/config", get(config))
         .route("/api/v1/store", get(store_info))
         .route("/api/v1/retention", post(retention_now))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -51,12 +59,20 @@ pub fn router(shared: AppState) -> Router {
 #[instrument(skip_all)]
 pub async fn serve(listener: TcpListener, shared: AppState, stop: CancellationToken) {
     let app = router(shared);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    {
         warn!(error = %e, "admin server stopped");
     }
 }
 
-async fn require_token(State(shared): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+async fn require_token(
+    State(shared): State<AppState>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
     let active = shared.active();
     if let Some(token) = &active.config.admin_token {
         let presented = headers
@@ -66,7 +82,11 @@ async fn require_token(State(shared): State<AppState>, headers: HeaderMap, req: 
             .unwrap_or("");
         // Compare digests so the time taken says nothing about the token.
         if Sha256::digest(presented.as_bytes()) != Sha256::digest(token.expose().as_bytes()) {
-            return (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized"}))).into_response();
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "unauthorized"})),
+            )
+                .into_response();
         }
     }
     drop(active);
@@ -82,7 +102,11 @@ async fn readyz(State(shared): State<AppState>) -> Response {
 }
 
 async fn metrics(State(shared): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared.metrics.render(),
+    )
+        .into_response()
 }
 
 /// An admin API error.
@@ -97,7 +121,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => ApiError(StatusCode::NOT_FOUND, format!("not found: {what}")),
+            StoreError::NotFound(what) => {
+                ApiError(StatusCode::NOT_FOUND, format!("not found: {what}"))
+            }
             other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
@@ -105,7 +131,8 @@ impl From<StoreError> for ApiError {
 
 fn rfc3339(ms: u64) -> String {
     let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms as i64);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 #[derive(Serialize)]
@@ -120,7 +147,13 @@ struct EventSummary {
 }
 
 fn summary(r: &EventRecord) -> EventSummary {
-    EventSummary { id: r.id.to_string(), bridge: r.bridge.clone(), received_at: rfc3339(r.received_at_ms), status: r.status.as_str(), reason: r.reason.clone() }
+    EventSummary {
+        id: r.id.to_string(),
+        bridge: r.bridge.clone(),
+        received_at: rfc3339(r.received_at_ms),
+        status: r.status.as_str(),
+        reason: r.reason.clone(),
+    }
 }
 
 /// The event as the admin API shows it (headers and body are not shown: they may carry
@@ -163,23 +196,39 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-async fn list_events(State(shared): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list_events(
+    State(shared): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(EventStatus::parse(s).ok_or_else(|| {
-            ApiError(StatusCode::BAD_REQUEST, format!("unknown status {s:?} (pending, delivered, dead, filtered)"))
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("unknown status {s:?} (pending, delivered, dead, filtered)"),
+            )
         })?),
     };
-    let query = EventQuery { bridge: q.bridge.filter(|b| !b.is_empty()), status, limit: q.limit.unwrap_or(100).min(10_000) };
+    let query = EventQuery {
+        bridge: q.bridge.filter(|b| !b.is_empty()),
+        status,
+        limit: q.limit.unwrap_or(100).min(10_000),
+    };
     let events = shared.store.list_events(query).await?;
-    Ok(Json(json!({ "events": events.iter().map(summary).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "events": events.iter().map(summary).collect::<Vec<_>>() }),
+    ))
 }
 
 fn parse_id(id: &str) -> Result<EventId, ApiError> {
-    EventId::parse_str(id).map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("not an event id: {id:?}")))
+    EventId::parse_str(id)
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("not an event id: {id:?}")))
 }
 
-async fn show_event(State(shared): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn show_event(
+    State(shared): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     match shared.store.event(id).await? {
         Some(d) => Ok(Json(event_json(&d))),
@@ -187,7 +236,10 @@ async fn show_event(State(shared): State<AppState>, Path(id): Path<String>) -> R
     }
 }
 
-async fn replay_event(State(shared): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn replay_event(
+    State(shared): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let n = shared.store.replay_event(id, now_ms()).await?;
     shared.wake.notify_one();
@@ -203,26 +255,38 @@ fn bridge_key(shared: &Shared, ns: &str, name: &str) -> Result<String, ApiError>
     }
 }
 
-async fn replay_dead(State(shared): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn replay_dead(
+    State(shared): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let key = format!("{ns}/{name}");
     let n = shared.store.replay_dead(key, now_ms()).await?;
     shared.wake.notify_one();
     Ok(Json(json!({ "replayed": n })))
 }
 
-async fn purge(State(shared): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn purge(
+    State(shared): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let key = format!("{ns}/{name}");
     let n = shared.store.purge(key).await?;
     Ok(Json(json!({ "purged": n })))
 }
 
-async fn suspend(State(shared): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn suspend(
+    State(shared): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let key = bridge_key(&shared, &ns, &name)?;
     shared.set_suspended(&key, true);
     Ok(Json(json!({ "bridge": key, "suspended": true })))
 }
 
-async fn resume(State(shared): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn resume(
+    State(shared): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let key = bridge_key(&shared, &ns, &name)?;
     shared.set_suspended(&key, false);
     Ok(Json(json!({ "bridge": key, "suspended": false })))
@@ -233,10 +297,15 @@ async fn resume_destination(
     Path((ns, name, dest)): Path<(String, String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = format!("{ns}/{name}");
-    let n = shared.store.set_paused(key.clone(), dest.clone(), false, now_ms()).await?;
+    let n = shared
+        .store
+        .set_paused(key.clone(), dest.clone(), false, now_ms())
+        .await?;
     shared.set_paused(&key, &dest, false);
     shared.wake.notify_one();
-    Ok(Json(json!({ "bridge": key, "destination": dest, "paused": false, "requeued": n })))
+    Ok(Json(
+        json!({ "bridge": key, "destination": dest, "paused": false, "requeued": n }),
+    ))
 }
 
 async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value> {
@@ -267,7 +336,12 @@ async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value>
 async fn config(State(shared): State<AppState>) -> Json<serde_json::Value> {
     let active = shared.active();
     let cfg = &active.config;
-    let failed = |kind: &str, ns: &str, name: &str| active.errors.iter().find(|e| e.kind == kind && e.namespace == ns && e.name == name);
+    let failed = |kind: &str, ns: &str, name: &str| {
+        active
+            .errors
+            .iter()
+            .find(|e| e.kind == kind && e.namespace == ns && e.name == name)
+    };
     let bridges: Vec<serde_json::Value> = cfg
         .bridges
         .iter()
@@ -308,8 +382,15 @@ async fn config(State(shared): State<AppState>) -> Json<serde_json::Value> {
 async fn store_info(State(shared): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let depth = shared.store.queue_depth().await?;
     let queued: u64 = depth.iter().map(|(_, n)| n).sum();
-    let events = shared.store.list_events(EventQuery { bridge: None, status: None, limit: usize::MAX }).await?;
-    Ok(Json(json!({ "bytes": shared.store.disk_bytes(), "events": events.len(), "queued": queued })))
+    let counts = shared.store.counts().await?;
+    Ok(Json(json!({
+        "bytes": shared.store.disk_bytes(),
+        "events": counts.events,
+        "jobs": counts.jobs,
+        "attempts": counts.attempts,
+        "idempotencyKeys": counts.idempotency_keys,
+        "queued": queued,
+    })))
 }
 
 async fn retention_now(State(shared): State<AppState>) -> Json<serde_json::Value> {

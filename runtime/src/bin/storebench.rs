@@ -34,7 +34,11 @@ fn dir_size(p: &Path) -> u64 {
     if let Ok(rd) = std::fs::read_dir(p) {
         for e in rd.flatten() {
             let Ok(m) = e.metadata() else { continue };
-            total += if m.is_dir() { dir_size(&e.path()) } else { m.len() };
+            total += if m.is_dir() {
+                dir_size(&e.path())
+            } else {
+                m.len()
+            };
         }
     }
     total
@@ -54,7 +58,8 @@ const R_EVENTS: redb::TableDefinition<u128, &[u8]> = redb::TableDefinition::new(
 const R_JOBS: redb::TableDefinition<(u128, u32), &[u8]> = redb::TableDefinition::new("jobs");
 const R_DUE: redb::TableDefinition<(u64, u128, u32), ()> = redb::TableDefinition::new("due");
 const R_IDEM: redb::TableDefinition<(&str, &str), u128> = redb::TableDefinition::new("idem");
-const R_ATTEMPTS: redb::TableDefinition<(u128, u32, u32), &[u8]> = redb::TableDefinition::new("attempts");
+const R_ATTEMPTS: redb::TableDefinition<(u128, u32, u32), &[u8]> =
+    redb::TableDefinition::new("attempts");
 
 impl Redb {
     fn open(dir: &Path) -> Res<Self> {
@@ -79,15 +84,19 @@ impl Engine for Redb {
                 match op {
                     Op::Append { id, body } => {
                         ev.insert(*id, body.as_slice()).map_err(|e| e.to_string())?;
-                        jobs.insert((*id, 0), job_record(*id, 0).as_slice()).map_err(|e| e.to_string())?;
+                        jobs.insert((*id, 0), job_record(*id, 0).as_slice())
+                            .map_err(|e| e.to_string())?;
                         due.insert((0, *id, 0), ()).map_err(|e| e.to_string())?;
                         let key = format!("{id:x}");
-                        idem.insert(("default/orders", key.as_str()), *id).map_err(|e| e.to_string())?;
+                        idem.insert(("default/orders", key.as_str()), *id)
+                            .map_err(|e| e.to_string())?;
                     }
                     Op::Complete { id } => {
-                        jobs.insert((*id, 0), job_record(*id, 1).as_slice()).map_err(|e| e.to_string())?;
+                        jobs.insert((*id, 0), job_record(*id, 1).as_slice())
+                            .map_err(|e| e.to_string())?;
                         due.remove((0, *id, 0)).map_err(|e| e.to_string())?;
-                        att.insert((*id, 0, 1), &b"{\"status\":200,\"durationMs\":3}"[..]).map_err(|e| e.to_string())?;
+                        att.insert((*id, 0, 1), &b"{\"status\":200,\"durationMs\":3}"[..])
+                            .map_err(|e| e.to_string())?;
                     }
                 }
             }
@@ -112,8 +121,13 @@ struct Fjall {
 impl Fjall {
     fn open(dir: &Path) -> Res<Self> {
         let dir = dir.join("fjall");
-        let db = fjall::Database::builder(&dir).open().map_err(|e| e.to_string())?;
-        let ks = |n: &str| db.keyspace(n, fjall::KeyspaceCreateOptions::default).map_err(|e| e.to_string());
+        let db = fjall::Database::builder(&dir)
+            .open()
+            .map_err(|e| e.to_string())?;
+        let ks = |n: &str| {
+            db.keyspace(n, fjall::KeyspaceCreateOptions::default)
+                .map_err(|e| e.to_string())
+        };
         Ok(Fjall {
             events: ks("events")?,
             jobs: ks("jobs")?,
@@ -152,12 +166,18 @@ impl Engine for Fjall {
                     dk.extend_from_slice(&jk);
                     b.remove(&self.due, dk);
                     jk.extend_from_slice(&1u32.to_be_bytes());
-                    b.insert(&self.attempts, jk, b"{\"status\":200,\"durationMs\":3}".to_vec());
+                    b.insert(
+                        &self.attempts,
+                        jk,
+                        b"{\"status\":200,\"durationMs\":3}".to_vec(),
+                    );
                 }
             }
         }
         b.commit().map_err(|e| e.to_string())?;
-        self.db.persist(fjall::PersistMode::SyncAll).map_err(|e| e.to_string())
+        self.db
+            .persist(fjall::PersistMode::SyncAll)
+            .map_err(|e| e.to_string())
     }
     fn disk_bytes(&self) -> u64 {
         dir_size(&self.dir)
@@ -196,21 +216,44 @@ impl Engine for Sqlite {
             match op {
                 Op::Append { id, body } => {
                     let k = id.to_be_bytes();
-                    tx.execute("INSERT INTO events VALUES (?1, ?2)", rusqlite::params![&k[..], body]).map_err(|e| e.to_string())?;
-                    tx.execute("INSERT INTO jobs VALUES (?1, 0, ?2)", rusqlite::params![&k[..], job_record(*id, 0)])
-                        .map_err(|e| e.to_string())?;
-                    tx.execute("INSERT INTO due VALUES (0, ?1, 0)", rusqlite::params![&k[..]]).map_err(|e| e.to_string())?;
-                    tx.execute("INSERT INTO idem VALUES ('default/orders', ?1, ?2)", rusqlite::params![format!("{id:x}"), &k[..]])
-                        .map_err(|e| e.to_string())?;
+                    tx.execute(
+                        "INSERT INTO events VALUES (?1, ?2)",
+                        rusqlite::params![&k[..], body],
+                    )
+                    .map_err(|e| e.to_string())?;
+                    tx.execute(
+                        "INSERT INTO jobs VALUES (?1, 0, ?2)",
+                        rusqlite::params![&k[..], job_record(*id, 0)],
+                    )
+                    .map_err(|e| e.to_string())?;
+                    tx.execute(
+                        "INSERT INTO due VALUES (0, ?1, 0)",
+                        rusqlite::params![&k[..]],
+                    )
+                    .map_err(|e| e.to_string())?;
+                    tx.execute(
+                        "INSERT INTO idem VALUES ('default/orders', ?1, ?2)",
+                        rusqlite::params![format!("{id:x}"), &k[..]],
+                    )
+                    .map_err(|e| e.to_string())?;
                 }
                 Op::Complete { id } => {
                     let k = id.to_be_bytes();
-                    tx.execute("UPDATE jobs SET rec = ?2 WHERE event = ?1 AND dest = 0", rusqlite::params![&k[..], job_record(*id, 1)])
-                        .map_err(|e| e.to_string())?;
-                    tx.execute("DELETE FROM due WHERE due = 0 AND event = ?1 AND dest = 0", rusqlite::params![&k[..]])
-                        .map_err(|e| e.to_string())?;
-                    tx.execute("INSERT INTO attempts VALUES (?1, 0, 1, ?2)", rusqlite::params![&k[..], &b"{\"status\":200}"[..]])
-                        .map_err(|e| e.to_string())?;
+                    tx.execute(
+                        "UPDATE jobs SET rec = ?2 WHERE event = ?1 AND dest = 0",
+                        rusqlite::params![&k[..], job_record(*id, 1)],
+                    )
+                    .map_err(|e| e.to_string())?;
+                    tx.execute(
+                        "DELETE FROM due WHERE due = 0 AND event = ?1 AND dest = 0",
+                        rusqlite::params![&k[..]],
+                    )
+                    .map_err(|e| e.to_string())?;
+                    tx.execute(
+                        "INSERT INTO attempts VALUES (?1, 0, 1, ?2)",
+                        rusqlite::params![&k[..], &b"{\"status\":200}"[..]],
+                    )
+                    .map_err(|e| e.to_string())?;
                 }
             }
         }
@@ -231,7 +274,11 @@ struct RunResult {
     mean_batch: f64,
 }
 
-fn run_phase(engine: &mut dyn Engine, writers: usize, ops_per_writer: Vec<Vec<Op>>) -> Res<RunResult> {
+fn run_phase(
+    engine: &mut dyn Engine,
+    writers: usize,
+    ops_per_writer: Vec<Vec<Op>>,
+) -> Res<RunResult> {
     let (tx, rx) = mpsc::channel::<Request>();
     let total: usize = ops_per_writer.iter().map(Vec::len).sum();
     let start = Instant::now();
@@ -262,7 +309,10 @@ fn run_phase(engine: &mut dyn Engine, writers: usize, ops_per_writer: Vec<Vec<Op
                     break;
                 }
             }
-            let ops: Vec<Op> = batch.iter_mut().map(|(op, _)| std::mem::replace(op, Op::Complete { id: 0 })).collect();
+            let ops: Vec<Op> = batch
+                .iter_mut()
+                .map(|(op, _)| std::mem::replace(op, Op::Complete { id: 0 }))
+                .collect();
             let res = engine.apply(&ops);
             batches += 1;
             for (_, ack) in batch {
@@ -278,17 +328,31 @@ fn run_phase(engine: &mut dyn Engine, writers: usize, ops_per_writer: Vec<Vec<Op
     let secs = start.elapsed().as_secs_f64();
     let mut lat = lat;
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
-    Ok(RunResult { per_sec: total as f64 / secs, p50_ms: pct(0.5), p99_ms: pct(0.99), mean_batch: total as f64 / batches.max(1) as f64 })
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    Ok(RunResult {
+        per_sec: total as f64 / secs,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        mean_batch: total as f64 / batches.max(1) as f64,
+    })
 }
 
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
     let events: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(4000);
-    let base = args.get(2).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/storebench"));
+    let base = args
+        .get(2)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/storebench"));
     let _ = std::fs::remove_dir_all(&base);
     println!("events per run: {events}, body 1 KiB, one fsync per group commit\n");
-    println!("| engine | writers | append/s | append p50 ms | append p99 ms | mean batch | complete/s | disk after |");
+    println!(
+        "| engine | writers | append/s | append p50 ms | append p99 ms | mean batch | complete/s | disk after |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for writers in [1usize, 16, 64] {
         for which in 0..3 {
@@ -304,11 +368,25 @@ fn main() -> Res<()> {
             let per = n / writers;
             let body = vec![b'x'; 1024];
             let appends: Vec<Vec<Op>> = (0..writers)
-                .map(|w| (0..per).map(|i| Op::Append { id: ((w as u128) << 64) | i as u128, body: body.clone() }).collect())
+                .map(|w| {
+                    (0..per)
+                        .map(|i| Op::Append {
+                            id: ((w as u128) << 64) | i as u128,
+                            body: body.clone(),
+                        })
+                        .collect()
+                })
                 .collect();
             let a = run_phase(engine.as_mut(), writers, appends)?;
-            let completes: Vec<Vec<Op>> =
-                (0..writers).map(|w| (0..per).map(|i| Op::Complete { id: ((w as u128) << 64) | i as u128 }).collect()).collect();
+            let completes: Vec<Vec<Op>> = (0..writers)
+                .map(|w| {
+                    (0..per)
+                        .map(|i| Op::Complete {
+                            id: ((w as u128) << 64) | i as u128,
+                        })
+                        .collect()
+                })
+                .collect();
             let c = run_phase(engine.as_mut(), writers, completes)?;
             println!(
                 "| {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {:.1} MiB |",

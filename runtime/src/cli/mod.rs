@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::worker::Limits;
 
 #[derive(Parser, Debug)]
-#[command(name = "causeway", version, about = "Webhook bridges and Wasm plugins: the worker, local mode and admin commands")]
+#[command(
+    name = "causeway",
+    version,
+    about = "Webhook bridges and Wasm plugins: the worker, local mode and admin commands"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -110,10 +114,20 @@ fn duration(s: &str) -> Result<Duration, String> {
 #[derive(Args, Debug, Clone)]
 pub struct AdminArgs {
     /// Admin API of the worker.
-    #[arg(long, global = true, default_value = "127.0.0.1:9090", env = "CAUSEWAY_ADMIN")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:9090",
+        env = "CAUSEWAY_ADMIN"
+    )]
     pub admin: String,
     /// Bearer token, when the worker requires one.
-    #[arg(long, global = true, env = "CAUSEWAY_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "CAUSEWAY_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
 }
 
@@ -166,30 +180,56 @@ pub enum AdminError {
     #[error("admin API at {addr}: {message}")]
     Request { addr: String, message: String },
     #[error("admin API at {addr} answered {status}: {body}")]
-    Status { addr: String, status: u16, body: String },
+    Status {
+        addr: String,
+        status: u16,
+        body: String,
+    },
     #[error("bridge must be namespace/name, got {0:?}")]
     BridgeName(String),
 }
 
 fn split_bridge(b: &str) -> Result<(&str, &str), AdminError> {
-    b.split_once('/').filter(|(ns, n)| !ns.is_empty() && !n.is_empty()).ok_or_else(|| AdminError::BridgeName(b.to_string()))
+    b.split_once('/')
+        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+        .ok_or_else(|| AdminError::BridgeName(b.to_string()))
 }
 
-async fn call(admin: &AdminArgs, method: reqwest::Method, path: &str) -> Result<serde_json::Value, AdminError> {
-    let base = if admin.admin.starts_with("http") { admin.admin.clone() } else { format!("http://{}", admin.admin) };
+async fn call(
+    admin: &AdminArgs,
+    method: reqwest::Method,
+    path: &str,
+) -> Result<serde_json::Value, AdminError> {
+    let base = if admin.admin.starts_with("http") {
+        admin.admin.clone()
+    } else {
+        format!("http://{}", admin.admin)
+    };
     let client = reqwest::Client::new();
-    let mut rb = client.request(method, format!("{base}{path}")).timeout(Duration::from_secs(30));
+    let mut rb = client
+        .request(method, format!("{base}{path}"))
+        .timeout(Duration::from_secs(30));
     if let Some(t) = &admin.token {
         rb = rb.bearer_auth(t);
     }
-    let err = |e: reqwest::Error| AdminError::Request { addr: base.clone(), message: e.to_string() };
+    let err = |e: reqwest::Error| AdminError::Request {
+        addr: base.clone(),
+        message: e.to_string(),
+    };
     let resp = rb.send().await.map_err(err)?;
     let status = resp.status().as_u16();
     let text = resp.text().await.map_err(err)?;
     if !(200..300).contains(&status) {
-        return Err(AdminError::Status { addr: base, status, body: text });
+        return Err(AdminError::Status {
+            addr: base,
+            status,
+            body: text,
+        });
     }
-    serde_json::from_str(&text).map_err(|e| AdminError::Request { addr: base, message: format!("invalid JSON: {e}") })
+    serde_json::from_str(&text).map_err(|e| AdminError::Request {
+        addr: base,
+        message: format!("invalid JSON: {e}"),
+    })
 }
 
 fn pretty(v: &serde_json::Value) -> String {
@@ -200,7 +240,13 @@ fn pretty(v: &serde_json::Value) -> String {
 
 fn encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -208,7 +254,11 @@ fn encode(s: &str) -> String {
 pub async fn events(admin: &AdminArgs, action: &EventsAction) -> Result<String, AdminError> {
     use reqwest::Method;
     match action {
-        EventsAction::List { bridge, status, limit } => {
+        EventsAction::List {
+            bridge,
+            status,
+            limit,
+        } => {
             let mut q = format!("?limit={limit}");
             if let Some(b) = bridge {
                 q.push_str(&format!("&bridge={}", encode(b)));
@@ -217,7 +267,10 @@ pub async fn events(admin: &AdminArgs, action: &EventsAction) -> Result<String, 
                 q.push_str(&format!("&status={}", encode(s)));
             }
             let v = call(admin, Method::GET, &format!("/api/v1/events{q}")).await?;
-            let mut out = format!("{:<36}  {:<24}  {:<9}  {}\n", "ID", "BRIDGE", "STATUS", "RECEIVED");
+            let mut out = format!(
+                "{:<36}  {:<24}  {:<9}  {}\n",
+                "ID", "BRIDGE", "STATUS", "RECEIVED"
+            );
             for e in v["events"].as_array().into_iter().flatten() {
                 out.push_str(&format!(
                     "{:<36}  {:<24}  {:<9}  {}\n",
@@ -229,17 +282,43 @@ pub async fn events(admin: &AdminArgs, action: &EventsAction) -> Result<String, 
             }
             Ok(out)
         }
-        EventsAction::Show { id } => Ok(pretty(&call(admin, Method::GET, &format!("/api/v1/events/{}", encode(id))).await?)),
-        EventsAction::Replay { id: Some(id), .. } => {
-            Ok(pretty(&call(admin, Method::POST, &format!("/api/v1/events/{}/replay", encode(id))).await?))
-        }
+        EventsAction::Show { id } => Ok(pretty(
+            &call(
+                admin,
+                Method::GET,
+                &format!("/api/v1/events/{}", encode(id)),
+            )
+            .await?,
+        )),
+        EventsAction::Replay { id: Some(id), .. } => Ok(pretty(
+            &call(
+                admin,
+                Method::POST,
+                &format!("/api/v1/events/{}/replay", encode(id)),
+            )
+            .await?,
+        )),
         EventsAction::Replay { id: None, bridge } => {
             let (ns, name) = split_bridge(bridge.as_deref().unwrap_or(""))?;
-            Ok(pretty(&call(admin, Method::POST, &format!("/api/v1/bridges/{ns}/{name}/replay")).await?))
+            Ok(pretty(
+                &call(
+                    admin,
+                    Method::POST,
+                    &format!("/api/v1/bridges/{ns}/{name}/replay"),
+                )
+                .await?,
+            ))
         }
         EventsAction::Purge { bridge } => {
             let (ns, name) = split_bridge(bridge)?;
-            Ok(pretty(&call(admin, Method::POST, &format!("/api/v1/bridges/{ns}/{name}/purge")).await?))
+            Ok(pretty(
+                &call(
+                    admin,
+                    Method::POST,
+                    &format!("/api/v1/bridges/{ns}/{name}/purge"),
+                )
+                .await?,
+            ))
         }
     }
 }
@@ -251,15 +330,36 @@ pub async fn bridges(admin: &AdminArgs, action: &BridgesAction) -> Result<String
         BridgesAction::List => call(admin, Method::GET, "/api/v1/bridges").await?,
         BridgesAction::Suspend { bridge } => {
             let (ns, name) = split_bridge(bridge)?;
-            call(admin, Method::POST, &format!("/api/v1/bridges/{ns}/{name}/suspend")).await?
+            call(
+                admin,
+                Method::POST,
+                &format!("/api/v1/bridges/{ns}/{name}/suspend"),
+            )
+            .await?
         }
         BridgesAction::Resume { bridge } => {
             let (ns, name) = split_bridge(bridge)?;
-            call(admin, Method::POST, &format!("/api/v1/bridges/{ns}/{name}/resume")).await?
+            call(
+                admin,
+                Method::POST,
+                &format!("/api/v1/bridges/{ns}/{name}/resume"),
+            )
+            .await?
         }
-        BridgesAction::ResumeDestination { bridge, destination } => {
+        BridgesAction::ResumeDestination {
+            bridge,
+            destination,
+        } => {
             let (ns, name) = split_bridge(bridge)?;
-            call(admin, Method::POST, &format!("/api/v1/bridges/{ns}/{name}/destinations/{}/resume", encode(destination))).await?
+            call(
+                admin,
+                Method::POST,
+                &format!(
+                    "/api/v1/bridges/{ns}/{name}/destinations/{}/resume",
+                    encode(destination)
+                ),
+            )
+            .await?
         }
     };
     Ok(pretty(&v))

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use causeway_crds::config::{Problem, WorkerConfig};
 use causeway_crds::manifest::{load_paths, manifest_files};
-use causeway_crds::{render, RenderContext, Scope};
+use causeway_crds::{RenderContext, Scope, render};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +46,11 @@ pub trait ConfigSource: Send + 'static {
     fn load(&mut self) -> Result<Loaded, ConfigError>;
     /// Publish every change until `stop` is cancelled. The first load has already been
     /// published by the caller.
-    fn watch(self: Box<Self>, out: Published, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    fn watch(
+        self: Box<Self>,
+        out: Published,
+        stop: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// How often file sources look at modification times.
@@ -58,7 +62,11 @@ fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         .iter()
         .map(|f| {
             let m = std::fs::metadata(f).ok();
-            (f.clone(), m.as_ref().map(|m| m.len()).unwrap_or(0), m.and_then(|m| m.modified().ok()))
+            (
+                f.clone(),
+                m.as_ref().map(|m| m.len()).unwrap_or(0),
+                m.and_then(|m| m.modified().ok()),
+            )
         })
         .collect()
 }
@@ -86,7 +94,10 @@ async fn poll_loop<S: ConfigSource>(
         match src.load() {
             Ok(loaded) => {
                 last_error = None;
-                let changed = out.borrow().as_ref().is_none_or(|cur| cur.config.version != loaded.config.version);
+                let changed = out
+                    .borrow()
+                    .as_ref()
+                    .is_none_or(|cur| cur.config.version != loaded.config.version);
                 if changed {
                     out.send_replace(Some(Arc::new(loaded)));
                 }
@@ -120,10 +131,17 @@ impl ConfigSource for ManifestSource {
     fn load(&mut self) -> Result<Loaded, ConfigError> {
         let inv = load_paths(&self.paths)?;
         let rendered = render(&inv, &Scope::All, &RenderContext::default());
-        Ok(Loaded { config: Arc::new(rendered.config), problems: rendered.problems })
+        Ok(Loaded {
+            config: Arc::new(rendered.config),
+            problems: rendered.problems,
+        })
     }
 
-    fn watch(self: Box<Self>, out: Published, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn watch(
+        self: Box<Self>,
+        out: Published,
+        stop: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(poll_loop(*self, |s: &ManifestSource| s.files(), out, stop))
     }
 }
@@ -136,14 +154,31 @@ pub struct FileSource {
 impl ConfigSource for FileSource {
     fn load(&mut self) -> Result<Loaded, ConfigError> {
         let path = self.path.display().to_string();
-        let text = std::fs::read_to_string(&self.path).map_err(|e| ConfigError::Read { path: path.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(&self.path).map_err(|e| ConfigError::Read {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         // YAML is a superset of JSON, so one parser reads both.
-        let config: WorkerConfig =
-            serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
-        Ok(Loaded { config: Arc::new(config), problems: Vec::new() })
+        let config: WorkerConfig = serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Loaded {
+            config: Arc::new(config),
+            problems: Vec::new(),
+        })
     }
 
-    fn watch(self: Box<Self>, out: Published, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(poll_loop(*self, |s: &FileSource| vec![s.path.clone()], out, stop))
+    fn watch(
+        self: Box<Self>,
+        out: Published,
+        stop: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(poll_loop(
+            *self,
+            |s: &FileSource| vec![s.path.clone()],
+            out,
+            stop,
+        ))
     }
 }

@@ -20,7 +20,10 @@ use tracing::{debug, instrument, warn};
 
 use crate::bridge::{ActiveBridge, EventView, OutboundRequest};
 use crate::plugins::PluginTarget;
-use crate::store::{now_ms, AttemptRecord, EventDetail, JobKey, JobRecord, JobUpdate, NewJob, Next, RESPONSE_SNIPPET_BYTES, STEPS_JOB};
+use crate::store::{
+    AttemptRecord, EventDetail, JobKey, JobRecord, JobUpdate, NewJob, Next, RESPONSE_SNIPPET_BYTES,
+    STEPS_JOB, now_ms,
+};
 use crate::worker::Shared;
 
 /// Jobs claimed per scheduler pass.
@@ -39,12 +42,18 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn new(per_second: u32, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
-        TokenBucket { rate: f64::from(per_second.max(1)), burst, tokens: burst, last: Instant::now() }
+        TokenBucket {
+            rate: f64::from(per_second.max(1)),
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
     }
     /// Take a token, or say how long until one is there.
     pub fn try_take(&mut self) -> Result<(), Duration> {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -111,15 +120,23 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 shared.wake.notify_one();
             });
         }
-        let sleep = next_due.map(|t| Duration::from_millis(t.saturating_sub(now_ms()))).unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
+        let sleep = next_due
+            .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
     }
-    if tokio::time::timeout(shared.limits.shutdown_grace, slots.acquire_many(max as u32)).await.is_err() {
-        warn!("delivery: attempts still in flight after the shutdown grace period; they will be retried after restart");
+    if tokio::time::timeout(shared.limits.shutdown_grace, slots.acquire_many(max as u32))
+        .await
+        .is_err()
+    {
+        warn!(
+            "delivery: attempts still in flight after the shutdown grace period; they will be retried after restart"
+        );
     }
 }
 
@@ -135,7 +152,14 @@ struct CallResult {
 }
 
 fn failed(error: String) -> CallResult {
-    CallResult { status: None, response: String::new(), error: Some(error), retry_after: None, headers: Default::default(), body: Bytes::new() }
+    CallResult {
+        status: None,
+        response: String::new(),
+        error: Some(error),
+        retry_after: None,
+        headers: Default::default(),
+        body: Bytes::new(),
+    }
 }
 
 fn snippet(body: &[u8]) -> String {
@@ -144,22 +168,37 @@ fn snippet(body: &[u8]) -> String {
 }
 
 /// Send over HTTP; keep at most 4 KiB of the response (or all of it when `keep_body`).
-async fn http_call(shared: &Shared, req: &OutboundRequest, timeout: Duration, keep_body: bool) -> CallResult {
+async fn http_call(
+    shared: &Shared,
+    req: &OutboundRequest,
+    timeout: Duration,
+    keep_body: bool,
+) -> CallResult {
     let Ok(method) = reqwest::Method::from_bytes(req.method.as_bytes()) else {
         return failed(format!("invalid method {:?}", req.method));
     };
-    let mut rb = shared.http.request(method, &req.url).timeout(timeout).body(req.body.clone());
+    let mut rb = shared
+        .http
+        .request(method, &req.url)
+        .timeout(timeout)
+        .body(req.body.clone());
     for (n, v) in &req.headers {
         rb = rb.header(n, v);
     }
     let mut resp = match rb.send().await {
         Ok(r) => r,
-        Err(e) if e.is_timeout() => return failed(format!("timeout after {} ms", timeout.as_millis())),
+        Err(e) if e.is_timeout() => {
+            return failed(format!("timeout after {} ms", timeout.as_millis()));
+        }
         Err(e) if e.is_connect() => return failed(format!("connect: {}", error_chain(&e))),
         Err(e) => return failed(error_chain(&e)),
     };
     let status = resp.status().as_u16();
-    let retry_after = resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let retry_after = resp
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let headers = resp.headers().clone();
     let mut body = Vec::new();
     let mut error = None;
@@ -178,7 +217,14 @@ async fn http_call(shared: &Shared, req: &OutboundRequest, timeout: Duration, ke
             }
         }
     }
-    CallResult { status: Some(status), response: snippet(&body), error, retry_after, headers, body: Bytes::from(body) }
+    CallResult {
+        status: Some(status),
+        response: snippet(&body),
+        error,
+        retry_after,
+        headers,
+        body: Bytes::from(body),
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -194,18 +240,37 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// `<plugin>.internal` → the plugin, when `url` names one.
 fn internal_target(url: &str, namespace: &str) -> Option<(PluginTarget, String)> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let host = authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority);
+    let host = authority
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(authority);
     let name = host.strip_suffix(".internal")?;
-    Some((PluginTarget { namespace: namespace.to_string(), name: name.to_string() }, path.to_string()))
+    Some((
+        PluginTarget {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        },
+        path.to_string(),
+    ))
 }
 
-async fn plugin_call(shared: &Shared, target: &PluginTarget, path: &str, req: &OutboundRequest, timeout: Duration) -> CallResult {
-    let mut b = http::Request::builder().method(req.method.as_str()).uri(path);
+async fn plugin_call(
+    shared: &Shared,
+    target: &PluginTarget,
+    path: &str,
+    req: &OutboundRequest,
+    timeout: Duration,
+) -> CallResult {
+    let mut b = http::Request::builder()
+        .method(req.method.as_str())
+        .uri(path);
     for (n, v) in &req.headers {
         b = b.header(n, v);
     }
@@ -217,43 +282,76 @@ async fn plugin_call(shared: &Shared, target: &PluginTarget, path: &str, req: &O
         Ok(Err(e)) => failed(e.to_string()),
         Ok(Ok(resp)) => {
             let (parts, body) = resp.into_parts();
-            let retry_after = parts.headers.get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
-            CallResult { status: Some(parts.status.as_u16()), response: snippet(&body), error: None, retry_after, headers: parts.headers, body }
+            let retry_after = parts
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            CallResult {
+                status: Some(parts.status.as_u16()),
+                response: snippet(&body),
+                error: None,
+                retry_after,
+                headers: parts.headers,
+                body,
+            }
         }
     }
 }
 
 /// What follows a failed attempt under `policy`.
-fn after_failure(job: &JobRecord, policy: &RetryConfig, retry_after: Option<Duration>, error: &str) -> Next {
+fn after_failure(
+    job: &JobRecord,
+    policy: &RetryConfig,
+    retry_after: Option<Duration>,
+    error: &str,
+) -> Next {
     // Retries made before this attempt: attempts since queued, minus the first.
     let n = job.attempts.saturating_sub(job.attempts_at_queue);
     match retry::delay_before_retry(policy, n, &mut rand::rng()) {
-        None => Next::Dead { reason: format!("retries exhausted: {error}") },
+        None => Next::Dead {
+            reason: format!("retries exhausted: {error}"),
+        },
         Some(d) => {
             let d = retry_after.unwrap_or(d);
-            Next::Retry { due_at_ms: now_ms().saturating_add(d.as_millis() as u64) }
+            Next::Retry {
+                due_at_ms: now_ms().saturating_add(d.as_millis() as u64),
+            }
         }
     }
 }
 
 fn rfc3339(ms: u64) -> String {
     let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms as i64);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Headers of a stored event, as a map.
 fn header_map(pairs: &[(String, String)]) -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
     for (n, v) in pairs {
-        if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(n.as_bytes()), http::HeaderValue::from_str(v)) {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(n.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
             h.append(n, v);
         }
     }
     h
 }
 
-async fn finish(shared: &Shared, job: &JobRecord, attempt: Option<AttemptRecord>, next: Next) -> bool {
-    let update = JobUpdate { job: job.key(), attempt, next };
+async fn finish(
+    shared: &Shared,
+    job: &JobRecord,
+    attempt: Option<AttemptRecord>,
+    next: Next,
+) -> bool {
+    let update = JobUpdate {
+        job: job.key(),
+        attempt,
+        next,
+    };
     match shared.store.finish_attempt(update).await {
         Ok(_) => true,
         Err(e) => {
@@ -269,7 +367,15 @@ async fn finish(shared: &Shared, job: &JobRecord, attempt: Option<AttemptRecord>
 async fn attempt(shared: &Shared, job: JobRecord) {
     let active = shared.active();
     let Some(bridge) = active.bridges.get(&job.bridge).cloned() else {
-        finish(shared, &job, None, Next::Dead { reason: format!("bridge {} is no longer configured", job.bridge) }).await;
+        finish(
+            shared,
+            &job,
+            None,
+            Next::Dead {
+                reason: format!("bridge {} is no longer configured", job.bridge),
+            },
+        )
+        .await;
         return;
     };
     drop(active);
@@ -286,7 +392,15 @@ async fn attempt(shared: &Shared, job: JobRecord) {
         return;
     }
     let Some((index, dest)) = bridge.destination(&job.destination) else {
-        finish(shared, &job, None, Next::Dead { reason: format!("destination {} is no longer configured", job.destination) }).await;
+        finish(
+            shared,
+            &job,
+            None,
+            Next::Dead {
+                reason: format!("destination {} is no longer configured", job.destination),
+            },
+        )
+        .await;
         return;
     };
     let dest = dest.clone();
@@ -295,13 +409,34 @@ async fn attempt(shared: &Shared, job: JobRecord) {
     let headers = header_map(&detail.record.headers);
     let id = job.event.to_string();
     let received_at = rfc3339(detail.record.received_at_ms);
-    let view = EventView { id: &id, received_at: &received_at, headers: &headers, query: &detail.record.query, body: &detail.body };
+    let view = EventView {
+        id: &id,
+        received_at: &received_at,
+        headers: &headers,
+        query: &detail.record.query,
+        body: &detail.body,
+    };
     let req = match bridge.render(index, &view) {
         Ok(r) => r,
         Err(e) => {
             let reason = bridge.redact(&e.to_string());
-            let at = AttemptRecord { at_ms: now_ms(), duration_ms: 0, status_code: None, response: String::new(), error: Some(reason.clone()) };
-            if finish(shared, &job, Some(at), Next::Dead { reason: reason.clone() }).await {
+            let at = AttemptRecord {
+                at_ms: now_ms(),
+                duration_ms: 0,
+                status_code: None,
+                response: String::new(),
+                error: Some(reason.clone()),
+            };
+            if finish(
+                shared,
+                &job,
+                Some(at),
+                Next::Dead {
+                    reason: reason.clone(),
+                },
+            )
+            .await
+            {
                 m.dead.with_label_values(&labels).inc();
                 dead_letter(shared, &bridge, &dest, &job, &detail, &reason);
             }
@@ -311,11 +446,17 @@ async fn attempt(shared: &Shared, job: JobRecord) {
     let mut req = req;
     // Receivers deduplicate our retries on the event id (signed deliveries also carry it
     // as `webhook-id`).
-    if !req.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("causeway-event-id")) {
+    if !req
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("causeway-event-id"))
+    {
         req.headers.push(("causeway-event-id".into(), id.clone()));
     }
     let limits = shared.dest_limits(&bridge.key, &dest);
-    let Ok(_permit) = limits.concurrency.clone().acquire_owned().await else { return };
+    let Ok(_permit) = limits.concurrency.clone().acquire_owned().await else {
+        return;
+    };
     if let Some(bucket) = &limits.bucket {
         loop {
             let wait = match bucket.lock() {
@@ -336,12 +477,17 @@ async fn attempt(shared: &Shared, job: JobRecord) {
         None => http_call(shared, &req, timeout, false).await,
     };
     let elapsed = started.elapsed();
-    m.attempt_seconds.with_label_values(&labels).observe(elapsed.as_secs_f64());
+    m.attempt_seconds
+        .with_label_values(&labels)
+        .observe(elapsed.as_secs_f64());
     let ok = res.status.is_some_and(|s| (200..300).contains(&s)) && res.error.is_none();
     let error = if ok {
         None
     } else {
-        res.error.clone().map(|e| bridge.redact(&e)).or_else(|| res.status.map(|s| format!("status {s}")))
+        res.error
+            .clone()
+            .map(|e| bridge.redact(&e))
+            .or_else(|| res.status.map(|s| format!("status {s}")))
     };
     let record = AttemptRecord {
         at_ms,
@@ -350,20 +496,35 @@ async fn attempt(shared: &Shared, job: JobRecord) {
         response: bridge.redact(&res.response),
         error: error.clone(),
     };
-    let outcome = if ok { "success" } else if res.status.is_some() { "status" } else { "error" };
-    m.attempts.with_label_values(&[labels[0], labels[1], outcome]).inc();
+    let outcome = if ok {
+        "success"
+    } else if res.status.is_some() {
+        "status"
+    } else {
+        "error"
+    };
+    m.attempts
+        .with_label_values(&[labels[0], labels[1], outcome])
+        .inc();
     let next = if ok {
         Next::Delivered
     } else if res.status == Some(410) {
         Next::Paused
     } else {
-        let ra = res
-            .retry_after
-            .as_deref()
-            .and_then(|v| retry::retry_after(v, SystemTime::now(), Duration::from_millis(dest.max_retry_after_ms)));
+        let ra = res.retry_after.as_deref().and_then(|v| {
+            retry::retry_after(
+                v,
+                SystemTime::now(),
+                Duration::from_millis(dest.max_retry_after_ms),
+            )
+        });
         after_failure(&job, &dest.retry, ra, error.as_deref().unwrap_or("failed"))
     };
-    let dead_reason = if let Next::Dead { reason } = &next { Some(reason.clone()) } else { None };
+    let dead_reason = if let Next::Dead { reason } = &next {
+        Some(reason.clone())
+    } else {
+        None
+    };
     let paused = matches!(next, Next::Paused);
     let retrying = matches!(next, Next::Retry { .. });
     if !finish(shared, &job, Some(record), next).await {
@@ -372,7 +533,9 @@ async fn attempt(shared: &Shared, job: JobRecord) {
     if ok {
         m.delivered.with_label_values(&labels).inc();
         let age = now_ms().saturating_sub(job.received_at_ms);
-        m.ingest_to_delivery.with_label_values(&labels).observe(age as f64 / 1000.0);
+        m.ingest_to_delivery
+            .with_label_values(&labels)
+            .observe(age as f64 / 1000.0);
     } else if retrying {
         m.retried.with_label_values(&labels).inc();
     } else if paused {
@@ -386,8 +549,17 @@ async fn attempt(shared: &Shared, job: JobRecord) {
 }
 
 /// Tell the destination's dead-letter URL, once, best effort (the dead letter is kept either way).
-fn dead_letter(shared: &Shared, bridge: &ActiveBridge, dest: &DestinationConfig, job: &JobRecord, detail: &EventDetail, reason: &str) {
-    let Some(url) = dest.dead_letter_url.clone() else { return };
+fn dead_letter(
+    shared: &Shared,
+    bridge: &ActiveBridge,
+    dest: &DestinationConfig,
+    job: &JobRecord,
+    detail: &EventDetail,
+    reason: &str,
+) {
+    let Some(url) = dest.dead_letter_url.clone() else {
+        return;
+    };
     let body = serde_json::json!({
         "eventId": job.event.to_string(),
         "bridge": job.bridge,
@@ -401,7 +573,14 @@ fn dead_letter(shared: &Shared, bridge: &ActiveBridge, dest: &DestinationConfig,
     let timeout = Duration::from_millis(dest.timeout_ms.max(1));
     let key = bridge.key.clone();
     tokio::spawn(async move {
-        if let Err(e) = client.post(&url).timeout(timeout).json(&body).send().await.and_then(|r| r.error_for_status()) {
+        if let Err(e) = client
+            .post(&url)
+            .timeout(timeout)
+            .json(&body)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+        {
             warn!(bridge = %key, error = %error_chain(&e), "dead-letter notification failed");
         }
     });
@@ -412,7 +591,12 @@ fn dead_letter(shared: &Shared, bridge: &ActiveBridge, dest: &DestinationConfig,
 /// chain is retried by `stepRetry`. Plugins must tolerate a repeat call for one event id.
 async fn run_steps(shared: &Shared, bridge: &ActiveBridge, job: &JobRecord, detail: &EventDetail) {
     let mut body = detail.body.clone();
-    let mut content_type = detail.record.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.clone());
+    let mut content_type = detail
+        .record
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.clone());
     let mut only: Option<Vec<String>> = None;
     let at_ms = now_ms();
     let started = Instant::now();
@@ -427,8 +611,16 @@ async fn run_steps(shared: &Shared, bridge: &ActiveBridge, job: &JobRecord, deta
         if let Some(ct) = &content_type {
             headers.push(("content-type".into(), ct.clone()));
         }
-        let req = OutboundRequest { url: step.path.clone(), method: detail.record.method.clone(), headers, body: body.clone() };
-        let target = PluginTarget { namespace: bridge.cfg.namespace.clone(), name: step.plugin.clone() };
+        let req = OutboundRequest {
+            url: step.path.clone(),
+            method: detail.record.method.clone(),
+            headers,
+            body: body.clone(),
+        };
+        let target = PluginTarget {
+            namespace: bridge.cfg.namespace.clone(),
+            name: step.plugin.clone(),
+        };
         let res = plugin_call(shared, &target, &step.path, &req, timeout).await;
         match res.status {
             Some(204) => {
@@ -437,16 +629,37 @@ async fn run_steps(shared: &Shared, bridge: &ActiveBridge, job: &JobRecord, deta
             }
             Some(s) if (200..300).contains(&s) && res.error.is_none() => {
                 body = res.body.clone();
-                if let Some(ct) = res.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+                if let Some(ct) = res
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                {
                     content_type = Some(ct.to_string());
                 }
-                if let Some(list) = res.headers.get("causeway-destinations").and_then(|v| v.to_str().ok()) {
-                    only = Some(list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+                if let Some(list) = res
+                    .headers
+                    .get("causeway-destinations")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    only = Some(
+                        list.split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect(),
+                    );
                 }
             }
             _ => {
-                let err = res.error.clone().or_else(|| res.status.map(|s| format!("status {s}"))).unwrap_or_default();
-                failure = Some((res.status, format!("step {}: {}", step.plugin, bridge.redact(&err)), bridge.redact(&res.response)));
+                let err = res
+                    .error
+                    .clone()
+                    .or_else(|| res.status.map(|s| format!("status {s}")))
+                    .unwrap_or_default();
+                failure = Some((
+                    res.status,
+                    format!("step {}: {}", step.plugin, bridge.redact(&err)),
+                    bridge.redact(&res.response),
+                ));
                 break;
             }
         }
@@ -455,11 +668,33 @@ async fn run_steps(shared: &Shared, bridge: &ActiveBridge, job: &JobRecord, deta
     let (attempt, next) = match (failure, filtered) {
         (Some((status, error, response)), _) => {
             let next = after_failure(job, &bridge.cfg.step_retry, None, &error);
-            (AttemptRecord { at_ms, duration_ms, status_code: status, response, error: Some(error) }, next)
+            (
+                AttemptRecord {
+                    at_ms,
+                    duration_ms,
+                    status_code: status,
+                    response,
+                    error: Some(error),
+                },
+                next,
+            )
         }
         (None, Some(reason)) => {
-            shared.metrics.filtered.with_label_values(&[bridge.key.as_str()]).inc();
-            (AttemptRecord { at_ms, duration_ms, status_code: Some(204), response: String::new(), error: None }, Next::Filtered { reason })
+            shared
+                .metrics
+                .filtered
+                .with_label_values(&[bridge.key.as_str()])
+                .inc();
+            (
+                AttemptRecord {
+                    at_ms,
+                    duration_ms,
+                    status_code: Some(204),
+                    response: String::new(),
+                    error: None,
+                },
+                Next::Filtered { reason },
+            )
         }
         (None, None) => {
             let jobs = bridge
@@ -468,9 +703,22 @@ async fn run_steps(shared: &Shared, bridge: &ActiveBridge, job: &JobRecord, deta
                 .iter()
                 .enumerate()
                 .filter(|(_, d)| only.as_ref().is_none_or(|o| o.contains(&d.name)))
-                .map(|(i, d)| NewJob { index: i as u32, destination: d.name.clone(), due_at_ms: detail.record.received_at_ms.saturating_add(d.delay_ms) })
+                .map(|(i, d)| NewJob {
+                    index: i as u32,
+                    destination: d.name.clone(),
+                    due_at_ms: detail.record.received_at_ms.saturating_add(d.delay_ms),
+                })
                 .collect();
-            (AttemptRecord { at_ms, duration_ms, status_code: Some(200), response: String::new(), error: None }, Next::StepsDone { body, jobs })
+            (
+                AttemptRecord {
+                    at_ms,
+                    duration_ms,
+                    status_code: Some(200),
+                    response: String::new(),
+                    error: None,
+                },
+                Next::StepsDone { body, jobs },
+            )
         }
     };
     finish(shared, job, Some(attempt), next).await;

@@ -15,16 +15,31 @@ pub fn delay_before_retry(cfg: &RetryConfig, n: u32, rng: &mut impl Rng) -> Opti
         // The seed's formula: (n^4) + 15 + rand(30)·(n+1) seconds.
         BackoffPolicy::Sidekiq => {
             let n64 = u64::from(n);
-            let secs = n64.saturating_pow(4).saturating_add(15).saturating_add(rng.random_range(0..30u64).saturating_mul(n64 + 1));
+            let secs = n64
+                .saturating_pow(4)
+                .saturating_add(15)
+                .saturating_add(rng.random_range(0..30u64).saturating_mul(n64 + 1));
             secs.saturating_mul(1000)
         }
         // initialDelay · 2^n with full jitter, capped at maxDelay.
         BackoffPolicy::Exponential => {
-            let cap = cfg.initial_delay_ms.saturating_mul(1u64.checked_shl(n.min(40)).unwrap_or(u64::MAX)).min(cfg.max_delay_ms);
-            if cap == 0 { 0 } else { rng.random_range(0..=cap) }
+            let cap = cfg
+                .initial_delay_ms
+                .saturating_mul(1u64.checked_shl(n.min(40)).unwrap_or(u64::MAX))
+                .min(cfg.max_delay_ms);
+            if cap == 0 {
+                0
+            } else {
+                rng.random_range(0..=cap)
+            }
         }
         // The list in order; the last entry repeats (an empty list retries at once).
-        BackoffPolicy::Fixed => cfg.delays_ms.get(n as usize).or(cfg.delays_ms.last()).copied().unwrap_or(0),
+        BackoffPolicy::Fixed => cfg
+            .delays_ms
+            .get(n as usize)
+            .or(cfg.delays_ms.last())
+            .copied()
+            .unwrap_or(0),
         BackoffPolicy::None => 0,
     };
     Some(Duration::from_millis(ms))
@@ -58,18 +73,32 @@ mod tests {
     use rand::SeedableRng;
 
     fn cfg(policy: BackoffPolicy) -> RetryConfig {
-        RetryConfig { retries: 5, policy, initial_delay_ms: 1000, max_delay_ms: 10_000, delays_ms: vec![100, 200] }
+        RetryConfig {
+            retries: 5,
+            policy,
+            initial_delay_ms: 1000,
+            max_delay_ms: 10_000,
+            delays_ms: vec![100, 200],
+        }
     }
 
     #[test]
     fn sidekiq_matches_the_seed_formula() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for n in 0..5u32 {
-            let d = delay_before_retry(&cfg(BackoffPolicy::Sidekiq), n, &mut rng).unwrap().as_secs();
+            let d = delay_before_retry(&cfg(BackoffPolicy::Sidekiq), n, &mut rng)
+                .unwrap()
+                .as_secs();
             let base = u64::from(n).pow(4) + 15;
-            assert!(d >= base && d <= base + 29 * (u64::from(n) + 1), "retry {n}: {d}s");
+            assert!(
+                d >= base && d <= base + 29 * (u64::from(n) + 1),
+                "retry {n}: {d}s"
+            );
         }
-        assert_eq!(delay_before_retry(&cfg(BackoffPolicy::Sidekiq), 5, &mut rng), None);
+        assert_eq!(
+            delay_before_retry(&cfg(BackoffPolicy::Sidekiq), 5, &mut rng),
+            None
+        );
     }
 
     #[test]
@@ -77,7 +106,9 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         for n in 0..5u32 {
             for _ in 0..50 {
-                let d = delay_before_retry(&cfg(BackoffPolicy::Exponential), n, &mut rng).unwrap().as_millis() as u64;
+                let d = delay_before_retry(&cfg(BackoffPolicy::Exponential), n, &mut rng)
+                    .unwrap()
+                    .as_millis() as u64;
                 assert!(d <= (1000u64 << n).min(10_000));
             }
         }
@@ -87,10 +118,18 @@ mod tests {
     fn fixed_repeats_the_last_and_none_is_immediate() {
         let mut rng = rand::rng();
         let f = cfg(BackoffPolicy::Fixed);
-        let got: Vec<u64> = (0..4).map(|n| delay_before_retry(&f, n, &mut rng).unwrap().as_millis() as u64).collect();
+        let got: Vec<u64> = (0..4)
+            .map(|n| delay_before_retry(&f, n, &mut rng).unwrap().as_millis() as u64)
+            .collect();
         assert_eq!(got, vec![100, 200, 200, 200]);
-        assert_eq!(delay_before_retry(&cfg(BackoffPolicy::None), 0, &mut rng), Some(Duration::ZERO));
-        let zero = RetryConfig { retries: 0, ..cfg(BackoffPolicy::None) };
+        assert_eq!(
+            delay_before_retry(&cfg(BackoffPolicy::None), 0, &mut rng),
+            Some(Duration::ZERO)
+        );
+        let zero = RetryConfig {
+            retries: 0,
+            ..cfg(BackoffPolicy::None)
+        };
         assert_eq!(delay_before_retry(&zero, 0, &mut rng), None);
     }
 
@@ -100,8 +139,14 @@ mod tests {
         let max = Duration::from_secs(60);
         assert_eq!(retry_after("5", now, max), Some(Duration::from_secs(5)));
         assert_eq!(retry_after("3600", now, max), Some(max));
-        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now, max), Some(Duration::from_secs(10)));
-        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now, max), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now, max),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now, max),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after("soon", now, max), None);
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use causeway_crds::config::BridgeConfig;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, instrument, warn};
 
 use crate::bridge::{ActiveBridge, FilterOutcome, InboundRequest};
-use crate::store::{now_ms, EventId, EventRecord, EventStatus, NewEvent, NewJob, STEPS_JOB};
+use crate::store::{EventId, EventRecord, EventStatus, NewEvent, NewJob, STEPS_JOB, now_ms};
 use crate::worker::Shared;
 
 pub type Body = Full<Bytes>;
@@ -62,7 +62,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
                 })
             };
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(shared.limits.header_timeout).keep_alive(true);
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(shared.limits.header_timeout)
+                .keep_alive(true);
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
@@ -78,7 +81,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
     }
     drop(listener);
     // Wait for open connections (each finishing its request) within the grace period.
-    let drained = tokio::time::timeout(shared.limits.shutdown_grace, permits.acquire_many(max as u32)).await;
+    let drained = tokio::time::timeout(
+        shared.limits.shutdown_grace,
+        permits.acquire_many(max as u32),
+    )
+    .await;
     if drained.is_err() {
         warn!("ingress: connections still open after the shutdown grace period");
     }
@@ -87,7 +94,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -99,7 +109,12 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
 pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let active = shared.active();
-    if let Some(bridge) = active.by_path.get(&path).and_then(|k| active.bridges.get(k)).cloned() {
+    if let Some(bridge) = active
+        .by_path
+        .get(&path)
+        .and_then(|k| active.bridges.get(k))
+        .cloned()
+    {
         drop(active);
         return bridge_request(shared, &bridge, req).await;
     }
@@ -107,7 +122,11 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     if let Some(target) = shared.plugins.route(&path) {
         return plugin_request(shared, target, req).await;
     }
-    shared.metrics.rejected.with_label_values(&["", "not_found"]).inc();
+    shared
+        .metrics
+        .rejected
+        .with_label_values(&["", "not_found"])
+        .inc();
     error(StatusCode::NOT_FOUND, "no bridge or route at this path")
 }
 
@@ -122,22 +141,35 @@ async fn read_body(body: Incoming, max: u64, timeout: Duration) -> Result<Bytes,
     let limited = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
     match tokio::time::timeout(timeout, limited.collect()).await {
         Err(_) => Err(BodyError::Timeout),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(BodyError::TooLarge)
+        }
         Ok(Err(e)) => Err(BodyError::Broken(e.to_string())),
         Ok(Ok(c)) => Ok(c.to_bytes()),
     }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn allow(cfg: &BridgeConfig) -> HeaderValue {
-    HeaderValue::from_str(&cfg.methods.join(", ")).unwrap_or_else(|_| HeaderValue::from_static("POST"))
+    HeaderValue::from_str(&cfg.methods.join(", "))
+        .unwrap_or_else(|_| HeaderValue::from_static("POST"))
 }
 
 #[instrument(skip_all, fields(bridge = %bridge.key))]
-async fn bridge_request(shared: &Shared, bridge: &ActiveBridge, req: Request<Incoming>) -> Response<Body> {
+async fn bridge_request(
+    shared: &Shared,
+    bridge: &ActiveBridge,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let m = &shared.metrics;
     let key = bridge.key.as_str();
     m.received.with_label_values(&[key]).inc();
@@ -146,14 +178,28 @@ async fn bridge_request(shared: &Shared, bridge: &ActiveBridge, req: Request<Inc
         error(status, message)
     };
     let (parts, body) = req.into_parts();
-    if !bridge.cfg.methods.iter().any(|x| x.eq_ignore_ascii_case(parts.method.as_str())) {
-        let mut resp = reject("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    if !bridge
+        .cfg
+        .methods
+        .iter()
+        .any(|x| x.eq_ignore_ascii_case(parts.method.as_str()))
+    {
+        let mut resp = reject(
+            "method_not_allowed",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        );
         resp.headers_mut().insert(header::ALLOW, allow(&bridge.cfg));
         return resp;
     }
     if shared.is_suspended(key) {
-        let mut resp = reject("suspended", StatusCode::SERVICE_UNAVAILABLE, "bridge suspended");
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        let mut resp = reject(
+            "suspended",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bridge suspended",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return resp;
     }
     let max = bridge.cfg.max_body_bytes;
@@ -162,18 +208,39 @@ async fn bridge_request(shared: &Shared, bridge: &ActiveBridge, req: Request<Inc
     }
     let body = match read_body(body, max, shared.limits.body_timeout).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return reject("too_large", StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
-        Err(BodyError::Timeout) => return reject("timeout", StatusCode::REQUEST_TIMEOUT, "body not received in time"),
+        Err(BodyError::TooLarge) => {
+            return reject("too_large", StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        }
+        Err(BodyError::Timeout) => {
+            return reject(
+                "timeout",
+                StatusCode::REQUEST_TIMEOUT,
+                "body not received in time",
+            );
+        }
         Err(BodyError::Broken(e)) => {
             debug!(error = %e, "body read failed");
-            return reject("bad_request", StatusCode::BAD_REQUEST, "body could not be read");
+            return reject(
+                "bad_request",
+                StatusCode::BAD_REQUEST,
+                "body could not be read",
+            );
         }
     };
     let query = parts.uri.query().unwrap_or("").to_string();
-    let inbound = InboundRequest { method: parts.method.as_str(), headers: &parts.headers, query: &query, body: &body };
+    let inbound = InboundRequest {
+        method: parts.method.as_str(),
+        headers: &parts.headers,
+        query: &query,
+        body: &body,
+    };
     if let Err(reason) = bridge.verify(&inbound) {
         // Never log what was presented: only the reason.
-        return reject(&format!("unauthorized_{reason}"), StatusCode::UNAUTHORIZED, "unauthorized");
+        return reject(
+            &format!("unauthorized_{reason}"),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
     }
     let payload: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
     let filtered = match bridge.filter(&inbound, payload.as_ref()) {
@@ -191,21 +258,34 @@ async fn bridge_request(shared: &Shared, bridge: &ActiveBridge, req: Request<Inc
         .headers
         .iter()
         .filter(|(n, _)| !sensitive.iter().any(|s| s.eq_ignore_ascii_case(n.as_str())))
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let now = now_ms();
     let id = EventId::now_v7();
     let jobs = if filtered.is_some() {
         vec![]
     } else if !bridge.cfg.steps.is_empty() {
-        vec![NewJob { index: STEPS_JOB, destination: String::new(), due_at_ms: now }]
+        vec![NewJob {
+            index: STEPS_JOB,
+            destination: String::new(),
+            due_at_ms: now,
+        }]
     } else {
         bridge
             .cfg
             .destinations
             .iter()
             .enumerate()
-            .map(|(i, d)| NewJob { index: i as u32, destination: d.name.clone(), due_at_ms: now.saturating_add(d.delay_ms) })
+            .map(|(i, d)| NewJob {
+                index: i as u32,
+                destination: d.name.clone(),
+                due_at_ms: now.saturating_add(d.delay_ms),
+            })
             .collect()
     };
     let record = EventRecord {
@@ -215,7 +295,11 @@ async fn bridge_request(shared: &Shared, bridge: &ActiveBridge, req: Request<Inc
         method: parts.method.as_str().to_string(),
         query,
         headers,
-        status: if filtered.is_some() { EventStatus::Filtered } else { EventStatus::Pending },
+        status: if filtered.is_some() {
+            EventStatus::Filtered
+        } else {
+            EventStatus::Pending
+        },
         reason: filtered.clone(),
         body_bytes: body.len() as u64,
     };
@@ -229,8 +313,12 @@ async fn bridge_request(shared: &Shared, bridge: &ActiveBridge, req: Request<Inc
     match shared.store.append(event).await {
         Ok(a) if a.duplicate => {
             m.duplicates.with_label_values(&[key]).inc();
-            let mut resp = json(StatusCode::ACCEPTED, serde_json::json!({ "id": a.id.to_string() }));
-            resp.headers_mut().insert("causeway-duplicate", HeaderValue::from_static("true"));
+            let mut resp = json(
+                StatusCode::ACCEPTED,
+                serde_json::json!({ "id": a.id.to_string() }),
+            );
+            resp.headers_mut()
+                .insert("causeway-duplicate", HeaderValue::from_static("true"));
             resp
         }
         Ok(a) => {
@@ -241,18 +329,29 @@ async fn bridge_request(shared: &Shared, bridge: &ActiveBridge, req: Request<Inc
             if has_jobs {
                 shared.wake.notify_one();
             }
-            json(StatusCode::ACCEPTED, serde_json::json!({ "id": a.id.to_string() }))
+            json(
+                StatusCode::ACCEPTED,
+                serde_json::json!({ "id": a.id.to_string() }),
+            )
         }
         Err(e) => {
             warn!(error = %e, "cannot store event");
-            reject("store_error", StatusCode::SERVICE_UNAVAILABLE, "event could not be stored")
+            reject(
+                "store_error",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "event could not be stored",
+            )
         }
     }
 }
 
 /// A public plugin route: the request goes to the plugin, its response comes back.
 #[instrument(skip_all, fields(plugin = %format!("{}/{}", target.namespace, target.name)))]
-async fn plugin_request(shared: &Shared, target: crate::plugins::PluginTarget, req: Request<Incoming>) -> Response<Body> {
+async fn plugin_request(
+    shared: &Shared,
+    target: crate::plugins::PluginTarget,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let max = shared.limits.plugin_body_bytes as u64;
     if content_length(&parts.headers).is_some_and(|n| n > max) {
@@ -261,10 +360,16 @@ async fn plugin_request(shared: &Shared, target: crate::plugins::PluginTarget, r
     let body = match read_body(body, max, shared.limits.body_timeout).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
-        Err(BodyError::Timeout) => return error(StatusCode::REQUEST_TIMEOUT, "body not received in time"),
-        Err(BodyError::Broken(_)) => return error(StatusCode::BAD_REQUEST, "body could not be read"),
+        Err(BodyError::Timeout) => {
+            return error(StatusCode::REQUEST_TIMEOUT, "body not received in time");
+        }
+        Err(BodyError::Broken(_)) => {
+            return error(StatusCode::BAD_REQUEST, "body could not be read");
+        }
     };
-    let mut builder = Request::builder().method(parts.method.clone()).uri(parts.uri.clone());
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone());
     for (n, v) in parts.headers.iter() {
         builder = builder.header(n, v);
     }
@@ -278,8 +383,10 @@ async fn plugin_request(shared: &Shared, target: crate::plugins::PluginTarget, r
         }
         Err(e) => {
             warn!(error = %e, "plugin call failed");
-            error(StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_GATEWAY), &e.message)
+            error(
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_GATEWAY),
+                &e.message,
+            )
         }
     }
 }
-

@@ -16,7 +16,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
 use tokio::sync::oneshot;
 
 use super::*;
@@ -62,7 +65,12 @@ impl<T: Send, F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send> Write
         Ok(())
     }
     fn finish(mut self: Box<Self>, committed: Result<(), StoreError>) {
-        let res = committed.and_then(|()| self.out.take().ok_or(StoreError::Engine { op: "commit", message: "no result".into() }));
+        let res = committed.and_then(|()| {
+            self.out.take().ok_or(StoreError::Engine {
+                op: "commit",
+                message: "no result".into(),
+            })
+        });
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(res);
         }
@@ -87,26 +95,41 @@ struct Inner {
 }
 
 fn eng<E: std::fmt::Display>(op: &'static str) -> impl Fn(E) -> StoreError {
-    move |e| StoreError::Engine { op, message: e.to_string() }
+    move |e| StoreError::Engine {
+        op,
+        message: e.to_string(),
+    }
 }
 
 fn corrupt<E: std::fmt::Display>(table: &'static str) -> impl Fn(E) -> StoreError {
-    move |e| StoreError::Corrupt { table, message: e.to_string() }
+    move |e| StoreError::Corrupt {
+        table,
+        message: e.to_string(),
+    }
 }
 
 fn lock_err<T>(_: T) -> StoreError {
-    StoreError::Engine { op: "lock", message: "store lock poisoned".into() }
+    StoreError::Engine {
+        op: "lock",
+        message: "store lock poisoned".into(),
+    }
 }
 
 impl EmbeddedStore {
     /// Open (or create) the store in `dir` (file `events.redb`).
     pub fn open(dir: &Path, metrics: Option<StoreMetrics>) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { path: dir.display().to_string(), message: e.to_string() })?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
         let path = dir.join("events.redb");
         let db = Database::builder()
             .set_cache_size(32 << 20)
             .create(&path)
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
         // Create every table so that reads never meet a missing one.
         let tx = db.begin_write().map_err(eng("open"))?;
         {
@@ -126,8 +149,13 @@ impl EmbeddedStore {
         std::thread::Builder::new()
             .name("causeway-store-writer".into())
             .spawn(move || writer_loop(writer_db, rx, metrics))
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), message: e.to_string() })?;
-        Ok(EmbeddedStore { inner: Arc::new(Inner { db, path, tx }) })
+            .map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner { db, path, tx }),
+        })
     }
 
     /// Queue a write; the future resolves after the batch holding it is committed.
@@ -137,7 +165,11 @@ impl EmbeddedStore {
         F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let sent = self.inner.tx.send(Msg::Write(Box::new(Op { f, out: None, reply: Some(reply) })));
+        let sent = self.inner.tx.send(Msg::Write(Box::new(Op {
+            f,
+            out: None,
+            reply: Some(reply),
+        })));
         Box::pin(async move {
             sent.map_err(|_| StoreError::Closed)?;
             rx.await.map_err(|_| StoreError::Closed)?
@@ -145,7 +177,10 @@ impl EmbeddedStore {
     }
 
     /// Run `f` in a read transaction.
-    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let db = self.inner.db.read().map_err(lock_err)?;
         let tx = db.begin_read().map_err(eng("read"))?;
         let out = f(&tx);
@@ -161,28 +196,6 @@ impl EmbeddedStore {
             rx.await.map_err(|_| StoreError::Closed)?
         })
     }
-
-    /// Count of records per table, for tests and diagnostics.
-    pub fn counts(&self) -> Result<StoreCounts, StoreError> {
-        self.read(|tx| {
-            Ok(StoreCounts {
-                events: tx.open_table(EVENTS).map_err(eng("count"))?.len().map_err(eng("count"))?,
-                jobs: tx.open_table(JOBS).map_err(eng("count"))?.len().map_err(eng("count"))?,
-                attempts: tx.open_table(ATTEMPTS).map_err(eng("count"))?.len().map_err(eng("count"))?,
-                idempotency_keys: tx.open_table(IDEM).map_err(eng("count"))?.len().map_err(eng("count"))?,
-            })
-        })
-    }
-}
-
-/// Record counts, for tests and diagnostics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StoreCounts {
-    pub events: u64,
-    pub jobs: u64,
-    pub attempts: u64,
-    pub idempotency_keys: u64,
 }
 
 fn writer_loop(db: Arc<RwLock<Database>>, rx: mpsc::Receiver<Msg>, metrics: Option<StoreMetrics>) {
@@ -254,13 +267,16 @@ fn commit_batch(db: &RwLock<Database>, mut batch: Vec<Box<dyn WriteOp>>) {
     let _ = tx.abort();
     // One failed: run each alone so that the others still commit.
     for mut op in batch {
-        let res = guard.begin_write().map_err(eng("begin")).and_then(|tx| match op.apply(&tx) {
-            Ok(()) => tx.commit().map_err(eng("commit")),
-            Err(e) => {
-                let _ = tx.abort();
-                Err(e)
-            }
-        });
+        let res = guard
+            .begin_write()
+            .map_err(eng("begin"))
+            .and_then(|tx| match op.apply(&tx) {
+                Ok(()) => tx.commit().map_err(eng("commit")),
+                Err(e) => {
+                    let _ = tx.abort();
+                    Err(e)
+                }
+            });
         op.finish(res);
     }
 }
@@ -303,16 +319,22 @@ fn put_job(
     if let Some(old) = old
         && old.status.queued()
     {
-        due.remove((old.due_at_ms, id, old.index)).map_err(eng("due"))?;
+        due.remove((old.due_at_ms, id, old.index))
+            .map_err(eng("due"))?;
     }
     if new.status.queued() {
-        due.insert((new.due_at_ms, id, new.index), ()).map_err(eng("due"))?;
+        due.insert((new.due_at_ms, id, new.index), ())
+            .map_err(eng("due"))?;
     }
-    jobs.insert((id, new.index), enc(new)?.as_slice()).map_err(eng("job"))?;
+    jobs.insert((id, new.index), enc(new)?.as_slice())
+        .map_err(eng("job"))?;
     Ok(())
 }
 
-fn load_jobs(jobs: &impl ReadableTable<(u128, u32), &'static [u8]>, event: u128) -> Result<Vec<JobRecord>, StoreError> {
+fn load_jobs(
+    jobs: &impl ReadableTable<(u128, u32), &'static [u8]>,
+    event: u128,
+) -> Result<Vec<JobRecord>, StoreError> {
     let mut out = Vec::new();
     for row in jobs.range(job_range(event)).map_err(eng("jobs"))? {
         let (_, v) = row.map_err(eng("jobs"))?;
@@ -326,21 +348,34 @@ fn status_from_jobs(jobs: &[JobRecord], current: EventStatus) -> EventStatus {
     if current == EventStatus::Filtered {
         return current;
     }
-    if jobs.iter().any(|j| j.status.queued() || j.status == JobStatus::Paused) {
+    if jobs
+        .iter()
+        .any(|j| j.status.queued() || j.status == JobStatus::Paused)
+    {
         EventStatus::Pending
-    } else if jobs.iter().any(|j| j.status == JobStatus::Dead) || (jobs.is_empty() && current == EventStatus::Dead) {
+    } else if jobs.iter().any(|j| j.status == JobStatus::Dead)
+        || (jobs.is_empty() && current == EventStatus::Dead)
+    {
         EventStatus::Dead
     } else {
         EventStatus::Delivered
     }
 }
 
-fn refresh_event(tx: &WriteTransaction, event: u128, reason: Option<String>) -> Result<(), StoreError> {
+fn refresh_event(
+    tx: &WriteTransaction,
+    event: u128,
+    reason: Option<String>,
+) -> Result<(), StoreError> {
     let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
     let list = load_jobs(&jobs, event)?;
     drop(jobs);
     let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
-    let Some(raw) = events.get(event).map_err(eng("events"))?.map(|v| v.value().to_vec()) else {
+    let Some(raw) = events
+        .get(event)
+        .map_err(eng("events"))?
+        .map(|v| v.value().to_vec())
+    else {
         return Ok(());
     };
     let mut rec: EventRecord = dec("events", &raw)?;
@@ -352,7 +387,9 @@ fn refresh_event(tx: &WriteTransaction, event: u128, reason: Option<String>) -> 
         } else if status == EventStatus::Delivered {
             rec.reason = None;
         }
-        events.insert(event, enc(&rec)?.as_slice()).map_err(eng("events"))?;
+        events
+            .insert(event, enc(&rec)?.as_slice())
+            .map_err(eng("events"))?;
     }
     Ok(())
 }
@@ -372,12 +409,16 @@ fn delete_event(tx: &WriteTransaction, event: u128) -> Result<u64, StoreError> {
     let mut due = tx.open_table(DUE).map_err(eng("due"))?;
     for j in load_jobs(&jobs, event)? {
         if j.status.queued() {
-            due.remove((j.due_at_ms, event, j.index)).map_err(eng("due"))?;
+            due.remove((j.due_at_ms, event, j.index))
+                .map_err(eng("due"))?;
         }
     }
-    jobs.retain_in(job_range(event), |_, _| false).map_err(eng("jobs"))?;
+    jobs.retain_in(job_range(event), |_, _| false)
+        .map_err(eng("jobs"))?;
     let mut attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
-    attempts.retain_in((event, 0, 0)..=(event, u32::MAX, u32::MAX), |_, _| false).map_err(eng("attempts"))?;
+    attempts
+        .retain_in((event, 0, 0)..=(event, u32::MAX, u32::MAX), |_, _| false)
+        .map_err(eng("attempts"))?;
     Ok(freed)
 }
 
@@ -397,18 +438,32 @@ impl Store for EmbeddedStore {
             let id = ev.record.id;
             if let Some((key, expires)) = &ev.idempotency {
                 let mut idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
-                let held = idem.get((ev.record.bridge.as_str(), key.as_str())).map_err(eng("idempotency"))?.map(|v| v.value());
+                let held = idem
+                    .get((ev.record.bridge.as_str(), key.as_str()))
+                    .map_err(eng("idempotency"))?
+                    .map(|v| v.value());
                 if let Some((first, exp)) = held
                     && exp > ev.record.received_at_ms
                 {
-                    return Ok(Appended { id: EventId::from_u128(first), duplicate: true });
+                    return Ok(Appended {
+                        id: EventId::from_u128(first),
+                        duplicate: true,
+                    });
                 }
-                idem.insert((ev.record.bridge.as_str(), key.as_str()), (id.as_u128(), *expires)).map_err(eng("idempotency"))?;
+                idem.insert(
+                    (ev.record.bridge.as_str(), key.as_str()),
+                    (id.as_u128(), *expires),
+                )
+                .map_err(eng("idempotency"))?;
             }
             let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
-            events.insert(id.as_u128(), enc(&ev.record)?.as_slice()).map_err(eng("events"))?;
+            events
+                .insert(id.as_u128(), enc(&ev.record)?.as_slice())
+                .map_err(eng("events"))?;
             let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
-            bodies.insert(id.as_u128(), ev.body.as_ref()).map_err(eng("bodies"))?;
+            bodies
+                .insert(id.as_u128(), ev.body.as_ref())
+                .map_err(eng("bodies"))?;
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
             for j in &ev.jobs {
@@ -426,11 +481,19 @@ impl Store for EmbeddedStore {
                 };
                 put_job(&mut jobs, &mut due, None, &rec)?;
             }
-            Ok(Appended { id, duplicate: false })
+            Ok(Appended {
+                id,
+                duplicate: false,
+            })
         })
     }
 
-    fn due_jobs(&self, now_ms: u64, limit: usize, hold: &(dyn Fn(&JobRecord) -> bool + Sync)) -> StoreFuture<DueJobs> {
+    fn due_jobs(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        hold: &(dyn Fn(&JobRecord) -> bool + Sync),
+    ) -> StoreFuture<DueJobs> {
         let res = self.read(|tx| {
             let due = tx.open_table(DUE).map_err(eng("due"))?;
             let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
@@ -446,7 +509,9 @@ impl Store for EmbeddedStore {
                     out.next_due_ms = Some(now_ms);
                     break;
                 }
-                let Some(raw) = jobs.get((event, index)).map_err(eng("jobs"))? else { continue };
+                let Some(raw) = jobs.get((event, index)).map_err(eng("jobs"))? else {
+                    continue;
+                };
                 let job: JobRecord = dec("jobs", raw.value())?;
                 if !hold(&job) {
                     out.jobs.push(job);
@@ -464,14 +529,24 @@ impl Store for EmbeddedStore {
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
             let old: JobRecord = match jobs.get((id, u.job.index)).map_err(eng("jobs"))? {
                 Some(v) => dec("jobs", v.value())?,
-                None => return Err(StoreError::NotFound(format!("job {}#{}", u.job.event, u.job.index))),
+                None => {
+                    return Err(StoreError::NotFound(format!(
+                        "job {}#{}",
+                        u.job.event, u.job.index
+                    )));
+                }
             };
             let mut new = old.clone();
             if let Some(a) = &u.attempt {
                 new.attempts += 1;
-                new.last_error = a.error.clone().or_else(|| a.status_code.map(|c| format!("status {c}")));
+                new.last_error = a
+                    .error
+                    .clone()
+                    .or_else(|| a.status_code.map(|c| format!("status {c}")));
                 let mut attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
-                attempts.insert((id, u.job.index, new.attempts), enc(a)?.as_slice()).map_err(eng("attempts"))?;
+                attempts
+                    .insert((id, u.job.index, new.attempts), enc(a)?.as_slice())
+                    .map_err(eng("attempts"))?;
             }
             let mut event_reason = None;
             match &u.next {
@@ -492,9 +567,14 @@ impl Store for EmbeddedStore {
                     new.status = JobStatus::Paused;
                     let mut paused = tx.open_table(PAUSED).map_err(eng("paused"))?;
                     let now = u.attempt.as_ref().map(|a| a.at_ms).unwrap_or_else(now_ms);
-                    paused.insert((new.bridge.as_str(), new.destination.as_str()), now).map_err(eng("paused"))?;
+                    paused
+                        .insert((new.bridge.as_str(), new.destination.as_str()), now)
+                        .map_err(eng("paused"))?;
                 }
-                Next::StepsDone { body, jobs: next_jobs } => {
+                Next::StepsDone {
+                    body,
+                    jobs: next_jobs,
+                } => {
                     new.status = JobStatus::Delivered;
                     let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
                     bodies.insert(id, body.as_ref()).map_err(eng("bodies"))?;
@@ -517,12 +597,17 @@ impl Store for EmbeddedStore {
                 Next::Filtered { reason } => {
                     new.status = JobStatus::Delivered;
                     let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
-                    let raw = events.get(id).map_err(eng("events"))?.map(|v| v.value().to_vec());
+                    let raw = events
+                        .get(id)
+                        .map_err(eng("events"))?
+                        .map(|v| v.value().to_vec());
                     if let Some(raw) = raw {
                         let mut rec: EventRecord = dec("events", &raw)?;
                         rec.status = EventStatus::Filtered;
                         rec.reason = Some(reason.clone());
-                        events.insert(id, enc(&rec)?.as_slice()).map_err(eng("events"))?;
+                        events
+                            .insert(id, enc(&rec)?.as_slice())
+                            .map_err(eng("events"))?;
                     }
                 }
             }
@@ -537,23 +622,36 @@ impl Store for EmbeddedStore {
     fn event(&self, id: EventId) -> StoreFuture<Option<EventDetail>> {
         let res = self.read(|tx| {
             let events = tx.open_table(EVENTS).map_err(eng("events"))?;
-            let Some(raw) = events.get(id.as_u128()).map_err(eng("events"))? else { return Ok(None) };
+            let Some(raw) = events.get(id.as_u128()).map_err(eng("events"))? else {
+                return Ok(None);
+            };
             let record: EventRecord = dec("events", raw.value())?;
             let bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
-            let body = bodies.get(id.as_u128()).map_err(eng("bodies"))?.map(|v| Bytes::copy_from_slice(v.value())).unwrap_or_default();
+            let body = bodies
+                .get(id.as_u128())
+                .map_err(eng("bodies"))?
+                .map(|v| Bytes::copy_from_slice(v.value()))
+                .unwrap_or_default();
             let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
             let mut out = Vec::new();
             for job in load_jobs(&jobs, id.as_u128())? {
                 let mut list = Vec::new();
                 let e = id.as_u128();
-                for row in attempts.range((e, job.index, 0)..=(e, job.index, u32::MAX)).map_err(eng("attempts"))? {
+                for row in attempts
+                    .range((e, job.index, 0)..=(e, job.index, u32::MAX))
+                    .map_err(eng("attempts"))?
+                {
                     let (_, v) = row.map_err(eng("attempts"))?;
                     list.push(dec("attempts", v.value())?);
                 }
                 out.push((job, list));
             }
-            Ok(Some(EventDetail { record, body, jobs: out }))
+            Ok(Some(EventDetail {
+                record,
+                body,
+                jobs: out,
+            }))
         });
         Box::pin(std::future::ready(res))
     }
@@ -566,7 +664,9 @@ impl Store for EmbeddedStore {
             for row in events.iter().map_err(eng("events"))?.rev() {
                 let (_, v) = row.map_err(eng("events"))?;
                 let rec: EventRecord = dec("events", v.value())?;
-                if q.bridge.as_ref().is_some_and(|b| b != &rec.bridge) || q.status.is_some_and(|s| s != rec.status) {
+                if q.bridge.as_ref().is_some_and(|b| b != &rec.bridge)
+                    || q.status.is_some_and(|s| s != rec.status)
+                {
                     continue;
                 }
                 out.push(rec);
@@ -592,7 +692,9 @@ impl Store for EmbeddedStore {
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
             let mut n = 0;
             for j in load_jobs(&jobs, e)? {
-                if matches!(j.status, JobStatus::Dead | JobStatus::Delivered) && j.index != STEPS_JOB {
+                if matches!(j.status, JobStatus::Dead | JobStatus::Delivered)
+                    && j.index != STEPS_JOB
+                {
                     put_job(&mut jobs, &mut due, Some(&j), &requeue(&j, now))?;
                     n += 1;
                 }
@@ -658,20 +760,26 @@ impl Store for EmbeddedStore {
                 let left = load_jobs(&jobs, e)?;
                 drop(jobs);
                 // An event left with nothing to deliver is finished: dead, with the reason.
-                let reason = if left.iter().all(|j| j.status == JobStatus::Delivered) && !left.is_empty() {
-                    None
-                } else {
-                    Some("purged".to_string())
-                };
+                let reason =
+                    if left.iter().all(|j| j.status == JobStatus::Delivered) && !left.is_empty() {
+                        None
+                    } else {
+                        Some("purged".to_string())
+                    };
                 refresh_event(tx, e, reason.clone())?;
                 if left.is_empty() {
                     let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
-                    let raw = events.get(e).map_err(eng("events"))?.map(|v| v.value().to_vec());
+                    let raw = events
+                        .get(e)
+                        .map_err(eng("events"))?
+                        .map(|v| v.value().to_vec());
                     if let Some(raw) = raw {
                         let mut rec: EventRecord = dec("events", &raw)?;
                         rec.status = EventStatus::Dead;
                         rec.reason = reason;
-                        events.insert(e, enc(&rec)?.as_slice()).map_err(eng("events"))?;
+                        events
+                            .insert(e, enc(&rec)?.as_slice())
+                            .map_err(eng("events"))?;
                     }
                 }
             }
@@ -679,14 +787,24 @@ impl Store for EmbeddedStore {
         })
     }
 
-    fn set_paused(&self, bridge: String, destination: String, pause: bool, now: u64) -> StoreFuture<usize> {
+    fn set_paused(
+        &self,
+        bridge: String,
+        destination: String,
+        pause: bool,
+        now: u64,
+    ) -> StoreFuture<usize> {
         self.write(move |tx| {
             let mut paused = tx.open_table(PAUSED).map_err(eng("paused"))?;
             if pause {
-                paused.insert((bridge.as_str(), destination.as_str()), now).map_err(eng("paused"))?;
+                paused
+                    .insert((bridge.as_str(), destination.as_str()), now)
+                    .map_err(eng("paused"))?;
                 return Ok(0);
             }
-            paused.remove((bridge.as_str(), destination.as_str())).map_err(eng("paused"))?;
+            paused
+                .remove((bridge.as_str(), destination.as_str()))
+                .map_err(eng("paused"))?;
             drop(paused);
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
@@ -694,13 +812,20 @@ impl Store for EmbeddedStore {
             for row in jobs.iter().map_err(eng("jobs"))? {
                 let (_, v) = row.map_err(eng("jobs"))?;
                 let j: JobRecord = dec("jobs", v.value())?;
-                if j.status == JobStatus::Paused && j.bridge == bridge && j.destination == destination {
+                if j.status == JobStatus::Paused
+                    && j.bridge == bridge
+                    && j.destination == destination
+                {
                     held.push(j);
                 }
             }
             for j in &held {
                 // The paused attempt failed; resuming retries it with the budget it had.
-                let next = JobRecord { status: JobStatus::Retrying, due_at_ms: now, ..j.clone() };
+                let next = JobRecord {
+                    status: JobStatus::Retrying,
+                    due_at_ms: now,
+                    ..j.clone()
+                };
                 put_job(&mut jobs, &mut due, Some(j), &next)?;
             }
             Ok(held.len())
@@ -742,13 +867,17 @@ impl Store for EmbeddedStore {
     fn retain(&self, policy: Retention, now: u64) -> StoreFuture<RetentionReport> {
         let this = self.clone();
         Box::pin(async move {
-            let mut report = RetentionReport { bytes_before: this.disk_bytes(), ..Default::default() };
+            let mut report = RetentionReport {
+                bytes_before: this.disk_bytes(),
+                ..Default::default()
+            };
             // Expired idempotency keys.
             report.expired_keys = this
                 .write(move |tx| {
                     let mut idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
                     let before = idem.len().map_err(eng("idempotency"))?;
-                    idem.retain(|_, (_, exp)| exp > now).map_err(eng("idempotency"))?;
+                    idem.retain(|_, (_, exp)| exp > now)
+                        .map_err(eng("idempotency"))?;
                     Ok((before - idem.len().map_err(eng("idempotency"))?) as usize)
                 })
                 .await?;
@@ -783,11 +912,19 @@ impl Store for EmbeddedStore {
                 }
                 let finished = this.count_finished()?;
                 if finished == 0 {
-                    tracing::warn!(bytes = this.disk_bytes(), max_bytes = policy.max_bytes, "store over its size limit with no finished event to delete");
+                    tracing::warn!(
+                        bytes = this.disk_bytes(),
+                        max_bytes = policy.max_bytes,
+                        "store over its size limit with no finished event to delete"
+                    );
                     break;
                 }
                 let target = policy.max_bytes / 10 * 9;
-                let share = if this.disk_bytes() > policy.max_bytes.saturating_mul(2) { 2 } else { 4 };
+                let share = if this.disk_bytes() > policy.max_bytes.saturating_mul(2) {
+                    2
+                } else {
+                    4
+                };
                 let take = (finished / share).max(1).min(finished);
                 let victims = this.oldest_finished(take, None)?;
                 let n = victims.len();
@@ -812,14 +949,32 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn counts(&self) -> StoreFuture<StoreCounts> {
+        let res = self.read(|tx| {
+            let n = |len: Result<u64, redb::StorageError>| len.map_err(eng("count"));
+            Ok(StoreCounts {
+                events: n(tx.open_table(EVENTS).map_err(eng("count"))?.len())?,
+                jobs: n(tx.open_table(JOBS).map_err(eng("count"))?.len())?,
+                attempts: n(tx.open_table(ATTEMPTS).map_err(eng("count"))?.len())?,
+                idempotency_keys: n(tx.open_table(IDEM).map_err(eng("count"))?.len())?,
+            })
+        });
+        Box::pin(std::future::ready(res))
+    }
+
     fn disk_bytes(&self) -> u64 {
-        std::fs::metadata(&self.inner.path).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(&self.inner.path)
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     fn kv_get(&self, plugin: String, key: String) -> StoreFuture<Option<Vec<u8>>> {
         let res = self.read(|tx| {
             let kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
-            Ok(kv.get((plugin.as_str(), key.as_str())).map_err(eng("keyvalue"))?.map(|v| v.value().to_vec()))
+            Ok(kv
+                .get((plugin.as_str(), key.as_str()))
+                .map_err(eng("keyvalue"))?
+                .map(|v| v.value().to_vec()))
         });
         Box::pin(std::future::ready(res))
     }
@@ -827,7 +982,8 @@ impl Store for EmbeddedStore {
     fn kv_set(&self, plugin: String, key: String, value: Vec<u8>) -> StoreFuture<()> {
         self.write(move |tx| {
             let mut kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
-            kv.insert((plugin.as_str(), key.as_str()), value.as_slice()).map_err(eng("keyvalue"))?;
+            kv.insert((plugin.as_str(), key.as_str()), value.as_slice())
+                .map_err(eng("keyvalue"))?;
             Ok(())
         })
     }
@@ -835,7 +991,8 @@ impl Store for EmbeddedStore {
     fn kv_delete(&self, plugin: String, key: String) -> StoreFuture<()> {
         self.write(move |tx| {
             let mut kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
-            kv.remove((plugin.as_str(), key.as_str())).map_err(eng("keyvalue"))?;
+            kv.remove((plugin.as_str(), key.as_str()))
+                .map_err(eng("keyvalue"))?;
             Ok(())
         })
     }

@@ -26,7 +26,10 @@ pub enum StoreError {
     #[error("store: {op}: {message}")]
     Engine { op: &'static str, message: String },
     #[error("store: corrupt record in {table}: {message}")]
-    Corrupt { table: &'static str, message: String },
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
     #[error("store: not found: {0}")]
     NotFound(String),
     #[error("store: closed")]
@@ -40,7 +43,12 @@ pub trait Store: Send + Sync + 'static {
     fn append(&self, event: NewEvent) -> StoreFuture<Appended>;
     /// Jobs due at `now_ms` (at most `limit`, oldest due first) that `hold` does not hold
     /// back, and the due time of the first job after `now_ms` (or held back).
-    fn due_jobs(&self, now_ms: u64, limit: usize, hold: &(dyn Fn(&JobRecord) -> bool + Sync)) -> StoreFuture<DueJobs>;
+    fn due_jobs(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        hold: &(dyn Fn(&JobRecord) -> bool + Sync),
+    ) -> StoreFuture<DueJobs>;
     /// Record one attempt and what follows it, in one transaction.
     fn finish_attempt(&self, update: JobUpdate) -> StoreFuture<JobRecord>;
     fn event(&self, id: EventId) -> StoreFuture<Option<EventDetail>>;
@@ -52,7 +60,13 @@ pub trait Store: Send + Sync + 'static {
     /// Delete a bridge's pending, retrying and paused jobs.
     fn purge(&self, bridge: String) -> StoreFuture<usize>;
     /// Pause or resume a destination. Resuming queues its paused jobs at `now_ms`.
-    fn set_paused(&self, bridge: String, destination: String, paused: bool, now_ms: u64) -> StoreFuture<usize>;
+    fn set_paused(
+        &self,
+        bridge: String,
+        destination: String,
+        paused: bool,
+        now_ms: u64,
+    ) -> StoreFuture<usize>;
     /// Destinations paused by a 410, as `(bridge, destination)`.
     fn paused(&self) -> StoreFuture<Vec<(String, String)>>;
     /// Pending jobs per `(bridge, destination)`.
@@ -61,6 +75,8 @@ pub trait Store: Send + Sync + 'static {
     fn retain(&self, policy: Retention, now_ms: u64) -> StoreFuture<RetentionReport>;
     /// Bytes the store occupies on disk.
     fn disk_bytes(&self) -> u64;
+    /// Record counts, for the admin API and tests.
+    fn counts(&self) -> StoreFuture<StoreCounts>;
     /// Plugin keyvalue (`wasi:keyvalue`), durable like everything else.
     fn kv_get(&self, plugin: String, key: String) -> StoreFuture<Option<Vec<u8>>>;
     fn kv_set(&self, plugin: String, key: String, value: Vec<u8>) -> StoreFuture<()>;

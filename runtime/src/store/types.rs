@@ -114,11 +114,16 @@ pub struct JobRecord {
 
 impl JobRecord {
     pub fn key(&self) -> JobKey {
-        JobKey { event: self.event, index: self.index }
+        JobKey {
+            event: self.event,
+            index: self.index,
+        }
     }
     /// Retries already made since the job was queued.
     pub fn retries_made(&self) -> u32 {
-        self.attempts.saturating_sub(self.attempts_at_queue).saturating_sub(1)
+        self.attempts
+            .saturating_sub(self.attempts_at_queue)
+            .saturating_sub(1)
     }
 }
 
@@ -178,14 +183,23 @@ pub struct DueJobs {
 #[derive(Clone, Debug)]
 pub enum Next {
     Delivered,
-    Retry { due_at_ms: u64 },
-    Dead { reason: String },
+    Retry {
+        due_at_ms: u64,
+    },
+    Dead {
+        reason: String,
+    },
     /// 410: the destination is paused with this job.
     Paused,
     /// The steps ran: replace the body and create the delivery jobs.
-    StepsDone { body: bytes::Bytes, jobs: Vec<NewJob> },
+    StepsDone {
+        body: bytes::Bytes,
+        jobs: Vec<NewJob>,
+    },
     /// A step dropped the event.
-    Filtered { reason: String },
+    Filtered {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -229,5 +243,18 @@ pub struct RetentionReport {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Record counts, for the admin API and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreCounts {
+    pub events: u64,
+    pub jobs: u64,
+    pub attempts: u64,
+    pub idempotency_keys: u64,
 }

@@ -15,7 +15,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
 }
 
 /// A running `causeway up` process.
@@ -34,13 +37,21 @@ pub struct Worker {
 impl Worker {
     /// Start `causeway up -f <manifests>` with a data dir under `dir`.
     pub fn start(dir: &Path, manifests: &Path, extra: &[&str]) -> Worker {
-        let cmd = vec!["up".to_string(), "-f".to_string(), manifests.display().to_string()];
+        let cmd = vec![
+            "up".to_string(),
+            "-f".to_string(),
+            manifests.display().to_string(),
+        ];
         Worker::start_cmd(dir, manifests, cmd, extra)
     }
 
     /// Start `causeway worker --config <file>`.
     pub fn start_worker(dir: &Path, config: &Path, extra: &[&str]) -> Worker {
-        let cmd = vec!["worker".to_string(), "--config".to_string(), config.display().to_string()];
+        let cmd = vec![
+            "worker".to_string(),
+            "--config".to_string(),
+            config.display().to_string(),
+        ];
         Worker::start_cmd(dir, config, cmd, extra)
     }
 
@@ -60,7 +71,11 @@ impl Worker {
     }
 
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_causeway"))
             .args(&self.cmd)
             .arg("--data-dir")
@@ -85,7 +100,11 @@ impl Worker {
             if let Ok((200, _)) = blocking_get(&format!("http://{}/readyz", self.admin)) {
                 return;
             }
-            assert!(Instant::now() < deadline, "worker not ready; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "worker not ready; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -109,7 +128,11 @@ impl Worker {
     /// SIGTERM, then wait; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().unwrap();
-        Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(s) = c.try_wait().unwrap() {
@@ -148,11 +171,23 @@ pub fn blocking_get(url: &str) -> Result<(u16, String), String> {
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut s = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    write!(s, "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n", if path.is_empty() { "/" } else { path }).map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        if path.is_empty() { "/" } else { path }
+    )
+    .map_err(|e| e.to_string())?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
-    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no status")?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status")?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
@@ -179,7 +214,9 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub async fn start(respond: impl Fn(usize, &Received) -> (u16, Vec<(String, String)>) + Send + Sync + 'static) -> Sink {
+    pub async fn start(
+        respond: impl Fn(usize, &Received) -> (u16, Vec<(String, String)>) + Send + Sync + 'static,
+    ) -> Sink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sink = Sink {
             addr: listener.local_addr().unwrap(),
@@ -188,7 +225,9 @@ impl Sink {
             respond: Arc::new(respond),
             total: Default::default(),
         };
-        let app = axum::Router::new().fallback(record).with_state(sink.clone());
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(sink.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         sink
     }
@@ -202,7 +241,13 @@ impl Sink {
     }
 
     pub fn requests(&self, path: &str) -> Vec<Received> {
-        self.received.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
     }
 
     pub fn count(&self, path: &str) -> usize {
@@ -222,8 +267,18 @@ impl Sink {
     }
 }
 
-async fn record(State(sink): State<Sink>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let r = Received { path: uri.path().to_string(), headers, body, at: Instant::now() };
+async fn record(
+    State(sink): State<Sink>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = Received {
+        path: uri.path().to_string(),
+        headers,
+        body,
+        at: Instant::now(),
+    };
     let n = {
         let mut counts = sink.counts.lock().unwrap();
         let c = counts.entry(r.path.clone()).or_default();
@@ -241,7 +296,10 @@ async fn record(State(sink): State<Sink>, uri: axum::http::Uri, headers: HeaderM
     sink.total.fetch_add(1, Ordering::SeqCst);
     let mut resp = (StatusCode::from_u16(status).unwrap(), text).into_response();
     for (k, v) in headers {
-        resp.headers_mut().insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        resp.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     resp
 }
@@ -256,19 +314,33 @@ pub fn manifests(dir: &Path, yaml: &str) -> PathBuf {
 
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap()
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
 }
 
 /// POST a body; returns (status, json body).
-pub async fn post(c: &reqwest::Client, url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
-    let mut rb = c.post(url).header("content-type", "application/json").body(body.to_string());
+pub async fn post(
+    c: &reqwest::Client,
+    url: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut rb = c
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
     for (k, v) in headers {
         rb = rb.header(*k, *v);
     }
     let resp = rb.send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
@@ -282,7 +354,13 @@ pub async fn admin_post(c: &reqwest::Client, url: &str) -> serde_json::Value {
 }
 
 /// Wait until an event reaches `status` (bounded); returns the event.
-pub async fn wait_status(c: &reqwest::Client, w: &Worker, id: &str, status: &str, limit: Duration) -> serde_json::Value {
+pub async fn wait_status(
+    c: &reqwest::Client,
+    w: &Worker,
+    id: &str,
+    status: &str,
+    limit: Duration,
+) -> serde_json::Value {
     let deadline = Instant::now() + limit;
     loop {
         let ev = get_json(c, &w.admin_url(&format!("/api/v1/events/{id}"))).await;
@@ -295,5 +373,7 @@ pub async fn wait_status(c: &reqwest::Client, w: &Worker, id: &str, status: &str
 
 /// Number of events in the store.
 pub async fn stored_events(c: &reqwest::Client, w: &Worker) -> u64 {
-    get_json(c, &w.admin_url("/api/v1/store")).await["events"].as_u64().unwrap()
+    get_json(c, &w.admin_url("/api/v1/store")).await["events"]
+        .as_u64()
+        .unwrap()
 }
