@@ -94,3 +94,74 @@ async fn the_quickstart_delivers_to_the_inbox_plugin_and_its_state_survives_a_re
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_run_after_the_durable_write_transform_the_event_and_retry_then_dead_letter() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = root.join("examples/plugins/dist/tagger.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `make plugins` first",
+        wasm.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let yaml = format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {{name: tagger}}
+spec:
+  source: {{file: "{wasm}"}}
+  variables: [{{name: tag, value: blue}}]
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: tagged}}
+spec:
+  steps: [{{plugin: tagger}}]
+  stepRetry: {{retries: 1, backoff: {{policy: none}}}}
+  destinations:
+  - {{name: sink, url: "{url}"}}
+"#,
+        wasm = wasm.display(),
+        url = sink.url("/tagged")
+    );
+    let m = manifests(dir.path(), &yaml);
+    let w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+    let (s, _) = post(&c, &w.url("/hooks/default/tagged"), r#"{"order":1}"#, &[]).await;
+    assert_eq!(s, 202);
+    assert_eq!(
+        sink.wait_for("/tagged", 1, Duration::from_secs(30)).await,
+        1,
+        "{}",
+        w.log_text()
+    );
+    let got: serde_json::Value = serde_json::from_slice(&sink.requests("/tagged")[0].body).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({"order": 1, "tagged": true, "tag": "blue"})
+    );
+
+    // Not an object: the step answers 400, is retried once, then the event is dead.
+    let (s, v) = post(&c, &w.url("/hooks/default/tagged"), "[1,2]", &[]).await;
+    assert_eq!(s, 202);
+    let ev = wait_status(
+        &c,
+        &w,
+        v["id"].as_str().unwrap(),
+        "dead",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(ev["status"], "dead", "{ev:#}");
+    let steps = &ev["deliveries"][0];
+    assert_eq!(steps["destination"], "(steps)");
+    assert_eq!(steps["attempts"].as_array().unwrap().len(), 2);
+    assert!(
+        ev["reason"].as_str().unwrap().contains("step tagger"),
+        "{ev:#}"
+    );
+    assert_eq!(sink.count("/tagged"), 1);
+}
