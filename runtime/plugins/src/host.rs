@@ -161,6 +161,17 @@ pub struct PluginHost {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.inner.snapshot();
+        f.debug_struct("PluginHost")
+            .field("allocator", &self.inner.allocator)
+            .field("version", &state.version)
+            .field("plugins", &state.plugins.len())
+            .finish()
+    }
+}
+
 impl PluginHost {
     /// Creates the engine (pooling allocator when possible), the linker and the caches,
     /// and registers the metrics.
@@ -297,6 +308,7 @@ impl PluginHost {
 
     /// Calls a plugin: in-process when it is loaded here, over HTTP (with the namespace
     /// token) when another pool serves it, `NotFound` otherwise.
+    #[tracing::instrument(level = "debug", skip_all, fields(plugin = %target))]
     pub async fn call(&self, target: &PluginRef, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, CallError> {
         let inner = &self.inner;
         let state = inner.snapshot();
@@ -347,6 +359,7 @@ impl PluginHost {
     /// `/internal/<namespace>/<plugin>/<rest>` with `causeway-internal-token` equal to the
     /// namespace's token. The plugin sees `/<rest>` and the query; failures answer with
     /// [`CallError::status_code`] and a `causeway-error: <kind>` header.
+    #[tracing::instrument(level = "debug", skip_all, fields(path = %req.uri().path()))]
     pub async fn handle_internal(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
         let inner = &self.inner;
         let Some((target, rest)) = parse_internal_path(req.uri().path()) else {
@@ -382,7 +395,11 @@ impl PluginHost {
             return error_response(&CallError::NotFound { plugin: target.key() });
         };
         match invoke(inner, l.clone(), req, CallCx { depth, caller, deadline: None }).await {
-            Ok(resp) => resp,
+            Ok(mut resp) => {
+                // Only the host reports errors: a guest's own header would be misread.
+                resp.headers_mut().remove(HEADER_ERROR);
+                resp
+            }
             Err(e) => error_response(&e),
         }
     }
