@@ -18,6 +18,7 @@ async fn retries_follow_the_policy_and_the_log_shows_every_attempt() {
     let sink = Sink::start(|n, r| match r.path.as_str() {
         "/flaky" if n < 2 => (500, vec![]),
         "/down" => (503, vec![]),
+        "/busy" if n == 0 => (429, vec![("retry-after".into(), "1".into())]),
         _ => (200, vec![]),
     })
     .await;
@@ -36,9 +37,15 @@ spec:
     url: "{down}"
     retries: 2
     backoff: {{policy: none}}
+  - name: busy
+    url: "{busy}"
+    retries: 1
+    backoff: {{policy: none}}
+    maxRetryAfter: 400ms
 "#,
         flaky = sink.url("/flaky"),
-        down = sink.url("/down")
+        down = sink.url("/down"),
+        busy = sink.url("/busy")
     );
     let m = manifests(dir.path(), &yaml);
     let w = Worker::start(dir.path(), &m, &[]);
@@ -82,6 +89,12 @@ spec:
     assert_eq!(d["attempts"].as_array().unwrap().len(), 3);
     assert_eq!(d["attempts"][0]["error"], "status 503");
     assert_eq!(d["attempts"][0]["response"], "sink answer");
+
+    // Retry-After replaces the policy's immediate retry, clamped to maxRetryAfter.
+    assert_eq!(sink.count("/busy"), 2);
+    let busy = sink.requests("/busy");
+    assert!(busy[1].at.duration_since(busy[0].at) >= Duration::from_millis(400));
+    assert_eq!(by("busy")["status"], "delivered");
 
     // Dead letters are listed and replayed.
     let dead = get_json(
