@@ -26,8 +26,16 @@ crds-check:
 plugins:
 	examples/plugins/build.sh
 
-e2e:
-	@echo "e2e: not wired yet"
+## e2e: the end-to-end suite on a local control plane (starts and stops it unless already up)
+e2e: plugins
+	e2e/run.sh
+
+## e2e-up: start the local e2e stack (control plane, pod runner, the chart); e2e-down stops it
+e2e-up:
+	e2e/up.sh
+
+e2e-down:
+	e2e/controlplane/down.sh
 
 bench:
 	@echo "bench: not wired yet"

@@ -62,6 +62,11 @@ else
 fi
 
 # ---- the chart -------------------------------------------------------------------
+# Helm installs the chart's crds/ on first install and never upgrades them, so a stack
+# that outlives a CRD change would test stale CRDs: apply them first, as users must when
+# they upgrade (docs/e2e.md). On a fresh stack this is what `helm install` would do.
+kubectl apply --server-side --force-conflicts --field-manager=helm -f "$REPO/charts/causeway/crds/" >/dev/null
+kubectl wait --for=condition=Established --timeout=60s -f "$REPO/charts/causeway/crds/" >/dev/null
 # The pod template carries the operator binary's identity, so a rebuilt operator rolls.
 build_id=$(stat -c '%s-%Y' "$BIN/causeway-operator")
 t=$(now)

@@ -18,10 +18,33 @@ fn get(args: &[&str]) -> String {
     }
 }
 
+/// Text without ANSI colour sequences (some processes colour their logs even into files).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = strip_ansi(&String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()));
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn modified(p: &Path) -> std::time::SystemTime {
+    std::fs::metadata(p).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH)
 }
 
 /// Dump namespace `ns` of test `test`.
@@ -56,23 +79,29 @@ pub fn dump(ns: &str, test: &str) {
 
     match stack.run_dir() {
         Some(run_dir) => {
-            // Worker logs: every container log of the namespace's pods.
+            // Every container log of the namespace's pods, and the newest operator log.
+            let mut logs: Vec<(std::path::PathBuf, usize)> = Vec::new();
+            let mut operator: Option<std::path::PathBuf> = None;
             if let Ok(entries) = std::fs::read_dir(run_dir.join("pods")) {
                 for e in entries.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
                     let is_ns = name.starts_with(&format!("{ns}_"));
                     let is_operator = name.starts_with(&format!("{}_", stack.release_ns));
-                    if !is_ns && !is_operator {
-                        continue;
-                    }
                     let Ok(files) = std::fs::read_dir(e.path()) else { continue };
                     for f in files.flatten().map(|f| f.path()).filter(|p| p.extension().is_some_and(|x| x == "log")) {
-                        let label = format!("{name}/{}", f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-                        let _ = std::fs::copy(&f, dir.join(label.replace('/', "__")));
-                        let lines = if is_operator { 60 } else { 40 };
-                        let _ = writeln!(summary, "--- last {lines} lines of {}\n{}", f.display(), tail(&f, lines));
+                        if is_ns {
+                            logs.push((f, 40));
+                        } else if is_operator && operator.as_ref().is_none_or(|o| modified(&f) > modified(o)) {
+                            operator = Some(f);
+                        }
                     }
                 }
+            }
+            logs.extend(operator.map(|o| (o, 60)));
+            for (f, lines) in logs {
+                let label = f.strip_prefix(run_dir.join("pods")).unwrap_or(&f).to_string_lossy().replace('/', "__");
+                let _ = std::fs::write(dir.join(label), strip_ansi(&String::from_utf8_lossy(&std::fs::read(&f).unwrap_or_default())));
+                let _ = writeln!(summary, "--- last {lines} lines of {}\n{}", f.display(), tail(&f, lines));
             }
             let runner = run_dir.join("logs/pod-runner.log");
             let _ = std::fs::copy(&runner, dir.join("pod-runner.log"));
@@ -92,4 +121,12 @@ pub fn dump(ns: &str, test: &str) {
     let _ = writeln!(summary, "======== end of dump for {ns} ========");
     let _ = std::fs::write(dir.join("summary.txt"), &summary);
     eprintln!("{summary}");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ansi_sequences_are_removed() {
+        assert_eq!(super::strip_ansi("\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m x"), "2026  INFO x");
+    }
 }
