@@ -3,14 +3,18 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CAUSEWAY_CACHE ?= $(HOME)/.cache/causeway
 
-.PHONY: dev test unit e2e e2e-up e2e-down bench crds crds-check plugins lint toolchain
+.PHONY: registry dev test unit e2e e2e-up e2e-down bench crds crds-check plugins lint toolchain
 
 ## dev: build the example plugins and run examples/quickstart on 127.0.0.1:8080 (Ctrl-C stops)
 dev: plugins
 	$(CARGO) run --release --bin causeway -- up -f examples/quickstart
 
 ## test: every test: unit and integration, CRD drift, then the e2e suite
-test: plugins crds-check unit
+test: plugins registry crds-check unit
+
+# A real OCI registry on loopback for the plugin host's OCI tests (unpacked, not installed).
+registry:
+	runtime/plugins/tests/registry.sh
 
 unit:
 	$(CARGO) test --workspace --no-fail-fast
