@@ -42,7 +42,10 @@ e2e-down:
 	e2e/controlplane/down.sh
 
 bench:
-	@echo "bench: not wired yet"
+	examples/plugins/build.sh --rust-only
+	bench/setup.sh
+	$(CARGO) build --release -p causeway-runtime --bin causeway -p causeway-bench
+	$${CARGO_TARGET_DIR:-target}/release/bench run --out BENCHMARKS.md
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
