@@ -10,6 +10,8 @@ use crate::store::embedded::StoreMetrics;
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
+    /// The plugin host's metrics, already named `causeway_plugin_*`, so unprefixed here.
+    pub plugin_registry: Registry,
     pub received: IntCounterVec,
     pub accepted: IntCounterVec,
     pub duplicates: IntCounterVec,
@@ -166,6 +168,7 @@ impl Metrics {
                 )?,
             },
             registry,
+            plugin_registry: Registry::new(),
         })
     }
 
@@ -173,7 +176,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut buf = String::new();
         let enc = prometheus::TextEncoder::new();
-        if let Err(e) = enc.encode_utf8(&self.registry.gather(), &mut buf) {
+        let mut families = self.registry.gather();
+        families.extend(self.plugin_registry.gather());
+        if let Err(e) = enc.encode_utf8(&families, &mut buf) {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
         buf
