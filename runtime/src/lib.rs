@@ -25,6 +25,9 @@ use crate::cli::{Cli, Command};
 use crate::config::{ConfigSource, FileSource, ManifestSource};
 use crate::worker::Options;
 
+/// How long `worker --pool` waits at startup for a valid config in the pool's Secret.
+const POOL_CONFIG_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Parse the command line and run it.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -57,13 +60,18 @@ pub fn run() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<String, Box<dyn std::error::Error>> {
     match cli.command {
         Command::Up { files, data_dir, serve } => {
-            let opts = Options { data_dir, listen: serve.listen, admin: serve.admin, limits: serve.limits(), print_urls: true };
+            let opts = Options { data_dir, listen: serve.listen, admin: serve.admin, internal: None, limits: serve.limits(), print_urls: true };
             worker::serve(opts, Box::new(ManifestSource { paths: files })).await?;
             Ok(String::new())
         }
-        Command::Worker { config, data_dir, serve } => {
-            let opts = Options { data_dir, listen: serve.listen, admin: serve.admin, limits: serve.limits(), print_urls: false };
-            worker::serve(opts, Box::new(FileSource { path: config })).await?;
+        Command::Worker { config, pool, data_dir, internal, serve } => {
+            let opts = Options { data_dir, listen: serve.listen, admin: serve.admin, internal, limits: serve.limits(), print_urls: false };
+            let source: Box<dyn ConfigSource> = match (config, pool) {
+                (Some(path), _) => Box::new(FileSource { path }),
+                (None, Some(pool)) => Box::new(cluster::SecretSource::connect(&pool, POOL_CONFIG_WAIT).await?),
+                (None, None) => return Err("worker: --config or --pool is required".into()),
+            };
+            worker::serve(opts, source).await?;
             Ok(String::new())
         }
         Command::Render { files, strict } => {

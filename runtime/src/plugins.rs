@@ -85,6 +85,12 @@ impl Plugins {
         })
     }
 
+    /// One request of the internal port (`/internal/<ns>/<plugin>/…`); the host checks the
+    /// `causeway-internal-token`.
+    pub async fn handle_internal(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
+        self.host.handle_internal(req).await
+    }
+
     /// Every configured plugin's state (digest, size, error).
     pub fn status(&self) -> Vec<causeway_plugins::PluginState> {
         self.host.status()

@@ -61,6 +61,8 @@ pub struct Options {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// The internal port (plugin calls from other pools), if any.
+    pub internal: Option<SocketAddr>,
     pub limits: Limits,
     /// Print the bridges' URLs and problems on every load (local mode).
     pub print_urls: bool,
@@ -388,6 +390,15 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
             addr: opts.admin,
             message: e.to_string(),
         })?;
+    let internal_listener = match opts.internal {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            RunError::Bind {
+                addr,
+                message: e.to_string(),
+            }
+        })?),
+        None => None,
+    };
     let listen = ingress_listener.local_addr().map_err(|e| RunError::Bind {
         addr: opts.listen,
         message: e.to_string(),
@@ -407,7 +418,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     let plugins = Plugins::new(
         opts.data_dir.join("plugins"),
         store.clone(),
-        metrics.registry.clone(),
+        metrics.plugin_registry.clone(),
     )?;
     let shared = Arc::new(Shared {
         store,
@@ -472,12 +483,23 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         shutdown.clone(),
     ));
 
+    let internal = internal_listener.map(|l| {
+        tokio::spawn(ingress::serve_internal(
+            l,
+            shared.clone(),
+            shutdown.clone(),
+        ))
+    });
+
     wait_for_signal().await?;
     info!("shutting down: no new connections; in-flight requests and attempts may finish");
     shared.ready.store(false, Ordering::SeqCst);
     shutdown.cancel();
     // Ingress and delivery drain side by side, each bounded by `shutdown_grace`.
     let _ = tokio::join!(ingress, delivery);
+    if let Some(internal) = internal {
+        let _ = internal.await;
+    }
     let _ = tokio::join!(watcher, applier, maintenance, admin);
     // Every acknowledged write was committed before its answer; dropping the store
     // lets the writer thread finish what is queued.

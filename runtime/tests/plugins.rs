@@ -165,3 +165,73 @@ spec:
     );
     assert_eq!(sink.count("/tagged"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_port_serves_plugins_to_holders_of_the_namespace_token() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = root.join("examples/plugins/dist/tagger.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `make plugins` first",
+        wasm.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {{name: tagger}}
+spec:
+  source: {{file: "{wasm}"}}
+  variables: [{{name: tag, value: green}}]
+"#,
+        wasm = wasm.display(),
+    );
+    let m = manifests(dir.path(), &yaml);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["render", "-f", m.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    cfg["internalTokens"] = serde_json::json!({"default": "int-t0ken"});
+    let file = dir.path().join("config.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let internal = format!("127.0.0.1:{}", free_port());
+    let w = Worker::start_worker(dir.path(), &file, &["--internal", &internal]);
+    let c = client();
+    let url = format!("http://{internal}/internal/default/tagger/");
+
+    let ok = c
+        .post(&url)
+        .header("causeway-internal-token", "int-t0ken")
+        .body(r#"{"order":7}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200, "{}", w.log_text());
+    let got: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({"order": 7, "tagged": true, "tag": "green"})
+    );
+
+    for token in [None, Some("wrong"), Some("")] {
+        let mut rb = c.post(&url).body(r#"{"order":7}"#);
+        if let Some(t) = token {
+            rb = rb.header("causeway-internal-token", t);
+        }
+        assert_eq!(rb.send().await.unwrap().status().as_u16(), 401, "{token:?}");
+    }
+    // Only /internal/ is served there; the ingress port does not serve /internal/.
+    let other = c.get(format!("http://{internal}/healthz")).send().await.unwrap();
+    assert_eq!(other.status().as_u16(), 404);
+    let on_ingress = c
+        .post(w.url("/internal/default/tagger/"))
+        .header("causeway-internal-token", "int-t0ken")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_ingress.status().as_u16(), 404);
+}

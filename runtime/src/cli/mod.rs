@@ -32,12 +32,25 @@ pub enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
-    /// Run a worker from a rendered WorkerConfig file (JSON or YAML), reloading it on change.
+    /// Run a worker: from a rendered WorkerConfig file (JSON or YAML, `--config`), or from
+    /// its pool's config Secret in a cluster (`--pool <namespace>/<name>`); reloads on change.
     Worker {
-        #[arg(long, env = "CAUSEWAY_CONFIG")]
-        config: PathBuf,
+        /// A rendered WorkerConfig file.
+        #[arg(
+            long,
+            env = "CAUSEWAY_CONFIG",
+            conflicts_with = "pool",
+            required_unless_present = "pool"
+        )]
+        config: Option<PathBuf>,
+        /// `<namespace>/<name>`: watch the pool's config Secret (KUBECONFIG, else in-cluster).
+        #[arg(long, env = "CAUSEWAY_POOL")]
+        pool: Option<String>,
         #[arg(long, env = "CAUSEWAY_DATA_DIR", default_value = "/var/lib/causeway")]
         data_dir: PathBuf,
+        /// Internal address: plugin calls from other pools (`/internal/<ns>/<plugin>/...`).
+        #[arg(long)]
+        internal: Option<SocketAddr>,
         #[command(flatten)]
         serve: ServeArgs,
     },
@@ -363,4 +376,42 @@ pub async fn bridges(admin: &AdminArgs, action: &BridgesAction) -> Result<String
         }
     };
     Ok(pretty(&v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("causeway").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn worker_accepts_the_operators_arguments() {
+        // What operator/src/builders/workload.rs `worker_args` passes.
+        let cli = parse(&[
+            "worker", "--pool", "shop/orders", "--listen", "0.0.0.0:8080", "--admin", "0.0.0.0:9090",
+            "--internal", "0.0.0.0:8081", "--data-dir", "/var/lib/causeway",
+        ])
+        .unwrap();
+        let Command::Worker { config, pool, internal, data_dir, serve } = cli.command else {
+            panic!("not a worker command")
+        };
+        assert_eq!(config, None);
+        assert_eq!(pool.as_deref(), Some("shop/orders"));
+        assert_eq!(internal, Some("0.0.0.0:8081".parse().unwrap()));
+        assert_eq!(data_dir, PathBuf::from("/var/lib/causeway"));
+        assert_eq!(serve.listen, "0.0.0.0:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn worker_needs_exactly_one_of_config_and_pool() {
+        // Not influenced by the environment in the usual test run.
+        if std::env::var_os("CAUSEWAY_CONFIG").is_some() || std::env::var_os("CAUSEWAY_POOL").is_some() {
+            return;
+        }
+        assert!(parse(&["worker", "--config", "c.json"]).is_ok());
+        assert!(parse(&["worker", "--config", "c.json", "--pool", "a/b"]).is_err());
+        assert!(parse(&["worker"]).is_err());
+    }
 }

@@ -32,6 +32,33 @@ pub type Body = Full<Bytes>;
 /// Serve ingress until `stop`; then drain open connections for at most the shutdown grace.
 #[instrument(skip_all, fields(addr = ?listener.local_addr().ok()))]
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    serve_with(listener, shared, stop, |shared, req| async move {
+        handle(&shared, req).await
+    })
+    .await
+}
+
+/// Serve the internal port (plugin calls from other pools) until `stop`, with the same
+/// connection bound and timeouts as ingress: `/internal/…` goes to the plugin host, which
+/// checks the `causeway-internal-token`; any other path is 404.
+#[instrument(skip_all, fields(addr = ?listener.local_addr().ok()))]
+pub async fn serve_internal(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    serve_with(listener, shared, stop, |shared, req| async move {
+        internal_request(&shared, req).await
+    })
+    .await
+}
+
+/// The accept loop shared by ingress and the internal port.
+async fn serve_with<F, Fut>(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    handler: F,
+) where
+    F: Fn(Arc<Shared>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
     let max = shared.limits.max_connections.max(1);
     let permits = Arc::new(Semaphore::new(max));
     loop {
@@ -52,13 +79,14 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
         };
         let shared = shared.clone();
         let stop = stop.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             shared.metrics.connections_open.inc();
             let svc = {
                 let shared = shared.clone();
                 service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                    let fut = handler(shared.clone(), req);
+                    async move { Ok::<_, Infallible>(fut.await) }
                 })
             };
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -128,6 +156,38 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         .with_label_values(&["", "not_found"])
         .inc();
     error(StatusCode::NOT_FOUND, "no bridge or route at this path")
+}
+
+/// One request on the internal port.
+async fn internal_request(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+    if !req
+        .uri()
+        .path()
+        .starts_with(causeway_plugins::INTERNAL_PREFIX)
+    {
+        return error(StatusCode::NOT_FOUND, "not an internal plugin path");
+    }
+    let (parts, body) = req.into_parts();
+    let max = shared.limits.plugin_body_bytes as u64;
+    if content_length(&parts.headers).is_some_and(|n| n > max) {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+    }
+    let body = match read_body(body, max, shared.limits.body_timeout).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+        Err(BodyError::Timeout) => {
+            return error(StatusCode::REQUEST_TIMEOUT, "body not received in time");
+        }
+        Err(BodyError::Broken(_)) => {
+            return error(StatusCode::BAD_REQUEST, "body could not be read");
+        }
+    };
+    let resp = shared
+        .plugins
+        .handle_internal(Request::from_parts(parts, body))
+        .await;
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, Full::new(body))
 }
 
 /// Why reading a body failed.
