@@ -252,6 +252,23 @@ async fn worker_mode_runs_a_rendered_config_file_and_guards_the_admin_api() {
         .await
         .unwrap();
     assert_eq!(config["version"], cfg["version"]);
+    // Through the API server's pod proxy `Authorization` is not forwarded: a second header.
+    let proxied = c
+        .get(w.admin_url("/api/v1/events"))
+        .header("x-causeway-admin-token", "admin-s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status().as_u16(), 200);
+    for bad in ["nope", "", "admin-s3cre", "Bearer admin-s3cret"] {
+        let r = c
+            .get(w.admin_url("/api/v1/events"))
+            .header("x-causeway-admin-token", bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{bad:?}");
+    }
     assert_eq!(config["bridges"][0]["ready"], true);
     assert!(
         !config.to_string().contains("admin-s3cret"),

@@ -1,6 +1,7 @@
 //! The admin API: health, readiness, metrics, events, actions and the running
 //! configuration. With an admin token configured, everything but health, readiness and
-//! metrics needs `Authorization: Bearer <token>`.
+//! metrics needs `Authorization: Bearer <token>` or `x-causeway-admin-token: <token>` (the
+//! API server's pod proxy does not forward `Authorization`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -67,6 +68,9 @@ pub async fn serve(listener: TcpListener, shared: AppState, stop: CancellationTo
     }
 }
 
+/// The admin token's second header, for callers behind the API server's pod proxy.
+pub const ADMIN_TOKEN_HEADER: &str = "x-causeway-admin-token";
+
 async fn require_token(
     State(shared): State<AppState>,
     headers: HeaderMap,
@@ -75,10 +79,17 @@ async fn require_token(
 ) -> Response {
     let active = shared.active();
     if let Some(token) = &active.config.admin_token {
+        // The API server's pod proxy does not forward `Authorization`; the token may come
+        // in `x-causeway-admin-token` instead.
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| {
+                headers
+                    .get(ADMIN_TOKEN_HEADER)
+                    .and_then(|v| v.to_str().ok())
+            })
             .unwrap_or("");
         // Compare digests so the time taken says nothing about the token.
         if Sha256::digest(presented.as_bytes()) != Sha256::digest(token.expose().as_bytes()) {
