@@ -235,3 +235,128 @@ spec:
         .unwrap();
     assert_eq!(on_ingress.status().as_u16(), 404);
 }
+
+/// The loyalty scenario (examples/loyalty) in local mode: the `loyalty` step asks
+/// `store-api` (chained in-process) and fans a loyal customer's order out into the enriched
+/// order and an email request, each its own event with its own delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_fans_an_event_out_into_events_with_their_own_deliveries() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dist = root.join("examples/plugins/dist");
+    for p in ["loyalty.wasm", "store-api.wasm"] {
+        assert!(
+            dist.join(p).exists(),
+            "{p} is missing: run `make plugins` first"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let yaml = format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: WorkerPool
+metadata: {{name: data, namespace: shop}}
+spec:
+  replicas: 1
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: orders, namespace: shop}}
+spec:
+  steps:
+  - plugin: loyalty
+  stepRetry: {{retries: 3, backoff: {{policy: none}}}}
+  destinations:
+  - name: fulfilment
+    url: "{url}"
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {{name: loyalty, namespace: shop}}
+spec:
+  source: {{file: "{dist}/loyalty.wasm"}}
+  allowedOutboundHosts: ["http://store-api.internal"]
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {{name: store-api, namespace: shop}}
+spec:
+  source: {{file: "{dist}/store-api.wasm"}}
+  pool: data
+"#,
+        dist = dist.display(),
+        url = sink.url("/fulfilment")
+    );
+    let m = manifests(dir.path(), &yaml);
+    let w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+
+    let loyal = r#"{"customer":{"id":"c-loyal","email":"loyal@example.test"},"orderId":"o-1"}"#;
+    let (s, v) = post(&c, &w.url("/hooks/shop/orders"), loyal, &[]).await;
+    assert_eq!(s, 202, "{v}");
+    let parent = v["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        sink.wait_for("/fulfilment", 2, Duration::from_secs(30)).await,
+        2,
+        "{}",
+        w.log_text()
+    );
+    let bodies: Vec<serde_json::Value> = sink
+        .requests("/fulfilment")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let order = bodies
+        .iter()
+        .find(|b| b["orderId"] == "o-1" && b.get("kind").is_none())
+        .unwrap_or_else(|| panic!("{bodies:?}"));
+    assert_eq!(order["loyal"], true, "{order}");
+    let code = order["discountCode"].as_str().unwrap();
+    let email = bodies
+        .iter()
+        .find(|b| b["kind"] == "email")
+        .unwrap_or_else(|| panic!("{bodies:?}"));
+    assert_eq!(email["to"], "loyal@example.test");
+    assert_eq!(email["code"], code);
+
+    // The parent records its children, each child its parent; both children delivered.
+    let ev = wait_status(&c, &w, &parent, "delivered", Duration::from_secs(10)).await;
+    let children: Vec<String> = ev["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(children.len(), 2, "{ev:#}");
+    for child in &children {
+        let cv = wait_status(&c, &w, child, "delivered", Duration::from_secs(10)).await;
+        assert_eq!(cv["parent"], parent.as_str(), "{cv:#}");
+        assert_eq!(cv["deliveries"][0]["destination"], "fulfilment");
+    }
+    let ids: Vec<String> = sink
+        .requests("/fulfilment")
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("causeway-event-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    for child in &children {
+        assert!(ids.contains(child), "{ids:?} {children:?}");
+    }
+
+    // A new customer: the order goes on unchanged, one event, one delivery.
+    let new = r#"{"customer":{"id":"c-new","email":"new@example.test"},"orderId":"o-2"}"#;
+    let (s, v) = post(&c, &w.url("/hooks/shop/orders"), new, &[]).await;
+    assert_eq!(s, 202);
+    let id = v["id"].as_str().unwrap().to_string();
+    let ev = wait_status(&c, &w, &id, "delivered", Duration::from_secs(30)).await;
+    assert_eq!(ev["children"].as_array().map(Vec::len), Some(0), "{ev:#}");
+    assert_eq!(sink.count("/fulfilment"), 3);
+    let last: serde_json::Value =
+        serde_json::from_slice(&sink.requests("/fulfilment")[2].body).unwrap();
+    assert_eq!(last, serde_json::from_str::<serde_json::Value>(new).unwrap());
+}

@@ -155,6 +155,8 @@ struct EventSummary {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
 }
 
 fn summary(r: &EventRecord) -> EventSummary {
@@ -164,6 +166,7 @@ fn summary(r: &EventRecord) -> EventSummary {
         received_at: rfc3339(r.received_at_ms),
         status: r.status.as_str(),
         reason: r.reason.clone(),
+        parent: r.parent.map(|p| p.to_string()),
     }
 }
 
@@ -196,6 +199,8 @@ pub fn event_json(d: &EventDetail) -> serde_json::Value {
         "status": d.record.status.as_str(),
         "reason": d.record.reason,
         "bodyBytes": d.record.body_bytes,
+        "parent": d.record.parent.map(|p| p.to_string()),
+        "children": d.record.children.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
         "deliveries": deliveries,
     })
 }

@@ -362,6 +362,8 @@ async fn bridge_request(
         },
         reason: filtered.clone(),
         body_bytes: body.len() as u64,
+        parent: None,
+        children: Vec::new(),
     };
     let has_jobs = !jobs.is_empty();
     let event = NewEvent {

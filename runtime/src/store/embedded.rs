@@ -594,6 +594,51 @@ impl Store for EmbeddedStore {
                         put_job(&mut jobs, &mut due, None, &rec)?;
                     }
                 }
+                Next::FannedOut { children } => {
+                    new.status = JobStatus::Delivered;
+                    let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+                    let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
+                    for child in children {
+                        let cid = child.record.id.as_u128();
+                        // Written by an earlier run of the same steps: keep it.
+                        if events.get(cid).map_err(eng("events"))?.is_some() {
+                            continue;
+                        }
+                        events
+                            .insert(cid, enc(&child.record)?.as_slice())
+                            .map_err(eng("events"))?;
+                        bodies
+                            .insert(cid, child.body.as_ref())
+                            .map_err(eng("bodies"))?;
+                        for j in &child.jobs {
+                            let rec = JobRecord {
+                                event: child.record.id,
+                                index: j.index,
+                                bridge: child.record.bridge.clone(),
+                                destination: j.destination.clone(),
+                                status: JobStatus::Pending,
+                                due_at_ms: j.due_at_ms,
+                                received_at_ms: child.record.received_at_ms,
+                                attempts: 0,
+                                attempts_at_queue: 0,
+                                last_error: None,
+                            };
+                            put_job(&mut jobs, &mut due, None, &rec)?;
+                        }
+                    }
+                    let raw = events
+                        .get(id)
+                        .map_err(eng("events"))?
+                        .map(|v| v.value().to_vec());
+                    if let Some(raw) = raw {
+                        let mut rec: EventRecord = dec("events", &raw)?;
+                        rec.children = children.iter().map(|c| c.record.id).collect();
+                        events
+                            .insert(id, enc(&rec)?.as_slice())
+                            .map_err(eng("events"))?;
+                    }
+                    event_reason = Some(format!("fanned out into {} events", children.len()));
+                }
                 Next::Filtered { reason } => {
                     new.status = JobStatus::Delivered;
                     let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;

@@ -88,6 +88,31 @@ pub struct EventRecord {
     pub reason: Option<String>,
     #[serde(default)]
     pub body_bytes: u64,
+    /// The event a step fanned this one out of (`causeway-fanout: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<EventId>,
+    /// The events a step fanned this one out into.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<EventId>,
+}
+
+/// The id of a fanned-out event: derived from its parent's id and its place in the fan-out
+/// (`path`, e.g. `0` or `1.0` after two fan-outs), so a step that runs again produces the
+/// same ids and the store does not double them. The parent's 48-bit timestamp comes first
+/// (children sort next to their parent); the rest is a hash; version 8.
+pub fn child_id(parent: EventId, path: &str) -> EventId {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(parent.as_bytes());
+    h.update(b"/");
+    h.update(path.as_bytes());
+    let h = h.finalize();
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&parent.as_bytes()[..6]);
+    b[6..].copy_from_slice(&h[..10]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    EventId::from_bytes(b)
 }
 
 /// One delivery job (event × destination), or the job that runs the bridge's steps.
@@ -200,6 +225,11 @@ pub enum Next {
     Filtered {
         reason: String,
     },
+    /// The steps fanned the event out: the steps job is done and each child is stored
+    /// (once: a child whose id exists is left as it is) with its own jobs.
+    FannedOut {
+        children: Vec<NewEvent>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -257,4 +287,21 @@ pub struct StoreCounts {
     pub jobs: u64,
     pub attempts: u64,
     pub idempotency_keys: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_ids_are_stable_distinct_and_sort_by_their_parent() {
+        let parent = EventId::now_v7();
+        let a = child_id(parent, "0");
+        assert_eq!(a, child_id(parent, "0"));
+        assert_ne!(a, child_id(parent, "1"));
+        assert_ne!(a, child_id(parent, "0.0"));
+        assert_ne!(a, child_id(EventId::now_v7(), "0"));
+        assert_eq!(a.get_version_num(), 8);
+        assert_eq!(a.as_bytes()[..6], parent.as_bytes()[..6]);
+    }
 }
