@@ -115,6 +115,20 @@ impl ActiveBridge {
         out
     }
 
+    /// The query string as stored: without the parameter that carries the API key (in any
+    /// spelling its name may be percent-encoded in), like the sensitive headers.
+    pub fn stored_query(&self, query: &str) -> String {
+        let Some(param) = self
+            .compiled
+            .verifier
+            .as_ref()
+            .and_then(|v| v.sensitive_query_param())
+        else {
+            return query.to_string();
+        };
+        strip_query_param(query, param)
+    }
+
     /// Run the filter. An evaluation error drops the event, with the error as the reason
     /// (a filter that cannot be evaluated on an event does not let it through).
     pub fn filter(
@@ -168,14 +182,10 @@ impl ActiveBridge {
             headers: r.headers,
             body: r.body,
         };
-        if let Some(secret) = &d.signing_secret {
-            let ts = (crate::store::now_ms() / 1000) as i64;
-            for (name, value) in causeway_pipeline::signing::standard_webhooks_headers(
-                secret.expose(),
-                ev.id,
-                ts,
-                &out.body,
-            ) {
+        // The key was decoded once, when the bridge was compiled.
+        let ts = (crate::store::now_ms() / 1000) as i64;
+        if let Some(signed) = t.sign(ev.id, ts, &out.body) {
+            for (name, value) in signed {
                 out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
                 out.headers.push((name.to_string(), value));
             }
@@ -187,5 +197,62 @@ impl ActiveBridge {
     pub fn redact(&self, text: &str) -> String {
         let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
         causeway_pipeline::redact::redact(text, &secrets)
+    }
+}
+
+/// `query` without every `name=value` pair whose (decoded) name is `param`.
+pub fn strip_query_param(query: &str, param: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            !pair.is_empty() && decode_component(name) != param
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent- and `+`-decoding of one query component (invalid escapes kept as they are).
+fn decode_component(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_key_parameter_is_stripped_in_any_spelling() {
+        assert_eq!(strip_query_param("key=s3cret&x=1", "key"), "x=1");
+        assert_eq!(strip_query_param("x=1&key=a&key=b&y", "key"), "x=1&y");
+        assert_eq!(strip_query_param("k%65y=s3cret&x=1", "key"), "x=1");
+        assert_eq!(strip_query_param("api+key=s&x=1", "api key"), "x=1");
+        assert_eq!(strip_query_param("keys=1&key", "key"), "keys=1");
+        assert_eq!(strip_query_param("", "key"), "");
+        assert_eq!(strip_query_param("x=%", "key"), "x=%");
+        assert_eq!(strip_query_param("%", "key"), "%");
     }
 }

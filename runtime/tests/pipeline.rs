@@ -203,3 +203,46 @@ async fn verified_filtered_templated_signed_and_redacted() {
             .contains("authorization")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_in_the_query_is_checked_then_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys}}
+stringData: {{token: "{TOKEN}"}}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: keyed}}
+spec:
+  ingress:
+    auth:
+      apiKey: {{queryParam: key, secretRef: {{name: keys, key: token}}}}
+  destinations:
+  - name: out
+    url: "{url}"
+    body: '{{"key": "$query.key", "x": "$query.x"}}'
+"#,
+        url = sink.url("/keyed")
+    );
+    let m = manifests(dir.path(), &yaml);
+    let w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+    let base = w.url("/hooks/default/keyed");
+    assert_eq!(post(&c, &format!("{base}?x=1&key=wrong"), "{}", &[]).await.0, 401);
+    let (s, v) = post(&c, &format!("{base}?x=1&key={TOKEN}"), "{}", &[]).await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let ev = wait_status(&c, &w, id, "delivered", WAIT).await;
+    assert!(!ev.to_string().contains(TOKEN), "{ev:#}");
+    // The delivery renders from what was stored: the key is gone, the rest is there.
+    let got: serde_json::Value =
+        serde_json::from_slice(&sink.requests("/keyed")[0].body).unwrap();
+    assert_eq!(got, serde_json::json!({"key": null, "x": "1"}));
+    let list = get_json(&c, &w.admin_url("/api/v1/events")).await;
+    assert!(!list.to_string().contains(TOKEN), "{list:#}");
+}

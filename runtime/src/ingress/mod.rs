@@ -348,6 +348,8 @@ async fn bridge_request(
             })
             .collect()
     };
+    // Like the sensitive headers, the API key's query parameter is never stored.
+    let query = bridge.stored_query(&query);
     let record = EventRecord {
         id,
         bridge: key.to_string(),
