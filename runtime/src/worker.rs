@@ -391,12 +391,16 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
             message: e.to_string(),
         })?;
     let internal_listener = match opts.internal {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            RunError::Bind {
-                addr,
-                message: e.to_string(),
-            }
-        })?),
+        Some(addr) => {
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| RunError::Bind {
+                        addr,
+                        message: e.to_string(),
+                    })?,
+            )
+        }
         None => None,
     };
     let listen = ingress_listener.local_addr().map_err(|e| RunError::Bind {
@@ -483,13 +487,8 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         shutdown.clone(),
     ));
 
-    let internal = internal_listener.map(|l| {
-        tokio::spawn(ingress::serve_internal(
-            l,
-            shared.clone(),
-            shutdown.clone(),
-        ))
-    });
+    let internal = internal_listener
+        .map(|l| tokio::spawn(ingress::serve_internal(l, shared.clone(), shutdown.clone())));
 
     wait_for_signal().await?;
     info!("shutting down: no new connections; in-flight requests and attempts may finish");

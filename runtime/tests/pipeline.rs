@@ -233,15 +233,19 @@ spec:
     let w = Worker::start(dir.path(), &m, &[]);
     let c = client();
     let base = w.url("/hooks/default/keyed");
-    assert_eq!(post(&c, &format!("{base}?x=1&key=wrong"), "{}", &[]).await.0, 401);
+    assert_eq!(
+        post(&c, &format!("{base}?x=1&key=wrong"), "{}", &[])
+            .await
+            .0,
+        401
+    );
     let (s, v) = post(&c, &format!("{base}?x=1&key={TOKEN}"), "{}", &[]).await;
     assert_eq!(s, 202, "{v}");
     let id = v["id"].as_str().unwrap();
     let ev = wait_status(&c, &w, id, "delivered", WAIT).await;
     assert!(!ev.to_string().contains(TOKEN), "{ev:#}");
     // The delivery renders from what was stored: the key is gone, the rest is there.
-    let got: serde_json::Value =
-        serde_json::from_slice(&sink.requests("/keyed")[0].body).unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&sink.requests("/keyed")[0].body).unwrap();
     assert_eq!(got, serde_json::json!({"key": null, "x": "1"}));
     let list = get_json(&c, &w.admin_url("/api/v1/events")).await;
     assert!(!list.to_string().contains(TOKEN), "{list:#}");

@@ -192,7 +192,11 @@ spec:
         .args(["render", "-f", m.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     cfg["internalTokens"] = serde_json::json!({"default": "int-t0ken"});
     let file = dir.path().join("config.json");
@@ -224,7 +228,11 @@ spec:
         assert_eq!(rb.send().await.unwrap().status().as_u16(), 401, "{token:?}");
     }
     // Only /internal/ is served there; the ingress port does not serve /internal/.
-    let other = c.get(format!("http://{internal}/healthz")).send().await.unwrap();
+    let other = c
+        .get(format!("http://{internal}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status().as_u16(), 404);
     let on_ingress = c
         .post(w.url("/internal/default/tagger/"))
@@ -296,7 +304,8 @@ spec:
     assert_eq!(s, 202, "{v}");
     let parent = v["id"].as_str().unwrap().to_string();
     assert_eq!(
-        sink.wait_for("/fulfilment", 2, Duration::from_secs(30)).await,
+        sink.wait_for("/fulfilment", 2, Duration::from_secs(30))
+            .await,
         2,
         "{}",
         w.log_text()
@@ -358,5 +367,8 @@ spec:
     assert_eq!(sink.count("/fulfilment"), 3);
     let last: serde_json::Value =
         serde_json::from_slice(&sink.requests("/fulfilment")[2].body).unwrap();
-    assert_eq!(last, serde_json::from_str::<serde_json::Value>(new).unwrap());
+    assert_eq!(
+        last,
+        serde_json::from_str::<serde_json::Value>(new).unwrap()
+    );
 }

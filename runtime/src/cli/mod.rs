@@ -390,11 +390,27 @@ mod tests {
     fn worker_accepts_the_operators_arguments() {
         // What operator/src/builders/workload.rs `worker_args` passes.
         let cli = parse(&[
-            "worker", "--pool", "shop/orders", "--listen", "0.0.0.0:8080", "--admin", "0.0.0.0:9090",
-            "--internal", "0.0.0.0:8081", "--data-dir", "/var/lib/causeway",
+            "worker",
+            "--pool",
+            "shop/orders",
+            "--listen",
+            "0.0.0.0:8080",
+            "--admin",
+            "0.0.0.0:9090",
+            "--internal",
+            "0.0.0.0:8081",
+            "--data-dir",
+            "/var/lib/causeway",
         ])
         .unwrap();
-        let Command::Worker { config, pool, internal, data_dir, serve } = cli.command else {
+        let Command::Worker {
+            config,
+            pool,
+            internal,
+            data_dir,
+            serve,
+        } = cli.command
+        else {
             panic!("not a worker command")
         };
         assert_eq!(config, None);
@@ -407,7 +423,9 @@ mod tests {
     #[test]
     fn worker_needs_exactly_one_of_config_and_pool() {
         // Not influenced by the environment in the usual test run.
-        if std::env::var_os("CAUSEWAY_CONFIG").is_some() || std::env::var_os("CAUSEWAY_POOL").is_some() {
+        if std::env::var_os("CAUSEWAY_CONFIG").is_some()
+            || std::env::var_os("CAUSEWAY_POOL").is_some()
+        {
             return;
         }
         assert!(parse(&["worker", "--config", "c.json"]).is_ok());
