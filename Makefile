@@ -17,7 +17,7 @@ registry:
 	runtime/plugins/tests/registry.sh
 
 unit:
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) test --workspace --exclude causeway-e2e --no-fail-fast
 
 ## crds: regenerate crds/yaml/ and charts/causeway/crds/ from the Rust types
 crds:
