@@ -33,7 +33,14 @@ hash=$(printf '%s' "$E2E_DIR" | cksum | cut -d' ' -f1)
 POD_RANGE=${E2E_POD_RANGE:-127.$((1 + hash % 250)).0.0/16}
 
 "$CP_DIR/build.sh"
+cp_was_up=0
+if pid_alive kube-apiserver; then cp_was_up=1; fi
 "$CP_DIR/up.sh"
+# A fresh control plane (new etcd; up.sh stopped whatever ran) knows none of the old
+# pods and claims: drop their directories.
+if ((cp_was_up == 0)) && [[ ${E2E_KEEP_DATA:-0} != 1 ]]; then
+  rm -rf "$E2E_DIR/pods" "$E2E_DIR/volumes"
+fi
 # shellcheck source=/dev/null
 source "$E2E_DIR/env.sh"
 

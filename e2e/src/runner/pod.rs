@@ -98,7 +98,7 @@ pub async fn run(shared: Arc<Shared>, plan: PodPlan, first: Arc<Pod>, mut rx: wa
             pod.stop_all(QUICK_GRACE).await;
         }
     }
-    pod.cleanup();
+    pod.cleanup().await;
     tracing::info!(pod = %format!("{ns}/{name}"), %uid, "pod task done");
 }
 
@@ -740,7 +740,38 @@ impl PodTask {
         !self.containers.is_empty() && self.containers.iter().all(|c| c.done)
     }
 
-    fn cleanup(&mut self) {
+    async fn cleanup(&mut self) {
+        // A claim that is gone (or going) takes its directory with it, as a dynamically
+        // provisioned volume with reclaim policy Delete would.
+        let claims: Vec<String> = self
+            .plan
+            .volumes
+            .values()
+            .filter_map(|v| match v {
+                VolumePlan::Claim { claim } => Some(claim.clone()),
+                _ => None,
+            })
+            .collect();
+        for claim in claims {
+            let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(self.shared.client.clone(), &self.ns);
+            let gone = match api.get_opt(&claim).await {
+                Ok(None) => true,
+                Ok(Some(pvc)) => pvc.metadata.deletion_timestamp.is_some(),
+                Err(_) => false,
+            };
+            if !gone {
+                continue;
+            }
+            let prefix = format!("{}_{claim}_", self.ns);
+            let root = self.shared.opts.run_dir.join("volumes");
+            for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix)
+                    && let Err(err) = std::fs::remove_dir_all(e.path())
+                {
+                    tracing::warn!(pod = %self.key(), "remove {}: {err}", e.path().display());
+                }
+            }
+        }
         if let Some(ip) = self.ip.take()
             && let Ok(mut pool) = self.shared.ips.lock()
         {
