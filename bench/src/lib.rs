@@ -23,6 +23,7 @@ use scenarios::{Ctx, say};
 use sut::Paths;
 
 const USAGE: &str = "usage: bench run [--only 1,2,3,4,5,6,7] [--out BENCHMARKS.md] [--work DIR]
+       bench host-calls [N] [on-demand]   (in-process plugin calls only, for profiling)
   BENCH_QUICK=1          2 runs of 2 s instead of 5 runs of 5 s
   BENCH_RUNS, BENCH_SECS, BENCH_CONNS, BENCH_INGEST_RATE, BENCH_FORWARD_RATE, BENCH_CRASH_RATE  override
   CAUSEWAY_CACHE         where nginx and wasmtime are (default ~/.cache/causeway)";
@@ -132,8 +133,57 @@ fn preflight(p: &Paths, only: &[u32]) -> Result<(), String> {
     }
 }
 
+/// `bench host-calls [N] [on-demand]`: only the in-process plugin host calls of scenario 3,
+/// for profiling (`perf record -g -- target/release/bench host-calls 20000`).
+fn host_calls_cli(args: &[String]) -> ExitCode {
+    let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5000);
+    let mode = if args.iter().any(|a| a == "on-demand") {
+        causeway_plugins::PoolingMode::Off
+    } else {
+        causeway_plugins::PoolingMode::Auto
+    };
+    let Ok(paths) = paths(None) else {
+        return ExitCode::FAILURE;
+    };
+    let cache = paths.work.join("host-calls-cache");
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let wasm = paths.plugin("tagger");
+    match rt.block_on(scenarios::pipeline::host_calls(mode, &cache, &wasm, n)) {
+        Ok(r) => {
+            let mut ns = r.calls_ns.clone();
+            let p = stats::Percentiles::of(&mut ns);
+            let mean = r.calls_ns.iter().sum::<u64>() as f64 / r.calls_ns.len().max(1) as f64;
+            println!(
+                "{n} calls ({}): p50 {:.1} µs, p99 {:.1} µs, mean {:.1} µs; apply {:.1} ms",
+                r.allocator,
+                p.map_or(f64::NAN, |p| p.p50 / 1e3),
+                p.map_or(f64::NAN, |p| p.p99 / 1e3),
+                mean / 1e3,
+                r.apply_ms
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `bench run …`: see [`USAGE`].
 pub fn run_cli(args: Vec<String>) -> ExitCode {
+    if args.first().map(String::as_str) == Some("host-calls") {
+        return host_calls_cli(&args);
+    }
     let args = match parse(&args) {
         Ok(a) => a,
         Err(e) => {

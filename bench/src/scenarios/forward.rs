@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{
-    Ctx, ack_percentiles, end_to_end_us, manifests, or_nan, progress, sample_backlog, say,
-    wait_delivered,
+    Ctx, ack_percentiles, cpu_per_event, end_to_end_us, manifests, or_nan, progress,
+    sample_backlog, say, wait_delivered,
 };
 use crate::load::{LoadResult, OpenLoop, Target, closed_loop, open_loop};
 use crate::report::{Report, Section, Table, TargetCheck, fmt_pct, fmt_summary};
@@ -53,6 +53,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let (mut ng_max, mut ng_p50, mut ng_p99) = (vec![], vec![], vec![]);
     let (mut cw_in, mut cw_out, mut cw_slope, mut cw_depth, mut cw_drain) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let mut closed_cpu = vec![];
     let (mut cw_p50, mut cw_p99, mut ack_p50, mut ack_p99, mut open_slope, mut cpu_us, mut missing) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for run in 0..ctx.runs {
@@ -86,6 +87,8 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         let m = manifests(&dir, &bridge_yaml(&sink.url("/forward"), ctx.conns, "", ""))?;
         let mut w = Worker::start(&ctx.paths, &dir, &m, WorkerOpts::default()).await?;
         let t = Target::new(w.listen, PATH);
+        let profile = crate::sut::Profile::start(w.proc.pid(), &dir, "worker-closed");
+        let cpu_closed0 = w.proc.cpu_time();
         let prog = progress();
         let task = {
             let (t, p, conns, dur, seq) = (
@@ -99,6 +102,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         };
         let (samples, depths) = sample_backlog(&task, &prog, &sink, Some(&w)).await;
         let closed = task.await?;
+        if let Some(p) = profile.and_then(crate::sut::Profile::finish) {
+            say(format!("profile: {}", p.display()));
+        }
         // The worker refreshes its queue-depth gauge every 5 s (and has no series while
         // the queue is empty): the largest value seen during the run.
         cw_depth.push(depths.iter().copied().fold(f64::NAN, f64::max));
@@ -114,6 +120,11 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             wait_delivered(&closed, &sink, Duration::from_secs(120))
                 .await
                 .map(|d| d.as_secs_f64()),
+        ));
+        closed_cpu.push(cpu_per_event(
+            cpu_closed0,
+            w.proc.cpu_time(),
+            closed.ok_count(),
         ));
 
         sink.clear();
@@ -133,12 +144,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         let open = task.await?;
         let _ = wait_delivered(&open, &sink, Duration::from_secs(30)).await;
         let cpu1 = w.proc.cpu_time();
-        cpu_us.push(match (cpu0, cpu1) {
-            (Some(a), Some(b)) if open.ok_count() > 0 => {
-                (b - a).as_secs_f64() * 1e6 / open.ok_count() as f64
-            }
-            _ => f64::NAN,
-        });
+        cpu_us.push(cpu_per_event(cpu0, cpu1, open.ok_count()));
         open_slope.push(or_nan(slope(&samples)));
         let (p, miss) = e2e(&open, &sink);
         missing.push(miss as f64);
@@ -181,7 +187,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             "jobs",
             cw_depth,
         )
-        .add("time to deliver the backlog after the run", "s", cw_drain);
+        .add("time to deliver the backlog after the run", "s", cw_drain)
+        .add(
+            "worker CPU per event (ingest + delivery, backlog included)",
+            "µs",
+            closed_cpu,
+        );
     let mut lat = Table::new(&format!(
         "Latency at a fixed {:.0} events/s (open loop, {} connections)",
         ctx.forward_rate, ctx.conns

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use super::{Ctx, ack_percentiles, histogram_mean, manifests, or_nan, progress, say};
+use super::{
+    Ctx, ack_percentiles, cpu_per_event, histogram_mean, manifests, or_nan, progress, say,
+};
 use crate::load::{OpenLoop, Target, closed_loop, open_loop};
 use crate::report::{Report, Section, Table, TargetCheck, fmt_pct, fmt_summary};
 use crate::stats::{Summary, paired_ratios};
@@ -48,6 +50,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let mut floor = Side::default();
     let mut cw = Side::default();
     let mut cpu_us = Vec::new();
+    let mut floor_cpu_us = Vec::new();
     let mut batch = Vec::new();
     let mut commit_ms = Vec::new();
     for run in 0..ctx.runs {
@@ -55,7 +58,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         let dir = ctx.dir("ingest", run, "floor");
         let (mut p, addr) = start_floor(&ctx.paths, &dir).await?;
         let t = Target::new(addr, PATH);
+        let cpu0 = p.cpu_time();
         let closed = closed_loop(&t, ctx.conns, ctx.closed, ctx.seqs(10_000_000), progress()).await;
+        floor_cpu_us.push(cpu_per_event(cpu0, p.cpu_time(), closed.ok_count()));
         floor.max.push(closed.throughput(ctx.warmup));
         let plan = OpenLoop {
             rate: ctx.ingest_rate,
@@ -84,12 +89,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             say(format!("profile: {}", p.display()));
         }
         cw.max.push(closed.throughput(ctx.warmup));
-        cpu_us.push(match (cpu0, cpu1) {
-            (Some(a), Some(b)) if closed.ok_count() > 0 => {
-                (b - a).as_secs_f64() * 1e6 / closed.ok_count() as f64
-            }
-            _ => f64::NAN,
-        });
+        cpu_us.push(cpu_per_event(cpu0, cpu1, closed.ok_count()));
         let metrics = w.metrics().await;
         batch.push(or_nan(histogram_mean(
             &metrics,
@@ -127,6 +127,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         cw.max.clone(),
     )
     .add("causeway / floor (paired per run)", "ratio", ratios.clone())
+    .add("HTTP floor CPU per request", "µs", floor_cpu_us)
     .add("worker CPU per accepted event", "µs", cpu_us)
     .add("events per group commit (mean)", "events", batch)
     .add("group commit incl. fsync (mean)", "ms", commit_ms);

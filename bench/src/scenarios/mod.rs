@@ -182,6 +182,14 @@ pub fn histogram_mean(metrics: &str, name: &str) -> Option<f64> {
     (count > 0.0).then(|| sum / count)
 }
 
+/// CPU microseconds per event between two `/proc` readings; NaN when unknown.
+pub fn cpu_per_event(before: Option<Duration>, after: Option<Duration>, events: usize) -> f64 {
+    match (before, after) {
+        (Some(a), Some(b)) if events > 0 && b >= a => (b - a).as_secs_f64() * 1e6 / events as f64,
+        _ => f64::NAN,
+    }
+}
+
 /// NaN for "not measured in this run" (skipped by the summaries).
 pub fn or_nan(x: Option<f64>) -> f64 {
     x.unwrap_or(f64::NAN)

@@ -21,7 +21,7 @@ use causeway_crds::config::BridgeConfig;
 use causeway_pipeline::CompiledBridge;
 
 use super::forward::{PATH, bridge_yaml, e2e};
-use super::{Ctx, histogram_mean, manifests, or_nan, progress, say, wait_delivered};
+use super::{Ctx, cpu_per_event, histogram_mean, manifests, or_nan, progress, say, wait_delivered};
 use crate::event::event;
 use crate::load::{OpenLoop, Target, closed_loop, open_loop};
 use crate::report::{Report, Section, Table, TargetCheck, fmt_summary};
@@ -131,12 +131,7 @@ async fn measure(
     out.p50.push(or_nan(p.map(|p| p.p50)));
     out.p99.push(or_nan(p.map(|p| p.p99)));
     out.missing.push(missing as f64);
-    out.cpu_us.push(match (cpu0, cpu1) {
-        (Some(a), Some(b)) if open.ok_count() > 0 => {
-            (b - a).as_secs_f64() * 1e6 / open.ok_count() as f64
-        }
-        _ => f64::NAN,
-    });
+    out.cpu_us.push(cpu_per_event(cpu0, cpu1, open.ok_count()));
     out.call_us.push(or_nan(
         histogram_mean(&metrics, "causeway_plugin_call_duration_seconds").map(|s| s * 1e6),
     ));
@@ -285,6 +280,17 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let (mut ready_cold, mut ready_warm, mut ready_plain, mut compile_s) =
         (vec![], vec![], vec![], vec![]);
     let (mut micro_without, mut micro_with) = (vec![], vec![]);
+    // In-process host: per mode, call p50/p99/mean (µs), first call, apply cold and warm (ms).
+    #[derive(Default)]
+    struct HostFig {
+        p50: Vec<f64>,
+        p99: Vec<f64>,
+        mean: Vec<f64>,
+        first: Vec<f64>,
+        cold: Vec<f64>,
+        warm: Vec<f64>,
+    }
+    let mut host_fig: [HostFig; 2] = Default::default();
     let mut notes = Vec::new();
     for run in 0..ctx.runs {
         for v in [
@@ -320,6 +326,44 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         fl_p50.push(a);
         fl_mean.push(b);
         p.terminate(Duration::from_secs(5));
+
+        // The plugin host in-process, pooling and on-demand; cold then warm compile cache.
+        let n = if ctx.quick { 500 } else { 2000 };
+        for (i, mode) in [
+            causeway_plugins::PoolingMode::Auto,
+            causeway_plugins::PoolingMode::Off,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let cache = ctx.dir("pipeline", run, &format!("host-{i}")).join("cache");
+            let cold = host_calls(mode, &cache, &wasm, n).await?;
+            let warm = host_calls(mode, &cache, &wasm, 1).await?;
+            let want = if i == 0 { "pooling" } else { "ondemand" };
+            if cold.allocator != want {
+                notes.push(format!(
+                    "run {run}: in-process host ran with allocator {}, not {want}",
+                    cold.allocator
+                ));
+            }
+            let f = &mut host_fig[i];
+            f.first.push(
+                cold.calls_ns
+                    .first()
+                    .map_or(f64::NAN, |&ns| ns as f64 / 1e3),
+            );
+            let mut rest: Vec<u64> = cold.calls_ns.iter().skip(1).map(|ns| ns / 1000).collect();
+            f.mean.push(if rest.is_empty() {
+                f64::NAN
+            } else {
+                rest.iter().sum::<u64>() as f64 / rest.len() as f64
+            });
+            let p = Percentiles::of(&mut rest);
+            f.p50.push(or_nan(p.map(|p| p.p50)));
+            f.p99.push(or_nan(p.map(|p| p.p99)));
+            f.cold.push(cold.apply_ms);
+            f.warm.push(warm.apply_ms);
+        }
 
         // Cold and warm compile cache: time to ready of a worker with the step.
         let dir = ctx.dir("pipeline", run, "cold-cache");
@@ -405,6 +449,39 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             "µs",
             wasm_floor,
         );
+    let [hp, ho] = host_fig;
+    let mut host = Table::new(
+        "The plugin host in-process (`causeway-plugins`, as the worker builds it), one call at a time, no HTTP, no store",
+    );
+    host.add("call, pooling, p50", "µs", hp.p50.clone())
+        .add("call, pooling, p99", "µs", hp.p99)
+        .add("call, pooling, mean", "µs", hp.mean)
+        .add("call, on-demand, p50", "µs", ho.p50.clone())
+        .add("call, on-demand, p99", "µs", ho.p99)
+        .add("call, on-demand, mean", "µs", ho.mean)
+        .add(
+            "on-demand − pooling, p50 (paired)",
+            "µs",
+            paired_differences(&ho.p50, &hp.p50),
+        )
+        .add("first call after apply, pooling", "µs", hp.first)
+        .add("first call after apply, on-demand", "µs", ho.first)
+        .add(
+            "apply, cold compile cache (compiles `tagger`)",
+            "ms",
+            hp.cold.clone(),
+        )
+        .add(
+            "apply, warm compile cache (loads the `.cwasm`)",
+            "ms",
+            hp.warm.clone(),
+        )
+        .add(
+            "cold − warm apply (paired)",
+            "ms",
+            paired_differences(&hp.cold, &hp.warm),
+        );
+    let host_p50 = Summary::of(&hp.p50);
     let mut design = Table::new("What the design choices buy");
     design
         .add(
@@ -457,9 +534,10 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     report.targets.push(TargetCheck {
         target: "Plugin step ≤ 50 µs p50 added".into(),
         measured: format!(
-            "{} µs added end to end (plugin call alone: {} µs mean)",
+            "{} µs added end to end at {:.0}/s; the host call alone {} µs p50 in-process",
             fmt_summary(added),
-            fmt_summary(Summary::of(&step.call_us))
+            ctx.forward_rate,
+            fmt_summary(host_p50)
         ),
         met: added.map(|s| s.median <= 50.0),
     });
@@ -475,7 +553,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
              steps run, and the new body with its delivery jobs after), which the end-to-end figure includes.",
             ctx.forward_rate, NO_POOLING_KIB
         ),
-        tables: vec![t3, floor, design],
+        tables: vec![t3, host, floor, design],
         notes,
     });
 
@@ -531,4 +609,87 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         notes: vec![],
     });
     Ok(())
+}
+
+/// What one in-process host measurement gives.
+pub struct HostCalls {
+    /// `PluginHost::apply` of one plugin (compile or cache load, `InstancePre`).
+    pub apply_ms: f64,
+    /// Sequential `PluginHost::call`s of `tagger` with a 1 KiB event, ns each.
+    pub calls_ns: Vec<u64>,
+    pub allocator: String,
+}
+
+/// The plugin host on its own, as the worker builds it (same crate, same options), with
+/// calls made one at a time: the cost of a plugin call without HTTP, store or queueing.
+pub async fn host_calls(
+    pooling: causeway_plugins::PoolingMode,
+    cache_dir: &Path,
+    wasm: &Path,
+    n: usize,
+) -> anyhow::Result<HostCalls> {
+    use causeway_plugins::{HostOptions, MemoryKv, PluginHost, PluginRef};
+    let registry = prometheus::Registry::new();
+    let host = PluginHost::new(HostOptions {
+        cache_dir: cache_dir.to_path_buf(),
+        pooling,
+        kv: std::sync::Arc::new(MemoryKv::new()),
+        registry: registry.clone(),
+    })
+    .map_err(|e| anyhow!("plugin host: {e}"))?;
+    let inv = causeway_crds::manifest::load_str(&plugin_yaml(wasm), Path::new("bench.yaml"))
+        .map_err(|e| anyhow!("{e}"))?;
+    let cfg = causeway_crds::render(
+        &inv,
+        &causeway_crds::Scope::All,
+        &causeway_crds::RenderContext::default(),
+    )
+    .config;
+    let t = Instant::now();
+    let report = host.apply(&cfg).await;
+    let apply_ms = t.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(report.errors.is_empty(), "apply: {:?}", report.errors);
+    let target = PluginRef::new("default", "tagger");
+    let mut calls_ns = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let req = http::Request::post("/")
+            .header("content-type", "application/json")
+            .header("causeway-event-id", format!("bench-{i}"))
+            .header("causeway-bridge", "default/forward")
+            .body(event(i))?;
+        let t = Instant::now();
+        let resp = host
+            .call(&target, req)
+            .await
+            .map_err(|e| anyhow!("call: {e}"))?;
+        calls_ns.push(t.elapsed().as_nanos() as u64);
+        anyhow::ensure!(resp.status() == 200, "tagger answered {}", resp.status());
+        if i == 0 {
+            anyhow::ensure!(
+                resp.body().windows(13).any(|w| w == b"\"tagged\":true"),
+                "tagger did not tag: {:?}",
+                resp.body()
+            );
+        }
+    }
+    let metrics = {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).to_string()
+    };
+    let allocator = ["pooling", "ondemand"]
+        .iter()
+        .find(|k| {
+            crate::sut::metric_has(
+                &metrics,
+                &format!("causeway_plugin_allocator{{kind=\"{k}\"}} 1"),
+            )
+        })
+        .map_or("unknown".to_string(), |s| s.to_string());
+    Ok(HostCalls {
+        apply_ms,
+        calls_ns,
+        allocator,
+    })
 }
