@@ -24,8 +24,10 @@ use sut::Paths;
 
 const USAGE: &str = "usage: bench run [--only 1,2,3,4,5,6,7] [--out BENCHMARKS.md] [--work DIR]
        bench host-calls [N] [on-demand]   (in-process plugin calls only, for profiling)
+       bench notes [BENCHMARKS.md]        (refresh the report's copy of bench/notes.md)
   BENCH_QUICK=1          2 runs of 2 s instead of 5 runs of 5 s
   BENCH_RUNS, BENCH_SECS, BENCH_CONNS, BENCH_INGEST_RATE, BENCH_FORWARD_RATE, BENCH_CRASH_RATE  override
+  BENCH_OPERATOR=1       also scenario 7 (starts the e2e stack: minutes)
   CAUSEWAY_CACHE         where nginx and wasmtime are (default ~/.cache/causeway)";
 
 struct Args {
@@ -179,10 +181,33 @@ fn host_calls_cli(args: &[String]) -> ExitCode {
     }
 }
 
+/// `bench notes [FILE]`: copy `bench/notes.md` into a written report (default
+/// BENCHMARKS.md), replacing the notes it has.
+fn notes_cli(args: &[String]) -> ExitCode {
+    let out = PathBuf::from(args.get(1).map_or("BENCHMARKS.md", String::as_str));
+    let Ok(paths) = paths(None) else {
+        return ExitCode::FAILURE;
+    };
+    let notes = std::fs::read_to_string(paths.repo.join("bench/notes.md")).unwrap_or_default();
+    let updated = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|r| report::replace_notes(&r, &notes));
+    match updated.map(|text| std::fs::write(&out, text)) {
+        Some(Ok(())) => ExitCode::SUCCESS,
+        _ => {
+            eprintln!("bench: {} is missing or has no notes marker", out.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `bench run …`: see [`USAGE`].
 pub fn run_cli(args: Vec<String>) -> ExitCode {
     if args.first().map(String::as_str) == Some("host-calls") {
         return host_calls_cli(&args);
+    }
+    if args.first().map(String::as_str) == Some("notes") {
+        return notes_cli(&args);
     }
     let args = match parse(&args) {
         Ok(a) => a,
@@ -287,10 +312,7 @@ async fn run_all(ctx: Ctx, only: &[u32]) -> Report {
             }
             5 => scenarios::density::run(&ctx, &mut report).await,
             6 => scenarios::crash::run(&ctx, &mut report).await,
-            7 => {
-                scenarios::operator::todo(&mut report, OPERATOR_TODO);
-                Ok(())
-            }
+            7 => scenarios::operator::run(&ctx, &mut report),
             _ => Err(anyhow::anyhow!("no scenario {s}")),
         };
         match result {
@@ -314,7 +336,3 @@ async fn run_all(ctx: Ctx, only: &[u32]) -> Report {
     report.elapsed_secs = started.elapsed().as_secs_f64();
     report
 }
-
-const OPERATOR_TODO: &str = "The harness does not drive the e2e control plane yet: bringing the stack up from `make bench` \
-    (etcd, kube-apiserver, kube-controller-manager, pod runner, Helm install of the operator) needs its own `E2E_DIR` and \
-    several minutes on this machine, and the e2e stack was still being written when these figures were taken.";

@@ -82,6 +82,15 @@ pub struct Report {
     pub notes: String,
 }
 
+/// Everything after this line in BENCHMARKS.md is `bench/notes.md`.
+pub const NOTES_MARKER: &str = "<!-- The rest is bench/notes.md (hand-written); `bench notes` refreshes it without a new run. -->";
+
+/// Replace what follows [`NOTES_MARKER`] in a written report with `notes`.
+pub fn replace_notes(report: &str, notes: &str) -> Option<String> {
+    let at = report.find(NOTES_MARKER)? + NOTES_MARKER.len();
+    Some(format!("{}\n{}\n", &report[..at], notes.trim()))
+}
+
 /// A number with a sensible number of digits for its size.
 pub fn fmt_num(x: f64) -> String {
     if !x.is_finite() {
@@ -237,6 +246,8 @@ impl Report {
                 out.push('\n');
             }
         }
+        out.push_str(NOTES_MARKER);
+        out.push('\n');
         if !self.notes.trim().is_empty() {
             out.push_str(self.notes.trim());
             out.push('\n');
@@ -248,6 +259,19 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notes_are_replaced_after_the_marker() {
+        let r = Report {
+            notes: "old".into(),
+            ..Report::default()
+        }
+        .markdown();
+        let new = replace_notes(&r, "new notes").unwrap();
+        assert!(new.ends_with(&format!("{NOTES_MARKER}\nnew notes\n")));
+        assert!(!new.contains("old"));
+        assert_eq!(replace_notes("no marker", "x"), None);
+    }
 
     #[test]
     fn numbers_are_readable() {

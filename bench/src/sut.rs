@@ -429,6 +429,15 @@ impl Worker {
     pub fn stop(&mut self) {
         self.proc.terminate(Duration::from_secs(15));
     }
+
+    /// Stop and delete the data dir (a closed-loop run stores hundreds of MB); the log
+    /// stays. `BENCH_KEEP_DATA=1` keeps it.
+    pub fn discard(&mut self) {
+        self.stop();
+        if std::env::var("BENCH_KEEP_DATA").map_or(true, |v| v.is_empty() || v == "0") {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
 }
 
 /// Baseline 1: `http-floor`.

@@ -93,7 +93,11 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             .max()
             .unwrap_or(t_end_load);
         drain_all_ms.push((last as f64 - t_end_load as f64) / 1e6);
-        w.stop();
+        if missing == 0 {
+            w.discard()
+        } else {
+            w.stop()
+        }
         if missing > 0 {
             notes.push(format!("run {run}: {missing} acknowledged events never reached the sink (data dir kept: {})", dir.display()));
         }

@@ -178,6 +178,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let (mut ready_one, mut ready_bridges, mut ready_cold, mut ready_warm) =
         (vec![], vec![], vec![], vec![]);
     let (mut swap_s, mut observed_s) = (vec![], vec![]);
+    let mut rss_swapped3 = vec![];
     let mut notes = vec![];
     for run in 0..ctx.runs {
         let dir = ctx.dir("density", run, "one");
@@ -190,7 +191,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         .await?;
         ready_one.push(w.ready_after.as_secs_f64() * 1e3);
         rss_one.push(settled_rss(&w).await);
-        w.stop();
+        w.discard();
 
         let dir = ctx.dir("density", run, "bridges");
         let mut w = Worker::start(
@@ -203,7 +204,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         ready_bridges.push(w.ready_after.as_secs_f64() * 1e3);
         rss_bridges.push(settled_rss(&w).await);
         let loaded = w.config_version().await.is_some();
-        w.stop();
+        w.discard();
         anyhow::ensure!(
             loaded,
             "the worker with {BRIDGES} bridges has no configuration"
@@ -224,7 +225,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         if run == 0 {
             notes.push(format!("The full configuration loaded {n_bridges} bridges and {n_plugins} ready plugins with {errors} errors."));
         }
-        match swap(&w, &m, run as u32 + 1).await {
+        match swap(&w, &m, 100 * run as u32 + 1).await {
             Ok((s, o)) => {
                 swap_s.push(s * 1e3);
                 observed_s.push(o * 1e3);
@@ -236,9 +237,26 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             }
         }
         rss_swapped.push(settled_rss(&w).await);
+        // Two more swaps: does RSS keep growing (a leak) or stay at its high-water mark?
+        let mut more = Ok((0.0, 0.0));
+        let swaps = std::env::var("BENCH_SWAPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3u32);
+        for g in 2..=swaps.max(2) {
+            more = swap(&w, &m, 100 * run as u32 + g).await;
+            if more.is_err() {
+                break;
+            }
+        }
+        rss_swapped3.push(if more.is_ok() {
+            settled_rss(&w).await
+        } else {
+            f64::NAN
+        });
         w.stop();
         ready_warm.push(w.restart().await?.as_secs_f64() * 1e3);
-        w.stop();
+        w.discard();
         say(format!(
             "density run {run}: ready {:.0} ms cold / {:.0} ms warm, swap {:.0} ms, RSS {:.0} MiB",
             ready_cold[run], ready_warm[run], swap_s[run], rss_full[run]
@@ -289,6 +307,11 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             rss_full.clone(),
         )
         .add("RSS after the swap", "MiB", rss_swapped)
+        .add(
+            "RSS after the last swap (3 swaps in all; `BENCH_SWAPS` to change)",
+            "MiB",
+            rss_swapped3,
+        )
         .add("RSS per idle bridge", "KiB", per_bridge)
         .add(
             "RSS per plugin (same component, 100 names)",

@@ -153,7 +153,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         let a = ack_percentiles(&open);
         ack_p50.push(or_nan(a.map(|p| p.p50)));
         ack_p99.push(or_nan(a.map(|p| p.p99)));
-        w.stop();
+        w.discard();
         say(format!(
             "forward run {run}: causeway in {:.0}/s, delivered {:.0}/s, backlog slope {:.0}/s; e2e p50 {:.0} µs",
             cw_in[run], cw_out[run], cw_slope[run], cw_p50[run]

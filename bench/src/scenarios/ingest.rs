@@ -106,7 +106,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         };
         let open = open_loop(&t, plan, progress()).await;
         cw.push_open(&open);
-        w.stop();
+        w.discard();
         say(format!(
             "ingest run {run}: causeway {:.0} req/s max, p50 {:.0} µs at {}/s",
             cw.max[run], cw.p50[run], ctx.ingest_rate

@@ -126,7 +126,7 @@ async fn measure(
         say(format!("profile: {}", p.display()));
     }
     let metrics = w.metrics().await;
-    w.stop();
+    w.discard();
     let (p, missing) = e2e(&open, sink);
     out.p50.push(or_nan(p.map(|p| p.p50)));
     out.p99.push(or_nan(p.map(|p| p.p99)));
@@ -363,6 +363,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             f.p99.push(or_nan(p.map(|p| p.p99)));
             f.cold.push(cold.apply_ms);
             f.warm.push(warm.apply_ms);
+            let _ = std::fs::remove_dir_all(&cache);
         }
 
         // Cold and warm compile cache: time to ready of a worker with the step.
@@ -376,12 +377,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         ));
         w.stop();
         ready_warm.push(w.restart().await?.as_secs_f64() * 1e3);
-        w.stop();
+        w.discard();
         let dir = ctx.dir("pipeline", run, "plain-start");
         let m = manifests(&dir, &yaml_for(Variant::Plain, ctx, &sink))?;
         let mut w = Worker::start(&ctx.paths, &dir, &m, WorkerOpts::default()).await?;
         ready_plain.push(w.ready_after.as_secs_f64() * 1e3);
-        w.stop();
+        w.discard();
 
         // Scenario 4 in-process.
         let n = if ctx.quick { 20_000 } else { 100_000 };

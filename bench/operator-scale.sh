@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Scenario 7, operator scale: apply N Bridges at once to the e2e stack and measure the time
+# until all are Ready, the API requests made meanwhile, and the operator's RSS.
+#
+#   bench/operator-scale.sh [RUNS]      (run by `bench run` for scenario 7)
+#
+# Starts the e2e stack with its own E2E_DIR (default target/bench-e2e) unless one is up
+# there, and stops it afterwards if it started it (e2e/controlplane/down.sh: by PID).
+# Each run uses a fresh namespace, deleted afterwards. Prints one `key=value` line per
+# figure and run (`run=<i> ready_s=… requests=… …`) on stdout; progress on stderr.
+#
+# Env: BENCH_E2E_DIR, BENCH_OPERATOR_BRIDGES (1000), BENCH_OPERATOR_TIMEOUT (s, 600).
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUNS=${1:-1}
+N=${BENCH_OPERATOR_BRIDGES:-1000}
+TIMEOUT=${BENCH_OPERATOR_TIMEOUT:-600}
+export E2E_DIR=${BENCH_E2E_DIR:-$REPO/target/bench-e2e}
+say() { printf '[operator-scale] %s\n' "$*" >&2; }
+
+started=0
+if [[ -f $E2E_DIR/env.sh ]] && (source "$E2E_DIR/env.sh" && kubectl get --raw /readyz >/dev/null 2>&1); then
+  say "e2e stack already up in $E2E_DIR"
+else
+  say "starting the e2e stack in $E2E_DIR (e2e/up.sh)"
+  started=1
+  "$REPO/e2e/up.sh" >&2
+fi
+stop_stack() {
+  if [[ $started == 1 ]]; then
+    say "stopping the e2e stack it started"
+    "$REPO/e2e/controlplane/down.sh" >&2 || true
+  fi
+}
+trap stop_stack EXIT
+# shellcheck source=/dev/null
+source "$E2E_DIR/env.sh"
+
+# Sum of apiserver_request_total, in total and for the causeway.dev group.
+requests() {
+  kubectl get --raw /metrics | awk '
+    /^apiserver_request_total\{/ { total += $NF; if ($0 ~ /group="causeway.dev"/) cw += $NF }
+    END { printf "%d %d\n", total, cw }'
+}
+
+operator_pid() {
+  local f
+  for f in "$E2E_DIR"/pods/causeway-system_*/*.pid; do
+    [[ -f $f ]] || continue
+    local pid
+    pid=$(cat "$f")
+    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q causeway-operator; then
+      echo "$pid"
+      return
+    fi
+  done
+}
+
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo nan; }
+
+for run in $(seq 0 $((RUNS - 1))); do
+  ns=bench-scale-$run-$$
+  dir=$E2E_DIR/bench/$ns
+  mkdir -p "$dir"
+  {
+    for i in $(seq -w 0 $((N - 1))); do
+      printf -- '---\napiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {name: b%s, namespace: %s}\nspec:\n  destinations:\n  - name: out\n    url: "http://127.0.0.1:9/b%s"\n' "$i" "$ns" "$i"
+    done
+  } >"$dir/bridges.yaml"
+  kubectl create namespace "$ns" >/dev/null
+  op=$(operator_pid)
+  rss_before=$( [[ -n $op ]] && rss_mib "$op" || echo nan)
+  read -r total0 cw0 < <(requests)
+  t0=$(date +%s.%N)
+  kubectl apply --server-side -f "$dir/bridges.yaml" >/dev/null
+  t_applied=$(date +%s.%N)
+  polls=0
+  ready=0
+  rss_peak=$rss_before
+  while :; do
+    polls=$((polls + 1))
+    ready=$(kubectl get bridges.causeway.dev -n "$ns" -o json |
+      jq '[.items[] | select(any(.status.conditions[]?; .type == "Ready" and .status == "True"))] | length')
+    if [[ -n $op ]]; then
+      r=$(rss_mib "$op")
+      rss_peak=$(awk -v a="$rss_peak" -v b="$r" 'BEGIN { if (a == "nan" || b + 0 > a + 0) print b; else print a }')
+    fi
+    [[ $ready -ge $N ]] && break
+    if awk -v t0="$t0" -v now="$(date +%s.%N)" -v lim="$TIMEOUT" 'BEGIN { exit !(now - t0 > lim) }'; then
+      say "run $run: only $ready of $N Ready after ${TIMEOUT}s"
+      break
+    fi
+    sleep 1
+  done
+  t1=$(date +%s.%N)
+  read -r total1 cw1 < <(requests)
+  rss_after=$( [[ -n $op ]] && rss_mib "$op" || echo nan)
+  ready_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  apply_s=$(awk -v a="$t0" -v b="$t_applied" 'BEGIN { printf "%.2f", b - a }')
+  # The harness's own requests: N applies plus one list per poll (and two metric reads).
+  echo "run=$run bridges=$N ready=$ready ready_s=$ready_s apply_s=$apply_s requests=$((total1 - total0)) causeway_requests=$((cw1 - cw0)) own_requests=$((N + polls + 2)) polls=$polls operator_rss_before_mib=$rss_before operator_rss_peak_mib=$rss_peak operator_rss_after_mib=$rss_after"
+  say "run $run: $ready/$N Ready after ${ready_s}s"
+  kubectl delete namespace "$ns" --wait=false >/dev/null || true
+done
