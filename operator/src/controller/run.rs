@@ -14,7 +14,7 @@ use std::time::Duration;
 use causeway_crds::config::pool_of;
 use causeway_crds::{Bridge, Plugin, WorkerPool};
 use futures::channel::mpsc::{unbounded, UnboundedSender};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
@@ -230,29 +230,52 @@ pub async fn run_controllers(
         spawn_events(cms, "ConfigMap", Box::new(move |c: &PartialObjectMeta<ConfigMap>, _| w.all_in(c.metadata.namespace.clone())));
     }
 
-    // Mark synced once every store has listed.
+    // Mark synced once every store has listed. A store that has not listed after a while is
+    // named in a warning (and again every 30 s), so a stuck watch is visible in the log.
+    //
+    // The stores are polled, not awaited: `Store::wait_until_ready` wakes only the task that
+    // polled it last (one oneshot waker per store), and each controller waits on the same
+    // store. Awaiting it here too lost the race at random and left the operator unsynced for
+    // good (seen on a fresh control plane). Polling `now_or_never` reads the flag instead.
     {
         let ctx2 = ctx.clone();
-        let (p, b, pl, po, c, bu, a, s) = (pools.clone(), bridges.clone(), plugins.clone(), pods.clone(), claims, budgets, autoscalers, service_accounts);
+        let (p, b, pl, po) = (pools.clone(), bridges.clone(), plugins.clone(), pods.clone());
         tokio::spawn(async move {
-            let waited = futures::future::try_join_all([
-                Box::pin(p.wait_until_ready()) as std::pin::Pin<Box<dyn Future<Output = Result<(), reflector::store::WriterDropped>> + Send>>,
-                Box::pin(b.wait_until_ready()),
-                Box::pin(pl.wait_until_ready()),
-                Box::pin(po.wait_until_ready()),
-                Box::pin(c.wait_until_ready()),
-                Box::pin(bu.wait_until_ready()),
-                Box::pin(a.wait_until_ready()),
-                Box::pin(s.wait_until_ready()),
-            ])
-            .await;
-            match waited {
-                Ok(_) => {
-                    ctx2.synced.store(true, Ordering::SeqCst);
-                    tracing::info!("caches synced; reconciling");
+            let started = std::time::Instant::now();
+            let mut warned_at = Duration::ZERO;
+            loop {
+                let waiting: Vec<&'static str> = [
+                    ("WorkerPool", p.wait_until_ready().now_or_never()),
+                    ("Bridge", b.wait_until_ready().now_or_never()),
+                    ("Plugin", pl.wait_until_ready().now_or_never()),
+                    ("Pod", po.wait_until_ready().now_or_never()),
+                    ("PersistentVolumeClaim", claims.wait_until_ready().now_or_never()),
+                    ("PodDisruptionBudget", budgets.wait_until_ready().now_or_never()),
+                    ("HorizontalPodAutoscaler", autoscalers.wait_until_ready().now_or_never()),
+                    ("ServiceAccount", service_accounts.wait_until_ready().now_or_never()),
+                ]
+                .into_iter()
+                .filter_map(|(kind, r)| match r {
+                    Some(Ok(())) => None,
+                    Some(Err(e)) => {
+                        tracing::error!(kind, error = %e, "a cache writer stopped before it listed");
+                        Some(kind)
+                    }
+                    None => Some(kind),
+                })
+                .collect();
+                if waiting.is_empty() {
+                    break;
                 }
-                Err(e) => tracing::error!(error = %e, "a cache writer stopped before it synced"),
+                let elapsed = started.elapsed();
+                if elapsed >= warned_at + Duration::from_secs(if warned_at.is_zero() { 10 } else { 30 }) {
+                    warned_at = elapsed;
+                    tracing::warn!(waiting = ?waiting, after_s = elapsed.as_secs(), "caches not listed yet; not reconciling");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            ctx2.synced.store(true, Ordering::SeqCst);
+            tracing::info!(after_ms = started.elapsed().as_millis() as u64, "caches synced; reconciling");
         });
     }
 
