@@ -21,9 +21,11 @@ use crate::common::{NamedValue, SecretKeyRef};
     shortname = "br",
     category = "causeway",
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Pool", type_ = "string", json_path = ".status.pool"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = 1),
     doc = "A webhook bridge: an inbound endpoint, its verification, filter, plugin steps and destinations."
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

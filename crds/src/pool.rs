@@ -26,9 +26,11 @@ use crate::common::SecretKeyRef;
         label_selector_path = ".status.selector"
     ),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Storage", type_ = "string", json_path = ".spec.storage.type"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = 1),
     doc = "A pool of identical Causeway worker pods.",
     validation = kube::core::Rule::new("size(self.metadata.name) <= 54").message("a WorkerPool name has at most 54 characters")
 )]

@@ -141,9 +141,9 @@ fn names_columns_and_subresources() {
     let all = crd::all();
     let get = |name: &str| serde_json::to_value(&all.iter().find(|(f, _)| *f == name).unwrap().1).unwrap();
     for (file, short, cols) in [
-        ("bridges.yaml", "br", vec!["Ready", "Pool", "URL", "Age"]),
-        ("plugins.yaml", "plg", vec!["Ready", "Digest", "Pool", "Age"]),
-        ("workerpools.yaml", "wpool", vec!["Ready", "Replicas", "Storage", "Age"]),
+        ("bridges.yaml", "br", vec!["Ready", "Reason", "Pool", "URL", "Age", "Message"]),
+        ("plugins.yaml", "plg", vec!["Ready", "Reason", "Digest", "Pool", "Age", "Message"]),
+        ("workerpools.yaml", "wpool", vec!["Ready", "Reason", "Replicas", "Storage", "Age", "Message"]),
     ] {
         let v = get(file);
         assert_eq!(v["spec"]["group"], "causeway.dev");
