@@ -10,7 +10,7 @@ dev: plugins
 	$(CARGO) run --release --bin causeway -- up -f examples/quickstart
 
 ## test: every test: unit and integration, CRD drift, then the e2e suite
-test: plugins registry crds-check unit
+test: plugins registry crds-check unit e2e
 
 # A real OCI registry on loopback for the plugin host's OCI tests (unpacked, not installed).
 registry:

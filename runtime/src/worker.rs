@@ -456,8 +456,10 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         let shared = shared.clone();
         let stop = shutdown.clone();
         let print = opts.print_urls;
+        // No `mark_unchanged` here: the receiver starts with `first` already seen, and the
+        // source may have published a newer version by the time this task first runs
+        // (marking then would skip it for good).
         tokio::spawn(async move {
-            rx.mark_unchanged();
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
