@@ -83,12 +83,12 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             }
         }
         let now = now_ms();
+        let claimed = |k: &JobKey| inflight.lock().is_ok_and(|s| s.contains(k));
         let hold = |j: &JobRecord| {
-            inflight.lock().is_ok_and(|s| s.contains(&j.key()))
-                || shared.is_suspended(&j.bridge)
+            shared.is_suspended(&j.bridge)
                 || (j.index != STEPS_JOB && shared.is_paused(&j.bridge, &j.destination))
         };
-        let due = match shared.store.due_jobs(now, CLAIM_BATCH, &hold).await {
+        let due = match shared.store.due_jobs(now, CLAIM_BATCH, &claimed, &hold).await {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "cannot read due jobs");

@@ -492,6 +492,7 @@ impl Store for EmbeddedStore {
         &self,
         now_ms: u64,
         limit: usize,
+        claimed: &(dyn Fn(&JobKey) -> bool + Sync),
         hold: &(dyn Fn(&JobRecord) -> bool + Sync),
     ) -> StoreFuture<DueJobs> {
         let res = self.read(|tx| {
@@ -508,6 +509,9 @@ impl Store for EmbeddedStore {
                 if out.jobs.len() >= limit {
                     out.next_due_ms = Some(now_ms);
                     break;
+                }
+                if claimed(&JobKey { event: EventId::from_u128(event), index }) {
+                    continue;
                 }
                 let Some(raw) = jobs.get((event, index)).map_err(eng("jobs"))? else {
                     continue;

@@ -43,10 +43,14 @@ pub trait Store: Send + Sync + 'static {
     fn append(&self, event: NewEvent) -> StoreFuture<Appended>;
     /// Jobs due at `now_ms` (at most `limit`, oldest due first) that `hold` does not hold
     /// back, and the due time of the first job after `now_ms` (or held back).
+    ///
+    /// `claimed` is asked first, with the job's key only, so that jobs already in flight
+    /// cost no read or decode of their record; `hold` then sees the decoded record.
     fn due_jobs(
         &self,
         now_ms: u64,
         limit: usize,
+        claimed: &(dyn Fn(&JobKey) -> bool + Sync),
         hold: &(dyn Fn(&JobRecord) -> bool + Sync),
     ) -> StoreFuture<DueJobs>;
     /// Record one attempt and what follows it, in one transaction.
