@@ -231,10 +231,15 @@ pub fn bridge_status(bridge: &Bridge, pool_exists: bool, obs: Option<&PoolObserv
             accepted = (false, p.reason.clone(), p.message.clone());
             ready = accepted.clone();
         } else if obs.bridges.get(&name) == Some(&generation_) {
-            accepted = (true, condition::ACCEPTED.into(), format!("rendered into config version {} of pool {pool}", obs.desired_version));
             if previous.observed_generation != generation_ || config_version.is_none() {
                 config_version = Some(obs.desired_version.clone());
             }
+            // The version that first rendered this generation, not the pool's latest: a
+            // message that changed with every render of the pool rewrote the status of
+            // every bridge in it each time (≈10 writes per bridge for 1,000 bridges applied
+            // at once, bench scenario 7).
+            let version = config_version.clone().unwrap_or_else(|| obs.desired_version.clone());
+            accepted = (true, condition::ACCEPTED.into(), format!("rendered into config version {version} of pool {pool}"));
             if bridge.spec.suspend {
                 ready = (false, reason::SUSPENDED.into(), "suspended: not listening, deliveries held".into());
             } else {

@@ -226,3 +226,36 @@ fn plugin_in_a_missing_pool_or_unused() {
     // No pool has rendered generation 2 yet: nothing to say.
     assert!(plugin_status(&plugin("p", 2, None), &pools, &[&a], &t(1)).is_none());
 }
+
+#[test]
+fn a_bridge_status_does_not_change_when_only_other_bridges_changed_the_pool() {
+    let mut b = bridge("orders", 2, None);
+    let mut o = obs("default");
+    o.seen.insert((Kind::Bridge, "orders".into()), Some(2));
+    o.bridges.insert("orders".into(), Some(2));
+    let report = |v: &str| WorkerReport {
+        version: Some(v.into()),
+        bridges: vec![ItemReport { namespace: "shop".into(), name: "orders".into(), generation: Some(2), error: None }],
+        ..WorkerReport::default()
+    };
+    o.pods = vec![pod("a", report("v2"))];
+    let first = bridge_status(&b, true, Some(&o), &t(10)).unwrap();
+    assert_eq!(cond(&first.conditions, "Ready").status, "True");
+    b.status = Some(first.clone());
+
+    // Another bridge was added: the pool renders v3, this bridge is unchanged.
+    o.desired_version = "v3".into();
+    o.pods = vec![pod("a", report("v3"))];
+    let again = bridge_status(&b, true, Some(&o), &t(20)).unwrap();
+    assert_eq!(again, first, "no status write for a bridge that did not change");
+    assert!(cond(&again.conditions, "Accepted").message.contains("v2"));
+
+    // Its own edit is rendered into v4: now the status says so.
+    b.metadata.generation = Some(3);
+    o.desired_version = "v4".into();
+    o.seen.insert((Kind::Bridge, "orders".into()), Some(3));
+    o.bridges.insert("orders".into(), Some(3));
+    let edited = bridge_status(&b, true, Some(&o), &t(30)).unwrap();
+    assert_eq!(edited.config_version.as_deref(), Some("v4"));
+    assert!(cond(&edited.conditions, "Accepted").message.contains("v4"));
+}
