@@ -69,7 +69,7 @@ impl Machine {
         // The worker is built from the working tree: say when it differs from the commit.
         let dirty = !run(
             "git",
-            &["status", "--porcelain", "--", "runtime", "crds"],
+            &["status", "--porcelain", "--", "runtime", "crds", "operator"],
             Some(&paths.repo),
         )
         .is_empty();
@@ -98,7 +98,7 @@ impl Machine {
             load_before: loadavg(),
             load_after: String::new(),
             causeway_rev: if dirty {
-                format!("{rev} + uncommitted changes in runtime/ or crds/")
+                format!("{rev} + uncommitted changes in runtime/, crds/ or operator/")
             } else {
                 rev
             },
