@@ -101,6 +101,35 @@ pub struct WorkerPoolSpec {
     /// How long events are kept, and how much disk they may use.
     #[serde(default)]
     pub retention: Retention,
+
+    /// Network settings of the pool's workers.
+    #[serde(default, skip_serializing_if = "Network::is_empty")]
+    pub network: Network,
+}
+
+/// Network settings of a pool.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Network {
+    /// CIDRs that destinations may reach even though they are link-local or cloud metadata
+    /// addresses, which are refused otherwise (for example `169.254.10.0/24`). Private
+    /// ranges need no entry: in-cluster services live there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend(
+        "maxItems" = 64,
+        "items" = {"type": "string", "maxLength": 64},
+        "x-kubernetes-list-type" = "set",
+        "x-kubernetes-validations" = [
+            {"rule": "self.all(c, isCIDR(c))", "message": "each entry must be a CIDR such as 169.254.10.0/24 or fd00::/64"}
+        ]
+    ))]
+    pub allowed_destination_cidrs: Vec<String>,
+}
+
+impl Network {
+    pub fn is_empty(&self) -> bool {
+        self.allowed_destination_cidrs.is_empty()
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -143,7 +172,12 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { type_: StorageType::Embedded, size: default_storage_size(), storage_class_name: None, postgres: None }
+        Storage {
+            type_: StorageType::Embedded,
+            size: default_storage_size(),
+            storage_class_name: None,
+            postgres: None,
+        }
     }
 }
 
@@ -229,7 +263,10 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { max_age: default_max_age(), max_bytes: default_max_bytes() }
+        Retention {
+            max_age: default_max_age(),
+            max_bytes: default_max_bytes(),
+        }
     }
 }
 
