@@ -15,7 +15,14 @@
 //! - url: substituted values are percent-encoded (everything but RFC 3986 unreserved
 //!   characters), except an `$env` reference at the very start of the url (a base url such
 //!   as `$env.BASE_URL/orders`), which is inserted as is. Event data (`$payload`, …) cannot
-//!   start the url: the sender must not choose the host. The result must be http(s).
+//!   start the url: the sender must not choose the host. No reference may appear in the
+//!   scheme or authority either (`http://$payload.host/x` is refused when compiling): a
+//!   literal url must spell its whole host, up to the first `/`, `?` or `#`. At render time
+//!   the authority of the rendered url must equal the authority of the part configuration
+//!   fixed (the `$env` base and the literal text before the first reference to event
+//!   data), so event data can neither extend a base (`.evil.example`) nor add user info or a
+//!   port, and `<plugin>.internal` targets are always the ones written. The result must be
+//!   http(s).
 //! - header values: as text; a value that then holds CR, LF or NUL is refused.
 //! - body: when the body template is valid JSON, it is a JSON template: a JSON string that
 //!   is exactly one reference becomes the typed value (number, object, …), other strings
@@ -165,10 +172,17 @@ impl DestinationTemplate {
     /// Parse a destination's url, headers, body and signing secret. Every problem is
     /// reported. `max_body_bytes` is the bridge's inbound limit (rendered bodies may be as
     /// large as that or [`MAX_BODY_BYTES`], whichever is larger).
-    pub fn compile(d: &DestinationConfig, max_body_bytes: u64) -> Result<DestinationTemplate, Vec<FieldProblem>> {
+    pub fn compile(
+        d: &DestinationConfig,
+        max_body_bytes: u64,
+    ) -> Result<DestinationTemplate, Vec<FieldProblem>> {
         let mut problems = Vec::new();
-        let mut problem =
-            |field: &str, message: String| problems.push(FieldProblem { field: field.to_string(), message });
+        let mut problem = |field: &str, message: String| {
+            problems.push(FieldProblem {
+                field: field.to_string(),
+                message,
+            })
+        };
         let at = |src: &str, e: ParseError| {
             let (l, c) = line_col(src, e.offset);
             format!("{} at line {l}, column {c}", e.message)
@@ -176,7 +190,6 @@ impl DestinationTemplate {
 
         let url = match parse_text(&d.url) {
             Ok(t) => {
-                let lower = d.url.to_ascii_lowercase();
                 match t.pieces.first() {
                     // A base url comes from configuration: event data must not choose
                     // where the request goes.
@@ -185,8 +198,34 @@ impl DestinationTemplate {
                         format!("{} cannot start the url: only an $env reference can be a base url", r.text),
                     ),
                     Some(Piece::Ref(_)) => {}
-                    _ if lower.starts_with("http://") || lower.starts_with("https://") => {}
-                    _ => {
+                    Some(Piece::Lit(first)) => match authority_of(first) {
+                        None => problem(
+                            "url",
+                            "must start with http://, https:// or a reference such as $env.BASE_URL".into(),
+                        ),
+                        // The literal must hold the whole authority: a reference right
+                        // after it would still be part of the host (or port, user info).
+                        Some(Authority { complete: false, .. }) if t.pieces.len() > 1 => {
+                            let r = t
+                                .pieces
+                                .iter()
+                                .find_map(|p| match p {
+                                    Piece::Ref(r) => Some(r.text.as_str()),
+                                    Piece::Lit(_) => None,
+                                })
+                                .unwrap_or("a reference");
+                            problem(
+                                "url",
+                                format!(
+                                    "{r} is in the scheme or host part of the url: only a leading $env reference \
+                                     (a base url such as $env.BASE_URL) may set the host; end the host with / first"
+                                ),
+                            )
+                        }
+                        Some(Authority { authority: "", .. }) => problem("url", "has no host".into()),
+                        Some(_) => {}
+                    },
+                    None => {
                         problem("url", "must start with http://, https:// or a reference such as $env.BASE_URL".into())
                     }
                 }
@@ -259,15 +298,27 @@ impl DestinationTemplate {
 
     /// The Standard Webhooks headers for one attempt of a rendered request, when this
     /// destination signs. `ts` is the attempt's Unix time in seconds.
-    pub fn sign(&self, event_id: &str, ts: i64, body: &[u8]) -> Option<[(&'static str, String); 3]> {
+    pub fn sign(
+        &self,
+        event_id: &str,
+        ts: i64,
+        body: &[u8],
+    ) -> Option<[(&'static str, String); 3]> {
         self.signing.as_ref().map(|k| k.headers(event_id, ts, body))
     }
 
     /// Render the request for one event.
-    pub fn render(&self, ctx: &EventContext, on_missing: MissingPolicy) -> Result<RenderedRequest, TemplateError> {
+    pub fn render(
+        &self,
+        ctx: &EventContext,
+        on_missing: MissingPolicy,
+    ) -> Result<RenderedRequest, TemplateError> {
         let r = Renderer { ctx, on_missing };
 
         let mut url = Out::new("url", MAX_URL_BYTES);
+        // The part of the url that configuration fixes: the leading `$env` base (inserted
+        // as is) and the literal text up to the first reference to event data.
+        let mut fixed_len: Option<usize> = None;
         for (i, piece) in self.url.pieces.iter().enumerate() {
             match piece {
                 Piece::Lit(s) => url.push(s)?,
@@ -276,6 +327,7 @@ impl DestinationTemplate {
                     if i == 0 {
                         url.push(&text)?;
                     } else {
+                        fixed_len.get_or_insert(url.buf.len());
                         let mut enc = String::with_capacity(text.len());
                         percent_encode_into(&mut enc, &text);
                         url.push(&enc)?;
@@ -283,13 +335,36 @@ impl DestinationTemplate {
                 }
             }
         }
+        let fixed_len = fixed_len.unwrap_or(url.buf.len());
         let url = url.into_string();
         let lower = url.get(..8).unwrap_or(&url).to_ascii_lowercase();
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            return Err(TemplateError::BadUrl { reason: "rendered url is not http:// or https://" });
+            return Err(TemplateError::BadUrl {
+                reason: "rendered url is not http:// or https://",
+            });
         }
         if url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            return Err(TemplateError::BadUrl { reason: "rendered url contains spaces or control characters" });
+            return Err(TemplateError::BadUrl {
+                reason: "rendered url contains spaces or control characters",
+            });
+        }
+        // The host is the one configuration chose: event data placed after the base (even
+        // percent-encoded, or unreserved characters such as `.evil.example`) must not
+        // extend or replace it.
+        let fixed = url.get(..fixed_len).and_then(authority_of);
+        let rendered = authority_of(&url);
+        match (fixed, rendered) {
+            (Some(f), Some(r)) if !f.authority.is_empty() && f.authority == r.authority => {}
+            (Some(f), _) if f.authority.is_empty() => {
+                return Err(TemplateError::BadUrl {
+                    reason: "rendered url has no host",
+                });
+            }
+            _ => {
+                return Err(TemplateError::BadUrl {
+                    reason: "event data changes the host of the url",
+                });
+            }
         }
 
         let mut headers = Vec::with_capacity(self.headers.len() + 1);
@@ -299,7 +374,9 @@ impl DestinationTemplate {
             r.render_text(t, &field, &mut out)?;
             let value = out.into_string();
             if value.contains(['\r', '\n', '\0']) {
-                return Err(TemplateError::HeaderInjection { header: name.clone() });
+                return Err(TemplateError::HeaderInjection {
+                    header: name.clone(),
+                });
             }
             headers.push((name.clone(), value));
         }
@@ -331,7 +408,49 @@ impl DestinationTemplate {
             }
         };
 
-        Ok(RenderedRequest { url, method: self.method.clone(), headers, body })
+        Ok(RenderedRequest {
+            url,
+            method: self.method.clone(),
+            headers,
+            body,
+        })
+    }
+}
+
+/// The authority (user info, host, port) of an http(s) url, as a WHATWG parser (the one
+/// the HTTP client uses) delimits it for these schemes: it ends at `/`, a backslash, `?` or `#`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Authority<'a> {
+    authority: &'a str,
+    /// A delimiter ends it (otherwise it runs to the end of the text given).
+    complete: bool,
+}
+
+/// `None` unless `url` starts with `http://` or `https://` (any case).
+fn authority_of(url: &str) -> Option<Authority<'_>> {
+    let scheme_len = if url
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    {
+        7
+    } else if url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    {
+        8
+    } else {
+        return None;
+    };
+    let rest = &url[scheme_len..];
+    match rest.find(['/', '\\', '?', '#']) {
+        Some(end) => Some(Authority {
+            authority: &rest[..end],
+            complete: true,
+        }),
+        None => Some(Authority {
+            authority: rest,
+            complete: false,
+        }),
     }
 }
 
@@ -344,7 +463,11 @@ struct Out {
 
 impl Out {
     fn new(field: &str, limit: usize) -> Out {
-        Out { field: field.to_string(), limit, buf: Vec::new() }
+        Out {
+            field: field.to_string(),
+            limit,
+            buf: Vec::new(),
+        }
     }
 
     fn push(&mut self, s: &str) -> Result<(), TemplateError> {
@@ -356,12 +479,16 @@ impl Out {
     }
 
     fn too_large(&self) -> TemplateError {
-        TemplateError::TooLarge { field: self.field.clone(), limit: self.limit }
+        TemplateError::TooLarge {
+            field: self.field.clone(),
+            limit: self.limit,
+        }
     }
 
     /// Every push is a `&str` (or serde_json output, which is UTF-8).
     fn into_string(self) -> String {
-        String::from_utf8(self.buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        String::from_utf8(self.buf)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -398,7 +525,9 @@ impl<'c, 'a> Renderer<'c, 'a> {
                 for seg in path {
                     v = match (seg, v) {
                         (Seg::Key(k), serde_json::Value::Object(o)) => o.get(k)?,
-                        (Seg::Key(k), serde_json::Value::Array(a)) => a.get(k.parse::<usize>().ok()?)?,
+                        (Seg::Key(k), serde_json::Value::Array(a)) => {
+                            a.get(k.parse::<usize>().ok()?)?
+                        }
                         (Seg::Index(i), serde_json::Value::Array(a)) => a.get(*i)?,
                         _ => return None,
                     };
@@ -407,7 +536,10 @@ impl<'c, 'a> Renderer<'c, 'a> {
             }
             RefKind::Header(h) => header_joined(ctx.headers, h).map(Resolved::Text),
             RefKind::Query(q) => query_first(ctx.query, q).map(Resolved::Text),
-            RefKind::Env(n) => ctx.env.get(n).map(|v| Resolved::Text(v.value.expose().to_string())),
+            RefKind::Env(n) => ctx
+                .env
+                .get(n)
+                .map(|v| Resolved::Text(v.value.expose().to_string())),
             RefKind::EventId => Some(Resolved::Text(ctx.event_id.to_string())),
             RefKind::EventReceivedAt => Some(Resolved::Text(ctx.received_at.to_string())),
         }
@@ -416,7 +548,10 @@ impl<'c, 'a> Renderer<'c, 'a> {
     fn missing(&self, r: &Reference, field: &str) -> Result<(), TemplateError> {
         match self.on_missing {
             MissingPolicy::Empty => Ok(()),
-            MissingPolicy::Error => Err(TemplateError::Missing { field: field.to_string(), path: r.text.clone() }),
+            MissingPolicy::Error => Err(TemplateError::Missing {
+                field: field.to_string(),
+                path: r.text.clone(),
+            }),
         }
     }
 
@@ -433,7 +568,12 @@ impl<'c, 'a> Renderer<'c, 'a> {
         }
     }
 
-    fn render_text(&self, t: &TextTemplate, field: &str, out: &mut Out) -> Result<(), TemplateError> {
+    fn render_text(
+        &self,
+        t: &TextTemplate,
+        field: &str,
+        out: &mut Out,
+    ) -> Result<(), TemplateError> {
         for piece in &t.pieces {
             match piece {
                 Piece::Lit(s) => out.push(s)?,
@@ -442,7 +582,9 @@ impl<'c, 'a> Renderer<'c, 'a> {
                     Some(Resolved::Text(s)) => out.push(&s)?,
                     Some(Resolved::Json(serde_json::Value::String(s))) => out.push(s)?,
                     Some(Resolved::Json(serde_json::Value::Null)) => {}
-                    Some(Resolved::Json(v)) => serde_json::to_writer(&mut *out, v).map_err(|_| out.too_large())?,
+                    Some(Resolved::Json(v)) => {
+                        serde_json::to_writer(&mut *out, v).map_err(|_| out.too_large())?
+                    }
                 },
             }
         }
@@ -463,8 +605,12 @@ impl<'c, 'a> Renderer<'c, 'a> {
                     self.missing(r, "body")?;
                     out.push("null")
                 }
-                Some(Resolved::Json(v)) => serde_json::to_writer(&mut *out, v).map_err(|_| out.too_large()),
-                Some(Resolved::Text(s)) => serde_json::to_writer(&mut *out, &s).map_err(|_| out.too_large()),
+                Some(Resolved::Json(v)) => {
+                    serde_json::to_writer(&mut *out, v).map_err(|_| out.too_large())
+                }
+                Some(Resolved::Text(s)) => {
+                    serde_json::to_writer(&mut *out, &s).map_err(|_| out.too_large())
+                }
             },
             JNode::Array(items) => {
                 out.push("[")?;
@@ -518,9 +664,10 @@ fn parse_text(src: &str) -> Result<TextTemplate, ParseError> {
                 i += 2;
             }
             Some(b'{') => {
-                let close = src[i + 2..]
-                    .find('}')
-                    .ok_or(ParseError { offset: i, message: "unclosed ${ (add a closing })".into() })?;
+                let close = src[i + 2..].find('}').ok_or(ParseError {
+                    offset: i,
+                    message: "unclosed ${ (add a closing })".into(),
+                })?;
                 let inner = &src[i + 2..i + 2 + close];
                 let (kind, used) = parse_reference(inner, i)?;
                 if used != inner.len() {
@@ -530,13 +677,19 @@ fn parse_text(src: &str) -> Result<TextTemplate, ParseError> {
                     });
                 }
                 flush(&mut pieces, &mut lit);
-                pieces.push(Piece::Ref(Reference { text: format!("${inner}"), kind }));
+                pieces.push(Piece::Ref(Reference {
+                    text: format!("${inner}"),
+                    kind,
+                }));
                 i += 3 + close;
             }
             Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
                 let (kind, used) = parse_reference(&src[i + 1..], i)?;
                 flush(&mut pieces, &mut lit);
-                pieces.push(Piece::Ref(Reference { text: src[i..i + 1 + used].to_string(), kind }));
+                pieces.push(Piece::Ref(Reference {
+                    text: src[i..i + 1 + used].to_string(),
+                    kind,
+                }));
                 i += 1 + used;
             }
             _ => {
@@ -558,7 +711,12 @@ fn flush(pieces: &mut Vec<Piece>, lit: &mut String) {
 /// Parse `root(.name|[n])*` at the start of `s`. Returns the reference and the bytes used.
 /// `base` is the offset of the reference's `$` in the template, where errors point.
 fn parse_reference(s: &str, base: usize) -> Result<(RefKind, usize), ParseError> {
-    let name_end = |from: usize| s[from..].find(|c: char| !is_name_char(c)).map(|n| from + n).unwrap_or(s.len());
+    let name_end = |from: usize| {
+        s[from..]
+            .find(|c: char| !is_name_char(c))
+            .map(|n| from + n)
+            .unwrap_or(s.len())
+    };
     let root_end = name_end(0);
     let root = &s[..root_end];
     let mut segs = Vec::new();
@@ -570,24 +728,32 @@ fn parse_reference(s: &str, base: usize) -> Result<(RefKind, usize), ParseError>
             segs.push(Seg::Key(s[i + 1..end].to_string()));
             i = end;
         } else if let Some(after) = rest.strip_prefix('[') {
-            let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+            let digits = after
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after.len());
             if digits == 0 || !after[digits..].starts_with(']') {
                 break;
             }
-            let n = after[..digits]
-                .parse::<usize>()
-                .map_err(|_| ParseError { offset: base, message: "index too large".into() })?;
+            let n = after[..digits].parse::<usize>().map_err(|_| ParseError {
+                offset: base,
+                message: "index too large".into(),
+            })?;
             segs.push(Seg::Index(n));
             i += digits + 2;
         } else {
             break;
         }
     }
-    let err = |message: String| ParseError { offset: base, message };
+    let err = |message: String| ParseError {
+        offset: base,
+        message,
+    };
     let one_name = |what: &str| -> Result<String, ParseError> {
         match segs.as_slice() {
             [Seg::Key(k)] => Ok(k.clone()),
-            _ => Err(err(format!("${what} takes exactly one name, as in ${what}.NAME (use ${{…}} to end it)"))),
+            _ => Err(err(format!(
+                "${what} takes exactly one name, as in ${what}.NAME (use ${{…}} to end it)"
+            ))),
         }
     };
     let kind = match root {
@@ -598,7 +764,11 @@ fn parse_reference(s: &str, base: usize) -> Result<(RefKind, usize), ParseError>
         "event" => match one_name("event")?.as_str() {
             "id" => RefKind::EventId,
             "receivedAt" => RefKind::EventReceivedAt,
-            other => return Err(err(format!("unknown $event.{other} (use $event.id or $event.receivedAt)"))),
+            other => {
+                return Err(err(format!(
+                    "unknown $event.{other} (use $event.id or $event.receivedAt)"
+                )));
+            }
         },
         other => {
             return Err(err(format!(
@@ -625,20 +795,26 @@ fn to_node(raw: Raw) -> Result<JNode, ParseError> {
         Raw::Str(s) => {
             // Offsets inside a JSON string are not positions in the body: the raw-text pass
             // has already located syntax errors; this one only sees escaped forms.
-            let t = parse_text(&s)
-                .map_err(|e| ParseError { offset: 0, message: format!("in a JSON string: {}", e.message) })?;
+            let t = parse_text(&s).map_err(|e| ParseError {
+                offset: 0,
+                message: format!("in a JSON string: {}", e.message),
+            })?;
             match t.pieces.as_slice() {
                 [Piece::Ref(r)] => JNode::Whole(r.clone()),
                 _ => JNode::Str(t),
             }
         }
-        Raw::Array(items) => JNode::Array(items.into_iter().map(to_node).collect::<Result<_, _>>()?),
+        Raw::Array(items) => {
+            JNode::Array(items.into_iter().map(to_node).collect::<Result<_, _>>()?)
+        }
         Raw::Object(entries) => JNode::Object(
             entries
                 .into_iter()
                 .map(|(k, v)| {
-                    let key = parse_text(&k)
-                        .map_err(|e| ParseError { offset: 0, message: format!("in a JSON key: {}", e.message) })?;
+                    let key = parse_text(&k).map_err(|e| ParseError {
+                        offset: 0,
+                        message: format!("in a JSON key: {}", e.message),
+                    })?;
                     Ok((key, to_node(v)?))
                 })
                 .collect::<Result<_, ParseError>>()?,
@@ -677,7 +853,11 @@ impl<'de> Deserialize<'de> for Raw {
                 Ok(Raw::Lit(n.to_string()))
             }
             fn visit_f64<E: de::Error>(self, n: f64) -> Result<Raw, E> {
-                Ok(Raw::Lit(serde_json::Number::from_f64(n).map(|n| n.to_string()).unwrap_or_else(|| "null".into())))
+                Ok(Raw::Lit(
+                    serde_json::Number::from_f64(n)
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "null".into()),
+                ))
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Raw, E> {
                 Ok(Raw::Str(s.to_string()))

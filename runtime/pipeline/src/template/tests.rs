@@ -10,7 +10,10 @@ fn dest(url: &str, headers: &[(&str, &str)], body: Option<&str>) -> DestinationC
         name: "crm".into(),
         url: url.into(),
         method: "POST".into(),
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         body: body.map(str::to_string),
         delay_ms: 0,
         timeout_ms: 10_000,
@@ -39,8 +42,20 @@ impl Fixture {
         headers.append("x-multi", "a".parse().unwrap());
         headers.append("x-multi", "b".parse().unwrap());
         let mut env = BTreeMap::new();
-        env.insert("BASE_URL".into(), EnvValue { value: SecretValue("https://crm.example/api".into()), secret: false });
-        env.insert("TOKEN".into(), EnvValue { value: SecretValue("tok-123".into()), secret: true });
+        env.insert(
+            "BASE_URL".into(),
+            EnvValue {
+                value: SecretValue("https://crm.example/api".into()),
+                secret: false,
+            },
+        );
+        env.insert(
+            "TOKEN".into(),
+            EnvValue {
+                value: SecretValue("tok-123".into()),
+                secret: true,
+            },
+        );
         Fixture {
             body: serde_json::to_vec(&payload).unwrap(),
             payload: Some(payload),
@@ -75,12 +90,19 @@ fn payload() -> serde_json::Value {
     })
 }
 
-fn render(d: &DestinationConfig, f: &Fixture, policy: MissingPolicy) -> Result<RenderedRequest, TemplateError> {
-    DestinationTemplate::compile(d, 1 << 20).unwrap_or_else(|e| panic!("{e:?}")).render(&f.ctx(), policy)
+fn render(
+    d: &DestinationConfig,
+    f: &Fixture,
+    policy: MissingPolicy,
+) -> Result<RenderedRequest, TemplateError> {
+    DestinationTemplate::compile(d, 1 << 20)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .render(&f.ctx(), policy)
 }
 
 fn body_json(r: &RenderedRequest) -> serde_json::Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&r.body)))
+    serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&r.body)))
 }
 
 #[test]
@@ -113,15 +135,25 @@ fn typed_substitution_in_json_bodies() {
     assert_eq!(b["null"], json!(null));
     assert_eq!(b["literal"], json!(7));
     assert_eq!(b["list"], json!([3, "x 3"]));
-    assert!(r.headers.contains(&("content-type".into(), "application/json".into())));
+    assert!(
+        r.headers
+            .contains(&("content-type".into(), "application/json".into()))
+    );
 }
 
 #[test]
 fn json_body_keeps_key_order() {
     let f = Fixture::new(payload());
-    let d = dest("https://x.example", &[], Some(r#"{"z": 1, "a": "$payload.count", "m": {"y": 2, "b": 3}}"#));
+    let d = dest(
+        "https://x.example",
+        &[],
+        Some(r#"{"z": 1, "a": "$payload.count", "m": {"y": 2, "b": 3}}"#),
+    );
     let r = render(&d, &f, MissingPolicy::Empty).unwrap();
-    assert_eq!(std::str::from_utf8(&r.body).unwrap(), r#"{"z":1,"a":3,"m":{"y":2,"b":3}}"#);
+    assert_eq!(
+        std::str::from_utf8(&r.body).unwrap(),
+        r#"{"z":1,"a":3,"m":{"y":2,"b":3}}"#
+    );
 }
 
 #[test]
@@ -137,36 +169,71 @@ fn missing_policy() {
     assert!(r.headers.contains(&("x-note".into(), "n=".into())));
 
     let err = render(&d, &f, MissingPolicy::Error).unwrap_err();
-    assert_eq!(err, TemplateError::Missing { field: "headers.x-note".into(), path: "$payload.nope.deeper".into() });
+    assert_eq!(
+        err,
+        TemplateError::Missing {
+            field: "headers.x-note".into(),
+            path: "$payload.nope.deeper".into()
+        }
+    );
     let d = dest("https://x.example", &[], Some(r#"{"a": "$payload.nope"}"#));
-    assert_eq!(render(&d, &f, MissingPolicy::Error).unwrap_err().to_string(), "body: $payload.nope is missing");
+    assert_eq!(
+        render(&d, &f, MissingPolicy::Error)
+            .unwrap_err()
+            .to_string(),
+        "body: $payload.nope is missing"
+    );
     let d = dest("https://x.example/$env.NOPE", &[], None);
     assert_eq!(
         render(&d, &f, MissingPolicy::Error).unwrap_err(),
-        TemplateError::Missing { field: "url".into(), path: "$env.NOPE".into() }
+        TemplateError::Missing {
+            field: "url".into(),
+            path: "$env.NOPE".into()
+        }
     );
     // A present null is not missing.
     let d = dest("https://x.example", &[], Some(r#"{"a": "$payload.note"}"#));
-    assert_eq!(body_json(&render(&d, &f, MissingPolicy::Error).unwrap()), json!({"a": null}));
+    assert_eq!(
+        body_json(&render(&d, &f, MissingPolicy::Error).unwrap()),
+        json!({"a": null})
+    );
 }
 
 #[test]
 fn url_encoding() {
     let f = Fixture::new(payload());
-    let d = dest("$env.BASE_URL/orders/$payload.id?name=${payload.customer.name}&n=$payload.count", &[], None);
+    let d = dest(
+        "$env.BASE_URL/orders/$payload.id?name=${payload.customer.name}&n=$payload.count",
+        &[],
+        None,
+    );
     let r = render(&d, &f, MissingPolicy::Empty).unwrap();
-    assert_eq!(r.url, "https://crm.example/api/orders/ord%2F42?name=Zo%C3%AB%20%22Z%22%20Smith&n=3");
+    assert_eq!(
+        r.url,
+        "https://crm.example/api/orders/ord%2F42?name=Zo%C3%AB%20%22Z%22%20Smith&n=3"
+    );
 
     // A base url that does not resolve to http(s) is refused at render time.
     let d = dest("$env.NOPE/orders", &[], None);
     assert_eq!(
         render(&d, &f, MissingPolicy::Empty).unwrap_err(),
-        TemplateError::BadUrl { reason: "rendered url is not http:// or https://" }
+        TemplateError::BadUrl {
+            reason: "rendered url is not http:// or https://"
+        }
     );
     let mut f2 = Fixture::new(payload());
-    f2.env.insert("BASE_URL".into(), EnvValue { value: SecretValue("https://a.example/\r\nx".into()), secret: false });
+    f2.env.insert(
+        "BASE_URL".into(),
+        EnvValue {
+            value: SecretValue("https://a.example/\r\nx".into()),
+            secret: false,
+        },
+    );
     let d = dest("$env.BASE_URL/orders", &[], None);
-    assert!(matches!(render(&d, &f2, MissingPolicy::Empty), Err(TemplateError::BadUrl { .. })));
+    assert!(matches!(
+        render(&d, &f2, MissingPolicy::Empty),
+        Err(TemplateError::BadUrl { .. })
+    ));
 }
 
 #[test]
@@ -198,9 +265,19 @@ fn headers_and_default_content_type() {
     assert_eq!(r.method, "POST");
 
     // A user-set content type wins.
-    let d = dest("https://x.example", &[("Content-Type", "application/vnd.x+json")], Some(r#"{"a": 1}"#));
+    let d = dest(
+        "https://x.example",
+        &[("Content-Type", "application/vnd.x+json")],
+        Some(r#"{"a": 1}"#),
+    );
     let r = render(&d, &f, MissingPolicy::Empty).unwrap();
-    assert_eq!(r.headers, vec![("content-type".to_string(), "application/vnd.x+json".to_string())]);
+    assert_eq!(
+        r.headers,
+        vec![(
+            "content-type".to_string(),
+            "application/vnd.x+json".to_string()
+        )]
+    );
 }
 
 #[test]
@@ -210,12 +287,17 @@ fn header_injection_is_refused() {
         let d = dest("https://x.example", &[("X-Note", value)], None);
         assert_eq!(
             render(&d, &f, MissingPolicy::Empty).unwrap_err(),
-            TemplateError::HeaderInjection { header: "x-note".into() }
+            TemplateError::HeaderInjection {
+                header: "x-note".into()
+            }
         );
     }
     // In a JSON body the same value is just an escaped string.
     let d = dest("https://x.example", &[], Some(r#"{"e": "$payload.evil"}"#));
-    assert_eq!(body_json(&render(&d, &f, MissingPolicy::Empty).unwrap())["e"], json!("x\r\nX-Admin: 1"));
+    assert_eq!(
+        body_json(&render(&d, &f, MissingPolicy::Empty).unwrap())["e"],
+        json!("x\r\nX-Admin: 1")
+    );
 }
 
 #[test]
@@ -227,18 +309,37 @@ fn text_bodies_and_non_json_events() {
         Some("id=$payload.id&amount=$payload.amount&tags=$payload.customer.tags&cost=$$5 or $5."),
     );
     let r = render(&d, &f, MissingPolicy::Empty).unwrap();
-    assert_eq!(std::str::from_utf8(&r.body).unwrap(), r#"id=ord/42&amount=12.5&tags=["vip","eu"]&cost=$5 or $5."#);
-    assert!(r.headers.contains(&("content-type".into(), "text/plain; charset=utf-8".into())));
+    assert_eq!(
+        std::str::from_utf8(&r.body).unwrap(),
+        r#"id=ord/42&amount=12.5&tags=["vip","eu"]&cost=$5 or $5."#
+    );
+    assert!(
+        r.headers
+            .contains(&("content-type".into(), "text/plain; charset=utf-8".into()))
+    );
 
     // Not JSON: `$payload.*` is missing, the rest still renders.
     let mut raw = Fixture::new(json!(null));
     raw.payload = None;
     raw.body = b"a=1&b=2".to_vec();
-    let d = dest("https://x.example", &[], Some("got [$payload.a] for $event.id"));
-    assert_eq!(&render(&d, &raw, MissingPolicy::Empty).unwrap().body[..], b"got [] for evt_1");
-    assert!(matches!(render(&d, &raw, MissingPolicy::Error), Err(TemplateError::Missing { .. })));
+    let d = dest(
+        "https://x.example",
+        &[],
+        Some("got [$payload.a] for $event.id"),
+    );
+    assert_eq!(
+        &render(&d, &raw, MissingPolicy::Empty).unwrap().body[..],
+        b"got [] for evt_1"
+    );
+    assert!(matches!(
+        render(&d, &raw, MissingPolicy::Error),
+        Err(TemplateError::Missing { .. })
+    ));
     let d = dest("https://x.example", &[], None);
-    assert_eq!(&render(&d, &raw, MissingPolicy::Error).unwrap().body[..], b"a=1&b=2");
+    assert_eq!(
+        &render(&d, &raw, MissingPolicy::Error).unwrap().body[..],
+        b"a=1&b=2"
+    );
 }
 
 #[test]
@@ -253,7 +354,10 @@ fn where_a_reference_ends() {
     );
     let r = render(&d, &f, MissingPolicy::Empty).unwrap();
     // `-` continues a name, so `$payload.count-x` looks up the key "count-x" (missing).
-    assert_eq!(std::str::from_utf8(&r.body).unwrap(), "[3.] [1[x]] [3px] [] [tok-123,] [B2]");
+    assert_eq!(
+        std::str::from_utf8(&r.body).unwrap(),
+        "[3.] [1[x]] [3px] [] [tok-123,] [B2]"
+    );
 }
 
 #[test]
@@ -264,17 +368,30 @@ fn compile_errors_name_field_and_position() {
         Some("{\n  \"a\": \"$event.nope\"\n}"),
     );
     let errs = DestinationTemplate::compile(&d, 0).unwrap_err();
-    let text: Vec<String> = errs.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+    let text: Vec<String> = errs
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect();
     assert_eq!(text.len(), 4, "{text:?}");
     assert!(
-        text[0].starts_with("url: unknown reference $paylod") && text[0].ends_with("at line 1, column 19"),
+        text[0].starts_with("url: unknown reference $paylod")
+            && text[0].ends_with("at line 1, column 19"),
         "{}",
         text[0]
     );
-    assert!(text.iter().any(|t| t.starts_with("headers.X-A: unclosed ${")), "{text:?}");
-    assert!(text.iter().any(|t| t == "headers.bad header: not a valid header name"), "{text:?}");
     assert!(
-        text.iter().any(|t| t.starts_with("body: unknown $event.nope") && t.ends_with("line 2, column 9")),
+        text.iter()
+            .any(|t| t.starts_with("headers.X-A: unclosed ${")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t == "headers.bad header: not a valid header name"),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("body: unknown $event.nope") && t.ends_with("line 2, column 9")),
         "{text:?}"
     );
 
@@ -289,11 +406,18 @@ fn compile_errors_name_field_and_position() {
         assert!(e[0].message.contains(what), "{bad}: {e:?}");
     }
     let d = dest("ftp://x.example", &[], None);
-    assert_eq!(DestinationTemplate::compile(&d, 0).unwrap_err()[0].field, "url");
+    assert_eq!(
+        DestinationTemplate::compile(&d, 0).unwrap_err()[0].field,
+        "url"
+    );
     // Event data cannot pick the host.
     for url in ["$payload.callback", "${headers.x-target}/x", "$query.u"] {
         let e = DestinationTemplate::compile(&dest(url, &[], None), 0).unwrap_err();
-        assert!(e[0].message.contains("only an $env reference can be a base url"), "{url}: {e:?}");
+        assert!(
+            e[0].message
+                .contains("only an $env reference can be a base url"),
+            "{url}: {e:?}"
+        );
     }
 }
 
@@ -306,18 +430,30 @@ fn rendered_body_is_bounded() {
     let t = DestinationTemplate::compile(&d, 1024).unwrap();
     assert_eq!(
         t.render(&f.ctx(), MissingPolicy::Empty).unwrap_err(),
-        TemplateError::TooLarge { field: "body".into(), limit: MAX_BODY_BYTES }
+        TemplateError::TooLarge {
+            field: "body".into(),
+            limit: MAX_BODY_BYTES
+        }
     );
     let text = vec!["$payload.s"; 20].join(" ");
     let d = dest("https://x.example", &[], Some(&text));
     let t = DestinationTemplate::compile(&d, 1024).unwrap();
-    assert!(matches!(t.render(&f.ctx(), MissingPolicy::Empty), Err(TemplateError::TooLarge { .. })));
+    assert!(matches!(
+        t.render(&f.ctx(), MissingPolicy::Empty),
+        Err(TemplateError::TooLarge { .. })
+    ));
     // The bridge's own body limit raises the cap.
     let d = dest("https://x.example", &[], Some(&many));
     let t = DestinationTemplate::compile(&d, 64 << 20).unwrap();
-    assert_eq!(t.render(&f.ctx(), MissingPolicy::Empty).unwrap().body.len(), 20 * ((1 << 20) + 2) + 21);
+    assert_eq!(
+        t.render(&f.ctx(), MissingPolicy::Empty).unwrap().body.len(),
+        20 * ((1 << 20) + 2) + 21
+    );
     let d = dest("https://x.example", &[("x-big", "$payload.s")], None);
-    assert!(matches!(render(&d, &f, MissingPolicy::Empty), Err(TemplateError::TooLarge { .. })));
+    assert!(matches!(
+        render(&d, &f, MissingPolicy::Empty),
+        Err(TemplateError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -325,13 +461,25 @@ fn signing_from_the_destination() {
     let mut d = dest("https://x.example", &[], None);
     d.signing_secret = Some(SecretValue("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()));
     let t = DestinationTemplate::compile(&d, 0).unwrap();
-    let h = t.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, br#"{"test": 2432232314}"#).unwrap();
+    let h = t
+        .sign(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1_614_265_330,
+            br#"{"test": 2432232314}"#,
+        )
+        .unwrap();
     assert_eq!(h[2].1, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     assert!(!format!("{t:?}").contains("MfKQ9r8"));
     d.signing_secret = Some(SecretValue("whsec_***".into()));
-    assert_eq!(DestinationTemplate::compile(&d, 0).unwrap_err()[0].field, "signing");
+    assert_eq!(
+        DestinationTemplate::compile(&d, 0).unwrap_err()[0].field,
+        "signing"
+    );
     assert!(
-        DestinationTemplate::compile(&dest("https://x.example", &[], None), 0).unwrap().sign("e", 1, b"").is_none()
+        DestinationTemplate::compile(&dest("https://x.example", &[], None), 0)
+            .unwrap()
+            .sign("e", 1, b"")
+            .is_none()
     );
 }
 
@@ -344,7 +492,9 @@ mod props {
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
             any::<i64>().prop_map(serde_json::Value::from),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
             ".{0,12}".prop_map(serde_json::Value::from),
         ];
         leaf.prop_recursive(4, 32, 6, |inner| {
@@ -419,4 +569,127 @@ mod props {
             }
         }
     }
+}
+
+/// Issue 12 item 3: no reference in the scheme or authority, except a leading `$env` base.
+#[test]
+fn references_in_the_authority_are_refused() {
+    for url in [
+        "http://$payload.host:8080/x",
+        "https://$headers.x/",
+        "http://a.$payload.b/",
+        "http://${payload.host}/x",
+        "http://user:$query.p@host.example/",
+        "http://host.example:$payload.port/x",
+        "http://$payload.name.internal/run",
+        "http://$env.HOST/x",
+    ] {
+        let e = DestinationTemplate::compile(&dest(url, &[], None), 0).unwrap_err();
+        assert_eq!(e[0].field, "url", "{url}");
+        assert!(
+            e[0].message.contains("scheme or host part of the url"),
+            "{url}: {e:?}"
+        );
+    }
+    assert!(DestinationTemplate::compile(&dest("http:///x", &[], None), 0).is_err());
+    // References after the host are fine, and so is a leading $env base.
+    for url in [
+        "http://orders.internal/run/$payload.id",
+        "https://x.example?id=$payload.id",
+        "https://x.example#$payload.id",
+        "$env.BASE_URL/orders/$payload.id",
+        "$env.BASE_URL$payload.id",
+        "${env.BASE_URL}",
+    ] {
+        assert!(
+            DestinationTemplate::compile(&dest(url, &[], None), 0).is_ok(),
+            "{url}"
+        );
+    }
+}
+
+/// Issue 12 item 3: after a `$env` base, event data cannot change the authority.
+#[test]
+fn event_data_cannot_change_the_host_after_an_env_base() {
+    let mut f = Fixture::new(json!({}));
+    f.env.insert(
+        "HOST".into(),
+        EnvValue {
+            value: SecretValue("https://api.example".into()),
+            secret: false,
+        },
+    );
+    let d = dest("$env.HOST$payload.p", &[], None);
+    let t = DestinationTemplate::compile(&d, 0).unwrap();
+    for evil in [
+        ".evil.example",
+        "@evil.example",
+        "/x@evil.example",
+        "?a",
+        "#a",
+        "\\evil",
+        ":8443",
+        "-evil",
+    ] {
+        f.payload = Some(json!({ "p": evil }));
+        match t.render(&f.ctx(), MissingPolicy::Empty) {
+            Ok(r) => assert!(
+                r.url.starts_with("https://api.example%") || r.url == "https://api.example",
+                "{evil}: {}",
+                r.url
+            ),
+            Err(e) => assert_eq!(
+                e,
+                TemplateError::BadUrl {
+                    reason: "event data changes the host of the url"
+                },
+                "{evil}"
+            ),
+        }
+    }
+    f.payload = Some(json!({ "p": ".evil.example" }));
+    assert_eq!(
+        t.render(&f.ctx(), MissingPolicy::Empty).unwrap_err(),
+        TemplateError::BadUrl {
+            reason: "event data changes the host of the url"
+        }
+    );
+    // With a path after the base, the same values stay in the path.
+    let t = DestinationTemplate::compile(&dest("$env.HOST/$payload.p", &[], None), 0).unwrap();
+    for evil in [
+        ".evil.example",
+        "@evil.example",
+        "/x@evil.example",
+        "?a",
+        "#a",
+        "\\evil",
+    ] {
+        f.payload = Some(json!({ "p": evil }));
+        let r = t.render(&f.ctx(), MissingPolicy::Empty).unwrap();
+        assert!(
+            r.url.starts_with("https://api.example/"),
+            "{evil}: {}",
+            r.url
+        );
+    }
+    // An empty value leaves the base alone; a base with no host is refused.
+    f.payload = Some(json!({ "p": "" }));
+    let t = DestinationTemplate::compile(&d, 0).unwrap();
+    assert_eq!(
+        t.render(&f.ctx(), MissingPolicy::Empty).unwrap().url,
+        "https://api.example"
+    );
+    f.env.insert(
+        "HOST".into(),
+        EnvValue {
+            value: SecretValue("https://".into()),
+            secret: false,
+        },
+    );
+    assert_eq!(
+        t.render(&f.ctx(), MissingPolicy::Empty).unwrap_err(),
+        TemplateError::BadUrl {
+            reason: "rendered url has no host"
+        }
+    );
 }
