@@ -129,11 +129,20 @@ pub struct Verifier {
 }
 
 enum Scheme {
-    StandardWebhooks { keys: Vec<Vec<u8>>, tolerance_ms: u64 },
+    StandardWebhooks {
+        keys: Vec<Vec<u8>>,
+        tolerance_ms: u64,
+    },
     Hmac(HmacScheme),
     Jwt(JwtScheme),
-    Basic { username: Vec<u8>, password: Vec<u8> },
-    ApiKey { location: KeyLocation, keys: Vec<Vec<u8>> },
+    Basic {
+        username: Vec<u8>,
+        password: Vec<u8>,
+    },
+    ApiKey {
+        location: KeyLocation,
+        keys: Vec<Vec<u8>>,
+    },
 }
 
 enum KeyLocation {
@@ -187,28 +196,40 @@ struct JwkEntry {
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Verifier").field("scheme", &self.scheme_name()).finish_non_exhaustive()
+        f.debug_struct("Verifier")
+            .field("scheme", &self.scheme_name())
+            .finish_non_exhaustive()
     }
 }
 
-const STANDARD_WEBHOOKS_HEADERS: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+const STANDARD_WEBHOOKS_HEADERS: [&str; 3] =
+    ["webhook-id", "webhook-timestamp", "webhook-signature"];
 
 impl Verifier {
     /// Decode keys and resolve presets.
     pub fn new(cfg: &AuthConfig) -> Result<Verifier, AuthConfigError> {
         let scheme = match cfg {
-            AuthConfig::StandardWebhooks { secrets, tolerance_ms } => {
+            AuthConfig::StandardWebhooks {
+                secrets,
+                tolerance_ms,
+            } => {
                 if secrets.is_empty() {
-                    return Err(AuthConfigError::NoSecret { scheme: "standardWebhooks" });
+                    return Err(AuthConfigError::NoSecret {
+                        scheme: "standardWebhooks",
+                    });
                 }
                 let keys = secrets
                     .iter()
                     .enumerate()
                     .map(|(index, s)| {
-                        standard_webhooks_key(s.expose()).ok_or(AuthConfigError::BadStandardWebhooksSecret { index })
+                        standard_webhooks_key(s.expose())
+                            .ok_or(AuthConfigError::BadStandardWebhooksSecret { index })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                Scheme::StandardWebhooks { keys, tolerance_ms: *tolerance_ms }
+                Scheme::StandardWebhooks {
+                    keys,
+                    tolerance_ms: *tolerance_ms,
+                }
             }
             AuthConfig::Hmac {
                 preset,
@@ -225,24 +246,38 @@ impl Verifier {
                     return Err(AuthConfigError::NoSecret { scheme: "hmac" });
                 }
                 let d = preset_defaults(*preset);
-                let header = header.clone().or(d.header.map(str::to_string)).ok_or(AuthConfigError::NoHeader)?;
+                let header = header
+                    .clone()
+                    .or(d.header.map(str::to_string))
+                    .ok_or(AuthConfigError::NoHeader)?;
                 let header = valid_header_name(&header)?;
-                let timestamp_header = match timestamp_header.clone().or(d.timestamp_header.map(str::to_string)) {
+                let timestamp_header = match timestamp_header
+                    .clone()
+                    .or(d.timestamp_header.map(str::to_string))
+                {
                     Some(h) => Some(valid_header_name(&h)?),
                     None => None,
                 };
                 let stripe_format = *preset == Some(HmacPreset::Stripe);
-                let content_src = signed_content.clone().unwrap_or_else(|| d.content.to_string());
+                let content_src = signed_content
+                    .clone()
+                    .unwrap_or_else(|| d.content.to_string());
                 let content = parse_signed_content(&content_src);
                 if !content.contains(&Part::Body) {
                     return Err(AuthConfigError::ContentWithoutBody);
                 }
-                if content.contains(&Part::Timestamp) && timestamp_header.is_none() && !stripe_format {
+                if content.contains(&Part::Timestamp)
+                    && timestamp_header.is_none()
+                    && !stripe_format
+                {
                     return Err(AuthConfigError::TimestampWithoutHeader);
                 }
                 Scheme::Hmac(HmacScheme {
                     // Provider secrets are used as given (Stripe's `whsec_` included).
-                    keys: secrets.iter().map(|s| s.expose().as_bytes().to_vec()).collect(),
+                    keys: secrets
+                        .iter()
+                        .map(|s| s.expose().as_bytes().to_vec())
+                        .collect(),
                     header,
                     algorithm: algorithm.unwrap_or(d.algorithm),
                     encoding: encoding.unwrap_or(d.encoding),
@@ -253,14 +288,30 @@ impl Verifier {
                     stripe_format,
                 })
             }
-            AuthConfig::Jwt { algorithms, key, jwks, issuer, audience, leeway_ms } => {
-                Scheme::Jwt(JwtScheme::new(algorithms, key.as_ref(), jwks.as_ref(), issuer, audience, *leeway_ms)?)
-            }
+            AuthConfig::Jwt {
+                algorithms,
+                key,
+                jwks,
+                issuer,
+                audience,
+                leeway_ms,
+            } => Scheme::Jwt(JwtScheme::new(
+                algorithms,
+                key.as_ref(),
+                jwks.as_ref(),
+                issuer,
+                audience,
+                *leeway_ms,
+            )?),
             AuthConfig::Basic { username, password } => Scheme::Basic {
                 username: username.as_bytes().to_vec(),
                 password: password.expose().as_bytes().to_vec(),
             },
-            AuthConfig::ApiKey { header, query_param, keys } => {
+            AuthConfig::ApiKey {
+                header,
+                query_param,
+                keys,
+            } => {
                 if keys.is_empty() {
                     return Err(AuthConfigError::NoSecret { scheme: "apiKey" });
                 }
@@ -269,7 +320,13 @@ impl Verifier {
                     (None, Some(q)) => KeyLocation::Query(q.clone()),
                     (None, None) => return Err(AuthConfigError::NoKeyLocation),
                 };
-                Scheme::ApiKey { location, keys: keys.iter().map(|k| k.expose().as_bytes().to_vec()).collect() }
+                Scheme::ApiKey {
+                    location,
+                    keys: keys
+                        .iter()
+                        .map(|k| k.expose().as_bytes().to_vec())
+                        .collect(),
+                }
             }
         };
         Ok(Verifier { scheme })
@@ -301,9 +358,8 @@ impl Verifier {
                     KeyLocation::Header(h) => header_first(req.headers, h)
                         .map(|v| v.into_owned())
                         .ok_or(fail(AuthReason::MissingHeader, "no API key header"))?,
-                    KeyLocation::Query(q) => {
-                        query_first(req.query, q).ok_or(fail(AuthReason::MissingParam, "no API key query parameter"))?
-                    }
+                    KeyLocation::Query(q) => query_first(req.query, q)
+                        .ok_or(fail(AuthReason::MissingParam, "no API key query parameter"))?,
                 };
                 if any_equal_hashed(keys, presented.as_bytes()) {
                     Ok(())
@@ -320,15 +376,24 @@ impl Verifier {
             Scheme::StandardWebhooks { .. } => vec!["webhook-signature".into()],
             Scheme::Hmac(h) => vec![h.header.clone()],
             Scheme::Jwt(_) | Scheme::Basic { .. } => vec!["authorization".into()],
-            Scheme::ApiKey { location: KeyLocation::Header(h), .. } => vec![h.clone()],
-            Scheme::ApiKey { location: KeyLocation::Query(_), .. } => vec![],
+            Scheme::ApiKey {
+                location: KeyLocation::Header(h),
+                ..
+            } => vec![h.clone()],
+            Scheme::ApiKey {
+                location: KeyLocation::Query(_),
+                ..
+            } => vec![],
         }
     }
 
     /// The query parameter that carries a credential, if any: strip it before storing.
     pub fn sensitive_query_param(&self) -> Option<&str> {
         match &self.scheme {
-            Scheme::ApiKey { location: KeyLocation::Query(q), .. } => Some(q),
+            Scheme::ApiKey {
+                location: KeyLocation::Query(q),
+                ..
+            } => Some(q),
             _ => None,
         }
     }
@@ -345,7 +410,9 @@ fn valid_header_name(name: &str) -> Result<String, AuthConfigError> {
     let lower = name.to_ascii_lowercase();
     http::HeaderName::from_bytes(lower.as_bytes())
         .map(|_| lower.clone())
-        .map_err(|_| AuthConfigError::BadHeaderName { name: name.to_string() })
+        .map_err(|_| AuthConfigError::BadHeaderName {
+            name: name.to_string(),
+        })
 }
 
 /// The HMAC key of a Standard Webhooks secret: base64 after an optional `whsec_` prefix.
@@ -360,7 +427,9 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 
 fn run_mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     // HMAC accepts keys of any length, so this never fails; an empty MAC never matches.
-    let Ok(mut m) = <M as Mac>::new_from_slice(key) else { return Vec::new() };
+    let Ok(mut m) = <M as Mac>::new_from_slice(key) else {
+        return Vec::new();
+    };
     for p in parts {
         m.update(p);
     }
@@ -398,13 +467,21 @@ fn sha256(b: &[u8]) -> [u8; 32] {
 fn check_timestamp(ts_secs: i64, now_ms: i128, tolerance_ms: u64) -> Result<(), AuthFailure> {
     let diff = (now_ms - ts_secs as i128 * 1000).abs();
     if diff > tolerance_ms as i128 {
-        return Err(fail(AuthReason::StaleTimestamp, "timestamp outside the tolerance"));
+        return Err(fail(
+            AuthReason::StaleTimestamp,
+            "timestamp outside the tolerance",
+        ));
     }
     Ok(())
 }
 
 fn parse_ts(s: &str) -> Result<i64, AuthFailure> {
-    s.trim().parse::<i64>().map_err(|_| fail(AuthReason::Malformed, "timestamp is not a Unix time in seconds"))
+    s.trim().parse::<i64>().map_err(|_| {
+        fail(
+            AuthReason::Malformed,
+            "timestamp is not a Unix time in seconds",
+        )
+    })
 }
 
 fn verify_standard_webhooks(
@@ -414,10 +491,16 @@ fn verify_standard_webhooks(
     now_ms: i128,
 ) -> Result<(), AuthFailure> {
     let [id_h, ts_h, sig_h] = STANDARD_WEBHOOKS_HEADERS;
-    let id = header_first(req.headers, id_h).ok_or(fail(AuthReason::MissingHeader, "no webhook-id header"))?;
-    let ts = header_first(req.headers, ts_h).ok_or(fail(AuthReason::MissingHeader, "no webhook-timestamp header"))?;
-    let sigs =
-        header_first(req.headers, sig_h).ok_or(fail(AuthReason::MissingHeader, "no webhook-signature header"))?;
+    let id = header_first(req.headers, id_h)
+        .ok_or(fail(AuthReason::MissingHeader, "no webhook-id header"))?;
+    let ts = header_first(req.headers, ts_h).ok_or(fail(
+        AuthReason::MissingHeader,
+        "no webhook-timestamp header",
+    ))?;
+    let sigs = header_first(req.headers, sig_h).ok_or(fail(
+        AuthReason::MissingHeader,
+        "no webhook-signature header",
+    ))?;
     let ts_secs = parse_ts(&ts)?;
     check_timestamp(ts_secs, now_ms, tolerance_ms)?;
 
@@ -429,17 +512,30 @@ fn verify_standard_webhooks(
         .filter_map(|(_, s)| STANDARD.decode(s).ok())
         .collect();
     if presented.is_empty() {
-        return Err(fail(AuthReason::Malformed, "webhook-signature has no v1 signature"));
+        return Err(fail(
+            AuthReason::Malformed,
+            "webhook-signature has no v1 signature",
+        ));
     }
     let ts_text = ts.trim();
     let mut ok = false;
     for key in keys {
-        let expected = hmac_sha256(key, &[id.as_bytes(), b".", ts_text.as_bytes(), b".", req.body]);
+        let expected = hmac_sha256(
+            key,
+            &[id.as_bytes(), b".", ts_text.as_bytes(), b".", req.body],
+        );
         for p in &presented {
             ok |= ct_eq(&expected, p);
         }
     }
-    if ok { Ok(()) } else { Err(fail(AuthReason::BadSignature, "no webhook-signature entry matches")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(fail(
+            AuthReason::BadSignature,
+            "no webhook-signature entry matches",
+        ))
+    }
 }
 
 struct PresetDefaults {
@@ -462,13 +558,21 @@ fn preset_defaults(p: Option<HmacPreset>) -> PresetDefaults {
     };
     match p {
         None => base,
-        Some(HmacPreset::Github) => PresetDefaults { header: Some("x-hub-signature-256"), prefix: "sha256=", ..base },
-        Some(HmacPreset::Stripe) => {
-            PresetDefaults { header: Some("stripe-signature"), content: "{timestamp}.{body}", ..base }
-        }
-        Some(HmacPreset::Shopify) => {
-            PresetDefaults { header: Some("x-shopify-hmac-sha256"), encoding: SignatureEncoding::Base64, ..base }
-        }
+        Some(HmacPreset::Github) => PresetDefaults {
+            header: Some("x-hub-signature-256"),
+            prefix: "sha256=",
+            ..base
+        },
+        Some(HmacPreset::Stripe) => PresetDefaults {
+            header: Some("stripe-signature"),
+            content: "{timestamp}.{body}",
+            ..base
+        },
+        Some(HmacPreset::Shopify) => PresetDefaults {
+            header: Some("x-shopify-hmac-sha256"),
+            encoding: SignatureEncoding::Base64,
+            ..base
+        },
         Some(HmacPreset::Slack) => PresetDefaults {
             header: Some("x-slack-signature"),
             prefix: "v0=",
@@ -510,8 +614,8 @@ fn parse_signed_content(src: &str) -> Vec<Part> {
 
 impl HmacScheme {
     fn verify(&self, req: &Inbound, now_ms: i128) -> Result<(), AuthFailure> {
-        let raw =
-            header_first(req.headers, &self.header).ok_or(fail(AuthReason::MissingHeader, "no signature header"))?;
+        let raw = header_first(req.headers, &self.header)
+            .ok_or(fail(AuthReason::MissingHeader, "no signature header"))?;
         let (ts_text, presented): (Option<String>, Vec<Vec<u8>>) = if self.stripe_format {
             let mut t = None;
             let mut sigs = Vec::new();
@@ -522,16 +626,22 @@ impl HmacScheme {
                     _ => {}
                 }
             }
-            let t = t.ok_or(fail(AuthReason::Malformed, "signature header has no t= timestamp"))?;
+            let t = t.ok_or(fail(
+                AuthReason::Malformed,
+                "signature header has no t= timestamp",
+            ))?;
             if sigs.is_empty() {
-                return Err(fail(AuthReason::Malformed, "signature header has no v1 signature"));
+                return Err(fail(
+                    AuthReason::Malformed,
+                    "signature header has no v1 signature",
+                ));
             }
             (Some(t), sigs)
         } else {
-            let s = raw
-                .trim()
-                .strip_prefix(self.prefix.as_str())
-                .ok_or(fail(AuthReason::Malformed, "signature header lacks the expected prefix"))?;
+            let s = raw.trim().strip_prefix(self.prefix.as_str()).ok_or(fail(
+                AuthReason::Malformed,
+                "signature header lacks the expected prefix",
+            ))?;
             let ts = match &self.timestamp_header {
                 None => None,
                 Some(h) => Some(
@@ -563,7 +673,11 @@ impl HmacScheme {
                 ok |= ct_eq(&expected, p);
             }
         }
-        if ok { Ok(()) } else { Err(fail(AuthReason::BadSignature, "signature does not match")) }
+        if ok {
+            Ok(())
+        } else {
+            Err(fail(AuthReason::BadSignature, "signature does not match"))
+        }
     }
 
     fn decode(&self, s: &str) -> Result<Vec<u8>, AuthFailure> {
@@ -572,21 +686,30 @@ impl HmacScheme {
             SignatureEncoding::Hex => hex::decode(s).ok(),
             SignatureEncoding::Base64 => STANDARD.decode(s).ok(),
         };
-        out.filter(|v| !v.is_empty()).ok_or(fail(AuthReason::Malformed, "signature is not in the expected encoding"))
+        out.filter(|v| !v.is_empty()).ok_or(fail(
+            AuthReason::Malformed,
+            "signature is not in the expected encoding",
+        ))
     }
 }
 
 fn verify_basic(username: &[u8], password: &[u8], req: &Inbound) -> Result<(), AuthFailure> {
-    let h =
-        header_first(req.headers, "authorization").ok_or(fail(AuthReason::MissingHeader, "no authorization header"))?;
-    let (scheme, cred) = h.trim().split_once(' ').ok_or(fail(AuthReason::Malformed, "authorization is not Basic"))?;
+    let h = header_first(req.headers, "authorization")
+        .ok_or(fail(AuthReason::MissingHeader, "no authorization header"))?;
+    let (scheme, cred) = h
+        .trim()
+        .split_once(' ')
+        .ok_or(fail(AuthReason::Malformed, "authorization is not Basic"))?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(fail(AuthReason::Malformed, "authorization is not Basic"));
     }
-    let decoded =
-        STANDARD.decode(cred.trim()).map_err(|_| fail(AuthReason::Malformed, "Basic credentials are not base64"))?;
-    let colon =
-        decoded.iter().position(|b| *b == b':').ok_or(fail(AuthReason::Malformed, "Basic credentials lack a colon"))?;
+    let decoded = STANDARD
+        .decode(cred.trim())
+        .map_err(|_| fail(AuthReason::Malformed, "Basic credentials are not base64"))?;
+    let colon = decoded.iter().position(|b| *b == b':').ok_or(fail(
+        AuthReason::Malformed,
+        "Basic credentials lack a colon",
+    ))?;
     let (u, p) = (&decoded[..colon], &decoded[colon + 1..]);
     // Both halves are always compared, so timing does not tell which one was wrong.
     let user_ok = sha256(u).ct_eq(&sha256(username));
@@ -594,7 +717,10 @@ fn verify_basic(username: &[u8], password: &[u8], req: &Inbound) -> Result<(), A
     if bool::from(user_ok & pass_ok) {
         Ok(())
     } else {
-        Err(fail(AuthReason::BadCredentials, "user name or password does not match"))
+        Err(fail(
+            AuthReason::BadCredentials,
+            "user name or password does not match",
+        ))
     }
 }
 
@@ -629,12 +755,18 @@ impl JwtScheme {
                 JwtKeys::Single {
                     hmac: hs.then(|| DecodingKey::from_secret(bytes)),
                     rsa: if has(JwtAlgorithm::RS256) {
-                        Some(DecodingKey::from_rsa_pem(bytes).map_err(|_| AuthConfigError::BadPem { alg: "RS256" })?)
+                        Some(
+                            DecodingKey::from_rsa_pem(bytes)
+                                .map_err(|_| AuthConfigError::BadPem { alg: "RS256" })?,
+                        )
                     } else {
                         None
                     },
                     ec: if has(JwtAlgorithm::ES256) {
-                        Some(DecodingKey::from_ec_pem(bytes).map_err(|_| AuthConfigError::BadPem { alg: "ES256" })?)
+                        Some(
+                            DecodingKey::from_ec_pem(bytes)
+                                .map_err(|_| AuthConfigError::BadPem { alg: "ES256" })?,
+                        )
                     } else {
                         None
                     },
@@ -645,7 +777,8 @@ impl JwtScheme {
                     serde_json::from_str(set.expose()).map_err(|_| AuthConfigError::BadJwks)?;
                 let mut entries = Vec::new();
                 for (index, jwk) in set.keys.iter().enumerate() {
-                    let key = DecodingKey::from_jwk(jwk).map_err(|_| AuthConfigError::BadJwk { index })?;
+                    let key = DecodingKey::from_jwk(jwk)
+                        .map_err(|_| AuthConfigError::BadJwk { index })?;
                     entries.push(JwkEntry {
                         kid: jwk.common.key_id.clone(),
                         alg: jwk.common.key_algorithm.map(|a| a.to_string()),
@@ -668,8 +801,10 @@ impl JwtScheme {
     fn verify(&self, req: &Inbound, now_ms: i128) -> Result<(), AuthFailure> {
         let h = header_first(req.headers, "authorization")
             .ok_or(fail(AuthReason::MissingHeader, "no authorization header"))?;
-        let (scheme, token) =
-            h.trim().split_once(' ').ok_or(fail(AuthReason::Malformed, "authorization is not Bearer"))?;
+        let (scheme, token) = h
+            .trim()
+            .split_once(' ')
+            .ok_or(fail(AuthReason::Malformed, "authorization is not Bearer"))?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(fail(AuthReason::Malformed, "authorization is not Bearer"));
         }
@@ -682,15 +817,23 @@ impl JwtScheme {
             .decode(header_b64)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(fail(AuthReason::Malformed, "token header is not base64url JSON"))?;
-        let alg_name =
-            header.get("alg").and_then(|a| a.as_str()).ok_or(fail(AuthReason::Malformed, "token has no alg"))?;
+            .ok_or(fail(
+                AuthReason::Malformed,
+                "token header is not base64url JSON",
+            ))?;
+        let alg_name = header
+            .get("alg")
+            .and_then(|a| a.as_str())
+            .ok_or(fail(AuthReason::Malformed, "token has no alg"))?;
         let alg = self
             .algorithms
             .iter()
             .copied()
             .find(|a| alg_text(*a) == alg_name)
-            .ok_or(fail(AuthReason::WrongAlgorithm, "token alg is not accepted"))?;
+            .ok_or(fail(
+                AuthReason::WrongAlgorithm,
+                "token alg is not accepted",
+            ))?;
 
         let key = match &self.keys {
             JwtKeys::Single { hmac, rsa, ec } => match alg {
@@ -706,9 +849,15 @@ impl JwtScheme {
                     None if entries.len() == 1 => entries.first(),
                     None => None,
                 }
-                .ok_or(fail(AuthReason::UnknownKey, "token kid names no key of the JWKS"))?;
+                .ok_or(fail(
+                    AuthReason::UnknownKey,
+                    "token kid names no key of the JWKS",
+                ))?;
                 if entry.alg.as_deref().is_some_and(|a| a != alg_name) {
-                    return Err(fail(AuthReason::WrongAlgorithm, "token alg differs from the key's alg"));
+                    return Err(fail(
+                        AuthReason::WrongAlgorithm,
+                        "token alg differs from the key's alg",
+                    ));
                 }
                 &entry.key
             }
@@ -723,7 +872,9 @@ impl JwtScheme {
         let data = jsonwebtoken::decode::<serde_json::Value>(token, key, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
-                K::InvalidSignature => fail(AuthReason::BadSignature, "token signature does not verify"),
+                K::InvalidSignature => {
+                    fail(AuthReason::BadSignature, "token signature does not verify")
+                }
                 K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => {
                     fail(AuthReason::WrongAlgorithm, "token alg does not fit the key")
                 }
@@ -761,7 +912,9 @@ impl JwtScheme {
         if let Some(aud) = &self.audience {
             let ok = match claims.get("aud") {
                 Some(serde_json::Value::String(s)) => s == aud,
-                Some(serde_json::Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(aud.as_str())),
+                Some(serde_json::Value::Array(a)) => {
+                    a.iter().any(|v| v.as_str() == Some(aud.as_str()))
+                }
                 _ => false,
             };
             if !ok {

@@ -51,7 +51,11 @@ pub enum FilterError {
     #[error("expression is {len} bytes, the limit is {max}")]
     TooLong { len: usize, max: usize },
     #[error("{message} at line {line}, column {column}")]
-    Syntax { line: usize, column: usize, message: String },
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("expression has {nodes} nodes, the limit is {max}")]
     TooComplex { nodes: usize, max: usize },
     #[error("macros (all, exists, map, filter, …) nest {depth} deep, the limit is {max}")]
@@ -88,7 +92,9 @@ pub const ALWAYS_HIDDEN_HEADERS: &[&str] = &["authorization", "proxy-authorizati
 
 impl fmt::Debug for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Filter").field("source", &self.source).finish_non_exhaustive()
+        f.debug_struct("Filter")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -101,14 +107,19 @@ impl Filter {
     /// the parser is reported as a syntax error too.
     pub fn compile(source: &str) -> Result<Filter, FilterError> {
         if source.len() > MAX_EXPRESSION_BYTES {
-            return Err(FilterError::TooLong { len: source.len(), max: MAX_EXPRESSION_BYTES });
+            return Err(FilterError::TooLong {
+                len: source.len(),
+                max: MAX_EXPRESSION_BYTES,
+            });
         }
         let src = source.to_string();
         let program = std::thread::Builder::new()
             .name("cel-compile".into())
             .stack_size(COMPILE_STACK_BYTES)
             .spawn(move || compile_checked(&src))
-            .map_err(|_| FilterError::Internal { message: "cannot start the compiler thread".into() })?
+            .map_err(|_| FilterError::Internal {
+                message: "cannot start the compiler thread".into(),
+            })?
             .join()
             .map_err(|_| FilterError::Syntax {
                 line: 1,
@@ -119,7 +130,10 @@ impl Filter {
             source: source.to_string(),
             program,
             env: Arc::new(Env::stdlib()),
-            hidden_headers: ALWAYS_HIDDEN_HEADERS.iter().map(|h| h.to_string()).collect(),
+            hidden_headers: ALWAYS_HIDDEN_HEADERS
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
             hidden_query: None,
         })
     }
@@ -129,7 +143,8 @@ impl Filter {
     /// values and are recorded) can expose a presented credential. `compile_bridge` passes
     /// the verifier's.
     pub fn hide(&mut self, headers: &[String], query_param: Option<&str>) {
-        self.hidden_headers.extend(headers.iter().map(|h| h.to_ascii_lowercase()));
+        self.hidden_headers
+            .extend(headers.iter().map(|h| h.to_ascii_lowercase()));
         self.hidden_query = query_param.map(str::to_string);
     }
 
@@ -153,11 +168,14 @@ impl Filter {
         ctx.add_variable_from_value("query", string_map(query));
         ctx.add_variable_from_value("method", Value::String(Arc::new(req.method.to_string())));
         // A panic inside the interpreter must not take the worker down: it fails closed.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.program.execute(&ctx)));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.program.execute(&ctx)));
         match result {
             Ok(Ok(Value::Bool(true))) => FilterDecision::Pass,
             Ok(Ok(Value::Bool(false))) => FilterDecision::Drop,
-            Ok(Ok(other)) => FilterDecision::Error(format!("filter returned {}, not a bool", other.type_of())),
+            Ok(Ok(other)) => {
+                FilterDecision::Error(format!("filter returned {}, not a bool", other.type_of()))
+            }
             Ok(Err(e)) => FilterDecision::Error(truncate(e.to_string(), MAX_ERROR_BYTES)),
             Err(_) => FilterDecision::Error("the filter failed unexpectedly".into()),
         }
@@ -170,21 +188,42 @@ fn compile_checked(source: &str) -> Result<Program, FilterError> {
         let first = errs.errors.first();
         // Some errors (the recursion limit) carry no real position: clamp into the source.
         let lines = source.lines().count().max(1);
-        let (line, column) =
-            first.map(|e| ((e.pos.0.max(1) as usize).min(lines), e.pos.1.max(1) as usize)).unwrap_or((1, 1));
-        let message = first.map(|e| e.msg.clone()).unwrap_or_else(|| "syntax error".into());
-        FilterError::Syntax { line, column, message }
+        let (line, column) = first
+            .map(|e| {
+                (
+                    (e.pos.0.max(1) as usize).min(lines),
+                    e.pos.1.max(1) as usize,
+                )
+            })
+            .unwrap_or((1, 1));
+        let message = first
+            .map(|e| e.msg.clone())
+            .unwrap_or_else(|| "syntax error".into());
+        FilterError::Syntax {
+            line,
+            column,
+            message,
+        }
     })?;
     let mut stats = Stats::default();
     walk(program.expression(), 0, 0, &mut stats);
     if stats.max_nesting > MAX_NESTING {
-        return Err(FilterError::TooDeep { depth: stats.max_nesting, max: MAX_NESTING });
+        return Err(FilterError::TooDeep {
+            depth: stats.max_nesting,
+            max: MAX_NESTING,
+        });
     }
     if stats.nodes > MAX_NODES {
-        return Err(FilterError::TooComplex { nodes: stats.nodes, max: MAX_NODES });
+        return Err(FilterError::TooComplex {
+            nodes: stats.nodes,
+            max: MAX_NODES,
+        });
     }
     if stats.max_depth > MAX_COMPREHENSION_DEPTH {
-        return Err(FilterError::TooNested { depth: stats.max_depth, max: MAX_COMPREHENSION_DEPTH });
+        return Err(FilterError::TooNested {
+            depth: stats.max_depth,
+            max: MAX_COMPREHENSION_DEPTH,
+        });
     }
     Ok(program)
 }
@@ -223,8 +262,14 @@ fn walk(e: &IdedExpr, depth: usize, level: usize, s: &mut Stats) {
             walk(&c.result, depth, level, s);
         }
         Expr::List(l) => l.elements.iter().for_each(|x| walk(x, depth, level, s)),
-        Expr::Map(m) => m.entries.iter().for_each(|x| walk_entry(&x.expr, depth, level, s)),
-        Expr::Struct(st) => st.entries.iter().for_each(|x| walk_entry(&x.expr, depth, level, s)),
+        Expr::Map(m) => m
+            .entries
+            .iter()
+            .for_each(|x| walk_entry(&x.expr, depth, level, s)),
+        Expr::Struct(st) => st
+            .entries
+            .iter()
+            .for_each(|x| walk_entry(&x.expr, depth, level, s)),
         Expr::Select(sel) => walk(&sel.operand, depth, level, s),
         Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
     }
@@ -241,8 +286,10 @@ fn walk_entry(e: &EntryExpr, depth: usize, level: usize, s: &mut Stats) {
 }
 
 fn string_map(pairs: Vec<(String, String)>) -> Value {
-    let map: HashMap<Key, Value> =
-        pairs.into_iter().map(|(k, v)| (Key::String(Arc::new(k)), Value::String(Arc::new(v)))).collect();
+    let map: HashMap<Key, Value> = pairs
+        .into_iter()
+        .map(|(k, v)| (Key::String(Arc::new(k)), Value::String(Arc::new(v))))
+        .collect();
     Value::Map(Map { map: Arc::new(map) })
 }
 
@@ -264,8 +311,10 @@ pub(crate) fn json_to_cel(v: &serde_json::Value) -> Value {
         J::String(s) => Value::String(Arc::new(s.clone())),
         J::Array(a) => Value::List(Arc::new(a.iter().map(json_to_cel).collect())),
         J::Object(o) => {
-            let map: HashMap<Key, Value> =
-                o.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v))).collect();
+            let map: HashMap<Key, Value> = o
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_to_cel(v)))
+                .collect();
             Value::Map(Map { map: Arc::new(map) })
         }
     }

@@ -116,7 +116,15 @@ pub fn compile_bridge(cfg: &BridgeConfig) -> Result<CompiledBridge, Vec<ConfigEr
         }
     }
 
-    if errors.is_empty() { Ok(CompiledBridge { verifier, filter, destinations }) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(CompiledBridge {
+            verifier,
+            filter,
+            destinations,
+        })
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,12 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
             let start = from + i;
             ranges.push((start, start + s.len()));
             // Next search one character later, so overlapping occurrences are found too.
-            from = start + text[start..].chars().next().map(char::len_utf8).unwrap_or(1);
+            from = start
+                + text[start..]
+                    .chars()
+                    .next()
+                    .map(char::len_utf8)
+                    .unwrap_or(1);
             if from >= text.len() {
                 break;
             }
@@ -54,7 +59,10 @@ mod tests {
 
     #[test]
     fn replaces_every_occurrence() {
-        assert_eq!(redact("token=abcd1234; again abcd1234.", &["abcd1234"]), "token=<redacted>; again <redacted>.");
+        assert_eq!(
+            redact("token=abcd1234; again abcd1234.", &["abcd1234"]),
+            "token=<redacted>; again <redacted>."
+        );
     }
 
     #[test]
@@ -66,8 +74,14 @@ mod tests {
     #[test]
     fn overlapping_secrets_leave_nothing() {
         // One secret inside another, and two that overlap.
-        assert_eq!(redact("xx-secretvalue-yy", &["secret", "secretvalue"]), "xx-<redacted>-yy");
-        assert_eq!(redact("AAAABBBBCCCC", &["AAAABBBB", "BBBBCCCC"]), "<redacted>");
+        assert_eq!(
+            redact("xx-secretvalue-yy", &["secret", "secretvalue"]),
+            "xx-<redacted>-yy"
+        );
+        assert_eq!(
+            redact("AAAABBBBCCCC", &["AAAABBBB", "BBBBCCCC"]),
+            "<redacted>"
+        );
         assert_eq!(redact("aaaaa", &["aaaa"]), "<redacted>");
         // A secret that occurs in the mark itself does not garble the output.
         assert_eq!(redact("dact here", &["dact"]), "<redacted> here");
@@ -75,7 +89,10 @@ mod tests {
 
     #[test]
     fn multibyte_text() {
-        assert_eq!(redact("é-clé-secrète-é", &["secrète"]), "é-clé-<redacted>-é");
+        assert_eq!(
+            redact("é-clé-secrète-é", &["secrète"]),
+            "é-clé-<redacted>-é"
+        );
     }
 
     proptest! {

@@ -34,7 +34,9 @@ impl fmt::Debug for SigningKey {
 impl SigningKey {
     /// Decode `whsec_<base64>` (the prefix is optional).
     pub fn new(secret: &str) -> Result<SigningKey, SigningError> {
-        standard_webhooks_key(secret).map(|key| SigningKey { key }).ok_or(SigningError::BadSecret)
+        standard_webhooks_key(secret)
+            .map(|key| SigningKey { key })
+            .ok_or(SigningError::BadSecret)
     }
 
     /// The three headers for one attempt.
@@ -54,8 +56,15 @@ impl SigningKey {
 /// Prefer [`SigningKey`] (decoded once; `compile_bridge` has already rejected bad secrets).
 /// A secret that does not decode is used as raw bytes here, so this never fails; such a
 /// secret cannot reach the runtime through `compile_bridge`.
-pub fn standard_webhooks_headers(secret: &str, id: &str, ts: i64, body: &[u8]) -> [(&'static str, String); 3] {
-    let key = SigningKey::new(secret).unwrap_or_else(|_| SigningKey { key: secret.as_bytes().to_vec() });
+pub fn standard_webhooks_headers(
+    secret: &str,
+    id: &str,
+    ts: i64,
+    body: &[u8],
+) -> [(&'static str, String); 3] {
+    let key = SigningKey::new(secret).unwrap_or_else(|_| SigningKey {
+        key: secret.as_bytes().to_vec(),
+    });
     key.headers(id, ts, body)
 }
 
@@ -116,10 +125,18 @@ mod tests {
             tolerance_ms: 300_000,
         })
         .unwrap();
-        let req = Inbound { method: "POST", headers: &headers, query: "", body };
+        let req = Inbound {
+            method: "POST",
+            headers: &headers,
+            query: "",
+            body,
+        };
         let now = UNIX_EPOCH + Duration::from_secs(ts as u64 + 10);
         assert_eq!(v.verify(&req, now), Ok(()));
-        let tampered = Inbound { body: b"{\"a\":2}", ..req };
+        let tampered = Inbound {
+            body: b"{\"a\":2}",
+            ..req
+        };
         assert!(v.verify(&tampered, now).is_err());
     }
 

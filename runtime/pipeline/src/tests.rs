@@ -28,7 +28,13 @@ fn destination(name: &str, url: &str, body: Option<&str>) -> DestinationConfig {
 
 fn bridge() -> BridgeConfig {
     let mut env = BTreeMap::new();
-    env.insert("CRM".into(), EnvValue { value: SecretValue("https://crm.example".into()), secret: false });
+    env.insert(
+        "CRM".into(),
+        EnvValue {
+            value: SecretValue("https://crm.example".into()),
+            secret: false,
+        },
+    );
     BridgeConfig {
         namespace: "shop".into(),
         name: "orders".into(),
@@ -47,7 +53,11 @@ fn bridge() -> BridgeConfig {
         steps: vec![],
         step_retry: RetryConfig::default(),
         destinations: vec![
-            destination("crm", "$env.CRM/orders/$payload.id", Some(r#"{"total": "$payload.amount"}"#)),
+            destination(
+                "crm",
+                "$env.CRM/orders/$payload.id",
+                Some(r#"{"total": "$payload.amount"}"#),
+            ),
             destination("audit", "https://audit.example/in", None),
         ],
         env,
@@ -59,23 +69,51 @@ fn bridge() -> BridgeConfig {
 fn compiles_and_runs_end_to_end() {
     let cfg = bridge();
     let b = compile_bridge(&cfg).unwrap();
-    assert_eq!(b.destinations.iter().map(|d| d.name()).collect::<Vec<_>>(), vec!["crm", "audit"]);
+    assert_eq!(
+        b.destinations.iter().map(|d| d.name()).collect::<Vec<_>>(),
+        vec!["crm", "audit"]
+    );
 
     let body = br#"{"test": 2432232314}"#;
     let mut headers = http::HeaderMap::new();
-    headers.insert("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek".parse().unwrap());
+    headers.insert(
+        "webhook-id",
+        "msg_p5jXN8AQM9LWM0D4loKWxJek".parse().unwrap(),
+    );
     headers.insert("webhook-timestamp", "1614265330".parse().unwrap());
-    headers.insert("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".parse().unwrap());
-    let req = Inbound { method: "POST", headers: &headers, query: "", body };
+    headers.insert(
+        "webhook-signature",
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+            .parse()
+            .unwrap(),
+    );
+    let req = Inbound {
+        method: "POST",
+        headers: &headers,
+        query: "",
+        body,
+    };
     let verifier = b.verifier.as_ref().unwrap();
-    assert_eq!(verifier.verify(&req, UNIX_EPOCH + Duration::from_secs(1_614_265_330)), Ok(()));
-    assert_eq!(verifier.sensitive_headers(), vec!["webhook-signature".to_string()]);
+    assert_eq!(
+        verifier.verify(&req, UNIX_EPOCH + Duration::from_secs(1_614_265_330)),
+        Ok(())
+    );
+    assert_eq!(
+        verifier.sensitive_headers(),
+        vec!["webhook-signature".to_string()]
+    );
 
     let payload: serde_json::Value = serde_json::from_slice(body).unwrap();
     // No `amount`: the filter errors, and errors do not deliver.
-    assert!(matches!(b.filter.as_ref().unwrap().evaluate(&req, Some(&payload)), FilterDecision::Error(_)));
+    assert!(matches!(
+        b.filter.as_ref().unwrap().evaluate(&req, Some(&payload)),
+        FilterDecision::Error(_)
+    ));
     let payload = json!({"id": 7, "amount": 1500});
-    assert_eq!(b.filter.as_ref().unwrap().evaluate(&req, Some(&payload)), FilterDecision::Pass);
+    assert_eq!(
+        b.filter.as_ref().unwrap().evaluate(&req, Some(&payload)),
+        FilterDecision::Pass
+    );
 
     let ctx = EventContext {
         payload: Some(&payload),
@@ -94,17 +132,25 @@ fn compiles_and_runs_end_to_end() {
 #[test]
 fn every_problem_is_reported_with_bridge_destination_and_field() {
     let mut cfg = bridge();
-    cfg.auth =
-        Some(AuthConfig::StandardWebhooks { secrets: vec![SecretValue("whsec_!!sekrit!!".into())], tolerance_ms: 1 });
+    cfg.auth = Some(AuthConfig::StandardWebhooks {
+        secrets: vec![SecretValue("whsec_!!sekrit!!".into())],
+        tolerance_ms: 1,
+    });
     cfg.filter = Some("payload.amount >=".into());
     cfg.destinations[0].body = Some(r#"{"a": "$nope.x"}"#.into());
-    cfg.destinations[1].headers.insert("X-Id".into(), "${payload.id".into());
+    cfg.destinations[1]
+        .headers
+        .insert("X-Id".into(), "${payload.id".into());
     let errs = compile_bridge(&cfg).unwrap_err();
     let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
     assert_eq!(text.len(), 4, "{text:?}");
-    assert_eq!(text[0], "bridge shop/orders: auth: standardWebhooks: secret #0 is not base64 after the whsec_ prefix");
+    assert_eq!(
+        text[0],
+        "bridge shop/orders: auth: standardWebhooks: secret #0 is not base64 after the whsec_ prefix"
+    );
     assert!(
-        text[1].starts_with("bridge shop/orders: filter: ") && text[1].contains("at line 1, column"),
+        text[1].starts_with("bridge shop/orders: filter: ")
+            && text[1].contains("at line 1, column"),
         "{}",
         text[1]
     );
@@ -114,7 +160,11 @@ fn every_problem_is_reported_with_bridge_destination_and_field() {
         "{}",
         text[2]
     );
-    assert!(text[3].starts_with("bridge shop/orders: destination audit: headers.X-Id: unclosed ${"), "{}", text[3]);
+    assert!(
+        text[3].starts_with("bridge shop/orders: destination audit: headers.X-Id: unclosed ${"),
+        "{}",
+        text[3]
+    );
     assert!(text.iter().all(|t| !t.contains("sekrit")));
     assert_eq!(errs[2].destination.as_deref(), Some("crm"));
     assert_eq!(errs[2].field, "body");

@@ -21,7 +21,9 @@ pub(crate) fn header_joined(headers: &http::HeaderMap, name: &str) -> Option<Str
 
 /// The first value of a header, as text.
 pub(crate) fn header_first<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<Cow<'h, str>> {
-    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()))
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
 }
 
 /// Every header, lower-case name → joined value.
@@ -37,10 +39,14 @@ pub(crate) fn headers_map(headers: &http::HeaderMap) -> Vec<(String, String)> {
 
 /// `application/x-www-form-urlencoded` pairs of a query string, in order.
 pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.trim_start_matches('?').split('&').filter(|p| !p.is_empty()).map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (form_decode(k), form_decode(v))
-    })
+    query
+        .trim_start_matches('?')
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(k), form_decode(v))
+        })
 }
 
 /// The first value of a query parameter.
@@ -98,7 +104,12 @@ pub(crate) fn percent_encode_into(out: &mut String, s: &str) {
 pub(crate) fn line_col(s: &str, offset: usize) -> (usize, usize) {
     let before = &s[..offset.min(s.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 

@@ -12,9 +12,20 @@ fn eval_with(
     let f = Filter::compile(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
     let mut h = http::HeaderMap::new();
     for (k, v) in headers {
-        h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
-    f.evaluate(&Inbound { method, headers: &h, query, body: b"" }, payload.as_ref())
+    f.evaluate(
+        &Inbound {
+            method,
+            headers: &h,
+            query,
+            body: b"",
+        },
+        payload.as_ref(),
+    )
 }
 
 fn eval(expr: &str, payload: serde_json::Value) -> FilterDecision {
@@ -24,12 +35,29 @@ fn eval(expr: &str, payload: serde_json::Value) -> FilterDecision {
 #[test]
 fn integers_and_floats_compare_as_numbers() {
     for amount in [json!(1500), json!(1500.0), json!(1000), json!(u64::MAX)] {
-        assert_eq!(eval("payload.amount >= 1000", json!({"amount": amount})), FilterDecision::Pass, "{amount}");
-        assert_eq!(eval("payload.amount >= 1000.0", json!({"amount": amount})), FilterDecision::Pass, "{amount}");
+        assert_eq!(
+            eval("payload.amount >= 1000", json!({"amount": amount})),
+            FilterDecision::Pass,
+            "{amount}"
+        );
+        assert_eq!(
+            eval("payload.amount >= 1000.0", json!({"amount": amount})),
+            FilterDecision::Pass,
+            "{amount}"
+        );
     }
-    assert_eq!(eval("payload.amount >= 1000", json!({"amount": 999.5})), FilterDecision::Drop);
-    assert_eq!(eval("payload.amount == 1500", json!({"amount": 1500.0})), FilterDecision::Pass);
-    assert_eq!(eval("payload.amount < 0", json!({"amount": -3})), FilterDecision::Pass);
+    assert_eq!(
+        eval("payload.amount >= 1000", json!({"amount": 999.5})),
+        FilterDecision::Drop
+    );
+    assert_eq!(
+        eval("payload.amount == 1500", json!({"amount": 1500.0})),
+        FilterDecision::Pass
+    );
+    assert_eq!(
+        eval("payload.amount < 0", json!({"amount": -3})),
+        FilterDecision::Pass
+    );
 }
 
 #[test]
@@ -37,23 +65,42 @@ fn variables() {
     let d = eval_with(
         r#"headers["x-github-event"] == "push" && headers["x-multi"] == "a, b" && query.ref == "main" && method == "PUT""#,
         Some(json!({})),
-        &[("X-GitHub-Event", "push"), ("x-multi", "a"), ("x-multi", "b")],
+        &[
+            ("X-GitHub-Event", "push"),
+            ("x-multi", "a"),
+            ("x-multi", "b"),
+        ],
         "ref=main&ref=other",
         "PUT",
     );
     assert_eq!(d, FilterDecision::Pass);
     assert_eq!(
-        eval(r#"payload.items.exists(i, i.sku == "B")"#, json!({"items": [{"sku": "A"}, {"sku": "B"}]})),
+        eval(
+            r#"payload.items.exists(i, i.sku == "B")"#,
+            json!({"items": [{"sku": "A"}, {"sku": "B"}]})
+        ),
         FilterDecision::Pass
     );
-    assert_eq!(eval(r#"payload.type.startsWith("order.")"#, json!({"type": "invoice.paid"})), FilterDecision::Drop);
+    assert_eq!(
+        eval(
+            r#"payload.type.startsWith("order.")"#,
+            json!({"type": "invoice.paid"})
+        ),
+        FilterDecision::Drop
+    );
 }
 
 #[test]
 fn non_json_body_is_null_payload() {
-    assert_eq!(eval_with("payload == null", None, &[], "", "POST"), FilterDecision::Pass);
+    assert_eq!(
+        eval_with("payload == null", None, &[], "", "POST"),
+        FilterDecision::Pass
+    );
     // Reading into it is an error, hence not delivered.
-    assert!(matches!(eval_with("payload.a == 1", None, &[], "", "POST"), FilterDecision::Error(_)));
+    assert!(matches!(
+        eval_with("payload.a == 1", None, &[], "", "POST"),
+        FilterDecision::Error(_)
+    ));
 }
 
 #[test]
@@ -63,11 +110,29 @@ fn missing_key_fails_closed_with_the_reason() {
         other => panic!("{other:?}"),
     }
     // Explicit absence checks work.
-    assert_eq!(eval("has(payload.missing) && payload.missing == 1", json!({"present": 1})), FilterDecision::Drop);
-    assert_eq!(eval("!has(payload.missing) || payload.missing == 1", json!({"present": 1})), FilterDecision::Pass);
+    assert_eq!(
+        eval(
+            "has(payload.missing) && payload.missing == 1",
+            json!({"present": 1})
+        ),
+        FilterDecision::Drop
+    );
+    assert_eq!(
+        eval(
+            "!has(payload.missing) || payload.missing == 1",
+            json!({"present": 1})
+        ),
+        FilterDecision::Pass
+    );
     // A missing header is an error too; `in` tests for it.
-    assert!(matches!(eval(r#"headers["x-nope"] == "1""#, json!({})), FilterDecision::Error(_)));
-    assert_eq!(eval(r#"!("x-nope" in headers)"#, json!({})), FilterDecision::Pass);
+    assert!(matches!(
+        eval(r#"headers["x-nope"] == "1""#, json!({})),
+        FilterDecision::Error(_)
+    ));
+    assert_eq!(
+        eval(r#"!("x-nope" in headers)"#, json!({})),
+        FilterDecision::Pass
+    );
 }
 
 #[test]
@@ -76,14 +141,19 @@ fn non_bool_result_is_an_error() {
         eval("payload.amount", json!({"amount": 3})),
         FilterDecision::Error("filter returned int, not a bool".into())
     );
-    assert!(matches!(eval("'a' + 1 == 'a1'", json!({})), FilterDecision::Error(_)));
+    assert!(matches!(
+        eval("'a' + 1 == 'a1'", json!({})),
+        FilterDecision::Error(_)
+    ));
 }
 
 #[test]
 fn syntax_errors_carry_a_position() {
     let e = Filter::compile("payload.amount >= ").unwrap_err();
     match &e {
-        FilterError::Syntax { line, column, .. } => assert_eq!((*line, *column > 1), (1, true), "{e}"),
+        FilterError::Syntax { line, column, .. } => {
+            assert_eq!((*line, *column > 1), (1, true), "{e}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(e.to_string().contains("line 1, column"), "{e}");
@@ -94,7 +164,10 @@ fn syntax_errors_carry_a_position() {
 #[test]
 fn compile_time_cost_bounds() {
     let long = format!("payload.a == '{}'", "x".repeat(MAX_EXPRESSION_BYTES));
-    assert!(matches!(Filter::compile(&long), Err(FilterError::TooLong { .. })));
+    assert!(matches!(
+        Filter::compile(&long),
+        Err(FilterError::TooLong { .. })
+    ));
     // Two nested macros are fine, three are refused.
     assert!(Filter::compile("payload.a.exists(x, x.b.exists(y, y == 1))").is_ok());
     assert!(matches!(
@@ -111,7 +184,10 @@ fn compile_time_cost_bounds() {
         assert!(Filter::compile(&deep).is_err(), "{}", &deep[..20]);
     }
     let list = format!("size([{}]) > 0", vec!["1"; 1100].join(","));
-    assert!(matches!(Filter::compile(&list), Err(FilterError::TooComplex { .. })));
+    assert!(matches!(
+        Filter::compile(&list),
+        Err(FilterError::TooComplex { .. })
+    ));
     // Long && / || chains are balanced by the parser, so they stay shallow.
     assert!(Filter::compile(&vec!["payload.a == 1"; 100].join(" && ")).is_ok());
 }
@@ -128,7 +204,11 @@ fn errors_quoting_huge_values_are_truncated() {
     let big = "y".repeat(10_000);
     match eval("payload.s + 1 == 1", json!({"s": big})) {
         // Cut to the limit plus the three bytes of the ellipsis.
-        FilterDecision::Error(m) => assert!(m.len() <= MAX_ERROR_BYTES + 3 && m.ends_with('…'), "{}", m.len()),
+        FilterDecision::Error(m) => assert!(
+            m.len() <= MAX_ERROR_BYTES + 3 && m.ends_with('…'),
+            "{}",
+            m.len()
+        ),
         other => panic!("{other:?}"),
     }
 }
@@ -148,7 +228,9 @@ mod props {
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
             any::<i64>().prop_map(serde_json::Value::from),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
             ".{0,12}".prop_map(serde_json::Value::from),
         ];
         leaf.prop_recursive(4, 32, 6, |inner| {
@@ -197,8 +279,16 @@ fn credentials_are_hidden_from_the_filter() {
     h.insert("authorization", "Bearer tok-secret".parse().unwrap());
     h.insert("x-api-key", "key-secret".parse().unwrap());
     h.insert("x-other", "1".parse().unwrap());
-    let req = Inbound { method: "POST", headers: &h, query: "key=q-secret&a=1", body: b"" };
-    let mut f = Filter::compile(r#""authorization" in headers || "x-api-key" in headers || "key" in query"#).unwrap();
+    let req = Inbound {
+        method: "POST",
+        headers: &h,
+        query: "key=q-secret&a=1",
+        body: b"",
+    };
+    let mut f = Filter::compile(
+        r#""authorization" in headers || "x-api-key" in headers || "key" in query"#,
+    )
+    .unwrap();
     // Authorization is always hidden; the rest once the verifier's names are passed.
     assert_eq!(f.evaluate(&req, None), FilterDecision::Pass);
     f.hide(&["X-Api-Key".to_string()], Some("key"));
