@@ -302,3 +302,115 @@ fn credentials_are_hidden_from_the_filter() {
         other => panic!("{other:?}"),
     }
 }
+
+fn numbers(n: usize) -> serde_json::Value {
+    json!({ "a": (0..n).collect::<Vec<_>>() })
+}
+
+fn inbound(h: &http::HeaderMap) -> Inbound<'_> {
+    Inbound {
+        method: "POST",
+        headers: h,
+        query: "",
+        body: b"",
+    }
+}
+
+/// Issue 12 item 7: a quadratic filter over a sender-sized list ends with a budget error
+/// (the worker fails closed) instead of running for minutes.
+#[test]
+fn quadratic_filters_end_with_a_budget_error() {
+    let big = numbers(20_000);
+    let h = http::HeaderMap::new();
+    for expr in [
+        "payload.a.all(x, payload.a.exists(y, y < 0) == false)",
+        // CEL absorbs errors in `||`: the budget still decides.
+        "payload.a.all(x, payload.a.exists(y, y < 0) == false) || true",
+        "payload.a.exists(x, payload.a.all(y, y >= 0) == false)",
+        "payload.a.map(x, payload.a.filter(y, y == x)).size() > 0",
+        "payload.a.map(x, payload.a.map(y, y)).size() > 0",
+        "payload.a.exists_one(x, payload.a.exists_one(y, y == x))",
+        "payload.a.filter(x, payload.a.exists(y, y == -1)).size() == 0",
+    ] {
+        let f = Filter::compile(expr).unwrap();
+        let budget = Budget {
+            max_iterations: 50_000,
+            deadline: None,
+        };
+        let e = f
+            .evaluate_with(&inbound(&h), Some(&big), budget)
+            .unwrap_err();
+        assert_eq!(e.kind, FailureKind::Budget, "{expr}: {e}");
+        assert_eq!(
+            e.message,
+            "filter budget exceeded: more than 50000 macro iterations"
+        );
+        // The default entry point fails closed with the reason.
+        match f.evaluate(&inbound(&h), Some(&big)) {
+            FilterDecision::Error(m) => {
+                assert!(m.starts_with("filter budget exceeded"), "{expr}: {m}")
+            }
+            other => panic!("{expr}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_passed_deadline_stops_the_evaluation() {
+    let f = Filter::compile("payload.a.all(x, x >= 0)").unwrap();
+    let h = http::HeaderMap::new();
+    let budget = Budget {
+        max_iterations: u64::MAX,
+        deadline: Some(std::time::Instant::now()),
+    };
+    let e = f
+        .evaluate_with(&inbound(&h), Some(&numbers(1_000)), budget)
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::Budget);
+    assert_eq!(
+        e.message,
+        "filter budget exceeded: evaluation deadline passed"
+    );
+}
+
+#[test]
+fn linear_filters_fit_the_budget() {
+    let h = http::HeaderMap::new();
+    let p = numbers(10_000);
+    let budget = Budget {
+        max_iterations: 10_000 * 5,
+        deadline: None,
+    };
+    for (expr, want) in [
+        ("payload.a.all(x, x >= 0)", true),
+        ("payload.a.exists(x, x == 9999)", true),
+        ("payload.a.exists_one(x, x == 5)", true),
+        (
+            "payload.a.map(x, x * 2).filter(y, y > 19990).size() == 4",
+            true,
+        ),
+        ("payload.a.filter(x, x < 0).size() > 0", false),
+    ] {
+        let f = Filter::compile(expr).unwrap();
+        assert_eq!(
+            f.evaluate_with(&inbound(&h), Some(&p), budget),
+            Ok(want),
+            "{expr}"
+        );
+    }
+    // Errors keep their kind.
+    let f = Filter::compile("payload.nope == 1").unwrap();
+    assert_eq!(
+        f.evaluate_with(&inbound(&h), Some(&p), budget)
+            .unwrap_err()
+            .kind,
+        FailureKind::Evaluation
+    );
+    let f = Filter::compile("payload.a.size()").unwrap();
+    assert_eq!(
+        f.evaluate_with(&inbound(&h), Some(&p), budget)
+            .unwrap_err()
+            .kind,
+        FailureKind::NotBool
+    );
+}
