@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use causeway_crds::config::{BridgeConfig, DestinationConfig};
+use causeway_crds::config::{BridgeConfig, DestinationConfig, WorkerConfig};
 
 /// What ingress and templates read from an inbound request.
 pub struct InboundRequest<'a> {
@@ -62,7 +62,33 @@ pub struct ActiveBridge {
     compiled: causeway_pipeline::CompiledBridge,
 }
 
+/// Plugin variables shorter than this are not redacted: they are settings (`3`, `eu`),
+/// not credentials, and redacting them would mangle every log line they occur in.
+pub const MIN_REDACTED_VARIABLE: usize = 6;
+
+/// Values of the plugin variables of the bridge's namespace (every plugin a step or an
+/// `http://<plugin>.internal` destination can reach there), to redact from what those
+/// plugins answer: their variables come from Secrets too.
+pub fn plugin_secrets(cfg: &WorkerConfig, namespace: &str) -> Vec<String> {
+    cfg.plugins
+        .iter()
+        .filter(|p| p.namespace == namespace)
+        .flat_map(|p| p.variables.values())
+        .map(|v| v.expose().to_string())
+        .filter(|v| v.len() >= MIN_REDACTED_VARIABLE)
+        .collect()
+}
+
 impl ActiveBridge {
+    /// Adds secrets to redact (plugin variables).
+    pub fn add_secrets(&mut self, more: impl IntoIterator<Item = String>) {
+        for s in more {
+            if !s.is_empty() && !self.secrets.contains(&s) {
+                self.secrets.push(s);
+            }
+        }
+    }
+
     /// Compile a bridge. Errors are the pipeline's, one line each.
     pub fn compile(cfg: &BridgeConfig) -> Result<Self, Vec<String>> {
         let compiled = causeway_pipeline::compile_bridge(cfg)
@@ -252,5 +278,45 @@ mod tests {
         assert_eq!(strip_query_param("", "key"), "");
         assert_eq!(strip_query_param("x=%", "key"), "x=%");
         assert_eq!(strip_query_param("%", "key"), "%");
+    }
+
+    /// Issue 12 item 12: a step plugin's answer that echoes one of its (or a neighbour's)
+    /// variables is redacted in the attempt log like the bridge's own secrets.
+    #[test]
+    fn plugin_variables_of_the_namespace_are_redacted() {
+        use causeway_crds::config::{PluginConfig, SecretValue, SourceConfig};
+        let plugin = |ns: &str, name: &str, vars: &[(&str, &str)]| PluginConfig {
+            namespace: ns.into(),
+            name: name.into(),
+            generation: None,
+            source: SourceConfig::File { path: "/x.wasm".into() },
+            allowed_outbound_hosts: vec![],
+            variables: vars.iter().map(|(k, v)| (k.to_string(), SecretValue(v.to_string()))).collect(),
+            memory_bytes: 1 << 20,
+            timeout_ms: 1000,
+            max_concurrency: 1,
+            when_busy: Default::default(),
+            route: None,
+        };
+        let cfg = WorkerConfig {
+            plugins: vec![
+                plugin("shop", "crm", &[("api_key", "sk_live_crm_0123456789"), ("region", "eu")]),
+                plugin("other", "x", &[("token", "other-namespace-token")]),
+            ],
+            ..WorkerConfig::default()
+        };
+        let secrets = plugin_secrets(&cfg, "shop");
+        assert_eq!(secrets, vec!["sk_live_crm_0123456789".to_string()], "short settings are not secrets; other namespaces are not ours");
+        let bridge: BridgeConfig = serde_json::from_value(serde_json::json!({
+            "namespace": "shop", "name": "orders", "path": "/hooks/shop/orders", "methods": ["POST"],
+            "maxBodyBytes": 1024, "idempotencyHeader": "webhook-id", "dedupeWindowMs": 1000, "suspend": false,
+            "stepRetry": causeway_crds::config::RetryConfig::default(), "destinations": [], "onMissing": "empty"
+        }))
+        .unwrap();
+        let mut active = ActiveBridge::compile(&bridge).unwrap();
+        active.add_secrets(secrets);
+        let text = active.redact("crm said: invalid key sk_live_crm_0123456789 for region eu");
+        assert!(!text.contains("sk_live_crm_0123456789"), "{text}");
+        assert!(text.contains("region eu"), "{text}");
     }
 }

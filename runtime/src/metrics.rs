@@ -30,6 +30,10 @@ pub struct Metrics {
     pub store: StoreMetrics,
     pub retention_deleted: IntCounterVec,
     pub store_bytes: prometheus::IntGauge,
+    /// Attempts refused by the destination network guard.
+    pub destination_refused: prometheus::IntCounter,
+    /// Job records that could not be decoded and were taken out of the queue.
+    pub jobs_quarantined: prometheus::IntCounter,
 }
 
 /// Why metrics could not be registered (a programming error: names collide).
@@ -81,6 +85,16 @@ impl Metrics {
         registry.register(Box::new(connections_open.clone()))?;
         let store_bytes = prometheus::IntGauge::new("store_bytes", "Size of the store on disk")?;
         registry.register(Box::new(store_bytes.clone()))?;
+        let destination_refused = prometheus::IntCounter::new(
+            "destination_refused_total",
+            "Delivery attempts refused by the network guard (link-local, metadata or denied addresses)",
+        )?;
+        registry.register(Box::new(destination_refused.clone()))?;
+        let jobs_quarantined = prometheus::IntCounter::new(
+            "jobs_quarantined_total",
+            "Job records that could not be decoded, taken out of the delivery queue",
+        )?;
+        registry.register(Box::new(jobs_quarantined.clone()))?;
         Ok(Metrics {
             received: counter(
                 "events_received_total",
@@ -153,6 +167,8 @@ impl Metrics {
             )?,
             connections_open,
             store_bytes,
+            destination_refused,
+            jobs_quarantined,
             store: StoreMetrics {
                 batch_size: plain_hist(
                     "store_commit_batch_size",

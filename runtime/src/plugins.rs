@@ -46,6 +46,7 @@ impl Plugins {
         cache_dir: PathBuf,
         store: Arc<dyn Store>,
         registry: prometheus::Registry,
+        allow_file_sources: bool,
     ) -> Result<Self, PluginsError> {
         let kv: Arc<dyn causeway_plugins::KvStore> = Arc::new(KvAdapter { store });
         let host = PluginHost::new(HostOptions {
@@ -53,6 +54,7 @@ impl Plugins {
             pooling: PoolingMode::Auto,
             kv,
             registry,
+            allow_file_sources,
         })
         .map_err(|e| PluginsError(e.to_string()))?;
         Ok(Plugins { host })

@@ -17,6 +17,7 @@ use tracing::{info, instrument, warn};
 use crate::bridge::ActiveBridge;
 use crate::config::{ConfigSource, Loaded};
 use crate::metrics::Metrics;
+use crate::netguard::{GuardedResolver, NetGuard, parse_cidrs};
 use crate::plugins::Plugins;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{Retention, Store, now_ms};
@@ -27,6 +28,9 @@ use crate::{admin, delivery, ingress};
 pub struct Limits {
     /// Ingress connections served at once; further connections wait in the listen backlog.
     pub max_connections: usize,
+    /// Ingress connections served at once from one peer address (0: half of
+    /// `max_connections`), so that one client cannot take every slot.
+    pub max_connections_per_peer: usize,
     /// Time a client has to send its request headers (also closes idle keep-alive connections).
     pub header_timeout: Duration,
     /// Time a client has to send its request body.
@@ -39,21 +43,58 @@ pub struct Limits {
     pub retention_interval: Duration,
     /// Largest request body a public plugin route accepts.
     pub plugin_body_bytes: usize,
+    /// Networks no destination may reach (`--deny-destination-cidr`).
+    pub denied_destinations: Vec<crate::netguard::Cidr>,
+    /// Below this many free bytes on the store's volume, ingress refuses new events (507).
+    pub min_free_disk_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_peer: 0,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_inflight: 256,
             shutdown_grace: Duration::from_secs(10),
             retention_interval: Duration::from_secs(60),
             plugin_body_bytes: 1 << 20,
+            denied_destinations: Vec::new(),
+            min_free_disk_bytes: 64 << 20,
         }
     }
 }
+
+impl Limits {
+    /// The connection bounds of the ingress and internal ports.
+    pub fn conn_limits(&self) -> crate::listener::ConnLimits {
+        let max = self.max_connections.max(1);
+        crate::listener::ConnLimits {
+            max_connections: max,
+            max_per_peer: match self.max_connections_per_peer {
+                0 => (max / 2).max(1),
+                n => n,
+            },
+            header_timeout: self.header_timeout,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+
+    /// The admin port's bounds: its own, smaller pool of connections, so that health
+    /// checks and the operator never wait behind ingress traffic.
+    pub fn admin_conn_limits(&self) -> crate::listener::ConnLimits {
+        crate::listener::ConnLimits {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            max_per_peer: ADMIN_MAX_CONNECTIONS / 2,
+            header_timeout: self.header_timeout,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
+/// Connections the admin port serves at once.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// How a worker is started.
 #[derive(Clone, Debug)]
@@ -126,6 +167,44 @@ pub struct Shared {
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     pub ingress_addr: SocketAddr,
+    /// Where destinations may connect (shared with `http`'s resolver).
+    pub netguard: Arc<NetGuard>,
+    /// The admin token this worker made up because its configuration has none and its
+    /// admin address is not loopback (local mode on `0.0.0.0`, say). Printed once at start.
+    pub generated_admin_token: Option<causeway_crds::config::SecretValue>,
+    /// The store's directory, watched for free space.
+    pub store_dir: PathBuf,
+    /// Free space on the store's volume is below `min_free_disk_bytes`.
+    pub disk_low: AtomicBool,
+}
+
+impl Shared {
+    /// Whether the worker should take traffic: started, store writable, disk not full.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && self.store.healthy() && !self.disk_low.load(Ordering::SeqCst)
+    }
+
+    /// Measures the free space of the store's volume and updates `disk_low`.
+    pub fn check_disk(&self) {
+        match free_bytes(&self.store_dir) {
+            Ok(free) => {
+                let low = free < self.limits.min_free_disk_bytes;
+                if low != self.disk_low.swap(low, Ordering::SeqCst) {
+                    if low {
+                        warn!(free, min = self.limits.min_free_disk_bytes, "free disk space below the watermark: refusing new events");
+                    } else {
+                        info!(free, "free disk space back above the watermark: accepting events");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, dir = %self.store_dir.display(), "cannot measure free disk space"),
+        }
+    }
+
+    /// The token the admin API requires, if any. `Some("")` refuses every call.
+    pub fn admin_token(&self) -> Option<causeway_crds::config::SecretValue> {
+        self.active().config.admin_token.clone().or_else(|| self.generated_admin_token.clone())
+    }
 }
 
 impl Shared {
@@ -221,6 +300,30 @@ fn new_limits(shape: (u32, Option<(u32, u32)>)) -> DestLimits {
     }
 }
 
+/// Bytes available to this process on the file system holding `path`.
+fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter
+    // that statvfs fills on success; it is read only then.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Creates `dir` (and missing parents) readable by the owner only. A directory that
+/// exists keeps its mode (in a pod it may be a volume the kubelet set up for a group).
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// Why the worker stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -261,7 +364,8 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
     for b in &cfg.bridges {
         let key = b.key();
         match ActiveBridge::compile(b) {
-            Ok(a) => {
+            Ok(mut a) => {
+                a.add_secrets(crate::bridge::plugin_secrets(&cfg, &b.namespace));
                 bridges.insert(key, Arc::new(a));
             }
             Err(errs) => {
@@ -296,6 +400,16 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
             reason: "LoadError".into(),
             message,
         });
+    }
+    match parse_cidrs(&cfg.destination_allowed_cidrs) {
+        Ok(allowed) => shared.netguard.set_allowed(allowed),
+        Err(message) => errors.push(ItemError {
+            kind: "WorkerPool".into(),
+            namespace: cfg.namespace.clone(),
+            name: cfg.pool.clone(),
+            reason: "InvalidSpec".into(),
+            message: format!("allowedDestinationCidrs: {message} (the previous list stays)"),
+        }),
     }
     let by_path = bridges
         .values()
@@ -377,6 +491,10 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Metrics::new()?;
     let first = source.load()?;
+    // Events, plugin state and compiled plugins are private to the worker's user.
+    for dir in [opts.data_dir.clone(), opts.data_dir.join("store"), opts.data_dir.join("plugins")] {
+        private_dir(&dir).map_err(|e| crate::store::StoreError::Open { path: dir.display().to_string(), message: e.to_string() })?;
+    }
     let store = EmbeddedStore::open(&opts.data_dir.join("store"), Some(metrics.store.clone()))?;
     let ingress_listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -411,8 +529,10 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         addr: opts.admin,
         message: e.to_string(),
     })?;
+    let netguard = Arc::new(NetGuard::new(opts.limits.denied_destinations.clone()));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(GuardedResolver(netguard.clone())))
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("causeway/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -423,6 +543,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         opts.data_dir.join("plugins"),
         store.clone(),
         metrics.plugin_registry.clone(),
+        source.is_local(),
     )?;
     let shared = Arc::new(Shared {
         store,
@@ -438,13 +559,26 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         http,
         shutdown: shutdown.clone(),
         ingress_addr: listen,
+        netguard,
+        generated_admin_token: (first.config.admin_token.is_none() && !admin_addr.ip().is_loopback())
+            .then(|| causeway_crds::config::SecretValue(hex::encode(rand::random::<[u8; 24]>()))),
+        store_dir: opts.data_dir.join("store"),
+        disk_low: AtomicBool::new(false),
     });
+    shared.check_disk();
     for (b, d) in shared.store.paused().await? {
         shared.set_paused(&b, &d, true);
     }
     let active = apply(&shared, &first).await;
     if opts.print_urls {
         println!("{}", describe(&active, listen, admin_addr));
+    }
+    if let Some(token) = &shared.generated_admin_token {
+        // Printed on the terminal of whoever started the worker, never logged.
+        println!(
+            "causeway: the admin address {admin_addr} is not loopback: admin calls need the token {}\n  (causeway events --token <token>, or CAUSEWAY_ADMIN_TOKEN)\n",
+            token.expose()
+        );
     }
     shared.ready.store(true, Ordering::SeqCst);
     info!(%listen, admin = %admin_addr, data_dir = %opts.data_dir.display(), "worker started");
@@ -478,11 +612,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
 
     let delivery = tokio::spawn(delivery::run(shared.clone(), shutdown.clone()));
     let maintenance = tokio::spawn(maintenance(shared.clone(), shutdown.clone()));
-    let admin = tokio::spawn(admin::serve(
-        admin_listener,
-        shared.clone(),
-        shutdown.clone(),
-    ));
+    let admin = spawn_admin(admin_listener, shared.clone(), shutdown.clone())?;
     let ingress = tokio::spawn(ingress::serve(
         ingress_listener,
         shared.clone(),
@@ -509,6 +639,38 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     Ok(())
 }
 
+/// Runs the admin API on a thread and runtime of its own: a busy ingress (or a slow
+/// filter) can never delay `/healthz`, `/readyz` or the operator's calls. Resolves when it
+/// has stopped.
+fn spawn_admin(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> Result<tokio::sync::oneshot::Receiver<()>, RunError> {
+    let addr = listener.local_addr().map_err(|e| RunError::Signal(e.to_string()))?;
+    let bind_err = |e: std::io::Error| RunError::Bind { addr, message: e.to_string() };
+    let std_listener = listener.into_std().map_err(bind_err)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("causeway-admin")
+        .build()
+        .map_err(bind_err)?;
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("causeway-admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => admin::serve(l, shared, stop).await,
+                    Err(e) => warn!(error = %e, "admin listener"),
+                }
+            });
+            let _ = done.send(());
+        })
+        .map_err(bind_err)?;
+    Ok(stopped)
+}
+
 async fn wait_for_signal() -> Result<(), RunError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(|e| RunError::Signal(e.to_string()))?;
@@ -520,15 +682,20 @@ async fn wait_for_signal() -> Result<(), RunError> {
     Ok(())
 }
 
-/// Retention on its interval; gauges every few seconds.
+/// How often free disk space is measured.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Retention on its interval; gauges every few seconds; free disk space every second.
 async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
     let mut gauges = tokio::time::interval(Duration::from_secs(5));
+    let mut disk = tokio::time::interval(DISK_CHECK_INTERVAL);
     let mut retention = tokio::time::interval(shared.limits.retention_interval);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = gauges.tick() => update_gauges(&shared).await,
+            _ = disk.tick() => shared.check_disk(),
             _ = retention.tick() => run_retention(&shared).await,
         }
     }

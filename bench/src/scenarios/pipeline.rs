@@ -636,6 +636,7 @@ pub async fn host_calls(
         pooling,
         kv: std::sync::Arc::new(MemoryKv::new()),
         registry: registry.clone(),
+        allow_file_sources: true,
     })
     .map_err(|e| anyhow!("plugin host: {e}"))?;
     let inv = causeway_crds::manifest::load_str(&plugin_yaml(wasm), Path::new("bench.yaml"))

@@ -46,6 +46,12 @@ pub enum LoadError {
     Link { digest: String, message: String },
     #[error("instantiating component sha256:{digest}: {message}")]
     Instantiate { digest: String, message: String },
+    #[error("file sources are refused outside local mode (use oci, http or configMap)")]
+    FileSourceRefused,
+    #[error("component sha256:{digest} is not a WebAssembly binary (it does not start with \\0asm)")]
+    NotWasm { digest: String },
+    #[error("{path} is larger than {limit} bytes")]
+    FileTooLarge { path: PathBuf, limit: u64 },
     #[error("invalid allowedOutboundHosts entry {entry:?}: {message}")]
     AllowedHost { entry: String, message: String },
 }

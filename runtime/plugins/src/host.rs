@@ -31,6 +31,8 @@ use crate::metrics::Metrics;
 use crate::outbound::{AllowList, Refusal, Resolved, collect_limited, resolve_checked, send_to};
 use crate::source;
 
+/// The `plugin` label of calls to a plugin that is neither loaded nor routed.
+pub const UNKNOWN_PLUGIN: &str = "(unknown)";
 /// Chained calls (`http://<plugin>.internal`) may nest this deep; deeper is a loop.
 pub const MAX_CHAIN_DEPTH: u32 = 8;
 /// Time limit for a call to a plugin served by another pool when the caller has none.
@@ -51,6 +53,10 @@ pub struct HostOptions {
     pub kv: Arc<dyn KvStore>,
     /// Metrics are registered here (names start with `causeway_plugin_`).
     pub registry: prometheus::Registry,
+    /// Whether `file` sources may be read. Only local mode (`causeway up`, or a worker
+    /// given a config file by its owner) sets this: in a cluster a Plugin's `source.file`
+    /// would read any file of the worker's pod, its ServiceAccount token included.
+    pub allow_file_sources: bool,
 }
 
 /// A plugin by namespace and name.
@@ -147,6 +153,7 @@ pub(crate) struct Inner {
     /// Compiled components by digest, shared by every plugin and config that uses them.
     pub compiled: Mutex<HashMap<String, Arc<Compiled>>>,
     pub increment_lock: Arc<tokio::sync::Mutex<()>>,
+    pub allow_file_sources: bool,
 }
 
 impl Inner {
@@ -186,8 +193,18 @@ impl PluginHost {
         start_ticker(&engine)?;
         let linker = build_linker(&engine)?;
         let compat = compat_hash(&engine);
-        let download = reqwest::Client::builder().build().map_err(|e| HostError::HttpClient(e.to_string()))?;
-        let internal = reqwest::Client::builder().no_proxy().build().map_err(|e| HostError::HttpClient(e.to_string()))?;
+        // Neither client follows redirects: a 3xx from a download server or from another
+        // pool would re-send the request (and, between pools, the namespace's internal
+        // token) to a place the allow-list and the SSRF guard never saw.
+        let download = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| HostError::HttpClient(e.to_string()))?;
+        let internal = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| HostError::HttpClient(e.to_string()))?;
         Ok(PluginHost {
             inner: Arc::new(Inner {
                 engine,
@@ -204,6 +221,7 @@ impl PluginHost {
                 apply_lock: tokio::sync::Mutex::new(()),
                 compiled: Mutex::new(HashMap::new()),
                 increment_lock: Arc::new(tokio::sync::Mutex::new(())),
+                allow_file_sources: opts.allow_file_sources,
             }),
         })
     }
@@ -333,8 +351,10 @@ impl PluginHost {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
-        inner.metrics.calls.with_label_values(&[&key, outcome]).inc();
-        inner.metrics.call_seconds.with_label_values(&[&key, outcome]).observe(started.elapsed().as_secs_f64());
+        // A plugin nobody configured gets no series of its own (names come from requests).
+        let label = if matches!(result, Err(CallError::NotFound { .. })) { UNKNOWN_PLUGIN } else { key.as_str() };
+        inner.metrics.calls.with_label_values(&[label, outcome]).inc();
+        inner.metrics.call_seconds.with_label_values(&[label, outcome]).observe(started.elapsed().as_secs_f64());
         result
     }
 
@@ -398,6 +418,17 @@ impl PluginHost {
             Ok(mut resp) => {
                 // Only the host reports errors: a guest's own header would be misread.
                 resp.headers_mut().remove(HEADER_ERROR);
+                // A guest's redirect never leaves this port: the caller would follow it
+                // from its own network position.
+                if resp.status().is_redirection() {
+                    let e = CallError::Remote {
+                        plugin: target.key(),
+                        status: Some(502),
+                        message: format!("the plugin answered a redirect ({})", resp.status().as_u16()),
+                    };
+                    return error_response(&e);
+                }
+                resp.headers_mut().remove(http::header::LOCATION);
                 resp
             }
             Err(e) => error_response(&e),
@@ -461,6 +492,9 @@ pub fn error_response(e: &CallError) -> http::Response<Bytes> {
 /// Loads one plugin: allow-list, source, compiled component.
 async fn load(inner: &Arc<Inner>, pc: &PluginConfig, sem: Option<Arc<Semaphore>>) -> Result<Loaded, LoadError> {
     let allow = AllowList::parse(&pc.allowed_outbound_hosts)?;
+    if matches!(pc.source, causeway_crds::config::SourceConfig::File { .. }) && !inner.allow_file_sources {
+        return Err(LoadError::FileSourceRefused);
+    }
     let located = source::locate(&pc.source, &inner.dirs, &inner.download).await?;
     if let Some(kind) = located.fetched {
         inner.metrics.fetches.with_label_values(&[kind]).inc();
@@ -513,8 +547,14 @@ async fn compiled_for(inner: &Arc<Inner>, located: source::Located, pc: &PluginC
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "artifact vanished from the cache"),
             })?,
         };
+        // Only binary components are compiled: wasmtime would parse anything else as the
+        // text format and quote the offending line in its error, which reaches logs and
+        // status. The error never carries the bytes or the parser's context.
+        if !bytes.starts_with(WASM_MAGIC) {
+            return Err(LoadError::NotWasm { digest: d.clone() });
+        }
         let t = std::time::Instant::now();
-        let c = Component::new(&engine, &bytes).map_err(|e| LoadError::Compile { digest: d.clone(), message: format!("{e:#}") })?;
+        let c = Component::from_binary(&engine, &bytes).map_err(|e| LoadError::Compile { digest: d.clone(), message: compile_message(&e) })?;
         let took = t.elapsed();
         let serialized = c.serialize().map_err(|e| LoadError::Compile { digest: d.clone(), message: format!("serializing: {e}") })?;
         write_atomic(&path, &serialized)?;
@@ -541,6 +581,21 @@ async fn compiled_for(inner: &Arc<Inner>, located: source::Located, pc: &PluginC
     let compiled = Arc::new(Compiled { digest: digest.clone(), pre });
     inner.compiled.lock().unwrap_or_else(|p| p.into_inner()).insert(digest, compiled.clone());
     Ok(compiled)
+}
+
+/// The first bytes of every WebAssembly binary (module or component).
+pub const WASM_MAGIC: &[u8] = b"\0asm";
+
+/// A compile error's message for logs and status: the first line only (wasmtime's own
+/// description, with a byte offset at most), bounded.
+fn compile_message(e: &wasmtime::Error) -> String {
+    let first = e.to_string();
+    let line = first.lines().next().unwrap_or_default();
+    let mut out: String = line.chars().filter(|c| !c.is_control()).take(200).collect();
+    if out.len() < line.len() {
+        out.push('…');
+    }
+    out
 }
 
 type IoFuture = Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
@@ -719,6 +774,10 @@ async fn remote_call(
                 if let Some(kind) = error_kind {
                     let text = String::from_utf8_lossy(&collected);
                     return Err(remote_err(Some(status.as_u16()), format!("{kind}: {text}")));
+                }
+                // Pools never redirect each other: a 3xx is an error, never followed.
+                if status.is_redirection() {
+                    return Err(remote_err(Some(502), format!("{url}: the pool answered a redirect ({})", status.as_u16())));
                 }
                 for h in [http::header::TRANSFER_ENCODING, http::header::CONNECTION] {
                     headers.remove(h);

@@ -253,7 +253,13 @@ pub fn classify(ip: IpAddr) -> AddrClass {
 
 fn classify_v4(ip: Ipv4Addr) -> AddrClass {
     let o = ip.octets();
-    if o == [169, 254, 169, 254] || o == [169, 254, 170, 2] || o == [100, 100, 100, 200] || o == [192, 0, 0, 192] {
+    // 168.63.129.16 is Azure's wireserver (platform metadata, DNS, health) on every VM.
+    if o == [169, 254, 169, 254]
+        || o == [169, 254, 170, 2]
+        || o == [100, 100, 100, 200]
+        || o == [192, 0, 0, 192]
+        || o == [168, 63, 129, 16]
+    {
         return AddrClass::Metadata;
     }
     if ip.is_unspecified() {
@@ -298,6 +304,14 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
     // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible, deprecated).
     if let Some(v4) = ip.to_ipv4_mapped() {
         return classify_v4(v4);
+    }
+    // SIIT ::ffff:0:a.b.c.d (RFC 6052/7915 "IPv4-translated") reaches a.b.c.d too.
+    if s[0..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return classify_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+    }
+    // Teredo 2001::/32 tunnels to an IPv4 relay and client: never treated as public.
+    if s[0] == 0x2001 && s[1] == 0 {
+        return AddrClass::Reserved;
     }
     if s[0..6] == [0, 0, 0, 0, 0, 0] {
         return classify_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
@@ -607,6 +621,15 @@ mod tests {
             ("64:ff9b::808:808", AddrClass::Public),
             ("2002:7f00:1::", AddrClass::Loopback),
             ("2002:0a00:0001::1", AddrClass::Private),
+            // Issue 12 item 4: SIIT, Teredo and Azure's wireserver are not public.
+            ("::ffff:0:a9fe:a9fe", AddrClass::Metadata),
+            ("::ffff:0:7f00:1", AddrClass::Loopback),
+            ("::ffff:0:a00:1", AddrClass::Private),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", AddrClass::Reserved),
+            ("2001::1", AddrClass::Reserved),
+            ("2001:4860:4860::8888", AddrClass::Public),
+            ("168.63.129.16", AddrClass::Metadata),
+            ("::ffff:168.63.129.16", AddrClass::Metadata),
         ];
         for (ip, want) in table {
             let got = classify(ip.parse().unwrap());

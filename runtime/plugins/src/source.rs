@@ -52,7 +52,7 @@ fn check_digest(expected: &str, bytes: &[u8]) -> Result<String, LoadError> {
 pub(crate) async fn locate(src: &SourceConfig, dirs: &CacheDirs, http: &reqwest::Client) -> Result<Located, LoadError> {
     match src {
         SourceConfig::File { path } => {
-            let bytes = tokio::fs::read(path).await.map_err(|source| LoadError::ReadFile { path: path.into(), source })?;
+            let bytes = read_capped(std::path::Path::new(path), MAX_COMPONENT_BYTES).await?;
             let digest = sha256_hex(&bytes);
             dirs.store_artifact(&digest, &bytes)?;
             Ok(Located { digest, bytes: Some(bytes), fetched: None })
@@ -78,10 +78,34 @@ pub(crate) async fn locate(src: &SourceConfig, dirs: &CacheDirs, http: &reqwest:
     }
 }
 
+/// Reads a file of at most `limit` bytes; larger files are refused before and while reading
+/// (a file may grow, or be a device that never ends).
+async fn read_capped(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, LoadError> {
+    use tokio::io::AsyncReadExt as _;
+    let read_err = |source| LoadError::ReadFile { path: path.to_path_buf(), source };
+    let file = tokio::fs::File::open(path).await.map_err(read_err)?;
+    let meta = file.metadata().await.map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(read_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")));
+    }
+    if meta.len() > limit {
+        return Err(LoadError::FileTooLarge { path: path.to_path_buf(), limit });
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut out).await.map_err(read_err)?;
+    if out.len() as u64 > limit {
+        return Err(LoadError::FileTooLarge { path: path.to_path_buf(), limit });
+    }
+    Ok(out)
+}
+
 async fn download(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, LoadError> {
     let err = |message: String| LoadError::Download { url: url.to_string(), message };
     let resp = http.get(url).timeout(DOWNLOAD_TIMEOUT).send().await.map_err(|e| err(e.to_string()))?;
     let status = resp.status();
+    if status.is_redirection() {
+        return Err(err(format!("HTTP {status}: redirects are not followed (give the final URL)")));
+    }
     if !status.is_success() {
         return Err(err(format!("HTTP {status}")));
     }

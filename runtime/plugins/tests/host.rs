@@ -736,3 +736,139 @@ fn pooling_falls_back_to_on_demand_under_a_virtual_memory_limit() {
     assert!(out.status.success() && stdout.contains("FALLBACK-CHILD-OK"), "child failed ({}):\n{stdout}\n{stderr}", out.status);
     assert!(tagger.exists());
 }
+
+// --- Security (issue 12) ---------------------------------------------------------------
+
+/// Item 1: a pool that answers a cross-pool call with a redirect must not make the caller
+/// re-send the request and the namespace token elsewhere (here: a loopback port the
+/// calling plugin was never allowed to reach).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_from_another_pool_is_an_error_and_is_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "namespace-token-never-forwarded";
+    let victim = serve(|_| async { ok("internal data") }).await;
+    let location = format!("{}/steal", victim.url());
+    let hostile_pool = serve(move |_| {
+        let location = location.clone();
+        async move {
+            let mut r = ok("");
+            *r.status_mut() = http::StatusCode::TEMPORARY_REDIRECT;
+            r.headers_mut().insert(http::header::LOCATION, location.parse().unwrap());
+            r
+        }
+    })
+    .await;
+
+    let a = mem_host(dir.path());
+    let mut loyalty = plugin(NS, "loyalty", &guest("loyalty"));
+    loyalty.allowed_outbound_hosts = vec!["http://store-api.internal".into()];
+    let mut cfg = worker("a1", vec![loyalty]);
+    cfg.internal_tokens = [(NS.to_string(), SecretValue(token.into()))].into();
+    cfg.routes = vec![PluginRoute { namespace: NS.into(), plugin: "store-api".into(), pool: "b".into(), urls: vec![hostile_pool.url()] }];
+    assert!(a.host.apply(&cfg).await.errors.is_empty());
+
+    // The worker's own call (a bridge step) and a guest's chained call.
+    let err = a.host.call(&plugin_ref(NS, "store-api"), req("POST", "/customers/c1/purchases", "{}")).await.unwrap_err();
+    assert!(matches!(&err, CallError::Remote { status: Some(502), message, .. } if message.contains("redirect")), "{err:?}");
+    let order = r#"{"orderId":"o-1","customer":{"id":"c1","email":"ada@example.com"}}"#;
+    let _ = a.host.call(&plugin_ref(NS, "loyalty"), req("POST", "/", order)).await;
+    assert!(hostile_pool.hits() >= 2, "both calls reached the hostile pool");
+    assert_eq!(victim.hits(), 0, "the redirect was followed: the token went to {}", victim.url());
+}
+
+/// Item 2: outside local mode a `file` source is refused before anything is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_sources_are_refused_outside_local_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let th = cluster_host(dir.path());
+    let secret = dir.path().join("token");
+    std::fs::write(&secret, "eyJhbGciOiJSUzI1NiJ9.service-account-token").unwrap();
+    let report = th.host.apply(&worker("v1", vec![plugin(NS, "reader", &secret), plugin(NS, "tagger", &guest("tagger"))])).await;
+    let err = &report.errors["shop/reader"];
+    assert!(err.contains("file sources are refused outside local mode"), "{err}");
+    assert!(!err.contains("service-account-token"));
+    assert_eq!(report.loaded, Vec::<String>::new(), "even a real component is not read from a file");
+}
+
+/// Item 2: a file that is not a component is never parsed as text, and no byte of it
+/// reaches the error (which goes to logs, the admin API and the Plugin's status).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_wasm_source_is_refused_without_quoting_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let th = mem_host(dir.path());
+    let secret = dir.path().join("token");
+    // Valid WAT would even compile; a token is text that wasmtime's parser quotes.
+    std::fs::write(&secret, "(component) ;; top-secret-token-value\n").unwrap();
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, "top-secret-token-value is not wasm").unwrap();
+    let report = th.host.apply(&worker("v1", vec![plugin(NS, "wat", &secret), plugin(NS, "junk", &junk)])).await;
+    for key in ["shop/wat", "shop/junk"] {
+        let err = &report.errors[key];
+        assert!(err.contains("is not a WebAssembly binary"), "{key}: {err}");
+        assert!(!err.contains("top-secret"), "{key} quotes the file: {err}");
+    }
+    let status = th.host.status();
+    assert!(status.iter().all(|s| !s.error.as_deref().unwrap_or_default().contains("top-secret")));
+}
+
+/// Item 2: the read is capped (a sparse file larger than the limit is refused unread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_file_sources_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let th = mem_host(dir.path());
+    let big = dir.path().join("big.wasm");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(causeway_plugins::MAX_COMPONENT_BYTES + 1).unwrap();
+    let report = th.host.apply(&worker("v1", vec![plugin(NS, "big", &big)])).await;
+    assert!(report.errors["shop/big"].contains("is larger than"), "{}", report.errors["shop/big"]);
+    let dev = plugin(NS, "dev", std::path::Path::new("/dev/zero"));
+    let report = th.host.apply(&worker("v2", vec![dev])).await;
+    assert!(report.errors["shop/dev"].contains("not a regular file"), "{}", report.errors["shop/dev"]);
+}
+
+/// Item 20: an http source that redirects is refused, the redirect target never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sources_do_not_follow_redirects() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = Bytes::from(std::fs::read(guest("tagger")).unwrap());
+    let digest = sha256_hex(&wasm);
+    let served = wasm.clone();
+    let target = serve(move |_| {
+        let b = served.clone();
+        async move { http::Response::new(b) }
+    })
+    .await;
+    let location = format!("{}/tagger.wasm", target.url());
+    let redirecting = serve(move |_| {
+        let location = location.clone();
+        async move {
+            let mut r = ok("");
+            *r.status_mut() = http::StatusCode::FOUND;
+            r.headers_mut().insert(http::header::LOCATION, location.parse().unwrap());
+            r
+        }
+    })
+    .await;
+    let mut p = plugin(NS, "redirected", &guest("tagger"));
+    p.source = SourceConfig::Http { url: format!("{}/tagger.wasm", redirecting.url()), sha256: digest };
+    let th = mem_host(dir.path());
+    let report = th.host.apply(&worker("v1", vec![p])).await;
+    assert!(report.errors["shop/redirected"].contains("redirects are not followed"), "{:?}", report.errors);
+    assert_eq!(target.hits(), 0);
+}
+
+/// Item 16: calls to a plugin nobody configured count under one label, not a series per
+/// name a request made up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_plugins_make_no_metric_series_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let th = mem_host(dir.path());
+    assert!(th.host.apply(&worker("v1", vec![])).await.errors.is_empty());
+    for i in 0..3 {
+        let err = th.host.call(&plugin_ref(NS, &format!("made-up-{i}")), req("GET", "/", "")).await.unwrap_err();
+        assert!(matches!(err, CallError::NotFound { .. }));
+    }
+    assert_eq!(th.metric("causeway_plugin_calls_total", &[("plugin", causeway_plugins::UNKNOWN_PLUGIN), ("outcome", "not_found")]), 3.0);
+    let text = prometheus::TextEncoder::new().encode_to_string(&th.registry.gather()).unwrap();
+    assert!(!text.contains("made-up"), "{text}");
+}

@@ -17,7 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{instrument, warn};
+use tracing::instrument;
 
 use crate::store::{
     EventDetail, EventId, EventQuery, EventRecord, EventStatus, StoreError, now_ms,
@@ -56,16 +56,24 @@ pub fn router(shared: AppState) -> Router {
         .with_state(shared)
 }
 
-/// Serve the admin API until `stop`.
+/// Serve the admin API until `stop`, with the same header timeout as ingress and its own
+/// bound on connections (the worker runs it on a runtime of its own, so health checks
+/// never queue behind ingress work).
 #[instrument(skip_all)]
 pub async fn serve(listener: TcpListener, shared: AppState, stop: CancellationToken) {
+    use tower::ServiceExt as _;
+    let limits = shared.limits.admin_conn_limits();
     let app = router(shared);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-    {
-        warn!(error = %e, "admin server stopped");
-    }
+    crate::listener::serve(listener, limits, stop, Arc::new(()), move |req: Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        async move {
+            match app.oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        }
+    })
+    .await
 }
 
 /// The admin token's second header, for callers behind the API server's pod proxy.
@@ -77,8 +85,15 @@ async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    let active = shared.active();
-    if let Some(token) = &active.config.admin_token {
+    if let Some(token) = shared.admin_token() {
+        // An empty token is a broken configuration, never "no auth": refuse everything.
+        if token.expose().is_empty() {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "unauthorized (the worker's admin token is empty)"})),
+            )
+                .into_response();
+        }
         // The API server's pod proxy does not forward `Authorization`; the token may come
         // in `x-causeway-admin-token` instead.
         let presented = headers
@@ -100,13 +115,16 @@ async fn require_token(
                 .into_response();
         }
     }
-    drop(active);
     next.run(req).await
 }
 
 async fn readyz(State(shared): State<AppState>) -> Response {
-    if shared.ready.load(Ordering::SeqCst) {
+    if shared.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
+    } else if !shared.store.healthy() {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store cannot write\n").into_response()
+    } else if shared.disk_low.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the data volume is almost full\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }
@@ -312,7 +330,20 @@ async fn resume_destination(
     State(shared): State<AppState>,
     Path((ns, name, dest)): Path<(String, String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let key = format!("{ns}/{name}");
+    // Only a configured destination: any other value would create metric series and
+    // store rows for names nobody configured.
+    let key = bridge_key(&shared, &ns, &name)?;
+    let known = shared
+        .active()
+        .bridges
+        .get(&key)
+        .is_some_and(|b| b.destination(&dest).is_some());
+    if !known {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("bridge {key} has no destination {dest:?}"),
+        ));
+    }
     let n = shared
         .store
         .set_paused(key.clone(), dest.clone(), false, now_ms())

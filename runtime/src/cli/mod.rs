@@ -89,6 +89,10 @@ pub struct ServeArgs {
     /// Ingress connections served at once; more wait in the listen backlog.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// Ingress connections from one peer address at once (0: half of --max-connections).
+    /// Behind a load balancer every client shares its address: raise it there.
+    #[arg(long, default_value_t = 0)]
+    pub max_connections_per_peer: usize,
     /// Time a client has to send its headers (also the keep-alive idle limit).
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub header_timeout: Duration,
@@ -104,20 +108,40 @@ pub struct ServeArgs {
     /// How often retention runs.
     #[arg(long, default_value = "60s", value_parser = duration)]
     pub retention_interval: Duration,
+    /// Destinations may never connect to these networks (CIDR, repeatable or
+    /// comma-separated), whatever a pool allows; link-local and metadata addresses are
+    /// refused already.
+    /// Below this much free space on the data volume, new events are refused with 507
+    /// (before the disk fills up and the store stops taking writes).
+    #[arg(long, default_value = "64Mi", value_parser = bytes)]
+    pub min_free_disk: u64,
+    #[arg(long = "deny-destination-cidr", env = "CAUSEWAY_DENY_DESTINATION_CIDRS", value_delimiter = ',', value_parser = cidr)]
+    pub deny_destination_cidrs: Vec<crate::netguard::Cidr>,
 }
 
 impl ServeArgs {
     pub fn limits(&self) -> Limits {
         Limits {
             max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
             header_timeout: self.header_timeout,
             body_timeout: self.body_timeout,
             max_inflight: self.max_inflight,
             shutdown_grace: self.shutdown_grace,
             retention_interval: self.retention_interval,
+            denied_destinations: self.deny_destination_cidrs.clone(),
+            min_free_disk_bytes: self.min_free_disk,
             ..Limits::default()
         }
     }
+}
+
+fn bytes(s: &str) -> Result<u64, String> {
+    causeway_crds::duration::parse_quantity_bytes(s)
+}
+
+fn cidr(s: &str) -> Result<crate::netguard::Cidr, String> {
+    crate::netguard::Cidr::parse(s)
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

@@ -153,6 +153,11 @@ impl SecretSource {
 }
 
 impl ConfigSource for SecretSource {
+    /// A pool's Secret is written from CRs that namespace users control.
+    fn is_local(&self) -> bool {
+        false
+    }
+
     fn load(&mut self) -> Result<Loaded, ConfigError> {
         match &self.first {
             Some(cfg) => Ok(Loaded { config: cfg.clone(), problems: Vec::new() }),

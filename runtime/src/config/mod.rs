@@ -51,6 +51,11 @@ pub trait ConfigSource: Send + 'static {
         out: Published,
         stop: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// Whether the configuration comes from its owner's own files (local mode): only then
+    /// may plugins load `file` sources. A cluster source says no.
+    fn is_local(&self) -> bool {
+        true
+    }
 }
 
 /// How often file sources look at modification times.

@@ -98,6 +98,14 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 }
             }
         };
+        if !due.undecodable.is_empty() {
+            let keys: Vec<String> = due.undecodable.iter().map(|(_, k)| format!("{}/{}", k.event, k.index)).collect();
+            warn!(jobs = ?keys, "job records that cannot be decoded: quarantined, the rest goes on");
+            match shared.store.quarantine(due.undecodable.clone()).await {
+                Ok(n) => shared.metrics.jobs_quarantined.inc_by(n as u64),
+                Err(e) => warn!(error = %e, "cannot quarantine job records"),
+            }
+        }
         let mut next_due = due.next_due_ms;
         for job in due.jobs {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -177,6 +185,11 @@ async fn http_call(
     let Ok(method) = reqwest::Method::from_bytes(req.method.as_bytes()) else {
         return failed(format!("invalid method {:?}", req.method));
     };
+    // Names are checked by the client's resolver after resolution; IP literals here.
+    if let Err(reason) = shared.netguard.check_url(&req.url) {
+        shared.metrics.destination_refused.inc();
+        return failed(format!("destination refused: {reason}"));
+    }
     let mut rb = shared
         .http
         .request(method, &req.url)
@@ -189,6 +202,10 @@ async fn http_call(
         Ok(r) => r,
         Err(e) if e.is_timeout() => {
             return failed(format!("timeout after {} ms", timeout.as_millis()));
+        }
+        Err(e) if is_refused(&e) => {
+            shared.metrics.destination_refused.inc();
+            return failed(error_chain(&e));
         }
         Err(e) if e.is_connect() => return failed(format!("connect: {}", error_chain(&e))),
         Err(e) => return failed(error_chain(&e)),
@@ -225,6 +242,18 @@ async fn http_call(
         headers,
         body: Bytes::from(body),
     }
+}
+
+/// Whether the network guard refused the connection (somewhere in the error's sources).
+fn is_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<crate::netguard::Refused>().is_some() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -560,6 +589,10 @@ fn dead_letter(
     let Some(url) = dest.dead_letter_url.clone() else {
         return;
     };
+    if let Err(reason) = shared.netguard.check_url(&url) {
+        warn!(bridge = %bridge.key, %reason, "dead-letter notification refused");
+        return;
+    }
     let body = serde_json::json!({
         "eventId": job.event.to_string(),
         "bridge": job.bridge,

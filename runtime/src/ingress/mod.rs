@@ -1,13 +1,10 @@
 //! Ingress: bridges and public plugin routes on one port.
 //!
-//! Connections are bounded by a semaphore: the accept loop takes a permit before it
-//! accepts, so when `max_connections` are being served, further clients wait in the
-//! kernel's listen backlog (and time out there) instead of costing memory here. Each
+//! Connections are bounded over all peers and per peer by [`crate::listener`]; each
 //! connection is HTTP/1.1 with a header read timeout (which also closes idle keep-alive
 //! connections); each body must arrive within the body timeout. A request is answered 202
 //! only after its event is committed to disk.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +13,11 @@ use causeway_crds::config::BridgeConfig;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, instrument, warn};
+
+use crate::listener::{self, ConnObserver};
 
 use crate::bridge::{ActiveBridge, FilterOutcome, InboundRequest};
 use crate::store::{EventId, EventRecord, EventStatus, NewEvent, NewJob, STEPS_JOB, now_ms};
@@ -49,6 +45,25 @@ pub async fn serve_internal(listener: TcpListener, shared: Arc<Shared>, stop: Ca
     .await
 }
 
+/// Counts ingress connections and peer refusals in the worker's metrics.
+struct IngressObserver(Arc<Shared>);
+
+impl ConnObserver for IngressObserver {
+    fn opened(&self) {
+        self.0.metrics.connections_open.inc();
+    }
+    fn closed(&self) {
+        self.0.metrics.connections_open.dec();
+    }
+    fn refused_peer(&self, _peer: std::net::IpAddr) {
+        self.0
+            .metrics
+            .rejected
+            .with_label_values(&["", "peer_connections"])
+            .inc();
+    }
+}
+
 /// The accept loop shared by ingress and the internal port.
 async fn serve_with<F, Fut>(
     listener: TcpListener,
@@ -59,64 +74,12 @@ async fn serve_with<F, Fut>(
     F: Fn(Arc<Shared>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
 {
-    let max = shared.limits.max_connections.max(1);
-    let permits = Arc::new(Semaphore::new(max));
-    loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let shared = shared.clone();
-        let stop = stop.clone();
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            shared.metrics.connections_open.inc();
-            let svc = {
-                let shared = shared.clone();
-                service_fn(move |req| {
-                    let fut = handler(shared.clone(), req);
-                    async move { Ok::<_, Infallible>(fut.await) }
-                })
-            };
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(shared.limits.header_timeout)
-                .keep_alive(true);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r { debug!(%peer, error = %e, "connection closed") },
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            shared.metrics.connections_open.dec();
-            drop(permit);
-        });
-    }
-    drop(listener);
-    // Wait for open connections (each finishing its request) within the grace period.
-    let drained = tokio::time::timeout(
-        shared.limits.shutdown_grace,
-        permits.acquire_many(max as u32),
-    )
-    .await;
-    if drained.is_err() {
-        warn!("ingress: connections still open after the shutdown grace period");
-    }
+    let limits = shared.limits.conn_limits();
+    let observer: Arc<dyn ConnObserver> = Arc::new(IngressObserver(shared.clone()));
+    listener::serve(listener, limits, stop, observer, move |req| {
+        handler(shared.clone(), req)
+    })
+    .await
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
@@ -257,6 +220,17 @@ async fn bridge_request(
             "suspended",
             StatusCode::SERVICE_UNAVAILABLE,
             "bridge suspended",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return resp;
+    }
+    // Refuse before the disk fills: a store that hits ENOSPC stops taking any write.
+    if shared.disk_low.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut resp = reject(
+            "disk_low",
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient storage: try again later",
         );
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
@@ -446,11 +420,18 @@ async fn plugin_request(
             Response::from_parts(parts, Full::new(body))
         }
         Err(e) => {
+            // Anyone may call a public route: the answer names the kind of failure only.
+            // The details (guest stderr, refused addresses, other pools' URLs) stay in the
+            // log and the plugin metrics.
             warn!(error = %e, "plugin call failed");
-            error(
+            let mut resp = error(
                 StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_GATEWAY),
-                &e.message,
-            )
+                e.kind,
+            );
+            if let Ok(v) = HeaderValue::from_str(e.kind) {
+                resp.headers_mut().insert("causeway-error", v);
+            }
+            resp
         }
     }
 }

@@ -12,8 +12,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redb::{
@@ -40,6 +41,10 @@ const IDEM: TableDefinition<(&str, &str), (u128, u64)> = TableDefinition::new("i
 /// `(bridge, destination)` → paused since.
 const PAUSED: TableDefinition<(&str, &str), u64> = TableDefinition::new("paused");
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("keyvalue");
+/// `(event, index)` → the due time of a job whose record could not be decoded.
+const QUARANTINE: TableDefinition<(u128, u32), u64> = TableDefinition::new("quarantine");
+/// Plugin → bytes of keyvalue state it holds (keys and values), for the quota.
+const KV_USAGE: TableDefinition<&str, u64> = TableDefinition::new("keyvalue_usage");
 
 /// Optional instrumentation of group commits.
 #[derive(Clone)]
@@ -89,9 +94,36 @@ pub struct EmbeddedStore {
 }
 
 struct Inner {
-    db: Arc<RwLock<Database>>,
+    db: DbHandle,
     path: PathBuf,
     tx: mpsc::Sender<Msg>,
+    /// False from an I/O error until the database was reopened and a write committed.
+    healthy: Arc<AtomicBool>,
+    /// Bytes of keyvalue state (keys and values) one plugin may hold.
+    kv_quota: AtomicU64,
+}
+
+/// The database, absent while it is being reopened after an I/O error.
+type DbHandle = Arc<RwLock<Option<Database>>>;
+
+/// Default [`EmbeddedStore::set_kv_quota`]: 64 MiB per plugin.
+pub const DEFAULT_KV_QUOTA_BYTES: u64 = 64 << 20;
+
+fn unavailable() -> StoreError {
+    StoreError::Engine { op: "open", message: "the database is being reopened after an I/O error".into() }
+}
+
+/// Whether an error means the file could not be written (disk full, I/O failure). redb
+/// then refuses every later write (`PreviousIo`) until the database is reopened.
+fn is_io_error(e: &StoreError) -> bool {
+    matches!(e, StoreError::Engine { message, .. } if message.contains("I/O error"))
+}
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    Database::builder().set_cache_size(32 << 20).create(path).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 fn eng<E: std::fmt::Display>(op: &'static str) -> impl Fn(E) -> StoreError {
@@ -123,13 +155,15 @@ impl EmbeddedStore {
             message: e.to_string(),
         })?;
         let path = dir.join("events.redb");
-        let db = Database::builder()
-            .set_cache_size(32 << 20)
-            .create(&path)
-            .map_err(|e| StoreError::Open {
+        let db = open_db(&path)?;
+        // Owner only, whatever the umask: it holds every event's headers and body.
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| StoreError::Open {
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
+        }
         // Create every table so that reads never meet a missing one.
         let tx = db.begin_write().map_err(eng("open"))?;
         {
@@ -141,21 +175,30 @@ impl EmbeddedStore {
             tx.open_table(IDEM).map_err(eng("open"))?;
             tx.open_table(PAUSED).map_err(eng("open"))?;
             tx.open_table(KV).map_err(eng("open"))?;
+            tx.open_table(QUARANTINE).map_err(eng("open"))?;
+            tx.open_table(KV_USAGE).map_err(eng("open"))?;
         }
         tx.commit().map_err(eng("open"))?;
-        let db = Arc::new(RwLock::new(db));
+        let db: DbHandle = Arc::new(RwLock::new(Some(db)));
         let (tx, rx) = mpsc::channel();
-        let writer_db = db.clone();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let writer = Writer { db: db.clone(), path: path.clone(), healthy: healthy.clone(), metrics };
         std::thread::Builder::new()
             .name("causeway-store-writer".into())
-            .spawn(move || writer_loop(writer_db, rx, metrics))
+            .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Open {
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
         Ok(EmbeddedStore {
-            inner: Arc::new(Inner { db, path, tx }),
+            inner: Arc::new(Inner { db, path, tx, healthy, kv_quota: AtomicU64::new(DEFAULT_KV_QUOTA_BYTES) }),
         })
+    }
+
+    /// Bytes of keyvalue state one plugin may hold (keys and values); a write past it
+    /// fails and the plugin sees a keyvalue error.
+    pub fn set_kv_quota(&self, bytes: u64) {
+        self.inner.kv_quota.store(bytes, Ordering::Relaxed);
     }
 
     /// Queue a write; the future resolves after the batch holding it is committed.
@@ -181,7 +224,8 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let db = self.inner.db.read().map_err(lock_err)?;
+        let guard = self.inner.db.read().map_err(lock_err)?;
+        let db = guard.as_ref().ok_or_else(unavailable)?;
         let tx = db.begin_read().map_err(eng("read"))?;
         let out = f(&tx);
         drop(tx);
@@ -198,76 +242,137 @@ impl EmbeddedStore {
     }
 }
 
-fn writer_loop(db: Arc<RwLock<Database>>, rx: mpsc::Receiver<Msg>, metrics: Option<StoreMetrics>) {
-    let mut deferred: Option<Msg> = None;
-    loop {
-        let first = match deferred.take() {
-            Some(m) => m,
-            None => match rx.recv() {
-                Ok(m) => m,
-                Err(_) => return, // every handle dropped
-            },
-        };
-        match first {
-            Msg::Compact(reply) => {
-                let _ = reply.send(compact(&db));
+/// The writer thread: group commits, and recovery from I/O errors.
+struct Writer {
+    db: DbHandle,
+    path: PathBuf,
+    healthy: Arc<AtomicBool>,
+    metrics: Option<StoreMetrics>,
+}
+
+/// How often an unhealthy store tries to reopen while no write arrives.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Writer {
+    fn run(self, rx: mpsc::Receiver<Msg>) {
+        let mut deferred: Option<Msg> = None;
+        loop {
+            if !self.healthy.load(Ordering::SeqCst) {
+                self.recover();
             }
-            Msg::Write(op) => {
-                let mut batch = vec![op];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(Msg::Write(op)) => batch.push(op),
-                        Ok(other) => {
-                            deferred = Some(other);
-                            break;
+            let first = match deferred.take() {
+                Some(m) => m,
+                None if self.healthy.load(Ordering::SeqCst) => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => return, // every handle dropped
+                },
+                None => match rx.recv_timeout(REOPEN_INTERVAL) {
+                    Ok(m) => m,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+            };
+            match first {
+                Msg::Compact(reply) => {
+                    let _ = reply.send(compact(&self.db));
+                }
+                Msg::Write(op) => {
+                    let mut batch = vec![op];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(Msg::Write(op)) => batch.push(op),
+                            Ok(other) => {
+                                deferred = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
                         }
-                        Err(_) => break,
+                    }
+                    let started = Instant::now();
+                    let n = batch.len();
+                    if commit_batch(&self.db, batch) && self.healthy.swap(false, Ordering::SeqCst) {
+                        tracing::error!(path = %self.path.display(), "store: I/O error (disk full?): refusing writes until the database reopens");
+                    }
+                    if let Some(m) = &self.metrics {
+                        m.batch_size.observe(n as f64);
+                        m.commit_seconds.observe(started.elapsed().as_secs_f64());
                     }
                 }
-                let started = Instant::now();
-                let n = batch.len();
-                commit_batch(&db, batch);
-                if let Some(m) = &metrics {
-                    m.batch_size.observe(n as f64);
-                    m.commit_seconds.observe(started.elapsed().as_secs_f64());
-                }
+            }
+        }
+    }
+
+    /// Closes and reopens the database (redb refuses every write after an I/O error until
+    /// then), and proves it with an empty commit. Healthy again only if that commit works.
+    fn recover(&self) {
+        let mut guard = match self.db.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        // Close first: the file is locked while a handle is open.
+        *guard = None;
+        let reopened = open_db(&self.path).and_then(|db| {
+            let tx = db.begin_write().map_err(eng("begin"))?;
+            tx.commit().map_err(eng("commit"))?;
+            Ok(db)
+        });
+        match reopened {
+            Ok(db) => {
+                *guard = Some(db);
+                self.healthy.store(true, Ordering::SeqCst);
+                tracing::info!(path = %self.path.display(), "store reopened after an I/O error");
+            }
+            Err(e) => {
+                // Keep it open for reads when it opens at all; retry on the next round.
+                *guard = open_db(&self.path).ok();
+                tracing::debug!(error = %e, "store still cannot be written");
             }
         }
     }
 }
 
-fn commit_batch(db: &RwLock<Database>, mut batch: Vec<Box<dyn WriteOp>>) {
+/// Commits a batch; returns whether it met an I/O error.
+fn commit_batch(db: &RwLock<Option<Database>>, mut batch: Vec<Box<dyn WriteOp>>) -> bool {
     let guard = match db.read() {
         Ok(g) => g,
         Err(_) => {
             for op in batch {
                 op.finish(Err(lock_err(())));
             }
-            return;
+            return false;
         }
     };
-    let tx = match guard.begin_write() {
+    let Some(db) = guard.as_ref() else {
+        for op in batch {
+            op.finish(Err(unavailable()));
+        }
+        return true;
+    };
+    let tx = match db.begin_write() {
         Ok(tx) => tx,
         Err(e) => {
             let err = eng("begin")(e);
+            let io = is_io_error(&err);
             for op in batch {
                 op.finish(Err(err.clone()));
             }
-            return;
+            return io;
         }
     };
     let all_ok = batch.iter_mut().all(|op| op.apply(&tx).is_ok());
     if all_ok {
         let res = tx.commit().map_err(eng("commit"));
+        let io = res.as_ref().err().is_some_and(is_io_error);
         for op in batch {
             op.finish(res.clone());
         }
-        return;
+        return io;
     }
     let _ = tx.abort();
     // One failed: run each alone so that the others still commit.
+    let mut io = false;
     for mut op in batch {
-        let res = guard
+        let res = db
             .begin_write()
             .map_err(eng("begin"))
             .and_then(|tx| match op.apply(&tx) {
@@ -277,12 +382,15 @@ fn commit_batch(db: &RwLock<Database>, mut batch: Vec<Box<dyn WriteOp>>) {
                     Err(e)
                 }
             });
+        io |= res.as_ref().err().is_some_and(is_io_error);
         op.finish(res);
     }
+    io
 }
 
-fn compact(db: &RwLock<Database>) -> Result<bool, StoreError> {
-    let mut db = db.write().map_err(lock_err)?;
+fn compact(db: &RwLock<Option<Database>>) -> Result<bool, StoreError> {
+    let mut guard = db.write().map_err(lock_err)?;
+    let db = guard.as_mut().ok_or_else(unavailable)?;
     let mut any = false;
     // Each call moves pages towards the start and trims the end; a few rounds suffice.
     for _ in 0..8 {
@@ -516,7 +624,14 @@ impl Store for EmbeddedStore {
                 let Some(raw) = jobs.get((event, index)).map_err(eng("jobs"))? else {
                     continue;
                 };
-                let job: JobRecord = dec("jobs", raw.value())?;
+                // One bad record must not stop every delivery: report it and go on.
+                let job: JobRecord = match dec("jobs", raw.value()) {
+                    Ok(j) => j,
+                    Err(_) => {
+                        out.undecodable.push((at, JobKey { event: EventId::from_u128(event), index }));
+                        continue;
+                    }
+                };
                 if !hold(&job) {
                     out.jobs.push(job);
                 }
@@ -524,6 +639,22 @@ impl Store for EmbeddedStore {
             Ok(out)
         });
         Box::pin(std::future::ready(res))
+    }
+
+    fn quarantine(&self, jobs: Vec<(u64, JobKey)>) -> StoreFuture<usize> {
+        self.write(move |tx| {
+            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+            let mut q = tx.open_table(QUARANTINE).map_err(eng("quarantine"))?;
+            let mut n = 0;
+            for (at, k) in &jobs {
+                let (event, index) = (k.event.as_u128(), k.index);
+                if due.remove((*at, event, index)).map_err(eng("due"))?.is_some() {
+                    q.insert((event, index), *at).map_err(eng("quarantine"))?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
     }
 
     fn finish_attempt(&self, u: JobUpdate) -> StoreFuture<JobRecord> {
@@ -1029,9 +1160,28 @@ impl Store for EmbeddedStore {
     }
 
     fn kv_set(&self, plugin: String, key: String, value: Vec<u8>) -> StoreFuture<()> {
+        let quota = self.inner.kv_quota.load(Ordering::Relaxed);
         self.write(move |tx| {
+            let used = kv_usage(tx, &plugin)?;
             let mut kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
+            let old = kv
+                .get((plugin.as_str(), key.as_str()))
+                .map_err(eng("keyvalue"))?
+                .map(|v| (key.len() + v.value().len()) as u64)
+                .unwrap_or(0);
+            let after = used.saturating_sub(old) + (key.len() + value.len()) as u64;
+            if after > quota && after > used {
+                return Err(StoreError::Quota {
+                    what: format!("keyvalue of plugin {plugin}"),
+                    limit: quota,
+                });
+            }
             kv.insert((plugin.as_str(), key.as_str()), value.as_slice())
+                .map_err(eng("keyvalue"))?;
+            drop(kv);
+            tx.open_table(KV_USAGE)
+                .map_err(eng("keyvalue"))?
+                .insert(plugin.as_str(), after)
                 .map_err(eng("keyvalue"))?;
             Ok(())
         })
@@ -1039,11 +1189,24 @@ impl Store for EmbeddedStore {
 
     fn kv_delete(&self, plugin: String, key: String) -> StoreFuture<()> {
         self.write(move |tx| {
+            let used = kv_usage(tx, &plugin)?;
             let mut kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
-            kv.remove((plugin.as_str(), key.as_str()))
+            let removed = kv
+                .remove((plugin.as_str(), key.as_str()))
+                .map_err(eng("keyvalue"))?
+                .map(|v| (key.len() + v.value().len()) as u64)
+                .unwrap_or(0);
+            drop(kv);
+            tx.open_table(KV_USAGE)
+                .map_err(eng("keyvalue"))?
+                .insert(plugin.as_str(), used.saturating_sub(removed))
                 .map_err(eng("keyvalue"))?;
             Ok(())
         })
+    }
+
+    fn healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::SeqCst)
     }
 
     fn kv_list(&self, plugin: String) -> StoreFuture<Vec<String>> {
@@ -1062,6 +1225,25 @@ impl Store for EmbeddedStore {
         });
         Box::pin(std::future::ready(res))
     }
+}
+
+/// Bytes of keyvalue state a plugin holds; counted once from its rows in stores written
+/// before the usage table existed.
+fn kv_usage(tx: &WriteTransaction, plugin: &str) -> Result<u64, StoreError> {
+    if let Some(v) = tx.open_table(KV_USAGE).map_err(eng("keyvalue"))?.get(plugin).map_err(eng("keyvalue"))? {
+        return Ok(v.value());
+    }
+    let kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
+    let mut total = 0u64;
+    for row in kv.range((plugin, "")..).map_err(eng("keyvalue"))? {
+        let (k, v) = row.map_err(eng("keyvalue"))?;
+        let (p, key) = k.value();
+        if p != plugin {
+            break;
+        }
+        total += (key.len() + v.value().len()) as u64;
+    }
+    Ok(total)
 }
 
 impl EmbeddedStore {
@@ -1126,5 +1308,33 @@ impl KvAdapter {
     }
     pub fn list_keys(&self, plugin: &str) -> Result<Vec<String>, String> {
         self.block(self.store.kv_list(plugin.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block<T>(f: StoreFuture<T>) -> Result<T, StoreError> {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
+    /// Issue 12 item 5: plugin keyvalue has a quota per plugin, counted over keys and
+    /// values, given back by deletes and overwrites, and separate per plugin.
+    #[test]
+    fn keyvalue_quota_per_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), None).unwrap();
+        store.set_kv_quota(100);
+        block(store.kv_set("ns/a".into(), "k1".into(), vec![0; 60])).unwrap();
+        let err = block(store.kv_set("ns/a".into(), "k2".into(), vec![0; 60])).unwrap_err();
+        assert!(matches!(err, StoreError::Quota { limit: 100, .. }), "{err}");
+        assert_eq!(block(store.kv_get("ns/a".into(), "k2".into())).unwrap(), None, "nothing written past the quota");
+        // Another plugin has its own quota.
+        block(store.kv_set("ns/b".into(), "k1".into(), vec![0; 90])).unwrap();
+        // Overwriting counts the new size only; deleting gives the bytes back.
+        block(store.kv_set("ns/a".into(), "k1".into(), vec![0; 90])).unwrap();
+        block(store.kv_delete("ns/a".into(), "k1".into())).unwrap();
+        block(store.kv_set("ns/a".into(), "k2".into(), vec![0; 90])).unwrap();
     }
 }

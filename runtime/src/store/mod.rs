@@ -34,6 +34,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("store: closed")]
     Closed,
+    #[error("store: {what} would exceed its quota of {limit} bytes")]
+    Quota { what: String, limit: u64 },
 }
 
 /// The durable state of the worker. See the module docs.
@@ -53,6 +55,9 @@ pub trait Store: Send + Sync + 'static {
         claimed: &(dyn Fn(&JobKey) -> bool + Sync),
         hold: &(dyn Fn(&JobRecord) -> bool + Sync),
     ) -> StoreFuture<DueJobs>;
+    /// Take jobs whose record cannot be decoded out of the due queue (their records stay,
+    /// for inspection); returns how many were moved.
+    fn quarantine(&self, jobs: Vec<(u64, JobKey)>) -> StoreFuture<usize>;
     /// Record one attempt and what follows it, in one transaction.
     fn finish_attempt(&self, update: JobUpdate) -> StoreFuture<JobRecord>;
     fn event(&self, id: EventId) -> StoreFuture<Option<EventDetail>>;
@@ -86,4 +91,9 @@ pub trait Store: Send + Sync + 'static {
     fn kv_set(&self, plugin: String, key: String, value: Vec<u8>) -> StoreFuture<()>;
     fn kv_delete(&self, plugin: String, key: String) -> StoreFuture<()>;
     fn kv_list(&self, plugin: String) -> StoreFuture<Vec<String>>;
+    /// Whether writes work. False after an I/O error (a full disk) until the store has
+    /// recovered by itself; readiness follows it.
+    fn healthy(&self) -> bool {
+        true
+    }
 }

@@ -202,6 +202,9 @@ pub struct Appended {
 pub struct DueJobs {
     pub jobs: Vec<JobRecord>,
     pub next_due_ms: Option<u64>,
+    /// Due jobs whose record could not be decoded, with their due time: the caller
+    /// quarantines them ([`super::Store::quarantine`]) so that they never block the rest.
+    pub undecodable: Vec<(u64, JobKey)>,
 }
 
 /// What follows an attempt.

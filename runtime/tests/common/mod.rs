@@ -55,6 +55,28 @@ impl Worker {
         Worker::start_cmd(dir, config, cmd, extra)
     }
 
+    /// Start `cmd` (e.g. `["up", "-f", dir]`) with the admin API on `admin`.
+    pub fn start_admin_at(
+        dir: &Path,
+        manifests: &Path,
+        cmd: Vec<String>,
+        admin: SocketAddr,
+        extra: &[&str],
+    ) -> Worker {
+        let mut w = Worker {
+            cmd,
+            child: None,
+            listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+            admin,
+            data_dir: dir.join("data"),
+            manifests: manifests.to_path_buf(),
+            log: dir.join("worker.log"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        w.spawn();
+        w
+    }
+
     fn start_cmd(dir: &Path, manifests: &Path, cmd: Vec<String>, extra: &[&str]) -> Worker {
         let mut w = Worker {
             cmd,
@@ -217,7 +239,20 @@ impl Sink {
     pub async fn start(
         respond: impl Fn(usize, &Received) -> (u16, Vec<(String, String)>) + Send + Sync + 'static,
     ) -> Sink {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Sink::start_on("127.0.0.1", respond).await
+    }
+
+    /// A sink on another loopback address (`127.0.0.2`, …) or a given `ip:port`.
+    pub async fn start_on(
+        ip: &str,
+        respond: impl Fn(usize, &Received) -> (u16, Vec<(String, String)>) + Send + Sync + 'static,
+    ) -> Sink {
+        let bind = if ip.contains(':') {
+            ip.to_string()
+        } else {
+            format!("{ip}:0")
+        };
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let sink = Sink {
             addr: listener.local_addr().unwrap(),
             received: Default::default(),

@@ -96,9 +96,19 @@ impl TestHost {
 }
 
 pub fn new_host(cache: &Path, kv: Arc<dyn KvStore>, pooling: PoolingMode) -> TestHost {
+    host_with(cache, kv, pooling, true)
+}
+
+pub fn host_with(cache: &Path, kv: Arc<dyn KvStore>, pooling: PoolingMode, allow_file_sources: bool) -> TestHost {
     let registry = Registry::new();
-    let host = PluginHost::new(HostOptions { cache_dir: cache.to_path_buf(), pooling, kv, registry: registry.clone() }).expect("host");
+    let host =
+        PluginHost::new(HostOptions { cache_dir: cache.to_path_buf(), pooling, kv, registry: registry.clone(), allow_file_sources }).expect("host");
     TestHost { host, registry }
+}
+
+/// A host as a cluster worker runs it: `file` sources refused.
+pub fn cluster_host(cache: &Path) -> TestHost {
+    host_with(cache, Arc::new(MemoryKv::new()), PoolingMode::Auto, false)
 }
 
 pub fn mem_host(cache: &Path) -> TestHost {

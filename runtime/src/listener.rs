@@ -1,0 +1,180 @@
+//! The accept loop every port of the worker uses (ingress, internal, admin).
+//!
+//! Connections are bounded twice: by a semaphore over all peers (the loop takes a permit
+//! before it accepts, so further clients wait in the kernel's listen backlog instead of
+//! costing memory here) and per peer address, so that one client cannot hold every slot;
+//! a connection over its peer's cap is closed at once. Each connection is HTTP/1.1 with a
+//! header read timeout (which also closes idle keep-alive connections).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Bounds of one listener.
+#[derive(Clone, Debug)]
+pub struct ConnLimits {
+    /// Connections served at once over all peers.
+    pub max_connections: usize,
+    /// Connections served at once from one peer address.
+    pub max_per_peer: usize,
+    /// Time a client has to send its request headers.
+    pub header_timeout: Duration,
+    /// On shutdown, how long open connections may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// What the loop reports to the caller's metrics.
+pub trait ConnObserver: Send + Sync + 'static {
+    fn opened(&self) {}
+    fn closed(&self) {}
+    /// A connection closed at once because its peer was at its cap.
+    fn refused_peer(&self, _peer: IpAddr) {}
+}
+
+impl ConnObserver for () {}
+
+/// Open connections per peer; a slot is given back when its guard drops.
+#[derive(Default)]
+struct PeerCounts(Mutex<HashMap<IpAddr, usize>>);
+
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    ip: IpAddr,
+}
+
+impl PeerCounts {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serve `listener` until `stop`, then let open connections finish within the grace.
+pub async fn serve<H, Fut, B>(
+    listener: TcpListener,
+    limits: ConnLimits,
+    stop: CancellationToken,
+    observer: Arc<dyn ConnObserver>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let max = limits.max_connections.max(1);
+    let per_peer = limits.max_per_peer.max(1);
+    let permits = Arc::new(Semaphore::new(max));
+    let peers = Arc::new(PeerCounts::default());
+    loop {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = peers.take(peer.ip(), per_peer) else {
+            observer.refused_peer(peer.ip());
+            debug!(%peer, "connection refused: its peer holds its share of connections");
+            drop(stream);
+            continue;
+        };
+        let stop = stop.clone();
+        let handler = handler.clone();
+        let observer = observer.clone();
+        let header_timeout = limits.header_timeout;
+        tokio::spawn(async move {
+            observer.opened();
+            let svc = service_fn(move |req| {
+                let fut = handler(req);
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r { debug!(%peer, error = %e, "connection closed") },
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            observer.closed();
+            drop(slot);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Wait for open connections (each finishing its request) within the grace period.
+    let drained =
+        tokio::time::timeout(limits.shutdown_grace, permits.acquire_many(max as u32)).await;
+    if drained.is_err() {
+        warn!("connections still open after the shutdown grace period");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_slots_are_capped_and_given_back() {
+        let counts = Arc::new(PeerCounts::default());
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let s1 = counts.take(a, 2).unwrap();
+        let _s2 = counts.take(a, 2).unwrap();
+        assert!(counts.take(a, 2).is_none(), "a third from the same peer");
+        let _other = counts.take(b, 2).expect("another peer still gets in");
+        drop(s1);
+        assert!(
+            counts.take(a, 2).is_some(),
+            "a closed connection gives its slot back"
+        );
+    }
+}
