@@ -62,6 +62,10 @@ pub struct ActiveBridge {
     compiled: causeway_pipeline::CompiledBridge,
 }
 
+/// Wall-clock time one filter evaluation may take; past it the event is dropped with a
+/// `budget` reason.
+pub const FILTER_TIME_LIMIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Plugin variables shorter than this are not redacted: they are settings (`3`, `eu`),
 /// not credentials, and redacting them would mangle every log line they occur in.
 pub const MIN_REDACTED_VARIABLE: usize = 6;
@@ -155,8 +159,15 @@ impl ActiveBridge {
         strip_query_param(query, param)
     }
 
-    /// Run the filter. An evaluation error drops the event, with the error as the reason
-    /// (a filter that cannot be evaluated on an event does not let it through).
+    /// Whether the bridge has a filter (which [`ActiveBridge::filter`] runs).
+    pub fn has_filter(&self) -> bool {
+        self.compiled.filter.is_some()
+    }
+
+    /// Run the filter within its budget (macro iterations and [`FILTER_TIME_LIMIT`]). Any
+    /// failure drops the event, with the kind and reason recorded (a filter that cannot be
+    /// decided on an event does not let it through). CPU-bound: callers run it off the
+    /// async threads.
     pub fn filter(
         &self,
         req: &InboundRequest<'_>,
@@ -165,14 +176,11 @@ impl ActiveBridge {
         let Some(f) = &self.compiled.filter else {
             return FilterOutcome::Pass;
         };
-        match f.evaluate(&Self::inbound(req), payload) {
-            causeway_pipeline::filter::FilterDecision::Pass => FilterOutcome::Pass,
-            causeway_pipeline::filter::FilterDecision::Drop => {
-                FilterOutcome::Drop("filter: false".into())
-            }
-            causeway_pipeline::filter::FilterDecision::Error(e) => {
-                FilterOutcome::Drop(format!("filter error: {e}"))
-            }
+        let budget = causeway_pipeline::filter::Budget::with_time_limit(FILTER_TIME_LIMIT);
+        match f.evaluate_with(&Self::inbound(req), payload, budget) {
+            Ok(true) => FilterOutcome::Pass,
+            Ok(false) => FilterOutcome::Drop("filter: false".into()),
+            Err(e) => FilterOutcome::Drop(format!("filter error ({}): {}", e.kind.as_str(), e.message)),
         }
     }
 

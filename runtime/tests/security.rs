@@ -620,3 +620,39 @@ async fn a_full_disk_is_survived_without_a_restart() {
     .await;
     assert_eq!(ev["bridge"], "default/b", "the acknowledged event survived");
 }
+
+/// Item 7: a quadratic filter over a sender-sized list ends on its budget (the event is
+/// dropped with a `budget` reason, fail closed) instead of running for seconds on the
+/// threads that serve connections; the worker keeps answering meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quadratic_filter_ends_on_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let yaml = format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: quadratic}}
+spec:
+  filter: "payload.items.exists(x, payload.items.exists(y, x == y + 1000000))"
+  destinations:
+  - {{name: d, url: "{}"}}
+"#,
+        sink.url("/d")
+    );
+    let w = Worker::start(dir.path(), &manifests(dir.path(), &yaml), &[]);
+    let c = client();
+    let items: Vec<u32> = (0..5000).collect();
+    let body = serde_json::json!({ "items": items }).to_string();
+    let (s, v) = post(&c, &w.url("/hooks/default/quadratic"), &body, &[]).await;
+    assert_eq!(s, 202);
+    let ev = get_json(&c, &w.admin_url(&format!("/api/v1/events/{}", v["id"].as_str().unwrap()))).await;
+    assert_eq!(ev["status"], "filtered", "{ev:#}");
+    assert!(ev["reason"].as_str().unwrap().contains("budget"), "{ev:#}");
+    // A small list is decided normally.
+    let (s, v) = post(&c, &w.url("/hooks/default/quadratic"), r#"{"items":[1, 1000001]}"#, &[]).await;
+    assert_eq!(s, 202);
+    let ev = wait_status(&c, &w, v["id"].as_str().unwrap(), "delivered", WAIT).await;
+    assert_eq!(ev["status"], "delivered", "{ev:#}");
+    assert_eq!(c.get(w.admin_url("/healthz")).send().await.unwrap().status(), 200);
+}

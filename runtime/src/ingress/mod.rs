@@ -190,7 +190,7 @@ fn allow(cfg: &BridgeConfig) -> HeaderValue {
 #[instrument(skip_all, fields(bridge = %bridge.key))]
 async fn bridge_request(
     shared: &Shared,
-    bridge: &ActiveBridge,
+    bridge: &Arc<ActiveBridge>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let m = &shared.metrics;
@@ -276,10 +276,34 @@ async fn bridge_request(
             "unauthorized",
         );
     }
-    let payload: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
-    let filtered = match bridge.filter(&inbound, payload.as_ref()) {
-        FilterOutcome::Pass => None,
-        FilterOutcome::Drop(reason) => Some(reason),
+    // The filter is CPU-bound and sized by the sender's payload: it runs on the blocking
+    // pool within its budget, never on the threads that serve connections.
+    let filtered = if bridge.has_filter() {
+        let (b, headers, q, bytes, method) = (
+            bridge.clone(),
+            parts.headers.clone(),
+            query.clone(),
+            body.clone(),
+            parts.method.as_str().to_string(),
+        );
+        let outcome = tokio::task::spawn_blocking(move || {
+            let payload: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+            let req = InboundRequest {
+                method: &method,
+                headers: &headers,
+                query: &q,
+                body: &bytes,
+            };
+            b.filter(&req, payload.as_ref())
+        })
+        .await;
+        match outcome {
+            Ok(FilterOutcome::Pass) => None,
+            Ok(FilterOutcome::Drop(reason)) => Some(reason),
+            Err(e) => Some(format!("filter error (internal): {e}")),
+        }
+    } else {
+        None
     };
     let idem = parts
         .headers
