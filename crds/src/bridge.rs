@@ -111,10 +111,12 @@ pub struct Ingress {
     pub max_body_bytes: u64,
 
     /// Header whose value deduplicates redeliveries from the sender: a repeated value within
-    /// `dedupeWindow` returns the first event's id and stores nothing.
-    #[serde(default = "default_idempotency_header")]
+    /// `dedupeWindow` returns the first event's id and stores nothing. When unset: the
+    /// delivery id header of the hmac preset (`x-github-delivery` for github,
+    /// `x-shopify-webhook-id` for shopify), else `webhook-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128))]
-    pub idempotency_header: String,
+    pub idempotency_header: Option<String>,
 
     /// How long an idempotency key is remembered.
     #[serde(default = "default_dedupe_window")]
@@ -132,7 +134,7 @@ impl Default for Ingress {
             path: None,
             methods: default_methods(),
             max_body_bytes: default_max_body_bytes(),
-            idempotency_header: default_idempotency_header(),
+            idempotency_header: None,
             dedupe_window: default_dedupe_window(),
             auth: None,
         }
@@ -144,9 +146,6 @@ fn default_methods() -> Vec<HttpMethod> {
 }
 fn default_max_body_bytes() -> u64 {
     1_048_576
-}
-fn default_idempotency_header() -> String {
-    "webhook-id".into()
 }
 fn default_dedupe_window() -> String {
     "24h".into()
@@ -247,6 +246,9 @@ fn default_tolerance() -> String {
     "5m".into()
 }
 
+/// The idempotency header when the bridge names none.
+pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "webhook-id";
+
 /// Signature schemes of well-known providers.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -259,6 +261,36 @@ pub enum HmacPreset {
     Shopify,
     /// `X-Slack-Signature: v0=<hex>` over `v0:<ts>:<body>`, with `X-Slack-Request-Timestamp`.
     Slack,
+}
+
+impl HmacPreset {
+    /// The header in which the provider sends a unique delivery id, which makes a good
+    /// idempotency key (these presets sign no timestamp, so it is their replay protection).
+    /// Stripe's event id is in the body and Slack sends no delivery id header: none.
+    pub fn delivery_id_header(self) -> Option<&'static str> {
+        match self {
+            HmacPreset::Github => Some("x-github-delivery"),
+            HmacPreset::Shopify => Some("x-shopify-webhook-id"),
+            HmacPreset::Stripe | HmacPreset::Slack => None,
+        }
+    }
+}
+
+impl Ingress {
+    /// The idempotency header in effect, lower-case: the one set, else the preset's delivery
+    /// id header, else `webhook-id`.
+    pub fn effective_idempotency_header(&self) -> String {
+        if let Some(h) = &self.idempotency_header {
+            return h.to_ascii_lowercase();
+        }
+        self.auth
+            .as_ref()
+            .and_then(|a| a.hmac.as_ref())
+            .and_then(|h| h.preset)
+            .and_then(HmacPreset::delivery_id_header)
+            .unwrap_or(DEFAULT_IDEMPOTENCY_HEADER)
+            .to_string()
+    }
 }
 
 /// Digest used by an HMAC signature.

@@ -78,6 +78,19 @@ pub mod reason {
     pub const DIGEST_MISMATCH: &str = "DigestMismatch";
     pub const FETCH_FAILED: &str = "FetchFailed";
     pub const SUSPENDED: &str = "Suspended";
+    /// A Secret the object names lacks the `causeway.dev/use: "true"` opt-in label.
+    pub const SECRET_NOT_OPTED_IN: &str = "SecretNotOptedIn";
+}
+
+/// Label a Secret must carry (value `"true"`) before the operator uses it for a Bridge or
+/// Plugin in a cluster. The operator reads Secrets with its own rights, so without this
+/// opt-in a user who may create Bridges but not read Secrets could send any Secret of the
+/// namespace out through `$env` (a confused deputy). Local mode does not need it.
+pub const SECRET_OPT_IN_LABEL: &str = "causeway.dev/use";
+
+/// True when a Secret's labels opt it in ([`SECRET_OPT_IN_LABEL`] = `"true"`).
+pub fn secret_opted_in(labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    labels.and_then(|l| l.get(SECRET_OPT_IN_LABEL)).is_some_and(|v| v == "true")
 }
 
 /// Build a condition. `lastTransitionTime` is carried over from `previous` when the

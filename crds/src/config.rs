@@ -333,8 +333,12 @@ pub struct Inventory {
     pub pools: Vec<WorkerPool>,
     pub bridges: Vec<Bridge>,
     pub plugins: Vec<Plugin>,
-    /// `(namespace, name)` → key → bytes.
+    /// `(namespace, name)` → key → bytes. A Secret that exists but is not opted in may be
+    /// listed with no data (so that the render can say why it is not used).
     pub secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
+    /// Secrets that carry `causeway.dev/use: "true"` ([`crate::common::SECRET_OPT_IN_LABEL`]).
+    /// A cluster render ([`Scope::Pool`]) uses only these; local mode uses any.
+    pub opted_in_secrets: BTreeSet<(String, String)>,
     /// `(namespace, name)` → key → bytes (`data` and `binaryData` together).
     pub config_maps: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
 }
@@ -383,6 +387,22 @@ pub fn config_secret_name(pool: &str) -> String {
 /// Name of the objects the operator creates for a pool (Deployment, Service, …).
 pub fn pool_object_name(pool: &str) -> String {
     format!("causeway-{pool}")
+}
+
+/// Name of the pool's ClusterIP Service for the internal (plugin) port,
+/// `causeway-<pool>-internal`. A Service name is a DNS label (63 characters at most), so a
+/// pool name longer than 45 characters is cut and a hash of the whole name keeps it unique.
+pub fn internal_service_name(pool: &str) -> String {
+    let full = format!("causeway-{pool}-internal");
+    if full.len() <= 63 {
+        return full;
+    }
+    let hash = hex::encode(&Sha256::digest(pool.as_bytes())[..4]);
+    let mut cut = 36;
+    while !pool.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("causeway-{}-{hash}-internal", pool[..cut].trim_end_matches('-'))
 }
 
 /// The pool an object lands in.
@@ -435,6 +455,9 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
     let pools: BTreeSet<(String, String)> =
         inv.pools.iter().map(|p| (namespace_of(&p.metadata), name_of(&p.metadata))).collect();
 
+    // In a cluster the operator reads Secrets with its own rights: use only opted-in ones.
+    let cluster = matches!(scope, Scope::Pool { .. });
+    let lookup = Lookup { inv, require_opt_in: cluster };
     let mut claimed_paths: BTreeMap<String, String> = BTreeMap::new();
     let mut bridge_configs = Vec::new();
     for b in bridges {
@@ -459,7 +482,7 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
             problems.push(problem(reason::PATH_CONFLICT, format!("path {path} is already served by {owner}")));
             continue;
         }
-        match build_bridge(b, &ns, &name, &path, inv) {
+        match build_bridge(b, &ns, &name, &path, &lookup) {
             Ok(cfg) => {
                 claimed_paths.insert(path, format!("bridge {ns}/{name}"));
                 bridge_configs.push(cfg);
@@ -525,13 +548,17 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
             problems.push(problem(reason::POOL_NOT_FOUND, format!("WorkerPool {pool:?} not found in namespace {}", key.0)));
             continue;
         }
+        if cluster && let Err(message) = cluster_source_allowed(&p.spec.source) {
+            problems.push(problem(reason::INVALID_SPEC, message));
+            continue;
+        }
         if let Some(route) = &p.spec.route
             && let Some(owner) = claimed_paths.get(route)
         {
             problems.push(problem(reason::PATH_CONFLICT, format!("route {route} is already served by {owner}")));
             continue;
         }
-        match build_plugin(p, &key.0, &key.1, inv) {
+        match build_plugin(p, &key.0, &key.1, &lookup) {
             Ok(cfg) => {
                 if let Some(route) = &cfg.route {
                     claimed_paths.insert(route.clone(), format!("plugin {}/{}", key.0, key.1));
@@ -555,7 +582,7 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
                 && pool != this_pool
             {
                 let urls = ctx.pool_endpoints.get(&(ns.clone(), pool.clone())).cloned().unwrap_or_else(|| {
-                    vec![format!("http://{}.{}.svc:{}", pool_object_name(pool), ns, INTERNAL_PORT)]
+                    vec![format!("http://{}.{}.svc:{}", internal_service_name(pool), ns, INTERNAL_PORT)]
                 });
                 routes.push(PluginRoute { namespace: ns, plugin: pname, pool: pool.clone(), urls });
             }
@@ -589,7 +616,8 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
         plugins: plugin_configs,
         routes,
         internal_tokens,
-        admin_token: ctx.admin_token.clone(),
+        // An empty token would mean no admin auth: treat it as missing.
+        admin_token: ctx.admin_token.clone().filter(|t| !t.expose().trim().is_empty()),
         retention,
         destination_allowed_cidrs,
     };
@@ -641,6 +669,48 @@ pub fn internal_callees(
 
 type BuildError = (&'static str, String);
 
+/// The inventory, and whether Secrets must be opted in (cluster scope).
+struct Lookup<'a> {
+    inv: &'a Inventory,
+    require_opt_in: bool,
+}
+
+impl std::ops::Deref for Lookup<'_> {
+    type Target = Inventory;
+    fn deref(&self) -> &Inventory {
+        self.inv
+    }
+}
+
+/// Plugin sources a cluster pool may load. `file` reads the worker's own file system (where
+/// the ServiceAccount token lives): local mode only. An OCI reference must be pinned by
+/// digest, so that what runs is what was reviewed, not whatever a tag points at today.
+pub fn cluster_source_allowed(src: &crate::plugin::PluginSource) -> Result<(), String> {
+    if src.file.is_some() {
+        return Err("spec.source.file is for local mode only (causeway up): a worker in a cluster does not read its own \
+                    file system; use oci (with a digest), http (with sha256) or configMap"
+            .into());
+    }
+    if let Some(o) = &src.oci
+        && o.digest.is_none()
+        && !reference_has_digest(&o.reference)
+    {
+        return Err(format!(
+            "spec.source.oci: {:?} is not pinned; in a cluster give a digest (spec.source.oci.digest, or \
+             reference@sha256:<64 hex>)",
+            o.reference
+        ));
+    }
+    Ok(())
+}
+
+/// `…@sha256:<64 lower-case hex>`.
+fn reference_has_digest(reference: &str) -> bool {
+    reference
+        .rsplit_once("@sha256:")
+        .is_some_and(|(_, hex)| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
 fn ms(s: &str) -> u64 {
     // Validation ran before building, so every duration here parses.
     parse_duration(s).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -650,11 +720,25 @@ fn opt_ms(s: &Option<String>, default: u64) -> u64 {
     s.as_deref().map(ms).unwrap_or(default)
 }
 
-fn secret(inv: &Inventory, ns: &str, r: &SecretKeyRef) -> Result<SecretValue, BuildError> {
+fn secret(inv: &Lookup<'_>, ns: &str, r: &SecretKeyRef) -> Result<SecretValue, BuildError> {
+    let key = (ns.to_string(), r.name.clone());
     let data = inv
         .secrets
-        .get(&(ns.to_string(), r.name.clone()))
+        .get(&key)
         .ok_or_else(|| (reason::SECRET_NOT_FOUND, format!("Secret {:?} not found in namespace {ns}", r.name)))?;
+    if inv.require_opt_in && !inv.opted_in_secrets.contains(&key) {
+        return Err((
+            reason::SECRET_NOT_OPTED_IN,
+            format!(
+                "Secret {:?} is not opted in for use by Causeway: add the label {}: \"true\" to it \
+                 (kubectl label secret -n {ns} {} {}=true)",
+                r.name,
+                crate::common::SECRET_OPT_IN_LABEL,
+                r.name,
+                crate::common::SECRET_OPT_IN_LABEL
+            ),
+        ));
+    }
     let bytes = data
         .get(&r.key)
         .ok_or_else(|| (reason::SECRET_NOT_FOUND, format!("Secret {:?} has no key {:?}", r.name, r.key)))?;
@@ -663,11 +747,11 @@ fn secret(inv: &Inventory, ns: &str, r: &SecretKeyRef) -> Result<SecretValue, Bu
     Ok(SecretValue(text))
 }
 
-fn secrets(inv: &Inventory, ns: &str, first: &SecretKeyRef, rest: &[SecretKeyRef]) -> Result<Vec<SecretValue>, BuildError> {
+fn secrets(inv: &Lookup<'_>, ns: &str, first: &SecretKeyRef, rest: &[SecretKeyRef]) -> Result<Vec<SecretValue>, BuildError> {
     std::iter::once(first).chain(rest.iter()).map(|r| secret(inv, ns, r)).collect()
 }
 
-fn named_value(inv: &Inventory, ns: &str, v: &NamedValue) -> Result<(SecretValue, bool), BuildError> {
+fn named_value(inv: &Lookup<'_>, ns: &str, v: &NamedValue) -> Result<(SecretValue, bool), BuildError> {
     match (&v.value, &v.value_from) {
         (Some(val), _) => Ok((SecretValue(val.clone()), false)),
         (None, Some(from)) => Ok((secret(inv, ns, &from.secret_key_ref)?, true)),
@@ -685,7 +769,7 @@ fn retry(retries: u32, b: &Backoff) -> RetryConfig {
     }
 }
 
-fn build_bridge(b: &Bridge, ns: &str, name: &str, path: &str, inv: &Inventory) -> Result<BridgeConfig, BuildError> {
+fn build_bridge(b: &Bridge, ns: &str, name: &str, path: &str, inv: &Lookup<'_>) -> Result<BridgeConfig, BuildError> {
     let spec = &b.spec;
     let auth = match &spec.ingress.auth {
         None => None,
@@ -758,7 +842,7 @@ fn build_bridge(b: &Bridge, ns: &str, name: &str, path: &str, inv: &Inventory) -
         path: path.to_string(),
         methods: spec.ingress.methods.iter().map(|m| m.as_str().to_string()).collect(),
         max_body_bytes: spec.ingress.max_body_bytes,
-        idempotency_header: spec.ingress.idempotency_header.to_ascii_lowercase(),
+        idempotency_header: spec.ingress.effective_idempotency_header(),
         dedupe_window_ms: ms(&spec.ingress.dedupe_window),
         suspend: spec.suspend,
         auth,
@@ -775,7 +859,7 @@ fn build_bridge(b: &Bridge, ns: &str, name: &str, path: &str, inv: &Inventory) -
     })
 }
 
-fn build_plugin(p: &Plugin, ns: &str, name: &str, inv: &Inventory) -> Result<PluginConfig, BuildError> {
+fn build_plugin(p: &Plugin, ns: &str, name: &str, inv: &Lookup<'_>) -> Result<PluginConfig, BuildError> {
     let spec = &p.spec;
     let src = &spec.source;
     let source = if let Some(f) = &src.file {

@@ -211,6 +211,9 @@ fn load_str_into(
             }
             "Secret" => {
                 let s: Secret = typed(value.clone()).map_err(to_err)?;
+                if crate::common::secret_opted_in(s.metadata.labels.as_ref()) {
+                    inv.opted_in_secrets.insert((namespace.clone(), name.clone()));
+                }
                 let mut data: BTreeMap<String, Vec<u8>> =
                     s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
                 for (k, v) in s.string_data.unwrap_or_default() {

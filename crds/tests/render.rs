@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use causeway_crds::config::{pool_object_name, AuthConfig, Kind, SourceConfig, INTERNAL_PORT};
+use causeway_crds::config::{internal_service_name, AuthConfig, Kind, SourceConfig, INTERNAL_PORT};
 use causeway_crds::manifest::load_str;
 use causeway_crds::{render, RenderContext, Scope};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -43,7 +43,7 @@ apiVersion: causeway.dev/v1alpha1
 kind: Plugin
 metadata: {name: loyalty, namespace: shop}
 spec:
-  source: {file: plugins/loyalty.wasm}
+  source: {http: {url: 'https://plugins.example.com/loyalty.wasm', sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}}
   allowedOutboundHosts: ["http://store-api.internal"]
   variables: [{name: mode, value: strict}]
 ---
@@ -51,23 +51,23 @@ apiVersion: causeway.dev/v1alpha1
 kind: Plugin
 metadata: {name: store-api, namespace: shop}
 spec:
-  source: {file: plugins/store-api.wasm}
+  source: {http: {url: 'https://plugins.example.com/store-api.wasm', sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}}
   pool: data
 ---
 apiVersion: causeway.dev/v1alpha1
 kind: Plugin
 metadata: {name: helper, namespace: shop}
 spec:
-  source: {file: plugins/helper.wasm}
+  source: {http: {url: 'https://plugins.example.com/helper.wasm', sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: gh, namespace: shop}
+metadata: {name: gh, namespace: shop, labels: {causeway.dev/use: "true"}}
 stringData: {secret: gh-secret-value}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: crm, namespace: shop}
+metadata: {name: crm, namespace: shop, labels: {causeway.dev/use: "true"}}
 stringData: {token: crm-token-value, signing: whsec_c2lnbmluZw==}
 "#;
 
@@ -84,7 +84,7 @@ fn default_pool_gets_the_bridge_its_unplaced_step_and_a_route_to_the_placed_call
     let b = &c.bridges[0];
     assert_eq!(b.path, "/hooks/shop/orders");
     assert_eq!(b.methods, vec!["POST"]);
-    assert_eq!(b.idempotency_header, "webhook-id");
+    assert_eq!(b.idempotency_header, "x-github-delivery", "the github preset's delivery id");
     let d = &b.destinations[0];
     assert_eq!((d.delay_ms, d.timeout_ms, d.retry.retries), (5_400_000, 10_000, 5));
     assert_eq!(d.retry.delays_ms, vec![500, 2000]);
@@ -95,7 +95,10 @@ fn default_pool_gets_the_bridge_its_unplaced_step_and_a_route_to_the_placed_call
     // used by nothing here.
     let names: Vec<&str> = c.plugins.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, vec!["loyalty"]);
-    assert_eq!(c.plugins[0].source, SourceConfig::File { path: "/m/plugins/loyalty.wasm".into() });
+    assert_eq!(
+        c.plugins[0].source,
+        SourceConfig::Http { url: "https://plugins.example.com/loyalty.wasm".into(), sha256: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into() }
+    );
     assert_eq!(c.plugins[0].variables["mode"].expose(), "strict");
     assert_eq!(c.routes.len(), 1);
     assert_eq!((c.routes[0].plugin.as_str(), c.routes[0].pool.as_str()), ("store-api", "data"));
@@ -115,7 +118,7 @@ fn the_placed_pool_loads_only_what_is_placed_there() {
 #[test]
 fn unknown_endpoints_fall_back_to_the_service_name() {
     let r = render(&inv(SHOP), &pool("shop", "default"), &RenderContext::default());
-    assert_eq!(r.config.routes[0].urls, vec![format!("http://{}.shop.svc:{INTERNAL_PORT}", pool_object_name("data"))]);
+    assert_eq!(r.config.routes[0].urls, vec![format!("http://{}.shop.svc:{INTERNAL_PORT}", internal_service_name("data"))]);
 }
 
 #[test]
