@@ -184,3 +184,39 @@ fn compiled_bridges_can_be_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<CompiledBridge>();
 }
+
+/// Issue 12 item 12: plugin variables (from Secrets) of the bridge's namespace and the
+/// namespace's internal token are in the bridge's redaction list.
+#[test]
+fn bridge_secrets_include_plugin_variables() {
+    let plugin = |ns: &str, var: &str| -> causeway_crds::config::PluginConfig {
+        serde_json::from_value(json!({
+            "namespace": ns, "name": "enrich",
+            "source": {"type": "inline", "sha256": "00", "data": ""},
+            "variables": {"api_key": var},
+            "memoryBytes": 1, "timeoutMs": 1, "maxConcurrency": 1, "whenBusy": "queue",
+        }))
+        .unwrap()
+    };
+    let b = bridge();
+    let worker = causeway_crds::config::WorkerConfig {
+        bridges: vec![b.clone()],
+        plugins: vec![
+            plugin("shop", "plugin-var-secret"),
+            plugin("other", "not-ours-secret"),
+        ],
+        internal_tokens: [(
+            "shop".to_string(),
+            SecretValue("internal-token-shop".into()),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let s = redact::bridge_secrets(&worker, &b);
+    assert!(s.contains(&"plugin-var-secret"), "{s:?}");
+    assert!(s.contains(&"internal-token-shop"));
+    assert!(!s.contains(&"not-ours-secret"));
+    assert!(s.contains(&"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    let text = redact::redact("echo: plugin%2Dvar%2Dsecret", &s);
+    assert_eq!(text, "echo: <redacted>");
+}
