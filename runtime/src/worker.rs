@@ -47,6 +47,9 @@ pub struct Limits {
     pub denied_destinations: Vec<crate::netguard::Cidr>,
     /// Below this many free bytes on the store's volume, ingress refuses new events (507).
     pub min_free_disk_bytes: u64,
+    /// Request body bytes being read at once over all connections; past it new requests
+    /// get 503 before their body is read.
+    pub max_body_bytes_in_flight: u64,
 }
 
 impl Default for Limits {
@@ -62,6 +65,7 @@ impl Default for Limits {
             plugin_body_bytes: 1 << 20,
             denied_destinations: Vec::new(),
             min_free_disk_bytes: 64 << 20,
+            max_body_bytes_in_flight: 256 << 20,
         }
     }
 }
@@ -176,6 +180,8 @@ pub struct Shared {
     pub store_dir: PathBuf,
     /// Free space on the store's volume is below `min_free_disk_bytes`.
     pub disk_low: AtomicBool,
+    /// Body bytes in flight over all connections, in KiB permits.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -564,6 +570,9 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
             .then(|| causeway_crds::config::SecretValue(hex::encode(rand::random::<[u8; 24]>()))),
         store_dir: opts.data_dir.join("store"),
         disk_low: AtomicBool::new(false),
+        body_budget: Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(opts.limits.max_body_bytes_in_flight.div_ceil(1024).max(1)).unwrap_or(usize::MAX >> 4),
+        )),
     });
     shared.check_disk();
     for (b, d) in shared.store.paused().await? {

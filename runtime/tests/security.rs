@@ -656,3 +656,35 @@ spec:
     assert_eq!(ev["status"], "delivered", "{ev:#}");
     assert_eq!(c.get(w.admin_url("/healthz")).send().await.unwrap().status(), 200);
 }
+
+/// Item 6: body bytes in flight are bounded over all connections: while one sender
+/// trickles a large body, another large body is refused with 503 before it is read, and a
+/// small one still fits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_bytes_in_flight_are_bounded_across_connections() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::start(dir.path(), &manifests(dir.path(), ONE_BRIDGE), &["--max-body-bytes-in-flight", "64Ki"]);
+    // 60 KiB declared, half sent: its reservation holds.
+    let mut slow = tokio::net::TcpStream::connect(w.listen).await.unwrap();
+    let head = "POST /hooks/default/b HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 61440\r\n\r\n";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&[b' '; 30000]).await.unwrap();
+    let c = client();
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(40 << 10));
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        // The slow request may not have been read up to its reservation yet: retry until it is.
+        let (s, _) = post(&c, &w.url("/hooks/default/b"), &big, &[]).await;
+        if s == 503 || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 503, "a second large body was read while the budget was spent");
+    let (s, _) = post(&c, &w.url("/hooks/default/b"), r#"{"small":1}"#, &[]).await;
+    assert_eq!(s, 202, "a small body still fits");
+    drop(slow);
+    let metrics = c.get(w.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"reason="bodies_in_flight"}"#), "{metrics}");
+}

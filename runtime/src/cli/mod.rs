@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// (before the disk fills up and the store stops taking writes).
     #[arg(long, default_value = "64Mi", value_parser = bytes)]
     pub min_free_disk: u64,
+    /// Request body bytes read at once over all connections; past it new requests get
+    /// 503 before their body is read.
+    #[arg(long, default_value = "256Mi", value_parser = bytes)]
+    pub max_body_bytes_in_flight: u64,
     #[arg(long = "deny-destination-cidr", env = "CAUSEWAY_DENY_DESTINATION_CIDRS", value_delimiter = ',', value_parser = cidr)]
     pub deny_destination_cidrs: Vec<crate::netguard::Cidr>,
 }
@@ -131,6 +135,7 @@ impl ServeArgs {
             retention_interval: self.retention_interval,
             denied_destinations: self.deny_destination_cidrs.clone(),
             min_free_disk_bytes: self.min_free_disk,
+            max_body_bytes_in_flight: self.max_body_bytes_in_flight,
             ..Limits::default()
         }
     }

@@ -135,6 +135,9 @@ async fn internal_request(shared: &Shared, req: Request<Incoming>) -> Response<B
     if content_length(&parts.headers).is_some_and(|n| n > max) {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
+    let Some(_reserved) = reserve_body(shared, &parts.headers, max) else {
+        return busy();
+    };
     let body = match read_body(body, max, shared.limits.body_timeout).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
@@ -151,6 +154,27 @@ async fn internal_request(shared: &Shared, req: Request<Incoming>) -> Response<B
         .await;
     let (parts, body) = resp.into_parts();
     Response::from_parts(parts, Full::new(body))
+}
+
+/// Reserves room for one body in the worker-wide budget of body bytes in flight: the
+/// declared length, or the largest allowed when none is declared. None when the budget is
+/// spent (the caller answers 503 without reading the body).
+fn reserve_body(shared: &Shared, headers: &HeaderMap, max: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let n = content_length(headers).unwrap_or(max).min(max);
+    // A body larger than the whole budget takes all of it: it goes alone.
+    let cap = shared.limits.max_body_bytes_in_flight.div_ceil(1024).max(1);
+    let kib = n.div_ceil(1024).clamp(1, cap);
+    shared
+        .body_budget
+        .clone()
+        .try_acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX))
+        .ok()
+}
+
+fn busy() -> Response<Body> {
+    let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "too many request bodies in flight: try again");
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 /// Why reading a body failed.
@@ -240,6 +264,10 @@ async fn bridge_request(
     if content_length(&parts.headers).is_some_and(|n| n > max) {
         return reject("too_large", StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
+    let Some(_reserved) = reserve_body(shared, &parts.headers, max) else {
+        m.rejected.with_label_values(&[key, "bodies_in_flight"]).inc();
+        return busy();
+    };
     let body = match read_body(body, max, shared.limits.body_timeout).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
@@ -419,6 +447,9 @@ async fn plugin_request(
     if content_length(&parts.headers).is_some_and(|n| n > max) {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
+    let Some(_reserved) = reserve_body(shared, &parts.headers, max) else {
+        return busy();
+    };
     let body = match read_body(body, max, shared.limits.body_timeout).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
