@@ -392,6 +392,10 @@ pub struct JwtAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
     pub leeway: Option<String>,
+    /// Accept each token once: a token must carry a `jti` claim, and a `jti` already seen
+    /// (until the token expires) is refused like a redelivered event. Off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dedupe_jti: bool,
 }
 
 /// HTTP Basic authentication.

@@ -179,6 +179,9 @@ pub enum AuthConfig {
         issuer: Option<String>,
         audience: Option<String>,
         leeway_ms: u64,
+        /// Accept each token once: the verifier returns its `jti` for the idempotency table.
+        #[serde(default)]
+        dedupe_jti: bool,
     },
     #[serde(rename_all = "camelCase")]
     Basic { username: String, password: SecretValue },
@@ -798,6 +801,7 @@ fn build_bridge(b: &Bridge, ns: &str, name: &str, path: &str, inv: &Lookup<'_>) 
                 issuer: j.issuer.clone(),
                 audience: j.audience.clone(),
                 leeway_ms: opt_ms(&j.leeway, 30_000),
+                dedupe_jti: j.dedupe_jti,
             }
         } else if let Some(basic) = &a.basic {
             AuthConfig::Basic { username: basic.username.clone(), password: secret(inv, ns, &basic.password_ref)? }

@@ -7,7 +7,7 @@
 //! label) and a fixed description.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -123,6 +123,21 @@ pub enum AuthConfigError {
     NoKeyLocation,
 }
 
+/// Longest `jti` accepted when deduplicating (it becomes an idempotency key).
+pub const MAX_JTI_BYTES: usize = 256;
+
+/// What a successful verification established.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// The token's `jti`, for a `jwt` scheme with `dedupeJti` (always present then). Record
+    /// it in the idempotency table (with a key of its own kind, e.g. `jti:<jti>`) and
+    /// refuse the request when it is already there.
+    pub jti: Option<String>,
+    /// Until when the `jti` must be remembered: the token's `exp` plus the leeway; after
+    /// that the token is refused as expired anyway.
+    pub jti_expires_at: Option<SystemTime>,
+}
+
 /// Verifies inbound requests for one bridge.
 pub struct Verifier {
     scheme: Scheme,
@@ -176,6 +191,8 @@ struct JwtScheme {
     issuer: Option<String>,
     audience: Option<String>,
     leeway_ms: u64,
+    /// Require a `jti` and return it for the idempotency table.
+    dedupe_jti: bool,
 }
 
 enum JwtKeys {
@@ -295,6 +312,7 @@ impl Verifier {
                 issuer,
                 audience,
                 leeway_ms,
+                dedupe_jti,
             } => Scheme::Jwt(JwtScheme::new(
                 algorithms,
                 key.as_ref(),
@@ -302,6 +320,7 @@ impl Verifier {
                 issuer,
                 audience,
                 *leeway_ms,
+                *dedupe_jti,
             )?),
             AuthConfig::Basic { username, password } => Scheme::Basic {
                 username: username.as_bytes().to_vec(),
@@ -345,29 +364,81 @@ impl Verifier {
 
     /// Check a request. `now` is the receiving time, for timestamps and token expiry.
     pub fn verify(&self, req: &Inbound, now: SystemTime) -> Result<(), AuthFailure> {
+        self.verify_full(req, now).map(|_| ())
+    }
+
+    /// [`Verifier::verify`], returning what the verification established: for a `jwt`
+    /// scheme with `dedupeJti`, the token's `jti` (and until when to remember it), which
+    /// the ingress records in the idempotency table so that each token is accepted once.
+    pub fn verify_full(&self, req: &Inbound, now: SystemTime) -> Result<Verified, AuthFailure> {
         let now_ms = unix_ms(now);
         match &self.scheme {
             Scheme::StandardWebhooks { keys, tolerance_ms } => {
-                verify_standard_webhooks(keys, *tolerance_ms, req, now_ms)
+                verify_standard_webhooks(keys, *tolerance_ms, req, now_ms)?
             }
-            Scheme::Hmac(h) => h.verify(req, now_ms),
-            Scheme::Jwt(j) => j.verify(req, now_ms),
-            Scheme::Basic { username, password } => verify_basic(username, password, req),
-            Scheme::ApiKey { location, keys } => {
-                let presented = match location {
-                    KeyLocation::Header(h) => header_first(req.headers, h)
-                        .map(|v| v.into_owned())
-                        .ok_or(fail(AuthReason::MissingHeader, "no API key header"))?,
-                    KeyLocation::Query(q) => query_first(req.query, q)
-                        .ok_or(fail(AuthReason::MissingParam, "no API key query parameter"))?,
-                };
-                if any_equal_hashed(keys, presented.as_bytes()) {
-                    Ok(())
-                } else {
-                    Err(fail(AuthReason::BadCredentials, "API key does not match"))
+            Scheme::Hmac(h) => h.verify(req, now_ms)?,
+            Scheme::Jwt(j) => return j.verify(req.headers, now_ms),
+            Scheme::Basic { username, password } => verify_basic(username, password, req.headers)?,
+            Scheme::ApiKey { location, keys } => verify_api_key(location, keys, req)?,
+        }
+        Ok(Verified::default())
+    }
+
+    /// The cheap check to run before reading the body, so that unsigned or badly signed
+    /// requests are refused without it.
+    ///
+    /// For the schemes that do not sign the body (`basic`, `apiKey`, `jwt`) this is the
+    /// whole verification. For the body-signing schemes (`standardWebhooks`, `hmac` and its
+    /// presets) it checks that the signature and timestamp headers are present and well
+    /// formed (a signature of the algorithm's length in the expected encoding) and that
+    /// the timestamp is within the tolerance; the signature itself needs the body:
+    /// [`Verifier::verify`] (or [`Verifier::verify_full`]) must still run after reading it.
+    pub fn check_headers(
+        &self,
+        headers: &http::HeaderMap,
+        query: &str,
+        now: SystemTime,
+    ) -> Result<(), AuthFailure> {
+        let now_ms = unix_ms(now);
+        match &self.scheme {
+            Scheme::StandardWebhooks { tolerance_ms, .. } => {
+                let (_, _, presented) = standard_webhooks_headers(headers, *tolerance_ms, now_ms)?;
+                if !presented.iter().any(|p| p.len() == 32) {
+                    return Err(fail(
+                        AuthReason::Malformed,
+                        "webhook-signature has no v1 signature of the right length",
+                    ));
                 }
+                Ok(())
+            }
+            Scheme::Hmac(h) => {
+                let (_, presented) = h.headers(headers, now_ms)?;
+                if !presented.iter().any(|p| p.len() == h.mac_len()) {
+                    return Err(fail(
+                        AuthReason::Malformed,
+                        "signature has the wrong length for the algorithm",
+                    ));
+                }
+                Ok(())
+            }
+            Scheme::Jwt(_) | Scheme::Basic { .. } | Scheme::ApiKey { .. } => {
+                let req = Inbound {
+                    method: "",
+                    headers,
+                    query,
+                    body: b"",
+                };
+                self.verify_full(&req, now).map(|_| ())
             }
         }
+    }
+
+    /// Whether [`Verifier::check_headers`] is the whole verification (no body signature).
+    pub fn is_header_only(&self) -> bool {
+        matches!(
+            self.scheme,
+            Scheme::Jwt(_) | Scheme::Basic { .. } | Scheme::ApiKey { .. }
+        )
     }
 
     /// Lower-case names of headers that carry credentials: never stored or shown.
@@ -484,20 +555,21 @@ fn parse_ts(s: &str) -> Result<i64, AuthFailure> {
     })
 }
 
-fn verify_standard_webhooks(
-    keys: &[Vec<u8>],
+/// The Standard Webhooks headers, checked for presence, format and timestamp tolerance:
+/// the id, the timestamp as sent (trimmed) and the presented `v1` signatures.
+fn standard_webhooks_headers(
+    headers: &http::HeaderMap,
     tolerance_ms: u64,
-    req: &Inbound,
     now_ms: i128,
-) -> Result<(), AuthFailure> {
+) -> Result<(String, String, Vec<Vec<u8>>), AuthFailure> {
     let [id_h, ts_h, sig_h] = STANDARD_WEBHOOKS_HEADERS;
-    let id = header_first(req.headers, id_h)
+    let id = header_first(headers, id_h)
         .ok_or(fail(AuthReason::MissingHeader, "no webhook-id header"))?;
-    let ts = header_first(req.headers, ts_h).ok_or(fail(
+    let ts = header_first(headers, ts_h).ok_or(fail(
         AuthReason::MissingHeader,
         "no webhook-timestamp header",
     ))?;
-    let sigs = header_first(req.headers, sig_h).ok_or(fail(
+    let sigs = header_first(headers, sig_h).ok_or(fail(
         AuthReason::MissingHeader,
         "no webhook-signature header",
     ))?;
@@ -517,7 +589,16 @@ fn verify_standard_webhooks(
             "webhook-signature has no v1 signature",
         ));
     }
-    let ts_text = ts.trim();
+    Ok((id.into_owned(), ts.trim().to_string(), presented))
+}
+
+fn verify_standard_webhooks(
+    keys: &[Vec<u8>],
+    tolerance_ms: u64,
+    req: &Inbound,
+    now_ms: i128,
+) -> Result<(), AuthFailure> {
+    let (id, ts_text, presented) = standard_webhooks_headers(req.headers, tolerance_ms, now_ms)?;
     let mut ok = false;
     for key in keys {
         let expected = hmac_sha256(
@@ -613,8 +694,14 @@ fn parse_signed_content(src: &str) -> Vec<Part> {
 }
 
 impl HmacScheme {
-    fn verify(&self, req: &Inbound, now_ms: i128) -> Result<(), AuthFailure> {
-        let raw = header_first(req.headers, &self.header)
+    /// The signature headers, checked for presence, format and timestamp tolerance: the
+    /// timestamp as signed and the presented signatures.
+    fn headers(
+        &self,
+        headers: &http::HeaderMap,
+        now_ms: i128,
+    ) -> Result<(Option<String>, Vec<Vec<u8>>), AuthFailure> {
+        let raw = header_first(headers, &self.header)
             .ok_or(fail(AuthReason::MissingHeader, "no signature header"))?;
         let (ts_text, presented): (Option<String>, Vec<Vec<u8>>) = if self.stripe_format {
             let mut t = None;
@@ -645,7 +732,7 @@ impl HmacScheme {
             let ts = match &self.timestamp_header {
                 None => None,
                 Some(h) => Some(
-                    header_first(req.headers, h)
+                    header_first(headers, h)
                         .ok_or(fail(AuthReason::MissingHeader, "no timestamp header"))?
                         .trim()
                         .to_string(),
@@ -656,6 +743,20 @@ impl HmacScheme {
         if let Some(t) = &ts_text {
             check_timestamp(parse_ts(t)?, now_ms, self.tolerance_ms)?;
         }
+        Ok((ts_text, presented))
+    }
+
+    /// Length of the MAC, in bytes.
+    fn mac_len(&self) -> usize {
+        match self.algorithm {
+            HmacAlgorithm::Sha1 => 20,
+            HmacAlgorithm::Sha256 => 32,
+            HmacAlgorithm::Sha512 => 64,
+        }
+    }
+
+    fn verify(&self, req: &Inbound, now_ms: i128) -> Result<(), AuthFailure> {
+        let (ts_text, presented) = self.headers(req.headers, now_ms)?;
         let ts_bytes = ts_text.as_deref().unwrap_or("").as_bytes();
         let parts: Vec<&[u8]> = self
             .content
@@ -693,8 +794,31 @@ impl HmacScheme {
     }
 }
 
-fn verify_basic(username: &[u8], password: &[u8], req: &Inbound) -> Result<(), AuthFailure> {
-    let h = header_first(req.headers, "authorization")
+fn verify_api_key(
+    location: &KeyLocation,
+    keys: &[Vec<u8>],
+    req: &Inbound,
+) -> Result<(), AuthFailure> {
+    let presented = match location {
+        KeyLocation::Header(h) => header_first(req.headers, h)
+            .map(|v| v.into_owned())
+            .ok_or(fail(AuthReason::MissingHeader, "no API key header"))?,
+        KeyLocation::Query(q) => query_first(req.query, q)
+            .ok_or(fail(AuthReason::MissingParam, "no API key query parameter"))?,
+    };
+    if any_equal_hashed(keys, presented.as_bytes()) {
+        Ok(())
+    } else {
+        Err(fail(AuthReason::BadCredentials, "API key does not match"))
+    }
+}
+
+fn verify_basic(
+    username: &[u8],
+    password: &[u8],
+    headers: &http::HeaderMap,
+) -> Result<(), AuthFailure> {
+    let h = header_first(headers, "authorization")
         .ok_or(fail(AuthReason::MissingHeader, "no authorization header"))?;
     let (scheme, cred) = h
         .trim()
@@ -740,6 +864,7 @@ impl JwtScheme {
         issuer: &Option<String>,
         audience: &Option<String>,
         leeway_ms: u64,
+        dedupe_jti: bool,
     ) -> Result<JwtScheme, AuthConfigError> {
         if algorithms.is_empty() {
             return Err(AuthConfigError::NoAlgorithms);
@@ -795,11 +920,12 @@ impl JwtScheme {
             issuer: issuer.clone(),
             audience: audience.clone(),
             leeway_ms,
+            dedupe_jti,
         })
     }
 
-    fn verify(&self, req: &Inbound, now_ms: i128) -> Result<(), AuthFailure> {
-        let h = header_first(req.headers, "authorization")
+    fn verify(&self, headers: &http::HeaderMap, now_ms: i128) -> Result<Verified, AuthFailure> {
+        let h = header_first(headers, "authorization")
             .ok_or(fail(AuthReason::MissingHeader, "no authorization header"))?;
         let (scheme, token) = h
             .trim()
@@ -884,7 +1010,11 @@ impl JwtScheme {
         self.check_claims(&data.claims, now_ms)
     }
 
-    fn check_claims(&self, claims: &serde_json::Value, now_ms: i128) -> Result<(), AuthFailure> {
+    fn check_claims(
+        &self,
+        claims: &serde_json::Value,
+        now_ms: i128,
+    ) -> Result<Verified, AuthFailure> {
         let num = |name: &str| -> Result<Option<i128>, AuthFailure> {
             match claims.get(name) {
                 None | Some(serde_json::Value::Null) => Ok(None),
@@ -896,11 +1026,12 @@ impl JwtScheme {
         };
         let leeway = self.leeway_ms as i128;
         let exp = num("exp")?.ok_or(fail(AuthReason::MissingClaim, "token has no exp"))?;
-        if now_ms > exp + leeway {
+        // Saturating: `exp` may be any number a sender writes (1e300 saturates the cast).
+        if now_ms > exp.saturating_add(leeway) {
             return Err(fail(AuthReason::Expired, "token expired"));
         }
         if let Some(nbf) = num("nbf")?
-            && now_ms + leeway < nbf
+            && now_ms.saturating_add(leeway) < nbf
         {
             return Err(fail(AuthReason::NotYetValid, "token not valid yet"));
         }
@@ -921,7 +1052,28 @@ impl JwtScheme {
                 return Err(fail(AuthReason::WrongAudience, "token aud does not match"));
             }
         }
-        Ok(())
+        if !self.dedupe_jti {
+            return Ok(Verified::default());
+        }
+        let jti = match claims.get("jti") {
+            None | Some(serde_json::Value::Null) => {
+                return Err(fail(AuthReason::MissingClaim, "token has no jti"));
+            }
+            Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= MAX_JTI_BYTES => {
+                s.clone()
+            }
+            Some(_) => {
+                return Err(fail(
+                    AuthReason::Malformed,
+                    "jti is not a string of 1 to 256 bytes",
+                ));
+            }
+        };
+        let until = exp.saturating_add(leeway).clamp(0, u64::MAX as i128) as u64;
+        Ok(Verified {
+            jti: Some(jti),
+            jti_expires_at: UNIX_EPOCH.checked_add(Duration::from_millis(until)),
+        })
     }
 }
 

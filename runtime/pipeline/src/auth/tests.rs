@@ -547,6 +547,7 @@ fn jwt_cfg(algs: &[JwtAlgorithm], key: Option<&str>, jwks: Option<&str>) -> Auth
         issuer: Some("https://issuer.example".into()),
         audience: Some("causeway".into()),
         leeway_ms: 30_000,
+        dedupe_jti: false,
     }
 }
 
