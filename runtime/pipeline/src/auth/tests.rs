@@ -1040,3 +1040,304 @@ fn reasons_are_stable_metric_labels() {
         assert_eq!(r.as_str(), s);
     }
 }
+
+// ---------------------------------------------------------------- before the body
+
+fn pre(v: &Verifier, h: &http::HeaderMap, query: &str, now: SystemTime) -> Result<(), AuthReason> {
+    v.check_headers(h, query, now).map_err(|f| f.reason)
+}
+
+/// Issue 12 item 6: unsigned, malformed or stale requests are refused from their headers
+/// alone; well-formed ones pass the pre-check and are still verified with the body.
+#[test]
+fn check_headers_refuses_before_the_body() {
+    // Standard Webhooks.
+    let v = sw(&[SW_SECRET]);
+    let now = at(SW_TS + 10);
+    let ts = SW_TS.to_string();
+    assert_eq!(pre(&v, &sw_headers(SW_ID, &ts, SW_SIG), "", now), Ok(()));
+    assert_eq!(
+        pre(
+            &v,
+            &headers(&[("content-type", "application/json")]),
+            "",
+            now
+        ),
+        Err(AuthReason::MissingHeader)
+    );
+    assert_eq!(
+        pre(&v, &sw_headers(SW_ID, &ts, "v1,!!!"), "", now),
+        Err(AuthReason::Malformed)
+    );
+    assert_eq!(
+        pre(&v, &sw_headers(SW_ID, &ts, "v1,c2hvcnQ="), "", now),
+        Err(AuthReason::Malformed)
+    );
+    assert_eq!(
+        pre(&v, &sw_headers(SW_ID, "soon", SW_SIG), "", now),
+        Err(AuthReason::Malformed)
+    );
+    assert_eq!(
+        pre(&v, &sw_headers(SW_ID, &ts, SW_SIG), "", at(SW_TS + 3600)),
+        Err(AuthReason::StaleTimestamp)
+    );
+    // A well-formed signature over another body passes the pre-check, not the verification.
+    let h = sw_headers(SW_ID, &ts, SW_SIG);
+    assert_eq!(check(&v, &h, "", b"{}", now), Err(AuthReason::BadSignature));
+
+    // HMAC presets: GitHub (hex with a prefix), Shopify (base64), Slack and Stripe (timestamps).
+    let gh = Verifier::new(&hmac(Some(HmacPreset::Github), &[GH_SECRET])).unwrap();
+    assert_eq!(
+        pre(&gh, &headers(&[("X-Hub-Signature-256", GH_SIG)]), "", at(0)),
+        Ok(())
+    );
+    assert_eq!(
+        pre(&gh, &headers(&[]), "", at(0)),
+        Err(AuthReason::MissingHeader)
+    );
+    assert_eq!(
+        pre(
+            &gh,
+            &headers(&[("X-Hub-Signature-256", "sha1=abcd")]),
+            "",
+            at(0)
+        ),
+        Err(AuthReason::Malformed)
+    );
+    assert_eq!(
+        pre(
+            &gh,
+            &headers(&[("X-Hub-Signature-256", "sha256=zz")]),
+            "",
+            at(0)
+        ),
+        Err(AuthReason::Malformed)
+    );
+    assert_eq!(
+        pre(
+            &gh,
+            &headers(&[("X-Hub-Signature-256", "sha256=abcd")]),
+            "",
+            at(0)
+        ),
+        Err(AuthReason::Malformed)
+    );
+    let shop = Verifier::new(&hmac(Some(HmacPreset::Shopify), &[SHOPIFY_SECRET])).unwrap();
+    assert_eq!(
+        pre(
+            &shop,
+            &headers(&[("X-Shopify-Hmac-Sha256", SHOPIFY_SIG)]),
+            "",
+            at(0)
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        pre(
+            &shop,
+            &headers(&[("X-Shopify-Hmac-Sha256", "YWJj")]),
+            "",
+            at(0)
+        ),
+        Err(AuthReason::Malformed)
+    );
+    let slack = Verifier::new(&hmac(Some(HmacPreset::Slack), &[SLACK_SECRET])).unwrap();
+    let sts = SLACK_TS.to_string();
+    let sh = headers(&[
+        ("X-Slack-Signature", SLACK_SIG),
+        ("X-Slack-Request-Timestamp", &sts),
+    ]);
+    assert_eq!(pre(&slack, &sh, "", at(SLACK_TS)), Ok(()));
+    assert_eq!(
+        pre(&slack, &sh, "", at(SLACK_TS + 3600)),
+        Err(AuthReason::StaleTimestamp)
+    );
+    let no_ts = headers(&[("X-Slack-Signature", SLACK_SIG)]);
+    assert_eq!(
+        pre(&slack, &no_ts, "", at(SLACK_TS)),
+        Err(AuthReason::MissingHeader)
+    );
+    let stripe = Verifier::new(&hmac(Some(HmacPreset::Stripe), &[STRIPE_SECRET])).unwrap();
+    let good = format!("t={STRIPE_TS},v1={STRIPE_V1}");
+    assert_eq!(
+        pre(
+            &stripe,
+            &headers(&[("Stripe-Signature", &good)]),
+            "",
+            at(STRIPE_TS)
+        ),
+        Ok(())
+    );
+    let no_t = format!("v1={STRIPE_V1}");
+    assert_eq!(
+        pre(
+            &stripe,
+            &headers(&[("Stripe-Signature", &no_t)]),
+            "",
+            at(STRIPE_TS)
+        ),
+        Err(AuthReason::Malformed)
+    );
+    assert_eq!(
+        pre(
+            &stripe,
+            &headers(&[("Stripe-Signature", &good)]),
+            "",
+            at(STRIPE_TS + 3600)
+        ),
+        Err(AuthReason::StaleTimestamp)
+    );
+
+    // Header-only schemes: the whole verification.
+    let basic = Verifier::new(&AuthConfig::Basic {
+        username: "hook".into(),
+        password: SecretValue("p4ss:word".into()),
+    })
+    .unwrap();
+    assert!(basic.is_header_only() && !v.is_header_only() && !gh.is_header_only());
+    let b = |creds: &str| {
+        headers(&[(
+            "authorization",
+            &format!("Basic {}", STANDARD.encode(creds)),
+        )])
+    };
+    assert_eq!(pre(&basic, &b("hook:p4ss:word"), "", at(0)), Ok(()));
+    assert_eq!(
+        pre(&basic, &b("hook:nope"), "", at(0)),
+        Err(AuthReason::BadCredentials)
+    );
+    let key = Verifier::new(&AuthConfig::ApiKey {
+        header: None,
+        query_param: Some("key".into()),
+        keys: secrets(&["k-123456"]),
+    })
+    .unwrap();
+    assert_eq!(pre(&key, &headers(&[]), "key=k-123456", at(0)), Ok(()));
+    assert_eq!(
+        pre(&key, &headers(&[]), "key=other", at(0)),
+        Err(AuthReason::BadCredentials)
+    );
+    assert_eq!(
+        pre(&key, &headers(&[]), "", at(0)),
+        Err(AuthReason::MissingParam)
+    );
+    let jwt = Verifier::new(&jwt_cfg(
+        &[JwtAlgorithm::HS256],
+        Some("jwt-shared-secret-for-tests"),
+        None,
+    ))
+    .unwrap();
+    let t = token(Algorithm::HS256, &hs_key(), None, &claims());
+    assert_eq!(pre(&jwt, &bearer(&t), "", at(NOW)), Ok(()));
+    assert_eq!(
+        pre(&jwt, &bearer(&t), "", at(NOW + 3600)),
+        Err(AuthReason::Expired)
+    );
+    assert_eq!(
+        pre(&jwt, &headers(&[]), "", at(NOW)),
+        Err(AuthReason::MissingHeader)
+    );
+}
+
+// ---------------------------------------------------------------- jti
+
+/// Issue 12 item 23: with dedupeJti, a token must carry a jti, and the verifier returns it
+/// (with the time until which to remember it) for the idempotency table.
+#[test]
+fn jwt_dedupe_jti_returns_the_jti() {
+    let mut cfg = jwt_cfg(
+        &[JwtAlgorithm::HS256],
+        Some("jwt-shared-secret-for-tests"),
+        None,
+    );
+    if let AuthConfig::Jwt { dedupe_jti, .. } = &mut cfg {
+        *dedupe_jti = true;
+    }
+    let v = Verifier::new(&cfg).unwrap();
+    let req = |h: &http::HeaderMap| -> Result<Verified, AuthReason> {
+        let r = Inbound {
+            method: "POST",
+            headers: h,
+            query: "",
+            body: b"",
+        };
+        v.verify_full(&r, at(NOW)).map_err(|f| f.reason)
+    };
+    let t = token(
+        Algorithm::HS256,
+        &hs_key(),
+        None,
+        &with(claims(), "jti", json!("tok-1")),
+    );
+    let got = req(&bearer(&t)).unwrap();
+    assert_eq!(got.jti.as_deref(), Some("tok-1"));
+    assert_eq!(got.jti_expires_at, Some(at(NOW + 600 + 30)));
+    // No jti, or not a usable one: refused.
+    let t = token(Algorithm::HS256, &hs_key(), None, &claims());
+    assert_eq!(req(&bearer(&t)), Err(AuthReason::MissingClaim));
+    for bad in [json!(42), json!(""), json!("x".repeat(MAX_JTI_BYTES + 1))] {
+        let t = token(
+            Algorithm::HS256,
+            &hs_key(),
+            None,
+            &with(claims(), "jti", bad),
+        );
+        assert_eq!(req(&bearer(&t)), Err(AuthReason::Malformed));
+    }
+    // Without the option the jti is neither required nor returned.
+    let plain = Verifier::new(&jwt_cfg(
+        &[JwtAlgorithm::HS256],
+        Some("jwt-shared-secret-for-tests"),
+        None,
+    ))
+    .unwrap();
+    let t = token(
+        Algorithm::HS256,
+        &hs_key(),
+        None,
+        &with(claims(), "jti", json!("tok-1")),
+    );
+    let r = Inbound {
+        method: "POST",
+        headers: &bearer(&t),
+        query: "",
+        body: b"",
+    };
+    assert_eq!(plain.verify_full(&r, at(NOW)), Ok(Verified::default()));
+    // The config field defaults to off in the rendered config.
+    let json = serde_json::json!({"type": "jwt", "algorithms": ["HS256"], "key": "k", "jwks": null,
+        "issuer": null, "audience": null, "leewayMs": 0});
+    let parsed: AuthConfig = serde_json::from_value(json).unwrap();
+    assert!(matches!(
+        parsed,
+        AuthConfig::Jwt {
+            dedupe_jti: false,
+            ..
+        }
+    ));
+}
+
+/// A sender-chosen exp of 1e300 saturates instead of overflowing.
+#[test]
+fn huge_exp_does_not_overflow() {
+    let v = Verifier::new(&jwt_cfg(
+        &[JwtAlgorithm::HS256],
+        Some("jwt-shared-secret-for-tests"),
+        None,
+    ))
+    .unwrap();
+    let t = token(
+        Algorithm::HS256,
+        &hs_key(),
+        None,
+        &with(claims(), "exp", json!(1e300)),
+    );
+    assert_eq!(check(&v, &bearer(&t), "", b"", at(NOW)), Ok(()));
+    let t = token(
+        Algorithm::HS256,
+        &hs_key(),
+        None,
+        &with(claims(), "nbf", json!(-1e300)),
+    );
+    assert_eq!(check(&v, &bearer(&t), "", b"", at(NOW)), Ok(()));
+}
