@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use causeway_crds::config::{BridgeConfig, DestinationConfig, WorkerConfig};
+use causeway_pipeline::redact::{Secrets, bridge_secrets};
+
+use crate::store::RESPONSE_SNIPPET_BYTES;
 
 /// What ingress and templates read from an inbound request.
 pub struct InboundRequest<'a> {
@@ -57,8 +60,8 @@ const ALWAYS_SENSITIVE: &[&str] = &[
 pub struct ActiveBridge {
     pub cfg: BridgeConfig,
     pub key: String,
-    /// Secret values to redact from attempt logs.
-    pub secrets: Vec<String>,
+    /// Secret values to redact from attempt logs, with their encoded forms.
+    secrets: Secrets,
     compiled: causeway_pipeline::CompiledBridge,
 }
 
@@ -66,44 +69,17 @@ pub struct ActiveBridge {
 /// `budget` reason.
 pub const FILTER_TIME_LIMIT: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Plugin variables shorter than this are not redacted: they are settings (`3`, `eu`),
-/// not credentials, and redacting them would mangle every log line they occur in.
-pub const MIN_REDACTED_VARIABLE: usize = 6;
-
-/// Values of the plugin variables of the bridge's namespace (every plugin a step or an
-/// `http://<plugin>.internal` destination can reach there), to redact from what those
-/// plugins answer: their variables come from Secrets too.
-pub fn plugin_secrets(cfg: &WorkerConfig, namespace: &str) -> Vec<String> {
-    cfg.plugins
-        .iter()
-        .filter(|p| p.namespace == namespace)
-        .flat_map(|p| p.variables.values())
-        .map(|v| v.expose().to_string())
-        .filter(|v| v.len() >= MIN_REDACTED_VARIABLE)
-        .collect()
-}
-
 impl ActiveBridge {
-    /// Adds secrets to redact (plugin variables).
-    pub fn add_secrets(&mut self, more: impl IntoIterator<Item = String>) {
-        for s in more {
-            if !s.is_empty() && !self.secrets.contains(&s) {
-                self.secrets.push(s);
-            }
-        }
-    }
-
-    /// Compile a bridge. Errors are the pipeline's, one line each.
-    pub fn compile(cfg: &BridgeConfig) -> Result<Self, Vec<String>> {
+    /// Compile a bridge of `worker`'s configuration. Errors are the pipeline's, one line
+    /// each. Its redaction covers every secret its attempt logs could echo
+    /// ([`causeway_pipeline::redact::bridge_secrets`]: its own, the namespace's plugin
+    /// variables and internal token).
+    pub fn compile(cfg: &BridgeConfig, worker: &WorkerConfig) -> Result<Self, Vec<String>> {
         let compiled = causeway_pipeline::compile_bridge(cfg)
             .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
         Ok(ActiveBridge {
             key: cfg.key(),
-            secrets: cfg
-                .secret_values()
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
+            secrets: Secrets::new(bridge_secrets(worker, cfg)),
             cfg: cfg.clone(),
             compiled,
         })
@@ -229,8 +205,13 @@ impl ActiveBridge {
 
     /// Remove every secret this bridge holds from `text`.
     pub fn redact(&self, text: &str) -> String {
-        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
-        causeway_pipeline::redact::redact(text, &secrets)
+        self.secrets.redact(text)
+    }
+
+    /// A response snippet for the attempt log: redacted first, then cut to
+    /// [`RESPONSE_SNIPPET_BYTES`] (cutting first could leave half a secret).
+    pub fn redact_snippet(&self, text: &str) -> String {
+        self.secrets.redact_then_truncate(text, RESPONSE_SNIPPET_BYTES)
     }
 }
 
@@ -288,43 +269,40 @@ mod tests {
         assert_eq!(strip_query_param("%", "key"), "%");
     }
 
-    /// Issue 12 item 12: a step plugin's answer that echoes one of its (or a neighbour's)
-    /// variables is redacted in the attempt log like the bridge's own secrets.
+    /// Issue 12 item 12: the attempt log redacts a step plugin's answer that echoes one of
+    /// the namespace's plugin variables, and redacts before it cuts the snippet.
     #[test]
-    fn plugin_variables_of_the_namespace_are_redacted() {
+    fn snippets_are_redacted_with_plugin_variables_then_cut() {
         use causeway_crds::config::{PluginConfig, SecretValue, SourceConfig};
-        let plugin = |ns: &str, name: &str, vars: &[(&str, &str)]| PluginConfig {
-            namespace: ns.into(),
-            name: name.into(),
-            generation: None,
-            source: SourceConfig::File { path: "/x.wasm".into() },
-            allowed_outbound_hosts: vec![],
-            variables: vars.iter().map(|(k, v)| (k.to_string(), SecretValue(v.to_string()))).collect(),
-            memory_bytes: 1 << 20,
-            timeout_ms: 1000,
-            max_concurrency: 1,
-            when_busy: Default::default(),
-            route: None,
-        };
+        let secret = "sk_live_crm_0123456789";
         let cfg = WorkerConfig {
-            plugins: vec![
-                plugin("shop", "crm", &[("api_key", "sk_live_crm_0123456789"), ("region", "eu")]),
-                plugin("other", "x", &[("token", "other-namespace-token")]),
-            ],
+            plugins: vec![PluginConfig {
+                namespace: "shop".into(),
+                name: "crm".into(),
+                generation: None,
+                source: SourceConfig::File { path: "/x.wasm".into() },
+                allowed_outbound_hosts: vec![],
+                variables: [("api_key".to_string(), SecretValue(secret.into()))].into(),
+                memory_bytes: 1 << 20,
+                timeout_ms: 1000,
+                max_concurrency: 1,
+                when_busy: Default::default(),
+                route: None,
+            }],
             ..WorkerConfig::default()
         };
-        let secrets = plugin_secrets(&cfg, "shop");
-        assert_eq!(secrets, vec!["sk_live_crm_0123456789".to_string()], "short settings are not secrets; other namespaces are not ours");
         let bridge: BridgeConfig = serde_json::from_value(serde_json::json!({
             "namespace": "shop", "name": "orders", "path": "/hooks/shop/orders", "methods": ["POST"],
             "maxBodyBytes": 1024, "idempotencyHeader": "webhook-id", "dedupeWindowMs": 1000, "suspend": false,
             "stepRetry": causeway_crds::config::RetryConfig::default(), "destinations": [], "onMissing": "empty"
         }))
         .unwrap();
-        let mut active = ActiveBridge::compile(&bridge).unwrap();
-        active.add_secrets(secrets);
-        let text = active.redact("crm said: invalid key sk_live_crm_0123456789 for region eu");
-        assert!(!text.contains("sk_live_crm_0123456789"), "{text}");
-        assert!(text.contains("region eu"), "{text}");
+        let active = ActiveBridge::compile(&bridge, &cfg).unwrap();
+        assert!(!active.redact(&format!("invalid key {secret}")).contains(secret));
+        // The secret straddles the snippet's end: cut first, its head would survive.
+        let pad = "x".repeat(RESPONSE_SNIPPET_BYTES - 10);
+        let snippet = active.redact_snippet(&format!("{pad}{secret} and more"));
+        assert!(!snippet.contains(&secret[..10]), "{}", &snippet[snippet.len() - 40..]);
+        assert!(snippet.len() <= RESPONSE_SNIPPET_BYTES + '…'.len_utf8());
     }
 }

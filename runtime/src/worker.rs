@@ -369,9 +369,8 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
     let mut bridges = HashMap::new();
     for b in &cfg.bridges {
         let key = b.key();
-        match ActiveBridge::compile(b) {
-            Ok(mut a) => {
-                a.add_secrets(crate::bridge::plugin_secrets(&cfg, &b.namespace));
+        match ActiveBridge::compile(b, &cfg) {
+            Ok(a) => {
                 bridges.insert(key, Arc::new(a));
             }
             Err(errs) => {

@@ -170,8 +170,10 @@ fn failed(error: String) -> CallResult {
     }
 }
 
+/// The raw text of a response for the attempt log: twice the snippet, so that it can be
+/// redacted before it is cut ([`ActiveBridge::redact_snippet`]).
 fn snippet(body: &[u8]) -> String {
-    let cut = &body[..body.len().min(RESPONSE_SNIPPET_BYTES)];
+    let cut = &body[..body.len().min(2 * RESPONSE_SNIPPET_BYTES)];
     String::from_utf8_lossy(cut).into_owned()
 }
 
@@ -223,7 +225,7 @@ async fn http_call(
         match resp.chunk().await {
             Ok(Some(c)) => {
                 body.extend_from_slice(&c);
-                if !keep_body && body.len() >= RESPONSE_SNIPPET_BYTES {
+                if !keep_body && body.len() >= 2 * RESPONSE_SNIPPET_BYTES {
                     break;
                 }
             }
@@ -522,7 +524,7 @@ async fn attempt(shared: &Shared, job: JobRecord) {
         at_ms,
         duration_ms: elapsed.as_millis() as u64,
         status_code: res.status,
-        response: bridge.redact(&res.response),
+        response: bridge.redact_snippet(&res.response),
         error: error.clone(),
     };
     let outcome = if ok {
@@ -718,7 +720,7 @@ async fn run_steps(shared: &Shared, bridge: &ActiveBridge, job: &JobRecord, deta
                                     "step {}: causeway-fanout: true needs a JSON array body",
                                     step.plugin
                                 ),
-                                bridge.redact(&res.response),
+                                bridge.redact_snippet(&res.response),
                             ));
                             break 'steps;
                         };
@@ -760,7 +762,7 @@ async fn run_steps(shared: &Shared, bridge: &ActiveBridge, job: &JobRecord, deta
                     failure = Some((
                         res.status,
                         format!("step {}: {}", step.plugin, bridge.redact(&err)),
-                        bridge.redact(&res.response),
+                        bridge.redact_snippet(&res.response),
                     ));
                     break 'steps;
                 }
