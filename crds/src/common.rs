@@ -80,6 +80,8 @@ pub mod reason {
     pub const SUSPENDED: &str = "Suspended";
     /// A Secret the object names lacks the `causeway.dev/use: "true"` opt-in label.
     pub const SECRET_NOT_OPTED_IN: &str = "SecretNotOptedIn";
+    /// The ServiceAccount a pool names lacks the `causeway.dev/pool: <pool>` opt-in label.
+    pub const SERVICE_ACCOUNT_NOT_OPTED_IN: &str = "ServiceAccountNotOptedIn";
 }
 
 /// Label a Secret must carry (value `"true"`) before the operator uses it for a Bridge or

@@ -71,6 +71,63 @@ pub struct Args {
     /// Timeout of one call to a worker's admin API, in milliseconds.
     #[arg(long, env = "CAUSEWAY_ADMIN_TIMEOUT_MS", default_value_t = 2000)]
     pub admin_timeout_ms: u64,
+
+    /// Watch only these namespaces (comma-separated); every namespace when empty. With a
+    /// list, the operator needs Roles in those namespaces only (the chart's
+    /// `watchNamespaces`), not a cluster-wide ClusterRole.
+    #[arg(long, env = "CAUSEWAY_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+
+    /// Write a NetworkPolicy per pool: ingress port open, admin port only from the operator
+    /// (and Prometheus when given), internal port only from the operator and worker pods.
+    #[arg(long, env = "CAUSEWAY_WORKER_NETWORK_POLICY", default_value_t = false)]
+    pub worker_network_policy: bool,
+
+    /// Namespace of the operator's pods, for the NetworkPolicy; defaults to POD_NAMESPACE,
+    /// then the service account's namespace.
+    #[arg(long, env = "CAUSEWAY_OPERATOR_NAMESPACE")]
+    pub operator_namespace: Option<String>,
+
+    /// Labels of the operator's pods (`k=v,k=v`), for the NetworkPolicy.
+    #[arg(long, env = "CAUSEWAY_OPERATOR_POD_LABELS", default_value = "app.kubernetes.io/name=causeway,app.kubernetes.io/component=operator")]
+    pub operator_pod_labels: String,
+
+    /// Let Prometheus reach the workers' admin port (`/metrics`): labels of its namespaces
+    /// (`k=v,…`; empty: any namespace). Prometheus is left out when neither this nor
+    /// `--prometheus-pod-labels` is given.
+    #[arg(long, env = "CAUSEWAY_PROMETHEUS_NAMESPACE_LABELS")]
+    pub prometheus_namespace_labels: Option<String>,
+
+    /// Labels of the Prometheus pods (`k=v,…`; empty: any pod of those namespaces).
+    #[arg(long, env = "CAUSEWAY_PROMETHEUS_POD_LABELS")]
+    pub prometheus_pod_labels: Option<String>,
+}
+
+/// Parse `k=v,k=v` (empty: no labels).
+pub fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("label {pair:?} is not key=value"))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            return Err(format!("label {pair:?} has no key"));
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+impl Args {
+    /// The namespaces to watch: `None` for all, else each listed one once, in order.
+    pub fn watched_namespaces(&self) -> Option<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for ns in self.watch_namespaces.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            if !out.iter().any(|o| o == ns) {
+                out.push(ns.to_string());
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
 }
 
 #[cfg(test)]
@@ -94,5 +151,25 @@ mod tests {
         assert_eq!(a.log_format, LogFormat::Json);
         assert_eq!(a.default_pool_storage_class.as_deref(), Some("fast"));
         assert_eq!(a.worker_image, "causeway:1");
+        assert_eq!(a.watched_namespaces(), None, "every namespace by default");
+        assert!(!a.worker_network_policy);
+    }
+
+    // Issue 12 item 19: the namespaced install's flag.
+    #[test]
+    fn item19_watch_namespaces_parse_from_flag_and_env_style_lists() {
+        let a = Args::try_parse_from(["causeway-operator", "--watch-namespaces=team-a,team-b", "--watch-namespaces", "team-c,team-a"]).unwrap();
+        assert_eq!(a.watched_namespaces(), Some(vec!["team-a".to_string(), "team-b".into(), "team-c".into()]));
+        let a = Args::try_parse_from(["causeway-operator", "--watch-namespaces="]).unwrap();
+        assert_eq!(a.watched_namespaces(), None);
+    }
+
+    #[test]
+    fn labels_parse() {
+        let l = parse_labels("app.kubernetes.io/name=causeway, app.kubernetes.io/component=operator").unwrap();
+        assert_eq!(l["app.kubernetes.io/component"], "operator");
+        assert!(parse_labels("").unwrap().is_empty());
+        assert!(parse_labels("novalue").is_err());
+        assert!(parse_labels("=v").is_err());
     }
 }

@@ -22,8 +22,8 @@ use std::time::Duration;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::admin::{AdminError, HttpAdmin};
-use crate::builders::BuildSettings;
-use crate::cli::{Args, LogFormat};
+use crate::builders::{BuildSettings, NetworkPolicySettings, Peer, NAMESPACE_NAME_LABEL};
+use crate::cli::{parse_labels, Args, LogFormat};
 use crate::controller::{run_controllers, PoolDefaults, RunError, Settings};
 use crate::leader::{LeaderElector, LeaseError};
 use crate::metrics::{Health, Metrics, MetricsError};
@@ -43,6 +43,8 @@ pub enum Error {
     Run(#[from] RunError),
     #[error("logging: {0}")]
     Logging(String),
+    #[error("flags: {0}")]
+    Flags(String),
 }
 
 /// Set up logging from `--log-level` (or `RUST_LOG`) and `--log-format`.
@@ -91,10 +93,37 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// The operator's controller settings from its flags.
-pub fn settings(args: &Args) -> Settings {
-    Settings {
-        build: BuildSettings { worker_image: args.worker_image.clone(), image_pull_policy: args.worker_image_pull_policy.clone() },
+/// Who may reach the workers' admin and internal ports, from the flags; `None` when the
+/// operator writes no NetworkPolicy. `own_namespace` is where the operator runs.
+pub fn network_policy_settings(args: &Args, own_namespace: &str) -> Result<Option<NetworkPolicySettings>, String> {
+    if !args.worker_network_policy {
+        return Ok(None);
+    }
+    let namespace = args.operator_namespace.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| own_namespace.to_string());
+    let pod_labels = parse_labels(&args.operator_pod_labels)?;
+    if pod_labels.is_empty() {
+        return Err("--operator-pod-labels must name the operator's pod labels".into());
+    }
+    let operator = Peer { namespace_labels: [(NAMESPACE_NAME_LABEL.to_string(), namespace)].into(), pod_labels };
+    let prometheus = if args.prometheus_namespace_labels.is_some() || args.prometheus_pod_labels.is_some() {
+        Some(Peer {
+            namespace_labels: parse_labels(args.prometheus_namespace_labels.as_deref().unwrap_or_default())?,
+            pod_labels: parse_labels(args.prometheus_pod_labels.as_deref().unwrap_or_default())?,
+        })
+    } else {
+        None
+    };
+    Ok(Some(NetworkPolicySettings { operator, prometheus }))
+}
+
+/// The operator's controller settings from its flags (`own_namespace`: where it runs).
+pub fn settings(args: &Args, own_namespace: &str) -> Result<Settings, Error> {
+    Ok(Settings {
+        build: BuildSettings {
+            worker_image: args.worker_image.clone(),
+            image_pull_policy: args.worker_image_pull_policy.clone(),
+            network_policy: network_policy_settings(args, own_namespace).map_err(Error::Flags)?,
+        },
         default_pool: PoolDefaults {
             replicas: args.default_pool_replicas,
             storage_size: args.default_pool_storage_size.clone(),
@@ -102,13 +131,14 @@ pub fn settings(args: &Args) -> Settings {
         },
         requeue_pending: Duration::from_secs(args.requeue_seconds.max(1)),
         requeue_converged: Duration::from_secs(60),
-    }
+    })
 }
 
 /// Run the operator until SIGTERM, or until it loses its lease.
 pub async fn run(args: Args) -> Result<(), Error> {
     init_logging(&args)?;
     let client = kube::Client::try_default().await.map_err(Error::Client)?;
+    let settings = settings(&args, &lease_namespace(&args, &client))?;
     let metrics = Metrics::new()?;
     let health = Health::default();
     let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), health.clone()));
@@ -132,7 +162,27 @@ pub async fn run(args: Args) -> Result<(), Error> {
     }
     metrics.leader.set(1);
 
-    let controllers = run_controllers(client, settings(&args), admin, metrics, recorder, shutdown_signal());
+    // Causeway's objects only ever relate within a namespace, so a namespaced install runs
+    // one independent set of controllers per watched namespace.
+    let shutdown = futures::FutureExt::shared(shutdown_signal());
+    let runs: Vec<_> = match args.watched_namespaces() {
+        None => vec![run_controllers(client, None, settings, admin, metrics, recorder, shutdown)],
+        Some(namespaces) => {
+            tracing::info!(namespaces = ?namespaces, "watching only these namespaces");
+            namespaces
+                .into_iter()
+                .map(|ns| {
+                    run_controllers(client.clone(), Some(ns), settings.clone(), admin.clone(), metrics.clone(), recorder.clone(), shutdown.clone())
+                })
+                .collect()
+        }
+    };
+    let controllers = async {
+        for r in futures::future::join_all(runs).await {
+            r?;
+        }
+        Ok::<(), RunError>(())
+    };
     let lost = async {
         match &elector {
             Some(e) => e.hold().await,
@@ -148,4 +198,48 @@ pub async fn run(args: Args) -> Result<(), Error> {
         },
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    // Issue 12 item 8: the flags the chart passes give the per-pool NetworkPolicy's peers.
+    #[test]
+    fn item8_network_policy_settings_from_flags() {
+        let args = Args::try_parse_from(["causeway-operator"]).unwrap();
+        assert_eq!(network_policy_settings(&args, "causeway-system").unwrap(), None, "off unless asked");
+
+        let args = Args::try_parse_from([
+            "causeway-operator",
+            "--worker-network-policy",
+            "--operator-pod-labels=app.kubernetes.io/name=causeway,app.kubernetes.io/instance=rel",
+        ])
+        .unwrap();
+        let s = network_policy_settings(&args, "causeway-system").unwrap().unwrap();
+        assert_eq!(s.operator.namespace_labels[NAMESPACE_NAME_LABEL], "causeway-system");
+        assert_eq!(s.operator.pod_labels["app.kubernetes.io/instance"], "rel");
+        assert_eq!(s.prometheus, None);
+        let built = settings(&args, "causeway-system").unwrap();
+        assert!(built.build.network_policy.is_some());
+
+        let args = Args::try_parse_from([
+            "causeway-operator",
+            "--worker-network-policy",
+            "--operator-namespace=ops",
+            "--prometheus-namespace-labels=kubernetes.io/metadata.name=monitoring",
+            "--prometheus-pod-labels=",
+        ])
+        .unwrap();
+        let s = network_policy_settings(&args, "ignored").unwrap().unwrap();
+        assert_eq!(s.operator.namespace_labels[NAMESPACE_NAME_LABEL], "ops");
+        let prom = s.prometheus.unwrap();
+        assert_eq!(prom.namespace_labels[NAMESPACE_NAME_LABEL], "monitoring");
+        assert!(prom.pod_labels.is_empty(), "any pod of that namespace");
+
+        let args = Args::try_parse_from(["causeway-operator", "--worker-network-policy", "--operator-pod-labels="]).unwrap();
+        assert!(network_policy_settings(&args, "x").is_err(), "an empty operator selector would admit every pod");
+    }
 }

@@ -4,6 +4,7 @@
 //! reconciler read) and returns the desired object, so each one is unit-tested without a
 //! cluster. The reconciler server-side-applies whatever these return.
 
+mod network;
 mod rbac;
 mod scaling;
 mod secrets;
@@ -16,10 +17,11 @@ use causeway_crds::WorkerPool;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
-pub use rbac::{role, role_binding, service_account};
+pub use network::{network_policy, NetworkPolicySettings, Peer, NAMESPACE_NAME_LABEL};
+pub use rbac::{role, role_binding, service_account, service_account_opted_in};
 pub use scaling::{disruption_budget, horizontal_autoscaler};
 pub use secrets::{config_secret, internal_token_secret, token_secret, ConfigSecretError};
-pub use service::service;
+pub use service::{internal_service, service};
 pub use workload::{data_claim, deployment, pod_spec_hash};
 
 /// The field manager of every server-side apply the operator makes.
@@ -153,6 +155,8 @@ pub struct BuildSettings {
     pub worker_image: String,
     /// `imagePullPolicy` of the worker container (the cluster default when unset).
     pub image_pull_policy: Option<String>,
+    /// Write a NetworkPolicy per pool (see [`network_policy`]); none when unset.
+    pub network_policy: Option<NetworkPolicySettings>,
 }
 
 /// Every child object of one pool except the Secrets (which need tokens and the config).
@@ -163,9 +167,11 @@ pub struct Children {
     pub role_binding: k8s_openapi::api::rbac::v1::RoleBinding,
     pub deployment: k8s_openapi::api::apps::v1::Deployment,
     pub service: k8s_openapi::api::core::v1::Service,
+    pub internal_service: k8s_openapi::api::core::v1::Service,
     pub data_claim: Option<k8s_openapi::api::core::v1::PersistentVolumeClaim>,
     pub disruption_budget: Option<k8s_openapi::api::policy::v1::PodDisruptionBudget>,
     pub autoscaler: Option<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>,
+    pub network_policy: Option<k8s_openapi::api::networking::v1::NetworkPolicy>,
 }
 
 /// Build every child of a pool.
@@ -176,9 +182,11 @@ pub fn children(view: &PoolView<'_>, settings: &BuildSettings) -> Children {
         role_binding: role_binding(view),
         deployment: deployment(view, settings),
         service: service(view),
+        internal_service: internal_service(view),
         data_claim: data_claim(view),
         disruption_budget: disruption_budget(view),
         autoscaler: horizontal_autoscaler(view),
+        network_policy: settings.network_policy.as_ref().map(|s| network_policy(view, s)),
     }
 }
 
@@ -206,7 +214,7 @@ pub(crate) mod test_support {
     }
 
     pub fn settings() -> super::BuildSettings {
-        super::BuildSettings { worker_image: "causeway:test".into(), image_pull_policy: None }
+        super::BuildSettings { worker_image: "causeway:test".into(), image_pull_policy: None, network_policy: None }
     }
 }
 
@@ -228,6 +236,7 @@ mod tests {
             Some(&c.role_binding.metadata),
             Some(&c.deployment.metadata),
             Some(&c.service.metadata),
+            Some(&c.internal_service.metadata),
             c.data_claim.as_ref().map(|o| &o.metadata),
             c.disruption_budget.as_ref().map(|o| &o.metadata),
         ];

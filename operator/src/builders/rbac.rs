@@ -3,7 +3,24 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 
-use super::{config_secret_name, object_name, PoolView};
+use super::{config_secret_name, object_name, PoolView, POOL_LABEL};
+
+/// A pool that names its own ServiceAccount gets the config-Secret Role bound to it, so
+/// that account (and every pod that runs as it) could read the pool's config, tokens and
+/// resolved secrets. The account must opt in: it carries the label
+/// `causeway.dev/pool: <pool name>`, which only someone who may edit ServiceAccounts sets.
+pub fn service_account_opted_in(pool: &str, sa_name: &str, sa: Option<&ServiceAccount>) -> Result<(), String> {
+    let Some(sa) = sa else {
+        return Err(format!("ServiceAccount {sa_name:?} (spec.serviceAccountName) not found"));
+    };
+    if sa.metadata.labels.as_ref().and_then(|l| l.get(POOL_LABEL)).map(String::as_str) == Some(pool) {
+        return Ok(());
+    }
+    Err(format!(
+        "ServiceAccount {sa_name:?} (spec.serviceAccountName) has not opted in to run pool {pool}: add the label \
+         {POOL_LABEL}={pool} to it (kubectl label serviceaccount {sa_name} {POOL_LABEL}={pool})"
+    ))
+}
 
 /// The ServiceAccount the pods run as; none when the pool names its own.
 pub fn service_account(view: &PoolView<'_>) -> Option<ServiceAccount> {
@@ -80,6 +97,24 @@ mod tests {
         let s = &rb.subjects.unwrap()[0];
         assert_eq!((s.kind.as_str(), s.name.as_str(), s.namespace.as_deref()), ("ServiceAccount", "causeway-orders", Some("shop")));
         assert!(service_account(&view).is_some());
+    }
+
+    // Issue 12 item 18: a named ServiceAccount gets the config Role only when it opts in.
+    #[test]
+    fn item18_a_named_service_account_must_carry_the_pool_label() {
+        let sa = |labels: &[(&str, &str)]| ServiceAccount {
+            metadata: kube::core::ObjectMeta {
+                name: Some("team-sa".into()),
+                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                ..Default::default()
+            },
+            ..ServiceAccount::default()
+        };
+        assert!(service_account_opted_in("orders", "team-sa", Some(&sa(&[("causeway.dev/pool", "orders")]))).is_ok());
+        let e = service_account_opted_in("orders", "team-sa", Some(&sa(&[]))).unwrap_err();
+        assert!(e.contains("causeway.dev/pool=orders") && e.contains("team-sa"), "{e}");
+        assert!(service_account_opted_in("orders", "team-sa", Some(&sa(&[("causeway.dev/pool", "payments")]))).is_err());
+        assert!(service_account_opted_in("orders", "team-sa", None).unwrap_err().contains("not found"));
     }
 
     #[test]

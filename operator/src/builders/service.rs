@@ -1,14 +1,17 @@
-//! The Service in front of the pool: ingress for senders, internal port for other pools.
+//! The Services in front of the pool: the ingress Service for senders (any type the pool
+//! asks for), and a ClusterIP Service for the internal port that other pools call. The
+//! internal port is never on a LoadBalancer or NodePort.
 
-use causeway_crds::config::{INGRESS_PORT, INTERNAL_PORT};
+use causeway_crds::config::{internal_service_name, INGRESS_PORT, INTERNAL_PORT};
 use causeway_crds::pool::ServiceType;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{object_name, PoolView};
 
-/// The admin port is deliberately not on the Service: the operator reaches pods by IP and
-/// users go through the API server's pod proxy or a port-forward.
+/// The ingress Service: only the ingress port. The admin port is deliberately not on any
+/// Service: the operator reaches pods by IP and users go through the API server's pod proxy
+/// or a port-forward.
 pub fn service(view: &PoolView<'_>) -> Service {
     let settings = &view.pool.spec.service;
     let mut meta = view.meta(object_name(&view.name));
@@ -25,10 +28,23 @@ pub fn service(view: &PoolView<'_>) -> Service {
         spec: Some(ServiceSpec {
             type_: Some(type_.into()),
             selector: Some(view.selector()),
-            ports: Some(vec![
-                port("http", INGRESS_PORT, "http"),
-                port("internal", INTERNAL_PORT, "internal"),
-            ]),
+            ports: Some(vec![port("http", INGRESS_PORT, "http")]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The internal Service, `causeway-<pool>-internal`: ClusterIP, internal port only, for
+/// `http://<plugin>.internal` calls from other pools (they reach pods by IP when they can,
+/// and this name otherwise). The user-facing Service's type and annotations do not apply.
+pub fn internal_service(view: &PoolView<'_>) -> Service {
+    Service {
+        metadata: view.meta(internal_service_name(&view.name)),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(view.selector()),
+            ports: Some(vec![port("internal", INTERNAL_PORT, "internal")]),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -52,14 +68,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ingress_and_internal_ports_only() {
+    fn ingress_port_only() {
         let p = pool("orders", default_spec());
         let view = PoolView::new(&p).unwrap();
         let spec = service(&view).spec.unwrap();
         let ports: Vec<i32> = spec.ports.unwrap().iter().map(|p| p.port).collect();
-        assert_eq!(ports, vec![8080, 8081]);
+        assert_eq!(ports, vec![8080]);
         assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
         assert_eq!(spec.selector.unwrap()["causeway.dev/pool"], "orders");
+    }
+
+    // Issue 12 item 11: a LoadBalancer or NodePort pool exposes the ingress port only; the
+    // internal port is on its own ClusterIP Service.
+    #[test]
+    fn item11_the_internal_port_is_on_its_own_cluster_ip_service() {
+        for type_ in [ServiceType::LoadBalancer, ServiceType::NodePort, ServiceType::ClusterIP] {
+            let mut s = default_spec();
+            s.service.type_ = type_;
+            s.service.annotations.insert("lb.example/internal".into(), "false".into());
+            let p = pool("orders", s);
+            let view = PoolView::new(&p).unwrap();
+            let public = service(&view).spec.unwrap();
+            let ports: Vec<i32> = public.ports.unwrap().iter().map(|p| p.port).collect();
+            assert_eq!(ports, vec![i32::from(INGRESS_PORT)], "{type_:?}");
+            let internal = internal_service(&view);
+            assert_eq!(internal.metadata.name.as_deref(), Some("causeway-orders-internal"));
+            assert!(internal.metadata.annotations.is_none(), "load balancer annotations stay on the public Service");
+            assert_eq!(internal.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-orders");
+            let spec = internal.spec.unwrap();
+            assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+            let ports: Vec<i32> = spec.ports.unwrap().iter().map(|p| p.port).collect();
+            assert_eq!(ports, vec![i32::from(INTERNAL_PORT)]);
+            assert_eq!(spec.selector.unwrap()["causeway.dev/pool"], "orders");
+        }
     }
 
     #[test]

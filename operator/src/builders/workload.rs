@@ -6,10 +6,11 @@ use causeway_crds::config::{ADMIN_PORT, INGRESS_PORT, INTERNAL_PORT};
 use causeway_crds::pool::StorageType;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMapProjection, Container, ContainerPort, DownwardAPIProjection, DownwardAPIVolumeFile,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ProjectedVolumeSource, SeccompProfile, SecretKeySelector, SecurityContext, ServiceAccountTokenProjection, Volume,
+    VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -22,6 +23,55 @@ use super::{data_claim_name, object_name, BuildSettings, PoolView, DATA_DIR, POD
 pub const WORKER_UID: i64 = 65532;
 /// Environment variable carrying the postgres connection URL, from the pool's Secret.
 pub const POSTGRES_URL_ENV: &str = "CAUSEWAY_POSTGRES_URL";
+/// Where the Kubernetes client looks for in-cluster credentials (token, ca.crt, namespace).
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// Lifetime of the worker's projected ServiceAccount token (the API's minimum). The kubelet
+/// renews it at 80 % of that, and the worker's client re-reads the file every minute.
+pub const TOKEN_EXPIRATION_SECONDS: i64 = 600;
+/// Name of the projected credentials volume.
+pub const TOKEN_VOLUME: &str = "kube-api-access";
+
+/// The worker's API credentials as a projected volume, in place of the automounted one: a
+/// short-lived token bound to the pod, the cluster CA and the namespace, mounted only into
+/// the worker container (which reads its config Secret with it), read-only. Nothing else in
+/// the pod gets a token (`automountServiceAccountToken: false`).
+pub fn token_volume() -> Volume {
+    Volume {
+        name: TOKEN_VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(0o444),
+            sources: Some(vec![
+                VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        path: "token".into(),
+                        expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
+                        audience: None,
+                    }),
+                    ..VolumeProjection::default()
+                },
+                VolumeProjection {
+                    config_map: Some(ConfigMapProjection {
+                        name: "kube-root-ca.crt".into(),
+                        items: Some(vec![KeyToPath { key: "ca.crt".into(), path: "ca.crt".into(), mode: None }]),
+                        optional: None,
+                    }),
+                    ..VolumeProjection::default()
+                },
+                VolumeProjection {
+                    downward_api: Some(DownwardAPIProjection {
+                        items: Some(vec![DownwardAPIVolumeFile {
+                            path: "namespace".into(),
+                            field_ref: Some(ObjectFieldSelector { field_path: "metadata.namespace".into(), api_version: Some("v1".into()) }),
+                            ..DownwardAPIVolumeFile::default()
+                        }]),
+                    }),
+                    ..VolumeProjection::default()
+                },
+            ]),
+        }),
+        ..Volume::default()
+    }
+}
 
 fn image(view: &PoolView<'_>, settings: &BuildSettings) -> String {
     view.pool.spec.image.clone().unwrap_or_else(|| settings.worker_image.clone())
@@ -120,6 +170,7 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
         volume_mounts: Some(vec![
             VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
             VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() },
+            VolumeMount { name: TOKEN_VOLUME.into(), mount_path: SERVICE_ACCOUNT_DIR.into(), read_only: Some(true), ..VolumeMount::default() },
         ]),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -145,10 +196,10 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(view.service_account_name()),
-                    automount_service_account_token: Some(true),
+                    automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     containers: vec![container],
-                    volumes: Some(vec![data_volume, tmp_volume]),
+                    volumes: Some(vec![data_volume, tmp_volume, token_volume()]),
                     node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
                     tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
                     affinity: spec.affinity.clone(),
@@ -313,6 +364,34 @@ mod tests {
         let env: Vec<&str> = c.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
         assert!(env.contains(&"POD_IP"));
         assert!(c.volume_mounts.as_ref().unwrap().iter().any(|m| m.mount_path == DATA_DIR));
+    }
+
+    // Issue 12 item 2: no automounted token for every container; the worker container
+    // alone gets a short-lived projected token where its client looks for it.
+    #[test]
+    fn item2_only_the_worker_container_gets_a_short_lived_projected_token() {
+        let p = pool("orders", default_spec());
+        let view = PoolView::new(&p).unwrap();
+        let pod = deployment(&view, &settings()).spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let vol = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == TOKEN_VOLUME).expect("token volume");
+        let sources = vol.projected.as_ref().unwrap().sources.as_ref().unwrap();
+        let token = sources.iter().find_map(|s| s.service_account_token.as_ref()).expect("token source");
+        assert_eq!(token.path, "token");
+        assert!(token.expiration_seconds.is_some_and(|s| (600..=3600).contains(&s)), "{token:?}");
+        assert!(sources.iter().any(|s| s.config_map.as_ref().is_some_and(|c| c.name == "kube-root-ca.crt")));
+        assert!(sources.iter().any(|s| s.downward_api.is_some()));
+        let worker = &pod.containers[0];
+        let mount = worker.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == TOKEN_VOLUME).expect("mounted in the worker");
+        assert_eq!(mount.mount_path, "/var/run/secrets/kubernetes.io/serviceaccount");
+        assert_eq!(mount.read_only, Some(true));
+        let mounted_by = pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+            .filter(|c| c.volume_mounts.iter().flatten().any(|m| m.name == TOKEN_VOLUME))
+            .count();
+        assert_eq!(mounted_by, 1);
     }
 
     #[test]

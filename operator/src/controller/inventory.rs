@@ -1,16 +1,25 @@
 //! Reading what a render needs: referenced Secrets and ConfigMaps (on demand, by name, so
 //! that the operator caches no Secret data), and the pod IPs of the namespace's pools.
+//!
+//! A worker pod is recognised by ownership, not by its labels: the operator sends the
+//! pool's admin token to it and routes plugin calls (with the namespace's internal token)
+//! to it, and anyone who may create a pod could copy a label. A pod counts for a pool only
+//! when its controller chain ReplicaSet → Deployment → WorkerPool matches by uid, each link
+//! read from the API server ([`Owners`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use causeway_crds::common::secret_opted_in;
 use causeway_crds::config::INTERNAL_PORT;
 use causeway_crds::{Bridge, Inventory, Plugin, WorkerPool};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::core::PartialObjectMeta;
 use kube::{Api, Client, ResourceExt};
 
 use super::Error;
-use crate::builders::POOL_LABEL;
 
 /// Names of the Secrets and ConfigMaps that `bridges` and `plugins` refer to.
 pub fn referenced(bridges: &[Arc<Bridge>], plugins: &[Arc<Plugin>]) -> (BTreeSet<String>, BTreeSet<String>) {
@@ -62,11 +71,12 @@ pub async fn inventory(
             source,
         })?;
         if let Some(s) = got {
-            let mut data: BTreeMap<String, Vec<u8>> = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-            for (k, v) in s.string_data.unwrap_or_default() {
-                data.insert(k, v.into_bytes());
+            let (opted_in, data) = secret_data(s);
+            let key = (namespace.to_string(), name);
+            if opted_in {
+                inv.opted_in_secrets.insert(key.clone());
             }
-            inv.secrets.insert((namespace.to_string(), name), data);
+            inv.secrets.insert(key, data);
         }
     }
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
@@ -87,6 +97,70 @@ pub async fn inventory(
         }
     }
     Ok(inv)
+}
+
+/// What a render may see of a Secret: whether it is opted in (`causeway.dev/use: "true"`),
+/// and its data only when it is. A Secret that is not opted in is known to exist, so the
+/// render can say what to do, but its values never enter the inventory.
+pub fn secret_data(s: Secret) -> (bool, BTreeMap<String, Vec<u8>>) {
+    if !secret_opted_in(s.metadata.labels.as_ref()) {
+        return (false, BTreeMap::new());
+    }
+    let mut data: BTreeMap<String, Vec<u8>> = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    for (k, v) in s.string_data.unwrap_or_default() {
+        data.insert(k, v.into_bytes());
+    }
+    (true, data)
+}
+
+/// The controller chain of the namespace's ReplicaSets and Deployments, by uid: enough to
+/// tell which WorkerPool (by uid) a pod belongs to.
+#[derive(Clone, Debug, Default)]
+pub struct Owners {
+    /// uid → (kind, namespace, controller owner reference).
+    links: BTreeMap<String, (&'static str, String, Option<OwnerReference>)>,
+}
+
+fn controller_of(meta: &ObjectMeta) -> Option<OwnerReference> {
+    meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).cloned()
+}
+
+impl Owners {
+    /// From the ReplicaSets and Deployments the operator watches (metadata only).
+    pub fn new(replica_sets: &[Arc<PartialObjectMeta<ReplicaSet>>], deployments: &[Arc<PartialObjectMeta<Deployment>>]) -> Self {
+        let mut links = BTreeMap::new();
+        let mut add = |kind: &'static str, meta: &ObjectMeta| {
+            if let (Some(uid), Some(ns)) = (meta.uid.clone(), meta.namespace.clone()) {
+                links.insert(uid, (kind, ns, controller_of(meta)));
+            }
+        };
+        for rs in replica_sets {
+            add("ReplicaSet", &rs.metadata);
+        }
+        for d in deployments {
+            add("Deployment", &d.metadata);
+        }
+        Owners { links }
+    }
+
+    /// Follow one controller link: `owner` must be an object of `kind` in `namespace` that
+    /// the operator has seen; returns that object's own controller reference.
+    fn step(&self, owner: &OwnerReference, kind: &str, namespace: &str) -> Option<OwnerReference> {
+        if owner.kind != kind {
+            return None;
+        }
+        let (k, ns, next) = self.links.get(&owner.uid)?;
+        (*k == kind && ns == namespace).then(|| next.clone()).flatten()
+    }
+
+    /// The uid of the WorkerPool whose Deployment's ReplicaSet controls `pod`, if any.
+    pub fn pool_uid_of(&self, pod: &Pod) -> Option<String> {
+        let ns = pod.metadata.namespace.as_deref()?;
+        let rs = controller_of(&pod.metadata)?;
+        let deployment = self.step(&rs, "ReplicaSet", ns)?;
+        let pool = self.step(&deployment, "Deployment", ns)?;
+        (pool.kind == "WorkerPool" && pool.api_version.starts_with("causeway.dev/")).then_some(pool.uid)
+    }
 }
 
 /// A pod counts when it is not being deleted.
@@ -110,11 +184,11 @@ pub fn pod_ip(pod: &Pod) -> Option<String> {
     pod.status.as_ref().and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty())
 }
 
-/// Live pods of one pool, sorted by name.
-pub fn pods_of(pods: &[Arc<Pod>], namespace: &str, pool: &str) -> Vec<Arc<Pod>> {
+/// Live pods of one pool (by the pool's uid, through [`Owners`]), sorted by name.
+pub fn pods_of(pods: &[Arc<Pod>], owners: &Owners, namespace: &str, pool_uid: &str) -> Vec<Arc<Pod>> {
     let mut out: Vec<Arc<Pod>> = pods
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace) && p.labels().get(POOL_LABEL).map(String::as_str) == Some(pool) && is_live(p))
+        .filter(|p| p.namespace().as_deref() == Some(namespace) && is_live(p) && owners.pool_uid_of(p).as_deref() == Some(pool_uid))
         .cloned()
         .collect();
     out.sort_by_key(|p| p.name_any());
@@ -123,13 +197,20 @@ pub fn pods_of(pods: &[Arc<Pod>], namespace: &str, pool: &str) -> Vec<Arc<Pod>> 
 
 /// Internal-port URLs of the ready pods of every pool of `namespace` except `except`.
 /// Pools without a ready pod are left out, so the render falls back to their Service name.
-pub fn pool_endpoints(pods: &[Arc<Pod>], namespace: &str, except: &str) -> BTreeMap<(String, String), Vec<String>> {
+/// `pools` maps a pool's uid to its name; pods are assigned to pools through [`Owners`].
+pub fn pool_endpoints(
+    pods: &[Arc<Pod>],
+    owners: &Owners,
+    pools: &BTreeMap<String, String>,
+    namespace: &str,
+    except: &str,
+) -> BTreeMap<(String, String), Vec<String>> {
     let mut out: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
     for p in pods {
         if p.namespace().as_deref() != Some(namespace) || !is_ready(p) {
             continue;
         }
-        let Some(pool) = p.labels().get(POOL_LABEL).cloned() else { continue };
+        let Some(pool) = owners.pool_uid_of(p).and_then(|uid| pools.get(&uid).cloned()) else { continue };
         if pool == except {
             continue;
         }

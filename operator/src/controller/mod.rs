@@ -22,9 +22,11 @@ use std::time::Duration;
 
 use causeway_crds::{Bridge, Plugin, WorkerPool, WorkerPoolSpec};
 use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
@@ -108,6 +110,9 @@ pub struct Stores {
     pub budgets: Store<PodDisruptionBudget>,
     pub autoscalers: Store<HorizontalPodAutoscaler>,
     pub service_accounts: Store<ServiceAccount>,
+    /// ReplicaSets and Deployments (metadata only), to tell a worker pod by its owners.
+    pub replica_sets: Store<PartialObjectMeta<ReplicaSet>>,
+    pub deployments: Store<PartialObjectMeta<Deployment>>,
 }
 
 /// Everything a reconciliation needs.

@@ -6,7 +6,7 @@ use causeway_crds::common::{condition, is_true, reason};
 use causeway_crds::config::{render, RenderContext, Scope, SecretValue};
 use causeway_crds::{Bridge, Plugin, WorkerPool};
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
@@ -15,7 +15,7 @@ use kube::{Api, Resource, ResourceExt};
 use rand::RngCore;
 
 use super::apply::{apply, apply_status, delete_unwanted, publish};
-use super::inventory::{inventory, is_ready, pod_ip, pods_of, pool_endpoints};
+use super::inventory::{inventory, is_ready, pod_ip, pods_of, pool_endpoints, Owners};
 use super::{Context, Error};
 use crate::builders::{self, admin_secret_name, BuildError, PoolView, INTERNAL_TOKEN_SECRET, TOKEN_KEY};
 use crate::status::{pool_status, PodObservation, PoolObservation};
@@ -51,6 +51,23 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
         let message = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
         write_status(&ctx, &pool, None, Some((reason::INVALID_SPEC, message)), &now).await?;
         return Ok(Action::await_change());
+    }
+    if let Some(sa_name) = &pool.spec.service_account_name {
+        // The config Role is bound only to an account that opted in. Labels on accounts the
+        // operator did not create are not watched: poll until it does.
+        let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
+        let sa = api.get_opt(sa_name).await.map_err(|source| Error::Kube {
+            verb: "get",
+            kind: "ServiceAccount".into(),
+            namespace: ns.clone(),
+            name: sa_name.clone(),
+            source,
+        })?;
+        if let Err(message) = builders::service_account_opted_in(&name, sa_name, sa.as_ref()) {
+            let previous = ctx.observation(&ns, &name);
+            write_status(&ctx, &pool, previous.as_ref(), Some((reason::SERVICE_ACCOUNT_NOT_OPTED_IN, message)), &now).await?;
+            return Ok(Action::requeue(ctx.settings.requeue_converged));
+        }
     }
 
     let obs = match converge(&ctx, &pool, &view).await {
@@ -123,10 +140,12 @@ async fn converge(ctx: &Context, pool: &WorkerPool, view: &PoolView<'_>) -> Resu
     // Render.
     let inv = inventory(&ctx.client, &ns, pools.clone(), bridges.clone(), plugins.clone()).await?;
     let all_pods = ctx.stores.pods.state();
+    let owners = Owners::new(&ctx.stores.replica_sets.state(), &ctx.stores.deployments.state());
+    let pool_uids = pools.iter().filter_map(|p| Some((p.uid()?, p.name_any()))).collect();
     let rctx = RenderContext {
         internal_tokens: [(ns.clone(), SecretValue(internal))].into(),
         admin_token: Some(SecretValue(admin.clone())),
-        pool_endpoints: pool_endpoints(&all_pods, &ns, &name),
+        pool_endpoints: pool_endpoints(&all_pods, &owners, &pool_uids, &ns, &name),
     };
     let rendered = render(&inv, &Scope::Pool { namespace: ns.clone(), name: name.clone() }, &rctx);
 
@@ -143,11 +162,15 @@ async fn converge(ctx: &Context, pool: &WorkerPool, view: &PoolView<'_>) -> Resu
     }
     apply(&ctx.client, &children.deployment).await?;
     apply(&ctx.client, &children.service).await?;
+    apply(&ctx.client, &children.internal_service).await?;
     if let Some(pdb) = &children.disruption_budget {
         apply(&ctx.client, pdb).await?;
     }
     if let Some(hpa) = &children.autoscaler {
         apply(&ctx.client, hpa).await?;
+    }
+    if let Some(np) = &children.network_policy {
+        apply(&ctx.client, np).await?;
     }
 
     // Orphans: optional children no longer wanted (PVC after a switch to postgres, …).
@@ -167,7 +190,7 @@ async fn converge(ctx: &Context, pool: &WorkerPool, view: &PoolView<'_>) -> Resu
     }
 
     // Observe: ask every ready pod what it runs.
-    let pods = pods_of(&all_pods, &ns, &name);
+    let pods = pods_of(&all_pods, &owners, &ns, &view.owner.uid);
     let reports = join_all(pods.iter().map(|p| {
         let ip = pod_ip(p).filter(|_| is_ready(p));
         let api = ctx.admin.clone();
@@ -202,14 +225,20 @@ async fn ensure_token(ctx: &Context, ns: &str, name: &str, build: impl Fn(&str) 
         name: name.into(),
         source,
     })?;
-    let current = existing
+    let token = usable_token(existing).unwrap_or_else(new_token);
+    apply(&ctx.client, &build(&token)).await?;
+    Ok(token)
+}
+
+/// The token a token Secret holds, if it is usable: present, UTF-8, and not empty or blank
+/// (an empty admin token would switch the workers' admin auth off, so it counts as missing
+/// and a new one is generated).
+pub fn usable_token(secret: Option<Secret>) -> Option<String> {
+    secret
         .and_then(|s| s.data)
         .and_then(|d| d.get(TOKEN_KEY).cloned())
         .and_then(|b| String::from_utf8(b.0).ok())
-        .filter(|t| !t.is_empty());
-    let token = current.unwrap_or_else(new_token);
-    apply(&ctx.client, &build(&token)).await?;
-    Ok(token)
+        .filter(|t| !t.trim().is_empty())
 }
 
 /// 32 random bytes, hex.

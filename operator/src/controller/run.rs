@@ -15,7 +15,7 @@ use causeway_crds::config::pool_of;
 use causeway_crds::{Bridge, Plugin, WorkerPool};
 use futures::channel::mpsc::{unbounded, UnboundedSender};
 use futures::{FutureExt, Stream, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -25,6 +25,7 @@ use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
+use k8s_openapi::NamespaceResourceScope;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -105,15 +106,30 @@ impl PoolWaker {
     }
 }
 
-/// Run the controllers until `shutdown` resolves.
+/// The API of `K` in every namespace (`None`), or in one: the namespaced install watches
+/// and lists only what it may see.
+pub fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Run the controllers until `shutdown` resolves, over every namespace (`namespace` None)
+/// or over one.
 pub async fn run_controllers(
     client: Client,
+    namespace: Option<String>,
     settings: Settings,
     admin: Arc<dyn AdminApi>,
     metrics: Metrics,
     recorder: Recorder,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let ns = namespace.as_deref();
     let all = watcher::Config::default();
     let managed = watcher::Config::default().labels(&managed_selector());
 
@@ -125,6 +141,8 @@ pub async fn run_controllers(
     let (budgets, budgets_w) = reflector::store_shared::<PodDisruptionBudget>(BUFFER);
     let (autoscalers, autoscalers_w) = reflector::store_shared::<HorizontalPodAutoscaler>(BUFFER);
     let (service_accounts, sas_w) = reflector::store_shared::<ServiceAccount>(BUFFER);
+    let (replica_sets, rs_w) = reflector::store_shared::<PartialObjectMeta<ReplicaSet>>(BUFFER);
+    let (deployments, deploy_w) = reflector::store_shared::<PartialObjectMeta<Deployment>>(BUFFER);
     let pool_trigger = pools_w.subscribe().ok_or(RunError::NotShared("WorkerPool"))?;
     let bridge_trigger = bridges_w.subscribe().ok_or(RunError::NotShared("Bridge"))?;
     let plugin_trigger = plugins_w.subscribe().ok_or(RunError::NotShared("Plugin"))?;
@@ -143,6 +161,8 @@ pub async fn run_controllers(
         budgets: budgets.clone(),
         autoscalers: autoscalers.clone(),
         service_accounts: service_accounts.clone(),
+        replica_sets: replica_sets.clone(),
+        deployments: deployments.clone(),
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -161,7 +181,7 @@ pub async fn run_controllers(
     // routes of the other pools of its namespace.
     {
         let (ctx2, bridges_tx, plugins_tx, w) = (ctx.clone(), wake_bridges_tx.clone(), wake_plugins_tx.clone(), waker.clone());
-        drive(Api::<WorkerPool>::all(client.clone()), all.clone(), pools_w, "WorkerPool", Box::new(move |p: &WorkerPool, deleted: bool| {
+        drive(scoped_api::<WorkerPool>(&client, ns), all.clone(), pools_w, "WorkerPool", Box::new(move |p: &WorkerPool, deleted: bool| {
             let ns = p.namespace();
             let (ns_name, name) = (ns.clone().unwrap_or_default(), p.name_any());
             // Only a pool that appears or goes changes the others' routes (not its status).
@@ -187,30 +207,43 @@ pub async fn run_controllers(
     // pools must leave the old one; an unplaced plugin loads wherever it is used).
     {
         let w = waker.clone();
-        drive(Api::<Bridge>::all(client.clone()), all.clone(), bridges_w, "Bridge", Box::new(move |b: &Bridge, _| w.all_in(b.namespace())));
+        drive(scoped_api::<Bridge>(&client, ns), all.clone(), bridges_w, "Bridge", Box::new(move |b: &Bridge, _| w.all_in(b.namespace())));
         let w = waker.clone();
-        drive(Api::<Plugin>::all(client.clone()), all.clone(), plugins_w, "Plugin", Box::new(move |p: &Plugin, _| w.all_in(p.namespace())));
+        drive(scoped_api::<Plugin>(&client, ns), all.clone(), plugins_w, "Plugin", Box::new(move |p: &Plugin, _| w.all_in(p.namespace())));
         // Worker pods: readiness feeds status, and IPs feed the other pools' routes.
         let w = waker.clone();
-        drive(Api::<Pod>::all(client.clone()), managed.clone(), pods_w, "Pod", Box::new(move |p: &Pod, _| w.all_in(p.namespace())));
+        drive(scoped_api::<Pod>(&client, ns), managed.clone(), pods_w, "Pod", Box::new(move |p: &Pod, _| w.all_in(p.namespace())));
     }
     // Optional children: their owner pool.
     {
         let w = waker.clone();
-        drive(Api::<PersistentVolumeClaim>::all(client.clone()), managed.clone(), claims_w, "PersistentVolumeClaim", Box::new(move |o: &PersistentVolumeClaim, _| {
+        drive(scoped_api::<PersistentVolumeClaim>(&client, ns), managed.clone(), claims_w, "PersistentVolumeClaim", Box::new(move |o: &PersistentVolumeClaim, _| {
             w.owner_of(o.meta());
         }));
         let w = waker.clone();
-        drive(Api::<PodDisruptionBudget>::all(client.clone()), managed.clone(), budgets_w, "PodDisruptionBudget", Box::new(move |o: &PodDisruptionBudget, _| {
+        drive(scoped_api::<PodDisruptionBudget>(&client, ns), managed.clone(), budgets_w, "PodDisruptionBudget", Box::new(move |o: &PodDisruptionBudget, _| {
             w.owner_of(o.meta());
         }));
         let w = waker.clone();
-        drive(Api::<HorizontalPodAutoscaler>::all(client.clone()), managed.clone(), autoscalers_w, "HorizontalPodAutoscaler", Box::new(move |o: &HorizontalPodAutoscaler, _| {
+        drive(scoped_api::<HorizontalPodAutoscaler>(&client, ns), managed.clone(), autoscalers_w, "HorizontalPodAutoscaler", Box::new(move |o: &HorizontalPodAutoscaler, _| {
             w.owner_of(o.meta());
         }));
         let w = waker.clone();
-        drive(Api::<ServiceAccount>::all(client.clone()), managed.clone(), sas_w, "ServiceAccount", Box::new(move |o: &ServiceAccount, _| {
+        drive(scoped_api::<ServiceAccount>(&client, ns), managed.clone(), sas_w, "ServiceAccount", Box::new(move |o: &ServiceAccount, _| {
             w.owner_of(o.meta());
+        }));
+    }
+    // ReplicaSets and Deployments, metadata only: the owner chain that makes a pod a
+    // worker of a pool (a label alone does not). A new ReplicaSet wakes the pools of its
+    // namespace, whose pods it now vouches for.
+    {
+        let w = waker.clone();
+        drive(scoped_api::<PartialObjectMeta<ReplicaSet>>(&client, ns), managed.clone(), rs_w, "ReplicaSet", Box::new(move |o: &PartialObjectMeta<ReplicaSet>, _| {
+            w.all_in(o.metadata.namespace.clone())
+        }));
+        let w = waker.clone();
+        drive(scoped_api::<PartialObjectMeta<Deployment>>(&client, ns), managed.clone(), deploy_w, "Deployment", Box::new(move |o: &PartialObjectMeta<Deployment>, _| {
+            w.owner_of(&o.metadata);
         }));
     }
     // Secrets and ConfigMaps, metadata only (no Secret data is cached): ours go to their
@@ -218,7 +251,7 @@ pub async fn run_controllers(
     // to them.
     {
         let w = waker.clone();
-        let secrets = watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), all.clone()).default_backoff();
+        let secrets = watcher(scoped_api::<PartialObjectMeta<Secret>>(&client, ns), all.clone()).default_backoff();
         spawn_events(secrets, "Secret", Box::new(move |s: &PartialObjectMeta<Secret>, _| {
             let ours = s.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).is_some();
             if !w.owner_of(&s.metadata) && !ours {
@@ -226,7 +259,7 @@ pub async fn run_controllers(
             }
         }));
         let w = waker.clone();
-        let cms = watcher(Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()), all.clone()).default_backoff();
+        let cms = watcher(scoped_api::<PartialObjectMeta<ConfigMap>>(&client, ns), all.clone()).default_backoff();
         spawn_events(cms, "ConfigMap", Box::new(move |c: &PartialObjectMeta<ConfigMap>, _| w.all_in(c.metadata.namespace.clone())));
     }
 
@@ -253,6 +286,8 @@ pub async fn run_controllers(
                     ("PodDisruptionBudget", budgets.wait_until_ready().now_or_never()),
                     ("HorizontalPodAutoscaler", autoscalers.wait_until_ready().now_or_never()),
                     ("ServiceAccount", service_accounts.wait_until_ready().now_or_never()),
+                    ("ReplicaSet", replica_sets.wait_until_ready().now_or_never()),
+                    ("Deployment", deployments.wait_until_ready().now_or_never()),
                 ]
                 .into_iter()
                 .filter_map(|(kind, r)| match r {
@@ -280,10 +315,10 @@ pub async fn run_controllers(
     }
 
     let pool_ctrl = Controller::for_shared_stream(pool_trigger, pools)
-        .owns(Api::<Deployment>::all(client.clone()), managed.clone())
-        .owns(Api::<Service>::all(client.clone()), managed.clone())
-        .owns(Api::<Role>::all(client.clone()), managed.clone())
-        .owns(Api::<RoleBinding>::all(client.clone()), managed.clone())
+        .owns(scoped_api::<Deployment>(&client, ns), managed.clone())
+        .owns(scoped_api::<Service>(&client, ns), managed.clone())
+        .owns(scoped_api::<Role>(&client, ns), managed.clone())
+        .owns(scoped_api::<RoleBinding>(&client, ns), managed.clone())
         .reconcile_on(wake_pools_rx)
         .run(reconcile_pool, error_policy::<WorkerPool>("workerpool"), ctx.clone())
         .for_each(|r| async move { log_result(r) });
@@ -301,6 +336,27 @@ pub async fn run_controllers(
         _ = shutdown => tracing::info!("shutting down controllers"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 12 item 19: with watched namespaces every watch and list is namespaced, so the
+    // operator needs Roles in those namespaces only.
+    #[tokio::test]
+    async fn item19_a_watched_namespace_scopes_every_api() {
+        let (service, _handle) = tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let client = Client::new(service, "default");
+        let api = scoped_api::<Pod>(&client, Some("team-a"));
+        assert_eq!(api.namespace(), Some("team-a"));
+        assert_eq!(api.resource_url(), "/api/v1/namespaces/team-a/pods");
+        let api = scoped_api::<PartialObjectMeta<Secret>>(&client, Some("team-a"));
+        assert_eq!(api.resource_url(), "/api/v1/namespaces/team-a/secrets");
+        let api = scoped_api::<WorkerPool>(&client, None);
+        assert_eq!(api.namespace(), None);
+        assert_eq!(api.resource_url(), "/apis/causeway.dev/v1alpha1/workerpools");
+    }
 }
 
 fn log_result<K: Resource, E: std::fmt::Display>(r: Result<(ObjectRef<K>, Action), E>) {

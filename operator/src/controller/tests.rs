@@ -12,7 +12,9 @@ use causeway_crds::{Bridge, Plugin, WorkerConfig, WorkerPool};
 use futures::channel::mpsc::{unbounded, UnboundedReceiver};
 use futures::future::BoxFuture;
 use http::{Request, Response, StatusCode};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::core::PartialObjectMeta;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
@@ -175,7 +177,41 @@ struct World {
     plugins: Vec<Plugin>,
     pods: Vec<Pod>,
     claims: Vec<PersistentVolumeClaim>,
+    replica_sets: Vec<PartialObjectMeta<ReplicaSet>>,
+    deployments: Vec<PartialObjectMeta<Deployment>>,
     api: FakeApi,
+}
+
+impl World {
+    /// A ready worker pod of `pool` with its real owner chain: ReplicaSet → Deployment →
+    /// WorkerPool (uid `uid-<pool>`), as the Deployment controller makes it.
+    fn with_worker(mut self, name: &str, pool: &str, ip: &str) -> Self {
+        let deploy_uid = format!("uid-deploy-{pool}");
+        let rs_uid = format!("uid-rs-{pool}");
+        if !self.deployments.iter().any(|d| d.metadata.uid.as_deref() == Some(deploy_uid.as_str())) {
+            self.deployments.push(meta_of(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": format!("causeway-{pool}"), "namespace": "shop", "uid": deploy_uid,
+                    "ownerReferences": [{"apiVersion": "causeway.dev/v1alpha1", "kind": "WorkerPool", "name": pool, "uid": format!("uid-{pool}"), "controller": true}]},
+            })));
+            self.replica_sets.push(meta_of(json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": format!("causeway-{pool}-5d8f"), "namespace": "shop", "uid": rs_uid,
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": format!("causeway-{pool}"), "uid": deploy_uid, "controller": true}]},
+            })));
+        }
+        let mut pod = ready_pod(name, pool, ip);
+        pod.metadata.owner_references = Some(vec![serde_json::from_value(json!(
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("causeway-{pool}-5d8f"), "uid": rs_uid, "controller": true}
+        )).unwrap()]);
+        self.pods.push(pod);
+        self
+    }
+}
+
+fn meta_of<K: Resource<DynamicType = ()>>(v: Value) -> PartialObjectMeta<K> {
+    let meta: kube::core::ObjectMeta = serde_json::from_value(v["metadata"].clone()).unwrap();
+    PartialObjectMeta { types: None, metadata: meta, _phantom: Default::default() }
 }
 
 fn fixture(world: World) -> Fixture {
@@ -187,7 +223,7 @@ fn fixture(world: World) -> Fixture {
         recorder: Recorder::new(client.clone(), "causeway-operator".into()),
         client,
         settings: Settings {
-            build: BuildSettings { worker_image: "causeway:test".into(), image_pull_policy: None },
+            build: BuildSettings { worker_image: "causeway:test".into(), image_pull_policy: None, network_policy: None },
             default_pool: PoolDefaults { replicas: 1, storage_size: "2Gi".into(), storage_class: None },
             requeue_pending: Duration::from_secs(5),
             requeue_converged: Duration::from_secs(60),
@@ -201,6 +237,8 @@ fn fixture(world: World) -> Fixture {
             budgets: store_of(vec![]),
             autoscalers: store_of(vec![]),
             service_accounts: store_of(vec![]),
+            replica_sets: store_of(world.replica_sets),
+            deployments: store_of(world.deployments),
         },
         admin: admin.clone(),
         metrics: Metrics::new().unwrap(),
@@ -273,6 +311,7 @@ async fn new_pool_applies_every_child_with_ssa_then_writes_status() {
             "/api/v1/namespaces/shop/persistentvolumeclaims/causeway-orders-data",
             "/apis/apps/v1/namespaces/shop/deployments/causeway-orders",
             "/api/v1/namespaces/shop/services/causeway-orders",
+            "/api/v1/namespaces/shop/services/causeway-orders-internal",
             "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status",
         ]
     );
@@ -378,12 +417,13 @@ async fn an_existing_default_pool_is_never_overwritten() {
 #[tokio::test]
 async fn bridge_becomes_ready_when_the_worker_runs_its_generation() {
     let b = bridge("orders", json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}));
-    let f = fixture(World {
-        pools: vec![pool("default", json!({}))],
-        bridges: vec![b],
-        pods: vec![ready_pod("causeway-default-0", "default", "127.0.0.7")],
-        ..World::default()
-    });
+    let f = fixture(
+        World { pools: vec![pool("default", json!({}))], bridges: vec![b], ..World::default() }.with_worker(
+            "causeway-default-0",
+            "default",
+            "127.0.0.7",
+        ),
+    );
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p.clone(), f.ctx.clone()).await.unwrap();
     let (ip, token) = f.admin.asked.lock().unwrap()[0].clone();
@@ -494,12 +534,10 @@ async fn routes_to_other_pools_use_ready_pod_ips() {
         "spec": {"source": {"http": {"url": "http://127.0.0.1:9/p.wasm", "sha256": "a".repeat(64)}}, "pool": "b"},
     }))
     .unwrap();
-    let f = fixture(World {
-        pools: vec![pool("a", json!({})), pool("b", json!({}))],
-        plugins: vec![pl],
-        pods: vec![ready_pod("causeway-b-1", "b", "127.0.0.12")],
-        ..World::default()
-    });
+    let f = fixture(
+        World { pools: vec![pool("a", json!({})), pool("b", json!({}))], plugins: vec![pl], ..World::default() }
+            .with_worker("causeway-b-1", "b", "127.0.0.12"),
+    );
     let a = f.ctx.stores.pools.find(|p| p.metadata.name.as_deref() == Some("a")).unwrap();
     reconcile_pool(a, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
@@ -534,4 +572,126 @@ async fn an_invalid_pool_is_a_condition_and_nothing_is_applied() {
     assert_eq!(writes, vec!["/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status"]);
     let status = status_of(&calls, writes[0]);
     assert_eq!(ready_condition(&status), ("False".into(), "InvalidSpec".into()));
+}
+
+// Issue 12 item 17: a pod that only carries a pool's labels (anyone who may create a pod
+// can copy them) is neither asked with the admin token nor routed to with the internal
+// token; the pool's real worker is.
+#[tokio::test]
+async fn item17_workers_are_chosen_by_owner_not_by_label() {
+    let pl: Plugin = serde_json::from_value(json!({
+        "apiVersion": "causeway.dev/v1alpha1", "kind": "Plugin",
+        "metadata": {"name": "enrich", "namespace": "shop", "uid": "uid-p", "generation": 1},
+        "spec": {"source": {"http": {"url": "http://127.0.0.1:9/p.wasm", "sha256": "a".repeat(64)}}, "pool": "b"},
+    }))
+    .unwrap();
+    let mut world = World { pools: vec![pool("a", json!({})), pool("b", json!({}))], plugins: vec![pl], ..World::default() }
+        .with_worker("causeway-a-0", "a", "127.0.0.20")
+        .with_worker("causeway-b-0", "b", "127.0.0.21");
+    // Impostors: the labels of pools a and b, no owner; and one owned by a ReplicaSet the
+    // operator never saw.
+    world.pods.push(ready_pod("evil-a", "a", "127.0.0.66"));
+    world.pods.push(ready_pod("evil-b", "b", "127.0.0.67"));
+    let mut forged = ready_pod("forged-b", "b", "127.0.0.68");
+    forged.metadata.owner_references = Some(vec![serde_json::from_value(json!(
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "causeway-b-5d8f", "uid": "uid-made-up", "controller": true}
+    )).unwrap()]);
+    world.pods.push(forged);
+    let f = fixture(world);
+    let a = f.ctx.stores.pools.find(|p| p.metadata.name.as_deref() == Some("a")).unwrap();
+    reconcile_pool(a, f.ctx.clone()).await.unwrap();
+    let asked: Vec<String> = f.admin.asked.lock().unwrap().iter().map(|(ip, _)| ip.clone()).collect();
+    assert_eq!(asked, vec!["127.0.0.20"], "only pool a's own worker gets the admin token");
+    let obs = f.ctx.observation("shop", "a").unwrap();
+    assert_eq!(obs.pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["causeway-a-0"]);
+    let calls = f.calls();
+    let cfg_call = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-a-config"))).unwrap();
+    let data = cfg_call.body["data"]["config.json"].as_str().unwrap();
+    let cfg: WorkerConfig = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+    assert_eq!(cfg.routes[0].urls, vec!["http://127.0.0.21:8081"], "routes only to pool b's real worker");
+}
+
+// Issue 12 item 18: a pool naming a ServiceAccount that did not opt in gets a condition,
+// and nothing is bound to that account.
+#[tokio::test]
+async fn item18_a_service_account_without_the_pool_label_is_not_bound() {
+    let f = fixture(World { pools: vec![pool("orders", json!({"serviceAccountName": "team-sa"}))], ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    assert!(!calls.iter().any(|c| c.path.contains("rolebindings")), "{calls:#?}");
+    let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
+    assert_eq!(ready_condition(&status), ("False".into(), "ServiceAccountNotOptedIn".into()));
+
+    let mut api = FakeApi::default();
+    api.objects.insert(
+        format!("{NS}/serviceaccounts/team-sa"),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "team-sa", "namespace": "shop", "labels": {"causeway.dev/pool": "orders"}}}),
+    );
+    let f = fixture(World { pools: vec![pool("orders", json!({"serviceAccountName": "team-sa"}))], api, ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    let rb = calls.iter().find(|c| c.is("PATCH", "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings/causeway-orders")).unwrap();
+    assert_eq!(rb.body["subjects"][0]["name"], json!("team-sa"));
+}
+
+// Issue 12 item 10 (operator side): a Secret without the opt-in label is known to exist,
+// but its data never enters the inventory; the Bridge gets SecretNotOptedIn.
+#[tokio::test]
+async fn item10_an_unlabelled_secret_is_not_read_into_the_config() {
+    let b = bridge("orders", json!({
+        "destinations": [{"name": "crm", "url": "http://127.0.0.1:9/$env.T"}],
+        "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]
+    }));
+    let mut api = FakeApi::default();
+    api.objects.insert(
+        format!("{NS}/secrets/db"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+               "data": {"password": base64::engine::general_purpose::STANDARD.encode("hunter2-value")}}),
+    );
+    let f = fixture(World { pools: vec![pool("default", json!({}))], bridges: vec![b], api, ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let obs = f.ctx.observation("shop", "default").unwrap();
+    assert_eq!(obs.problems.len(), 1);
+    assert_eq!(obs.problems[0].reason, "SecretNotOptedIn");
+    assert!(obs.problems[0].message.contains("causeway.dev/use"), "{}", obs.problems[0].message);
+    let calls = f.calls();
+    let cfg_call = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-default-config"))).unwrap();
+    let data = cfg_call.body["data"]["config.json"].as_str().unwrap();
+    let json = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+    assert!(!json.contains("hunter2-value"));
+    assert!(!format!("{calls:?}").contains("hunter2-value\""), "no write carries the value");
+
+    let b = f.ctx.stores.bridges.state()[0].clone();
+    f.clear();
+    reconcile_bridge(b, f.ctx.clone()).await.unwrap();
+    let status = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status");
+    assert_eq!(ready_condition(&status), ("False".into(), "SecretNotOptedIn".into()));
+    assert!(!status.to_string().contains("hunter2"));
+}
+
+// Issue 12 item 13 (operator side): an empty or blank stored token is replaced by a new one.
+#[tokio::test]
+async fn item13_an_empty_or_blank_admin_token_is_regenerated() {
+    for stored in ["", "   ", "\n"] {
+        let mut api = FakeApi::default();
+        api.objects.insert(
+            format!("{NS}/secrets/causeway-orders-admin"),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "causeway-orders-admin", "namespace": "shop"},
+                   "data": {"token": base64::engine::general_purpose::STANDARD.encode(stored)}}),
+        );
+        let f = fixture(World { pools: vec![pool("orders", json!({}))], api, ..World::default() });
+        let p = f.ctx.stores.pools.state()[0].clone();
+        reconcile_pool(p, f.ctx.clone()).await.unwrap();
+        let calls = f.calls();
+        let admin = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-admin"))).unwrap();
+        let token = base64::engine::general_purpose::STANDARD.decode(admin.body["data"]["token"].as_str().unwrap()).unwrap();
+        assert_eq!(token.len(), 64, "{stored:?} replaced by a generated token");
+        let cfg_call = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-config"))).unwrap();
+        let data = cfg_call.body["data"]["config.json"].as_str().unwrap();
+        let cfg: WorkerConfig = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+        assert_eq!(cfg.admin_token.unwrap().expose().as_bytes(), &token[..]);
+    }
 }
