@@ -18,10 +18,11 @@
 //!   start the url: the sender must not choose the host. No reference may appear in the
 //!   scheme or authority either (`http://$payload.host/x` is refused when compiling): a
 //!   literal url must spell its whole host, up to the first `/`, `?` or `#`. At render time
-//!   the authority of the rendered url must equal the authority of the part configuration
-//!   fixed (the `$env` base and the literal text before the first reference to event
-//!   data), so event data can neither extend a base (`.evil.example`) nor add user info or a
-//!   port, and `<plugin>.internal` targets are always the ones written. The result must be
+//!   the authority of the rendered url must equal the authority of the `$env` value alone
+//!   (for a base url; it must hold the whole scheme and host, and nothing after it may
+//!   extend them, not even literal text) or of the literal text before the first reference,
+//!   so event data can neither extend a base (`.evil.example`) nor add user info or a port,
+//!   and `<plugin>.internal` targets are always the ones written. The result must be
 //!   http(s).
 //! - header values: as text; a value that then holds CR, LF or NUL is refused.
 //! - body: when the body template is valid JSON, it is a JSON template: a JSON string that
@@ -316,8 +317,8 @@ impl DestinationTemplate {
         let r = Renderer { ctx, on_missing };
 
         let mut url = Out::new("url", MAX_URL_BYTES);
-        // The part of the url that configuration fixes: the leading `$env` base (inserted
-        // as is) and the literal text up to the first reference to event data.
+        // The part of the url that fixes the authority: the leading `$env` value (inserted
+        // as is), or else the literal text up to the first reference.
         let mut fixed_len: Option<usize> = None;
         for (i, piece) in self.url.pieces.iter().enumerate() {
             match piece {
@@ -326,6 +327,8 @@ impl DestinationTemplate {
                     let text = r.text_of(rf, "url")?;
                     if i == 0 {
                         url.push(&text)?;
+                        // A base url's authority comes from the env value alone.
+                        fixed_len = Some(url.buf.len());
                     } else {
                         fixed_len.get_or_insert(url.buf.len());
                         let mut enc = String::with_capacity(text.len());
@@ -362,7 +365,7 @@ impl DestinationTemplate {
             }
             _ => {
                 return Err(TemplateError::BadUrl {
-                    reason: "event data changes the host of the url",
+                    reason: "the rendered host is not the one the template or its $env base fixes",
                 });
             }
         }

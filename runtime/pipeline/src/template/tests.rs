@@ -641,7 +641,7 @@ fn event_data_cannot_change_the_host_after_an_env_base() {
             Err(e) => assert_eq!(
                 e,
                 TemplateError::BadUrl {
-                    reason: "event data changes the host of the url"
+                    reason: "the rendered host is not the one the template or its $env base fixes"
                 },
                 "{evil}"
             ),
@@ -651,7 +651,7 @@ fn event_data_cannot_change_the_host_after_an_env_base() {
     assert_eq!(
         t.render(&f.ctx(), MissingPolicy::Empty).unwrap_err(),
         TemplateError::BadUrl {
-            reason: "event data changes the host of the url"
+            reason: "the rendered host is not the one the template or its $env base fixes"
         }
     );
     // With a path after the base, the same values stay in the path.
@@ -670,6 +670,23 @@ fn event_data_cannot_change_the_host_after_an_env_base() {
             r.url.starts_with("https://api.example/"),
             "{evil}: {}",
             r.url
+        );
+    }
+    // Literal text right after the base cannot extend its host either (found by the
+    // templates fuzz target: `${env.BASE}&,$` made the host `api.example&,$`).
+    for url in [
+        "${env.HOST}&,$",
+        "${env.HOST}.evil.example/x",
+        "$env.HOST:8080/x",
+        "$env.HOST@evil/x",
+    ] {
+        let t = DestinationTemplate::compile(&dest(url, &[], None), 0).unwrap();
+        assert_eq!(
+            t.render(&f.ctx(), MissingPolicy::Empty).unwrap_err(),
+            TemplateError::BadUrl {
+                reason: "the rendered host is not the one the template or its $env base fixes"
+            },
+            "{url}"
         );
     }
     // An empty value leaves the base alone; a base with no host is refused.
