@@ -78,6 +78,11 @@ pub struct Args {
     #[arg(long, env = "CAUSEWAY_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
 
+    /// Networks no worker destination may reach, whatever a pool allows (comma-separated
+    /// CIDRs; the chart's `worker.denyDestinationCidrs`).
+    #[arg(long, env = "CAUSEWAY_WORKER_DENY_DESTINATION_CIDRS", value_delimiter = ',')]
+    pub worker_deny_destination_cidrs: Vec<String>,
+
     /// Write a NetworkPolicy per pool: ingress port open, admin port only from the operator
     /// (and Prometheus when given), internal port only from the operator and worker pods.
     #[arg(long, env = "CAUSEWAY_WORKER_NETWORK_POLICY", default_value_t = false)]

@@ -116,6 +116,16 @@ pub fn network_policy_settings(args: &Args, own_namespace: &str) -> Result<Optio
     Ok(Some(NetworkPolicySettings { operator, prometheus }))
 }
 
+/// The platform's deny list, checked here so that a typo fails the operator's start
+/// instead of every worker's.
+pub fn deny_destination_cidrs(args: &Args) -> Result<Vec<String>, String> {
+    let list: Vec<String> = args.worker_deny_destination_cidrs.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
+    for c in &list {
+        causeway_crds::validate::check_cidr(c).map_err(|e| format!("--worker-deny-destination-cidrs: {e}"))?;
+    }
+    Ok(list)
+}
+
 /// The operator's controller settings from its flags (`own_namespace`: where it runs).
 pub fn settings(args: &Args, own_namespace: &str) -> Result<Settings, Error> {
     Ok(Settings {
@@ -123,6 +133,7 @@ pub fn settings(args: &Args, own_namespace: &str) -> Result<Settings, Error> {
             worker_image: args.worker_image.clone(),
             image_pull_policy: args.worker_image_pull_policy.clone(),
             network_policy: network_policy_settings(args, own_namespace).map_err(Error::Flags)?,
+            deny_destination_cidrs: deny_destination_cidrs(args).map_err(Error::Flags)?,
         },
         default_pool: PoolDefaults {
             replicas: args.default_pool_replicas,
@@ -241,5 +252,13 @@ mod tests {
 
         let args = Args::try_parse_from(["causeway-operator", "--worker-network-policy", "--operator-pod-labels="]).unwrap();
         assert!(network_policy_settings(&args, "x").is_err(), "an empty operator selector would admit every pod");
+    }
+
+    #[test]
+    fn the_deny_list_is_checked_at_start() {
+        let args = Args::try_parse_from(["causeway-operator", "--worker-deny-destination-cidrs=10.0.0.0/8, fd00::/8"]).unwrap();
+        assert_eq!(deny_destination_cidrs(&args).unwrap(), vec!["10.0.0.0/8", "fd00::/8"]);
+        let args = Args::try_parse_from(["causeway-operator", "--worker-deny-destination-cidrs=10.0.0.0"]).unwrap();
+        assert!(settings(&args, "x").is_err());
     }
 }

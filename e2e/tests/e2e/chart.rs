@@ -69,3 +69,74 @@ async fn helm_template_renders_every_part_and_the_server_accepts_it() -> Result<
     ns.pass();
     Ok(())
 }
+
+/// Every rendered document of `helm template` with `sets`, as JSON.
+fn rendered(sets: &[&str]) -> Result<Vec<serde_json::Value>> {
+    let mut args = vec!["template", "x", CHART, "--namespace", "causeway-system"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let out = helm(&args)?.ok()?;
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&out) {
+        let v = serde_json::Value::deserialize(doc).context("rendered YAML")?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    Ok(docs)
+}
+
+fn operator_args(docs: &[serde_json::Value]) -> Vec<String> {
+    docs.iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .flat_map(|d| d["spec"]["template"]["spec"]["containers"][0]["args"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect()
+}
+
+/// Issue 12 item 19: `watchNamespaces` gives Roles in those namespaces instead of the
+/// cluster-wide ClusterRole, and the operator watches only them. Item 8: the operator is
+/// told to write a NetworkPolicy per pool, with its own pod labels (and Prometheus' when
+/// allowed), and may manage NetworkPolicies; item 17: it may read ReplicaSets.
+#[tokio::test]
+async fn helm_template_namespaced_install_and_worker_network_policy() -> Result<()> {
+    let docs = rendered(&[])?;
+    let cluster_role = docs.iter().find(|d| d["kind"] == "ClusterRole").context("a ClusterRole by default")?;
+    let rules = cluster_role["rules"].to_string();
+    ensure!(rules.contains("networkpolicies") && rules.contains("replicasets"), "{rules}");
+    let args = operator_args(&docs);
+    ensure!(args.iter().any(|a| a == "--worker-network-policy"), "{args:?}");
+    ensure!(
+        args.iter().any(|a| a == "--operator-pod-labels=app.kubernetes.io/name=causeway,app.kubernetes.io/instance=x,app.kubernetes.io/component=operator"),
+        "{args:?}"
+    );
+    ensure!(!args.iter().any(|a| a.starts_with("--watch-namespaces") || a.starts_with("--prometheus")), "{args:?}");
+
+    let docs = rendered(&["watchNamespaces={team-a,team-b}", "workerNetworkPolicy.allowPrometheus=true"])?;
+    ensure!(!docs.iter().any(|d| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding"), "no cluster-wide rights");
+    for ns in ["team-a", "team-b"] {
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == ns && d["metadata"]["name"] == "x-operator")
+            .with_context(|| format!("a Role in {ns}"))?;
+        ensure!(role["rules"].to_string().contains("secrets"), "{role}");
+        let binding = docs
+            .iter()
+            .find(|d| d["kind"] == "RoleBinding" && d["metadata"]["namespace"] == ns && d["roleRef"]["name"] == "x-operator")
+            .with_context(|| format!("a RoleBinding in {ns}"))?;
+        ensure!(binding["subjects"][0]["namespace"] == "causeway-system", "{binding}");
+    }
+    let args = operator_args(&docs);
+    ensure!(args.iter().any(|a| a == "--watch-namespaces=team-a,team-b"), "{args:?}");
+    ensure!(args.iter().any(|a| a == "--prometheus-pod-labels=app.kubernetes.io/name=prometheus"), "{args:?}");
+
+    let docs = rendered(&["worker.denyDestinationCidrs={10.0.0.0/8,fd00::/8}"])?;
+    ensure!(operator_args(&docs).iter().any(|a| a == "--worker-deny-destination-cidrs=10.0.0.0/8,fd00::/8"));
+
+    let docs = rendered(&["workerNetworkPolicy.enabled=false"])?;
+    ensure!(!operator_args(&docs).iter().any(|a| a == "--worker-network-policy"));
+    let bad = helm(&["template", "x", CHART, "--set", "watchNamespaces={Not_A_Namespace}"])?;
+    ensure!(!bad.success(), "the schema refuses a bad namespace name");
+    Ok(())
+}

@@ -51,7 +51,13 @@ async fn s7_missing_secret_is_secret_not_found_until_it_exists() -> Result<()> {
     shown_by_kubectl_get(&ns.name, "bridge", "needs-secret", "SecretNotFound")?;
     let pod_before = ready_pool_pod(&client, &ns.name, "default").await.ok();
 
+    // Issue 12 item 10: a Secret without the opt-in label is not used, and the condition
+    // says which label to add; the value never shows.
     ns.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: api}\nstringData: {token: t0k3n}\n")?;
+    let cond = wait_condition(&client, &ns.name, "Bridge", "needs-secret", Want::not_ready("SecretNotOptedIn"), READY_TIMEOUT).await?;
+    ensure!(cond.message.contains("causeway.dev/use") && cond.message.contains("api"), "{}", cond.message);
+    ensure!(!cond.message.contains("t0k3n"), "the value leaked into the condition");
+    ns.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: api, labels: {causeway.dev/use: \"true\"}}\nstringData: {token: t0k3n}\n")?;
     wait_condition(&client, &ns.name, "Bridge", "needs-secret", Want::ready(), READY_TIMEOUT).await?;
     if let Some(before) = pod_before {
         let after = ready_pool_pod(&client, &ns.name, "default").await?;

@@ -101,6 +101,8 @@ async fn s1_chart_rbac_grants_what_the_operator_needs_and_no_more() -> Result<()
         &["patch", "poddisruptionbudgets.policy", "-n", "any"],
         &["patch", "horizontalpodautoscalers.autoscaling", "-n", "any"],
         &["watch", "pods", "-A"],
+        &["watch", "replicasets.apps", "-A"],
+        &["patch", "networkpolicies.networking.k8s.io", "-n", "any"],
         &["create", "events.events.k8s.io", "-n", "any"],
         &["patch", "leases.coordination.k8s.io", "-n", rel],
     ];

@@ -157,6 +157,9 @@ pub struct BuildSettings {
     pub image_pull_policy: Option<String>,
     /// Write a NetworkPolicy per pool (see [`network_policy`]); none when unset.
     pub network_policy: Option<NetworkPolicySettings>,
+    /// Networks no destination of any pool may reach, whatever the pool allows (the
+    /// platform team's list, passed to every worker as `CAUSEWAY_DENY_DESTINATION_CIDRS`).
+    pub deny_destination_cidrs: Vec<String>,
 }
 
 /// Every child object of one pool except the Secrets (which need tokens and the config).
@@ -214,7 +217,12 @@ pub(crate) mod test_support {
     }
 
     pub fn settings() -> super::BuildSettings {
-        super::BuildSettings { worker_image: "causeway:test".into(), image_pull_policy: None, network_policy: None }
+        super::BuildSettings {
+            worker_image: "causeway:test".into(),
+            image_pull_policy: None,
+            network_policy: None,
+            deny_destination_cidrs: vec![],
+        }
     }
 }
 

@@ -23,6 +23,9 @@ use super::{data_claim_name, object_name, BuildSettings, PoolView, DATA_DIR, POD
 pub const WORKER_UID: i64 = 65532;
 /// Environment variable carrying the postgres connection URL, from the pool's Secret.
 pub const POSTGRES_URL_ENV: &str = "CAUSEWAY_POSTGRES_URL";
+/// Environment variable of the worker's `--deny-destination-cidr` list (comma-separated).
+/// An environment variable rather than a flag: a worker image that predates it ignores it.
+pub const DENY_DESTINATION_CIDRS_ENV: &str = "CAUSEWAY_DENY_DESTINATION_CIDRS";
 /// Where the Kubernetes client looks for in-cluster credentials (token, ca.crt, namespace).
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// Lifetime of the worker's projected ServiceAccount token (the API's minimum). The kubelet
@@ -138,6 +141,9 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
     ];
+    if !settings.deny_destination_cidrs.is_empty() {
+        env.push(EnvVar { name: DENY_DESTINATION_CIDRS_ENV.into(), value: Some(settings.deny_destination_cidrs.join(",")), value_from: None });
+    }
     if let (StorageType::Postgres, Some(pg)) = (spec.storage.type_, &spec.storage.postgres) {
         env.push(EnvVar {
             name: POSTGRES_URL_ENV.into(),
@@ -392,6 +398,20 @@ mod tests {
             .filter(|c| c.volume_mounts.iter().flatten().any(|m| m.name == TOKEN_VOLUME))
             .count();
         assert_eq!(mounted_by, 1);
+    }
+
+    // Issue 12 item 4 (operator side): the platform team's deny list reaches every worker.
+    #[test]
+    fn the_platform_deny_list_reaches_the_worker_env() {
+        let p = pool("orders", default_spec());
+        let view = PoolView::new(&p).unwrap();
+        let env_of = |s: &BuildSettings| deployment(&view, s).spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+        assert!(!env_of(&settings()).iter().any(|e| e.name == DENY_DESTINATION_CIDRS_ENV));
+        let mut s = settings();
+        s.deny_destination_cidrs = vec!["10.0.0.0/8".into(), "192.168.0.0/16".into()];
+        let env = env_of(&s);
+        let e = env.iter().find(|e| e.name == DENY_DESTINATION_CIDRS_ENV).unwrap();
+        assert_eq!(e.value.as_deref(), Some("10.0.0.0/8,192.168.0.0/16"));
     }
 
     #[test]

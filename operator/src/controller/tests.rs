@@ -223,7 +223,12 @@ fn fixture(world: World) -> Fixture {
         recorder: Recorder::new(client.clone(), "causeway-operator".into()),
         client,
         settings: Settings {
-            build: BuildSettings { worker_image: "causeway:test".into(), image_pull_policy: None, network_policy: None },
+            build: BuildSettings {
+                worker_image: "causeway:test".into(),
+                image_pull_policy: None,
+                network_policy: None,
+                deny_destination_cidrs: vec![],
+            },
             default_pool: PoolDefaults { replicas: 1, storage_size: "2Gi".into(), storage_class: None },
             requeue_pending: Duration::from_secs(5),
             requeue_converged: Duration::from_secs(60),
