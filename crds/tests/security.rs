@@ -150,7 +150,7 @@ fn item9_presets_default_the_idempotency_header_to_their_delivery_id() {
         + &bridge("stripe", &hmac("stripe"))
         + &bridge("slack", &hmac("slack"))
         + &bridge("plain", "{}")
-        + &bridge("explicit", &format!("{{idempotencyHeader: webhook-id, auth: {{hmac: {{preset: github, secretRef: {{name: s, key: k}}}}}}}}"))
+        + &bridge("explicit", "{idempotencyHeader: webhook-id, auth: {hmac: {preset: github, secretRef: {name: s, key: k}}}}")
         + &bridge("custom", "{idempotencyHeader: X-Request-Id}");
     let r = render(&inv(&text), &pool("shop", "default"), &RenderContext::default());
     assert!(r.problems.is_empty(), "{:?}", r.problems);
@@ -217,10 +217,7 @@ fn item11_routes_fall_back_to_the_internal_service() {
     assert!(name.len() <= 63 && name.starts_with("causeway-a") && name.ends_with("-internal"), "{name}");
     assert_ne!(internal_service_name(&"a".repeat(50)), internal_service_name(&"a".repeat(51)));
     let text = format!(
-        "apiVersion: causeway.dev/v1alpha1\nkind: WorkerPool\nmetadata: {{name: data, namespace: shop}}\nspec: {{}}\n---\n{}",
-        format!(
-            "apiVersion: causeway.dev/v1alpha1\nkind: Plugin\nmetadata: {{name: store, namespace: shop}}\nspec:\n  source: {{http: {{url: 'https://plugins.example.com/p.wasm', sha256: {HEX}}}}}\n  pool: data\n"
-        )
+        "apiVersion: causeway.dev/v1alpha1\nkind: WorkerPool\nmetadata: {{name: data, namespace: shop}}\nspec: {{}}\n---\napiVersion: causeway.dev/v1alpha1\nkind: Plugin\nmetadata: {{name: store, namespace: shop}}\nspec:\n  source: {{http: {{url: 'https://plugins.example.com/p.wasm', sha256: {HEX}}}}}\n  pool: data\n"
     );
     let r = render(&inv(&text), &pool("shop", "default"), &RenderContext::default());
     assert_eq!(r.config.routes[0].urls, vec!["http://causeway-data-internal.shop.svc:8081"]);

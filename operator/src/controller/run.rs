@@ -338,27 +338,6 @@ pub async fn run_controllers(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // Issue 12 item 19: with watched namespaces every watch and list is namespaced, so the
-    // operator needs Roles in those namespaces only.
-    #[tokio::test]
-    async fn item19_a_watched_namespace_scopes_every_api() {
-        let (service, _handle) = tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
-        let client = Client::new(service, "default");
-        let api = scoped_api::<Pod>(&client, Some("team-a"));
-        assert_eq!(api.namespace(), Some("team-a"));
-        assert_eq!(api.resource_url(), "/api/v1/namespaces/team-a/pods");
-        let api = scoped_api::<PartialObjectMeta<Secret>>(&client, Some("team-a"));
-        assert_eq!(api.resource_url(), "/api/v1/namespaces/team-a/secrets");
-        let api = scoped_api::<WorkerPool>(&client, None);
-        assert_eq!(api.namespace(), None);
-        assert_eq!(api.resource_url(), "/apis/causeway.dev/v1alpha1/workerpools");
-    }
-}
-
 fn log_result<K: Resource, E: std::fmt::Display>(r: Result<(ObjectRef<K>, Action), E>) {
     match r {
         Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
@@ -379,5 +358,26 @@ where
             publish(&ctx.recorder, obj.as_ref(), EventType::Warning, "ReconcileFailed", "Reconcile", note).await;
         });
         Action::requeue(Duration::from_secs(15))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 12 item 19: with watched namespaces every watch and list is namespaced, so the
+    // operator needs Roles in those namespaces only.
+    #[tokio::test]
+    async fn item19_a_watched_namespace_scopes_every_api() {
+        let (service, _handle) = tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let client = Client::new(service, "default");
+        let api = scoped_api::<Pod>(&client, Some("team-a"));
+        assert_eq!(api.namespace(), Some("team-a"));
+        assert_eq!(api.resource_url(), "/api/v1/namespaces/team-a/pods");
+        let api = scoped_api::<PartialObjectMeta<Secret>>(&client, Some("team-a"));
+        assert_eq!(api.resource_url(), "/api/v1/namespaces/team-a/secrets");
+        let api = scoped_api::<WorkerPool>(&client, None);
+        assert_eq!(api.namespace(), None);
+        assert_eq!(api.resource_url(), "/apis/causeway.dev/v1alpha1/workerpools");
     }
 }
