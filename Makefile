@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CAUSEWAY_CACHE ?= $(HOME)/.cache/causeway
 
-.PHONY: registry dev test unit e2e e2e-up e2e-down bench crds crds-check plugins lint toolchain
+.PHONY: registry dev test unit e2e e2e-up e2e-down bench crds crds-check plugins lint toolchain fuzz
 
 ## dev: build the example plugins and run examples/quickstart on 127.0.0.1:8080 (Ctrl-C stops)
 dev: plugins
@@ -49,3 +49,7 @@ bench:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## fuzz: run every fuzz target at once for FUZZ_SECONDS each (default 60); crashing inputs go to fuzz/crashes/
+fuzz:
+	$(CARGO) run -p causeway-fuzz --bin fuzz -- --seconds $${FUZZ_SECONDS:-60}
