@@ -79,7 +79,7 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
                 let j = rng.below(lines.len());
                 lines.swap(i, j);
             }
-            3 | 4 | 5 => {
+            3..=5 => {
                 // Replace a value after `: `.
                 if let Some(p) = lines[i].find(": ") {
                     let key = lines[i][..p + 2].to_string();

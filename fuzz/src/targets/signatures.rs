@@ -451,9 +451,7 @@ impl Target for Signatures {
         let Ok(input) = serde_json::from_slice::<Input>(input) else {
             return None;
         };
-        let Some((name, v)) = self.verifiers.get(input.scheme) else {
-            return None;
-        };
+        let (name, v) = self.verifiers.get(input.scheme)?;
         let (headers, all_headers_valid) = super::header_map_checked(&input.headers);
         let now = UNIX_EPOCH + Duration::from_secs(input.now);
         let req = Inbound {

@@ -113,10 +113,10 @@ fn template_text(rng: &mut Rng, max: usize) -> String {
     let mut s = String::new();
     for _ in 0..n {
         match rng.below(3) {
-            0 if rng.one_in(12) => s.push_str(*rng.pick(BAD_REFS)),
-            0 => s.push_str(*rng.pick(REFS)),
+            0 if rng.one_in(12) => s.push_str(rng.pick::<&str>(BAD_REFS)),
+            0 => s.push_str(rng.pick::<&str>(REFS)),
             1 => s.push_str(&rng.text(3)),
-            _ => s.push_str(*rng.pick(PIECES)),
+            _ => s.push_str(rng.pick::<&str>(PIECES)),
         }
     }
     s

@@ -306,14 +306,11 @@ fn decode(v: &View, d: Decoder) -> View {
         let span = |from: usize, to: usize| (v.spans[from].0, v.spans[to - 1].1);
         match (d, b[i]) {
             (Decoder::Percent | Decoder::Form, b'%') if i + 2 < b.len() => {
-                match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        bytes.push(h << 4 | l);
-                        spans.push(span(i, i + 3));
-                        i += 3;
-                        continue;
-                    }
-                    _ => {}
+                if let (Some(h), Some(l)) = (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                    bytes.push(h << 4 | l);
+                    spans.push(span(i, i + 3));
+                    i += 3;
+                    continue;
                 }
             }
             (Decoder::Form, b'+') => {
