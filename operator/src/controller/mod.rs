@@ -25,6 +25,7 @@ use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
@@ -110,6 +111,7 @@ pub struct Stores {
     pub budgets: Store<PodDisruptionBudget>,
     pub autoscalers: Store<HorizontalPodAutoscaler>,
     pub service_accounts: Store<ServiceAccount>,
+    pub network_policies: Store<NetworkPolicy>,
     /// ReplicaSets and Deployments (metadata only), to tell a worker pod by its owners.
     pub replica_sets: Store<PartialObjectMeta<ReplicaSet>>,
     pub deployments: Store<PartialObjectMeta<Deployment>>,

@@ -180,11 +180,13 @@ async fn converge(ctx: &Context, pool: &WorkerPool, view: &PoolView<'_>) -> Resu
     let keep_pdb = kept(children.disruption_budget.as_ref().map(|o| &o.metadata));
     let keep_hpa = kept(children.autoscaler.as_ref().map(|o| &o.metadata));
     let keep_sa = kept(children.service_account.as_ref().map(|o| &o.metadata));
+    let keep_np = kept(children.network_policy.as_ref().map(|o| &o.metadata));
     let mut deleted = Vec::new();
     deleted.extend(delete_unwanted(&ctx.client, &ctx.stores.claims, &ns, uid, keep_claim.as_deref()).await?);
     deleted.extend(delete_unwanted(&ctx.client, &ctx.stores.budgets, &ns, uid, keep_pdb.as_deref()).await?);
     deleted.extend(delete_unwanted(&ctx.client, &ctx.stores.autoscalers, &ns, uid, keep_hpa.as_deref()).await?);
     deleted.extend(delete_unwanted(&ctx.client, &ctx.stores.service_accounts, &ns, uid, keep_sa.as_deref()).await?);
+    deleted.extend(delete_unwanted(&ctx.client, &ctx.stores.network_policies, &ns, uid, keep_np.as_deref()).await?);
     if !deleted.is_empty() {
         publish(&ctx.recorder, pool, EventType::Normal, "OrphansDeleted", "Delete", format!("deleted {}", deleted.join(", "))).await;
     }

@@ -18,6 +18,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::controller::{Action, Controller};
@@ -141,6 +142,7 @@ pub async fn run_controllers(
     let (budgets, budgets_w) = reflector::store_shared::<PodDisruptionBudget>(BUFFER);
     let (autoscalers, autoscalers_w) = reflector::store_shared::<HorizontalPodAutoscaler>(BUFFER);
     let (service_accounts, sas_w) = reflector::store_shared::<ServiceAccount>(BUFFER);
+    let (network_policies, nps_w) = reflector::store_shared::<NetworkPolicy>(BUFFER);
     let (replica_sets, rs_w) = reflector::store_shared::<PartialObjectMeta<ReplicaSet>>(BUFFER);
     let (deployments, deploy_w) = reflector::store_shared::<PartialObjectMeta<Deployment>>(BUFFER);
     let pool_trigger = pools_w.subscribe().ok_or(RunError::NotShared("WorkerPool"))?;
@@ -161,6 +163,7 @@ pub async fn run_controllers(
         budgets: budgets.clone(),
         autoscalers: autoscalers.clone(),
         service_accounts: service_accounts.clone(),
+        network_policies: network_policies.clone(),
         replica_sets: replica_sets.clone(),
         deployments: deployments.clone(),
     };
@@ -232,6 +235,10 @@ pub async fn run_controllers(
         drive(scoped_api::<ServiceAccount>(&client, ns), managed.clone(), sas_w, "ServiceAccount", Box::new(move |o: &ServiceAccount, _| {
             w.owner_of(o.meta());
         }));
+        let w = waker.clone();
+        drive(scoped_api::<NetworkPolicy>(&client, ns), managed.clone(), nps_w, "NetworkPolicy", Box::new(move |o: &NetworkPolicy, _| {
+            w.owner_of(o.meta());
+        }));
     }
     // ReplicaSets and Deployments, metadata only: the owner chain that makes a pod a
     // worker of a pool (a label alone does not). A new ReplicaSet wakes the pools of its
@@ -286,6 +293,7 @@ pub async fn run_controllers(
                     ("PodDisruptionBudget", budgets.wait_until_ready().now_or_never()),
                     ("HorizontalPodAutoscaler", autoscalers.wait_until_ready().now_or_never()),
                     ("ServiceAccount", service_accounts.wait_until_ready().now_or_never()),
+                    ("NetworkPolicy", network_policies.wait_until_ready().now_or_never()),
                     ("ReplicaSet", replica_sets.wait_until_ready().now_or_never()),
                     ("Deployment", deployments.wait_until_ready().now_or_never()),
                 ]

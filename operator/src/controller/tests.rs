@@ -179,6 +179,7 @@ struct World {
     claims: Vec<PersistentVolumeClaim>,
     replica_sets: Vec<PartialObjectMeta<ReplicaSet>>,
     deployments: Vec<PartialObjectMeta<Deployment>>,
+    network_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
     api: FakeApi,
 }
 
@@ -215,6 +216,10 @@ fn meta_of<K: Resource<DynamicType = ()>>(v: Value) -> PartialObjectMeta<K> {
 }
 
 fn fixture(world: World) -> Fixture {
+    fixture_with(world, None)
+}
+
+fn fixture_with(world: World, network_policy: Option<crate::builders::NetworkPolicySettings>) -> Fixture {
     let (client, calls) = mock_client(world.api);
     let (bt, br) = unbounded();
     let (pt, pr) = unbounded();
@@ -226,7 +231,7 @@ fn fixture(world: World) -> Fixture {
             build: BuildSettings {
                 worker_image: "causeway:test".into(),
                 image_pull_policy: None,
-                network_policy: None,
+                network_policy,
                 deny_destination_cidrs: vec![],
             },
             default_pool: PoolDefaults { replicas: 1, storage_size: "2Gi".into(), storage_class: None },
@@ -242,6 +247,7 @@ fn fixture(world: World) -> Fixture {
             budgets: store_of(vec![]),
             autoscalers: store_of(vec![]),
             service_accounts: store_of(vec![]),
+            network_policies: store_of(world.network_policies),
             replica_sets: store_of(world.replica_sets),
             deployments: store_of(world.deployments),
         },
@@ -699,4 +705,39 @@ async fn item13_an_empty_or_blank_admin_token_is_regenerated() {
         let cfg: WorkerConfig = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
         assert_eq!(cfg.admin_token.unwrap().expose().as_bytes(), &token[..]);
     }
+}
+
+// Issue 12 item 8: with the flag, each pool gets its NetworkPolicy by server-side apply;
+// without it, one the pool controls is deleted.
+#[tokio::test]
+async fn item8_the_pool_network_policy_is_applied_and_removed_when_turned_off() {
+    let settings = crate::builders::NetworkPolicySettings {
+        operator: crate::builders::Peer {
+            namespace_labels: [("kubernetes.io/metadata.name".to_string(), "causeway-system".to_string())].into(),
+            pod_labels: [("app.kubernetes.io/name".to_string(), "causeway".to_string())].into(),
+        },
+        prometheus: None,
+    };
+    let f = fixture_with(World { pools: vec![pool("orders", json!({}))], ..World::default() }, Some(settings));
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    let np = calls
+        .iter()
+        .find(|c| c.is("PATCH", "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/causeway-orders"))
+        .expect("the policy is applied");
+    assert!(np.query.contains("fieldManager=causeway-operator") && np.query.contains("force=true"));
+    assert_eq!(np.body["metadata"]["ownerReferences"][0]["uid"], json!("uid-orders"));
+
+    let owned: k8s_openapi::api::networking::v1::NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "causeway-orders", "namespace": "shop",
+            "ownerReferences": [{"apiVersion": "causeway.dev/v1alpha1", "kind": "WorkerPool", "name": "orders", "uid": "uid-orders", "controller": true}]},
+    }))
+    .unwrap();
+    let f = fixture(World { pools: vec![pool("orders", json!({}))], network_policies: vec![owned], ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    assert!(calls.iter().any(|c| c.is("DELETE", "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/causeway-orders")));
 }
