@@ -54,7 +54,7 @@ async fn s9_deleting_a_bridge_404s_and_deleting_a_pool_collects_its_children() -
     kubectl(&["delete", "workerpool", "gone", "-n", &ns.name, "--wait=false"])?.ok()?;
     eventually("the pool's children garbage-collected", Duration::from_secs(120), || async {
         let mut left = Vec::new();
-        for kind in ["deployments", "replicasets", "pods", "services", "serviceaccounts", "roles", "rolebindings", "persistentvolumeclaims"] {
+        for kind in ["deployments", "replicasets", "pods", "services", "networkpolicies", "serviceaccounts", "roles", "rolebindings", "persistentvolumeclaims"] {
             left.extend(names(&ns.name, kind, children_sel)?);
         }
         for s in ["causeway-gone-config", "causeway-gone-admin"] {

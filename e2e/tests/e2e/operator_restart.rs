@@ -76,7 +76,8 @@ async fn s8_operator_restart_mid_reconcile_converges_without_duplicates() -> Res
             ("deployments", 1),
             ("replicasets", 1),
             ("pods", 1),
-            ("services", 1),
+            ("services", 2), // ingress, and the internal ClusterIP Service (issue 12 item 11)
+            ("networkpolicies", 1),
             ("serviceaccounts", 1),
             ("roles", 1),
             ("rolebindings", 1),
@@ -99,7 +100,7 @@ async fn s8_operator_restart_mid_reconcile_converges_without_duplicates() -> Res
         wrong.push(format!("{} managed secrets, want {expected_secrets}: {managed:?}", managed.len()));
     }
     let owners = kubectl(&[
-        "get", "deployments,services,serviceaccounts,roles,rolebindings,persistentvolumeclaims", "-n", &ns.name,
+        "get", "deployments,services,networkpolicies,serviceaccounts,roles,rolebindings,persistentvolumeclaims", "-n", &ns.name,
         "-l", "app.kubernetes.io/managed-by=causeway-operator", "-o",
         r#"jsonpath={range .items[*]}{.kind}/{.metadata.name} {range .metadata.ownerReferences[?(@.controller==true)]}{.kind}/{.name}{end}{"\n"}{end}"#,
     ])?
