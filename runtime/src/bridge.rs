@@ -102,12 +102,35 @@ impl ActiveBridge {
         }
     }
 
-    /// Check the sender's credentials. The error is the metric label of the reason.
-    pub fn verify(&self, req: &InboundRequest<'_>) -> Result<(), String> {
+    /// Check the sender's credentials. The error is the metric label of the reason. On
+    /// success, a JWT's `jti` to deduplicate on (with `dedupeJti`) and until when, in ms.
+    pub fn verify(&self, req: &InboundRequest<'_>) -> Result<Option<(String, u64)>, String> {
+        match &self.compiled.verifier {
+            None => Ok(None),
+            Some(v) => {
+                let verified = v
+                    .verify_full(&Self::inbound(req), std::time::SystemTime::now())
+                    .map_err(|f| f.reason.as_str().to_string())?;
+                Ok(verified.jti.map(|jti| {
+                    let until = verified
+                        .jti_expires_at
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(u64::MAX);
+                    (jti, until)
+                }))
+            }
+        }
+    }
+
+    /// The checks that need no body (header-only schemes whole; the presence, format and
+    /// freshness of signature headers for body-signing ones), run before the body is
+    /// read. The error is the metric label of the reason.
+    pub fn check_headers(&self, headers: &http::HeaderMap, query: &str) -> Result<(), String> {
         match &self.compiled.verifier {
             None => Ok(()),
             Some(v) => v
-                .verify(&Self::inbound(req), std::time::SystemTime::now())
+                .check_headers(headers, query, std::time::SystemTime::now())
                 .map_err(|f| f.reason.as_str().to_string()),
         }
     }

@@ -530,6 +530,18 @@ async fn post_until(c: &reqwest::Client, w: &Worker, bridge: &str, want: u16) ->
     }
 }
 
+/// Waits (bounded) for `text` in the worker's log.
+async fn wait_log(w: &Worker, text: &str) -> bool {
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        if w.log_text().contains(text) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 async fn readyz(c: &reqwest::Client, w: &Worker) -> (u16, String) {
     let r = c.get(w.admin_url("/readyz")).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
@@ -600,8 +612,7 @@ async fn a_full_disk_is_survived_without_a_restart() {
     // commit works again (small commits may already fit in the file's free pages, so
     // when exactly it turns back is not asserted here; the watermark test checks /readyz).
     assert!(
-        w.log_text()
-            .contains("refusing writes until the database reopens"),
+        wait_log(&w, "refusing writes until the database reopens").await,
         "{}",
         w.log_text()
     );
@@ -646,15 +657,32 @@ spec:
     let body = serde_json::json!({ "items": items }).to_string();
     let (s, v) = post(&c, &w.url("/hooks/default/quadratic"), &body, &[]).await;
     assert_eq!(s, 202);
-    let ev = get_json(&c, &w.admin_url(&format!("/api/v1/events/{}", v["id"].as_str().unwrap()))).await;
+    let ev = get_json(
+        &c,
+        &w.admin_url(&format!("/api/v1/events/{}", v["id"].as_str().unwrap())),
+    )
+    .await;
     assert_eq!(ev["status"], "filtered", "{ev:#}");
     assert!(ev["reason"].as_str().unwrap().contains("budget"), "{ev:#}");
     // A small list is decided normally.
-    let (s, v) = post(&c, &w.url("/hooks/default/quadratic"), r#"{"items":[1, 1000001]}"#, &[]).await;
+    let (s, v) = post(
+        &c,
+        &w.url("/hooks/default/quadratic"),
+        r#"{"items":[1, 1000001]}"#,
+        &[],
+    )
+    .await;
     assert_eq!(s, 202);
     let ev = wait_status(&c, &w, v["id"].as_str().unwrap(), "delivered", WAIT).await;
     assert_eq!(ev["status"], "delivered", "{ev:#}");
-    assert_eq!(c.get(w.admin_url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(w.admin_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 /// Item 6: body bytes in flight are bounded over all connections: while one sender
@@ -664,27 +692,169 @@ spec:
 async fn body_bytes_in_flight_are_bounded_across_connections() {
     use tokio::io::AsyncWriteExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let w = Worker::start(dir.path(), &manifests(dir.path(), ONE_BRIDGE), &["--max-body-bytes-in-flight", "64Ki"]);
+    let w = Worker::start(
+        dir.path(),
+        &manifests(dir.path(), ONE_BRIDGE),
+        &["--max-body-bytes-in-flight", "64Ki", "--body-timeout", "3s"],
+    );
     // 60 KiB declared, half sent: its reservation holds.
     let mut slow = tokio::net::TcpStream::connect(w.listen).await.unwrap();
     let head = "POST /hooks/default/b HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 61440\r\n\r\n";
     slow.write_all(head.as_bytes()).await.unwrap();
     slow.write_all(&[b' '; 30000]).await.unwrap();
     let c = client();
-    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(40 << 10));
+    // A second 40 KiB body, declared and never sent: refused before it would be read
+    // (read, it would time out with 408 after the 3 s body timeout).
+    let head = b"POST /hooks/default/b HTTP/1.1\r\nhost: x\r\ncontent-length: 40960\r\n\r\n";
     let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        // The slow request may not have been read up to its reservation yet: retry until it is.
-        let (s, _) = post(&c, &w.url("/hooks/default/b"), &big, &[]).await;
-        if s == 503 || std::time::Instant::now() > deadline {
-            break s;
+    let answer = loop {
+        // The slow request may not have reached its reservation yet: retry until it has.
+        let got = raw_exchange("127.0.0.1", w.listen, head).await.unwrap();
+        let text = String::from_utf8_lossy(&got).to_string();
+        if text.starts_with("HTTP/1.1 503") || std::time::Instant::now() > deadline {
+            break text;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(status, 503, "a second large body was read while the budget was spent");
+    assert!(
+        answer.starts_with("HTTP/1.1 503"),
+        "a second large body was read while the budget was spent: {answer}"
+    );
     let (s, _) = post(&c, &w.url("/hooks/default/b"), r#"{"small":1}"#, &[]).await;
     assert_eq!(s, 202, "a small body still fits");
     drop(slow);
-    let metrics = c.get(w.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"reason="bodies_in_flight"}"#), "{metrics}");
+    let metrics = c
+        .get(w.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"reason="bodies_in_flight"}"#),
+        "{metrics}"
+    );
+}
+
+/// Item 6: a body-signing scheme refuses a request without its signature headers before
+/// reading the body: the answer is 401 at once, not a 408 after the body timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_requests_are_refused_before_the_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: keys}
+stringData: {github: "gh-webhook-secret-0123"}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {name: gh}
+spec:
+  ingress:
+    maxBodyBytes: 2000000
+    auth:
+      hmac: {preset: github, secretRef: {name: keys, key: github}}
+  destinations:
+  - {name: d, url: "http://127.0.0.1:9/x"}
+"#;
+    let w = Worker::start(
+        dir.path(),
+        &manifests(dir.path(), yaml),
+        &["--body-timeout", "3s"],
+    );
+    // A declared megabyte that never comes.
+    let head = b"POST /hooks/default/gh HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n";
+    let got = raw_exchange("127.0.0.1", w.listen, head).await.unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    // A malformed signature is refused the same way.
+    let head = b"POST /hooks/default/gh HTTP/1.1\r\nhost: x\r\nx-hub-signature-256: sha256=zz\r\ncontent-length: 1000000\r\n\r\n";
+    let got = raw_exchange("127.0.0.1", w.listen, head).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+fn hs256_token(key: &[u8], claims: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let head = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = b64.encode(claims.to_string());
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(format!("{head}.{body}").as_bytes());
+    format!("{head}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+/// Item 23: with `dedupeJti`, a JWT is accepted once: a replay (even with a new
+/// idempotency header) answers with the first event's id and stores nothing; a token
+/// without `jti` is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_jwt_is_accepted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "jwt-shared-secret-0123456789";
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys}}
+stringData: {{jwt: "{key}"}}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: api}}
+spec:
+  ingress:
+    auth:
+      jwt: {{algorithms: [HS256], secretRef: {{name: keys, key: jwt}}, dedupeJti: true}}
+  destinations:
+  - {{name: d, url: "http://127.0.0.1:9/x"}}
+"#
+    );
+    let w = Worker::start(dir.path(), &manifests(dir.path(), &yaml), &[]);
+    let c = client();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = hs256_token(
+        key.as_bytes(),
+        &serde_json::json!({"jti": "tok-1", "exp": exp}),
+    );
+    let auth = format!("Bearer {token}");
+    let (s, first) = post(
+        &c,
+        &w.url("/hooks/default/api"),
+        r#"{"a":1}"#,
+        &[("authorization", &auth), ("webhook-id", "one")],
+    )
+    .await;
+    assert_eq!(s, 202);
+    let resp = c
+        .post(w.url("/hooks/default/api"))
+        .header("authorization", &auth)
+        .header("webhook-id", "two")
+        .body(r#"{"a":2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["causeway-duplicate"], "true");
+    let again: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(again["id"], first["id"], "the replay names the first event");
+    assert_eq!(stored_events(&c, &w).await, 1);
+    let no_jti = hs256_token(key.as_bytes(), &serde_json::json!({"exp": exp}));
+    let (s, _) = post(
+        &c,
+        &w.url("/hooks/default/api"),
+        "{}",
+        &[("authorization", &format!("Bearer {no_jti}"))],
+    )
+    .await;
+    assert_eq!(s, 401);
 }

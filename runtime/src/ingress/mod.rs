@@ -177,6 +177,16 @@ fn busy() -> Response<Body> {
     resp
 }
 
+/// The idempotency key of a token's `jti` (hashed when long: the table's keys stay small).
+fn jti_key(jti: &str) -> String {
+    use sha2::Digest as _;
+    if jti.len() <= 256 {
+        format!("jti:{jti}")
+    } else {
+        format!("jti-sha256:{}", hex::encode(sha2::Sha256::digest(jti.as_bytes())))
+    }
+}
+
 /// Why reading a body failed.
 enum BodyError {
     TooLarge,
@@ -264,6 +274,15 @@ async fn bridge_request(
     if content_length(&parts.headers).is_some_and(|n| n > max) {
         return reject("too_large", StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
+    // Unsigned or badly signed requests are refused before their body costs anything.
+    let raw_query = parts.uri.query().unwrap_or("");
+    if let Err(reason) = bridge.check_headers(&parts.headers, raw_query) {
+        return reject(
+            &format!("unauthorized_{reason}"),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
+    }
     let Some(_reserved) = reserve_body(shared, &parts.headers, max) else {
         m.rejected.with_label_values(&[key, "bodies_in_flight"]).inc();
         return busy();
@@ -296,14 +315,17 @@ async fn bridge_request(
         query: &query,
         body: &body,
     };
-    if let Err(reason) = bridge.verify(&inbound) {
-        // Never log what was presented: only the reason.
-        return reject(
-            &format!("unauthorized_{reason}"),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        );
-    }
+    let jti = match bridge.verify(&inbound) {
+        Ok(jti) => jti,
+        Err(reason) => {
+            // Never log what was presented: only the reason.
+            return reject(
+                &format!("unauthorized_{reason}"),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            );
+        }
+    };
     // The filter is CPU-bound and sized by the sender's payload: it runs on the blocking
     // pool within its budget, never on the threads that serve connections.
     let filtered = if bridge.has_filter() {
@@ -398,7 +420,12 @@ async fn bridge_request(
         record,
         body,
         jobs,
-        idempotency: idem.map(|k| (k, now.saturating_add(bridge.cfg.dedupe_window_ms))),
+        // A token's jti wins over the idempotency header: a replayed token with a new
+        // header value must not pass. It is kept until the token expires.
+        idempotency: match jti {
+            Some((jti, until)) => Some((jti_key(&jti), until.max(now))),
+            None => idem.map(|k| (k, now.saturating_add(bridge.cfg.dedupe_window_ms))),
+        },
     };
     match shared.store.append(event).await {
         Ok(a) if a.duplicate => {
