@@ -50,6 +50,8 @@ pub struct Limits {
     /// Request body bytes being read at once over all connections; past it new requests
     /// get 503 before their body is read.
     pub max_body_bytes_in_flight: u64,
+    /// Fixed addresses for destination hosts (`--resolve host:port:addr`).
+    pub resolve: Vec<(String, SocketAddr)>,
 }
 
 impl Default for Limits {
@@ -66,6 +68,7 @@ impl Default for Limits {
             denied_destinations: Vec::new(),
             min_free_disk_bytes: 64 << 20,
             max_body_bytes_in_flight: 256 << 20,
+            resolve: Vec::new(),
         }
     }
 }
@@ -535,9 +538,13 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         message: e.to_string(),
     })?;
     let netguard = Arc::new(NetGuard::new(opts.limits.denied_destinations.clone()));
-    let http = reqwest::Client::builder()
+    let mut http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(Arc::new(GuardedResolver(netguard.clone())))
+        .dns_resolver(Arc::new(GuardedResolver(netguard.clone())));
+    for (host, addr) in &opts.limits.resolve {
+        http = http.resolve(host, *addr);
+    }
+    let http = http
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("causeway/", env!("CARGO_PKG_VERSION")))
         .build()

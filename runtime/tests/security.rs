@@ -858,3 +858,55 @@ spec:
     .await;
     assert_eq!(s, 401);
 }
+
+/// Issue 13 item 5: a destination on a real host whose name ends in `.internal` goes to
+/// the network (here `api.corp.internal`, resolved to loopback by `--resolve`, never by
+/// DNS), while `http://<plugin>.internal` still reaches the plugin in-process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_internal_host_goes_to_the_network_and_a_plugin_stays_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let port = sink.addr.port();
+    let yaml = format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {{name: inbox}}
+spec:
+  source: {{file: {inbox}}}
+  route: /inbox
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: both}}
+spec:
+  destinations:
+  - {{name: corp, url: "http://api.corp.internal:{port}/orders", retries: 0}}
+  - {{name: plugin, url: "http://inbox.internal/orders", retries: 0}}
+"#,
+        inbox = dist("inbox"),
+    );
+    let resolve = format!("api.corp.internal:{port}:127.0.0.1");
+    let w = Worker::start(
+        dir.path(),
+        &manifests(dir.path(), &yaml),
+        &["--resolve", &resolve],
+    );
+    let c = client();
+    let (s, v) = post(&c, &w.url("/hooks/default/both"), r#"{"order":"A-1"}"#, &[]).await;
+    assert_eq!(s, 202);
+    let ev = wait_status(&c, &w, v["id"].as_str().unwrap(), "delivered", WAIT).await;
+    assert_eq!(ev["status"], "delivered", "{ev:#}");
+    let got = sink.requests("/orders");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].headers["host"], format!("api.corp.internal:{port}"));
+    let inbox: serde_json::Value = c
+        .get(w.url("/inbox"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inbox.as_array().map(Vec::len), Some(1), "{inbox}");
+}

@@ -600,10 +600,24 @@ fn compile_message(e: &wasmtime::Error) -> String {
 
 type IoFuture = Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 
-/// `store-api.internal` → `store-api` (one label before `.internal`).
+/// `store-api.internal` → `store-api` (one label before `.internal`). The one rule for
+/// what names a plugin: `api.corp.internal` is a host on the network.
 pub fn chain_target(host: &str) -> Option<&str> {
     let name = host.strip_suffix(".internal")?;
     (!name.is_empty() && !name.contains('.')).then_some(name)
+}
+
+/// `http(s)://<plugin>.internal[:port]/path?query` → (`plugin`, `/path?query`), by
+/// [`chain_target`]; None for every other URL (they go to the network).
+pub fn chain_url(url: &str) -> Option<(String, String)> {
+    let uri: http::Uri = url.parse().ok()?;
+    if !matches!(uri.scheme_str(), Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    let host = uri.host()?.to_ascii_lowercase();
+    let name = chain_target(&host)?.to_string();
+    let pq = uri.path_and_query().map(|p| p.as_str()).filter(|p| p.starts_with('/')).unwrap_or("/");
+    Some((name, pq.to_string()))
 }
 
 /// The `send_request` hook: allow-list, chaining, SSRF guard, connection.
@@ -834,6 +848,16 @@ mod tests {
         assert!(route_matches("/", "/anything"));
         assert_eq!(normalize_route("/api/"), "/api");
         assert_eq!(normalize_route("/"), "/");
+    }
+
+    #[test]
+    fn chain_urls() {
+        assert_eq!(chain_url("http://inbox.internal/orders?x=1"), Some(("inbox".into(), "/orders?x=1".into())));
+        assert_eq!(chain_url("https://Inbox.Internal:8443"), Some(("inbox".into(), "/".into())));
+        assert_eq!(chain_url("http://api.corp.internal/orders"), None, "a real host under .internal");
+        assert_eq!(chain_url("http://127.0.0.1:9/x"), None);
+        assert_eq!(chain_url("https://api.example.com/internal"), None);
+        assert_eq!(chain_url("ftp://inbox.internal/x"), None);
     }
 
     #[test]

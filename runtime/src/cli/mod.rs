@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// 503 before their body is read.
     #[arg(long, default_value = "256Mi", value_parser = bytes)]
     pub max_body_bytes_in_flight: u64,
+    /// Resolve a destination host to a fixed address, like curl's --resolve:
+    /// `host:port:addr` (repeatable). For tests and split-horizon names.
+    #[arg(long = "resolve", value_parser = resolve_override)]
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
     #[arg(long = "deny-destination-cidr", env = "CAUSEWAY_DENY_DESTINATION_CIDRS", value_delimiter = ',', value_parser = cidr)]
     pub deny_destination_cidrs: Vec<crate::netguard::Cidr>,
 }
@@ -135,10 +139,24 @@ impl ServeArgs {
             retention_interval: self.retention_interval,
             denied_destinations: self.deny_destination_cidrs.clone(),
             min_free_disk_bytes: self.min_free_disk,
+            resolve: self.resolve.clone(),
             max_body_bytes_in_flight: self.max_body_bytes_in_flight,
             ..Limits::default()
         }
     }
+}
+
+/// `host:port:addr` → (host, addr:port).
+fn resolve_override(s: &str) -> Result<(String, std::net::SocketAddr), String> {
+    let err = || format!("{s:?}: expected host:port:address, e.g. api.corp.internal:443:10.0.0.7");
+    let (host, rest) = s.split_once(':').ok_or_else(err)?;
+    let (port, addr) = rest.split_once(':').ok_or_else(err)?;
+    let port: u16 = port.parse().map_err(|_| err())?;
+    let ip: std::net::IpAddr = addr.trim_start_matches('[').trim_end_matches(']').parse().map_err(|_| err())?;
+    if host.is_empty() {
+        return Err(err());
+    }
+    Ok((host.to_ascii_lowercase(), std::net::SocketAddr::new(ip, port)))
 }
 
 fn bytes(s: &str) -> Result<u64, String> {

@@ -269,26 +269,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// `<plugin>.internal` → the plugin, when `url` names one.
+/// `<plugin>.internal` → the plugin, when `url` names one (the plugin host's rule: one
+/// label before `.internal`; `api.corp.internal` goes to the network).
 fn internal_target(url: &str, namespace: &str) -> Option<(PluginTarget, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let host = authority
-        .rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or(authority);
-    let name = host.strip_suffix(".internal")?;
+    let (name, path) = causeway_plugins::chain_url(url)?;
     Some((
         PluginTarget {
             namespace: namespace.to_string(),
-            name: name.to_string(),
+            name,
         },
-        path.to_string(),
+        path,
     ))
 }
 
@@ -908,6 +898,8 @@ mod tests {
         assert_eq!((t.name.as_str(), p.as_str()), ("inbox", "/orders?x=1"));
         assert!(internal_target("http://127.0.0.1:9/x", "default").is_none());
         assert!(internal_target("https://api.example.com/internal", "default").is_none());
+        // Issue 13 item 5: a real host whose name ends in .internal is not a plugin.
+        assert!(internal_target("https://api.corp.internal/orders", "default").is_none());
     }
 
     #[test]
