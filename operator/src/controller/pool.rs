@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use causeway_crds::common::{condition, is_true, reason};
 use causeway_crds::config::{render, RenderContext, Scope, SecretValue};
+use causeway_crds::pool::StorageType;
 use causeway_crds::{Bridge, Plugin, WorkerPool};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -66,6 +67,27 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
         if let Err(message) = builders::service_account_opted_in(&name, sa_name, sa.as_ref()) {
             let previous = ctx.observation(&ns, &name);
             write_status(&ctx, &pool, previous.as_ref(), Some((reason::SERVICE_ACCOUNT_NOT_OPTED_IN, message)), &now).await?;
+            return Ok(Action::requeue(ctx.settings.requeue_converged));
+        }
+    }
+    if pool.spec.storage.type_ == StorageType::Postgres
+        && let Some(pg) = &pool.spec.storage.postgres
+    {
+        // The worker gets this Secret through its pod spec (the kubelet reads it), so the
+        // operator would hand any Secret of the namespace to the worker: same opt-in as a
+        // Bridge's. Metadata only; the value is never read here.
+        let secret_name = &pg.url_secret_ref.name;
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let meta = api.get_metadata_opt(secret_name).await.map_err(|source| Error::Kube {
+            verb: "get",
+            kind: "Secret".into(),
+            namespace: ns.clone(),
+            name: secret_name.clone(),
+            source,
+        })?;
+        if let Some((why, message)) = postgres_secret_problem(&ns, secret_name, meta.as_ref().map(|m| &m.metadata)) {
+            let previous = ctx.observation(&ns, &name);
+            write_status(&ctx, &pool, previous.as_ref(), Some((why, message)), &now).await?;
             return Ok(Action::requeue(ctx.settings.requeue_converged));
         }
     }
@@ -230,6 +252,27 @@ async fn ensure_token(ctx: &Context, ns: &str, name: &str, build: impl Fn(&str) 
     let token = usable_token(existing).unwrap_or_else(new_token);
     apply(&ctx.client, &build(&token)).await?;
     Ok(token)
+}
+
+/// Why the pool's postgres URL Secret may not be used, if it may not: missing, or not opted
+/// in with `causeway.dev/use: "true"`.
+pub fn postgres_secret_problem(
+    ns: &str,
+    name: &str,
+    meta: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+) -> Option<(&'static str, String)> {
+    let label = causeway_crds::common::SECRET_OPT_IN_LABEL;
+    match meta {
+        None => Some((reason::SECRET_NOT_FOUND, format!("Secret {name:?} (spec.storage.postgres.urlSecretRef) not found in namespace {ns}"))),
+        Some(m) if !causeway_crds::common::secret_opted_in(m.labels.as_ref()) => Some((
+            reason::SECRET_NOT_OPTED_IN,
+            format!(
+                "Secret {name:?} (spec.storage.postgres.urlSecretRef) is not opted in for use by Causeway: add the label \
+                 {label}: \"true\" to it (kubectl label secret -n {ns} {name} {label}=true)"
+            ),
+        )),
+        Some(_) => None,
+    }
 }
 
 /// The token a token Secret holds, if it is usable: present, UTF-8, and not empty or blank

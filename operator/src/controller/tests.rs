@@ -479,7 +479,12 @@ async fn switching_to_postgres_deletes_the_volume_claim() {
         "metadata": {"name": "someone-elses", "namespace": "shop"},
     }))
     .unwrap();
-    let f = fixture(World { pools: vec![p], claims: vec![claim, foreign], ..World::default() });
+    let mut api = FakeApi::default();
+    api.objects.insert(
+        format!("{NS}/secrets/pg"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg", "namespace": "shop", "labels": {"causeway.dev/use": "true"}}}),
+    );
+    let f = fixture(World { pools: vec![p], claims: vec![claim, foreign], api, ..World::default() });
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
@@ -740,4 +745,30 @@ async fn item8_the_pool_network_policy_is_applied_and_removed_when_turned_off() 
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
     assert!(calls.iter().any(|c| c.is("DELETE", "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/causeway-orders")));
+}
+
+// Issue 12 item 10 (the pool's own Secret): the postgres URL Secret reaches the worker
+// through its pod spec, so it needs the same opt-in; without it nothing is applied.
+#[tokio::test]
+async fn item10_a_postgres_url_secret_must_be_opted_in() {
+    let spec = json!({"storage": {"type": "postgres", "postgres": {"urlSecretRef": {"name": "pg", "key": "url"}}}});
+    for (labels, want) in [(json!(null), "SecretNotOptedIn"), (json!({"causeway.dev/use": "false"}), "SecretNotOptedIn")] {
+        let mut api = FakeApi::default();
+        api.objects.insert(
+            format!("{NS}/secrets/pg"),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg", "namespace": "shop", "labels": labels}}),
+        );
+        let f = fixture(World { pools: vec![pool("orders", spec.clone())], api, ..World::default() });
+        let p = f.ctx.stores.pools.state()[0].clone();
+        reconcile_pool(p, f.ctx.clone()).await.unwrap();
+        let calls = f.calls();
+        assert!(!calls.iter().any(|c| c.path.contains("/deployments/")), "nothing applied: {calls:#?}");
+        let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
+        assert_eq!(ready_condition(&status).1, want);
+    }
+    let f = fixture(World { pools: vec![pool("orders", spec)], ..World::default() });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let status = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
+    assert_eq!(ready_condition(&status).1, "SecretNotFound");
 }
