@@ -61,11 +61,19 @@ async fn s2_github_pull_request_verified_filtered_and_templated() -> Result<()> 
     ensure!(bad.status == 401, "a wrongly signed request must be refused: {} {}", bad.status, bad.body);
 
     let closed = r#"{"action": "closed", "pull_request": {"title": "x", "html_url": "y"}}"#;
-    for body in [closed, opened] {
+    let mut ids = Vec::new();
+    for (body, delivery) in [(closed, "d-closed"), (opened, "d-opened"), (opened, "d-opened")] {
         let sig = github_signature("change-me", body)?;
-        let r = post(&hook, body, &[("x-github-event", "pull_request"), ("x-hub-signature-256", &sig), ("content-type", "application/json")]).await?;
+        let headers =
+            [("x-github-event", "pull_request"), ("x-hub-signature-256", sig.as_str()), ("x-github-delivery", delivery), ("content-type", "application/json")];
+        let r = post(&hook, body, &headers).await?;
         ensure!(r.status == 202, "signed POST: {} {}", r.status, r.body);
+        ids.push(r.json()?["id"].clone());
     }
+    // Issue 12 item 9: GitHub signs no timestamp; its preset deduplicates on
+    // X-GitHub-Delivery, so a replayed delivery gets the first event's id and no second
+    // chat message (checked below: one message only).
+    ensure!(ids[1] == ids[2] && ids[1] != ids[0], "a redelivery must answer with the first id: {ids:?}");
     let got = sink.wait_for(Some("/chat"), 1, DELIVERY_TIMEOUT).await?;
     let v = got[0].json()?;
     ensure!(v == serde_json::json!({"text": "PR opened: Add retries (https://github.com/o/r/pull/7)"}), "chat message: {v}");
