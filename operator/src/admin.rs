@@ -1,7 +1,11 @@
 //! The operator's client of the workers' admin API (`GET /api/v1/config` on port 9090).
 //!
 //! Pods are reached by IP, not through a Service: each pod is asked on its own, and the
-//! e2e control plane has neither DNS nor kube-proxy.
+//! e2e control plane has neither DNS nor kube-proxy. The caller passes only pods whose
+//! owner chain proves them the pool's (`controller::inventory::Owners`): the request
+//! carries the pool's admin token, so a pod that merely copies a pool's labels must never
+//! get it. The traffic is plain HTTP inside the cluster; the per-pool NetworkPolicy keeps
+//! other pods off the admin port (TLS is not done yet).
 
 use std::time::Duration;
 
