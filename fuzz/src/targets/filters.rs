@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use causeway_pipeline::Inbound;
-use causeway_pipeline::filter::{Budget, FailureKind, Filter};
+use causeway_pipeline::filter::{Budget, FailureKind, Filter, FilterFailure};
 use serde::{Deserialize, Serialize};
 
 use crate::{Rng, Target};
@@ -215,6 +215,19 @@ impl Target for Filters {
             "evaluation took {took:?} for {:?}",
             input.expr
         );
+        // The instrumentation changes nothing but the budget: within it, the expression as
+        // written gives the same outcome.
+        if !matches!(&result, Err(e) if e.kind == FailureKind::Budget) {
+            let plain = f.evaluate_uninstrumented(&req, input.payload.as_ref());
+            // Error kinds, not messages: those print maps in hash order.
+            let kind = |r: &Result<bool, FilterFailure>| r.as_ref().map_err(|e| e.kind).copied();
+            assert_eq!(
+                kind(&result),
+                kind(&plain),
+                "budget checks changed the outcome of {:?}",
+                input.expr
+            );
+        }
         match result {
             Err(e) if e.kind == FailureKind::Internal => {
                 Some(format!("interpreter panic on {:?}", input.expr))

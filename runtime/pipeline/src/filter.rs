@@ -173,6 +173,8 @@ pub struct Filter {
     source: String,
     /// The parsed expression, instrumented with budget checks.
     expr: IdedExpr,
+    /// The same, uninstrumented: only for [`Filter::evaluate_uninstrumented`].
+    plain: IdedExpr,
     env: Arc<Env>,
     hidden_headers: Vec<String>,
     hidden_query: Option<String>,
@@ -204,7 +206,7 @@ impl Filter {
             });
         }
         let src = source.to_string();
-        let expr = std::thread::Builder::new()
+        let (expr, plain) = std::thread::Builder::new()
             .name("cel-compile".into())
             .stack_size(COMPILE_STACK_BYTES)
             .spawn(move || compile_checked(&src))
@@ -225,6 +227,7 @@ impl Filter {
         Ok(Filter {
             source: source.to_string(),
             expr,
+            plain,
             env: Arc::new(env),
             hidden_headers: ALWAYS_HIDDEN_HEADERS
                 .iter()
@@ -267,6 +270,32 @@ impl Filter {
         payload: Option<&serde_json::Value>,
         budget: Budget,
     ) -> Result<bool, FilterFailure> {
+        self.run(&self.expr, req, payload, budget)
+    }
+
+    /// The expression as written, without budget checks (unbounded). For differential
+    /// testing of the instrumentation (the fuzz target compares the two); never call it on
+    /// event data in the worker.
+    #[doc(hidden)]
+    pub fn evaluate_uninstrumented(
+        &self,
+        req: &Inbound,
+        payload: Option<&serde_json::Value>,
+    ) -> Result<bool, FilterFailure> {
+        let unlimited = Budget {
+            max_iterations: u64::MAX,
+            deadline: None,
+        };
+        self.run(&self.plain, req, payload, unlimited)
+    }
+
+    fn run(
+        &self,
+        expr: &IdedExpr,
+        req: &Inbound,
+        payload: Option<&serde_json::Value>,
+        budget: Budget,
+    ) -> Result<bool, FilterFailure> {
         let mut ctx = Context::with_env(Arc::clone(&self.env));
         ctx.add_variable_from_value("payload", payload.map(json_to_cel).unwrap_or(Value::Null));
         let mut headers = headers_map(req.headers);
@@ -282,9 +311,8 @@ impl Filter {
         ctx.add_variable_from_value("method", Value::String(Arc::new(req.method.to_string())));
         let meter = MeterGuard::install(budget);
         // A panic inside the interpreter must not take the worker down: it fails closed.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Value::resolve(&self.expr, &ctx)
-        }));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Value::resolve(expr, &ctx)));
         let exhausted = meter.exhausted();
         drop(meter);
         let fail = |kind, message: String| FilterFailure { kind, message };
@@ -500,7 +528,8 @@ fn node(expr: Expr) -> IdedExpr {
     IdedExpr { id: 0, expr }
 }
 
-fn compile_checked(source: &str) -> Result<IdedExpr, FilterError> {
+/// The instrumented expression and the plain one.
+fn compile_checked(source: &str) -> Result<(IdedExpr, IdedExpr), FilterError> {
     let env = Env::stdlib();
     let program = env.compile(source).map_err(|errs| {
         let first = errs.errors.first();
@@ -543,9 +572,10 @@ fn compile_checked(source: &str) -> Result<IdedExpr, FilterError> {
             max: MAX_COMPREHENSION_DEPTH,
         });
     }
-    let mut expr = program.expression().clone();
+    let plain = program.expression().clone();
+    let mut expr = plain.clone();
     instrument(&mut expr);
-    Ok(expr)
+    Ok((expr, plain))
 }
 
 #[derive(Default)]
