@@ -11,11 +11,15 @@ pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod ingress;
+pub mod health;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod netguard;
 pub mod plugins;
+pub mod shared;
 pub mod store;
+pub mod sync;
 pub mod worker;
 
 use std::process::ExitCode;

@@ -1,107 +1,29 @@
-//! The worker: shared state, applying configurations, and running every stage until a
-//! shutdown signal.
+//! The worker: builds the stages' handles ([`Shared`]), applies configurations, and runs
+//! every stage until a shutdown signal. Only the binary's entry point imports it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_crds::config::WorkerConfig;
-use serde::Serialize;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
 use crate::bridge::ActiveBridge;
+use crate::config::active::{Active, ConfigHandle, ItemError};
 use crate::config::{ConfigSource, Loaded};
+use crate::delivery::handle::DeliveryHandle;
+use crate::health::Health;
+pub use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::shared::{Shared, run_retention};
 use crate::netguard::{GuardedResolver, NetGuard, parse_cidrs};
 use crate::plugins::Plugins;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::{Retention, Store, now_ms};
+use crate::store::{Store, now_ms};
 use crate::{admin, delivery, ingress};
-
-/// Bounds and timeouts of one worker. See `docs/worker.md`.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Ingress connections served at once; further connections wait in the listen backlog.
-    pub max_connections: usize,
-    /// Ingress connections served at once from one peer address (0: half of
-    /// `max_connections`), so that one client cannot take every slot.
-    pub max_connections_per_peer: usize,
-    /// Time a client has to send its request headers (also closes idle keep-alive connections).
-    pub header_timeout: Duration,
-    /// Time a client has to send its request body.
-    pub body_timeout: Duration,
-    /// Delivery attempts in flight at once, over all destinations.
-    pub max_inflight: usize,
-    /// On SIGTERM, how long in-flight requests and attempts may take to finish.
-    pub shutdown_grace: Duration,
-    /// How often retention runs.
-    pub retention_interval: Duration,
-    /// Largest request body a public plugin route accepts.
-    pub plugin_body_bytes: usize,
-    /// Networks no destination may reach (`--deny-destination-cidr`).
-    pub denied_destinations: Vec<crate::netguard::Cidr>,
-    /// Below this many free bytes on the store's volume, ingress refuses new events (507).
-    pub min_free_disk_bytes: u64,
-    /// Request body bytes being read at once over all connections; past it new requests
-    /// get 503 before their body is read.
-    pub max_body_bytes_in_flight: u64,
-    /// Fixed addresses for destination hosts (`--resolve host:port:addr`).
-    pub resolve: Vec<(String, SocketAddr)>,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 1024,
-            max_connections_per_peer: 0,
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-            max_inflight: 256,
-            shutdown_grace: Duration::from_secs(10),
-            retention_interval: Duration::from_secs(60),
-            plugin_body_bytes: 1 << 20,
-            denied_destinations: Vec::new(),
-            min_free_disk_bytes: 64 << 20,
-            max_body_bytes_in_flight: 256 << 20,
-            resolve: Vec::new(),
-        }
-    }
-}
-
-impl Limits {
-    /// The connection bounds of the ingress and internal ports.
-    pub fn conn_limits(&self) -> crate::listener::ConnLimits {
-        let max = self.max_connections.max(1);
-        crate::listener::ConnLimits {
-            max_connections: max,
-            max_per_peer: match self.max_connections_per_peer {
-                0 => (max / 2).max(1),
-                n => n,
-            },
-            header_timeout: self.header_timeout,
-            shutdown_grace: self.shutdown_grace,
-        }
-    }
-
-    /// The admin port's bounds: its own, smaller pool of connections, so that health
-    /// checks and the operator never wait behind ingress traffic.
-    pub fn admin_conn_limits(&self) -> crate::listener::ConnLimits {
-        crate::listener::ConnLimits {
-            max_connections: ADMIN_MAX_CONNECTIONS,
-            max_per_peer: ADMIN_MAX_CONNECTIONS / 2,
-            header_timeout: self.header_timeout,
-            shutdown_grace: self.shutdown_grace,
-        }
-    }
-}
-
-/// Connections the admin port serves at once.
-pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// How a worker is started.
 #[derive(Clone, Debug)]
@@ -114,213 +36,6 @@ pub struct Options {
     pub limits: Limits,
     /// Print the bridges' URLs and problems on every load (local mode).
     pub print_urls: bool,
-}
-
-/// A problem with one configured item, as the admin API reports it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemError {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub reason: String,
-    pub message: String,
-}
-
-/// One applied configuration.
-pub struct Active {
-    pub config: Arc<WorkerConfig>,
-    pub bridges: HashMap<String, Arc<ActiveBridge>>,
-    /// Path → bridge key.
-    pub by_path: HashMap<String, String>,
-    pub errors: Vec<ItemError>,
-    pub loaded_at_ms: u64,
-}
-
-impl Active {
-    fn empty() -> Self {
-        Active {
-            config: Arc::new(WorkerConfig::default()),
-            bridges: HashMap::new(),
-            by_path: HashMap::new(),
-            errors: vec![],
-            loaded_at_ms: 0,
-        }
-    }
-}
-
-/// Per-destination limits: a concurrency semaphore and an optional token bucket.
-pub struct DestLimits {
-    pub concurrency: Arc<tokio::sync::Semaphore>,
-    pub bucket: Option<Mutex<crate::delivery::TokenBucket>>,
-    shape: (u32, Option<(u32, u32)>),
-}
-
-/// State every stage shares.
-pub struct Shared {
-    pub store: Arc<dyn Store>,
-    pub metrics: Metrics,
-    active: RwLock<Arc<Active>>,
-    pub plugins: Plugins,
-    /// Suspensions set through the admin API, over the config's `suspend`.
-    pub overrides: Mutex<HashMap<String, bool>>,
-    /// Destinations paused by a 410, `(bridge, destination)`.
-    pub paused: Mutex<HashSet<(String, String)>>,
-    limits_by_dest: Mutex<HashMap<(String, String), Arc<DestLimits>>>,
-    /// Wakes the delivery scheduler (new jobs, finished attempts, resumes).
-    pub wake: Notify,
-    pub ready: AtomicBool,
-    pub limits: Limits,
-    pub http: reqwest::Client,
-    pub shutdown: CancellationToken,
-    pub ingress_addr: SocketAddr,
-    /// Where destinations may connect (shared with `http`'s resolver).
-    pub netguard: Arc<NetGuard>,
-    /// The admin token this worker made up because its configuration has none and its
-    /// admin address is not loopback (local mode on `0.0.0.0`, say). Printed once at start.
-    pub generated_admin_token: Option<causeway_crds::config::SecretValue>,
-    /// The store's directory, watched for free space.
-    pub store_dir: PathBuf,
-    /// Free space on the store's volume is below `min_free_disk_bytes`.
-    pub disk_low: AtomicBool,
-    /// Body bytes in flight over all connections, in KiB permits.
-    pub body_budget: Arc<tokio::sync::Semaphore>,
-}
-
-impl Shared {
-    /// Whether the worker should take traffic: started, store writable, disk not full.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && self.store.healthy() && !self.disk_low.load(Ordering::SeqCst)
-    }
-
-    /// Measures the free space of the store's volume and updates `disk_low`.
-    pub fn check_disk(&self) {
-        match free_bytes(&self.store_dir) {
-            Ok(free) => {
-                let low = free < self.limits.min_free_disk_bytes;
-                if low != self.disk_low.swap(low, Ordering::SeqCst) {
-                    if low {
-                        warn!(free, min = self.limits.min_free_disk_bytes, "free disk space below the watermark: refusing new events");
-                    } else {
-                        info!(free, "free disk space back above the watermark: accepting events");
-                    }
-                }
-            }
-            Err(e) => warn!(error = %e, dir = %self.store_dir.display(), "cannot measure free disk space"),
-        }
-    }
-
-    /// The token the admin API requires, if any. `Some("")` refuses every call.
-    pub fn admin_token(&self) -> Option<causeway_crds::config::SecretValue> {
-        self.active().config.admin_token.clone().or_else(|| self.generated_admin_token.clone())
-    }
-}
-
-impl Shared {
-    pub fn active(&self) -> Arc<Active> {
-        match self.active.read() {
-            Ok(a) => a.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    fn swap(&self, next: Arc<Active>) {
-        match self.active.write() {
-            Ok(mut a) => *a = next,
-            Err(p) => *p.into_inner() = next,
-        }
-    }
-
-    pub fn is_suspended(&self, bridge: &str) -> bool {
-        let over = self
-            .overrides
-            .lock()
-            .ok()
-            .and_then(|o| o.get(bridge).copied());
-        over.unwrap_or_else(|| {
-            self.active()
-                .bridges
-                .get(bridge)
-                .is_some_and(|b| b.cfg.suspend)
-        })
-    }
-
-    pub fn set_suspended(&self, bridge: &str, suspended: bool) {
-        if let Ok(mut o) = self.overrides.lock() {
-            o.insert(bridge.to_string(), suspended);
-        }
-        self.wake.notify_one();
-    }
-
-    pub fn is_paused(&self, bridge: &str, destination: &str) -> bool {
-        self.paused
-            .lock()
-            .is_ok_and(|p| p.contains(&(bridge.to_string(), destination.to_string())))
-    }
-
-    pub fn set_paused(&self, bridge: &str, destination: &str, paused: bool) {
-        if let Ok(mut p) = self.paused.lock() {
-            let key = (bridge.to_string(), destination.to_string());
-            if paused {
-                p.insert(key);
-            } else {
-                p.remove(&key);
-            }
-        }
-        self.metrics
-            .paused
-            .with_label_values(&[bridge, destination])
-            .set(i64::from(paused));
-    }
-
-    /// The limits of one destination, rebuilt when its configuration changes.
-    pub fn dest_limits(
-        &self,
-        bridge: &str,
-        d: &causeway_crds::config::DestinationConfig,
-    ) -> Arc<DestLimits> {
-        let shape = (
-            d.max_concurrency.max(1),
-            d.rate_limit.as_ref().map(|r| (r.per_second, r.burst)),
-        );
-        let key = (bridge.to_string(), d.name.clone());
-        let Ok(mut map) = self.limits_by_dest.lock() else {
-            return Arc::new(new_limits(shape));
-        };
-        if let Some(l) = map.get(&key)
-            && l.shape == shape
-        {
-            return l.clone();
-        }
-        let l = Arc::new(new_limits(shape));
-        map.insert(key, l.clone());
-        l
-    }
-}
-
-fn new_limits(shape: (u32, Option<(u32, u32)>)) -> DestLimits {
-    DestLimits {
-        concurrency: Arc::new(tokio::sync::Semaphore::new(shape.0 as usize)),
-        bucket: shape
-            .1
-            .filter(|(rate, _)| *rate > 0)
-            .map(|(rate, burst)| Mutex::new(crate::delivery::TokenBucket::new(rate, burst))),
-        shape,
-    }
-}
-
-/// Bytes available to this process on the file system holding `path`.
-fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter
-    // that statvfs fills on success; it is read only then.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// Creates `dir` (and missing parents) readable by the owner only. A directory that
@@ -423,13 +138,6 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
         .values()
         .map(|b| (b.cfg.path.clone(), b.key.clone()))
         .collect();
-    // A suspension toggled through the admin API lasts until the config's own flag changes.
-    if let Ok(mut o) = shared.overrides.lock() {
-        o.retain(|k, _| match (old.bridges.get(k), bridges.get(k)) {
-            (Some(a), Some(b)) => a.cfg.suspend == b.cfg.suspend,
-            _ => false,
-        });
-    }
     let active = Arc::new(Active {
         config: cfg,
         bridges,
@@ -437,13 +145,13 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
         errors,
         loaded_at_ms: now_ms(),
     });
-    shared.swap(active.clone());
+    shared.config.swap(active.clone());
     shared
         .metrics
         .config_reloads
         .with_label_values(&["applied"])
         .inc();
-    shared.wake.notify_one();
+    shared.delivery.wake();
     for e in &active.errors {
         warn!(kind = %e.kind, item = %format!("{}/{}", e.namespace, e.name), reason = %e.reason, "{}", e.message);
     }
@@ -557,45 +265,39 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         metrics.plugin_registry.clone(),
         source.is_local(),
     )?;
+    let generated_admin_token = (first.config.admin_token.is_none() && !admin_addr.ip().is_loopback())
+        .then(|| causeway_crds::config::SecretValue(hex::encode(rand::random::<[u8; 24]>())));
+    let delivery_handle = DeliveryHandle::new(metrics.paused.clone());
+    delivery_handle.load_paused(store.as_ref()).await?;
     let shared = Arc::new(Shared {
         store,
-        metrics,
-        active: RwLock::new(Arc::new(Active::empty())),
+        config: ConfigHandle::new(generated_admin_token),
         plugins,
-        overrides: Mutex::new(HashMap::new()),
-        paused: Mutex::new(HashSet::new()),
-        limits_by_dest: Mutex::new(HashMap::new()),
-        wake: Notify::new(),
-        ready: AtomicBool::new(false),
+        delivery: delivery_handle,
+        health: Health::new(opts.data_dir.join("store"), opts.limits.min_free_disk_bytes),
         limits: opts.limits.clone(),
         http,
         shutdown: shutdown.clone(),
         ingress_addr: listen,
         netguard,
-        generated_admin_token: (first.config.admin_token.is_none() && !admin_addr.ip().is_loopback())
-            .then(|| causeway_crds::config::SecretValue(hex::encode(rand::random::<[u8; 24]>()))),
-        store_dir: opts.data_dir.join("store"),
-        disk_low: AtomicBool::new(false),
         body_budget: Arc::new(tokio::sync::Semaphore::new(
             usize::try_from(opts.limits.max_body_bytes_in_flight.div_ceil(1024).max(1)).unwrap_or(usize::MAX >> 4),
         )),
+        metrics,
     });
-    shared.check_disk();
-    for (b, d) in shared.store.paused().await? {
-        shared.set_paused(&b, &d, true);
-    }
+    shared.health.check_disk();
     let active = apply(&shared, &first).await;
     if opts.print_urls {
         println!("{}", describe(&active, listen, admin_addr));
     }
-    if let Some(token) = &shared.generated_admin_token {
+    if let Some(token) = shared.config.generated_admin_token() {
         // Printed on the terminal of whoever started the worker, never logged.
         println!(
             "causeway: the admin address {admin_addr} is not loopback: admin calls need the token {}\n  (causeway events --token <token>, or CAUSEWAY_ADMIN_TOKEN)\n",
             token.expose()
         );
     }
-    shared.ready.store(true, Ordering::SeqCst);
+    shared.health.set_started(true);
     info!(%listen, admin = %admin_addr, data_dir = %opts.data_dir.display(), "worker started");
 
     // Configuration: the source publishes, the applier applies.
@@ -639,7 +341,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
 
     wait_for_signal().await?;
     info!("shutting down: no new connections; in-flight requests and attempts may finish");
-    shared.ready.store(false, Ordering::SeqCst);
+    shared.health.set_started(false);
     shutdown.cancel();
     // Ingress and delivery drain side by side, each bounded by `shutdown_grace`.
     let _ = tokio::join!(ingress, delivery);
@@ -710,7 +412,7 @@ async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = gauges.tick() => update_gauges(&shared).await,
-            _ = disk.tick() => shared.check_disk(),
+            _ = disk.tick() => shared.health.check_disk(),
             _ = retention.tick() => run_retention(&shared).await,
         }
     }
@@ -733,40 +435,6 @@ async fn update_gauges(shared: &Shared) {
             }
         }
         Err(e) => warn!(error = %e, "cannot read queue depth"),
-    }
-}
-
-#[instrument(skip_all)]
-pub async fn run_retention(shared: &Shared) {
-    let r = &shared.active().config.retention;
-    let policy = Retention {
-        max_age_ms: r.max_age_ms,
-        max_bytes: r.max_bytes,
-    };
-    match shared.store.retain(policy, now_ms()).await {
-        Ok(rep) => {
-            shared
-                .metrics
-                .retention_deleted
-                .with_label_values(&["age"])
-                .inc_by(rep.deleted_by_age as u64);
-            shared
-                .metrics
-                .retention_deleted
-                .with_label_values(&["size"])
-                .inc_by(rep.deleted_by_size as u64);
-            if rep.deleted_by_age + rep.deleted_by_size > 0 {
-                info!(
-                    by_age = rep.deleted_by_age,
-                    by_size = rep.deleted_by_size,
-                    compacted = rep.compacted,
-                    bytes_before = rep.bytes_before,
-                    bytes_after = rep.bytes_after,
-                    "retention"
-                );
-            }
-        }
-        Err(e) => warn!(error = %e, "retention failed"),
     }
 }
 

@@ -4,7 +4,6 @@
 //! API server's pod proxy does not forward `Authorization`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -22,7 +21,7 @@ use tracing::instrument;
 use crate::store::{
     EventDetail, EventId, EventQuery, EventRecord, EventStatus, StoreError, now_ms,
 };
-use crate::worker::Shared;
+use crate::shared::Shared;
 
 type AppState = Arc<Shared>;
 
@@ -85,7 +84,7 @@ async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(token) = shared.admin_token() {
+    if let Some(token) = shared.config.admin_token() {
         // An empty token is a broken configuration, never "no auth": refuse everything.
         if token.expose().is_empty() {
             return (
@@ -123,7 +122,7 @@ async fn readyz(State(shared): State<AppState>) -> Response {
         (StatusCode::OK, "ready\n").into_response()
     } else if !shared.store.healthy() {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store cannot write\n").into_response()
-    } else if shared.disk_low.load(Ordering::SeqCst) {
+    } else if shared.health.disk_low() {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: the data volume is almost full\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
@@ -276,7 +275,7 @@ async fn replay_event(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let n = shared.store.replay_event(id, now_ms()).await?;
-    shared.wake.notify_one();
+    shared.delivery.wake();
     Ok(Json(json!({ "replayed": n })))
 }
 
@@ -295,7 +294,7 @@ async fn replay_dead(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = format!("{ns}/{name}");
     let n = shared.store.replay_dead(key, now_ms()).await?;
-    shared.wake.notify_one();
+    shared.delivery.wake();
     Ok(Json(json!({ "replayed": n })))
 }
 
@@ -345,11 +344,9 @@ async fn resume_destination(
         ));
     }
     let n = shared
-        .store
-        .set_paused(key.clone(), dest.clone(), false, now_ms())
+        .delivery
+        .resume(shared.store.as_ref(), &key, &dest, now_ms())
         .await?;
-    shared.set_paused(&key, &dest, false);
-    shared.wake.notify_one();
     Ok(Json(
         json!({ "bridge": key, "destination": dest, "paused": false, "requeued": n }),
     ))
@@ -359,7 +356,7 @@ async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value>
     let active = shared.active();
     let mut keys: Vec<&String> = active.bridges.keys().collect();
     keys.sort();
-    let paused = shared.paused.lock().map(|p| p.clone()).unwrap_or_default();
+    let paused = shared.delivery.paused();
     let bridges: Vec<serde_json::Value> = keys
         .into_iter()
         .filter_map(|k| active.bridges.get(k))
@@ -379,51 +376,82 @@ async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value>
     Json(json!({ "bridges": bridges }))
 }
 
-/// The running configuration's version and per-item state. No secrets.
-async fn config(State(shared): State<AppState>) -> Json<serde_json::Value> {
+/// The running configuration's version and per-item state. No secrets. The body is the
+/// typed contract the operator parses (`causeway_config::WorkerReport`).
+async fn config(State(shared): State<AppState>) -> Json<causeway_crds::config::WorkerReport> {
+    use causeway_crds::config::{
+        BridgeReport, ItemError, Kind, ObjectKey, PluginReport, WorkerReport,
+    };
     let active = shared.active();
     let cfg = &active.config;
-    let failed = |kind: &str, ns: &str, name: &str| {
-        active
-            .errors
+    let errors: Vec<ItemError> = active
+        .errors
+        .iter()
+        .filter_map(|e| match e.kind.parse::<Kind>() {
+            Ok(kind) => Some(ItemError {
+                kind,
+                namespace: e.namespace.clone(),
+                name: e.name.clone(),
+                reason: e.reason.clone(),
+                message: e.message.clone(),
+            }),
+            Err(err) => {
+                let item = format!("{}/{}", e.namespace, e.name);
+                tracing::warn!(error = %err, %item, "item error left out of the config report");
+                None
+            }
+        })
+        .collect();
+    let failed = |kind: Kind, key: &ObjectKey| {
+        errors
             .iter()
-            .find(|e| e.kind == kind && e.namespace == ns && e.name == name)
+            .find(|e| e.is_about(kind, key))
+            .map(|e| e.message.clone())
     };
-    let bridges: Vec<serde_json::Value> = cfg
+    let bridges = cfg
         .bridges
         .iter()
         .map(|b| {
-            let err = failed("Bridge", &b.namespace, &b.name);
-            json!({
-                "namespace": b.namespace, "name": b.name, "generation": b.generation, "path": b.path,
-                "ready": err.is_none(), "suspended": shared.is_suspended(&b.key()),
-                "error": err.map(|e| &e.message),
-            })
+            let error = failed(Kind::Bridge, &b.object_key());
+            BridgeReport {
+                namespace: b.namespace.clone(),
+                name: b.name.clone(),
+                generation: b.generation,
+                path: b.path.clone(),
+                ready: error.is_none(),
+                suspended: shared.is_suspended(&b.key()),
+                error,
+            }
         })
         .collect();
     let states = shared.plugins.status();
-    let plugins: Vec<serde_json::Value> = cfg
+    let plugins = cfg
         .plugins
         .iter()
         .map(|p| {
-            let err = failed("Plugin", &p.namespace, &p.name);
+            let error = failed(Kind::Plugin, &p.object_key());
             let state = states.iter().find(|s| s.key == p.key());
-            json!({
-                "namespace": p.namespace, "name": p.name, "generation": p.generation, "route": p.route,
-                "ready": err.is_none(), "error": err.map(|e| &e.message),
-                "digest": state.and_then(|s| s.digest.clone()), "size": state.and_then(|s| s.size),
-            })
+            PluginReport {
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                generation: p.generation,
+                route: p.route.clone(),
+                ready: error.is_none(),
+                error,
+                digest: state.and_then(|s| s.digest.clone()),
+                size: state.and_then(|s| s.size),
+            }
         })
         .collect();
-    Json(json!({
-        "version": cfg.version,
-        "pool": cfg.pool,
-        "namespace": cfg.namespace,
-        "loadedAt": rfc3339(active.loaded_at_ms),
-        "bridges": bridges,
-        "plugins": plugins,
-        "errors": active.errors,
-    }))
+    Json(WorkerReport {
+        version: cfg.version.clone(),
+        pool: cfg.pool.clone(),
+        namespace: cfg.namespace.clone(),
+        loaded_at: rfc3339(active.loaded_at_ms),
+        bridges,
+        plugins,
+        errors,
+    })
 }
 
 async fn store_info(State(shared): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -441,6 +469,6 @@ async fn store_info(State(shared): State<AppState>) -> Result<Json<serde_json::V
 }
 
 async fn retention_now(State(shared): State<AppState>) -> Json<serde_json::Value> {
-    crate::worker::run_retention(&shared).await;
+    crate::shared::run_retention(&shared).await;
     Json(json!({ "bytes": shared.store.disk_bytes() }))
 }

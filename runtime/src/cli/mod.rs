@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::worker::Limits;
+use crate::limits::Limits;
 
 #[derive(Parser, Debug)]
 #[command(

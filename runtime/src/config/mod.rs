@@ -7,6 +7,8 @@
 //! [`ManifestSource`] (manifest files and directories, `causeway up -f`). A source that
 //! watches the pool's Secret through the Kubernetes API implements the same trait.
 
+pub mod active;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;

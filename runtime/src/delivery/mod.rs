@@ -6,6 +6,8 @@
 //! disk, is attempted again after a restart (at-least-once). After the call, the attempt,
 //! the job's new state and the event's status are written in one transaction.
 
+pub mod handle;
+pub mod limits;
 pub mod retry;
 
 use std::collections::HashSet;
@@ -24,45 +26,12 @@ use crate::store::{
     AttemptRecord, EventDetail, EventId, EventRecord, EventStatus, JobKey, JobRecord, JobUpdate,
     NewEvent, NewJob, Next, RESPONSE_SNIPPET_BYTES, STEPS_JOB, child_id, now_ms,
 };
-use crate::worker::Shared;
+use crate::shared::Shared;
 
 /// Jobs claimed per scheduler pass.
 const CLAIM_BATCH: usize = 256;
 /// Longest the scheduler sleeps without being woken.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
-
-/// A token bucket for `rateLimit`.
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        TokenBucket {
-            rate: f64::from(per_second.max(1)),
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
-    }
-    /// Take a token, or say how long until one is there.
-    pub fn try_take(&mut self) -> Result<(), Duration> {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-        }
-    }
-}
 
 /// Run the scheduler until `stop`, then wait (bounded) for attempts in flight.
 #[instrument(skip_all)]
@@ -86,7 +55,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         let claimed = |k: &JobKey| inflight.lock().is_ok_and(|s| s.contains(k));
         let hold = |j: &JobRecord| {
             shared.is_suspended(&j.bridge)
-                || (j.index != STEPS_JOB && shared.is_paused(&j.bridge, &j.destination))
+                || (j.index != STEPS_JOB && shared.delivery.is_paused(&j.bridge, &j.destination))
         };
         let due = match shared.store.due_jobs(now, CLAIM_BATCH, &claimed, &hold).await {
             Ok(d) => d,
@@ -125,7 +94,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                     d.push(key);
                 }
                 drop(slot);
-                shared.wake.notify_one();
+                shared.delivery.wake();
             });
         }
         let sleep = next_due
@@ -134,7 +103,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             .min(MAX_SLEEP);
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = shared.wake.notified() => {}
+            _ = shared.delivery.woken() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
     }
@@ -474,7 +443,7 @@ async fn attempt(shared: &Shared, job: JobRecord) {
     {
         req.headers.push(("causeway-event-id".into(), id.clone()));
     }
-    let limits = shared.dest_limits(&bridge.key, &dest);
+    let limits = shared.delivery.limits(&bridge.key, &dest);
     let Ok(_permit) = limits.concurrency.clone().acquire_owned().await else {
         return;
     };
@@ -561,7 +530,7 @@ async fn attempt(shared: &Shared, job: JobRecord) {
         m.retried.with_label_values(&labels).inc();
     } else if paused {
         warn!("destination answered 410 Gone: paused until resumed");
-        shared.set_paused(&bridge.key, &dest.name, true);
+        shared.delivery.paused_by_store(&bridge.key, &dest.name);
     } else if let Some(reason) = dead_reason {
         m.dead.with_label_values(&labels).inc();
         dead_letter(shared, &bridge, &dest, &job, &detail, &reason);
@@ -904,7 +873,7 @@ mod tests {
 
     #[test]
     fn token_bucket_refuses_past_the_burst() {
-        let mut b = TokenBucket::new(1, 2);
+        let mut b = limits::TokenBucket::new(1, 2);
         assert!(b.try_take().is_ok());
         assert!(b.try_take().is_ok());
         assert!(b.try_take().is_err());

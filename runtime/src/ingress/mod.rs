@@ -21,7 +21,7 @@ use crate::listener::{self, ConnObserver};
 
 use crate::bridge::{ActiveBridge, FilterOutcome, InboundRequest};
 use crate::store::{EventId, EventRecord, EventStatus, NewEvent, NewJob, STEPS_JOB, now_ms};
-use crate::worker::Shared;
+use crate::shared::Shared;
 
 pub type Body = Full<Bytes>;
 
@@ -260,7 +260,7 @@ async fn bridge_request(
         return resp;
     }
     // Refuse before the disk fills: a store that hits ENOSPC stops taking any write.
-    if shared.disk_low.load(std::sync::atomic::Ordering::Relaxed) {
+    if shared.health.disk_low() {
         let mut resp = reject(
             "disk_low",
             StatusCode::INSUFFICIENT_STORAGE,
@@ -444,7 +444,7 @@ async fn bridge_request(
                 m.filtered.with_label_values(&[key]).inc();
             }
             if has_jobs {
-                shared.wake.notify_one();
+                shared.delivery.wake();
             }
             json(
                 StatusCode::ACCEPTED,

@@ -1,0 +1,94 @@
+//! The delivery handle: what other stages may ask of delivery. Wake the scheduler (new
+//! jobs, resumes), and the pause state of destinations: one owner keeps the in-memory set,
+//! the store's paused table and the `destination_paused` gauge in agreement.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use causeway_crds::config::DestinationConfig;
+use prometheus::IntGaugeVec;
+use tokio::sync::Notify;
+
+use crate::delivery::limits::{DestLimits, LimitsByDestination};
+use crate::store::{Store, StoreError};
+use crate::sync::lock;
+
+pub struct DeliveryHandle {
+    /// Wakes the scheduler (new jobs, finished attempts, resumes).
+    wake: Notify,
+    /// Destinations paused by a 410, `(bridge, destination)`.
+    paused: Mutex<HashSet<(String, String)>>,
+    paused_gauge: IntGaugeVec,
+    limits: LimitsByDestination,
+}
+
+impl DeliveryHandle {
+    pub fn new(paused_gauge: IntGaugeVec) -> Self {
+        DeliveryHandle {
+            wake: Notify::new(),
+            paused: Mutex::new(HashSet::new()),
+            paused_gauge,
+            limits: LimitsByDestination::default(),
+        }
+    }
+
+    /// Tells the scheduler to look for work now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves at the next [`DeliveryHandle::wake`].
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// Loads the destinations the store has paused (at start).
+    pub async fn load_paused(&self, store: &dyn Store) -> Result<(), StoreError> {
+        for (b, d) in store.paused().await? {
+            self.mark(&b, &d, true);
+        }
+        Ok(())
+    }
+
+    pub fn is_paused(&self, bridge: &str, destination: &str) -> bool {
+        lock(&self.paused).contains(&(bridge.to_string(), destination.to_string()))
+    }
+
+    /// Every paused destination, `(bridge, destination)`.
+    pub fn paused(&self) -> HashSet<(String, String)> {
+        lock(&self.paused).clone()
+    }
+
+    /// A destination answered 410: its jobs wait until it is resumed. The store marked
+    /// it in the attempt's own transaction; this keeps memory and the gauge in step.
+    pub fn paused_by_store(&self, bridge: &str, destination: &str) {
+        self.mark(bridge, destination, true);
+    }
+
+    /// Resumes a destination: the store requeues its paused jobs, then memory, the gauge
+    /// and the scheduler follow. Returns how many jobs were requeued.
+    pub async fn resume(&self, store: &dyn Store, bridge: &str, destination: &str, now_ms: u64) -> Result<usize, StoreError> {
+        let n = store.set_paused(bridge.to_string(), destination.to_string(), false, now_ms).await?;
+        self.mark(bridge, destination, false);
+        self.wake();
+        Ok(n)
+    }
+
+    fn mark(&self, bridge: &str, destination: &str, paused: bool) {
+        let key = (bridge.to_string(), destination.to_string());
+        {
+            let mut p = lock(&self.paused);
+            if paused {
+                p.insert(key);
+            } else {
+                p.remove(&key);
+            }
+        }
+        self.paused_gauge.with_label_values(&[bridge, destination]).set(i64::from(paused));
+    }
+
+    /// The limits of one destination.
+    pub fn limits(&self, bridge: &str, d: &DestinationConfig) -> Arc<DestLimits> {
+        self.limits.get(bridge, d)
+    }
+}

@@ -1,0 +1,86 @@
+//! What the stages share, as handles with one owner each: the configuration
+//! ([`ConfigHandle`]), delivery's wake-ups, pauses and limits ([`DeliveryHandle`]), health
+//! ([`Health`]), the store, the plugins, metrics. `worker.rs` builds it and runs the
+//! stages; no stage imports `worker.rs`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, instrument, warn};
+
+use crate::config::active::{Active, ConfigHandle};
+use crate::delivery::handle::DeliveryHandle;
+use crate::health::Health;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::netguard::NetGuard;
+use crate::plugins::Plugins;
+use crate::store::{Retention, Store, now_ms};
+
+/// The handles every stage is given.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    pub config: ConfigHandle,
+    pub plugins: Plugins,
+    pub delivery: DeliveryHandle,
+    pub health: Health,
+    pub limits: Limits,
+    /// The destinations' HTTP client (no redirects, the network guard in its resolver).
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub ingress_addr: SocketAddr,
+    /// Where destinations may connect (shared with `http`'s resolver).
+    pub netguard: Arc<NetGuard>,
+    /// Body bytes in flight over all connections, in KiB permits.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
+}
+
+impl Shared {
+    /// The configuration running now.
+    pub fn active(&self) -> Arc<Active> {
+        self.config.active()
+    }
+
+    pub fn is_suspended(&self, bridge: &str) -> bool {
+        self.config.is_suspended(bridge)
+    }
+
+    /// Suspends or resumes a bridge (until its configuration's flag changes) and wakes
+    /// delivery, which holds a suspended bridge's jobs.
+    pub fn set_suspended(&self, bridge: &str, suspended: bool) {
+        self.config.set_suspended(bridge, suspended);
+        self.delivery.wake();
+    }
+
+    /// Whether the worker should take traffic: started, store writable, disk not full.
+    pub fn is_ready(&self) -> bool {
+        self.health.started() && self.store.healthy() && !self.health.disk_low()
+    }
+}
+
+/// Applies the retention policy of the running configuration.
+#[instrument(skip_all)]
+pub async fn run_retention(shared: &Shared) {
+    let r = &shared.active().config.retention;
+    let policy = Retention { max_age_ms: r.max_age_ms, max_bytes: r.max_bytes };
+    match shared.store.retain(policy, now_ms()).await {
+        Ok(rep) => {
+            let m = &shared.metrics.retention_deleted;
+            m.with_label_values(&["age"]).inc_by(rep.deleted_by_age as u64);
+            m.with_label_values(&["size"]).inc_by(rep.deleted_by_size as u64);
+            if rep.deleted_by_age + rep.deleted_by_size > 0 {
+                info!(
+                    by_age = rep.deleted_by_age,
+                    by_size = rep.deleted_by_size,
+                    compacted = rep.compacted,
+                    bytes_before = rep.bytes_before,
+                    bytes_after = rep.bytes_after,
+                    "retention"
+                );
+            }
+        }
+        Err(e) => warn!(error = %e, "retention failed"),
+    }
+}
