@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{NamedValue, SecretKeyRef};
 
+// Enums the rendered configuration carries too: defined once, in `causeway-config` (with
+// its `schema` feature, so that the CRD schemas still describe them).
+pub use causeway_config::{BackoffPolicy, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, SignatureEncoding};
+
 /// A webhook bridge: receive at an endpoint, verify, filter, transform with plugin steps,
 /// and deliver to one or more destinations with delays, retries and an attempt log.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
@@ -249,33 +253,6 @@ fn default_tolerance() -> String {
 /// The idempotency header when the bridge names none.
 pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "webhook-id";
 
-/// Signature schemes of well-known providers.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacPreset {
-    /// `X-Hub-Signature-256: sha256=<hex>` over the body.
-    Github,
-    /// `Stripe-Signature: t=<ts>,v1=<hex>` over `<ts>.<body>`, with tolerance.
-    Stripe,
-    /// `X-Shopify-Hmac-Sha256: <base64>` over the body.
-    Shopify,
-    /// `X-Slack-Signature: v0=<hex>` over `v0:<ts>:<body>`, with `X-Slack-Request-Timestamp`.
-    Slack,
-}
-
-impl HmacPreset {
-    /// The header in which the provider sends a unique delivery id, which makes a good
-    /// idempotency key (these presets sign no timestamp, so it is their replay protection).
-    /// Stripe's event id is in the body and Slack sends no delivery id header: none.
-    pub fn delivery_id_header(self) -> Option<&'static str> {
-        match self {
-            HmacPreset::Github => Some("x-github-delivery"),
-            HmacPreset::Shopify => Some("x-shopify-webhook-id"),
-            HmacPreset::Stripe | HmacPreset::Slack => None,
-        }
-    }
-}
-
 impl Ingress {
     /// The idempotency header in effect, lower-case: the one set, else the preset's delivery
     /// id header, else `webhook-id`.
@@ -291,25 +268,6 @@ impl Ingress {
             .unwrap_or(DEFAULT_IDEMPOTENCY_HEADER)
             .to_string()
     }
-}
-
-/// Digest used by an HMAC signature.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacAlgorithm {
-    Sha1,
-    #[default]
-    Sha256,
-    Sha512,
-}
-
-/// How a signature is written in its header.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SignatureEncoding {
-    #[default]
-    Hex,
-    Base64,
 }
 
 /// A generic HMAC signature, or a provider preset. Fields set next to a preset override it.
@@ -354,14 +312,6 @@ pub struct HmacAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
     pub tolerance: Option<String>,
-}
-
-/// JWT algorithms accepted.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
-pub enum JwtAlgorithm {
-    HS256,
-    RS256,
-    ES256,
 }
 
 /// A JSON Web Token, by default in `Authorization: Bearer <token>`.
@@ -466,21 +416,6 @@ impl Default for RetryPolicy {
 
 fn default_retries() -> u32 {
     5
-}
-
-/// Backoff policies.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum BackoffPolicy {
-    /// `n^4 + 15 + rand(30)·(n+1)` seconds before retry n (n from 0), as in the seed.
-    #[default]
-    Sidekiq,
-    /// `initialDelay · 2^n` with full jitter, capped at `maxDelay`.
-    Exponential,
-    /// The `delays` list in order; the last entry repeats.
-    Fixed,
-    /// Retry at once.
-    None,
 }
 
 /// Delay before each retry.
@@ -617,17 +552,6 @@ pub struct DeadLetterTarget {
     /// URL that receives a JSON record of the dead letter.
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
-}
-
-/// What a template does with a reference that does not resolve.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum MissingPolicy {
-    /// `null` where a JSON value stands alone, the empty string inside text.
-    #[default]
-    Empty,
-    /// The delivery fails at once and is dead-lettered with the missing path as reason.
-    Error,
 }
 
 /// Template behaviour.

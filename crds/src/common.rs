@@ -64,25 +64,9 @@ pub mod condition {
     pub const ACCEPTED: &str = "Accepted";
 }
 
-/// Reasons used in conditions. Stable strings: users match on them in alerts.
-pub mod reason {
-    pub const READY: &str = "Ready";
-    pub const PENDING: &str = "Pending";
-    pub const PLUGIN_NOT_FOUND: &str = "PluginNotFound";
-    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
-    pub const CONFIG_MAP_NOT_FOUND: &str = "ConfigMapNotFound";
-    pub const POOL_NOT_FOUND: &str = "PoolNotFound";
-    pub const PATH_CONFLICT: &str = "PathConflict";
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-    pub const LOAD_ERROR: &str = "LoadError";
-    pub const DIGEST_MISMATCH: &str = "DigestMismatch";
-    pub const FETCH_FAILED: &str = "FetchFailed";
-    pub const SUSPENDED: &str = "Suspended";
-    /// A Secret the object names lacks the `causeway.dev/use: "true"` opt-in label.
-    pub const SECRET_NOT_OPTED_IN: &str = "SecretNotOptedIn";
-    /// The ServiceAccount a pool names lacks the `causeway.dev/pool: <pool>` opt-in label.
-    pub const SERVICE_ACCOUNT_NOT_OPTED_IN: &str = "ServiceAccountNotOptedIn";
-}
+/// Reasons used in conditions and item errors. Stable strings: users match on them in
+/// alerts. They live in `causeway-config`, with the item errors that carry them.
+pub use causeway_config::reason;
 
 /// Label a Secret must carry (value `"true"`) before the operator uses it for a Bridge or
 /// Plugin in a cluster. The operator reads Secrets with its own rights, so without this

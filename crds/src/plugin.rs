@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::NamedValue;
 
+// Also carried by the rendered configuration: defined in `causeway-config`.
+pub use causeway_config::WhenBusy;
+
 /// A Wasm component that runs next to the events: a bridge step, a public HTTP function,
 /// or a private service other plugins call at `http://<name>.internal/`.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -132,17 +135,6 @@ pub struct ConfigMapSource {
     /// Key in `binaryData`.
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
-}
-
-/// What to do when `maxConcurrency` calls are already running.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum WhenBusy {
-    /// Wait for a free slot, up to the call's timeout.
-    #[default]
-    Queue,
-    /// Fail at once (HTTP 429 for public routes; a failed, retried step for bridges).
-    Reject,
 }
 
 /// Hard limits for each call of a plugin.

@@ -17,7 +17,7 @@ mod text;
 
 use std::fmt;
 
-use causeway_crds::config::BridgeConfig;
+use causeway_config::BridgeConfig;
 
 pub use template::{EventContext, RenderedRequest};
 

@@ -24,7 +24,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-use causeway_crds::config::{BridgeConfig, WorkerConfig};
+use causeway_config::{BridgeConfig, WorkerConfig};
 
 /// Shortest secret that is redacted: shorter values would blank out ordinary text.
 pub const MIN_SECRET_LEN: usize = 4;

@@ -73,7 +73,7 @@ mod tests {
     use super::*;
     use crate::Inbound;
     use crate::auth::Verifier;
-    use causeway_crds::config::{AuthConfig, SecretValue};
+    use causeway_config::{AuthConfig, SecretValue};
     use std::time::{Duration, UNIX_EPOCH};
 
     /// Produced with the reference Python library, standardwebhooks 1.1.0:

@@ -40,8 +40,7 @@ use std::fmt;
 use std::io;
 
 use bytes::Bytes;
-use causeway_crds::bridge::MissingPolicy;
-use causeway_crds::config::{DestinationConfig, EnvValue};
+use causeway_config::{DestinationConfig, EnvValue, MissingPolicy};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::signing::SigningKey;

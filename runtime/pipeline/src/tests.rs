@@ -1,8 +1,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use causeway_crds::bridge::MissingPolicy;
-use causeway_crds::config::{AuthConfig, DestinationConfig, EnvValue, RetryConfig, SecretValue};
+use causeway_config::{AuthConfig, DestinationConfig, EnvValue, MissingPolicy, RetryConfig, SecretValue};
 use serde_json::json;
 
 use super::*;
@@ -189,7 +188,7 @@ fn compiled_bridges_can_be_shared_across_threads() {
 /// namespace's internal token are in the bridge's redaction list.
 #[test]
 fn bridge_secrets_include_plugin_variables() {
-    let plugin = |ns: &str, var: &str| -> causeway_crds::config::PluginConfig {
+    let plugin = |ns: &str, var: &str| -> causeway_config::PluginConfig {
         serde_json::from_value(json!({
             "namespace": ns, "name": "enrich",
             "source": {"type": "inline", "sha256": "00", "data": ""},
@@ -199,7 +198,7 @@ fn bridge_secrets_include_plugin_variables() {
         .unwrap()
     };
     let b = bridge();
-    let worker = causeway_crds::config::WorkerConfig {
+    let worker = causeway_config::WorkerConfig {
         bridges: vec![b.clone()],
         plugins: vec![
             plugin("shop", "plugin-var-secret"),

@@ -18,8 +18,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use causeway_crds::config::PluginConfig;
-use causeway_crds::plugin::WhenBusy;
+use causeway_config::{PluginConfig, WhenBusy};
 
 use crate::error::{CallError, HostError};
 use crate::host::{Inner, PluginRef};

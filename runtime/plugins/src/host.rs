@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use causeway_crds::config::{PluginConfig, PluginRoute, SecretValue, WorkerConfig};
+use causeway_config::{PluginConfig, PluginRoute, SecretValue, WorkerConfig};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
@@ -492,7 +492,7 @@ pub fn error_response(e: &CallError) -> http::Response<Bytes> {
 /// Loads one plugin: allow-list, source, compiled component.
 async fn load(inner: &Arc<Inner>, pc: &PluginConfig, sem: Option<Arc<Semaphore>>) -> Result<Loaded, LoadError> {
     let allow = AllowList::parse(&pc.allowed_outbound_hosts)?;
-    if matches!(pc.source, causeway_crds::config::SourceConfig::File { .. }) && !inner.allow_file_sources {
+    if matches!(pc.source, causeway_config::SourceConfig::File { .. }) && !inner.allow_file_sources {
         return Err(LoadError::FileSourceRefused);
     }
     let located = source::locate(&pc.source, &inner.dirs, &inner.download).await?;

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use causeway_crds::config::{PluginRoute, SecretValue, SourceConfig};
-use causeway_crds::plugin::WhenBusy;
+use causeway_config::{PluginRoute, SecretValue, SourceConfig, WhenBusy};
 use causeway_plugins::{AllocatorKind, CallError, FileKv, MemoryKv, PluginHost, PoolingMode, sha256_hex};
 use common::*;
 

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use causeway_crds::config::{DestinationConfig, EnvValue, RetryConfig, SecretValue};
+use causeway_config::{DestinationConfig, EnvValue, RetryConfig, SecretValue};
 use serde_json::json;
 
 use super::*;

@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use bytes::Bytes;
-use causeway_crds::config::{PluginConfig, SecretValue, SourceConfig, WorkerConfig};
-use causeway_crds::plugin::WhenBusy;
+use causeway_config::{PluginConfig, SecretValue, SourceConfig, WhenBusy, WorkerConfig};
 use causeway_plugins::{HostOptions, KvStore, MemoryKv, PluginHost, PluginRef, PoolingMode};
 use http_body_util::{BodyExt, Full};
 use prometheus::{Encoder, Registry, TextEncoder};

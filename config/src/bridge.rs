@@ -1,0 +1,285 @@
+//! One bridge, resolved: authentication, steps, destinations, retries, `$env`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::ObjectKey;
+use crate::secret::SecretValue;
+
+/// One bridge, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BridgeConfig {
+    pub namespace: String,
+    pub name: String,
+    /// Generation of the Bridge object this was rendered from.
+    #[serde(default)]
+    pub generation: Option<i64>,
+    pub path: String,
+    pub methods: Vec<String>,
+    pub max_body_bytes: u64,
+    /// Lower-case header name.
+    pub idempotency_header: String,
+    pub dedupe_window_ms: u64,
+    pub suspend: bool,
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub steps: Vec<StepConfig>,
+    pub step_retry: RetryConfig,
+    pub destinations: Vec<DestinationConfig>,
+    /// `$env.NAME` values; the `secret` flag marks values to redact.
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvValue>,
+    pub on_missing: MissingPolicy,
+}
+
+impl BridgeConfig {
+    /// The bridge's key in metrics, the store and the admin API.
+    pub fn object_key(&self) -> ObjectKey {
+        ObjectKey::new(&self.namespace, &self.name)
+    }
+
+    /// `namespace/name`, the bridge's key in metrics, the store and the admin API.
+    pub fn key(&self) -> String {
+        self.object_key().to_string()
+    }
+
+    /// Every secret value this bridge holds, for redaction.
+    pub fn secret_values(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .env
+            .values()
+            .filter(|v| v.secret)
+            .map(|v| v.value.expose())
+            .collect();
+        if let Some(auth) = &self.auth {
+            out.extend(auth.secrets().into_iter().map(SecretValue::expose));
+        }
+        for d in &self.destinations {
+            out.extend(d.signing_secret.iter().map(SecretValue::expose));
+        }
+        out.retain(|s| !s.is_empty());
+        out
+    }
+}
+
+/// One `$env` value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnvValue {
+    pub value: SecretValue,
+    /// Came from a Secret: redact it wherever it could be echoed.
+    pub secret: bool,
+}
+
+/// Resolved inbound authentication.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum AuthConfig {
+    #[serde(rename_all = "camelCase")]
+    StandardWebhooks {
+        secrets: Vec<SecretValue>,
+        tolerance_ms: u64,
+    },
+    #[serde(rename_all = "camelCase")]
+    Hmac {
+        preset: Option<HmacPreset>,
+        secrets: Vec<SecretValue>,
+        header: Option<String>,
+        algorithm: Option<HmacAlgorithm>,
+        encoding: Option<SignatureEncoding>,
+        prefix: Option<String>,
+        timestamp_header: Option<String>,
+        signed_content: Option<String>,
+        tolerance_ms: u64,
+    },
+    #[serde(rename_all = "camelCase")]
+    Jwt {
+        algorithms: Vec<JwtAlgorithm>,
+        key: Option<SecretValue>,
+        jwks: Option<SecretValue>,
+        issuer: Option<String>,
+        audience: Option<String>,
+        leeway_ms: u64,
+        /// Accept each token once: the verifier returns its `jti` for the idempotency table.
+        #[serde(default)]
+        dedupe_jti: bool,
+    },
+    #[serde(rename_all = "camelCase")]
+    Basic {
+        username: String,
+        password: SecretValue,
+    },
+    #[serde(rename_all = "camelCase")]
+    ApiKey {
+        header: Option<String>,
+        query_param: Option<String>,
+        keys: Vec<SecretValue>,
+    },
+}
+
+impl AuthConfig {
+    fn secrets(&self) -> Vec<&SecretValue> {
+        match self {
+            AuthConfig::StandardWebhooks { secrets, .. } | AuthConfig::Hmac { secrets, .. } => {
+                secrets.iter().collect()
+            }
+            AuthConfig::Jwt { key, jwks, .. } => key.iter().chain(jwks.iter()).collect(),
+            AuthConfig::Basic { password, .. } => vec![password],
+            AuthConfig::ApiKey { keys, .. } => keys.iter().collect(),
+        }
+    }
+}
+
+/// Signature schemes of well-known providers.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum HmacPreset {
+    /// `X-Hub-Signature-256: sha256=<hex>` over the body.
+    Github,
+    /// `Stripe-Signature: t=<ts>,v1=<hex>` over `<ts>.<body>`, with tolerance.
+    Stripe,
+    /// `X-Shopify-Hmac-Sha256: <base64>` over the body.
+    Shopify,
+    /// `X-Slack-Signature: v0=<hex>` over `v0:<ts>:<body>`, with `X-Slack-Request-Timestamp`.
+    Slack,
+}
+
+impl HmacPreset {
+    /// The header in which the provider sends a unique delivery id, which makes a good
+    /// idempotency key (these presets sign no timestamp, so it is their replay protection).
+    /// Stripe's event id is in the body and Slack sends no delivery id header: none.
+    pub fn delivery_id_header(self) -> Option<&'static str> {
+        match self {
+            HmacPreset::Github => Some("x-github-delivery"),
+            HmacPreset::Shopify => Some("x-shopify-webhook-id"),
+            HmacPreset::Stripe | HmacPreset::Slack => None,
+        }
+    }
+}
+
+/// Digest used by an HMAC signature.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+/// How a signature is written in its header.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+/// JWT algorithms accepted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum JwtAlgorithm {
+    HS256,
+    RS256,
+    ES256,
+}
+
+/// One plugin step of a bridge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepConfig {
+    /// Plugin name, in the bridge's namespace.
+    pub plugin: String,
+    pub path: String,
+}
+
+/// Retries and the delays between them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryConfig {
+    pub retries: u32,
+    pub policy: BackoffPolicy,
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+    #[serde(default)]
+    pub delays_ms: Vec<u64>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            retries: 5,
+            policy: BackoffPolicy::Sidekiq,
+            initial_delay_ms: 1_000,
+            max_delay_ms: 3_600_000,
+            delays_ms: vec![],
+        }
+    }
+}
+
+/// Backoff policies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum BackoffPolicy {
+    /// `n^4 + 15 + rand(30)·(n+1)` seconds before retry n (n from 0), as in the seed.
+    #[default]
+    Sidekiq,
+    /// `initialDelay · 2^n` with full jitter, capped at `maxDelay`.
+    Exponential,
+    /// The `delays` list in order; the last entry repeats.
+    Fixed,
+    /// Retry at once.
+    None,
+}
+
+/// One destination, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationConfig {
+    pub name: String,
+    pub url: String,
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    pub delay_ms: u64,
+    pub timeout_ms: u64,
+    pub retry: RetryConfig,
+    pub max_retry_after_ms: u64,
+    pub max_concurrency: u32,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    #[serde(default)]
+    pub signing_secret: Option<SecretValue>,
+    #[serde(default)]
+    pub dead_letter_url: Option<String>,
+}
+
+/// A token bucket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitConfig {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// What a template does with a reference that does not resolve.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum MissingPolicy {
+    /// `null` where a JSON value stands alone, the empty string inside text.
+    #[default]
+    Empty,
+    /// The delivery fails at once and is dead-lettered with the missing path as reason.
+    Error,
+}

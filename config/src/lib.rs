@@ -1,0 +1,36 @@
+//! What a Causeway worker is told and what it answers, as plain serde types.
+//!
+//! - [`WorkerConfig`] and everything in it: the configuration the operator renders per pool
+//!   (and local mode builds from manifest files) and a worker runs.
+//! - [`ObjectKey`] (`namespace/name`) and [`Kind`]: how an item is named everywhere.
+//! - [`ItemError`]: a problem with one item, from the renderer or the worker.
+//! - [`WorkerReport`]: the body of a worker's `GET /api/v1/config`, which the operator
+//!   folds into status.
+//!
+//! This crate has no Kubernetes dependency, so that the data plane (`causeway-pipeline`,
+//! `causeway-plugins`) reads its configuration without compiling kube, k8s-openapi or
+//! schemars. `causeway-crds` renders the custom resources into these types and re-exports
+//! them from `causeway_crds::config`. The feature `schema` derives `schemars::JsonSchema`
+//! for the enums the CRDs embed; only `causeway-crds` enables it.
+
+mod bridge;
+mod key;
+mod plugin;
+pub mod reason;
+mod report;
+mod secret;
+mod worker;
+
+pub use bridge::{
+    AuthConfig, BackoffPolicy, BridgeConfig, DestinationConfig, EnvValue, HmacAlgorithm,
+    HmacPreset, JwtAlgorithm, MissingPolicy, RateLimitConfig, RetryConfig, SignatureEncoding,
+    StepConfig,
+};
+pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
+pub use plugin::{PluginConfig, PluginRoute, SourceConfig, WhenBusy};
+pub use report::{BridgeReport, ItemError, PluginReport, WorkerReport};
+pub use secret::SecretValue;
+pub use worker::{
+    ADMIN_PORT, CONFIG_KEY, CONFIG_VERSION_ANNOTATION, INGRESS_PORT, INTERNAL_PORT,
+    RetentionConfig, WorkerConfig, config_secret_name,
+};

@@ -1,0 +1,19 @@
+//! Reasons used in item errors and conditions. Stable strings: users match on them in
+//! alerts.
+
+pub const READY: &str = "Ready";
+pub const PENDING: &str = "Pending";
+pub const PLUGIN_NOT_FOUND: &str = "PluginNotFound";
+pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+pub const CONFIG_MAP_NOT_FOUND: &str = "ConfigMapNotFound";
+pub const POOL_NOT_FOUND: &str = "PoolNotFound";
+pub const PATH_CONFLICT: &str = "PathConflict";
+pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const LOAD_ERROR: &str = "LoadError";
+pub const DIGEST_MISMATCH: &str = "DigestMismatch";
+pub const FETCH_FAILED: &str = "FetchFailed";
+pub const SUSPENDED: &str = "Suspended";
+/// A Secret the object names lacks the `causeway.dev/use: "true"` opt-in label.
+pub const SECRET_NOT_OPTED_IN: &str = "SecretNotOptedIn";
+/// The ServiceAccount a pool names lacks the `causeway.dev/pool: <pool>` opt-in label.
+pub const SERVICE_ACCOUNT_NOT_OPTED_IN: &str = "ServiceAccountNotOptedIn";
