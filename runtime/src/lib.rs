@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod netguard;
 pub mod plugins;
 pub mod shared;
+pub mod steps;
 pub mod store;
 pub mod sync;
 pub mod worker;

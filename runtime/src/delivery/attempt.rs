@@ -1,0 +1,264 @@
+//! One attempt of one destination job: render, call, record the attempt and what
+//! follows it (delivered, retry, dead, paused) in one transaction.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use causeway_crds::config::RetryConfig;
+use tracing::{debug, instrument, warn};
+
+use crate::bridge::EventView;
+use crate::delivery::client::{http_call, internal_target, plugin_call};
+use crate::delivery::dead_letter::dead_letter;
+use crate::delivery::retry;
+use crate::shared::Shared;
+use crate::store::{AttemptRecord, JobRecord, JobUpdate, Next, STEPS_JOB, now_ms};
+
+/// What follows a failed attempt under `policy`.
+pub(crate) fn after_failure(
+    job: &JobRecord,
+    policy: &RetryConfig,
+    retry_after: Option<Duration>,
+    error: &str,
+) -> Next {
+    // Retries made before this attempt: attempts since queued, minus the first.
+    let n = job.attempts.saturating_sub(job.attempts_at_queue);
+    match retry::delay_before_retry(policy, n, &mut rand::rng()) {
+        None => Next::Dead {
+            reason: format!("retries exhausted: {error}"),
+        },
+        Some(d) => {
+            let d = retry_after.unwrap_or(d);
+            Next::Retry {
+                due_at_ms: now_ms().saturating_add(d.as_millis() as u64),
+            }
+        }
+    }
+}
+
+pub(crate) fn rfc3339(ms: u64) -> String {
+    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms as i64);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Headers of a stored event, as a map.
+pub(crate) fn header_map(pairs: &[(String, String)]) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    for (n, v) in pairs {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(n.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            h.append(n, v);
+        }
+    }
+    h
+}
+
+pub(crate) async fn finish(
+    shared: &Shared,
+    job: &JobRecord,
+    attempt: Option<AttemptRecord>,
+    next: Next,
+) -> bool {
+    let update = JobUpdate {
+        job: job.key(),
+        attempt,
+        next,
+    };
+    match shared.store.finish_attempt(update).await {
+        Ok(_) => true,
+        Err(e) => {
+            // The job stays queued on disk and is attempted again.
+            warn!(error = %e, event = %job.event, "cannot record attempt");
+            false
+        }
+    }
+}
+
+/// One attempt of one job.
+#[instrument(skip_all, fields(event = %job.event, bridge = %job.bridge, destination = %job.destination))]
+pub(crate) async fn attempt(shared: &Shared, job: JobRecord) {
+    let active = shared.active();
+    let Some(bridge) = active.bridges.get(&job.bridge).cloned() else {
+        finish(
+            shared,
+            &job,
+            None,
+            Next::Dead {
+                reason: format!("bridge {} is no longer configured", job.bridge),
+            },
+        )
+        .await;
+        return;
+    };
+    drop(active);
+    let detail = match shared.store.event(job.event).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(error = %e, "cannot load event");
+            return;
+        }
+    };
+    if job.index == STEPS_JOB {
+        crate::steps::run_steps(shared, &bridge, &job, &detail).await;
+        return;
+    }
+    let Some((index, dest)) = bridge.destination(&job.destination) else {
+        finish(
+            shared,
+            &job,
+            None,
+            Next::Dead {
+                reason: format!("destination {} is no longer configured", job.destination),
+            },
+        )
+        .await;
+        return;
+    };
+    let dest = dest.clone();
+    let labels = [bridge.key.as_str(), dest.name.as_str()];
+    let m = &shared.metrics;
+    let headers = header_map(&detail.record.headers);
+    let id = job.event.to_string();
+    let received_at = rfc3339(detail.record.received_at_ms);
+    let view = EventView {
+        id: &id,
+        received_at: &received_at,
+        headers: &headers,
+        query: &detail.record.query,
+        body: &detail.body,
+    };
+    let req = match bridge.render(index, &view) {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = bridge.redact(&e.to_string());
+            let at = AttemptRecord {
+                at_ms: now_ms(),
+                duration_ms: 0,
+                status_code: None,
+                response: String::new(),
+                error: Some(reason.clone()),
+            };
+            if finish(
+                shared,
+                &job,
+                Some(at),
+                Next::Dead {
+                    reason: reason.clone(),
+                },
+            )
+            .await
+            {
+                m.dead.with_label_values(&labels).inc();
+                dead_letter(shared, &bridge, &dest, &job, &detail, &reason);
+            }
+            return;
+        }
+    };
+    let mut req = req;
+    // Receivers deduplicate our retries on the event id (signed deliveries also carry it
+    // as `webhook-id`).
+    if !req
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("causeway-event-id"))
+    {
+        req.headers.push(("causeway-event-id".into(), id.clone()));
+    }
+    let limits = shared.delivery.limits(&bridge.key, &dest);
+    let Ok(_permit) = limits.concurrency.clone().acquire_owned().await else {
+        return;
+    };
+    if let Some(bucket) = &limits.bucket {
+        loop {
+            let wait = match bucket.lock() {
+                Ok(mut b) => b.try_take(),
+                Err(_) => Ok(()),
+            };
+            match wait {
+                Ok(()) => break,
+                Err(d) => tokio::time::sleep(d).await,
+            }
+        }
+    }
+    let timeout = Duration::from_millis(dest.timeout_ms.max(1));
+    let at_ms = now_ms();
+    let started = Instant::now();
+    let res = match internal_target(&req.url, &bridge.cfg.namespace) {
+        Some((target, path)) => plugin_call(shared, &target, &path, &req, timeout).await,
+        None => http_call(shared, &req, timeout, false).await,
+    };
+    let elapsed = started.elapsed();
+    m.attempt_seconds
+        .with_label_values(&labels)
+        .observe(elapsed.as_secs_f64());
+    let ok = res.status.is_some_and(|s| (200..300).contains(&s)) && res.error.is_none();
+    let error = if ok {
+        None
+    } else {
+        res.error
+            .clone()
+            .map(|e| bridge.redact(&e))
+            .or_else(|| res.status.map(|s| format!("status {s}")))
+    };
+    let record = AttemptRecord {
+        at_ms,
+        duration_ms: elapsed.as_millis() as u64,
+        status_code: res.status,
+        response: bridge.redact_snippet(&res.response),
+        error: error.clone(),
+    };
+    let outcome = if ok {
+        "success"
+    } else if res.status.is_some() {
+        "status"
+    } else {
+        "error"
+    };
+    m.attempts
+        .with_label_values(&[labels[0], labels[1], outcome])
+        .inc();
+    let next = if ok {
+        Next::Delivered
+    } else if res.status == Some(410) {
+        Next::Paused
+    } else {
+        let ra = res.retry_after.as_deref().and_then(|v| {
+            retry::retry_after(
+                v,
+                SystemTime::now(),
+                Duration::from_millis(dest.max_retry_after_ms),
+            )
+        });
+        after_failure(&job, &dest.retry, ra, error.as_deref().unwrap_or("failed"))
+    };
+    let dead_reason = if let Next::Dead { reason } = &next {
+        Some(reason.clone())
+    } else {
+        None
+    };
+    let paused = matches!(next, Next::Paused);
+    let retrying = matches!(next, Next::Retry { .. });
+    if !finish(shared, &job, Some(record), next).await {
+        return;
+    }
+    if ok {
+        m.delivered.with_label_values(&labels).inc();
+        let age = now_ms().saturating_sub(job.received_at_ms);
+        m.ingest_to_delivery
+            .with_label_values(&labels)
+            .observe(age as f64 / 1000.0);
+    } else if retrying {
+        m.retried.with_label_values(&labels).inc();
+    } else if paused {
+        warn!("destination answered 410 Gone: paused until resumed");
+        shared.delivery.paused_by_store(&bridge.key, &dest.name);
+    } else if let Some(reason) = dead_reason {
+        m.dead.with_label_values(&labels).inc();
+        dead_letter(shared, &bridge, &dest, &job, &detail, &reason);
+    }
+    debug!(status = ?res.status, ok, "attempt recorded");
+}
+

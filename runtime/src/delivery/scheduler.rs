@@ -1,0 +1,104 @@
+//! The scheduler: sleeps until the next due job or a wake-up, claims due jobs in memory
+//! and starts one task per attempt, at most `max_inflight` at once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{instrument, warn};
+
+use crate::delivery::attempt::attempt;
+use crate::shared::Shared;
+use crate::store::{JobKey, JobRecord, STEPS_JOB, now_ms};
+
+/// Jobs claimed per scheduler pass.
+const CLAIM_BATCH: usize = 256;
+/// Longest the scheduler sleeps without being woken.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// Run the scheduler until `stop`, then wait (bounded) for attempts in flight.
+#[instrument(skip_all)]
+pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+    let max = shared.limits.max_inflight.max(1);
+    let slots = Arc::new(Semaphore::new(max));
+    let inflight: Arc<Mutex<HashSet<JobKey>>> = Arc::new(Mutex::new(HashSet::new()));
+    // Finished attempts, released from `inflight` only by the scheduler before it reads:
+    // a read that started before an attempt's commit must still see the job as claimed.
+    let done: Arc<Mutex<Vec<JobKey>>> = Arc::new(Mutex::new(Vec::new()));
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        if let (Ok(mut d), Ok(mut s)) = (done.lock(), inflight.lock()) {
+            for k in d.drain(..) {
+                s.remove(&k);
+            }
+        }
+        let now = now_ms();
+        let claimed = |k: &JobKey| inflight.lock().is_ok_and(|s| s.contains(k));
+        let hold = |j: &JobRecord| {
+            shared.is_suspended(&j.bridge)
+                || (j.index != STEPS_JOB && shared.delivery.is_paused(&j.bridge, &j.destination))
+        };
+        let due = match shared.store.due_jobs(now, CLAIM_BATCH, &claimed, &hold).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "cannot read due jobs");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if !due.undecodable.is_empty() {
+            let keys: Vec<String> = due.undecodable.iter().map(|(_, k)| format!("{}/{}", k.event, k.index)).collect();
+            warn!(jobs = ?keys, "job records that cannot be decoded: quarantined, the rest goes on");
+            match shared.store.quarantine(due.undecodable.clone()).await {
+                Ok(n) => shared.metrics.jobs_quarantined.inc_by(n as u64),
+                Err(e) => warn!(error = %e, "cannot quarantine job records"),
+            }
+        }
+        let mut next_due = due.next_due_ms;
+        for job in due.jobs {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                // Every slot is busy: a finishing attempt wakes us.
+                next_due = None;
+                break;
+            };
+            if let Ok(mut s) = inflight.lock() {
+                s.insert(job.key());
+            }
+            let shared = shared.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let key = job.key();
+                attempt(&shared, job).await;
+                if let Ok(mut d) = done.lock() {
+                    d.push(key);
+                }
+                drop(slot);
+                shared.delivery.wake();
+            });
+        }
+        let sleep = next_due
+            .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = shared.delivery.woken() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+    if tokio::time::timeout(shared.limits.shutdown_grace, slots.acquire_many(max as u32))
+        .await
+        .is_err()
+    {
+        warn!(
+            "delivery: attempts still in flight after the shutdown grace period; they will be retried after restart"
+        );
+    }
+}
+

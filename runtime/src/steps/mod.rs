@@ -1,0 +1,329 @@
+//! The steps stage: a bridge's plugins, in order, on one event. Each plugin gets the event
+//! as an HTTP request; its answer replaces, drops or fans out the event; the result
+//! commits with the delivery jobs it creates.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::bridge::{ActiveBridge, OutboundRequest};
+use crate::delivery::attempt::{after_failure, finish};
+use crate::delivery::client::plugin_call;
+use crate::plugins::PluginTarget;
+use crate::shared::Shared;
+use crate::store::{
+    AttemptRecord, EventDetail, EventId, EventRecord, EventStatus, JobRecord, NewEvent, NewJob,
+    Next, child_id, now_ms,
+};
+
+/// One event on its way through the steps: the original, or one a step fanned out.
+struct StepItem {
+    /// Place in the fan-out (`""` for the original event, `0`, `1.0`, …).
+    path: String,
+    id: EventId,
+    body: Bytes,
+    content_type: Option<String>,
+    /// `causeway-destinations` of the last step that set it.
+    only: Option<Vec<String>>,
+    /// Why a step dropped it (204).
+    filtered: Option<String>,
+}
+
+/// A 2xx step response that asks for fan-out (`causeway-fanout: true`).
+fn is_fanout(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("causeway-fanout")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Run a bridge's steps on an event: each plugin gets the event as an HTTP request; a 2xx
+/// body replaces it, 204 drops it (filtered), anything else fails the step and the whole
+/// chain is retried by `stepRetry`. A 2xx with `causeway-fanout: true` and a JSON array
+/// body turns each element into its own event (JSON), which goes through the remaining
+/// steps and gets its own delivery jobs; children's ids derive from the parent's id and
+/// their place, so a chain that runs again stores the same children once. Plugins must
+/// tolerate a repeat call for one event id.
+/// How long the worker waits for one step: the plugin's own `timeout` (which the host
+/// enforces on the guest) plus room to queue for a slot (`whenBusy: queue` waits up to the
+/// timeout too); a plugin served by another pool gets the host's remote default.
+pub fn step_timeout(cfg: &causeway_crds::config::WorkerConfig, target: &PluginTarget) -> Duration {
+    match cfg.plugins.iter().find(|p| p.namespace == target.namespace && p.name == target.name) {
+        Some(p) => Duration::from_millis(p.timeout_ms.max(1)).saturating_mul(2) + STEP_GRACE,
+        None => causeway_plugins::DEFAULT_REMOTE_TIMEOUT + STEP_GRACE,
+    }
+}
+
+/// Added to a step's own limit for scheduling and the call's own overhead.
+const STEP_GRACE: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run_steps(shared: &Shared, bridge: &ActiveBridge, job: &JobRecord, detail: &EventDetail) {
+    let mut items = vec![StepItem {
+        path: String::new(),
+        id: job.event,
+        body: detail.body.clone(),
+        content_type: detail
+            .record
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.clone()),
+        only: None,
+        filtered: None,
+    }];
+    let mut fanned = false;
+    let at_ms = now_ms();
+    let started = Instant::now();
+    let active = shared.active();
+    let mut failure: Option<(Option<u16>, String, String)> = None;
+    'steps: for step in &bridge.cfg.steps {
+        let mut next_items = Vec::with_capacity(items.len());
+        for mut item in std::mem::take(&mut items) {
+            if item.filtered.is_some() {
+                next_items.push(item);
+                continue;
+            }
+            let mut headers = vec![
+                ("causeway-event-id".to_string(), item.id.to_string()),
+                ("causeway-bridge".to_string(), bridge.key.clone()),
+            ];
+            if let Some(ct) = &item.content_type {
+                headers.push(("content-type".into(), ct.clone()));
+            }
+            let req = OutboundRequest {
+                url: step.path.clone(),
+                method: detail.record.method.clone(),
+                headers,
+                body: item.body.clone(),
+            };
+            let target = PluginTarget {
+                namespace: bridge.cfg.namespace.clone(),
+                name: step.plugin.clone(),
+            };
+            let timeout = step_timeout(&active.config, &target);
+            let res = plugin_call(shared, &target, &step.path, &req, timeout).await;
+            match res.status {
+                Some(204) => {
+                    item.filtered = Some(format!("step {} dropped the event", step.plugin));
+                    next_items.push(item);
+                }
+                Some(s) if (200..300).contains(&s) && res.error.is_none() => {
+                    let only = res
+                        .headers
+                        .get("causeway-destinations")
+                        .and_then(|v| v.to_str().ok())
+                        .map(|list| {
+                            list.split(',')
+                                .map(|s| s.trim().to_string())
+                                .filter(|s| !s.is_empty())
+                                .collect::<Vec<_>>()
+                        })
+                        .or_else(|| item.only.clone());
+                    if is_fanout(&res.headers) {
+                        let Ok(serde_json::Value::Array(elements)) =
+                            serde_json::from_slice::<serde_json::Value>(&res.body)
+                        else {
+                            failure = Some((
+                                res.status,
+                                format!(
+                                    "step {}: causeway-fanout: true needs a JSON array body",
+                                    step.plugin
+                                ),
+                                bridge.redact_snippet(&res.response),
+                            ));
+                            break 'steps;
+                        };
+                        fanned = true;
+                        for (i, element) in elements.iter().enumerate() {
+                            let path = if item.path.is_empty() {
+                                i.to_string()
+                            } else {
+                                format!("{}.{i}", item.path)
+                            };
+                            next_items.push(StepItem {
+                                id: child_id(job.event, &path),
+                                path,
+                                body: Bytes::from(serde_json::to_vec(element).unwrap_or_default()),
+                                content_type: Some("application/json".into()),
+                                only: only.clone(),
+                                filtered: None,
+                            });
+                        }
+                    } else {
+                        item.body = res.body.clone();
+                        if let Some(ct) = res
+                            .headers
+                            .get(http::header::CONTENT_TYPE)
+                            .and_then(|v| v.to_str().ok())
+                        {
+                            item.content_type = Some(ct.to_string());
+                        }
+                        item.only = only;
+                        next_items.push(item);
+                    }
+                }
+                _ => {
+                    let err = res
+                        .error
+                        .clone()
+                        .or_else(|| res.status.map(|s| format!("status {s}")))
+                        .unwrap_or_default();
+                    failure = Some((
+                        res.status,
+                        format!("step {}: {}", step.plugin, bridge.redact(&err)),
+                        bridge.redact_snippet(&res.response),
+                    ));
+                    break 'steps;
+                }
+            }
+        }
+        items = next_items;
+    }
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let jobs_for = |item: &StepItem| -> Vec<NewJob> {
+        bridge
+            .cfg
+            .destinations
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| item.only.as_ref().is_none_or(|o| o.contains(&d.name)))
+            .map(|(i, d)| NewJob {
+                index: i as u32,
+                destination: d.name.clone(),
+                due_at_ms: detail.record.received_at_ms.saturating_add(d.delay_ms),
+            })
+            .collect()
+    };
+    let done = |response: String| AttemptRecord {
+        at_ms,
+        duration_ms,
+        status_code: Some(200),
+        response,
+        error: None,
+    };
+    let filtered_metric = || {
+        shared
+            .metrics
+            .filtered
+            .with_label_values(&[bridge.key.as_str()])
+            .inc();
+    };
+    let (attempt, next) = if let Some((status, error, response)) = failure {
+        let next = after_failure(job, &bridge.cfg.step_retry, None, &error);
+        (
+            AttemptRecord {
+                at_ms,
+                duration_ms,
+                status_code: status,
+                response,
+                error: Some(error),
+            },
+            next,
+        )
+    } else if fanned {
+        let children: Vec<NewEvent> = items
+            .iter()
+            .map(|item| {
+                let jobs = if item.filtered.is_some() {
+                    filtered_metric();
+                    Vec::new()
+                } else {
+                    jobs_for(item)
+                };
+                let status = if item.filtered.is_some() {
+                    EventStatus::Filtered
+                } else if jobs.is_empty() {
+                    EventStatus::Delivered
+                } else {
+                    EventStatus::Pending
+                };
+                let mut headers: Vec<(String, String)> = detail
+                    .record
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| {
+                        !n.eq_ignore_ascii_case("content-type")
+                            && !n.eq_ignore_ascii_case("content-length")
+                    })
+                    .cloned()
+                    .collect();
+                if let Some(ct) = &item.content_type {
+                    headers.push(("content-type".into(), ct.clone()));
+                }
+                NewEvent {
+                    record: EventRecord {
+                        id: item.id,
+                        bridge: detail.record.bridge.clone(),
+                        received_at_ms: detail.record.received_at_ms,
+                        method: detail.record.method.clone(),
+                        query: detail.record.query.clone(),
+                        headers,
+                        status,
+                        reason: item.filtered.clone(),
+                        body_bytes: item.body.len() as u64,
+                        parent: Some(job.event),
+                        children: Vec::new(),
+                    },
+                    body: item.body.clone(),
+                    jobs,
+                    idempotency: None,
+                }
+            })
+            .collect();
+        (
+            done(format!("fanned out into {} events", children.len())),
+            Next::FannedOut { children },
+        )
+    } else {
+        let Some(item) = items.pop() else {
+            return;
+        };
+        match item.filtered {
+            Some(reason) => {
+                filtered_metric();
+                (
+                    AttemptRecord {
+                        at_ms,
+                        duration_ms,
+                        status_code: Some(204),
+                        response: String::new(),
+                        error: None,
+                    },
+                    Next::Filtered { reason },
+                )
+            }
+            None => {
+                let jobs = jobs_for(&item);
+                (
+                    done(String::new()),
+                    Next::StepsDone {
+                        body: item.body,
+                        jobs,
+                    },
+                )
+            }
+        }
+    };
+    finish(shared, job, Some(attempt), next).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13 item 2: a step waits as long as its plugin's own timeout allows (it used to
+    /// be cut at a hard-coded 30 s whatever the plugin's `timeout`).
+    #[test]
+    fn a_step_waits_for_its_plugins_own_timeout() {
+        let plugin: causeway_crds::config::PluginConfig = serde_json::from_value(serde_json::json!({
+            "namespace": "shop", "name": "slow", "source": {"type": "file", "path": "/x.wasm"},
+            "memoryBytes": 1048576, "timeoutMs": 120000, "maxConcurrency": 1, "whenBusy": "queue"
+        }))
+        .unwrap();
+        let cfg = causeway_crds::config::WorkerConfig { plugins: vec![plugin], ..Default::default() };
+        let slow = PluginTarget { namespace: "shop".into(), name: "slow".into() };
+        assert!(step_timeout(&cfg, &slow) >= Duration::from_secs(120));
+        let remote = PluginTarget { namespace: "shop".into(), name: "elsewhere".into() };
+        assert_eq!(step_timeout(&cfg, &remote), causeway_plugins::DEFAULT_REMOTE_TIMEOUT + STEP_GRACE);
+    }
+}
