@@ -439,14 +439,50 @@ fn put_job(
     Ok(())
 }
 
+/// A job record, or `None` when it cannot be decoded. Such a record is reported by
+/// `due_jobs` and quarantined; every other read and bridge-wide operation passes over it, so
+/// that one bad record never blocks the rest.
+fn decode_job(event: u128, index: u32, raw: &[u8]) -> Option<JobRecord> {
+    match dec::<JobRecord>("jobs", raw) {
+        Ok(j) => Some(j),
+        Err(e) => {
+            tracing::debug!(event = %EventId::from_u128(event), index, error = %e, "passing over an undecodable job record");
+            None
+        }
+    }
+}
+
+/// An event's jobs that decode, and how many of its job records do not.
 fn load_jobs(
     jobs: &impl ReadableTable<(u128, u32), &'static [u8]>,
     event: u128,
+) -> Result<(Vec<JobRecord>, usize), StoreError> {
+    let mut out = Vec::new();
+    let mut undecodable = 0;
+    for row in jobs.range(job_range(event)).map_err(eng("jobs"))? {
+        let (k, v) = row.map_err(eng("jobs"))?;
+        match decode_job(event, k.value().1, v.value()) {
+            Some(j) => out.push(j),
+            None => undecodable += 1,
+        }
+    }
+    Ok((out, undecodable))
+}
+
+/// Every job record that decodes and that `keep` keeps.
+fn scan_jobs(
+    jobs: &impl ReadableTable<(u128, u32), &'static [u8]>,
+    keep: impl Fn(&JobRecord) -> bool,
 ) -> Result<Vec<JobRecord>, StoreError> {
     let mut out = Vec::new();
-    for row in jobs.range(job_range(event)).map_err(eng("jobs"))? {
-        let (_, v) = row.map_err(eng("jobs"))?;
-        out.push(dec("jobs", v.value())?);
+    for row in jobs.iter().map_err(eng("jobs"))? {
+        let (k, v) = row.map_err(eng("jobs"))?;
+        let (event, index) = k.value();
+        if let Some(j) = decode_job(event, index, v.value())
+            && keep(&j)
+        {
+            out.push(j);
+        }
     }
     Ok(out)
 }
@@ -476,7 +512,7 @@ fn refresh_event(
     reason: Option<String>,
 ) -> Result<(), StoreError> {
     let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-    let list = load_jobs(&jobs, event)?;
+    let (list, undecodable) = load_jobs(&jobs, event)?;
     drop(jobs);
     let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
     let Some(raw) = events
@@ -487,7 +523,12 @@ fn refresh_event(
         return Ok(());
     };
     let mut rec: EventRecord = dec("events", &raw)?;
-    let status = status_from_jobs(&list, rec.status);
+    // A job that cannot be read is not known to be finished: the event stays pending.
+    let status = if undecodable > 0 && rec.status != EventStatus::Filtered {
+        EventStatus::Pending
+    } else {
+        status_from_jobs(&list, rec.status)
+    };
     if status != rec.status || reason.is_some() {
         rec.status = status;
         if reason.is_some() {
@@ -515,7 +556,7 @@ fn delete_event(tx: &WriteTransaction, event: u128) -> Result<u64, StoreError> {
     }
     let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
     let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-    for j in load_jobs(&jobs, event)? {
+    for j in load_jobs(&jobs, event)?.0 {
         if j.status.queued() {
             due.remove((j.due_at_ms, event, j.index))
                 .map_err(eng("due"))?;
@@ -527,6 +568,10 @@ fn delete_event(tx: &WriteTransaction, event: u128) -> Result<u64, StoreError> {
     attempts
         .retain_in((event, 0, 0)..=(event, u32::MAX, u32::MAX), |_, _| false)
         .map_err(eng("attempts"))?;
+    tx.open_table(QUARANTINE)
+        .map_err(eng("quarantine"))?
+        .retain_in(job_range(event), |_, _| false)
+        .map_err(eng("quarantine"))?;
     Ok(freed)
 }
 
@@ -815,7 +860,7 @@ impl Store for EmbeddedStore {
             let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
             let mut out = Vec::new();
-            for job in load_jobs(&jobs, id.as_u128())? {
+            for job in load_jobs(&jobs, id.as_u128())?.0 {
                 let mut list = Vec::new();
                 let e = id.as_u128();
                 for row in attempts
@@ -871,7 +916,7 @@ impl Store for EmbeddedStore {
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
             let mut n = 0;
-            for j in load_jobs(&jobs, e)? {
+            for j in load_jobs(&jobs, e)?.0 {
                 if matches!(j.status, JobStatus::Dead | JobStatus::Delivered)
                     && j.index != STEPS_JOB
                 {
@@ -890,14 +935,7 @@ impl Store for EmbeddedStore {
         self.write(move |tx| {
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-            let mut dead = Vec::new();
-            for row in jobs.iter().map_err(eng("jobs"))? {
-                let (_, v) = row.map_err(eng("jobs"))?;
-                let j: JobRecord = dec("jobs", v.value())?;
-                if j.status == JobStatus::Dead && j.bridge == bridge {
-                    dead.push(j);
-                }
-            }
+            let dead = scan_jobs(&jobs, |j| j.status == JobStatus::Dead && j.bridge == bridge)?;
             for j in &dead {
                 put_job(&mut jobs, &mut due, Some(j), &requeue(j, now))?;
             }
@@ -916,14 +954,9 @@ impl Store for EmbeddedStore {
         self.write(move |tx| {
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-            let mut gone = Vec::new();
-            for row in jobs.iter().map_err(eng("jobs"))? {
-                let (_, v) = row.map_err(eng("jobs"))?;
-                let j: JobRecord = dec("jobs", v.value())?;
-                if j.bridge == bridge && (j.status.queued() || j.status == JobStatus::Paused) {
-                    gone.push(j);
-                }
-            }
+            let gone = scan_jobs(&jobs, |j| {
+                j.bridge == bridge && (j.status.queued() || j.status == JobStatus::Paused)
+            })?;
             for j in &gone {
                 let id = j.event.as_u128();
                 if j.status.queued() {
@@ -937,7 +970,7 @@ impl Store for EmbeddedStore {
             events.dedup();
             for e in events {
                 let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-                let left = load_jobs(&jobs, e)?;
+                let (left, _) = load_jobs(&jobs, e)?;
                 drop(jobs);
                 // An event left with nothing to deliver is finished: dead, with the reason.
                 let reason =
@@ -988,17 +1021,9 @@ impl Store for EmbeddedStore {
             drop(paused);
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-            let mut held = Vec::new();
-            for row in jobs.iter().map_err(eng("jobs"))? {
-                let (_, v) = row.map_err(eng("jobs"))?;
-                let j: JobRecord = dec("jobs", v.value())?;
-                if j.status == JobStatus::Paused
-                    && j.bridge == bridge
-                    && j.destination == destination
-                {
-                    held.push(j);
-                }
-            }
+            let held = scan_jobs(&jobs, |j| {
+                j.status == JobStatus::Paused && j.bridge == bridge && j.destination == destination
+            })?;
             for j in &held {
                 // The paused attempt failed; resuming retries it with the budget it had.
                 let next = JobRecord {
@@ -1034,8 +1059,9 @@ impl Store for EmbeddedStore {
             for row in due.iter().map_err(eng("due"))? {
                 let (k, _) = row.map_err(eng("due"))?;
                 let (_, e, i) = k.value();
-                if let Some(raw) = jobs.get((e, i)).map_err(eng("jobs"))? {
-                    let j: JobRecord = dec("jobs", raw.value())?;
+                if let Some(raw) = jobs.get((e, i)).map_err(eng("jobs"))?
+                    && let Some(j) = decode_job(e, i, raw.value())
+                {
                     *counts.entry((j.bridge, j.destination)).or_default() += 1;
                 }
             }
