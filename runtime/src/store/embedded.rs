@@ -1311,6 +1311,22 @@ impl EmbeddedStore {
     }
 }
 
+#[cfg(any(test, feature = "store-contract"))]
+impl super::contract::EngineHooks for EmbeddedStore {
+    fn corrupt_job(&self, job: JobKey) -> StoreFuture<()> {
+        self.write(move |tx| {
+            tx.open_table(JOBS)
+                .map_err(eng("jobs"))?
+                .insert((job.event.as_u128(), job.index), &b"\xffnot json"[..])
+                .map_err(eng("jobs"))?;
+            Ok(())
+        })
+    }
+    fn set_kv_quota(&self, bytes: u64) {
+        EmbeddedStore::set_kv_quota(self, bytes);
+    }
+}
+
 /// The plugin host's keyvalue interface on top of the store (blocking, called from the
 /// host's blocking threads). `plugin` is the plugin's `namespace/name`.
 pub struct KvAdapter {

@@ -7,6 +7,8 @@
 //! thread that group-commits them: one transaction and one fsync per batch, and no future
 //! resolves before its batch is on disk.
 
+#[cfg(any(test, feature = "store-contract"))]
+pub mod contract;
 pub mod embedded;
 mod types;
 
