@@ -104,7 +104,7 @@ mod tests {
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let admin = HttpAdmin::with_port(Duration::from_secs(2), port).unwrap();
         let r = admin.config("127.0.0.1", "s3cret").await.unwrap();
-        assert_eq!(r.version.as_deref(), Some("v9"));
+        assert_eq!(r.version, "v9");
         let e = admin.config("127.0.0.1", "wrong").await.unwrap_err();
         assert!(e.contains("401"), "{e}");
         server.abort();

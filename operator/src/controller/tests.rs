@@ -27,7 +27,7 @@ use super::*;
 use crate::admin::AdminApi;
 use crate::builders::BuildSettings;
 use crate::metrics::Metrics;
-use crate::status::{ItemReport, WorkerReport};
+use crate::status::{BridgeReport, WorkerReport};
 
 /// One request the operator made.
 #[derive(Clone, Debug)]
@@ -445,8 +445,8 @@ async fn bridge_becomes_ready_when_the_worker_runs_its_generation() {
     f.admin.reports.lock().unwrap().insert(
         "127.0.0.7".into(),
         Ok(WorkerReport {
-            version: Some(desired.clone()),
-            bridges: vec![ItemReport { namespace: "shop".into(), name: "orders".into(), generation: Some(1), error: None }],
+            version: desired.clone(),
+            bridges: vec![BridgeReport { namespace: "shop".into(), name: "orders".into(), generation: Some(1), error: None, ..BridgeReport::default() }],
             ..WorkerReport::default()
         }),
     );

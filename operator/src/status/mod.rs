@@ -9,13 +9,13 @@ mod report;
 use std::collections::{BTreeMap, BTreeSet};
 
 use causeway_crds::common::{condition, make_condition, reason, set_condition};
-use causeway_crds::config::{bridge_path, pool_of, Kind, Problem, SourceConfig, WorkerConfig, INGRESS_PORT};
+use causeway_crds::config::{bridge_path, pool_of, Kind, ObjectKey, Problem, SourceConfig, WorkerConfig, INGRESS_PORT};
 use causeway_crds::common::DEFAULT_POOL;
 use causeway_crds::{Bridge, BridgeStatus, Plugin, PluginStatus, WorkerPool, WorkerPoolStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-pub use report::{classify_plugin_error, ItemError, ItemReport, PluginReport, WorkerReport};
+pub use report::{classify_plugin_error, BridgeReport, ItemError, PluginReport, WorkerReport};
 
 /// Reason on a pool whose children could not be applied.
 pub const APPLY_FAILED: &str = "ApplyFailed";
@@ -106,7 +106,7 @@ impl PoolObservation {
     /// Ready pods whose report says they run the desired version.
     pub fn pods_on_desired_version(&self) -> usize {
         self.ready_pods()
-            .filter(|p| matches!(&p.report, Some(Ok(r)) if r.version.as_deref() == Some(self.desired_version.as_str())))
+            .filter(|p| matches!(&p.report, Some(Ok(r)) if r.version == self.desired_version))
             .count()
     }
 }
@@ -175,30 +175,31 @@ enum PodItem {
     Failed(String, String),
 }
 
-fn bridge_on_pod(pod: &PodObservation, obs: &PoolObservation, key: &str, generation_: Option<i64>) -> PodItem {
+fn bridge_on_pod(pod: &PodObservation, obs: &PoolObservation, key: &ObjectKey, generation_: Option<i64>) -> PodItem {
     let report = match &pod.report {
         None => return PodItem::Waiting(format!("pod {} not asked yet", pod.name)),
         Some(Err(e)) => return PodItem::Waiting(format!("pod {}: admin API: {e}", pod.name)),
         Some(Ok(r)) => r,
     };
-    if let Some(item) = report.bridges.iter().find(|b| b.key() == key) {
-        if let Some(err) = item.error.as_ref().or(report.error_for("Bridge", key).map(|e| &e.message)) {
+    if let Some(item) = report.bridge(key) {
+        if let Some(err) = item.error.as_ref().or(report.error_for(Kind::Bridge, key).map(|e| &e.message)) {
             return PodItem::Failed(reason::LOAD_ERROR.into(), format!("pod {}: {err}", pod.name));
         }
-        return if item.generation == generation_ || item.generation.is_none() && report.version.as_deref() == Some(&obs.desired_version) {
+        return if item.generation == generation_ || item.generation.is_none() && report.version == obs.desired_version {
             PodItem::Served
         } else {
             PodItem::Waiting(format!("pod {} runs generation {}", pod.name, item.generation.map(|g| g.to_string()).unwrap_or_default()))
         };
     }
-    if let Some(err) = report.error_for("Bridge", key).map(|e| &e.message) {
+    if let Some(err) = report.error_for(Kind::Bridge, key).map(|e| &e.message) {
         return PodItem::Failed(reason::LOAD_ERROR.into(), format!("pod {}: {err}", pod.name));
     }
-    if report.version.as_deref() == Some(&obs.desired_version) && report.bridges.is_empty() {
+    if report.version == obs.desired_version && report.bridges.is_empty() {
         // A worker that reports only its version: the desired config contains the bridge.
         return PodItem::Served;
     }
-    PodItem::Waiting(format!("pod {} runs config version {}", pod.name, report.version.clone().unwrap_or_else(|| "none".into())))
+    let version = if report.version.is_empty() { "none" } else { report.version.as_str() };
+    PodItem::Waiting(format!("pod {} runs config version {version}", pod.name))
 }
 
 /// Status of a Bridge, or `None` when there is nothing current to say yet (the pool has not
@@ -209,7 +210,7 @@ pub fn bridge_status(bridge: &Bridge, pool_exists: bool, obs: Option<&PoolObserv
     let name = bridge.name_any();
     let ns = bridge.namespace().unwrap_or_default();
     let pool = pool_of(&bridge.spec.pool).to_string();
-    let key = format!("{ns}/{name}");
+    let key = ObjectKey::new(&ns, &name);
 
     let accepted: (bool, String, String);
     let ready: (bool, String, String);
@@ -285,25 +286,25 @@ fn fold_items(states: &[PodItem], pods: usize, pool: &str, what: &str) -> (bool,
     (false, reason::PENDING.into(), format!("{what} served by {served}/{pods} ready workers of pool {pool}; {}", waiting.unwrap_or_default()))
 }
 
-fn plugin_on_pod<'a>(pod: &'a PodObservation, obs: &PoolObservation, key: &str, generation_: Option<i64>) -> (PodItem, Option<&'a PluginReport>) {
+fn plugin_on_pod<'a>(pod: &'a PodObservation, obs: &PoolObservation, key: &ObjectKey, generation_: Option<i64>) -> (PodItem, Option<&'a PluginReport>) {
     let report = match &pod.report {
         None => return (PodItem::Waiting(format!("pod {} not asked yet", pod.name)), None),
         Some(Err(e)) => return (PodItem::Waiting(format!("pod {}: admin API: {e}", pod.name)), None),
         Some(Ok(r)) => r,
     };
-    let item = report.plugins.iter().find(|p| p.key() == key);
-    let listed = report.error_for("Plugin", key);
+    let item = report.plugin(key);
+    let listed = report.error_for(Kind::Plugin, key);
     let error = item.and_then(|i| i.error.clone()).or_else(|| listed.map(|e| e.message.clone()));
     if let Some(err) = error {
         let why = classify_plugin_error(listed.map(|e| e.reason.as_str()), &err);
         return (PodItem::Failed(why, format!("pool {} pod {}: {err}", obs.pool, pod.name)), item);
     }
     match item {
-        Some(i) if i.generation == generation_ || i.generation.is_none() && report.version.as_deref() == Some(&obs.desired_version) => {
+        Some(i) if i.generation == generation_ || i.generation.is_none() && report.version == obs.desired_version => {
             (PodItem::Served, Some(i))
         }
         Some(i) => (PodItem::Waiting(format!("pod {} runs generation {}", pod.name, i.generation.unwrap_or_default())), Some(i)),
-        None if report.plugins.is_empty() && report.version.as_deref() == Some(&obs.desired_version) => (PodItem::Served, None),
+        None if report.plugins.is_empty() && report.version == obs.desired_version => (PodItem::Served, None),
         None => (PodItem::Waiting(format!("pod {} has not loaded it", pod.name)), None),
     }
 }
@@ -315,7 +316,7 @@ pub fn plugin_status(plugin: &Plugin, pools: &BTreeSet<String>, observations: &[
     let generation_ = plugin.metadata.generation;
     let name = plugin.name_any();
     let ns = plugin.namespace().unwrap_or_default();
-    let key = format!("{ns}/{name}");
+    let key = ObjectKey::new(&ns, &name);
 
     let mut digest = previous.digest.clone();
     let mut size = previous.size_bytes;

@@ -1,112 +1,13 @@
-//! What a worker's admin API says about the config it runs: `GET /api/v1/config`
-//! (served by `causeway_runtime::admin`):
+//! What a worker's admin API says about the config it runs: `GET /api/v1/config`.
 //!
-//! ```json
-//! {"version": "3f2a…", "pool": "default", "namespace": "shop", "loadedAt": "…",
-//!  "bridges": [{"namespace": "shop", "name": "orders", "generation": 3, "ready": true, "error": null}],
-//!  "plugins": [{"namespace": "shop", "name": "enrich", "generation": 1, "ready": true, "error": null,
-//!               "digest": "sha256:…", "size": 12345}],
-//!  "errors": [{"kind": "Plugin", "namespace": "shop", "name": "bad", "reason": "LoadError", "message": "…"}]}
-//! ```
-//!
-//! Every field is optional so that a worker older or newer than the operator still parses;
-//! what is missing counts as unknown.
+//! The body is [`WorkerReport`], one typed contract from `causeway-config` that the worker
+//! serves (`causeway_runtime::admin`) and the operator parses here. Its fields all have
+//! defaults, so a worker older than the operator still parses and what it leaves out counts
+//! as unknown; see `causeway_config::WorkerReport` for the shape.
 
 use causeway_crds::common::reason;
-use serde::{Deserialize, Serialize};
 
-/// The body of `GET /api/v1/config`.
-#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkerReport {
-    /// Version of the config the worker runs (`WorkerConfig.version`), none before the first.
-    #[serde(default)]
-    pub version: Option<String>,
-    /// Bridges the running config serves.
-    #[serde(default)]
-    pub bridges: Vec<ItemReport>,
-    /// Plugins the running config loads.
-    #[serde(default)]
-    pub plugins: Vec<PluginReport>,
-    /// Items the worker could not apply.
-    #[serde(default)]
-    pub errors: Vec<ItemError>,
-}
-
-impl WorkerReport {
-    /// The error the worker reports for one item (`kind` is `Bridge` or `Plugin`).
-    pub fn error_for(&self, kind: &str, key: &str) -> Option<&ItemError> {
-        self.errors.iter().find(|e| e.kind == kind && e.key() == key)
-    }
-}
-
-/// One bridge of the running config.
-#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemReport {
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub generation: Option<i64>,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-impl ItemReport {
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-}
-
-/// One plugin of the running config.
-#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PluginReport {
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub generation: Option<i64>,
-    /// Digest of the component loaded.
-    #[serde(default)]
-    pub digest: Option<String>,
-    /// Size of the component in bytes.
-    #[serde(default, alias = "sizeBytes")]
-    pub size: Option<u64>,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-impl PluginReport {
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-}
-
-/// An item the worker could not apply.
-#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemError {
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub reason: String,
-    #[serde(default)]
-    pub message: String,
-}
-
-impl ItemError {
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-}
+pub use causeway_crds::config::{BridgeReport, ItemError, PluginReport, WorkerReport};
 
 /// The condition reason for a plugin load error: the worker's own when it is specific,
 /// otherwise read from the message (digest mismatch, fetch failure, anything else).
@@ -126,6 +27,8 @@ pub fn classify_plugin_error(worker_reason: Option<&str>, message: &str) -> Stri
 
 #[cfg(test)]
 mod tests {
+    use causeway_crds::config::{Kind, ObjectKey};
+
     use super::*;
 
     #[test]
@@ -140,12 +43,13 @@ mod tests {
             "errors": [{"kind": "Plugin", "namespace": "shop", "name": "bad", "reason": "LoadError", "message": "compile: invalid magic"}],
         }))
         .unwrap();
-        assert_eq!(r.version.as_deref(), Some("v1"));
-        assert_eq!(r.bridges[0].key(), "shop/orders");
+        assert_eq!(r.version, "v1");
+        assert_eq!(r.bridges[0].key().to_string(), "shop/orders");
         assert_eq!(r.bridges[0].generation, Some(2));
         assert_eq!(r.plugins[0].size, Some(10));
-        assert_eq!(r.error_for("Plugin", "shop/bad").unwrap().message, "compile: invalid magic");
-        assert!(r.error_for("Bridge", "shop/bad").is_none());
+        let bad = ObjectKey::new("shop", "bad");
+        assert_eq!(r.error_for(Kind::Plugin, &bad).unwrap().message, "compile: invalid magic");
+        assert!(r.error_for(Kind::Bridge, &bad).is_none());
     }
 
     #[test]

@@ -51,8 +51,8 @@ fn bridge_is_ready_when_every_ready_pod_serves_its_generation() {
     let mut o = obs("default");
     o.seen.insert((Kind::Bridge, "orders".into()), Some(3));
     o.bridges.insert("orders".into(), Some(3));
-    let good = WorkerReport { version: Some("v2".into()), bridges: vec![ItemReport { namespace: "shop".into(), name: "orders".into(), generation: Some(3), error: None }], ..WorkerReport::default() };
-    let old = WorkerReport { version: Some("v1".into()), bridges: vec![ItemReport { namespace: "shop".into(), name: "orders".into(), generation: Some(2), error: None }], ..WorkerReport::default() };
+    let good = WorkerReport { version: "v2".into(), bridges: vec![BridgeReport { namespace: "shop".into(), name: "orders".into(), generation: Some(3), error: None, ..BridgeReport::default() }], ..WorkerReport::default() };
+    let old = WorkerReport { version: "v1".into(), bridges: vec![BridgeReport { namespace: "shop".into(), name: "orders".into(), generation: Some(2), error: None, ..BridgeReport::default() }], ..WorkerReport::default() };
     o.pods = vec![pod("a", good.clone()), pod("b", old)];
 
     let s = bridge_status(&b, true, Some(&o), &t(100)).unwrap();
@@ -76,7 +76,7 @@ fn a_worker_reporting_only_its_version_serves_the_desired_config() {
     let mut o = obs("default");
     o.seen.insert((Kind::Bridge, "orders".into()), Some(1));
     o.bridges.insert("orders".into(), Some(1));
-    o.pods = vec![pod("a", WorkerReport { version: Some("v2".into()), ..WorkerReport::default() })];
+    o.pods = vec![pod("a", WorkerReport { version: "v2".into(), ..WorkerReport::default() })];
     let s = bridge_status(&b, true, Some(&o), &t(1)).unwrap();
     assert_eq!(cond(&s.conditions, "Ready").status, "True");
 }
@@ -126,9 +126,9 @@ fn worker_error_for_a_bridge_is_a_load_error() {
     let mut o = obs("default");
     o.seen.insert((Kind::Bridge, "orders".into()), Some(1));
     o.bridges.insert("orders".into(), Some(1));
-    let mut r = WorkerReport { version: Some("v2".into()), ..WorkerReport::default() };
+    let mut r = WorkerReport { version: "v2".into(), ..WorkerReport::default() };
     r.errors.push(ItemError {
-        kind: "Bridge".into(),
+        kind: Kind::Bridge,
         namespace: "shop".into(),
         name: "orders".into(),
         reason: "InvalidSpec".into(),
@@ -159,12 +159,12 @@ fn pool_status_counts_pods_and_versions() {
     assert_eq!(s.selector.as_deref(), Some("app.kubernetes.io/name=causeway-worker,causeway.dev/pool=default"));
     assert_eq!(s.config_version.as_deref(), Some("v2"));
 
-    o.pods = vec![pod("a", WorkerReport { version: Some("v1".into()), ..WorkerReport::default() })];
+    o.pods = vec![pod("a", WorkerReport { version: "v1".into(), ..WorkerReport::default() })];
     let s = pool_status(&p, Some(&o), None, &t(1));
     assert_eq!((s.replicas, s.ready_replicas), (1, 1));
     assert_eq!(cond(&s.conditions, "Ready").status, "False");
 
-    o.pods = vec![pod("a", WorkerReport { version: Some("v2".into()), ..WorkerReport::default() })];
+    o.pods = vec![pod("a", WorkerReport { version: "v2".into(), ..WorkerReport::default() })];
     let s = pool_status(&p, Some(&o), None, &t(1));
     assert_eq!(cond(&s.conditions, "Ready").status, "True");
     assert_eq!(s.observed_generation, Some(1));
@@ -184,7 +184,7 @@ fn plugin_status_lists_serving_pools_digest_and_load_errors() {
         o.plugins.insert("enrich".into(), RenderedPlugin { generation: Some(4), digest: Some(format!("sha256:{}", "a".repeat(64))) });
     }
     let loaded = |err: Option<&str>| WorkerReport {
-        version: Some("v2".into()),
+        version: "v2".into(),
         plugins: vec![PluginReport {
             namespace: "shop".into(),
             name: "enrich".into(),
@@ -192,6 +192,7 @@ fn plugin_status_lists_serving_pools_digest_and_load_errors() {
             digest: Some("sha256:feed".into()),
             size: Some(1234),
             error: err.map(str::to_string),
+            ..PluginReport::default()
         }],
         ..WorkerReport::default()
     };
@@ -234,8 +235,8 @@ fn a_bridge_status_does_not_change_when_only_other_bridges_changed_the_pool() {
     o.seen.insert((Kind::Bridge, "orders".into()), Some(2));
     o.bridges.insert("orders".into(), Some(2));
     let report = |v: &str| WorkerReport {
-        version: Some(v.into()),
-        bridges: vec![ItemReport { namespace: "shop".into(), name: "orders".into(), generation: Some(2), error: None }],
+        version: v.into(),
+        bridges: vec![BridgeReport { namespace: "shop".into(), name: "orders".into(), generation: Some(2), error: None, ..BridgeReport::default() }],
         ..WorkerReport::default()
     };
     o.pods = vec![pod("a", report("v2"))];
