@@ -56,7 +56,13 @@ fn copy_fixture(dir: &Path) {
     std::fs::copy(fixture_file(), dir.join("events.redb")).expect("copy the fixture");
 }
 
-fn fixture_event(n: &str, bridge: &str, at: u64, body: &'static [u8], jobs: Vec<NewJob>) -> NewEvent {
+fn fixture_event(
+    n: &str,
+    bridge: &str,
+    at: u64,
+    body: &'static [u8],
+    jobs: Vec<NewJob>,
+) -> NewEvent {
     NewEvent {
         record: EventRecord {
             id: id(n),
@@ -81,10 +87,19 @@ fn fixture_event(n: &str, bridge: &str, at: u64, body: &'static [u8], jobs: Vec<
 }
 
 fn job(index: u32, destination: &str, due_at_ms: u64) -> NewJob {
-    NewJob { index, destination: destination.into(), due_at_ms }
+    NewJob {
+        index,
+        destination: destination.into(),
+        due_at_ms,
+    }
 }
 
-fn attempt(at_ms: u64, status_code: Option<u16>, response: &str, error: Option<&str>) -> AttemptRecord {
+fn attempt(
+    at_ms: u64,
+    status_code: Option<u16>,
+    response: &str,
+    error: Option<&str>,
+) -> AttemptRecord {
     AttemptRecord {
         at_ms,
         duration_ms: 7,
@@ -100,7 +115,9 @@ fn attempt(at_ms: u64, status_code: Option<u16>, response: &str, error: Option<&
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes a store fixture; see tests/fixtures/store-v1/README.md"]
 async fn write_store_fixture() {
-    let out = PathBuf::from(std::env::var("STORE_FIXTURE_OUT").expect("STORE_FIXTURE_OUT: where to write events.redb"));
+    let out = PathBuf::from(
+        std::env::var("STORE_FIXTURE_OUT").expect("STORE_FIXTURE_OUT: where to write events.redb"),
+    );
     let tmp = tempfile::tempdir().expect("temp dir");
     let s = EmbeddedStore::open(tmp.path(), None).expect("open");
     let finish = |job: JobKey, attempt: Option<AttemptRecord>, next: Next| {
@@ -108,65 +125,147 @@ async fn write_store_fixture() {
     };
     // E1: a pending destination job, and a job paused by a 410 (which pauses `hold`);
     // it holds the idempotency key.
-    let mut e1 = fixture_event(E1, "default/orders", T + 1000, br#"{"order":1}"#, vec![
-        job(0, "sink", T + 1000),
-        job(1, "hold", T + 1000),
-    ]);
+    let mut e1 = fixture_event(
+        E1,
+        "default/orders",
+        T + 1000,
+        br#"{"order":1}"#,
+        vec![job(0, "sink", T + 1000), job(1, "hold", T + 1000)],
+    );
     e1.idempotency = Some(("fixture-msg-1".into(), KEY_EXPIRES));
     s.append(e1).await.expect("append");
-    finish(JobKey { event: id(E1), index: 1 }, Some(attempt(T + 1500, Some(410), "gone", None)), Next::Paused)
-        .await
-        .expect("finish");
+    finish(
+        JobKey {
+            event: id(E1),
+            index: 1,
+        },
+        Some(attempt(T + 1500, Some(410), "gone", None)),
+        Next::Paused,
+    )
+    .await
+    .expect("finish");
     // E2: a pending steps job.
-    let e2 = fixture_event(E2, "default/enrich", T + 2000, br#"{"order":2}"#, vec![job(STEPS_JOB, "", T + 2000)]);
+    let e2 = fixture_event(
+        E2,
+        "default/enrich",
+        T + 2000,
+        br#"{"order":2}"#,
+        vec![job(STEPS_JOB, "", T + 2000)],
+    );
     s.append(e2).await.expect("append");
     // E3: dead after a retry.
-    s.append(fixture_event(E3, "default/orders", T + 3000, br#"{"order":3}"#, vec![job(0, "sink", T + 3000)]))
-        .await
-        .expect("append");
-    let k3 = JobKey { event: id(E3), index: 0 };
-    finish(k3, Some(attempt(T + 3100, Some(503), "busy", None)), Next::Retry { due_at_ms: T + 3500 })
-        .await
-        .expect("finish");
-    finish(k3, Some(attempt(T + 3600, Some(503), "busy", None)), Next::Dead { reason: "retries exhausted: status 503".into() })
-        .await
-        .expect("finish");
-    // E4: delivered.
-    s.append(fixture_event(E4, "default/orders", T + 4000, br#"{"order":4}"#, vec![job(0, "sink", T + 4000)]))
-        .await
-        .expect("append");
-    finish(JobKey { event: id(E4), index: 0 }, Some(attempt(T + 4100, Some(200), "ok", None)), Next::Delivered)
-        .await
-        .expect("finish");
-    // E5: retrying after a transport error.
-    s.append(fixture_event(E5, "default/orders", T + 5000, br#"{"order":5}"#, vec![job(0, "sink", T + 5000)]))
-        .await
-        .expect("append");
+    s.append(fixture_event(
+        E3,
+        "default/orders",
+        T + 3000,
+        br#"{"order":3}"#,
+        vec![job(0, "sink", T + 3000)],
+    ))
+    .await
+    .expect("append");
+    let k3 = JobKey {
+        event: id(E3),
+        index: 0,
+    };
     finish(
-        JobKey { event: id(E5), index: 0 },
+        k3,
+        Some(attempt(T + 3100, Some(503), "busy", None)),
+        Next::Retry {
+            due_at_ms: T + 3500,
+        },
+    )
+    .await
+    .expect("finish");
+    finish(
+        k3,
+        Some(attempt(T + 3600, Some(503), "busy", None)),
+        Next::Dead {
+            reason: "retries exhausted: status 503".into(),
+        },
+    )
+    .await
+    .expect("finish");
+    // E4: delivered.
+    s.append(fixture_event(
+        E4,
+        "default/orders",
+        T + 4000,
+        br#"{"order":4}"#,
+        vec![job(0, "sink", T + 4000)],
+    ))
+    .await
+    .expect("append");
+    finish(
+        JobKey {
+            event: id(E4),
+            index: 0,
+        },
+        Some(attempt(T + 4100, Some(200), "ok", None)),
+        Next::Delivered,
+    )
+    .await
+    .expect("finish");
+    // E5: retrying after a transport error.
+    s.append(fixture_event(
+        E5,
+        "default/orders",
+        T + 5000,
+        br#"{"order":5}"#,
+        vec![job(0, "sink", T + 5000)],
+    ))
+    .await
+    .expect("append");
+    finish(
+        JobKey {
+            event: id(E5),
+            index: 0,
+        },
         Some(attempt(T + 5100, None, "", Some("connection refused"))),
-        Next::Retry { due_at_ms: T + 6000 },
+        Next::Retry {
+            due_at_ms: T + 6000,
+        },
     )
     .await
     .expect("finish");
     // E6: its steps fanned it out into one child with a pending job.
-    let e6 = fixture_event(E6, "default/enrich", T + 6000, br#"[{"item":0}]"#, vec![job(STEPS_JOB, "", T + 6000)]);
+    let e6 = fixture_event(
+        E6,
+        "default/enrich",
+        T + 6000,
+        br#"[{"item":0}]"#,
+        vec![job(STEPS_JOB, "", T + 6000)],
+    );
     s.append(e6).await.expect("append");
-    let mut child = fixture_event(E6, "default/enrich", T + 6000, br#"{"item":0}"#, vec![job(0, "out", T + 6000)]);
+    let mut child = fixture_event(
+        E6,
+        "default/enrich",
+        T + 6000,
+        br#"{"item":0}"#,
+        vec![job(0, "out", T + 6000)],
+    );
     child.record.id = child_id(id(E6), "0");
     child.record.parent = Some(id(E6));
     child.record.headers.retain(|(n, _)| n != "content-type");
     println!("child of E6: {}", child.record.id);
     finish(
-        JobKey { event: id(E6), index: STEPS_JOB },
+        JobKey {
+            event: id(E6),
+            index: STEPS_JOB,
+        },
         Some(attempt(T + 6100, Some(200), "", None)),
-        Next::FannedOut { children: vec![child] },
+        Next::FannedOut {
+            children: vec![child],
+        },
     )
     .await
     .expect("finish");
     // Plugin keyvalue.
-    s.kv_set("default/tagger".into(), "count".into(), b"42".to_vec()).await.expect("kv_set");
-    s.kv_set("default/tagger".into(), "seen/1".into(), b"yes".to_vec()).await.expect("kv_set");
+    s.kv_set("default/tagger".into(), "count".into(), b"42".to_vec())
+        .await
+        .expect("kv_set");
+    s.kv_set("default/tagger".into(), "seen/1".into(), b"yes".to_vec())
+        .await
+        .expect("kv_set");
     let path = tmp.path().join("events.redb");
     drop(s);
     // Close it cleanly (the writer thread lets go of it shortly after the last handle),
@@ -197,10 +296,21 @@ async fn the_v1_fixture_opens_and_reads_back() {
     assert!(s.healthy());
     assert_eq!(
         s.counts().await.expect("counts"),
-        StoreCounts { events: 7, jobs: 8, attempts: 6, idempotency_keys: 1 }
+        StoreCounts {
+            events: 7,
+            jobs: 8,
+            attempts: 6,
+            idempotency_keys: 1
+        }
     );
     // Events, newest first, with their status and reason.
-    let events = s.list_events(EventQuery { limit: 100, ..Default::default() }).await.expect("list");
+    let events = s
+        .list_events(EventQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
     let summary: Vec<(EventId, &str, EventStatus, Option<&str>)> = events
         .iter()
         .map(|e| (e.id, e.bridge.as_str(), e.status, e.reason.as_deref()))
@@ -209,10 +319,20 @@ async fn the_v1_fixture_opens_and_reads_back() {
         summary,
         vec![
             (id(C6), "default/enrich", EventStatus::Pending, None),
-            (id(E6), "default/enrich", EventStatus::Delivered, Some("fanned out into 1 events")),
+            (
+                id(E6),
+                "default/enrich",
+                EventStatus::Delivered,
+                Some("fanned out into 1 events")
+            ),
             (id(E5), "default/orders", EventStatus::Pending, None),
             (id(E4), "default/orders", EventStatus::Delivered, None),
-            (id(E3), "default/orders", EventStatus::Dead, Some("retries exhausted: status 503")),
+            (
+                id(E3),
+                "default/orders",
+                EventStatus::Dead,
+                Some("retries exhausted: status 503")
+            ),
             (id(E2), "default/enrich", EventStatus::Pending, None),
             (id(E1), "default/orders", EventStatus::Pending, None),
         ]
@@ -242,76 +362,182 @@ async fn the_v1_fixture_opens_and_reads_back() {
     let jobs: Vec<(u32, &str, JobStatus, u64, u32, Option<&str>)> = e1
         .jobs
         .iter()
-        .map(|(j, _)| (j.index, j.destination.as_str(), j.status, j.due_at_ms, j.attempts, j.last_error.as_deref()))
+        .map(|(j, _)| {
+            (
+                j.index,
+                j.destination.as_str(),
+                j.status,
+                j.due_at_ms,
+                j.attempts,
+                j.last_error.as_deref(),
+            )
+        })
         .collect();
     assert_eq!(
         jobs,
         vec![
             (0, "sink", JobStatus::Pending, T + 1000, 0, None),
-            (1, "hold", JobStatus::Paused, T + 1000, 1, Some("status 410")),
+            (
+                1,
+                "hold",
+                JobStatus::Paused,
+                T + 1000,
+                1,
+                Some("status 410")
+            ),
         ]
     );
     assert!(e1.jobs[0].1.is_empty());
-    assert_eq!(e1.jobs[1].1, vec![attempt(T + 1500, Some(410), "gone", None)]);
+    assert_eq!(
+        e1.jobs[1].1,
+        vec![attempt(T + 1500, Some(410), "gone", None)]
+    );
     for (j, _) in &e1.jobs {
-        assert_eq!((j.event, j.bridge.as_str(), j.received_at_ms, j.attempts_at_queue), (id(E1), "default/orders", T + 1000, 0));
+        assert_eq!(
+            (
+                j.event,
+                j.bridge.as_str(),
+                j.received_at_ms,
+                j.attempts_at_queue
+            ),
+            (id(E1), "default/orders", T + 1000, 0)
+        );
     }
     // The steps job.
     let e2 = s.event(id(E2)).await.expect("event").expect("E2");
     assert_eq!(&e2.body[..], br#"{"order":2}"#);
     assert_eq!(e2.jobs.len(), 1);
     let (steps, attempts) = &e2.jobs[0];
-    assert_eq!((steps.index, steps.destination.as_str()), (STEPS_JOB, ""), "the steps job");
-    assert_eq!((steps.status, steps.due_at_ms, steps.attempts), (JobStatus::Pending, T + 2000, 0));
+    assert_eq!(
+        (steps.index, steps.destination.as_str()),
+        (STEPS_JOB, ""),
+        "the steps job"
+    );
+    assert_eq!(
+        (steps.status, steps.due_at_ms, steps.attempts),
+        (JobStatus::Pending, T + 2000, 0)
+    );
     assert!(attempts.is_empty());
     // A dead job with its two attempts.
     let e3 = s.event(id(E3)).await.expect("event").expect("E3");
     let (dead, attempts) = &e3.jobs[0];
     assert_eq!((dead.status, dead.attempts), (JobStatus::Dead, 2));
-    assert_eq!(dead.last_error.as_deref(), Some("retries exhausted: status 503"));
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("retries exhausted: status 503")
+    );
     assert_eq!(
         attempts,
-        &vec![attempt(T + 3100, Some(503), "busy", None), attempt(T + 3600, Some(503), "busy", None)]
+        &vec![
+            attempt(T + 3100, Some(503), "busy", None),
+            attempt(T + 3600, Some(503), "busy", None)
+        ]
     );
     // Delivered, and retrying after a transport error.
     let e4 = s.event(id(E4)).await.expect("event").expect("E4");
-    assert_eq!((e4.jobs[0].0.status, e4.jobs[0].0.last_error.as_deref()), (JobStatus::Delivered, None));
+    assert_eq!(
+        (e4.jobs[0].0.status, e4.jobs[0].0.last_error.as_deref()),
+        (JobStatus::Delivered, None)
+    );
     assert_eq!(e4.jobs[0].1, vec![attempt(T + 4100, Some(200), "ok", None)]);
     let e5 = s.event(id(E5)).await.expect("event").expect("E5");
     let (retrying, attempts) = &e5.jobs[0];
-    assert_eq!((retrying.status, retrying.due_at_ms, retrying.attempts), (JobStatus::Retrying, T + 6000, 1));
+    assert_eq!(
+        (retrying.status, retrying.due_at_ms, retrying.attempts),
+        (JobStatus::Retrying, T + 6000, 1)
+    );
     assert_eq!(retrying.last_error.as_deref(), Some("connection refused"));
-    assert_eq!(attempts, &vec![attempt(T + 5100, None, "", Some("connection refused"))]);
+    assert_eq!(
+        attempts,
+        &vec![attempt(T + 5100, None, "", Some("connection refused"))]
+    );
     // A fan-out: the parent's steps job is done, the child has its own job.
     let e6 = s.event(id(E6)).await.expect("event").expect("E6");
     assert_eq!(e6.record.children, vec![id(C6)]);
-    assert_eq!((e6.jobs[0].0.index, e6.jobs[0].0.status), (STEPS_JOB, JobStatus::Delivered));
+    assert_eq!(
+        (e6.jobs[0].0.index, e6.jobs[0].0.status),
+        (STEPS_JOB, JobStatus::Delivered)
+    );
     let c6 = s.event(id(C6)).await.expect("event").expect("C6");
     assert_eq!(c6.record.parent, Some(id(E6)));
     assert_eq!(&c6.body[..], br#"{"item":0}"#);
-    assert_eq!(c6.record.headers, vec![("x-fixture".to_string(), "v1".to_string())]);
+    assert_eq!(
+        c6.record.headers,
+        vec![("x-fixture".to_string(), "v1".to_string())]
+    );
     let (out, _) = &c6.jobs[0];
-    assert_eq!((out.index, out.destination.as_str(), out.status, out.bridge.as_str()), (0, "out", JobStatus::Pending, "default/enrich"));
+    assert_eq!(
+        (
+            out.index,
+            out.destination.as_str(),
+            out.status,
+            out.bridge.as_str()
+        ),
+        (0, "out", JobStatus::Pending, "default/enrich")
+    );
     // The due queue: the pending jobs, oldest due first; the paused one is not in it.
-    let due = s.due_jobs(T + 10_000, 100, &|_| false, &|_| false).await.expect("due_jobs");
-    assert!(due.undecodable.is_empty(), "every job record decodes: {:?}", due.undecodable);
+    let due = s
+        .due_jobs(T + 10_000, 100, &|_| false, &|_| false)
+        .await
+        .expect("due_jobs");
+    assert!(
+        due.undecodable.is_empty(),
+        "every job record decodes: {:?}",
+        due.undecodable
+    );
     let keys: Vec<(EventId, u32)> = due.jobs.iter().map(|j| (j.event, j.index)).collect();
-    assert_eq!(keys, vec![(id(E1), 0), (id(E2), STEPS_JOB), (id(E5), 0), (id(C6), 0)]);
+    assert_eq!(
+        keys,
+        vec![(id(E1), 0), (id(E2), STEPS_JOB), (id(E5), 0), (id(C6), 0)]
+    );
     assert_eq!(due.next_due_ms, None);
-    let early = s.due_jobs(T + 1500, 100, &|_| false, &|_| false).await.expect("due_jobs");
+    let early = s
+        .due_jobs(T + 1500, 100, &|_| false, &|_| false)
+        .await
+        .expect("due_jobs");
     assert_eq!(early.jobs.len(), 1);
     assert_eq!(early.next_due_ms, Some(T + 2000));
     // Queued per destination (the steps job counts under whatever name the store gives it).
     let depth = s.queue_depth().await.expect("queue_depth");
     assert_eq!(depth.iter().map(|(_, n)| n).sum::<u64>(), 4, "{depth:?}");
-    assert!(depth.contains(&(("default/orders".into(), "sink".into()), 2)), "{depth:?}");
-    assert!(depth.contains(&(("default/enrich".into(), "out".into()), 1)), "{depth:?}");
+    assert!(
+        depth.contains(&(("default/orders".into(), "sink".into()), 2)),
+        "{depth:?}"
+    );
+    assert!(
+        depth.contains(&(("default/enrich".into(), "out".into()), 1)),
+        "{depth:?}"
+    );
     // Paused destinations, keyvalue, idempotency.
-    assert_eq!(s.paused().await.expect("paused"), vec![("default/orders".to_string(), "hold".to_string())]);
-    assert_eq!(s.kv_list("default/tagger".into()).await.expect("kv_list"), vec!["count", "seen/1"]);
-    assert_eq!(s.kv_get("default/tagger".into(), "count".into()).await.expect("kv_get").as_deref(), Some(&b"42"[..]));
-    assert_eq!(s.kv_get("default/tagger".into(), "seen/1".into()).await.expect("kv_get").as_deref(), Some(&b"yes"[..]));
-    let mut again = fixture_event(E1, "default/orders", crate::now(), br#"{"order":1}"#, vec![job(0, "sink", 0)]);
+    assert_eq!(
+        s.paused().await.expect("paused"),
+        vec![("default/orders".to_string(), "hold".to_string())]
+    );
+    assert_eq!(
+        s.kv_list("default/tagger".into()).await.expect("kv_list"),
+        vec!["count", "seen/1"]
+    );
+    assert_eq!(
+        s.kv_get("default/tagger".into(), "count".into())
+            .await
+            .expect("kv_get")
+            .as_deref(),
+        Some(&b"42"[..])
+    );
+    assert_eq!(
+        s.kv_get("default/tagger".into(), "seen/1".into())
+            .await
+            .expect("kv_get")
+            .as_deref(),
+        Some(&b"yes"[..])
+    );
+    let mut again = fixture_event(
+        E1,
+        "default/orders",
+        crate::now(),
+        br#"{"order":1}"#,
+        vec![job(0, "sink", 0)],
+    );
     again.record.id = EventId::now_v7();
     again.idempotency = Some(("fixture-msg-1".into(), KEY_EXPIRES));
     let a = s.append(again).await.expect("append");
@@ -332,48 +558,121 @@ async fn the_v1_fixture_takes_writes() {
     let s = EmbeddedStore::open(tmp.path(), None).expect("the v1 store opens");
     let finish = |event: &str, index: u32, next: Next| {
         s.finish_attempt(JobUpdate {
-            job: JobKey { event: id(event), index },
+            job: JobKey {
+                event: id(event),
+                index,
+            },
             attempt: Some(attempt(T + 20_000, Some(200), "ok", None)),
             next,
         })
     };
     // The steps job runs, and its delivery job follows.
-    finish(E2, STEPS_JOB, Next::StepsDone { body: Bytes::from_static(br#"{"order":2,"tagged":true}"#), jobs: vec![job(0, "out", T + 2000)] })
-        .await
-        .expect("steps done");
+    finish(
+        E2,
+        STEPS_JOB,
+        Next::StepsDone {
+            body: Bytes::from_static(br#"{"order":2,"tagged":true}"#),
+            jobs: vec![job(0, "out", T + 2000)],
+        },
+    )
+    .await
+    .expect("steps done");
     let e2 = s.event(id(E2)).await.expect("event").expect("E2");
     assert_eq!(&e2.body[..], br#"{"order":2,"tagged":true}"#);
-    assert_eq!(e2.jobs.iter().map(|(j, _)| (j.index, j.status)).collect::<Vec<_>>(), vec![(0, JobStatus::Pending), (STEPS_JOB, JobStatus::Delivered)]);
+    assert_eq!(
+        e2.jobs
+            .iter()
+            .map(|(j, _)| (j.index, j.status))
+            .collect::<Vec<_>>(),
+        vec![(0, JobStatus::Pending), (STEPS_JOB, JobStatus::Delivered)]
+    );
     finish(E2, 0, Next::Delivered).await.expect("finish");
-    assert_eq!(s.event(id(E2)).await.expect("event").expect("E2").record.status, EventStatus::Delivered);
+    assert_eq!(
+        s.event(id(E2))
+            .await
+            .expect("event")
+            .expect("E2")
+            .record
+            .status,
+        EventStatus::Delivered
+    );
     // The pending and the retrying job are delivered.
     finish(E1, 0, Next::Delivered).await.expect("finish");
     let r = finish(E5, 0, Next::Delivered).await.expect("finish");
     assert_eq!((r.attempts, r.last_error.as_deref()), (2, None));
     // The paused destination resumes with its job.
-    assert_eq!(s.set_paused("default/orders".into(), "hold".into(), false, T + 21_000).await.expect("resume"), 1);
+    assert_eq!(
+        s.set_paused("default/orders".into(), "hold".into(), false, T + 21_000)
+            .await
+            .expect("resume"),
+        1
+    );
     assert!(s.paused().await.expect("paused").is_empty());
-    let due = s.due_jobs(T + 21_000, 100, &|_| false, &|_| false).await.expect("due_jobs");
+    let due = s
+        .due_jobs(T + 21_000, 100, &|_| false, &|_| false)
+        .await
+        .expect("due_jobs");
     let keys: Vec<(EventId, u32)> = due.jobs.iter().map(|j| (j.event, j.index)).collect();
     assert_eq!(keys, vec![(id(C6), 0), (id(E1), 1)]);
     finish(E1, 1, Next::Delivered).await.expect("finish");
-    assert_eq!(s.event(id(E1)).await.expect("event").expect("E1").record.status, EventStatus::Delivered);
+    assert_eq!(
+        s.event(id(E1))
+            .await
+            .expect("event")
+            .expect("E1")
+            .record
+            .status,
+        EventStatus::Delivered
+    );
     // Dead letters replay.
-    assert_eq!(s.replay_dead("default/orders".into(), T + 22_000).await.expect("replay_dead"), 1);
-    assert_eq!(s.event(id(E3)).await.expect("event").expect("E3").record.status, EventStatus::Pending);
+    assert_eq!(
+        s.replay_dead("default/orders".into(), T + 22_000)
+            .await
+            .expect("replay_dead"),
+        1
+    );
+    assert_eq!(
+        s.event(id(E3))
+            .await
+            .expect("event")
+            .expect("E3")
+            .record
+            .status,
+        EventStatus::Pending
+    );
     // Retention by age deletes the finished ones (E1, E2, E4, E5, E6) and nothing pending.
     let r = s
-        .retain(Retention { max_age_ms: 7 * 86_400_000, max_bytes: u64::MAX }, T + 30 * 86_400_000)
+        .retain(
+            Retention {
+                max_age_ms: 7 * 86_400_000,
+                max_bytes: u64::MAX,
+            },
+            T + 30 * 86_400_000,
+        )
         .await
         .expect("retain");
     assert_eq!((r.deleted_by_age, r.expired_keys), (5, 0), "{r:?}");
-    let left: Vec<EventId> = s.list_events(EventQuery::default()).await.expect("list").iter().map(|e| e.id).collect();
+    let left: Vec<EventId> = s
+        .list_events(EventQuery::default())
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(left, vec![id(C6), id(E3)]);
     // Keyvalue counts what the fixture holds against the quota (5 + 2 + 6 + 3 bytes).
     s.set_kv_quota(16 + 10);
-    s.kv_set("default/tagger".into(), "k".into(), vec![0; 9]).await.expect("up to the quota");
-    let err = s.kv_set("default/tagger".into(), "k2".into(), vec![0; 1]).await.expect_err("past the quota");
-    assert!(matches!(err, causeway_runtime::store::StoreError::Quota { .. }), "{err}");
+    s.kv_set("default/tagger".into(), "k".into(), vec![0; 9])
+        .await
+        .expect("up to the quota");
+    let err = s
+        .kv_set("default/tagger".into(), "k2".into(), vec![0; 1])
+        .await
+        .expect_err("past the quota");
+    assert!(
+        matches!(err, causeway_runtime::store::StoreError::Quota { .. }),
+        "{err}"
+    );
 }
 
 /// The worker, started on a copy of the fixture, delivers its pending jobs: the destination
@@ -382,8 +681,13 @@ async fn the_v1_fixture_takes_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_delivers_the_pending_jobs_of_a_v1_store() {
     use common::*;
-    let wasm = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/dist/tagger.wasm");
-    assert!(wasm.exists(), "{} is missing: run `make plugins` first", wasm.display());
+    let wasm =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/dist/tagger.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `make plugins` first",
+        wasm.display()
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     // `Worker::start` uses `<dir>/data`; the store lives in `<data>/store`.
     copy_fixture(&dir.path().join("data/store"));
@@ -424,14 +728,29 @@ spec:
     let w = Worker::start(dir.path(), &m, &[]);
     let c = client();
     let wait = Duration::from_secs(30);
-    assert_eq!(sink.wait_for("/orders", 2, wait).await, 2, "{}", w.log_text());
-    assert_eq!(sink.wait_for("/enrich", 2, wait).await, 2, "{}", w.log_text());
+    assert_eq!(
+        sink.wait_for("/orders", 2, wait).await,
+        2,
+        "{}",
+        w.log_text()
+    );
+    assert_eq!(
+        sink.wait_for("/enrich", 2, wait).await,
+        2,
+        "{}",
+        w.log_text()
+    );
     let by_id = |path: &str| -> Vec<(String, serde_json::Value)> {
         let mut v: Vec<_> = sink
             .requests(path)
             .iter()
             .map(|r| {
-                let id = r.headers.get("causeway-event-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                let id = r
+                    .headers
+                    .get("causeway-event-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
                 (id, serde_json::from_slice(&r.body).expect("a JSON body"))
             })
             .collect();
@@ -449,7 +768,10 @@ spec:
     assert_eq!(
         by_id("/enrich"),
         vec![
-            (E2.to_string(), serde_json::json!({"order": 2, "tagged": true, "tag": "blue"})),
+            (
+                E2.to_string(),
+                serde_json::json!({"order": 2, "tagged": true, "tag": "blue"})
+            ),
             (C6.to_string(), serde_json::json!({"item": 0})),
         ],
         "the steps job ran its step; the fanned-out child was delivered as stored"
@@ -457,15 +779,35 @@ spec:
     // The destination paused by a 410 stays paused until resumed.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.count("/hold"), 0, "a paused destination is held");
-    let r = admin_post(&c, &w.admin_url("/api/v1/bridges/default/orders/destinations/hold/resume")).await;
+    let r = admin_post(
+        &c,
+        &w.admin_url("/api/v1/bridges/default/orders/destinations/hold/resume"),
+    )
+    .await;
     assert_eq!(r["requeued"], 1, "{r}");
     assert_eq!(sink.wait_for("/hold", 1, wait).await, 1, "{}", w.log_text());
-    assert_eq!(by_id("/hold"), vec![(E1.to_string(), serde_json::json!({"order": 1}))]);
+    assert_eq!(
+        by_id("/hold"),
+        vec![(E1.to_string(), serde_json::json!({"order": 1}))]
+    );
     // The stored idempotency key still answers with the fixture's event.
-    let (s, v) = post(&c, &w.url("/hooks/default/orders"), r#"{"order":1}"#, &[("webhook-id", "fixture-msg-1")]).await;
+    let (s, v) = post(
+        &c,
+        &w.url("/hooks/default/orders"),
+        r#"{"order":1}"#,
+        &[("webhook-id", "fixture-msg-1")],
+    )
+    .await;
     assert_eq!(s, 202);
     assert_eq!(v["id"], E1);
     // Nothing was delivered twice, and the dead and delivered jobs were left alone.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!((sink.count("/orders"), sink.count("/enrich"), sink.count("/hold")), (2, 2, 1));
+    assert_eq!(
+        (
+            sink.count("/orders"),
+            sink.count("/enrich"),
+            sink.count("/hold")
+        ),
+        (2, 2, 1)
+    );
 }

@@ -172,16 +172,30 @@ async fn job<S: Store>(s: &S, id: EventId, index: u32) -> JobRecord {
         .expect("the job exists")
 }
 
-async fn finish<S: Store>(s: &S, job: JobKey, attempt: Option<AttemptRecord>, next: Next) -> JobRecord {
-    s.finish_attempt(JobUpdate { job, attempt, next }).await.expect("finish_attempt")
+async fn finish<S: Store>(
+    s: &S,
+    job: JobKey,
+    attempt: Option<AttemptRecord>,
+    next: Next,
+) -> JobRecord {
+    s.finish_attempt(JobUpdate { job, attempt, next })
+        .await
+        .expect("finish_attempt")
 }
 
 async fn due<S: Store>(s: &S, now: u64, limit: usize) -> DueJobs {
-    s.due_jobs(now, limit, &|_| false, &|_| false).await.expect("due_jobs")
+    s.due_jobs(now, limit, &|_| false, &|_| false)
+        .await
+        .expect("due_jobs")
 }
 
 async fn due_keys<S: Store>(s: &S, now: u64) -> Vec<JobKey> {
-    due(s, now, 1000).await.jobs.iter().map(JobRecord::key).collect()
+    due(s, now, 1000)
+        .await
+        .jobs
+        .iter()
+        .map(JobRecord::key)
+        .collect()
 }
 
 async fn counts<S: Store>(s: &S) -> StoreCounts {
@@ -201,8 +215,16 @@ pub async fn a_fresh_store_is_empty_and_healthy<S: Store>(s: &S) {
     assert!(d.jobs.is_empty() && d.undecodable.is_empty() && d.next_due_ms.is_none());
     assert!(s.paused().await.expect("paused").is_empty());
     assert!(s.queue_depth().await.expect("queue_depth").is_empty());
-    assert!(s.list_events(EventQuery::default()).await.expect("list").is_empty());
-    assert!(s.event(id_at(T0)).await.expect("event").is_none(), "no such event");
+    assert!(
+        s.list_events(EventQuery::default())
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        s.event(id_at(T0)).await.expect("event").is_none(),
+        "no such event"
+    );
     assert!(s.kv_list("ns/p".into()).await.expect("kv_list").is_empty());
     // Writes work and leave it healthy.
     append(s, new_event("ns/b", T0, &["d"])).await;
@@ -226,17 +248,32 @@ pub async fn append_stores_the_event_its_body_and_its_jobs<S: Store>(s: &S) {
         assert_eq!(j.bridge, "ns/orders");
         assert_eq!(j.status, JobStatus::Pending);
         assert_eq!(j.received_at_ms, T0);
-        assert_eq!((j.attempts, j.attempts_at_queue, j.last_error.as_deref()), (0, 0, None));
+        assert_eq!(
+            (j.attempts, j.attempts_at_queue, j.last_error.as_deref()),
+            (0, 0, None)
+        );
     }
-    let by_index: Vec<_> = d.jobs.iter().map(|(j, _)| (j.index, j.destination.as_str(), j.due_at_ms)).collect();
+    let by_index: Vec<_> = d
+        .jobs
+        .iter()
+        .map(|(j, _)| (j.index, j.destination.as_str(), j.due_at_ms))
+        .collect();
     assert_eq!(by_index, vec![(0, "crm", T0), (1, "audit", T0 + 5_000)]);
     assert_eq!(
         counts(s).await,
-        StoreCounts { events: 1, jobs: 2, attempts: 0, idempotency_keys: 0 }
+        StoreCounts {
+            events: 1,
+            jobs: 2,
+            attempts: 0,
+            idempotency_keys: 0
+        }
     );
     // Only the first job is due now; the delayed one is the next due time.
     let now = due(s, T0, 10).await;
-    assert_eq!(now.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(), vec![key(id, 0)]);
+    assert_eq!(
+        now.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(),
+        vec![key(id, 0)]
+    );
     assert_eq!(now.next_due_ms, Some(T0 + 5_000));
     assert_eq!(due_keys(s, T0 + 5_000).await, vec![key(id, 0), key(id, 1)]);
     // An event with no job (filtered at ingress) is stored as it is.
@@ -259,11 +296,19 @@ pub async fn a_key_held_within_its_window_returns_the_first_event<S: Store>(s: &
         again.idempotency = Some(("msg_1".into(), at + 60_000));
         let a = s.append(again).await.expect("append");
         assert!(a.duplicate, "a key held within its window is a duplicate");
-        assert_eq!(a.id, first_id, "a duplicate answers with the first event's id");
+        assert_eq!(
+            a.id, first_id,
+            "a duplicate answers with the first event's id"
+        );
     }
     assert_eq!(
         counts(s).await,
-        StoreCounts { events: 1, jobs: 1, attempts: 0, idempotency_keys: 1 },
+        StoreCounts {
+            events: 1,
+            jobs: 1,
+            attempts: 0,
+            idempotency_keys: 1
+        },
         "a duplicate stores nothing"
     );
     assert_eq!(due_keys(s, T0 + 60_000).await, vec![key(first_id, 0)]);
@@ -285,10 +330,20 @@ pub async fn a_key_held_within_its_window_returns_the_first_event<S: Store>(s: &
         ev.idempotency = Some(("burst".into(), T0 + 60_000));
         repeats.push(s.append(ev));
     }
-    let answers: Vec<Appended> = futures::future::try_join_all(repeats).await.expect("append");
+    let answers: Vec<Appended> = futures::future::try_join_all(repeats)
+        .await
+        .expect("append");
     let ids: BTreeSet<EventId> = answers.iter().map(|a| a.id).collect();
-    assert_eq!(ids.len(), 1, "every repeat answers with one id: {answers:?}");
-    assert_eq!(answers.iter().filter(|a| !a.duplicate).count(), 1, "{answers:?}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "every repeat answers with one id: {answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|a| !a.duplicate).count(),
+        1,
+        "{answers:?}"
+    );
     assert_eq!(counts(s).await.events, 5);
 }
 
@@ -301,26 +356,48 @@ pub async fn a_key_past_its_window_stores_a_new_event<S: Store>(s: &S) {
     later.idempotency = Some(("msg_1".into(), T0 + 2_000));
     let later_id = later.record.id;
     let a = s.append(later).await.expect("append");
-    assert_eq!(a, Appended { id: later_id, duplicate: false });
+    assert_eq!(
+        a,
+        Appended {
+            id: later_id,
+            duplicate: false
+        }
+    );
     assert_ne!(later_id, first_id);
     // The key now belongs to the new event, with the new window.
     let mut again = new_event("ns/b", T0 + 1_500, &["d"]);
     again.idempotency = Some(("msg_1".into(), T0 + 2_500));
     let a = s.append(again).await.expect("append");
-    assert_eq!(a, Appended { id: later_id, duplicate: true });
+    assert_eq!(
+        a,
+        Appended {
+            id: later_id,
+            duplicate: true
+        }
+    );
     let c = counts(s).await;
     assert_eq!((c.events, c.jobs, c.idempotency_keys), (2, 2, 1));
 }
 
 pub async fn concurrent_appends_all_commit<S: Store>(s: &S) {
-    let evs: Vec<NewEvent> = (0..50).map(|i| new_event("ns/b", T0 + i, &["d", "e"])).collect();
+    let evs: Vec<NewEvent> = (0..50)
+        .map(|i| new_event("ns/b", T0 + i, &["d", "e"]))
+        .collect();
     let ids: BTreeSet<EventId> = evs.iter().map(|e| e.record.id).collect();
     let answers = futures::future::try_join_all(evs.into_iter().map(|e| s.append(e)))
         .await
         .expect("append");
     assert!(answers.iter().all(|a| !a.duplicate));
     assert_eq!(answers.iter().map(|a| a.id).collect::<BTreeSet<_>>(), ids);
-    assert_eq!(counts(s).await, StoreCounts { events: 50, jobs: 100, attempts: 0, idempotency_keys: 0 });
+    assert_eq!(
+        counts(s).await,
+        StoreCounts {
+            events: 50,
+            jobs: 100,
+            attempts: 0,
+            idempotency_keys: 0
+        }
+    );
     assert_eq!(due(s, T0 + 100, 1000).await.jobs.len(), 100);
 }
 
@@ -339,11 +416,25 @@ pub async fn one_failing_write_does_not_fail_the_others<S: Store>(s: &S) {
     });
     let appended = s.append(new_event("ns/b", T0 + 1, &["d"]));
     let (missing, ok, appended) = futures::join!(missing, ok, appended);
-    assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
-    assert_eq!(ok.expect("the other write commits").status, JobStatus::Delivered);
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    assert_eq!(
+        ok.expect("the other write commits").status,
+        JobStatus::Delivered
+    );
     appended.expect("the append commits");
     assert_eq!(status(s, id).await, EventStatus::Delivered);
-    assert_eq!(counts(s).await, StoreCounts { events: 2, jobs: 2, attempts: 1, idempotency_keys: 0 });
+    assert_eq!(
+        counts(s).await,
+        StoreCounts {
+            events: 2,
+            jobs: 2,
+            attempts: 1,
+            idempotency_keys: 0
+        }
+    );
 }
 
 // ------------------------------------------------------------------ outcomes
@@ -354,13 +445,35 @@ pub async fn delivered_records_the_attempt_and_finishes_the_event<S: Store>(s: &
     let rec = finish(s, key(id, 0), Some(a.clone()), Next::Delivered).await;
     assert_eq!(rec.status, JobStatus::Delivered);
     assert_eq!((rec.attempts, rec.last_error.as_deref()), (1, None));
-    assert_eq!(job(s, id, 0).await, rec, "finish_attempt returns the record it stored");
-    assert_eq!(status(s, id).await, EventStatus::Pending, "one destination is left");
-    assert_eq!(due_keys(s, T0 + 100).await, vec![key(id, 1)], "a delivered job is no longer due");
-    let rec = finish(s, key(id, 1), Some(attempt(T0 + 20, Some(204), None)), Next::Delivered).await;
+    assert_eq!(
+        job(s, id, 0).await,
+        rec,
+        "finish_attempt returns the record it stored"
+    );
+    assert_eq!(
+        status(s, id).await,
+        EventStatus::Pending,
+        "one destination is left"
+    );
+    assert_eq!(
+        due_keys(s, T0 + 100).await,
+        vec![key(id, 1)],
+        "a delivered job is no longer due"
+    );
+    let rec = finish(
+        s,
+        key(id, 1),
+        Some(attempt(T0 + 20, Some(204), None)),
+        Next::Delivered,
+    )
+    .await;
     assert_eq!(rec.status, JobStatus::Delivered);
     let d = detail(s, id).await;
-    assert_eq!(d.record.status, EventStatus::Delivered, "every destination delivered");
+    assert_eq!(
+        d.record.status,
+        EventStatus::Delivered,
+        "every destination delivered"
+    );
     assert_eq!(d.record.reason, None);
     assert_eq!(d.jobs[0].1, vec![a], "the attempt reads back as written");
     assert_eq!(d.jobs[1].1.len(), 1);
@@ -368,10 +481,30 @@ pub async fn delivered_records_the_attempt_and_finishes_the_event<S: Store>(s: &
     assert_eq!(counts(s).await.attempts, 2);
     // A retried job keeps every attempt, in order.
     let id = append(s, new_event("ns/b", T0 + 1, &["a"])).await;
-    finish(s, key(id, 0), Some(attempt(T0 + 1, Some(500), None)), Next::Retry { due_at_ms: T0 + 2 }).await;
-    let rec = finish(s, key(id, 0), Some(attempt(T0 + 2, Some(200), None)), Next::Delivered).await;
-    assert_eq!((rec.attempts, rec.last_error.as_deref()), (2, None), "delivered clears the last error");
-    let codes: Vec<_> = detail(s, id).await.jobs[0].1.iter().map(|a| a.status_code).collect();
+    finish(
+        s,
+        key(id, 0),
+        Some(attempt(T0 + 1, Some(500), None)),
+        Next::Retry { due_at_ms: T0 + 2 },
+    )
+    .await;
+    let rec = finish(
+        s,
+        key(id, 0),
+        Some(attempt(T0 + 2, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
+    assert_eq!(
+        (rec.attempts, rec.last_error.as_deref()),
+        (2, None),
+        "delivered clears the last error"
+    );
+    let codes: Vec<_> = detail(s, id).await.jobs[0]
+        .1
+        .iter()
+        .map(|a| a.status_code)
+        .collect();
     assert_eq!(codes, vec![Some(500), Some(200)]);
 }
 
@@ -381,13 +514,19 @@ pub async fn retry_queues_the_job_again_at_its_new_due_time<S: Store>(s: &S) {
         s,
         key(id, 0),
         Some(attempt(T0 + 10, Some(503), None)),
-        Next::Retry { due_at_ms: T0 + 1_000 },
+        Next::Retry {
+            due_at_ms: T0 + 1_000,
+        },
     )
     .await;
     assert_eq!(rec.status, JobStatus::Retrying);
     assert_eq!(rec.due_at_ms, T0 + 1_000);
     assert_eq!(rec.attempts, 1);
-    assert_eq!(rec.last_error.as_deref(), Some("status 503"), "the status is the error");
+    assert_eq!(
+        rec.last_error.as_deref(),
+        Some("status 503"),
+        "the status is the error"
+    );
     assert_eq!(rec.retries_made(), 0);
     let before = due(s, T0 + 999, 10).await;
     assert!(before.jobs.is_empty(), "not due before its new time");
@@ -399,13 +538,19 @@ pub async fn retry_queues_the_job_again_at_its_new_due_time<S: Store>(s: &S) {
         s,
         key(id, 0),
         Some(attempt(T0 + 1_000, None, Some("connection refused"))),
-        Next::Retry { due_at_ms: T0 + 3_000 },
+        Next::Retry {
+            due_at_ms: T0 + 3_000,
+        },
     )
     .await;
     assert_eq!((rec.attempts, rec.retries_made()), (2, 1));
     assert_eq!(rec.last_error.as_deref(), Some("connection refused"));
     assert_eq!(due(s, T0 + 2_000, 10).await.next_due_ms, Some(T0 + 3_000));
-    assert_eq!(due_keys(s, T0 + 3_000).await, vec![key(id, 0)], "one due entry, at the newest time");
+    assert_eq!(
+        due_keys(s, T0 + 3_000).await,
+        vec![key(id, 0)],
+        "one due entry, at the newest time"
+    );
     assert_eq!(queue_of(s).await, vec![(("ns/b".into(), "a".into()), 1)]);
 }
 
@@ -418,30 +563,60 @@ async fn queue_of<S: Store>(s: &S) -> Vec<((String, String), u64)> {
 
 pub async fn dead_keeps_the_reason_and_marks_the_event_dead<S: Store>(s: &S) {
     let id = append(s, new_event("ns/b", T0, &["a", "b"])).await;
-    finish(s, key(id, 1), Some(attempt(T0, Some(200), None)), Next::Delivered).await;
+    finish(
+        s,
+        key(id, 1),
+        Some(attempt(T0, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
     let rec = finish(
         s,
         key(id, 0),
         Some(attempt(T0 + 5, Some(500), None)),
-        Next::Dead { reason: "retries exhausted: status 500".into() },
+        Next::Dead {
+            reason: "retries exhausted: status 500".into(),
+        },
     )
     .await;
     assert_eq!(rec.status, JobStatus::Dead);
     assert_eq!(rec.attempts, 1);
-    assert_eq!(rec.last_error.as_deref(), Some("retries exhausted: status 500"));
+    assert_eq!(
+        rec.last_error.as_deref(),
+        Some("retries exhausted: status 500")
+    );
     let d = detail(s, id).await;
-    assert_eq!(d.record.status, EventStatus::Dead, "one dead destination makes the event dead");
-    assert_eq!(d.record.reason.as_deref(), Some("retries exhausted: status 500"));
+    assert_eq!(
+        d.record.status,
+        EventStatus::Dead,
+        "one dead destination makes the event dead"
+    );
+    assert_eq!(
+        d.record.reason.as_deref(),
+        Some("retries exhausted: status 500")
+    );
     assert!(due(s, T0 + 100_000, 10).await.jobs.is_empty());
     assert_eq!(counts(s).await.attempts, 2);
     // Dead without an attempt (the destination was removed): no attempt recorded.
     let id = append(s, new_event("ns/b", T0 + 1, &["gone"])).await;
-    let rec = finish(s, key(id, 0), None, Next::Dead { reason: "destination gone is no longer configured".into() }).await;
+    let rec = finish(
+        s,
+        key(id, 0),
+        None,
+        Next::Dead {
+            reason: "destination gone is no longer configured".into(),
+        },
+    )
+    .await;
     assert_eq!((rec.status, rec.attempts), (JobStatus::Dead, 0));
     assert!(detail(s, id).await.jobs[0].1.is_empty());
     assert_eq!(status(s, id).await, EventStatus::Dead);
     let dead = s
-        .list_events(EventQuery { bridge: Some("ns/b".into()), status: Some(EventStatus::Dead), limit: 10 })
+        .list_events(EventQuery {
+            bridge: Some("ns/b".into()),
+            status: Some(EventStatus::Dead),
+            limit: 10,
+        })
         .await
         .expect("list");
     assert_eq!(dead.len(), 2);
@@ -449,23 +624,64 @@ pub async fn dead_keeps_the_reason_and_marks_the_event_dead<S: Store>(s: &S) {
 
 pub async fn a_410_pauses_the_job_and_its_destination<S: Store>(s: &S) {
     let id = append(s, new_event("ns/b", T0, &["gone", "ok"])).await;
-    let rec = finish(s, key(id, 0), Some(attempt(T0 + 5, Some(410), None)), Next::Paused).await;
+    let rec = finish(
+        s,
+        key(id, 0),
+        Some(attempt(T0 + 5, Some(410), None)),
+        Next::Paused,
+    )
+    .await;
     assert_eq!(rec.status, JobStatus::Paused);
-    assert_eq!((rec.attempts, rec.last_error.as_deref()), (1, Some("status 410")));
-    assert_eq!(s.paused().await.expect("paused"), vec![("ns/b".to_string(), "gone".to_string())]);
-    assert_eq!(due_keys(s, T0 + 100_000).await, vec![key(id, 1)], "a paused job is not due");
-    finish(s, key(id, 1), Some(attempt(T0 + 6, Some(200), None)), Next::Delivered).await;
-    assert_eq!(status(s, id).await, EventStatus::Pending, "a paused job keeps its event pending");
-    assert!(queue_of(s).await.iter().all(|((_, d), _)| d != "gone"), "paused jobs are not queued");
+    assert_eq!(
+        (rec.attempts, rec.last_error.as_deref()),
+        (1, Some("status 410"))
+    );
+    assert_eq!(
+        s.paused().await.expect("paused"),
+        vec![("ns/b".to_string(), "gone".to_string())]
+    );
+    assert_eq!(
+        due_keys(s, T0 + 100_000).await,
+        vec![key(id, 1)],
+        "a paused job is not due"
+    );
+    finish(
+        s,
+        key(id, 1),
+        Some(attempt(T0 + 6, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
+    assert_eq!(
+        status(s, id).await,
+        EventStatus::Pending,
+        "a paused job keeps its event pending"
+    );
+    assert!(
+        queue_of(s).await.iter().all(|((_, d), _)| d != "gone"),
+        "paused jobs are not queued"
+    );
     // Resuming retries it with the budget it had.
-    let n = s.set_paused("ns/b".into(), "gone".into(), false, T0 + 50).await.expect("resume");
+    let n = s
+        .set_paused("ns/b".into(), "gone".into(), false, T0 + 50)
+        .await
+        .expect("resume");
     assert_eq!(n, 1);
     assert!(s.paused().await.expect("paused").is_empty());
     let rec = job(s, id, 0).await;
     assert_eq!(rec.status, JobStatus::Retrying);
-    assert_eq!((rec.due_at_ms, rec.attempts, rec.attempts_at_queue), (T0 + 50, 1, 0));
+    assert_eq!(
+        (rec.due_at_ms, rec.attempts, rec.attempts_at_queue),
+        (T0 + 50, 1, 0)
+    );
     assert_eq!(due_keys(s, T0 + 50).await, vec![key(id, 0)]);
-    finish(s, key(id, 0), Some(attempt(T0 + 60, Some(200), None)), Next::Delivered).await;
+    finish(
+        s,
+        key(id, 0),
+        Some(attempt(T0 + 60, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
     assert_eq!(status(s, id).await, EventStatus::Delivered);
 }
 
@@ -473,7 +689,10 @@ pub async fn steps_done_replaces_the_body_and_creates_the_delivery_jobs<S: Store
     let id = append(s, new_steps_event("ns/b", T0)).await;
     let d = due(s, T0, 10).await;
     assert_eq!(d.jobs.len(), 1);
-    assert_eq!((d.jobs[0].index, d.jobs[0].destination.as_str()), (STEPS_JOB, ""));
+    assert_eq!(
+        (d.jobs[0].index, d.jobs[0].destination.as_str()),
+        (STEPS_JOB, "")
+    );
     let rec = finish(
         s,
         key(id, STEPS_JOB),
@@ -481,22 +700,64 @@ pub async fn steps_done_replaces_the_body_and_creates_the_delivery_jobs<S: Store
         Next::StepsDone {
             body: Bytes::from_static(br#"{"n":1,"tagged":true}"#),
             jobs: vec![
-                NewJob { index: 0, destination: "a".into(), due_at_ms: T0 },
-                NewJob { index: 1, destination: "b".into(), due_at_ms: T0 + 7_000 },
+                NewJob {
+                    index: 0,
+                    destination: "a".into(),
+                    due_at_ms: T0,
+                },
+                NewJob {
+                    index: 1,
+                    destination: "b".into(),
+                    due_at_ms: T0 + 7_000,
+                },
             ],
         },
     )
     .await;
     assert_eq!((rec.status, rec.attempts), (JobStatus::Delivered, 1));
     let d = detail(s, id).await;
-    assert_eq!(&d.body[..], br#"{"n":1,"tagged":true}"#, "the steps' body replaces the received one");
+    assert_eq!(
+        &d.body[..],
+        br#"{"n":1,"tagged":true}"#,
+        "the steps' body replaces the received one"
+    );
     assert_eq!(d.record.status, EventStatus::Pending);
-    let jobs: Vec<_> = d.jobs.iter().map(|(j, _)| (j.index, j.destination.clone(), j.status, j.bridge.clone(), j.received_at_ms)).collect();
-    assert!(jobs.contains(&(0, "a".into(), JobStatus::Pending, "ns/b".into(), T0)), "{jobs:?}");
-    assert!(jobs.contains(&(1, "b".into(), JobStatus::Pending, "ns/b".into(), T0)), "{jobs:?}");
-    assert!(jobs.contains(&(STEPS_JOB, String::new(), JobStatus::Delivered, "ns/b".into(), T0)), "{jobs:?}");
+    let jobs: Vec<_> = d
+        .jobs
+        .iter()
+        .map(|(j, _)| {
+            (
+                j.index,
+                j.destination.clone(),
+                j.status,
+                j.bridge.clone(),
+                j.received_at_ms,
+            )
+        })
+        .collect();
+    assert!(
+        jobs.contains(&(0, "a".into(), JobStatus::Pending, "ns/b".into(), T0)),
+        "{jobs:?}"
+    );
+    assert!(
+        jobs.contains(&(1, "b".into(), JobStatus::Pending, "ns/b".into(), T0)),
+        "{jobs:?}"
+    );
+    assert!(
+        jobs.contains(&(
+            STEPS_JOB,
+            String::new(),
+            JobStatus::Delivered,
+            "ns/b".into(),
+            T0
+        )),
+        "{jobs:?}"
+    );
     let now = due(s, T0 + 10, 10).await;
-    assert_eq!(now.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(), vec![key(id, 0)]);
+    assert_eq!(
+        now.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(),
+        vec![key(id, 0)]
+    );
     assert_eq!(now.next_due_ms, Some(T0 + 7_000));
     finish(s, key(id, 0), None, Next::Delivered).await;
     finish(s, key(id, 1), None, Next::Delivered).await;
@@ -511,7 +772,9 @@ pub async fn steps_done_replaces_the_body_and_creates_the_delivery_jobs<S: Store
         s,
         key(id, STEPS_JOB),
         Some(attempt(T0 + 2, Some(500), Some("step tagger: status 500"))),
-        Next::Retry { due_at_ms: T0 + 900 },
+        Next::Retry {
+            due_at_ms: T0 + 900,
+        },
     )
     .await;
     assert_eq!((rec.status, rec.due_at_ms), (JobStatus::Retrying, T0 + 900));
@@ -524,21 +787,33 @@ pub async fn filtered_marks_the_event_filtered<S: Store>(s: &S) {
         s,
         key(id, STEPS_JOB),
         Some(attempt(T0 + 1, Some(200), None)),
-        Next::Filtered { reason: "step tagger dropped the event".into() },
+        Next::Filtered {
+            reason: "step tagger dropped the event".into(),
+        },
     )
     .await;
     assert_eq!(rec.status, JobStatus::Delivered);
     let d = detail(s, id).await;
     assert_eq!(d.record.status, EventStatus::Filtered);
-    assert_eq!(d.record.reason.as_deref(), Some("step tagger dropped the event"));
+    assert_eq!(
+        d.record.reason.as_deref(),
+        Some("step tagger dropped the event")
+    );
     assert_eq!(d.jobs.len(), 1, "no delivery job");
     assert!(due(s, T0 + 100, 10).await.jobs.is_empty());
     let filtered = s
-        .list_events(EventQuery { status: Some(EventStatus::Filtered), ..Default::default() })
+        .list_events(EventQuery {
+            status: Some(EventStatus::Filtered),
+            ..Default::default()
+        })
         .await
         .expect("list");
     assert_eq!(filtered.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
-    assert_eq!(s.replay_event(id, T0 + 200).await.expect("replay"), 0, "nothing to replay");
+    assert_eq!(
+        s.replay_event(id, T0 + 200).await.expect("replay"),
+        0,
+        "nothing to replay"
+    );
     assert_eq!(status(s, id).await, EventStatus::Filtered);
 }
 
@@ -559,28 +834,54 @@ pub async fn fanned_out_stores_each_child_once<S: Store>(s: &S) {
         s,
         key(parent, STEPS_JOB),
         Some(attempt(T0 + 1, Some(200), None)),
-        Next::FannedOut { children: children.clone() },
+        Next::FannedOut {
+            children: children.clone(),
+        },
     )
     .await;
     assert_eq!(rec.status, JobStatus::Delivered);
     let p = detail(s, parent).await;
     assert_eq!(p.record.children, ids);
-    assert_eq!(p.record.status, EventStatus::Delivered, "the parent has nothing left to deliver");
+    assert_eq!(
+        p.record.status,
+        EventStatus::Delivered,
+        "the parent has nothing left to deliver"
+    );
     assert_eq!(p.record.reason.as_deref(), Some("fanned out into 3 events"));
     for (i, id) in ids.iter().enumerate() {
         let c = detail(s, *id).await;
         assert_eq!(c.record.parent, Some(parent));
         assert_eq!(c.body, Bytes::from(format!(r#"{{"item":"{i}"}}"#)));
         assert_eq!(c.jobs.len(), [1, 2, 0][i]);
-        assert!(c.jobs.iter().all(|(j, _)| j.status == JobStatus::Pending && j.bridge == "ns/b"));
+        assert!(
+            c.jobs
+                .iter()
+                .all(|(j, _)| j.status == JobStatus::Pending && j.bridge == "ns/b")
+        );
     }
     assert_eq!(status(s, ids[2]).await, EventStatus::Filtered);
     assert_eq!(due(s, T0 + 10, 10).await.jobs.len(), 3);
     // The steps run again (a crash before the commit was seen): a child that exists is kept
     // as it is, with its progress.
-    finish(s, key(ids[0], 0), Some(attempt(T0 + 2, Some(200), None)), Next::Delivered).await;
-    finish(s, key(parent, STEPS_JOB), None, Next::FannedOut { children }).await;
-    assert_eq!(status(s, ids[0]).await, EventStatus::Delivered, "an existing child is not reset");
+    finish(
+        s,
+        key(ids[0], 0),
+        Some(attempt(T0 + 2, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
+    finish(
+        s,
+        key(parent, STEPS_JOB),
+        None,
+        Next::FannedOut { children },
+    )
+    .await;
+    assert_eq!(
+        status(s, ids[0]).await,
+        EventStatus::Delivered,
+        "an existing child is not reset"
+    );
     assert_eq!(counts(s).await.events, 4);
     assert_eq!(due(s, T0 + 10, 10).await.jobs.len(), 2);
 }
@@ -589,11 +890,19 @@ pub async fn finishing_an_unknown_job_is_not_found<S: Store>(s: &S) {
     let id = append(s, new_event("ns/b", T0, &["a"])).await;
     for job in [key(id_at(T0), 0), key(id, 1)] {
         let r = s
-            .finish_attempt(JobUpdate { job, attempt: Some(attempt(T0, Some(200), None)), next: Next::Delivered })
+            .finish_attempt(JobUpdate {
+                job,
+                attempt: Some(attempt(T0, Some(200), None)),
+                next: Next::Delivered,
+            })
             .await;
         assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
     }
-    assert_eq!(counts(s).await.attempts, 0, "no attempt recorded for an unknown job");
+    assert_eq!(
+        counts(s).await.attempts,
+        0,
+        "no attempt recorded for an unknown job"
+    );
     assert_eq!(job(s, id, 0).await.status, JobStatus::Pending);
 }
 
@@ -602,7 +911,12 @@ pub async fn finishing_an_unknown_job_is_not_found<S: Store>(s: &S) {
 pub async fn due_jobs_come_oldest_first_up_to_the_limit<S: Store>(s: &S) {
     // Appended in another order than they fall due.
     let mut evs = Vec::new();
-    for (at, due_at) in [(T0, T0 + 30), (T0 + 1, T0 + 10), (T0 + 2, T0 + 20), (T0 + 3, T0 + 500)] {
+    for (at, due_at) in [
+        (T0, T0 + 30),
+        (T0 + 1, T0 + 10),
+        (T0 + 2, T0 + 20),
+        (T0 + 3, T0 + 500),
+    ] {
         let mut ev = new_event("ns/b", at, &["a"]);
         ev.jobs[0].due_at_ms = due_at;
         evs.push(append(s, ev).await);
@@ -616,8 +930,15 @@ pub async fn due_jobs_come_oldest_first_up_to_the_limit<S: Store>(s: &S) {
     assert_eq!(d.next_due_ms, Some(T0 + 500), "the first job after now");
     // The limit keeps the oldest, and says that more are due.
     let d = due(s, T0 + 100, 2).await;
-    assert_eq!(d.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(), vec![key(evs[1], 0), key(evs[2], 0)]);
-    assert!(d.next_due_ms.is_some_and(|t| t <= T0 + 100), "more are due now: {:?}", d.next_due_ms);
+    assert_eq!(
+        d.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(),
+        vec![key(evs[1], 0), key(evs[2], 0)]
+    );
+    assert!(
+        d.next_due_ms.is_some_and(|t| t <= T0 + 100),
+        "more are due now: {:?}",
+        d.next_due_ms
+    );
     // Due exactly at now counts as due.
     assert_eq!(due_keys(s, T0 + 10).await, vec![key(evs[1], 0)]);
     // Nothing due yet: only the next due time.
@@ -638,14 +959,29 @@ pub async fn due_jobs_skip_claimed_and_held_jobs<S: Store>(s: &S) {
         asked.lock().expect("lock").push(j.key());
         j.bridge == "ns/held"
     };
-    let d = s.due_jobs(T0 + 10, 10, &claimed, &hold).await.expect("due_jobs");
-    assert_eq!(d.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(), vec![key(a, 1), key(b, 0)]);
+    let d = s
+        .due_jobs(T0 + 10, 10, &claimed, &hold)
+        .await
+        .expect("due_jobs");
+    assert_eq!(
+        d.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(),
+        vec![key(a, 1), key(b, 0)]
+    );
     let asked = asked.into_inner().expect("lock");
-    assert!(!asked.contains(&key(a, 0)), "hold is not asked about a claimed job: {asked:?}");
+    assert!(
+        !asked.contains(&key(a, 0)),
+        "hold is not asked about a claimed job: {asked:?}"
+    );
     assert!(asked.contains(&key(c, 0)));
     // Claimed and held jobs do not count against the limit.
-    let d = s.due_jobs(T0 + 10, 1, &claimed, &|j| j.destination == "y").await.expect("due_jobs");
-    assert_eq!(d.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(), vec![key(b, 0)]);
+    let d = s
+        .due_jobs(T0 + 10, 1, &claimed, &|j| j.destination == "y")
+        .await
+        .expect("due_jobs");
+    assert_eq!(
+        d.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(),
+        vec![key(b, 0)]
+    );
     // Holding back does not change the job.
     assert_eq!(job(s, c, 0).await.status, JobStatus::Pending);
     assert_eq!(due_keys(s, T0 + 10).await.len(), 4);
@@ -656,8 +992,22 @@ pub async fn undecodable_jobs_are_reported_and_quarantined<S: EngineHooks>(s: &S
     let good = append(s, new_event("ns/b", T0 + 1, &["x"])).await;
     let paused = append(s, new_event("ns/b", T0 + 2, &["p"])).await;
     let dead = append(s, new_event("ns/b", T0 + 3, &["x"])).await;
-    finish(s, key(paused, 0), Some(attempt(T0, Some(410), None)), Next::Paused).await;
-    finish(s, key(dead, 0), None, Next::Dead { reason: "no".into() }).await;
+    finish(
+        s,
+        key(paused, 0),
+        Some(attempt(T0, Some(410), None)),
+        Next::Paused,
+    )
+    .await;
+    finish(
+        s,
+        key(dead, 0),
+        None,
+        Next::Dead {
+            reason: "no".into(),
+        },
+    )
+    .await;
     s.corrupt_job(key(bad, 0)).await.expect("corrupt_job");
     let d = due(s, T0 + 10, 10).await;
     assert_eq!(
@@ -668,28 +1018,77 @@ pub async fn undecodable_jobs_are_reported_and_quarantined<S: EngineHooks>(s: &S
     assert_eq!(d.undecodable, vec![(T0, key(bad, 0))]);
     assert_eq!(
         queue_of(s).await,
-        vec![(("ns/b".into(), "x".into()), 1), (("ns/b".into(), "y".into()), 1)],
+        vec![
+            (("ns/b".into(), "x".into()), 1),
+            (("ns/b".into(), "y".into()), 1)
+        ],
         "the queue depth passes over it"
     );
-    assert_eq!(s.quarantine(d.undecodable.clone()).await.expect("quarantine"), 1);
+    assert_eq!(
+        s.quarantine(d.undecodable.clone())
+            .await
+            .expect("quarantine"),
+        1
+    );
     let d = due(s, T0 + 10, 10).await;
-    assert!(d.undecodable.is_empty(), "a quarantined job is no longer due");
-    assert_eq!(d.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(), vec![key(bad, 1), key(good, 0)]);
-    assert_eq!(s.quarantine(vec![(T0, key(bad, 0))]).await.expect("quarantine"), 0, "already moved");
+    assert!(
+        d.undecodable.is_empty(),
+        "a quarantined job is no longer due"
+    );
+    assert_eq!(
+        d.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(),
+        vec![key(bad, 1), key(good, 0)]
+    );
+    assert_eq!(
+        s.quarantine(vec![(T0, key(bad, 0))])
+            .await
+            .expect("quarantine"),
+        0,
+        "already moved"
+    );
     assert_eq!(counts(s).await.jobs, 5, "the record stays, for inspection");
     // Its event still reads, and its sibling is delivered; the event is not called
     // delivered while one of its jobs cannot be read.
     let e = detail(s, bad).await;
-    assert_eq!(e.jobs.iter().map(|(j, _)| j.index).collect::<Vec<_>>(), vec![1]);
-    finish(s, key(bad, 1), Some(attempt(T0 + 11, Some(200), None)), Next::Delivered).await;
+    assert_eq!(
+        e.jobs.iter().map(|(j, _)| j.index).collect::<Vec<_>>(),
+        vec![1]
+    );
+    finish(
+        s,
+        key(bad, 1),
+        Some(attempt(T0 + 11, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
     assert_eq!(status(s, bad).await, EventStatus::Pending);
     // One bad record blocks nothing else: the event list, the queue, and the bridge-wide
     // operations (resume, replay, purge) still work.
-    assert_eq!(s.list_events(EventQuery::default()).await.expect("list").len(), 4);
+    assert_eq!(
+        s.list_events(EventQuery::default())
+            .await
+            .expect("list")
+            .len(),
+        4
+    );
     assert_eq!(queue_of(s).await, vec![(("ns/b".into(), "x".into()), 1)]);
-    assert_eq!(s.set_paused("ns/b".into(), "p".into(), false, T0 + 20).await.expect("resume"), 1);
-    assert_eq!(s.replay_dead("ns/b".into(), T0 + 20).await.expect("replay_dead"), 1);
-    assert_eq!(s.replay_event(bad, T0 + 20).await.expect("replay_event"), 1, "its sibling");
+    assert_eq!(
+        s.set_paused("ns/b".into(), "p".into(), false, T0 + 20)
+            .await
+            .expect("resume"),
+        1
+    );
+    assert_eq!(
+        s.replay_dead("ns/b".into(), T0 + 20)
+            .await
+            .expect("replay_dead"),
+        1
+    );
+    assert_eq!(
+        s.replay_event(bad, T0 + 20).await.expect("replay_event"),
+        1,
+        "its sibling"
+    );
     assert_eq!(s.purge("ns/b".into()).await.expect("purge"), 4);
     assert!(due(s, T0 + 100, 10).await.jobs.is_empty());
 }
@@ -698,22 +1097,78 @@ pub async fn undecodable_jobs_are_reported_and_quarantined<S: EngineHooks>(s: &S
 
 pub async fn replay_event_queues_its_finished_jobs_again<S: Store>(s: &S) {
     let id = append(s, new_event("ns/b", T0, &["ok", "bad", "slow"])).await;
-    finish(s, key(id, 0), Some(attempt(T0, Some(200), None)), Next::Delivered).await;
-    finish(s, key(id, 1), Some(attempt(T0, Some(500), None)), Next::Retry { due_at_ms: T0 + 1 }).await;
-    finish(s, key(id, 1), Some(attempt(T0 + 1, Some(500), None)), Next::Dead { reason: "status 500".into() }).await;
-    finish(s, key(id, 2), Some(attempt(T0, Some(503), None)), Next::Retry { due_at_ms: T0 + 9_000 }).await;
-    assert_eq!(s.replay_event(id, T0 + 100).await.expect("replay"), 2, "the delivered and the dead job");
+    finish(
+        s,
+        key(id, 0),
+        Some(attempt(T0, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
+    finish(
+        s,
+        key(id, 1),
+        Some(attempt(T0, Some(500), None)),
+        Next::Retry { due_at_ms: T0 + 1 },
+    )
+    .await;
+    finish(
+        s,
+        key(id, 1),
+        Some(attempt(T0 + 1, Some(500), None)),
+        Next::Dead {
+            reason: "status 500".into(),
+        },
+    )
+    .await;
+    finish(
+        s,
+        key(id, 2),
+        Some(attempt(T0, Some(503), None)),
+        Next::Retry {
+            due_at_ms: T0 + 9_000,
+        },
+    )
+    .await;
+    assert_eq!(
+        s.replay_event(id, T0 + 100).await.expect("replay"),
+        2,
+        "the delivered and the dead job"
+    );
     let d = detail(s, id).await;
     assert_eq!(d.record.status, EventStatus::Pending);
     let j: Vec<&JobRecord> = d.jobs.iter().map(|(j, _)| j).collect();
-    assert_eq!((j[0].status, j[0].due_at_ms, j[0].attempts, j[0].attempts_at_queue), (JobStatus::Pending, T0 + 100, 1, 1));
-    assert_eq!((j[1].status, j[1].due_at_ms, j[1].attempts, j[1].attempts_at_queue), (JobStatus::Pending, T0 + 100, 2, 2));
+    assert_eq!(
+        (
+            j[0].status,
+            j[0].due_at_ms,
+            j[0].attempts,
+            j[0].attempts_at_queue
+        ),
+        (JobStatus::Pending, T0 + 100, 1, 1)
+    );
+    assert_eq!(
+        (
+            j[1].status,
+            j[1].due_at_ms,
+            j[1].attempts,
+            j[1].attempts_at_queue
+        ),
+        (JobStatus::Pending, T0 + 100, 2, 2)
+    );
     assert_eq!(j[1].last_error, None, "a replayed job starts clean");
     assert_eq!(j[1].retries_made(), 0, "with its whole retry budget");
-    assert_eq!((j[2].status, j[2].due_at_ms), (JobStatus::Retrying, T0 + 9_000), "a queued job is left alone");
+    assert_eq!(
+        (j[2].status, j[2].due_at_ms),
+        (JobStatus::Retrying, T0 + 9_000),
+        "a queued job is left alone"
+    );
     assert_eq!(d.jobs[1].1.len(), 2, "the attempt log is kept");
     assert_eq!(due_keys(s, T0 + 100).await, vec![key(id, 0), key(id, 1)]);
-    assert_eq!(s.replay_event(id, T0 + 200).await.expect("replay"), 0, "nothing finished to replay");
+    assert_eq!(
+        s.replay_event(id, T0 + 200).await.expect("replay"),
+        0,
+        "nothing finished to replay"
+    );
     let r = s.replay_event(id_at(T0), T0).await;
     assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
 }
@@ -724,21 +1179,64 @@ pub async fn replay_dead_queues_a_bridges_dead_jobs_only<S: Store>(s: &S) {
     let other = append(s, new_event("ns/other", T0 + 2, &["x"])).await;
     let ok = append(s, new_event("ns/b", T0 + 3, &["x"])).await;
     for k in [key(e1, 0), key(e1, 1), key(e2, 0), key(other, 0)] {
-        finish(s, k, Some(attempt(T0 + 5, Some(500), None)), Next::Dead { reason: "status 500".into() }).await;
+        finish(
+            s,
+            k,
+            Some(attempt(T0 + 5, Some(500), None)),
+            Next::Dead {
+                reason: "status 500".into(),
+            },
+        )
+        .await;
     }
-    finish(s, key(ok, 0), Some(attempt(T0 + 5, Some(200), None)), Next::Delivered).await;
-    assert_eq!(s.replay_dead("ns/b".into(), T0 + 50).await.expect("replay_dead"), 3);
-    assert_eq!(due_keys(s, T0 + 50).await, vec![key(e1, 0), key(e1, 1), key(e2, 0)]);
+    finish(
+        s,
+        key(ok, 0),
+        Some(attempt(T0 + 5, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
+    assert_eq!(
+        s.replay_dead("ns/b".into(), T0 + 50)
+            .await
+            .expect("replay_dead"),
+        3
+    );
+    assert_eq!(
+        due_keys(s, T0 + 50).await,
+        vec![key(e1, 0), key(e1, 1), key(e2, 0)]
+    );
     for k in [key(e1, 0), key(e1, 1), key(e2, 0)] {
         let j = job(s, k.event, k.index).await;
-        assert_eq!((j.status, j.due_at_ms, j.attempts_at_queue, j.last_error), (JobStatus::Pending, T0 + 50, 1, None));
+        assert_eq!(
+            (j.status, j.due_at_ms, j.attempts_at_queue, j.last_error),
+            (JobStatus::Pending, T0 + 50, 1, None)
+        );
     }
     assert_eq!(status(s, e1).await, EventStatus::Pending);
     assert_eq!(status(s, e2).await, EventStatus::Pending);
-    assert_eq!(status(s, other).await, EventStatus::Dead, "another bridge's dead letters stay");
-    assert_eq!(job(s, ok, 0).await.status, JobStatus::Delivered, "a delivered job is not replayed");
-    assert_eq!(s.replay_dead("ns/b".into(), T0 + 60).await.expect("replay_dead"), 0);
-    assert_eq!(s.replay_dead("ns/none".into(), T0 + 60).await.expect("replay_dead"), 0);
+    assert_eq!(
+        status(s, other).await,
+        EventStatus::Dead,
+        "another bridge's dead letters stay"
+    );
+    assert_eq!(
+        job(s, ok, 0).await.status,
+        JobStatus::Delivered,
+        "a delivered job is not replayed"
+    );
+    assert_eq!(
+        s.replay_dead("ns/b".into(), T0 + 60)
+            .await
+            .expect("replay_dead"),
+        0
+    );
+    assert_eq!(
+        s.replay_dead("ns/none".into(), T0 + 60)
+            .await
+            .expect("replay_dead"),
+        0
+    );
 }
 
 pub async fn purge_deletes_a_bridges_queued_and_paused_jobs<S: Store>(s: &S) {
@@ -749,58 +1247,160 @@ pub async fn purge_deletes_a_bridges_queued_and_paused_jobs<S: Store>(s: &S) {
     let dead_and_pending = append(s, new_event("ns/b", T0 + 4, &["x", "y"])).await;
     let steps = append(s, new_steps_event("ns/b", T0 + 5)).await;
     let other = append(s, new_event("ns/other", T0 + 6, &["x"])).await;
-    finish(s, key(retrying, 0), Some(attempt(T0, Some(500), None)), Next::Retry { due_at_ms: T0 + 60_000 }).await;
-    finish(s, key(paused, 0), Some(attempt(T0, Some(410), None)), Next::Paused).await;
-    finish(s, key(mixed, 0), Some(attempt(T0, Some(200), None)), Next::Delivered).await;
-    finish(s, key(dead_and_pending, 0), None, Next::Dead { reason: "status 500".into() }).await;
+    finish(
+        s,
+        key(retrying, 0),
+        Some(attempt(T0, Some(500), None)),
+        Next::Retry {
+            due_at_ms: T0 + 60_000,
+        },
+    )
+    .await;
+    finish(
+        s,
+        key(paused, 0),
+        Some(attempt(T0, Some(410), None)),
+        Next::Paused,
+    )
+    .await;
+    finish(
+        s,
+        key(mixed, 0),
+        Some(attempt(T0, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
+    finish(
+        s,
+        key(dead_and_pending, 0),
+        None,
+        Next::Dead {
+            reason: "status 500".into(),
+        },
+    )
+    .await;
     assert_eq!(s.purge("ns/b".into()).await.expect("purge"), 6);
-    assert_eq!(due_keys(s, T0 + 100_000).await, vec![key(other, 0)], "only the other bridge is left");
+    assert_eq!(
+        due_keys(s, T0 + 100_000).await,
+        vec![key(other, 0)],
+        "only the other bridge is left"
+    );
     for id in [pending, retrying, paused, steps] {
         let d = detail(s, id).await;
-        assert_eq!(d.record.status, EventStatus::Dead, "an event with nothing left is dead");
+        assert_eq!(
+            d.record.status,
+            EventStatus::Dead,
+            "an event with nothing left is dead"
+        );
         assert_eq!(d.record.reason.as_deref(), Some("purged"));
         assert!(d.jobs.is_empty());
     }
     let d = detail(s, mixed).await;
-    assert_eq!(d.record.status, EventStatus::Delivered, "what was delivered stays delivered");
+    assert_eq!(
+        d.record.status,
+        EventStatus::Delivered,
+        "what was delivered stays delivered"
+    );
     assert_eq!(d.jobs.len(), 1);
     assert_eq!(d.jobs[0].1.len(), 1, "with its attempts");
     let d = detail(s, dead_and_pending).await;
     assert_eq!(d.record.status, EventStatus::Dead);
-    assert_eq!(d.jobs.iter().map(|(j, _)| j.status).collect::<Vec<_>>(), vec![JobStatus::Dead], "dead letters stay");
+    assert_eq!(
+        d.jobs.iter().map(|(j, _)| j.status).collect::<Vec<_>>(),
+        vec![JobStatus::Dead],
+        "dead letters stay"
+    );
     assert_eq!(status(s, other).await, EventStatus::Pending);
     let c = counts(s).await;
     assert_eq!((c.events, c.jobs), (7, 3), "events stay; purged jobs go");
     assert_eq!(s.purge("ns/b".into()).await.expect("purge"), 0);
-    assert_eq!(queue_of(s).await, vec![(("ns/other".into(), "x".into()), 1)]);
+    assert_eq!(
+        queue_of(s).await,
+        vec![(("ns/other".into(), "x".into()), 1)]
+    );
 }
 
 pub async fn pause_and_resume_a_destination<S: Store>(s: &S) {
-    assert_eq!(s.set_paused("ns/b".into(), "x".into(), true, T0).await.expect("pause"), 0);
-    s.set_paused("ns/c".into(), "x".into(), true, T0).await.expect("pause");
+    assert_eq!(
+        s.set_paused("ns/b".into(), "x".into(), true, T0)
+            .await
+            .expect("pause"),
+        0
+    );
+    s.set_paused("ns/c".into(), "x".into(), true, T0)
+        .await
+        .expect("pause");
     let mut p = s.paused().await.expect("paused");
     p.sort();
-    assert_eq!(p, vec![("ns/b".into(), "x".into()), ("ns/c".into(), "x".into())]);
+    assert_eq!(
+        p,
+        vec![("ns/b".into(), "x".into()), ("ns/c".into(), "x".into())]
+    );
     // Pausing is a flag: queued jobs stay queued (the scheduler holds them back).
     let e = append(s, new_event("ns/b", T0, &["x", "y"])).await;
     assert_eq!(due_keys(s, T0).await, vec![key(e, 0), key(e, 1)]);
     // Two jobs paused by 410s, one on another destination.
     let p1 = append(s, new_event("ns/b", T0 + 1, &["x"])).await;
     let p2 = append(s, new_event("ns/b", T0 + 2, &["y"])).await;
-    finish(s, key(p1, 0), Some(attempt(T0 + 3, Some(410), None)), Next::Paused).await;
-    finish(s, key(p2, 0), Some(attempt(T0 + 3, Some(410), None)), Next::Paused).await;
-    assert_eq!(s.set_paused("ns/b".into(), "x".into(), false, T0 + 10).await.expect("resume"), 1);
+    finish(
+        s,
+        key(p1, 0),
+        Some(attempt(T0 + 3, Some(410), None)),
+        Next::Paused,
+    )
+    .await;
+    finish(
+        s,
+        key(p2, 0),
+        Some(attempt(T0 + 3, Some(410), None)),
+        Next::Paused,
+    )
+    .await;
+    assert_eq!(
+        s.set_paused("ns/b".into(), "x".into(), false, T0 + 10)
+            .await
+            .expect("resume"),
+        1
+    );
     let mut p = s.paused().await.expect("paused");
     p.sort();
-    assert_eq!(p, vec![("ns/b".into(), "y".into()), ("ns/c".into(), "x".into())]);
+    assert_eq!(
+        p,
+        vec![("ns/b".into(), "y".into()), ("ns/c".into(), "x".into())]
+    );
     assert_eq!(job(s, p1, 0).await.status, JobStatus::Retrying);
-    assert_eq!(job(s, p2, 0).await.status, JobStatus::Paused, "another destination stays paused");
-    assert_eq!(due_keys(s, T0 + 10).await, vec![key(e, 0), key(e, 1), key(p1, 0)]);
+    assert_eq!(
+        job(s, p2, 0).await.status,
+        JobStatus::Paused,
+        "another destination stays paused"
+    );
+    assert_eq!(
+        due_keys(s, T0 + 10).await,
+        vec![key(e, 0), key(e, 1), key(p1, 0)]
+    );
     // Resuming twice, or what was never paused, queues nothing.
-    assert_eq!(s.set_paused("ns/b".into(), "x".into(), false, T0 + 11).await.expect("resume"), 0);
-    assert_eq!(s.set_paused("ns/none".into(), "x".into(), false, T0 + 11).await.expect("resume"), 0);
-    assert_eq!(s.set_paused("ns/b".into(), "y".into(), false, T0 + 12).await.expect("resume"), 1);
-    assert_eq!(s.paused().await.expect("paused"), vec![("ns/c".into(), "x".into())]);
+    assert_eq!(
+        s.set_paused("ns/b".into(), "x".into(), false, T0 + 11)
+            .await
+            .expect("resume"),
+        0
+    );
+    assert_eq!(
+        s.set_paused("ns/none".into(), "x".into(), false, T0 + 11)
+            .await
+            .expect("resume"),
+        0
+    );
+    assert_eq!(
+        s.set_paused("ns/b".into(), "y".into(), false, T0 + 12)
+            .await
+            .expect("resume"),
+        1
+    );
+    assert_eq!(
+        s.paused().await.expect("paused"),
+        vec![("ns/c".into(), "x".into())]
+    );
 }
 
 pub async fn retention_by_age_deletes_old_finished_events_and_expired_keys<S: Store>(s: &S) {
@@ -817,37 +1417,91 @@ pub async fn retention_by_age_deletes_old_finished_events_and_expired_keys<S: St
     let mut new_delivered = new_event("ns/b", now - DAY, &["x"]);
     new_delivered.idempotency = Some(("live".into(), now + DAY));
     let new_delivered = append(s, new_delivered).await;
-    finish(s, key(old_delivered, 0), Some(attempt(T0, Some(200), None)), Next::Delivered).await;
-    finish(s, key(old_dead, 0), Some(attempt(T0, Some(500), None)), Next::Dead { reason: "x".into() }).await;
-    finish(s, key(new_delivered, 0), Some(attempt(now - DAY, Some(200), None)), Next::Delivered).await;
+    finish(
+        s,
+        key(old_delivered, 0),
+        Some(attempt(T0, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
+    finish(
+        s,
+        key(old_dead, 0),
+        Some(attempt(T0, Some(500), None)),
+        Next::Dead { reason: "x".into() },
+    )
+    .await;
+    finish(
+        s,
+        key(new_delivered, 0),
+        Some(attempt(now - DAY, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
     let r = s
-        .retain(Retention { max_age_ms: 7 * DAY, max_bytes: u64::MAX }, now)
+        .retain(
+            Retention {
+                max_age_ms: 7 * DAY,
+                max_bytes: u64::MAX,
+            },
+            now,
+        )
         .await
         .expect("retain");
     assert_eq!(r.deleted_by_age, 3, "{r:?}");
     assert_eq!(r.deleted_by_size, 0, "{r:?}");
     assert_eq!(r.expired_keys, 1, "{r:?}");
     for id in [old_delivered, old_dead, old_filtered] {
-        assert!(s.event(id).await.expect("event").is_none(), "an old finished event is deleted");
+        assert!(
+            s.event(id).await.expect("event").is_none(),
+            "an old finished event is deleted"
+        );
     }
-    assert_eq!(status(s, old_pending).await, EventStatus::Pending, "a pending event is never deleted");
+    assert_eq!(
+        status(s, old_pending).await,
+        EventStatus::Pending,
+        "a pending event is never deleted"
+    );
     assert_eq!(due_keys(s, now).await, vec![key(old_pending, 0)]);
     assert_eq!(status(s, new_delivered).await, EventStatus::Delivered);
     assert_eq!(
         counts(s).await,
-        StoreCounts { events: 2, jobs: 2, attempts: 1, idempotency_keys: 1 },
+        StoreCounts {
+            events: 2,
+            jobs: 2,
+            attempts: 1,
+            idempotency_keys: 1
+        },
         "jobs and attempts go with their event"
     );
     // The live key still deduplicates; the expired one is free.
     let mut again = new_event("ns/b", now, &["x"]);
     again.idempotency = Some(("live".into(), now + DAY));
-    assert_eq!(s.append(again).await.expect("append"), Appended { id: new_delivered, duplicate: true });
+    assert_eq!(
+        s.append(again).await.expect("append"),
+        Appended {
+            id: new_delivered,
+            duplicate: true
+        }
+    );
     let mut again = new_event("ns/b", now, &["x"]);
     again.idempotency = Some(("expired".into(), now + DAY));
     assert!(!s.append(again).await.expect("append").duplicate);
     // Nothing more to do.
-    let r = s.retain(Retention { max_age_ms: 7 * DAY, max_bytes: u64::MAX }, now).await.expect("retain");
-    assert_eq!((r.deleted_by_age, r.deleted_by_size, r.expired_keys), (0, 0, 0));
+    let r = s
+        .retain(
+            Retention {
+                max_age_ms: 7 * DAY,
+                max_bytes: u64::MAX,
+            },
+            now,
+        )
+        .await
+        .expect("retain");
+    assert_eq!(
+        (r.deleted_by_age, r.deleted_by_size, r.expired_keys),
+        (0, 0, 0)
+    );
 }
 
 pub async fn retention_by_size_deletes_the_oldest_finished_events_first<S: Store>(s: &S) {
@@ -867,22 +1521,40 @@ pub async fn retention_by_size_deletes_the_oldest_finished_events_first<S: Store
     }
     futures::future::try_join_all(writes).await.expect("append");
     let done = finished.iter().map(|id| {
-        s.finish_attempt(JobUpdate { job: key(*id, 0), attempt: None, next: Next::Delivered })
+        s.finish_attempt(JobUpdate {
+            job: key(*id, 0),
+            attempt: None,
+            next: Next::Delivered,
+        })
     });
-    futures::future::try_join_all(done).await.expect("finish_attempt");
+    futures::future::try_join_all(done)
+        .await
+        .expect("finish_attempt");
     let before = s.disk_bytes();
     assert!(before > 24 * 64 * 1024, "the bodies take room: {before}");
     // Well under what is stored, well over the pending event alone.
     let limit = before / 2;
     let r = s
-        .retain(Retention { max_age_ms: u64::MAX, max_bytes: limit }, T0 + 100)
+        .retain(
+            Retention {
+                max_age_ms: u64::MAX,
+                max_bytes: limit,
+            },
+            T0 + 100,
+        )
         .await
         .expect("retain");
     assert_eq!(r.deleted_by_age, 0, "{r:?}");
     assert!(r.deleted_by_size > 0, "{r:?}");
     assert_eq!(r.bytes_before, before, "{r:?}");
-    assert!(r.bytes_after < r.bytes_before, "deleting gives room back: {r:?}");
-    assert!(r.bytes_after <= limit, "under the limit after one run: {r:?}");
+    assert!(
+        r.bytes_after < r.bytes_before,
+        "deleting gives room back: {r:?}"
+    );
+    assert!(
+        r.bytes_after <= limit,
+        "under the limit after one run: {r:?}"
+    );
     assert_eq!(s.disk_bytes(), r.bytes_after);
     // The oldest finished events went first: what is left is the newest.
     let left: Vec<bool> = {
@@ -894,12 +1566,25 @@ pub async fn retention_by_size_deletes_the_oldest_finished_events_first<S: Store
     };
     let gone = left.iter().filter(|l| !**l).count();
     assert_eq!(gone, r.deleted_by_size, "{r:?}");
-    assert!(left[..gone].iter().all(|l| !l) && left[gone..].iter().all(|l| *l), "oldest first: {left:?}");
-    assert_eq!(status(s, pending).await, EventStatus::Pending, "a pending event is never deleted");
+    assert!(
+        left[..gone].iter().all(|l| !l) && left[gone..].iter().all(|l| *l),
+        "oldest first: {left:?}"
+    );
+    assert_eq!(
+        status(s, pending).await,
+        EventStatus::Pending,
+        "a pending event is never deleted"
+    );
     assert_eq!(due_keys(s, T0 + 100).await, vec![key(pending, 0)]);
     // Under the limit: nothing to do.
     let r = s
-        .retain(Retention { max_age_ms: u64::MAX, max_bytes: u64::MAX }, T0 + 100)
+        .retain(
+            Retention {
+                max_age_ms: u64::MAX,
+                max_bytes: u64::MAX,
+            },
+            T0 + 100,
+        )
         .await
         .expect("retain");
     assert_eq!((r.deleted_by_age, r.deleted_by_size), (0, 0));
@@ -910,30 +1595,66 @@ pub async fn retention_by_size_deletes_the_oldest_finished_events_first<S: Store
 pub async fn keyvalue_get_set_delete_list<S: Store>(s: &S) {
     let get = |p: &str, k: &str| s.kv_get(p.into(), k.into());
     assert_eq!(get("ns/a", "k").await.expect("get"), None);
-    s.kv_set("ns/a".into(), "k".into(), b"one".to_vec()).await.expect("set");
-    s.kv_set("ns/a".into(), "b/2".into(), vec![0, 255]).await.expect("set");
-    s.kv_set("ns/a".into(), "empty".into(), vec![]).await.expect("set");
+    s.kv_set("ns/a".into(), "k".into(), b"one".to_vec())
+        .await
+        .expect("set");
+    s.kv_set("ns/a".into(), "b/2".into(), vec![0, 255])
+        .await
+        .expect("set");
+    s.kv_set("ns/a".into(), "empty".into(), vec![])
+        .await
+        .expect("set");
     // Plugins are apart, also when one's name starts with the other's.
-    s.kv_set("ns/ab".into(), "k".into(), b"other".to_vec()).await.expect("set");
-    s.kv_set("ns/".into(), "k".into(), b"prefix".to_vec()).await.expect("set");
-    assert_eq!(get("ns/a", "k").await.expect("get").as_deref(), Some(&b"one"[..]));
-    assert_eq!(get("ns/a", "b/2").await.expect("get").as_deref(), Some(&[0u8, 255][..]));
-    assert_eq!(get("ns/a", "empty").await.expect("get").as_deref(), Some(&[][..]), "empty is not absent");
-    assert_eq!(get("ns/ab", "k").await.expect("get").as_deref(), Some(&b"other"[..]));
+    s.kv_set("ns/ab".into(), "k".into(), b"other".to_vec())
+        .await
+        .expect("set");
+    s.kv_set("ns/".into(), "k".into(), b"prefix".to_vec())
+        .await
+        .expect("set");
+    assert_eq!(
+        get("ns/a", "k").await.expect("get").as_deref(),
+        Some(&b"one"[..])
+    );
+    assert_eq!(
+        get("ns/a", "b/2").await.expect("get").as_deref(),
+        Some(&[0u8, 255][..])
+    );
+    assert_eq!(
+        get("ns/a", "empty").await.expect("get").as_deref(),
+        Some(&[][..]),
+        "empty is not absent"
+    );
+    assert_eq!(
+        get("ns/ab", "k").await.expect("get").as_deref(),
+        Some(&b"other"[..])
+    );
     let mut keys = s.kv_list("ns/a".into()).await.expect("list");
     keys.sort();
     assert_eq!(keys, vec!["b/2", "empty", "k"]);
     assert_eq!(s.kv_list("ns/ab".into()).await.expect("list"), vec!["k"]);
     assert!(s.kv_list("ns/none".into()).await.expect("list").is_empty());
-    s.kv_set("ns/a".into(), "k".into(), b"two".to_vec()).await.expect("overwrite");
-    assert_eq!(get("ns/a", "k").await.expect("get").as_deref(), Some(&b"two"[..]));
-    s.kv_delete("ns/a".into(), "k".into()).await.expect("delete");
+    s.kv_set("ns/a".into(), "k".into(), b"two".to_vec())
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        get("ns/a", "k").await.expect("get").as_deref(),
+        Some(&b"two"[..])
+    );
+    s.kv_delete("ns/a".into(), "k".into())
+        .await
+        .expect("delete");
     assert_eq!(get("ns/a", "k").await.expect("get"), None);
-    s.kv_delete("ns/a".into(), "never".into()).await.expect("deleting what is absent is fine");
+    s.kv_delete("ns/a".into(), "never".into())
+        .await
+        .expect("deleting what is absent is fine");
     let mut keys = s.kv_list("ns/a".into()).await.expect("list");
     keys.sort();
     assert_eq!(keys, vec!["b/2", "empty"]);
-    assert_eq!(get("ns/ab", "k").await.expect("get").as_deref(), Some(&b"other"[..]), "untouched");
+    assert_eq!(
+        get("ns/ab", "k").await.expect("get").as_deref(),
+        Some(&b"other"[..]),
+        "untouched"
+    );
     // Keyvalue is not events.
     assert_eq!(counts(s).await, StoreCounts::default());
 }
@@ -941,22 +1662,46 @@ pub async fn keyvalue_get_set_delete_list<S: Store>(s: &S) {
 pub async fn keyvalue_quota_per_plugin<S: EngineHooks>(s: &S) {
     s.set_kv_quota(100);
     // 2 + 60 bytes.
-    s.kv_set("ns/a".into(), "k1".into(), vec![1; 60]).await.expect("set");
-    let err = s.kv_set("ns/a".into(), "k2".into(), vec![2; 60]).await.expect_err("past the quota");
+    s.kv_set("ns/a".into(), "k1".into(), vec![1; 60])
+        .await
+        .expect("set");
+    let err = s
+        .kv_set("ns/a".into(), "k2".into(), vec![2; 60])
+        .await
+        .expect_err("past the quota");
     assert!(matches!(err, StoreError::Quota { limit: 100, .. }), "{err}");
-    assert_eq!(s.kv_get("ns/a".into(), "k2".into()).await.expect("get"), None, "nothing written past the quota");
+    assert_eq!(
+        s.kv_get("ns/a".into(), "k2".into()).await.expect("get"),
+        None,
+        "nothing written past the quota"
+    );
     assert_eq!(s.kv_list("ns/a".into()).await.expect("list"), vec!["k1"]);
     // Exactly at the quota is allowed: 62 + 2 + 36.
-    s.kv_set("ns/a".into(), "k3".into(), vec![3; 36]).await.expect("up to the quota");
-    s.kv_delete("ns/a".into(), "k3".into()).await.expect("delete");
+    s.kv_set("ns/a".into(), "k3".into(), vec![3; 36])
+        .await
+        .expect("up to the quota");
+    s.kv_delete("ns/a".into(), "k3".into())
+        .await
+        .expect("delete");
     // Another plugin has its own quota.
-    s.kv_set("ns/b".into(), "k1".into(), vec![0; 90]).await.expect("another plugin");
+    s.kv_set("ns/b".into(), "k1".into(), vec![0; 90])
+        .await
+        .expect("another plugin");
     // Overwriting counts the new size only; deleting gives the bytes back.
-    s.kv_set("ns/a".into(), "k1".into(), vec![0; 90]).await.expect("overwrite");
-    s.kv_delete("ns/a".into(), "k1".into()).await.expect("delete");
-    s.kv_set("ns/a".into(), "k2".into(), vec![0; 90]).await.expect("room again");
+    s.kv_set("ns/a".into(), "k1".into(), vec![0; 90])
+        .await
+        .expect("overwrite");
+    s.kv_delete("ns/a".into(), "k1".into())
+        .await
+        .expect("delete");
+    s.kv_set("ns/a".into(), "k2".into(), vec![0; 90])
+        .await
+        .expect("room again");
     // A value that alone exceeds the quota.
-    let err = s.kv_set("ns/c".into(), "k".into(), vec![0; 200]).await.expect_err("past the quota");
+    let err = s
+        .kv_set("ns/c".into(), "k".into(), vec![0; 200])
+        .await
+        .expect_err("past the quota");
     assert!(matches!(err, StoreError::Quota { .. }), "{err}");
 }
 
@@ -971,19 +1716,57 @@ pub async fn list_events_newest_first_filtered_and_limited<S: Store>(s: &S) {
     finish(s, key(ids[0], 0), None, Next::Dead { reason: "x".into() }).await;
     finish(s, key(ids[3], 0), None, Next::Dead { reason: "x".into() }).await;
     let list = |bridge: Option<&str>, status: Option<EventStatus>, limit: usize| {
-        s.list_events(EventQuery { bridge: bridge.map(str::to_string), status, limit })
+        s.list_events(EventQuery {
+            bridge: bridge.map(str::to_string),
+            status,
+            limit,
+        })
     };
-    let all: Vec<EventId> = list(None, None, 100).await.expect("list").iter().map(|e| e.id).collect();
-    assert_eq!(all, ids.iter().rev().copied().collect::<Vec<_>>(), "newest first");
-    let two: Vec<EventId> = list(None, None, 2).await.expect("list").iter().map(|e| e.id).collect();
+    let all: Vec<EventId> = list(None, None, 100)
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        all,
+        ids.iter().rev().copied().collect::<Vec<_>>(),
+        "newest first"
+    );
+    let two: Vec<EventId> = list(None, None, 2)
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(two, vec![ids[5], ids[4]]);
-    let even: Vec<EventId> = list(Some("ns/even"), None, 100).await.expect("list").iter().map(|e| e.id).collect();
+    let even: Vec<EventId> = list(Some("ns/even"), None, 100)
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(even, vec![ids[4], ids[2], ids[0]]);
-    let dead: Vec<EventId> = list(None, Some(EventStatus::Dead), 100).await.expect("list").iter().map(|e| e.id).collect();
+    let dead: Vec<EventId> = list(None, Some(EventStatus::Dead), 100)
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(dead, vec![ids[3], ids[0]]);
-    let odd_pending: Vec<EventId> = list(Some("ns/odd"), Some(EventStatus::Pending), 1).await.expect("list").iter().map(|e| e.id).collect();
+    let odd_pending: Vec<EventId> = list(Some("ns/odd"), Some(EventStatus::Pending), 1)
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(odd_pending, vec![ids[5]]);
-    assert!(list(Some("ns/none"), None, 10).await.expect("list").is_empty());
+    assert!(
+        list(Some("ns/none"), None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     // A limit of 0 means the default page, not nothing.
     assert_eq!(list(None, None, 0).await.expect("list").len(), 6);
 }
@@ -996,8 +1779,20 @@ pub async fn queue_depth_counts_queued_jobs_per_destination<S: Store>(s: &S) {
     later.jobs[0].due_at_ms = T0 + 60_000;
     append(s, later).await;
     finish(s, key(a, 1), None, Next::Delivered).await;
-    finish(s, key(b, 1), Some(attempt(T0, Some(500), None)), Next::Retry { due_at_ms: T0 + 5 }).await;
-    finish(s, key(b, 0), Some(attempt(T0, Some(410), None)), Next::Paused).await;
+    finish(
+        s,
+        key(b, 1),
+        Some(attempt(T0, Some(500), None)),
+        Next::Retry { due_at_ms: T0 + 5 },
+    )
+    .await;
+    finish(
+        s,
+        key(b, 0),
+        Some(attempt(T0, Some(410), None)),
+        Next::Paused,
+    )
+    .await;
     assert_eq!(
         queue_of(s).await,
         vec![

@@ -11,8 +11,8 @@
 //! exclusively.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -110,7 +110,10 @@ type DbHandle = Arc<RwLock<Option<Database>>>;
 pub const DEFAULT_KV_QUOTA_BYTES: u64 = 64 << 20;
 
 fn unavailable() -> StoreError {
-    StoreError::Engine { op: "open", message: "the database is being reopened after an I/O error".into() }
+    StoreError::Engine {
+        op: "open",
+        message: "the database is being reopened after an I/O error".into(),
+    }
 }
 
 /// Whether an error means the file could not be written (disk full, I/O failure). redb
@@ -120,10 +123,13 @@ fn is_io_error(e: &StoreError) -> bool {
 }
 
 fn open_db(path: &Path) -> Result<Database, StoreError> {
-    Database::builder().set_cache_size(32 << 20).create(path).map_err(|e| StoreError::Open {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    Database::builder()
+        .set_cache_size(32 << 20)
+        .create(path)
+        .map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
 }
 
 fn eng<E: std::fmt::Display>(op: &'static str) -> impl Fn(E) -> StoreError {
@@ -159,10 +165,12 @@ impl EmbeddedStore {
         // Owner only, whatever the umask: it holds every event's headers and body.
         {
             use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| StoreError::Open {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                },
+            )?;
         }
         // Create every table so that reads never meet a missing one.
         let tx = db.begin_write().map_err(eng("open"))?;
@@ -182,7 +190,12 @@ impl EmbeddedStore {
         let db: DbHandle = Arc::new(RwLock::new(Some(db)));
         let (tx, rx) = mpsc::channel();
         let healthy = Arc::new(AtomicBool::new(true));
-        let writer = Writer { db: db.clone(), path: path.clone(), healthy: healthy.clone(), metrics };
+        let writer = Writer {
+            db: db.clone(),
+            path: path.clone(),
+            healthy: healthy.clone(),
+            metrics,
+        };
         std::thread::Builder::new()
             .name("causeway-store-writer".into())
             .spawn(move || writer.run(rx))
@@ -191,7 +204,13 @@ impl EmbeddedStore {
                 message: e.to_string(),
             })?;
         Ok(EmbeddedStore {
-            inner: Arc::new(Inner { db, path, tx, healthy, kv_quota: AtomicU64::new(DEFAULT_KV_QUOTA_BYTES) }),
+            inner: Arc::new(Inner {
+                db,
+                path,
+                tx,
+                healthy,
+                kv_quota: AtomicU64::new(DEFAULT_KV_QUOTA_BYTES),
+            }),
         })
     }
 
@@ -663,7 +682,10 @@ impl Store for EmbeddedStore {
                     out.next_due_ms = Some(now_ms);
                     break;
                 }
-                if claimed(&JobKey { event: EventId::from_u128(event), index }) {
+                if claimed(&JobKey {
+                    event: EventId::from_u128(event),
+                    index,
+                }) {
                     continue;
                 }
                 let Some(raw) = jobs.get((event, index)).map_err(eng("jobs"))? else {
@@ -673,7 +695,13 @@ impl Store for EmbeddedStore {
                 let job: JobRecord = match dec("jobs", raw.value()) {
                     Ok(j) => j,
                     Err(_) => {
-                        out.undecodable.push((at, JobKey { event: EventId::from_u128(event), index }));
+                        out.undecodable.push((
+                            at,
+                            JobKey {
+                                event: EventId::from_u128(event),
+                                index,
+                            },
+                        ));
                         continue;
                     }
                 };
@@ -693,7 +721,11 @@ impl Store for EmbeddedStore {
             let mut n = 0;
             for (at, k) in &jobs {
                 let (event, index) = (k.event.as_u128(), k.index);
-                if due.remove((*at, event, index)).map_err(eng("due"))?.is_some() {
+                if due
+                    .remove((*at, event, index))
+                    .map_err(eng("due"))?
+                    .is_some()
+                {
                     q.insert((event, index), *at).map_err(eng("quarantine"))?;
                     n += 1;
                 }
@@ -1256,7 +1288,12 @@ impl Store for EmbeddedStore {
 /// Bytes of keyvalue state a plugin holds; counted once from its rows in stores written
 /// before the usage table existed.
 fn kv_usage(tx: &WriteTransaction, plugin: &str) -> Result<u64, StoreError> {
-    if let Some(v) = tx.open_table(KV_USAGE).map_err(eng("keyvalue"))?.get(plugin).map_err(eng("keyvalue"))? {
+    if let Some(v) = tx
+        .open_table(KV_USAGE)
+        .map_err(eng("keyvalue"))?
+        .get(plugin)
+        .map_err(eng("keyvalue"))?
+    {
         return Ok(v.value());
     }
     let kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
@@ -1358,7 +1395,10 @@ mod tests {
     use super::*;
 
     fn block<T>(f: StoreFuture<T>) -> Result<T, StoreError> {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     /// Issue 12 item 5: plugin keyvalue has a quota per plugin, counted over keys and
@@ -1371,7 +1411,11 @@ mod tests {
         block(store.kv_set("ns/a".into(), "k1".into(), vec![0; 60])).unwrap();
         let err = block(store.kv_set("ns/a".into(), "k2".into(), vec![0; 60])).unwrap_err();
         assert!(matches!(err, StoreError::Quota { limit: 100, .. }), "{err}");
-        assert_eq!(block(store.kv_get("ns/a".into(), "k2".into())).unwrap(), None, "nothing written past the quota");
+        assert_eq!(
+            block(store.kv_get("ns/a".into(), "k2".into())).unwrap(),
+            None,
+            "nothing written past the quota"
+        );
         // Another plugin has its own quota.
         block(store.kv_set("ns/b".into(), "k1".into(), vec![0; 90])).unwrap();
         // Overwriting counts the new size only; deleting gives the bytes back.
