@@ -359,7 +359,7 @@ async fn the_v1_fixture_opens_and_reads_back() {
         }
     );
     assert_eq!(&e1.body[..], br#"{"order":1}"#);
-    let jobs: Vec<(u32, &str, JobStatus, u64, u32, Option<&str>)> = e1
+    let jobs: Vec<_> = e1
         .jobs
         .iter()
         .map(|(j, _)| {
