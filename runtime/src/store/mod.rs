@@ -6,6 +6,10 @@
 //! redb; see `docs/store.md` for why) answers reads at once and sends writes to one writer
 //! thread that group-commits them: one transaction and one fsync per batch, and no future
 //! resolves before its batch is on disk.
+//!
+//! What every engine must do is written once, as tests over this trait, in `contract.rs`
+//! (built for tests, or with the `store-contract` feature); `tests/store_contract.rs` runs
+//! it on the embedded store.
 
 #[cfg(any(test, feature = "store-contract"))]
 pub mod contract;
@@ -45,11 +49,16 @@ pub trait Store: Send + Sync + 'static {
     /// Store a new event with its jobs and idempotency key, durably. A key already held
     /// within its window returns the first event's id and stores nothing.
     fn append(&self, event: NewEvent) -> StoreFuture<Appended>;
-    /// Jobs due at `now_ms` (at most `limit`, oldest due first) that `hold` does not hold
-    /// back, and the due time of the first job after `now_ms` (or held back).
+    /// Jobs due at `now_ms` (at most `limit`, oldest due first) that are neither claimed
+    /// nor held back, and `next_due_ms`: the due time of the first job after `now_ms`, or a
+    /// time at or before `now_ms` when the limit left due jobs out. Claimed and held-back
+    /// jobs count neither against `limit` nor for `next_due_ms` (whoever holds them wakes
+    /// the scheduler when it lets go).
     ///
     /// `claimed` is asked first, with the job's key only, so that jobs already in flight
-    /// cost no read or decode of their record; `hold` then sees the decoded record.
+    /// cost no read or decode of their record; `hold` then sees the decoded record. A due
+    /// job whose record cannot be decoded goes to [`DueJobs::undecodable`] instead; every
+    /// other method passes over such a record.
     fn due_jobs(
         &self,
         now_ms: u64,
