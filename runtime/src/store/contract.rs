@@ -10,7 +10,8 @@
 //! causeway_runtime::store_contract_tests!(fresh);
 //! ```
 //!
-//! What only the engine can do (make a record undecodable, set the keyvalue quota) comes
+//! A new contract is one more `pub async fn` here and its name in the macro's list. What
+//! only the engine can do (make a record undecodable, set the keyvalue quota) comes
 //! through [`EngineHooks`]. Time is explicit: the contracts pass `now_ms` values from a fixed
 //! base, never the clock, so every outcome is deterministic.
 //!
