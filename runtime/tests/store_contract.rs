@@ -14,7 +14,7 @@ causeway_runtime::store_contract_tests!(fresh);
 // ------------------------------------------------------------------ the v1 store fixture
 //
 // `fixtures/store-v1/events.redb` was written by the store as it was before the issue 13
-// redesign (job records with the `STEPS_JOB` sentinel index). These tests prove that a
+// redesign (job records with the `u32::MAX` sentinel index for the steps job). These tests prove that a
 // store written then still opens, reads back and delivers. They go through the public
 // `Store` API only, never the table layout. See `fixtures/store-v1/README.md`.
 
@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use causeway_runtime::store::{
     AttemptRecord, EventId, EventQuery, EventRecord, EventStatus, JobKey, JobStatus, JobUpdate,
-    NewEvent, NewJob, Next, Retention, STEPS_JOB, Store, StoreCounts, child_id,
+    NewEvent, NewJob, Next, Retention, JobTarget, Store, StoreCounts, child_id,
 };
 
 /// 2025-12-01T00:00:00Z: every time in the fixture counts from here.
@@ -87,11 +87,8 @@ fn fixture_event(
 }
 
 fn job(index: u32, destination: &str, due_at_ms: u64) -> NewJob {
-    NewJob {
-        index,
-        destination: destination.into(),
-        due_at_ms,
-    }
+    let target = if index == JobTarget::Steps.slot() { JobTarget::Steps } else { JobTarget::destination(index, destination) };
+    NewJob { target, due_at_ms }
 }
 
 fn attempt(
@@ -150,7 +147,7 @@ async fn write_store_fixture() {
         "default/enrich",
         T + 2000,
         br#"{"order":2}"#,
-        vec![job(STEPS_JOB, "", T + 2000)],
+        vec![job(JobTarget::Steps.slot(), "", T + 2000)],
     );
     s.append(e2).await.expect("append");
     // E3: dead after a retry.
@@ -233,7 +230,7 @@ async fn write_store_fixture() {
         "default/enrich",
         T + 6000,
         br#"[{"item":0}]"#,
-        vec![job(STEPS_JOB, "", T + 6000)],
+        vec![job(JobTarget::Steps.slot(), "", T + 6000)],
     );
     s.append(e6).await.expect("append");
     let mut child = fixture_event(
@@ -250,7 +247,7 @@ async fn write_store_fixture() {
     finish(
         JobKey {
             event: id(E6),
-            index: STEPS_JOB,
+            index: JobTarget::Steps.slot(),
         },
         Some(attempt(T + 6100, Some(200), "", None)),
         Next::FannedOut {
@@ -364,8 +361,8 @@ async fn the_v1_fixture_opens_and_reads_back() {
         .iter()
         .map(|(j, _)| {
             (
-                j.index,
-                j.destination.as_str(),
+                j.slot(),
+                j.target.destination_name().unwrap_or_default(),
                 j.status,
                 j.due_at_ms,
                 j.attempts,
@@ -409,8 +406,8 @@ async fn the_v1_fixture_opens_and_reads_back() {
     assert_eq!(e2.jobs.len(), 1);
     let (steps, attempts) = &e2.jobs[0];
     assert_eq!(
-        (steps.index, steps.destination.as_str()),
-        (STEPS_JOB, ""),
+        (steps.slot(), steps.target.destination_name().unwrap_or_default()),
+        (JobTarget::Steps.slot(), ""),
         "the steps job"
     );
     assert_eq!(
@@ -455,8 +452,8 @@ async fn the_v1_fixture_opens_and_reads_back() {
     let e6 = s.event(id(E6)).await.expect("event").expect("E6");
     assert_eq!(e6.record.children, vec![id(C6)]);
     assert_eq!(
-        (e6.jobs[0].0.index, e6.jobs[0].0.status),
-        (STEPS_JOB, JobStatus::Delivered)
+        (e6.jobs[0].0.slot(), e6.jobs[0].0.status),
+        (JobTarget::Steps.slot(), JobStatus::Delivered)
     );
     let c6 = s.event(id(C6)).await.expect("event").expect("C6");
     assert_eq!(c6.record.parent, Some(id(E6)));
@@ -468,8 +465,8 @@ async fn the_v1_fixture_opens_and_reads_back() {
     let (out, _) = &c6.jobs[0];
     assert_eq!(
         (
-            out.index,
-            out.destination.as_str(),
+            out.slot(),
+            out.target.destination_name().unwrap_or_default(),
             out.status,
             out.bridge.as_str()
         ),
@@ -485,10 +482,10 @@ async fn the_v1_fixture_opens_and_reads_back() {
         "every job record decodes: {:?}",
         due.undecodable
     );
-    let keys: Vec<(EventId, u32)> = due.jobs.iter().map(|j| (j.event, j.index)).collect();
+    let keys: Vec<(EventId, u32)> = due.jobs.iter().map(|j| (j.event, j.slot())).collect();
     assert_eq!(
         keys,
-        vec![(id(E1), 0), (id(E2), STEPS_JOB), (id(E5), 0), (id(C6), 0)]
+        vec![(id(E1), 0), (id(E2), JobTarget::Steps.slot()), (id(E5), 0), (id(C6), 0)]
     );
     assert_eq!(due.next_due_ms, None);
     let early = s
@@ -569,7 +566,7 @@ async fn the_v1_fixture_takes_writes() {
     // The steps job runs, and its delivery job follows.
     finish(
         E2,
-        STEPS_JOB,
+        JobTarget::Steps.slot(),
         Next::StepsDone {
             body: Bytes::from_static(br#"{"order":2,"tagged":true}"#),
             jobs: vec![job(0, "out", T + 2000)],
@@ -582,9 +579,9 @@ async fn the_v1_fixture_takes_writes() {
     assert_eq!(
         e2.jobs
             .iter()
-            .map(|(j, _)| (j.index, j.status))
+            .map(|(j, _)| (j.slot(), j.status))
             .collect::<Vec<_>>(),
-        vec![(0, JobStatus::Pending), (STEPS_JOB, JobStatus::Delivered)]
+        vec![(0, JobStatus::Pending), (JobTarget::Steps.slot(), JobStatus::Delivered)]
     );
     finish(E2, 0, Next::Delivered).await.expect("finish");
     assert_eq!(
@@ -612,7 +609,7 @@ async fn the_v1_fixture_takes_writes() {
         .due_jobs(T + 21_000, 100, &|_| false, &|_| false)
         .await
         .expect("due_jobs");
-    let keys: Vec<(EventId, u32)> = due.jobs.iter().map(|j| (j.event, j.index)).collect();
+    let keys: Vec<(EventId, u32)> = due.jobs.iter().map(|j| (j.event, j.slot())).collect();
     assert_eq!(keys, vec![(id(C6), 0), (id(E1), 1)]);
     finish(E1, 1, Next::Delivered).await.expect("finish");
     assert_eq!(

@@ -195,7 +195,7 @@ pub fn event_json(d: &EventDetail) -> serde_json::Value {
         .iter()
         .map(|(j, attempts)| {
             json!({
-                "destination": if j.index == crate::store::STEPS_JOB { "(steps)".to_string() } else { j.destination.clone() },
+                "destination": j.target.label(),
                 "status": j.status.as_str(),
                 "dueAt": rfc3339(j.due_at_ms),
                 "lastError": j.last_error,

@@ -11,7 +11,7 @@ use crate::delivery::client::{http_call, internal_target, plugin_call};
 use crate::delivery::dead_letter::dead_letter;
 use crate::delivery::retry;
 use crate::shared::Shared;
-use crate::store::{AttemptRecord, JobRecord, JobUpdate, Next, STEPS_JOB, now_ms};
+use crate::store::{AttemptRecord, JobRecord, JobTarget, JobUpdate, Next, now_ms};
 
 /// What follows a failed attempt under `policy`.
 pub(crate) fn after_failure(
@@ -77,7 +77,7 @@ pub(crate) async fn finish(
 }
 
 /// One attempt of one job.
-#[instrument(skip_all, fields(event = %job.event, bridge = %job.bridge, destination = %job.destination))]
+#[instrument(skip_all, fields(event = %job.event, bridge = %job.bridge, destination = %job.target.label()))]
 pub(crate) async fn attempt(shared: &Shared, job: JobRecord) {
     let active = shared.active();
     let Some(bridge) = active.bridges.get(&job.bridge).cloned() else {
@@ -101,17 +101,20 @@ pub(crate) async fn attempt(shared: &Shared, job: JobRecord) {
             return;
         }
     };
-    if job.index == STEPS_JOB {
-        crate::steps::run_steps(shared, &bridge, &job, &detail).await;
-        return;
-    }
-    let Some((index, dest)) = bridge.destination(&job.destination) else {
+    let name = match &job.target {
+        JobTarget::Steps => {
+            crate::steps::run_steps(shared, &bridge, &job, &detail).await;
+            return;
+        }
+        JobTarget::Destination { name, .. } => name.clone(),
+    };
+    let Some((index, dest)) = bridge.destination(&name) else {
         finish(
             shared,
             &job,
             None,
             Next::Dead {
-                reason: format!("destination {} is no longer configured", job.destination),
+                reason: format!("destination {name} is no longer configured"),
             },
         )
         .await;

@@ -31,7 +31,7 @@ pub(crate) fn dead_letter(
     let body = serde_json::json!({
         "eventId": job.event.to_string(),
         "bridge": job.bridge,
-        "destination": job.destination,
+        "destination": job.target.label(),
         "receivedAt": rfc3339(detail.record.received_at_ms),
         "attempts": job.attempts + 1,
         "reason": reason,

@@ -11,7 +11,7 @@ use tracing::{instrument, warn};
 
 use crate::delivery::attempt::attempt;
 use crate::shared::Shared;
-use crate::store::{JobKey, JobRecord, STEPS_JOB, now_ms};
+use crate::store::{JobKey, JobRecord, now_ms};
 
 /// Jobs claimed per scheduler pass.
 const CLAIM_BATCH: usize = 256;
@@ -40,7 +40,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         let claimed = |k: &JobKey| inflight.lock().is_ok_and(|s| s.contains(k));
         let hold = |j: &JobRecord| {
             shared.is_suspended(&j.bridge)
-                || (j.index != STEPS_JOB && shared.delivery.is_paused(&j.bridge, &j.destination))
+                || j.target.destination_name().is_some_and(|d| shared.delivery.is_paused(&j.bridge, d))
         };
         let due = match shared.store.due_jobs(now, CLAIM_BATCH, &claimed, &hold).await {
             Ok(d) => d,

@@ -20,7 +20,7 @@ use tracing::{debug, instrument, warn};
 use crate::listener::{self, ConnObserver};
 
 use crate::bridge::{ActiveBridge, FilterOutcome, InboundRequest};
-use crate::store::{EventId, EventRecord, EventStatus, NewEvent, NewJob, STEPS_JOB, now_ms};
+use crate::store::{EventId, EventRecord, EventStatus, NewEvent, NewJob, JobTarget, now_ms};
 use crate::shared::Shared;
 
 pub type Body = Full<Bytes>;
@@ -379,8 +379,7 @@ async fn bridge_request(
         vec![]
     } else if !bridge.cfg.steps.is_empty() {
         vec![NewJob {
-            index: STEPS_JOB,
-            destination: String::new(),
+            target: JobTarget::Steps,
             due_at_ms: now,
         }]
     } else {
@@ -390,8 +389,7 @@ async fn bridge_request(
             .iter()
             .enumerate()
             .map(|(i, d)| NewJob {
-                index: i as u32,
-                destination: d.name.clone(),
+                target: JobTarget::destination(i as u32, &d.name),
                 due_at_ms: now.saturating_add(d.delay_ms),
             })
             .collect()

@@ -12,7 +12,7 @@ use crate::delivery::client::plugin_call;
 use crate::plugins::PluginTarget;
 use crate::shared::Shared;
 use crate::store::{
-    AttemptRecord, EventDetail, EventId, EventRecord, EventStatus, JobRecord, NewEvent, NewJob,
+    AttemptRecord, JobTarget, EventDetail, EventId, EventRecord, EventStatus, JobRecord, NewEvent, NewJob,
     Next, child_id, now_ms,
 };
 
@@ -188,8 +188,7 @@ pub(crate) async fn run_steps(shared: &Shared, bridge: &ActiveBridge, job: &JobR
             .enumerate()
             .filter(|(_, d)| item.only.as_ref().is_none_or(|o| o.contains(&d.name)))
             .map(|(i, d)| NewJob {
-                index: i as u32,
-                destination: d.name.clone(),
+                target: JobTarget::destination(i as u32, &d.name),
                 due_at_ms: detail.record.received_at_ms.saturating_add(d.delay_ms),
             })
             .collect()

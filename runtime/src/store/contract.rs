@@ -119,8 +119,7 @@ pub fn new_event(bridge: &str, at: u64, destinations: &[&str]) -> NewEvent {
             .iter()
             .enumerate()
             .map(|(i, d)| NewJob {
-                index: i as u32,
-                destination: d.to_string(),
+                target: JobTarget::destination(i as u32, *d),
                 due_at_ms: at,
             })
             .collect(),
@@ -132,8 +131,7 @@ pub fn new_event(bridge: &str, at: u64, destinations: &[&str]) -> NewEvent {
 pub fn new_steps_event(bridge: &str, at: u64) -> NewEvent {
     let mut ev = new_event(bridge, at, &[]);
     ev.jobs = vec![NewJob {
-        index: STEPS_JOB,
-        destination: String::new(),
+        target: JobTarget::Steps,
         due_at_ms: at,
     }];
     ev
@@ -169,7 +167,7 @@ async fn job<S: Store>(s: &S, id: EventId, index: u32) -> JobRecord {
         .jobs
         .into_iter()
         .map(|(j, _)| j)
-        .find(|j| j.index == index)
+        .find(|j| j.slot() == index)
         .expect("the job exists")
 }
 
@@ -257,7 +255,7 @@ pub async fn append_stores_the_event_its_body_and_its_jobs<S: Store>(s: &S) {
     let by_index: Vec<_> = d
         .jobs
         .iter()
-        .map(|(j, _)| (j.index, j.destination.as_str(), j.due_at_ms))
+        .map(|(j, _)| (j.slot(), j.target.destination_name().unwrap_or_default(), j.due_at_ms))
         .collect();
     assert_eq!(by_index, vec![(0, "crm", T0), (1, "audit", T0 + 5_000)]);
     assert_eq!(
@@ -691,24 +689,22 @@ pub async fn steps_done_replaces_the_body_and_creates_the_delivery_jobs<S: Store
     let d = due(s, T0, 10).await;
     assert_eq!(d.jobs.len(), 1);
     assert_eq!(
-        (d.jobs[0].index, d.jobs[0].destination.as_str()),
-        (STEPS_JOB, "")
+        (d.jobs[0].slot(), d.jobs[0].target.destination_name().unwrap_or_default()),
+        (JobTarget::Steps.slot(), "")
     );
     let rec = finish(
         s,
-        key(id, STEPS_JOB),
+        key(id, JobTarget::Steps.slot()),
         Some(attempt(T0 + 3, Some(200), None)),
         Next::StepsDone {
             body: Bytes::from_static(br#"{"n":1,"tagged":true}"#),
             jobs: vec![
                 NewJob {
-                    index: 0,
-                    destination: "a".into(),
+                    target: JobTarget::destination(0, "a"),
                     due_at_ms: T0,
                 },
                 NewJob {
-                    index: 1,
-                    destination: "b".into(),
+                    target: JobTarget::destination(1, "b"),
                     due_at_ms: T0 + 7_000,
                 },
             ],
@@ -728,8 +724,8 @@ pub async fn steps_done_replaces_the_body_and_creates_the_delivery_jobs<S: Store
         .iter()
         .map(|(j, _)| {
             (
-                j.index,
-                j.destination.clone(),
+                j.slot(),
+                j.target.destination_name().unwrap_or_default().to_string(),
                 j.status,
                 j.bridge.clone(),
                 j.received_at_ms,
@@ -746,7 +742,7 @@ pub async fn steps_done_replaces_the_body_and_creates_the_delivery_jobs<S: Store
     );
     assert!(
         jobs.contains(&(
-            STEPS_JOB,
+            JobTarget::Steps.slot(),
             String::new(),
             JobStatus::Delivered,
             "ns/b".into(),
@@ -771,7 +767,7 @@ pub async fn steps_done_replaces_the_body_and_creates_the_delivery_jobs<S: Store
     let id = append(s, new_steps_event("ns/b", T0 + 1)).await;
     let rec = finish(
         s,
-        key(id, STEPS_JOB),
+        key(id, JobTarget::Steps.slot()),
         Some(attempt(T0 + 2, Some(500), Some("step tagger: status 500"))),
         Next::Retry {
             due_at_ms: T0 + 900,
@@ -786,7 +782,7 @@ pub async fn filtered_marks_the_event_filtered<S: Store>(s: &S) {
     let id = append(s, new_steps_event("ns/b", T0)).await;
     let rec = finish(
         s,
-        key(id, STEPS_JOB),
+        key(id, JobTarget::Steps.slot()),
         Some(attempt(T0 + 1, Some(200), None)),
         Next::Filtered {
             reason: "step tagger dropped the event".into(),
@@ -833,7 +829,7 @@ pub async fn fanned_out_stores_each_child_once<S: Store>(s: &S) {
     let ids: Vec<EventId> = children.iter().map(|c| c.record.id).collect();
     let rec = finish(
         s,
-        key(parent, STEPS_JOB),
+        key(parent, JobTarget::Steps.slot()),
         Some(attempt(T0 + 1, Some(200), None)),
         Next::FannedOut {
             children: children.clone(),
@@ -873,7 +869,7 @@ pub async fn fanned_out_stores_each_child_once<S: Store>(s: &S) {
     .await;
     finish(
         s,
-        key(parent, STEPS_JOB),
+        key(parent, JobTarget::Steps.slot()),
         None,
         Next::FannedOut { children },
     )
@@ -976,7 +972,7 @@ pub async fn due_jobs_skip_claimed_and_held_jobs<S: Store>(s: &S) {
     assert!(asked.contains(&key(c, 0)));
     // Claimed and held jobs do not count against the limit.
     let d = s
-        .due_jobs(T0 + 10, 1, &claimed, &|j| j.destination == "y")
+        .due_jobs(T0 + 10, 1, &claimed, &|j| j.target.destination_name() == Some("y"))
         .await
         .expect("due_jobs");
     assert_eq!(
@@ -1052,7 +1048,7 @@ pub async fn undecodable_jobs_are_reported_and_quarantined<S: EngineHooks>(s: &S
     // delivered while one of its jobs cannot be read.
     let e = detail(s, bad).await;
     assert_eq!(
-        e.jobs.iter().map(|(j, _)| j.index).collect::<Vec<_>>(),
+        e.jobs.iter().map(|(j, _)| j.slot()).collect::<Vec<_>>(),
         vec![1]
     );
     finish(

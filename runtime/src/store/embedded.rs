@@ -446,14 +446,14 @@ fn put_job(
     if let Some(old) = old
         && old.status.queued()
     {
-        due.remove((old.due_at_ms, id, old.index))
+        due.remove((old.due_at_ms, id, old.slot()))
             .map_err(eng("due"))?;
     }
     if new.status.queued() {
-        due.insert((new.due_at_ms, id, new.index), ())
+        due.insert((new.due_at_ms, id, new.slot()), ())
             .map_err(eng("due"))?;
     }
-    jobs.insert((id, new.index), enc(new)?.as_slice())
+    jobs.insert((id, new.slot()), enc(new)?.as_slice())
         .map_err(eng("job"))?;
     Ok(())
 }
@@ -577,7 +577,7 @@ fn delete_event(tx: &WriteTransaction, event: u128) -> Result<u64, StoreError> {
     let mut due = tx.open_table(DUE).map_err(eng("due"))?;
     for j in load_jobs(&jobs, event)?.0 {
         if j.status.queued() {
-            due.remove((j.due_at_ms, event, j.index))
+            due.remove((j.due_at_ms, event, j.slot()))
                 .map_err(eng("due"))?;
         }
     }
@@ -641,9 +641,8 @@ impl Store for EmbeddedStore {
             for j in &ev.jobs {
                 let rec = JobRecord {
                     event: id,
-                    index: j.index,
+                    target: j.target.clone(),
                     bridge: ev.record.bridge.clone(),
-                    destination: j.destination.clone(),
                     status: JobStatus::Pending,
                     due_at_ms: j.due_at_ms,
                     received_at_ms: ev.record.received_at_ms,
@@ -780,7 +779,7 @@ impl Store for EmbeddedStore {
                     let mut paused = tx.open_table(PAUSED).map_err(eng("paused"))?;
                     let now = u.attempt.as_ref().map(|a| a.at_ms).unwrap_or_else(now_ms);
                     paused
-                        .insert((new.bridge.as_str(), new.destination.as_str()), now)
+                        .insert((new.bridge.as_str(), new.target.destination_name().unwrap_or_default()), now)
                         .map_err(eng("paused"))?;
                 }
                 Next::StepsDone {
@@ -793,9 +792,8 @@ impl Store for EmbeddedStore {
                     for j in next_jobs {
                         let rec = JobRecord {
                             event: u.job.event,
-                            index: j.index,
+                            target: j.target.clone(),
                             bridge: old.bridge.clone(),
-                            destination: j.destination.clone(),
                             status: JobStatus::Pending,
                             due_at_ms: j.due_at_ms,
                             received_at_ms: old.received_at_ms,
@@ -825,9 +823,8 @@ impl Store for EmbeddedStore {
                         for j in &child.jobs {
                             let rec = JobRecord {
                                 event: child.record.id,
-                                index: j.index,
+                                target: j.target.clone(),
                                 bridge: child.record.bridge.clone(),
-                                destination: j.destination.clone(),
                                 status: JobStatus::Pending,
                                 due_at_ms: j.due_at_ms,
                                 received_at_ms: child.record.received_at_ms,
@@ -896,7 +893,7 @@ impl Store for EmbeddedStore {
                 let mut list = Vec::new();
                 let e = id.as_u128();
                 for row in attempts
-                    .range((e, job.index, 0)..=(e, job.index, u32::MAX))
+                    .range((e, job.slot(), 0)..=(e, job.slot(), u32::MAX))
                     .map_err(eng("attempts"))?
                 {
                     let (_, v) = row.map_err(eng("attempts"))?;
@@ -950,7 +947,7 @@ impl Store for EmbeddedStore {
             let mut n = 0;
             for j in load_jobs(&jobs, e)?.0 {
                 if matches!(j.status, JobStatus::Dead | JobStatus::Delivered)
-                    && j.index != STEPS_JOB
+                    && j.target != JobTarget::Steps
                 {
                     put_job(&mut jobs, &mut due, Some(&j), &requeue(&j, now))?;
                     n += 1;
@@ -992,9 +989,9 @@ impl Store for EmbeddedStore {
             for j in &gone {
                 let id = j.event.as_u128();
                 if j.status.queued() {
-                    due.remove((j.due_at_ms, id, j.index)).map_err(eng("due"))?;
+                    due.remove((j.due_at_ms, id, j.slot())).map_err(eng("due"))?;
                 }
-                jobs.remove((id, j.index)).map_err(eng("jobs"))?;
+                jobs.remove((id, j.slot())).map_err(eng("jobs"))?;
             }
             drop(jobs);
             drop(due);
@@ -1054,7 +1051,7 @@ impl Store for EmbeddedStore {
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
             let held = scan_jobs(&jobs, |j| {
-                j.status == JobStatus::Paused && j.bridge == bridge && j.destination == destination
+                j.status == JobStatus::Paused && j.bridge == bridge && j.target.destination_name() == Some(destination.as_str())
             })?;
             for j in &held {
                 // The paused attempt failed; resuming retries it with the budget it had.
@@ -1094,7 +1091,7 @@ impl Store for EmbeddedStore {
                 if let Some(raw) = jobs.get((e, i)).map_err(eng("jobs"))?
                     && let Some(j) = decode_job(e, i, raw.value())
                 {
-                    *counts.entry((j.bridge, j.destination)).or_default() += 1;
+                    *counts.entry((j.bridge, j.target.label().to_string())).or_default() += 1;
                 }
             }
             Ok(counts.into_iter().collect())

@@ -5,8 +5,52 @@ use serde::{Deserialize, Serialize};
 /// Event ids are UUID v7: time-ordered, so the key order is the arrival order.
 pub type EventId = uuid::Uuid;
 
-/// Index of the job that runs a bridge's steps (destinations use 0, 1, …).
-pub const STEPS_JOB: u32 = u32::MAX;
+/// The slot of the job that runs a bridge's steps in the store's keys and records
+/// (destinations use 0, 1, …). Only the store's encoding knows it: everything else sees
+/// [`JobTarget::Steps`].
+pub(crate) const STEPS_SLOT: u32 = u32::MAX;
+
+/// What a job does: run the bridge's steps, or deliver to one destination.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum JobTarget {
+    Steps,
+    Destination {
+        /// The destination's place in the bridge's list when the job was made.
+        index: u32,
+        name: String,
+    },
+}
+
+impl JobTarget {
+    pub fn destination(index: u32, name: impl Into<String>) -> JobTarget {
+        JobTarget::Destination { index, name: name.into() }
+    }
+
+    /// The job's slot in the store's keys (one per event).
+    pub fn slot(&self) -> u32 {
+        match self {
+            JobTarget::Steps => STEPS_SLOT,
+            JobTarget::Destination { index, .. } => *index,
+        }
+    }
+
+    /// The destination's name, None for the steps job.
+    pub fn destination_name(&self) -> Option<&str> {
+        match self {
+            JobTarget::Steps => None,
+            JobTarget::Destination { name, .. } => Some(name),
+        }
+    }
+
+    /// How the admin API, logs and metrics name it: the destination, or `(steps)`.
+    pub fn label(&self) -> &str {
+        self.destination_name().unwrap_or("(steps)")
+    }
+
+    fn from_slot(index: u32, name: String) -> JobTarget {
+        if index == STEPS_SLOT { JobTarget::Steps } else { JobTarget::Destination { index, name } }
+    }
+}
 
 /// Response bytes kept per attempt.
 pub const RESPONSE_SNIPPET_BYTES: usize = 4096;
@@ -116,33 +160,89 @@ pub fn child_id(parent: EventId, path: &str) -> EventId {
 }
 
 /// One delivery job (event × destination), or the job that runs the bridge's steps.
+///
+/// Stored as [`JobRecordV1`] (the format written since the first version: a slot number
+/// with `u32::MAX` for the steps job, and the destination's name), so stores written by
+/// earlier versions open and deliver unchanged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "JobRecordV1", into = "JobRecordV1")]
 pub struct JobRecord {
     pub event: EventId,
-    /// Destination index in the event's job list, or [`STEPS_JOB`].
-    pub index: u32,
+    pub target: JobTarget,
     pub bridge: String,
-    /// Destination name (empty for the steps job).
-    pub destination: String,
     pub status: JobStatus,
     pub due_at_ms: u64,
     pub received_at_ms: u64,
     /// Attempts made so far, over the job's whole life.
     pub attempts: u32,
     /// `attempts` when the job was last queued (first time or replay): retries count from here.
-    #[serde(default)]
     pub attempts_at_queue: u32,
-    #[serde(default)]
     pub last_error: Option<String>,
+}
+
+/// The stored form of a [`JobRecord`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecordV1 {
+    event: EventId,
+    /// Destination index in the event's job list, or `u32::MAX` for the steps job.
+    index: u32,
+    bridge: String,
+    /// Destination name (empty for the steps job).
+    destination: String,
+    status: JobStatus,
+    due_at_ms: u64,
+    received_at_ms: u64,
+    attempts: u32,
+    #[serde(default)]
+    attempts_at_queue: u32,
+    #[serde(default)]
+    last_error: Option<String>,
+}
+
+impl From<JobRecordV1> for JobRecord {
+    fn from(r: JobRecordV1) -> Self {
+        JobRecord {
+            event: r.event,
+            target: JobTarget::from_slot(r.index, r.destination),
+            bridge: r.bridge,
+            status: r.status,
+            due_at_ms: r.due_at_ms,
+            received_at_ms: r.received_at_ms,
+            attempts: r.attempts,
+            attempts_at_queue: r.attempts_at_queue,
+            last_error: r.last_error,
+        }
+    }
+}
+
+impl From<JobRecord> for JobRecordV1 {
+    fn from(r: JobRecord) -> Self {
+        JobRecordV1 {
+            event: r.event,
+            index: r.target.slot(),
+            destination: r.target.destination_name().unwrap_or_default().to_string(),
+            bridge: r.bridge,
+            status: r.status,
+            due_at_ms: r.due_at_ms,
+            received_at_ms: r.received_at_ms,
+            attempts: r.attempts,
+            attempts_at_queue: r.attempts_at_queue,
+            last_error: r.last_error,
+        }
+    }
 }
 
 impl JobRecord {
     pub fn key(&self) -> JobKey {
         JobKey {
             event: self.event,
-            index: self.index,
+            index: self.target.slot(),
         }
+    }
+    /// The job's slot in the store's keys.
+    pub fn slot(&self) -> u32 {
+        self.target.slot()
     }
     /// Retries already made since the job was queued.
     pub fn retries_made(&self) -> u32 {
@@ -176,8 +276,7 @@ pub struct AttemptRecord {
 /// A new job to create.
 #[derive(Clone, Debug)]
 pub struct NewJob {
-    pub index: u32,
-    pub destination: String,
+    pub target: JobTarget,
     pub due_at_ms: u64,
 }
 
