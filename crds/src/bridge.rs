@@ -11,7 +11,9 @@ use crate::common::{NamedValue, SecretKeyRef};
 
 // Enums the rendered configuration carries too: defined once, in `causeway-config` (with
 // its `schema` feature, so that the CRD schemas still describe them).
-pub use causeway_config::{BackoffPolicy, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, SignatureEncoding};
+pub use causeway_config::{
+    BackoffPolicy, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, SignatureEncoding,
+};
 
 /// A webhook bridge: receive at an endpoint, verify, filter, transform with plugin steps,
 /// and deliver to one or more destinations with delays, retries and an attempt log.
@@ -24,12 +26,29 @@ pub use causeway_config::{BackoffPolicy, HmacAlgorithm, HmacPreset, JwtAlgorithm
     status = "BridgeStatus",
     shortname = "br",
     category = "causeway",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
     printcolumn(name = "Pool", type_ = "string", json_path = ".status.pool"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = 1),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = 1
+    ),
     doc = "A webhook bridge: an inbound endpoint, its verification, filter, plugin steps and destinations."
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -156,7 +175,9 @@ fn default_dedupe_window() -> String {
 }
 
 /// An HTTP method.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     Get,
@@ -410,7 +431,10 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { retries: default_retries(), backoff: Backoff::default() }
+        RetryPolicy {
+            retries: default_retries(),
+            backoff: Backoff::default(),
+        }
     }
 }
 
@@ -451,7 +475,10 @@ pub struct Backoff {
 ]))]
 pub struct Destination {
     /// Unique name within the bridge; used in metrics and the attempt log.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Target URL. May contain template references (`$payload.kind`, `$env.BASE`).
     #[schemars(length(min = 1, max = 2048))]

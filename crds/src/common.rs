@@ -16,7 +16,9 @@ pub const DEFAULT_POOL: &str = "default";
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// A reference to one key of a Secret in the same namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct SecretKeyRef {
     /// Name of the Secret, in the namespace of the object that refers to it.
@@ -45,7 +47,10 @@ pub struct ValueFrom {
 ]))]
 pub struct NamedValue {
     /// Name used to refer to the value (`$env.NAME` in templates, a config key for plugins).
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_.-]*$"))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+    )]
     pub name: String,
     /// A literal value. Do not put credentials here: use `valueFrom.secretKeyRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,7 +81,9 @@ pub const SECRET_OPT_IN_LABEL: &str = "causeway.dev/use";
 
 /// True when a Secret's labels opt it in ([`SECRET_OPT_IN_LABEL`] = `"true"`).
 pub fn secret_opted_in(labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
-    labels.and_then(|l| l.get(SECRET_OPT_IN_LABEL)).is_some_and(|v| v == "true")
+    labels
+        .and_then(|l| l.get(SECRET_OPT_IN_LABEL))
+        .is_some_and(|v| v == "true")
 }
 
 /// Build a condition. `lastTransitionTime` is carried over from `previous` when the
@@ -116,5 +123,7 @@ pub fn set_condition(conditions: &mut Vec<Condition>, cond: Condition) {
 
 /// True when `conditions` holds `type_` with status `True`.
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
 }

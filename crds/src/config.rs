@@ -13,15 +13,15 @@ use sha2::{Digest, Sha256};
 // The worker's configuration types live in `causeway-config`, which has no Kubernetes
 // dependency; they are re-exported here so that `causeway_crds::config::X` still names them.
 // A `Problem` is an item error found while rendering.
-pub use causeway_config::*;
 pub use causeway_config::ItemError as Problem;
+pub use causeway_config::*;
 
 use crate::bridge::{Backoff, Bridge};
-use crate::common::{NamedValue, SecretKeyRef, DEFAULT_NAMESPACE, DEFAULT_POOL};
+use crate::common::{DEFAULT_NAMESPACE, DEFAULT_POOL, NamedValue, SecretKeyRef};
 use crate::duration::{parse_duration, parse_quantity_bytes};
 use crate::plugin::Plugin;
 use crate::pool::WorkerPool;
-use crate::validate::{validate_bridge, validate_plugin, FieldError};
+use crate::validate::{FieldError, validate_bridge, validate_plugin};
 
 /// Everything known about one cluster (or one set of manifest files).
 #[derive(Clone, Debug, Default)]
@@ -88,7 +88,10 @@ pub fn internal_service_name(pool: &str) -> String {
     while !pool.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("causeway-{}-{hash}-internal", pool[..cut].trim_end_matches('-'))
+    format!(
+        "causeway-{}-{hash}-internal",
+        pool[..cut].trim_end_matches('-')
+    )
 }
 
 /// The pool an object lands in.
@@ -98,7 +101,9 @@ pub fn pool_of(pool: &Option<String>) -> &str {
 
 /// The namespace of an object (`default` when unset, as in local mode).
 pub fn namespace_of(meta: &kube::core::ObjectMeta) -> String {
-    meta.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
+    meta.namespace
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
 }
 
 fn name_of(meta: &kube::core::ObjectMeta) -> String {
@@ -107,11 +112,13 @@ fn name_of(meta: &kube::core::ObjectMeta) -> String {
 
 /// The path a bridge is served at.
 pub fn bridge_path(b: &Bridge) -> String {
-    b.spec
-        .ingress
-        .path
-        .clone()
-        .unwrap_or_else(|| format!("/hooks/{}/{}", namespace_of(&b.metadata), name_of(&b.metadata)))
+    b.spec.ingress.path.clone().unwrap_or_else(|| {
+        format!(
+            "/hooks/{}/{}",
+            namespace_of(&b.metadata),
+            name_of(&b.metadata)
+        )
+    })
 }
 
 /// Render the configuration of one pool (or of everything, for local mode).
@@ -132,18 +139,33 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
         .iter()
         .filter(|b| in_pool(&namespace_of(&b.metadata), pool_of(&b.spec.pool)))
         .collect();
-    bridges.sort_by_key(|b| (b.metadata.creation_timestamp.clone().map(|t| t.0), namespace_of(&b.metadata), name_of(&b.metadata)));
+    bridges.sort_by_key(|b| {
+        (
+            b.metadata.creation_timestamp.clone().map(|t| t.0),
+            namespace_of(&b.metadata),
+            name_of(&b.metadata),
+        )
+    });
 
-    let plugins_by_key: BTreeMap<(String, String), &Plugin> =
-        inv.plugins.iter().map(|p| ((namespace_of(&p.metadata), name_of(&p.metadata)), p)).collect();
+    let plugins_by_key: BTreeMap<(String, String), &Plugin> = inv
+        .plugins
+        .iter()
+        .map(|p| ((namespace_of(&p.metadata), name_of(&p.metadata)), p))
+        .collect();
 
     // Pools that exist, so that a reference to a missing one is reported.
-    let pools: BTreeSet<(String, String)> =
-        inv.pools.iter().map(|p| (namespace_of(&p.metadata), name_of(&p.metadata))).collect();
+    let pools: BTreeSet<(String, String)> = inv
+        .pools
+        .iter()
+        .map(|p| (namespace_of(&p.metadata), name_of(&p.metadata)))
+        .collect();
 
     // In a cluster the operator reads Secrets with its own rights: use only opted-in ones.
     let cluster = matches!(scope, Scope::Pool { .. });
-    let lookup = Lookup { inv, require_opt_in: cluster };
+    let lookup = Lookup {
+        inv,
+        require_opt_in: cluster,
+    };
     let mut claimed_paths: BTreeMap<String, String> = BTreeMap::new();
     let mut bridge_configs = Vec::new();
     for b in bridges {
@@ -159,13 +181,27 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
             problems.push(problem(reason::INVALID_SPEC, join_errors(&errs)));
             continue;
         }
-        if let Some(missing) = b.spec.steps.iter().find(|s| !plugins_by_key.contains_key(&(ns.clone(), s.plugin.clone()))) {
-            problems.push(problem(reason::PLUGIN_NOT_FOUND, format!("step plugin {:?} not found in namespace {ns}", missing.plugin)));
+        if let Some(missing) = b
+            .spec
+            .steps
+            .iter()
+            .find(|s| !plugins_by_key.contains_key(&(ns.clone(), s.plugin.clone())))
+        {
+            problems.push(problem(
+                reason::PLUGIN_NOT_FOUND,
+                format!(
+                    "step plugin {:?} not found in namespace {ns}",
+                    missing.plugin
+                ),
+            ));
             continue;
         }
         let path = bridge_path(b);
         if let Some(owner) = claimed_paths.get(&path) {
-            problems.push(problem(reason::PATH_CONFLICT, format!("path {path} is already served by {owner}")));
+            problems.push(problem(
+                reason::PATH_CONFLICT,
+                format!("path {path} is already served by {owner}"),
+            ));
             continue;
         }
         match build_bridge(b, &ns, &name, &path, &lookup) {
@@ -185,8 +221,13 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
         if !in_ns(&ns) {
             continue;
         }
-        let placed_here = p.spec.pool.as_deref().is_some_and(|pool| in_pool(&ns, pool));
-        let public_default = p.spec.pool.is_none() && p.spec.route.is_some() && in_pool(&ns, DEFAULT_POOL);
+        let placed_here = p
+            .spec
+            .pool
+            .as_deref()
+            .is_some_and(|pool| in_pool(&ns, pool));
+        let public_default =
+            p.spec.pool.is_none() && p.spec.route.is_some() && in_pool(&ns, DEFAULT_POOL);
         if placed_here || public_default || matches!(scope, Scope::All) {
             wanted.insert((ns, name_of(&p.metadata)));
         }
@@ -194,7 +235,9 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
     for b in &bridge_configs {
         for s in &b.steps {
             let key = (b.namespace.clone(), s.plugin.clone());
-            let unplaced = plugins_by_key.get(&key).is_some_and(|p| p.spec.pool.is_none());
+            let unplaced = plugins_by_key
+                .get(&key)
+                .is_some_and(|p| p.spec.pool.is_none());
             if unplaced {
                 wanted.insert(key);
             }
@@ -203,9 +246,13 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
     // Close over chaining: an unplaced plugin that a loaded plugin may call is loaded too.
     let mut frontier: Vec<(String, String)> = wanted.iter().cloned().collect();
     while let Some((ns, name)) = frontier.pop() {
-        let Some(p) = plugins_by_key.get(&(ns.clone(), name.clone())) else { continue };
+        let Some(p) = plugins_by_key.get(&(ns.clone(), name.clone())) else {
+            continue;
+        };
         for callee in internal_callees(&p.spec.allowed_outbound_hosts, &ns, &plugins_by_key) {
-            let unplaced = plugins_by_key.get(&callee).is_some_and(|c| c.spec.pool.is_none());
+            let unplaced = plugins_by_key
+                .get(&callee)
+                .is_some_and(|c| c.spec.pool.is_none());
             if unplaced && wanted.insert(callee.clone()) {
                 frontier.push(callee);
             }
@@ -214,7 +261,9 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
 
     let mut plugin_configs = Vec::new();
     for key in &wanted {
-        let Some(p) = plugins_by_key.get(key) else { continue };
+        let Some(p) = plugins_by_key.get(key) else {
+            continue;
+        };
         let problem = |reason: &str, message: String| Problem {
             kind: Kind::Plugin,
             namespace: key.0.clone(),
@@ -231,7 +280,10 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
             && !pools.contains(&(key.0.clone(), pool.clone()))
             && pool != DEFAULT_POOL
         {
-            problems.push(problem(reason::POOL_NOT_FOUND, format!("WorkerPool {pool:?} not found in namespace {}", key.0)));
+            problems.push(problem(
+                reason::POOL_NOT_FOUND,
+                format!("WorkerPool {pool:?} not found in namespace {}", key.0),
+            ));
             continue;
         }
         if cluster && let Err(message) = cluster_source_allowed(&p.spec.source) {
@@ -241,7 +293,10 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
         if let Some(route) = &p.spec.route
             && let Some(owner) = claimed_paths.get(route)
         {
-            problems.push(problem(reason::PATH_CONFLICT, format!("route {route} is already served by {owner}")));
+            problems.push(problem(
+                reason::PATH_CONFLICT,
+                format!("route {route} is already served by {owner}"),
+            ));
             continue;
         }
         match build_plugin(p, &key.0, &key.1, &lookup) {
@@ -257,7 +312,11 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
 
     // Routes to plugins placed in other pools of the same namespace(s).
     let mut routes = Vec::new();
-    if let Scope::Pool { namespace, name: this_pool } = scope {
+    if let Scope::Pool {
+        namespace,
+        name: this_pool,
+    } = scope
+    {
         for p in &inv.plugins {
             let ns = namespace_of(&p.metadata);
             let pname = name_of(&p.metadata);
@@ -267,30 +326,62 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
             if let Some(pool) = &p.spec.pool
                 && pool != this_pool
             {
-                let urls = ctx.pool_endpoints.get(&(ns.clone(), pool.clone())).cloned().unwrap_or_else(|| {
-                    vec![format!("http://{}.{}.svc:{}", internal_service_name(pool), ns, INTERNAL_PORT)]
+                let urls = ctx
+                    .pool_endpoints
+                    .get(&(ns.clone(), pool.clone()))
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        vec![format!(
+                            "http://{}.{}.svc:{}",
+                            internal_service_name(pool),
+                            ns,
+                            INTERNAL_PORT
+                        )]
+                    });
+                routes.push(PluginRoute {
+                    namespace: ns,
+                    plugin: pname,
+                    pool: pool.clone(),
+                    urls,
                 });
-                routes.push(PluginRoute { namespace: ns, plugin: pname, pool: pool.clone(), urls });
             }
         }
     }
 
     let (pool_name, namespace, retention, destination_allowed_cidrs) = match scope {
         Scope::Pool { namespace, name } => {
-            let pool = inv.pools.iter().find(|p| &namespace_of(&p.metadata) == namespace && &name_of(&p.metadata) == name);
+            let pool = inv
+                .pools
+                .iter()
+                .find(|p| &namespace_of(&p.metadata) == namespace && &name_of(&p.metadata) == name);
             let retention = pool.map(retention_of).unwrap_or_default();
-            let cidrs = pool.map(|p| p.spec.network.allowed_destination_cidrs.clone()).unwrap_or_default();
+            let cidrs = pool
+                .map(|p| p.spec.network.allowed_destination_cidrs.clone())
+                .unwrap_or_default();
             (name.clone(), namespace.clone(), retention, cidrs)
         }
         Scope::All => {
             // One process serves every pool of the files: it may reach what any of them may.
-            let cidrs: BTreeSet<String> =
-                inv.pools.iter().flat_map(|p| p.spec.network.allowed_destination_cidrs.iter().cloned()).collect();
-            ("local".to_string(), String::new(), inv.pools.first().map(retention_of).unwrap_or_default(), cidrs.into_iter().collect())
+            let cidrs: BTreeSet<String> = inv
+                .pools
+                .iter()
+                .flat_map(|p| p.spec.network.allowed_destination_cidrs.iter().cloned())
+                .collect();
+            (
+                "local".to_string(),
+                String::new(),
+                inv.pools.first().map(retention_of).unwrap_or_default(),
+                cidrs.into_iter().collect(),
+            )
         }
     };
     let internal_tokens = match scope {
-        Scope::Pool { namespace, .. } => ctx.internal_tokens.iter().filter(|(ns, _)| *ns == namespace).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Scope::Pool { namespace, .. } => ctx
+            .internal_tokens
+            .iter()
+            .filter(|(ns, _)| *ns == namespace)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         Scope::All => ctx.internal_tokens.clone(),
     };
 
@@ -303,7 +394,10 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
         routes,
         internal_tokens,
         // An empty token would mean no admin auth: treat it as missing.
-        admin_token: ctx.admin_token.clone().filter(|t| !t.expose().trim().is_empty()),
+        admin_token: ctx
+            .admin_token
+            .clone()
+            .filter(|t| !t.expose().trim().is_empty()),
         retention,
         destination_allowed_cidrs,
     };
@@ -322,13 +416,18 @@ pub fn version_of(config: &WorkerConfig) -> String {
 }
 
 fn join_errors(errs: &[FieldError]) -> String {
-    errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+    errs.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn retention_of(p: &WorkerPool) -> RetentionConfig {
     let d = RetentionConfig::default();
     RetentionConfig {
-        max_age_ms: parse_duration(&p.spec.retention.max_age).map(|d| d.as_millis() as u64).unwrap_or(d.max_age_ms),
+        max_age_ms: parse_duration(&p.spec.retention.max_age)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(d.max_age_ms),
         max_bytes: parse_quantity_bytes(&p.spec.retention.max_bytes).unwrap_or(d.max_bytes),
     }
 }
@@ -341,9 +440,15 @@ pub fn internal_callees(
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for entry in allowed {
-        let host = entry.split_once("://").map(|(_, h)| h).unwrap_or(entry).trim_end_matches('/');
+        let host = entry
+            .split_once("://")
+            .map(|(_, h)| h)
+            .unwrap_or(entry)
+            .trim_end_matches('/');
         let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-        let Some(label) = host.strip_suffix(".internal") else { continue };
+        let Some(label) = host.strip_suffix(".internal") else {
+            continue;
+        };
         if label == "*" {
             out.extend(plugins.keys().filter(|(pns, _)| pns == ns).cloned());
         } else {
@@ -392,9 +497,12 @@ pub fn cluster_source_allowed(src: &crate::plugin::PluginSource) -> Result<(), S
 
 /// `…@sha256:<64 lower-case hex>`.
 fn reference_has_digest(reference: &str) -> bool {
-    reference
-        .rsplit_once("@sha256:")
-        .is_some_and(|(_, hex)| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    reference.rsplit_once("@sha256:").is_some_and(|(_, hex)| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 fn ms(s: &str) -> u64 {
@@ -408,10 +516,12 @@ fn opt_ms(s: &Option<String>, default: u64) -> u64 {
 
 fn secret(inv: &Lookup<'_>, ns: &str, r: &SecretKeyRef) -> Result<SecretValue, BuildError> {
     let key = (ns.to_string(), r.name.clone());
-    let data = inv
-        .secrets
-        .get(&key)
-        .ok_or_else(|| (reason::SECRET_NOT_FOUND, format!("Secret {:?} not found in namespace {ns}", r.name)))?;
+    let data = inv.secrets.get(&key).ok_or_else(|| {
+        (
+            reason::SECRET_NOT_FOUND,
+            format!("Secret {:?} not found in namespace {ns}", r.name),
+        )
+    })?;
     if inv.require_opt_in && !inv.opted_in_secrets.contains(&key) {
         return Err((
             reason::SECRET_NOT_OPTED_IN,
@@ -425,19 +535,38 @@ fn secret(inv: &Lookup<'_>, ns: &str, r: &SecretKeyRef) -> Result<SecretValue, B
             ),
         ));
     }
-    let bytes = data
-        .get(&r.key)
-        .ok_or_else(|| (reason::SECRET_NOT_FOUND, format!("Secret {:?} has no key {:?}", r.name, r.key)))?;
-    let text = String::from_utf8(bytes.clone())
-        .map_err(|_| (reason::INVALID_SPEC, format!("Secret {:?} key {:?} is not UTF-8 text", r.name, r.key)))?;
+    let bytes = data.get(&r.key).ok_or_else(|| {
+        (
+            reason::SECRET_NOT_FOUND,
+            format!("Secret {:?} has no key {:?}", r.name, r.key),
+        )
+    })?;
+    let text = String::from_utf8(bytes.clone()).map_err(|_| {
+        (
+            reason::INVALID_SPEC,
+            format!("Secret {:?} key {:?} is not UTF-8 text", r.name, r.key),
+        )
+    })?;
     Ok(SecretValue(text))
 }
 
-fn secrets(inv: &Lookup<'_>, ns: &str, first: &SecretKeyRef, rest: &[SecretKeyRef]) -> Result<Vec<SecretValue>, BuildError> {
-    std::iter::once(first).chain(rest.iter()).map(|r| secret(inv, ns, r)).collect()
+fn secrets(
+    inv: &Lookup<'_>,
+    ns: &str,
+    first: &SecretKeyRef,
+    rest: &[SecretKeyRef],
+) -> Result<Vec<SecretValue>, BuildError> {
+    std::iter::once(first)
+        .chain(rest.iter())
+        .map(|r| secret(inv, ns, r))
+        .collect()
 }
 
-fn named_value(inv: &Lookup<'_>, ns: &str, v: &NamedValue) -> Result<(SecretValue, bool), BuildError> {
+fn named_value(
+    inv: &Lookup<'_>,
+    ns: &str,
+    v: &NamedValue,
+) -> Result<(SecretValue, bool), BuildError> {
     match (&v.value, &v.value_from) {
         (Some(val), _) => Ok((SecretValue(val.clone()), false)),
         (None, Some(from)) => Ok((secret(inv, ns, &from.secret_key_ref)?, true)),
@@ -455,7 +584,13 @@ fn retry(retries: u32, b: &Backoff) -> RetryConfig {
     }
 }
 
-fn build_bridge(b: &Bridge, ns: &str, name: &str, path: &str, inv: &Lookup<'_>) -> Result<BridgeConfig, BuildError> {
+fn build_bridge(
+    b: &Bridge,
+    ns: &str,
+    name: &str,
+    path: &str,
+    inv: &Lookup<'_>,
+) -> Result<BridgeConfig, BuildError> {
     let spec = &b.spec;
     let auth = match &spec.ingress.auth {
         None => None,
@@ -479,23 +614,41 @@ fn build_bridge(b: &Bridge, ns: &str, name: &str, path: &str, inv: &Lookup<'_>) 
         } else if let Some(j) = &a.jwt {
             AuthConfig::Jwt {
                 algorithms: j.algorithms.clone(),
-                key: j.secret_ref.as_ref().map(|r| secret(inv, ns, r)).transpose()?,
-                jwks: j.jwks_ref.as_ref().map(|r| secret(inv, ns, r)).transpose()?,
+                key: j
+                    .secret_ref
+                    .as_ref()
+                    .map(|r| secret(inv, ns, r))
+                    .transpose()?,
+                jwks: j
+                    .jwks_ref
+                    .as_ref()
+                    .map(|r| secret(inv, ns, r))
+                    .transpose()?,
                 issuer: j.issuer.clone(),
                 audience: j.audience.clone(),
                 leeway_ms: opt_ms(&j.leeway, 30_000),
                 dedupe_jti: j.dedupe_jti,
             }
         } else if let Some(basic) = &a.basic {
-            AuthConfig::Basic { username: basic.username.clone(), password: secret(inv, ns, &basic.password_ref)? }
+            AuthConfig::Basic {
+                username: basic.username.clone(),
+                password: secret(inv, ns, &basic.password_ref)?,
+            }
         } else if let Some(k) = &a.api_key {
             AuthConfig::ApiKey {
-                header: if k.query_param.is_none() { Some(k.header.clone().unwrap_or_else(|| "x-api-key".into())) } else { None },
+                header: if k.query_param.is_none() {
+                    Some(k.header.clone().unwrap_or_else(|| "x-api-key".into()))
+                } else {
+                    None
+                },
                 query_param: k.query_param.clone(),
                 keys: secrets(inv, ns, &k.secret_ref, &k.previous_secret_refs)?,
             }
         } else {
-            return Err((reason::INVALID_SPEC, "spec.ingress.auth names no scheme".into()));
+            return Err((
+                reason::INVALID_SPEC,
+                "spec.ingress.auth names no scheme".into(),
+            ));
         }),
     };
     let mut env = BTreeMap::new();
@@ -516,18 +669,34 @@ fn build_bridge(b: &Bridge, ns: &str, name: &str, path: &str, inv: &Lookup<'_>) 
             retry: retry(d.retries, &d.backoff),
             max_retry_after_ms: opt_ms(&d.max_retry_after, 3_600_000),
             max_concurrency: d.max_concurrency,
-            rate_limit: d.rate_limit.as_ref().map(|r| RateLimitConfig { per_second: r.per_second, burst: r.burst.unwrap_or(r.per_second) }),
-            signing_secret: d.signing.as_ref().map(|s| secret(inv, ns, &s.standard_webhooks.secret_ref)).transpose()?,
+            rate_limit: d.rate_limit.as_ref().map(|r| RateLimitConfig {
+                per_second: r.per_second,
+                burst: r.burst.unwrap_or(r.per_second),
+            }),
+            signing_secret: d
+                .signing
+                .as_ref()
+                .map(|s| secret(inv, ns, &s.standard_webhooks.secret_ref))
+                .transpose()?,
             dead_letter_url: d.dead_letter.as_ref().map(|t| t.url.clone()),
         });
     }
-    let step_retry = spec.step_retry.as_ref().map(|r| retry(r.retries, &r.backoff)).unwrap_or_default();
+    let step_retry = spec
+        .step_retry
+        .as_ref()
+        .map(|r| retry(r.retries, &r.backoff))
+        .unwrap_or_default();
     Ok(BridgeConfig {
         namespace: ns.to_string(),
         name: name.to_string(),
         generation: b.metadata.generation,
         path: path.to_string(),
-        methods: spec.ingress.methods.iter().map(|m| m.as_str().to_string()).collect(),
+        methods: spec
+            .ingress
+            .methods
+            .iter()
+            .map(|m| m.as_str().to_string())
+            .collect(),
         max_body_bytes: spec.ingress.max_body_bytes,
         idempotency_header: spec.ingress.effective_idempotency_header(),
         dedupe_window_ms: ms(&spec.ingress.dedupe_window),
@@ -537,32 +706,59 @@ fn build_bridge(b: &Bridge, ns: &str, name: &str, path: &str, inv: &Lookup<'_>) 
         steps: spec
             .steps
             .iter()
-            .map(|s| StepConfig { plugin: s.plugin.clone(), path: s.path.clone().unwrap_or_else(|| "/".into()) })
+            .map(|s| StepConfig {
+                plugin: s.plugin.clone(),
+                path: s.path.clone().unwrap_or_else(|| "/".into()),
+            })
             .collect(),
         step_retry,
         destinations,
         env,
-        on_missing: spec.templates.as_ref().map(|t| t.on_missing).unwrap_or_default(),
+        on_missing: spec
+            .templates
+            .as_ref()
+            .map(|t| t.on_missing)
+            .unwrap_or_default(),
     })
 }
 
-fn build_plugin(p: &Plugin, ns: &str, name: &str, inv: &Lookup<'_>) -> Result<PluginConfig, BuildError> {
+fn build_plugin(
+    p: &Plugin,
+    ns: &str,
+    name: &str,
+    inv: &Lookup<'_>,
+) -> Result<PluginConfig, BuildError> {
     let spec = &p.spec;
     let src = &spec.source;
     let source = if let Some(f) = &src.file {
         SourceConfig::File { path: f.clone() }
     } else if let Some(h) = &src.http {
-        SourceConfig::Http { url: h.url.clone(), sha256: h.sha256.clone() }
+        SourceConfig::Http {
+            url: h.url.clone(),
+            sha256: h.sha256.clone(),
+        }
     } else if let Some(o) = &src.oci {
-        SourceConfig::Oci { reference: o.reference.clone(), digest: o.digest.clone(), insecure: o.insecure }
+        SourceConfig::Oci {
+            reference: o.reference.clone(),
+            digest: o.digest.clone(),
+            insecure: o.insecure,
+        }
     } else if let Some(cm) = &src.config_map {
         let data = inv
             .config_maps
             .get(&(ns.to_string(), cm.name.clone()))
-            .ok_or_else(|| (reason::CONFIG_MAP_NOT_FOUND, format!("ConfigMap {:?} not found in namespace {ns}", cm.name)))?;
-        let bytes = data
-            .get(&cm.key)
-            .ok_or_else(|| (reason::CONFIG_MAP_NOT_FOUND, format!("ConfigMap {:?} has no key {:?}", cm.name, cm.key)))?;
+            .ok_or_else(|| {
+                (
+                    reason::CONFIG_MAP_NOT_FOUND,
+                    format!("ConfigMap {:?} not found in namespace {ns}", cm.name),
+                )
+            })?;
+        let bytes = data.get(&cm.key).ok_or_else(|| {
+            (
+                reason::CONFIG_MAP_NOT_FOUND,
+                format!("ConfigMap {:?} has no key {:?}", cm.name, cm.key),
+            )
+        })?;
         SourceConfig::Inline {
             sha256: hex::encode(Sha256::digest(bytes)),
             data: base64::engine::general_purpose::STANDARD.encode(bytes),

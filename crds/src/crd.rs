@@ -7,7 +7,11 @@ use crate::{Bridge, Plugin, WorkerPool};
 
 /// Every CRD, with the file name it is written to.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
-    vec![("bridges.yaml", Bridge::crd()), ("plugins.yaml", Plugin::crd()), ("workerpools.yaml", WorkerPool::crd())]
+    vec![
+        ("bridges.yaml", Bridge::crd()),
+        ("plugins.yaml", Plugin::crd()),
+        ("workerpools.yaml", WorkerPool::crd()),
+    ]
 }
 
 /// The YAML text of one CRD, exactly as committed.
@@ -20,7 +24,10 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> String {
 pub const OUTPUT_DIRS: [&str; 2] = ["crds/yaml", "charts/causeway/crds"];
 
 /// Files under `root` that differ from what `crds` would generate (missing files count).
-pub fn drifted(root: &std::path::Path, crds: &[(&str, CustomResourceDefinition)]) -> Vec<std::path::PathBuf> {
+pub fn drifted(
+    root: &std::path::Path,
+    crds: &[(&str, CustomResourceDefinition)],
+) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for dir in OUTPUT_DIRS {
         for (file, crd) in crds {

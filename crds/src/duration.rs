@@ -19,7 +19,10 @@ pub struct DurationError {
 /// Parse a duration such as `1h30m`. Units: `ms`, `s`, `m`, `h`, `d`. At least one
 /// component; each is a whole number followed by a unit.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = |why| DurationError { input: input.to_string(), why };
+    let err = |why| DurationError {
+        input: input.to_string(),
+        why,
+    };
     if input.is_empty() {
         return Err(err("empty"));
     }
@@ -34,7 +37,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         if start == i {
             return Err(err("expected a number"));
         }
-        let n: u128 = input[start..i].parse().map_err(|_| err("number too large"))?;
+        let n: u128 = input[start..i]
+            .parse()
+            .map_err(|_| err("number too large"))?;
         let unit_ms: u128 = if input[i..].starts_with("ms") {
             i += 2;
             1
@@ -65,7 +70,13 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{}", ms / size, unit));
             ms %= size;
@@ -79,7 +90,9 @@ pub fn parse_quantity_bytes(input: &str) -> Result<u64, String> {
     let s = input.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid quantity {input:?}: expected a whole number"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid quantity {input:?}: expected a whole number"))?;
     let mult: u64 = match suffix {
         "" => 1,
         "k" => 1_000,
@@ -89,9 +102,14 @@ pub fn parse_quantity_bytes(input: &str) -> Result<u64, String> {
         "Mi" => 1 << 20,
         "Gi" => 1 << 30,
         "Ti" => 1 << 40,
-        _ => return Err(format!("invalid quantity {input:?}: unknown suffix {suffix:?} (use Ki, Mi, Gi, k, M, G)")),
+        _ => {
+            return Err(format!(
+                "invalid quantity {input:?}: unknown suffix {suffix:?} (use Ki, Mi, Gi, k, M, G)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("invalid quantity {input:?}: too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid quantity {input:?}: too large"))
 }
 
 /// The schema pattern for a memory quantity; kept in step with [`parse_quantity_bytes`].
@@ -127,7 +145,10 @@ mod tests {
             ("1.5s", "unknown unit"),
             ("-1s", "expected a number"),
             ("1 s", "unknown unit"),
-            ("99999999999999999999999999999999999999999d", "number too large"),
+            (
+                "99999999999999999999999999999999999999999d",
+                "number too large",
+            ),
             ("999999999999999999d", "too large"),
         ] {
             assert_eq!(parse_duration(s).unwrap_err().why, why, "{s}");
@@ -144,12 +165,16 @@ mod tests {
                 return false;
             }
             while !rest.is_empty() {
-                let d = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                let d = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
                 if d == 0 {
                     return false;
                 }
                 rest = &rest[d..];
-                let u = ["ms", "s", "m", "h", "d"].iter().find(|u| rest.starts_with(**u));
+                let u = ["ms", "s", "m", "h", "d"]
+                    .iter()
+                    .find(|u| rest.starts_with(**u));
                 match u {
                     Some(u) => rest = &rest[u.len()..],
                     None => return false,
@@ -174,7 +199,15 @@ mod tests {
         assert_eq!(parse_quantity_bytes("64Mi").unwrap(), 64 << 20);
         assert_eq!(parse_quantity_bytes("1G").unwrap(), 1_000_000_000);
         assert_eq!(parse_quantity_bytes("4096").unwrap(), 4096);
-        assert!(parse_quantity_bytes("64MB").unwrap_err().contains("unknown suffix"));
-        assert!(parse_quantity_bytes("Mi").unwrap_err().contains("whole number"));
+        assert!(
+            parse_quantity_bytes("64MB")
+                .unwrap_err()
+                .contains("unknown suffix")
+        );
+        assert!(
+            parse_quantity_bytes("Mi")
+                .unwrap_err()
+                .contains("whole number")
+        );
     }
 }

@@ -20,6 +20,6 @@ pub mod pool;
 pub mod validate;
 
 pub use bridge::{Bridge, BridgeSpec, BridgeStatus};
-pub use config::{render, Inventory, Rendered, RenderContext, Scope, WorkerConfig};
+pub use config::{Inventory, RenderContext, Rendered, Scope, WorkerConfig, render};
 pub use plugin::{Plugin, PluginSpec, PluginStatus};
 pub use pool::{WorkerPool, WorkerPoolSpec, WorkerPoolStatus};

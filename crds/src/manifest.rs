@@ -8,12 +8,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::common::{API_VERSION, DEFAULT_NAMESPACE};
 use crate::config::Inventory;
-use crate::validate::{validate_bridge, validate_plugin, validate_pool, FieldError};
+use crate::validate::{FieldError, validate_bridge, validate_plugin, validate_pool};
 use crate::{Bridge, Plugin, WorkerPool};
 
 /// Why a manifest could not be loaded.
@@ -48,7 +48,8 @@ impl fmt::Display for ManifestError {
 impl std::error::Error for ManifestError {}
 
 /// Kinds the loader accepts.
-pub const SUPPORTED_KINDS: &str = "Bridge, Plugin, WorkerPool (causeway.dev/v1alpha1), Secret, ConfigMap (v1)";
+pub const SUPPORTED_KINDS: &str =
+    "Bridge, Plugin, WorkerPool (causeway.dev/v1alpha1), Secret, ConfigMap (v1)";
 
 /// Load every manifest under `paths` (files, or directories searched recursively for
 /// `*.yaml` and `*.yml`, hidden entries skipped, in name order).
@@ -82,7 +83,13 @@ pub fn manifest_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>, Manif
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestError> {
-    let err = |message: String| ManifestError { file: path.display().to_string(), document: 0, object: None, field: None, message };
+    let err = |message: String| ManifestError {
+        file: path.display().to_string(),
+        document: 0,
+        object: None,
+        field: None,
+        message,
+    };
     let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
     if meta.is_file() {
         out.push(path.to_path_buf());
@@ -91,13 +98,21 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestErro
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| err(format!("cannot list: {e}")))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
         .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
             collect_files(&p, out)?;
-        } else if p.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml") {
+        } else if p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e == "yaml" || e == "yml")
+        {
             out.push(p);
         }
     }
@@ -129,43 +144,72 @@ fn load_str_into(
             field,
             message,
         };
-        let value = serde_yaml::Value::deserialize(doc).map_err(|e| err(None, None, format!("invalid YAML: {e}")))?;
+        let value = serde_yaml::Value::deserialize(doc)
+            .map_err(|e| err(None, None, format!("invalid YAML: {e}")))?;
         if value.is_null() {
             continue;
         }
         let serde_yaml::Value::Mapping(map) = &value else {
-            return Err(err(None, None, "expected a Kubernetes object (a mapping with apiVersion and kind)".into()));
+            return Err(err(
+                None,
+                None,
+                "expected a Kubernetes object (a mapping with apiVersion and kind)".into(),
+            ));
         };
         let get_str = |k: &str| map.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let kind = get_str("kind").ok_or_else(|| err(None, Some("kind".into()), "missing".into()))?;
-        let api_version = get_str("apiVersion").ok_or_else(|| err(None, Some("apiVersion".into()), "missing".into()))?;
+        let kind =
+            get_str("kind").ok_or_else(|| err(None, Some("kind".into()), "missing".into()))?;
+        let api_version = get_str("apiVersion")
+            .ok_or_else(|| err(None, Some("apiVersion".into()), "missing".into()))?;
         let meta = map.get("metadata");
-        let name = meta.and_then(|m| m.get("name")).and_then(|v| v.as_str()).map(str::to_string);
+        let name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         let namespace = meta
             .and_then(|m| m.get("namespace"))
             .and_then(|v| v.as_str())
             .unwrap_or(DEFAULT_NAMESPACE)
             .to_string();
-        let object = Some(format!("{kind} {namespace}/{}", name.as_deref().unwrap_or("?")));
+        let object = Some(format!(
+            "{kind} {namespace}/{}",
+            name.as_deref().unwrap_or("?")
+        ));
         let Some(name) = name else {
             return Err(err(object, Some("metadata.name".into()), "missing".into()));
         };
         let causeway = matches!(kind.as_str(), "Bridge" | "Plugin" | "WorkerPool");
         let core = matches!(kind.as_str(), "Secret" | "ConfigMap");
         if causeway && api_version != API_VERSION {
-            return Err(err(object, Some("apiVersion".into()), format!("{api_version:?} is not served; use {API_VERSION}")));
+            return Err(err(
+                object,
+                Some("apiVersion".into()),
+                format!("{api_version:?} is not served; use {API_VERSION}"),
+            ));
         }
         if core && api_version != "v1" {
-            return Err(err(object, Some("apiVersion".into()), format!("{api_version:?} is not served; use v1")));
+            return Err(err(
+                object,
+                Some("apiVersion".into()),
+                format!("{api_version:?} is not served; use v1"),
+            ));
         }
         if !causeway && !core {
-            return Err(err(object, Some("kind".into()), format!("{kind:?} is not supported here (supported: {SUPPORTED_KINDS})")));
+            return Err(err(
+                object,
+                Some("kind".into()),
+                format!("{kind:?} is not supported here (supported: {SUPPORTED_KINDS})"),
+            ));
         }
         if causeway {
             for key in map.keys() {
                 let k = key.as_str().unwrap_or("?");
                 if !matches!(k, "apiVersion" | "kind" | "metadata" | "spec" | "status") {
-                    return Err(err(object, Some(k.to_string()), "unknown field (expected apiVersion, kind, metadata, spec)".into()));
+                    return Err(err(
+                        object,
+                        Some(k.to_string()),
+                        "unknown field (expected apiVersion, kind, metadata, spec)".into(),
+                    ));
                 }
             }
             if !map.contains_key("spec") {
@@ -174,7 +218,11 @@ fn load_str_into(
         }
         let key = format!("{kind} {namespace}/{name}");
         if let Some(first) = seen.insert(key.clone(), format!("{file_name} document {document}")) {
-            return Err(err(object, None, format!("defined twice (first in {first})")));
+            return Err(err(
+                object,
+                None,
+                format!("defined twice (first in {first})"),
+            ));
         }
         let to_err = |e: (Option<String>, String)| err(object.clone(), e.0, e.1);
         let with_ns = |mut m: kube::core::ObjectMeta| {
@@ -202,7 +250,14 @@ fn load_str_into(
             }
             "WorkerPool" => {
                 if name.len() > crate::config::MAX_POOL_NAME {
-                    return Err(err(object, Some("metadata.name".into()), format!("a WorkerPool name has at most {} characters", crate::config::MAX_POOL_NAME)));
+                    return Err(err(
+                        object,
+                        Some("metadata.name".into()),
+                        format!(
+                            "a WorkerPool name has at most {} characters",
+                            crate::config::MAX_POOL_NAME
+                        ),
+                    ));
                 }
                 let mut w: WorkerPool = typed(value.clone()).map_err(to_err)?;
                 validate_pool(&w.spec).map_err(|e| to_err(first_field(e)))?;
@@ -212,10 +267,15 @@ fn load_str_into(
             "Secret" => {
                 let s: Secret = typed(value.clone()).map_err(to_err)?;
                 if crate::common::secret_opted_in(s.metadata.labels.as_ref()) {
-                    inv.opted_in_secrets.insert((namespace.clone(), name.clone()));
+                    inv.opted_in_secrets
+                        .insert((namespace.clone(), name.clone()));
                 }
-                let mut data: BTreeMap<String, Vec<u8>> =
-                    s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                let mut data: BTreeMap<String, Vec<u8>> = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
                 for (k, v) in s.string_data.unwrap_or_default() {
                     data.insert(k, v.into_bytes());
                 }
@@ -223,12 +283,17 @@ fn load_str_into(
             }
             "ConfigMap" => {
                 let c: ConfigMap = typed(value.clone()).map_err(to_err)?;
-                let mut data: BTreeMap<String, Vec<u8>> =
-                    c.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                let mut data: BTreeMap<String, Vec<u8>> = c
+                    .binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
                 for (k, v) in c.data.unwrap_or_default() {
                     data.insert(k, v.into_bytes());
                 }
-                inv.config_maps.insert((namespace.clone(), name.clone()), data);
+                inv.config_maps
+                    .insert((namespace.clone(), name.clone()), data);
             }
             _ => unreachable!("kinds checked above"),
         }
@@ -241,7 +306,11 @@ fn first_field(errs: Vec<FieldError>) -> (Option<String>, String) {
     match it.next() {
         Some(first) => {
             let rest = it.count();
-            let more = if rest > 0 { format!(" (and {rest} more)") } else { String::new() };
+            let more = if rest > 0 {
+                format!(" (and {rest} more)")
+            } else {
+                String::new()
+            };
             (Some(first.path), format!("{}{more}", first.message))
         }
         None => (None, "invalid".into()),
@@ -252,7 +321,11 @@ fn first_field(errs: Vec<FieldError>) -> (Option<String>, String) {
 fn typed<T: DeserializeOwned>(value: serde_yaml::Value) -> Result<T, (Option<String>, String)> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." || path.is_empty() { None } else { Some(path) };
+        let field = if path == "." || path.is_empty() {
+            None
+        } else {
+            Some(path)
+        };
         (field, e.into_inner().to_string())
     })
 }

@@ -172,7 +172,12 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { type_: StorageType::Embedded, size: default_storage_size(), storage_class_name: None, postgres: None }
+        Storage {
+            type_: StorageType::Embedded,
+            size: default_storage_size(),
+            storage_class_name: None,
+            postgres: None,
+        }
     }
 }
 
@@ -258,7 +263,10 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { max_age: default_max_age(), max_bytes: default_max_bytes() }
+        Retention {
+            max_age: default_max_age(),
+            max_bytes: default_max_bytes(),
+        }
     }
 }
 

@@ -30,7 +30,10 @@ struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { path: path.into(), message: message.into() });
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
     }
     fn duration(&mut self, path: impl Into<String>, value: &str) {
         if let Err(e) = parse_duration(value) {
@@ -48,20 +51,28 @@ impl Errors {
         }
     }
     fn finish(self) -> Result<(), Vec<FieldError>> {
-        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
     }
 }
 
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
 fn is_route_path(s: &str) -> bool {
-    s.len() >= 2 && s.starts_with('/') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~/-".contains(&b))
+    s.len() >= 2
+        && s.starts_with('/')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~/-".contains(&b))
 }
 
 fn backoff(e: &mut Errors, path: &str, b: &Backoff) {
@@ -79,12 +90,18 @@ fn backoff(e: &mut Errors, path: &str, b: &Backoff) {
 pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
     let mut e = Errors::default();
     if spec.destinations.is_empty() && spec.steps.is_empty() {
-        e.add("spec", "a bridge needs at least one destination or one step");
+        e.add(
+            "spec",
+            "a bridge needs at least one destination or one step",
+        );
     }
     if let Some(p) = &spec.ingress.path
         && !is_route_path(p)
     {
-        e.add("spec.ingress.path", format!("{p:?} must start with / and use only letters, digits and ._~/-"));
+        e.add(
+            "spec.ingress.path",
+            format!("{p:?} must start with / and use only letters, digits and ._~/-"),
+        );
     }
     if spec.ingress.methods.is_empty() {
         e.add("spec.ingress.methods", "at least one method is required");
@@ -94,9 +111,18 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
     }
     e.duration("spec.ingress.dedupeWindow", &spec.ingress.dedupe_window);
     if let Some(a) = &spec.ingress.auth {
-        let set = [a.standard_webhooks.is_some(), a.hmac.is_some(), a.jwt.is_some(), a.basic.is_some(), a.api_key.is_some()];
+        let set = [
+            a.standard_webhooks.is_some(),
+            a.hmac.is_some(),
+            a.jwt.is_some(),
+            a.basic.is_some(),
+            a.api_key.is_some(),
+        ];
         if set.iter().filter(|x| **x).count() > 1 {
-            e.add("spec.ingress.auth", "set at most one of standardWebhooks, hmac, jwt, basic, apiKey");
+            e.add(
+                "spec.ingress.auth",
+                "set at most one of standardWebhooks, hmac, jwt, basic, apiKey",
+            );
         }
         if let Some(s) = &a.standard_webhooks {
             e.duration("spec.ingress.auth.standardWebhooks.tolerance", &s.tolerance);
@@ -109,10 +135,16 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
         }
         if let Some(j) = &a.jwt {
             if j.secret_ref.is_some() == j.jwks_ref.is_some() {
-                e.add("spec.ingress.auth.jwt", "set exactly one of secretRef (HMAC key or PEM public key) and jwksRef");
+                e.add(
+                    "spec.ingress.auth.jwt",
+                    "set exactly one of secretRef (HMAC key or PEM public key) and jwksRef",
+                );
             }
             if j.algorithms.is_empty() {
-                e.add("spec.ingress.auth.jwt.algorithms", "at least one algorithm is required");
+                e.add(
+                    "spec.ingress.auth.jwt.algorithms",
+                    "at least one algorithm is required",
+                );
             }
             e.opt_duration("spec.ingress.auth.jwt.leeway", &j.leeway);
         }
@@ -120,7 +152,10 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
             && k.header.is_some()
             && k.query_param.is_some()
         {
-            e.add("spec.ingress.auth.apiKey", "set header or queryParam, not both");
+            e.add(
+                "spec.ingress.auth.apiKey",
+                "set header or queryParam, not both",
+            );
         }
     }
     for (i, s) in spec.steps.iter().enumerate() {
@@ -140,12 +175,21 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
     for (i, d) in spec.destinations.iter().enumerate() {
         let p = format!("spec.destinations[{i}]");
         if !is_dns_label(&d.name) {
-            e.add(format!("{p}.name"), format!("{:?} must be a lower-case DNS label", d.name));
+            e.add(
+                format!("{p}.name"),
+                format!("{:?} must be a lower-case DNS label", d.name),
+            );
         }
         if !names.insert(d.name.as_str()) {
-            e.add(format!("{p}.name"), format!("destination names must be unique ({:?} repeats)", d.name));
+            e.add(
+                format!("{p}.name"),
+                format!("destination names must be unique ({:?} repeats)", d.name),
+            );
         }
-        if !(d.url.starts_with("http://") || d.url.starts_with("https://") || d.url.starts_with('$')) {
+        if !(d.url.starts_with("http://")
+            || d.url.starts_with("https://")
+            || d.url.starts_with('$'))
+        {
             e.add(
                 format!("{p}.url"),
                 "url must be http:// or https:// (or start with a template reference such as $env.BASE_URL)",
@@ -158,16 +202,25 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
         if let Some(dl) = &d.dead_letter
             && !(dl.url.starts_with("http://") || dl.url.starts_with("https://"))
         {
-            e.add(format!("{p}.deadLetter.url"), "url must be http:// or https://");
+            e.add(
+                format!("{p}.deadLetter.url"),
+                "url must be http:// or https://",
+            );
         }
     }
     let mut env_names = BTreeSet::new();
     for (i, v) in spec.env.iter().enumerate() {
         if v.value.is_some() == v.value_from.is_some() {
-            e.add(format!("spec.env[{i}]"), "exactly one of value or valueFrom must be set");
+            e.add(
+                format!("spec.env[{i}]"),
+                "exactly one of value or valueFrom must be set",
+            );
         }
         if !env_names.insert(v.name.as_str()) {
-            e.add(format!("spec.env[{i}].name"), format!("{:?} repeats", v.name));
+            e.add(
+                format!("spec.env[{i}].name"),
+                format!("{:?} repeats", v.name),
+            );
         }
     }
     e.finish()
@@ -176,14 +229,18 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
 /// Check an `allowedOutboundHosts` entry (Spin's syntax).
 pub fn check_outbound_host(entry: &str) -> Result<(), String> {
     let Some((scheme, rest)) = entry.split_once("://") else {
-        return Err(format!("{entry:?} needs a scheme, such as https://api.example.com"));
+        return Err(format!(
+            "{entry:?} needs a scheme, such as https://api.example.com"
+        ));
     };
     if !matches!(scheme, "http" | "https" | "*") {
         return Err(format!("{entry:?}: scheme must be http, https or *"));
     }
     let host = rest.trim_end_matches('/');
     if host.is_empty() || host.contains('/') {
-        return Err(format!("{entry:?}: give a host (and optional port) without a path"));
+        return Err(format!(
+            "{entry:?}: give a host (and optional port) without a path"
+        ));
     }
     let (h, port) = match host.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || host.starts_with('[') => (h, Some(p)),
@@ -205,23 +262,49 @@ pub fn check_outbound_host(entry: &str) -> Result<(), String> {
 pub fn validate_plugin(spec: &PluginSpec) -> Result<(), Vec<FieldError>> {
     let mut e = Errors::default();
     let s = &spec.source;
-    let count = [s.file.is_some(), s.http.is_some(), s.oci.is_some(), s.config_map.is_some()].iter().filter(|x| **x).count();
+    let count = [
+        s.file.is_some(),
+        s.http.is_some(),
+        s.oci.is_some(),
+        s.config_map.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if count != 1 {
-        e.add("spec.source", "set exactly one of file, http, oci, configMap");
+        e.add(
+            "spec.source",
+            "set exactly one of file, http, oci, configMap",
+        );
     }
     if let Some(h) = &s.http {
         if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
             e.add("spec.source.http.url", "url must be http:// or https://");
         }
-        if h.sha256.len() != 64 || !h.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            e.add("spec.source.http.sha256", "must be 64 lower-case hex digits");
+        if h.sha256.len() != 64
+            || !h
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            e.add(
+                "spec.source.http.sha256",
+                "must be 64 lower-case hex digits",
+            );
         }
     }
     if let Some(o) = &s.oci
         && let Some(d) = &o.digest
-        && !(d.len() == 71 && d.starts_with("sha256:") && d[7..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        && !(d.len() == 71
+            && d.starts_with("sha256:")
+            && d[7..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
     {
-        e.add("spec.source.oci.digest", "must be sha256: followed by 64 lower-case hex digits");
+        e.add(
+            "spec.source.oci.digest",
+            "must be sha256: followed by 64 lower-case hex digits",
+        );
     }
     for (i, h) in spec.allowed_outbound_hosts.iter().enumerate() {
         if let Err(msg) = check_outbound_host(h) {
@@ -231,10 +314,16 @@ pub fn validate_plugin(spec: &PluginSpec) -> Result<(), Vec<FieldError>> {
     let mut names = BTreeSet::new();
     for (i, v) in spec.variables.iter().enumerate() {
         if v.value.is_some() == v.value_from.is_some() {
-            e.add(format!("spec.variables[{i}]"), "exactly one of value or valueFrom must be set");
+            e.add(
+                format!("spec.variables[{i}]"),
+                "exactly one of value or valueFrom must be set",
+            );
         }
         if !names.insert(v.name.as_str()) {
-            e.add(format!("spec.variables[{i}].name"), format!("{:?} repeats", v.name));
+            e.add(
+                format!("spec.variables[{i}].name"),
+                format!("{:?} repeats", v.name),
+            );
         }
     }
     e.quantity("spec.limits.memory", &spec.limits.memory);
@@ -245,7 +334,10 @@ pub fn validate_plugin(spec: &PluginSpec) -> Result<(), Vec<FieldError>> {
     if let Some(r) = &spec.route
         && !is_route_path(r)
     {
-        e.add("spec.route", format!("{r:?} must start with / and use only letters, digits and ._~/-"));
+        e.add(
+            "spec.route",
+            format!("{r:?} must start with / and use only letters, digits and ._~/-"),
+        );
     }
     e.finish()
 }
@@ -255,7 +347,10 @@ pub fn check_cidr(cidr: &str) -> Result<(), String> {
     let bad = || format!("{cidr:?} must be a CIDR such as 169.254.10.0/24 or fd00::/64");
     let (addr, prefix) = cidr.split_once('/').ok_or_else(bad)?;
     let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
-    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) || (prefix.len() > 1 && prefix.starts_with('0')) {
+    if prefix.is_empty()
+        || !prefix.bytes().all(|b| b.is_ascii_digit())
+        || (prefix.len() > 1 && prefix.starts_with('0'))
+    {
         return Err(bad());
     }
     let bits: u8 = prefix.parse().map_err(|_| bad())?;
@@ -270,7 +365,10 @@ pub fn check_cidr(cidr: &str) -> Result<(), String> {
 pub fn validate_pool(spec: &WorkerPoolSpec) -> Result<(), Vec<FieldError>> {
     let mut e = Errors::default();
     if spec.storage.type_ == StorageType::Embedded && spec.replicas > 1 {
-        e.add("spec", "embedded storage serves one replica; use postgres storage for more");
+        e.add(
+            "spec",
+            "embedded storage serves one replica; use postgres storage for more",
+        );
     }
     if spec.storage.type_ == StorageType::Postgres && spec.storage.postgres.is_none() {
         e.add("spec.storage", "postgres storage needs a postgres section");
@@ -285,10 +383,16 @@ pub fn validate_pool(spec: &WorkerPoolSpec) -> Result<(), Vec<FieldError>> {
     }
     if let Some(a) = &spec.autoscaling {
         if a.min_replicas > a.max_replicas {
-            e.add("spec.autoscaling", "minReplicas must not exceed maxReplicas");
+            e.add(
+                "spec.autoscaling",
+                "minReplicas must not exceed maxReplicas",
+            );
         }
         if spec.storage.type_ != StorageType::Postgres {
-            e.add("spec", "autoscaling needs postgres storage (embedded storage has one writer)");
+            e.add(
+                "spec",
+                "autoscaling needs postgres storage (embedded storage has one writer)",
+            );
         }
     }
     e.finish()

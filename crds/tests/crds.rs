@@ -23,12 +23,30 @@ fn drift_check_catches_a_field_added_without_make_crds() {
     let mut crds = crd::all();
     let (file, bridge) = &mut crds[0];
     assert_eq!(*file, "bridges.yaml");
-    let schema = bridge.spec.versions[0].schema.as_mut().unwrap().open_api_v3_schema.as_mut().unwrap();
+    let schema = bridge.spec.versions[0]
+        .schema
+        .as_mut()
+        .unwrap()
+        .open_api_v3_schema
+        .as_mut()
+        .unwrap();
     let spec = schema.properties.as_mut().unwrap().get_mut("spec").unwrap();
-    spec.properties.as_mut().unwrap().insert("newField".into(), Default::default());
+    spec.properties
+        .as_mut()
+        .unwrap()
+        .insert("newField".into(), Default::default());
     let drift = crd::drifted(&root(), &crds);
-    let names: Vec<String> = drift.iter().map(|p| p.strip_prefix(root()).unwrap().display().to_string()).collect();
-    assert_eq!(names, vec!["crds/yaml/bridges.yaml", "charts/causeway/crds/bridges.yaml"]);
+    let names: Vec<String> = drift
+        .iter()
+        .map(|p| p.strip_prefix(root()).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "crds/yaml/bridges.yaml",
+            "charts/causeway/crds/bridges.yaml"
+        ]
+    );
 }
 
 /// The rules of a structural schema that the API server enforces, checked on the JSON.
@@ -40,9 +58,24 @@ fn check_structural(path: &str, v: &Value, errs: &mut Vec<String>) {
     if !has("type") && !preserve && !int_or_string {
         errs.push(format!("{path}: no type"));
     }
-    for bad in ["$ref", "definitions", "$defs", "oneOf", "not", "const", "additionalItems", "patternProperties", "dependencies", "$schema", "id", "uniqueItems"] {
+    for bad in [
+        "$ref",
+        "definitions",
+        "$defs",
+        "oneOf",
+        "not",
+        "const",
+        "additionalItems",
+        "patternProperties",
+        "dependencies",
+        "$schema",
+        "id",
+        "uniqueItems",
+    ] {
         if has(bad) {
-            errs.push(format!("{path}: {bad} is not allowed in a structural schema"));
+            errs.push(format!(
+                "{path}: {bad} is not allowed in a structural schema"
+            ));
         }
     }
     if let Some(Value::String(t)) = m.get("type") {
@@ -54,16 +87,29 @@ fn check_structural(path: &str, v: &Value, errs: &mut Vec<String>) {
     {
         errs.push(format!("{path}: type must be a single string, got {t}"));
     }
-    if has("properties") && m.get("additionalProperties").is_some_and(|a| a != &Value::Bool(false)) {
-        errs.push(format!("{path}: properties and additionalProperties together"));
+    if has("properties")
+        && m.get("additionalProperties")
+            .is_some_and(|a| a != &Value::Bool(false))
+    {
+        errs.push(format!(
+            "{path}: properties and additionalProperties together"
+        ));
     }
     for branch in ["anyOf", "allOf"] {
         if let Some(Value::Array(items)) = m.get(branch) {
             for (i, item) in items.iter().enumerate() {
                 if let Value::Object(im) = item {
-                    for k in ["type", "default", "description", "nullable", "additionalProperties"] {
+                    for k in [
+                        "type",
+                        "default",
+                        "description",
+                        "nullable",
+                        "additionalProperties",
+                    ] {
                         if im.contains_key(k) {
-                            errs.push(format!("{path}.{branch}[{i}]: {k} not allowed inside {branch}"));
+                            errs.push(format!(
+                                "{path}.{branch}[{i}]: {k} not allowed inside {branch}"
+                            ));
                         }
                     }
                 }
@@ -82,11 +128,20 @@ fn check_structural(path: &str, v: &Value, errs: &mut Vec<String>) {
         check_structural(&format!("{path}{{}}"), ap, errs);
     }
     if m.get("x-kubernetes-list-type") == Some(&Value::String("map".into())) {
-        let keys = m.get("x-kubernetes-list-map-keys").and_then(Value::as_array).cloned().unwrap_or_default();
+        let keys = m
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if keys.is_empty() {
             errs.push(format!("{path}: list-type map without keys"));
         }
-        let required = m.get("items").and_then(|i| i.get("required")).and_then(Value::as_array).cloned().unwrap_or_default();
+        let required = m
+            .get("items")
+            .and_then(|i| i.get("required"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for k in keys {
             if !required.contains(&k) {
                 errs.push(format!("{path}: map key {k} must be required in items"));
@@ -113,9 +168,17 @@ fn every_field_has_a_description_for_kubectl_explain() {
             for (k, p) in props {
                 let here = format!("{path}.{k}");
                 // metadata, and the embedded Kubernetes types, are documented upstream.
-                let ours = !here.ends_with(".metadata") && !here.contains(".resources") && !here.contains(".affinity")
-                    && !here.contains(".tolerations") && !here.contains(".conditions");
-                if ours && p.get("description").and_then(Value::as_str).unwrap_or("").is_empty() {
+                let ours = !here.ends_with(".metadata")
+                    && !here.contains(".resources")
+                    && !here.contains(".affinity")
+                    && !here.contains(".tolerations")
+                    && !here.contains(".conditions");
+                if ours
+                    && p.get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                {
                     missing.push(here.clone());
                 }
                 if ours {
@@ -132,37 +195,71 @@ fn every_field_has_a_description_for_kubectl_explain() {
         let mut missing = Vec::new();
         let schema = &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         walk("", &schema["properties"]["spec"], &mut missing);
-        assert!(missing.is_empty(), "{file}: fields without a doc comment: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "{file}: fields without a doc comment: {missing:?}"
+        );
     }
 }
 
 #[test]
 fn names_columns_and_subresources() {
     let all = crd::all();
-    let get = |name: &str| serde_json::to_value(&all.iter().find(|(f, _)| *f == name).unwrap().1).unwrap();
+    let get = |name: &str| {
+        serde_json::to_value(&all.iter().find(|(f, _)| *f == name).unwrap().1).unwrap()
+    };
     for (file, short, cols) in [
-        ("bridges.yaml", "br", vec!["Ready", "Reason", "Pool", "URL", "Age", "Message"]),
-        ("plugins.yaml", "plg", vec!["Ready", "Reason", "Digest", "Pool", "Age", "Message"]),
-        ("workerpools.yaml", "wpool", vec!["Ready", "Reason", "Replicas", "Storage", "Age", "Message"]),
+        (
+            "bridges.yaml",
+            "br",
+            vec!["Ready", "Reason", "Pool", "URL", "Age", "Message"],
+        ),
+        (
+            "plugins.yaml",
+            "plg",
+            vec!["Ready", "Reason", "Digest", "Pool", "Age", "Message"],
+        ),
+        (
+            "workerpools.yaml",
+            "wpool",
+            vec!["Ready", "Reason", "Replicas", "Storage", "Age", "Message"],
+        ),
     ] {
         let v = get(file);
         assert_eq!(v["spec"]["group"], "causeway.dev");
         assert_eq!(v["spec"]["scope"], "Namespaced");
         assert_eq!(v["spec"]["names"]["shortNames"], serde_json::json!([short]));
-        assert_eq!(v["spec"]["names"]["categories"], serde_json::json!(["causeway"]));
+        assert_eq!(
+            v["spec"]["names"]["categories"],
+            serde_json::json!(["causeway"])
+        );
         let version = &v["spec"]["versions"][0];
         assert_eq!(version["name"], "v1alpha1");
-        let names: Vec<&str> = version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, cols, "{file}");
-        assert!(version["subresources"]["status"].is_object(), "{file} has a status subresource");
+        assert!(
+            version["subresources"]["status"].is_object(),
+            "{file} has a status subresource"
+        );
     }
     let pool = get("workerpools.yaml");
-    assert_eq!(pool["spec"]["versions"][0]["subresources"]["scale"]["specReplicasPath"], ".spec.replicas");
+    assert_eq!(
+        pool["spec"]["versions"][0]["subresources"]["scale"]["specReplicasPath"],
+        ".spec.replicas"
+    );
 }
 
 #[test]
 fn cel_rules_are_present_where_the_api_promises_them() {
-    let text: String = crd::all().iter().map(|(_, c)| serde_json::to_string(c).unwrap()).collect();
+    let text: String = crd::all()
+        .iter()
+        .map(|(_, c)| serde_json::to_string(c).unwrap())
+        .collect();
     for needle in [
         "set exactly one of file, http, oci, configMap",
         "a bridge needs at least one destination or one step",

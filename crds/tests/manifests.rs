@@ -13,7 +13,8 @@ fn err(text: &str) -> String {
     load_str(text, Path::new("m.yaml")).unwrap_err().to_string()
 }
 
-const BRIDGE_HEAD: &str = "apiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {name: orders, namespace: shop}\n";
+const BRIDGE_HEAD: &str =
+    "apiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {name: orders, namespace: shop}\n";
 
 #[test]
 fn every_example_manifest_parses_and_renders_cleanly() {
@@ -26,7 +27,11 @@ fn every_example_manifest_parses_and_renders_cleanly() {
         }
         dirs += 1;
         let inv = load_paths(&[&dir]).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!inv.bridges.is_empty() || !inv.plugins.is_empty(), "{} holds no Bridge or Plugin", dir.display());
+        assert!(
+            !inv.bridges.is_empty() || !inv.plugins.is_empty(),
+            "{} holds no Bridge or Plugin",
+            dir.display()
+        );
         let r = causeway_crds::render(&inv, &causeway_crds::Scope::All, &Default::default());
         assert!(r.problems.is_empty(), "{}: {:?}", dir.display(), r.problems);
     }
@@ -42,10 +47,17 @@ fn the_minimal_contract_parses() {
     assert_eq!(b.metadata.namespace.as_deref(), Some("shop"));
     assert_eq!(b.spec.destinations[0].retries, 5);
     assert_eq!(b.spec.destinations[0].delay.as_deref(), Some("15m"));
-    assert_eq!(inv.plugins[0].metadata.namespace.as_deref(), Some("default"), "namespace defaults to default");
+    assert_eq!(
+        inv.plugins[0].metadata.namespace.as_deref(),
+        Some("default"),
+        "namespace defaults to default"
+    );
     // file paths are relative to the manifest that names them
     let file = inv.plugins[0].spec.source.file.as_deref().unwrap();
-    assert!(file.ends_with("crds/tests/fixtures/plugins/tagger.wasm"), "{file}");
+    assert!(
+        file.ends_with("crds/tests/fixtures/plugins/tagger.wasm"),
+        "{file}"
+    );
     assert_eq!(inv.secrets.len(), 2);
 }
 
@@ -180,13 +192,19 @@ fn an_object_defined_twice_names_both_places() {
     let e = load_paths(&[dir.path()]).unwrap_err();
     let a = dir.path().join("a.yaml").display().to_string();
     let b = dir.path().join("b.yml").display().to_string();
-    assert_eq!(e.to_string(), format!("{b}: document 1 (Secret default/s): defined twice (first in {a} document 1)"));
+    assert_eq!(
+        e.to_string(),
+        format!("{b}: document 1 (Secret default/s): defined twice (first in {a} document 1)")
+    );
 }
 
 #[test]
 fn a_missing_path_is_a_clear_error() {
     let e = load_paths(&["/nonexistent/causeway"]).unwrap_err();
-    assert_eq!(e.to_string(), "/nonexistent/causeway: cannot read: No such file or directory (os error 2)");
+    assert_eq!(
+        e.to_string(),
+        "/nonexistent/causeway: cannot read: No such file or directory (os error 2)"
+    );
 }
 
 #[test]

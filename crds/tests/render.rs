@@ -2,13 +2,16 @@
 
 use std::path::Path;
 
-use causeway_crds::config::{internal_service_name, AuthConfig, Kind, SourceConfig, INTERNAL_PORT};
+use causeway_crds::config::{AuthConfig, INTERNAL_PORT, Kind, SourceConfig, internal_service_name};
 use causeway_crds::manifest::load_str;
-use causeway_crds::{render, RenderContext, Scope};
+use causeway_crds::{RenderContext, Scope, render};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 fn pool(ns: &str, name: &str) -> Scope {
-    Scope::Pool { namespace: ns.into(), name: name.into() }
+    Scope::Pool {
+        namespace: ns.into(),
+        name: name.into(),
+    }
 }
 
 fn inv(text: &str) -> causeway_crds::Inventory {
@@ -75,7 +78,10 @@ stringData: {token: crm-token-value, signing: whsec_c2lnbmluZw==}
 fn default_pool_gets_the_bridge_its_unplaced_step_and_a_route_to_the_placed_callee() {
     let inv = inv(SHOP);
     let mut ctx = RenderContext::default();
-    ctx.pool_endpoints.insert(("shop".into(), "data".into()), vec!["http://127.0.0.5:8081".into()]);
+    ctx.pool_endpoints.insert(
+        ("shop".into(), "data".into()),
+        vec!["http://127.0.0.5:8081".into()],
+    );
     let r = render(&inv, &pool("shop", "default"), &ctx);
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     let c = &r.config;
@@ -84,12 +90,23 @@ fn default_pool_gets_the_bridge_its_unplaced_step_and_a_route_to_the_placed_call
     let b = &c.bridges[0];
     assert_eq!(b.path, "/hooks/shop/orders");
     assert_eq!(b.methods, vec!["POST"]);
-    assert_eq!(b.idempotency_header, "x-github-delivery", "the github preset's delivery id");
+    assert_eq!(
+        b.idempotency_header, "x-github-delivery",
+        "the github preset's delivery id"
+    );
     let d = &b.destinations[0];
-    assert_eq!((d.delay_ms, d.timeout_ms, d.retry.retries), (5_400_000, 10_000, 5));
+    assert_eq!(
+        (d.delay_ms, d.timeout_ms, d.retry.retries),
+        (5_400_000, 10_000, 5)
+    );
     assert_eq!(d.retry.delays_ms, vec![500, 2000]);
-    assert_eq!(d.signing_secret.as_ref().unwrap().expose(), "whsec_c2lnbmluZw==");
-    assert!(matches!(&b.auth, Some(AuthConfig::Hmac { secrets, .. }) if secrets[0].expose() == "gh-secret-value"));
+    assert_eq!(
+        d.signing_secret.as_ref().unwrap().expose(),
+        "whsec_c2lnbmluZw=="
+    );
+    assert!(
+        matches!(&b.auth, Some(AuthConfig::Hmac { secrets, .. }) if secrets[0].expose() == "gh-secret-value")
+    );
     assert!(b.env["TOKEN"].secret && !b.env["REGION"].secret);
     // loyalty is unplaced and used by a step here; store-api is placed in `data`; helper is
     // used by nothing here.
@@ -97,11 +114,17 @@ fn default_pool_gets_the_bridge_its_unplaced_step_and_a_route_to_the_placed_call
     assert_eq!(names, vec!["loyalty"]);
     assert_eq!(
         c.plugins[0].source,
-        SourceConfig::Http { url: "https://plugins.example.com/loyalty.wasm".into(), sha256: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into() }
+        SourceConfig::Http {
+            url: "https://plugins.example.com/loyalty.wasm".into(),
+            sha256: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into()
+        }
     );
     assert_eq!(c.plugins[0].variables["mode"].expose(), "strict");
     assert_eq!(c.routes.len(), 1);
-    assert_eq!((c.routes[0].plugin.as_str(), c.routes[0].pool.as_str()), ("store-api", "data"));
+    assert_eq!(
+        (c.routes[0].plugin.as_str(), c.routes[0].pool.as_str()),
+        ("store-api", "data")
+    );
     assert_eq!(c.routes[0].urls, vec!["http://127.0.0.5:8081"]);
 }
 
@@ -112,13 +135,27 @@ fn the_placed_pool_loads_only_what_is_placed_there() {
     assert!(r.config.bridges.is_empty());
     let names: Vec<&str> = r.config.plugins.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, vec!["store-api"]);
-    assert!(r.config.routes.is_empty(), "nothing placed elsewhere is needed here: {:?}", r.config.routes);
+    assert!(
+        r.config.routes.is_empty(),
+        "nothing placed elsewhere is needed here: {:?}",
+        r.config.routes
+    );
 }
 
 #[test]
 fn unknown_endpoints_fall_back_to_the_service_name() {
-    let r = render(&inv(SHOP), &pool("shop", "default"), &RenderContext::default());
-    assert_eq!(r.config.routes[0].urls, vec![format!("http://{}.shop.svc:{INTERNAL_PORT}", internal_service_name("data"))]);
+    let r = render(
+        &inv(SHOP),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
+    assert_eq!(
+        r.config.routes[0].urls,
+        vec![format!(
+            "http://{}.shop.svc:{INTERNAL_PORT}",
+            internal_service_name("data")
+        )]
+    );
 }
 
 #[test]
@@ -133,10 +170,21 @@ fn local_mode_loads_everything() {
 
 #[test]
 fn chaining_pulls_in_unplaced_callees_transitively() {
-    let text = SHOP.replace("  pool: data\n", "  allowedOutboundHosts: [\"http://*.internal\"]\n");
-    let r = render(&inv(&text), &pool("shop", "default"), &RenderContext::default());
+    let text = SHOP.replace(
+        "  pool: data\n",
+        "  allowedOutboundHosts: [\"http://*.internal\"]\n",
+    );
+    let r = render(
+        &inv(&text),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
     let names: Vec<&str> = r.config.plugins.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, vec!["helper", "loyalty", "store-api"], "store-api is now unplaced and calls *.internal");
+    assert_eq!(
+        names,
+        vec!["helper", "loyalty", "store-api"],
+        "store-api is now unplaced and calls *.internal"
+    );
 }
 
 #[test]
@@ -144,17 +192,48 @@ fn missing_references_are_problems_of_their_object_and_the_rest_still_renders() 
     let text = format!(
         "{SHOP}\n---\napiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {{name: broken, namespace: shop}}\nspec:\n  steps: [{{plugin: nope}}]\n---\napiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {{name: nosecret, namespace: shop}}\nspec:\n  destinations: [{{name: a, url: 'http://x'}}]\n  env: [{{name: T, valueFrom: {{secretKeyRef: {{name: missing, key: k}}}}}}]\n"
     );
-    let r = render(&inv(&text), &pool("shop", "default"), &RenderContext::default());
-    let got: Vec<(Kind, &str, &str, &str)> =
-        r.problems.iter().map(|p| (p.kind, p.name.as_str(), p.reason.as_str(), p.message.as_str())).collect();
+    let r = render(
+        &inv(&text),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
+    let got: Vec<(Kind, &str, &str, &str)> = r
+        .problems
+        .iter()
+        .map(|p| {
+            (
+                p.kind,
+                p.name.as_str(),
+                p.reason.as_str(),
+                p.message.as_str(),
+            )
+        })
+        .collect();
     assert_eq!(
         got,
         vec![
-            (Kind::Bridge, "broken", "PluginNotFound", "step plugin \"nope\" not found in namespace shop"),
-            (Kind::Bridge, "nosecret", "SecretNotFound", "Secret \"missing\" not found in namespace shop"),
+            (
+                Kind::Bridge,
+                "broken",
+                "PluginNotFound",
+                "step plugin \"nope\" not found in namespace shop"
+            ),
+            (
+                Kind::Bridge,
+                "nosecret",
+                "SecretNotFound",
+                "Secret \"missing\" not found in namespace shop"
+            ),
         ]
     );
-    assert_eq!(r.config.bridges.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), vec!["orders"]);
+    assert_eq!(
+        r.config
+            .bridges
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["orders"]
+    );
 }
 
 #[test]
@@ -170,17 +249,41 @@ fn the_older_bridge_keeps_a_contested_path() {
         render(&inv, &pool("default", "default"), &RenderContext::default())
     };
     let r = two("newer", "older");
-    assert_eq!(r.config.bridges.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), vec!["older"]);
+    assert_eq!(
+        r.config
+            .bridges
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["older"]
+    );
     assert_eq!(r.problems.len(), 1);
-    assert_eq!((r.problems[0].name.as_str(), r.problems[0].reason.as_str()), ("newer", "PathConflict"));
-    assert_eq!(r.problems[0].message, "path /hooks/shared is already served by bridge default/older");
+    assert_eq!(
+        (r.problems[0].name.as_str(), r.problems[0].reason.as_str()),
+        ("newer", "PathConflict")
+    );
+    assert_eq!(
+        r.problems[0].message,
+        "path /hooks/shared is already served by bridge default/older"
+    );
 }
 
 #[test]
 fn a_plugin_placed_in_a_missing_pool_is_reported() {
-    let text = SHOP.replace("metadata: {name: data, namespace: shop}\nspec: {}\n---\n", "");
-    let text = text.replacen("apiVersion: causeway.dev/v1alpha1\nkind: WorkerPool\n", "", 1);
-    let r = render(&inv(&text), &pool("shop", "data"), &RenderContext::default());
+    let text = SHOP.replace(
+        "metadata: {name: data, namespace: shop}\nspec: {}\n---\n",
+        "",
+    );
+    let text = text.replacen(
+        "apiVersion: causeway.dev/v1alpha1\nkind: WorkerPool\n",
+        "",
+        1,
+    );
+    let r = render(
+        &inv(&text),
+        &pool("shop", "data"),
+        &RenderContext::default(),
+    );
     assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
     assert_eq!(r.problems[0].reason, "PoolNotFound");
 }
@@ -192,13 +295,22 @@ fn equal_inputs_give_equal_versions_and_any_change_a_new_one() {
     let b = render(&inv(SHOP), &pool("shop", "default"), &ctx).config;
     assert_eq!(a.version, b.version);
     assert_eq!(a.version.len(), 16);
-    let c = render(&inv(&SHOP.replace("value: eu", "value: us")), &pool("shop", "default"), &ctx).config;
+    let c = render(
+        &inv(&SHOP.replace("value: eu", "value: us")),
+        &pool("shop", "default"),
+        &ctx,
+    )
+    .config;
     assert_ne!(a.version, c.version);
 }
 
 #[test]
 fn secrets_never_show_in_debug_output() {
-    let r = render(&inv(SHOP), &pool("shop", "default"), &RenderContext::default());
+    let r = render(
+        &inv(SHOP),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
     let debug = format!("{:?}", r.config);
     for secret in ["gh-secret-value", "crm-token-value", "whsec_c2lnbmluZw=="] {
         assert!(!debug.contains(secret), "{secret} leaked into Debug");

@@ -66,27 +66,50 @@ spec:
 const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn plugin(name: &str, source: &str) -> String {
-    format!("apiVersion: causeway.dev/v1alpha1\nkind: Plugin\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  source: {source}\n  route: /p/{name}\n---\n")
+    format!(
+        "apiVersion: causeway.dev/v1alpha1\nkind: Plugin\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  source: {source}\n  route: /p/{name}\n---\n"
+    )
 }
 
 fn problems_of(r: &causeway_crds::Rendered, name: &str) -> Vec<(String, String)> {
-    r.problems.iter().filter(|p| p.name == name).map(|p| (p.reason.clone(), p.message.clone())).collect()
+    r.problems
+        .iter()
+        .filter(|p| p.name == name)
+        .map(|p| (p.reason.clone(), p.message.clone()))
+        .collect()
 }
 
 // Item 2: a file source reads the worker's own file system (the ServiceAccount token lives
 // there): refused for a cluster pool, kept in local mode.
 #[test]
 fn item2_file_sources_are_refused_for_cluster_pools_and_kept_in_local_mode() {
-    let text = plugin("reader", "{file: /var/run/secrets/kubernetes.io/serviceaccount/token}")
-        + &plugin("fine", &format!("{{http: {{url: 'https://plugins.example.com/p.wasm', sha256: {HEX}}}}}"));
-    let r = render(&inv(&text), &pool("shop", "default"), &RenderContext::default());
+    let text = plugin(
+        "reader",
+        "{file: /var/run/secrets/kubernetes.io/serviceaccount/token}",
+    ) + &plugin(
+        "fine",
+        &format!("{{http: {{url: 'https://plugins.example.com/p.wasm', sha256: {HEX}}}}}"),
+    );
+    let r = render(
+        &inv(&text),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
     let names: Vec<&str> = r.config.plugins.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, vec!["fine"], "the file plugin is not rendered");
     let p = problems_of(&r, "reader");
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0].0, "InvalidSpec");
-    assert!(p[0].1.contains("spec.source.file") && p[0].1.contains("local mode"), "{}", p[0].1);
-    assert!(!serde_json::to_string(&r.config).unwrap().contains("/var/run/secrets"));
+    assert!(
+        p[0].1.contains("spec.source.file") && p[0].1.contains("local mode"),
+        "{}",
+        p[0].1
+    );
+    assert!(
+        !serde_json::to_string(&r.config)
+            .unwrap()
+            .contains("/var/run/secrets")
+    );
 
     let r = render(&inv(&text), &Scope::All, &RenderContext::default());
     assert!(r.problems.is_empty(), "{:?}", r.problems);
@@ -97,37 +120,85 @@ fn item2_file_sources_are_refused_for_cluster_pools_and_kept_in_local_mode() {
 // plain HTTP stays an opt-in that defaults off.
 #[test]
 fn item20_oci_sources_need_a_digest_in_cluster_scope() {
-    let text = plugin("tagged", "{oci: {reference: 'registry.example.com/team/p:1.2'}}")
-        + &plugin("pinned-ref", &format!("{{oci: {{reference: 'registry.example.com/team/p@sha256:{HEX}'}}}}"))
-        + &plugin("pinned-field", &format!("{{oci: {{reference: 'registry.example.com/team/p:1.2', digest: 'sha256:{HEX}'}}}}"))
-        + &plugin("short-digest", "{oci: {reference: 'registry.example.com/team/p@sha256:abc'}}");
-    let r = render(&inv(&text), &pool("shop", "default"), &RenderContext::default());
+    let text = plugin(
+        "tagged",
+        "{oci: {reference: 'registry.example.com/team/p:1.2'}}",
+    ) + &plugin(
+        "pinned-ref",
+        &format!("{{oci: {{reference: 'registry.example.com/team/p@sha256:{HEX}'}}}}"),
+    ) + &plugin(
+        "pinned-field",
+        &format!(
+            "{{oci: {{reference: 'registry.example.com/team/p:1.2', digest: 'sha256:{HEX}'}}}}"
+        ),
+    ) + &plugin(
+        "short-digest",
+        "{oci: {reference: 'registry.example.com/team/p@sha256:abc'}}",
+    );
+    let r = render(
+        &inv(&text),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
     let names: Vec<&str> = r.config.plugins.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, vec!["pinned-field", "pinned-ref"]);
     for bad in ["tagged", "short-digest"] {
         let p = problems_of(&r, bad);
         assert_eq!(p.len(), 1, "{bad}: {p:?}");
         assert_eq!(p[0].0, "InvalidSpec");
-        assert!(p[0].1.contains("spec.source.oci") && p[0].1.contains("digest"), "{}", p[0].1);
+        assert!(
+            p[0].1.contains("spec.source.oci") && p[0].1.contains("digest"),
+            "{}",
+            p[0].1
+        );
     }
     for pc in &r.config.plugins {
-        assert!(matches!(pc.source, causeway_crds::config::SourceConfig::Oci { insecure: false, .. }), "insecure defaults off");
+        assert!(
+            matches!(
+                pc.source,
+                causeway_crds::config::SourceConfig::Oci {
+                    insecure: false,
+                    ..
+                }
+            ),
+            "insecure defaults off"
+        );
     }
     let r = render(&inv(&text), &Scope::All, &RenderContext::default());
-    assert!(r.problems.is_empty(), "local mode may use tags: {:?}", r.problems);
+    assert!(
+        r.problems.is_empty(),
+        "local mode may use tags: {:?}",
+        r.problems
+    );
 }
 
 // Item 13 (render side): an empty admin token is no token; it is never rendered as "".
 #[test]
 fn item13_an_empty_admin_token_is_never_rendered() {
-    let text = plugin("fine", &format!("{{http: {{url: 'https://plugins.example.com/p.wasm', sha256: {HEX}}}}}"));
+    let text = plugin(
+        "fine",
+        &format!("{{http: {{url: 'https://plugins.example.com/p.wasm', sha256: {HEX}}}}}"),
+    );
     for empty in ["", "  "] {
-        let ctx = RenderContext { admin_token: Some(causeway_crds::config::SecretValue(empty.into())), ..RenderContext::default() };
+        let ctx = RenderContext {
+            admin_token: Some(causeway_crds::config::SecretValue(empty.into())),
+            ..RenderContext::default()
+        };
         let r = render(&inv(&text), &pool("shop", "default"), &ctx);
         assert_eq!(r.config.admin_token, None, "{empty:?}");
     }
-    let ctx = RenderContext { admin_token: Some(causeway_crds::config::SecretValue("t0k".into())), ..RenderContext::default() };
-    assert_eq!(render(&inv(&text), &pool("shop", "default"), &ctx).config.admin_token.unwrap().expose(), "t0k");
+    let ctx = RenderContext {
+        admin_token: Some(causeway_crds::config::SecretValue("t0k".into())),
+        ..RenderContext::default()
+    };
+    assert_eq!(
+        render(&inv(&text), &pool("shop", "default"), &ctx)
+            .config
+            .admin_token
+            .unwrap()
+            .expose(),
+        "t0k"
+    );
 }
 
 fn bridge(name: &str, ingress: &str) -> String {
@@ -136,38 +207,54 @@ fn bridge(name: &str, ingress: &str) -> String {
     )
 }
 
-const OPTED_SECRET: &str =
-    "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: shop, labels: {causeway.dev/use: \"true\"}}\nstringData: {k: v}\n---\n";
+const OPTED_SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: shop, labels: {causeway.dev/use: \"true\"}}\nstringData: {k: v}\n---\n";
 
 // Item 9: presets that send a delivery id use it as the idempotency key unless the bridge
 // names a header; an explicit `webhook-id` stays `webhook-id`.
 #[test]
 fn item9_presets_default_the_idempotency_header_to_their_delivery_id() {
-    let hmac = |preset: &str| format!("{{auth: {{hmac: {{preset: {preset}, secretRef: {{name: s, key: k}}}}}}}}");
+    let hmac = |preset: &str| {
+        format!("{{auth: {{hmac: {{preset: {preset}, secretRef: {{name: s, key: k}}}}}}}}")
+    };
     let text = OPTED_SECRET.to_string()
         + &bridge("github", &hmac("github"))
         + &bridge("shopify", &hmac("shopify"))
         + &bridge("stripe", &hmac("stripe"))
         + &bridge("slack", &hmac("slack"))
         + &bridge("plain", "{}")
-        + &bridge("explicit", "{idempotencyHeader: webhook-id, auth: {hmac: {preset: github, secretRef: {name: s, key: k}}}}")
+        + &bridge(
+            "explicit",
+            "{idempotencyHeader: webhook-id, auth: {hmac: {preset: github, secretRef: {name: s, key: k}}}}",
+        )
         + &bridge("custom", "{idempotencyHeader: X-Request-Id}");
-    let r = render(&inv(&text), &pool("shop", "default"), &RenderContext::default());
+    let r = render(
+        &inv(&text),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
     assert!(r.problems.is_empty(), "{:?}", r.problems);
-    let got: std::collections::BTreeMap<&str, &str> =
-        r.config.bridges.iter().map(|b| (b.name.as_str(), b.idempotency_header.as_str())).collect();
+    let got: std::collections::BTreeMap<&str, &str> = r
+        .config
+        .bridges
+        .iter()
+        .map(|b| (b.name.as_str(), b.idempotency_header.as_str()))
+        .collect();
     assert_eq!(got["github"], "x-github-delivery");
     assert_eq!(got["shopify"], "x-shopify-webhook-id");
     assert_eq!(got["stripe"], "webhook-id");
     assert_eq!(got["slack"], "webhook-id");
     assert_eq!(got["plain"], "webhook-id");
-    assert_eq!(got["explicit"], "webhook-id", "set explicitly: kept even with the github preset");
+    assert_eq!(
+        got["explicit"], "webhook-id",
+        "set explicitly: kept even with the github preset"
+    );
     assert_eq!(got["custom"], "x-request-id");
     // The CRD no longer fills the field in, so "unset" and "set to webhook-id" differ.
-    let crd = serde_json::to_string(&<causeway_crds::Bridge as kube::CustomResourceExt>::crd()).unwrap();
+    let crd =
+        serde_json::to_string(&<causeway_crds::Bridge as kube::CustomResourceExt>::crd()).unwrap();
     let v: serde_json::Value = serde_json::from_str(&crd).unwrap();
-    let field = &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["ingress"]["properties"]
-        ["idempotencyHeader"];
+    let field = &v["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["ingress"]["properties"]["idempotencyHeader"];
     assert!(field.is_object(), "{field}");
     assert!(field.get("default").is_none(), "no schema default: {field}");
 }
@@ -178,18 +265,24 @@ fn item9_presets_default_the_idempotency_header_to_their_delivery_id() {
 #[test]
 fn item10_secrets_need_the_opt_in_label_in_cluster_scope() {
     let unlabelled = "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {password: hunter2-value}\n---\n";
-    let wrong_value =
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: half, namespace: shop, labels: {causeway.dev/use: \"yes\"}}\nstringData: {k: half-value}\n---\n";
+    let wrong_value = "apiVersion: v1\nkind: Secret\nmetadata: {name: half, namespace: shop, labels: {causeway.dev/use: \"yes\"}}\nstringData: {k: half-value}\n---\n";
     let text = unlabelled.to_string()
         + wrong_value
         + OPTED_SECRET
         + "apiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {name: leak, namespace: shop}\nspec:\n  destinations: [{name: a, url: 'http://sink.example.com/$env.P'}]\n  env: [{name: P, valueFrom: {secretKeyRef: {name: db, key: password}}}]\n---\n"
-        + &bridge("auth", "{auth: {basic: {username: u, passwordRef: {name: half, key: k}}}}")
+        + &bridge(
+            "auth",
+            "{auth: {basic: {username: u, passwordRef: {name: half, key: k}}}}",
+        )
         + &bridge("ok", "{auth: {apiKey: {secretRef: {name: s, key: k}}}}")
         + &format!(
             "apiVersion: causeway.dev/v1alpha1\nkind: Plugin\nmetadata: {{name: vars, namespace: shop}}\nspec:\n  source: {{http: {{url: 'https://plugins.example.com/p.wasm', sha256: {HEX}}}}}\n  route: /vars\n  variables: [{{name: v, valueFrom: {{secretKeyRef: {{name: db, key: password}}}}}}]\n---\n"
         );
-    let r = render(&inv(&text), &pool("shop", "default"), &RenderContext::default());
+    let r = render(
+        &inv(&text),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
     let names: Vec<&str> = r.config.bridges.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, vec!["ok"]);
     assert!(r.config.plugins.is_empty());
@@ -197,13 +290,29 @@ fn item10_secrets_need_the_opt_in_label_in_cluster_scope() {
         let p = problems_of(&r, object);
         assert_eq!(p.len(), 1, "{object}: {p:?}");
         assert_eq!(p[0].0, "SecretNotOptedIn");
-        assert!(p[0].1.contains(&format!("Secret {secret:?}")) && p[0].1.contains("causeway.dev/use: \"true\""), "{}", p[0].1);
+        assert!(
+            p[0].1.contains(&format!("Secret {secret:?}"))
+                && p[0].1.contains("causeway.dev/use: \"true\""),
+            "{}",
+            p[0].1
+        );
     }
-    let all = format!("{:?} {}", r.problems, serde_json::to_string(&r.config).unwrap());
-    assert!(!all.contains("hunter2-value") && !all.contains("half-value"), "values never rendered or quoted");
+    let all = format!(
+        "{:?} {}",
+        r.problems,
+        serde_json::to_string(&r.config).unwrap()
+    );
+    assert!(
+        !all.contains("hunter2-value") && !all.contains("half-value"),
+        "values never rendered or quoted"
+    );
 
     let r = render(&inv(&text), &Scope::All, &RenderContext::default());
-    assert!(r.problems.is_empty(), "local mode needs no label: {:?}", r.problems);
+    assert!(
+        r.problems.is_empty(),
+        "local mode needs no label: {:?}",
+        r.problems
+    );
 }
 
 // Item 11: routes fall back to the pool's internal ClusterIP Service, whose name fits a DNS
@@ -214,11 +323,24 @@ fn item11_routes_fall_back_to_the_internal_service() {
     assert_eq!(internal_service_name("data"), "causeway-data-internal");
     let long = "a".repeat(causeway_crds::config::MAX_POOL_NAME);
     let name = internal_service_name(&long);
-    assert!(name.len() <= 63 && name.starts_with("causeway-a") && name.ends_with("-internal"), "{name}");
-    assert_ne!(internal_service_name(&"a".repeat(50)), internal_service_name(&"a".repeat(51)));
+    assert!(
+        name.len() <= 63 && name.starts_with("causeway-a") && name.ends_with("-internal"),
+        "{name}"
+    );
+    assert_ne!(
+        internal_service_name(&"a".repeat(50)),
+        internal_service_name(&"a".repeat(51))
+    );
     let text = format!(
         "apiVersion: causeway.dev/v1alpha1\nkind: WorkerPool\nmetadata: {{name: data, namespace: shop}}\nspec: {{}}\n---\napiVersion: causeway.dev/v1alpha1\nkind: Plugin\nmetadata: {{name: store, namespace: shop}}\nspec:\n  source: {{http: {{url: 'https://plugins.example.com/p.wasm', sha256: {HEX}}}}}\n  pool: data\n"
     );
-    let r = render(&inv(&text), &pool("shop", "default"), &RenderContext::default());
-    assert_eq!(r.config.routes[0].urls, vec!["http://causeway-data-internal.shop.svc:8081"]);
+    let r = render(
+        &inv(&text),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
+    assert_eq!(
+        r.config.routes[0].urls,
+        vec!["http://causeway-data-internal.shop.svc:8081"]
+    );
 }

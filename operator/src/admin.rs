@@ -20,7 +20,8 @@ pub const CONFIG_PATH: &str = "/api/v1/config";
 /// Asks one worker what it runs. A trait so that scenario tests can stand in for workers.
 pub trait AdminApi: Send + Sync + 'static {
     /// `Err` is a short human-readable reason (it ends up in a condition message).
-    fn config(&self, pod_ip: &str, token: &str) -> BoxFuture<'static, Result<WorkerReport, String>>;
+    fn config(&self, pod_ip: &str, token: &str)
+    -> BoxFuture<'static, Result<WorkerReport, String>>;
 }
 
 /// Errors building the HTTP client.
@@ -47,19 +48,34 @@ impl HttpAdmin {
         // reqwest is built without a default TLS provider and panics without one; the admin
         // API is plain HTTP, but the client is built with TLS support all the same.
         let _already_installed = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).no_proxy().build()?;
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .no_proxy()
+            .build()?;
         Ok(HttpAdmin { client, port })
     }
 }
 
 /// `http://<ip>:<port>`, bracketing IPv6 addresses.
 pub fn base_url(ip: &str, port: u16) -> String {
-    if ip.contains(':') { format!("http://[{ip}]:{port}") } else { format!("http://{ip}:{port}") }
+    if ip.contains(':') {
+        format!("http://[{ip}]:{port}")
+    } else {
+        format!("http://{ip}:{port}")
+    }
 }
 
 impl AdminApi for HttpAdmin {
-    fn config(&self, pod_ip: &str, token: &str) -> BoxFuture<'static, Result<WorkerReport, String>> {
-        let req = self.client.get(format!("{}{CONFIG_PATH}", base_url(pod_ip, self.port))).bearer_auth(token);
+    fn config(
+        &self,
+        pod_ip: &str,
+        token: &str,
+    ) -> BoxFuture<'static, Result<WorkerReport, String>> {
+        let req = self
+            .client
+            .get(format!("{}{CONFIG_PATH}", base_url(pod_ip, self.port)))
+            .bearer_auth(token);
         Box::pin(async move {
             let resp = req.send().await.map_err(|e| short(&e))?;
             let status = resp.status();
@@ -96,7 +112,11 @@ mod tests {
                 if h.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer s3cret") {
                     return (axum::http::StatusCode::UNAUTHORIZED, String::new());
                 }
-                (axum::http::StatusCode::OK, r#"{"version":"v9","bridges":[{"namespace":"a","name":"b","generation":1}]}"#.to_string())
+                (
+                    axum::http::StatusCode::OK,
+                    r#"{"version":"v9","bridges":[{"namespace":"a","name":"b","generation":1}]}"#
+                        .to_string(),
+                )
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

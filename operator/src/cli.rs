@@ -28,7 +28,11 @@ pub struct Args {
     pub default_pool_replicas: i32,
 
     /// Embedded storage size of a `default` pool the operator creates.
-    #[arg(long, env = "CAUSEWAY_DEFAULT_POOL_STORAGE_SIZE", default_value = "1Gi")]
+    #[arg(
+        long,
+        env = "CAUSEWAY_DEFAULT_POOL_STORAGE_SIZE",
+        default_value = "1Gi"
+    )]
     pub default_pool_storage_size: String,
 
     /// StorageClass of a `default` pool the operator creates (cluster default when unset).
@@ -49,7 +53,11 @@ pub struct Args {
     pub leader_election_namespace: Option<String>,
 
     /// Name of the Lease.
-    #[arg(long, env = "CAUSEWAY_LEADER_ELECTION_LEASE", default_value = "causeway-operator")]
+    #[arg(
+        long,
+        env = "CAUSEWAY_LEADER_ELECTION_LEASE",
+        default_value = "causeway-operator"
+    )]
     pub leader_election_lease: String,
 
     /// Identity written into the Lease and into Events; defaults to POD_NAME, then the host name.
@@ -80,7 +88,11 @@ pub struct Args {
 
     /// Networks no worker destination may reach, whatever a pool allows (comma-separated
     /// CIDRs; the chart's `worker.denyDestinationCidrs`).
-    #[arg(long, env = "CAUSEWAY_WORKER_DENY_DESTINATION_CIDRS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "CAUSEWAY_WORKER_DENY_DESTINATION_CIDRS",
+        value_delimiter = ','
+    )]
     pub worker_deny_destination_cidrs: Vec<String>,
 
     /// Write a NetworkPolicy per pool: ingress port open, admin port only from the operator
@@ -94,7 +106,11 @@ pub struct Args {
     pub operator_namespace: Option<String>,
 
     /// Labels of the operator's pods (`k=v,k=v`), for the NetworkPolicy.
-    #[arg(long, env = "CAUSEWAY_OPERATOR_POD_LABELS", default_value = "app.kubernetes.io/name=causeway,app.kubernetes.io/component=operator")]
+    #[arg(
+        long,
+        env = "CAUSEWAY_OPERATOR_POD_LABELS",
+        default_value = "app.kubernetes.io/name=causeway,app.kubernetes.io/component=operator"
+    )]
     pub operator_pod_labels: String,
 
     /// Let Prometheus reach the workers' admin port (`/metrics`): labels of its namespaces
@@ -112,7 +128,9 @@ pub struct Args {
 pub fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
     let mut out = std::collections::BTreeMap::new();
     for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| format!("label {pair:?} is not key=value"))?;
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("label {pair:?} is not key=value"))?;
         let (k, v) = (k.trim(), v.trim());
         if k.is_empty() {
             return Err(format!("label {pair:?} has no key"));
@@ -126,7 +144,12 @@ impl Args {
     /// The namespaces to watch: `None` for all, else each listed one once, in order.
     pub fn watched_namespaces(&self) -> Option<Vec<String>> {
         let mut out: Vec<String> = Vec::new();
-        for ns in self.watch_namespaces.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        for ns in self
+            .watch_namespaces
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
             if !out.iter().any(|o| o == ns) {
                 out.push(ns.to_string());
             }
@@ -163,15 +186,26 @@ mod tests {
     // Issue 12 item 19: the namespaced install's flag.
     #[test]
     fn item19_watch_namespaces_parse_from_flag_and_env_style_lists() {
-        let a = Args::try_parse_from(["causeway-operator", "--watch-namespaces=team-a,team-b", "--watch-namespaces", "team-c,team-a"]).unwrap();
-        assert_eq!(a.watched_namespaces(), Some(vec!["team-a".to_string(), "team-b".into(), "team-c".into()]));
+        let a = Args::try_parse_from([
+            "causeway-operator",
+            "--watch-namespaces=team-a,team-b",
+            "--watch-namespaces",
+            "team-c,team-a",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.watched_namespaces(),
+            Some(vec!["team-a".to_string(), "team-b".into(), "team-c".into()])
+        );
         let a = Args::try_parse_from(["causeway-operator", "--watch-namespaces="]).unwrap();
         assert_eq!(a.watched_namespaces(), None);
     }
 
     #[test]
     fn labels_parse() {
-        let l = parse_labels("app.kubernetes.io/name=causeway, app.kubernetes.io/component=operator").unwrap();
+        let l =
+            parse_labels("app.kubernetes.io/name=causeway, app.kubernetes.io/component=operator")
+                .unwrap();
         assert_eq!(l["app.kubernetes.io/component"], "operator");
         assert!(parse_labels("").unwrap().is_empty());
         assert!(parse_labels("novalue").is_err());

@@ -37,20 +37,33 @@ pub enum Decision {
 }
 
 /// Pure decision from the lease's spec.
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp, default_duration: i32) -> Decision {
-    let Some(spec) = spec else { return Decision::Take { transitions: 0 } };
+pub fn decide(
+    spec: Option<&LeaseSpec>,
+    me: &str,
+    now: Timestamp,
+    default_duration: i32,
+) -> Decision {
+    let Some(spec) = spec else {
+        return Decision::Take { transitions: 0 };
+    };
     let holder = spec.holder_identity.clone().unwrap_or_default();
     let transitions = spec.lease_transitions.unwrap_or(0);
     if holder == me {
         return Decision::Renew;
     }
     if holder.is_empty() {
-        return Decision::Take { transitions: transitions + 1 };
+        return Decision::Take {
+            transitions: transitions + 1,
+        };
     }
-    let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(default_duration)));
+    let duration = SignedDuration::from_secs(i64::from(
+        spec.lease_duration_seconds.unwrap_or(default_duration),
+    ));
     match spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) {
         Some(t) if t.0 + duration > now => Decision::Wait { holder },
-        _ => Decision::Take { transitions: transitions + 1 },
+        _ => Decision::Take {
+            transitions: transitions + 1,
+        },
     }
 }
 
@@ -79,12 +92,19 @@ impl LeaderElector {
     }
 
     fn err(&self, source: kube::Error) -> LeaseError {
-        LeaseError::Api { name: self.name.clone(), source }
+        LeaseError::Api {
+            name: self.name.clone(),
+            source,
+        }
     }
 
     /// One attempt to take or renew; `Ok(false)` when someone else holds the lease.
     pub async fn try_acquire(&self) -> Result<bool, LeaseError> {
-        let current = self.api.get_opt(&self.name).await.map_err(|e| self.err(e))?;
+        let current = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.err(e))?;
         let now = Timestamp::now();
         let duration_secs = i32::try_from(self.duration.as_secs()).unwrap_or(15);
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
@@ -94,7 +114,8 @@ impl LeaderElector {
                 return Ok(false);
             }
             Decision::Renew => (
-                spec.and_then(|s| s.acquire_time.clone()).unwrap_or(MicroTime(now)),
+                spec.and_then(|s| s.acquire_time.clone())
+                    .unwrap_or(MicroTime(now)),
                 spec.and_then(|s| s.lease_transitions).unwrap_or(0),
             ),
             Decision::Take { transitions } => (MicroTime(now), transitions),
@@ -103,7 +124,9 @@ impl LeaderElector {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
                 namespace: Some(self.namespace.clone()),
-                resource_version: current.as_ref().and_then(|l| l.metadata.resource_version.clone()),
+                resource_version: current
+                    .as_ref()
+                    .and_then(|l| l.metadata.resource_version.clone()),
                 ..ObjectMeta::default()
             },
             spec: Some(LeaseSpec {
@@ -116,10 +139,20 @@ impl LeaderElector {
             }),
         };
         let result = if current.is_none() {
-            let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
+            let pp = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PostParams::default()
+            };
             self.api.create(&pp, &lease).await.map(|_| ())
         } else {
-            self.api.patch(&self.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&lease)).await.map(|_| ())
+            self.api
+                .patch(
+                    &self.name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&lease),
+                )
+                .await
+                .map(|_| ())
         };
         match result {
             Ok(()) => Ok(true),
@@ -151,12 +184,18 @@ impl LeaderElector {
             tokio::time::sleep(self.renew_every).await;
             match self.try_acquire().await {
                 Ok(true) => last_renewed = tokio::time::Instant::now(),
-                Ok(false) => return LeaseError::Lost { name: self.name.clone() },
+                Ok(false) => {
+                    return LeaseError::Lost {
+                        name: self.name.clone(),
+                    };
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "lease renewal failed");
                     // Stop before another replica may take over (a renewal period early).
                     if last_renewed.elapsed() + self.renew_every >= self.duration {
-                        return LeaseError::Lost { name: self.name.clone() };
+                        return LeaseError::Lost {
+                            name: self.name.clone(),
+                        };
                     }
                 }
             }
@@ -181,10 +220,27 @@ mod tests {
     #[test]
     fn decisions() {
         let now = Timestamp::from_second(1000).unwrap();
-        assert_eq!(decide(None, "me", now, 15), Decision::Take { transitions: 0 });
-        assert_eq!(decide(Some(&spec("me", 990)), "me", now, 15), Decision::Renew);
-        assert_eq!(decide(Some(&spec("other", 990)), "me", now, 15), Decision::Wait { holder: "other".into() });
-        assert_eq!(decide(Some(&spec("other", 980)), "me", now, 15), Decision::Take { transitions: 4 });
-        assert_eq!(decide(Some(&spec("", 999)), "me", now, 15), Decision::Take { transitions: 4 });
+        assert_eq!(
+            decide(None, "me", now, 15),
+            Decision::Take { transitions: 0 }
+        );
+        assert_eq!(
+            decide(Some(&spec("me", 990)), "me", now, 15),
+            Decision::Renew
+        );
+        assert_eq!(
+            decide(Some(&spec("other", 990)), "me", now, 15),
+            Decision::Wait {
+                holder: "other".into()
+            }
+        );
+        assert_eq!(
+            decide(Some(&spec("other", 980)), "me", now, 15),
+            Decision::Take { transitions: 4 }
+        );
+        assert_eq!(
+            decide(Some(&spec("", 999)), "me", now, 15),
+            Decision::Take { transitions: 4 }
+        );
     }
 }

@@ -22,9 +22,9 @@ use std::time::Duration;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::admin::{AdminError, HttpAdmin};
-use crate::builders::{BuildSettings, NetworkPolicySettings, Peer, NAMESPACE_NAME_LABEL};
-use crate::cli::{parse_labels, Args, LogFormat};
-use crate::controller::{run_controllers, PoolDefaults, RunError, Settings};
+use crate::builders::{BuildSettings, NAMESPACE_NAME_LABEL, NetworkPolicySettings, Peer};
+use crate::cli::{Args, LogFormat, parse_labels};
+use crate::controller::{PoolDefaults, RunError, Settings, run_controllers};
 use crate::leader::{LeaderElector, LeaseError};
 use crate::metrics::{Health, Metrics, MetricsError};
 
@@ -62,8 +62,14 @@ pub fn init_logging(args: &Args) -> Result<(), Error> {
 
 fn identity(args: &Args) -> String {
     args.identity.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-        let host = if host.is_empty() { "causeway-operator".to_string() } else { host };
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let host = if host.is_empty() {
+            "causeway-operator".to_string()
+        } else {
+            host
+        };
         format!("{host}-{}", std::process::id())
     })
 }
@@ -72,7 +78,9 @@ fn lease_namespace(args: &Args, client: &kube::Client) -> String {
     args.leader_election_namespace
         .clone()
         .or_else(|| {
-            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok().map(|s| s.trim().to_string())
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| client.default_namespace().to_string())
@@ -82,7 +90,9 @@ fn lease_namespace(args: &Args, client: &kube::Client) -> String {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
@@ -95,33 +105,58 @@ async fn shutdown_signal() {
 
 /// Who may reach the workers' admin and internal ports, from the flags; `None` when the
 /// operator writes no NetworkPolicy. `own_namespace` is where the operator runs.
-pub fn network_policy_settings(args: &Args, own_namespace: &str) -> Result<Option<NetworkPolicySettings>, String> {
+pub fn network_policy_settings(
+    args: &Args,
+    own_namespace: &str,
+) -> Result<Option<NetworkPolicySettings>, String> {
     if !args.worker_network_policy {
         return Ok(None);
     }
-    let namespace = args.operator_namespace.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| own_namespace.to_string());
+    let namespace = args
+        .operator_namespace
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| own_namespace.to_string());
     let pod_labels = parse_labels(&args.operator_pod_labels)?;
     if pod_labels.is_empty() {
         return Err("--operator-pod-labels must name the operator's pod labels".into());
     }
-    let operator = Peer { namespace_labels: [(NAMESPACE_NAME_LABEL.to_string(), namespace)].into(), pod_labels };
-    let prometheus = if args.prometheus_namespace_labels.is_some() || args.prometheus_pod_labels.is_some() {
+    let operator = Peer {
+        namespace_labels: [(NAMESPACE_NAME_LABEL.to_string(), namespace)].into(),
+        pod_labels,
+    };
+    let prometheus = if args.prometheus_namespace_labels.is_some()
+        || args.prometheus_pod_labels.is_some()
+    {
         Some(Peer {
-            namespace_labels: parse_labels(args.prometheus_namespace_labels.as_deref().unwrap_or_default())?,
+            namespace_labels: parse_labels(
+                args.prometheus_namespace_labels
+                    .as_deref()
+                    .unwrap_or_default(),
+            )?,
             pod_labels: parse_labels(args.prometheus_pod_labels.as_deref().unwrap_or_default())?,
         })
     } else {
         None
     };
-    Ok(Some(NetworkPolicySettings { operator, prometheus }))
+    Ok(Some(NetworkPolicySettings {
+        operator,
+        prometheus,
+    }))
 }
 
 /// The platform's deny list, checked here so that a typo fails the operator's start
 /// instead of every worker's.
 pub fn deny_destination_cidrs(args: &Args) -> Result<Vec<String>, String> {
-    let list: Vec<String> = args.worker_deny_destination_cidrs.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
+    let list: Vec<String> = args
+        .worker_deny_destination_cidrs
+        .iter()
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect();
     for c in &list {
-        causeway_crds::validate::check_cidr(c).map_err(|e| format!("--worker-deny-destination-cidrs: {e}"))?;
+        causeway_crds::validate::check_cidr(c)
+            .map_err(|e| format!("--worker-deny-destination-cidrs: {e}"))?;
     }
     Ok(list)
 }
@@ -152,19 +187,36 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let settings = settings(&args, &lease_namespace(&args, &client))?;
     let metrics = Metrics::new()?;
     let health = Health::default();
-    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), health.clone()));
+    let server = tokio::spawn(metrics::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+    ));
 
     let version = client.apiserver_version().await.map_err(Error::Client)?;
     tracing::info!(apiserver = %version.git_version, metrics = %args.metrics_addr, "connected");
     health.set_ready(true);
 
     let identity = identity(&args);
-    let recorder = Recorder::new(client.clone(), Reporter { controller: "causeway-operator".into(), instance: Some(identity.clone()) });
-    let admin = Arc::new(HttpAdmin::new(Duration::from_millis(args.admin_timeout_ms))?);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "causeway-operator".into(),
+            instance: Some(identity.clone()),
+        },
+    );
+    let admin = Arc::new(HttpAdmin::new(Duration::from_millis(
+        args.admin_timeout_ms,
+    ))?);
 
-    let elector = args
-        .leader_election
-        .then(|| LeaderElector::new(client.clone(), &lease_namespace(&args, &client), &args.leader_election_lease, &identity));
+    let elector = args.leader_election.then(|| {
+        LeaderElector::new(
+            client.clone(),
+            &lease_namespace(&args, &client),
+            &args.leader_election_lease,
+            &identity,
+        )
+    });
     if let Some(e) = &elector {
         tokio::select! {
             r = e.acquire() => r?,
@@ -177,13 +229,23 @@ pub async fn run(args: Args) -> Result<(), Error> {
     // one independent set of controllers per watched namespace.
     let shutdown = futures::FutureExt::shared(shutdown_signal());
     let runs: Vec<_> = match args.watched_namespaces() {
-        None => vec![run_controllers(client, None, settings, admin, metrics, recorder, shutdown)],
+        None => vec![run_controllers(
+            client, None, settings, admin, metrics, recorder, shutdown,
+        )],
         Some(namespaces) => {
             tracing::info!(namespaces = ?namespaces, "watching only these namespaces");
             namespaces
                 .into_iter()
                 .map(|ns| {
-                    run_controllers(client.clone(), Some(ns), settings.clone(), admin.clone(), metrics.clone(), recorder.clone(), shutdown.clone())
+                    run_controllers(
+                        client.clone(),
+                        Some(ns),
+                        settings.clone(),
+                        admin.clone(),
+                        metrics.clone(),
+                        recorder.clone(),
+                        shutdown.clone(),
+                    )
                 })
                 .collect()
         }
@@ -221,7 +283,11 @@ mod tests {
     #[test]
     fn item8_network_policy_settings_from_flags() {
         let args = Args::try_parse_from(["causeway-operator"]).unwrap();
-        assert_eq!(network_policy_settings(&args, "causeway-system").unwrap(), None, "off unless asked");
+        assert_eq!(
+            network_policy_settings(&args, "causeway-system").unwrap(),
+            None,
+            "off unless asked"
+        );
 
         let args = Args::try_parse_from([
             "causeway-operator",
@@ -229,8 +295,13 @@ mod tests {
             "--operator-pod-labels=app.kubernetes.io/name=causeway,app.kubernetes.io/instance=rel",
         ])
         .unwrap();
-        let s = network_policy_settings(&args, "causeway-system").unwrap().unwrap();
-        assert_eq!(s.operator.namespace_labels[NAMESPACE_NAME_LABEL], "causeway-system");
+        let s = network_policy_settings(&args, "causeway-system")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.operator.namespace_labels[NAMESPACE_NAME_LABEL],
+            "causeway-system"
+        );
         assert_eq!(s.operator.pod_labels["app.kubernetes.io/instance"], "rel");
         assert_eq!(s.prometheus, None);
         let built = settings(&args, "causeway-system").unwrap();
@@ -250,15 +321,34 @@ mod tests {
         assert_eq!(prom.namespace_labels[NAMESPACE_NAME_LABEL], "monitoring");
         assert!(prom.pod_labels.is_empty(), "any pod of that namespace");
 
-        let args = Args::try_parse_from(["causeway-operator", "--worker-network-policy", "--operator-pod-labels="]).unwrap();
-        assert!(network_policy_settings(&args, "x").is_err(), "an empty operator selector would admit every pod");
+        let args = Args::try_parse_from([
+            "causeway-operator",
+            "--worker-network-policy",
+            "--operator-pod-labels=",
+        ])
+        .unwrap();
+        assert!(
+            network_policy_settings(&args, "x").is_err(),
+            "an empty operator selector would admit every pod"
+        );
     }
 
     #[test]
     fn the_deny_list_is_checked_at_start() {
-        let args = Args::try_parse_from(["causeway-operator", "--worker-deny-destination-cidrs=10.0.0.0/8, fd00::/8"]).unwrap();
-        assert_eq!(deny_destination_cidrs(&args).unwrap(), vec!["10.0.0.0/8", "fd00::/8"]);
-        let args = Args::try_parse_from(["causeway-operator", "--worker-deny-destination-cidrs=10.0.0.0"]).unwrap();
+        let args = Args::try_parse_from([
+            "causeway-operator",
+            "--worker-deny-destination-cidrs=10.0.0.0/8, fd00::/8",
+        ])
+        .unwrap();
+        assert_eq!(
+            deny_destination_cidrs(&args).unwrap(),
+            vec!["10.0.0.0/8", "fd00::/8"]
+        );
+        let args = Args::try_parse_from([
+            "causeway-operator",
+            "--worker-deny-destination-cidrs=10.0.0.0",
+        ])
+        .unwrap();
         assert!(settings(&args, "x").is_err());
     }
 }

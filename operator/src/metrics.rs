@@ -1,15 +1,17 @@
 //! Prometheus metrics of the operator and the HTTP server for `/metrics`, `/healthz`, `/readyz`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Errors creating or serving metrics.
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +19,10 @@ pub enum MetricsError {
     #[error("register metric: {0}")]
     Register(#[from] prometheus::Error),
     #[error("serve metrics on {addr}: {source}")]
-    Serve { addr: SocketAddr, source: std::io::Error },
+    Serve {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The operator's metrics, all prefixed `causeway_operator_`. Labels are bounded: the
@@ -35,27 +40,61 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new_custom(Some("causeway_operator".into()), None)?;
-        let reconciles = IntCounterVec::new(Opts::new("reconciliations_total", "Reconciliations run"), &["controller"])?;
-        let failures = IntCounterVec::new(Opts::new("reconcile_errors_total", "Reconciliations that failed, by error kind"), &["controller", "error"])?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new("reconcile_duration_seconds", "Duration of one reconciliation")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        let reconciles = IntCounterVec::new(
+            Opts::new("reconciliations_total", "Reconciliations run"),
             &["controller"],
         )?;
-        let status_writes = IntCounterVec::new(Opts::new("status_writes_total", "Status subresource writes (only on change)"), &["controller"])?;
-        let leader = IntGauge::new("leader", "1 while this replica holds the lease and runs the controllers")?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "reconcile_errors_total",
+                "Reconciliations that failed, by error kind",
+            ),
+            &["controller", "error"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "reconcile_duration_seconds",
+                "Duration of one reconciliation",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["controller"],
+        )?;
+        let status_writes = IntCounterVec::new(
+            Opts::new(
+                "status_writes_total",
+                "Status subresource writes (only on change)",
+            ),
+            &["controller"],
+        )?;
+        let leader = IntGauge::new(
+            "leader",
+            "1 while this replica holds the lease and runs the controllers",
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(status_writes.clone()))?;
         registry.register(Box::new(leader.clone()))?;
-        Ok(Metrics { registry, reconciles, failures, duration, status_writes, leader })
+        Ok(Metrics {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            status_writes,
+            leader,
+        })
     }
 
     /// Count a reconciliation and time it until the guard drops.
     pub fn start(&self, controller: &'static str) -> ReconcileTimer {
         self.reconciles.with_label_values(&[controller]).inc();
-        ReconcileTimer { histogram: self.duration.clone(), controller, start: Instant::now() }
+        ReconcileTimer {
+            histogram: self.duration.clone(),
+            controller,
+            start: Instant::now(),
+        }
     }
 
     pub fn failed(&self, controller: &'static str, error: &'static str) {
@@ -79,7 +118,9 @@ pub struct ReconcileTimer {
 
 impl Drop for ReconcileTimer {
     fn drop(&mut self) {
-        self.histogram.with_label_values(&[self.controller]).observe(self.start.elapsed().as_secs_f64());
+        self.histogram
+            .with_label_values(&[self.controller])
+            .observe(self.start.elapsed().as_secs_f64());
     }
 }
 
@@ -114,17 +155,28 @@ pub fn router(metrics: Metrics, health: Health) -> axum::Router {
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.health.is_ready() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+    if s.health.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
 }
 
 /// Serve until the process ends.
 pub async fn serve(addr: SocketAddr, metrics: Metrics, health: Health) -> Result<(), MetricsError> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| MetricsError::Serve { addr, source })?;
-    axum::serve(listener, router(metrics, health)).await.map_err(|source| MetricsError::Serve { addr, source })
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsError::Serve { addr, source })?;
+    axum::serve(listener, router(metrics, health))
+        .await
+        .map_err(|source| MetricsError::Serve { addr, source })
 }
 
 #[cfg(test)]
@@ -136,7 +188,10 @@ mod tests {
     use tower::ServiceExt;
 
     async fn get(app: axum::Router, path: &str) -> (StatusCode, String) {
-        let resp = app.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let resp = app
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(body.to_vec()).unwrap())
@@ -150,13 +205,27 @@ mod tests {
             let _t = m.start("workerpool");
         }
         m.failed("bridge", "kube");
-        assert_eq!(get(router(m.clone(), h.clone()), "/healthz").await.0, StatusCode::OK);
-        assert_eq!(get(router(m.clone(), h.clone()), "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            get(router(m.clone(), h.clone()), "/healthz").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(router(m.clone(), h.clone()), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         h.set_ready(true);
-        assert_eq!(get(router(m.clone(), h.clone()), "/readyz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(router(m.clone(), h.clone()), "/readyz").await.0,
+            StatusCode::OK
+        );
         let (_, body) = get(router(m, h), "/metrics").await;
-        assert!(body.contains("causeway_operator_reconciliations_total{controller=\"workerpool\"} 1"), "{body}");
-        assert!(body.contains("causeway_operator_reconcile_errors_total{controller=\"bridge\",error=\"kube\"} 1"));
+        assert!(
+            body.contains("causeway_operator_reconciliations_total{controller=\"workerpool\"} 1"),
+            "{body}"
+        );
+        assert!(body.contains(
+            "causeway_operator_reconcile_errors_total{controller=\"bridge\",error=\"kube\"} 1"
+        ));
         assert!(body.contains("causeway_operator_reconcile_duration_seconds_bucket"));
     }
 }

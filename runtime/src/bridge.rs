@@ -179,7 +179,9 @@ impl ActiveBridge {
         match f.evaluate_with(&Self::inbound(req), payload, budget) {
             Ok(true) => FilterOutcome::Pass,
             Ok(false) => FilterOutcome::Drop("filter: false".into()),
-            Err(e) => FilterOutcome::Drop(format!("filter error ({}): {}", e.kind.as_str(), e.message)),
+            Err(e) => {
+                FilterOutcome::Drop(format!("filter error ({}): {}", e.kind.as_str(), e.message))
+            }
         }
     }
 
@@ -234,7 +236,8 @@ impl ActiveBridge {
     /// A response snippet for the attempt log: redacted first, then cut to
     /// [`RESPONSE_SNIPPET_BYTES`] (cutting first could leave half a secret).
     pub fn redact_snippet(&self, text: &str) -> String {
-        self.secrets.redact_then_truncate(text, RESPONSE_SNIPPET_BYTES)
+        self.secrets
+            .redact_then_truncate(text, RESPONSE_SNIPPET_BYTES)
     }
 }
 
@@ -303,7 +306,9 @@ mod tests {
                 namespace: "shop".into(),
                 name: "crm".into(),
                 generation: None,
-                source: SourceConfig::File { path: "/x.wasm".into() },
+                source: SourceConfig::File {
+                    path: "/x.wasm".into(),
+                },
                 allowed_outbound_hosts: vec![],
                 variables: [("api_key".to_string(), SecretValue(secret.into()))].into(),
                 memory_bytes: 1 << 20,
@@ -321,11 +326,19 @@ mod tests {
         }))
         .unwrap();
         let active = ActiveBridge::compile(&bridge, &cfg).unwrap();
-        assert!(!active.redact(&format!("invalid key {secret}")).contains(secret));
+        assert!(
+            !active
+                .redact(&format!("invalid key {secret}"))
+                .contains(secret)
+        );
         // The secret straddles the snippet's end: cut first, its head would survive.
         let pad = "x".repeat(RESPONSE_SNIPPET_BYTES - 10);
         let snippet = active.redact_snippet(&format!("{pad}{secret} and more"));
-        assert!(!snippet.contains(&secret[..10]), "{}", &snippet[snippet.len() - 40..]);
+        assert!(
+            !snippet.contains(&secret[..10]),
+            "{}",
+            &snippet[snippet.len() - 40..]
+        );
         assert!(snippet.len() <= RESPONSE_SNIPPET_BYTES + '…'.len_utf8());
     }
 }

@@ -18,7 +18,12 @@ pub struct Health {
 
 impl Health {
     pub fn new(store_dir: PathBuf, min_free_bytes: u64) -> Self {
-        Health { ready: AtomicBool::new(false), disk_low: AtomicBool::new(false), store_dir, min_free_bytes }
+        Health {
+            ready: AtomicBool::new(false),
+            disk_low: AtomicBool::new(false),
+            store_dir,
+            min_free_bytes,
+        }
     }
 
     /// Started (and not shutting down).
@@ -42,13 +47,22 @@ impl Health {
                 let low = free < self.min_free_bytes;
                 if low != self.disk_low.swap(low, Ordering::SeqCst) {
                     if low {
-                        warn!(free, min = self.min_free_bytes, "free disk space below the watermark: refusing new events");
+                        warn!(
+                            free,
+                            min = self.min_free_bytes,
+                            "free disk space below the watermark: refusing new events"
+                        );
                     } else {
-                        info!(free, "free disk space back above the watermark: accepting events");
+                        info!(
+                            free,
+                            "free disk space back above the watermark: accepting events"
+                        );
                     }
                 }
             }
-            Err(e) => warn!(error = %e, dir = %self.store_dir.display(), "cannot measure free disk space"),
+            Err(e) => {
+                warn!(error = %e, dir = %self.store_dir.display(), "cannot measure free disk space")
+            }
         }
     }
 }
@@ -66,4 +80,3 @@ fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
     }
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
-

@@ -10,8 +10,8 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod delivery;
-pub mod ingress;
 pub mod health;
+pub mod ingress;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
@@ -42,8 +42,15 @@ pub fn run() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = EnvFilter::try_from_env("CAUSEWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("causeway: cannot start the async runtime: {e}");
@@ -66,16 +73,42 @@ pub fn run() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<String, Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Up { files, data_dir, serve } => {
-            let opts = Options { data_dir, listen: serve.listen, admin: serve.admin, internal: None, limits: serve.limits(), print_urls: true };
+        Command::Up {
+            files,
+            data_dir,
+            serve,
+        } => {
+            let opts = Options {
+                data_dir,
+                listen: serve.listen,
+                admin: serve.admin,
+                internal: None,
+                limits: serve.limits(),
+                print_urls: true,
+            };
             worker::serve(opts, Box::new(ManifestSource { paths: files })).await?;
             Ok(String::new())
         }
-        Command::Worker { config, pool, data_dir, internal, serve } => {
-            let opts = Options { data_dir, listen: serve.listen, admin: serve.admin, internal, limits: serve.limits(), print_urls: false };
+        Command::Worker {
+            config,
+            pool,
+            data_dir,
+            internal,
+            serve,
+        } => {
+            let opts = Options {
+                data_dir,
+                listen: serve.listen,
+                admin: serve.admin,
+                internal,
+                limits: serve.limits(),
+                print_urls: false,
+            };
             let source: Box<dyn ConfigSource> = match (config, pool) {
                 (Some(path), _) => Box::new(FileSource { path }),
-                (None, Some(pool)) => Box::new(cluster::SecretSource::connect(&pool, POOL_CONFIG_WAIT).await?),
+                (None, Some(pool)) => {
+                    Box::new(cluster::SecretSource::connect(&pool, POOL_CONFIG_WAIT).await?)
+                }
                 (None, None) => return Err("worker: --config or --pool is required".into()),
             };
             worker::serve(opts, source).await?;
@@ -84,12 +117,18 @@ async fn dispatch(cli: Cli) -> Result<String, Box<dyn std::error::Error>> {
         Command::Render { files, strict } => {
             let loaded = ManifestSource { paths: files }.load()?;
             for p in &loaded.problems {
-                eprintln!("{:?} {}/{}: {}: {}", p.kind, p.namespace, p.name, p.reason, p.message);
+                eprintln!(
+                    "{:?} {}/{}: {}: {}",
+                    p.kind, p.namespace, p.name, p.reason, p.message
+                );
             }
             if strict && !loaded.problems.is_empty() {
                 return Err(format!("{} problem(s)", loaded.problems.len()).into());
             }
-            Ok(format!("{}\n", serde_json::to_string_pretty(&*loaded.config)?))
+            Ok(format!(
+                "{}\n",
+                serde_json::to_string_pretty(&*loaded.config)?
+            ))
         }
         Command::Events { admin, action } => Ok(cli::events(&admin, &action).await?),
         Command::Bridges { admin, action } => Ok(cli::bridges(&admin, &action).await?),

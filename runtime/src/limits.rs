@@ -82,4 +82,3 @@ impl Limits {
 
 /// Connections the admin port serves at once.
 pub const ADMIN_MAX_CONNECTIONS: usize = 64;
-

@@ -64,12 +64,17 @@ impl Shared {
 #[instrument(skip_all)]
 pub async fn run_retention(shared: &Shared) {
     let r = &shared.active().config.retention;
-    let policy = Retention { max_age_ms: r.max_age_ms, max_bytes: r.max_bytes };
+    let policy = Retention {
+        max_age_ms: r.max_age_ms,
+        max_bytes: r.max_bytes,
+    };
     match shared.store.retain(policy, now_ms()).await {
         Ok(rep) => {
             let m = &shared.metrics.retention_deleted;
-            m.with_label_values(&["age"]).inc_by(rep.deleted_by_age as u64);
-            m.with_label_values(&["size"]).inc_by(rep.deleted_by_size as u64);
+            m.with_label_values(&["age"])
+                .inc_by(rep.deleted_by_age as u64);
+            m.with_label_values(&["size"])
+                .inc_by(rep.deleted_by_size as u64);
             if rep.deleted_by_age + rep.deleted_by_size > 0 {
                 info!(
                     by_age = rep.deleted_by_age,

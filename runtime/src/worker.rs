@@ -18,9 +18,9 @@ use crate::delivery::handle::DeliveryHandle;
 use crate::health::Health;
 pub use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::shared::{Shared, run_retention};
 use crate::netguard::{GuardedResolver, NetGuard, parse_cidrs};
 use crate::plugins::Plugins;
+use crate::shared::{Shared, run_retention};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{Store, now_ms};
 use crate::{admin, delivery, ingress};
@@ -45,7 +45,10 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     if dir.exists() {
         return Ok(());
     }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Why the worker stopped with an error.
@@ -208,8 +211,15 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     let metrics = Metrics::new()?;
     let first = source.load()?;
     // Events, plugin state and compiled plugins are private to the worker's user.
-    for dir in [opts.data_dir.clone(), opts.data_dir.join("store"), opts.data_dir.join("plugins")] {
-        private_dir(&dir).map_err(|e| crate::store::StoreError::Open { path: dir.display().to_string(), message: e.to_string() })?;
+    for dir in [
+        opts.data_dir.clone(),
+        opts.data_dir.join("store"),
+        opts.data_dir.join("plugins"),
+    ] {
+        private_dir(&dir).map_err(|e| crate::store::StoreError::Open {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
     }
     let store = EmbeddedStore::open(&opts.data_dir.join("store"), Some(metrics.store.clone()))?;
     let ingress_listener = tokio::net::TcpListener::bind(opts.listen)
@@ -265,8 +275,9 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         metrics.plugin_registry.clone(),
         source.is_local(),
     )?;
-    let generated_admin_token = (first.config.admin_token.is_none() && !admin_addr.ip().is_loopback())
-        .then(|| causeway_crds::config::SecretValue(hex::encode(rand::random::<[u8; 24]>())));
+    let generated_admin_token = (first.config.admin_token.is_none()
+        && !admin_addr.ip().is_loopback())
+    .then(|| causeway_crds::config::SecretValue(hex::encode(rand::random::<[u8; 24]>())));
     let delivery_handle = DeliveryHandle::new(metrics.paused.clone());
     delivery_handle.load_paused(store.as_ref()).await?;
     let shared = Arc::new(Shared {
@@ -281,7 +292,8 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         ingress_addr: listen,
         netguard,
         body_budget: Arc::new(tokio::sync::Semaphore::new(
-            usize::try_from(opts.limits.max_body_bytes_in_flight.div_ceil(1024).max(1)).unwrap_or(usize::MAX >> 4),
+            usize::try_from(opts.limits.max_body_bytes_in_flight.div_ceil(1024).max(1))
+                .unwrap_or(usize::MAX >> 4),
         )),
         metrics,
     });
@@ -364,8 +376,13 @@ fn spawn_admin(
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) -> Result<tokio::sync::oneshot::Receiver<()>, RunError> {
-    let addr = listener.local_addr().map_err(|e| RunError::Signal(e.to_string()))?;
-    let bind_err = |e: std::io::Error| RunError::Bind { addr, message: e.to_string() };
+    let addr = listener
+        .local_addr()
+        .map_err(|e| RunError::Signal(e.to_string()))?;
+    let bind_err = |e: std::io::Error| RunError::Bind {
+        addr,
+        message: e.to_string(),
+    };
     let std_listener = listener.into_std().map_err(bind_err)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

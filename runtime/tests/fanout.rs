@@ -24,16 +24,24 @@ fn hmac256(key: &[u8], msg: &[u8]) -> Vec<u8> {
 
 /// GitHub's scheme, from its documentation: `sha256=` + hex HMAC-SHA256 of the body.
 fn github_signature(body: &str) -> String {
-    format!("sha256={}", hex::encode(hmac256(GITHUB_SECRET.as_bytes(), body.as_bytes())))
+    format!(
+        "sha256={}",
+        hex::encode(hmac256(GITHUB_SECRET.as_bytes(), body.as_bytes()))
+    )
 }
 
 /// Standard Webhooks, from the specification: the key is the base64 after `whsec_`, the
 /// signed content is `{id}.{timestamp}.{body}`, and the header lists `v1,<base64>` entries.
 fn standard_webhooks_valid(secret: &str, id: &str, ts: &str, body: &[u8], header: &str) -> bool {
-    let key = base64::engine::general_purpose::STANDARD.decode(secret.trim_start_matches("whsec_")).unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
     let mut content = format!("{id}.{ts}.").into_bytes();
     content.extend_from_slice(body);
-    let want = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(hmac256(&key, &content)));
+    let want = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(hmac256(&key, &content))
+    );
     header.split(' ').any(|sig| sig == want)
 }
 
@@ -87,31 +95,67 @@ spec:
 
     // Not signed, or signed with another secret: 401 and nothing stored.
     assert_eq!(post(&c, &url, opened, &[]).await.0, 401);
-    assert_eq!(post(&c, &url, opened, &[("x-hub-signature-256", "sha256=00")]).await.0, 401);
+    assert_eq!(
+        post(&c, &url, opened, &[("x-hub-signature-256", "sha256=00")])
+            .await
+            .0,
+        401
+    );
     assert_eq!(stored_events(&c, &w).await, 0);
 
     // Signed but filtered out: recorded as filtered, nothing delivered.
-    let (s, v) = post(&c, &url, small, &[("x-hub-signature-256", &github_signature(small))]).await;
+    let (s, v) = post(
+        &c,
+        &url,
+        small,
+        &[("x-hub-signature-256", &github_signature(small))],
+    )
+    .await;
     assert_eq!(s, 202);
     let filtered = v["id"].as_str().unwrap().to_string();
 
     // Signed and passing: fanned out to both destinations.
-    let (s, v) = post(&c, &url, opened, &[("x-hub-signature-256", &github_signature(opened))]).await;
+    let (s, v) = post(
+        &c,
+        &url,
+        opened,
+        &[("x-hub-signature-256", &github_signature(opened))],
+    )
+    .await;
     assert_eq!(s, 202);
     let id = v["id"].as_str().unwrap().to_string();
 
-    assert_eq!(sink.wait_for("/chat", 3, WAIT).await, 3, "chat: two failures, then success");
+    assert_eq!(
+        sink.wait_for("/chat", 3, WAIT).await,
+        3,
+        "chat: two failures, then success"
+    );
     assert_eq!(sink.wait_for("/audit", 1, WAIT).await, 1);
     let ev = wait_status(&c, &w, &id, "dead", WAIT).await;
     // One destination delivered and one dead: the event is dead (it needs attention).
     let deliveries = ev["deliveries"].as_array().unwrap();
-    let by = |name: &str| deliveries.iter().find(|d| d["destination"] == name).unwrap().clone();
+    let by = |name: &str| {
+        deliveries
+            .iter()
+            .find(|d| d["destination"] == name)
+            .unwrap()
+            .clone()
+    };
     let (chat, audit) = (by("chat"), by("audit"));
     assert_eq!(chat["status"], "delivered");
-    let codes: Vec<u64> = chat["attempts"].as_array().unwrap().iter().map(|a| a["statusCode"].as_u64().unwrap()).collect();
+    let codes: Vec<u64> = chat["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["statusCode"].as_u64().unwrap())
+        .collect();
     assert_eq!(codes, vec![500, 500, 200]);
     assert_eq!(audit["status"], "dead");
-    assert_eq!(audit["attempts"].as_array().unwrap().len(), 1, "retries: 0 means one attempt");
+    assert_eq!(
+        audit["attempts"].as_array().unwrap().len(),
+        1,
+        "retries: 0 means one attempt"
+    );
     assert_eq!(audit["attempts"][0]["statusCode"], 503);
 
     // Nothing more arrives: the policies are exhausted or satisfied.
@@ -122,14 +166,29 @@ spec:
     let chat_reqs = sink.requests("/chat");
     for r in &chat_reqs {
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(body, serde_json::json!({"text": "PR opened: Add retries", "additions": 42}));
+        assert_eq!(
+            body,
+            serde_json::json!({"text": "PR opened: Add retries", "additions": 42})
+        );
         let h = |k: &str| r.headers[k].to_str().unwrap().to_string();
         assert_eq!(h("webhook-id"), id);
         assert!(
-            standard_webhooks_valid(SIGNING_SECRET, &h("webhook-id"), &h("webhook-timestamp"), &r.body, &h("webhook-signature")),
+            standard_webhooks_valid(
+                SIGNING_SECRET,
+                &h("webhook-id"),
+                &h("webhook-timestamp"),
+                &r.body,
+                &h("webhook-signature")
+            ),
             "outbound signature does not verify"
         );
-        assert!(!standard_webhooks_valid("whsec_d3Jvbmc=", &h("webhook-id"), &h("webhook-timestamp"), &r.body, &h("webhook-signature")));
+        assert!(!standard_webhooks_valid(
+            "whsec_d3Jvbmc=",
+            &h("webhook-id"),
+            &h("webhook-timestamp"),
+            &r.body,
+            &h("webhook-signature")
+        ));
     }
     // audit got the body unchanged and no signature.
     let audit_req = &sink.requests("/audit")[0];

@@ -13,8 +13,14 @@ use common::*;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn wasm(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/dist").join(format!("{name}.wasm"));
-    assert!(p.exists(), "{} is missing: run `make plugins` first", p.display());
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/plugins/dist")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `make plugins` first",
+        p.display()
+    );
     p.display().to_string()
 }
 
@@ -58,16 +64,31 @@ async fn bad_plugins_fail_their_own_calls_while_other_bridges_keep_flowing() {
     // Start every bad call, and while they run send the good bridge twenty events.
     let mut bad = Vec::new();
     for name in ["fx-loop", "fx-membomb", "fx-trap", "fx-forbidden"] {
-        let body = if name == "fx-forbidden" { forbidden_sink.url("/steal") } else { "{}".to_string() };
+        let body = if name == "fx-forbidden" {
+            forbidden_sink.url("/steal")
+        } else {
+            "{}".to_string()
+        };
         let (s, v) = post(&c, &w.url(&format!("/hooks/default/{name}")), &body, &[]).await;
         assert_eq!(s, 202, "{name}");
         bad.push((name, v["id"].as_str().unwrap().to_string()));
     }
     for i in 0..20 {
-        let (s, _) = post(&c, &w.url("/hooks/default/good"), &format!(r#"{{"n":{i}}}"#), &[]).await;
+        let (s, _) = post(
+            &c,
+            &w.url("/hooks/default/good"),
+            &format!(r#"{{"n":{i}}}"#),
+            &[],
+        )
+        .await;
         assert_eq!(s, 202, "good event {i} refused while bad plugins ran");
     }
-    assert_eq!(sink.wait_for("/good", 20, WAIT).await, 20, "{}", w.log_text());
+    assert_eq!(
+        sink.wait_for("/good", 20, WAIT).await,
+        20,
+        "{}",
+        w.log_text()
+    );
     for r in sink.requests("/good") {
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["tagged"], true);
@@ -83,16 +104,65 @@ async fn bad_plugins_fail_their_own_calls_while_other_bridges_keep_flowing() {
         reasons.push((name.to_string(), error));
         assert_eq!(sink.count(&format!("/{name}")), 0, "{name} delivered");
     }
-    let reason = |n: &str| reasons.iter().find(|(name, _)| name == n).unwrap().1.clone();
-    assert!(reason("fx-loop").contains("timed out") || reason("fx-loop").contains("timeout"), "{reasons:?}");
+    let reason = |n: &str| {
+        reasons
+            .iter()
+            .find(|(name, _)| name == n)
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert!(
+        reason("fx-loop").contains("timed out") || reason("fx-loop").contains("timeout"),
+        "{reasons:?}"
+    );
     assert!(reason("fx-membomb").contains("memory"), "{reasons:?}");
-    assert!(reason("fx-trap").contains("trap") || reason("fx-trap").contains("panic"), "{reasons:?}");
-    assert!(reason("fx-forbidden").contains("refused") || reason("fx-forbidden").contains("denied"), "{reasons:?}");
-    assert_eq!(forbidden_sink.total.load(std::sync::atomic::Ordering::SeqCst), 0, "the guard let a request through");
+    assert!(
+        reason("fx-trap").contains("trap") || reason("fx-trap").contains("panic"),
+        "{reasons:?}"
+    );
+    assert!(
+        reason("fx-forbidden").contains("refused") || reason("fx-forbidden").contains("denied"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        forbidden_sink
+            .total
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the guard let a request through"
+    );
 
-    let metrics = c.get(w.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metric(&metrics, "causeway_plugin_timeouts_total", "default/fx-loop") == 1.0, "{metrics}");
-    assert!(metric(&metrics, "causeway_plugin_oom_total", "default/fx-membomb") == 1.0, "{metrics}");
-    assert!(metric(&metrics, "causeway_plugin_traps_total", "default/fx-trap") == 1.0, "{metrics}");
-    assert!(metric(&metrics, "causeway_plugin_outbound_refused_total", "default/fx-forbidden") == 1.0, "{metrics}");
+    let metrics = c
+        .get(w.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(
+            &metrics,
+            "causeway_plugin_timeouts_total",
+            "default/fx-loop"
+        ) == 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "causeway_plugin_oom_total", "default/fx-membomb") == 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "causeway_plugin_traps_total", "default/fx-trap") == 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            "causeway_plugin_outbound_refused_total",
+            "default/fx-forbidden"
+        ) == 1.0,
+        "{metrics}"
+    );
 }

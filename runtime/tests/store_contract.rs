@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use causeway_runtime::store::{
-    AttemptRecord, EventId, EventQuery, EventRecord, EventStatus, JobKey, JobStatus, JobUpdate,
-    NewEvent, NewJob, Next, Retention, JobTarget, Store, StoreCounts, child_id,
+    AttemptRecord, EventId, EventQuery, EventRecord, EventStatus, JobKey, JobStatus, JobTarget,
+    JobUpdate, NewEvent, NewJob, Next, Retention, Store, StoreCounts, child_id,
 };
 
 /// 2025-12-01T00:00:00Z: every time in the fixture counts from here.
@@ -87,7 +87,11 @@ fn fixture_event(
 }
 
 fn job(index: u32, destination: &str, due_at_ms: u64) -> NewJob {
-    let target = if index == JobTarget::Steps.slot() { JobTarget::Steps } else { JobTarget::destination(index, destination) };
+    let target = if index == JobTarget::Steps.slot() {
+        JobTarget::Steps
+    } else {
+        JobTarget::destination(index, destination)
+    };
     NewJob { target, due_at_ms }
 }
 
@@ -406,7 +410,10 @@ async fn the_v1_fixture_opens_and_reads_back() {
     assert_eq!(e2.jobs.len(), 1);
     let (steps, attempts) = &e2.jobs[0];
     assert_eq!(
-        (steps.slot(), steps.target.destination_name().unwrap_or_default()),
+        (
+            steps.slot(),
+            steps.target.destination_name().unwrap_or_default()
+        ),
         (JobTarget::Steps.slot(), ""),
         "the steps job"
     );
@@ -485,7 +492,12 @@ async fn the_v1_fixture_opens_and_reads_back() {
     let keys: Vec<(EventId, u32)> = due.jobs.iter().map(|j| (j.event, j.slot())).collect();
     assert_eq!(
         keys,
-        vec![(id(E1), 0), (id(E2), JobTarget::Steps.slot()), (id(E5), 0), (id(C6), 0)]
+        vec![
+            (id(E1), 0),
+            (id(E2), JobTarget::Steps.slot()),
+            (id(E5), 0),
+            (id(C6), 0)
+        ]
     );
     assert_eq!(due.next_due_ms, None);
     let early = s
@@ -581,7 +593,10 @@ async fn the_v1_fixture_takes_writes() {
             .iter()
             .map(|(j, _)| (j.slot(), j.status))
             .collect::<Vec<_>>(),
-        vec![(0, JobStatus::Pending), (JobTarget::Steps.slot(), JobStatus::Delivered)]
+        vec![
+            (0, JobStatus::Pending),
+            (JobTarget::Steps.slot(), JobStatus::Delivered)
+        ]
     );
     finish(E2, 0, Next::Delivered).await.expect("finish");
     assert_eq!(

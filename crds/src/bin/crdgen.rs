@@ -13,7 +13,10 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         let names: Vec<String> = drift.iter().map(|p| p.display().to_string()).collect();
-        eprintln!("crdgen: out of date (run `make crds`): {}", names.join(", "));
+        eprintln!(
+            "crdgen: out of date (run `make crds`): {}",
+            names.join(", ")
+        );
         return ExitCode::FAILURE;
     }
     for dir in causeway_crds::crd::OUTPUT_DIRS {

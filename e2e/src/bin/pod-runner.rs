@@ -8,7 +8,10 @@ use std::time::Duration;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "pod-runner", about = "Plays the kubelet for pods running the causeway binaries (e2e tests only)")]
+#[command(
+    name = "pod-runner",
+    about = "Plays the kubelet for pods running the causeway binaries (e2e tests only)"
+)]
 struct Args {
     /// Kubeconfig of the runner (admin); defaults to KUBECONFIG.
     #[arg(long, env = "KUBECONFIG")]
@@ -38,9 +41,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
     let (host, port) = host_port(&args.apiserver);
     let opts = causeway_e2e::runner::Options {
         kubeconfig: args.kubeconfig,
@@ -54,7 +62,11 @@ fn main() -> ExitCode {
         ca_file: args.ca_file,
         probe_period_cap: Duration::from_secs(args.probe_period_cap.max(1)),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pod-runner: {e}");

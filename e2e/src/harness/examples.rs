@@ -3,7 +3,7 @@
 //! becomes an `http` source served by the tests' file server (with its real sha256),
 //! and the examples' stand-in outside service `http://127.0.0.1:9999` becomes a sink.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -15,7 +15,8 @@ pub const OUTSIDE: &str = "http://127.0.0.1:9999";
 /// Read `examples/<rel>` and rewrite it (see the module docs). Returns a YAML stream.
 pub fn load(rel: &str, ns: &str, files: &FileServer, sink: &Sink) -> Result<String> {
     let path = super::repo().join("examples").join(rel);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
     rewrite(&text, ns, files, sink)
 }
 
@@ -59,6 +60,9 @@ mod tests {
     fn strings_are_replaced_deeply() {
         let mut v = serde_json::json!({"a": ["http://127.0.0.1:9999/x", {"b": "http://127.0.0.1:9999"}], "c": 1});
         replace_strings(&mut v, OUTSIDE, "http://127.0.0.1:1234");
-        assert_eq!(v, serde_json::json!({"a": ["http://127.0.0.1:1234/x", {"b": "http://127.0.0.1:1234"}], "c": 1}));
+        assert_eq!(
+            v,
+            serde_json::json!({"a": ["http://127.0.0.1:1234/x", {"b": "http://127.0.0.1:1234"}], "c": 1})
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -39,7 +39,8 @@ fn serve(router: axum::Router) -> Result<(SocketAddr, tokio::sync::oneshot::Send
     let bind_host = std::env::var("E2E_SINK_BIND").unwrap_or_else(|_| stack.sink_host.clone());
     let rt = background()?;
     // Bound here (synchronously: this may run inside a test's runtime), served there.
-    let std_listener = std::net::TcpListener::bind((bind_host.as_str(), 0)).with_context(|| format!("bind {bind_host}:0"))?;
+    let std_listener = std::net::TcpListener::bind((bind_host.as_str(), 0))
+        .with_context(|| format!("bind {bind_host}:0"))?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -72,10 +73,18 @@ pub struct Received {
 
 impl Received {
     pub fn json(&self) -> Result<serde_json::Value> {
-        serde_json::from_slice(&self.body).with_context(|| format!("sink body is not JSON: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "sink body is not JSON: {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 }
 
@@ -94,8 +103,20 @@ pub struct Sink {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn record(State(state): State<Arc<SinkState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let r = Received { method: method.to_string(), path: uri.path().to_string(), headers, body, at: Instant::now() };
+async fn record(
+    State(state): State<Arc<SinkState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let r = Received {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        headers,
+        body,
+        at: Instant::now(),
+    };
     if let Ok(mut v) = state.received.lock() {
         v.push(r);
     }
@@ -105,10 +126,20 @@ async fn record(State(state): State<Arc<SinkState>>, method: Method, uri: Uri, h
 
 impl Sink {
     pub fn start() -> Result<Sink> {
-        let state = Arc::new(SinkState { received: Mutex::new(Vec::new()), status: Mutex::new(200) });
-        let router = axum::Router::new().fallback(record).with_state(state.clone());
+        let state = Arc::new(SinkState {
+            received: Mutex::new(Vec::new()),
+            status: Mutex::new(200),
+        });
+        let router = axum::Router::new()
+            .fallback(record)
+            .with_state(state.clone());
         let (addr, stop) = serve(router)?;
-        Ok(Sink { addr, host: Stack::get()?.sink_host.clone(), state, _stop: stop })
+        Ok(Sink {
+            addr,
+            host: Stack::get()?.sink_host.clone(),
+            state,
+            _stop: stop,
+        })
     }
 
     /// `http://<host>:<port>` (no trailing slash).
@@ -127,19 +158,35 @@ impl Sink {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.state.received.lock().map(|v| v.clone()).unwrap_or_default()
+        self.state
+            .received
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
     }
 
     /// Requests to `path` so far.
     pub fn at(&self, path: &str) -> Vec<Received> {
-        self.received().into_iter().filter(|r| r.path == path).collect()
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// Wait until at least `n` requests reached `path` (any path when `None`).
-    pub async fn wait_for(&self, path: Option<&str>, n: usize, timeout: Duration) -> Result<Vec<Received>> {
+    pub async fn wait_for(
+        &self,
+        path: Option<&str>,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Received>> {
         let start = Instant::now();
         loop {
-            let got: Vec<Received> = self.received().into_iter().filter(|r| path.is_none_or(|p| r.path == p)).collect();
+            let got: Vec<Received> = self
+                .received()
+                .into_iter()
+                .filter(|r| path.is_none_or(|p| r.path == p))
+                .collect();
             if got.len() >= n {
                 return Ok(got);
             }
@@ -149,7 +196,10 @@ impl Sink {
                     self.base(),
                     got.len(),
                     path.unwrap_or("any path"),
-                    self.received().iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>()
+                    self.received()
+                        .iter()
+                        .map(|r| format!("{} {}", r.method, r.path))
+                        .collect::<Vec<_>>()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -170,7 +220,10 @@ impl FileServer {
     pub fn plugins() -> Result<FileServer> {
         let dir = Stack::get()?.repo.join("examples/plugins/dist");
         if !dir.join("tagger.wasm").exists() {
-            bail!("{} has no components: run `make plugins` first", dir.display());
+            bail!(
+                "{} has no components: run `make plugins` first",
+                dir.display()
+            );
         }
         let root = dir.clone();
         let router = axum::Router::new().fallback(move |uri: Uri| {
@@ -180,11 +233,18 @@ impl FileServer {
                 if name.contains('/') || name.contains("..") {
                     return Err(StatusCode::NOT_FOUND);
                 }
-                tokio::fs::read(root.join(name)).await.map_err(|_| StatusCode::NOT_FOUND)
+                tokio::fs::read(root.join(name))
+                    .await
+                    .map_err(|_| StatusCode::NOT_FOUND)
             }
         });
         let (addr, stop) = serve(router)?;
-        Ok(FileServer { addr, host: Stack::get()?.sink_host.clone(), dir, _stop: stop })
+        Ok(FileServer {
+            addr,
+            host: Stack::get()?.sink_host.clone(),
+            dir,
+            _stop: stop,
+        })
     }
 
     /// URL of `name` (e.g. `tagger.wasm`).
@@ -200,7 +260,11 @@ impl FileServer {
 
     /// A Plugin `source` for `name`, as YAML flow text.
     pub fn source(&self, name: &str) -> Result<String> {
-        Ok(format!("{{http: {{url: \"{}\", sha256: \"{}\"}}}}", self.url(name), self.sha256(name)?))
+        Ok(format!(
+            "{{http: {{url: \"{}\", sha256: \"{}\"}}}}",
+            self.url(name),
+            self.sha256(name)?
+        ))
     }
 }
 
@@ -210,7 +274,11 @@ pub fn client() -> Result<reqwest::Client> {
     PROVIDER.get_or_init(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(15)).build().context("http client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .context("http client")
 }
 
 /// A response, read whole.
@@ -234,14 +302,24 @@ pub async fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> Result<Rep
     }
     let resp = req.send().await.with_context(|| format!("POST {url}"))?;
     let status = resp.status().as_u16();
-    Ok(Reply { status, body: resp.text().await.unwrap_or_default() })
+    Ok(Reply {
+        status,
+        body: resp.text().await.unwrap_or_default(),
+    })
 }
 
 /// GET `url`.
 pub async fn get(url: &str) -> Result<Reply> {
-    let resp = client()?.get(url).send().await.with_context(|| format!("GET {url}"))?;
+    let resp = client()?
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
     let status = resp.status().as_u16();
-    Ok(Reply { status, body: resp.text().await.unwrap_or_default() })
+    Ok(Reply {
+        status,
+        body: resp.text().await.unwrap_or_default(),
+    })
 }
 
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
@@ -252,7 +330,10 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
 
 /// GitHub's `X-Hub-Signature-256` value for `body`.
 pub fn github_signature(secret: &str, body: &str) -> Result<String> {
-    Ok(format!("sha256={}", hex::encode(hmac_sha256(secret.as_bytes(), body.as_bytes())?)))
+    Ok(format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(secret.as_bytes(), body.as_bytes())?)
+    ))
 }
 
 /// Stripe's `Stripe-Signature` value: HMAC-SHA256 of `"{t}.{body}"` keyed with the whole
@@ -264,18 +345,31 @@ pub fn stripe_signature(secret: &str, body: &str, t: i64) -> Result<String> {
 
 /// Verify a Standard Webhooks signature (`webhook-signature: v1,<base64>`) over
 /// `"{id}.{timestamp}.{body}"` with the base64-decoded part of `whsec_…` as the key.
-pub fn standard_webhooks_valid(secret: &str, id: &str, ts: &str, body: &[u8], signature_header: &str) -> Result<bool> {
+pub fn standard_webhooks_valid(
+    secret: &str,
+    id: &str,
+    ts: &str,
+    body: &[u8],
+    signature_header: &str,
+) -> Result<bool> {
     use base64::Engine;
-    let key = base64::engine::general_purpose::STANDARD.decode(secret.trim_start_matches("whsec_")).context("secret")?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .context("secret")?;
     let mut msg = format!("{id}.{ts}.").into_bytes();
     msg.extend_from_slice(body);
     let want = base64::engine::general_purpose::STANDARD.encode(hmac_sha256(&key, &msg)?);
-    Ok(signature_header.split(' ').any(|s| s.strip_prefix("v1,") == Some(want.as_str())))
+    Ok(signature_header
+        .split(' ')
+        .any(|s| s.strip_prefix("v1,") == Some(want.as_str())))
 }
 
 /// Seconds since the epoch.
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use causeway_crds::{Bridge, Plugin, WorkerPool};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -55,7 +55,10 @@ static STACK: OnceLock<std::result::Result<Stack, String>> = OnceLock::new();
 
 /// The repository root (this crate is `<repo>/e2e`).
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
 }
 
 /// Parses `export K='v'` / `export K=v` lines of up.sh's env.sh.
@@ -64,7 +67,12 @@ fn parse_env_sh(text: &str) -> Vec<(String, String)> {
         .filter_map(|l| l.trim().strip_prefix("export "))
         .filter_map(|kv| kv.split_once('='))
         .filter(|(k, _)| *k != "PATH")
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').trim_matches('"').to_string()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.trim_matches('\'').trim_matches('"').to_string(),
+            )
+        })
         .collect()
 }
 
@@ -72,10 +80,12 @@ impl Stack {
     fn load() -> std::result::Result<Stack, String> {
         let repo = repo();
         let release = std::env::var("E2E_RELEASE").unwrap_or_else(|_| "causeway".into());
-        let release_ns = std::env::var("E2E_RELEASE_NAMESPACE").unwrap_or_else(|_| "causeway-system".into());
+        let release_ns =
+            std::env::var("E2E_RELEASE_NAMESPACE").unwrap_or_else(|_| "causeway-system".into());
         let path = std::env::var("PATH").unwrap_or_default();
         if std::env::var("E2E_EXTERNAL").is_ok_and(|v| v == "1") {
-            let kubeconfig = std::env::var("KUBECONFIG").map_err(|_| "E2E_EXTERNAL=1 needs KUBECONFIG".to_string())?;
+            let kubeconfig = std::env::var("KUBECONFIG")
+                .map_err(|_| "E2E_EXTERNAL=1 needs KUBECONFIG".to_string())?;
             return Ok(Stack {
                 mode: Mode::External,
                 kubeconfig: PathBuf::from(&kubeconfig),
@@ -83,16 +93,26 @@ impl Stack {
                 repo,
                 release,
                 release_ns,
-                sink_host: std::env::var("E2E_SINK_HOST").map_err(|_| "E2E_EXTERNAL=1 needs E2E_SINK_HOST".to_string())?,
+                sink_host: std::env::var("E2E_SINK_HOST")
+                    .map_err(|_| "E2E_EXTERNAL=1 needs E2E_SINK_HOST".to_string())?,
             });
         }
-        let run_dir = std::env::var("E2E_DIR").map(PathBuf::from).unwrap_or_else(|_| repo.join(".e2e"));
+        let run_dir = std::env::var("E2E_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo.join(".e2e"));
         let env_sh = run_dir.join("env.sh");
         let text = std::fs::read_to_string(&env_sh)
             .map_err(|e| format!("{}: {e}; start the stack with `make e2e-up` (or set E2E_EXTERNAL=1 and KUBECONFIG)", env_sh.display()))?;
         let mut cmd_env = parse_env_sh(&text);
-        let kubeconfig = cmd_env.iter().find(|(k, _)| k == "KUBECONFIG").map(|(_, v)| PathBuf::from(v)).ok_or("env.sh has no KUBECONFIG")?;
-        cmd_env.push(("PATH".into(), format!("{}:{path}", run_dir.join("bin").display())));
+        let kubeconfig = cmd_env
+            .iter()
+            .find(|(k, _)| k == "KUBECONFIG")
+            .map(|(_, v)| PathBuf::from(v))
+            .ok_or("env.sh has no KUBECONFIG")?;
+        cmd_env.push((
+            "PATH".into(),
+            format!("{}:{path}", run_dir.join("bin").display()),
+        ));
         Ok(Stack {
             mode: Mode::Local { run_dir },
             kubeconfig,
@@ -106,7 +126,10 @@ impl Stack {
 
     /// The stack, or why there is none.
     pub fn get() -> Result<&'static Stack> {
-        STACK.get_or_init(Stack::load).as_ref().map_err(|e| anyhow!("no e2e cluster: {e}"))
+        STACK
+            .get_or_init(Stack::load)
+            .as_ref()
+            .map_err(|e| anyhow!("no e2e cluster: {e}"))
     }
 
     pub fn run_dir(&self) -> Option<&Path> {
@@ -119,8 +142,12 @@ impl Stack {
     /// A kube client for the admin kubeconfig. One per test: a client belongs to the
     /// runtime that made it.
     pub async fn client(&self) -> Result<Client> {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).context("read kubeconfig")?;
-        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.context("kubeconfig")?;
+        let kc =
+            kube::config::Kubeconfig::read_from(&self.kubeconfig).context("read kubeconfig")?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .context("kubeconfig")?;
         Client::try_from(config).context("kube client")
     }
 
@@ -151,7 +178,13 @@ impl Out {
         if self.success() {
             Ok(self.stdout)
         } else {
-            bail!("`{}` failed ({:?}): {}{}", self.cmd, self.code, self.stderr.trim(), self.stdout.trim())
+            bail!(
+                "`{}` failed ({:?}): {}{}",
+                self.cmd,
+                self.code,
+                self.stderr.trim(),
+                self.stdout.trim()
+            )
         }
     }
 }
@@ -159,9 +192,21 @@ impl Out {
 fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<Out> {
     let stack = Stack::get()?;
     let mut cmd = Command::new(program);
-    cmd.args(args).envs(stack.cmd_env.iter().map(|(k, v)| (k, v))).current_dir(&stack.repo);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let path = stack.cmd_env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+    cmd.args(args)
+        .envs(stack.cmd_env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&stack.repo);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let path = stack
+        .cmd_env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
     if let Some(p) = path {
         cmd.env("PATH", p);
     }
@@ -169,9 +214,16 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<Out> {
     let mut child = cmd.spawn().with_context(|| format!("start {desc}"))?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         use std::io::Write;
-        pipe.write_all(input.as_bytes()).with_context(|| format!("stdin of {desc}"))?;
+        pipe.write_all(input.as_bytes())
+            .with_context(|| format!("stdin of {desc}"))?;
     }
-    let Output { status, stdout, stderr } = child.wait_with_output().with_context(|| format!("wait for {desc}"))?;
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child
+        .wait_with_output()
+        .with_context(|| format!("wait for {desc}"))?;
     Ok(Out {
         cmd: desc,
         code: status.code(),
@@ -216,7 +268,10 @@ where
             Err(e) => last = format!("{e:#}"),
         }
         if start.elapsed() >= timeout {
-            bail!("timed out after {:?} waiting for {what}; last: {last}", timeout);
+            bail!(
+                "timed out after {:?} waiting for {what}; last: {last}",
+                timeout
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -266,7 +321,12 @@ impl TestNs {
         kubectl(&["create", "namespace", &name])?.ok()?;
         kubectl(&["label", "namespace", &name, "causeway.dev/e2e=true"])?.ok()?;
         eprintln!("[e2e] {test}: namespace {name}");
-        Ok(TestNs { name, test: test.to_string(), passed: false, _guard: guard })
+        Ok(TestNs {
+            name,
+            test: test.to_string(),
+            passed: false,
+            _guard: guard,
+        })
     }
 
     pub fn apply(&self, yaml: &str) -> Result<String> {
@@ -300,11 +360,28 @@ pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Con
 }
 
 /// Conditions of a Bridge, Plugin or WorkerPool by kind and name.
-pub async fn conditions(client: &Client, ns: &str, kind: &str, name: &str) -> Result<Vec<Condition>> {
+pub async fn conditions(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+) -> Result<Vec<Condition>> {
     Ok(match kind {
-        "Bridge" => Api::<Bridge>::namespaced(client.clone(), ns).get(name).await?.status.map(|s| s.conditions),
-        "Plugin" => Api::<Plugin>::namespaced(client.clone(), ns).get(name).await?.status.map(|s| s.conditions),
-        "WorkerPool" => Api::<WorkerPool>::namespaced(client.clone(), ns).get(name).await?.status.map(|s| s.conditions),
+        "Bridge" => Api::<Bridge>::namespaced(client.clone(), ns)
+            .get(name)
+            .await?
+            .status
+            .map(|s| s.conditions),
+        "Plugin" => Api::<Plugin>::namespaced(client.clone(), ns)
+            .get(name)
+            .await?
+            .status
+            .map(|s| s.conditions),
+        "WorkerPool" => Api::<WorkerPool>::namespaced(client.clone(), ns)
+            .get(name)
+            .await?
+            .status
+            .map(|s| s.conditions),
         other => bail!("unknown kind {other}"),
     }
     .unwrap_or_default())
@@ -320,22 +397,52 @@ pub struct Want<'a> {
 
 impl<'a> Want<'a> {
     pub fn ready() -> Want<'static> {
-        Want { type_: "Ready", status: "True", reason: None }
+        Want {
+            type_: "Ready",
+            status: "True",
+            reason: None,
+        }
     }
     pub fn not_ready(reason: &'a str) -> Want<'a> {
-        Want { type_: "Ready", status: "False", reason: Some(reason) }
+        Want {
+            type_: "Ready",
+            status: "False",
+            reason: Some(reason),
+        }
     }
 }
 
 /// Wait until `kind ns/name` has the wanted condition. Returns the condition.
-pub async fn wait_condition(client: &Client, ns: &str, kind: &str, name: &str, want: Want<'_>, timeout: Duration) -> Result<Condition> {
-    let Want { type_, status, reason } = want;
-    let what = format!("{kind} {ns}/{name} {type_}={status}{}", reason.map(|r| format!(" reason={r}")).unwrap_or_default());
+pub async fn wait_condition(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    want: Want<'_>,
+    timeout: Duration,
+) -> Result<Condition> {
+    let Want {
+        type_,
+        status,
+        reason,
+    } = want;
+    let what = format!(
+        "{kind} {ns}/{name} {type_}={status}{}",
+        reason.map(|r| format!(" reason={r}")).unwrap_or_default()
+    );
     eventually(&what, timeout, || async {
         let conds = conditions(client, ns, kind, name).await?;
         match condition(&conds, type_) {
-            Some(c) if c.status == status && reason.is_none_or(|r| c.reason == r) => Ok(Some(c.clone())),
-            Some(c) => Err(anyhow!("{}={} reason={} message={}", c.type_, c.status, c.reason, c.message)),
+            Some(c) if c.status == status && reason.is_none_or(|r| c.reason == r) => {
+                Ok(Some(c.clone()))
+            }
+            Some(c) => Err(anyhow!(
+                "{}={} reason={} message={}",
+                c.type_,
+                c.status,
+                c.reason,
+                c.message
+            )),
             None => Err(anyhow!("no {type_} condition yet (conditions: {conds:?})")),
         }
     })
@@ -345,64 +452,94 @@ pub async fn wait_condition(client: &Client, ns: &str, kind: &str, name: &str, w
 /// The pods of a pool.
 pub async fn pool_pods(client: &Client, ns: &str, pool: &str) -> Result<Vec<Pod>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    Ok(api.list(&ListParams::default().labels(&format!("causeway.dev/pool={pool}"))).await?.items)
+    Ok(api
+        .list(&ListParams::default().labels(&format!("causeway.dev/pool={pool}")))
+        .await?
+        .items)
 }
 
 pub fn pod_ready(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
-        && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 pub fn pod_ip(p: &Pod) -> Result<String> {
-    p.status.as_ref().and_then(|s| s.pod_ip.clone()).ok_or_else(|| anyhow!("pod {} has no IP", p.name_any()))
+    p.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .ok_or_else(|| anyhow!("pod {} has no IP", p.name_any()))
 }
 
 pub fn restart_count(p: &Pod) -> i32 {
-    p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).map(|cs| cs.iter().map(|c| c.restart_count).sum()).unwrap_or(0)
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0)
 }
 
 /// Wait for exactly one Ready pod in `pool` and return it.
 pub async fn ready_pool_pod(client: &Client, ns: &str, pool: &str) -> Result<Pod> {
-    eventually(&format!("a Ready pod of pool {ns}/{pool}"), READY_TIMEOUT, || async {
-        let pods = pool_pods(client, ns, pool).await?;
-        let ready: Vec<Pod> = pods.iter().filter(|p| pod_ready(p)).cloned().collect();
-        match ready.as_slice() {
-            [one] => Ok(Some(one.clone())),
-            _ => Err(anyhow!(
-                "pods: {:?}",
-                pods.iter()
-                    .map(|p| format!(
-                        "{} phase={:?} ready={} restarts={}",
-                        p.name_any(),
-                        p.status.as_ref().and_then(|s| s.phase.clone()),
-                        pod_ready(p),
-                        restart_count(p)
-                    ))
-                    .collect::<Vec<_>>()
-            )),
-        }
-    })
+    eventually(
+        &format!("a Ready pod of pool {ns}/{pool}"),
+        READY_TIMEOUT,
+        || async {
+            let pods = pool_pods(client, ns, pool).await?;
+            let ready: Vec<Pod> = pods.iter().filter(|p| pod_ready(p)).cloned().collect();
+            match ready.as_slice() {
+                [one] => Ok(Some(one.clone())),
+                _ => Err(anyhow!(
+                    "pods: {:?}",
+                    pods.iter()
+                        .map(|p| format!(
+                            "{} phase={:?} ready={} restarts={}",
+                            p.name_any(),
+                            p.status.as_ref().and_then(|s| s.phase.clone()),
+                            pod_ready(p),
+                            restart_count(p)
+                        ))
+                        .collect::<Vec<_>>()
+                )),
+            }
+        },
+    )
     .await
 }
 
 /// The local pid of a pod's container (local mode only).
 pub fn container_pid(stack: &Stack, ns: &str, pod: &str, container: &str) -> Result<u32> {
-    let dir = stack.run_dir().ok_or_else(|| anyhow!("container pids exist only on the local stack"))?;
-    let f = dir.join("pods").join(format!("{ns}_{pod}")).join(format!("{container}.pid"));
+    let dir = stack
+        .run_dir()
+        .ok_or_else(|| anyhow!("container pids exist only on the local stack"))?;
+    let f = dir
+        .join("pods")
+        .join(format!("{ns}_{pod}"))
+        .join(format!("{container}.pid"));
     let text = std::fs::read_to_string(&f).with_context(|| format!("read {}", f.display()))?;
-    text.trim().parse().with_context(|| format!("pid in {}", f.display()))
+    text.trim()
+        .parse()
+        .with_context(|| format!("pid in {}", f.display()))
 }
 
 /// Is this pid alive (and not a zombie)?
 pub fn pid_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
 /// Send a signal to a process (`kill -s SIG PID`).
 pub fn kill(pid: u32, sig: &str) -> Result<()> {
-    let st = Command::new("kill").args(["-s", sig, &pid.to_string()]).status().context("kill")?;
+    let st = Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status()
+        .context("kill")?;
     if !st.success() {
         bail!("kill -s {sig} {pid} failed");
     }
@@ -411,12 +548,20 @@ pub fn kill(pid: u32, sig: &str) -> Result<()> {
 
 /// Worker ingress URL of a pod.
 pub fn ingress_url(pod: &Pod, path: &str) -> Result<String> {
-    Ok(format!("http://{}:{}{path}", pod_ip(pod)?, causeway_crds::config::INGRESS_PORT))
+    Ok(format!(
+        "http://{}:{}{path}",
+        pod_ip(pod)?,
+        causeway_crds::config::INGRESS_PORT
+    ))
 }
 
 /// Worker internal (chaining) URL of a pod.
 pub fn internal_url(pod: &Pod, path: &str) -> Result<String> {
-    Ok(format!("http://{}:{}{path}", pod_ip(pod)?, causeway_crds::config::INTERNAL_PORT))
+    Ok(format!(
+        "http://{}:{}{path}",
+        pod_ip(pod)?,
+        causeway_crds::config::INTERNAL_PORT
+    ))
 }
 
 #[cfg(test)]

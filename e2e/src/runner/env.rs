@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::spec::{expand, ContainerPlan};
+use super::spec::{ContainerPlan, expand};
 
 /// Data of Secrets or ConfigMaps by name; `None` when the object does not exist.
 pub type Objects = BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>;
@@ -30,7 +30,11 @@ pub enum EnvError {
     #[error("configmap {0:?} not found")]
     ConfigMapNotFound(String),
     #[error("couldn't find key {key} in {kind} {name:?}")]
-    KeyNotFound { kind: &'static str, name: String, key: String },
+    KeyNotFound {
+        kind: &'static str,
+        name: String,
+        key: String,
+    },
     #[error("env {name}: {what} is not supported by the e2e pod runner")]
     Unsupported { name: String, what: String },
 }
@@ -69,18 +73,29 @@ pub fn field(ctx: &EnvContext<'_>, path: &str) -> Option<String> {
     let meta = &ctx.pod.metadata;
     let in_map = |m: &Option<BTreeMap<String, String>>, prefix: &str| -> Option<String> {
         let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-        Some(m.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default())
+        Some(
+            m.as_ref()
+                .and_then(|m| m.get(key))
+                .cloned()
+                .unwrap_or_default(),
+        )
     };
     match path {
         "metadata.name" => meta.name.clone(),
         "metadata.namespace" => meta.namespace.clone(),
         "metadata.uid" => meta.uid.clone(),
         "spec.nodeName" => Some(ctx.node_name.to_string()),
-        "spec.serviceAccountName" => ctx.pod.spec.as_ref().and_then(|s| s.service_account_name.clone()),
+        "spec.serviceAccountName" => ctx
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone()),
         "status.podIP" | "status.podIPs" => Some(ctx.pod_ip.to_string()),
         "status.hostIP" | "status.hostIPs" => Some(ctx.host_ip.to_string()),
         p if p.starts_with("metadata.labels['") => in_map(&meta.labels, "metadata.labels['"),
-        p if p.starts_with("metadata.annotations['") => in_map(&meta.annotations, "metadata.annotations['"),
+        p if p.starts_with("metadata.annotations['") => {
+            in_map(&meta.annotations, "metadata.annotations['")
+        }
         _ => None,
     }
 }
@@ -89,7 +104,10 @@ pub fn field(ctx: &EnvContext<'_>, path: &str) -> Option<String> {
 /// earlier one in place, as `docker run -e` would see it).
 pub fn resolve(c: &ContainerPlan, ctx: &EnvContext<'_>) -> Result<Vec<(String, String)>, EnvError> {
     let mut vars: Vec<(String, String)> = Vec::new();
-    let set = |vars: &mut Vec<(String, String)>, k: String, v: String| match vars.iter_mut().find(|(n, _)| *n == k) {
+    let set = |vars: &mut Vec<(String, String)>, k: String, v: String| match vars
+        .iter_mut()
+        .find(|(n, _)| *n == k)
+    {
         Some(slot) => slot.1 = v,
         None => vars.push((k, v)),
     };
@@ -97,14 +115,18 @@ pub fn resolve(c: &ContainerPlan, ctx: &EnvContext<'_>) -> Result<Vec<(String, S
         let prefix = f.prefix.clone().unwrap_or_default();
         if let Some(s) = &f.secret_ref {
             match ctx.secrets.get(&s.name).cloned().flatten() {
-                Some(data) => data.iter().for_each(|(k, v)| set(&mut vars, format!("{prefix}{k}"), text(v))),
+                Some(data) => data
+                    .iter()
+                    .for_each(|(k, v)| set(&mut vars, format!("{prefix}{k}"), text(v))),
                 None if s.optional.unwrap_or(false) => {}
                 None => return Err(EnvError::SecretNotFound(s.name.clone())),
             }
         }
         if let Some(cm) = &f.config_map_ref {
             match ctx.config_maps.get(&cm.name).cloned().flatten() {
-                Some(data) => data.iter().for_each(|(k, v)| set(&mut vars, format!("{prefix}{k}"), text(v))),
+                Some(data) => data
+                    .iter()
+                    .for_each(|(k, v)| set(&mut vars, format!("{prefix}{k}"), text(v))),
                 None if cm.optional.unwrap_or(false) => {}
                 None => return Err(EnvError::ConfigMapNotFound(cm.name.clone())),
             }
@@ -114,21 +136,43 @@ pub fn resolve(c: &ContainerPlan, ctx: &EnvContext<'_>) -> Result<Vec<(String, S
         let value = match &e.value_from {
             None => {
                 let snapshot = vars.clone();
-                let lookup = move |n: &str| snapshot.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+                let lookup = move |n: &str| {
+                    snapshot
+                        .iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.clone())
+                };
                 Some(expand(e.value.as_deref().unwrap_or(""), &lookup))
             }
             Some(src) => {
                 if let Some(f) = &src.field_ref {
-                    Some(field(ctx, &f.field_path).ok_or_else(|| EnvError::Unsupported {
-                        name: e.name.clone(),
-                        what: format!("fieldRef {}", f.field_path),
-                    })?)
+                    Some(
+                        field(ctx, &f.field_path).ok_or_else(|| EnvError::Unsupported {
+                            name: e.name.clone(),
+                            what: format!("fieldRef {}", f.field_path),
+                        })?,
+                    )
                 } else if let Some(s) = &src.secret_key_ref {
-                    lookup_key(ctx.secrets, "secret", &s.name, &s.key, s.optional.unwrap_or(false))?
+                    lookup_key(
+                        ctx.secrets,
+                        "secret",
+                        &s.name,
+                        &s.key,
+                        s.optional.unwrap_or(false),
+                    )?
                 } else if let Some(cm) = &src.config_map_key_ref {
-                    lookup_key(ctx.config_maps, "configmap", &cm.name, &cm.key, cm.optional.unwrap_or(false))?
+                    lookup_key(
+                        ctx.config_maps,
+                        "configmap",
+                        &cm.name,
+                        &cm.key,
+                        cm.optional.unwrap_or(false),
+                    )?
                 } else {
-                    return Err(EnvError::Unsupported { name: e.name.clone(), what: "resourceFieldRef/fileKeyRef".into() });
+                    return Err(EnvError::Unsupported {
+                        name: e.name.clone(),
+                        what: "resourceFieldRef/fileKeyRef".into(),
+                    });
                 }
             }
         };
@@ -139,7 +183,13 @@ pub fn resolve(c: &ContainerPlan, ctx: &EnvContext<'_>) -> Result<Vec<(String, S
     Ok(vars)
 }
 
-fn lookup_key(objects: &Objects, kind: &'static str, name: &str, key: &str, optional: bool) -> Result<Option<String>, EnvError> {
+fn lookup_key(
+    objects: &Objects,
+    kind: &'static str,
+    name: &str,
+    key: &str,
+    optional: bool,
+) -> Result<Option<String>, EnvError> {
     match objects.get(name).cloned().flatten() {
         None if optional => Ok(None),
         None if kind == "secret" => Err(EnvError::SecretNotFound(name.into())),
@@ -147,7 +197,11 @@ fn lookup_key(objects: &Objects, kind: &'static str, name: &str, key: &str, opti
         Some(data) => match data.get(key) {
             Some(v) => Ok(Some(text(v))),
             None if optional => Ok(None),
-            None => Err(EnvError::KeyNotFound { kind, name: name.into(), key: key.into() }),
+            None => Err(EnvError::KeyNotFound {
+                kind,
+                name: name.into(),
+                key: key.into(),
+            }),
         },
     }
 }
@@ -188,10 +242,28 @@ mod tests {
         let (s, cm) = needed(c);
         assert_eq!(s.into_iter().collect::<Vec<_>>(), vec!["nope", "s"]);
         assert_eq!(cm.into_iter().collect::<Vec<_>>(), vec!["cm"]);
-        let secrets: Objects =
-            BTreeMap::from([("s".into(), Some(BTreeMap::from([("token".into(), b"t0k".to_vec())]))), ("nope".into(), None)]);
-        let cms: Objects = BTreeMap::from([("cm".into(), Some(BTreeMap::from([("A".into(), b"1".to_vec()), ("B".into(), b"2".to_vec())])))]);
-        let ctx = EnvContext { pod: &pod, pod_ip: "127.0.1.9", host_ip: "127.0.0.1", node_name: "n", secrets: &secrets, config_maps: &cms };
+        let secrets: Objects = BTreeMap::from([
+            (
+                "s".into(),
+                Some(BTreeMap::from([("token".into(), b"t0k".to_vec())])),
+            ),
+            ("nope".into(), None),
+        ]);
+        let cms: Objects = BTreeMap::from([(
+            "cm".into(),
+            Some(BTreeMap::from([
+                ("A".into(), b"1".to_vec()),
+                ("B".into(), b"2".to_vec()),
+            ])),
+        )]);
+        let ctx = EnvContext {
+            pod: &pod,
+            pod_ip: "127.0.1.9",
+            host_ip: "127.0.0.1",
+            node_name: "n",
+            secrets: &secrets,
+            config_maps: &cms,
+        };
         let env = resolve(c, &ctx).unwrap();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("CM_A"), Some("overridden"));
@@ -212,7 +284,17 @@ mod tests {
         let p = plan(&pod, Path::new("/b")).unwrap();
         let secrets: Objects = BTreeMap::from([("s".into(), None)]);
         let cms: Objects = BTreeMap::from([("cm".into(), Some(BTreeMap::new()))]);
-        let ctx = EnvContext { pod: &pod, pod_ip: "i", host_ip: "h", node_name: "n", secrets: &secrets, config_maps: &cms };
-        assert_eq!(resolve(&p.containers[0], &ctx), Err(EnvError::SecretNotFound("s".into())));
+        let ctx = EnvContext {
+            pod: &pod,
+            pod_ip: "i",
+            host_ip: "h",
+            node_name: "n",
+            secrets: &secrets,
+            config_maps: &cms,
+        };
+        assert_eq!(
+            resolve(&p.containers[0], &ctx),
+            Err(EnvError::SecretNotFound("s".into()))
+        );
     }
 }

@@ -32,7 +32,12 @@ impl IpPool {
         }
         let size = 1u32 << (32 - len);
         let first = u32::from(addr) & !(size - 1);
-        Ok(IpPool { first, size, next: 1, used: HashMap::new() })
+        Ok(IpPool {
+            first,
+            size,
+            next: 1,
+            used: HashMap::new(),
+        })
     }
 
     fn usable(ip: Ipv4Addr) -> bool {
@@ -46,7 +51,12 @@ impl IpPool {
 
     /// An address for pod `uid`: its `preferred` one (what its status already says, after a
     /// runner restart) when that is free, else the next free one.
-    pub fn allocate(&mut self, uid: &str, ports: &[u16], preferred: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+    pub fn allocate(
+        &mut self,
+        uid: &str,
+        ports: &[u16],
+        preferred: Option<Ipv4Addr>,
+    ) -> Option<Ipv4Addr> {
         if let Some((ip, _)) = self.used.iter().find(|(_, u)| u.as_str() == uid) {
             return Some(*ip);
         }
@@ -92,11 +102,27 @@ mod tests {
         let b = pool.allocate("b", &[], None).unwrap();
         assert_eq!(a, Ipv4Addr::new(127, 201, 0, 1));
         assert_eq!(b, Ipv4Addr::new(127, 201, 0, 2));
-        assert_eq!(pool.allocate("a", &[], None), Some(a), "same pod, same address");
+        assert_eq!(
+            pool.allocate("a", &[], None),
+            Some(a),
+            "same pod, same address"
+        );
         pool.release(a);
-        assert_eq!(pool.allocate("c", &[], None).unwrap(), Ipv4Addr::new(127, 201, 0, 3), "a released address is not reused first");
-        assert_eq!(pool.allocate("d", &[], Some(a)), Some(a), "the preferred address when free");
-        assert_eq!(pool.allocate("e", &[], Some(b)).unwrap(), Ipv4Addr::new(127, 201, 0, 4), "not when taken");
+        assert_eq!(
+            pool.allocate("c", &[], None).unwrap(),
+            Ipv4Addr::new(127, 201, 0, 3),
+            "a released address is not reused first"
+        );
+        assert_eq!(
+            pool.allocate("d", &[], Some(a)),
+            Some(a),
+            "the preferred address when free"
+        );
+        assert_eq!(
+            pool.allocate("e", &[], Some(b)).unwrap(),
+            Ipv4Addr::new(127, 201, 0, 4),
+            "not when taken"
+        );
     }
 
     #[test]
@@ -104,7 +130,10 @@ mod tests {
         let mut pool = IpPool::new("127.202.0.0/24").unwrap();
         let held = TcpListener::bind((Ipv4Addr::new(127, 202, 0, 1), 0)).unwrap();
         let port = held.local_addr().unwrap().port();
-        assert_eq!(pool.allocate("a", &[port], None).unwrap(), Ipv4Addr::new(127, 202, 0, 2));
+        assert_eq!(
+            pool.allocate("a", &[port], None).unwrap(),
+            Ipv4Addr::new(127, 202, 0, 2)
+        );
     }
 
     #[test]

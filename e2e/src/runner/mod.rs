@@ -28,8 +28,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, PostParams};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -90,8 +90,15 @@ impl RunnerError {
     pub fn kube(what: &'static str) -> impl FnOnce(kube::Error) -> RunnerError {
         move |source| RunnerError::Kube { what, source }
     }
-    pub fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RunnerError + 'a {
-        move |source| RunnerError::Io { what, path: path.to_path_buf(), source }
+    pub fn io<'a>(
+        what: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(std::io::Error) -> RunnerError + 'a {
+        move |source| RunnerError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -119,7 +126,9 @@ pub fn signal_group(pid: u32, sig: &str) {
 
 /// Is `pid` a process this runner (or a previous one on the same run dir) started?
 pub fn is_ours(pid: u32, pod_dir: &Path) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
     let want = format!("{POD_MARKER_ENV}={}", pod_dir.display());
     environ.split(|b| *b == 0).any(|kv| kv == want.as_bytes())
 }
@@ -129,21 +138,28 @@ pub fn is_ours(pid: u32, pod_dir: &Path) -> bool {
 fn kill_leftovers(run_dir: &Path) {
     let killed = kill_leftover_pids(run_dir);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while killed.iter().any(|(pid, dir)| is_ours(*pid, dir)) && std::time::Instant::now() < deadline {
+    while killed.iter().any(|(pid, dir)| is_ours(*pid, dir)) && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn kill_leftover_pids(run_dir: &Path) -> Vec<(u32, PathBuf)> {
     let mut killed = Vec::new();
-    let Ok(pods) = std::fs::read_dir(run_dir.join("pods")) else { return killed };
+    let Ok(pods) = std::fs::read_dir(run_dir.join("pods")) else {
+        return killed;
+    };
     for pod_dir in pods.flatten().map(|e| e.path()) {
-        let Ok(files) = std::fs::read_dir(&pod_dir) else { continue };
+        let Ok(files) = std::fs::read_dir(&pod_dir) else {
+            continue;
+        };
         for f in files.flatten().map(|e| e.path()) {
             if f.extension().is_none_or(|e| e != "pid") {
                 continue;
             }
-            let pid: Option<u32> = std::fs::read_to_string(&f).ok().and_then(|s| s.trim().parse().ok());
+            let pid: Option<u32> = std::fs::read_to_string(&f)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
             if let Some(pid) = pid
                 && is_ours(pid, &pod_dir)
             {
@@ -160,12 +176,15 @@ fn kill_leftover_pids(run_dir: &Path) -> Vec<(u32, PathBuf)> {
 async fn client(opts: &Options) -> Result<Client, RunnerError> {
     let config = match &opts.kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| RunnerError::Config(e.to_string()))?;
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| RunnerError::Config(e.to_string()))?;
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
                 .map_err(|e| RunnerError::Config(e.to_string()))?
         }
-        None => kube::Config::infer().await.map_err(|e| RunnerError::Config(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| RunnerError::Config(e.to_string()))?,
     };
     Client::try_from(config).map_err(RunnerError::kube("build client"))
 }
@@ -185,7 +204,11 @@ pub async fn run(opts: Options) -> Result<(), RunnerError> {
     let heartbeat = tokio::spawn(node::heartbeat(client.clone(), opts.node_name.clone()));
     tracing::info!(node = %opts.node_name, range = %opts.pod_range, bin_dir = %opts.bin_dir.display(), "pod runner ready");
 
-    let shared = Arc::new(Shared { client: client.clone(), opts: opts.clone(), ips: Mutex::new(pool) });
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        opts: opts.clone(),
+        ips: Mutex::new(pool),
+    });
     let mut tasks: HashMap<String, Handle> = HashMap::new();
     // Pods whose task ended (deleted, completed): never started again.
     let mut finished: HashSet<String> = HashSet::new();
@@ -255,13 +278,19 @@ pub async fn run(opts: Options) -> Result<(), RunnerError> {
         }
     };
 
-    tracing::info!(pods = tasks.len(), "stopping: terminating every pod process");
+    tracing::info!(
+        pods = tasks.len(),
+        "stopping: terminating every pod process"
+    );
     heartbeat.abort();
     for h in tasks.values() {
         let _ = h.tx.send(PodUpdate::Shutdown);
     }
     for (_, h) in tasks.drain() {
-        if tokio::time::timeout(Duration::from_secs(8), h.task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(8), h.task)
+            .await
+            .is_err()
+        {
             tracing::warn!("a pod task did not stop in time");
         }
     }
@@ -285,7 +314,11 @@ async fn handle(
         return;
     }
     let key = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
-    let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let phase = p
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
     if phase == "Succeeded" || phase == "Failed" {
         return;
     }
@@ -302,7 +335,9 @@ async fn handle(
             }
             bind(shared, &p, &key).await;
         }
-        (None, Err(e)) if refused.insert(uid.clone()) => tracing::info!(pod = %key, "not run by the e2e pod runner: {e}"),
+        (None, Err(e)) if refused.insert(uid.clone()) => {
+            tracing::info!(pod = %key, "not run by the e2e pod runner: {e}")
+        }
         (Some(n), Ok(plan)) if n == opts.node_name => {
             let (tx, rx) = watch::channel(PodUpdate::Current(Arc::new(p.clone())));
             let task = tokio::spawn(pod::run(shared.clone(), plan, Arc::new(p), rx));
@@ -329,7 +364,15 @@ async fn bind(shared: &Shared, p: &Pod, key: &str) {
         "metadata": {"name": name, "namespace": ns, "uid": p.uid()},
         "target": {"apiVersion": "v1", "kind": "Node", "name": shared.opts.node_name},
     });
-    match api.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await {
+    match api
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            &name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+    {
         Ok(_) => tracing::info!(pod = %key, node = %shared.opts.node_name, "bound"),
         Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
         Err(e) => tracing::warn!(pod = %key, error = %e, "bind"),
@@ -340,11 +383,13 @@ async fn confirm_deletion(shared: &Shared, p: &Pod, uid: &str) {
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), &p.namespace().unwrap_or_default());
     let dp = DeleteParams {
         grace_period_seconds: Some(0),
-        preconditions: Some(kube::api::Preconditions { uid: Some(uid.to_string()), resource_version: None }),
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
         ..DeleteParams::default()
     };
     if let Err(e) = api.delete(&p.name_any(), &dp).await {
         tracing::warn!(pod = %p.name_any(), error = %e, "confirming deletion");
     }
 }
-

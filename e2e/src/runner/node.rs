@@ -25,8 +25,16 @@ pub fn labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), name.to_string()),
         ("kubernetes.io/os".to_string(), "linux".to_string()),
-        ("kubernetes.io/arch".to_string(), std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")),
-        ("causeway.dev/e2e-pod-runner".to_string(), "true".to_string()),
+        (
+            "kubernetes.io/arch".to_string(),
+            std::env::consts::ARCH
+                .replace("x86_64", "amd64")
+                .replace("aarch64", "arm64"),
+        ),
+        (
+            "causeway.dev/e2e-pod-runner".to_string(),
+            "true".to_string(),
+        ),
     ])
 }
 
@@ -42,7 +50,10 @@ fn status_patch(name: &str) -> serde_json::Value {
             "lastHeartbeatTime": t, "lastTransitionTime": t,
         })
     };
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).to_string();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .to_string();
     let resources = serde_json::json!({"cpu": cpus, "memory": "16Gi", "pods": "250", "ephemeral-storage": "100Gi"});
     serde_json::json!({
         "status": {
@@ -72,7 +83,12 @@ fn status_patch(name: &str) -> serde_json::Value {
 /// `lastTransitionTime` through strategic merge only if unchanged; that is good enough.)
 pub async fn register(client: &Client, name: &str) -> Result<(), RunnerError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    if nodes.get_opt(name).await.map_err(RunnerError::kube("get node"))?.is_none() {
+    if nodes
+        .get_opt(name)
+        .await
+        .map_err(RunnerError::kube("get node"))?
+        .is_none()
+    {
         let node: Node = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": labels(name)},
@@ -92,7 +108,11 @@ pub async fn register(client: &Client, name: &str) -> Result<(), RunnerError> {
 pub async fn report_status(client: &Client, name: &str) -> Result<(), RunnerError> {
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Strategic(status_patch(name)))
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Strategic(status_patch(name)),
+        )
         .await
         .map_err(RunnerError::kube("patch node status"))?;
     Ok(())
@@ -106,7 +126,11 @@ pub async fn renew_lease(client: &Client, name: &str) -> Result<(), RunnerError>
         "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": MicroTime(now())},
     });
     leases
-        .patch(name, &PatchParams::apply("causeway-e2e-pod-runner").force(), &Patch::Apply(lease))
+        .patch(
+            name,
+            &PatchParams::apply("causeway-e2e-pod-runner").force(),
+            &Patch::Apply(lease),
+        )
         .await
         .map_err(RunnerError::kube("renew node lease"))?;
     Ok(())

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use super::env::{self, EnvContext, Objects};
 use super::probe::{ProbeState, Verdict};
 use super::spec::{self, ContainerPlan, PodPlan, ProjectedFile, RestartPolicy, VolumePlan};
-use super::{signal_group, RunnerError, Shared, POD_MARKER_ENV};
+use super::{POD_MARKER_ENV, RunnerError, Shared, signal_group};
 
 /// What the main loop tells a pod task.
 #[derive(Clone, Debug)]
@@ -82,7 +82,12 @@ impl ContainerRt {
 }
 
 /// The pod task.
-pub async fn run(shared: Arc<Shared>, plan: PodPlan, first: Arc<Pod>, mut rx: watch::Receiver<PodUpdate>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    plan: PodPlan,
+    first: Arc<Pod>,
+    mut rx: watch::Receiver<PodUpdate>,
+) {
     let ns = first.namespace().unwrap_or_default();
     let name = first.name_any();
     let uid = first.uid().unwrap_or_default();
@@ -133,16 +138,33 @@ impl PodTask {
     fn new(shared: Arc<Shared>, plan: PodPlan, pod: &Pod) -> Self {
         let ns = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
-        let dir = shared.opts.run_dir.join("pods").join(format!("{ns}_{name}"));
-        let start_time = pod.status.as_ref().and_then(|s| s.start_time.clone()).unwrap_or_else(now);
-        let previous = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+        let dir = shared
+            .opts
+            .run_dir
+            .join("pods")
+            .join(format!("{ns}_{name}"));
+        let start_time = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.clone())
+            .unwrap_or_else(now);
+        let previous = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default();
         let containers = plan
             .containers
             .iter()
             .map(|c| {
                 // After a runner restart the processes are new: count that as a restart.
                 let prev = previous.iter().find(|s| s.name == c.name);
-                let restart_count = prev.map(|s| s.restart_count + i32::from(s.state.as_ref().is_some_and(|st| st.running.is_some()))).unwrap_or(0);
+                let restart_count = prev
+                    .map(|s| {
+                        s.restart_count
+                            + i32::from(s.state.as_ref().is_some_and(|st| st.running.is_some()))
+                    })
+                    .unwrap_or(0);
                 ContainerRt {
                     plan: c.clone(),
                     running: None,
@@ -208,7 +230,9 @@ impl PodTask {
                 self.allocate_ip(&current);
             }
             if let Some(ip) = self.ip {
-                if !prepared && last_prepare_attempt.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                if !prepared
+                    && last_prepare_attempt.is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
+                {
                     last_prepare_attempt = Some(Instant::now());
                     match self.prepare_volumes(&current).await {
                         Ok(()) => prepared = true,
@@ -249,7 +273,8 @@ impl PodTask {
         if previous.trim() != self.uid {
             let vols = self.dir.join("volumes");
             if vols.exists() {
-                std::fs::remove_dir_all(&vols).map_err(RunnerError::io("clear old volumes", &vols))?;
+                std::fs::remove_dir_all(&vols)
+                    .map_err(RunnerError::io("clear old volumes", &vols))?;
             }
             std::fs::write(&marker, &self.uid).map_err(RunnerError::io("write uid", &marker))?;
         }
@@ -257,8 +282,17 @@ impl PodTask {
     }
 
     fn allocate_ip(&mut self, pod: &Pod) {
-        let preferred = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse().ok());
-        let ports: Vec<u16> = self.plan.containers.iter().flat_map(|c| c.port_numbers.iter().copied()).collect();
+        let preferred = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok());
+        let ports: Vec<u16> = self
+            .plan
+            .containers
+            .iter()
+            .flat_map(|c| c.port_numbers.iter().copied())
+            .collect();
         let ip = match self.shared.ips.lock() {
             Ok(mut pool) => pool.allocate(&self.uid, &ports, preferred),
             Err(_) => None,
@@ -278,24 +312,54 @@ impl PodTask {
 
     // ---- volumes ---------------------------------------------------------------------
 
-    async fn get_data(&self, kind: &str, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+    async fn get_data(
+        &self,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
         let client = self.shared.client.clone();
         match kind {
             "secret" => {
                 let api: Api<Secret> = Api::namespaced(client, &self.ns);
-                let s = api.get_opt(name).await.map_err(|e| format!("get secret {name}: {e}"))?;
+                let s = api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| format!("get secret {name}: {e}"))?;
                 Ok(s.map(|s| {
-                    let mut m: BTreeMap<String, Vec<u8>> = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-                    m.extend(s.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
+                    let mut m: BTreeMap<String, Vec<u8>> = s
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    m.extend(
+                        s.string_data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.into_bytes())),
+                    );
                     m
                 }))
             }
             _ => {
                 let api: Api<ConfigMap> = Api::namespaced(client, &self.ns);
-                let cm = api.get_opt(name).await.map_err(|e| format!("get configmap {name}: {e}"))?;
+                let cm = api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| format!("get configmap {name}: {e}"))?;
                 Ok(cm.map(|cm| {
-                    let mut m: BTreeMap<String, Vec<u8>> = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-                    m.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+                    let mut m: BTreeMap<String, Vec<u8>> = cm
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect();
+                    m.extend(
+                        cm.binary_data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.0)),
+                    );
                     m
                 }))
             }
@@ -313,15 +377,26 @@ impl PodTask {
         let data = match self.get_data(kind, name).await? {
             Some(d) => d,
             None if optional => return Ok(()),
-            None => return Err(format!("MountVolume.SetUp failed: {kind} {name:?} not found")),
+            None => {
+                return Err(format!(
+                    "MountVolume.SetUp failed: {kind} {name:?} not found"
+                ));
+            }
         };
-        let files: Vec<(String, String)> =
-            if items.is_empty() { data.keys().map(|k| (k.clone(), k.clone())).collect() } else { items.to_vec() };
+        let files: Vec<(String, String)> = if items.is_empty() {
+            data.keys().map(|k| (k.clone(), k.clone())).collect()
+        } else {
+            items.to_vec()
+        };
         for (key, path) in files {
             let bytes = match data.get(&key) {
                 Some(b) => b,
                 None if optional => continue,
-                None => return Err(format!("MountVolume.SetUp failed: {kind} {name:?} has no key {key:?}")),
+                None => {
+                    return Err(format!(
+                        "MountVolume.SetUp failed: {kind} {name:?} has no key {key:?}"
+                    ));
+                }
             };
             write_file(&dir.join(&path), bytes)?;
         }
@@ -340,24 +415,50 @@ impl PodTask {
             std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
             match v {
                 VolumePlan::Claim { .. } | VolumePlan::EmptyDir => {}
-                VolumePlan::Secret { name, items, optional } => self.write_object_files(&dir, "secret", name, items, *optional).await?,
-                VolumePlan::ConfigMap { name, items, optional } => {
-                    self.write_object_files(&dir, "configmap", name, items, *optional).await?
+                VolumePlan::Secret {
+                    name,
+                    items,
+                    optional,
+                } => {
+                    self.write_object_files(&dir, "secret", name, items, *optional)
+                        .await?
+                }
+                VolumePlan::ConfigMap {
+                    name,
+                    items,
+                    optional,
+                } => {
+                    self.write_object_files(&dir, "configmap", name, items, *optional)
+                        .await?
                 }
                 VolumePlan::Projected { sources } => {
                     for s in sources {
                         match s {
-                            ProjectedFile::Token { path, audience, expiration_s } => {
+                            ProjectedFile::Token {
+                                path,
+                                audience,
+                                expiration_s,
+                            } => {
                                 let exp = expiration_s.unwrap_or(3607).max(3600);
                                 let token = self.request_token(pod, audience.clone(), exp).await?;
                                 write_file(&dir.join(path), token.as_bytes())?;
                                 tokens.push((dir.join(path), audience.clone(), exp));
                             }
-                            ProjectedFile::ConfigMap { name, items, optional } => {
-                                self.write_object_files(&dir, "configmap", name, items, *optional).await?
+                            ProjectedFile::ConfigMap {
+                                name,
+                                items,
+                                optional,
+                            } => {
+                                self.write_object_files(&dir, "configmap", name, items, *optional)
+                                    .await?
                             }
-                            ProjectedFile::Secret { name, items, optional } => {
-                                self.write_object_files(&dir, "secret", name, items, *optional).await?
+                            ProjectedFile::Secret {
+                                name,
+                                items,
+                                optional,
+                            } => {
+                                self.write_object_files(&dir, "secret", name, items, *optional)
+                                    .await?
                             }
                             ProjectedFile::Field { path, field } => {
                                 let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
@@ -369,7 +470,9 @@ impl PodTask {
                                     secrets: &Objects::new(),
                                     config_maps: &Objects::new(),
                                 };
-                                let value = env::field(&ctx, field).ok_or_else(|| format!("downwardAPI field {field} not supported"))?;
+                                let value = env::field(&ctx, field).ok_or_else(|| {
+                                    format!("downwardAPI field {field} not supported")
+                                })?;
                                 write_file(&dir.join(path), value.as_bytes())?;
                             }
                         }
@@ -379,7 +482,8 @@ impl PodTask {
             dirs.insert(name.clone(), dir);
         }
         self.volume_dirs = dirs;
-        self.token_refresh = (!tokens.is_empty()).then(|| Instant::now() + token_refresh_after(&tokens));
+        self.token_refresh =
+            (!tokens.is_empty()).then(|| Instant::now() + token_refresh_after(&tokens));
         self.tokens = tokens;
         self.kubeconfig = self.write_kubeconfig()?;
         Ok(())
@@ -389,18 +493,33 @@ impl PodTask {
     /// pods come and go (a deleted and re-created claim gets a fresh one, as dynamic
     /// provisioning would give).
     async fn claim_dir(&self, claim: &str) -> Result<PathBuf, String> {
-        let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(self.shared.client.clone(), &self.ns);
+        let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            Api::namespaced(self.shared.client.clone(), &self.ns);
         let pvc = api
             .get_opt(claim)
             .await
             .map_err(|e| format!("get persistentvolumeclaim {claim}: {e}"))?
             .ok_or_else(|| format!("persistentvolumeclaim {claim:?} not found"))?;
         let uid = pvc.uid().unwrap_or_default();
-        Ok(self.shared.opts.run_dir.join("volumes").join(format!("{}_{claim}_{uid}", self.ns)))
+        Ok(self
+            .shared
+            .opts
+            .run_dir
+            .join("volumes")
+            .join(format!("{}_{claim}_{uid}", self.ns)))
     }
 
-    async fn request_token(&self, pod: &Pod, audience: Option<String>, expiration_s: i64) -> Result<String, String> {
-        let sa = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
+    async fn request_token(
+        &self,
+        pod: &Pod,
+        audience: Option<String>,
+        expiration_s: i64,
+    ) -> Result<String, String> {
+        let sa = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
         let api: Api<ServiceAccount> = Api::namespaced(self.shared.client.clone(), &self.ns);
         let req = TokenRequest {
             metadata: Default::default(),
@@ -420,7 +539,9 @@ impl PodTask {
             .create_subresource("token", &sa, &PostParams::default(), &req)
             .await
             .map_err(|e| format!("token for serviceaccount {sa}: {e}"))?;
-        resp.status.map(|s| s.token).ok_or_else(|| format!("token for serviceaccount {sa}: empty response"))
+        resp.status
+            .map(|s| s.token)
+            .ok_or_else(|| format!("token for serviceaccount {sa}: empty response"))
     }
 
     async fn refresh_tokens(&mut self) {
@@ -428,7 +549,9 @@ impl PodTask {
         if !due {
             return;
         }
-        let Some(pod) = self.pods().get_opt(&self.name).await.ok().flatten() else { return };
+        let Some(pod) = self.pods().get_opt(&self.name).await.ok().flatten() else {
+            return;
+        };
         let mut ok = true;
         for (path, aud, exp) in self.tokens.clone() {
             match self.request_token(&pod, aud, exp).await {
@@ -444,7 +567,14 @@ impl PodTask {
                 }
             }
         }
-        self.token_refresh = Some(Instant::now() + if ok { token_refresh_after(&self.tokens) } else { Duration::from_secs(10) });
+        self.token_refresh = Some(
+            Instant::now()
+                + if ok {
+                    token_refresh_after(&self.tokens)
+                } else {
+                    Duration::from_secs(10)
+                },
+        );
     }
 
     /// A kubeconfig using the pod's ServiceAccount token (the file a real kubelet would
@@ -461,7 +591,11 @@ impl PodTask {
             return Ok(None);
         };
         let opts = &self.shared.opts;
-        let ca = if dir.join("ca.crt").exists() { dir.join("ca.crt") } else { opts.ca_file.clone() };
+        let ca = if dir.join("ca.crt").exists() {
+            dir.join("ca.crt")
+        } else {
+            opts.ca_file.clone()
+        };
         let doc = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Config",
@@ -483,7 +617,12 @@ impl PodTask {
             .iter()
             .filter_map(|(path, vol, sub)| {
                 let base = self.volume_dirs.get(vol)?;
-                Some((path.clone(), sub.as_ref().map(|s| base.join(s)).unwrap_or_else(|| base.clone())))
+                Some((
+                    path.clone(),
+                    sub.as_ref()
+                        .map(|s| base.join(s))
+                        .unwrap_or_else(|| base.clone()),
+                ))
             })
             .collect()
     }
@@ -510,11 +649,17 @@ impl PodTask {
         let (secret_names, cm_names) = env::needed(&plan);
         let mut secrets = Objects::new();
         for n in secret_names {
-            secrets.insert(n.clone(), self.get_data("secret", &n).await.map_err(config_err)?);
+            secrets.insert(
+                n.clone(),
+                self.get_data("secret", &n).await.map_err(config_err)?,
+            );
         }
         let mut cms = Objects::new();
         for n in cm_names {
-            cms.insert(n.clone(), self.get_data("configmap", &n).await.map_err(config_err)?);
+            cms.insert(
+                n.clone(),
+                self.get_data("configmap", &n).await.map_err(config_err)?,
+            );
         }
         let ip_s = ip.to_string();
         let ctx = EnvContext {
@@ -527,23 +672,48 @@ impl PodTask {
         };
         let env = env::resolve(&plan, &ctx).map_err(|e| config_err(e.to_string()))?;
         let mounts = self.mounts_of(&plan);
-        let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k, spec::rewrite(&v, &ip_s, &mounts))).collect();
-        let lookup = |n: &str| env.iter().rev().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        let args: Vec<String> = plan.args.iter().map(|a| spec::rewrite(&spec::expand(a, &lookup), &ip_s, &mounts)).collect();
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .map(|(k, v)| (k, spec::rewrite(&v, &ip_s, &mounts)))
+            .collect();
+        let lookup = |n: &str| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        let args: Vec<String> = plan
+            .args
+            .iter()
+            .map(|a| spec::rewrite(&spec::expand(a, &lookup), &ip_s, &mounts))
+            .collect();
 
         let log_path = self.dir.join(format!("{}.log", plan.name));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
-            .map_err(|e| ("RunContainerError".to_string(), format!("open {}: {e}", log_path.display())))?;
+            .map_err(|e| {
+                (
+                    "RunContainerError".to_string(),
+                    format!("open {}: {e}", log_path.display()),
+                )
+            })?;
         let restart = self.containers[i].restart_count;
         {
             use std::io::Write;
             let mut l = &log;
-            let _ = writeln!(l, "--- e2e pod runner: starting {} {} (restart {restart}) at {}", plan.program.display(), args.join(" "), now().0);
+            let _ = writeln!(
+                l,
+                "--- e2e pod runner: starting {} {} (restart {restart}) at {}",
+                plan.program.display(),
+                args.join(" "),
+                now().0
+            );
         }
-        let err_log = log.try_clone().map_err(|e| ("RunContainerError".to_string(), format!("log: {e}")))?;
+        let err_log = log
+            .try_clone()
+            .map_err(|e| ("RunContainerError".to_string(), format!("log: {e}")))?;
 
         let opts = &self.shared.opts;
         let mut cmd = tokio::process::Command::new(&plan.program);
@@ -556,7 +726,10 @@ impl PodTask {
             .env("KUBERNETES_SERVICE_HOST", &opts.apiserver_host)
             .env("KUBERNETES_SERVICE_PORT", &opts.apiserver_port);
         if let Some(k) = &self.kubeconfig
-            && plan.mounts.iter().any(|(p, _, _)| p.trim_end_matches('/') == spec::SERVICE_ACCOUNT_DIR)
+            && plan
+                .mounts
+                .iter()
+                .any(|(p, _, _)| p.trim_end_matches('/') == spec::SERVICE_ACCOUNT_DIR)
         {
             cmd.env("KUBECONFIG", k);
         }
@@ -570,7 +743,12 @@ impl PodTask {
             .stderr(Stdio::from(err_log))
             .process_group(0)
             .kill_on_drop(true);
-        let child = cmd.spawn().map_err(|e| ("RunContainerError".to_string(), format!("start {}: {e}", plan.program.display())))?;
+        let child = cmd.spawn().map_err(|e| {
+            (
+                "RunContainerError".to_string(),
+                format!("start {}: {e}", plan.program.display()),
+            )
+        })?;
         let pid = child.id().unwrap_or(0);
         let pid_file = self.dir.join(format!("{}.pid", plan.name));
         if let Err(e) = write_file(&pid_file, format!("{pid}\n").as_bytes()) {
@@ -579,10 +757,21 @@ impl PodTask {
         tracing::info!(pod = %self.key(), container = %plan.name, pid, %ip, restart, "started");
         let started = Instant::now();
         let c = &mut self.containers[i];
-        c.running = Some(Running { child, pid, started_at: now(), started });
+        c.running = Some(Running {
+            child,
+            pid,
+            started_at: now(),
+            started,
+        });
         c.waiting = None;
-        c.readiness = plan.readiness.clone().map(|p| ProbeState::new(p, started, false));
-        c.liveness = plan.liveness.clone().map(|p| ProbeState::new(p, started, true));
+        c.readiness = plan
+            .readiness
+            .clone()
+            .map(|p| ProbeState::new(p, started, false));
+        c.liveness = plan
+            .liveness
+            .clone()
+            .map(|p| ProbeState::new(p, started, true));
         Ok(())
     }
 
@@ -592,7 +781,9 @@ impl PodTask {
         let key = self.key();
         let dir = self.dir.clone();
         for c in &mut self.containers {
-            let Some(r) = c.running.as_mut() else { continue };
+            let Some(r) = c.running.as_mut() else {
+                continue;
+            };
             let status = match r.child.try_wait() {
                 Ok(Some(s)) => s,
                 Ok(None) => continue,
@@ -634,17 +825,27 @@ impl PodTask {
             let delay = if c.crashes == 0 {
                 Duration::ZERO
             } else {
-                BACKOFF_INITIAL.saturating_mul(1u32 << (c.crashes - 1).min(8)).min(BACKOFF_MAX)
+                BACKOFF_INITIAL
+                    .saturating_mul(1u32 << (c.crashes - 1).min(8))
+                    .min(BACKOFF_MAX)
             };
             c.crashes += 1;
             c.restart_count += 1;
             c.next_start = Instant::now() + delay;
             c.waiting = Some((
-                if delay.is_zero() { "ContainerCreating".into() } else { "CrashLoopBackOff".into() },
+                if delay.is_zero() {
+                    "ContainerCreating".into()
+                } else {
+                    "CrashLoopBackOff".into()
+                },
                 if delay.is_zero() {
                     String::new()
                 } else {
-                    format!("back-off {}s restarting failed container={}", delay.as_secs(), c.plan.name)
+                    format!(
+                        "back-off {}s restarting failed container={}",
+                        delay.as_secs(),
+                        c.plan.name
+                    )
                 },
             ));
         }
@@ -661,8 +862,12 @@ impl PodTask {
             let t = Instant::now();
             if let Some(p) = c.readiness.as_mut() {
                 match p.tick(ip, t, cap).await {
-                    Verdict::Passed => tracing::info!(pod = %key, container = %c.plan.name, "ready"),
-                    Verdict::Failed => tracing::info!(pod = %key, container = %c.plan.name, error = ?p.last_error, "not ready"),
+                    Verdict::Passed => {
+                        tracing::info!(pod = %key, container = %c.plan.name, "ready")
+                    }
+                    Verdict::Failed => {
+                        tracing::info!(pod = %key, container = %c.plan.name, error = ?p.last_error, "not ready")
+                    }
                     Verdict::Unchanged => {}
                 }
             }
@@ -674,13 +879,19 @@ impl PodTask {
             }
         }
         for i in kill {
-            self.stop_container(i, Duration::from_secs(u64::try_from(self.plan.grace_period_s).unwrap_or(30))).await;
+            self.stop_container(
+                i,
+                Duration::from_secs(u64::try_from(self.plan.grace_period_s).unwrap_or(30)),
+            )
+            .await;
         }
     }
 
     /// SIGTERM, then SIGKILL after `grace`; waits for the exit (the next `reap` records it).
     async fn stop_container(&mut self, i: usize, grace: Duration) {
-        let Some(pid) = self.containers[i].running.as_ref().map(|r| r.pid) else { return };
+        let Some(pid) = self.containers[i].running.as_ref().map(|r| r.pid) else {
+            return;
+        };
         signal_group(pid, "TERM");
         let deadline = Instant::now() + grace;
         loop {
@@ -706,7 +917,14 @@ impl PodTask {
     async fn stop_all(&mut self, grace: Duration) {
         for i in 0..self.containers.len() {
             if self.containers[i].running.is_some() {
-                signal_group(self.containers[i].running.as_ref().map(|r| r.pid).unwrap_or(0), "TERM");
+                signal_group(
+                    self.containers[i]
+                        .running
+                        .as_ref()
+                        .map(|r| r.pid)
+                        .unwrap_or(0),
+                    "TERM",
+                );
             }
         }
         let deadline = Instant::now() + grace;
@@ -721,12 +939,20 @@ impl PodTask {
 
     /// A deleted pod: stop with the pod's grace period, then confirm the deletion.
     async fn terminate(&mut self, pod: &Pod) {
-        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(self.plan.grace_period_s).max(0);
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .unwrap_or(self.plan.grace_period_s)
+            .max(0);
         tracing::info!(pod = %self.key(), grace, "terminating");
-        self.stop_all(Duration::from_secs(u64::try_from(grace).unwrap_or(0))).await;
+        self.stop_all(Duration::from_secs(u64::try_from(grace).unwrap_or(0)))
+            .await;
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
             ..DeleteParams::default()
         };
         match self.pods().delete(&self.name, &dp).await {
@@ -753,7 +979,8 @@ impl PodTask {
             })
             .collect();
         for claim in claims {
-            let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(self.shared.client.clone(), &self.ns);
+            let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+                Api::namespaced(self.shared.client.clone(), &self.ns);
             let gone = match api.get_opt(&claim).await {
                 Ok(None) => true,
                 Ok(Some(pvc)) => pvc.metadata.deletion_timestamp.is_some(),
@@ -799,7 +1026,11 @@ impl PodTask {
         // A JSON merge patch: the lists (conditions, containerStatuses, podIPs) are
         // replaced whole, since this task is their only writer.
         let patch = serde_json::json!({"status": status});
-        match self.pods().patch_status(&self.name, &PatchParams::default(), &Patch::Merge(patch)).await {
+        match self
+            .pods()
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
             Ok(_) => {
                 self.last_status = Some(status);
                 self.last_status_error = None;
@@ -821,14 +1052,30 @@ impl PodTask {
         let all_ready = self.containers.iter().all(ContainerRt::ready);
         let all_done = self.completed();
         let phase = if all_done {
-            if self.containers.iter().all(|c| c.last.as_ref().is_some_and(|t| t.exit_code == 0)) { "Succeeded" } else { "Failed" }
-        } else if self.containers.iter().any(|c| c.running.is_some() || c.last.is_some()) {
+            if self
+                .containers
+                .iter()
+                .all(|c| c.last.as_ref().is_some_and(|t| t.exit_code == 0))
+            {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
+        } else if self
+            .containers
+            .iter()
+            .any(|c| c.running.is_some() || c.last.is_some())
+        {
             "Running"
         } else {
             "Pending"
         };
         // Keep transition times unless the status changes.
-        let previous = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let previous = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
         let condition = |type_: &str, ok: bool, reason: Option<&str>| {
             let status = if ok { "True" } else { "False" };
             let since = previous
@@ -836,13 +1083,18 @@ impl PodTask {
                 .find(|c| c.type_ == type_ && c.status == status)
                 .and_then(|c| c.last_transition_time.clone())
                 .unwrap_or_else(now);
-            let mut c = serde_json::json!({"type": type_, "status": status, "lastTransitionTime": since});
+            let mut c =
+                serde_json::json!({"type": type_, "status": status, "lastTransitionTime": since});
             if let Some(r) = reason.filter(|_| !ok) {
                 c["reason"] = r.into();
             }
             c
         };
-        let not_ready = if all_done { "PodCompleted" } else { "ContainersNotReady" };
+        let not_ready = if all_done {
+            "PodCompleted"
+        } else {
+            "ContainersNotReady"
+        };
         let mut out = serde_json::json!({
             "phase": phase,
             "hostIP": "127.0.0.1",
@@ -922,7 +1174,10 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
         std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
     }
     // Write then rename, so a reader (kube's tokenFile) never sees half a token.
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp~"));
     std::fs::write(&tmp, bytes).map_err(|e| format!("write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("rename {}: {e}", path.display()))

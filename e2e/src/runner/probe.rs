@@ -13,16 +13,23 @@ use super::spec::HttpProbe;
 /// One GET. `Ok(status)` or an error text.
 pub async fn http_get(ip: Ipv4Addr, probe: &HttpProbe) -> Result<u16, String> {
     let attempt = async {
-        let mut s = TcpStream::connect((ip, probe.port)).await.map_err(|e| format!("connect: {e}"))?;
+        let mut s = TcpStream::connect((ip, probe.port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let req = format!(
             "GET {} HTTP/1.1\r\nHost: {ip}:{}\r\nUser-Agent: kube-probe/causeway-e2e\r\nAccept: */*\r\nConnection: close\r\n\r\n",
             probe.path, probe.port
         );
-        s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         let mut buf = vec![0u8; 256];
         let mut got = 0;
         while got < 12 {
-            let n = s.read(&mut buf[got..]).await.map_err(|e| format!("read: {e}"))?;
+            let n = s
+                .read(&mut buf[got..])
+                .await
+                .map_err(|e| format!("read: {e}"))?;
             if n == 0 {
                 break;
             }
@@ -66,7 +73,14 @@ impl ProbeState {
     /// A readiness probe starts not ready; a liveness probe starts alive.
     pub fn new(probe: HttpProbe, started: Instant, initially_ok: bool) -> Self {
         let next = started + Duration::from_secs(probe.initial_delay_s);
-        ProbeState { probe, next, successes: 0, failures: 0, ok: initially_ok, last_error: None }
+        ProbeState {
+            probe,
+            next,
+            successes: 0,
+            failures: 0,
+            ok: initially_ok,
+            last_error: None,
+        }
     }
 
     /// Runs the probe when due. `cap` bounds the period (the runner polls readiness at
@@ -109,7 +123,15 @@ mod tests {
     use tokio::net::TcpListener;
 
     fn probe(port: u16) -> HttpProbe {
-        HttpProbe { path: "/readyz".into(), port, initial_delay_s: 0, period_s: 1, timeout_s: 1, failure_threshold: 2, success_threshold: 1 }
+        HttpProbe {
+            path: "/readyz".into(),
+            port,
+            initial_delay_s: 0,
+            period_s: 1,
+            timeout_s: 1,
+            failure_threshold: 2,
+            success_threshold: 1,
+        }
     }
 
     async fn serve(status: &'static str) -> u16 {
@@ -119,7 +141,9 @@ mod tests {
             while let Ok((mut s, _)) = l.accept().await {
                 let mut buf = [0u8; 512];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes()).await;
+                let _ = s
+                    .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes())
+                    .await;
             }
         });
         port
@@ -134,14 +158,32 @@ mod tests {
         assert_eq!(http_get(lo, &probe(bad)).await, Ok(503));
 
         let mut readiness = ProbeState::new(probe(ok), Instant::now(), false);
-        assert_eq!(readiness.tick(lo, Instant::now(), Duration::from_secs(1)).await, Verdict::Passed);
+        assert_eq!(
+            readiness
+                .tick(lo, Instant::now(), Duration::from_secs(1))
+                .await,
+            Verdict::Passed
+        );
         assert!(readiness.ok);
 
         let mut liveness = ProbeState::new(probe(bad), Instant::now(), true);
         let t = Instant::now();
-        assert_eq!(liveness.tick(lo, t, Duration::from_secs(1)).await, Verdict::Unchanged, "one failure is below the threshold");
-        assert_eq!(liveness.tick(lo, t, Duration::from_secs(1)).await, Verdict::Unchanged, "not due yet");
-        assert_eq!(liveness.tick(lo, t + Duration::from_secs(2), Duration::from_secs(1)).await, Verdict::Failed);
+        assert_eq!(
+            liveness.tick(lo, t, Duration::from_secs(1)).await,
+            Verdict::Unchanged,
+            "one failure is below the threshold"
+        );
+        assert_eq!(
+            liveness.tick(lo, t, Duration::from_secs(1)).await,
+            Verdict::Unchanged,
+            "not due yet"
+        );
+        assert_eq!(
+            liveness
+                .tick(lo, t + Duration::from_secs(2), Duration::from_secs(1))
+                .await,
+            Verdict::Failed
+        );
         assert!(liveness.last_error.as_deref().unwrap().contains("503"));
     }
 

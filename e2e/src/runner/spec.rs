@@ -71,9 +71,17 @@ pub enum VolumePlan {
     /// A fresh directory per pod.
     EmptyDir,
     /// Files written from a Secret (all keys, or the listed items).
-    Secret { name: String, items: Vec<(String, String)>, optional: bool },
+    Secret {
+        name: String,
+        items: Vec<(String, String)>,
+        optional: bool,
+    },
     /// Files written from a ConfigMap.
-    ConfigMap { name: String, items: Vec<(String, String)>, optional: bool },
+    ConfigMap {
+        name: String,
+        items: Vec<(String, String)>,
+        optional: bool,
+    },
     /// Projected sources, as the ServiceAccount admission plugin injects them
     /// (`kube-api-access-*`: token, `kube-root-ca.crt`, the namespace).
     Projected { sources: Vec<ProjectedFile> },
@@ -82,9 +90,21 @@ pub enum VolumePlan {
 /// One file (or set of files) of a projected volume.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProjectedFile {
-    Token { path: String, audience: Option<String>, expiration_s: Option<i64> },
-    ConfigMap { name: String, items: Vec<(String, String)>, optional: bool },
-    Secret { name: String, items: Vec<(String, String)>, optional: bool },
+    Token {
+        path: String,
+        audience: Option<String>,
+        expiration_s: Option<i64>,
+    },
+    ConfigMap {
+        name: String,
+        items: Vec<(String, String)>,
+        optional: bool,
+    },
+    Secret {
+        name: String,
+        items: Vec<(String, String)>,
+        optional: bool,
+    },
     /// `(path, fieldPath)`.
     Field { path: String, field: String },
 }
@@ -121,9 +141,16 @@ pub fn plan(pod: &Pod, bin_dir: &Path) -> Result<PodPlan, Unrunnable> {
         let mut mounts = Vec::new();
         for m in c.volume_mounts.iter().flatten() {
             if !volumes.contains_key(&m.name) {
-                return Err(Unrunnable::UnknownVolume { container: c.name.clone(), volume: m.name.clone() });
+                return Err(Unrunnable::UnknownVolume {
+                    container: c.name.clone(),
+                    volume: m.name.clone(),
+                });
             }
-            mounts.push((m.mount_path.clone(), m.name.clone(), m.sub_path.clone().filter(|s| !s.is_empty())));
+            mounts.push((
+                m.mount_path.clone(),
+                m.name.clone(),
+                m.sub_path.clone().filter(|s| !s.is_empty()),
+            ));
         }
         let ports: BTreeMap<String, u16> = c
             .ports
@@ -131,7 +158,12 @@ pub fn plan(pod: &Pod, bin_dir: &Path) -> Result<PodPlan, Unrunnable> {
             .flatten()
             .filter_map(|p| Some((p.name.clone()?, u16::try_from(p.container_port).ok()?)))
             .collect();
-        let port_numbers = c.ports.iter().flatten().filter_map(|p| u16::try_from(p.container_port).ok()).collect();
+        let port_numbers = c
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| u16::try_from(p.container_port).ok())
+            .collect();
         containers.push(ContainerPlan {
             name: c.name.clone(),
             program,
@@ -139,8 +171,14 @@ pub fn plan(pod: &Pod, bin_dir: &Path) -> Result<PodPlan, Unrunnable> {
             env: c.env.clone().unwrap_or_default(),
             env_from: c.env_from.clone().unwrap_or_default(),
             mounts,
-            readiness: c.readiness_probe.as_ref().and_then(|p| http_probe(p, &ports)),
-            liveness: c.liveness_probe.as_ref().and_then(|p| http_probe(p, &ports)),
+            readiness: c
+                .readiness_probe
+                .as_ref()
+                .and_then(|p| http_probe(p, &ports)),
+            liveness: c
+                .liveness_probe
+                .as_ref()
+                .and_then(|p| http_probe(p, &ports)),
             ports,
             port_numbers,
         });
@@ -150,7 +188,12 @@ pub fn plan(pod: &Pod, bin_dir: &Path) -> Result<PodPlan, Unrunnable> {
         Some("OnFailure") => RestartPolicy::OnFailure,
         _ => RestartPolicy::Always,
     };
-    Ok(PodPlan { containers, volumes, restart_policy, grace_period_s: spec.termination_grace_period_seconds.unwrap_or(30).max(0) })
+    Ok(PodPlan {
+        containers,
+        volumes,
+        restart_policy,
+        grace_period_s: spec.termination_grace_period_seconds.unwrap_or(30).max(0),
+    })
 }
 
 /// The local binary and its arguments, as the kubelet composes `command` and `args` with
@@ -165,19 +208,31 @@ pub fn program(c: &Container, bin_dir: &Path) -> Result<(PathBuf, Vec<String>), 
     let first = argv.remove(0);
     let base = first.rsplit('/').next().unwrap_or(&first);
     if !KNOWN_BINARIES.contains(&base) {
-        return Err(Unrunnable::UnknownProgram { container: c.name.clone(), program: first });
+        return Err(Unrunnable::UnknownProgram {
+            container: c.name.clone(),
+            program: first,
+        });
     }
     Ok((bin_dir.join(base), argv))
 }
 
 fn items_of(items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>) -> Vec<(String, String)> {
-    items.iter().flatten().map(|i| (i.key.clone(), i.path.clone())).collect()
+    items
+        .iter()
+        .flatten()
+        .map(|i| (i.key.clone(), i.path.clone()))
+        .collect()
 }
 
 fn volume_plan(v: &Volume) -> Result<VolumePlan, Unrunnable> {
-    let unsupported = |kind| Unrunnable::UnsupportedVolume { volume: v.name.clone(), kind };
+    let unsupported = |kind| Unrunnable::UnsupportedVolume {
+        volume: v.name.clone(),
+        kind,
+    };
     if let Some(pvc) = &v.persistent_volume_claim {
-        return Ok(VolumePlan::Claim { claim: pvc.claim_name.clone() });
+        return Ok(VolumePlan::Claim {
+            claim: pvc.claim_name.clone(),
+        });
     }
     if v.empty_dir.is_some() {
         return Ok(VolumePlan::EmptyDir);
@@ -190,7 +245,11 @@ fn volume_plan(v: &Volume) -> Result<VolumePlan, Unrunnable> {
         });
     }
     if let Some(cm) = &v.config_map {
-        return Ok(VolumePlan::ConfigMap { name: cm.name.clone(), items: items_of(&cm.items), optional: cm.optional.unwrap_or(false) });
+        return Ok(VolumePlan::ConfigMap {
+            name: cm.name.clone(),
+            items: items_of(&cm.items),
+            optional: cm.optional.unwrap_or(false),
+        });
     }
     if let Some(p) = &v.projected {
         let mut sources = Vec::new();
@@ -216,7 +275,10 @@ fn volume_plan(v: &Volume) -> Result<VolumePlan, Unrunnable> {
             } else if let Some(d) = &s.downward_api {
                 for i in d.items.iter().flatten() {
                     match &i.field_ref {
-                        Some(f) => sources.push(ProjectedFile::Field { path: i.path.clone(), field: f.field_path.clone() }),
+                        Some(f) => sources.push(ProjectedFile::Field {
+                            path: i.path.clone(),
+                            field: f.field_path.clone(),
+                        }),
                         None => return Err(unsupported("projected downwardAPI resourceFieldRef")),
                     }
                 }
@@ -302,7 +364,9 @@ pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
 /// - a path under a volume's `mountPath` (the whole value, or the part after `=`) becomes
 ///   the host directory that stands for the volume. The longest mount path wins.
 pub fn rewrite(value: &str, pod_ip: &str, mounts: &[(String, PathBuf)]) -> String {
-    let v = value.replace("0.0.0.0:", &format!("{pod_ip}:")).replace("[::]:", &format!("{pod_ip}:"));
+    let v = value
+        .replace("0.0.0.0:", &format!("{pod_ip}:"))
+        .replace("[::]:", &format!("{pod_ip}:"));
     let (prefix, path) = match v.split_once('=') {
         Some((k, p)) if p.starts_with('/') => (format!("{k}="), p.to_string()),
         _ => (String::new(), v.clone()),
@@ -343,15 +407,36 @@ mod tests {
     #[test]
     fn command_replaces_the_entrypoint_and_args_follow() {
         let bin = Path::new("/t/debug");
-        let c = container(serde_json::json!({"name": "operator", "command": ["/usr/local/bin/causeway-operator"], "args": ["--a=1"]}));
-        assert_eq!(program(&c, bin).unwrap(), (PathBuf::from("/t/debug/causeway-operator"), vec!["--a=1".to_string()]));
-        let c = container(serde_json::json!({"name": "worker", "args": ["worker", "--pool", "ns/p"]}));
-        assert_eq!(program(&c, bin).unwrap().0, PathBuf::from("/t/debug/causeway"));
-        assert_eq!(program(&c, bin).unwrap().1, vec!["worker", "--pool", "ns/p"]);
+        let c = container(
+            serde_json::json!({"name": "operator", "command": ["/usr/local/bin/causeway-operator"], "args": ["--a=1"]}),
+        );
+        assert_eq!(
+            program(&c, bin).unwrap(),
+            (
+                PathBuf::from("/t/debug/causeway-operator"),
+                vec!["--a=1".to_string()]
+            )
+        );
+        let c =
+            container(serde_json::json!({"name": "worker", "args": ["worker", "--pool", "ns/p"]}));
+        assert_eq!(
+            program(&c, bin).unwrap().0,
+            PathBuf::from("/t/debug/causeway")
+        );
+        assert_eq!(
+            program(&c, bin).unwrap().1,
+            vec!["worker", "--pool", "ns/p"]
+        );
         let c = container(serde_json::json!({"name": "x", "command": ["causeway", "up"]}));
-        assert_eq!(program(&c, bin).unwrap(), (PathBuf::from("/t/debug/causeway"), vec!["up".to_string()]));
+        assert_eq!(
+            program(&c, bin).unwrap(),
+            (PathBuf::from("/t/debug/causeway"), vec!["up".to_string()])
+        );
         let c = container(serde_json::json!({"name": "nginx", "command": ["/usr/sbin/nginx"]}));
-        assert!(matches!(program(&c, bin), Err(Unrunnable::UnknownProgram { .. })));
+        assert!(matches!(
+            program(&c, bin),
+            Err(Unrunnable::UnknownProgram { .. })
+        ));
     }
 
     #[test]
@@ -361,7 +446,10 @@ mod tests {
             "EMPTY" => Some(String::new()),
             _ => None,
         };
-        assert_eq!(expand("--addr=$(POD_IP):8080", &vars), "--addr=127.0.1.2:8080");
+        assert_eq!(
+            expand("--addr=$(POD_IP):8080", &vars),
+            "--addr=127.0.1.2:8080"
+        );
         assert_eq!(expand("$(MISSING)/x", &vars), "$(MISSING)/x");
         assert_eq!(expand("$$(POD_IP)", &vars), "$(POD_IP)");
         assert_eq!(expand("a$$b", &vars), "a$b");
@@ -373,16 +461,34 @@ mod tests {
     #[test]
     fn rewrite_maps_wildcards_and_mount_paths() {
         let mounts = vec![
-            ("/var/lib/causeway".to_string(), PathBuf::from("/e2e/vol/data")),
+            (
+                "/var/lib/causeway".to_string(),
+                PathBuf::from("/e2e/vol/data"),
+            ),
             ("/var/lib".to_string(), PathBuf::from("/e2e/vol/lib")),
             ("/tmp".to_string(), PathBuf::from("/e2e/pod/tmp")),
         ];
-        assert_eq!(rewrite("0.0.0.0:8080", "127.0.1.3", &mounts), "127.0.1.3:8080");
-        assert_eq!(rewrite("--listen=[::]:9090", "127.0.1.3", &mounts), "--listen=127.0.1.3:9090");
+        assert_eq!(
+            rewrite("0.0.0.0:8080", "127.0.1.3", &mounts),
+            "127.0.1.3:8080"
+        );
+        assert_eq!(
+            rewrite("--listen=[::]:9090", "127.0.1.3", &mounts),
+            "--listen=127.0.1.3:9090"
+        );
         assert_eq!(rewrite("/var/lib/causeway", "ip", &mounts), "/e2e/vol/data");
-        assert_eq!(rewrite("/var/lib/causeway/store", "ip", &mounts), "/e2e/vol/data/store");
-        assert_eq!(rewrite("--data-dir=/var/lib/causeway", "ip", &mounts), "--data-dir=/e2e/vol/data");
-        assert_eq!(rewrite("/var/lib/other", "ip", &mounts), "/e2e/vol/lib/other");
+        assert_eq!(
+            rewrite("/var/lib/causeway/store", "ip", &mounts),
+            "/e2e/vol/data/store"
+        );
+        assert_eq!(
+            rewrite("--data-dir=/var/lib/causeway", "ip", &mounts),
+            "--data-dir=/e2e/vol/data"
+        );
+        assert_eq!(
+            rewrite("/var/lib/other", "ip", &mounts),
+            "/e2e/vol/lib/other"
+        );
         assert_eq!(rewrite("/var/libx", "ip", &mounts), "/var/libx");
         assert_eq!(rewrite("127.0.0.1:9090", "ip", &mounts), "127.0.0.1:9090");
         assert_eq!(rewrite("worker", "ip", &mounts), "worker");
@@ -425,10 +531,18 @@ mod tests {
         let c = &p.containers[0];
         assert_eq!(c.program, PathBuf::from("/bin/causeway"));
         let r = c.readiness.as_ref().unwrap();
-        assert_eq!((r.path.as_str(), r.port, r.period_s, r.failure_threshold), ("/readyz", 9090, 2, 3));
+        assert_eq!(
+            (r.path.as_str(), r.port, r.period_s, r.failure_threshold),
+            ("/readyz", 9090, 2, 3)
+        );
         assert_eq!(c.liveness.as_ref().unwrap().period_s, 10);
         assert_eq!(c.port_numbers, vec![8080, 9090]);
-        assert_eq!(p.volumes["data"], VolumePlan::Claim { claim: "causeway-p-data".into() });
+        assert_eq!(
+            p.volumes["data"],
+            VolumePlan::Claim {
+                claim: "causeway-p-data".into()
+            }
+        );
         match &p.volumes["kube-api-access-x"] {
             VolumePlan::Projected { sources } => assert_eq!(sources.len(), 3),
             other => panic!("unexpected {other:?}"),
@@ -438,10 +552,21 @@ mod tests {
     #[test]
     fn unsupported_pods_are_refused_with_a_reason() {
         let mut pod = worker_pod();
-        pod.spec.as_mut().unwrap().volumes.as_mut().unwrap().push(serde_json::from_value(serde_json::json!({"name": "h", "hostPath": {"path": "/"}})).unwrap());
-        assert!(matches!(plan(&pod, Path::new("/b")), Err(Unrunnable::UnsupportedVolume { kind: "hostPath", .. })));
+        pod.spec.as_mut().unwrap().volumes.as_mut().unwrap().push(
+            serde_json::from_value(serde_json::json!({"name": "h", "hostPath": {"path": "/"}}))
+                .unwrap(),
+        );
+        assert!(matches!(
+            plan(&pod, Path::new("/b")),
+            Err(Unrunnable::UnsupportedVolume {
+                kind: "hostPath",
+                ..
+            })
+        ));
         let mut pod = worker_pod();
-        pod.spec.as_mut().unwrap().init_containers = Some(vec![container(serde_json::json!({"name": "i", "command": ["causeway"]}))]);
+        pod.spec.as_mut().unwrap().init_containers = Some(vec![container(
+            serde_json::json!({"name": "i", "command": ["causeway"]}),
+        )]);
         assert_eq!(plan(&pod, Path::new("/b")), Err(Unrunnable::InitContainers));
     }
 
@@ -450,9 +575,13 @@ mod tests {
         let mut pod = worker_pod();
         let labels = BTreeMap::from([("kubernetes.io/os".to_string(), "linux".to_string())]);
         assert!(selects(&pod, &labels));
-        pod.spec.as_mut().unwrap().node_selector = Some(BTreeMap::from([("kubernetes.io/os".into(), "linux".into())]));
+        pod.spec.as_mut().unwrap().node_selector = Some(BTreeMap::from([(
+            "kubernetes.io/os".into(),
+            "linux".into(),
+        )]));
         assert!(selects(&pod, &labels));
-        pod.spec.as_mut().unwrap().node_selector = Some(BTreeMap::from([("disk".into(), "ssd".into())]));
+        pod.spec.as_mut().unwrap().node_selector =
+            Some(BTreeMap::from([("disk".into(), "ssd".into())]));
         assert!(!selects(&pod, &labels));
     }
 }

@@ -1,8 +1,8 @@
 //! The chart on its own: `helm lint`, `helm template` with every optional part on, and
 //! the rendered objects accepted by the real API server (server-side dry run).
 
-use anyhow::{ensure, Context, Result};
-use causeway_e2e::harness::{helm, kubectl_stdin, Stack, TestNs};
+use anyhow::{Context, Result, ensure};
+use causeway_e2e::harness::{Stack, TestNs, helm, kubectl_stdin};
 use serde::Deserialize;
 
 const CHART: &str = "charts/causeway";
@@ -10,9 +10,27 @@ const CHART: &str = "charts/causeway";
 #[tokio::test]
 async fn helm_lint_passes_strict() -> Result<()> {
     let out = helm(&["lint", "--strict", CHART])?;
-    ensure!(out.success(), "helm lint --strict failed:\n{}\n{}", out.stdout, out.stderr);
-    let out = helm(&["lint", "--strict", CHART, "--set", "networkPolicy.enabled=true", "--set", "metrics.serviceMonitor.enabled=true"])?;
-    ensure!(out.success(), "helm lint --strict (all options) failed:\n{}\n{}", out.stdout, out.stderr);
+    ensure!(
+        out.success(),
+        "helm lint --strict failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = helm(&[
+        "lint",
+        "--strict",
+        CHART,
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ])?;
+    ensure!(
+        out.success(),
+        "helm lint --strict (all options) failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
     Ok(())
 }
 
@@ -26,7 +44,12 @@ async fn values_schema_refuses_bad_values() -> Result<()> {
     ] {
         let out = helm(&["template", "x", CHART, "--set", set])?;
         ensure!(!out.success(), "helm template accepted {set} ({why})");
-        ensure!(out.stderr.contains("values don't meet the specifications of the schema"), "{set}: {}", out.stderr);
+        ensure!(
+            out.stderr
+                .contains("values don't meet the specifications of the schema"),
+            "{set}: {}",
+            out.stderr
+        );
     }
     Ok(())
 }
@@ -35,10 +58,18 @@ async fn values_schema_refuses_bad_values() -> Result<()> {
 async fn helm_template_renders_every_part_and_the_server_accepts_it() -> Result<()> {
     let ns = TestNs::new("chart").await?;
     let out = helm(&[
-        "template", "e2e-dryrun", CHART, "--namespace", &ns.name, "--include-crds",
-        "--set", "networkPolicy.enabled=true",
-        "--set", "metrics.serviceMonitor.enabled=true",
-        "--set", "replicas=2",
+        "template",
+        "e2e-dryrun",
+        CHART,
+        "--namespace",
+        &ns.name,
+        "--include-crds",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "replicas=2",
     ])?
     .ok()?;
     let mut kinds = Vec::new();
@@ -56,15 +87,34 @@ async fn helm_template_renders_every_part_and_the_server_accepts_it() -> Result<
         kinds.push(kind);
     }
     for want in [
-        "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-        "Service", "Deployment", "NetworkPolicy", "ServiceMonitor", "PodMonitor",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PodMonitor",
     ] {
-        ensure!(kinds.iter().any(|k| k == want), "helm template rendered no {want}; kinds: {kinds:?}");
+        ensure!(
+            kinds.iter().any(|k| k == want),
+            "helm template rendered no {want}; kinds: {kinds:?}"
+        );
     }
-    ensure!(out.contains("--leader-election"), "two replicas need leader election");
+    ensure!(
+        out.contains("--leader-election"),
+        "two replicas need leader election"
+    );
     let stream = for_server.join("\n---\n");
     let dry = kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &stream)?;
-    ensure!(dry.success(), "the API server refused the rendered chart:\n{}", dry.stderr);
+    ensure!(
+        dry.success(),
+        "the API server refused the rendered chart:\n{}",
+        dry.stderr
+    );
     Stack::get()?;
     ns.pass();
     Ok(())
@@ -90,7 +140,12 @@ fn rendered(sets: &[&str]) -> Result<Vec<serde_json::Value>> {
 fn operator_args(docs: &[serde_json::Value]) -> Vec<String> {
     docs.iter()
         .filter(|d| d["kind"] == "Deployment")
-        .flat_map(|d| d["spec"]["template"]["spec"]["containers"][0]["args"].as_array().cloned().unwrap_or_default())
+        .flat_map(|d| {
+            d["spec"]["template"]["spec"]["containers"][0]["args"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter_map(|a| a.as_str().map(String::from))
         .collect()
 }
@@ -102,41 +157,95 @@ fn operator_args(docs: &[serde_json::Value]) -> Vec<String> {
 #[tokio::test]
 async fn helm_template_namespaced_install_and_worker_network_policy() -> Result<()> {
     let docs = rendered(&[])?;
-    let cluster_role = docs.iter().find(|d| d["kind"] == "ClusterRole").context("a ClusterRole by default")?;
+    let cluster_role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .context("a ClusterRole by default")?;
     let rules = cluster_role["rules"].to_string();
-    ensure!(rules.contains("networkpolicies") && rules.contains("replicasets"), "{rules}");
+    ensure!(
+        rules.contains("networkpolicies") && rules.contains("replicasets"),
+        "{rules}"
+    );
     let args = operator_args(&docs);
-    ensure!(args.iter().any(|a| a == "--worker-network-policy"), "{args:?}");
+    ensure!(
+        args.iter().any(|a| a == "--worker-network-policy"),
+        "{args:?}"
+    );
     ensure!(
         args.iter().any(|a| a == "--operator-pod-labels=app.kubernetes.io/name=causeway,app.kubernetes.io/instance=x,app.kubernetes.io/component=operator"),
         "{args:?}"
     );
-    ensure!(!args.iter().any(|a| a.starts_with("--watch-namespaces") || a.starts_with("--prometheus")), "{args:?}");
+    ensure!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--watch-namespaces") || a.starts_with("--prometheus")),
+        "{args:?}"
+    );
 
-    let docs = rendered(&["watchNamespaces={team-a,team-b}", "workerNetworkPolicy.allowPrometheus=true"])?;
-    ensure!(!docs.iter().any(|d| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding"), "no cluster-wide rights");
+    let docs = rendered(&[
+        "watchNamespaces={team-a,team-b}",
+        "workerNetworkPolicy.allowPrometheus=true",
+    ])?;
+    ensure!(
+        !docs
+            .iter()
+            .any(|d| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding"),
+        "no cluster-wide rights"
+    );
     for ns in ["team-a", "team-b"] {
         let role = docs
             .iter()
-            .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == ns && d["metadata"]["name"] == "x-operator")
+            .find(|d| {
+                d["kind"] == "Role"
+                    && d["metadata"]["namespace"] == ns
+                    && d["metadata"]["name"] == "x-operator"
+            })
             .with_context(|| format!("a Role in {ns}"))?;
         ensure!(role["rules"].to_string().contains("secrets"), "{role}");
         let binding = docs
             .iter()
-            .find(|d| d["kind"] == "RoleBinding" && d["metadata"]["namespace"] == ns && d["roleRef"]["name"] == "x-operator")
+            .find(|d| {
+                d["kind"] == "RoleBinding"
+                    && d["metadata"]["namespace"] == ns
+                    && d["roleRef"]["name"] == "x-operator"
+            })
             .with_context(|| format!("a RoleBinding in {ns}"))?;
-        ensure!(binding["subjects"][0]["namespace"] == "causeway-system", "{binding}");
+        ensure!(
+            binding["subjects"][0]["namespace"] == "causeway-system",
+            "{binding}"
+        );
     }
     let args = operator_args(&docs);
-    ensure!(args.iter().any(|a| a == "--watch-namespaces=team-a,team-b"), "{args:?}");
-    ensure!(args.iter().any(|a| a == "--prometheus-pod-labels=app.kubernetes.io/name=prometheus"), "{args:?}");
+    ensure!(
+        args.iter().any(|a| a == "--watch-namespaces=team-a,team-b"),
+        "{args:?}"
+    );
+    ensure!(
+        args.iter()
+            .any(|a| a == "--prometheus-pod-labels=app.kubernetes.io/name=prometheus"),
+        "{args:?}"
+    );
 
     let docs = rendered(&["worker.denyDestinationCidrs={10.0.0.0/8,fd00::/8}"])?;
-    ensure!(operator_args(&docs).iter().any(|a| a == "--worker-deny-destination-cidrs=10.0.0.0/8,fd00::/8"));
+    ensure!(
+        operator_args(&docs)
+            .iter()
+            .any(|a| a == "--worker-deny-destination-cidrs=10.0.0.0/8,fd00::/8")
+    );
 
     let docs = rendered(&["workerNetworkPolicy.enabled=false"])?;
-    ensure!(!operator_args(&docs).iter().any(|a| a == "--worker-network-policy"));
-    let bad = helm(&["template", "x", CHART, "--set", "watchNamespaces={Not_A_Namespace}"])?;
+    ensure!(
+        !operator_args(&docs)
+            .iter()
+            .any(|a| a == "--worker-network-policy")
+    );
+    let bad = helm(&[
+        "template",
+        "x",
+        CHART,
+        "--set",
+        "watchNamespaces={Not_A_Namespace}",
+    ])?;
     ensure!(!bad.success(), "the schema refuses a bad namespace name");
     Ok(())
 }

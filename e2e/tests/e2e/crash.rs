@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Result};
-use causeway_e2e::harness::http::{post, Sink};
+use anyhow::{Result, bail, ensure};
+use causeway_e2e::harness::http::{Sink, post};
 use causeway_e2e::harness::{
-    container_pid, eventually, ingress_url, kill, kubectl, pid_alive, ready_pool_pod, restart_count, wait_condition, Mode, Stack,
-    TestNs, Want, READY_TIMEOUT,
+    Mode, READY_TIMEOUT, Stack, TestNs, Want, container_pid, eventually, ingress_url, kill,
+    kubectl, pid_alive, ready_pool_pod, restart_count, wait_condition,
 };
 use kube::ResourceExt;
 
@@ -30,10 +30,21 @@ async fn s6_sigkill_under_load_loses_no_acknowledged_event() -> Result<()> {
         "apiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {{name: load}}\nspec:\n  destinations:\n  - name: out\n    url: \"{}\"\n    retries: 20\n    backoff: {{policy: exponential, initialDelay: 200ms, maxDelay: 2s}}\n",
         sink.url("/load")
     ))?;
-    wait_condition(&client, &ns.name, "Bridge", "load", Want::ready(), READY_TIMEOUT).await?;
+    wait_condition(
+        &client,
+        &ns.name,
+        "Bridge",
+        "load",
+        Want::ready(),
+        READY_TIMEOUT,
+    )
+    .await?;
     let pod = ready_pool_pod(&client, &ns.name, "default").await?;
     let (uid, restarts) = (pod.uid(), restart_count(&pod));
-    let hook = Arc::new(Mutex::new(ingress_url(&pod, &format!("/hooks/{}/load", ns.name))?));
+    let hook = Arc::new(Mutex::new(ingress_url(
+        &pod,
+        &format!("/hooks/{}/load", ns.name),
+    )?));
     let acked: Arc<Mutex<BTreeSet<usize>>> = Arc::default();
 
     // Senders: each event is retried (same webhook-id) until it is acknowledged.
@@ -48,7 +59,13 @@ async fn s6_sigkill_under_load_loses_no_acknowledged_event() -> Result<()> {
                     let url = hook.lock().map(|u| u.clone()).unwrap_or_default();
                     let body = format!(r#"{{"seq": {seq}}}"#);
                     let id = format!("load-{seq}");
-                    match post(&url, &body, &[("content-type", "application/json"), ("webhook-id", &id)]).await {
+                    match post(
+                        &url,
+                        &body,
+                        &[("content-type", "application/json"), ("webhook-id", &id)],
+                    )
+                    .await
+                    {
                         Ok(r) if r.status == 202 => {
                             if let Ok(mut a) = acked.lock() {
                                 a.insert(seq);
@@ -67,9 +84,11 @@ async fn s6_sigkill_under_load_loses_no_acknowledged_event() -> Result<()> {
         }));
     }
 
-    eventually("enough acknowledged events to kill the worker", READY_TIMEOUT, || async {
-        Ok((acked.lock().map(|a| a.len()).unwrap_or(0) >= KILL_AFTER).then_some(()))
-    })
+    eventually(
+        "enough acknowledged events to kill the worker",
+        READY_TIMEOUT,
+        || async { Ok((acked.lock().map(|a| a.len()).unwrap_or(0) >= KILL_AFTER).then_some(())) },
+    )
     .await?;
     let at_kill = acked.lock().map(|a| a.len()).unwrap_or(0);
     match &stack.mode {
@@ -77,10 +96,24 @@ async fn s6_sigkill_under_load_loses_no_acknowledged_event() -> Result<()> {
             let pid = container_pid(stack, &ns.name, &pod.name_any(), "worker")?;
             kill(pid, "KILL")?;
             eprintln!("[e2e] s6: SIGKILL worker pid {pid} after {at_kill} acknowledged events");
-            eventually("the killed worker to be gone", Duration::from_secs(10), || async { Ok((!pid_alive(pid)).then_some(())) }).await?;
+            eventually(
+                "the killed worker to be gone",
+                Duration::from_secs(10),
+                || async { Ok((!pid_alive(pid)).then_some(())) },
+            )
+            .await?;
         }
         Mode::External => {
-            kubectl(&["delete", "pod", "-n", &ns.name, &pod.name_any(), "--grace-period=0", "--force"])?.ok()?;
+            kubectl(&[
+                "delete",
+                "pod",
+                "-n",
+                &ns.name,
+                &pod.name_any(),
+                "--grace-period=0",
+                "--force",
+            ])?
+            .ok()?;
         }
     }
 
@@ -94,8 +127,16 @@ async fn s6_sigkill_under_load_loses_no_acknowledged_event() -> Result<()> {
         *h = ingress_url(&back, &format!("/hooks/{}/load", ns.name))?;
     }
     if let Mode::Local { .. } = stack.mode {
-        ensure!(back.uid() == uid, "the pod runner restarts the process in the same pod");
-        ensure!(restart_count(&back) == restarts + 1, "restart count {} -> {}", restarts, restart_count(&back));
+        ensure!(
+            back.uid() == uid,
+            "the pod runner restarts the process in the same pod"
+        );
+        ensure!(
+            restart_count(&back) == restarts + 1,
+            "restart count {} -> {}",
+            restarts,
+            restart_count(&back)
+        );
     }
 
     let mut refused = 0;
@@ -103,18 +144,35 @@ async fn s6_sigkill_under_load_loses_no_acknowledged_event() -> Result<()> {
         refused += s.await??;
     }
     let acked: BTreeSet<usize> = acked.lock().map(|a| a.clone()).unwrap_or_default();
-    ensure!(acked.len() == EVENTS, "only {} of {EVENTS} events acknowledged", acked.len());
+    ensure!(
+        acked.len() == EVENTS,
+        "only {} of {EVENTS} events acknowledged",
+        acked.len()
+    );
 
-    let delivered = eventually("every acknowledged event delivered", Duration::from_secs(180), || async {
-        let seen: BTreeSet<usize> =
-            sink.at("/load").iter().filter_map(|r| r.json().ok()).filter_map(|v| v["seq"].as_u64()).map(|n| n as usize).collect();
-        let missing: Vec<usize> = acked.difference(&seen).copied().collect();
-        if missing.is_empty() {
-            Ok(Some(seen))
-        } else {
-            Err(anyhow::anyhow!("{} missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]))
-        }
-    })
+    let delivered = eventually(
+        "every acknowledged event delivered",
+        Duration::from_secs(180),
+        || async {
+            let seen: BTreeSet<usize> = sink
+                .at("/load")
+                .iter()
+                .filter_map(|r| r.json().ok())
+                .filter_map(|v| v["seq"].as_u64())
+                .map(|n| n as usize)
+                .collect();
+            let missing: Vec<usize> = acked.difference(&seen).copied().collect();
+            if missing.is_empty() {
+                Ok(Some(seen))
+            } else {
+                Err(anyhow::anyhow!(
+                    "{} missing, e.g. {:?}",
+                    missing.len(),
+                    &missing[..missing.len().min(10)]
+                ))
+            }
+        },
+    )
     .await?;
     let total = sink.at("/load").len();
     eprintln!(

@@ -3,49 +3,104 @@
 //! shows the three CRDs, structural and with their CEL rules compiled, identical to the
 //! chart's files; the chart's RBAC grants what the operator needs and no more.
 
-use anyhow::{bail, ensure, Context, Result};
-use causeway_e2e::harness::{eventually, helm, kubectl, pod_ready, Mode, Stack, READY_TIMEOUT};
+use anyhow::{Context, Result, bail, ensure};
+use causeway_e2e::harness::{Mode, READY_TIMEOUT, Stack, eventually, helm, kubectl, pod_ready};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
-const CRDS: [&str; 3] = ["bridges.causeway.dev", "plugins.causeway.dev", "workerpools.causeway.dev"];
+const CRDS: [&str; 3] = [
+    "bridges.causeway.dev",
+    "plugins.causeway.dev",
+    "workerpools.causeway.dev",
+];
 
 fn operator_sa(stack: &Stack) -> String {
-    format!("system:serviceaccount:{}:{}-operator", stack.release_ns, stack.release)
+    format!(
+        "system:serviceaccount:{}:{}-operator",
+        stack.release_ns, stack.release
+    )
 }
 
 #[tokio::test]
 async fn s1_helm_release_deployed_and_operator_ready() -> Result<()> {
     let stack = Stack::get()?;
     let client = stack.client().await?;
-    let status = helm(&["status", &stack.release, "-n", &stack.release_ns, "-o", "json"])?.ok()?;
+    let status = helm(&[
+        "status",
+        &stack.release,
+        "-n",
+        &stack.release_ns,
+        "-o",
+        "json",
+    ])?
+    .ok()?;
     let v: serde_json::Value = serde_json::from_str(&status)?;
-    ensure!(v["info"]["status"] == "deployed", "helm release {} is {}", stack.release, v["info"]["status"]);
+    ensure!(
+        v["info"]["status"] == "deployed",
+        "helm release {} is {}",
+        stack.release,
+        v["info"]["status"]
+    );
     let notes = v["info"]["notes"].as_str().unwrap_or_default();
-    ensure!(notes.contains("kubectl get crd") && notes.contains("apply"), "NOTES.txt should say what to apply next: {notes}");
+    ensure!(
+        notes.contains("kubectl get crd") && notes.contains("apply"),
+        "NOTES.txt should say what to apply next: {notes}"
+    );
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &stack.release_ns);
-    let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/component=operator", stack.release);
+    let selector = format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/component=operator",
+        stack.release
+    );
     let pod = eventually("a Ready operator pod", READY_TIMEOUT, || async {
-        let list = pods.list(&ListParams::default().labels(&selector)).await?.items;
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items;
         Ok(list.into_iter().find(pod_ready))
     })
     .await?;
-    let sa = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_default();
-    ensure!(sa == format!("{}-operator", stack.release), "operator pod runs as {sa}");
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_default();
+    ensure!(
+        sa == format!("{}-operator", stack.release),
+        "operator pod runs as {sa}"
+    );
 
     // On the local stack the operator is a process of the pod runner: its credentials
     // must be the chart's ServiceAccount's token, nothing else.
     if let Mode::Local { run_dir } = &stack.mode {
-        let dir = run_dir.join("pods").join(format!("{}_{}", stack.release_ns, pod.name_any()));
+        let dir = run_dir
+            .join("pods")
+            .join(format!("{}_{}", stack.release_ns, pod.name_any()));
         let kubeconfig = dir.join("kubeconfig");
-        let who = kubectl(&["auth", "whoami", "--kubeconfig", &kubeconfig.to_string_lossy(), "-o", "jsonpath={.status.userInfo.username}"])?.ok()?;
-        ensure!(who == operator_sa(stack), "the operator process authenticates as {who}");
-        let pid: u32 = std::fs::read_to_string(dir.join("operator.pid")).context("operator pid")?.trim().parse()?;
+        let who = kubectl(&[
+            "auth",
+            "whoami",
+            "--kubeconfig",
+            &kubeconfig.to_string_lossy(),
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])?
+        .ok()?;
+        ensure!(
+            who == operator_sa(stack),
+            "the operator process authenticates as {who}"
+        );
+        let pid: u32 = std::fs::read_to_string(dir.join("operator.pid"))
+            .context("operator pid")?
+            .trim()
+            .parse()?;
         let environ = std::fs::read(format!("/proc/{pid}/environ")).context("operator environ")?;
         let want = format!("KUBECONFIG={}", kubeconfig.display());
-        ensure!(environ.split(|b| *b == 0).any(|kv| kv == want.as_bytes()), "operator process lacks {want}");
+        ensure!(
+            environ.split(|b| *b == 0).any(|kv| kv == want.as_bytes()),
+            "operator process lacks {want}"
+        );
     }
     Ok(())
 }
@@ -55,22 +110,51 @@ async fn s1_three_crds_established_structural_and_as_in_the_chart() -> Result<()
     let stack = Stack::get()?;
     let list = kubectl(&["get", "crd"])?.ok()?;
     for crd in CRDS {
-        ensure!(list.contains(crd), "kubectl get crd does not show {crd}:\n{list}");
+        ensure!(
+            list.contains(crd),
+            "kubectl get crd does not show {crd}:\n{list}"
+        );
         let json = kubectl(&["get", "crd", crd, "-o", "json"])?.ok()?;
         let v: serde_json::Value = serde_json::from_str(&json)?;
-        let conds = v["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let status = |t: &str| conds.iter().find(|c| c["type"] == t).and_then(|c| c["status"].as_str()).unwrap_or("absent").to_string();
-        ensure!(status("Established") == "True", "{crd} not Established: {conds:?}");
-        ensure!(status("NamesAccepted") == "True", "{crd} names not accepted: {conds:?}");
-        ensure!(status("NonStructuralSchema") != "True", "{crd} has a non-structural schema: {conds:?}");
+        let conds = v["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let status = |t: &str| {
+            conds
+                .iter()
+                .find(|c| c["type"] == t)
+                .and_then(|c| c["status"].as_str())
+                .unwrap_or("absent")
+                .to_string()
+        };
+        ensure!(
+            status("Established") == "True",
+            "{crd} not Established: {conds:?}"
+        );
+        ensure!(
+            status("NamesAccepted") == "True",
+            "{crd} names not accepted: {conds:?}"
+        );
+        ensure!(
+            status("NonStructuralSchema") != "True",
+            "{crd} has a non-structural schema: {conds:?}"
+        );
         let rules = json.matches("x-kubernetes-validations").count();
         ensure!(rules > 0, "{crd} carries no CEL rules");
     }
     // What the server holds is what the chart ships (and crdgen wrote).
-    let diff = kubectl(&["diff", "-f", &stack.repo.join("charts/causeway/crds").to_string_lossy()])?;
+    let diff = kubectl(&[
+        "diff",
+        "-f",
+        &stack.repo.join("charts/causeway/crds").to_string_lossy(),
+    ])?;
     match diff.code {
         Some(0) => Ok(()),
-        Some(1) => bail!("the cluster's CRDs differ from charts/causeway/crds:\n{}", diff.stdout),
+        Some(1) => bail!(
+            "the cluster's CRDs differ from charts/causeway/crds:\n{}",
+            diff.stdout
+        ),
         _ => bail!("kubectl diff failed: {}", diff.stderr),
     }
 }
@@ -88,15 +172,32 @@ async fn s1_chart_rbac_grants_what_the_operator_needs_and_no_more() -> Result<()
     let rel = stack.release_ns.as_str();
     let allowed: &[&[&str]] = &[
         &["watch", "workerpools.causeway.dev", "-A"],
-        &["patch", "bridges.causeway.dev", "--subresource=status", "-n", "any"],
-        &["patch", "plugins.causeway.dev", "--subresource=status", "-n", "any"],
+        &[
+            "patch",
+            "bridges.causeway.dev",
+            "--subresource=status",
+            "-n",
+            "any",
+        ],
+        &[
+            "patch",
+            "plugins.causeway.dev",
+            "--subresource=status",
+            "-n",
+            "any",
+        ],
         &["create", "workerpools.causeway.dev", "-n", "any"],
         &["patch", "deployments.apps", "-n", "any"],
         &["delete", "deployments.apps", "-n", "any"],
         &["patch", "services", "-n", "any"],
         &["patch", "secrets", "-n", "any"],
         &["patch", "roles.rbac.authorization.k8s.io", "-n", "any"],
-        &["patch", "rolebindings.rbac.authorization.k8s.io", "-n", "any"],
+        &[
+            "patch",
+            "rolebindings.rbac.authorization.k8s.io",
+            "-n",
+            "any",
+        ],
         &["patch", "persistentvolumeclaims", "-n", "any"],
         &["patch", "poddisruptionbudgets.policy", "-n", "any"],
         &["patch", "horizontalpodautoscalers.autoscaling", "-n", "any"],
@@ -115,7 +216,13 @@ async fn s1_chart_rbac_grants_what_the_operator_needs_and_no_more() -> Result<()
         &["escalate", "roles.rbac.authorization.k8s.io", "-n", "any"],
         &["bind", "clusterroles.rbac.authorization.k8s.io"],
         &["impersonate", "serviceaccounts", "-n", "any"],
-        &["create", "serviceaccounts", "--subresource=token", "-n", "any"],
+        &[
+            "create",
+            "serviceaccounts",
+            "--subresource=token",
+            "-n",
+            "any",
+        ],
         &["update", "leases.coordination.k8s.io", "-n", "kube-system"],
         &["delete", "customresourcedefinitions.apiextensions.k8s.io"],
         &["delete", "workerpools.causeway.dev", "-n", "any"],
@@ -131,6 +238,10 @@ async fn s1_chart_rbac_grants_what_the_operator_needs_and_no_more() -> Result<()
             wrong.push(format!("allowed but not needed: {}", d.join(" ")));
         }
     }
-    ensure!(wrong.is_empty(), "chart RBAC for {who}:\n{}", wrong.join("\n"));
+    ensure!(
+        wrong.is_empty(),
+        "chart RBAC for {who}:\n{}",
+        wrong.join("\n")
+    );
     Ok(())
 }

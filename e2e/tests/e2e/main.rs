@@ -31,7 +31,9 @@ use anyhow::Result;
 
 /// A WorkerPool manifest.
 pub fn pool(name: &str) -> String {
-    format!("apiVersion: causeway.dev/v1alpha1\nkind: WorkerPool\nmetadata: {{name: {name}}}\nspec: {{replicas: 1}}\n")
+    format!(
+        "apiVersion: causeway.dev/v1alpha1\nkind: WorkerPool\nmetadata: {{name: {name}}}\nspec: {{replicas: 1}}\n"
+    )
 }
 
 /// `kubectl get <what> -n ns -o name` as a list.
@@ -40,5 +42,9 @@ pub fn names(ns: &str, what: &str, selector: &str) -> Result<Vec<String>> {
     if !selector.is_empty() {
         args.extend(["-l", selector]);
     }
-    Ok(causeway_e2e::harness::kubectl(&args)?.ok()?.lines().map(str::to_string).collect())
+    Ok(causeway_e2e::harness::kubectl(&args)?
+        .ok()?
+        .lines()
+        .map(str::to_string)
+        .collect())
 }

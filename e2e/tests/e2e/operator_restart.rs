@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{Result, ensure};
 use causeway_e2e::harness::http::Sink;
 use causeway_e2e::harness::{
-    container_pid, eventually, kill, kubectl, pod_ready, restart_count, wait_condition, Mode, Stack, TestNs, Want, READY_TIMEOUT,
+    Mode, READY_TIMEOUT, Stack, TestNs, Want, container_pid, eventually, kill, kubectl, pod_ready,
+    restart_count, wait_condition,
 };
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
@@ -25,9 +26,19 @@ async fn s8_operator_restart_mid_reconcile_converges_without_duplicates() -> Res
     let client = stack.client().await?;
     let sink = Sink::start()?;
     let ops: Api<Pod> = Api::namespaced(client.clone(), &stack.release_ns);
-    let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/component=operator", stack.release);
-    let op = ops.list(&ListParams::default().labels(&selector)).await?.items.into_iter().find(pod_ready);
-    let Some(op) = op else { anyhow::bail!("no Ready operator pod") };
+    let selector = format!(
+        "app.kubernetes.io/instance={},app.kubernetes.io/component=operator",
+        stack.release
+    );
+    let op = ops
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .find(pod_ready);
+    let Some(op) = op else {
+        anyhow::bail!("no Ready operator pod")
+    };
     let (op_uid, op_restarts) = (op.uid(), restart_count(&op));
 
     let mut yaml = String::new();
@@ -41,7 +52,13 @@ async fn s8_operator_restart_mid_reconcile_converges_without_duplicates() -> Res
     ns.apply(&yaml)?;
     // Let the reconcile get going (some children exist, others not yet), then kill.
     eventually("the first children", Duration::from_secs(60), || async {
-        Ok((!names(&ns.name, "serviceaccounts", "app.kubernetes.io/managed-by=causeway-operator")?.is_empty()).then_some(()))
+        Ok((!names(
+            &ns.name,
+            "serviceaccounts",
+            "app.kubernetes.io/managed-by=causeway-operator",
+        )?
+        .is_empty())
+        .then_some(()))
     })
     .await?;
     match &stack.mode {
@@ -54,19 +71,53 @@ async fn s8_operator_restart_mid_reconcile_converges_without_duplicates() -> Res
             eprintln!("[e2e] s8: SIGKILL operator pid {pid} mid-reconcile");
         }
         Mode::Local { .. } | Mode::External => {
-            eprintln!("[e2e] s8: force-deleting operator pod {} mid-reconcile", op.name_any());
-            kubectl(&["delete", "pod", "-n", &stack.release_ns, &op.name_any(), "--grace-period=0", "--force"])?.ok()?;
+            eprintln!(
+                "[e2e] s8: force-deleting operator pod {} mid-reconcile",
+                op.name_any()
+            );
+            kubectl(&[
+                "delete",
+                "pod",
+                "-n",
+                &stack.release_ns,
+                &op.name_any(),
+                "--grace-period=0",
+                "--force",
+            ])?
+            .ok()?;
         }
     }
     eventually("the operator back and Ready", READY_TIMEOUT, || async {
-        let list = ops.list(&ListParams::default().labels(&selector)).await?.items;
-        Ok(list.into_iter().find(|p| pod_ready(p) && (p.uid() != op_uid || restart_count(p) > op_restarts)).map(|_| ()))
+        let list = ops
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items;
+        Ok(list
+            .into_iter()
+            .find(|p| pod_ready(p) && (p.uid() != op_uid || restart_count(p) > op_restarts))
+            .map(|_| ()))
     })
     .await?;
 
     for p in POOLS {
-        wait_condition(&client, &ns.name, "Bridge", &format!("b-{p}"), Want::ready(), READY_TIMEOUT).await?;
-        wait_condition(&client, &ns.name, "WorkerPool", p, Want::ready(), READY_TIMEOUT).await?;
+        wait_condition(
+            &client,
+            &ns.name,
+            "Bridge",
+            &format!("b-{p}"),
+            Want::ready(),
+            READY_TIMEOUT,
+        )
+        .await?;
+        wait_condition(
+            &client,
+            &ns.name,
+            "WorkerPool",
+            p,
+            Want::ready(),
+            READY_TIMEOUT,
+        )
+        .await?;
     }
     // Exactly one of each child per pool, each owned by its pool.
     let mut wrong = Vec::new();
@@ -88,16 +139,26 @@ async fn s8_operator_restart_mid_reconcile_converges_without_duplicates() -> Res
                 wrong.push(format!("pool {p}: {} {kind}: {got:?}", got.len()));
             }
         }
-        for secret in [format!("causeway-{p}-config"), format!("causeway-{p}-admin")] {
+        for secret in [
+            format!("causeway-{p}-config"),
+            format!("causeway-{p}-admin"),
+        ] {
             if kubectl(&["get", "secret", "-n", &ns.name, &secret])?.code != Some(0) {
                 wrong.push(format!("pool {p}: no secret {secret}"));
             }
         }
     }
-    let managed = names(&ns.name, "secrets", "app.kubernetes.io/managed-by=causeway-operator")?;
+    let managed = names(
+        &ns.name,
+        "secrets",
+        "app.kubernetes.io/managed-by=causeway-operator",
+    )?;
     let expected_secrets = POOLS.len() * 2 + 1;
     if managed.len() != expected_secrets {
-        wrong.push(format!("{} managed secrets, want {expected_secrets}: {managed:?}", managed.len()));
+        wrong.push(format!(
+            "{} managed secrets, want {expected_secrets}: {managed:?}",
+            managed.len()
+        ));
     }
     let owners = kubectl(&[
         "get", "deployments,services,networkpolicies,serviceaccounts,roles,rolebindings,persistentvolumeclaims", "-n", &ns.name,

@@ -1,8 +1,8 @@
 //! Scenario 3: objects the API refuses. The CRDs' CEL rules run in the real API server;
 //! `kubectl apply` fails and prints the rule's message.
 
-use anyhow::{ensure, Result};
-use causeway_e2e::harness::{kubectl_stdin, TestNs};
+use anyhow::{Result, ensure};
+use causeway_e2e::harness::{TestNs, kubectl_stdin};
 
 const CASES: &[(&str, &str, &str)] = &[
     (
@@ -61,13 +61,19 @@ async fn s3_invalid_objects_are_refused_with_the_rules_message() -> Result<()> {
         if out.success() {
             failures.push(format!("{what}: accepted ({})", out.stdout.trim()));
         } else if !out.stderr.contains(message) {
-            failures.push(format!("{what}: refused without {message:?}: {}", out.stderr.trim()));
+            failures.push(format!(
+                "{what}: refused without {message:?}: {}",
+                out.stderr.trim()
+            ));
         }
     }
     // A valid object of each kind is accepted: the refusals are the rules', not a broken schema.
     let valid = "apiVersion: causeway.dev/v1alpha1\nkind: WorkerPool\nmetadata: {name: ok}\nspec: {replicas: 0}\n---\n\
                  apiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {name: ok}\nspec:\n  pool: ok\n  destinations: [{name: d, url: 'http://example.com'}]\n";
-    let out = kubectl_stdin(&["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"], valid)?;
+    let out = kubectl_stdin(
+        &["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"],
+        valid,
+    )?;
     if !out.success() {
         failures.push(format!("valid objects refused: {}", out.stderr.trim()));
     }

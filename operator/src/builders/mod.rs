@@ -17,10 +17,10 @@ use causeway_crds::WorkerPool;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
-pub use network::{network_policy, NetworkPolicySettings, Peer, NAMESPACE_NAME_LABEL};
+pub use network::{NAMESPACE_NAME_LABEL, NetworkPolicySettings, Peer, network_policy};
 pub use rbac::{role, role_binding, service_account, service_account_opted_in};
 pub use scaling::{disruption_budget, horizontal_autoscaler};
-pub use secrets::{config_secret, internal_token_secret, token_secret, ConfigSecretError};
+pub use secrets::{ConfigSecretError, config_secret, internal_token_secret, token_secret};
 pub use service::{internal_service, service};
 pub use workload::{data_claim, deployment, pod_spec_hash};
 
@@ -37,7 +37,9 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// `app.kubernetes.io/name` of worker pods.
 pub const WORKER_APP: &str = "causeway-worker";
-pub use causeway_crds::config::{CONFIG_KEY, CONFIG_VERSION_ANNOTATION, MAX_POOL_NAME, config_secret_name};
+pub use causeway_crds::config::{
+    CONFIG_KEY, CONFIG_VERSION_ANNOTATION, MAX_POOL_NAME, config_secret_name,
+};
 /// Annotation on the pod template: hash of what may roll the pods (image, resources, storage).
 pub const POD_SPEC_HASH_ANNOTATION: &str = "causeway.dev/pod-spec-hash";
 /// Key of a token in the admin and internal token Secrets.
@@ -51,7 +53,6 @@ pub const DATA_DIR: &str = "/var/lib/causeway";
 pub fn object_name(pool: &str) -> String {
     causeway_crds::config::pool_object_name(pool)
 }
-
 
 /// Name of the Secret holding the pool's admin-API token.
 pub fn admin_secret_name(pool: &str) -> String {
@@ -84,15 +85,24 @@ pub struct PoolView<'a> {
 impl<'a> PoolView<'a> {
     pub fn new(pool: &'a WorkerPool) -> Result<Self, BuildError> {
         let name = pool.name_any();
-        let owner = pool.controller_owner_ref(&()).ok_or_else(|| BuildError::NotPersisted(name.clone()))?;
+        let owner = pool
+            .controller_owner_ref(&())
+            .ok_or_else(|| BuildError::NotPersisted(name.clone()))?;
         if owner.uid.is_empty() {
             return Err(BuildError::NotPersisted(name));
         }
-        let namespace = pool.namespace().ok_or_else(|| BuildError::NotPersisted(name.clone()))?;
+        let namespace = pool
+            .namespace()
+            .ok_or_else(|| BuildError::NotPersisted(name.clone()))?;
         if name.len() > MAX_POOL_NAME {
             return Err(BuildError::NameTooLong(name));
         }
-        Ok(PoolView { name, namespace, owner, pool })
+        Ok(PoolView {
+            name,
+            namespace,
+            owner,
+            pool,
+        })
     }
 
     /// Labels on every child and on the pods.
@@ -118,7 +128,11 @@ impl<'a> PoolView<'a> {
 
     /// The ServiceAccount the pods run as.
     pub fn service_account_name(&self) -> String {
-        self.pool.spec.service_account_name.clone().unwrap_or_else(|| object_name(&self.name))
+        self.pool
+            .spec
+            .service_account_name
+            .clone()
+            .unwrap_or_else(|| object_name(&self.name))
     }
 }
 
@@ -135,12 +149,19 @@ pub fn labels(pool: &str) -> BTreeMap<String, String> {
 
 /// The labels that select a pool's pods.
 pub fn selector_labels(pool: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([(NAME_LABEL.to_string(), WORKER_APP.to_string()), (POOL_LABEL.to_string(), pool.to_string())])
+    BTreeMap::from([
+        (NAME_LABEL.to_string(), WORKER_APP.to_string()),
+        (POOL_LABEL.to_string(), pool.to_string()),
+    ])
 }
 
 /// `k=v,k=v`, as the scale subresource and `kubectl -l` want it.
 pub fn selector_string(pool: &str) -> String {
-    selector_labels(pool).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    selector_labels(pool)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `app.kubernetes.io/managed-by=causeway-operator`, the label selector of every child watch.
@@ -189,7 +210,10 @@ pub fn children(view: &PoolView<'_>, settings: &BuildSettings) -> Children {
         data_claim: data_claim(view),
         disruption_budget: disruption_budget(view),
         autoscaler: horizontal_autoscaler(view),
-        network_policy: settings.network_policy.as_ref().map(|s| network_policy(view, s)),
+        network_policy: settings
+            .network_policy
+            .as_ref()
+            .map(|s| network_policy(view, s)),
     }
 }
 
@@ -266,7 +290,10 @@ mod tests {
     fn a_pool_without_uid_is_refused() {
         let mut p = pool("orders", default_spec());
         p.metadata.uid = None;
-        assert!(matches!(PoolView::new(&p), Err(BuildError::NotPersisted(_))));
+        assert!(matches!(
+            PoolView::new(&p),
+            Err(BuildError::NotPersisted(_))
+        ));
     }
 
     #[test]
@@ -280,6 +307,9 @@ mod tests {
 
     #[test]
     fn selector_string_is_sorted_and_stable() {
-        assert_eq!(selector_string("a"), "app.kubernetes.io/name=causeway-worker,causeway.dev/pool=a");
+        assert_eq!(
+            selector_string("a"),
+            "app.kubernetes.io/name=causeway-worker,causeway.dev/pool=a"
+        );
     }
 }

@@ -3,17 +3,30 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 
-use super::{config_secret_name, object_name, PoolView, POOL_LABEL};
+use super::{POOL_LABEL, PoolView, config_secret_name, object_name};
 
 /// A pool that names its own ServiceAccount gets the config-Secret Role bound to it, so
 /// that account (and every pod that runs as it) could read the pool's config, tokens and
 /// resolved secrets. The account must opt in: it carries the label
 /// `causeway.dev/pool: <pool name>`, which only someone who may edit ServiceAccounts sets.
-pub fn service_account_opted_in(pool: &str, sa_name: &str, sa: Option<&ServiceAccount>) -> Result<(), String> {
+pub fn service_account_opted_in(
+    pool: &str,
+    sa_name: &str,
+    sa: Option<&ServiceAccount>,
+) -> Result<(), String> {
     let Some(sa) = sa else {
-        return Err(format!("ServiceAccount {sa_name:?} (spec.serviceAccountName) not found"));
+        return Err(format!(
+            "ServiceAccount {sa_name:?} (spec.serviceAccountName) not found"
+        ));
     };
-    if sa.metadata.labels.as_ref().and_then(|l| l.get(POOL_LABEL)).map(String::as_str) == Some(pool) {
+    if sa
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(POOL_LABEL))
+        .map(String::as_str)
+        == Some(pool)
+    {
         return Ok(());
     }
     Err(format!(
@@ -27,7 +40,10 @@ pub fn service_account(view: &PoolView<'_>) -> Option<ServiceAccount> {
     if view.pool.spec.service_account_name.is_some() {
         return None;
     }
-    Some(ServiceAccount { metadata: view.meta(object_name(&view.name)), ..ServiceAccount::default() })
+    Some(ServiceAccount {
+        metadata: view.meta(object_name(&view.name)),
+        ..ServiceAccount::default()
+    })
 }
 
 /// The worker reads and watches its config Secret, and nothing else. `list` and `watch` are
@@ -78,8 +94,14 @@ mod tests {
         assert_eq!(rules.len(), 1);
         let rule = &rules[0];
         assert_eq!(rule.api_groups.as_deref(), Some(&[String::new()][..]));
-        assert_eq!(rule.resources.as_deref(), Some(&["secrets".to_string()][..]));
-        assert_eq!(rule.resource_names.as_deref(), Some(&["causeway-orders-config".to_string()][..]));
+        assert_eq!(
+            rule.resources.as_deref(),
+            Some(&["secrets".to_string()][..])
+        );
+        assert_eq!(
+            rule.resource_names.as_deref(),
+            Some(&["causeway-orders-config".to_string()][..])
+        );
         assert_eq!(rule.verbs, vec!["get", "list", "watch"]);
         assert!(rule.non_resource_urls.is_none());
         for verb in ["create", "update", "patch", "delete", "*"] {
@@ -95,7 +117,10 @@ mod tests {
         assert_eq!(rb.role_ref.kind, "Role");
         assert_eq!(rb.role_ref.name, "causeway-orders");
         let s = &rb.subjects.unwrap()[0];
-        assert_eq!((s.kind.as_str(), s.name.as_str(), s.namespace.as_deref()), ("ServiceAccount", "causeway-orders", Some("shop")));
+        assert_eq!(
+            (s.kind.as_str(), s.name.as_str(), s.namespace.as_deref()),
+            ("ServiceAccount", "causeway-orders", Some("shop"))
+        );
         assert!(service_account(&view).is_some());
     }
 
@@ -105,16 +130,42 @@ mod tests {
         let sa = |labels: &[(&str, &str)]| ServiceAccount {
             metadata: kube::core::ObjectMeta {
                 name: Some("team-sa".into()),
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..Default::default()
             },
             ..ServiceAccount::default()
         };
-        assert!(service_account_opted_in("orders", "team-sa", Some(&sa(&[("causeway.dev/pool", "orders")]))).is_ok());
+        assert!(
+            service_account_opted_in(
+                "orders",
+                "team-sa",
+                Some(&sa(&[("causeway.dev/pool", "orders")]))
+            )
+            .is_ok()
+        );
         let e = service_account_opted_in("orders", "team-sa", Some(&sa(&[]))).unwrap_err();
-        assert!(e.contains("causeway.dev/pool=orders") && e.contains("team-sa"), "{e}");
-        assert!(service_account_opted_in("orders", "team-sa", Some(&sa(&[("causeway.dev/pool", "payments")]))).is_err());
-        assert!(service_account_opted_in("orders", "team-sa", None).unwrap_err().contains("not found"));
+        assert!(
+            e.contains("causeway.dev/pool=orders") && e.contains("team-sa"),
+            "{e}"
+        );
+        assert!(
+            service_account_opted_in(
+                "orders",
+                "team-sa",
+                Some(&sa(&[("causeway.dev/pool", "payments")]))
+            )
+            .is_err()
+        );
+        assert!(
+            service_account_opted_in("orders", "team-sa", None)
+                .unwrap_err()
+                .contains("not found")
+        );
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Optional PodDisruptionBudget and HorizontalPodAutoscaler.
 
 use k8s_openapi::api::autoscaling::v2::{
-    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget,
-    ResourceMetricSource,
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{object_name, PoolView};
+use super::{PoolView, object_name};
 
 /// A PodDisruptionBudget when `spec.disruptionBudget` is set.
 pub fn disruption_budget(view: &PoolView<'_>) -> Option<PodDisruptionBudget> {
@@ -17,7 +17,10 @@ pub fn disruption_budget(view: &PoolView<'_>) -> Option<PodDisruptionBudget> {
         metadata: view.meta(object_name(&view.name)),
         spec: Some(PodDisruptionBudgetSpec {
             min_available: Some(IntOrString::Int(budget.min_available)),
-            selector: Some(LabelSelector { match_labels: Some(view.selector()), ..LabelSelector::default() }),
+            selector: Some(LabelSelector {
+                match_labels: Some(view.selector()),
+                ..LabelSelector::default()
+            }),
             ..PodDisruptionBudgetSpec::default()
         }),
         status: None,
@@ -76,7 +79,11 @@ mod tests {
     #[test]
     fn embedded_storage_is_never_autoscaled() {
         let mut s = default_spec();
-        s.autoscaling = Some(Autoscaling { min_replicas: 1, max_replicas: 5, target_cpu_utilization_percentage: 60 });
+        s.autoscaling = Some(Autoscaling {
+            min_replicas: 1,
+            max_replicas: 5,
+            target_cpu_utilization_percentage: 60,
+        });
         let p = pool("orders", s);
         assert!(horizontal_autoscaler(&PoolView::new(&p).unwrap()).is_none());
     }
@@ -86,9 +93,16 @@ mod tests {
         let mut s = default_spec();
         s.storage.type_ = causeway_crds::pool::StorageType::Postgres;
         s.storage.postgres = Some(causeway_crds::pool::PostgresStorage {
-            url_secret_ref: causeway_crds::common::SecretKeyRef { name: "pg".into(), key: "url".into() },
+            url_secret_ref: causeway_crds::common::SecretKeyRef {
+                name: "pg".into(),
+                key: "url".into(),
+            },
         });
-        s.autoscaling = Some(Autoscaling { min_replicas: 2, max_replicas: 5, target_cpu_utilization_percentage: 60 });
+        s.autoscaling = Some(Autoscaling {
+            min_replicas: 2,
+            max_replicas: 5,
+            target_cpu_utilization_percentage: 60,
+        });
         s.disruption_budget = Some(DisruptionBudget { min_available: 1 });
         let p = pool("orders", s);
         let view = PoolView::new(&p).unwrap();
@@ -97,9 +111,15 @@ mod tests {
         assert_eq!(hpa.scale_target_ref.kind, "Deployment");
         assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 5));
         let m = &hpa.metrics.unwrap()[0];
-        assert_eq!(m.resource.as_ref().unwrap().target.average_utilization, Some(60));
+        assert_eq!(
+            m.resource.as_ref().unwrap().target.average_utilization,
+            Some(60)
+        );
         let pdb = disruption_budget(&view).unwrap().spec.unwrap();
         assert_eq!(pdb.min_available, Some(IntOrString::Int(1)));
-        assert_eq!(pdb.selector.unwrap().match_labels.unwrap()["causeway.dev/pool"], "orders");
+        assert_eq!(
+            pdb.selector.unwrap().match_labels.unwrap()["causeway.dev/pool"],
+            "orders"
+        );
     }
 }

@@ -2,12 +2,12 @@
 //! asks for), and a ClusterIP Service for the internal port that other pools call. The
 //! internal port is never on a LoadBalancer or NodePort.
 
-use causeway_crds::config::{internal_service_name, INGRESS_PORT, INTERNAL_PORT};
+use causeway_crds::config::{INGRESS_PORT, INTERNAL_PORT, internal_service_name};
 use causeway_crds::pool::ServiceType;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{object_name, PoolView};
+use super::{PoolView, object_name};
 
 /// The ingress Service: only the ingress port. The admin port is deliberately not on any
 /// Service: the operator reaches pods by IP and users go through the API server's pod proxy
@@ -82,19 +82,34 @@ mod tests {
     // internal port is on its own ClusterIP Service.
     #[test]
     fn item11_the_internal_port_is_on_its_own_cluster_ip_service() {
-        for type_ in [ServiceType::LoadBalancer, ServiceType::NodePort, ServiceType::ClusterIP] {
+        for type_ in [
+            ServiceType::LoadBalancer,
+            ServiceType::NodePort,
+            ServiceType::ClusterIP,
+        ] {
             let mut s = default_spec();
             s.service.type_ = type_;
-            s.service.annotations.insert("lb.example/internal".into(), "false".into());
+            s.service
+                .annotations
+                .insert("lb.example/internal".into(), "false".into());
             let p = pool("orders", s);
             let view = PoolView::new(&p).unwrap();
             let public = service(&view).spec.unwrap();
             let ports: Vec<i32> = public.ports.unwrap().iter().map(|p| p.port).collect();
             assert_eq!(ports, vec![i32::from(INGRESS_PORT)], "{type_:?}");
             let internal = internal_service(&view);
-            assert_eq!(internal.metadata.name.as_deref(), Some("causeway-orders-internal"));
-            assert!(internal.metadata.annotations.is_none(), "load balancer annotations stay on the public Service");
-            assert_eq!(internal.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-orders");
+            assert_eq!(
+                internal.metadata.name.as_deref(),
+                Some("causeway-orders-internal")
+            );
+            assert!(
+                internal.metadata.annotations.is_none(),
+                "load balancer annotations stay on the public Service"
+            );
+            assert_eq!(
+                internal.metadata.owner_references.as_ref().unwrap()[0].uid,
+                "uid-orders"
+            );
             let spec = internal.spec.unwrap();
             assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
             let ports: Vec<i32> = spec.ports.unwrap().iter().map(|p| p.port).collect();
@@ -107,11 +122,16 @@ mod tests {
     fn type_and_annotations_come_from_spec_service() {
         let mut s = default_spec();
         s.service.type_ = ServiceType::LoadBalancer;
-        s.service.annotations.insert("lb.example/internal".into(), "true".into());
+        s.service
+            .annotations
+            .insert("lb.example/internal".into(), "true".into());
         let p = pool("orders", s);
         let view = PoolView::new(&p).unwrap();
         let svc = service(&view);
         assert_eq!(svc.spec.unwrap().type_.as_deref(), Some("LoadBalancer"));
-        assert_eq!(svc.metadata.annotations.unwrap()["lb.example/internal"], "true");
+        assert_eq!(
+            svc.metadata.annotations.unwrap()["lb.example/internal"],
+            "true"
+        );
     }
 }

@@ -4,20 +4,26 @@ use std::collections::BTreeMap;
 
 use causeway_crds::config::{ADMIN_PORT, INGRESS_PORT, INTERNAL_PORT};
 use causeway_crds::pool::StorageType;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapProjection, Container, ContainerPort, DownwardAPIProjection, DownwardAPIVolumeFile,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ProjectedVolumeSource, SeccompProfile, SecretKeySelector, SecurityContext, ServiceAccountTokenProjection, Volume,
-    VolumeMount, VolumeProjection, VolumeResourceRequirements,
+    Capabilities, ConfigMapProjection, Container, ContainerPort, DownwardAPIProjection,
+    DownwardAPIVolumeFile, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ProjectedVolumeSource, SeccompProfile, SecretKeySelector, SecurityContext,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::{data_claim_name, object_name, BuildSettings, PoolView, DATA_DIR, POD_SPEC_HASH_ANNOTATION};
+use super::{
+    BuildSettings, DATA_DIR, POD_SPEC_HASH_ANNOTATION, PoolView, data_claim_name, object_name,
+};
 
 /// User and group the worker runs as (the image's non-root user).
 pub const WORKER_UID: i64 = 65532;
@@ -55,7 +61,11 @@ pub fn token_volume() -> Volume {
                 VolumeProjection {
                     config_map: Some(ConfigMapProjection {
                         name: "kube-root-ca.crt".into(),
-                        items: Some(vec![KeyToPath { key: "ca.crt".into(), path: "ca.crt".into(), mode: None }]),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".into(),
+                            path: "ca.crt".into(),
+                            mode: None,
+                        }]),
                         optional: None,
                     }),
                     ..VolumeProjection::default()
@@ -64,7 +74,10 @@ pub fn token_volume() -> Volume {
                     downward_api: Some(DownwardAPIProjection {
                         items: Some(vec![DownwardAPIVolumeFile {
                             path: "namespace".into(),
-                            field_ref: Some(ObjectFieldSelector { field_path: "metadata.namespace".into(), api_version: Some("v1".into()) }),
+                            field_ref: Some(ObjectFieldSelector {
+                                field_path: "metadata.namespace".into(),
+                                api_version: Some("v1".into()),
+                            }),
                             ..DownwardAPIVolumeFile::default()
                         }]),
                     }),
@@ -77,7 +90,11 @@ pub fn token_volume() -> Volume {
 }
 
 fn image(view: &PoolView<'_>, settings: &BuildSettings) -> String {
-    view.pool.spec.image.clone().unwrap_or_else(|| settings.worker_image.clone())
+    view.pool
+        .spec
+        .image
+        .clone()
+        .unwrap_or_else(|| settings.worker_image.clone())
 }
 
 /// Hash of what is allowed to roll the pods: image, resources and storage. Bridges and
@@ -105,7 +122,10 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
         Some(spec.replicas.max(0))
     };
     let strategy = if embedded {
-        DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }
+        DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            rolling_update: None,
+        }
     } else {
         DeploymentStrategy {
             type_: Some("RollingUpdate".into()),
@@ -119,7 +139,10 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
     let mut pod_labels = spec.pod_labels.clone();
     pod_labels.extend(view.labels());
     let mut annotations = spec.pod_annotations.clone();
-    annotations.insert(POD_SPEC_HASH_ANNOTATION.into(), pod_spec_hash(view, settings));
+    annotations.insert(
+        POD_SPEC_HASH_ANNOTATION.into(),
+        pod_spec_hash(view, settings),
+    );
 
     let data_volume = if embedded {
         Volume {
@@ -132,9 +155,17 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
         }
     } else {
         // Postgres holds the events; the compiled-plugin cache lives on scratch space.
-        Volume { name: "data".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }
+        Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        }
     };
-    let tmp_volume = Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() };
+    let tmp_volume = Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    };
 
     let mut env = vec![
         field_env("POD_IP", "status.podIP"),
@@ -142,7 +173,11 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
         field_env("POD_NAMESPACE", "metadata.namespace"),
     ];
     if !settings.deny_destination_cidrs.is_empty() {
-        env.push(EnvVar { name: DENY_DESTINATION_CIDRS_ENV.into(), value: Some(settings.deny_destination_cidrs.join(",")), value_from: None });
+        env.push(EnvVar {
+            name: DENY_DESTINATION_CIDRS_ENV.into(),
+            value: Some(settings.deny_destination_cidrs.join(",")),
+            value_from: None,
+        });
     }
     if let (StorageType::Postgres, Some(pg)) = (spec.storage.type_, &spec.storage.postgres) {
         env.push(EnvVar {
@@ -174,15 +209,31 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
         readiness_probe: Some(probe("/readyz", 2, 5)),
         liveness_probe: Some(probe("/healthz", 10, 10)),
         volume_mounts: Some(vec![
-            VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..VolumeMount::default() },
-            VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() },
-            VolumeMount { name: TOKEN_VOLUME.into(), mount_path: SERVICE_ACCOUNT_DIR.into(), read_only: Some(true), ..VolumeMount::default() },
+            VolumeMount {
+                name: "data".into(),
+                mount_path: DATA_DIR.into(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: TOKEN_VOLUME.into(),
+                mount_path: SERVICE_ACCOUNT_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
         ]),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
             ..SecurityContext::default()
         }),
         ..Container::default()
@@ -192,7 +243,10 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
         metadata: view.meta(object_name(&view.name)),
         spec: Some(DeploymentSpec {
             replicas,
-            selector: LabelSelector { match_labels: Some(view.selector()), ..LabelSelector::default() },
+            selector: LabelSelector {
+                match_labels: Some(view.selector()),
+                ..LabelSelector::default()
+            },
             strategy: Some(strategy),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -206,7 +260,8 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
                     enable_service_links: Some(false),
                     containers: vec![container],
                     volumes: Some(vec![data_volume, tmp_volume, token_volume()]),
-                    node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+                    node_selector: (!spec.node_selector.is_empty())
+                        .then(|| spec.node_selector.clone()),
                     tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
                     affinity: spec.affinity.clone(),
                     termination_grace_period_seconds: Some(30),
@@ -215,7 +270,10 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
                         run_as_user: Some(WORKER_UID),
                         run_as_group: Some(WORKER_UID),
                         fs_group: Some(WORKER_UID),
-                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
                         ..PodSecurityContext::default()
                     }),
                     ..PodSpec::default()
@@ -250,19 +308,31 @@ fn field_env(name: &str, path: &str) -> EnvVar {
         name: name.into(),
         value: None,
         value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: path.into(), api_version: None }),
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                api_version: None,
+            }),
             ..EnvVarSource::default()
         }),
     }
 }
 
 fn container_port(name: &str, port: u16) -> ContainerPort {
-    ContainerPort { name: Some(name.into()), container_port: i32::from(port), protocol: Some("TCP".into()), ..ContainerPort::default() }
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: i32::from(port),
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }
 }
 
 fn probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
-        http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::String("admin".into()), ..HTTPGetAction::default() }),
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("admin".into()),
+            ..HTTPGetAction::default()
+        }),
         period_seconds: Some(period),
         failure_threshold: Some(failures),
         timeout_seconds: Some(2),
@@ -281,7 +351,10 @@ pub fn data_claim(view: &PoolView<'_>) -> Option<PersistentVolumeClaim> {
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(storage.size.clone()))])),
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(storage.size.clone()),
+                )])),
                 limits: None,
             }),
             storage_class_name: storage.storage_class_name.clone(),
@@ -302,7 +375,12 @@ mod tests {
         let mut s = default_spec();
         s.replicas = replicas;
         s.storage.type_ = StorageType::Postgres;
-        s.storage.postgres = Some(PostgresStorage { url_secret_ref: SecretKeyRef { name: "pg".into(), key: "url".into() } });
+        s.storage.postgres = Some(PostgresStorage {
+            url_secret_ref: SecretKeyRef {
+                name: "pg".into(),
+                key: "url".into(),
+            },
+        });
         s
     }
 
@@ -316,11 +394,22 @@ mod tests {
         assert_eq!(d.replicas, Some(1));
         assert_eq!(d.strategy.unwrap().type_.as_deref(), Some("Recreate"));
         let pod = d.template.spec.unwrap();
-        let data = pod.volumes.unwrap().into_iter().find(|v| v.name == "data").unwrap();
-        assert_eq!(data.persistent_volume_claim.unwrap().claim_name, "causeway-orders-data");
+        let data = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "data")
+            .unwrap();
+        assert_eq!(
+            data.persistent_volume_claim.unwrap().claim_name,
+            "causeway-orders-data"
+        );
         let claim = data_claim(&view).unwrap().spec.unwrap();
         assert_eq!(claim.access_modes.unwrap(), vec!["ReadWriteOnce"]);
-        assert_eq!(claim.resources.unwrap().requests.unwrap()["storage"].0, "1Gi");
+        assert_eq!(
+            claim.resources.unwrap().requests.unwrap()["storage"].0,
+            "1Gi"
+        );
     }
 
     #[test]
@@ -333,13 +422,26 @@ mod tests {
         assert!(data_claim(&view).is_none());
         let env = d.template.spec.unwrap().containers[0].env.clone().unwrap();
         let pg = env.iter().find(|e| e.name == POSTGRES_URL_ENV).unwrap();
-        assert_eq!(pg.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name, "pg");
+        assert_eq!(
+            pg.value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "pg"
+        );
     }
 
     #[test]
     fn autoscaled_pools_leave_replicas_to_the_hpa() {
         let mut s = postgres_spec(2);
-        s.autoscaling = Some(Autoscaling { min_replicas: 2, max_replicas: 4, target_cpu_utilization_percentage: 75 });
+        s.autoscaling = Some(Autoscaling {
+            min_replicas: 2,
+            max_replicas: 4,
+            target_cpu_utilization_percentage: 75,
+        });
         let p = pool("orders", s);
         let view = PoolView::new(&p).unwrap();
         assert_eq!(deployment(&view, &settings()).spec.unwrap().replicas, None);
@@ -350,9 +452,19 @@ mod tests {
         let p = pool("orders", default_spec());
         let view = PoolView::new(&p).unwrap();
         let d = deployment(&view, &settings()).spec.unwrap();
-        let labels = d.template.metadata.as_ref().unwrap().labels.clone().unwrap();
+        let labels = d
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .clone()
+            .unwrap();
         assert_eq!(labels["causeway.dev/pool"], "orders");
-        assert_eq!(d.selector.match_labels.unwrap()["causeway.dev/pool"], "orders");
+        assert_eq!(
+            d.selector.match_labels.unwrap()["causeway.dev/pool"],
+            "orders"
+        );
         let pod = d.template.spec.unwrap();
         assert_eq!(pod.service_account_name.as_deref(), Some("causeway-orders"));
         let c = &pod.containers[0];
@@ -361,15 +473,48 @@ mod tests {
             c.args.as_ref().unwrap().join(" "),
             "worker --pool shop/orders --listen 0.0.0.0:8080 --admin 0.0.0.0:9090 --internal 0.0.0.0:8081 --data-dir /var/lib/causeway"
         );
-        let ports: Vec<i32> = c.ports.as_ref().unwrap().iter().map(|p| p.container_port).collect();
+        let ports: Vec<i32> = c
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| p.container_port)
+            .collect();
         assert_eq!(ports, vec![8080, 8081, 9090]);
-        let ready = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
-        assert_eq!((ready.path.as_deref(), &ready.port), (Some("/readyz"), &IntOrString::String("admin".into())));
-        let live = c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (ready.path.as_deref(), &ready.port),
+            (Some("/readyz"), &IntOrString::String("admin".into()))
+        );
+        let live = c
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
         assert_eq!(live.path.as_deref(), Some("/healthz"));
-        let env: Vec<&str> = c.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+        let env: Vec<&str> = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
         assert!(env.contains(&"POD_IP"));
-        assert!(c.volume_mounts.as_ref().unwrap().iter().any(|m| m.mount_path == DATA_DIR));
+        assert!(
+            c.volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.mount_path == DATA_DIR)
+        );
     }
 
     // Issue 12 item 2: no automounted token for every container; the worker container
@@ -378,24 +523,61 @@ mod tests {
     fn item2_only_the_worker_container_gets_a_short_lived_projected_token() {
         let p = pool("orders", default_spec());
         let view = PoolView::new(&p).unwrap();
-        let pod = deployment(&view, &settings()).spec.unwrap().template.spec.unwrap();
+        let pod = deployment(&view, &settings())
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
         assert_eq!(pod.automount_service_account_token, Some(false));
-        let vol = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == TOKEN_VOLUME).expect("token volume");
+        let vol = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == TOKEN_VOLUME)
+            .expect("token volume");
         let sources = vol.projected.as_ref().unwrap().sources.as_ref().unwrap();
-        let token = sources.iter().find_map(|s| s.service_account_token.as_ref()).expect("token source");
+        let token = sources
+            .iter()
+            .find_map(|s| s.service_account_token.as_ref())
+            .expect("token source");
         assert_eq!(token.path, "token");
-        assert!(token.expiration_seconds.is_some_and(|s| (600..=3600).contains(&s)), "{token:?}");
-        assert!(sources.iter().any(|s| s.config_map.as_ref().is_some_and(|c| c.name == "kube-root-ca.crt")));
+        assert!(
+            token
+                .expiration_seconds
+                .is_some_and(|s| (600..=3600).contains(&s)),
+            "{token:?}"
+        );
+        assert!(sources.iter().any(|s| {
+            s.config_map
+                .as_ref()
+                .is_some_and(|c| c.name == "kube-root-ca.crt")
+        }));
         assert!(sources.iter().any(|s| s.downward_api.is_some()));
         let worker = &pod.containers[0];
-        let mount = worker.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == TOKEN_VOLUME).expect("mounted in the worker");
-        assert_eq!(mount.mount_path, "/var/run/secrets/kubernetes.io/serviceaccount");
+        let mount = worker
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == TOKEN_VOLUME)
+            .expect("mounted in the worker");
+        assert_eq!(
+            mount.mount_path,
+            "/var/run/secrets/kubernetes.io/serviceaccount"
+        );
         assert_eq!(mount.read_only, Some(true));
         let mounted_by = pod
             .containers
             .iter()
             .chain(pod.init_containers.iter().flatten())
-            .filter(|c| c.volume_mounts.iter().flatten().any(|m| m.name == TOKEN_VOLUME))
+            .filter(|c| {
+                c.volume_mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| m.name == TOKEN_VOLUME)
+            })
             .count();
         assert_eq!(mounted_by, 1);
     }
@@ -405,27 +587,55 @@ mod tests {
     fn the_platform_deny_list_reaches_the_worker_env() {
         let p = pool("orders", default_spec());
         let view = PoolView::new(&p).unwrap();
-        let env_of = |s: &BuildSettings| deployment(&view, s).spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
-        assert!(!env_of(&settings()).iter().any(|e| e.name == DENY_DESTINATION_CIDRS_ENV));
+        let env_of = |s: &BuildSettings| {
+            deployment(&view, s)
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .containers[0]
+                .env
+                .clone()
+                .unwrap()
+        };
+        assert!(
+            !env_of(&settings())
+                .iter()
+                .any(|e| e.name == DENY_DESTINATION_CIDRS_ENV)
+        );
         let mut s = settings();
         s.deny_destination_cidrs = vec!["10.0.0.0/8".into(), "192.168.0.0/16".into()];
         let env = env_of(&s);
-        let e = env.iter().find(|e| e.name == DENY_DESTINATION_CIDRS_ENV).unwrap();
+        let e = env
+            .iter()
+            .find(|e| e.name == DENY_DESTINATION_CIDRS_ENV)
+            .unwrap();
         assert_eq!(e.value.as_deref(), Some("10.0.0.0/8,192.168.0.0/16"));
     }
 
     #[test]
     fn user_pod_labels_cannot_override_the_selector() {
         let mut s = default_spec();
-        s.pod_labels.insert("causeway.dev/pool".into(), "evil".into());
+        s.pod_labels
+            .insert("causeway.dev/pool".into(), "evil".into());
         s.pod_labels.insert("team".into(), "payments".into());
-        s.pod_annotations.insert("prometheus.io/scrape".into(), "true".into());
+        s.pod_annotations
+            .insert("prometheus.io/scrape".into(), "true".into());
         let p = pool("orders", s);
         let view = PoolView::new(&p).unwrap();
-        let t = deployment(&view, &settings()).spec.unwrap().template.metadata.unwrap();
+        let t = deployment(&view, &settings())
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap();
         assert_eq!(t.labels.as_ref().unwrap()["causeway.dev/pool"], "orders");
         assert_eq!(t.labels.as_ref().unwrap()["team"], "payments");
-        assert_eq!(t.annotations.as_ref().unwrap()["prometheus.io/scrape"], "true");
+        assert_eq!(
+            t.annotations.as_ref().unwrap()["prometheus.io/scrape"],
+            "true"
+        );
     }
 
     #[test]
@@ -442,7 +652,11 @@ mod tests {
         // the template alone: bridges and plugins are not even part of the pool's spec.
         let mut other = base.clone();
         other.spec.retention.max_age = "1d".into();
-        other.spec.service.annotations.insert("a".into(), "b".into());
+        other
+            .spec
+            .service
+            .annotations
+            .insert("a".into(), "b".into());
         other.metadata.generation = Some(7);
         let (h1, t1) = hash(&other, &settings());
         assert_eq!(h0, h1);
@@ -458,7 +672,8 @@ mod tests {
 
         // So do resources and storage.
         let mut res = base.clone();
-        res.spec.resources = Some(serde_json::from_value(serde_json::json!({"limits": {"cpu": "1"}})).unwrap());
+        res.spec.resources =
+            Some(serde_json::from_value(serde_json::json!({"limits": {"cpu": "1"}})).unwrap());
         assert_ne!(hash(&res, &settings()).0, h0);
         let mut st = base.clone();
         st.spec.storage.size = "5Gi".into();

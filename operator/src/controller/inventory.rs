@@ -22,14 +22,23 @@ use kube::{Api, Client, ResourceExt};
 use super::Error;
 
 /// Names of the Secrets and ConfigMaps that `bridges` and `plugins` refer to.
-pub fn referenced(bridges: &[Arc<Bridge>], plugins: &[Arc<Plugin>]) -> (BTreeSet<String>, BTreeSet<String>) {
+pub fn referenced(
+    bridges: &[Arc<Bridge>],
+    plugins: &[Arc<Plugin>],
+) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut secrets = BTreeSet::new();
     let mut config_maps = BTreeSet::new();
     for b in bridges {
         if let Some(auth) = &b.spec.ingress.auth {
             secrets.extend(auth.secret_refs().into_iter().map(|r| r.name.clone()));
         }
-        secrets.extend(b.spec.env.iter().filter_map(|v| v.value_from.as_ref()).map(|f| f.secret_key_ref.name.clone()));
+        secrets.extend(
+            b.spec
+                .env
+                .iter()
+                .filter_map(|v| v.value_from.as_ref())
+                .map(|f| f.secret_key_ref.name.clone()),
+        );
         for d in &b.spec.destinations {
             if let Some(s) = &d.signing {
                 secrets.insert(s.standard_webhooks.secret_ref.name.clone());
@@ -37,7 +46,13 @@ pub fn referenced(bridges: &[Arc<Bridge>], plugins: &[Arc<Plugin>]) -> (BTreeSet
         }
     }
     for p in plugins {
-        secrets.extend(p.spec.variables.iter().filter_map(|v| v.value_from.as_ref()).map(|f| f.secret_key_ref.name.clone()));
+        secrets.extend(
+            p.spec
+                .variables
+                .iter()
+                .filter_map(|v| v.value_from.as_ref())
+                .map(|f| f.secret_key_ref.name.clone()),
+        );
         if let Some(cm) = &p.spec.source.config_map {
             config_maps.insert(cm.name.clone());
         }
@@ -89,7 +104,12 @@ pub async fn inventory(
             source,
         })?;
         if let Some(cm) = got {
-            let mut data: BTreeMap<String, Vec<u8>> = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+            let mut data: BTreeMap<String, Vec<u8>> = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
             for (k, v) in cm.binary_data.unwrap_or_default() {
                 data.insert(k, v.0);
             }
@@ -106,7 +126,12 @@ pub fn secret_data(s: Secret) -> (bool, BTreeMap<String, Vec<u8>>) {
     if !secret_opted_in(s.metadata.labels.as_ref()) {
         return (false, BTreeMap::new());
     }
-    let mut data: BTreeMap<String, Vec<u8>> = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    let mut data: BTreeMap<String, Vec<u8>> = s
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
     for (k, v) in s.string_data.unwrap_or_default() {
         data.insert(k, v.into_bytes());
     }
@@ -122,12 +147,19 @@ pub struct Owners {
 }
 
 fn controller_of(meta: &ObjectMeta) -> Option<OwnerReference> {
-    meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).cloned()
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .cloned()
 }
 
 impl Owners {
     /// From the ReplicaSets and Deployments the operator watches (metadata only).
-    pub fn new(replica_sets: &[Arc<PartialObjectMeta<ReplicaSet>>], deployments: &[Arc<PartialObjectMeta<Deployment>>]) -> Self {
+    pub fn new(
+        replica_sets: &[Arc<PartialObjectMeta<ReplicaSet>>],
+        deployments: &[Arc<PartialObjectMeta<Deployment>>],
+    ) -> Self {
         let mut links = BTreeMap::new();
         let mut add = |kind: &'static str, meta: &ObjectMeta| {
             if let (Some(uid), Some(ns)) = (meta.uid.clone(), meta.namespace.clone()) {
@@ -150,7 +182,9 @@ impl Owners {
             return None;
         }
         let (k, ns, next) = self.links.get(&owner.uid)?;
-        (*k == kind && ns == namespace).then(|| next.clone()).flatten()
+        (*k == kind && ns == namespace)
+            .then(|| next.clone())
+            .flatten()
     }
 
     /// The uid of the WorkerPool whose Deployment's ReplicaSet controls `pod`, if any.
@@ -159,14 +193,18 @@ impl Owners {
         let rs = controller_of(&pod.metadata)?;
         let deployment = self.step(&rs, "ReplicaSet", ns)?;
         let pool = self.step(&deployment, "Deployment", ns)?;
-        (pool.kind == "WorkerPool" && pool.api_version.starts_with("causeway.dev/")).then_some(pool.uid)
+        (pool.kind == "WorkerPool" && pool.api_version.starts_with("causeway.dev/"))
+            .then_some(pool.uid)
     }
 }
 
 /// A pod counts when it is not being deleted.
 pub fn is_live(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
-        && !matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded") | Some("Failed"))
+        && !matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded") | Some("Failed")
+        )
 }
 
 /// Ready condition true.
@@ -181,14 +219,26 @@ pub fn is_ready(pod: &Pod) -> bool {
 
 /// The pod's IP, when it has one.
 pub fn pod_ip(pod: &Pod) -> Option<String> {
-    pod.status.as_ref().and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty())
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .filter(|ip| !ip.is_empty())
 }
 
 /// Live pods of one pool (by the pool's uid, through [`Owners`]), sorted by name.
-pub fn pods_of(pods: &[Arc<Pod>], owners: &Owners, namespace: &str, pool_uid: &str) -> Vec<Arc<Pod>> {
+pub fn pods_of(
+    pods: &[Arc<Pod>],
+    owners: &Owners,
+    namespace: &str,
+    pool_uid: &str,
+) -> Vec<Arc<Pod>> {
     let mut out: Vec<Arc<Pod>> = pods
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace) && is_live(p) && owners.pool_uid_of(p).as_deref() == Some(pool_uid))
+        .filter(|p| {
+            p.namespace().as_deref() == Some(namespace)
+                && is_live(p)
+                && owners.pool_uid_of(p).as_deref() == Some(pool_uid)
+        })
         .cloned()
         .collect();
     out.sort_by_key(|p| p.name_any());
@@ -210,12 +260,19 @@ pub fn pool_endpoints(
         if p.namespace().as_deref() != Some(namespace) || !is_ready(p) {
             continue;
         }
-        let Some(pool) = owners.pool_uid_of(p).and_then(|uid| pools.get(&uid).cloned()) else { continue };
+        let Some(pool) = owners
+            .pool_uid_of(p)
+            .and_then(|uid| pools.get(&uid).cloned())
+        else {
+            continue;
+        };
         if pool == except {
             continue;
         }
         if let Some(ip) = pod_ip(p) {
-            out.entry((namespace.to_string(), pool)).or_default().push((p.name_any(), crate::admin::base_url(&ip, INTERNAL_PORT)));
+            out.entry((namespace.to_string(), pool))
+                .or_default()
+                .push((p.name_any(), crate::admin::base_url(&ip, INTERNAL_PORT)));
         }
     }
     out.into_iter()

@@ -39,13 +39,19 @@ use crate::status::PoolObservation;
 
 pub use objects::{reconcile_bridge, reconcile_plugin};
 pub use pool::reconcile_pool;
-pub use run::{run_controllers, RunError};
+pub use run::{RunError, run_controllers};
 
 /// Errors of one reconciliation. Each becomes a Warning Event and a metric label.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{verb} {kind} {namespace}/{name}: {source}")]
-    Kube { verb: &'static str, kind: String, namespace: String, name: String, source: kube::Error },
+    Kube {
+        verb: &'static str,
+        kind: String,
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
     #[error("{0}")]
     Build(#[from] BuildError),
     #[error("{0}")]
@@ -58,9 +64,18 @@ impl Error {
     /// A bounded label for the errors metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube { source: kube::Error::Api(s), .. } if s.code == 409 => "conflict",
-            Error::Kube { source: kube::Error::Api(s), .. } if s.code == 403 => "forbidden",
-            Error::Kube { source: kube::Error::Api(s), .. } if s.code == 422 => "invalid",
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } if s.code == 409 => "conflict",
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } if s.code == 403 => "forbidden",
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } if s.code == 422 => "invalid",
             Error::Kube { .. } => "kube",
             Error::Build(_) => "build",
             Error::ConfigSecret(_) => "serialize",
@@ -79,7 +94,10 @@ pub struct PoolDefaults {
 
 impl PoolDefaults {
     pub fn spec(&self) -> WorkerPoolSpec {
-        let mut spec = WorkerPoolSpec { replicas: self.replicas, ..WorkerPoolSpec::default() };
+        let mut spec = WorkerPoolSpec {
+            replicas: self.replicas,
+            ..WorkerPoolSpec::default()
+        };
         spec.storage.size = self.storage_size.clone();
         spec.storage.storage_class_name = self.storage_class.clone();
         spec
@@ -137,20 +155,30 @@ pub struct Context {
 impl Context {
     /// The observation of one pool.
     pub fn observation(&self, namespace: &str, pool: &str) -> Option<PoolObservation> {
-        self.observations.read().ok()?.get(&(namespace.to_string(), pool.to_string())).cloned()
+        self.observations
+            .read()
+            .ok()?
+            .get(&(namespace.to_string(), pool.to_string()))
+            .cloned()
     }
 
     /// Every observation of a namespace.
     pub fn observations_in(&self, namespace: &str) -> Vec<PoolObservation> {
         match self.observations.read() {
-            Ok(map) => map.iter().filter(|((ns, _), _)| ns == namespace).map(|(_, o)| o.clone()).collect(),
+            Ok(map) => map
+                .iter()
+                .filter(|((ns, _), _)| ns == namespace)
+                .map(|(_, o)| o.clone())
+                .collect(),
             Err(_) => Vec::new(),
         }
     }
 
     /// Store an observation; true when it differs from the previous one.
     pub fn set_observation(&self, obs: PoolObservation) -> bool {
-        let Ok(mut map) = self.observations.write() else { return true };
+        let Ok(mut map) = self.observations.write() else {
+            return true;
+        };
         let key = (obs.namespace.clone(), obs.pool.clone());
         if map.get(&key) == Some(&obs) {
             return false;
@@ -166,13 +194,19 @@ impl Context {
     /// Wake the Bridges of one pool and every Plugin of the namespace.
     pub fn wake_dependents(&self, namespace: &str, pool: &str) {
         for b in self.stores.bridges.state() {
-            if b.namespace().as_deref() == Some(namespace) && causeway_crds::config::pool_of(&b.spec.pool) == pool {
-                let _closed = self.wake_bridges.unbounded_send(ObjectRef::from_obj(b.as_ref()));
+            if b.namespace().as_deref() == Some(namespace)
+                && causeway_crds::config::pool_of(&b.spec.pool) == pool
+            {
+                let _closed = self
+                    .wake_bridges
+                    .unbounded_send(ObjectRef::from_obj(b.as_ref()));
             }
         }
         for p in self.stores.plugins.state() {
             if p.namespace().as_deref() == Some(namespace) {
-                let _closed = self.wake_plugins.unbounded_send(ObjectRef::from_obj(p.as_ref()));
+                let _closed = self
+                    .wake_plugins
+                    .unbounded_send(ObjectRef::from_obj(p.as_ref()));
             }
         }
     }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use causeway_crds::common::{condition, reason, DEFAULT_POOL};
+use causeway_crds::common::{DEFAULT_POOL, condition, reason};
 use causeway_crds::config::pool_of;
 use causeway_crds::{Bridge, Plugin, WorkerPool};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -18,20 +18,39 @@ use super::apply::{apply_status, publish};
 use super::pool::now;
 use super::{Context, Error};
 use crate::builders::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL};
-use crate::status::{bridge_status, plugin_status, PoolObservation};
+use crate::status::{PoolObservation, bridge_status, plugin_status};
 
 /// Reconcile one Bridge's status.
 pub async fn reconcile_bridge(bridge: Arc<Bridge>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.start("bridge");
     if !ctx.is_synced() || bridge.meta().deletion_timestamp.is_some() {
-        return Ok(if ctx.is_synced() { Action::await_change() } else { Action::requeue(std::time::Duration::from_secs(1)) });
+        return Ok(if ctx.is_synced() {
+            Action::await_change()
+        } else {
+            Action::requeue(std::time::Duration::from_secs(1))
+        });
     }
     let name = bridge.name_any();
-    let ns = bridge.namespace().ok_or_else(|| Error::NoNamespace { kind: "Bridge".into(), name: name.clone() })?;
+    let ns = bridge.namespace().ok_or_else(|| Error::NoNamespace {
+        kind: "Bridge".into(),
+        name: name.clone(),
+    })?;
     let pool = pool_of(&bridge.spec.pool).to_string();
-    let exists = ctx.stores.pools.get(&ObjectRef::new(&pool).within(&ns)).is_some();
+    let exists = ctx
+        .stores
+        .pools
+        .get(&ObjectRef::new(&pool).within(&ns))
+        .is_some();
     if !exists && pool == DEFAULT_POOL && ensure_default_pool(&ctx, &ns).await? {
-        publish(&ctx.recorder, bridge.as_ref(), EventType::Normal, "DefaultPoolCreated", "Create", format!("created WorkerPool {DEFAULT_POOL}")).await;
+        publish(
+            &ctx.recorder,
+            bridge.as_ref(),
+            EventType::Normal,
+            "DefaultPoolCreated",
+            "Create",
+            format!("created WorkerPool {DEFAULT_POOL}"),
+        )
+        .await;
     }
     let obs = ctx.observation(&ns, &pool);
     let Some(status) = bridge_status(&bridge, exists, obs.as_ref(), &now()) else {
@@ -40,8 +59,15 @@ pub async fn reconcile_bridge(bridge: Arc<Bridge>, ctx: Arc<Context>) -> Result<
     };
     if bridge.status.as_ref() != Some(&status) {
         apply_status(&ctx.client, bridge.as_ref(), &status).await?;
-        ctx.metrics.status_writes.with_label_values(&["bridge"]).inc();
-        let old = bridge.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+        ctx.metrics
+            .status_writes
+            .with_label_values(&["bridge"])
+            .inc();
+        let old = bridge
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
         announce(&ctx, bridge.as_ref(), old, &status.conditions).await;
     }
     Ok(requeue_for(&ctx, &status.conditions))
@@ -51,25 +77,57 @@ pub async fn reconcile_bridge(bridge: Arc<Bridge>, ctx: Arc<Context>) -> Result<
 pub async fn reconcile_plugin(plugin: Arc<Plugin>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.start("plugin");
     if !ctx.is_synced() || plugin.meta().deletion_timestamp.is_some() {
-        return Ok(if ctx.is_synced() { Action::await_change() } else { Action::requeue(std::time::Duration::from_secs(1)) });
+        return Ok(if ctx.is_synced() {
+            Action::await_change()
+        } else {
+            Action::requeue(std::time::Duration::from_secs(1))
+        });
     }
     let name = plugin.name_any();
-    let ns = plugin.namespace().ok_or_else(|| Error::NoNamespace { kind: "Plugin".into(), name: name.clone() })?;
-    let pools: BTreeSet<String> =
-        ctx.stores.pools.state().iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str())).map(|p| p.name_any()).collect();
+    let ns = plugin.namespace().ok_or_else(|| Error::NoNamespace {
+        kind: "Plugin".into(),
+        name: name.clone(),
+    })?;
+    let pools: BTreeSet<String> = ctx
+        .stores
+        .pools
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .map(|p| p.name_any())
+        .collect();
     let wants_default = plugin.spec.pool.as_deref().unwrap_or(DEFAULT_POOL) == DEFAULT_POOL;
     if wants_default && !pools.contains(DEFAULT_POOL) && ensure_default_pool(&ctx, &ns).await? {
-        publish(&ctx.recorder, plugin.as_ref(), EventType::Normal, "DefaultPoolCreated", "Create", format!("created WorkerPool {DEFAULT_POOL}")).await;
+        publish(
+            &ctx.recorder,
+            plugin.as_ref(),
+            EventType::Normal,
+            "DefaultPoolCreated",
+            "Create",
+            format!("created WorkerPool {DEFAULT_POOL}"),
+        )
+        .await;
     }
-    let observations: Vec<PoolObservation> = ctx.observations_in(&ns).into_iter().filter(|o| pools.contains(&o.pool)).collect();
+    let observations: Vec<PoolObservation> = ctx
+        .observations_in(&ns)
+        .into_iter()
+        .filter(|o| pools.contains(&o.pool))
+        .collect();
     let refs: Vec<&PoolObservation> = observations.iter().collect();
     let Some(status) = plugin_status(&plugin, &pools, &refs, &now()) else {
         return Ok(Action::requeue(ctx.settings.requeue_converged));
     };
     if plugin.status.as_ref() != Some(&status) {
         apply_status(&ctx.client, plugin.as_ref(), &status).await?;
-        ctx.metrics.status_writes.with_label_values(&["plugin"]).inc();
-        let old = plugin.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+        ctx.metrics
+            .status_writes
+            .with_label_values(&["plugin"])
+            .inc();
+        let old = plugin
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
         announce(&ctx, plugin.as_ref(), old, &status.conditions).await;
     }
     Ok(requeue_for(&ctx, &status.conditions))
@@ -78,18 +136,39 @@ pub async fn reconcile_plugin(plugin: Arc<Plugin>, ctx: Arc<Context>) -> Result<
 /// Poll while a worker is still catching up; otherwise wait for a change (the pool
 /// controller wakes its objects whenever what it observed changes).
 fn requeue_for(ctx: &Context, conditions: &[Condition]) -> Action {
-    let pending = conditions.iter().any(|c| c.type_ == condition::READY && c.status != "True" && c.reason == reason::PENDING);
-    Action::requeue(if pending { ctx.settings.requeue_pending } else { ctx.settings.requeue_converged })
+    let pending = conditions
+        .iter()
+        .any(|c| c.type_ == condition::READY && c.status != "True" && c.reason == reason::PENDING);
+    Action::requeue(if pending {
+        ctx.settings.requeue_pending
+    } else {
+        ctx.settings.requeue_converged
+    })
 }
 
 /// One Event per change of the Ready condition (status or reason).
-async fn announce<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, old: &[Condition], new: &[Condition]) {
-    let find = |c: &[Condition]| c.iter().find(|c| c.type_ == condition::READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
-    let (Some(new), old) = (find(new), find(old)) else { return };
+async fn announce<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    old: &[Condition],
+    new: &[Condition],
+) {
+    let find = |c: &[Condition]| {
+        c.iter()
+            .find(|c| c.type_ == condition::READY)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let (Some(new), old) = (find(new), find(old)) else {
+        return;
+    };
     if old.as_ref().map(|o| (&o.0, &o.1)) == Some((&new.0, &new.1)) {
         return;
     }
-    let type_ = if new.0 == "True" || new.1 == reason::PENDING || new.1 == reason::SUSPENDED { EventType::Normal } else { EventType::Warning };
+    let type_ = if new.0 == "True" || new.1 == reason::PENDING || new.1 == reason::SUSPENDED {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
     publish(&ctx.recorder, obj, type_, &new.1, "Reconcile", new.2).await;
 }
 
@@ -102,19 +181,31 @@ pub async fn ensure_default_pool(ctx: &Context, ns: &str) -> Result<bool, Error>
         metadata: ObjectMeta {
             name: Some(DEFAULT_POOL.into()),
             namespace: Some(ns.into()),
-            labels: Some(BTreeMap::from([(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string())])),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY_LABEL.to_string(),
+                MANAGED_BY.to_string(),
+            )])),
             ..ObjectMeta::default()
         },
         spec: ctx.settings.default_pool.spec(),
         status: None,
     };
-    let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
+    let pp = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
     match api.create(&pp, &pool).await {
         Ok(_) => {
             tracing::info!(namespace = %ns, "created WorkerPool default");
             Ok(true)
         }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(source) => Err(Error::Kube { verb: "create", kind: "WorkerPool".into(), namespace: ns.into(), name: DEFAULT_POOL.into(), source }),
+        Err(source) => Err(Error::Kube {
+            verb: "create",
+            kind: "WorkerPool".into(),
+            namespace: ns.into(),
+            name: DEFAULT_POOL.into(),
+            source,
+        }),
     }
 }

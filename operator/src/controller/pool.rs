@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use causeway_crds::common::{condition, is_true, reason};
-use causeway_crds::config::{render, RenderContext, Scope, SecretValue};
+use causeway_crds::config::{RenderContext, Scope, SecretValue, render};
 use causeway_crds::pool::StorageType;
 use causeway_crds::{Bridge, Plugin, WorkerPool};
 use futures::future::join_all;
@@ -16,10 +16,12 @@ use kube::{Api, Resource, ResourceExt};
 use rand::RngCore;
 
 use super::apply::{apply, apply_status, delete_unwanted, publish};
-use super::inventory::{inventory, is_ready, pod_ip, pods_of, pool_endpoints, Owners};
+use super::inventory::{Owners, inventory, is_ready, pod_ip, pods_of, pool_endpoints};
 use super::{Context, Error};
-use crate::builders::{self, admin_secret_name, BuildError, PoolView, INTERNAL_TOKEN_SECRET, TOKEN_KEY};
-use crate::status::{pool_status, PodObservation, PoolObservation};
+use crate::builders::{
+    self, BuildError, INTERNAL_TOKEN_SECRET, PoolView, TOKEN_KEY, admin_secret_name,
+};
+use crate::status::{PodObservation, PoolObservation, pool_status};
 
 /// Now, to the second (what the API server keeps).
 pub fn now() -> Time {
@@ -33,7 +35,10 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
         return Ok(Action::requeue(std::time::Duration::from_secs(1)));
     }
     let name = pool.name_any();
-    let ns = pool.namespace().ok_or_else(|| Error::NoNamespace { kind: "WorkerPool".into(), name: name.clone() })?;
+    let ns = pool.namespace().ok_or_else(|| Error::NoNamespace {
+        kind: "WorkerPool".into(),
+        name: name.clone(),
+    })?;
     if pool.meta().deletion_timestamp.is_some() {
         // Children carry owner references: garbage collection removes them.
         ctx.forget(&ns, &name);
@@ -43,14 +48,32 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
     let view = match PoolView::new(&pool) {
         Ok(v) => v,
         Err(e @ BuildError::NameTooLong(_)) => {
-            write_status(&ctx, &pool, None, Some((reason::INVALID_SPEC, e.to_string())), &now).await?;
+            write_status(
+                &ctx,
+                &pool,
+                None,
+                Some((reason::INVALID_SPEC, e.to_string())),
+                &now,
+            )
+            .await?;
             return Ok(Action::await_change());
         }
         Err(e) => return Err(e.into()),
     };
     if let Err(errs) = causeway_crds::validate::validate_pool(&pool.spec) {
-        let message = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
-        write_status(&ctx, &pool, None, Some((reason::INVALID_SPEC, message)), &now).await?;
+        let message = errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        write_status(
+            &ctx,
+            &pool,
+            None,
+            Some((reason::INVALID_SPEC, message)),
+            &now,
+        )
+        .await?;
         return Ok(Action::await_change());
     }
     if let Some(sa_name) = &pool.spec.service_account_name {
@@ -66,7 +89,14 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
         })?;
         if let Err(message) = builders::service_account_opted_in(&name, sa_name, sa.as_ref()) {
             let previous = ctx.observation(&ns, &name);
-            write_status(&ctx, &pool, previous.as_ref(), Some((reason::SERVICE_ACCOUNT_NOT_OPTED_IN, message)), &now).await?;
+            write_status(
+                &ctx,
+                &pool,
+                previous.as_ref(),
+                Some((reason::SERVICE_ACCOUNT_NOT_OPTED_IN, message)),
+                &now,
+            )
+            .await?;
             return Ok(Action::requeue(ctx.settings.requeue_converged));
         }
     }
@@ -78,14 +108,19 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
         // Bridge's. Metadata only; the value is never read here.
         let secret_name = &pg.url_secret_ref.name;
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-        let meta = api.get_metadata_opt(secret_name).await.map_err(|source| Error::Kube {
-            verb: "get",
-            kind: "Secret".into(),
-            namespace: ns.clone(),
-            name: secret_name.clone(),
-            source,
-        })?;
-        if let Some((why, message)) = postgres_secret_problem(&ns, secret_name, meta.as_ref().map(|m| &m.metadata)) {
+        let meta = api
+            .get_metadata_opt(secret_name)
+            .await
+            .map_err(|source| Error::Kube {
+                verb: "get",
+                kind: "Secret".into(),
+                namespace: ns.clone(),
+                name: secret_name.clone(),
+                source,
+            })?;
+        if let Some((why, message)) =
+            postgres_secret_problem(&ns, secret_name, meta.as_ref().map(|m| &m.metadata))
+        {
             let previous = ctx.observation(&ns, &name);
             write_status(&ctx, &pool, previous.as_ref(), Some((why, message)), &now).await?;
             return Ok(Action::requeue(ctx.settings.requeue_converged));
@@ -97,14 +132,27 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
         Err(e) => {
             // Say so on the pool, then let the error policy back off and publish a Warning.
             let previous = ctx.observation(&ns, &name);
-            if let Err(status_err) = write_status(&ctx, &pool, previous.as_ref(), Some((crate::status::APPLY_FAILED, e.to_string())), &now).await {
+            if let Err(status_err) = write_status(
+                &ctx,
+                &pool,
+                previous.as_ref(),
+                Some((crate::status::APPLY_FAILED, e.to_string())),
+                &now,
+            )
+            .await
+            {
                 tracing::warn!(error = %status_err, pool = %name, "could not write pool status");
             }
             return Err(e);
         }
     };
 
-    if pool.status.as_ref().and_then(|s| s.config_version.as_deref()) != Some(obs.desired_version.as_str()) {
+    if pool
+        .status
+        .as_ref()
+        .and_then(|s| s.config_version.as_deref())
+        != Some(obs.desired_version.as_str())
+    {
         let note = format!(
             "config version {}: {} bridges, {} plugins, {} problems",
             obs.desired_version,
@@ -112,14 +160,26 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
             obs.plugins.len(),
             obs.problems.len()
         );
-        publish(&ctx.recorder, pool.as_ref(), EventType::Normal, "ConfigRendered", "Render", note).await;
+        publish(
+            &ctx.recorder,
+            pool.as_ref(),
+            EventType::Normal,
+            "ConfigRendered",
+            "Render",
+            note,
+        )
+        .await;
     }
     if ctx.set_observation(obs.clone()) {
         ctx.wake_dependents(&ns, &name);
     }
     let status = write_status(&ctx, &pool, Some(&obs), None, &now).await?;
     let converged = is_true(&status.conditions, condition::READY);
-    Ok(Action::requeue(if converged { ctx.settings.requeue_converged } else { ctx.settings.requeue_pending }))
+    Ok(Action::requeue(if converged {
+        ctx.settings.requeue_converged
+    } else {
+        ctx.settings.requeue_pending
+    }))
 }
 
 /// Compute and, when it changed, write the pool's status; publish an Event when Ready flips.
@@ -133,43 +193,115 @@ async fn write_status(
     let status = pool_status(pool, obs, failure, now);
     if pool.status.as_ref() != Some(&status) {
         apply_status(&ctx.client, pool, &status).await?;
-        ctx.metrics.status_writes.with_label_values(&["workerpool"]).inc();
-        let old = pool.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::READY));
-        let new = status.conditions.iter().find(|c| c.type_ == condition::READY);
+        ctx.metrics
+            .status_writes
+            .with_label_values(&["workerpool"])
+            .inc();
+        let old = pool
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::READY));
+        let new = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::READY);
         if let Some(new) = new
             && old.map(|o| (&o.status, &o.reason)) != Some((&new.status, &new.reason))
         {
-            let type_ = if new.status == "True" || new.reason == reason::PENDING { EventType::Normal } else { EventType::Warning };
-            publish(&ctx.recorder, pool, type_, &new.reason, "Reconcile", new.message.clone()).await;
+            let type_ = if new.status == "True" || new.reason == reason::PENDING {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            publish(
+                &ctx.recorder,
+                pool,
+                type_,
+                &new.reason,
+                "Reconcile",
+                new.message.clone(),
+            )
+            .await;
         }
     }
     Ok(status)
 }
 
 /// Everything but the status: render, apply the children, observe the workers.
-async fn converge(ctx: &Context, pool: &WorkerPool, view: &PoolView<'_>) -> Result<PoolObservation, Error> {
+async fn converge(
+    ctx: &Context,
+    pool: &WorkerPool,
+    view: &PoolView<'_>,
+) -> Result<PoolObservation, Error> {
     let (ns, name) = (view.namespace.clone(), view.name.clone());
     let in_ns = |o: Option<String>| o.as_deref() == Some(ns.as_str());
-    let pools: Vec<Arc<WorkerPool>> = ctx.stores.pools.state().into_iter().filter(|p| in_ns(p.namespace())).collect();
-    let bridges: Vec<Arc<Bridge>> = ctx.stores.bridges.state().into_iter().filter(|b| in_ns(b.namespace())).collect();
-    let plugins: Vec<Arc<Plugin>> = ctx.stores.plugins.state().into_iter().filter(|p| in_ns(p.namespace())).collect();
+    let pools: Vec<Arc<WorkerPool>> = ctx
+        .stores
+        .pools
+        .state()
+        .into_iter()
+        .filter(|p| in_ns(p.namespace()))
+        .collect();
+    let bridges: Vec<Arc<Bridge>> = ctx
+        .stores
+        .bridges
+        .state()
+        .into_iter()
+        .filter(|b| in_ns(b.namespace()))
+        .collect();
+    let plugins: Vec<Arc<Plugin>> = ctx
+        .stores
+        .plugins
+        .state()
+        .into_iter()
+        .filter(|p| in_ns(p.namespace()))
+        .collect();
 
     // Tokens: kept in Secrets the operator owns, generated once.
-    let owners = pools.iter().filter_map(|p| p.controller_owner_ref(&())).collect::<Vec<_>>();
-    let internal = ensure_token(ctx, &ns, INTERNAL_TOKEN_SECRET, |t| builders::internal_token_secret(&ns, owners.clone(), t)).await?;
-    let admin = ensure_token(ctx, &ns, &admin_secret_name(&name), |t| builders::token_secret(view, t)).await?;
+    let owners = pools
+        .iter()
+        .filter_map(|p| p.controller_owner_ref(&()))
+        .collect::<Vec<_>>();
+    let internal = ensure_token(ctx, &ns, INTERNAL_TOKEN_SECRET, |t| {
+        builders::internal_token_secret(&ns, owners.clone(), t)
+    })
+    .await?;
+    let admin = ensure_token(ctx, &ns, &admin_secret_name(&name), |t| {
+        builders::token_secret(view, t)
+    })
+    .await?;
 
     // Render.
-    let inv = inventory(&ctx.client, &ns, pools.clone(), bridges.clone(), plugins.clone()).await?;
+    let inv = inventory(
+        &ctx.client,
+        &ns,
+        pools.clone(),
+        bridges.clone(),
+        plugins.clone(),
+    )
+    .await?;
     let all_pods = ctx.stores.pods.state();
-    let owners = Owners::new(&ctx.stores.replica_sets.state(), &ctx.stores.deployments.state());
-    let pool_uids = pools.iter().filter_map(|p| Some((p.uid()?, p.name_any()))).collect();
+    let owners = Owners::new(
+        &ctx.stores.replica_sets.state(),
+        &ctx.stores.deployments.state(),
+    );
+    let pool_uids = pools
+        .iter()
+        .filter_map(|p| Some((p.uid()?, p.name_any())))
+        .collect();
     let rctx = RenderContext {
         internal_tokens: [(ns.clone(), SecretValue(internal))].into(),
         admin_token: Some(SecretValue(admin.clone())),
         pool_endpoints: pool_endpoints(&all_pods, &owners, &pool_uids, &ns, &name),
     };
-    let rendered = render(&inv, &Scope::Pool { namespace: ns.clone(), name: name.clone() }, &rctx);
+    let rendered = render(
+        &inv,
+        &Scope::Pool {
+            namespace: ns.clone(),
+            name: name.clone(),
+        },
+        &rctx,
+    );
 
     // Apply the children, config first so that new pods start on it.
     let children = builders::children(view, &ctx.settings.build);
@@ -178,7 +310,11 @@ async fn converge(ctx: &Context, pool: &WorkerPool, view: &PoolView<'_>) -> Resu
     }
     apply(&ctx.client, &children.role).await?;
     apply(&ctx.client, &children.role_binding).await?;
-    apply(&ctx.client, &builders::config_secret(view, &rendered.config)?).await?;
+    apply(
+        &ctx.client,
+        &builders::config_secret(view, &rendered.config)?,
+    )
+    .await?;
     if let Some(pvc) = &children.data_claim {
         apply(&ctx.client, pvc).await?;
     }
@@ -197,20 +333,75 @@ async fn converge(ctx: &Context, pool: &WorkerPool, view: &PoolView<'_>) -> Resu
 
     // Orphans: optional children no longer wanted (PVC after a switch to postgres, …).
     let uid = view.owner.uid.as_str();
-    let kept = |o: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| o.and_then(|m| m.name.clone());
+    let kept = |o: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| {
+        o.and_then(|m| m.name.clone())
+    };
     let keep_claim = kept(children.data_claim.as_ref().map(|o| &o.metadata));
     let keep_pdb = kept(children.disruption_budget.as_ref().map(|o| &o.metadata));
     let keep_hpa = kept(children.autoscaler.as_ref().map(|o| &o.metadata));
     let keep_sa = kept(children.service_account.as_ref().map(|o| &o.metadata));
     let keep_np = kept(children.network_policy.as_ref().map(|o| &o.metadata));
     let mut deleted = Vec::new();
-    deleted.extend(delete_unwanted(&ctx.client, &ctx.stores.claims, &ns, uid, keep_claim.as_deref()).await?);
-    deleted.extend(delete_unwanted(&ctx.client, &ctx.stores.budgets, &ns, uid, keep_pdb.as_deref()).await?);
-    deleted.extend(delete_unwanted(&ctx.client, &ctx.stores.autoscalers, &ns, uid, keep_hpa.as_deref()).await?);
-    deleted.extend(delete_unwanted(&ctx.client, &ctx.stores.service_accounts, &ns, uid, keep_sa.as_deref()).await?);
-    deleted.extend(delete_unwanted(&ctx.client, &ctx.stores.network_policies, &ns, uid, keep_np.as_deref()).await?);
+    deleted.extend(
+        delete_unwanted(
+            &ctx.client,
+            &ctx.stores.claims,
+            &ns,
+            uid,
+            keep_claim.as_deref(),
+        )
+        .await?,
+    );
+    deleted.extend(
+        delete_unwanted(
+            &ctx.client,
+            &ctx.stores.budgets,
+            &ns,
+            uid,
+            keep_pdb.as_deref(),
+        )
+        .await?,
+    );
+    deleted.extend(
+        delete_unwanted(
+            &ctx.client,
+            &ctx.stores.autoscalers,
+            &ns,
+            uid,
+            keep_hpa.as_deref(),
+        )
+        .await?,
+    );
+    deleted.extend(
+        delete_unwanted(
+            &ctx.client,
+            &ctx.stores.service_accounts,
+            &ns,
+            uid,
+            keep_sa.as_deref(),
+        )
+        .await?,
+    );
+    deleted.extend(
+        delete_unwanted(
+            &ctx.client,
+            &ctx.stores.network_policies,
+            &ns,
+            uid,
+            keep_np.as_deref(),
+        )
+        .await?,
+    );
     if !deleted.is_empty() {
-        publish(&ctx.recorder, pool, EventType::Normal, "OrphansDeleted", "Delete", format!("deleted {}", deleted.join(", "))).await;
+        publish(
+            &ctx.recorder,
+            pool,
+            EventType::Normal,
+            "OrphansDeleted",
+            "Delete",
+            format!("deleted {}", deleted.join(", ")),
+        )
+        .await;
     }
 
     // Observe: ask every ready pod what it runs.
@@ -229,18 +420,35 @@ async fn converge(ctx: &Context, pool: &WorkerPool, view: &PoolView<'_>) -> Resu
     .await;
     let bridge_refs: Vec<&Bridge> = bridges.iter().map(|b| b.as_ref()).collect();
     let plugin_refs: Vec<&Plugin> = plugins.iter().map(|p| p.as_ref()).collect();
-    let mut obs = PoolObservation::from_render(&ns, &name, &rendered.config, rendered.problems, &bridge_refs, &plugin_refs);
+    let mut obs = PoolObservation::from_render(
+        &ns,
+        &name,
+        &rendered.config,
+        rendered.problems,
+        &bridge_refs,
+        &plugin_refs,
+    );
     obs.pods = pods
         .iter()
         .zip(reports)
-        .map(|(p, report)| PodObservation { name: p.name_any(), ip: pod_ip(p), ready: is_ready(p), report })
+        .map(|(p, report)| PodObservation {
+            name: p.name_any(),
+            ip: pod_ip(p),
+            ready: is_ready(p),
+            report,
+        })
         .collect();
     Ok(obs)
 }
 
 /// Read the token from its Secret, or generate one; then apply the Secret (which keeps its
 /// labels and owners current). The value never changes once written.
-async fn ensure_token(ctx: &Context, ns: &str, name: &str, build: impl Fn(&str) -> Secret) -> Result<String, Error> {
+async fn ensure_token(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    build: impl Fn(&str) -> Secret,
+) -> Result<String, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let existing = api.get_opt(name).await.map_err(|source| Error::Kube {
         verb: "get",
@@ -263,7 +471,12 @@ pub fn postgres_secret_problem(
 ) -> Option<(&'static str, String)> {
     let label = causeway_crds::common::SECRET_OPT_IN_LABEL;
     match meta {
-        None => Some((reason::SECRET_NOT_FOUND, format!("Secret {name:?} (spec.storage.postgres.urlSecretRef) not found in namespace {ns}"))),
+        None => Some((
+            reason::SECRET_NOT_FOUND,
+            format!(
+                "Secret {name:?} (spec.storage.postgres.urlSecretRef) not found in namespace {ns}"
+            ),
+        )),
         Some(m) if !causeway_crds::common::secret_opted_in(m.labels.as_ref()) => Some((
             reason::SECRET_NOT_OPTED_IN,
             format!(

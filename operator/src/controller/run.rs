@@ -13,27 +13,29 @@ use std::time::Duration;
 
 use causeway_crds::config::pool_of;
 use causeway_crds::{Bridge, Plugin, WorkerPool};
-use futures::channel::mpsc::{unbounded, UnboundedSender};
+use futures::channel::mpsc::{UnboundedSender, unbounded};
 use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::core::PartialObjectMeta;
-use kube::runtime::{watcher, WatchStreamExt};
-use k8s_openapi::NamespaceResourceScope;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::apply::publish;
-use super::{reconcile_bridge, reconcile_plugin, reconcile_pool, Context, Error, Settings, Stores};
+use super::{Context, Error, Settings, Stores, reconcile_bridge, reconcile_plugin, reconcile_pool};
 use crate::admin::AdminApi;
-use crate::builders::{managed_selector, MANAGED_BY_LABEL};
+use crate::builders::{MANAGED_BY_LABEL, managed_selector};
 use crate::metrics::Metrics;
 
 /// Errors that stop the controllers.
@@ -51,9 +53,20 @@ type OnEvent<K> = Box<dyn Fn(&K, bool) + Send + Sync>;
 /// Drive a root watch: keep `writer`'s store current and call `on_event` for every applied
 /// or deleted object (not for the initial list, after which every controller reconciles
 /// everything anyway).
-fn drive<K>(api: Api<K>, wc: watcher::Config, writer: reflector::store::Writer<K>, kind: &'static str, on_event: OnEvent<K>)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+fn drive<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+    writer: reflector::store::Writer<K>,
+    kind: &'static str,
+    on_event: OnEvent<K>,
+) where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let stream = watcher(api, wc).default_backoff().reflect_shared(writer);
     spawn_events(stream, kind, on_event);
@@ -95,8 +108,14 @@ impl PoolWaker {
     }
 
     fn owner_of(&self, meta: &kube::api::ObjectMeta) -> bool {
-        let Some(ns) = meta.namespace.clone() else { return false };
-        let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true) && o.kind == "WorkerPool");
+        let Some(ns) = meta.namespace.clone() else {
+            return false;
+        };
+        let owner = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true) && o.kind == "WorkerPool");
         match owner {
             Some(o) => {
                 let _closed = self.tx.unbounded_send(ObjectRef::new(&o.name).within(&ns));
@@ -145,14 +164,19 @@ pub async fn run_controllers(
     let (network_policies, nps_w) = reflector::store_shared::<NetworkPolicy>(BUFFER);
     let (replica_sets, rs_w) = reflector::store_shared::<PartialObjectMeta<ReplicaSet>>(BUFFER);
     let (deployments, deploy_w) = reflector::store_shared::<PartialObjectMeta<Deployment>>(BUFFER);
-    let pool_trigger = pools_w.subscribe().ok_or(RunError::NotShared("WorkerPool"))?;
+    let pool_trigger = pools_w
+        .subscribe()
+        .ok_or(RunError::NotShared("WorkerPool"))?;
     let bridge_trigger = bridges_w.subscribe().ok_or(RunError::NotShared("Bridge"))?;
     let plugin_trigger = plugins_w.subscribe().ok_or(RunError::NotShared("Plugin"))?;
 
     let (wake_pools_tx, wake_pools_rx) = unbounded::<ObjectRef<WorkerPool>>();
     let (wake_bridges_tx, wake_bridges_rx) = unbounded::<ObjectRef<Bridge>>();
     let (wake_plugins_tx, wake_plugins_rx) = unbounded::<ObjectRef<Plugin>>();
-    let waker = PoolWaker { tx: wake_pools_tx, pools: pools.clone() };
+    let waker = PoolWaker {
+        tx: wake_pools_tx,
+        pools: pools.clone(),
+    };
 
     let stores = Stores {
         pools: pools.clone(),
@@ -183,91 +207,185 @@ pub async fn run_controllers(
     // Pools: a new or deleted pool changes the status of the objects that name it, and the
     // routes of the other pools of its namespace.
     {
-        let (ctx2, bridges_tx, plugins_tx, w) = (ctx.clone(), wake_bridges_tx.clone(), wake_plugins_tx.clone(), waker.clone());
-        drive(scoped_api::<WorkerPool>(&client, ns), all.clone(), pools_w, "WorkerPool", Box::new(move |p: &WorkerPool, deleted: bool| {
-            let ns = p.namespace();
-            let (ns_name, name) = (ns.clone().unwrap_or_default(), p.name_any());
-            // Only a pool that appears or goes changes the others' routes (not its status).
-            if deleted || ctx2.observation(&ns_name, &name).is_none() {
-                w.all_in(ns.clone());
-            }
-            if deleted {
-                ctx2.forget(&ns_name, &name);
-            }
-            for b in ctx2.stores.bridges.state() {
-                if b.namespace() == ns && pool_of(&b.spec.pool) == p.name_any() {
-                    let _closed = bridges_tx.unbounded_send(ObjectRef::from_obj(b.as_ref()));
+        let (ctx2, bridges_tx, plugins_tx, w) = (
+            ctx.clone(),
+            wake_bridges_tx.clone(),
+            wake_plugins_tx.clone(),
+            waker.clone(),
+        );
+        drive(
+            scoped_api::<WorkerPool>(&client, ns),
+            all.clone(),
+            pools_w,
+            "WorkerPool",
+            Box::new(move |p: &WorkerPool, deleted: bool| {
+                let ns = p.namespace();
+                let (ns_name, name) = (ns.clone().unwrap_or_default(), p.name_any());
+                // Only a pool that appears or goes changes the others' routes (not its status).
+                if deleted || ctx2.observation(&ns_name, &name).is_none() {
+                    w.all_in(ns.clone());
                 }
-            }
-            for pl in ctx2.stores.plugins.state() {
-                if pl.namespace() == ns {
-                    let _closed = plugins_tx.unbounded_send(ObjectRef::from_obj(pl.as_ref()));
+                if deleted {
+                    ctx2.forget(&ns_name, &name);
                 }
-            }
-        }));
+                for b in ctx2.stores.bridges.state() {
+                    if b.namespace() == ns && pool_of(&b.spec.pool) == p.name_any() {
+                        let _closed = bridges_tx.unbounded_send(ObjectRef::from_obj(b.as_ref()));
+                    }
+                }
+                for pl in ctx2.stores.plugins.state() {
+                    if pl.namespace() == ns {
+                        let _closed = plugins_tx.unbounded_send(ObjectRef::from_obj(pl.as_ref()));
+                    }
+                }
+            }),
+        );
     }
     // Bridges and Plugins: every pool of the namespace may render them (a bridge that moved
     // pools must leave the old one; an unplaced plugin loads wherever it is used).
     {
         let w = waker.clone();
-        drive(scoped_api::<Bridge>(&client, ns), all.clone(), bridges_w, "Bridge", Box::new(move |b: &Bridge, _| w.all_in(b.namespace())));
+        drive(
+            scoped_api::<Bridge>(&client, ns),
+            all.clone(),
+            bridges_w,
+            "Bridge",
+            Box::new(move |b: &Bridge, _| w.all_in(b.namespace())),
+        );
         let w = waker.clone();
-        drive(scoped_api::<Plugin>(&client, ns), all.clone(), plugins_w, "Plugin", Box::new(move |p: &Plugin, _| w.all_in(p.namespace())));
+        drive(
+            scoped_api::<Plugin>(&client, ns),
+            all.clone(),
+            plugins_w,
+            "Plugin",
+            Box::new(move |p: &Plugin, _| w.all_in(p.namespace())),
+        );
         // Worker pods: readiness feeds status, and IPs feed the other pools' routes.
         let w = waker.clone();
-        drive(scoped_api::<Pod>(&client, ns), managed.clone(), pods_w, "Pod", Box::new(move |p: &Pod, _| w.all_in(p.namespace())));
+        drive(
+            scoped_api::<Pod>(&client, ns),
+            managed.clone(),
+            pods_w,
+            "Pod",
+            Box::new(move |p: &Pod, _| w.all_in(p.namespace())),
+        );
     }
     // Optional children: their owner pool.
     {
         let w = waker.clone();
-        drive(scoped_api::<PersistentVolumeClaim>(&client, ns), managed.clone(), claims_w, "PersistentVolumeClaim", Box::new(move |o: &PersistentVolumeClaim, _| {
-            w.owner_of(o.meta());
-        }));
+        drive(
+            scoped_api::<PersistentVolumeClaim>(&client, ns),
+            managed.clone(),
+            claims_w,
+            "PersistentVolumeClaim",
+            Box::new(move |o: &PersistentVolumeClaim, _| {
+                w.owner_of(o.meta());
+            }),
+        );
         let w = waker.clone();
-        drive(scoped_api::<PodDisruptionBudget>(&client, ns), managed.clone(), budgets_w, "PodDisruptionBudget", Box::new(move |o: &PodDisruptionBudget, _| {
-            w.owner_of(o.meta());
-        }));
+        drive(
+            scoped_api::<PodDisruptionBudget>(&client, ns),
+            managed.clone(),
+            budgets_w,
+            "PodDisruptionBudget",
+            Box::new(move |o: &PodDisruptionBudget, _| {
+                w.owner_of(o.meta());
+            }),
+        );
         let w = waker.clone();
-        drive(scoped_api::<HorizontalPodAutoscaler>(&client, ns), managed.clone(), autoscalers_w, "HorizontalPodAutoscaler", Box::new(move |o: &HorizontalPodAutoscaler, _| {
-            w.owner_of(o.meta());
-        }));
+        drive(
+            scoped_api::<HorizontalPodAutoscaler>(&client, ns),
+            managed.clone(),
+            autoscalers_w,
+            "HorizontalPodAutoscaler",
+            Box::new(move |o: &HorizontalPodAutoscaler, _| {
+                w.owner_of(o.meta());
+            }),
+        );
         let w = waker.clone();
-        drive(scoped_api::<ServiceAccount>(&client, ns), managed.clone(), sas_w, "ServiceAccount", Box::new(move |o: &ServiceAccount, _| {
-            w.owner_of(o.meta());
-        }));
+        drive(
+            scoped_api::<ServiceAccount>(&client, ns),
+            managed.clone(),
+            sas_w,
+            "ServiceAccount",
+            Box::new(move |o: &ServiceAccount, _| {
+                w.owner_of(o.meta());
+            }),
+        );
         let w = waker.clone();
-        drive(scoped_api::<NetworkPolicy>(&client, ns), managed.clone(), nps_w, "NetworkPolicy", Box::new(move |o: &NetworkPolicy, _| {
-            w.owner_of(o.meta());
-        }));
+        drive(
+            scoped_api::<NetworkPolicy>(&client, ns),
+            managed.clone(),
+            nps_w,
+            "NetworkPolicy",
+            Box::new(move |o: &NetworkPolicy, _| {
+                w.owner_of(o.meta());
+            }),
+        );
     }
     // ReplicaSets and Deployments, metadata only: the owner chain that makes a pod a
     // worker of a pool (a label alone does not). A new ReplicaSet wakes the pools of its
     // namespace, whose pods it now vouches for.
     {
         let w = waker.clone();
-        drive(scoped_api::<PartialObjectMeta<ReplicaSet>>(&client, ns), managed.clone(), rs_w, "ReplicaSet", Box::new(move |o: &PartialObjectMeta<ReplicaSet>, _| {
-            w.all_in(o.metadata.namespace.clone())
-        }));
+        drive(
+            scoped_api::<PartialObjectMeta<ReplicaSet>>(&client, ns),
+            managed.clone(),
+            rs_w,
+            "ReplicaSet",
+            Box::new(move |o: &PartialObjectMeta<ReplicaSet>, _| {
+                w.all_in(o.metadata.namespace.clone())
+            }),
+        );
         let w = waker.clone();
-        drive(scoped_api::<PartialObjectMeta<Deployment>>(&client, ns), managed.clone(), deploy_w, "Deployment", Box::new(move |o: &PartialObjectMeta<Deployment>, _| {
-            w.owner_of(&o.metadata);
-        }));
+        drive(
+            scoped_api::<PartialObjectMeta<Deployment>>(&client, ns),
+            managed.clone(),
+            deploy_w,
+            "Deployment",
+            Box::new(move |o: &PartialObjectMeta<Deployment>, _| {
+                w.owner_of(&o.metadata);
+            }),
+        );
     }
     // Secrets and ConfigMaps, metadata only (no Secret data is cached): ours go to their
     // owner pool; the users' to every pool of the namespace, which re-render if they refer
     // to them.
     {
         let w = waker.clone();
-        let secrets = watcher(scoped_api::<PartialObjectMeta<Secret>>(&client, ns), all.clone()).default_backoff();
-        spawn_events(secrets, "Secret", Box::new(move |s: &PartialObjectMeta<Secret>, _| {
-            let ours = s.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).is_some();
-            if !w.owner_of(&s.metadata) && !ours {
-                w.all_in(s.metadata.namespace.clone());
-            }
-        }));
+        let secrets = watcher(
+            scoped_api::<PartialObjectMeta<Secret>>(&client, ns),
+            all.clone(),
+        )
+        .default_backoff();
+        spawn_events(
+            secrets,
+            "Secret",
+            Box::new(move |s: &PartialObjectMeta<Secret>, _| {
+                let ours = s
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(MANAGED_BY_LABEL))
+                    .is_some();
+                if !w.owner_of(&s.metadata) && !ours {
+                    w.all_in(s.metadata.namespace.clone());
+                }
+            }),
+        );
         let w = waker.clone();
-        let cms = watcher(scoped_api::<PartialObjectMeta<ConfigMap>>(&client, ns), all.clone()).default_backoff();
-        spawn_events(cms, "ConfigMap", Box::new(move |c: &PartialObjectMeta<ConfigMap>, _| w.all_in(c.metadata.namespace.clone())));
+        let cms = watcher(
+            scoped_api::<PartialObjectMeta<ConfigMap>>(&client, ns),
+            all.clone(),
+        )
+        .default_backoff();
+        spawn_events(
+            cms,
+            "ConfigMap",
+            Box::new(move |c: &PartialObjectMeta<ConfigMap>, _| {
+                w.all_in(c.metadata.namespace.clone())
+            }),
+        );
     }
 
     // Mark synced once every store has listed. A store that has not listed after a while is
@@ -279,7 +397,12 @@ pub async fn run_controllers(
     // good (seen on a fresh control plane). Polling `now_or_never` reads the flag instead.
     {
         let ctx2 = ctx.clone();
-        let (p, b, pl, po) = (pools.clone(), bridges.clone(), plugins.clone(), pods.clone());
+        let (p, b, pl, po) = (
+            pools.clone(),
+            bridges.clone(),
+            plugins.clone(),
+            pods.clone(),
+        );
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             let mut warned_at = Duration::ZERO;
@@ -311,14 +434,19 @@ pub async fn run_controllers(
                     break;
                 }
                 let elapsed = started.elapsed();
-                if elapsed >= warned_at + Duration::from_secs(if warned_at.is_zero() { 10 } else { 30 }) {
+                if elapsed
+                    >= warned_at + Duration::from_secs(if warned_at.is_zero() { 10 } else { 30 })
+                {
                     warned_at = elapsed;
                     tracing::warn!(waiting = ?waiting, after_s = elapsed.as_secs(), "caches not listed yet; not reconciling");
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             ctx2.synced.store(true, Ordering::SeqCst);
-            tracing::info!(after_ms = started.elapsed().as_millis() as u64, "caches synced; reconciling");
+            tracing::info!(
+                after_ms = started.elapsed().as_millis() as u64,
+                "caches synced; reconciling"
+            );
         });
     }
 
@@ -328,15 +456,27 @@ pub async fn run_controllers(
         .owns(scoped_api::<Role>(&client, ns), managed.clone())
         .owns(scoped_api::<RoleBinding>(&client, ns), managed.clone())
         .reconcile_on(wake_pools_rx)
-        .run(reconcile_pool, error_policy::<WorkerPool>("workerpool"), ctx.clone())
+        .run(
+            reconcile_pool,
+            error_policy::<WorkerPool>("workerpool"),
+            ctx.clone(),
+        )
         .for_each(|r| async move { log_result(r) });
     let bridge_ctrl = Controller::for_shared_stream(bridge_trigger, bridges)
         .reconcile_on(wake_bridges_rx)
-        .run(reconcile_bridge, error_policy::<Bridge>("bridge"), ctx.clone())
+        .run(
+            reconcile_bridge,
+            error_policy::<Bridge>("bridge"),
+            ctx.clone(),
+        )
         .for_each(|r| async move { log_result(r) });
     let plugin_ctrl = Controller::for_shared_stream(plugin_trigger, plugins)
         .reconcile_on(wake_plugins_rx)
-        .run(reconcile_plugin, error_policy::<Plugin>("plugin"), ctx.clone())
+        .run(
+            reconcile_plugin,
+            error_policy::<Plugin>("plugin"),
+            ctx.clone(),
+        )
         .for_each(|r| async move { log_result(r) });
 
     tokio::select! {
@@ -363,7 +503,15 @@ where
         tracing::warn!(controller, object = %obj.meta().name.clone().unwrap_or_default(), error = %err, "reconcile failed");
         let note = err.to_string();
         tokio::spawn(async move {
-            publish(&ctx.recorder, obj.as_ref(), EventType::Warning, "ReconcileFailed", "Reconcile", note).await;
+            publish(
+                &ctx.recorder,
+                obj.as_ref(),
+                EventType::Warning,
+                "ReconcileFailed",
+                "Reconcile",
+                note,
+            )
+            .await;
         });
         Action::requeue(Duration::from_secs(15))
     }
@@ -377,7 +525,10 @@ mod tests {
     // operator needs Roles in those namespaces only.
     #[tokio::test]
     async fn item19_a_watched_namespace_scopes_every_api() {
-        let (service, _handle) = tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let (service, _handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
         let client = Client::new(service, "default");
         let api = scoped_api::<Pod>(&client, Some("team-a"));
         assert_eq!(api.namespace(), Some("team-a"));
@@ -386,6 +537,9 @@ mod tests {
         assert_eq!(api.resource_url(), "/api/v1/namespaces/team-a/secrets");
         let api = scoped_api::<WorkerPool>(&client, None);
         assert_eq!(api.namespace(), None);
-        assert_eq!(api.resource_url(), "/apis/causeway.dev/v1alpha1/workerpools");
+        assert_eq!(
+            api.resource_url(),
+            "/apis/causeway.dev/v1alpha1/workerpools"
+        );
     }
 }

@@ -9,19 +9,19 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use causeway_crds::{Bridge, Plugin, WorkerConfig, WorkerPool};
-use futures::channel::mpsc::{unbounded, UnboundedReceiver};
+use futures::channel::mpsc::{UnboundedReceiver, unbounded};
 use futures::future::BoxFuture;
 use http::{Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::core::PartialObjectMeta;
 use kube::client::Body;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::*;
 use crate::admin::AdminApi;
@@ -61,7 +61,11 @@ fn status_body(code: u16, reason: &str) -> Vec<u8> {
 }
 
 fn stub_spec(path: &str) -> Value {
-    if path.contains("/plugins/") { json!({"source": {}}) } else { json!({}) }
+    if path.contains("/plugins/") {
+        json!({"source": {}})
+    } else {
+        json!({})
+    }
 }
 
 impl FakeApi {
@@ -112,9 +116,18 @@ fn mock_client(mut api: FakeApi) -> (Client, Arc<Mutex<Vec<Call>>>) {
             let path = req.uri().path().to_string();
             let query = req.uri().query().unwrap_or_default().to_string();
             let bytes = req.into_body().collect_bytes().await.unwrap();
-            let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+            let body: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            };
             let (code, resp) = api.answer(&method, &path, &body);
-            recorded.lock().unwrap().push(Call { method, path, query, body });
+            recorded.lock().unwrap().push(Call {
+                method,
+                path,
+                query,
+                body,
+            });
             let mut r = Response::new(Body::from(resp));
             *r.status_mut() = StatusCode::from_u16(code).unwrap();
             send.send_response(r);
@@ -131,9 +144,22 @@ struct FakeAdmin {
 }
 
 impl AdminApi for FakeAdmin {
-    fn config(&self, pod_ip: &str, token: &str) -> BoxFuture<'static, Result<WorkerReport, String>> {
-        self.asked.lock().unwrap().push((pod_ip.to_string(), token.to_string()));
-        let r = self.reports.lock().unwrap().get(pod_ip).cloned().unwrap_or_else(|| Err("connection refused".into()));
+    fn config(
+        &self,
+        pod_ip: &str,
+        token: &str,
+    ) -> BoxFuture<'static, Result<WorkerReport, String>> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push((pod_ip.to_string(), token.to_string()));
+        let r = self
+            .reports
+            .lock()
+            .unwrap()
+            .get(pod_ip)
+            .cloned()
+            .unwrap_or_else(|| Err("connection refused".into()));
         Box::pin(async move { r })
     }
 }
@@ -154,7 +180,10 @@ impl Fixture {
         self.calls.lock().unwrap().clear();
     }
     fn writes(&self) -> Vec<Call> {
-        self.calls().into_iter().filter(|c| c.method != "GET").collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method != "GET")
+            .collect()
     }
 }
 
@@ -189,7 +218,11 @@ impl World {
     fn with_worker(mut self, name: &str, pool: &str, ip: &str) -> Self {
         let deploy_uid = format!("uid-deploy-{pool}");
         let rs_uid = format!("uid-rs-{pool}");
-        if !self.deployments.iter().any(|d| d.metadata.uid.as_deref() == Some(deploy_uid.as_str())) {
+        if !self
+            .deployments
+            .iter()
+            .any(|d| d.metadata.uid.as_deref() == Some(deploy_uid.as_str()))
+        {
             self.deployments.push(meta_of(json!({
                 "apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": format!("causeway-{pool}"), "namespace": "shop", "uid": deploy_uid,
@@ -212,14 +245,21 @@ impl World {
 
 fn meta_of<K: Resource<DynamicType = ()>>(v: Value) -> PartialObjectMeta<K> {
     let meta: kube::core::ObjectMeta = serde_json::from_value(v["metadata"].clone()).unwrap();
-    PartialObjectMeta { types: None, metadata: meta, _phantom: Default::default() }
+    PartialObjectMeta {
+        types: None,
+        metadata: meta,
+        _phantom: Default::default(),
+    }
 }
 
 fn fixture(world: World) -> Fixture {
     fixture_with(world, None)
 }
 
-fn fixture_with(world: World, network_policy: Option<crate::builders::NetworkPolicySettings>) -> Fixture {
+fn fixture_with(
+    world: World,
+    network_policy: Option<crate::builders::NetworkPolicySettings>,
+) -> Fixture {
     let (client, calls) = mock_client(world.api);
     let (bt, br) = unbounded();
     let (pt, pr) = unbounded();
@@ -234,7 +274,11 @@ fn fixture_with(world: World, network_policy: Option<crate::builders::NetworkPol
                 network_policy,
                 deny_destination_cidrs: vec![],
             },
-            default_pool: PoolDefaults { replicas: 1, storage_size: "2Gi".into(), storage_class: None },
+            default_pool: PoolDefaults {
+                replicas: 1,
+                storage_size: "2Gi".into(),
+                storage_class: None,
+            },
             requeue_pending: Duration::from_secs(5),
             requeue_converged: Duration::from_secs(60),
         },
@@ -258,7 +302,13 @@ fn fixture_with(world: World, network_policy: Option<crate::builders::NetworkPol
         wake_plugins: pt,
         synced: AtomicBool::new(true),
     });
-    Fixture { ctx, calls, admin, _woken_bridges: br, _woken_plugins: pr }
+    Fixture {
+        ctx,
+        calls,
+        admin,
+        _woken_bridges: br,
+        _woken_plugins: pr,
+    }
 }
 
 fn pool(name: &str, spec: Value) -> WorkerPool {
@@ -293,23 +343,47 @@ fn ready_pod(name: &str, pool: &str, ip: &str) -> Pod {
 const NS: &str = "/api/v1/namespaces/shop";
 
 fn status_of(calls: &[Call], path: &str) -> Value {
-    calls.iter().rev().find(|c| c.is("PATCH", path)).map(|c| c.body["status"].clone()).unwrap_or(Value::Null)
+    calls
+        .iter()
+        .rev()
+        .find(|c| c.is("PATCH", path))
+        .map(|c| c.body["status"].clone())
+        .unwrap_or(Value::Null)
 }
 
 fn ready_condition(status: &Value) -> (String, String) {
-    let c = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
-    (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap().to_string())
+    let c = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    (
+        c["status"].as_str().unwrap().to_string(),
+        c["reason"].as_str().unwrap().to_string(),
+    )
 }
 
 #[tokio::test]
 async fn new_pool_applies_every_child_with_ssa_then_writes_status() {
-    let f = fixture(World { pools: vec![pool("orders", json!({}))], ..World::default() });
+    let f = fixture(World {
+        pools: vec![pool("orders", json!({}))],
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     let action = reconcile_pool(p, f.ctx.clone()).await.unwrap();
-    assert_eq!(action, Action::requeue(Duration::from_secs(5)), "not converged yet: poll");
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(5)),
+        "not converged yet: poll"
+    );
 
     let calls = f.calls();
-    let patched: Vec<&str> = calls.iter().filter(|c| c.method == "PATCH").map(|c| c.path.as_str()).collect();
+    let patched: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH")
+        .map(|c| c.path.as_str())
+        .collect();
     assert_eq!(
         patched,
         vec![
@@ -327,147 +401,290 @@ async fn new_pool_applies_every_child_with_ssa_then_writes_status() {
         ]
     );
     for c in calls.iter().filter(|c| c.method == "PATCH") {
-        assert!(c.query.contains("fieldManager=causeway-operator") && c.query.contains("force=true"), "{} {}", c.path, c.query);
+        assert!(
+            c.query.contains("fieldManager=causeway-operator") && c.query.contains("force=true"),
+            "{} {}",
+            c.path,
+            c.query
+        );
     }
     // The config Secret holds the rendered config and its version.
-    let cfg_call = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-config"))).unwrap();
+    let cfg_call = calls
+        .iter()
+        .find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-config")))
+        .unwrap();
     let data = cfg_call.body["data"]["config.json"].as_str().unwrap();
-    let cfg: WorkerConfig = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
-    assert_eq!((cfg.pool.as_str(), cfg.namespace.as_str()), ("orders", "shop"));
+    let cfg: WorkerConfig = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (cfg.pool.as_str(), cfg.namespace.as_str()),
+        ("orders", "shop")
+    );
     assert!(cfg.admin_token.is_some());
     assert_eq!(cfg.internal_tokens.len(), 1);
-    assert_eq!(cfg_call.body["metadata"]["annotations"]["causeway.dev/config-version"], json!(cfg.version));
+    assert_eq!(
+        cfg_call.body["metadata"]["annotations"]["causeway.dev/config-version"],
+        json!(cfg.version)
+    );
 
-    let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
+    let status = status_of(
+        &calls,
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status",
+    );
     assert_eq!(status["configVersion"], json!(cfg.version));
     assert_eq!(status["observedGeneration"], json!(1));
-    assert_eq!(status["selector"], json!("app.kubernetes.io/name=causeway-worker,causeway.dev/pool=orders"));
+    assert_eq!(
+        status["selector"],
+        json!("app.kubernetes.io/name=causeway-worker,causeway.dev/pool=orders")
+    );
     assert_eq!(ready_condition(&status), ("False".into(), "Pending".into()));
     // A Normal event announced the render.
-    assert!(calls.iter().any(|c| c.method == "POST" && c.path.ends_with("/events") && c.body["reason"] == "ConfigRendered"));
+    assert!(calls.iter().any(|c| c.method == "POST"
+        && c.path.ends_with("/events")
+        && c.body["reason"] == "ConfigRendered"));
 }
 
 #[tokio::test]
 async fn status_is_not_rewritten_when_nothing_changed() {
-    let f = fixture(World { pools: vec![pool("orders", json!({}))], ..World::default() });
+    let f = fixture(World {
+        pools: vec![pool("orders", json!({}))],
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p.clone(), f.ctx.clone()).await.unwrap();
-    let written = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
+    let written = status_of(
+        &f.calls(),
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status",
+    );
 
     // The API now holds what we wrote.
     let mut again = p.as_ref().clone();
     again.status = Some(serde_json::from_value(written).unwrap());
     f.clear();
-    reconcile_pool(Arc::new(again), f.ctx.clone()).await.unwrap();
+    reconcile_pool(Arc::new(again), f.ctx.clone())
+        .await
+        .unwrap();
     let calls = f.calls();
-    assert!(!calls.iter().any(|c| c.path.ends_with("/status")), "status written again: {calls:#?}");
-    assert!(!calls.iter().any(|c| c.path.ends_with("/events")), "no event without a change");
+    assert!(
+        !calls.iter().any(|c| c.path.ends_with("/status")),
+        "status written again: {calls:#?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.path.ends_with("/events")),
+        "no event without a change"
+    );
 }
 
 #[tokio::test]
 async fn a_bridge_with_a_missing_secret_is_secret_not_found_not_an_error() {
-    let b = bridge("orders", json!({
-        "ingress": {"auth": {"hmac": {"preset": "github", "secretRef": {"name": "gh-secret", "key": "token"}}}},
-        "destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]
-    }));
-    let f = fixture(World { pools: vec![pool("default", json!({}))], bridges: vec![b], ..World::default() });
+    let b = bridge(
+        "orders",
+        json!({
+            "ingress": {"auth": {"hmac": {"preset": "github", "secretRef": {"name": "gh-secret", "key": "token"}}}},
+            "destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]
+        }),
+    );
+    let f = fixture(World {
+        pools: vec![pool("default", json!({}))],
+        bridges: vec![b],
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
-    assert!(f.calls().iter().any(|c| c.is("GET", &format!("{NS}/secrets/gh-secret"))));
+    assert!(
+        f.calls()
+            .iter()
+            .any(|c| c.is("GET", &format!("{NS}/secrets/gh-secret")))
+    );
     let obs = f.ctx.observation("shop", "default").unwrap();
     assert_eq!(obs.problems[0].reason, "SecretNotFound");
 
     let b = f.ctx.stores.bridges.state()[0].clone();
     f.clear();
     let action = reconcile_bridge(b.clone(), f.ctx.clone()).await.unwrap();
-    assert_eq!(action, Action::requeue(Duration::from_secs(60)), "a bad reference waits for a change, no retry storm");
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(60)),
+        "a bad reference waits for a change, no retry storm"
+    );
     let calls = f.calls();
-    let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status");
-    assert_eq!(ready_condition(&status), ("False".into(), "SecretNotFound".into()));
-    assert_eq!(status["url"], json!("http://causeway-default.shop.svc:8080/hooks/shop/orders"));
+    let status = status_of(
+        &calls,
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status",
+    );
+    assert_eq!(
+        ready_condition(&status),
+        ("False".into(), "SecretNotFound".into())
+    );
+    assert_eq!(
+        status["url"],
+        json!("http://causeway-default.shop.svc:8080/hooks/shop/orders")
+    );
     let ev = calls.iter().find(|c| c.path.ends_with("/events")).unwrap();
-    assert_eq!((ev.body["type"].as_str(), ev.body["reason"].as_str()), (Some("Warning"), Some("SecretNotFound")));
-    assert!(!ev.body.to_string().contains("token\":\""), "no secret values in events");
+    assert_eq!(
+        (ev.body["type"].as_str(), ev.body["reason"].as_str()),
+        (Some("Warning"), Some("SecretNotFound"))
+    );
+    assert!(
+        !ev.body.to_string().contains("token\":\""),
+        "no secret values in events"
+    );
 
     // Same state again: nothing written.
     let mut again = b.as_ref().clone();
     again.status = Some(serde_json::from_value(status).unwrap());
     f.clear();
-    reconcile_bridge(Arc::new(again), f.ctx.clone()).await.unwrap();
+    reconcile_bridge(Arc::new(again), f.ctx.clone())
+        .await
+        .unwrap();
     assert!(f.writes().is_empty(), "{:#?}", f.calls());
 }
 
 #[tokio::test]
 async fn a_bridge_naming_no_pool_creates_the_default_pool() {
-    let b = bridge("orders", json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}));
-    let f = fixture(World { bridges: vec![b], ..World::default() });
+    let b = bridge(
+        "orders",
+        json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}),
+    );
+    let f = fixture(World {
+        bridges: vec![b],
+        ..World::default()
+    });
     let b = f.ctx.stores.bridges.state()[0].clone();
     reconcile_bridge(b, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
-    let create = calls.iter().find(|c| c.is("POST", "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools")).unwrap();
+    let create = calls
+        .iter()
+        .find(|c| {
+            c.is(
+                "POST",
+                "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools",
+            )
+        })
+        .unwrap();
     assert_eq!(create.body["metadata"]["name"], json!("default"));
     assert_eq!(create.body["spec"]["storage"]["size"], json!("2Gi"));
     assert!(create.query.contains("fieldManager=causeway-operator"));
-    let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status");
+    let status = status_of(
+        &calls,
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status",
+    );
     assert_eq!(ready_condition(&status), ("False".into(), "Pending".into()));
-    assert!(calls.iter().any(|c| c.path.ends_with("/events") && c.body["reason"] == "DefaultPoolCreated"));
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.path.ends_with("/events") && c.body["reason"] == "DefaultPoolCreated")
+    );
 }
 
 #[tokio::test]
 async fn an_existing_default_pool_is_never_overwritten() {
-    let b = bridge("orders", json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}));
-    let api = FakeApi { exists: vec!["/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools".into()], ..FakeApi::default() };
-    let f = fixture(World { bridges: vec![b], api, ..World::default() });
+    let b = bridge(
+        "orders",
+        json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}),
+    );
+    let api = FakeApi {
+        exists: vec!["/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools".into()],
+        ..FakeApi::default()
+    };
+    let f = fixture(World {
+        bridges: vec![b],
+        api,
+        ..World::default()
+    });
     let b = f.ctx.stores.bridges.state()[0].clone();
     reconcile_bridge(b, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
-    assert!(!calls.iter().any(|c| c.method == "PATCH" && c.path.contains("/workerpools/default") && !c.path.ends_with("/status")));
-    assert!(!calls.iter().any(|c| c.body["reason"] == "DefaultPoolCreated"));
+    assert!(!calls.iter().any(|c| c.method == "PATCH"
+        && c.path.contains("/workerpools/default")
+        && !c.path.ends_with("/status")));
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.body["reason"] == "DefaultPoolCreated")
+    );
 }
 
 #[tokio::test]
 async fn bridge_becomes_ready_when_the_worker_runs_its_generation() {
-    let b = bridge("orders", json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}));
+    let b = bridge(
+        "orders",
+        json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}),
+    );
     let f = fixture(
-        World { pools: vec![pool("default", json!({}))], bridges: vec![b], ..World::default() }.with_worker(
-            "causeway-default-0",
-            "default",
-            "127.0.0.7",
-        ),
+        World {
+            pools: vec![pool("default", json!({}))],
+            bridges: vec![b],
+            ..World::default()
+        }
+        .with_worker("causeway-default-0", "default", "127.0.0.7"),
     );
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p.clone(), f.ctx.clone()).await.unwrap();
     let (ip, token) = f.admin.asked.lock().unwrap()[0].clone();
     assert_eq!(ip, "127.0.0.7");
     assert_eq!(token.len(), 64, "the pool's admin token");
-    let desired = f.ctx.observation("shop", "default").unwrap().desired_version;
+    let desired = f
+        .ctx
+        .observation("shop", "default")
+        .unwrap()
+        .desired_version;
 
     f.admin.reports.lock().unwrap().insert(
         "127.0.0.7".into(),
         Ok(WorkerReport {
             version: desired.clone(),
-            bridges: vec![BridgeReport { namespace: "shop".into(), name: "orders".into(), generation: Some(1), error: None, ..BridgeReport::default() }],
+            bridges: vec![BridgeReport {
+                namespace: "shop".into(),
+                name: "orders".into(),
+                generation: Some(1),
+                error: None,
+                ..BridgeReport::default()
+            }],
             ..WorkerReport::default()
         }),
     );
     f.clear();
     let action = reconcile_pool(p, f.ctx.clone()).await.unwrap();
-    assert_eq!(action, Action::requeue(Duration::from_secs(60)), "converged");
-    let status = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/default/status");
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(60)),
+        "converged"
+    );
+    let status = status_of(
+        &f.calls(),
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/default/status",
+    );
     assert_eq!(ready_condition(&status), ("True".into(), "Ready".into()));
-    assert_eq!((status["replicas"].as_i64(), status["readyReplicas"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (
+            status["replicas"].as_i64(),
+            status["readyReplicas"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
 
     let b = f.ctx.stores.bridges.state()[0].clone();
     f.clear();
     reconcile_bridge(b, f.ctx.clone()).await.unwrap();
-    let status = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status");
+    let status = status_of(
+        &f.calls(),
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status",
+    );
     assert_eq!(ready_condition(&status), ("True".into(), "Ready".into()));
     assert_eq!(status["configVersion"], json!(desired));
 }
 
 #[tokio::test]
 async fn switching_to_postgres_deletes_the_volume_claim() {
-    let p = pool("orders", json!({"storage": {"type": "postgres", "postgres": {"urlSecretRef": {"name": "pg", "key": "url"}}}}));
+    let p = pool(
+        "orders",
+        json!({"storage": {"type": "postgres", "postgres": {"urlSecretRef": {"name": "pg", "key": "url"}}}}),
+    );
     let claim: PersistentVolumeClaim = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": "causeway-orders-data", "namespace": "shop",
@@ -484,28 +701,61 @@ async fn switching_to_postgres_deletes_the_volume_claim() {
         format!("{NS}/secrets/pg"),
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg", "namespace": "shop", "labels": {"causeway.dev/use": "true"}}}),
     );
-    let f = fixture(World { pools: vec![p], claims: vec![claim, foreign], api, ..World::default() });
+    let f = fixture(World {
+        pools: vec![p],
+        claims: vec![claim, foreign],
+        api,
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
-    assert!(calls.iter().any(|c| c.is("DELETE", &format!("{NS}/persistentvolumeclaims/causeway-orders-data"))));
+    assert!(calls.iter().any(|c| c.is(
+        "DELETE",
+        &format!("{NS}/persistentvolumeclaims/causeway-orders-data")
+    )));
     assert!(!calls.iter().any(|c| c.path.contains("someone-elses")));
-    assert!(!calls.iter().any(|c| c.is("PATCH", &format!("{NS}/persistentvolumeclaims/causeway-orders-data"))));
-    let deploy = calls.iter().find(|c| c.path.ends_with("/deployments/causeway-orders")).unwrap();
-    assert_eq!(deploy.body["spec"]["strategy"]["type"], json!("RollingUpdate"));
+    assert!(!calls.iter().any(|c| c.is(
+        "PATCH",
+        &format!("{NS}/persistentvolumeclaims/causeway-orders-data")
+    )));
+    let deploy = calls
+        .iter()
+        .find(|c| c.path.ends_with("/deployments/causeway-orders"))
+        .unwrap();
+    assert_eq!(
+        deploy.body["spec"]["strategy"]["type"],
+        json!("RollingUpdate")
+    );
 }
 
 #[tokio::test]
 async fn a_failed_apply_is_a_condition_and_an_error_with_a_bounded_label() {
     let mut api = FakeApi::default();
-    api.fail_patch.insert("/apis/apps/v1/namespaces/shop/deployments/causeway-orders".into(), 403);
-    let f = fixture(World { pools: vec![pool("orders", json!({}))], api, ..World::default() });
+    api.fail_patch.insert(
+        "/apis/apps/v1/namespaces/shop/deployments/causeway-orders".into(),
+        403,
+    );
+    let f = fixture(World {
+        pools: vec![pool("orders", json!({}))],
+        api,
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     let err = reconcile_pool(p, f.ctx.clone()).await.unwrap_err();
     assert_eq!(err.metric_label(), "forbidden");
-    assert!(err.to_string().contains("Deployment shop/causeway-orders"), "{err}");
-    let status = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
-    assert_eq!(ready_condition(&status), ("False".into(), "ApplyFailed".into()));
+    assert!(
+        err.to_string().contains("Deployment shop/causeway-orders"),
+        "{err}"
+    );
+    let status = status_of(
+        &f.calls(),
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status",
+    );
+    assert_eq!(
+        ready_condition(&status),
+        ("False".into(), "ApplyFailed".into())
+    );
 }
 
 #[tokio::test]
@@ -516,12 +766,22 @@ async fn existing_tokens_are_kept() {
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "causeway-orders-admin", "namespace": "shop"},
                "data": {"token": base64::engine::general_purpose::STANDARD.encode("keep-me")}}),
     );
-    let f = fixture(World { pools: vec![pool("orders", json!({}))], api, ..World::default() });
+    let f = fixture(World {
+        pools: vec![pool("orders", json!({}))],
+        api,
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
-    let admin = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-admin"))).unwrap();
-    assert_eq!(admin.body["data"]["token"], json!(base64::engine::general_purpose::STANDARD.encode("keep-me")));
+    let admin = calls
+        .iter()
+        .find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-admin")))
+        .unwrap();
+    assert_eq!(
+        admin.body["data"]["token"],
+        json!(base64::engine::general_purpose::STANDARD.encode("keep-me"))
+    );
 }
 
 #[tokio::test]
@@ -532,14 +792,29 @@ async fn a_plugin_placed_in_a_missing_pool_is_pool_not_found() {
         "spec": {"source": {"http": {"url": "http://127.0.0.1:9/p.wasm", "sha256": "a".repeat(64)}}, "pool": "fast"},
     }))
     .unwrap();
-    let f = fixture(World { pools: vec![pool("default", json!({}))], plugins: vec![pl], ..World::default() });
+    let f = fixture(World {
+        pools: vec![pool("default", json!({}))],
+        plugins: vec![pl],
+        ..World::default()
+    });
     let pl = f.ctx.stores.plugins.state()[0].clone();
     reconcile_plugin(pl, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
-    let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/plugins/enrich/status");
-    assert_eq!(ready_condition(&status), ("False".into(), "PoolNotFound".into()));
+    let status = status_of(
+        &calls,
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/plugins/enrich/status",
+    );
+    assert_eq!(
+        ready_condition(&status),
+        ("False".into(), "PoolNotFound".into())
+    );
     assert_eq!(status["observedGeneration"], json!(2));
-    assert!(!calls.iter().any(|c| c.method == "POST" && c.path.ends_with("/workerpools")), "a named pool is never created");
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.method == "POST" && c.path.ends_with("/workerpools")),
+        "a named pool is never created"
+    );
 }
 
 #[tokio::test]
@@ -551,43 +826,90 @@ async fn routes_to_other_pools_use_ready_pod_ips() {
     }))
     .unwrap();
     let f = fixture(
-        World { pools: vec![pool("a", json!({})), pool("b", json!({}))], plugins: vec![pl], ..World::default() }
-            .with_worker("causeway-b-1", "b", "127.0.0.12"),
+        World {
+            pools: vec![pool("a", json!({})), pool("b", json!({}))],
+            plugins: vec![pl],
+            ..World::default()
+        }
+        .with_worker("causeway-b-1", "b", "127.0.0.12"),
     );
-    let a = f.ctx.stores.pools.find(|p| p.metadata.name.as_deref() == Some("a")).unwrap();
+    let a = f
+        .ctx
+        .stores
+        .pools
+        .find(|p| p.metadata.name.as_deref() == Some("a"))
+        .unwrap();
     reconcile_pool(a, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
-    let cfg_call = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-a-config"))).unwrap();
+    let cfg_call = calls
+        .iter()
+        .find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-a-config")))
+        .unwrap();
     let data = cfg_call.body["data"]["config.json"].as_str().unwrap();
-    let cfg: WorkerConfig = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+    let cfg: WorkerConfig = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(cfg.routes.len(), 1);
     assert_eq!(cfg.routes[0].urls, vec!["http://127.0.0.12:8081"]);
     // Both pools own the shared internal token.
-    let tok = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-internal-token"))).unwrap();
-    assert_eq!(tok.body["metadata"]["ownerReferences"].as_array().unwrap().len(), 2);
+    let tok = calls
+        .iter()
+        .find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-internal-token")))
+        .unwrap();
+    assert_eq!(
+        tok.body["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn nothing_is_rendered_before_the_stores_have_listed() {
-    let f = fixture(World { pools: vec![pool("orders", json!({}))], ..World::default() });
-    f.ctx.synced.store(false, std::sync::atomic::Ordering::SeqCst);
+    let f = fixture(World {
+        pools: vec![pool("orders", json!({}))],
+        ..World::default()
+    });
+    f.ctx
+        .synced
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     let p = f.ctx.stores.pools.state()[0].clone();
     let action = reconcile_pool(p, f.ctx.clone()).await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(1)));
-    assert!(f.calls().is_empty(), "a half-filled store must never produce a config");
+    assert!(
+        f.calls().is_empty(),
+        "a half-filled store must never produce a config"
+    );
 }
 
 #[tokio::test]
 async fn an_invalid_pool_is_a_condition_and_nothing_is_applied() {
-    let f = fixture(World { pools: vec![pool("orders", json!({"replicas": 3}))], ..World::default() });
+    let f = fixture(World {
+        pools: vec![pool("orders", json!({"replicas": 3}))],
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     let action = reconcile_pool(p, f.ctx.clone()).await.unwrap();
     assert_eq!(action, Action::await_change());
     let calls = f.calls();
-    let writes: Vec<&str> = calls.iter().filter(|c| c.method == "PATCH").map(|c| c.path.as_str()).collect();
-    assert_eq!(writes, vec!["/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status"]);
+    let writes: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH")
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(
+        writes,
+        vec!["/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status"]
+    );
     let status = status_of(&calls, writes[0]);
-    assert_eq!(ready_condition(&status), ("False".into(), "InvalidSpec".into()));
+    assert_eq!(
+        ready_condition(&status),
+        ("False".into(), "InvalidSpec".into())
+    );
 }
 
 // Issue 12 item 17: a pod that only carries a pool's labels (anyone who may create a pod
@@ -601,9 +923,13 @@ async fn item17_workers_are_chosen_by_owner_not_by_label() {
         "spec": {"source": {"http": {"url": "http://127.0.0.1:9/p.wasm", "sha256": "a".repeat(64)}}, "pool": "b"},
     }))
     .unwrap();
-    let mut world = World { pools: vec![pool("a", json!({})), pool("b", json!({}))], plugins: vec![pl], ..World::default() }
-        .with_worker("causeway-a-0", "a", "127.0.0.20")
-        .with_worker("causeway-b-0", "b", "127.0.0.21");
+    let mut world = World {
+        pools: vec![pool("a", json!({})), pool("b", json!({}))],
+        plugins: vec![pl],
+        ..World::default()
+    }
+    .with_worker("causeway-a-0", "a", "127.0.0.20")
+    .with_worker("causeway-b-0", "b", "127.0.0.21");
     // Impostors: the labels of pools a and b, no owner; and one owned by a ReplicaSet the
     // operator never saw.
     world.pods.push(ready_pod("evil-a", "a", "127.0.0.66"));
@@ -614,41 +940,96 @@ async fn item17_workers_are_chosen_by_owner_not_by_label() {
     )).unwrap()]);
     world.pods.push(forged);
     let f = fixture(world);
-    let a = f.ctx.stores.pools.find(|p| p.metadata.name.as_deref() == Some("a")).unwrap();
+    let a = f
+        .ctx
+        .stores
+        .pools
+        .find(|p| p.metadata.name.as_deref() == Some("a"))
+        .unwrap();
     reconcile_pool(a, f.ctx.clone()).await.unwrap();
-    let asked: Vec<String> = f.admin.asked.lock().unwrap().iter().map(|(ip, _)| ip.clone()).collect();
-    assert_eq!(asked, vec!["127.0.0.20"], "only pool a's own worker gets the admin token");
+    let asked: Vec<String> = f
+        .admin
+        .asked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(ip, _)| ip.clone())
+        .collect();
+    assert_eq!(
+        asked,
+        vec!["127.0.0.20"],
+        "only pool a's own worker gets the admin token"
+    );
     let obs = f.ctx.observation("shop", "a").unwrap();
-    assert_eq!(obs.pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["causeway-a-0"]);
+    assert_eq!(
+        obs.pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        vec!["causeway-a-0"]
+    );
     let calls = f.calls();
-    let cfg_call = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-a-config"))).unwrap();
+    let cfg_call = calls
+        .iter()
+        .find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-a-config")))
+        .unwrap();
     let data = cfg_call.body["data"]["config.json"].as_str().unwrap();
-    let cfg: WorkerConfig = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
-    assert_eq!(cfg.routes[0].urls, vec!["http://127.0.0.21:8081"], "routes only to pool b's real worker");
+    let cfg: WorkerConfig = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.routes[0].urls,
+        vec!["http://127.0.0.21:8081"],
+        "routes only to pool b's real worker"
+    );
 }
 
 // Issue 12 item 18: a pool naming a ServiceAccount that did not opt in gets a condition,
 // and nothing is bound to that account.
 #[tokio::test]
 async fn item18_a_service_account_without_the_pool_label_is_not_bound() {
-    let f = fixture(World { pools: vec![pool("orders", json!({"serviceAccountName": "team-sa"}))], ..World::default() });
+    let f = fixture(World {
+        pools: vec![pool("orders", json!({"serviceAccountName": "team-sa"}))],
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
-    assert!(!calls.iter().any(|c| c.path.contains("rolebindings")), "{calls:#?}");
-    let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
-    assert_eq!(ready_condition(&status), ("False".into(), "ServiceAccountNotOptedIn".into()));
+    assert!(
+        !calls.iter().any(|c| c.path.contains("rolebindings")),
+        "{calls:#?}"
+    );
+    let status = status_of(
+        &calls,
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status",
+    );
+    assert_eq!(
+        ready_condition(&status),
+        ("False".into(), "ServiceAccountNotOptedIn".into())
+    );
 
     let mut api = FakeApi::default();
     api.objects.insert(
         format!("{NS}/serviceaccounts/team-sa"),
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "team-sa", "namespace": "shop", "labels": {"causeway.dev/pool": "orders"}}}),
     );
-    let f = fixture(World { pools: vec![pool("orders", json!({"serviceAccountName": "team-sa"}))], api, ..World::default() });
+    let f = fixture(World {
+        pools: vec![pool("orders", json!({"serviceAccountName": "team-sa"}))],
+        api,
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
-    let rb = calls.iter().find(|c| c.is("PATCH", "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings/causeway-orders")).unwrap();
+    let rb = calls
+        .iter()
+        .find(|c| {
+            c.is(
+                "PATCH",
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings/causeway-orders",
+            )
+        })
+        .unwrap();
     assert_eq!(rb.body["subjects"][0]["name"], json!("team-sa"));
 }
 
@@ -656,35 +1037,64 @@ async fn item18_a_service_account_without_the_pool_label_is_not_bound() {
 // but its data never enters the inventory; the Bridge gets SecretNotOptedIn.
 #[tokio::test]
 async fn item10_an_unlabelled_secret_is_not_read_into_the_config() {
-    let b = bridge("orders", json!({
-        "destinations": [{"name": "crm", "url": "http://127.0.0.1:9/$env.T"}],
-        "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]
-    }));
+    let b = bridge(
+        "orders",
+        json!({
+            "destinations": [{"name": "crm", "url": "http://127.0.0.1:9/$env.T"}],
+            "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]
+        }),
+    );
     let mut api = FakeApi::default();
     api.objects.insert(
         format!("{NS}/secrets/db"),
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
                "data": {"password": base64::engine::general_purpose::STANDARD.encode("hunter2-value")}}),
     );
-    let f = fixture(World { pools: vec![pool("default", json!({}))], bridges: vec![b], api, ..World::default() });
+    let f = fixture(World {
+        pools: vec![pool("default", json!({}))],
+        bridges: vec![b],
+        api,
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
     let obs = f.ctx.observation("shop", "default").unwrap();
     assert_eq!(obs.problems.len(), 1);
     assert_eq!(obs.problems[0].reason, "SecretNotOptedIn");
-    assert!(obs.problems[0].message.contains("causeway.dev/use"), "{}", obs.problems[0].message);
+    assert!(
+        obs.problems[0].message.contains("causeway.dev/use"),
+        "{}",
+        obs.problems[0].message
+    );
     let calls = f.calls();
-    let cfg_call = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-default-config"))).unwrap();
+    let cfg_call = calls
+        .iter()
+        .find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-default-config")))
+        .unwrap();
     let data = cfg_call.body["data"]["config.json"].as_str().unwrap();
-    let json = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+    let json = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+    )
+    .unwrap();
     assert!(!json.contains("hunter2-value"));
-    assert!(!format!("{calls:?}").contains("hunter2-value\""), "no write carries the value");
+    assert!(
+        !format!("{calls:?}").contains("hunter2-value\""),
+        "no write carries the value"
+    );
 
     let b = f.ctx.stores.bridges.state()[0].clone();
     f.clear();
     reconcile_bridge(b, f.ctx.clone()).await.unwrap();
-    let status = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status");
-    assert_eq!(ready_condition(&status), ("False".into(), "SecretNotOptedIn".into()));
+    let status = status_of(
+        &f.calls(),
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status",
+    );
+    assert_eq!(
+        ready_condition(&status),
+        ("False".into(), "SecretNotOptedIn".into())
+    );
     assert!(!status.to_string().contains("hunter2"));
 }
 
@@ -698,16 +1108,33 @@ async fn item13_an_empty_or_blank_admin_token_is_regenerated() {
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "causeway-orders-admin", "namespace": "shop"},
                    "data": {"token": base64::engine::general_purpose::STANDARD.encode(stored)}}),
         );
-        let f = fixture(World { pools: vec![pool("orders", json!({}))], api, ..World::default() });
+        let f = fixture(World {
+            pools: vec![pool("orders", json!({}))],
+            api,
+            ..World::default()
+        });
         let p = f.ctx.stores.pools.state()[0].clone();
         reconcile_pool(p, f.ctx.clone()).await.unwrap();
         let calls = f.calls();
-        let admin = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-admin"))).unwrap();
-        let token = base64::engine::general_purpose::STANDARD.decode(admin.body["data"]["token"].as_str().unwrap()).unwrap();
+        let admin = calls
+            .iter()
+            .find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-admin")))
+            .unwrap();
+        let token = base64::engine::general_purpose::STANDARD
+            .decode(admin.body["data"]["token"].as_str().unwrap())
+            .unwrap();
         assert_eq!(token.len(), 64, "{stored:?} replaced by a generated token");
-        let cfg_call = calls.iter().find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-config"))).unwrap();
+        let cfg_call = calls
+            .iter()
+            .find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-orders-config")))
+            .unwrap();
         let data = cfg_call.body["data"]["config.json"].as_str().unwrap();
-        let cfg: WorkerConfig = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+        let cfg: WorkerConfig = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(cfg.admin_token.unwrap().expose().as_bytes(), &token[..]);
     }
 }
@@ -718,21 +1145,39 @@ async fn item13_an_empty_or_blank_admin_token_is_regenerated() {
 async fn item8_the_pool_network_policy_is_applied_and_removed_when_turned_off() {
     let settings = crate::builders::NetworkPolicySettings {
         operator: crate::builders::Peer {
-            namespace_labels: [("kubernetes.io/metadata.name".to_string(), "causeway-system".to_string())].into(),
+            namespace_labels: [(
+                "kubernetes.io/metadata.name".to_string(),
+                "causeway-system".to_string(),
+            )]
+            .into(),
             pod_labels: [("app.kubernetes.io/name".to_string(), "causeway".to_string())].into(),
         },
         prometheus: None,
     };
-    let f = fixture_with(World { pools: vec![pool("orders", json!({}))], ..World::default() }, Some(settings));
+    let f = fixture_with(
+        World {
+            pools: vec![pool("orders", json!({}))],
+            ..World::default()
+        },
+        Some(settings),
+    );
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
     let np = calls
         .iter()
-        .find(|c| c.is("PATCH", "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/causeway-orders"))
+        .find(|c| {
+            c.is(
+                "PATCH",
+                "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/causeway-orders",
+            )
+        })
         .expect("the policy is applied");
     assert!(np.query.contains("fieldManager=causeway-operator") && np.query.contains("force=true"));
-    assert_eq!(np.body["metadata"]["ownerReferences"][0]["uid"], json!("uid-orders"));
+    assert_eq!(
+        np.body["metadata"]["ownerReferences"][0]["uid"],
+        json!("uid-orders")
+    );
 
     let owned: k8s_openapi::api::networking::v1::NetworkPolicy = serde_json::from_value(json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
@@ -740,11 +1185,18 @@ async fn item8_the_pool_network_policy_is_applied_and_removed_when_turned_off() 
             "ownerReferences": [{"apiVersion": "causeway.dev/v1alpha1", "kind": "WorkerPool", "name": "orders", "uid": "uid-orders", "controller": true}]},
     }))
     .unwrap();
-    let f = fixture(World { pools: vec![pool("orders", json!({}))], network_policies: vec![owned], ..World::default() });
+    let f = fixture(World {
+        pools: vec![pool("orders", json!({}))],
+        network_policies: vec![owned],
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
-    assert!(calls.iter().any(|c| c.is("DELETE", "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/causeway-orders")));
+    assert!(calls.iter().any(|c| c.is(
+        "DELETE",
+        "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/causeway-orders"
+    )));
 }
 
 // Issue 12 item 10 (the pool's own Secret): the postgres URL Secret reaches the worker
@@ -752,23 +1204,42 @@ async fn item8_the_pool_network_policy_is_applied_and_removed_when_turned_off() 
 #[tokio::test]
 async fn item10_a_postgres_url_secret_must_be_opted_in() {
     let spec = json!({"storage": {"type": "postgres", "postgres": {"urlSecretRef": {"name": "pg", "key": "url"}}}});
-    for (labels, want) in [(json!(null), "SecretNotOptedIn"), (json!({"causeway.dev/use": "false"}), "SecretNotOptedIn")] {
+    for (labels, want) in [
+        (json!(null), "SecretNotOptedIn"),
+        (json!({"causeway.dev/use": "false"}), "SecretNotOptedIn"),
+    ] {
         let mut api = FakeApi::default();
         api.objects.insert(
             format!("{NS}/secrets/pg"),
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg", "namespace": "shop", "labels": labels}}),
         );
-        let f = fixture(World { pools: vec![pool("orders", spec.clone())], api, ..World::default() });
+        let f = fixture(World {
+            pools: vec![pool("orders", spec.clone())],
+            api,
+            ..World::default()
+        });
         let p = f.ctx.stores.pools.state()[0].clone();
         reconcile_pool(p, f.ctx.clone()).await.unwrap();
         let calls = f.calls();
-        assert!(!calls.iter().any(|c| c.path.contains("/deployments/")), "nothing applied: {calls:#?}");
-        let status = status_of(&calls, "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
+        assert!(
+            !calls.iter().any(|c| c.path.contains("/deployments/")),
+            "nothing applied: {calls:#?}"
+        );
+        let status = status_of(
+            &calls,
+            "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status",
+        );
         assert_eq!(ready_condition(&status).1, want);
     }
-    let f = fixture(World { pools: vec![pool("orders", spec)], ..World::default() });
+    let f = fixture(World {
+        pools: vec![pool("orders", spec)],
+        ..World::default()
+    });
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
-    let status = status_of(&f.calls(), "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status");
+    let status = status_of(
+        &f.calls(),
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status",
+    );
     assert_eq!(ready_condition(&status).1, "SecretNotFound");
 }

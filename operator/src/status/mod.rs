@@ -8,14 +8,16 @@ mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use causeway_crds::common::{condition, make_condition, reason, set_condition};
-use causeway_crds::config::{bridge_path, pool_of, Kind, ObjectKey, Problem, SourceConfig, WorkerConfig, INGRESS_PORT};
 use causeway_crds::common::DEFAULT_POOL;
+use causeway_crds::common::{condition, make_condition, reason, set_condition};
+use causeway_crds::config::{
+    INGRESS_PORT, Kind, ObjectKey, Problem, SourceConfig, WorkerConfig, bridge_path, pool_of,
+};
 use causeway_crds::{Bridge, BridgeStatus, Plugin, PluginStatus, WorkerPool, WorkerPoolStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-pub use report::{classify_plugin_error, BridgeReport, ItemError, PluginReport, WorkerReport};
+pub use report::{BridgeReport, ItemError, PluginReport, WorkerReport, classify_plugin_error};
 
 /// Reason on a pool whose children could not be applied.
 pub const APPLY_FAILED: &str = "ApplyFailed";
@@ -76,17 +78,29 @@ impl PoolObservation {
             namespace: namespace.to_string(),
             pool: pool.to_string(),
             desired_version: config.version.clone(),
-            bridges: config.bridges.iter().map(|b| (b.name.clone(), b.generation)).collect(),
+            bridges: config
+                .bridges
+                .iter()
+                .map(|b| (b.name.clone(), b.generation))
+                .collect(),
             plugins: config
                 .plugins
                 .iter()
                 .map(|p| {
                     let digest = match &p.source {
-                        SourceConfig::Http { sha256, .. } | SourceConfig::Inline { sha256, .. } => Some(format!("sha256:{sha256}")),
+                        SourceConfig::Http { sha256, .. } | SourceConfig::Inline { sha256, .. } => {
+                            Some(format!("sha256:{sha256}"))
+                        }
                         SourceConfig::Oci { digest, .. } => digest.clone(),
                         SourceConfig::File { .. } => None,
                     };
-                    (p.name.clone(), RenderedPlugin { generation: p.generation, digest })
+                    (
+                        p.name.clone(),
+                        RenderedPlugin {
+                            generation: p.generation,
+                            digest,
+                        },
+                    )
                 })
                 .collect(),
             problems,
@@ -96,7 +110,9 @@ impl PoolObservation {
     }
 
     fn problem(&self, kind: Kind, name: &str) -> Option<&Problem> {
-        self.problems.iter().find(|p| p.kind == kind && p.name == name)
+        self.problems
+            .iter()
+            .find(|p| p.kind == kind && p.name == name)
     }
 
     fn ready_pods(&self) -> impl Iterator<Item = &PodObservation> {
@@ -124,7 +140,12 @@ pub fn desired_replicas(pool: &WorkerPool) -> i32 {
 
 /// Status of a WorkerPool. `failure` is a reason and message when the reconcile itself
 /// failed (children not applied, invalid name).
-pub fn pool_status(pool: &WorkerPool, obs: Option<&PoolObservation>, failure: Option<(&str, String)>, now: &Time) -> WorkerPoolStatus {
+pub fn pool_status(
+    pool: &WorkerPool,
+    obs: Option<&PoolObservation>,
+    failure: Option<(&str, String)>,
+    now: &Time,
+) -> WorkerPoolStatus {
     let previous = pool.status.clone().unwrap_or_default();
     let generation_ = pool.metadata.generation;
     let (replicas, ready) = obs
@@ -133,7 +154,11 @@ pub fn pool_status(pool: &WorkerPool, obs: Option<&PoolObservation>, failure: Op
     let want = desired_replicas(pool);
     let (ok, why, message) = match (failure, obs) {
         (Some((r, m)), _) => (false, r.to_string(), m),
-        (None, None) => (false, reason::PENDING.to_string(), "not rendered yet".to_string()),
+        (None, None) => (
+            false,
+            reason::PENDING.to_string(),
+            "not rendered yet".to_string(),
+        ),
         (None, Some(o)) => {
             let on_version = o.pods_on_desired_version() as i32;
             let unreachable: Vec<String> = o
@@ -144,26 +169,62 @@ pub fn pool_status(pool: &WorkerPool, obs: Option<&PoolObservation>, failure: Op
                 })
                 .collect();
             if want == 0 {
-                (true, reason::READY.to_string(), "scaled to zero".to_string())
+                (
+                    true,
+                    reason::READY.to_string(),
+                    "scaled to zero".to_string(),
+                )
             } else if ready < want {
-                (false, reason::PENDING.to_string(), format!("{ready}/{want} workers ready"))
+                (
+                    false,
+                    reason::PENDING.to_string(),
+                    format!("{ready}/{want} workers ready"),
+                )
             } else if !unreachable.is_empty() {
-                (false, reason::PENDING.to_string(), format!("admin API not reachable: {}", unreachable.join("; ")))
+                (
+                    false,
+                    reason::PENDING.to_string(),
+                    format!("admin API not reachable: {}", unreachable.join("; ")),
+                )
             } else if on_version < ready {
-                (false, reason::PENDING.to_string(), format!("{on_version}/{ready} ready workers run config version {}", o.desired_version))
+                (
+                    false,
+                    reason::PENDING.to_string(),
+                    format!(
+                        "{on_version}/{ready} ready workers run config version {}",
+                        o.desired_version
+                    ),
+                )
             } else {
-                (true, reason::READY.to_string(), format!("{ready} workers run config version {}", o.desired_version))
+                (
+                    true,
+                    reason::READY.to_string(),
+                    format!("{ready} workers run config version {}", o.desired_version),
+                )
             }
         }
     };
     let mut conditions = previous.conditions.clone();
-    set_condition(&mut conditions, make_condition(condition::READY, ok, &why, message, generation_, now.clone(), &previous.conditions));
+    set_condition(
+        &mut conditions,
+        make_condition(
+            condition::READY,
+            ok,
+            &why,
+            message,
+            generation_,
+            now.clone(),
+            &previous.conditions,
+        ),
+    );
     WorkerPoolStatus {
         observed_generation: generation_,
         conditions,
         replicas,
         ready_replicas: ready,
-        config_version: obs.map(|o| o.desired_version.clone()).or(previous.config_version),
+        config_version: obs
+            .map(|o| o.desired_version.clone())
+            .or(previous.config_version),
         selector: Some(crate::builders::selector_string(&pool.name_any())),
     }
 }
@@ -175,36 +236,66 @@ enum PodItem {
     Failed(String, String),
 }
 
-fn bridge_on_pod(pod: &PodObservation, obs: &PoolObservation, key: &ObjectKey, generation_: Option<i64>) -> PodItem {
+fn bridge_on_pod(
+    pod: &PodObservation,
+    obs: &PoolObservation,
+    key: &ObjectKey,
+    generation_: Option<i64>,
+) -> PodItem {
     let report = match &pod.report {
         None => return PodItem::Waiting(format!("pod {} not asked yet", pod.name)),
         Some(Err(e)) => return PodItem::Waiting(format!("pod {}: admin API: {e}", pod.name)),
         Some(Ok(r)) => r,
     };
     if let Some(item) = report.bridge(key) {
-        if let Some(err) = item.error.as_ref().or(report.error_for(Kind::Bridge, key).map(|e| &e.message)) {
-            return PodItem::Failed(reason::LOAD_ERROR.into(), format!("pod {}: {err}", pod.name));
+        if let Some(err) = item
+            .error
+            .as_ref()
+            .or(report.error_for(Kind::Bridge, key).map(|e| &e.message))
+        {
+            return PodItem::Failed(
+                reason::LOAD_ERROR.into(),
+                format!("pod {}: {err}", pod.name),
+            );
         }
-        return if item.generation == generation_ || item.generation.is_none() && report.version == obs.desired_version {
+        return if item.generation == generation_
+            || item.generation.is_none() && report.version == obs.desired_version
+        {
             PodItem::Served
         } else {
-            PodItem::Waiting(format!("pod {} runs generation {}", pod.name, item.generation.map(|g| g.to_string()).unwrap_or_default()))
+            PodItem::Waiting(format!(
+                "pod {} runs generation {}",
+                pod.name,
+                item.generation.map(|g| g.to_string()).unwrap_or_default()
+            ))
         };
     }
     if let Some(err) = report.error_for(Kind::Bridge, key).map(|e| &e.message) {
-        return PodItem::Failed(reason::LOAD_ERROR.into(), format!("pod {}: {err}", pod.name));
+        return PodItem::Failed(
+            reason::LOAD_ERROR.into(),
+            format!("pod {}: {err}", pod.name),
+        );
     }
     if report.version == obs.desired_version && report.bridges.is_empty() {
         // A worker that reports only its version: the desired config contains the bridge.
         return PodItem::Served;
     }
-    let version = if report.version.is_empty() { "none" } else { report.version.as_str() };
+    let version = if report.version.is_empty() {
+        "none"
+    } else {
+        report.version.as_str()
+    };
     PodItem::Waiting(format!("pod {} runs config version {version}", pod.name))
 }
 
 /// Status of a Bridge, or `None` when there is nothing current to say yet (the pool has not
 /// rendered this generation): the caller then leaves the status alone.
-pub fn bridge_status(bridge: &Bridge, pool_exists: bool, obs: Option<&PoolObservation>, now: &Time) -> Option<BridgeStatus> {
+pub fn bridge_status(
+    bridge: &Bridge,
+    pool_exists: bool,
+    obs: Option<&PoolObservation>,
+    now: &Time,
+) -> Option<BridgeStatus> {
     let previous = bridge.status.clone().unwrap_or_default();
     let generation_ = bridge.metadata.generation;
     let name = bridge.name_any();
@@ -217,9 +308,15 @@ pub fn bridge_status(bridge: &Bridge, pool_exists: bool, obs: Option<&PoolObserv
     let mut config_version = previous.config_version.clone();
     if !pool_exists {
         let (r, m) = if pool == DEFAULT_POOL {
-            (reason::PENDING, format!("creating WorkerPool {DEFAULT_POOL}"))
+            (
+                reason::PENDING,
+                format!("creating WorkerPool {DEFAULT_POOL}"),
+            )
         } else {
-            (reason::POOL_NOT_FOUND, format!("WorkerPool {pool:?} not found in namespace {ns}"))
+            (
+                reason::POOL_NOT_FOUND,
+                format!("WorkerPool {pool:?} not found in namespace {ns}"),
+            )
         };
         accepted = (false, r.into(), m.clone());
         ready = (false, r.into(), m);
@@ -239,13 +336,26 @@ pub fn bridge_status(bridge: &Bridge, pool_exists: bool, obs: Option<&PoolObserv
             // message that changed with every render of the pool rewrote the status of
             // every bridge in it each time (≈10 writes per bridge for 1,000 bridges applied
             // at once, bench scenario 7).
-            let version = config_version.clone().unwrap_or_else(|| obs.desired_version.clone());
-            accepted = (true, condition::ACCEPTED.into(), format!("rendered into config version {version} of pool {pool}"));
+            let version = config_version
+                .clone()
+                .unwrap_or_else(|| obs.desired_version.clone());
+            accepted = (
+                true,
+                condition::ACCEPTED.into(),
+                format!("rendered into config version {version} of pool {pool}"),
+            );
             if bridge.spec.suspend {
-                ready = (false, reason::SUSPENDED.into(), "suspended: not listening, deliveries held".into());
+                ready = (
+                    false,
+                    reason::SUSPENDED.into(),
+                    "suspended: not listening, deliveries held".into(),
+                );
             } else {
                 let pods: Vec<&PodObservation> = obs.ready_pods().collect();
-                let states: Vec<PodItem> = pods.iter().map(|p| bridge_on_pod(p, obs, &key, generation_)).collect();
+                let states: Vec<PodItem> = pods
+                    .iter()
+                    .map(|p| bridge_on_pod(p, obs, &key, generation_))
+                    .collect();
                 ready = fold_items(&states, pods.len(), &pool, "bridge");
             }
         } else {
@@ -254,12 +364,38 @@ pub fn bridge_status(bridge: &Bridge, pool_exists: bool, obs: Option<&PoolObserv
     }
 
     let mut conditions = previous.conditions.clone();
-    set_condition(&mut conditions, make_condition(condition::ACCEPTED, accepted.0, &accepted.1, accepted.2, generation_, now.clone(), &previous.conditions));
-    set_condition(&mut conditions, make_condition(condition::READY, ready.0, &ready.1, ready.2, generation_, now.clone(), &previous.conditions));
+    set_condition(
+        &mut conditions,
+        make_condition(
+            condition::ACCEPTED,
+            accepted.0,
+            &accepted.1,
+            accepted.2,
+            generation_,
+            now.clone(),
+            &previous.conditions,
+        ),
+    );
+    set_condition(
+        &mut conditions,
+        make_condition(
+            condition::READY,
+            ready.0,
+            &ready.1,
+            ready.2,
+            generation_,
+            now.clone(),
+            &previous.conditions,
+        ),
+    );
     Some(BridgeStatus {
         observed_generation: generation_,
         conditions,
-        url: Some(format!("http://{}.{ns}.svc:{INGRESS_PORT}{}", crate::builders::object_name(&pool), bridge_path(bridge))),
+        url: Some(format!(
+            "http://{}.{ns}.svc:{INGRESS_PORT}{}",
+            crate::builders::object_name(&pool),
+            bridge_path(bridge)
+        )),
         pool: Some(pool),
         config_version,
     })
@@ -267,7 +403,11 @@ pub fn bridge_status(bridge: &Bridge, pool_exists: bool, obs: Option<&PoolObserv
 
 fn fold_items(states: &[PodItem], pods: usize, pool: &str, what: &str) -> (bool, String, String) {
     if pods == 0 {
-        return (false, reason::PENDING.into(), format!("no ready worker in pool {pool}"));
+        return (
+            false,
+            reason::PENDING.into(),
+            format!("no ready worker in pool {pool}"),
+        );
     }
     if let Some((r, m)) = states.iter().find_map(|s| match s {
         PodItem::Failed(r, m) => Some((r.clone(), m.clone())),
@@ -275,43 +415,97 @@ fn fold_items(states: &[PodItem], pods: usize, pool: &str, what: &str) -> (bool,
     }) {
         return (false, r, m);
     }
-    let served = states.iter().filter(|s| matches!(s, PodItem::Served)).count();
+    let served = states
+        .iter()
+        .filter(|s| matches!(s, PodItem::Served))
+        .count();
     if served == pods {
-        return (true, reason::READY.into(), format!("served by {served}/{pods} ready workers of pool {pool}"));
+        return (
+            true,
+            reason::READY.into(),
+            format!("served by {served}/{pods} ready workers of pool {pool}"),
+        );
     }
     let waiting = states.iter().find_map(|s| match s {
         PodItem::Waiting(m) => Some(m.clone()),
         _ => None,
     });
-    (false, reason::PENDING.into(), format!("{what} served by {served}/{pods} ready workers of pool {pool}; {}", waiting.unwrap_or_default()))
+    (
+        false,
+        reason::PENDING.into(),
+        format!(
+            "{what} served by {served}/{pods} ready workers of pool {pool}; {}",
+            waiting.unwrap_or_default()
+        ),
+    )
 }
 
-fn plugin_on_pod<'a>(pod: &'a PodObservation, obs: &PoolObservation, key: &ObjectKey, generation_: Option<i64>) -> (PodItem, Option<&'a PluginReport>) {
+fn plugin_on_pod<'a>(
+    pod: &'a PodObservation,
+    obs: &PoolObservation,
+    key: &ObjectKey,
+    generation_: Option<i64>,
+) -> (PodItem, Option<&'a PluginReport>) {
     let report = match &pod.report {
-        None => return (PodItem::Waiting(format!("pod {} not asked yet", pod.name)), None),
-        Some(Err(e)) => return (PodItem::Waiting(format!("pod {}: admin API: {e}", pod.name)), None),
+        None => {
+            return (
+                PodItem::Waiting(format!("pod {} not asked yet", pod.name)),
+                None,
+            );
+        }
+        Some(Err(e)) => {
+            return (
+                PodItem::Waiting(format!("pod {}: admin API: {e}", pod.name)),
+                None,
+            );
+        }
         Some(Ok(r)) => r,
     };
     let item = report.plugin(key);
     let listed = report.error_for(Kind::Plugin, key);
-    let error = item.and_then(|i| i.error.clone()).or_else(|| listed.map(|e| e.message.clone()));
+    let error = item
+        .and_then(|i| i.error.clone())
+        .or_else(|| listed.map(|e| e.message.clone()));
     if let Some(err) = error {
         let why = classify_plugin_error(listed.map(|e| e.reason.as_str()), &err);
-        return (PodItem::Failed(why, format!("pool {} pod {}: {err}", obs.pool, pod.name)), item);
+        return (
+            PodItem::Failed(why, format!("pool {} pod {}: {err}", obs.pool, pod.name)),
+            item,
+        );
     }
     match item {
-        Some(i) if i.generation == generation_ || i.generation.is_none() && report.version == obs.desired_version => {
+        Some(i)
+            if i.generation == generation_
+                || i.generation.is_none() && report.version == obs.desired_version =>
+        {
             (PodItem::Served, Some(i))
         }
-        Some(i) => (PodItem::Waiting(format!("pod {} runs generation {}", pod.name, i.generation.unwrap_or_default())), Some(i)),
-        None if report.plugins.is_empty() && report.version == obs.desired_version => (PodItem::Served, None),
-        None => (PodItem::Waiting(format!("pod {} has not loaded it", pod.name)), None),
+        Some(i) => (
+            PodItem::Waiting(format!(
+                "pod {} runs generation {}",
+                pod.name,
+                i.generation.unwrap_or_default()
+            )),
+            Some(i),
+        ),
+        None if report.plugins.is_empty() && report.version == obs.desired_version => {
+            (PodItem::Served, None)
+        }
+        None => (
+            PodItem::Waiting(format!("pod {} has not loaded it", pod.name)),
+            None,
+        ),
     }
 }
 
 /// Status of a Plugin from every pool of its namespace, or `None` while no pool has
 /// rendered its current generation.
-pub fn plugin_status(plugin: &Plugin, pools: &BTreeSet<String>, observations: &[&PoolObservation], now: &Time) -> Option<PluginStatus> {
+pub fn plugin_status(
+    plugin: &Plugin,
+    pools: &BTreeSet<String>,
+    observations: &[&PoolObservation],
+    now: &Time,
+) -> Option<PluginStatus> {
     let previous = plugin.status.clone().unwrap_or_default();
     let generation_ = plugin.metadata.generation;
     let name = plugin.name_any();
@@ -325,20 +519,32 @@ pub fn plugin_status(plugin: &Plugin, pools: &BTreeSet<String>, observations: &[
 
     let missing_pool = plugin.spec.pool.as_ref().filter(|p| !pools.contains(*p));
     if let Err(errs) = causeway_crds::validate::validate_plugin(&plugin.spec) {
-        let m = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+        let m = errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
         accepted = (false, reason::INVALID_SPEC.into(), m.clone());
         ready = (false, reason::INVALID_SPEC.into(), m);
     } else if let Some(pool) = missing_pool {
         let (r, m) = if pool == DEFAULT_POOL {
-            (reason::PENDING, format!("creating WorkerPool {DEFAULT_POOL}"))
+            (
+                reason::PENDING,
+                format!("creating WorkerPool {DEFAULT_POOL}"),
+            )
         } else {
-            (reason::POOL_NOT_FOUND, format!("WorkerPool {pool:?} not found in namespace {ns}"))
+            (
+                reason::POOL_NOT_FOUND,
+                format!("WorkerPool {pool:?} not found in namespace {ns}"),
+            )
         };
         accepted = (false, r.into(), m.clone());
         ready = (false, r.into(), m);
     } else {
-        let current: Vec<&&PoolObservation> =
-            observations.iter().filter(|o| o.seen.get(&(Kind::Plugin, name.clone())) == Some(&generation_)).collect();
+        let current: Vec<&&PoolObservation> = observations
+            .iter()
+            .filter(|o| o.seen.get(&(Kind::Plugin, name.clone())) == Some(&generation_))
+            .collect();
         if current.is_empty() {
             return None;
         }
@@ -346,7 +552,14 @@ pub fn plugin_status(plugin: &Plugin, pools: &BTreeSet<String>, observations: &[
             accepted = (false, p.reason.clone(), p.message.clone());
             ready = accepted.clone();
         } else {
-            let serving_obs: Vec<&&&PoolObservation> = current.iter().filter(|o| o.plugins.get(&name).is_some_and(|r| r.generation == generation_)).collect();
+            let serving_obs: Vec<&&&PoolObservation> = current
+                .iter()
+                .filter(|o| {
+                    o.plugins
+                        .get(&name)
+                        .is_some_and(|r| r.generation == generation_)
+                })
+                .collect();
             serving = serving_obs.iter().map(|o| o.pool.clone()).collect();
             serving.sort();
             for o in &serving_obs {
@@ -354,13 +567,21 @@ pub fn plugin_status(plugin: &Plugin, pools: &BTreeSet<String>, observations: &[
                     digest = Some(d);
                 }
             }
-            accepted = (true, condition::ACCEPTED.into(), if serving.is_empty() {
-                "valid; loaded by no pool yet".to_string()
-            } else {
-                format!("loaded by pools {}", serving.join(", "))
-            });
+            accepted = (
+                true,
+                condition::ACCEPTED.into(),
+                if serving.is_empty() {
+                    "valid; loaded by no pool yet".to_string()
+                } else {
+                    format!("loaded by pools {}", serving.join(", "))
+                },
+            );
             if serving.is_empty() {
-                ready = (false, reason::PENDING.into(), "not loaded by any pool: no bridge step or plugin uses it".into());
+                ready = (
+                    false,
+                    reason::PENDING.into(),
+                    "not loaded by any pool: no bridge step or plugin uses it".into(),
+                );
             } else {
                 let mut states = Vec::new();
                 let mut pods = 0;
@@ -385,8 +606,14 @@ pub fn plugin_status(plugin: &Plugin, pools: &BTreeSet<String>, observations: &[
                     }
                 }
                 let pool_list = serving.join(", ");
-                ready = if !empty_pools.is_empty() && !states.iter().any(|s| matches!(s, PodItem::Failed(..))) {
-                    (false, reason::PENDING.into(), format!("no ready worker in pool {}", empty_pools.join(", ")))
+                ready = if !empty_pools.is_empty()
+                    && !states.iter().any(|s| matches!(s, PodItem::Failed(..)))
+                {
+                    (
+                        false,
+                        reason::PENDING.into(),
+                        format!("no ready worker in pool {}", empty_pools.join(", ")),
+                    )
                 } else {
                     fold_items(&states, pods, &pool_list, "plugin")
                 };
@@ -395,9 +622,37 @@ pub fn plugin_status(plugin: &Plugin, pools: &BTreeSet<String>, observations: &[
     }
 
     let mut conditions: Vec<Condition> = previous.conditions.clone();
-    set_condition(&mut conditions, make_condition(condition::ACCEPTED, accepted.0, &accepted.1, accepted.2, generation_, now.clone(), &previous.conditions));
-    set_condition(&mut conditions, make_condition(condition::READY, ready.0, &ready.1, ready.2, generation_, now.clone(), &previous.conditions));
-    Some(PluginStatus { observed_generation: generation_, conditions, digest, size_bytes: size, pools: serving })
+    set_condition(
+        &mut conditions,
+        make_condition(
+            condition::ACCEPTED,
+            accepted.0,
+            &accepted.1,
+            accepted.2,
+            generation_,
+            now.clone(),
+            &previous.conditions,
+        ),
+    );
+    set_condition(
+        &mut conditions,
+        make_condition(
+            condition::READY,
+            ready.0,
+            &ready.1,
+            ready.2,
+            generation_,
+            now.clone(),
+            &previous.conditions,
+        ),
+    );
+    Some(PluginStatus {
+        observed_generation: generation_,
+        conditions,
+        digest,
+        size_bytes: size,
+        pools: serving,
+    })
 }
 
 #[cfg(test)]

@@ -18,7 +18,12 @@ pub fn classify_plugin_error(worker_reason: Option<&str>, message: &str) -> Stri
     let m = message.to_ascii_lowercase();
     if m.contains("digest") || m.contains("sha256") || m.contains("checksum") {
         reason::DIGEST_MISMATCH.into()
-    } else if ["fetch", "download", "connect", "registry", "pull", "status 4", "status 5"].iter().any(|w| m.contains(w)) {
+    } else if [
+        "fetch", "download", "connect", "registry", "pull", "status 4", "status 5",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+    {
         reason::FETCH_FAILED.into()
     } else {
         reason::LOAD_ERROR.into()
@@ -48,15 +53,30 @@ mod tests {
         assert_eq!(r.bridges[0].generation, Some(2));
         assert_eq!(r.plugins[0].size, Some(10));
         let bad = ObjectKey::new("shop", "bad");
-        assert_eq!(r.error_for(Kind::Plugin, &bad).unwrap().message, "compile: invalid magic");
+        assert_eq!(
+            r.error_for(Kind::Plugin, &bad).unwrap().message,
+            "compile: invalid magic"
+        );
         assert!(r.error_for(Kind::Bridge, &bad).is_none());
     }
 
     #[test]
     fn classifies_errors() {
-        assert_eq!(classify_plugin_error(Some("LoadError"), "sha256 digest mismatch: want a got b"), reason::DIGEST_MISMATCH);
-        assert_eq!(classify_plugin_error(None, "fetch http://x: connection refused"), reason::FETCH_FAILED);
-        assert_eq!(classify_plugin_error(None, "failed to compile component"), reason::LOAD_ERROR);
-        assert_eq!(classify_plugin_error(Some("FetchFailed"), "whatever"), reason::FETCH_FAILED);
+        assert_eq!(
+            classify_plugin_error(Some("LoadError"), "sha256 digest mismatch: want a got b"),
+            reason::DIGEST_MISMATCH
+        );
+        assert_eq!(
+            classify_plugin_error(None, "fetch http://x: connection refused"),
+            reason::FETCH_FAILED
+        );
+        assert_eq!(
+            classify_plugin_error(None, "failed to compile component"),
+            reason::LOAD_ERROR
+        );
+        assert_eq!(
+            classify_plugin_error(Some("FetchFailed"), "whatever"),
+            reason::FETCH_FAILED
+        );
     }
 }

@@ -14,7 +14,12 @@ fn bridge(name: &str, generation_: i64, pool: Option<&str>) -> Bridge {
     .unwrap();
     spec.pool = pool.map(str::to_string);
     Bridge {
-        metadata: ObjectMeta { name: Some(name.into()), namespace: Some("shop".into()), generation: Some(generation_), ..ObjectMeta::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("shop".into()),
+            generation: Some(generation_),
+            ..ObjectMeta::default()
+        },
         spec,
         status: None,
     }
@@ -27,18 +32,33 @@ fn plugin(name: &str, generation_: i64, pool: Option<&str>) -> Plugin {
     .unwrap();
     spec.pool = pool.map(str::to_string);
     Plugin {
-        metadata: ObjectMeta { name: Some(name.into()), namespace: Some("shop".into()), generation: Some(generation_), ..ObjectMeta::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("shop".into()),
+            generation: Some(generation_),
+            ..ObjectMeta::default()
+        },
         spec,
         status: None,
     }
 }
 
 fn obs(pool: &str) -> PoolObservation {
-    PoolObservation { namespace: "shop".into(), pool: pool.into(), desired_version: "v2".into(), ..PoolObservation::default() }
+    PoolObservation {
+        namespace: "shop".into(),
+        pool: pool.into(),
+        desired_version: "v2".into(),
+        ..PoolObservation::default()
+    }
 }
 
 fn pod(name: &str, report: WorkerReport) -> PodObservation {
-    PodObservation { name: name.into(), ip: Some("127.0.0.2".into()), ready: true, report: Some(Ok(report)) }
+    PodObservation {
+        name: name.into(),
+        ip: Some("127.0.0.2".into()),
+        ready: true,
+        report: Some(Ok(report)),
+    }
 }
 
 fn cond<'a>(c: &'a [Condition], t: &str) -> &'a Condition {
@@ -51,8 +71,28 @@ fn bridge_is_ready_when_every_ready_pod_serves_its_generation() {
     let mut o = obs("default");
     o.seen.insert((Kind::Bridge, "orders".into()), Some(3));
     o.bridges.insert("orders".into(), Some(3));
-    let good = WorkerReport { version: "v2".into(), bridges: vec![BridgeReport { namespace: "shop".into(), name: "orders".into(), generation: Some(3), error: None, ..BridgeReport::default() }], ..WorkerReport::default() };
-    let old = WorkerReport { version: "v1".into(), bridges: vec![BridgeReport { namespace: "shop".into(), name: "orders".into(), generation: Some(2), error: None, ..BridgeReport::default() }], ..WorkerReport::default() };
+    let good = WorkerReport {
+        version: "v2".into(),
+        bridges: vec![BridgeReport {
+            namespace: "shop".into(),
+            name: "orders".into(),
+            generation: Some(3),
+            error: None,
+            ..BridgeReport::default()
+        }],
+        ..WorkerReport::default()
+    };
+    let old = WorkerReport {
+        version: "v1".into(),
+        bridges: vec![BridgeReport {
+            namespace: "shop".into(),
+            name: "orders".into(),
+            generation: Some(2),
+            error: None,
+            ..BridgeReport::default()
+        }],
+        ..WorkerReport::default()
+    };
     o.pods = vec![pod("a", good.clone()), pod("b", old)];
 
     let s = bridge_status(&b, true, Some(&o), &t(100)).unwrap();
@@ -61,7 +101,10 @@ fn bridge_is_ready_when_every_ready_pod_serves_its_generation() {
     assert_eq!((r.status.as_str(), r.reason.as_str()), ("False", "Pending"));
     assert!(r.message.contains("1/2"), "{}", r.message);
     assert_eq!(s.observed_generation, Some(3));
-    assert_eq!(s.url.as_deref(), Some("http://causeway-default.shop.svc:8080/hooks/shop/orders"));
+    assert_eq!(
+        s.url.as_deref(),
+        Some("http://causeway-default.shop.svc:8080/hooks/shop/orders")
+    );
     assert_eq!(s.pool.as_deref(), Some("default"));
     assert_eq!(s.config_version.as_deref(), Some("v2"));
 
@@ -76,7 +119,13 @@ fn a_worker_reporting_only_its_version_serves_the_desired_config() {
     let mut o = obs("default");
     o.seen.insert((Kind::Bridge, "orders".into()), Some(1));
     o.bridges.insert("orders".into(), Some(1));
-    o.pods = vec![pod("a", WorkerReport { version: "v2".into(), ..WorkerReport::default() })];
+    o.pods = vec![pod(
+        "a",
+        WorkerReport {
+            version: "v2".into(),
+            ..WorkerReport::default()
+        },
+    )];
     let s = bridge_status(&b, true, Some(&o), &t(1)).unwrap();
     assert_eq!(cond(&s.conditions, "Ready").status, "True");
 }
@@ -96,7 +145,10 @@ fn bridge_problem_becomes_both_conditions_with_its_reason() {
     let s = bridge_status(&b, true, Some(&o), &t(1)).unwrap();
     for c in ["Accepted", "Ready"] {
         let c = cond(&s.conditions, c);
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "SecretNotFound"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "SecretNotFound")
+        );
     }
 }
 
@@ -126,7 +178,10 @@ fn worker_error_for_a_bridge_is_a_load_error() {
     let mut o = obs("default");
     o.seen.insert((Kind::Bridge, "orders".into()), Some(1));
     o.bridges.insert("orders".into(), Some(1));
-    let mut r = WorkerReport { version: "v2".into(), ..WorkerReport::default() };
+    let mut r = WorkerReport {
+        version: "v2".into(),
+        ..WorkerReport::default()
+    };
     r.errors.push(ItemError {
         kind: Kind::Bridge,
         namespace: "shop".into(),
@@ -147,29 +202,55 @@ fn same_state_twice_keeps_last_transition_time() {
     let first = bridge_status(&b, false, None, &t(10)).unwrap();
     b.status = Some(first.clone());
     let second = bridge_status(&b, false, None, &t(99)).unwrap();
-    assert_eq!(first, second, "an unchanged state must produce an identical status (no write)");
+    assert_eq!(
+        first, second,
+        "an unchanged state must produce an identical status (no write)"
+    );
 }
 
 #[test]
 fn pool_status_counts_pods_and_versions() {
-    let p = crate::builders::test_support::pool("default", crate::builders::test_support::default_spec());
+    let p = crate::builders::test_support::pool(
+        "default",
+        crate::builders::test_support::default_spec(),
+    );
     let mut o = obs("default");
     let s = pool_status(&p, Some(&o), None, &t(1));
     assert_eq!(cond(&s.conditions, "Ready").message, "0/1 workers ready");
-    assert_eq!(s.selector.as_deref(), Some("app.kubernetes.io/name=causeway-worker,causeway.dev/pool=default"));
+    assert_eq!(
+        s.selector.as_deref(),
+        Some("app.kubernetes.io/name=causeway-worker,causeway.dev/pool=default")
+    );
     assert_eq!(s.config_version.as_deref(), Some("v2"));
 
-    o.pods = vec![pod("a", WorkerReport { version: "v1".into(), ..WorkerReport::default() })];
+    o.pods = vec![pod(
+        "a",
+        WorkerReport {
+            version: "v1".into(),
+            ..WorkerReport::default()
+        },
+    )];
     let s = pool_status(&p, Some(&o), None, &t(1));
     assert_eq!((s.replicas, s.ready_replicas), (1, 1));
     assert_eq!(cond(&s.conditions, "Ready").status, "False");
 
-    o.pods = vec![pod("a", WorkerReport { version: "v2".into(), ..WorkerReport::default() })];
+    o.pods = vec![pod(
+        "a",
+        WorkerReport {
+            version: "v2".into(),
+            ..WorkerReport::default()
+        },
+    )];
     let s = pool_status(&p, Some(&o), None, &t(1));
     assert_eq!(cond(&s.conditions, "Ready").status, "True");
     assert_eq!(s.observed_generation, Some(1));
 
-    let s = pool_status(&p, Some(&o), Some((APPLY_FAILED, "deployments is forbidden".into())), &t(1));
+    let s = pool_status(
+        &p,
+        Some(&o),
+        Some((APPLY_FAILED, "deployments is forbidden".into())),
+        &t(1),
+    );
     assert_eq!(cond(&s.conditions, "Ready").reason, APPLY_FAILED);
 }
 
@@ -181,7 +262,13 @@ fn plugin_status_lists_serving_pools_digest_and_load_errors() {
     let mut b = obs("b");
     for o in [&mut a, &mut b] {
         o.seen.insert((Kind::Plugin, "enrich".into()), Some(4));
-        o.plugins.insert("enrich".into(), RenderedPlugin { generation: Some(4), digest: Some(format!("sha256:{}", "a".repeat(64))) });
+        o.plugins.insert(
+            "enrich".into(),
+            RenderedPlugin {
+                generation: Some(4),
+                digest: Some(format!("sha256:{}", "a".repeat(64))),
+            },
+        );
     }
     let loaded = |err: Option<&str>| WorkerReport {
         version: "v2".into(),
@@ -204,10 +291,16 @@ fn plugin_status_lists_serving_pools_digest_and_load_errors() {
     assert_eq!(s.size_bytes, Some(1234));
     assert_eq!(cond(&s.conditions, "Ready").status, "True");
 
-    b.pods = vec![pod("b-1", loaded(Some("sha256 digest mismatch: expected aaaa")))];
+    b.pods = vec![pod(
+        "b-1",
+        loaded(Some("sha256 digest mismatch: expected aaaa")),
+    )];
     let s = plugin_status(&pl, &pools, &[&a, &b], &t(1)).unwrap();
     let c = cond(&s.conditions, "Ready");
-    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "DigestMismatch"));
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "DigestMismatch")
+    );
     assert!(c.message.contains("pool b"));
 }
 
@@ -236,7 +329,13 @@ fn a_bridge_status_does_not_change_when_only_other_bridges_changed_the_pool() {
     o.bridges.insert("orders".into(), Some(2));
     let report = |v: &str| WorkerReport {
         version: v.into(),
-        bridges: vec![BridgeReport { namespace: "shop".into(), name: "orders".into(), generation: Some(2), error: None, ..BridgeReport::default() }],
+        bridges: vec![BridgeReport {
+            namespace: "shop".into(),
+            name: "orders".into(),
+            generation: Some(2),
+            error: None,
+            ..BridgeReport::default()
+        }],
         ..WorkerReport::default()
     };
     o.pods = vec![pod("a", report("v2"))];
@@ -248,7 +347,10 @@ fn a_bridge_status_does_not_change_when_only_other_bridges_changed_the_pool() {
     o.desired_version = "v3".into();
     o.pods = vec![pod("a", report("v3"))];
     let again = bridge_status(&b, true, Some(&o), &t(20)).unwrap();
-    assert_eq!(again, first, "no status write for a bridge that did not change");
+    assert_eq!(
+        again, first,
+        "no status write for a bridge that did not change"
+    );
     assert!(cond(&again.conditions, "Accepted").message.contains("v2"));
 
     // Its own edit is rendered into v4: now the status says so.

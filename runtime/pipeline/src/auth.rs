@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use causeway_config::{AuthConfig, HmacAlgorithm, HmacPreset, JwtAlgorithm, SecretValue, SignatureEncoding};
+use causeway_config::{
+    AuthConfig, HmacAlgorithm, HmacPreset, JwtAlgorithm, SecretValue, SignatureEncoding,
+};
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};

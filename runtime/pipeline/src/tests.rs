@@ -1,7 +1,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use causeway_config::{AuthConfig, DestinationConfig, EnvValue, MissingPolicy, RetryConfig, SecretValue};
+use causeway_config::{
+    AuthConfig, DestinationConfig, EnvValue, MissingPolicy, RetryConfig, SecretValue,
+};
 use serde_json::json;
 
 use super::*;

@@ -43,7 +43,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     };
     write().map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        LoadError::WriteFile { path: path.to_path_buf(), source }
+        LoadError::WriteFile {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -57,9 +60,16 @@ pub(crate) struct CacheDirs {
 
 impl CacheDirs {
     pub fn create(root: &Path) -> Result<CacheDirs, HostError> {
-        let dirs = CacheDirs { root: root.to_path_buf(), artifacts: root.join("artifacts"), oci: root.join("oci") };
+        let dirs = CacheDirs {
+            root: root.to_path_buf(),
+            artifacts: root.join("artifacts"),
+            oci: root.join("oci"),
+        };
         for d in [&dirs.root, &dirs.artifacts, &dirs.oci] {
-            std::fs::create_dir_all(d).map_err(|source| HostError::CacheDir { path: d.clone(), source })?;
+            std::fs::create_dir_all(d).map_err(|source| HostError::CacheDir {
+                path: d.clone(),
+                source,
+            })?;
         }
         Ok(dirs)
     }
@@ -74,7 +84,9 @@ impl CacheDirs {
 
     /// Size of the stored artifact, if present.
     pub fn artifact_size(&self, digest: &str) -> Option<u64> {
-        std::fs::metadata(self.artifact(digest)).ok().map(|m| m.len())
+        std::fs::metadata(self.artifact(digest))
+            .ok()
+            .map(|m| m.len())
     }
 
     /// Reads the stored artifact and checks it still has its digest.
@@ -86,7 +98,10 @@ impl CacheDirs {
                 if actual != digest {
                     // Corrupt: drop it so the next load fetches again.
                     let _ = std::fs::remove_file(&path);
-                    return Err(LoadError::DigestMismatch { expected: format!("sha256:{digest}"), actual: format!("sha256:{actual}") });
+                    return Err(LoadError::DigestMismatch {
+                        expected: format!("sha256:{digest}"),
+                        actual: format!("sha256:{actual}"),
+                    });
                 }
                 Ok(Some(bytes))
             }
@@ -110,7 +125,11 @@ impl CacheDirs {
         self.artifact(&d).exists().then_some(d)
     }
 
-    pub fn oci_record(&self, manifest_digest: &str, component_digest: &str) -> Result<(), LoadError> {
+    pub fn oci_record(
+        &self,
+        manifest_digest: &str,
+        component_digest: &str,
+    ) -> Result<(), LoadError> {
         write_atomic(&self.oci.join(manifest_digest), component_digest.as_bytes())
     }
 }

@@ -16,7 +16,9 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
 
 use causeway_config::{PluginConfig, WhenBusy};
 
@@ -63,7 +65,10 @@ pub(crate) struct CallShared {
 
 impl CallShared {
     pub fn refused(&self) -> Option<Refusal> {
-        self.refused.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     pub fn set_refused(&self, r: Refusal) {
         *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
@@ -95,7 +100,10 @@ impl WasiHttpHooks for Hooks {
     ) -> Box<
         dyn Future<
                 Output = Result<
-                    (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>),
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
                     wasmtime_wasi_http::Error,
                 >,
             > + Send,
@@ -113,7 +121,12 @@ pub(crate) struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let next = self.total.saturating_sub(current).saturating_add(desired);
         if next > self.limit || maximum.is_some_and(|m| desired > m) {
             self.shared.oom.store(true, Ordering::Relaxed);
@@ -128,7 +141,12 @@ impl ResourceLimiter for Limiter {
         Ok(())
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|m| desired <= m))
     }
 }
@@ -146,21 +164,38 @@ pub(crate) struct CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for CallState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
 impl CallState {
-    fn new(out: Arc<OutboundCtx>, vars: Arc<WasiConfigVariables>, kv: KvCtx, memory_limit: u64, log: &CallLog) -> CallState {
+    fn new(
+        out: Arc<OutboundCtx>,
+        vars: Arc<WasiConfigVariables>,
+        kv: KvCtx,
+        memory_limit: u64,
+        log: &CallLog,
+    ) -> CallState {
         let mut wasi = WasiCtxBuilder::new();
         // No environment, arguments, files or sockets; output goes to the call's log.
-        wasi.stdout(log.clone()).stderr(log.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.stdout(log.clone())
+            .stderr(log.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         let shared = out.shared.clone();
         CallState {
             wasi: wasi.build(),
@@ -169,7 +204,11 @@ impl CallState {
             hooks: Hooks { out },
             config: vars,
             kv,
-            limiter: Limiter { limit: usize::try_from(memory_limit).unwrap_or(usize::MAX), total: 0, shared },
+            limiter: Limiter {
+                limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
+                total: 0,
+                shared,
+            },
         }
     }
 }
@@ -180,11 +219,17 @@ pub(crate) fn build_linker(engine: &wasmtime::Engine) -> Result<Linker<CallState
     let err = |what: &str, e: wasmtime::Error| HostError::Linker(format!("{what}: {e}"));
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| err("wasi", e))?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| err("wasi:http", e))?;
-    wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut CallState| WasiConfig::from(&*s.config))
-        .map_err(|e| err("wasi:config", e))?;
-    crate::kv::add_to_linker(&mut linker, |s: &mut CallState| KvView { ctx: &s.kv, table: &mut s.table })
-        .map_err(|e| err("wasi:keyvalue", e))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(|e| err("wasi:http", e))?;
+    wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut CallState| {
+        WasiConfig::from(&*s.config)
+    })
+    .map_err(|e| err("wasi:config", e))?;
+    crate::kv::add_to_linker(&mut linker, |s: &mut CallState| KvView {
+        ctx: &s.kv,
+        table: &mut s.table,
+    })
+    .map_err(|e| err("wasi:keyvalue", e))?;
     Ok(linker)
 }
 
@@ -213,9 +258,16 @@ pub(crate) struct CallCx {
 
 /// Builds a store for `plugin` and instantiates it once, without calling it: checks at
 /// load time that the component links and fits the pool.
-pub(crate) async fn probe(host: &Arc<Inner>, pre: &ProxyPre<CallState>, plugin: &PluginConfig) -> Result<(), String> {
+pub(crate) async fn probe(
+    host: &Arc<Inner>,
+    pre: &ProxyPre<CallState>,
+    plugin: &PluginConfig,
+) -> Result<(), String> {
     let shared = Arc::new(CallShared::default());
-    let reference = PluginRef { namespace: plugin.namespace.clone(), name: plugin.name.clone() };
+    let reference = PluginRef {
+        namespace: plugin.namespace.clone(),
+        name: plugin.name.clone(),
+    };
     let out = Arc::new(OutboundCtx {
         host: host.clone(),
         key: reference.key(),
@@ -225,17 +277,34 @@ pub(crate) async fn probe(host: &Arc<Inner>, pre: &ProxyPre<CallState>, plugin: 
         depth: 0,
         shared,
     });
-    let kv = KvCtx { plugin: plugin.key(), kv: host.kv.clone(), increment_lock: host.increment_lock.clone() };
+    let kv = KvCtx {
+        plugin: plugin.key(),
+        kv: host.kv.clone(),
+        increment_lock: host.increment_lock.clone(),
+    };
     let log = CallLog::default();
-    let state = CallState::new(out, Arc::new(WasiConfigVariables::new()), kv, plugin.memory_bytes, &log);
+    let state = CallState::new(
+        out,
+        Arc::new(WasiConfigVariables::new()),
+        kv,
+        plugin.memory_bytes,
+        &log,
+    );
     let mut store = Store::new(&host.engine, state);
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(1);
     let limit = std::time::Instant::now() + Duration::from_secs(10);
     store.epoch_deadline_callback(move |_| {
-        if std::time::Instant::now() >= limit { Err(wasmtime::Error::new(DeadlineExceeded)) } else { Ok(UpdateDeadline::Yield(1)) }
+        if std::time::Instant::now() >= limit {
+            Err(wasmtime::Error::new(DeadlineExceeded))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
     });
-    pre.instantiate_async(&mut store).await.map(|_| ()).map_err(|e| describe(&e))
+    pre.instantiate_async(&mut store)
+        .await
+        .map(|_| ())
+        .map_err(|e| describe(&e))
 }
 
 /// A one-line description of a wasmtime error.
@@ -244,7 +313,11 @@ fn describe(e: &wasmtime::Error) -> String {
         // Displays as "wasm trap: …".
         return trap.to_string();
     }
-    let chain: Vec<String> = e.chain().map(|c| c.to_string()).filter(|s| !s.is_empty()).collect();
+    let chain: Vec<String> = e
+        .chain()
+        .map(|c| c.to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut out = chain.join(": ");
     if let Some(i) = out.find("\nwasm backtrace") {
         out.truncate(i);
@@ -256,7 +329,17 @@ fn describe(e: &wasmtime::Error) -> String {
 /// the standard "run with RUST_BACKTRACE" hint.
 fn last_log_line(log: &CallLog) -> Option<String> {
     let (lines, _) = log.lines();
-    lines.iter().rev().find(|l| !l.starts_with("note: run with `RUST_BACKTRACE")).map(|l| if l.len() > 300 { format!("{}…", &l[..l.floor_char_boundary(300)]) } else { l.clone() })
+    lines
+        .iter()
+        .rev()
+        .find(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .map(|l| {
+            if l.len() > 300 {
+                format!("{}…", &l[..l.floor_char_boundary(300)])
+            } else {
+                l.clone()
+            }
+        })
 }
 
 /// Aborts a task when dropped.
@@ -274,7 +357,12 @@ enum GuestFailure {
 }
 
 /// Calls `plugin` with `req`; records metrics and the guest's log.
-pub(crate) async fn invoke(host: &Arc<Inner>, plugin: Arc<Loaded>, req: http::Request<Bytes>, cx: CallCx) -> Result<http::Response<Bytes>, CallError> {
+pub(crate) async fn invoke(
+    host: &Arc<Inner>,
+    plugin: Arc<Loaded>,
+    req: http::Request<Bytes>,
+    cx: CallCx,
+) -> Result<http::Response<Bytes>, CallError> {
     let started = Instant::now();
     let log = CallLog::default();
     let result = invoke_inner(host, &plugin, req, cx, &log).await;
@@ -286,7 +374,9 @@ pub(crate) async fn invoke(host: &Arc<Inner>, plugin: Arc<Loaded>, req: http::Re
     let m = &host.metrics;
     let labels = [plugin.key.as_str(), outcome];
     m.calls.with_label_values(&labels).inc();
-    m.call_seconds.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
+    m.call_seconds
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
     match &result {
         Err(CallError::Trap { .. }) => m.traps.with_label_values(&[&plugin.key]).inc(),
         Err(CallError::Timeout { .. }) => m.timeouts.with_label_values(&[&plugin.key]).inc(),
@@ -318,22 +408,43 @@ async fn invoke_inner(
     let permit = match plugin.cfg.when_busy {
         WhenBusy::Reject => plugin.sem.clone().try_acquire_owned().map_err(|_| {
             host.metrics.busy.with_label_values(&[&key, "reject"]).inc();
-            CallError::Busy { plugin: key.clone(), reason: format!("maxConcurrency {} reached (whenBusy: reject)", plugin.cfg.max_concurrency) }
-        })?,
-        WhenBusy::Queue => match tokio::time::timeout_at(cap(now + timeout), plugin.sem.clone().acquire_owned()).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return Err(CallError::Internal { plugin: key, message: "plugin unloaded".into() }),
-            Err(_) => {
-                host.metrics.busy.with_label_values(&[&key, "queue"]).inc();
-                return Err(CallError::Busy {
-                    plugin: key,
-                    reason: format!("no free slot of maxConcurrency {} within {} ms (whenBusy: queue)", plugin.cfg.max_concurrency, timeout.as_millis()),
-                });
+            CallError::Busy {
+                plugin: key.clone(),
+                reason: format!(
+                    "maxConcurrency {} reached (whenBusy: reject)",
+                    plugin.cfg.max_concurrency
+                ),
             }
-        },
+        })?,
+        WhenBusy::Queue => {
+            match tokio::time::timeout_at(cap(now + timeout), plugin.sem.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => {
+                    return Err(CallError::Internal {
+                        plugin: key,
+                        message: "plugin unloaded".into(),
+                    });
+                }
+                Err(_) => {
+                    host.metrics.busy.with_label_values(&[&key, "queue"]).inc();
+                    return Err(CallError::Busy {
+                        plugin: key,
+                        reason: format!(
+                            "no free slot of maxConcurrency {} within {} ms (whenBusy: queue)",
+                            plugin.cfg.max_concurrency,
+                            timeout.as_millis()
+                        ),
+                    });
+                }
+            }
+        }
     };
     let deadline = cap(Instant::now() + timeout);
-    let effective_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
+    let effective_ms = deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis() as u64;
 
     let shared = Arc::new(CallShared::default());
     let out = Arc::new(OutboundCtx {
@@ -345,7 +456,11 @@ async fn invoke_inner(
         depth: cx.depth,
         shared: shared.clone(),
     });
-    let kv = KvCtx { plugin: key.clone(), kv: host.kv.clone(), increment_lock: host.increment_lock.clone() };
+    let kv = KvCtx {
+        plugin: key.clone(),
+        kv: host.kv.clone(),
+        increment_lock: host.increment_lock.clone(),
+    };
     let state = CallState::new(out, plugin.vars.clone(), kv, plugin.cfg.memory_bytes, log);
     let mut store = Store::new(&host.engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -361,19 +476,41 @@ async fn invoke_inner(
         }
     });
 
-    let internal = |message: String| CallError::Internal { plugin: key.clone(), message };
-    let request = guest_request(req, &plugin.reference, cx.caller.as_deref()).map_err(|e| internal(e.to_string()))?;
-    let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, request).map_err(|e| internal(describe(&e)))?;
+    let internal = |message: String| CallError::Internal {
+        plugin: key.clone(),
+        message,
+    };
+    let request = guest_request(req, &plugin.reference, cx.caller.as_deref())
+        .map_err(|e| internal(e.to_string()))?;
+    let incoming = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, request)
+        .map_err(|e| internal(describe(&e)))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let outparam = store.data_mut().http().new_response_outparam(tx).map_err(|e| internal(describe(&e)))?;
+    let outparam = store
+        .data_mut()
+        .http()
+        .new_response_outparam(tx)
+        .map_err(|e| internal(describe(&e)))?;
 
     let pre = plugin.compiled.pre.clone();
-    host.metrics.instance_pre_reuse.with_label_values(&[&key]).inc();
+    host.metrics
+        .instance_pre_reuse
+        .with_label_values(&[&key])
+        .inc();
     let task = tokio::spawn(async move {
         // The permit and the store live exactly as long as the guest runs.
         let _permit = permit;
-        let proxy = pre.instantiate_async(&mut store).await.map_err(GuestFailure::Instantiate)?;
-        proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await.map_err(GuestFailure::Run)
+        let proxy = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(GuestFailure::Instantiate)?;
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, incoming, outparam)
+            .await
+            .map_err(GuestFailure::Run)
     });
     let abort = task.abort_handle();
     // If the caller gives up (its future is dropped), the guest stops too.
@@ -384,37 +521,64 @@ async fn invoke_inner(
             GuestFailure::Instantiate(e) => (e, true),
             GuestFailure::Run(e) => (e, false),
         };
-        if e.downcast_ref::<DeadlineExceeded>().is_some() || matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            return CallError::Timeout { plugin: key.clone(), timeout_ms: effective_ms };
+        if e.downcast_ref::<DeadlineExceeded>().is_some()
+            || matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+        {
+            return CallError::Timeout {
+                plugin: key.clone(),
+                timeout_ms: effective_ms,
+            };
         }
-        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
             host.metrics.busy.with_label_values(&[&key, "pool"]).inc();
-            return CallError::Busy { plugin: key.clone(), reason: format!("instance pool exhausted: {}", describe(&e)) };
+            return CallError::Busy {
+                plugin: key.clone(),
+                reason: format!("instance pool exhausted: {}", describe(&e)),
+            };
         }
         let mut message = describe(&e);
         if let Some(line) = last_log_line(log) {
             message = format!("{message}; guest output: {line}");
         }
         if shared.oom.load(Ordering::Relaxed) {
-            return CallError::OutOfMemory { plugin: key.clone(), limit_bytes: plugin.cfg.memory_bytes, message };
+            return CallError::OutOfMemory {
+                plugin: key.clone(),
+                limit_bytes: plugin.cfg.memory_bytes,
+                message,
+            };
         }
         if let Some(exit) = e.downcast_ref::<I32Exit>() {
-            return CallError::Trap { plugin: key.clone(), message: format!("guest exited with status {}", exit.0) };
+            return CallError::Trap {
+                plugin: key.clone(),
+                message: format!("guest exited with status {}", exit.0),
+            };
         }
         if instantiating {
-            return CallError::Internal { plugin: key.clone(), message: format!("instantiating: {message}") };
+            return CallError::Internal {
+                plugin: key.clone(),
+                message: format!("instantiating: {message}"),
+            };
         }
-        CallError::Trap { plugin: key.clone(), message }
+        CallError::Trap {
+            plugin: key.clone(),
+            message,
+        }
     };
 
     let run = async {
-        let joined = |r: Result<Result<(), GuestFailure>, tokio::task::JoinError>| -> Result<(), CallError> {
-            match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(f)) => Err(classify(f)),
-                Err(e) => Err(CallError::Internal { plugin: key.clone(), message: format!("guest task failed: {e}") }),
-            }
-        };
+        let joined =
+            |r: Result<Result<(), GuestFailure>, tokio::task::JoinError>| -> Result<(), CallError> {
+                match r {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(f)) => Err(classify(f)),
+                    Err(e) => Err(CallError::Internal {
+                        plugin: key.clone(),
+                        message: format!("guest task failed: {e}"),
+                    }),
+                }
+            };
         match rx.await {
             Ok(Ok(response)) => {
                 let (parts, body) = response.into_parts();
@@ -422,13 +586,21 @@ async fn invoke_inner(
                 let body = match collected {
                     Ok((bytes, _)) if bytes.len() as u64 > MAX_RESPONSE_BYTES => {
                         abort.abort();
-                        return Err(CallError::Failed { plugin: key.clone(), message: format!("response body larger than {MAX_RESPONSE_BYTES} bytes") });
+                        return Err(CallError::Failed {
+                            plugin: key.clone(),
+                            message: format!(
+                                "response body larger than {MAX_RESPONSE_BYTES} bytes"
+                            ),
+                        });
                     }
                     Ok((bytes, _)) => bytes,
                     Err(e) => {
                         // The guest failed while writing its body: its own error says why.
                         joined(task.await)?;
-                        return Err(CallError::Failed { plugin: key.clone(), message: format!("response body: {e}") });
+                        return Err(CallError::Failed {
+                            plugin: key.clone(),
+                            message: format!("response body: {e}"),
+                        });
                     }
                 };
                 joined(task.await)?;
@@ -436,11 +608,17 @@ async fn invoke_inner(
             }
             Ok(Err(code)) => {
                 joined(task.await)?;
-                Err(CallError::Failed { plugin: key.clone(), message: format!("guest answered with error code {code:?}") })
+                Err(CallError::Failed {
+                    plugin: key.clone(),
+                    message: format!("guest answered with error code {code:?}"),
+                })
             }
             Err(_) => {
                 joined(task.await)?;
-                Err(CallError::Failed { plugin: key.clone(), message: "guest returned without sending a response".into() })
+                Err(CallError::Failed {
+                    plugin: key.clone(),
+                    message: "guest returned without sending a response".into(),
+                })
             }
         }
     };
@@ -448,13 +626,21 @@ async fn invoke_inner(
         Ok(r) => r,
         Err(_) => {
             abort.abort();
-            Err(CallError::Timeout { plugin: key.clone(), timeout_ms: effective_ms })
+            Err(CallError::Timeout {
+                plugin: key.clone(),
+                timeout_ms: effective_ms,
+            })
         }
     };
     // A guest that failed after the host refused one of its requests: say so.
     match result {
         Ok(resp) if resp.status().as_u16() >= 400 => match shared.refused() {
-            Some(r) => Err(CallError::Refused { plugin: key, target: r.target, reason: r.detail, status: resp.status().as_u16() }),
+            Some(r) => Err(CallError::Refused {
+                plugin: key,
+                target: r.target,
+                reason: r.detail,
+                status: resp.status().as_u16(),
+            }),
             None => Ok(resp),
         },
         other => other,
@@ -463,11 +649,23 @@ async fn invoke_inner(
 
 /// The request as the guest sees it: an absolute URI (`http://<name>.internal/...` unless
 /// it has one), the host-only headers removed, `causeway-caller` set for chained calls.
-fn guest_request(req: http::Request<Bytes>, plugin: &PluginRef, caller: Option<&str>) -> Result<http::Request<Full<Bytes>>, http::Error> {
+fn guest_request(
+    req: http::Request<Bytes>,
+    plugin: &PluginRef,
+    caller: Option<&str>,
+) -> Result<http::Request<Full<Bytes>>, http::Error> {
     let (mut parts, body) = req.into_parts();
     if parts.uri.authority().is_none() {
-        let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        parts.uri = http::Uri::builder().scheme("http").authority(format!("{}.internal", plugin.name)).path_and_query(pq).build()?;
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri = http::Uri::builder()
+            .scheme("http")
+            .authority(format!("{}.internal", plugin.name))
+            .path_and_query(pq)
+            .build()?;
     }
     parts.headers.remove(HEADER_TOKEN);
     parts.headers.remove(HEADER_DEPTH);
@@ -485,5 +683,7 @@ fn guest_request(req: http::Request<Bytes>, plugin: &PluginRef, caller: Option<&
 
 /// A `WasiBody` holding `bytes`.
 pub(crate) fn wasi_body(bytes: Bytes) -> WasiBody {
-    Full::new(bytes).map_err(|never: Infallible| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
 }

@@ -79,7 +79,11 @@ pub(crate) fn build_engine(mode: PoolingMode) -> Result<(Engine, AllocatorKind),
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
         match Engine::new(&config) {
             Ok(engine) => {
-                tracing::info!(allocator = "pooling", instances = POOL_COMPONENT_INSTANCES, "wasmtime engine ready");
+                tracing::info!(
+                    allocator = "pooling",
+                    instances = POOL_COMPONENT_INSTANCES,
+                    "wasmtime engine ready"
+                );
                 return Ok((engine, AllocatorKind::Pooling));
             }
             Err(e) => {

@@ -10,9 +10,15 @@ pub enum HostError {
     #[error("linking host interfaces: {0}")]
     Linker(String),
     #[error("cache directory {path}: {source}")]
-    CacheDir { path: PathBuf, source: std::io::Error },
+    CacheDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("registering metric {name}: {source}")]
-    Metrics { name: String, source: prometheus::Error },
+    Metrics {
+        name: String,
+        source: prometheus::Error,
+    },
     #[error("building the HTTP client: {0}")]
     HttpClient(String),
 }
@@ -22,12 +28,20 @@ pub enum HostError {
 pub enum LoadError {
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: String, actual: String },
-    #[error("invalid digest {0:?}: expected 64 lowercase hex characters, optionally prefixed with sha256:")]
+    #[error(
+        "invalid digest {0:?}: expected 64 lowercase hex characters, optionally prefixed with sha256:"
+    )]
     InvalidDigest(String),
     #[error("reading {path}: {source}")]
-    ReadFile { path: PathBuf, source: std::io::Error },
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing {path}: {source}")]
-    WriteFile { path: PathBuf, source: std::io::Error },
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("inline component is not valid base64: {0}")]
     Base64(String),
     #[error("downloading {url}: {message}")]
@@ -39,7 +53,10 @@ pub enum LoadError {
     #[error("pulling {reference}: {message}")]
     OciPull { reference: String, message: String },
     #[error("OCI artifact {reference} has no wasm layer (layer media types: {media_types})")]
-    OciNoWasmLayer { reference: String, media_types: String },
+    OciNoWasmLayer {
+        reference: String,
+        media_types: String,
+    },
     #[error("compiling component sha256:{digest}: {message}")]
     Compile { digest: String, message: String },
     #[error("linking component sha256:{digest}: {message}")]
@@ -48,7 +65,9 @@ pub enum LoadError {
     Instantiate { digest: String, message: String },
     #[error("file sources are refused outside local mode (use oci, http or configMap)")]
     FileSourceRefused,
-    #[error("component sha256:{digest} is not a WebAssembly binary (it does not start with \\0asm)")]
+    #[error(
+        "component sha256:{digest} is not a WebAssembly binary (it does not start with \\0asm)"
+    )]
     NotWasm { digest: String },
     #[error("{path} is larger than {limit} bytes")]
     FileTooLarge { path: PathBuf, limit: u64 },
@@ -72,16 +91,31 @@ pub enum CallError {
     Timeout { plugin: String, timeout_ms: u64 },
     /// The guest tried to grow its memory past its limit and then failed.
     #[error("plugin {plugin} ran out of memory (limit {limit_bytes} bytes): {message}")]
-    OutOfMemory { plugin: String, limit_bytes: u64, message: String },
+    OutOfMemory {
+        plugin: String,
+        limit_bytes: u64,
+        message: String,
+    },
     /// The guest trapped (panic, `unreachable`, …) or exited.
     #[error("plugin {plugin} trapped: {message}")]
     Trap { plugin: String, message: String },
     /// The guest failed after the host refused one of its outbound requests.
-    #[error("plugin {plugin}: outbound request to {target} refused: {reason} (plugin answered {status})")]
-    Refused { plugin: String, target: String, reason: String, status: u16 },
+    #[error(
+        "plugin {plugin}: outbound request to {target} refused: {reason} (plugin answered {status})"
+    )]
+    Refused {
+        plugin: String,
+        target: String,
+        reason: String,
+        status: u16,
+    },
     /// A plugin served by another pool could not be called, or failed there.
     #[error("plugin {plugin} (remote): {message}")]
-    Remote { plugin: String, status: Option<u16>, message: String },
+    Remote {
+        plugin: String,
+        status: Option<u16>,
+        message: String,
+    },
     /// The guest answered with an error instead of a response, or never answered.
     #[error("plugin {plugin} failed: {message}")]
     Failed { plugin: String, message: String },
@@ -117,11 +151,16 @@ impl CallError {
             CallError::NotFound { .. } => S::NOT_FOUND,
             CallError::Busy { .. } => S::TOO_MANY_REQUESTS,
             CallError::Timeout { .. } => S::GATEWAY_TIMEOUT,
-            CallError::Remote { status: Some(s), .. } => S::from_u16(*s).unwrap_or(S::BAD_GATEWAY),
-            CallError::Refused { .. } | CallError::Remote { .. } | CallError::LoopDetected { .. } => S::BAD_GATEWAY,
-            CallError::OutOfMemory { .. } | CallError::Trap { .. } | CallError::Failed { .. } | CallError::Internal { .. } => {
-                S::INTERNAL_SERVER_ERROR
-            }
+            CallError::Remote {
+                status: Some(s), ..
+            } => S::from_u16(*s).unwrap_or(S::BAD_GATEWAY),
+            CallError::Refused { .. }
+            | CallError::Remote { .. }
+            | CallError::LoopDetected { .. } => S::BAD_GATEWAY,
+            CallError::OutOfMemory { .. }
+            | CallError::Trap { .. }
+            | CallError::Failed { .. }
+            | CallError::Internal { .. } => S::INTERNAL_SERVER_ERROR,
         }
     }
 

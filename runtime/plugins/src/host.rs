@@ -20,8 +20,8 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
 use crate::cache::{CacheDirs, write_atomic};
 use crate::call::{
-    CallCx, CallState, Compiled, HEADER_CALLER, HEADER_DEPTH, HEADER_ERROR, HEADER_TOKEN, Loaded, OutboundCtx, build_linker, invoke, probe,
-    wasi_body,
+    CallCx, CallState, Compiled, HEADER_CALLER, HEADER_DEPTH, HEADER_ERROR, HEADER_TOKEN, Loaded,
+    OutboundCtx, build_linker, invoke, probe, wasi_body,
 };
 use crate::engine::{AllocatorKind, PoolingMode, build_engine, compat_hash, start_ticker};
 use crate::error::{CallError, HostError, LoadError};
@@ -68,7 +68,10 @@ pub struct PluginRef {
 
 impl PluginRef {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> PluginRef {
-        PluginRef { namespace: namespace.into(), name: name.into() }
+        PluginRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     /// `namespace/name`.
@@ -79,7 +82,8 @@ impl PluginRef {
     /// Parses `namespace/name`.
     pub fn parse(key: &str) -> Option<PluginRef> {
         let (ns, name) = key.split_once('/')?;
-        (!ns.is_empty() && !name.is_empty() && !name.contains('/')).then(|| PluginRef::new(ns, name))
+        (!ns.is_empty() && !name.is_empty() && !name.contains('/'))
+            .then(|| PluginRef::new(ns, name))
     }
 }
 
@@ -189,7 +193,10 @@ impl PluginHost {
         let metrics = Metrics::new(&opts.registry)?;
         let dirs = CacheDirs::create(&opts.cache_dir)?;
         let (engine, allocator) = build_engine(opts.pooling)?;
-        metrics.allocator.with_label_values(&[allocator.as_str()]).set(1);
+        metrics
+            .allocator
+            .with_label_values(&[allocator.as_str()])
+            .set(1);
         start_ticker(&engine)?;
         let linker = build_linker(&engine)?;
         let compat = compat_hash(&engine);
@@ -245,12 +252,18 @@ impl PluginHost {
         let _guard = inner.apply_lock.lock().await;
         let old = inner.snapshot();
         let mut plugins: HashMap<String, Arc<Loaded>> = HashMap::new();
-        let mut report = ApplyReport { version: cfg.version.clone(), ..ApplyReport::default() };
+        let mut report = ApplyReport {
+            version: cfg.version.clone(),
+            ..ApplyReport::default()
+        };
         let mut status = Vec::new();
         for pc in &cfg.plugins {
             let key = pc.key();
             if plugins.contains_key(&key) {
-                report.errors.insert(key.clone(), "listed twice in the worker configuration".into());
+                report.errors.insert(
+                    key.clone(),
+                    "listed twice in the worker configuration".into(),
+                );
                 continue;
             }
             let prev = old.plugins.get(&key);
@@ -258,9 +271,14 @@ impl PluginHost {
                 Some(p) if p.cfg == *pc => Ok(p.clone()),
                 // Same limit: keep the semaphore, so calls on the old and the new version
                 // together never exceed maxConcurrency.
-                _ => load(inner, pc, prev.filter(|p| p.cfg.max_concurrency == pc.max_concurrency).map(|p| p.sem.clone()))
-                    .await
-                    .map(Arc::new),
+                _ => load(
+                    inner,
+                    pc,
+                    prev.filter(|p| p.cfg.max_concurrency == pc.max_concurrency)
+                        .map(|p| p.sem.clone()),
+                )
+                .await
+                .map(Arc::new),
             };
             match loaded {
                 Ok(l) => {
@@ -274,7 +292,10 @@ impl PluginHost {
                     report.errors.insert(key.clone(), msg.clone());
                     match prev {
                         Some(p) => {
-                            status.push(state_of(p, Some(format!("{msg} (still serving the previous version)"))));
+                            status.push(state_of(
+                                p,
+                                Some(format!("{msg} (still serving the previous version)")),
+                            ));
                             plugins.insert(key, p.clone());
                         }
                         None => status.push(PluginState {
@@ -292,7 +313,12 @@ impl PluginHost {
         }
         let mut routes: Vec<(String, PluginRef)> = plugins
             .values()
-            .filter_map(|l| l.cfg.route.as_deref().map(|r| (normalize_route(r), l.reference.clone())))
+            .filter_map(|l| {
+                l.cfg
+                    .route
+                    .as_deref()
+                    .map(|r| (normalize_route(r), l.reference.clone()))
+            })
             .collect();
         routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         let remote = cfg
@@ -301,7 +327,10 @@ impl PluginHost {
             .map(|r| (format!("{}/{}", r.namespace, r.plugin), r.clone()))
             .filter(|(k, _)| !plugins.contains_key(k))
             .collect();
-        let in_use: std::collections::HashSet<String> = plugins.values().map(|l| l.compiled.digest.clone()).collect();
+        let in_use: std::collections::HashSet<String> = plugins
+            .values()
+            .map(|l| l.compiled.digest.clone())
+            .collect();
         let n_loaded = plugins.len();
         let n_errors = report.errors.len();
         let new_state = Arc::new(State {
@@ -315,19 +344,35 @@ impl PluginHost {
         });
         *inner.state.write().unwrap_or_else(|p| p.into_inner()) = new_state.clone();
         // Compiled components nobody uses any more: in-flight calls hold their own Arc.
-        inner.compiled.lock().unwrap_or_else(|p| p.into_inner()).retain(|d, _| in_use.contains(d));
+        inner
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|d, _| in_use.contains(d));
         inner.logs.retain(|k| new_state.plugins.contains_key(k));
         inner.metrics.loaded.set(n_loaded as i64);
         inner.metrics.load_errors.set(n_errors as i64);
-        inner.metrics.applies.with_label_values(&[if n_errors == 0 { "ok" } else { "partial" }]).inc();
-        tracing::info!(loaded = n_loaded, errors = n_errors, "plugin configuration applied");
+        inner
+            .metrics
+            .applies
+            .with_label_values(&[if n_errors == 0 { "ok" } else { "partial" }])
+            .inc();
+        tracing::info!(
+            loaded = n_loaded,
+            errors = n_errors,
+            "plugin configuration applied"
+        );
         report
     }
 
     /// Calls a plugin: in-process when it is loaded here, over HTTP (with the namespace
     /// token) when another pool serves it, `NotFound` otherwise.
     #[tracing::instrument(level = "debug", skip_all, fields(plugin = %target))]
-    pub async fn call(&self, target: &PluginRef, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, CallError> {
+    pub async fn call(
+        &self,
+        target: &PluginRef,
+        req: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, CallError> {
         let inner = &self.inner;
         let state = inner.snapshot();
         let key = target.key();
@@ -345,16 +390,30 @@ impl PluginHost {
                     .unwrap_or_else(|| format!("worker/{}", state.pool));
                 remote_call(inner, &state, route, target, req, &caller, 0, None).await
             }
-            None => Err(CallError::NotFound { plugin: key.clone() }),
+            None => Err(CallError::NotFound {
+                plugin: key.clone(),
+            }),
         };
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
         // A plugin nobody configured gets no series of its own (names come from requests).
-        let label = if matches!(result, Err(CallError::NotFound { .. })) { UNKNOWN_PLUGIN } else { key.as_str() };
-        inner.metrics.calls.with_label_values(&[label, outcome]).inc();
-        inner.metrics.call_seconds.with_label_values(&[label, outcome]).observe(started.elapsed().as_secs_f64());
+        let label = if matches!(result, Err(CallError::NotFound { .. })) {
+            UNKNOWN_PLUGIN
+        } else {
+            key.as_str()
+        };
+        inner
+            .metrics
+            .calls
+            .with_label_values(&[label, outcome])
+            .inc();
+        inner
+            .metrics
+            .call_seconds
+            .with_label_values(&[label, outcome])
+            .observe(started.elapsed().as_secs_f64());
         result
     }
 
@@ -362,7 +421,11 @@ impl PluginHost {
     /// segment boundary: `/api` serves `/api` and `/api/x`, not `/apix`).
     pub fn route(&self, path: &str) -> Option<PluginRef> {
         let state = self.inner.snapshot();
-        state.routes.iter().find(|(prefix, _)| route_matches(prefix, path)).map(|(_, r)| r.clone())
+        state
+            .routes
+            .iter()
+            .find(|(prefix, _)| route_matches(prefix, path))
+            .map(|(_, r)| r.clone())
     }
 
     /// Every configured plugin: digest, size, load error.
@@ -383,23 +446,47 @@ impl PluginHost {
     pub async fn handle_internal(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
         let inner = &self.inner;
         let Some((target, rest)) = parse_internal_path(req.uri().path()) else {
-            return plain(http::StatusCode::NOT_FOUND, "expected /internal/<namespace>/<plugin>/<path>", Some("not_found"));
+            return plain(
+                http::StatusCode::NOT_FOUND,
+                "expected /internal/<namespace>/<plugin>/<path>",
+                Some("not_found"),
+            );
         };
         let state = inner.snapshot();
-        let presented = req.headers().get(HEADER_TOKEN).map(|v| v.as_bytes()).unwrap_or_default();
+        let presented = req
+            .headers()
+            .get(HEADER_TOKEN)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
         let valid = state.tokens.get(&target.namespace).is_some_and(|t| {
             let t = t.expose().as_bytes();
             !t.is_empty() && bool::from(t.ct_eq(presented))
         });
         if !valid {
-            return plain(http::StatusCode::UNAUTHORIZED, "missing or wrong causeway-internal-token", Some("unauthorized"));
+            return plain(
+                http::StatusCode::UNAUTHORIZED,
+                "missing or wrong causeway-internal-token",
+                Some("unauthorized"),
+            );
         }
-        let depth: u32 = req.headers().get(HEADER_DEPTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let depth: u32 = req
+            .headers()
+            .get(HEADER_DEPTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         if depth > MAX_CHAIN_DEPTH {
-            let e = CallError::LoopDetected { plugin: target.key(), max_depth: MAX_CHAIN_DEPTH };
+            let e = CallError::LoopDetected {
+                plugin: target.key(),
+                max_depth: MAX_CHAIN_DEPTH,
+            };
             return error_response(&e);
         }
-        let caller = req.headers().get(HEADER_CALLER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let caller = req
+            .headers()
+            .get(HEADER_CALLER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let (mut parts, body) = req.into_parts();
         let pq = match parts.uri.query() {
             Some(q) => format!("{rest}?{q}"),
@@ -407,14 +494,33 @@ impl PluginHost {
         };
         parts.uri = match pq.parse() {
             Ok(u) => u,
-            Err(_) => return plain(http::StatusCode::BAD_REQUEST, "invalid path", Some("internal")),
+            Err(_) => {
+                return plain(
+                    http::StatusCode::BAD_REQUEST,
+                    "invalid path",
+                    Some("internal"),
+                );
+            }
         };
         let req = http::Request::from_parts(parts, body);
         let Some(l) = state.plugins.get(&target.key()) else {
             // Never forwarded again: the caller's routing table is stale.
-            return error_response(&CallError::NotFound { plugin: target.key() });
+            return error_response(&CallError::NotFound {
+                plugin: target.key(),
+            });
         };
-        match invoke(inner, l.clone(), req, CallCx { depth, caller, deadline: None }).await {
+        match invoke(
+            inner,
+            l.clone(),
+            req,
+            CallCx {
+                depth,
+                caller,
+                deadline: None,
+            },
+        )
+        .await
+        {
             Ok(mut resp) => {
                 // Only the host reports errors: a guest's own header would be misread.
                 resp.headers_mut().remove(HEADER_ERROR);
@@ -424,7 +530,10 @@ impl PluginHost {
                     let e = CallError::Remote {
                         plugin: target.key(),
                         status: Some(502),
-                        message: format!("the plugin answered a redirect ({})", resp.status().as_u16()),
+                        message: format!(
+                            "the plugin answered a redirect ({})",
+                            resp.status().as_u16()
+                        ),
                     };
                     return error_response(&e);
                 }
@@ -449,17 +558,34 @@ pub fn parse_internal_path(path: &str) -> Option<(PluginRef, String)> {
 
 /// The internal URL of `plugin` under a pool's base URL, for a path-and-query `pq`.
 pub fn internal_url(base: &str, plugin: &PluginRef, pq: &str) -> String {
-    let pq = if pq.starts_with('/') { pq.to_string() } else { format!("/{pq}") };
-    format!("{}{INTERNAL_PREFIX}{}/{}{pq}", base.trim_end_matches('/'), plugin.namespace, plugin.name)
+    let pq = if pq.starts_with('/') {
+        pq.to_string()
+    } else {
+        format!("/{pq}")
+    };
+    format!(
+        "{}{INTERNAL_PREFIX}{}/{}{pq}",
+        base.trim_end_matches('/'),
+        plugin.namespace,
+        plugin.name
+    )
 }
 
 fn normalize_route(r: &str) -> String {
     let t = r.trim_end_matches('/');
-    if t.is_empty() { "/".to_string() } else { t.to_string() }
+    if t.is_empty() {
+        "/".to_string()
+    } else {
+        t.to_string()
+    }
 }
 
 fn route_matches(prefix: &str, path: &str) -> bool {
-    prefix == "/" || path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+    prefix == "/"
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn state_of(l: &Loaded, error: Option<String>) -> PluginState {
@@ -477,7 +603,10 @@ fn state_of(l: &Loaded, error: Option<String>) -> PluginState {
 fn plain(status: http::StatusCode, message: &str, kind: Option<&str>) -> http::Response<Bytes> {
     let mut resp = http::Response::new(Bytes::from(message.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if let Some(k) = kind.and_then(|k| http::HeaderValue::from_str(k).ok()) {
         resp.headers_mut().insert(HEADER_ERROR, k);
     }
@@ -490,18 +619,31 @@ pub fn error_response(e: &CallError) -> http::Response<Bytes> {
 }
 
 /// Loads one plugin: allow-list, source, compiled component.
-async fn load(inner: &Arc<Inner>, pc: &PluginConfig, sem: Option<Arc<Semaphore>>) -> Result<Loaded, LoadError> {
+async fn load(
+    inner: &Arc<Inner>,
+    pc: &PluginConfig,
+    sem: Option<Arc<Semaphore>>,
+) -> Result<Loaded, LoadError> {
     let allow = AllowList::parse(&pc.allowed_outbound_hosts)?;
-    if matches!(pc.source, causeway_config::SourceConfig::File { .. }) && !inner.allow_file_sources {
+    if matches!(pc.source, causeway_config::SourceConfig::File { .. }) && !inner.allow_file_sources
+    {
         return Err(LoadError::FileSourceRefused);
     }
     let located = source::locate(&pc.source, &inner.dirs, &inner.download).await?;
     if let Some(kind) = located.fetched {
         inner.metrics.fetches.with_label_values(&[kind]).inc();
     }
-    let size = located.bytes.as_ref().map(|b| b.len() as u64).or_else(|| inner.dirs.artifact_size(&located.digest));
+    let size = located
+        .bytes
+        .as_ref()
+        .map(|b| b.len() as u64)
+        .or_else(|| inner.dirs.artifact_size(&located.digest));
     let compiled = compiled_for(inner, located, pc).await?;
-    let vars: WasiConfigVariables = pc.variables.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+    let vars: WasiConfigVariables = pc
+        .variables
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect();
     let reference = PluginRef::new(&pc.namespace, &pc.name);
     Ok(Loaded {
         cfg: pc.clone(),
@@ -516,10 +658,24 @@ async fn load(inner: &Arc<Inner>, pc: &PluginConfig, sem: Option<Arc<Semaphore>>
 }
 
 /// The compiled component for a digest: memory, then `.cwasm` on disk, then Cranelift.
-async fn compiled_for(inner: &Arc<Inner>, located: source::Located, pc: &PluginConfig) -> Result<Arc<Compiled>, LoadError> {
+async fn compiled_for(
+    inner: &Arc<Inner>,
+    located: source::Located,
+    pc: &PluginConfig,
+) -> Result<Arc<Compiled>, LoadError> {
     let digest = located.digest.clone();
-    if let Some(c) = inner.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&digest).cloned() {
-        inner.metrics.cache_hits.with_label_values(&["memory"]).inc();
+    if let Some(c) = inner
+        .compiled
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&digest)
+        .cloned()
+    {
+        inner
+            .metrics
+            .cache_hits
+            .with_label_values(&["memory"])
+            .inc();
         return Ok(c);
     }
     let engine = inner.engine.clone();
@@ -574,12 +730,27 @@ async fn compiled_for(inner: &Arc<Inner>, located: source::Located, pc: &PluginC
             tracing::info!(digest = %digest, "compiled component loaded from disk cache");
         }
     }
-    let link_err = |e: wasmtime::Error| LoadError::Link { digest: digest.clone(), message: format!("{e:#}") };
+    let link_err = |e: wasmtime::Error| LoadError::Link {
+        digest: digest.clone(),
+        message: format!("{e:#}"),
+    };
     let pre = inner.linker.instantiate_pre(&component).map_err(link_err)?;
     let pre = ProxyPre::new(pre).map_err(link_err)?;
-    probe(inner, &pre, pc).await.map_err(|message| LoadError::Instantiate { digest: digest.clone(), message })?;
-    let compiled = Arc::new(Compiled { digest: digest.clone(), pre });
-    inner.compiled.lock().unwrap_or_else(|p| p.into_inner()).insert(digest, compiled.clone());
+    probe(inner, &pre, pc)
+        .await
+        .map_err(|message| LoadError::Instantiate {
+            digest: digest.clone(),
+            message,
+        })?;
+    let compiled = Arc::new(Compiled {
+        digest: digest.clone(),
+        pre,
+    });
+    inner
+        .compiled
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(digest, compiled.clone());
     Ok(compiled)
 }
 
@@ -611,12 +782,17 @@ pub fn chain_target(host: &str) -> Option<&str> {
 /// [`chain_target`]; None for every other URL (they go to the network).
 pub fn chain_url(url: &str) -> Option<(String, String)> {
     let uri: http::Uri = url.parse().ok()?;
-    if !matches!(uri.scheme_str(), Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https")) {
+    if !matches!(uri.scheme_str(), Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
+    {
         return None;
     }
     let host = uri.host()?.to_ascii_lowercase();
     let name = chain_target(&host)?.to_string();
-    let pq = uri.path_and_query().map(|p| p.as_str()).filter(|p| p.starts_with('/')).unwrap_or("/");
+    let pq = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or("/");
     Some((name, pq.to_string()))
 }
 
@@ -630,26 +806,44 @@ pub(crate) async fn send_outbound(
     let m = &out.host.metrics;
     let uri = request.uri().clone();
     let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
-    let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
     let target = format!("{scheme}://{authority}");
     let refuse = |r: Refusal| {
-        m.outbound_refused.with_label_values(&[&out.key, r.reason]).inc();
+        m.outbound_refused
+            .with_label_values(&[&out.key, r.reason])
+            .inc();
         tracing::warn!(plugin = %out.key, target = %r.target, reason = r.reason, detail = %r.detail, "outbound request refused");
         out.shared.set_refused(r);
     };
-    let Some(host) = uri.host() else { return Err(E::HttpRequestUriInvalid) };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let Some(host) = uri.host() else {
+        return Err(E::HttpRequestUriInvalid);
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
     let port = match (uri.port_u16(), scheme.as_str()) {
         (Some(p), _) => p,
         (None, "http") => 80,
         (None, "https") => 443,
         _ => {
-            refuse(Refusal { target, reason: "scheme", detail: format!("scheme {scheme} is not supported") });
+            refuse(Refusal {
+                target,
+                reason: "scheme",
+                detail: format!("scheme {scheme} is not supported"),
+            });
             return Err(E::HttpRequestDenied);
         }
     };
     let Some(allowed) = out.allow.check(&scheme, &host, port) else {
-        refuse(Refusal { target: target.clone(), reason: "not_allowed", detail: format!("{target} is not in allowedOutboundHosts") });
+        refuse(Refusal {
+            target: target.clone(),
+            reason: "not_allowed",
+            detail: format!("{target} is not in allowedOutboundHosts"),
+        });
         return Err(E::HttpRequestDenied);
     };
     if let Some(name) = chain_target(&host) {
@@ -662,7 +856,9 @@ pub(crate) async fn send_outbound(
             Err(E::DestinationIpProhibited)
         }
         Resolved::Connect(addr) => {
-            m.outbound_requests.with_label_values(&[&out.key, "network"]).inc();
+            m.outbound_requests
+                .with_label_values(&[&out.key, "network"])
+                .inc();
             m.outbound_connects.with_label_values(&[&out.key]).inc();
             let mut request = request;
             for h in [HEADER_TOKEN, HEADER_DEPTH, HEADER_CALLER] {
@@ -688,7 +884,10 @@ async fn chain(
     let depth = out.depth + 1;
     if depth > MAX_CHAIN_DEPTH {
         m.chain_errors.with_label_values(&["depth"]).inc();
-        let e = CallError::LoopDetected { plugin: target.key(), max_depth: MAX_CHAIN_DEPTH };
+        let e = CallError::LoopDetected {
+            plugin: target.key(),
+            max_depth: MAX_CHAIN_DEPTH,
+        };
         let mut resp = error_response(&e);
         *resp.status_mut() = http::StatusCode::LOOP_DETECTED;
         return Ok(respond(resp));
@@ -696,7 +895,9 @@ async fn chain(
     let (mut parts, body) = request.into_parts();
     let (bytes, _) = collect_limited(body, MAX_CHAIN_REQUEST_BYTES).await?;
     if bytes.len() as u64 > MAX_CHAIN_REQUEST_BYTES {
-        return Err(wasmtime_wasi_http::Error::HttpRequestBodySize(Some(bytes.len() as u64)));
+        return Err(wasmtime_wasi_http::Error::HttpRequestBodySize(Some(
+            bytes.len() as u64,
+        )));
     }
     for h in [HEADER_TOKEN, HEADER_DEPTH] {
         parts.headers.remove(h);
@@ -706,14 +907,32 @@ async fn chain(
     let key = target.key();
     let result = if let Some(l) = state.plugins.get(&key) {
         m.chain_calls.with_label_values(&["local"]).inc();
-        m.outbound_requests.with_label_values(&[&out.key, "chain"]).inc();
-        let cx = CallCx { depth, caller: Some(out.key.clone()), deadline: Some(out.deadline) };
+        m.outbound_requests
+            .with_label_values(&[&out.key, "chain"])
+            .inc();
+        let cx = CallCx {
+            depth,
+            caller: Some(out.key.clone()),
+            deadline: Some(out.deadline),
+        };
         // Boxed: a chained call is a call, which may chain again.
         Box::pin(invoke(host, l.clone(), req, cx)).await
     } else if let Some(route) = state.remote.get(&key) {
         m.chain_calls.with_label_values(&["remote"]).inc();
-        m.outbound_requests.with_label_values(&[&out.key, "chain"]).inc();
-        remote_call(host, &state, route, &target, req, &out.key, depth, Some(out.deadline)).await
+        m.outbound_requests
+            .with_label_values(&[&out.key, "chain"])
+            .inc();
+        remote_call(
+            host,
+            &state,
+            route,
+            &target,
+            req,
+            &out.key,
+            depth,
+            Some(out.deadline),
+        )
+        .await
     } else {
         m.chain_errors.with_label_values(&["not_found"]).inc();
         tracing::warn!(plugin = %out.key, target = %key, "chained call to a plugin that is neither loaded here nor routed");
@@ -744,32 +963,61 @@ async fn remote_call(
     deadline: Option<Instant>,
 ) -> Result<http::Response<Bytes>, CallError> {
     let plugin = target.key();
-    let remote_err = |status: Option<u16>, message: String| CallError::Remote { plugin: plugin.clone(), status, message };
+    let remote_err = |status: Option<u16>, message: String| CallError::Remote {
+        plugin: plugin.clone(),
+        status,
+        message,
+    };
     let Some(token) = state.tokens.get(&target.namespace) else {
-        return Err(remote_err(None, format!("no internal token for namespace {}", target.namespace)));
+        return Err(remote_err(
+            None,
+            format!("no internal token for namespace {}", target.namespace),
+        ));
     };
     let deadline = deadline.unwrap_or_else(|| Instant::now() + DEFAULT_REMOTE_TIMEOUT);
     let (parts, body) = req.into_parts();
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
     let mut last = String::from("the route lists no URL");
     for base in &route.urls {
         let url = internal_url(base, target, &pq);
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(CallError::Timeout { plugin, timeout_ms: 0 });
+            return Err(CallError::Timeout {
+                plugin,
+                timeout_ms: 0,
+            });
         }
-        let mut rb = inner.internal.request(parts.method.clone(), &url).timeout(remaining);
+        let mut rb = inner
+            .internal
+            .request(parts.method.clone(), &url)
+            .timeout(remaining);
         for (name, value) in &parts.headers {
-            if !is_hop_by_hop(name) && name != HEADER_TOKEN && name != HEADER_CALLER && name != HEADER_DEPTH {
+            if !is_hop_by_hop(name)
+                && name != HEADER_TOKEN
+                && name != HEADER_CALLER
+                && name != HEADER_DEPTH
+            {
                 rb = rb.header(name, value);
             }
         }
-        rb = rb.header(HEADER_TOKEN, token.expose()).header(HEADER_CALLER, caller).header(HEADER_DEPTH, depth.to_string()).body(body.clone());
+        rb = rb
+            .header(HEADER_TOKEN, token.expose())
+            .header(HEADER_CALLER, caller)
+            .header(HEADER_DEPTH, depth.to_string())
+            .body(body.clone());
         match rb.send().await {
             Ok(resp) => {
                 let status = resp.status();
                 let mut headers = resp.headers().clone();
-                let error_kind = headers.get(HEADER_ERROR).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let error_kind = headers
+                    .get(HEADER_ERROR)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 let mut collected = Vec::new();
                 let mut stream = resp;
                 loop {
@@ -777,12 +1025,25 @@ async fn remote_call(
                         Ok(Some(c)) => {
                             collected.extend_from_slice(&c);
                             if collected.len() as u64 > crate::call::MAX_RESPONSE_BYTES {
-                                return Err(remote_err(Some(502), "response larger than the limit".into()));
+                                return Err(remote_err(
+                                    Some(502),
+                                    "response larger than the limit".into(),
+                                ));
                             }
                         }
                         Ok(None) => break,
-                        Err(e) if e.is_timeout() => return Err(CallError::Timeout { plugin, timeout_ms: remaining.as_millis() as u64 }),
-                        Err(e) => return Err(remote_err(None, format!("{url}: reading the response: {e}"))),
+                        Err(e) if e.is_timeout() => {
+                            return Err(CallError::Timeout {
+                                plugin,
+                                timeout_ms: remaining.as_millis() as u64,
+                            });
+                        }
+                        Err(e) => {
+                            return Err(remote_err(
+                                None,
+                                format!("{url}: reading the response: {e}"),
+                            ));
+                        }
                     }
                 }
                 if let Some(kind) = error_kind {
@@ -791,7 +1052,10 @@ async fn remote_call(
                 }
                 // Pools never redirect each other: a 3xx is an error, never followed.
                 if status.is_redirection() {
-                    return Err(remote_err(Some(502), format!("{url}: the pool answered a redirect ({})", status.as_u16())));
+                    return Err(remote_err(
+                        Some(502),
+                        format!("{url}: the pool answered a redirect ({})", status.as_u16()),
+                    ));
                 }
                 for h in [http::header::TRANSFER_ENCODING, http::header::CONNECTION] {
                     headers.remove(h);
@@ -801,7 +1065,12 @@ async fn remote_call(
                 *out.headers_mut() = headers;
                 return Ok(out);
             }
-            Err(e) if e.is_timeout() => return Err(CallError::Timeout { plugin, timeout_ms: remaining.as_millis() as u64 }),
+            Err(e) if e.is_timeout() => {
+                return Err(CallError::Timeout {
+                    plugin,
+                    timeout_ms: remaining.as_millis() as u64,
+                });
+            }
             Err(e) if e.is_connect() => {
                 last = format!("{url}: {e}");
                 continue;
@@ -815,7 +1084,15 @@ async fn remote_call(
 fn is_hop_by_hop(name: &http::HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "te" | "trailer" | "host" | "content-length"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "host"
+            | "content-length"
     )
 }
 
@@ -827,15 +1104,28 @@ mod tests {
     fn internal_paths() {
         assert_eq!(
             parse_internal_path("/internal/shop/store-api/customers/c1/purchases"),
-            Some((PluginRef::new("shop", "store-api"), "/customers/c1/purchases".into()))
+            Some((
+                PluginRef::new("shop", "store-api"),
+                "/customers/c1/purchases".into()
+            ))
         );
-        assert_eq!(parse_internal_path("/internal/shop/store-api"), Some((PluginRef::new("shop", "store-api"), "/".into())));
-        assert_eq!(parse_internal_path("/internal/shop/store-api/"), Some((PluginRef::new("shop", "store-api"), "/".into())));
+        assert_eq!(
+            parse_internal_path("/internal/shop/store-api"),
+            Some((PluginRef::new("shop", "store-api"), "/".into()))
+        );
+        assert_eq!(
+            parse_internal_path("/internal/shop/store-api/"),
+            Some((PluginRef::new("shop", "store-api"), "/".into()))
+        );
         assert_eq!(parse_internal_path("/internal/shop"), None);
         assert_eq!(parse_internal_path("/internal//x/y"), None);
         assert_eq!(parse_internal_path("/hooks/a/b"), None);
         assert_eq!(
-            internal_url("http://10.0.0.5:8081/", &PluginRef::new("shop", "store-api"), "/a?b=1"),
+            internal_url(
+                "http://10.0.0.5:8081/",
+                &PluginRef::new("shop", "store-api"),
+                "/a?b=1"
+            ),
             "http://10.0.0.5:8081/internal/shop/store-api/a?b=1"
         );
     }
@@ -852,9 +1142,19 @@ mod tests {
 
     #[test]
     fn chain_urls() {
-        assert_eq!(chain_url("http://inbox.internal/orders?x=1"), Some(("inbox".into(), "/orders?x=1".into())));
-        assert_eq!(chain_url("https://Inbox.Internal:8443"), Some(("inbox".into(), "/".into())));
-        assert_eq!(chain_url("http://api.corp.internal/orders"), None, "a real host under .internal");
+        assert_eq!(
+            chain_url("http://inbox.internal/orders?x=1"),
+            Some(("inbox".into(), "/orders?x=1".into()))
+        );
+        assert_eq!(
+            chain_url("https://Inbox.Internal:8443"),
+            Some(("inbox".into(), "/".into()))
+        );
+        assert_eq!(
+            chain_url("http://api.corp.internal/orders"),
+            None,
+            "a real host under .internal"
+        );
         assert_eq!(chain_url("http://127.0.0.1:9/x"), None);
         assert_eq!(chain_url("https://api.example.com/internal"), None);
         assert_eq!(chain_url("ftp://inbox.internal/x"), None);
@@ -870,7 +1170,10 @@ mod tests {
 
     #[test]
     fn plugin_refs() {
-        assert_eq!(PluginRef::parse("shop/loyalty"), Some(PluginRef::new("shop", "loyalty")));
+        assert_eq!(
+            PluginRef::parse("shop/loyalty"),
+            Some(PluginRef::new("shop", "loyalty"))
+        );
         assert_eq!(PluginRef::parse("shop"), None);
         assert_eq!(PluginRef::parse("a/b/c"), None);
         assert_eq!(PluginRef::new("a", "b").to_string(), "a/b");

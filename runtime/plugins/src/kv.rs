@@ -79,7 +79,10 @@ impl HasData for HasKv {
     type Data<'a> = KvView<'a>;
 }
 
-pub(crate) fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> KvView<'_>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
     store::add_to_linker::<T, HasKv>(linker, get)?;
     atomics::add_to_linker::<T, HasKv>(linker, get)?;
     batch::add_to_linker::<T, HasKv>(linker, get)?;
@@ -107,7 +110,10 @@ impl KvView<'_> {
 
 fn check_value(value: &[u8]) -> Result<(), KvError> {
     if value.len() > MAX_VALUE_BYTES {
-        return Err(KvError::Other(format!("value of {} bytes is larger than the limit of {MAX_VALUE_BYTES}", value.len())));
+        return Err(KvError::Other(format!(
+            "value of {} bytes is larger than the limit of {MAX_VALUE_BYTES}",
+            value.len()
+        )));
     }
     Ok(())
 }
@@ -115,7 +121,9 @@ fn check_value(value: &[u8]) -> Result<(), KvError> {
 impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<KvBucket>, KvError> {
         match identifier.as_str() {
-            "" | "default" => Ok(self.table.push(KvBucket { plugin: self.ctx.plugin.clone() })?),
+            "" | "default" => Ok(self.table.push(KvBucket {
+                plugin: self.ctx.plugin.clone(),
+            })?),
             _ => Err(KvError::NoSuchStore),
         }
     }
@@ -130,12 +138,21 @@ impl store::Host for KvView<'_> {
 }
 
 impl store::HostBucket for KvView<'_> {
-    async fn get(&mut self, bucket: Resource<KvBucket>, key: String) -> Result<Option<Vec<u8>>, KvError> {
+    async fn get(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, KvError> {
         let plugin = self.plugin_of(&bucket)?;
         blocking(&self.ctx.kv, move |kv| kv.get(&plugin, &key)).await
     }
 
-    async fn set(&mut self, bucket: Resource<KvBucket>, key: String, value: Vec<u8>) -> Result<(), KvError> {
+    async fn set(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), KvError> {
         check_value(&value)?;
         let plugin = self.plugin_of(&bucket)?;
         blocking(&self.ctx.kv, move |kv| kv.set(&plugin, &key, &value)).await
@@ -148,18 +165,34 @@ impl store::HostBucket for KvView<'_> {
 
     async fn exists(&mut self, bucket: Resource<KvBucket>, key: String) -> Result<bool, KvError> {
         let plugin = self.plugin_of(&bucket)?;
-        blocking(&self.ctx.kv, move |kv| kv.get(&plugin, &key).map(|v| v.is_some())).await
+        blocking(&self.ctx.kv, move |kv| {
+            kv.get(&plugin, &key).map(|v| v.is_some())
+        })
+        .await
     }
 
-    async fn list_keys(&mut self, bucket: Resource<KvBucket>, cursor: Option<u64>) -> Result<store::KeyResponse, KvError> {
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        cursor: Option<u64>,
+    ) -> Result<store::KeyResponse, KvError> {
         let plugin = self.plugin_of(&bucket)?;
         let mut keys = blocking(&self.ctx.kv, move |kv| kv.list_keys(&plugin)).await?;
         // A stable order makes the offset cursor meaningful across pages.
         keys.sort_unstable();
-        let start = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX).min(keys.len());
+        let start = usize::try_from(cursor.unwrap_or(0))
+            .unwrap_or(usize::MAX)
+            .min(keys.len());
         let end = start.saturating_add(LIST_PAGE).min(keys.len());
-        let next = if end < keys.len() { Some(end as u64) } else { None };
-        Ok(store::KeyResponse { keys: keys[start..end].to_vec(), cursor: next })
+        let next = if end < keys.len() {
+            Some(end as u64)
+        } else {
+            None
+        };
+        Ok(store::KeyResponse {
+            keys: keys[start..end].to_vec(),
+            cursor: next,
+        })
     }
 
     async fn drop(&mut self, bucket: Resource<KvBucket>) -> wasmtime::Result<()> {
@@ -169,7 +202,12 @@ impl store::HostBucket for KvView<'_> {
 }
 
 impl atomics::Host for KvView<'_> {
-    async fn increment(&mut self, bucket: Resource<KvBucket>, key: String, delta: u64) -> Result<u64, KvError> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, KvError> {
         let plugin = self.plugin_of(&bucket)?;
         let _guard = self.ctx.increment_lock.clone().lock_owned().await;
         blocking(&self.ctx.kv, move |kv| {
@@ -180,7 +218,9 @@ impl atomics::Host for KvView<'_> {
                     .and_then(|s| s.trim().parse::<u64>().ok())
                     .ok_or_else(|| format!("value of {key:?} is not a decimal u64"))?,
             };
-            let next = current.checked_add(delta).ok_or_else(|| format!("incrementing {key:?} overflows u64"))?;
+            let next = current
+                .checked_add(delta)
+                .ok_or_else(|| format!("incrementing {key:?} overflows u64"))?;
             kv.set(&plugin, &key, next.to_string().as_bytes())?;
             Ok(next)
         })
@@ -189,25 +229,47 @@ impl atomics::Host for KvView<'_> {
 }
 
 impl batch::Host for KvView<'_> {
-    async fn get_many(&mut self, bucket: Resource<KvBucket>, keys: Vec<String>) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
         let plugin = self.plugin_of(&bucket)?;
         blocking(&self.ctx.kv, move |kv| {
-            keys.into_iter().map(|k| Ok(kv.get(&plugin, &k)?.map(|v| (k, v)))).collect()
+            keys.into_iter()
+                .map(|k| Ok(kv.get(&plugin, &k)?.map(|v| (k, v))))
+                .collect()
         })
         .await
     }
 
-    async fn set_many(&mut self, bucket: Resource<KvBucket>, key_values: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
+    async fn set_many(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), KvError> {
         for (_, v) in &key_values {
             check_value(v)?;
         }
         let plugin = self.plugin_of(&bucket)?;
-        blocking(&self.ctx.kv, move |kv| key_values.iter().try_for_each(|(k, v)| kv.set(&plugin, k, v))).await
+        blocking(&self.ctx.kv, move |kv| {
+            key_values
+                .iter()
+                .try_for_each(|(k, v)| kv.set(&plugin, k, v))
+        })
+        .await
     }
 
-    async fn delete_many(&mut self, bucket: Resource<KvBucket>, keys: Vec<String>) -> Result<(), KvError> {
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<KvBucket>,
+        keys: Vec<String>,
+    ) -> Result<(), KvError> {
         let plugin = self.plugin_of(&bucket)?;
-        blocking(&self.ctx.kv, move |kv| keys.iter().try_for_each(|k| kv.delete(&plugin, k))).await
+        blocking(&self.ctx.kv, move |kv| {
+            keys.iter().try_for_each(|k| kv.delete(&plugin, k))
+        })
+        .await
     }
 }
 
@@ -233,10 +295,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl KvStore for MemoryKv {
     fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
-        Ok(lock(&self.data).get(plugin).and_then(|b| b.get(key)).cloned())
+        Ok(lock(&self.data)
+            .get(plugin)
+            .and_then(|b| b.get(key))
+            .cloned())
     }
     fn set(&self, plugin: &str, key: &str, value: &[u8]) -> Result<(), String> {
-        lock(&self.data).entry(plugin.to_string()).or_default().insert(key.to_string(), value.to_vec());
+        lock(&self.data)
+            .entry(plugin.to_string())
+            .or_default()
+            .insert(key.to_string(), value.to_vec());
         Ok(())
     }
     fn delete(&self, plugin: &str, key: &str) -> Result<(), String> {
@@ -246,7 +314,10 @@ impl KvStore for MemoryKv {
         Ok(())
     }
     fn list_keys(&self, plugin: &str) -> Result<Vec<String>, String> {
-        Ok(lock(&self.data).get(plugin).map(|b| b.keys().cloned().collect()).unwrap_or_default())
+        Ok(lock(&self.data)
+            .get(plugin)
+            .map(|b| b.keys().cloned().collect())
+            .unwrap_or_default())
     }
 }
 
@@ -262,20 +333,28 @@ impl FileKv {
     pub fn open(dir: impl AsRef<Path>) -> std::io::Result<FileKv> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)?;
-        Ok(FileKv { dir, cache: Mutex::new(Buckets::new()) })
+        Ok(FileKv {
+            dir,
+            cache: Mutex::new(Buckets::new()),
+        })
     }
 
     fn path(&self, plugin: &str) -> PathBuf {
-        self.dir.join(format!("{}.json", hex::encode(plugin.as_bytes())))
+        self.dir
+            .join(format!("{}.json", hex::encode(plugin.as_bytes())))
     }
 
-    fn load<'a>(&self, cache: &'a mut Buckets, plugin: &str) -> Result<&'a mut BTreeMap<String, Vec<u8>>, String> {
+    fn load<'a>(
+        &self,
+        cache: &'a mut Buckets,
+        plugin: &str,
+    ) -> Result<&'a mut BTreeMap<String, Vec<u8>>, String> {
         if !cache.contains_key(plugin) {
             let path = self.path(plugin);
             let bucket = match std::fs::read(&path) {
                 Ok(bytes) => {
-                    let encoded: BTreeMap<String, String> =
-                        serde_json::from_slice(&bytes).map_err(|e| format!("reading {}: {e}", path.display()))?;
+                    let encoded: BTreeMap<String, String> = serde_json::from_slice(&bytes)
+                        .map_err(|e| format!("reading {}: {e}", path.display()))?;
                     let mut out = BTreeMap::new();
                     for (k, v) in encoded {
                         let v = base64::engine::general_purpose::STANDARD
@@ -290,12 +369,16 @@ impl FileKv {
             };
             cache.insert(plugin.to_string(), bucket);
         }
-        cache.get_mut(plugin).ok_or_else(|| "bucket vanished".to_string())
+        cache
+            .get_mut(plugin)
+            .ok_or_else(|| "bucket vanished".to_string())
     }
 
     fn save(&self, plugin: &str, bucket: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
-        let encoded: BTreeMap<&String, String> =
-            bucket.iter().map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(v))).collect();
+        let encoded: BTreeMap<&String, String> = bucket
+            .iter()
+            .map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(v)))
+            .collect();
         let bytes = serde_json::to_vec(&encoded).map_err(|e| e.to_string())?;
         let path = self.path(plugin);
         let tmp = path.with_extension("json.tmp");

@@ -27,8 +27,9 @@ pub use call::{HEADER_CALLER, HEADER_DEPTH, HEADER_ERROR, HEADER_TOKEN, MAX_RESP
 pub use engine::{AllocatorKind, EPOCH_TICK, PoolingMode};
 pub use error::{CallError, HostError, LoadError};
 pub use host::{
-    ApplyReport, DEFAULT_REMOTE_TIMEOUT, HostOptions, INTERNAL_PREFIX, MAX_CHAIN_DEPTH, PluginHost, PluginRef, PluginState, UNKNOWN_PLUGIN, chain_target, chain_url,
-    error_response, internal_url, parse_internal_path,
+    ApplyReport, DEFAULT_REMOTE_TIMEOUT, HostOptions, INTERNAL_PREFIX, MAX_CHAIN_DEPTH, PluginHost,
+    PluginRef, PluginState, UNKNOWN_PLUGIN, chain_target, chain_url, error_response, internal_url,
+    parse_internal_path,
 };
 pub use kv::{FileKv, KvStore, MAX_VALUE_BYTES, MemoryKv};
 pub use source::{MAX_COMPONENT_BYTES, WASM_MEDIA_TYPES, install_crypto_provider, oci_client};

@@ -44,7 +44,13 @@ impl CallLog {
         let lines = text
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| if l.len() > MAX_LINE { format!("{}…", truncate(l, MAX_LINE)) } else { l.to_string() })
+            .map(|l| {
+                if l.len() > MAX_LINE {
+                    format!("{}…", truncate(l, MAX_LINE))
+                } else {
+                    l.to_string()
+                }
+            })
             .collect();
         (lines, b.dropped)
     }
@@ -71,7 +77,11 @@ impl StdoutStream for CallLog {
 }
 
 impl AsyncWrite for CallLog {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.write(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -102,7 +112,9 @@ impl PluginLogs {
         let ring = rings.entry(plugin.to_string()).or_default();
         ring.extend(lines);
         if dropped > 0 {
-            ring.push_back(format!("[{dropped} bytes of output dropped: over the {CALL_LOG_BYTES}-byte per-call limit]"));
+            ring.push_back(format!(
+                "[{dropped} bytes of output dropped: over the {CALL_LOG_BYTES}-byte per-call limit]"
+            ));
         }
         while ring.len() > PLUGIN_LOG_LINES {
             ring.pop_front();
@@ -111,7 +123,10 @@ impl PluginLogs {
 
     pub fn get(&self, plugin: &str) -> Vec<String> {
         let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
-        rings.get(plugin).map(|r| r.iter().cloned().collect()).unwrap_or_default()
+        rings
+            .get(plugin)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {

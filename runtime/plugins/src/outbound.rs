@@ -103,18 +103,35 @@ impl AllowList {
     pub fn parse(entries: &[String]) -> Result<AllowList, LoadError> {
         let mut out = Vec::new();
         for entry in entries {
-            let bad = |message: &str| LoadError::AllowedHost { entry: entry.clone(), message: message.to_string() };
-            let (scheme, rest) = entry.split_once("://").ok_or_else(|| bad("expected scheme://host[:port]"))?;
+            let bad = |message: &str| LoadError::AllowedHost {
+                entry: entry.clone(),
+                message: message.to_string(),
+            };
+            let (scheme, rest) = entry
+                .split_once("://")
+                .ok_or_else(|| bad("expected scheme://host[:port]"))?;
             let scheme = match scheme.to_ascii_lowercase().as_str() {
                 "*" => SchemeRule::Any,
                 "http" => SchemeRule::Http,
                 "https" => SchemeRule::Https,
-                s if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) => SchemeRule::Other,
+                s if !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) =>
+                {
+                    SchemeRule::Other
+                }
                 _ => return Err(bad("invalid scheme")),
             };
             let rest = rest.strip_suffix('/').unwrap_or(rest);
-            if rest.is_empty() || rest.contains('/') || rest.contains('@') || rest.contains('?') || rest.contains('#') {
-                return Err(bad("expected only a host and an optional port, no path or user"));
+            if rest.is_empty()
+                || rest.contains('/')
+                || rest.contains('@')
+                || rest.contains('?')
+                || rest.contains('#')
+            {
+                return Err(bad(
+                    "expected only a host and an optional port, no path or user",
+                ));
             }
             let (host, port) = split_host_port(rest).ok_or_else(|| bad("invalid host or port"))?;
             let port = match port {
@@ -127,15 +144,23 @@ impl AllowList {
                 HostRule::Any
             } else if let Some(suffix) = host.strip_prefix("*.") {
                 if suffix.is_empty() || suffix.contains('*') {
-                    return Err(bad("a wildcard must be the whole first label, as in *.example.com"));
+                    return Err(bad(
+                        "a wildcard must be the whole first label, as in *.example.com",
+                    ));
                 }
                 HostRule::Suffix(format!(".{suffix}"))
             } else if host.contains('*') {
-                return Err(bad("a wildcard must be the whole first label, as in *.example.com"));
+                return Err(bad(
+                    "a wildcard must be the whole first label, as in *.example.com",
+                ));
             } else if let Some(ip) = parse_ip_host(&host) {
                 HostRule::Ip(ip)
             } else {
-                if !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') || host.starts_with('.') {
+                if !host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                    || host.starts_with('.')
+                {
                     return Err(bad("invalid host name"));
                 }
                 HostRule::Name(host)
@@ -171,7 +196,9 @@ impl AllowList {
             }
             let explicit = match &e.host {
                 HostRule::Any => Some(false),
-                HostRule::Suffix(suffix) => (host.len() > suffix.len() && host.ends_with(suffix.as_str())).then_some(false),
+                HostRule::Suffix(suffix) => {
+                    (host.len() > suffix.len() && host.ends_with(suffix.as_str())).then_some(false)
+                }
                 HostRule::Name(name) => (*name == host).then_some(true),
                 HostRule::Ip(ip) => (Some(*ip) == host_ip).then_some(true),
             };
@@ -202,7 +229,10 @@ fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
 }
 
 fn parse_ip_host(host: &str) -> Option<IpAddr> {
-    let h = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let h = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     h.parse().ok()
 }
 
@@ -284,7 +314,11 @@ fn classify_v4(ip: Ipv4Addr) -> AddrClass {
         return AddrClass::Multicast;
     }
     // 0/8 "this network", 240/4 reserved, 192.0.0.0/24 IETF, 198.18/15 benchmarking.
-    if o[0] == 0 || o[0] >= 240 || (o[0] == 192 && o[1] == 0 && o[2] == 0) || (o[0] == 198 && (o[1] & 0xfe) == 18) {
+    if o[0] == 0
+        || o[0] >= 240
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 198 && (o[1] & 0xfe) == 18)
+    {
         return AddrClass::Reserved;
     }
     AddrClass::Public
@@ -307,19 +341,34 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
     }
     // SIIT ::ffff:0:a.b.c.d (RFC 6052/7915 "IPv4-translated") reaches a.b.c.d too.
     if s[0..6] == [0, 0, 0, 0, 0xffff, 0] {
-        return classify_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+        return classify_v4(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        ));
     }
     // Teredo 2001::/32 tunnels to an IPv4 relay and client: never treated as public.
     if s[0] == 0x2001 && s[1] == 0 {
         return AddrClass::Reserved;
     }
     if s[0..6] == [0, 0, 0, 0, 0, 0] {
-        return classify_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+        return classify_v4(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        ));
     }
     // NAT64 well-known prefix 64:ff9b::/96 and local-use 64:ff9b:1::/48.
     if s[0] == 0x64 && s[1] == 0xff9b {
         if s[2..6] == [0, 0, 0, 0] {
-            return classify_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+            return classify_v4(Ipv4Addr::new(
+                (s[6] >> 8) as u8,
+                s[6] as u8,
+                (s[7] >> 8) as u8,
+                s[7] as u8,
+            ));
         }
         if s[2] == 1 {
             return AddrClass::Private;
@@ -327,7 +376,12 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
     }
     // 6to4: 2002:AABB:CCDD::/48 carries a.b.c.d.
     if s[0] == 0x2002 {
-        return classify_v4(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
+        return classify_v4(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
     }
     if (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfec0 {
         return AddrClass::Private;
@@ -369,20 +423,40 @@ pub(crate) enum Resolved {
 }
 
 /// Resolves `host` (once) and applies the SSRF guard.
-pub(crate) async fn resolve_checked(target: &str, host: &str, port: u16, explicit: bool, deadline: Instant) -> Result<Resolved, HttpError> {
-    let refuse = |reason: &'static str, detail: String| Ok(Resolved::Refused(Refusal { target: target.to_string(), reason, detail }));
+pub(crate) async fn resolve_checked(
+    target: &str,
+    host: &str,
+    port: u16,
+    explicit: bool,
+    deadline: Instant,
+) -> Result<Resolved, HttpError> {
+    let refuse = |reason: &'static str, detail: String| {
+        Ok(Resolved::Refused(Refusal {
+            target: target.to_string(),
+            reason,
+            detail,
+        }))
+    };
     if !explicit && is_metadata_name(host) {
-        return refuse("metadata", format!("{host} is a cloud metadata service name"));
+        return refuse(
+            "metadata",
+            format!("{host} is a cloud metadata service name"),
+        );
     }
     let addrs: Vec<SocketAddr> = match parse_ip_host(host) {
         Some(ip) => vec![SocketAddr::new(ip, port)],
-        None => match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
-            Err(_) => return Err(HttpError::DnsTimeout),
-            Ok(Err(e)) => {
-                return Err(HttpError::DnsError { rcode: Some(e.to_string()), info_code: None });
+        None => {
+            match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
+                Err(_) => return Err(HttpError::DnsTimeout),
+                Ok(Err(e)) => {
+                    return Err(HttpError::DnsError {
+                        rcode: Some(e.to_string()),
+                        info_code: None,
+                    });
+                }
+                Ok(Ok(it)) => it.collect(),
             }
-            Ok(Ok(it)) => it.collect(),
-        },
+        }
     };
     let mut refused = Vec::new();
     for addr in &addrs {
@@ -397,7 +471,10 @@ pub(crate) async fn resolve_checked(target: &str, host: &str, port: u16, explici
     }
     refuse(
         "address",
-        format!("{} (list the host explicitly in allowedOutboundHosts to allow it)", refused.join(", ")),
+        format!(
+            "{} (list the host explicitly in allowedOutboundHosts to allow it)",
+            refused.join(", ")
+        ),
     )
 }
 
@@ -411,7 +488,12 @@ pub(crate) struct BoundedBody<B> {
 
 impl<B> BoundedBody<B> {
     pub fn new(inner: B, limit: u64, deadline: Instant) -> Self {
-        BoundedBody { inner, seen: 0, limit, sleep: Box::pin(tokio::time::sleep_until(deadline)) }
+        BoundedBody {
+            inner,
+            seen: 0,
+            limit,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+        }
     }
 }
 
@@ -423,14 +505,19 @@ where
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
                     if this.seen > this.limit {
-                        return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(this.seen)))));
+                        return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(
+                            this.seen,
+                        )))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -459,12 +546,18 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
             let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+            let config = match rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+            {
                 Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
                 // ring supports the default versions; this branch is unreachable in practice.
-                Err(_) => rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth(),
+                Err(_) => rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
             };
             Arc::new(config)
         })
@@ -481,16 +574,24 @@ pub(crate) async fn send_to(
     deadline: Instant,
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
     let connect = async {
-        let stream = tokio::net::TcpStream::connect(addr).await.map_err(HttpError::Connect)?;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(HttpError::Connect)?;
         // Small requests and responses: send them at once.
         let _ = stream.set_nodelay(true);
         let io: Box<dyn IoStream> = if tls {
             let name = match parse_ip_host(host) {
                 Some(ip) => rustls::pki_types::ServerName::from(ip),
-                None => rustls::pki_types::ServerName::try_from(host.to_string()).map_err(HttpError::InvalidDnsNameError)?,
+                None => rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(HttpError::InvalidDnsNameError)?,
             };
             let connector = tokio_rustls::TlsConnector::from(tls_config());
-            Box::new(connector.connect(name, stream).await.map_err(HttpError::Tls)?)
+            Box::new(
+                connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(HttpError::Tls)?,
+            )
         } else {
             Box::new(stream)
         };
@@ -504,7 +605,11 @@ pub(crate) async fn send_to(
         Err(_) => return Err(HttpError::ConnectionTimeout),
     };
     // Only the path goes on the request line; the Host header carries the name.
-    let path = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
     *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
 
     let mut conn = Box::pin(conn);
@@ -527,7 +632,8 @@ pub(crate) async fn send_to(
         }
         Ok(())
     });
-    let response = response.map(|b| BoundedBody::new(b, MAX_OUTBOUND_RESPONSE_BYTES, deadline).boxed_unsync());
+    let response =
+        response.map(|b| BoundedBody::new(b, MAX_OUTBOUND_RESPONSE_BYTES, deadline).boxed_unsync());
     Ok((response, io))
 }
 
@@ -535,7 +641,10 @@ trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 's
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> IoStream for T {}
 
 /// Reads a whole body, failing past `limit` bytes.
-pub(crate) async fn collect_limited<B>(body: B, limit: u64) -> Result<(Bytes, http::HeaderMap), B::Error>
+pub(crate) async fn collect_limited<B>(
+    body: B,
+    limit: u64,
+) -> Result<(Bytes, http::HeaderMap), B::Error>
 where
     B: Body<Data = Bytes> + Unpin,
 {
@@ -639,37 +748,100 @@ mod tests {
 
     #[test]
     fn spin_syntax_matching() {
-        let a = allow(&["https://api.example.com", "http://*.internal", "http://127.0.0.1:8080", "*://svc.example.org:*"]);
-        assert_eq!(a.check("https", "api.example.com", 443), Some(AllowMatch { explicit: true }));
-        assert_eq!(a.check("https", "API.example.com", 443), Some(AllowMatch { explicit: true }));
-        assert_eq!(a.check("http", "api.example.com", 80), None, "scheme must match");
-        assert_eq!(a.check("https", "api.example.com", 8443), None, "default port only");
+        let a = allow(&[
+            "https://api.example.com",
+            "http://*.internal",
+            "http://127.0.0.1:8080",
+            "*://svc.example.org:*",
+        ]);
+        assert_eq!(
+            a.check("https", "api.example.com", 443),
+            Some(AllowMatch { explicit: true })
+        );
+        assert_eq!(
+            a.check("https", "API.example.com", 443),
+            Some(AllowMatch { explicit: true })
+        );
+        assert_eq!(
+            a.check("http", "api.example.com", 80),
+            None,
+            "scheme must match"
+        );
+        assert_eq!(
+            a.check("https", "api.example.com", 8443),
+            None,
+            "default port only"
+        );
         assert_eq!(a.check("https", "evil.com", 443), None);
-        assert_eq!(a.check("http", "store-api.internal", 80), Some(AllowMatch { explicit: false }));
-        assert_eq!(a.check("http", "internal", 80), None, "a wildcard needs a label");
-        assert_eq!(a.check("http", "127.0.0.1", 8080), Some(AllowMatch { explicit: true }));
+        assert_eq!(
+            a.check("http", "store-api.internal", 80),
+            Some(AllowMatch { explicit: false })
+        );
+        assert_eq!(
+            a.check("http", "internal", 80),
+            None,
+            "a wildcard needs a label"
+        );
+        assert_eq!(
+            a.check("http", "127.0.0.1", 8080),
+            Some(AllowMatch { explicit: true })
+        );
         assert_eq!(a.check("http", "127.0.0.1", 8081), None);
-        assert_eq!(a.check("http", "svc.example.org", 1234), Some(AllowMatch { explicit: true }));
-        assert_eq!(a.check("https", "svc.example.org", 443), Some(AllowMatch { explicit: true }));
+        assert_eq!(
+            a.check("http", "svc.example.org", 1234),
+            Some(AllowMatch { explicit: true })
+        );
+        assert_eq!(
+            a.check("https", "svc.example.org", 443),
+            Some(AllowMatch { explicit: true })
+        );
 
         let any = allow(&["*://*:*"]);
-        assert_eq!(any.check("http", "10.0.0.1", 80), Some(AllowMatch { explicit: false }));
+        assert_eq!(
+            any.check("http", "10.0.0.1", 80),
+            Some(AllowMatch { explicit: false })
+        );
         let https_any = allow(&["https://*"]);
-        assert_eq!(https_any.check("https", "x.y", 443), Some(AllowMatch { explicit: false }));
+        assert_eq!(
+            https_any.check("https", "x.y", 443),
+            Some(AllowMatch { explicit: false })
+        );
         assert_eq!(https_any.check("https", "x.y", 444), None);
         let v6 = allow(&["http://[::1]:9000"]);
-        assert_eq!(v6.check("http", "::1", 9000), Some(AllowMatch { explicit: true }));
-        assert_eq!(allow(&[]).check("https", "example.com", 443), None, "deny by default");
+        assert_eq!(
+            v6.check("http", "::1", 9000),
+            Some(AllowMatch { explicit: true })
+        );
+        assert_eq!(
+            allow(&[]).check("https", "example.com", 443),
+            None,
+            "deny by default"
+        );
         // Explicit wins when a wildcard also matches.
         let both = allow(&["http://*.example.com", "http://a.example.com"]);
-        assert_eq!(both.check("http", "a.example.com", 80), Some(AllowMatch { explicit: true }));
+        assert_eq!(
+            both.check("http", "a.example.com", 80),
+            Some(AllowMatch { explicit: true })
+        );
         // Other schemes never match HTTP.
-        assert_eq!(allow(&["redis://cache:6379"]).check("http", "cache", 6379), None);
+        assert_eq!(
+            allow(&["redis://cache:6379"]).check("http", "cache", 6379),
+            None
+        );
     }
 
     #[test]
     fn allow_list_rejects_garbage() {
-        for bad in ["example.com", "http://", "http://a/b", "http://a:b", "http://a*.b", "http://x.*.com", "http://u@h", "://h"] {
+        for bad in [
+            "example.com",
+            "http://",
+            "http://a/b",
+            "http://a:b",
+            "http://a*.b",
+            "http://x.*.com",
+            "http://u@h",
+            "://h",
+        ] {
             assert!(AllowList::parse(&[bad.to_string()]).is_err(), "{bad}");
         }
     }
@@ -677,18 +849,32 @@ mod tests {
     #[tokio::test]
     async fn guard_refuses_non_public_unless_explicit() {
         let deadline = Instant::now() + Duration::from_secs(1);
-        for (host, reason) in [("127.0.0.1", "address"), ("169.254.169.254", "address"), ("10.1.2.3", "address"), ("::1", "address")] {
-            match resolve_checked("t", host, 80, false, deadline).await.unwrap() {
+        for (host, reason) in [
+            ("127.0.0.1", "address"),
+            ("169.254.169.254", "address"),
+            ("10.1.2.3", "address"),
+            ("::1", "address"),
+        ] {
+            match resolve_checked("t", host, 80, false, deadline)
+                .await
+                .unwrap()
+            {
                 Resolved::Refused(r) => assert_eq!(r.reason, reason, "{host}"),
                 other => panic!("{host}: {other:?}"),
             }
         }
         // Metadata names are refused before any resolution (nothing is looked up).
-        match resolve_checked("t", "metadata.google.internal", 80, false, deadline).await.unwrap() {
+        match resolve_checked("t", "metadata.google.internal", 80, false, deadline)
+            .await
+            .unwrap()
+        {
             Resolved::Refused(r) => assert_eq!(r.reason, "metadata"),
             other => panic!("{other:?}"),
         }
-        match resolve_checked("t", "127.0.0.1", 8080, true, deadline).await.unwrap() {
+        match resolve_checked("t", "127.0.0.1", 8080, true, deadline)
+            .await
+            .unwrap()
+        {
             Resolved::Connect(a) => assert_eq!(a, "127.0.0.1:8080".parse().unwrap()),
             other => panic!("{other:?}"),
         }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 use causeway_config::{PluginRoute, SecretValue, SourceConfig, WhenBusy};
-use causeway_plugins::{AllocatorKind, CallError, FileKv, MemoryKv, PluginHost, PoolingMode, sha256_hex};
+use causeway_plugins::{
+    AllocatorKind, CallError, FileKv, MemoryKv, PluginHost, PoolingMode, sha256_hex,
+};
 use common::*;
 
 const NS: &str = "shop";
@@ -19,7 +21,10 @@ fn hammer_tagger(host: PluginHost, stop: Arc<AtomicBool>) -> tokio::task::JoinHa
     tokio::spawn(async move {
         let mut n = 0;
         while !stop.load(Ordering::SeqCst) {
-            let resp = host.call(&plugin_ref(NS, "tagger"), req("POST", "/", r#"{"n":1}"#)).await.expect("tagger call during a bad call");
+            let resp = host
+                .call(&plugin_ref(NS, "tagger"), req("POST", "/", r#"{"n":1}"#))
+                .await
+                .expect("tagger call during a bad call");
             assert_eq!(resp.status(), 200);
             assert_eq!(body_json(&resp)["tagged"], true);
             n += 1;
@@ -34,7 +39,10 @@ async fn during_bad_call(th: &TestHost, name: &str, path: &str) -> (CallError, D
     let stop = Arc::new(AtomicBool::new(false));
     let good = hammer_tagger(th.host.clone(), stop.clone());
     let started = Instant::now();
-    let result = th.host.call(&plugin_ref(NS, name), req("POST", path, "")).await;
+    let result = th
+        .host
+        .call(&plugin_ref(NS, name), req("POST", path, ""))
+        .await;
     let took = started.elapsed();
     stop.store(true, Ordering::SeqCst);
     let good_calls = good.await.expect("tagger task");
@@ -61,37 +69,77 @@ async fn misbehaving_plugins_fail_alone_with_clear_errors_and_metrics() {
     wildcard.allowed_outbound_hosts = vec!["http://*:*".into()];
     let trap = plugin(NS, "fx-trap", &guest("fx-trap"));
     let tagger = plugin(NS, "tagger", &guest("tagger"));
-    let report = th.host.apply(&worker("v1", vec![lp, sleep, bomb, forbidden, wildcard, trap, tagger])).await;
+    let report = th
+        .host
+        .apply(&worker(
+            "v1",
+            vec![lp, sleep, bomb, forbidden, wildcard, trap, tagger],
+        ))
+        .await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.loaded.len(), 7);
 
     // A CPU loop is interrupted by the epoch deadline.
     let (err, took) = during_bad_call(&th, "fx-loop", "/").await;
     // An endless loop can only end by the deadline: the Timeout error is the proof.
-    assert!(matches!(err, CallError::Timeout { .. }), "{err:?} after {took:?}");
-    assert_eq!(th.metric("causeway_plugin_timeouts_total", &[("plugin", "shop/fx-loop")]), 1.0);
+    assert!(
+        matches!(err, CallError::Timeout { .. }),
+        "{err:?} after {took:?}"
+    );
+    assert_eq!(
+        th.metric(
+            "causeway_plugin_timeouts_total",
+            &[("plugin", "shop/fx-loop")]
+        ),
+        1.0
+    );
 
     // An idle guest (sleeping on a host timer) is stopped by the wall-clock deadline.
     let (err, took) = during_bad_call(&th, "fx-sleep", "/?ms=20000").await;
     assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
     // Stopped by the deadline, not by the end of the guest's own 20 s sleep.
-    assert!(took < Duration::from_secs(20), "fx-sleep ran to its end: {took:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "fx-sleep ran to its end: {took:?}"
+    );
 
     // Growing memory past the limit fails the call as out-of-memory.
     let (err, _) = during_bad_call(&th, "fx-membomb", "/").await;
-    assert!(matches!(err, CallError::OutOfMemory { limit_bytes, .. } if limit_bytes == 48 << 20), "{err:?}");
-    assert_eq!(th.metric("causeway_plugin_oom_total", &[("plugin", "shop/fx-membomb")]), 1.0);
+    assert!(
+        matches!(err, CallError::OutOfMemory { limit_bytes, .. } if limit_bytes == 48 << 20),
+        "{err:?}"
+    );
+    assert_eq!(
+        th.metric(
+            "causeway_plugin_oom_total",
+            &[("plugin", "shop/fx-membomb")]
+        ),
+        1.0
+    );
 
     // A panic is a trap; the guest's last words are in the error and the plugin log.
     let (err, _) = during_bad_call(&th, "fx-trap", "/boom").await;
     match &err {
-        CallError::Trap { message, .. } => assert!(message.contains("deliberate panic"), "{message}"),
+        CallError::Trap { message, .. } => {
+            assert!(message.contains("deliberate panic"), "{message}")
+        }
         other => panic!("{other:?}"),
     }
     let (err, _) = during_bad_call(&th, "fx-trap", "/x?mode=unreachable").await;
-    assert!(matches!(err, CallError::Trap { ref message, .. } if message.contains("unreachable")), "{err:?}");
-    assert_eq!(th.metric("causeway_plugin_traps_total", &[("plugin", "shop/fx-trap")]), 2.0);
-    assert!(th.host.logs(&plugin_ref(NS, "fx-trap")).iter().any(|l| l.contains("deliberate panic")));
+    assert!(
+        matches!(err, CallError::Trap { ref message, .. } if message.contains("unreachable")),
+        "{err:?}"
+    );
+    assert_eq!(
+        th.metric("causeway_plugin_traps_total", &[("plugin", "shop/fx-trap")]),
+        2.0
+    );
+    assert!(
+        th.host
+            .logs(&plugin_ref(NS, "fx-trap"))
+            .iter()
+            .any(|l| l.contains("deliberate panic"))
+    );
 
     // Outbound to a loopback sink that is not allowed: refused, the sink sees nothing.
     let url = format!("{}/steal", sink.url());
@@ -103,23 +151,54 @@ async fn misbehaving_plugins_fail_alone_with_clear_errors_and_metrics() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(th.metric("causeway_plugin_outbound_refused_total", &[("plugin", "shop/fx-forbidden"), ("reason", "not_allowed")]), 1.0);
+    assert_eq!(
+        th.metric(
+            "causeway_plugin_outbound_refused_total",
+            &[("plugin", "shop/fx-forbidden"), ("reason", "not_allowed")]
+        ),
+        1.0
+    );
     // Allowed through `http://*:*`, but a wildcard never unlocks loopback.
     let (err, _) = during_bad_call(&th, "fx-forbidden-wild", &format!("/?url={}", pct(&url))).await;
-    assert!(matches!(err, CallError::Refused { ref reason, .. } if reason.contains("loopback")), "{err:?}");
+    assert!(
+        matches!(err, CallError::Refused { ref reason, .. } if reason.contains("loopback")),
+        "{err:?}"
+    );
     assert_eq!(
-        th.metric("causeway_plugin_outbound_refused_total", &[("plugin", "shop/fx-forbidden-wild"), ("reason", "address")]),
+        th.metric(
+            "causeway_plugin_outbound_refused_total",
+            &[("plugin", "shop/fx-forbidden-wild"), ("reason", "address")]
+        ),
         1.0
     );
     assert_eq!(sink.hits(), 0, "the sink must not have been reached");
-    assert_eq!(th.metric("causeway_plugin_outbound_connects_total", &[]), 0.0);
+    assert_eq!(
+        th.metric("causeway_plugin_outbound_connects_total", &[]),
+        0.0
+    );
 
     // The host is fine afterwards: every plugin still answers.
-    let resp = th.host.call(&plugin_ref(NS, "tagger"), req("POST", "/", r#"{"a":1}"#)).await.unwrap();
-    assert_eq!(body_json(&resp), serde_json::json!({"a": 1, "tagged": true}));
-    let resp = th.host.call(&plugin_ref(NS, "fx-sleep"), req("GET", "/?ms=1", "")).await.unwrap();
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "tagger"), req("POST", "/", r#"{"a":1}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        body_json(&resp),
+        serde_json::json!({"a": 1, "tagged": true})
+    );
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "fx-sleep"), req("GET", "/?ms=1", ""))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(th.metric("causeway_plugin_calls_total", &[("plugin", "shop/tagger"), ("outcome", "ok")]) > 5.0);
+    assert!(
+        th.metric(
+            "causeway_plugin_calls_total",
+            &[("plugin", "shop/tagger"), ("outcome", "ok")]
+        ) > 5.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,18 +208,49 @@ async fn explicitly_allowed_loopback_sink_is_reached() {
     let sink = serve(|r| async move { ok(&format!("got {}", r.uri())) }).await;
     let mut p = plugin(NS, "fx-forbidden", &guest("fx-forbidden"));
     p.allowed_outbound_hosts = vec![sink.url()];
-    assert!(th.host.apply(&worker("v1", vec![p])).await.errors.is_empty());
+    assert!(
+        th.host
+            .apply(&worker("v1", vec![p]))
+            .await
+            .errors
+            .is_empty()
+    );
     let url = format!("{}/allowed?z=1", sink.url());
-    let resp = th.host.call(&plugin_ref(NS, "fx-forbidden"), req("GET", &format!("/?url={}", pct(&url)), "")).await.unwrap();
-    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    let resp = th
+        .host
+        .call(
+            &plugin_ref(NS, "fx-forbidden"),
+            req("GET", &format!("/?url={}", pct(&url)), ""),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(resp.body())
+    );
     assert_eq!(body_json(&resp)["upstreamStatus"], 200);
     assert_eq!(sink.hits(), 1);
     assert_eq!(sink.seen.lock().unwrap()[0].1, "/allowed?z=1");
-    assert_eq!(th.metric("causeway_plugin_outbound_connects_total", &[("plugin", "shop/fx-forbidden")]), 1.0);
+    assert_eq!(
+        th.metric(
+            "causeway_plugin_outbound_connects_total",
+            &[("plugin", "shop/fx-forbidden")]
+        ),
+        1.0
+    );
     // Another port of the same address is not allowed.
     let other = serve(|_| async { ok("other") }).await;
     let url = format!("{}/x", other.url());
-    let err = th.host.call(&plugin_ref(NS, "fx-forbidden"), req("GET", &format!("/?url={}", pct(&url)), "")).await.unwrap_err();
+    let err = th
+        .host
+        .call(
+            &plugin_ref(NS, "fx-forbidden"),
+            req("GET", &format!("/?url={}", pct(&url)), ""),
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, CallError::Refused { .. }), "{err:?}");
     assert_eq!(other.hits(), 0);
 }
@@ -156,47 +266,141 @@ async fn chaining_runs_in_process_without_sockets() {
     prober.allowed_outbound_hosts = vec!["http://*.internal".into()];
     let mut other_ns = plugin("elsewhere", "store-api", &guest("store-api"));
     other_ns.max_concurrency = 1;
-    let report = th.host.apply(&worker("v1", vec![loyalty, store, prober, other_ns])).await;
+    let report = th
+        .host
+        .apply(&worker("v1", vec![loyalty, store, prober, other_ns]))
+        .await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 
     let order = r#"{"orderId":"o-1","customer":{"id":"c-loyal","email":"ada@example.com"}}"#;
-    let resp = th.host.call(&plugin_ref(NS, "loyalty"), req("POST", "/", order)).await.unwrap();
-    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
-    assert_eq!(resp.headers().get("causeway-fanout").map(|v| v.as_bytes()), Some(&b"true"[..]));
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "loyalty"), req("POST", "/", order))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(resp.body())
+    );
+    assert_eq!(
+        resp.headers().get("causeway-fanout").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
     let events = body_json(&resp);
     assert_eq!(events[0]["loyal"], true);
     assert_eq!(events[1]["template"], "loyalty-discount");
-    let resp = th.host.call(&plugin_ref(NS, "loyalty"), req("POST", "/", r#"{"customer":{"id":"c-new"}}"#)).await.unwrap();
-    assert_eq!(body_json(&resp), serde_json::json!({"customer": {"id": "c-new"}}), "not loyal: unchanged");
+    let resp = th
+        .host
+        .call(
+            &plugin_ref(NS, "loyalty"),
+            req("POST", "/", r#"{"customer":{"id":"c-new"}}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        body_json(&resp),
+        serde_json::json!({"customer": {"id": "c-new"}}),
+        "not loyal: unchanged"
+    );
 
-    assert_eq!(th.metric("causeway_plugin_chain_calls_total", &[("mode", "local")]), 2.0);
-    assert_eq!(th.metric("causeway_plugin_chain_calls_total", &[("mode", "remote")]), 0.0);
-    assert_eq!(th.metric("causeway_plugin_outbound_connects_total", &[]), 0.0, "no socket for chaining");
-    assert_eq!(th.metric("causeway_plugin_calls_total", &[("plugin", "shop/store-api"), ("outcome", "ok")]), 2.0);
-    assert_eq!(th.metric("causeway_plugin_calls_total", &[("plugin", "elsewhere/store-api")]), 0.0, "same namespace only");
+    assert_eq!(
+        th.metric("causeway_plugin_chain_calls_total", &[("mode", "local")]),
+        2.0
+    );
+    assert_eq!(
+        th.metric("causeway_plugin_chain_calls_total", &[("mode", "remote")]),
+        0.0
+    );
+    assert_eq!(
+        th.metric("causeway_plugin_outbound_connects_total", &[]),
+        0.0,
+        "no socket for chaining"
+    );
+    assert_eq!(
+        th.metric(
+            "causeway_plugin_calls_total",
+            &[("plugin", "shop/store-api"), ("outcome", "ok")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        th.metric(
+            "causeway_plugin_calls_total",
+            &[("plugin", "elsewhere/store-api")]
+        ),
+        0.0,
+        "same namespace only"
+    );
 
     // The callee sees who called.
     let resp = th
         .host
-        .call(&plugin_ref(NS, "prober"), req("GET", &format!("/?url={}", pct("http://store-api.internal/customers/c-new/purchases")), ""))
+        .call(
+            &plugin_ref(NS, "prober"),
+            req(
+                "GET",
+                &format!(
+                    "/?url={}",
+                    pct("http://store-api.internal/customers/c-new/purchases")
+                ),
+                "",
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(body_json(&resp)["upstreamStatus"], 200);
 
     // Unknown plugin: the caller sees a 502, a counter moves.
-    let resp = th.host.call(&plugin_ref(NS, "prober"), req("GET", &format!("/?url={}", pct("http://nope.internal/x")), "")).await.unwrap();
+    let resp = th
+        .host
+        .call(
+            &plugin_ref(NS, "prober"),
+            req(
+                "GET",
+                &format!("/?url={}", pct("http://nope.internal/x")),
+                "",
+            ),
+        )
+        .await
+        .unwrap();
     assert_eq!(body_json(&resp)["upstreamStatus"], 502);
-    assert_eq!(th.metric("causeway_plugin_chain_errors_total", &[("reason", "not_found")]), 1.0);
+    assert_eq!(
+        th.metric(
+            "causeway_plugin_chain_errors_total",
+            &[("reason", "not_found")]
+        ),
+        1.0
+    );
 
     // A plugin calling itself through nested URLs is stopped at the depth limit.
     let mut url = "http://prober.internal/?z=1".to_string();
     for _ in 0..10 {
         url = format!("http://prober.internal/?url={}&z=1", pct(&url));
     }
-    let resp = th.host.call(&plugin_ref(NS, "prober"), req("GET", &format!("/?url={}&z=1", pct(&url)), "")).await.unwrap();
-    assert_eq!(resp.status(), 508, "{}", String::from_utf8_lossy(resp.body()));
-    assert_eq!(th.metric("causeway_plugin_chain_errors_total", &[("reason", "depth")]), 1.0);
-    assert_eq!(th.metric("causeway_plugin_outbound_connects_total", &[]), 0.0);
+    let resp = th
+        .host
+        .call(
+            &plugin_ref(NS, "prober"),
+            req("GET", &format!("/?url={}&z=1", pct(&url)), ""),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        508,
+        "{}",
+        String::from_utf8_lossy(resp.body())
+    );
+    assert_eq!(
+        th.metric("causeway_plugin_chain_errors_total", &[("reason", "depth")]),
+        1.0
+    );
+    assert_eq!(
+        th.metric("causeway_plugin_outbound_connects_total", &[]),
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,28 +413,70 @@ async fn keyvalue_state_and_compiled_code_survive_a_restart() {
 
     let t = Instant::now();
     {
-        let th = new_host(&cache, Arc::new(FileKv::open(&kv_dir).unwrap()), PoolingMode::Auto);
+        let th = new_host(
+            &cache,
+            Arc::new(FileKv::open(&kv_dir).unwrap()),
+            PoolingMode::Auto,
+        );
         assert!(th.host.apply(&cfg).await.errors.is_empty());
-        eprintln!("first host: cold load (compile) of inbox took {:?}", t.elapsed());
+        eprintln!(
+            "first host: cold load (compile) of inbox took {:?}",
+            t.elapsed()
+        );
         assert_eq!(th.metric("causeway_plugin_compiles_total", &[]), 1.0);
         for (id, body) in [("e1", r#"{"n":1}"#), ("e2", r#"{"n":2}"#)] {
             let mut r = req("POST", "/", body);
-            r.headers_mut().insert("causeway-event-id", id.parse().unwrap());
+            r.headers_mut()
+                .insert("causeway-event-id", id.parse().unwrap());
             let resp = th.host.call(&plugin_ref(NS, "inbox"), r).await.unwrap();
-            assert_eq!(resp.status(), 201, "{}", String::from_utf8_lossy(resp.body()));
+            assert_eq!(
+                resp.status(),
+                201,
+                "{}",
+                String::from_utf8_lossy(resp.body())
+            );
         }
-        assert_eq!(th.metric("causeway_plugin_instance_pre_reuse_total", &[("plugin", "shop/inbox")]), 2.0);
+        assert_eq!(
+            th.metric(
+                "causeway_plugin_instance_pre_reuse_total",
+                &[("plugin", "shop/inbox")]
+            ),
+            2.0
+        );
     }
     // A new host: same KvStore directory and cache directory.
     let t = Instant::now();
-    let th = new_host(&cache, Arc::new(FileKv::open(&kv_dir).unwrap()), PoolingMode::Auto);
+    let th = new_host(
+        &cache,
+        Arc::new(FileKv::open(&kv_dir).unwrap()),
+        PoolingMode::Auto,
+    );
     assert!(th.host.apply(&cfg).await.errors.is_empty());
-    eprintln!("second host: warm load (.cwasm from disk) of inbox took {:?}", t.elapsed());
-    assert_eq!(th.metric("causeway_plugin_compiles_total", &[]), 0.0, "nothing compiled after a restart");
-    assert_eq!(th.metric("causeway_plugin_cache_hits_total", &[("tier", "disk")]), 1.0);
-    let resp = th.host.call(&plugin_ref(NS, "inbox"), req("GET", "/", "")).await.unwrap();
+    eprintln!(
+        "second host: warm load (.cwasm from disk) of inbox took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        th.metric("causeway_plugin_compiles_total", &[]),
+        0.0,
+        "nothing compiled after a restart"
+    );
+    assert_eq!(
+        th.metric("causeway_plugin_cache_hits_total", &[("tier", "disk")]),
+        1.0
+    );
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "inbox"), req("GET", "/", ""))
+        .await
+        .unwrap();
     let items = body_json(&resp);
-    let keys: Vec<&str> = items.as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["event:e1", "event:e2"], "{items}");
     assert_eq!(items[1]["body"], serde_json::json!({"n": 2}));
     // The same state is visible through the KvStore the worker would use.
@@ -251,12 +497,22 @@ async fn compile_cache_allocator_and_instance_pre_reuse() {
     // This machine allows the pool; the fallback is covered by PoolingMode::Off below.
     eprintln!("allocator: {:?}", th.host.allocator());
     let kind = th.host.allocator().as_str();
-    assert_eq!(th.metric("causeway_plugin_allocator", &[("kind", kind)]), 1.0);
+    assert_eq!(
+        th.metric("causeway_plugin_allocator", &[("kind", kind)]),
+        1.0
+    );
     let t = Instant::now();
     assert!(th.host.apply(&cfg).await.errors.is_empty());
     let cold = t.elapsed();
-    assert_eq!(th.metric("causeway_plugin_compiles_total", &[]), 1.0, "two plugins, one digest, one compile");
-    assert_eq!(th.metric("causeway_plugin_cache_hits_total", &[("tier", "memory")]), 1.0);
+    assert_eq!(
+        th.metric("causeway_plugin_compiles_total", &[]),
+        1.0,
+        "two plugins, one digest, one compile"
+    );
+    assert_eq!(
+        th.metric("causeway_plugin_cache_hits_total", &[("tier", "memory")]),
+        1.0
+    );
     let digest = sha256_hex(&std::fs::read(guest("tagger")).unwrap());
     let cwasm: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -271,13 +527,36 @@ async fn compile_cache_allocator_and_instance_pre_reuse() {
     let n: u32 = if cfg!(debug_assertions) { 200 } else { 1000 };
     let t = Instant::now();
     for _ in 0..n {
-        let resp = th.host.call(&plugin_ref(NS, "tagger-two"), req("POST", "/", r#"{"o":1}"#)).await.unwrap();
+        let resp = th
+            .host
+            .call(
+                &plugin_ref(NS, "tagger-two"),
+                req("POST", "/", r#"{"o":1}"#),
+            )
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
     }
     let per_call = t.elapsed() / n;
-    let resp = th.host.call(&plugin_ref(NS, "tagger-two"), req("POST", "/", r#"{"o":1}"#)).await.unwrap();
-    assert_eq!(body_json(&resp), serde_json::json!({"o": 1, "tagged": true, "tag": "blue"}));
-    assert_eq!(th.metric("causeway_plugin_instance_pre_reuse_total", &[("plugin", "shop/tagger-two")]), f64::from(n + 1));
+    let resp = th
+        .host
+        .call(
+            &plugin_ref(NS, "tagger-two"),
+            req("POST", "/", r#"{"o":1}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        body_json(&resp),
+        serde_json::json!({"o": 1, "tagged": true, "tag": "blue"})
+    );
+    assert_eq!(
+        th.metric(
+            "causeway_plugin_instance_pre_reuse_total",
+            &[("plugin", "shop/tagger-two")]
+        ),
+        f64::from(n + 1)
+    );
 
     // A second host over the same cache directory compiles nothing.
     let th2 = mem_host(dir.path());
@@ -285,23 +564,48 @@ async fn compile_cache_allocator_and_instance_pre_reuse() {
     assert!(th2.host.apply(&cfg).await.errors.is_empty());
     let warm = t.elapsed();
     assert_eq!(th2.metric("causeway_plugin_compiles_total", &[]), 0.0);
-    assert_eq!(th2.metric("causeway_plugin_cache_hits_total", &[("tier", "disk")]), 1.0);
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
-    eprintln!("tagger: cold apply (compile) {cold:?}, warm apply (.cwasm) {warm:?}, {per_call:?} per call ({profile} host build, {kind})");
+    assert_eq!(
+        th2.metric("causeway_plugin_cache_hits_total", &[("tier", "disk")]),
+        1.0
+    );
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    eprintln!(
+        "tagger: cold apply (compile) {cold:?}, warm apply (.cwasm) {warm:?}, {per_call:?} per call ({profile} host build, {kind})"
+    );
 
     // On-demand allocation works the same and says so.
     let off_dir = tempfile::tempdir().unwrap();
     let off = new_host(off_dir.path(), Arc::new(MemoryKv::new()), PoolingMode::Off);
     assert_eq!(off.host.allocator(), AllocatorKind::OnDemand);
-    assert_eq!(off.metric("causeway_plugin_allocator", &[("kind", "ondemand")]), 1.0);
+    assert_eq!(
+        off.metric("causeway_plugin_allocator", &[("kind", "ondemand")]),
+        1.0
+    );
     assert!(off.host.apply(&cfg).await.errors.is_empty());
-    let resp = off.host.call(&plugin_ref(NS, "tagger"), req("POST", "/", r#"{"o":2}"#)).await.unwrap();
-    assert_eq!(body_json(&resp), serde_json::json!({"o": 2, "tagged": true}));
+    let resp = off
+        .host
+        .call(&plugin_ref(NS, "tagger"), req("POST", "/", r#"{"o":2}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        body_json(&resp),
+        serde_json::json!({"o": 2, "tagged": true})
+    );
     let t = Instant::now();
     for _ in 0..n {
-        off.host.call(&plugin_ref(NS, "tagger"), req("POST", "/", r#"{"o":1}"#)).await.unwrap();
+        off.host
+            .call(&plugin_ref(NS, "tagger"), req("POST", "/", r#"{"o":1}"#))
+            .await
+            .unwrap();
     }
-    eprintln!("tagger: {:?} per call ({profile} host build, ondemand)", t.elapsed() / n);
+    eprintln!(
+        "tagger: {:?} per call ({profile} host build, ondemand)",
+        t.elapsed() / n
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,50 +621,106 @@ async fn max_concurrency_reject_and_queue() {
     let mut short = plugin(NS, "sleep-queue-short", &guest("fx-sleep"));
     short.max_concurrency = 1;
     short.timeout_ms = 300;
-    assert!(th.host.apply(&worker("v1", vec![reject, queue, short])).await.errors.is_empty());
+    assert!(
+        th.host
+            .apply(&worker("v1", vec![reject, queue, short]))
+            .await
+            .errors
+            .is_empty()
+    );
 
     // reject: the second call fails at once while the first runs.
     let h = th.host.clone();
-    let first = tokio::spawn(async move { h.call(&plugin_ref(NS, "sleep-reject"), req("GET", "/?ms=600", "")).await });
+    let first = tokio::spawn(async move {
+        h.call(&plugin_ref(NS, "sleep-reject"), req("GET", "/?ms=600", ""))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let err = th.host.call(&plugin_ref(NS, "sleep-reject"), req("GET", "/?ms=1", "")).await.unwrap_err();
+    let err = th
+        .host
+        .call(&plugin_ref(NS, "sleep-reject"), req("GET", "/?ms=1", ""))
+        .await
+        .unwrap_err();
     assert!(matches!(err, CallError::Busy { .. }), "{err:?}");
     // Rejected without waiting for the slot: the first call still holds it.
-    assert!(!first.is_finished(), "reject waited for the running call to finish");
+    assert!(
+        !first.is_finished(),
+        "reject waited for the running call to finish"
+    );
     assert_eq!(err.status_code(), 429);
     assert_eq!(first.await.unwrap().unwrap().status(), 200);
-    assert_eq!(th.metric("causeway_plugin_busy_rejections_total", &[("plugin", "shop/sleep-reject"), ("mode", "reject")]), 1.0);
+    assert_eq!(
+        th.metric(
+            "causeway_plugin_busy_rejections_total",
+            &[("plugin", "shop/sleep-reject"), ("mode", "reject")]
+        ),
+        1.0
+    );
 
     // A caller that gives up stops the guest and frees its slot at once.
     let gave_up = tokio::time::timeout(
         Duration::from_millis(200),
-        th.host.call(&plugin_ref(NS, "sleep-reject"), req("GET", "/?ms=5000", "")),
+        th.host
+            .call(&plugin_ref(NS, "sleep-reject"), req("GET", "/?ms=5000", "")),
     )
     .await;
     assert!(gave_up.is_err());
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let resp = th.host.call(&plugin_ref(NS, "sleep-reject"), req("GET", "/?ms=1", "")).await.expect("slot freed by the abandoned call");
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "sleep-reject"), req("GET", "/?ms=1", ""))
+        .await
+        .expect("slot freed by the abandoned call");
     assert_eq!(resp.status(), 200);
 
     // queue: the second call waits for the slot and succeeds.
     let h = th.host.clone();
-    let first = tokio::spawn(async move { h.call(&plugin_ref(NS, "sleep-queue"), req("GET", "/?ms=600", "")).await });
+    let first = tokio::spawn(async move {
+        h.call(&plugin_ref(NS, "sleep-queue"), req("GET", "/?ms=600", ""))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(150)).await;
     let t = Instant::now();
-    let resp = th.host.call(&plugin_ref(NS, "sleep-queue"), req("GET", "/?ms=1", "")).await.unwrap();
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "sleep-queue"), req("GET", "/?ms=1", ""))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(t.elapsed() >= Duration::from_millis(300), "queued call should have waited: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "queued call should have waited: {:?}",
+        t.elapsed()
+    );
     assert_eq!(first.await.unwrap().unwrap().status(), 200);
 
     // queue, but the slot does not free up within the call's timeout: busy.
     let h = th.host.clone();
-    let first = tokio::spawn(async move { h.call(&plugin_ref(NS, "sleep-queue-short"), req("GET", "/?ms=250", "")).await });
+    let first = tokio::spawn(async move {
+        h.call(
+            &plugin_ref(NS, "sleep-queue-short"),
+            req("GET", "/?ms=250", ""),
+        )
+        .await
+    });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let err = th.host.call(&plugin_ref(NS, "sleep-queue-short"), req("GET", "/?ms=1", "")).await;
+    let err = th
+        .host
+        .call(
+            &plugin_ref(NS, "sleep-queue-short"),
+            req("GET", "/?ms=1", ""),
+        )
+        .await;
     // Depending on scheduling the first call may end just in time; only "busy" or success.
     match err {
         Err(CallError::Busy { .. }) => {
-            assert_eq!(th.metric("causeway_plugin_busy_rejections_total", &[("plugin", "shop/sleep-queue-short"), ("mode", "queue")]), 1.0)
+            assert_eq!(
+                th.metric(
+                    "causeway_plugin_busy_rejections_total",
+                    &[("plugin", "shop/sleep-queue-short"), ("mode", "queue")]
+                ),
+                1.0
+            )
         }
         Ok(r) => assert_eq!(r.status(), 200),
         Err(other) => panic!("{other:?}"),
@@ -377,45 +737,94 @@ async fn config_swap_keeps_in_flight_calls_and_reports_per_plugin_errors() {
     tagger.route = Some("/shop/tag".into());
     let mut sleep = plugin(NS, "fx-sleep", &guest("fx-sleep"));
     sleep.route = Some("/shop".into());
-    let r1 = th.host.apply(&worker("v1", vec![tagger.clone(), sleep])).await;
+    let r1 = th
+        .host
+        .apply(&worker("v1", vec![tagger.clone(), sleep]))
+        .await;
     assert!(r1.errors.is_empty());
     assert_eq!(th.host.config_version(), "v1");
-    assert_eq!(th.host.route("/shop/tag/x"), Some(plugin_ref(NS, "tagger")), "longest prefix");
-    assert_eq!(th.host.route("/shop/tagger"), Some(plugin_ref(NS, "fx-sleep")), "segment boundary");
+    assert_eq!(
+        th.host.route("/shop/tag/x"),
+        Some(plugin_ref(NS, "tagger")),
+        "longest prefix"
+    );
+    assert_eq!(
+        th.host.route("/shop/tagger"),
+        Some(plugin_ref(NS, "fx-sleep")),
+        "segment boundary"
+    );
     assert_eq!(th.host.route("/other"), None);
 
     // A call in flight on v1 while v2 removes its plugin.
     let h = th.host.clone();
-    let in_flight = tokio::spawn(async move { h.call(&plugin_ref(NS, "fx-sleep"), req("GET", "/?ms=500", "")).await });
+    let in_flight = tokio::spawn(async move {
+        h.call(&plugin_ref(NS, "fx-sleep"), req("GET", "/?ms=500", ""))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let mut tagger2 = tagger.clone();
     tagger2.variables = vars(&[("tag", "green")]);
     tagger2.generation = Some(2);
-    let mut broken = plugin(NS, "broken", std::path::Path::new("/nonexistent/broken.wasm"));
+    let mut broken = plugin(
+        NS,
+        "broken",
+        std::path::Path::new("/nonexistent/broken.wasm"),
+    );
     broken.route = Some("/broken".into());
     let mut bad_hosts = plugin(NS, "bad-hosts", &guest("tagger"));
     bad_hosts.allowed_outbound_hosts = vec!["not a url".into()];
-    let r2 = th.host.apply(&worker("v2", vec![tagger2, broken, bad_hosts])).await;
+    let r2 = th
+        .host
+        .apply(&worker("v2", vec![tagger2, broken, bad_hosts]))
+        .await;
     assert_eq!(r2.loaded, ["shop/tagger"]);
-    assert!(r2.errors["shop/broken"].contains("/nonexistent/broken.wasm"), "{:?}", r2.errors);
-    assert!(r2.errors["shop/bad-hosts"].contains("allowedOutboundHosts"), "{:?}", r2.errors);
+    assert!(
+        r2.errors["shop/broken"].contains("/nonexistent/broken.wasm"),
+        "{:?}",
+        r2.errors
+    );
+    assert!(
+        r2.errors["shop/bad-hosts"].contains("allowedOutboundHosts"),
+        "{:?}",
+        r2.errors
+    );
 
-    let resp = in_flight.await.unwrap().expect("the in-flight call finishes on the old version");
+    let resp = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight call finishes on the old version");
     assert_eq!(body_json(&resp)["slept_ms"], 500);
-    let err = th.host.call(&plugin_ref(NS, "fx-sleep"), req("GET", "/?ms=1", "")).await.unwrap_err();
+    let err = th
+        .host
+        .call(&plugin_ref(NS, "fx-sleep"), req("GET", "/?ms=1", ""))
+        .await
+        .unwrap_err();
     assert!(matches!(err, CallError::NotFound { .. }), "{err:?}");
     assert_eq!(th.host.route("/shop/x"), None);
 
     // Same digest, new variables: no compile, new behaviour.
-    let resp = th.host.call(&plugin_ref(NS, "tagger"), req("POST", "/", "{}")).await.unwrap();
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "tagger"), req("POST", "/", "{}"))
+        .await
+        .unwrap();
     assert_eq!(body_json(&resp)["tag"], "green");
-    assert_eq!(th.metric("causeway_plugin_compiles_total", &[]), 2.0, "tagger and fx-sleep, once each");
+    assert_eq!(
+        th.metric("causeway_plugin_compiles_total", &[]),
+        2.0,
+        "tagger and fx-sleep, once each"
+    );
 
     let status = th.host.status();
     let by_key = |k: &str| status.iter().find(|s| s.key == k).unwrap().clone();
     let t = by_key("shop/tagger");
-    assert!(t.loaded && t.error.is_none() && t.digest.as_deref().unwrap().starts_with("sha256:") && t.size.unwrap() > 1000);
+    assert!(
+        t.loaded
+            && t.error.is_none()
+            && t.digest.as_deref().unwrap().starts_with("sha256:")
+            && t.size.unwrap() > 1000
+    );
     assert_eq!(t.generation, Some(2));
     let b = by_key("shop/broken");
     assert!(!b.loaded && b.error.is_some() && b.digest.is_none());
@@ -423,13 +832,22 @@ async fn config_swap_keeps_in_flight_calls_and_reports_per_plugin_errors() {
 
     // A failed update keeps serving the previous version.
     let mut tagger3 = tagger.clone();
-    tagger3.source = SourceConfig::File { path: "/nonexistent/tagger-v3.wasm".into() };
+    tagger3.source = SourceConfig::File {
+        path: "/nonexistent/tagger-v3.wasm".into(),
+    };
     let r3 = th.host.apply(&worker("v3", vec![tagger3])).await;
     assert!(r3.errors.contains_key("shop/tagger"));
-    let resp = th.host.call(&plugin_ref(NS, "tagger"), req("POST", "/", "{}")).await.unwrap();
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "tagger"), req("POST", "/", "{}"))
+        .await
+        .unwrap();
     assert_eq!(body_json(&resp)["tag"], "green");
     let s = th.host.status();
-    assert!(s[0].loaded && s[0].error.as_deref().unwrap().contains("previous version"), "{s:?}");
+    assert!(
+        s[0].loaded && s[0].error.as_deref().unwrap().contains("previous version"),
+        "{s:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,32 +864,65 @@ async fn http_and_inline_sources_are_checked_and_fetched_once() {
     let url = format!("{}/tagger.wasm", server.url());
 
     let mut good = plugin(NS, "from-http", &guest("tagger"));
-    good.source = SourceConfig::Http { url: url.clone(), sha256: digest.clone() };
+    good.source = SourceConfig::Http {
+        url: url.clone(),
+        sha256: digest.clone(),
+    };
     let mut bad = plugin(NS, "wrong-digest", &guest("tagger"));
     let wrong = "0".repeat(64);
-    bad.source = SourceConfig::Http { url: format!("{url}?other"), sha256: wrong.clone() };
+    bad.source = SourceConfig::Http {
+        url: format!("{url}?other"),
+        sha256: wrong.clone(),
+    };
     let mut inline = plugin(NS, "inline", &guest("tagger"));
-    inline.source = SourceConfig::Inline { sha256: digest.clone(), data: base64::engine::general_purpose::STANDARD.encode(&wasm) };
+    inline.source = SourceConfig::Inline {
+        sha256: digest.clone(),
+        data: base64::engine::general_purpose::STANDARD.encode(&wasm),
+    };
     let mut inline_bad = plugin(NS, "inline-bad", &guest("tagger"));
-    inline_bad.source = SourceConfig::Inline { sha256: wrong.clone(), data: base64::engine::general_purpose::STANDARD.encode(&wasm) };
+    inline_bad.source = SourceConfig::Inline {
+        sha256: wrong.clone(),
+        data: base64::engine::general_purpose::STANDARD.encode(&wasm),
+    };
 
     let th = mem_host(dir.path());
-    let report = th.host.apply(&worker("v1", vec![good.clone(), bad.clone(), inline, inline_bad])).await;
+    let report = th
+        .host
+        .apply(&worker(
+            "v1",
+            vec![good.clone(), bad.clone(), inline, inline_bad],
+        ))
+        .await;
     assert_eq!(report.loaded, ["shop/from-http", "shop/inline"]);
     let expected = format!("digest mismatch: expected sha256:{wrong}, got sha256:{digest}");
     assert_eq!(report.errors["shop/wrong-digest"], expected);
     assert_eq!(report.errors["shop/inline-bad"], expected);
-    assert_eq!(server.hits(), 2, "one download each for the good and the wrong digest");
-    let resp = th.host.call(&plugin_ref(NS, "from-http"), req("POST", "/", "{}")).await.unwrap();
+    assert_eq!(
+        server.hits(),
+        2,
+        "one download each for the good and the wrong digest"
+    );
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "from-http"), req("POST", "/", "{}"))
+        .await
+        .unwrap();
     assert_eq!(body_json(&resp)["tagged"], true);
 
     // A new host over the same cache: the artifact is there, nothing is downloaded.
     let th2 = mem_host(dir.path());
     let report = th2.host.apply(&worker("v1", vec![good])).await;
     assert!(report.errors.is_empty());
-    assert_eq!(server.hits(), 2, "an artifact fetched once is never fetched again");
+    assert_eq!(
+        server.hits(),
+        2,
+        "an artifact fetched once is never fetched again"
+    );
     assert_eq!(th2.metric("causeway_plugin_fetches_total", &[]), 0.0);
-    assert_eq!(th.metric("causeway_plugin_fetches_total", &[("source", "http")]), 1.0);
+    assert_eq!(
+        th.metric("causeway_plugin_fetches_total", &[("source", "http")]),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,7 +930,8 @@ async fn remote_pool_calls_use_the_internal_port_and_token() {
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
     let token = "s3cret-token";
-    let tokens: std::collections::BTreeMap<String, SecretValue> = [(NS.to_string(), SecretValue(token.into()))].into();
+    let tokens: std::collections::BTreeMap<String, SecretValue> =
+        [(NS.to_string(), SecretValue(token.into()))].into();
 
     // Pool B serves store-api on its "internal port".
     let b = mem_host(dir_b.path());
@@ -500,7 +952,10 @@ async fn remote_pool_calls_use_the_internal_port_and_token() {
     let mut cfg_a = worker("a1", vec![loyalty]);
     cfg_a.internal_tokens = tokens.clone();
     // The first URL refuses connections (nothing listens there): the next one is tried.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     cfg_a.routes = vec![PluginRoute {
         namespace: NS.into(),
         plugin: "store-api".into(),
@@ -510,11 +965,29 @@ async fn remote_pool_calls_use_the_internal_port_and_token() {
     assert!(a.host.apply(&cfg_a).await.errors.is_empty());
 
     let order = r#"{"orderId":"o-9","customer":{"id":"c-loyal","email":"ada@example.com"}}"#;
-    let resp = a.host.call(&plugin_ref(NS, "loyalty"), req("POST", "/", order)).await.unwrap();
-    assert_eq!(resp.status(), 200, "{}", String::from_utf8_lossy(resp.body()));
+    let resp = a
+        .host
+        .call(&plugin_ref(NS, "loyalty"), req("POST", "/", order))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(resp.body())
+    );
     assert_eq!(body_json(&resp)[0]["loyal"], true);
-    assert_eq!(a.metric("causeway_plugin_chain_calls_total", &[("mode", "remote")]), 1.0);
-    assert_eq!(b.metric("causeway_plugin_calls_total", &[("plugin", "shop/store-api"), ("outcome", "ok")]), 1.0);
+    assert_eq!(
+        a.metric("causeway_plugin_chain_calls_total", &[("mode", "remote")]),
+        1.0
+    );
+    assert_eq!(
+        b.metric(
+            "causeway_plugin_calls_total",
+            &[("plugin", "shop/store-api"), ("outcome", "ok")]
+        ),
+        1.0
+    );
     {
         let seen = internal_port.seen.lock().unwrap();
         let (method, uri, headers) = &seen[0];
@@ -526,7 +999,14 @@ async fn remote_pool_calls_use_the_internal_port_and_token() {
     }
 
     // The worker's own call() goes remote too.
-    let resp = a.host.call(&plugin_ref(NS, "store-api"), req("GET", "/customers/c-new/purchases", "")).await.unwrap();
+    let resp = a
+        .host
+        .call(
+            &plugin_ref(NS, "store-api"),
+            req("GET", "/customers/c-new/purchases", ""),
+        )
+        .await
+        .unwrap();
     assert_eq!(body_json(&resp).as_array().unwrap().len(), 2);
 
     // A wrong token is refused by the serving pool.
@@ -534,40 +1014,91 @@ async fn remote_pool_calls_use_the_internal_port_and_token() {
     cfg_bad.version = "a2".into();
     cfg_bad.internal_tokens = [(NS.to_string(), SecretValue("wrong".into()))].into();
     assert!(a.host.apply(&cfg_bad).await.errors.is_empty());
-    let err = a.host.call(&plugin_ref(NS, "store-api"), req("GET", "/customers/c-new/purchases", "")).await.unwrap_err();
-    assert!(matches!(err, CallError::Remote { status: Some(401), .. }), "{err:?}");
-    assert_eq!(b.metric("causeway_plugin_calls_total", &[("plugin", "shop/store-api")]), 2.0, "refused before any call");
+    let err = a
+        .host
+        .call(
+            &plugin_ref(NS, "store-api"),
+            req("GET", "/customers/c-new/purchases", ""),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Remote {
+                status: Some(401),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        b.metric(
+            "causeway_plugin_calls_total",
+            &[("plugin", "shop/store-api")]
+        ),
+        2.0,
+        "refused before any call"
+    );
 
     // Nothing routes an unknown plugin.
-    let err = a.host.call(&plugin_ref(NS, "nope"), req("GET", "/", "")).await.unwrap_err();
+    let err = a
+        .host
+        .call(&plugin_ref(NS, "nope"), req("GET", "/", ""))
+        .await
+        .unwrap_err();
     assert!(matches!(err, CallError::NotFound { .. }), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn javascript_component_runs() {
     let Some(js) = try_guest("js-enricher") else {
-        eprintln!("SKIP javascript_component_runs: npm is not installed, so examples/plugins/build.sh cannot build js-enricher");
+        eprintln!(
+            "SKIP javascript_component_runs: npm is not installed, so examples/plugins/build.sh cannot build js-enricher"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let th = mem_host(dir.path());
     let t = Instant::now();
-    let report = th.host.apply(&worker("v1", vec![plugin(NS, "js-enricher", &js)])).await;
+    let report = th
+        .host
+        .apply(&worker("v1", vec![plugin(NS, "js-enricher", &js)]))
+        .await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let cold = t.elapsed();
     let mut r = req("POST", "/", r#"{"order":1}"#);
-    r.headers_mut().insert("causeway-event-id", "ev-1".parse().unwrap());
+    r.headers_mut()
+        .insert("causeway-event-id", "ev-1".parse().unwrap());
     let t = Instant::now();
-    let resp = th.host.call(&plugin_ref(NS, "js-enricher"), r).await.unwrap();
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "js-enricher"), r)
+        .await
+        .unwrap();
     let first_call = t.elapsed();
     let v = body_json(&resp);
     assert_eq!(v["enrichedBy"], "javascript");
     assert_eq!(v["order"], 1);
-    assert!(th.host.logs(&plugin_ref(NS, "js-enricher")).iter().any(|l| l.contains("enriched event ev-1")));
+    assert!(
+        th.host
+            .logs(&plugin_ref(NS, "js-enricher"))
+            .iter()
+            .any(|l| l.contains("enriched event ev-1"))
+    );
     let th2 = mem_host(dir.path());
     let t = Instant::now();
-    assert!(th2.host.apply(&worker("v1", vec![plugin(NS, "js-enricher", &js)])).await.errors.is_empty());
-    eprintln!("js-enricher (14 MB): cold apply {cold:?}, warm apply {:?}, first call {first_call:?}", t.elapsed());
+    assert!(
+        th2.host
+            .apply(&worker("v1", vec![plugin(NS, "js-enricher", &js)]))
+            .await
+            .errors
+            .is_empty()
+    );
+    eprintln!(
+        "js-enricher (14 MB): cold apply {cold:?}, warm apply {:?}, first call {first_call:?}",
+        t.elapsed()
+    );
 }
 
 /// A real OCI registry (CNCF distribution, Debian's `docker-registry`) on 127.0.0.1,
@@ -588,14 +1119,18 @@ impl Drop for Registry {
 fn registry_bin() -> Option<std::path::PathBuf> {
     let path = match std::env::var_os("CAUSEWAY_REGISTRY_BIN") {
         Some(p) => std::path::PathBuf::from(p),
-        None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".cache/causeway/registry/usr/bin/docker-registry"),
+        None => std::path::PathBuf::from(std::env::var_os("HOME")?)
+            .join(".cache/causeway/registry/usr/bin/docker-registry"),
     };
     path.exists().then_some(path)
 }
 
 async fn start_registry(bin: &std::path::Path) -> Registry {
     let dir = tempfile::tempdir().unwrap();
-    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let config = dir.path().join("config.yml");
     std::fs::write(
         &config,
@@ -613,10 +1148,19 @@ async fn start_registry(bin: &std::path::Path) -> Registry {
         .stderr(log)
         .spawn()
         .expect("starting the registry");
-    let registry = Registry { child, addr, _dir: dir };
+    let registry = Registry {
+        child,
+        addr,
+        _dir: dir,
+    };
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     for _ in 0..100 {
-        if client.get(format!("http://{addr}/v2/")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .get(format!("http://{addr}/v2/"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return registry;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -646,18 +1190,33 @@ async fn oci_pull_from_a_loopback_registry() {
         let client = &client;
         async move {
             let bytes = std::fs::read(guest(name)).unwrap();
-            let reference: oci_client::Reference = format!("{addr}/causeway/{name}:v1").parse().unwrap();
+            let reference: oci_client::Reference =
+                format!("{addr}/causeway/{name}:v1").parse().unwrap();
             let layer = ImageLayer::new(bytes, media_type.to_string(), None);
-            let config = Config { data: b"{}".to_vec().into(), media_type: "application/vnd.wasm.config.v0+json".into(), annotations: None };
-            client.push(&reference, &[layer], config, &RegistryAuth::Anonymous, None).await.expect("push");
-            client.fetch_manifest_digest(&reference, &RegistryAuth::Anonymous).await.expect("manifest digest")
+            let config = Config {
+                data: b"{}".to_vec().into(),
+                media_type: "application/vnd.wasm.config.v0+json".into(),
+                annotations: None,
+            };
+            client
+                .push(&reference, &[layer], config, &RegistryAuth::Anonymous, None)
+                .await
+                .expect("push");
+            client
+                .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+                .await
+                .expect("manifest digest")
         }
     };
     let tagger_digest = push("tagger", "application/vnd.wasm.content.layer.v1+wasm").await;
     let trap_digest = push("fx-trap", "application/wasm").await;
     assert_ne!(tagger_digest, trap_digest);
 
-    let oci = |reference: String, digest: Option<&str>| SourceConfig::Oci { reference, digest: digest.map(str::to_string), insecure: true };
+    let oci = |reference: String, digest: Option<&str>| SourceConfig::Oci {
+        reference,
+        digest: digest.map(str::to_string),
+        insecure: true,
+    };
     let mut by_tag = plugin(NS, "by-tag", &guest("tagger"));
     by_tag.source = oci(format!("{addr}/causeway/tagger:v1"), None);
     let mut by_digest = plugin(NS, "by-digest", &guest("tagger"));
@@ -669,26 +1228,61 @@ async fn oci_pull_from_a_loopback_registry() {
     wrong_pin.source = oci(format!("{addr}/causeway/tagger:v1"), Some(&trap_digest));
     // A digest the registry does not have: refused.
     let mut unknown = plugin(NS, "unknown-digest", &guest("tagger"));
-    unknown.source = oci(format!("{addr}/causeway/tagger@sha256:{}", "1".repeat(64)), None);
+    unknown.source = oci(
+        format!("{addr}/causeway/tagger@sha256:{}", "1".repeat(64)),
+        None,
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let th = mem_host(dir.path());
-    let report = th.host.apply(&worker("v1", vec![by_tag, by_digest, pinned.clone(), wrong_pin, unknown])).await;
-    assert_eq!(report.loaded, ["shop/by-tag", "shop/by-digest", "shop/pinned"], "{:?}", report.errors);
+    let report = th
+        .host
+        .apply(&worker(
+            "v1",
+            vec![by_tag, by_digest, pinned.clone(), wrong_pin, unknown],
+        ))
+        .await;
+    assert_eq!(
+        report.loaded,
+        ["shop/by-tag", "shop/by-digest", "shop/pinned"],
+        "{:?}",
+        report.errors
+    );
     assert_eq!(
         report.errors["shop/wrong-pin"],
         format!("digest mismatch: expected {trap_digest}, got {tagger_digest}"),
         "{:?}",
         report.errors
     );
-    assert!(report.errors["shop/unknown-digest"].contains("pulling"), "{:?}", report.errors);
+    assert!(
+        report.errors["shop/unknown-digest"].contains("pulling"),
+        "{:?}",
+        report.errors
+    );
     for name in ["by-tag", "by-digest", "pinned"] {
-        let resp = th.host.call(&plugin_ref(NS, name), req("POST", "/", r#"{"oci":true}"#)).await.unwrap();
-        assert_eq!(body_json(&resp), serde_json::json!({"oci": true, "tagged": true}), "{name}");
+        let resp = th
+            .host
+            .call(&plugin_ref(NS, name), req("POST", "/", r#"{"oci":true}"#))
+            .await
+            .unwrap();
+        assert_eq!(
+            body_json(&resp),
+            serde_json::json!({"oci": true, "tagged": true}),
+            "{name}"
+        );
     }
-    let component_digest = format!("sha256:{}", sha256_hex(&std::fs::read(guest("tagger")).unwrap()));
+    let component_digest = format!(
+        "sha256:{}",
+        sha256_hex(&std::fs::read(guest("tagger")).unwrap())
+    );
     let status = th.host.status();
-    assert!(status.iter().filter(|s| s.loaded).all(|s| s.digest.as_deref() == Some(component_digest.as_str())), "{status:?}");
+    assert!(
+        status
+            .iter()
+            .filter(|s| s.loaded)
+            .all(|s| s.digest.as_deref() == Some(component_digest.as_str())),
+        "{status:?}"
+    );
     assert_eq!(th.metric("causeway_plugin_compiles_total", &[]), 1.0);
 
     // A pinned digest pulled once needs no registry: stop it and load again.
@@ -709,10 +1303,29 @@ async fn pooling_fallback_child() {
     let dir = tempfile::tempdir().unwrap();
     let th = mem_host(dir.path());
     assert_eq!(th.host.allocator(), AllocatorKind::OnDemand);
-    assert_eq!(th.metric("causeway_plugin_allocator", &[("kind", "ondemand")]), 1.0);
-    assert_eq!(th.metric("causeway_plugin_allocator", &[("kind", "pooling")]), 0.0);
-    assert!(th.host.apply(&worker("v1", vec![plugin(NS, "tagger", &guest("tagger"))])).await.errors.is_empty());
-    let resp = th.host.call(&plugin_ref(NS, "tagger"), req("POST", "/", r#"{"limited":true}"#)).await.unwrap();
+    assert_eq!(
+        th.metric("causeway_plugin_allocator", &[("kind", "ondemand")]),
+        1.0
+    );
+    assert_eq!(
+        th.metric("causeway_plugin_allocator", &[("kind", "pooling")]),
+        0.0
+    );
+    assert!(
+        th.host
+            .apply(&worker("v1", vec![plugin(NS, "tagger", &guest("tagger"))]))
+            .await
+            .errors
+            .is_empty()
+    );
+    let resp = th
+        .host
+        .call(
+            &plugin_ref(NS, "tagger"),
+            req("POST", "/", r#"{"limited":true}"#),
+        )
+        .await
+        .unwrap();
     assert_eq!(body_json(&resp)["tagged"], true);
     println!("FALLBACK-CHILD-OK");
 }
@@ -732,7 +1345,11 @@ fn pooling_falls_back_to_on_demand_under_a_virtual_memory_limit() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stdout.contains("FALLBACK-CHILD-OK"), "child failed ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(
+        out.status.success() && stdout.contains("FALLBACK-CHILD-OK"),
+        "child failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
     assert!(tagger.exists());
 }
 
@@ -752,7 +1369,8 @@ async fn a_redirect_from_another_pool_is_an_error_and_is_never_followed() {
         async move {
             let mut r = ok("");
             *r.status_mut() = http::StatusCode::TEMPORARY_REDIRECT;
-            r.headers_mut().insert(http::header::LOCATION, location.parse().unwrap());
+            r.headers_mut()
+                .insert(http::header::LOCATION, location.parse().unwrap());
             r
         }
     })
@@ -763,16 +1381,42 @@ async fn a_redirect_from_another_pool_is_an_error_and_is_never_followed() {
     loyalty.allowed_outbound_hosts = vec!["http://store-api.internal".into()];
     let mut cfg = worker("a1", vec![loyalty]);
     cfg.internal_tokens = [(NS.to_string(), SecretValue(token.into()))].into();
-    cfg.routes = vec![PluginRoute { namespace: NS.into(), plugin: "store-api".into(), pool: "b".into(), urls: vec![hostile_pool.url()] }];
+    cfg.routes = vec![PluginRoute {
+        namespace: NS.into(),
+        plugin: "store-api".into(),
+        pool: "b".into(),
+        urls: vec![hostile_pool.url()],
+    }];
     assert!(a.host.apply(&cfg).await.errors.is_empty());
 
     // The worker's own call (a bridge step) and a guest's chained call.
-    let err = a.host.call(&plugin_ref(NS, "store-api"), req("POST", "/customers/c1/purchases", "{}")).await.unwrap_err();
-    assert!(matches!(&err, CallError::Remote { status: Some(502), message, .. } if message.contains("redirect")), "{err:?}");
+    let err = a
+        .host
+        .call(
+            &plugin_ref(NS, "store-api"),
+            req("POST", "/customers/c1/purchases", "{}"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::Remote { status: Some(502), message, .. } if message.contains("redirect")),
+        "{err:?}"
+    );
     let order = r#"{"orderId":"o-1","customer":{"id":"c1","email":"ada@example.com"}}"#;
-    let _ = a.host.call(&plugin_ref(NS, "loyalty"), req("POST", "/", order)).await;
-    assert!(hostile_pool.hits() >= 2, "both calls reached the hostile pool");
-    assert_eq!(victim.hits(), 0, "the redirect was followed: the token went to {}", victim.url());
+    let _ = a
+        .host
+        .call(&plugin_ref(NS, "loyalty"), req("POST", "/", order))
+        .await;
+    assert!(
+        hostile_pool.hits() >= 2,
+        "both calls reached the hostile pool"
+    );
+    assert_eq!(
+        victim.hits(),
+        0,
+        "the redirect was followed: the token went to {}",
+        victim.url()
+    );
 }
 
 /// Item 2: outside local mode a `file` source is refused before anything is read.
@@ -782,11 +1426,27 @@ async fn file_sources_are_refused_outside_local_mode() {
     let th = cluster_host(dir.path());
     let secret = dir.path().join("token");
     std::fs::write(&secret, "eyJhbGciOiJSUzI1NiJ9.service-account-token").unwrap();
-    let report = th.host.apply(&worker("v1", vec![plugin(NS, "reader", &secret), plugin(NS, "tagger", &guest("tagger"))])).await;
+    let report = th
+        .host
+        .apply(&worker(
+            "v1",
+            vec![
+                plugin(NS, "reader", &secret),
+                plugin(NS, "tagger", &guest("tagger")),
+            ],
+        ))
+        .await;
     let err = &report.errors["shop/reader"];
-    assert!(err.contains("file sources are refused outside local mode"), "{err}");
+    assert!(
+        err.contains("file sources are refused outside local mode"),
+        "{err}"
+    );
     assert!(!err.contains("service-account-token"));
-    assert_eq!(report.loaded, Vec::<String>::new(), "even a real component is not read from a file");
+    assert_eq!(
+        report.loaded,
+        Vec::<String>::new(),
+        "even a real component is not read from a file"
+    );
 }
 
 /// Item 2: a file that is not a component is never parsed as text, and no byte of it
@@ -800,14 +1460,25 @@ async fn a_non_wasm_source_is_refused_without_quoting_it() {
     std::fs::write(&secret, "(component) ;; top-secret-token-value\n").unwrap();
     let junk = dir.path().join("junk");
     std::fs::write(&junk, "top-secret-token-value is not wasm").unwrap();
-    let report = th.host.apply(&worker("v1", vec![plugin(NS, "wat", &secret), plugin(NS, "junk", &junk)])).await;
+    let report = th
+        .host
+        .apply(&worker(
+            "v1",
+            vec![plugin(NS, "wat", &secret), plugin(NS, "junk", &junk)],
+        ))
+        .await;
     for key in ["shop/wat", "shop/junk"] {
         let err = &report.errors[key];
         assert!(err.contains("is not a WebAssembly binary"), "{key}: {err}");
         assert!(!err.contains("top-secret"), "{key} quotes the file: {err}");
     }
     let status = th.host.status();
-    assert!(status.iter().all(|s| !s.error.as_deref().unwrap_or_default().contains("top-secret")));
+    assert!(status.iter().all(|s| {
+        !s.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("top-secret")
+    }));
 }
 
 /// Item 2: the read is capped (a sparse file larger than the limit is refused unread).
@@ -817,12 +1488,24 @@ async fn oversized_file_sources_are_refused() {
     let th = mem_host(dir.path());
     let big = dir.path().join("big.wasm");
     let f = std::fs::File::create(&big).unwrap();
-    f.set_len(causeway_plugins::MAX_COMPONENT_BYTES + 1).unwrap();
-    let report = th.host.apply(&worker("v1", vec![plugin(NS, "big", &big)])).await;
-    assert!(report.errors["shop/big"].contains("is larger than"), "{}", report.errors["shop/big"]);
+    f.set_len(causeway_plugins::MAX_COMPONENT_BYTES + 1)
+        .unwrap();
+    let report = th
+        .host
+        .apply(&worker("v1", vec![plugin(NS, "big", &big)]))
+        .await;
+    assert!(
+        report.errors["shop/big"].contains("is larger than"),
+        "{}",
+        report.errors["shop/big"]
+    );
     let dev = plugin(NS, "dev", std::path::Path::new("/dev/zero"));
     let report = th.host.apply(&worker("v2", vec![dev])).await;
-    assert!(report.errors["shop/dev"].contains("not a regular file"), "{}", report.errors["shop/dev"]);
+    assert!(
+        report.errors["shop/dev"].contains("not a regular file"),
+        "{}",
+        report.errors["shop/dev"]
+    );
 }
 
 /// Item 20: an http source that redirects is refused, the redirect target never asked.
@@ -843,16 +1526,24 @@ async fn http_sources_do_not_follow_redirects() {
         async move {
             let mut r = ok("");
             *r.status_mut() = http::StatusCode::FOUND;
-            r.headers_mut().insert(http::header::LOCATION, location.parse().unwrap());
+            r.headers_mut()
+                .insert(http::header::LOCATION, location.parse().unwrap());
             r
         }
     })
     .await;
     let mut p = plugin(NS, "redirected", &guest("tagger"));
-    p.source = SourceConfig::Http { url: format!("{}/tagger.wasm", redirecting.url()), sha256: digest };
+    p.source = SourceConfig::Http {
+        url: format!("{}/tagger.wasm", redirecting.url()),
+        sha256: digest,
+    };
     let th = mem_host(dir.path());
     let report = th.host.apply(&worker("v1", vec![p])).await;
-    assert!(report.errors["shop/redirected"].contains("redirects are not followed"), "{:?}", report.errors);
+    assert!(
+        report.errors["shop/redirected"].contains("redirects are not followed"),
+        "{:?}",
+        report.errors
+    );
     assert_eq!(target.hits(), 0);
 }
 
@@ -864,10 +1555,28 @@ async fn unknown_plugins_make_no_metric_series_of_their_own() {
     let th = mem_host(dir.path());
     assert!(th.host.apply(&worker("v1", vec![])).await.errors.is_empty());
     for i in 0..3 {
-        let err = th.host.call(&plugin_ref(NS, &format!("made-up-{i}")), req("GET", "/", "")).await.unwrap_err();
+        let err = th
+            .host
+            .call(
+                &plugin_ref(NS, &format!("made-up-{i}")),
+                req("GET", "/", ""),
+            )
+            .await
+            .unwrap_err();
         assert!(matches!(err, CallError::NotFound { .. }));
     }
-    assert_eq!(th.metric("causeway_plugin_calls_total", &[("plugin", causeway_plugins::UNKNOWN_PLUGIN), ("outcome", "not_found")]), 3.0);
-    let text = prometheus::TextEncoder::new().encode_to_string(&th.registry.gather()).unwrap();
+    assert_eq!(
+        th.metric(
+            "causeway_plugin_calls_total",
+            &[
+                ("plugin", causeway_plugins::UNKNOWN_PLUGIN),
+                ("outcome", "not_found")
+            ]
+        ),
+        3.0
+    );
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&th.registry.gather())
+        .unwrap();
     assert!(!text.contains("made-up"), "{text}");
 }

@@ -18,10 +18,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
+use crate::shared::Shared;
 use crate::store::{
     EventDetail, EventId, EventQuery, EventRecord, EventStatus, StoreError, now_ms,
 };
-use crate::shared::Shared;
 
 type AppState = Arc<Shared>;
 
@@ -63,15 +63,21 @@ pub async fn serve(listener: TcpListener, shared: AppState, stop: CancellationTo
     use tower::ServiceExt as _;
     let limits = shared.limits.admin_conn_limits();
     let app = router(shared);
-    crate::listener::serve(listener, limits, stop, Arc::new(()), move |req: Request<hyper::body::Incoming>| {
-        let app = app.clone();
-        async move {
-            match app.oneshot(req).await {
-                Ok(resp) => resp,
-                Err(never) => match never {},
+    crate::listener::serve(
+        listener,
+        limits,
+        stop,
+        Arc::new(()),
+        move |req: Request<hyper::body::Incoming>| {
+            let app = app.clone();
+            async move {
+                match app.oneshot(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -121,9 +127,17 @@ async fn readyz(State(shared): State<AppState>) -> Response {
     if shared.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else if !shared.store.healthy() {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store cannot write\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store cannot write\n",
+        )
+            .into_response()
     } else if shared.health.disk_low() {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the data volume is almost full\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the data volume is almost full\n",
+        )
+            .into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }

@@ -152,11 +152,18 @@ fn resolve_override(s: &str) -> Result<(String, std::net::SocketAddr), String> {
     let (host, rest) = s.split_once(':').ok_or_else(err)?;
     let (port, addr) = rest.split_once(':').ok_or_else(err)?;
     let port: u16 = port.parse().map_err(|_| err())?;
-    let ip: std::net::IpAddr = addr.trim_start_matches('[').trim_end_matches(']').parse().map_err(|_| err())?;
+    let ip: std::net::IpAddr = addr
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| err())?;
     if host.is_empty() {
         return Err(err());
     }
-    Ok((host.to_ascii_lowercase(), std::net::SocketAddr::new(ip, port)))
+    Ok((
+        host.to_ascii_lowercase(),
+        std::net::SocketAddr::new(ip, port),
+    ))
 }
 
 fn bytes(s: &str) -> Result<u64, String> {

@@ -8,14 +8,14 @@
 //! skipped: the last good configuration keeps running. The worker never reads CRs.
 
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_crds::config::WorkerConfig;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -32,15 +32,26 @@ pub enum ClusterError {
     #[error("kubernetes client: {0}")]
     Client(String),
     #[error("secret {namespace}/{name}: {message}")]
-    Secret { namespace: String, name: String, message: String },
+    Secret {
+        namespace: String,
+        name: String,
+        message: String,
+    },
     #[error("secret {namespace}/{name}: no valid config within {seconds}s: {last}")]
-    Timeout { namespace: String, name: String, seconds: u64, last: String },
+    Timeout {
+        namespace: String,
+        name: String,
+        seconds: u64,
+        last: String,
+    },
 }
 
 /// Split `--pool <namespace>/<name>`.
 pub fn parse_pool(arg: &str) -> Result<(String, String), ClusterError> {
     match arg.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok((ns.to_string(), name.to_string())),
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
         _ => Err(ClusterError::PoolArg(arg.to_string())),
     }
 }
@@ -52,9 +63,16 @@ pub fn parse_secret(secret: &Secret) -> Result<WorkerConfig, String> {
         .as_ref()
         .and_then(|d| d.get(CONFIG_KEY))
         .map(|b| b.0.clone())
-        .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(CONFIG_KEY)).map(|s| s.clone().into_bytes()))
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(CONFIG_KEY))
+                .map(|s| s.clone().into_bytes())
+        })
         .ok_or_else(|| format!("no key {CONFIG_KEY:?}"))?;
-    let config: WorkerConfig = serde_json::from_slice(&bytes).map_err(|e| format!("{CONFIG_KEY} is not a WorkerConfig: {e}"))?;
+    let config: WorkerConfig = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{CONFIG_KEY} is not a WorkerConfig: {e}"))?;
     if config.version.is_empty() {
         return Err(format!("{CONFIG_KEY} has no version"));
     }
@@ -91,7 +109,10 @@ pub async fn watch_config(
             Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => match parse_secret(&s) {
                 Ok(cfg) => {
                     last_error = None;
-                    let changed = tx.borrow().as_ref().is_none_or(|cur| cur.version != cfg.version);
+                    let changed = tx
+                        .borrow()
+                        .as_ref()
+                        .is_none_or(|cur| cur.version != cfg.version);
                     if changed {
                         tracing::info!(version = %cfg.version, bridges = cfg.bridges.len(), plugins = cfg.plugins.len(), "new configuration");
                         tx.send_replace(Some(Arc::new(cfg)));
@@ -99,7 +120,9 @@ pub async fn watch_config(
                 }
                 Err(message) => report(&mut last_error, message),
             },
-            Ok(watcher::Event::Delete(_)) => report(&mut last_error, "the config Secret was deleted".into()),
+            Ok(watcher::Event::Delete(_)) => {
+                report(&mut last_error, "the config Secret was deleted".into())
+            }
             Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
             Err(e) => report(&mut last_error, format!("watch: {e}")),
         }
@@ -108,7 +131,12 @@ pub async fn watch_config(
 
 /// Read the Secret until it holds a valid config (the operator writes it before the
 /// Deployment, but RBAC and caches may lag by a moment), or give up after `wait`.
-pub async fn first_config(client: Client, namespace: &str, pool: &str, wait: Duration) -> Result<WorkerConfig, ClusterError> {
+pub async fn first_config(
+    client: Client,
+    namespace: &str,
+    pool: &str,
+    wait: Duration,
+) -> Result<WorkerConfig, ClusterError> {
     let name = config_secret_name(pool);
     let api: Api<Secret> = Api::namespaced(client, namespace);
     let deadline = tokio::time::Instant::now() + wait;
@@ -122,7 +150,12 @@ pub async fn first_config(client: Client, namespace: &str, pool: &str, wait: Dur
             Err(e) => e.to_string(),
         };
         if tokio::time::Instant::now() >= deadline {
-            return Err(ClusterError::Timeout { namespace: namespace.into(), name, seconds: wait.as_secs(), last });
+            return Err(ClusterError::Timeout {
+                namespace: namespace.into(),
+                name,
+                seconds: wait.as_secs(),
+                last,
+            });
         }
         tracing::warn!(secret = %name, namespace, reason = %last, "waiting for the pool's config");
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -141,14 +174,26 @@ impl SecretSource {
     /// Connect with the in-cluster (or `KUBECONFIG`) credentials and read the first config.
     pub async fn connect(pool_arg: &str, wait: Duration) -> Result<Self, ClusterError> {
         let (namespace, pool) = parse_pool(pool_arg)?;
-        let client = Client::try_default().await.map_err(|e| ClusterError::Client(e.to_string()))?;
+        let client = Client::try_default()
+            .await
+            .map_err(|e| ClusterError::Client(e.to_string()))?;
         Self::with_client(client, &namespace, &pool, wait).await
     }
 
     /// Same, with a given client.
-    pub async fn with_client(client: Client, namespace: &str, pool: &str, wait: Duration) -> Result<Self, ClusterError> {
+    pub async fn with_client(
+        client: Client,
+        namespace: &str,
+        pool: &str,
+        wait: Duration,
+    ) -> Result<Self, ClusterError> {
         let first = first_config(client.clone(), namespace, pool, wait).await?;
-        Ok(SecretSource { client, namespace: namespace.into(), pool: pool.into(), first: Some(Arc::new(first)) })
+        Ok(SecretSource {
+            client,
+            namespace: namespace.into(),
+            pool: pool.into(),
+            first: Some(Arc::new(first)),
+        })
     }
 }
 
@@ -160,24 +205,43 @@ impl ConfigSource for SecretSource {
 
     fn load(&mut self) -> Result<Loaded, ConfigError> {
         match &self.first {
-            Some(cfg) => Ok(Loaded { config: cfg.clone(), problems: Vec::new() }),
+            Some(cfg) => Ok(Loaded {
+                config: cfg.clone(),
+                problems: Vec::new(),
+            }),
             None => Err(ConfigError::Read {
-                path: format!("secret {}/{}", self.namespace, config_secret_name(&self.pool)),
+                path: format!(
+                    "secret {}/{}",
+                    self.namespace,
+                    config_secret_name(&self.pool)
+                ),
                 message: "not read yet".into(),
             }),
         }
     }
 
-    fn watch(self: Box<Self>, out: Published, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    fn watch(
+        self: Box<Self>,
+        out: Published,
+        stop: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let (tx, mut rx) = watch::channel(self.first.clone());
             let watching = watch_config(self.client.clone(), &self.namespace, &self.pool, tx);
             let forward = async {
                 while rx.changed().await.is_ok() {
-                    let Some(cfg) = rx.borrow_and_update().clone() else { continue };
-                    let changed = out.borrow().as_ref().is_none_or(|cur| cur.config.version != cfg.version);
+                    let Some(cfg) = rx.borrow_and_update().clone() else {
+                        continue;
+                    };
+                    let changed = out
+                        .borrow()
+                        .as_ref()
+                        .is_none_or(|cur| cur.config.version != cfg.version);
                     if changed {
-                        out.send_replace(Some(Arc::new(Loaded { config: cfg, problems: Vec::new() })));
+                        out.send_replace(Some(Arc::new(Loaded {
+                            config: cfg,
+                            problems: Vec::new(),
+                        })));
                     }
                 }
             };

@@ -7,12 +7,17 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::*;
 
 fn secret(version: &str, rv: &str) -> Value {
-    let cfg = WorkerConfig { version: version.into(), pool: "orders".into(), namespace: "shop".into(), ..WorkerConfig::default() };
+    let cfg = WorkerConfig {
+        version: version.into(),
+        pool: "orders".into(),
+        namespace: "shop".into(),
+        ..WorkerConfig::default()
+    };
     let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&cfg).unwrap());
     json!({"apiVersion": "v1", "kind": "Secret",
            "metadata": {"name": "causeway-orders-config", "namespace": "shop", "resourceVersion": rv},
@@ -27,18 +32,34 @@ fn bad_secret(rv: &str) -> Value {
 
 type Seen = Arc<Mutex<Vec<String>>>;
 
-async fn list_or_watch(State(seen): State<Seen>, Query(q): Query<std::collections::HashMap<String, String>>) -> axum::response::Response {
+async fn list_or_watch(
+    State(seen): State<Seen>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
     seen.lock().unwrap().push(format!("{q:?}"));
     if q.get("fieldSelector").map(String::as_str) != Some("metadata.name=causeway-orders-config") {
-        return axum::response::IntoResponse::into_response((axum::http::StatusCode::FORBIDDEN, "resourceNames needs a fieldSelector"));
+        return axum::response::IntoResponse::into_response((
+            axum::http::StatusCode::FORBIDDEN,
+            "resourceNames needs a fieldSelector",
+        ));
     }
     if q.get("watch").map(String::as_str) == Some("true") {
         let lines = vec![
-            format!("{}\n", json!({"type": "MODIFIED", "object": bad_secret("2")})),
-            format!("{}\n", json!({"type": "MODIFIED", "object": secret("v2", "3")})),
+            format!(
+                "{}\n",
+                json!({"type": "MODIFIED", "object": bad_secret("2")})
+            ),
+            format!(
+                "{}\n",
+                json!({"type": "MODIFIED", "object": secret("v2", "3")})
+            ),
         ];
-        let stream = futures::stream::iter(lines.into_iter().map(|l| Ok::<_, std::convert::Infallible>(bytes::Bytes::from(l))))
-            .chain(futures::stream::pending());
+        let stream = futures::stream::iter(
+            lines
+                .into_iter()
+                .map(|l| Ok::<_, std::convert::Infallible>(bytes::Bytes::from(l))),
+        )
+        .chain(futures::stream::pending());
         return axum::response::IntoResponse::into_response(Body::from_stream(stream));
     }
     axum::response::IntoResponse::into_response(axum::Json(json!({
@@ -50,7 +71,10 @@ async fn fake_apiserver() -> (Client, Seen, tokio::task::JoinHandle<()>) {
     let seen: Seen = Arc::default();
     let app = axum::Router::new()
         .route("/api/v1/namespaces/shop/secrets", get(list_or_watch))
-        .route("/api/v1/namespaces/shop/secrets/causeway-orders-config", get(|| async { axum::Json(secret("v1", "1")) }))
+        .route(
+            "/api/v1/namespaces/shop/secrets/causeway-orders-config",
+            get(|| async { axum::Json(secret("v1", "1")) }),
+        )
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -63,7 +87,10 @@ async fn fake_apiserver() -> (Client, Seen, tokio::task::JoinHandle<()>) {
 
 #[test]
 fn pool_argument() {
-    assert_eq!(parse_pool("shop/orders").unwrap(), ("shop".to_string(), "orders".to_string()));
+    assert_eq!(
+        parse_pool("shop/orders").unwrap(),
+        ("shop".to_string(), "orders".to_string())
+    );
     for bad in ["orders", "/orders", "shop/", "a/b/c"] {
         assert!(parse_pool(bad).is_err(), "{bad}");
     }
@@ -89,24 +116,42 @@ async fn publishes_each_version_skips_a_bad_one_and_keeps_the_last_good() {
     let mut versions = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while versions.len() < 2 {
-        tokio::time::timeout_at(deadline, rx.changed()).await.expect("a new version in time").unwrap();
+        tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .expect("a new version in time")
+            .unwrap();
         if let Some(cfg) = rx.borrow_and_update().clone() {
             versions.push(cfg.version.clone());
         }
     }
-    assert_eq!(versions, vec!["v1", "v2"], "the bad Secret in between was skipped");
-    assert!(seen.lock().unwrap().iter().all(|q| q.contains("metadata.name=causeway-orders-config")));
+    assert_eq!(
+        versions,
+        vec!["v1", "v2"],
+        "the bad Secret in between was skipped"
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|q| q.contains("metadata.name=causeway-orders-config"))
+    );
 
     // Dropping the receiver ends the watch.
     drop(rx);
-    tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     server.abort();
 }
 
 #[tokio::test]
 async fn secret_source_loads_then_watches() {
     let (client, _seen, server) = fake_apiserver().await;
-    let mut src = SecretSource::with_client(client, "shop", "orders", Duration::from_secs(5)).await.unwrap();
+    let mut src = SecretSource::with_client(client, "shop", "orders", Duration::from_secs(5))
+        .await
+        .unwrap();
     let first = src.load().unwrap();
     assert_eq!(first.config.version, "v1");
     let (out, mut rx) = watch::channel(Some(Arc::new(first)));
@@ -115,7 +160,11 @@ async fn secret_source_loads_then_watches() {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             rx.changed().await.unwrap();
-            if rx.borrow_and_update().as_ref().is_some_and(|l| l.config.version == "v2") {
+            if rx
+                .borrow_and_update()
+                .as_ref()
+                .is_some_and(|l| l.config.version == "v2")
+            {
                 break;
             }
         }
@@ -123,6 +172,9 @@ async fn secret_source_loads_then_watches() {
     .await
     .expect("v2 published");
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
     server.abort();
 }

@@ -81,7 +81,12 @@ impl ConfigHandle {
 
     pub fn is_suspended(&self, bridge: &str) -> bool {
         let over = lock(&self.overrides).get(bridge).copied();
-        over.unwrap_or_else(|| self.active().bridges.get(bridge).is_some_and(|b| b.cfg.suspend))
+        over.unwrap_or_else(|| {
+            self.active()
+                .bridges
+                .get(bridge)
+                .is_some_and(|b| b.cfg.suspend)
+        })
     }
 
     /// Suspends or resumes a bridge until the configuration's own flag changes. The
@@ -92,7 +97,11 @@ impl ConfigHandle {
 
     /// The token the admin API requires, if any. `Some("")` refuses every call.
     pub fn admin_token(&self) -> Option<SecretValue> {
-        self.active().config.admin_token.clone().or_else(|| self.generated_admin_token.clone())
+        self.active()
+            .config
+            .admin_token
+            .clone()
+            .or_else(|| self.generated_admin_token.clone())
     }
 
     /// The token made up at start, if any (to print it once).

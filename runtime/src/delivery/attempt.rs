@@ -264,4 +264,3 @@ pub(crate) async fn attempt(shared: &Shared, job: JobRecord) {
     }
     debug!(status = ?res.status, ok, "attempt recorded");
 }
-

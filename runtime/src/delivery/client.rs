@@ -181,4 +181,3 @@ pub(crate) async fn plugin_call(
         }
     }
 }
-

@@ -53,4 +53,3 @@ pub(crate) fn dead_letter(
         }
     });
 }
-

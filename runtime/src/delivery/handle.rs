@@ -67,8 +67,16 @@ impl DeliveryHandle {
 
     /// Resumes a destination: the store requeues its paused jobs, then memory, the gauge
     /// and the scheduler follow. Returns how many jobs were requeued.
-    pub async fn resume(&self, store: &dyn Store, bridge: &str, destination: &str, now_ms: u64) -> Result<usize, StoreError> {
-        let n = store.set_paused(bridge.to_string(), destination.to_string(), false, now_ms).await?;
+    pub async fn resume(
+        &self,
+        store: &dyn Store,
+        bridge: &str,
+        destination: &str,
+        now_ms: u64,
+    ) -> Result<usize, StoreError> {
+        let n = store
+            .set_paused(bridge.to_string(), destination.to_string(), false, now_ms)
+            .await?;
         self.mark(bridge, destination, false);
         self.wake();
         Ok(n)
@@ -84,7 +92,9 @@ impl DeliveryHandle {
                 p.remove(&key);
             }
         }
-        self.paused_gauge.with_label_values(&[bridge, destination]).set(i64::from(paused));
+        self.paused_gauge
+            .with_label_values(&[bridge, destination])
+            .set(i64::from(paused));
     }
 
     /// The limits of one destination.

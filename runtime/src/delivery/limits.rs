@@ -73,7 +73,10 @@ pub struct LimitsByDestination(Mutex<HashMap<(String, String), Arc<DestLimits>>>
 impl LimitsByDestination {
     /// The limits of one destination, rebuilt when its configuration changes.
     pub fn get(&self, bridge: &str, d: &DestinationConfig) -> Arc<DestLimits> {
-        let shape = (d.max_concurrency.max(1), d.rate_limit.as_ref().map(|r| (r.per_second, r.burst)));
+        let shape = (
+            d.max_concurrency.max(1),
+            d.rate_limit.as_ref().map(|r| (r.per_second, r.burst)),
+        );
         let key = (bridge.to_string(), d.name.clone());
         let mut map = lock(&self.0);
         if let Some(l) = map.get(&key)

@@ -49,4 +49,3 @@ mod tests {
         assert!(b.try_take().is_err());
     }
 }
-

@@ -40,9 +40,15 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         let claimed = |k: &JobKey| inflight.lock().is_ok_and(|s| s.contains(k));
         let hold = |j: &JobRecord| {
             shared.is_suspended(&j.bridge)
-                || j.target.destination_name().is_some_and(|d| shared.delivery.is_paused(&j.bridge, d))
+                || j.target
+                    .destination_name()
+                    .is_some_and(|d| shared.delivery.is_paused(&j.bridge, d))
         };
-        let due = match shared.store.due_jobs(now, CLAIM_BATCH, &claimed, &hold).await {
+        let due = match shared
+            .store
+            .due_jobs(now, CLAIM_BATCH, &claimed, &hold)
+            .await
+        {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "cannot read due jobs");
@@ -53,7 +59,11 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             }
         };
         if !due.undecodable.is_empty() {
-            let keys: Vec<String> = due.undecodable.iter().map(|(_, k)| format!("{}/{}", k.event, k.index)).collect();
+            let keys: Vec<String> = due
+                .undecodable
+                .iter()
+                .map(|(_, k)| format!("{}/{}", k.event, k.index))
+                .collect();
             warn!(jobs = ?keys, "job records that cannot be decoded: quarantined, the rest goes on");
             match shared.store.quarantine(due.undecodable.clone()).await {
                 Ok(n) => shared.metrics.jobs_quarantined.inc_by(n as u64),
@@ -101,4 +111,3 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         );
     }
 }
-

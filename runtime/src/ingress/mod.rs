@@ -20,8 +20,8 @@ use tracing::{debug, instrument, warn};
 use crate::listener::{self, ConnObserver};
 
 use crate::bridge::{ActiveBridge, FilterOutcome, InboundRequest};
-use crate::store::{EventId, EventRecord, EventStatus, NewEvent, NewJob, JobTarget, now_ms};
 use crate::shared::Shared;
+use crate::store::{EventId, EventRecord, EventStatus, JobTarget, NewEvent, NewJob, now_ms};
 
 pub type Body = Full<Bytes>;
 
@@ -159,7 +159,11 @@ async fn internal_request(shared: &Shared, req: Request<Incoming>) -> Response<B
 /// Reserves room for one body in the worker-wide budget of body bytes in flight: the
 /// declared length, or the largest allowed when none is declared. None when the budget is
 /// spent (the caller answers 503 without reading the body).
-fn reserve_body(shared: &Shared, headers: &HeaderMap, max: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+fn reserve_body(
+    shared: &Shared,
+    headers: &HeaderMap,
+    max: u64,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
     let n = content_length(headers).unwrap_or(max).min(max);
     // A body larger than the whole budget takes all of it: it goes alone.
     let cap = shared.limits.max_body_bytes_in_flight.div_ceil(1024).max(1);
@@ -172,8 +176,12 @@ fn reserve_body(shared: &Shared, headers: &HeaderMap, max: u64) -> Option<tokio:
 }
 
 fn busy() -> Response<Body> {
-    let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "too many request bodies in flight: try again");
-    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let mut resp = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many request bodies in flight: try again",
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     resp
 }
 
@@ -183,7 +191,10 @@ fn jti_key(jti: &str) -> String {
     if jti.len() <= 256 {
         format!("jti:{jti}")
     } else {
-        format!("jti-sha256:{}", hex::encode(sha2::Sha256::digest(jti.as_bytes())))
+        format!(
+            "jti-sha256:{}",
+            hex::encode(sha2::Sha256::digest(jti.as_bytes()))
+        )
     }
 }
 
@@ -284,7 +295,9 @@ async fn bridge_request(
         );
     }
     let Some(_reserved) = reserve_body(shared, &parts.headers, max) else {
-        m.rejected.with_label_values(&[key, "bodies_in_flight"]).inc();
+        m.rejected
+            .with_label_values(&[key, "bodies_in_flight"])
+            .inc();
         return busy();
     };
     let body = match read_body(body, max, shared.limits.body_timeout).await {

@@ -12,8 +12,8 @@ use crate::delivery::client::plugin_call;
 use crate::plugins::PluginTarget;
 use crate::shared::Shared;
 use crate::store::{
-    AttemptRecord, JobTarget, EventDetail, EventId, EventRecord, EventStatus, JobRecord, NewEvent, NewJob,
-    Next, child_id, now_ms,
+    AttemptRecord, EventDetail, EventId, EventRecord, EventStatus, JobRecord, JobTarget, NewEvent,
+    NewJob, Next, child_id, now_ms,
 };
 
 /// One event on its way through the steps: the original, or one a step fanned out.
@@ -48,7 +48,11 @@ fn is_fanout(headers: &http::HeaderMap) -> bool {
 /// enforces on the guest) plus room to queue for a slot (`whenBusy: queue` waits up to the
 /// timeout too); a plugin served by another pool gets the host's remote default.
 pub fn step_timeout(cfg: &causeway_crds::config::WorkerConfig, target: &PluginTarget) -> Duration {
-    match cfg.plugins.iter().find(|p| p.namespace == target.namespace && p.name == target.name) {
+    match cfg
+        .plugins
+        .iter()
+        .find(|p| p.namespace == target.namespace && p.name == target.name)
+    {
         Some(p) => Duration::from_millis(p.timeout_ms.max(1)).saturating_mul(2) + STEP_GRACE,
         None => causeway_plugins::DEFAULT_REMOTE_TIMEOUT + STEP_GRACE,
     }
@@ -57,7 +61,12 @@ pub fn step_timeout(cfg: &causeway_crds::config::WorkerConfig, target: &PluginTa
 /// Added to a step's own limit for scheduling and the call's own overhead.
 const STEP_GRACE: Duration = Duration::from_secs(1);
 
-pub(crate) async fn run_steps(shared: &Shared, bridge: &ActiveBridge, job: &JobRecord, detail: &EventDetail) {
+pub(crate) async fn run_steps(
+    shared: &Shared,
+    bridge: &ActiveBridge,
+    job: &JobRecord,
+    detail: &EventDetail,
+) {
     let mut items = vec![StepItem {
         path: String::new(),
         id: job.event,
@@ -319,10 +328,22 @@ mod tests {
             "memoryBytes": 1048576, "timeoutMs": 120000, "maxConcurrency": 1, "whenBusy": "queue"
         }))
         .unwrap();
-        let cfg = causeway_crds::config::WorkerConfig { plugins: vec![plugin], ..Default::default() };
-        let slow = PluginTarget { namespace: "shop".into(), name: "slow".into() };
+        let cfg = causeway_crds::config::WorkerConfig {
+            plugins: vec![plugin],
+            ..Default::default()
+        };
+        let slow = PluginTarget {
+            namespace: "shop".into(),
+            name: "slow".into(),
+        };
         assert!(step_timeout(&cfg, &slow) >= Duration::from_secs(120));
-        let remote = PluginTarget { namespace: "shop".into(), name: "elsewhere".into() };
-        assert_eq!(step_timeout(&cfg, &remote), causeway_plugins::DEFAULT_REMOTE_TIMEOUT + STEP_GRACE);
+        let remote = PluginTarget {
+            namespace: "shop".into(),
+            name: "elsewhere".into(),
+        };
+        assert_eq!(
+            step_timeout(&cfg, &remote),
+            causeway_plugins::DEFAULT_REMOTE_TIMEOUT + STEP_GRACE
+        );
     }
 }

@@ -255,7 +255,13 @@ pub async fn append_stores_the_event_its_body_and_its_jobs<S: Store>(s: &S) {
     let by_index: Vec<_> = d
         .jobs
         .iter()
-        .map(|(j, _)| (j.slot(), j.target.destination_name().unwrap_or_default(), j.due_at_ms))
+        .map(|(j, _)| {
+            (
+                j.slot(),
+                j.target.destination_name().unwrap_or_default(),
+                j.due_at_ms,
+            )
+        })
         .collect();
     assert_eq!(by_index, vec![(0, "crm", T0), (1, "audit", T0 + 5_000)]);
     assert_eq!(
@@ -689,7 +695,10 @@ pub async fn steps_done_replaces_the_body_and_creates_the_delivery_jobs<S: Store
     let d = due(s, T0, 10).await;
     assert_eq!(d.jobs.len(), 1);
     assert_eq!(
-        (d.jobs[0].slot(), d.jobs[0].target.destination_name().unwrap_or_default()),
+        (
+            d.jobs[0].slot(),
+            d.jobs[0].target.destination_name().unwrap_or_default()
+        ),
         (JobTarget::Steps.slot(), "")
     );
     let rec = finish(
@@ -972,7 +981,9 @@ pub async fn due_jobs_skip_claimed_and_held_jobs<S: Store>(s: &S) {
     assert!(asked.contains(&key(c, 0)));
     // Claimed and held jobs do not count against the limit.
     let d = s
-        .due_jobs(T0 + 10, 1, &claimed, &|j| j.target.destination_name() == Some("y"))
+        .due_jobs(T0 + 10, 1, &claimed, &|j| {
+            j.target.destination_name() == Some("y")
+        })
         .await
         .expect("due_jobs");
     assert_eq!(

@@ -779,7 +779,13 @@ impl Store for EmbeddedStore {
                     let mut paused = tx.open_table(PAUSED).map_err(eng("paused"))?;
                     let now = u.attempt.as_ref().map(|a| a.at_ms).unwrap_or_else(now_ms);
                     paused
-                        .insert((new.bridge.as_str(), new.target.destination_name().unwrap_or_default()), now)
+                        .insert(
+                            (
+                                new.bridge.as_str(),
+                                new.target.destination_name().unwrap_or_default(),
+                            ),
+                            now,
+                        )
                         .map_err(eng("paused"))?;
                 }
                 Next::StepsDone {
@@ -989,7 +995,8 @@ impl Store for EmbeddedStore {
             for j in &gone {
                 let id = j.event.as_u128();
                 if j.status.queued() {
-                    due.remove((j.due_at_ms, id, j.slot())).map_err(eng("due"))?;
+                    due.remove((j.due_at_ms, id, j.slot()))
+                        .map_err(eng("due"))?;
                 }
                 jobs.remove((id, j.slot())).map_err(eng("jobs"))?;
             }
@@ -1051,7 +1058,9 @@ impl Store for EmbeddedStore {
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
             let held = scan_jobs(&jobs, |j| {
-                j.status == JobStatus::Paused && j.bridge == bridge && j.target.destination_name() == Some(destination.as_str())
+                j.status == JobStatus::Paused
+                    && j.bridge == bridge
+                    && j.target.destination_name() == Some(destination.as_str())
             })?;
             for j in &held {
                 // The paused attempt failed; resuming retries it with the budget it had.
@@ -1091,7 +1100,9 @@ impl Store for EmbeddedStore {
                 if let Some(raw) = jobs.get((e, i)).map_err(eng("jobs"))?
                     && let Some(j) = decode_job(e, i, raw.value())
                 {
-                    *counts.entry((j.bridge, j.target.label().to_string())).or_default() += 1;
+                    *counts
+                        .entry((j.bridge, j.target.label().to_string()))
+                        .or_default() += 1;
                 }
             }
             Ok(counts.into_iter().collect())

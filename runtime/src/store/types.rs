@@ -23,7 +23,10 @@ pub enum JobTarget {
 
 impl JobTarget {
     pub fn destination(index: u32, name: impl Into<String>) -> JobTarget {
-        JobTarget::Destination { index, name: name.into() }
+        JobTarget::Destination {
+            index,
+            name: name.into(),
+        }
     }
 
     /// The job's slot in the store's keys (one per event).
@@ -48,7 +51,11 @@ impl JobTarget {
     }
 
     fn from_slot(index: u32, name: String) -> JobTarget {
-        if index == STEPS_SLOT { JobTarget::Steps } else { JobTarget::Destination { index, name } }
+        if index == STEPS_SLOT {
+            JobTarget::Steps
+        } else {
+            JobTarget::Destination { index, name }
+        }
     }
 }
 

@@ -20,7 +20,10 @@ pub fn repo_root() -> PathBuf {
 }
 
 fn npm_available() -> bool {
-    std::process::Command::new("npm").arg("--version").output().is_ok_and(|o| o.status.success())
+    std::process::Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 static BUILD: Once = Once::new();
@@ -34,7 +37,11 @@ pub fn try_guest(name: &str) -> Option<PathBuf> {
     if !path.exists() {
         BUILD.call_once(|| {
             let script = repo_root().join("examples/plugins/build.sh");
-            assert!(script.exists(), "{} is missing: cannot build the test components", script.display());
+            assert!(
+                script.exists(),
+                "{} is missing: cannot build the test components",
+                script.display()
+            );
             let mut cmd = std::process::Command::new("bash");
             cmd.arg(&script);
             if !npm_available() {
@@ -43,7 +50,10 @@ pub fn try_guest(name: &str) -> Option<PathBuf> {
             }
             eprintln!("building test components: {}", script.display());
             let status = cmd.status().expect("running examples/plugins/build.sh");
-            assert!(status.success(), "examples/plugins/build.sh failed: {status}");
+            assert!(
+                status.success(),
+                "examples/plugins/build.sh failed: {status}"
+            );
         });
     }
     if path.exists() {
@@ -52,7 +62,10 @@ pub fn try_guest(name: &str) -> Option<PathBuf> {
     if name == "js-enricher" && !npm_available() {
         return None;
     }
-    panic!("{} still missing after examples/plugins/build.sh", path.display());
+    panic!(
+        "{} still missing after examples/plugins/build.sh",
+        path.display()
+    );
 }
 
 pub fn guest(name: &str) -> PathBuf {
@@ -64,7 +77,9 @@ pub fn plugin(ns: &str, name: &str, file: &Path) -> PluginConfig {
         namespace: ns.into(),
         name: name.into(),
         generation: Some(1),
-        source: SourceConfig::File { path: file.display().to_string() },
+        source: SourceConfig::File {
+            path: file.display().to_string(),
+        },
         allowed_outbound_hosts: vec![],
         variables: BTreeMap::new(),
         memory_bytes: 64 << 20,
@@ -76,11 +91,19 @@ pub fn plugin(ns: &str, name: &str, file: &Path) -> PluginConfig {
 }
 
 pub fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, SecretValue> {
-    pairs.iter().map(|(k, v)| (k.to_string(), SecretValue(v.to_string()))).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), SecretValue(v.to_string())))
+        .collect()
 }
 
 pub fn worker(version: &str, plugins: Vec<PluginConfig>) -> WorkerConfig {
-    WorkerConfig { version: version.into(), pool: "default".into(), plugins, ..WorkerConfig::default() }
+    WorkerConfig {
+        version: version.into(),
+        pool: "default".into(),
+        plugins,
+        ..WorkerConfig::default()
+    }
 }
 
 pub struct TestHost {
@@ -98,10 +121,21 @@ pub fn new_host(cache: &Path, kv: Arc<dyn KvStore>, pooling: PoolingMode) -> Tes
     host_with(cache, kv, pooling, true)
 }
 
-pub fn host_with(cache: &Path, kv: Arc<dyn KvStore>, pooling: PoolingMode, allow_file_sources: bool) -> TestHost {
+pub fn host_with(
+    cache: &Path,
+    kv: Arc<dyn KvStore>,
+    pooling: PoolingMode,
+    allow_file_sources: bool,
+) -> TestHost {
     let registry = Registry::new();
-    let host =
-        PluginHost::new(HostOptions { cache_dir: cache.to_path_buf(), pooling, kv, registry: registry.clone(), allow_file_sources }).expect("host");
+    let host = PluginHost::new(HostOptions {
+        cache_dir: cache.to_path_buf(),
+        pooling,
+        kv,
+        registry: registry.clone(),
+        allow_file_sources,
+    })
+    .expect("host");
     TestHost { host, registry }
 }
 
@@ -118,14 +152,18 @@ pub fn mem_host(cache: &Path) -> TestHost {
 /// for histograms pass `<name>_count`).
 pub fn metric(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut buf = Vec::new();
-    TextEncoder::new().encode(&registry.gather(), &mut buf).expect("encode metrics");
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buf)
+        .expect("encode metrics");
     let text = String::from_utf8(buf).expect("utf8 metrics");
     let mut sum = 0.0;
     for line in text.lines() {
         if line.starts_with('#') {
             continue;
         }
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let (metric_name, label_text) = match series.split_once('{') {
             Some((n, l)) => (n, l.trim_end_matches('}')),
             None => (series, ""),
@@ -133,7 +171,11 @@ pub fn metric(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
         if metric_name != name {
             continue;
         }
-        if labels.iter().all(|(k, v)| label_text.split(',').any(|pair| pair == format!("{k}=\"{v}\""))) {
+        if labels.iter().all(|(k, v)| {
+            label_text
+                .split(',')
+                .any(|pair| pair == format!("{k}=\"{v}\""))
+        }) {
             sum += value.parse::<f64>().unwrap_or(0.0);
         }
     }
@@ -150,7 +192,8 @@ pub fn req(method: &str, path: &str, body: &str) -> http::Request<Bytes> {
 }
 
 pub fn body_json(resp: &http::Response<Bytes>) -> serde_json::Value {
-    serde_json::from_slice(resp.body()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(resp.body())))
+    serde_json::from_slice(resp.body())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(resp.body())))
 }
 
 /// A loopback HTTP server (127.0.0.1 only) that counts requests.
@@ -181,7 +224,9 @@ where
     F: Fn(http::Request<Bytes>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = http::Response<Bytes>> + Send + 'static,
 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("addr");
     let hits = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -189,27 +234,43 @@ where
     let (h, s) = (hits.clone(), seen.clone());
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { break };
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
             let (handler, hits, seen) = (handler.clone(), h.clone(), s.clone());
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |r: http::Request<hyper::body::Incoming>| {
-                    let (handler, hits, seen) = (handler.clone(), hits.clone(), seen.clone());
-                    async move {
-                        let (parts, body) = r.into_parts();
-                        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                        hits.fetch_add(1, Ordering::SeqCst);
-                        seen.lock().unwrap().push((parts.method.to_string(), parts.uri.to_string(), parts.headers.clone()));
-                        let resp = handler(http::Request::from_parts(parts, bytes)).await;
-                        Ok::<_, std::convert::Infallible>(resp.map(Full::new))
-                    }
-                });
+                let svc =
+                    hyper::service::service_fn(move |r: http::Request<hyper::body::Incoming>| {
+                        let (handler, hits, seen) = (handler.clone(), hits.clone(), seen.clone());
+                        async move {
+                            let (parts, body) = r.into_parts();
+                            let bytes = body
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
+                            hits.fetch_add(1, Ordering::SeqCst);
+                            seen.lock().unwrap().push((
+                                parts.method.to_string(),
+                                parts.uri.to_string(),
+                                parts.headers.clone(),
+                            ));
+                            let resp = handler(http::Request::from_parts(parts, bytes)).await;
+                            Ok::<_, std::convert::Infallible>(resp.map(Full::new))
+                        }
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(wasmtime_wasi_http::io::TokioIo::new(stream), svc)
                     .await;
             });
         }
     });
-    Server { addr, hits, seen, task }
+    Server {
+        addr,
+        hits,
+        seen,
+        task,
+    }
 }
 
 pub fn ok(body: &str) -> http::Response<Bytes> {
@@ -223,6 +284,12 @@ pub fn plugin_ref(ns: &str, name: &str) -> PluginRef {
 /// Percent-encodes everything but unreserved characters (for `?url=` values).
 pub fn pct(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
