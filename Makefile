@@ -9,8 +9,8 @@ export CAUSEWAY_CACHE ?= $(HOME)/.cache/causeway
 dev: plugins
 	$(CARGO) run --release --bin causeway -- up -f examples/quickstart
 
-## test: every test: unit and integration, CRD drift, then the e2e suite
-test: plugins registry crds-check unit e2e
+## test: every test: format and lints, CRD drift, unit and integration, then the e2e suite
+test: plugins registry crds-check lint unit e2e
 
 # A real OCI registry on loopback for the plugin host's OCI tests (unpacked, not installed).
 registry:
@@ -47,7 +47,9 @@ bench:
 	$(CARGO) build --release -p causeway-runtime --bin causeway -p causeway-bench
 	$${CARGO_TARGET_DIR:-target}/release/bench run --out BENCHMARKS.md
 
+## lint: rustfmt (default settings) and clippy with warnings as errors
 lint:
+	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## fuzz: run every fuzz target at once for FUZZ_SECONDS each (default 60); crashing inputs go to fuzz/crashes/
