@@ -486,3 +486,6 @@ async fn retention_now(State(shared): State<AppState>) -> Json<serde_json::Value
     crate::shared::run_retention(&shared).await;
     Json(json!({ "bytes": shared.store.disk_bytes() }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,176 @@
+//! The admin router in-process (`tower::ServiceExt::oneshot`): authentication, bad input
+//! and the answers a client sees, without sockets.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use causeway_crds::config::{SecretValue, WorkerConfig};
+use tower::ServiceExt as _;
+
+use super::router;
+use crate::config::active::{Active, ConfigHandle};
+use crate::delivery::handle::DeliveryHandle;
+use crate::health::Health;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::netguard::NetGuard;
+use crate::plugins::Plugins;
+use crate::shared::Shared;
+use crate::store::Store;
+use crate::store::embedded::EmbeddedStore;
+
+const TOKEN: &str = "admin-token-for-tests";
+
+fn shared(dir: &std::path::Path) -> Arc<Shared> {
+    let metrics = Metrics::new().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.join("store"), None).unwrap());
+    let plugins = Plugins::new(
+        dir.join("plugins"),
+        store.clone(),
+        metrics.plugin_registry.clone(),
+        true,
+    )
+    .unwrap();
+    let shared = Shared {
+        store,
+        config: ConfigHandle::new(None),
+        plugins,
+        delivery: DeliveryHandle::new(metrics.paused.clone()),
+        health: Health::new(dir.join("store"), 0),
+        limits: Limits::default(),
+        http: reqwest::Client::new(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        ingress_addr: "127.0.0.1:0".parse().unwrap(),
+        netguard: Arc::new(NetGuard::default()),
+        body_budget: Arc::new(tokio::sync::Semaphore::new(1024)),
+        metrics,
+    };
+    let cfg = WorkerConfig {
+        version: "v1".into(),
+        admin_token: Some(SecretValue(TOKEN.into())),
+        ..WorkerConfig::default()
+    };
+    shared.config.swap(Arc::new(Active {
+        config: Arc::new(cfg),
+        ..Active::empty()
+    }));
+    shared.health.set_started(true);
+    Arc::new(shared)
+}
+
+async fn call(
+    shared: &Arc<Shared>,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = router(shared.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_need_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path());
+    assert_eq!(call(&s, "GET", "/healthz", None).await.0, StatusCode::OK);
+    assert_eq!(call(&s, "GET", "/readyz", None).await.0, StatusCode::OK);
+    let (code, text) = call(&s, "GET", "/metrics", None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        text.contains("causeway_ingress_connections_open 0"),
+        "{text}"
+    );
+    s.health.set_started(false);
+    assert_eq!(
+        call(&s, "GET", "/readyz", None).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn the_api_needs_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path());
+    for uri in [
+        "/api/v1/events",
+        "/api/v1/config",
+        "/api/v1/bridges",
+        "/api/v1/store",
+    ] {
+        assert_eq!(
+            call(&s, "GET", uri, None).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
+        assert_eq!(
+            call(&s, "GET", uri, Some("wrong")).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
+        assert_eq!(
+            call(&s, "GET", uri, Some(TOKEN)).await.0,
+            StatusCode::OK,
+            "{uri}"
+        );
+    }
+    let (code, text) = call(&s, "GET", "/api/v1/config", Some(TOKEN)).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        !text.contains(TOKEN),
+        "the config report never carries the token: {text}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path());
+    let (code, text) = call(&s, "GET", "/api/v1/events?status=bogus", Some(TOKEN)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(text.contains("unknown status"), "{text}");
+    let (code, text) = call(&s, "GET", "/api/v1/events/not-an-id", Some(TOKEN)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(text.contains("not an event id"), "{text}");
+    let (code, _) = call(
+        &s,
+        "GET",
+        "/api/v1/events/01a1fea3-8901-766a-bd3a-cfe069e94bff",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = call(
+        &s,
+        "POST",
+        "/api/v1/bridges/default/nope/suspend",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = call(
+        &s,
+        "POST",
+        "/api/v1/bridges/default/nope/destinations/x/resume",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = call(&s, "GET", "/api/v1/events", Some(TOKEN)).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        call(&s, "DELETE", "/api/v1/events", Some(TOKEN)).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}
