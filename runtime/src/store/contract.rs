@@ -727,6 +727,11 @@ pub async fn steps_done_replaces_the_body_and_creates_the_delivery_jobs<S: Store
         br#"{"n":1,"tagged":true}"#,
         "the steps' body replaces the received one"
     );
+    assert_eq!(
+        d.record.body_bytes,
+        d.body.len() as u64,
+        "the record's size follows the body"
+    );
     assert_eq!(d.record.status, EventStatus::Pending);
     let jobs: Vec<_> = d
         .jobs

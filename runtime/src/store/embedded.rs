@@ -795,6 +795,22 @@ impl Store for EmbeddedStore {
                     new.status = JobStatus::Delivered;
                     let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
                     bodies.insert(id, body.as_ref()).map_err(eng("bodies"))?;
+                    drop(bodies);
+                    // The record's size follows the body the steps left.
+                    {
+                        let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+                        let raw = events
+                            .get(id)
+                            .map_err(eng("events"))?
+                            .map(|v| v.value().to_vec());
+                        if let Some(raw) = raw {
+                            let mut rec: EventRecord = dec("events", &raw)?;
+                            rec.body_bytes = body.len() as u64;
+                            events
+                                .insert(id, enc(&rec)?.as_slice())
+                                .map_err(eng("events"))?;
+                        }
+                    }
                     for j in next_jobs {
                         let rec = JobRecord {
                             event: u.job.event,
