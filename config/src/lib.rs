@@ -28,7 +28,9 @@ pub use bridge::{
 };
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
 pub use plugin::{PluginConfig, PluginRoute, SourceConfig, WhenBusy};
-pub use report::{BridgeReport, ItemError, PluginReport, WorkerReport};
+pub use report::{
+    BridgeReport, ItemError, PluginReport, StoreReport, WorkerReport, postgres_location,
+};
 pub use secret::SecretValue;
 pub use worker::{
     ADMIN_PORT, CONFIG_KEY, CONFIG_VERSION_ANNOTATION, INGRESS_PORT, INTERNAL_PORT,

@@ -8,7 +8,8 @@
 //!               "ready": true, "suspended": false, "error": null}],
 //!  "plugins": [{"namespace": "shop", "name": "enrich", "generation": 1, "route": null, "ready": true,
 //!               "error": null, "digest": "sha256:…", "size": 12345}],
-//!  "errors": [{"kind": "Plugin", "namespace": "shop", "name": "bad", "reason": "LoadError", "message": "…"}]}
+//!  "errors": [{"kind": "Plugin", "namespace": "shop", "name": "bad", "reason": "LoadError", "message": "…"}],
+//!  "store": {"engine": "postgres", "healthy": true, "message": "postgres at db.shop.svc:5432/causeway"}}
 //! ```
 //!
 //! Every field has a default, so a report from a worker older than the operator (fewer
@@ -88,6 +89,123 @@ pub struct WorkerReport {
     /// Items the renderer left out or the worker could not apply.
     #[serde(default, deserialize_with = "known_items")]
     pub errors: Vec<ItemError>,
+    /// The store the worker runs on; `None` from a worker that predates the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreReport>,
+}
+
+/// The store a worker runs on and whether it can write to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreReport {
+    /// [`StoreReport::EMBEDDED`] or [`StoreReport::POSTGRES`] (another name from a newer
+    /// worker is passed on as it is).
+    #[serde(default)]
+    pub engine: String,
+    /// Whether writes work. False while the database is unreachable (postgres) or after an
+    /// I/O error such as a full disk (embedded); the worker is not ready meanwhile.
+    #[serde(default = "healthy_by_default")]
+    pub healthy: bool,
+    /// Where the store is and, when unhealthy, what is wrong: it names the host, never a
+    /// user or password (see [`postgres_location`]).
+    #[serde(default)]
+    pub message: String,
+}
+
+fn healthy_by_default() -> bool {
+    true
+}
+
+impl StoreReport {
+    /// The on-disk store of one worker.
+    pub const EMBEDDED: &'static str = "embedded";
+    /// A PostgreSQL database shared by the pool's workers.
+    pub const POSTGRES: &'static str = "postgres";
+
+    /// The report of a store `engine` at `location` (already free of credentials).
+    pub fn new(engine: &str, location: &str, healthy: bool) -> Self {
+        let at = if location.is_empty() {
+            engine.to_string()
+        } else {
+            format!("{engine} at {location}")
+        };
+        let message = if healthy {
+            at
+        } else if engine == Self::POSTGRES {
+            format!("{at}: unreachable, the worker cannot write")
+        } else {
+            format!("{at}: the worker cannot write")
+        };
+        StoreReport {
+            engine: engine.to_string(),
+            healthy,
+            message,
+        }
+    }
+}
+
+/// Where a PostgreSQL connection string points, without credentials: `host:port/dbname`
+/// (the port and database only when given). Takes both the URL form
+/// (`postgres://user:secret@db:5432/causeway?sslmode=require`) and libpq's key/value form
+/// (`host=db port=5432 dbname=causeway password=secret`); a user, password or query
+/// parameter never appears in the result, so it may go into logs, status and events.
+pub fn postgres_location(conn: &str) -> String {
+    let conn = conn.trim();
+    if let Some(rest) = conn
+        .strip_prefix("postgresql://")
+        .or_else(|| conn.strip_prefix("postgres://"))
+    {
+        // After the last `@` anywhere, not only in the authority: a password written with
+        // an unencoded `/`, `?` or `@` must not leak, and a wrong host is the lesser harm.
+        let rest = rest.rsplit_once('@').map_or(rest, |(_user, after)| after);
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (hosts, tail) = rest.split_at(end);
+        let db = tail
+            .strip_prefix('/')
+            .map(|t| &t[..t.find(['?', '#']).unwrap_or(t.len())])
+            .unwrap_or("");
+        let hosts = if hosts.is_empty() { "localhost" } else { hosts };
+        return if db.is_empty() {
+            hosts.to_string()
+        } else {
+            format!("{hosts}/{db}")
+        };
+    }
+    // Key/value form: keep host, port and dbname, drop everything else (values may be
+    // quoted with single quotes; a quoted value containing spaces is skipped whole).
+    let mut host = None;
+    let mut port = None;
+    let mut db = None;
+    let mut words = conn.split_whitespace();
+    while let Some(word) = words.next() {
+        let Some((key, value)) = word.split_once('=') else {
+            continue;
+        };
+        if value.starts_with('\'') && !(value.len() > 1 && value.ends_with('\'')) {
+            // A quoted value with spaces: skip to its closing quote.
+            for w in words.by_ref() {
+                if w.ends_with('\'') {
+                    break;
+                }
+            }
+            continue;
+        }
+        let value = value.trim_matches('\'');
+        match key {
+            "host" | "hostaddr" if host.is_none() => host = Some(value),
+            "port" => port = Some(value),
+            "dbname" => db = Some(value),
+            _ => {}
+        }
+    }
+    let mut out = host.unwrap_or("localhost").to_string();
+    if let Some(p) = port {
+        out = format!("{out}:{p}");
+    }
+    if let Some(d) = db {
+        out = format!("{out}/{d}");
+    }
+    out
 }
 
 impl WorkerReport {
@@ -231,6 +349,11 @@ mod tests {
                 "LoadError",
                 "compile: invalid magic",
             )],
+            store: Some(StoreReport::new(
+                StoreReport::POSTGRES,
+                "db.shop.svc:5432/causeway",
+                false,
+            )),
         }
     }
 
@@ -251,6 +374,8 @@ mod tests {
                              "ready": false, "error": "compile: invalid magic", "digest": "sha256:ab", "size": 10}],
                 "errors": [{"kind": "Plugin", "namespace": "shop", "name": "enrich", "reason": "LoadError",
                             "message": "compile: invalid magic"}],
+                "store": {"engine": "postgres", "healthy": false,
+                          "message": "postgres at db.shop.svc:5432/causeway: unreachable, the worker cannot write"},
             })
         );
         let text = serde_json::to_string(&sent).unwrap();
@@ -296,5 +421,52 @@ mod tests {
         assert_eq!(r.errors.len(), 1);
         assert_eq!(r.errors[0].kind, Kind::Bridge);
         assert_eq!(r.errors[0].reason, "");
+        assert_eq!(r.store, None, "a worker older than the store section");
+        let r: WorkerReport =
+            serde_json::from_value(json!({"store": {"engine": "tikv", "newField": 1}})).unwrap();
+        assert_eq!(
+            r.store,
+            Some(StoreReport {
+                engine: "tikv".into(),
+                healthy: true,
+                message: String::new(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_postgres_location_names_the_host_and_never_the_credentials() {
+        for (conn, want) in [
+            (
+                "postgres://causeway:s3cr3t@db.shop.svc:5432/causeway?sslmode=require&password=s3cr3t",
+                "db.shop.svc:5432/causeway",
+            ),
+            ("postgresql://db/app", "db/app"),
+            ("postgres://u:s3cr3t@[::1]:5433", "[::1]:5433"),
+            ("postgres://u:s3cr3t@a:1,b:2/app#x", "a:1,b:2/app"),
+            ("postgres:///app?host=/run/pg", "localhost/app"),
+            ("postgres://u:s3/cr3t@db/app", "db/app"),
+            ("postgres://u:s3cr3t?@x@db:5432/app", "db:5432/app"),
+            (
+                "host=db port=5432 user=causeway password=s3cr3t dbname=app sslmode=verify-full",
+                "db:5432/app",
+            ),
+            ("password='s3cr3t with space' host='db'", "db"),
+        ] {
+            let got = postgres_location(conn);
+            assert_eq!(got, want, "{conn}");
+            assert!(!got.contains("s3cr3t") && !got.contains("causeway@"));
+        }
+        let r = StoreReport::new(
+            StoreReport::POSTGRES,
+            &postgres_location("postgres://u:s3cr3t@db:5432/app"),
+            true,
+        );
+        assert_eq!(r.message, "postgres at db:5432/app");
+        assert!(
+            StoreReport::new(StoreReport::EMBEDDED, "", false)
+                .message
+                .contains("cannot write")
+        );
     }
 }

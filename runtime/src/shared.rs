@@ -18,9 +18,38 @@ use crate::netguard::NetGuard;
 use crate::plugins::Plugins;
 use crate::store::{Retention, Store, now_ms};
 
+/// Which store engine the worker runs on and where, for its admin report. Never holds
+/// credentials: build it with [`StoreInfo::embedded`] or [`StoreInfo::postgres`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreInfo {
+    /// `embedded` or `postgres` (`causeway_config::StoreReport::{EMBEDDED, POSTGRES}`).
+    pub engine: &'static str,
+    /// Where: the data directory, or `host:port/dbname` of the database.
+    pub location: String,
+}
+
+impl StoreInfo {
+    pub fn embedded(dir: &std::path::Path) -> Self {
+        StoreInfo {
+            engine: causeway_crds::config::StoreReport::EMBEDDED,
+            location: dir.display().to_string(),
+        }
+    }
+
+    /// From the connection URL (user and password are left out).
+    pub fn postgres(url: &str) -> Self {
+        StoreInfo {
+            engine: causeway_crds::config::StoreReport::POSTGRES,
+            location: causeway_crds::config::postgres_location(url),
+        }
+    }
+}
+
 /// The handles every stage is given.
 pub struct Shared {
     pub store: Arc<dyn Store>,
+    /// What [`Shared::store`] is, for the admin report.
+    pub store_info: StoreInfo,
     pub metrics: Metrics,
     pub config: ConfigHandle,
     pub plugins: Plugins,

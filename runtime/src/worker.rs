@@ -20,7 +20,7 @@ pub use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::netguard::{GuardedResolver, NetGuard, parse_cidrs};
 use crate::plugins::Plugins;
-use crate::shared::{Shared, run_retention};
+use crate::shared::{Shared, StoreInfo, run_retention};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{Store, now_ms};
 use crate::{admin, delivery, ingress};
@@ -282,6 +282,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     delivery_handle.load_paused(store.as_ref()).await?;
     let shared = Arc::new(Shared {
         store,
+        store_info: StoreInfo::embedded(&opts.data_dir.join("store")),
         config: ConfigHandle::new(generated_admin_token),
         plugins,
         delivery: delivery_handle,

@@ -465,6 +465,11 @@ async fn config(State(shared): State<AppState>) -> Json<causeway_crds::config::W
         bridges,
         plugins,
         errors,
+        store: Some(causeway_crds::config::StoreReport::new(
+            shared.store_info.engine,
+            &shared.store_info.location,
+            shared.store.healthy(),
+        )),
     })
 }
 

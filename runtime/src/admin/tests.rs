@@ -34,6 +34,7 @@ fn shared(dir: &std::path::Path) -> Arc<Shared> {
     .unwrap();
     let shared = Shared {
         store,
+        store_info: crate::shared::StoreInfo::embedded(&dir.join("store")),
         config: ConfigHandle::new(None),
         plugins,
         delivery: DeliveryHandle::new(metrics.paused.clone()),
@@ -131,6 +132,28 @@ async fn the_api_needs_the_token() {
         !text.contains(TOKEN),
         "the config report never carries the token: {text}"
     );
+}
+
+/// The report names the store and its health for the operator's status (issue 14); the
+/// database's host is in it, its password never.
+#[tokio::test]
+async fn the_config_report_names_the_store_and_never_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, text) = call(&shared(dir.path()), "GET", "/api/v1/config", Some(TOKEN)).await;
+    let report: causeway_crds::config::WorkerReport = serde_json::from_str(&text).unwrap();
+    let store = report.store.expect("a store section");
+    assert_eq!((store.engine.as_str(), store.healthy), ("embedded", true));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Arc::into_inner(shared(dir.path())).unwrap();
+    s.store_info =
+        crate::shared::StoreInfo::postgres("postgres://causeway:s3cr3t@db.shop.svc:5432/app");
+    let (_, text) = call(&Arc::new(s), "GET", "/api/v1/config", Some(TOKEN)).await;
+    assert!(!text.contains("s3cr3t"), "{text}");
+    let report: causeway_crds::config::WorkerReport = serde_json::from_str(&text).unwrap();
+    let store = report.store.unwrap();
+    assert_eq!(store.engine, "postgres");
+    assert_eq!(store.message, "postgres at db.shop.svc:5432/app");
 }
 
 #[tokio::test]
