@@ -17,3 +17,6 @@ pub const SUSPENDED: &str = "Suspended";
 pub const SECRET_NOT_OPTED_IN: &str = "SecretNotOptedIn";
 /// The ServiceAccount a pool names lacks the `causeway.dev/pool: <pool>` opt-in label.
 pub const SERVICE_ACCOUNT_NOT_OPTED_IN: &str = "ServiceAccountNotOptedIn";
+/// A pool's workers report that their store cannot be written (the database is
+/// unreachable, or the volume is full).
+pub const STORE_UNAVAILABLE: &str = "StoreUnavailable";

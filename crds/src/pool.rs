@@ -28,7 +28,7 @@ use crate::common::SecretKeyRef;
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
-    printcolumn(name = "Storage", type_ = "string", json_path = ".spec.storage.type"),
+    printcolumn(name = "Store", type_ = "string", json_path = ".status.store"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = 1),
     doc = "A pool of identical Causeway worker pods.",
@@ -136,7 +136,8 @@ fn default_replicas() -> i32 {
     1
 }
 
-/// Storage backends.
+/// A store engine: embedded (one worker's on-disk store) or postgres (a database shared by
+/// the pool's workers). As `status.store`, the one the pool's workers run on.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageType {
@@ -300,4 +301,8 @@ pub struct WorkerPoolStatus {
     /// Label selector of the pods, for the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// The store the pool's workers run on: embedded or postgres (the spec's storage type,
+    /// once the pool's Deployment has been applied with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StorageType>,
 }

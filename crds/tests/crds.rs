@@ -222,7 +222,7 @@ fn names_columns_and_subresources() {
         (
             "workerpools.yaml",
             "wpool",
-            vec!["Ready", "Reason", "Replicas", "Storage", "Age", "Message"],
+            vec!["Ready", "Reason", "Replicas", "Store", "Age", "Message"],
         ),
     ] {
         let v = get(file);

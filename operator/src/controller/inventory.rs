@@ -207,6 +207,11 @@ pub fn is_live(pod: &Pod) -> bool {
         )
 }
 
+/// Live and in phase `Running` (its containers have started), ready or not.
+pub fn is_running(pod: &Pod) -> bool {
+    is_live(pod) && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
 /// Ready condition true.
 pub fn is_ready(pod: &Pod) -> bool {
     is_live(pod)

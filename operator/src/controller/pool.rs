@@ -16,7 +16,7 @@ use kube::{Api, Resource, ResourceExt};
 use rand::RngCore;
 
 use super::apply::{apply, apply_status, delete_unwanted, publish};
-use super::inventory::{Owners, inventory, is_ready, pod_ip, pods_of, pool_endpoints};
+use super::inventory::{Owners, inventory, is_ready, is_running, pod_ip, pods_of, pool_endpoints};
 use super::{Context, Error};
 use crate::builders::{
     self, BuildError, INTERNAL_TOKEN_SECRET, PoolView, TOKEN_KEY, admin_secret_name,
@@ -404,10 +404,11 @@ async fn converge(
         .await;
     }
 
-    // Observe: ask every ready pod what it runs.
+    // Observe: ask every running pod what it runs. Pods that are not ready are asked too:
+    // one whose store is unreachable fails its readiness probe, and its report says why.
     let pods = pods_of(&all_pods, &owners, &ns, &view.owner.uid);
     let reports = join_all(pods.iter().map(|p| {
-        let ip = pod_ip(p).filter(|_| is_ready(p));
+        let ip = pod_ip(p).filter(|_| is_running(p));
         let api = ctx.admin.clone();
         let token = admin.clone();
         async move {
@@ -438,6 +439,7 @@ async fn converge(
             report,
         })
         .collect();
+    obs.store = Some(pool.spec.storage.type_);
     Ok(obs)
 }
 

@@ -1243,3 +1243,116 @@ async fn item10_a_postgres_url_secret_must_be_opted_in() {
     );
     assert_eq!(ready_condition(&status).1, "SecretNotFound");
 }
+
+// Issue 14: a postgres pool runs its replicas on the shared store (no claim, the URL from
+// the pool's Secret), its status names the store, and while the workers cannot reach the
+// database, Ready says why. Pods that are not ready are asked for their report too.
+#[tokio::test]
+async fn a_postgres_pool_says_which_store_and_why_it_is_not_ready() {
+    let spec = json!({"replicas": 2, "storage": {"type": "postgres", "postgres": {"urlSecretRef": {"name": "pg", "key": "url"}}}});
+    let mut api = FakeApi::default();
+    api.objects.insert(
+        format!("{NS}/secrets/pg"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg", "namespace": "shop", "labels": {"causeway.dev/use": "true"}}}),
+    );
+    let mut world = World {
+        pools: vec![pool("orders", spec)],
+        api,
+        ..World::default()
+    }
+    .with_worker("causeway-orders-a", "orders", "127.0.0.7")
+    .with_worker("causeway-orders-b", "orders", "127.0.0.8");
+    for p in &mut world.pods {
+        p.status.as_mut().unwrap().conditions = Some(vec![
+            serde_json::from_value(json!({"type": "Ready", "status": "False"})).unwrap(),
+        ]);
+    }
+    let f = fixture(world);
+    let down = |healthy: bool| {
+        Ok(WorkerReport {
+            store: Some(crate::status::StoreReport::new(
+                "postgres",
+                "db.shop.svc:5432/causeway",
+                healthy,
+            )),
+            ..WorkerReport::default()
+        })
+    };
+    for ip in ["127.0.0.7", "127.0.0.8"] {
+        f.admin
+            .reports
+            .lock()
+            .unwrap()
+            .insert(ip.into(), down(false));
+    }
+    let p = f.ctx.stores.pools.state()[0].clone();
+    let action = reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)), "pending");
+    let calls = f.calls();
+
+    let mut asked: Vec<String> = f
+        .admin
+        .asked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.0.clone())
+        .collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        ["127.0.0.7", "127.0.0.8"],
+        "not-ready pods are asked"
+    );
+
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.path.contains("/persistentvolumeclaims/") && c.method == "PATCH"),
+        "no volume claim for a postgres pool"
+    );
+    let deployment = calls
+        .iter()
+        .find(|c| {
+            c.is(
+                "PATCH",
+                "/apis/apps/v1/namespaces/shop/deployments/causeway-orders",
+            )
+        })
+        .expect("the Deployment is applied");
+    let pod = &deployment.body["spec"]["template"]["spec"];
+    assert_eq!(deployment.body["spec"]["replicas"], 2);
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v.get("persistentVolumeClaim").is_none()),
+        "{pod}"
+    );
+    let env = pod["containers"][0]["env"].as_array().unwrap();
+    let url = env
+        .iter()
+        .find(|e| e["name"] == "CAUSEWAY_POSTGRES_URL")
+        .unwrap();
+    assert_eq!(
+        url["valueFrom"]["secretKeyRef"],
+        json!({"name": "pg", "key": "url"})
+    );
+
+    let status = status_of(
+        &calls,
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status",
+    );
+    assert_eq!(status["store"], "postgres");
+    assert_eq!(
+        ready_condition(&status),
+        ("False".into(), "StoreUnavailable".into())
+    );
+    let message = status["conditions"][0]["message"].as_str().unwrap();
+    assert!(message.contains("db.shop.svc:5432"), "{message}");
+    let warned = calls.iter().any(|c| {
+        c.method == "POST" && c.path.ends_with("/events") && c.body["reason"] == "StoreUnavailable"
+    });
+    assert!(warned, "a Warning Event says so: {calls:#?}");
+}

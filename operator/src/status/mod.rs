@@ -13,11 +13,14 @@ use causeway_crds::common::{condition, make_condition, reason, set_condition};
 use causeway_crds::config::{
     INGRESS_PORT, Kind, ObjectKey, Problem, SourceConfig, WorkerConfig, bridge_path, pool_of,
 };
+use causeway_crds::pool::StorageType;
 use causeway_crds::{Bridge, BridgeStatus, Plugin, PluginStatus, WorkerPool, WorkerPoolStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-pub use report::{BridgeReport, ItemError, PluginReport, WorkerReport, classify_plugin_error};
+pub use report::{
+    BridgeReport, ItemError, PluginReport, StoreReport, WorkerReport, classify_plugin_error,
+};
 
 /// Reason on a pool whose children could not be applied.
 pub const APPLY_FAILED: &str = "ApplyFailed";
@@ -28,8 +31,22 @@ pub struct PodObservation {
     pub name: String,
     pub ip: Option<String>,
     pub ready: bool,
-    /// The admin report of a ready pod: `Err` holds why it could not be read.
+    /// The admin report of a running pod, ready or not (a pod that is not ready because
+    /// its store is unreachable says so here): `Err` holds why it could not be read. Only a
+    /// ready pod's report counts for the bridges and plugins it serves.
     pub report: Option<Result<WorkerReport, String>>,
+}
+
+impl PodObservation {
+    /// What the pod says is wrong with its store, if anything.
+    fn store_problem(&self) -> Option<&str> {
+        match &self.report {
+            Some(Ok(WorkerReport {
+                store: Some(store), ..
+            })) if !store.healthy => Some(store.message.as_str()),
+            _ => None,
+        }
+    }
 }
 
 /// What a plugin was rendered as, for status.
@@ -55,6 +72,8 @@ pub struct PoolObservation {
     /// that a status is never computed from a render that predates the object's change.
     pub seen: BTreeMap<(Kind, String), Option<i64>>,
     pub pods: Vec<PodObservation>,
+    /// The store the pool's Deployment was applied with.
+    pub store: Option<StorageType>,
 }
 
 impl PoolObservation {
@@ -106,6 +125,7 @@ impl PoolObservation {
             problems,
             seen,
             pods: Vec::new(),
+            store: None,
         }
     }
 
@@ -129,7 +149,6 @@ impl PoolObservation {
 
 /// The replica count the pool should reach.
 pub fn desired_replicas(pool: &WorkerPool) -> i32 {
-    use causeway_crds::pool::StorageType;
     let spec = &pool.spec;
     match (&spec.storage.type_, &spec.autoscaling) {
         (StorageType::Embedded, _) => spec.replicas.clamp(0, 1),
@@ -161,6 +180,13 @@ pub fn pool_status(
         ),
         (None, Some(o)) => {
             let on_version = o.pods_on_desired_version() as i32;
+            let store_problems: BTreeSet<&str> =
+                o.pods.iter().filter_map(|p| p.store_problem()).collect();
+            let store_down = o
+                .pods
+                .iter()
+                .filter(|p| p.store_problem().is_some())
+                .count();
             let unreachable: Vec<String> = o
                 .ready_pods()
                 .filter_map(|p| match &p.report {
@@ -173,6 +199,24 @@ pub fn pool_status(
                     true,
                     reason::READY.to_string(),
                     "scaled to zero".to_string(),
+                )
+            } else if store_down > 0 {
+                // Before the count of ready pods: a worker whose store is unreachable is
+                // not ready, and this says why. The workers' messages name the host, never
+                // a password; identical ones (every replica on one database) appear once.
+                (
+                    false,
+                    reason::STORE_UNAVAILABLE.to_string(),
+                    format!(
+                        "{store_down}/{} workers cannot use their store: {}",
+                        o.pods.len(),
+                        store_problems
+                            .iter()
+                            .take(3)
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
                 )
             } else if ready < want {
                 (
@@ -226,6 +270,7 @@ pub fn pool_status(
             .map(|o| o.desired_version.clone())
             .or(previous.config_version),
         selector: Some(crate::builders::selector_string(&pool.name_any())),
+        store: obs.and_then(|o| o.store).or(previous.store),
     }
 }
 

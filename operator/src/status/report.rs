@@ -7,7 +7,7 @@
 
 use causeway_crds::common::reason;
 
-pub use causeway_crds::config::{BridgeReport, ItemError, PluginReport, WorkerReport};
+pub use causeway_crds::config::{BridgeReport, ItemError, PluginReport, StoreReport, WorkerReport};
 
 /// The condition reason for a plugin load error: the worker's own when it is specific,
 /// otherwise read from the message (digest mismatch, fetch failure, anything else).

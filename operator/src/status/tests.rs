@@ -362,3 +362,136 @@ fn a_bridge_status_does_not_change_when_only_other_bridges_changed_the_pool() {
     assert_eq!(edited.config_version.as_deref(), Some("v4"));
     assert!(cond(&edited.conditions, "Accepted").message.contains("v4"));
 }
+
+fn postgres_pool(replicas: i32) -> WorkerPool {
+    crate::builders::test_support::pool(
+        "orders",
+        serde_json::from_value(serde_json::json!({
+            "replicas": replicas,
+            "storage": {"type": "postgres", "postgres": {"urlSecretRef": {"name": "pg", "key": "url"}}},
+        }))
+        .unwrap(),
+    )
+}
+
+fn store(healthy: bool) -> Option<causeway_crds::config::StoreReport> {
+    Some(causeway_crds::config::StoreReport::new(
+        "postgres",
+        "db.shop.svc:5432/causeway",
+        healthy,
+    ))
+}
+
+// Issue 14: until a pool's database is reachable, its Ready condition says why, although
+// its workers are not ready (they fail /readyz meanwhile), and it says so once per host.
+#[test]
+fn a_pool_whose_workers_cannot_reach_their_store_is_store_unavailable() {
+    let p = postgres_pool(3);
+    let mut o = obs("orders");
+    o.store = Some(StorageType::Postgres);
+    let unready = |name: &str, healthy: bool| PodObservation {
+        ready: false,
+        ..pod(
+            name,
+            WorkerReport {
+                version: "v2".into(),
+                store: store(healthy),
+                ..WorkerReport::default()
+            },
+        )
+    };
+    o.pods = vec![
+        unready("a", false),
+        unready("b", false),
+        unready("c", false),
+    ];
+    let s = pool_status(&p, Some(&o), None, &t(1));
+    let r = cond(&s.conditions, "Ready");
+    assert_eq!(
+        (r.status.as_str(), r.reason.as_str()),
+        ("False", "StoreUnavailable")
+    );
+    assert_eq!(
+        r.message,
+        "3/3 workers cannot use their store: postgres at db.shop.svc:5432/causeway: unreachable, the worker cannot write"
+    );
+    assert_eq!((s.replicas, s.ready_replicas), (3, 0));
+    assert_eq!(s.store, Some(StorageType::Postgres));
+
+    // One replica still sees the database trouble: still unavailable, and it says how many.
+    o.pods = vec![
+        pod(
+            "a",
+            WorkerReport {
+                version: "v2".into(),
+                store: store(true),
+                ..WorkerReport::default()
+            },
+        ),
+        pod(
+            "b",
+            WorkerReport {
+                version: "v2".into(),
+                store: store(true),
+                ..WorkerReport::default()
+            },
+        ),
+        unready("c", false),
+    ];
+    let r = pool_status(&p, Some(&o), None, &t(2)).conditions;
+    assert_eq!(cond(&r, "Ready").reason, "StoreUnavailable");
+    assert!(cond(&r, "Ready").message.starts_with("1/3 workers"));
+
+    // The database is back: every worker is ready on the desired version.
+    o.pods[2] = pod(
+        "c",
+        WorkerReport {
+            version: "v2".into(),
+            store: store(true),
+            ..WorkerReport::default()
+        },
+    );
+    let s = pool_status(&p, Some(&o), None, &t(3));
+    let r = cond(&s.conditions, "Ready");
+    assert_eq!((r.status.as_str(), r.reason.as_str()), ("True", "Ready"));
+
+    // Not ready workers that say nothing about their store (older workers, or not started)
+    // are only counted.
+    o.pods = vec![PodObservation {
+        ready: false,
+        report: Some(Err("connection refused".into())),
+        ..pod("a", WorkerReport::default())
+    }];
+    let r = pool_status(&p, Some(&o), None, &t(4)).conditions;
+    assert_eq!(cond(&r, "Ready").reason, "Pending");
+    assert_eq!(cond(&r, "Ready").message, "0/3 workers ready");
+}
+
+// Issue 14: status says which store a pool uses (the `Store` printer column).
+#[test]
+fn pool_status_says_which_store_the_pool_uses() {
+    let embedded = crate::builders::test_support::pool(
+        "default",
+        crate::builders::test_support::default_spec(),
+    );
+    let mut o = obs("default");
+    o.store = Some(StorageType::Embedded);
+    let s = pool_status(&embedded, Some(&o), None, &t(1));
+    assert_eq!(s.store, Some(StorageType::Embedded));
+    assert_eq!(
+        serde_json::to_value(&s).unwrap()["store"],
+        serde_json::json!("embedded")
+    );
+
+    // A reconcile that stopped before applying (the URL Secret is missing) keeps what the
+    // pool last ran on.
+    let mut p = postgres_pool(2);
+    p.status = Some(s);
+    let s = pool_status(
+        &p,
+        None,
+        Some(("SecretNotFound", "Secret \"pg\" not found".into())),
+        &t(2),
+    );
+    assert_eq!(s.store, Some(StorageType::Embedded));
+}
