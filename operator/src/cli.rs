@@ -39,6 +39,20 @@ pub struct Args {
     #[arg(long, env = "CAUSEWAY_DEFAULT_POOL_STORAGE_CLASS")]
     pub default_pool_storage_class: Option<String>,
 
+    /// Put a `default` pool the operator creates on postgres storage, with the connection
+    /// URL from this Secret of the pool's namespace (it must carry `causeway.dev/use:
+    /// "true"`). Embedded storage when unset.
+    #[arg(long, env = "CAUSEWAY_DEFAULT_POOL_POSTGRES_URL_SECRET")]
+    pub default_pool_postgres_url_secret: Option<String>,
+
+    /// The key of that Secret holding the URL.
+    #[arg(
+        long,
+        env = "CAUSEWAY_DEFAULT_POOL_POSTGRES_URL_KEY",
+        default_value = "url"
+    )]
+    pub default_pool_postgres_url_key: String,
+
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "CAUSEWAY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -178,6 +192,7 @@ mod tests {
         assert!(a.leader_election);
         assert_eq!(a.log_format, LogFormat::Json);
         assert_eq!(a.default_pool_storage_class.as_deref(), Some("fast"));
+        assert_eq!(a.default_pool_postgres_url_secret, None);
         assert_eq!(a.worker_image, "causeway:1");
         assert_eq!(a.watched_namespaces(), None, "every namespace by default");
         assert!(!a.worker_network_policy);

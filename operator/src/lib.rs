@@ -174,6 +174,14 @@ pub fn settings(args: &Args, own_namespace: &str) -> Result<Settings, Error> {
             replicas: args.default_pool_replicas,
             storage_size: args.default_pool_storage_size.clone(),
             storage_class: args.default_pool_storage_class.clone(),
+            postgres_url: args
+                .default_pool_postgres_url_secret
+                .as_ref()
+                .filter(|name| !name.is_empty())
+                .map(|name| causeway_crds::common::SecretKeyRef {
+                    name: name.clone(),
+                    key: args.default_pool_postgres_url_key.clone(),
+                }),
         },
         requeue_pending: Duration::from_secs(args.requeue_seconds.max(1)),
         requeue_converged: Duration::from_secs(60),

@@ -24,6 +24,8 @@ async fn helm_lint_passes_strict() -> Result<()> {
         "networkPolicy.enabled=true",
         "--set",
         "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "defaultPool.postgresUrlSecret=causeway-postgres",
     ])?;
     ensure!(
         out.success(),
@@ -40,6 +42,10 @@ async fn values_schema_refuses_bad_values() -> Result<()> {
         ("log.level=loud", "log.level enum"),
         ("image.pullPolicy=Sometimes", "pullPolicy enum"),
         ("defaultPool.storageSize=lots", "storage size pattern"),
+        (
+            "defaultPool.postgresUrlSecret=Bad_Name",
+            "postgres Secret name pattern",
+        ),
         ("nonsense=1", "unknown top-level value"),
     ] {
         let out = helm(&["template", "x", CHART, "--set", set])?;

@@ -90,6 +90,8 @@ pub struct PoolDefaults {
     pub replicas: i32,
     pub storage_size: String,
     pub storage_class: Option<String>,
+    /// Postgres storage with the URL from this Secret key, instead of embedded storage.
+    pub postgres_url: Option<causeway_crds::common::SecretKeyRef>,
 }
 
 impl PoolDefaults {
@@ -100,6 +102,12 @@ impl PoolDefaults {
         };
         spec.storage.size = self.storage_size.clone();
         spec.storage.storage_class_name = self.storage_class.clone();
+        if let Some(url) = &self.postgres_url {
+            spec.storage.type_ = causeway_crds::pool::StorageType::Postgres;
+            spec.storage.postgres = Some(causeway_crds::pool::PostgresStorage {
+                url_secret_ref: url.clone(),
+            });
+        }
         spec
     }
 }

@@ -278,6 +278,7 @@ fn fixture_with(
                 replicas: 1,
                 storage_size: "2Gi".into(),
                 storage_class: None,
+                postgres_url: None,
             },
             requeue_pending: Duration::from_secs(5),
             requeue_converged: Duration::from_secs(60),
@@ -1355,4 +1356,36 @@ async fn a_postgres_pool_says_which_store_and_why_it_is_not_ready() {
         c.method == "POST" && c.path.ends_with("/events") && c.body["reason"] == "StoreUnavailable"
     });
     assert!(warned, "a Warning Event says so: {calls:#?}");
+}
+
+// Issue 14 (chart): `defaultPool.postgresUrlSecret` puts a `default` pool on the shared
+// store, with any number of replicas.
+#[test]
+fn the_default_pool_can_run_on_postgres() {
+    let defaults = PoolDefaults {
+        replicas: 3,
+        storage_size: "1Gi".into(),
+        storage_class: None,
+        postgres_url: Some(causeway_crds::common::SecretKeyRef {
+            name: "causeway-postgres".into(),
+            key: "url".into(),
+        }),
+    };
+    let spec = serde_json::to_value(defaults.spec()).unwrap();
+    assert_eq!(spec["replicas"], 3);
+    assert_eq!(
+        spec["storage"]["postgres"],
+        json!({"urlSecretRef": {"name": "causeway-postgres", "key": "url"}})
+    );
+    assert_eq!(spec["storage"]["type"], "postgres");
+    assert!(causeway_crds::validate::validate_pool(&defaults.spec()).is_ok());
+    let embedded = PoolDefaults {
+        postgres_url: None,
+        replicas: 1,
+        ..defaults
+    };
+    assert_eq!(
+        serde_json::to_value(embedded.spec()).unwrap()["storage"]["type"],
+        "embedded"
+    );
 }
