@@ -10,13 +10,17 @@
 #                              e2e/values-local.yaml; the operator's pod is run by the
 #                              pod runner with the chart's ServiceAccount token
 #   6. wait                    until the operator's pod is Ready
+#   7. postgres                scripts/postgres.sh: a throwaway PostgreSQL on a loopback
+#                              port for `storage: postgres` pools; its URL (password
+#                              inside) is kept in $E2E_DIR/postgres/url, never printed
 #
 # Idempotent: what is already up stays up. The pod runner is restarted when its binary
 # changed; the operator's pod rolls when the operator binary changed.
 # Stop everything with e2e/controlplane/down.sh (`make e2e-down`).
 #
 # Env: E2E_DIR (default <repo>/.e2e), CARGO_TARGET_DIR, E2E_OPERATOR_TIMEOUT (s, 240),
-#      E2E_POD_RANGE (default 127.<hash of E2E_DIR>.0.0/16), E2E_SKIP_BUILD=1.
+#      E2E_POD_RANGE (default 127.<hash of E2E_DIR>.0.0/16), E2E_SKIP_BUILD=1,
+#      E2E_POSTGRES_PORT (default 20000 + hash of E2E_DIR % 10000), E2E_POSTGRES=0 (none).
 set -euo pipefail
 E2E_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=controlplane/lib.sh
@@ -95,4 +99,34 @@ if ! kubectl -n "$RELEASE_NS" rollout status "deploy/$RELEASE-operator" --timeou
   exit 1
 fi
 log "operator Ready after $(since "$t")s"
+
+# ---- a throwaway PostgreSQL --------------------------------------------------------
+# For the postgres scenario (e2e/tests/e2e/postgres.rs): pods are local processes, so the
+# workers reach it on loopback. Kept while it runs; a stale directory (stopped server) is
+# started afresh. down.sh stops it by its PID. A server that cannot start does not stop
+# the stack: the postgres scenario then fails and names the log.
+PG_DIR=$E2E_DIR/postgres
+PG_PORT=${E2E_POSTGRES_PORT:-$((20000 + hash % 10000))}
+postgres_alive() {
+  local pid
+  [[ -s $PG_DIR/data/postmaster.pid && -s $PG_DIR/url ]] || return 1
+  pid=$(head -1 "$PG_DIR/data/postmaster.pid")
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$PG_DIR"
+}
+if [[ ${E2E_POSTGRES:-1} == 1 ]]; then
+  if postgres_alive; then
+    log "postgres already running (pid $(head -1 "$PG_DIR/data/postmaster.pid"))"
+  else
+    rm -rf "$PG_DIR"
+    mkdir -p "$E2E_DIR/logs"
+    t=$(now)
+    # stdout is the URL, with its password: into the directory only, never the console.
+    if "$REPO/scripts/postgres.sh" start "$PG_DIR" "$PG_PORT" >/dev/null 2>"$E2E_DIR/logs/postgres.log"; then
+      log "postgres up on 127.0.0.1:$PG_PORT in $(since "$t")s (URL in $PG_DIR/url)"
+    else
+      log "warning: postgres did not start (see $E2E_DIR/logs/postgres.log); the postgres scenario will fail"
+    fi
+  fi
+fi
 log "e2e stack up in $(since "$START")s: source $E2E_DIR/env.sh; cargo test -p causeway-e2e"

@@ -564,6 +564,88 @@ pub fn internal_url(pod: &Pod, path: &str) -> Result<String> {
     ))
 }
 
+/// The URL of the throwaway PostgreSQL for `storage: postgres` pools: the one `e2e/up.sh`
+/// started (`$E2E_DIR/postgres/url`), or `E2E_POSTGRES_URL` on a real cluster (a database
+/// the cluster's pods reach). It holds a password: never print it.
+pub fn postgres_url(stack: &Stack) -> Result<String> {
+    if let Ok(url) = std::env::var("E2E_POSTGRES_URL") {
+        return Ok(url);
+    }
+    let dir = stack.run_dir().ok_or_else(|| {
+        anyhow!("no postgres: set E2E_POSTGRES_URL to a database the cluster's pods reach")
+    })?;
+    let url = std::fs::read_to_string(dir.join("postgres").join("url")).with_context(|| {
+        format!(
+            "no postgres from e2e/up.sh (see {})",
+            dir.join("logs").join("postgres.log").display()
+        )
+    })?;
+    Ok(url.trim().to_string())
+}
+
+/// The addresses a Service sends its port `port_name` to: `http://<podIP>:<targetPort>` of
+/// each Ready pod its selector matches, in name order. This is what kube-proxy does with
+/// the Service's endpoints; the local stack has no kube-proxy and no EndpointSlices for
+/// loopback pods (docs/e2e.md), so the tests resolve the Service themselves.
+pub async fn service_backends(
+    client: &Client,
+    ns: &str,
+    service: &str,
+    port_name: &str,
+) -> Result<Vec<String>> {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let svc = Api::<Service>::namespaced(client.clone(), ns)
+        .get(service)
+        .await
+        .with_context(|| format!("get Service {ns}/{service}"))?;
+    let spec = svc
+        .spec
+        .ok_or_else(|| anyhow!("Service {service} has no spec"))?;
+    let selector = spec
+        .selector
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| anyhow!("Service {service} has no selector"))?;
+    let port = spec
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.name.as_deref() == Some(port_name))
+        .ok_or_else(|| anyhow!("Service {service} has no port {port_name}"))?;
+    let labels = selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&labels))
+        .await?
+        .items;
+    pods.sort_by_key(|p| p.name_any());
+    let mut out = Vec::new();
+    for p in pods.iter().filter(|p| pod_ready(p)) {
+        let target = match &port.target_port {
+            Some(IntOrString::Int(n)) => *n,
+            Some(IntOrString::String(name)) => p
+                .spec
+                .iter()
+                .flat_map(|s| &s.containers)
+                .flat_map(|c| c.ports.iter().flatten())
+                .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+                .map(|cp| cp.container_port)
+                .ok_or_else(|| anyhow!("pod {} has no port {name}", p.name_any()))?,
+            None => port.port,
+        };
+        let ip = pod_ip(p)?;
+        out.push(if ip.contains(':') {
+            format!("http://[{ip}]:{target}")
+        } else {
+            format!("http://{ip}:{target}")
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

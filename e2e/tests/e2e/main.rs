@@ -15,6 +15,7 @@
 //! | 7 wrong digest, missing Secret: reasons in `kubectl get` | `conditions` |
 //! | 8 restart the operator mid-reconcile: converges, no duplicates | `operator_restart` |
 //! | 9 delete a Bridge (404), delete a pool (garbage collected) | `deletion` |
+//! | 10 a postgres pool of 3: a pod deleted under load loses nothing; `kubectl get wpool` shows the store | `postgres` |
 
 mod chart;
 mod conditions;
@@ -24,6 +25,7 @@ mod examples;
 mod install;
 mod live_edit;
 mod operator_restart;
+mod postgres;
 mod selective;
 mod validation;
 
