@@ -5,6 +5,7 @@
 #   scripts/postgres.sh install            install Debian's postgresql when it is missing
 #   scripts/postgres.sh start DIR PORT     start one; prints its URL on stdout
 #   scripts/postgres.sh stop DIR           stop it (the postmaster's PID, from DIR)
+#   scripts/postgres.sh restart DIR        start a stopped one again
 #   scripts/postgres.sh url DIR            print the URL of a running one
 #
 # initdb refuses to run as root, so as root the server runs as the `postgres` user the
@@ -67,6 +68,15 @@ EOF
   cat "$dir/url"
 }
 
+# Start again a server stopped with `stop` (same data, port and password).
+restart() {
+  local dir=$1
+  local bin
+  bin=$(bindir)
+  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    || { cat "$dir/server.log" >&2; exit 1; }
+}
+
 stop() {
   local dir=$1
   [ -f "$dir/data/postmaster.pid" ] || return 0
@@ -85,6 +95,7 @@ case "${1:-}" in
   install) install ;;
   start) start "$2" "$3" ;;
   stop) stop "$2" ;;
+  restart) restart "$2" ;;
   url) cat "$2/url" ;;
-  *) echo "usage: $0 install | start DIR PORT | stop DIR | url DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start DIR PORT | stop DIR | restart DIR | url DIR" >&2; exit 2 ;;
 esac

@@ -85,6 +85,7 @@ async fn dispatch(cli: Cli) -> Result<String, Box<dyn std::error::Error>> {
                 internal: None,
                 limits: serve.limits(),
                 print_urls: true,
+                postgres: serve.postgres(),
             };
             worker::serve(opts, Box::new(ManifestSource { paths: files })).await?;
             Ok(String::new())
@@ -103,6 +104,7 @@ async fn dispatch(cli: Cli) -> Result<String, Box<dyn std::error::Error>> {
                 internal,
                 limits: serve.limits(),
                 print_urls: false,
+                postgres: serve.postgres(),
             };
             let source: Box<dyn ConfigSource> = match (config, pool) {
                 (Some(path), _) => Box::new(FileSource { path }),

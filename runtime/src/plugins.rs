@@ -112,4 +112,7 @@ impl causeway_plugins::KvStore for KvAdapter {
     fn list_keys(&self, plugin: &str) -> Result<Vec<String>, String> {
         KvAdapter::list_keys(self, plugin)
     }
+    fn increment(&self, plugin: &str, key: &str, delta: u64) -> Result<u64, String> {
+        KvAdapter::increment(self, plugin, key, delta)
+    }
 }

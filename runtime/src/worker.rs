@@ -22,6 +22,7 @@ use crate::netguard::{GuardedResolver, NetGuard, parse_cidrs};
 use crate::plugins::Plugins;
 use crate::shared::{Shared, StoreInfo, run_retention};
 use crate::store::embedded::EmbeddedStore;
+use crate::store::postgres::{PostgresOptions, PostgresStore, pool_schema};
 use crate::store::{Store, now_ms};
 use crate::{admin, delivery, ingress};
 
@@ -36,6 +37,28 @@ pub struct Options {
     pub limits: Limits,
     /// Print the bridges' URLs and problems on every load (local mode).
     pub print_urls: bool,
+    /// Run on PostgreSQL instead of the embedded store.
+    pub postgres: Option<PostgresArgs>,
+}
+
+/// `--postgres` and its companions.
+#[derive(Clone)]
+pub struct PostgresArgs {
+    pub url: String,
+    /// None: `causeway_<namespace>_<pool>` from the configuration.
+    pub schema: Option<String>,
+    pub pool_size: usize,
+    pub statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: only where it points.
+        f.debug_struct("PostgresArgs")
+            .field("at", &causeway_crds::config::postgres_location(&self.url))
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Creates `dir` (and missing parents) readable by the owner only. A directory that
@@ -221,7 +244,27 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
             message: e.to_string(),
         })?;
     }
-    let store = EmbeddedStore::open(&opts.data_dir.join("store"), Some(metrics.store.clone()))?;
+    let (store, store_info): (Arc<dyn Store>, StoreInfo) = match &opts.postgres {
+        None => (
+            Arc::new(EmbeddedStore::open(
+                &opts.data_dir.join("store"),
+                Some(metrics.store.clone()),
+            )?),
+            StoreInfo::embedded(&opts.data_dir.join("store")),
+        ),
+        Some(pg) => {
+            let schema = pg
+                .schema
+                .clone()
+                .unwrap_or_else(|| pool_schema(&first.config.namespace, &first.config.pool));
+            let mut o = PostgresOptions::new(pg.url.clone(), schema);
+            o.pool_size = pg.pool_size;
+            o.statement_timeout = pg.statement_timeout;
+            let store = PostgresStore::open(o).await?;
+            info!(database = %store.location(), schema = %store.schema(), "store: postgres");
+            (Arc::new(store), StoreInfo::postgres(&pg.url))
+        }
+    };
     let ingress_listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| RunError::Bind {
@@ -268,7 +311,6 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         .build()
         .map_err(|e| RunError::Client(e.to_string()))?;
     let shutdown = CancellationToken::new();
-    let store: Arc<dyn Store> = Arc::new(store);
     let plugins = Plugins::new(
         opts.data_dir.join("plugins"),
         store.clone(),
@@ -282,7 +324,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     delivery_handle.load_paused(store.as_ref()).await?;
     let shared = Arc::new(Shared {
         store,
-        store_info: StoreInfo::embedded(&opts.data_dir.join("store")),
+        store_info,
         config: ConfigHandle::new(generated_admin_token),
         plugins,
         delivery: delivery_handle,
@@ -299,6 +341,16 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         metrics,
     });
     shared.health.check_disk();
+    {
+        // Work another worker of a shared store added wakes this one's scheduler too (a
+        // weak handle: the store must not keep the worker alive).
+        let weak = Arc::downgrade(&shared);
+        shared.store.on_new_work(Arc::new(move || {
+            if let Some(s) = weak.upgrade() {
+                s.delivery.wake();
+            }
+        }));
+    }
     let active = apply(&shared, &first).await;
     if opts.print_urls {
         println!("{}", describe(&active, listen, admin_addr));
@@ -426,12 +478,39 @@ async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
     let mut disk = tokio::time::interval(DISK_CHECK_INTERVAL);
     let mut retention = tokio::time::interval(shared.limits.retention_interval);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A store shared with other workers: their pauses and suspensions hold here too.
+    let mut sync = tokio::time::interval(
+        shared
+            .store
+            .poll_interval()
+            .unwrap_or(Duration::from_secs(3600))
+            * 2,
+    );
+    let shared_store = shared.store.poll_interval().is_some();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = sync.tick(), if shared_store => sync_shared_state(&shared).await,
             _ = gauges.tick() => update_gauges(&shared).await,
             _ = disk.tick() => shared.health.check_disk(),
             _ = retention.tick() => run_retention(&shared).await,
+        }
+    }
+}
+
+/// Pauses and admin suspensions other workers of a shared store made.
+async fn sync_shared_state(shared: &Shared) {
+    if let Ok(paused) = shared.store.paused().await {
+        shared.delivery.sync_paused(&paused);
+    }
+    if let Ok(suspended) = shared.store.suspended().await {
+        for (bridge, s) in suspended {
+            if shared.is_suspended(&bridge) != s {
+                shared.set_suspended(&bridge, s);
+                if !s {
+                    shared.delivery.wake();
+                }
+            }
         }
     }
 }

@@ -481,7 +481,7 @@ async fn the_v1_fixture_opens_and_reads_back() {
     );
     // The due queue: the pending jobs, oldest due first; the paused one is not in it.
     let due = s
-        .due_jobs(T + 10_000, 100, &|_| false, &|_| false)
+        .due_jobs(T + 10_000, 100, none(), none())
         .await
         .expect("due_jobs");
     assert!(
@@ -501,7 +501,7 @@ async fn the_v1_fixture_opens_and_reads_back() {
     );
     assert_eq!(due.next_due_ms, None);
     let early = s
-        .due_jobs(T + 1500, 100, &|_| false, &|_| false)
+        .due_jobs(T + 1500, 100, none(), none())
         .await
         .expect("due_jobs");
     assert_eq!(early.jobs.len(), 1);
@@ -552,6 +552,10 @@ async fn the_v1_fixture_opens_and_reads_back() {
     let a = s.append(again).await.expect("append");
     assert!(a.duplicate, "the fixture's key is still held");
     assert_eq!(a.id, id(E1));
+}
+
+fn none<T>() -> causeway_runtime::store::JobFilter<T> {
+    std::sync::Arc::new(|_| false)
 }
 
 fn now() -> u64 {
@@ -621,7 +625,7 @@ async fn the_v1_fixture_takes_writes() {
     );
     assert!(s.paused().await.expect("paused").is_empty());
     let due = s
-        .due_jobs(T + 21_000, 100, &|_| false, &|_| false)
+        .due_jobs(T + 21_000, 100, none(), none())
         .await
         .expect("due_jobs");
     let keys: Vec<(EventId, u32)> = due.jobs.iter().map(|j| (j.event, j.slot())).collect();

@@ -20,6 +20,23 @@ pub trait KvStore: Send + Sync + 'static {
     fn set(&self, plugin: &str, key: &str, value: &[u8]) -> Result<(), String>;
     fn delete(&self, plugin: &str, key: &str) -> Result<(), String>;
     fn list_keys(&self, plugin: &str) -> Result<Vec<String>, String>;
+    /// `atomics.increment`: the key's decimal value (none is 0) plus `delta`, written back
+    /// atomically. The default reads then writes, which the host serialises within one
+    /// worker; a store shared by several workers overrides it with one transaction.
+    fn increment(&self, plugin: &str, key: &str, delta: u64) -> Result<u64, String> {
+        let current = match self.get(plugin, key)? {
+            None => 0,
+            Some(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| format!("value of {key:?} is not a decimal u64"))?,
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| format!("incrementing {key:?} overflows u64"))?;
+        self.set(plugin, key, next.to_string().as_bytes())?;
+        Ok(next)
+    }
 }
 
 mod bindings {
@@ -210,21 +227,7 @@ impl atomics::Host for KvView<'_> {
     ) -> Result<u64, KvError> {
         let plugin = self.plugin_of(&bucket)?;
         let _guard = self.ctx.increment_lock.clone().lock_owned().await;
-        blocking(&self.ctx.kv, move |kv| {
-            let current = match kv.get(&plugin, &key)? {
-                None => 0,
-                Some(bytes) => std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .ok_or_else(|| format!("value of {key:?} is not a decimal u64"))?,
-            };
-            let next = current
-                .checked_add(delta)
-                .ok_or_else(|| format!("incrementing {key:?} overflows u64"))?;
-            kv.set(&plugin, &key, next.to_string().as_bytes())?;
-            Ok(next)
-        })
-        .await
+        blocking(&self.ctx.kv, move |kv| kv.increment(&plugin, &key, delta)).await
     }
 }
 

@@ -166,6 +166,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => {
                 ApiError(StatusCode::NOT_FOUND, format!("not found: {what}"))
             }
+            e @ (StoreError::Unavailable { .. } | StoreError::Database { .. }) => {
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
@@ -326,6 +329,8 @@ async fn suspend(
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = bridge_key(&shared, &ns, &name)?;
+    // The store first: with a shared store, every worker of the pool holds it.
+    shared.store.set_suspended(key.clone(), Some(true)).await?;
     shared.set_suspended(&key, true);
     Ok(Json(json!({ "bridge": key, "suspended": true })))
 }
@@ -335,6 +340,7 @@ async fn resume(
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = bridge_key(&shared, &ns, &name)?;
+    shared.store.set_suspended(key.clone(), Some(false)).await?;
     shared.set_suspended(&key, false);
     Ok(Json(json!({ "bridge": key, "suspended": false })))
 }

@@ -125,9 +125,35 @@ pub struct ServeArgs {
     pub resolve: Vec<(String, std::net::SocketAddr)>,
     #[arg(long = "deny-destination-cidr", env = "CAUSEWAY_DENY_DESTINATION_CIDRS", value_delimiter = ',', value_parser = cidr)]
     pub deny_destination_cidrs: Vec<crate::netguard::Cidr>,
+    /// Keep events, jobs and plugin state in PostgreSQL (a libpq URL, `sslmode` as libpq
+    /// spells it) instead of the embedded store: any number of workers may share it.
+    #[arg(long, env = "CAUSEWAY_POSTGRES_URL", hide_env_values = true)]
+    pub postgres: Option<String>,
+    /// The schema the pool's tables live in (default: `causeway_<namespace>_<pool>`).
+    #[arg(long, env = "CAUSEWAY_POSTGRES_SCHEMA", requires = "postgres")]
+    pub postgres_schema: Option<String>,
+    /// Connections to PostgreSQL at most.
+    #[arg(long, default_value_t = 16, requires = "postgres")]
+    pub postgres_pool_size: usize,
+    /// Longest a statement may run on PostgreSQL.
+    #[arg(long, default_value = "10s", value_parser = duration, requires = "postgres")]
+    pub postgres_statement_timeout: Duration,
 }
 
 impl ServeArgs {
+    /// The shared store's options, when `--postgres` is given. The schema, when not
+    /// given, follows the pool (see [`crate::worker::serve`]).
+    pub fn postgres(&self) -> Option<crate::worker::PostgresArgs> {
+        self.postgres
+            .as_ref()
+            .map(|url| crate::worker::PostgresArgs {
+                url: url.clone(),
+                schema: self.postgres_schema.clone(),
+                pool_size: self.postgres_pool_size,
+                statement_timeout: self.postgres_statement_timeout,
+            })
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             max_connections: self.max_connections,

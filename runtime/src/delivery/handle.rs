@@ -65,6 +65,20 @@ impl DeliveryHandle {
         self.mark(bridge, destination, true);
     }
 
+    /// Make memory and the gauge match the store's paused destinations (a store shared by
+    /// several workers: another worker may have paused or resumed one).
+    pub fn sync_paused(&self, in_store: &[(String, String)]) {
+        let want: HashSet<(String, String)> = in_store.iter().cloned().collect();
+        let have = self.paused();
+        for (b, d) in have.difference(&want) {
+            self.mark(b, d, false);
+            self.wake();
+        }
+        for (b, d) in want.difference(&have) {
+            self.mark(b, d, true);
+        }
+    }
+
     /// Resumes a destination: the store requeues its paused jobs, then memory, the gauge
     /// and the scheduler follow. Returns how many jobs were requeued.
     pub async fn resume(

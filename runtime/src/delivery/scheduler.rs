@@ -11,7 +11,7 @@ use tracing::{instrument, warn};
 
 use crate::delivery::attempt::attempt;
 use crate::shared::Shared;
-use crate::store::{JobKey, JobRecord, now_ms};
+use crate::store::{JobFilter, JobKey, JobRecord, now_ms};
 
 /// Jobs claimed per scheduler pass.
 const CLAIM_BATCH: usize = 256;
@@ -37,16 +37,22 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             }
         }
         let now = now_ms();
-        let claimed = |k: &JobKey| inflight.lock().is_ok_and(|s| s.contains(k));
-        let hold = |j: &JobRecord| {
-            shared.is_suspended(&j.bridge)
-                || j.target
-                    .destination_name()
-                    .is_some_and(|d| shared.delivery.is_paused(&j.bridge, d))
+        let claimed: JobFilter<JobKey> = {
+            let inflight = inflight.clone();
+            Arc::new(move |k: &JobKey| inflight.lock().is_ok_and(|s| s.contains(k)))
+        };
+        let hold: JobFilter<JobRecord> = {
+            let shared = shared.clone();
+            Arc::new(move |j: &JobRecord| {
+                shared.is_suspended(&j.bridge)
+                    || j.target
+                        .destination_name()
+                        .is_some_and(|d| shared.delivery.is_paused(&j.bridge, d))
+            })
         };
         let due = match shared
             .store
-            .due_jobs(now, CLAIM_BATCH, &claimed, &hold)
+            .claim_due(now, CLAIM_BATCH, claimed, hold)
             .await
         {
             Ok(d) => d,
@@ -85,6 +91,11 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             tokio::spawn(async move {
                 let key = job.key();
                 attempt(&shared, job).await;
+                // A claim the attempt did not finish (its record could not be written, its
+                // event was gone) goes back to the queue; a finished one is already free.
+                if let Err(e) = shared.store.release(vec![key]).await {
+                    warn!(error = %e, "cannot release a claimed job; its lease runs out");
+                }
                 if let Ok(mut d) = done.lock() {
                     d.push(key);
                 }
@@ -92,10 +103,11 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 shared.delivery.wake();
             });
         }
+        let longest = shared.store.poll_interval().unwrap_or(MAX_SLEEP);
         let sleep = next_due
             .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
-            .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
+            .unwrap_or(longest)
+            .min(longest);
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = shared.delivery.woken() => {}

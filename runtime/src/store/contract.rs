@@ -18,8 +18,8 @@
 //! Built for this crate's tests and, with the `store-contract` feature, for other crates'.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -183,7 +183,7 @@ async fn finish<S: Store>(
 }
 
 async fn due<S: Store>(s: &S, now: u64, limit: usize) -> DueJobs {
-    s.due_jobs(now, limit, &|_| false, &|_| false)
+    s.due_jobs(now, limit, Arc::new(|_| false), Arc::new(|_| false))
         .await
         .expect("due_jobs")
 }
@@ -964,21 +964,24 @@ pub async fn due_jobs_skip_claimed_and_held_jobs<S: Store>(s: &S) {
     let a = append(s, new_event("ns/b", T0, &["x", "y"])).await;
     let b = append(s, new_event("ns/b", T0 + 1, &["x"])).await;
     let c = append(s, new_event("ns/held", T0 + 2, &["x"])).await;
-    let asked: Mutex<Vec<JobKey>> = Mutex::new(Vec::new());
-    let claimed = |k: &JobKey| *k == key(a, 0);
-    let hold = |j: &JobRecord| {
-        asked.lock().expect("lock").push(j.key());
-        j.bridge == "ns/held"
+    let asked: Arc<Mutex<Vec<JobKey>>> = Arc::new(Mutex::new(Vec::new()));
+    let claimed: JobFilter<JobKey> = Arc::new(move |k: &JobKey| *k == key(a, 0));
+    let hold: JobFilter<JobRecord> = {
+        let asked = asked.clone();
+        Arc::new(move |j: &JobRecord| {
+            asked.lock().expect("lock").push(j.key());
+            j.bridge == "ns/held"
+        })
     };
     let d = s
-        .due_jobs(T0 + 10, 10, &claimed, &hold)
+        .due_jobs(T0 + 10, 10, claimed.clone(), hold)
         .await
         .expect("due_jobs");
     assert_eq!(
         d.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(),
         vec![key(a, 1), key(b, 0)]
     );
-    let asked = asked.into_inner().expect("lock");
+    let asked = asked.lock().expect("lock").clone();
     assert!(
         !asked.contains(&key(a, 0)),
         "hold is not asked about a claimed job: {asked:?}"
@@ -986,9 +989,12 @@ pub async fn due_jobs_skip_claimed_and_held_jobs<S: Store>(s: &S) {
     assert!(asked.contains(&key(c, 0)));
     // Claimed and held jobs do not count against the limit.
     let d = s
-        .due_jobs(T0 + 10, 1, &claimed, &|j| {
-            j.target.destination_name() == Some("y")
-        })
+        .due_jobs(
+            T0 + 10,
+            1,
+            claimed,
+            Arc::new(|j: &JobRecord| j.target.destination_name() == Some("y")),
+        )
         .await
         .expect("due_jobs");
     assert_eq!(

@@ -663,8 +663,8 @@ impl Store for EmbeddedStore {
         &self,
         now_ms: u64,
         limit: usize,
-        claimed: &(dyn Fn(&JobKey) -> bool + Sync),
-        hold: &(dyn Fn(&JobRecord) -> bool + Sync),
+        claimed: JobFilter<JobKey>,
+        hold: JobFilter<JobRecord>,
     ) -> StoreFuture<DueJobs> {
         let res = self.read(|tx| {
             let due = tx.open_table(DUE).map_err(eng("due"))?;
@@ -1243,29 +1243,18 @@ impl Store for EmbeddedStore {
 
     fn kv_set(&self, plugin: String, key: String, value: Vec<u8>) -> StoreFuture<()> {
         let quota = self.inner.kv_quota.load(Ordering::Relaxed);
+        self.write(move |tx| kv_put(tx, &plugin, &key, quota, |_| Ok(value.clone())))
+    }
+
+    fn kv_increment(&self, plugin: String, key: String, delta: u64) -> StoreFuture<u64> {
+        let quota = self.inner.kv_quota.load(Ordering::Relaxed);
         self.write(move |tx| {
-            let used = kv_usage(tx, &plugin)?;
-            let mut kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
-            let old = kv
-                .get((plugin.as_str(), key.as_str()))
-                .map_err(eng("keyvalue"))?
-                .map(|v| (key.len() + v.value().len()) as u64)
-                .unwrap_or(0);
-            let after = used.saturating_sub(old) + (key.len() + value.len()) as u64;
-            if after > quota && after > used {
-                return Err(StoreError::Quota {
-                    what: format!("keyvalue of plugin {plugin}"),
-                    limit: quota,
-                });
-            }
-            kv.insert((plugin.as_str(), key.as_str()), value.as_slice())
-                .map_err(eng("keyvalue"))?;
-            drop(kv);
-            tx.open_table(KV_USAGE)
-                .map_err(eng("keyvalue"))?
-                .insert(plugin.as_str(), after)
-                .map_err(eng("keyvalue"))?;
-            Ok(())
+            let mut next = 0;
+            kv_put(tx, &plugin, &key, quota, |old| {
+                next = super::increment_value(&key, old, delta)?;
+                Ok(next.to_string().into_bytes())
+            })?;
+            Ok(next)
         })
     }
 
@@ -1307,6 +1296,42 @@ impl Store for EmbeddedStore {
         });
         Box::pin(std::future::ready(res))
     }
+}
+
+/// Write one key within the plugin's quota; `f` gets the old value and gives the new one.
+fn kv_put(
+    tx: &WriteTransaction,
+    plugin: &str,
+    key: &str,
+    quota: u64,
+    f: impl FnOnce(Option<&[u8]>) -> Result<Vec<u8>, StoreError>,
+) -> Result<(), StoreError> {
+    let used = kv_usage(tx, plugin)?;
+    let mut kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
+    let old_value = kv
+        .get((plugin, key))
+        .map_err(eng("keyvalue"))?
+        .map(|v| v.value().to_vec());
+    let old = old_value
+        .as_ref()
+        .map(|v| (key.len() + v.len()) as u64)
+        .unwrap_or(0);
+    let value = f(old_value.as_deref())?;
+    let after = used.saturating_sub(old) + (key.len() + value.len()) as u64;
+    if after > quota && after > used {
+        return Err(StoreError::Quota {
+            what: format!("keyvalue of plugin {plugin}"),
+            limit: quota,
+        });
+    }
+    kv.insert((plugin, key), value.as_slice())
+        .map_err(eng("keyvalue"))?;
+    drop(kv);
+    tx.open_table(KV_USAGE)
+        .map_err(eng("keyvalue"))?
+        .insert(plugin, after)
+        .map_err(eng("keyvalue"))?;
+    Ok(())
 }
 
 /// Bytes of keyvalue state a plugin holds; counted once from its rows in stores written
@@ -1411,6 +1436,9 @@ impl KvAdapter {
     }
     pub fn list_keys(&self, plugin: &str) -> Result<Vec<String>, String> {
         self.block(self.store.kv_list(plugin.into()))
+    }
+    pub fn increment(&self, plugin: &str, key: &str, delta: u64) -> Result<u64, String> {
+        self.block(self.store.kv_increment(plugin.into(), key.into(), delta))
     }
 }
 

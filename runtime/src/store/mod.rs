@@ -14,19 +14,37 @@
 #[cfg(any(test, feature = "store-contract"))]
 pub mod contract;
 pub mod embedded;
+pub mod postgres;
 mod types;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use types::*;
 
 /// What a store method returns.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
+/// A filter the store applies to due jobs (owned, so that an engine may apply it after it
+/// has waited for the database).
+pub type JobFilter<T> = Arc<dyn Fn(&T) -> bool + Send + Sync>;
+
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The shared database failed; `location` is `host:port/db`, never credentials.
+    #[error("store: {op} on {location}: {source}")]
+    Database {
+        op: &'static str,
+        location: String,
+        #[source]
+        source: Arc<tokio_postgres::Error>,
+    },
+    /// The shared database cannot be reached (or is not migrated yet).
+    #[error("store: database {location} unavailable: {message}")]
+    Unavailable { location: String, message: String },
     #[error("store: cannot open {path}: {message}")]
     Open { path: String, message: String },
     #[error("store: {op}: {message}")]
@@ -40,6 +58,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("store: closed")]
     Closed,
+    /// The operation cannot apply to what is stored.
+    #[error("{0}")]
+    Invalid(String),
     #[error("store: {what} would exceed its quota of {limit} bytes")]
     Quota { what: String, limit: u64 },
 }
@@ -63,9 +84,35 @@ pub trait Store: Send + Sync + 'static {
         &self,
         now_ms: u64,
         limit: usize,
-        claimed: &(dyn Fn(&JobKey) -> bool + Sync),
-        hold: &(dyn Fn(&JobRecord) -> bool + Sync),
+        claimed: JobFilter<JobKey>,
+        hold: JobFilter<JobRecord>,
     ) -> StoreFuture<DueJobs>;
+    /// Claim due jobs for this worker, as [`Store::due_jobs`] reads them. An engine shared
+    /// by several workers leases each job to this one until [`Store::finish_attempt`] or
+    /// [`Store::release`] (or until the lease runs out, when the worker died); a single
+    /// worker's engine claims in memory (the scheduler's in-flight set), which is the
+    /// default.
+    fn claim_due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        claimed: JobFilter<JobKey>,
+        hold: JobFilter<JobRecord>,
+    ) -> StoreFuture<DueJobs> {
+        self.due_jobs(now_ms, limit, claimed, hold)
+    }
+    /// Let go of claimed jobs whose attempt ended without [`Store::finish_attempt`] (the
+    /// record could not be written, the event was gone): another worker may take them.
+    fn release(&self, _jobs: Vec<JobKey>) -> StoreFuture<()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    /// How often the scheduler looks for due jobs without being woken: set by engines
+    /// whose jobs other workers also add, reschedule and release.
+    fn poll_interval(&self) -> Option<Duration> {
+        None
+    }
+    /// Called when another worker added work (a shared engine's notification).
+    fn on_new_work(&self, _wake: Arc<dyn Fn() + Send + Sync>) {}
     /// Take jobs whose record cannot be decoded out of the due queue (their records stay,
     /// for inspection); returns how many were moved.
     fn quarantine(&self, jobs: Vec<(u64, JobKey)>) -> StoreFuture<usize>;
@@ -102,9 +149,39 @@ pub trait Store: Send + Sync + 'static {
     fn kv_set(&self, plugin: String, key: String, value: Vec<u8>) -> StoreFuture<()>;
     fn kv_delete(&self, plugin: String, key: String) -> StoreFuture<()>;
     fn kv_list(&self, plugin: String) -> StoreFuture<Vec<String>>;
+    /// `wasi:keyvalue/atomics.increment`: the key's decimal value (none counts as 0) plus
+    /// `delta`, written back in one transaction: atomic for every worker on the store.
+    fn kv_increment(&self, plugin: String, key: String, delta: u64) -> StoreFuture<u64>;
+    /// Bridges suspended or resumed through the admin API, shared by every worker of an
+    /// engine several workers use (None: back to the configuration's `suspend`).
+    fn set_suspended(&self, _bridge: String, _suspended: Option<bool>) -> StoreFuture<()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    /// The admin API's suspensions this engine keeps, `(bridge, suspended)`.
+    fn suspended(&self) -> StoreFuture<Vec<(String, bool)>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
     /// Whether writes work. False after an I/O error (a full disk) until the store has
     /// recovered by itself; readiness follows it.
     fn healthy(&self) -> bool {
         true
     }
+}
+
+/// The value after `atomics.increment`: the old decimal value (none is 0) plus `delta`.
+pub(crate) fn increment_value(
+    key: &str,
+    old: Option<&[u8]>,
+    delta: u64,
+) -> Result<u64, StoreError> {
+    let current = match old {
+        None => 0,
+        Some(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| StoreError::Invalid(format!("value of {key:?} is not a decimal u64")))?,
+    };
+    current
+        .checked_add(delta)
+        .ok_or_else(|| StoreError::Invalid(format!("incrementing {key:?} overflows u64")))
 }

@@ -50,7 +50,7 @@ impl JobTarget {
         self.destination_name().unwrap_or("(steps)")
     }
 
-    fn from_slot(index: u32, name: String) -> JobTarget {
+    pub(crate) fn from_slot(index: u32, name: String) -> JobTarget {
         if index == STEPS_SLOT {
             JobTarget::Steps
         } else {
