@@ -49,6 +49,7 @@ pub struct PostgresArgs {
     pub schema: Option<String>,
     pub pool_size: usize,
     pub statement_timeout: Duration,
+    pub lease: Duration,
 }
 
 impl std::fmt::Debug for PostgresArgs {
@@ -260,6 +261,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
             let mut o = PostgresOptions::new(pg.url.clone(), schema);
             o.pool_size = pg.pool_size;
             o.statement_timeout = pg.statement_timeout;
+            o.lease = pg.lease;
             let store = PostgresStore::open(o).await?;
             info!(database = %store.location(), schema = %store.schema(), "store: postgres");
             (Arc::new(store), StoreInfo::postgres(&pg.url))

@@ -138,6 +138,10 @@ pub struct ServeArgs {
     /// Longest a statement may run on PostgreSQL.
     #[arg(long, default_value = "10s", value_parser = duration, requires = "postgres")]
     pub postgres_statement_timeout: Duration,
+    /// How long a claimed job stays this worker's without renewal: after a crash, another
+    /// worker takes it once this has passed.
+    #[arg(long, default_value = "30s", value_parser = duration, requires = "postgres")]
+    pub postgres_lease: Duration,
 }
 
 impl ServeArgs {
@@ -151,6 +155,7 @@ impl ServeArgs {
                 schema: self.postgres_schema.clone(),
                 pool_size: self.postgres_pool_size,
                 statement_timeout: self.postgres_statement_timeout,
+                lease: self.postgres_lease,
             })
     }
 
