@@ -134,5 +134,26 @@ async fn dispatch(cli: Cli) -> Result<String, Box<dyn std::error::Error>> {
         }
         Command::Events { admin, action } => Ok(cli::events(&admin, &action).await?),
         Command::Bridges { admin, action } => Ok(cli::bridges(&admin, &action).await?),
+        Command::Store { action } => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            match action {
+                cli::StoreAction::Export { store } => {
+                    let store = store.open().await?;
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    let moved = store::transfer::export(store.as_ref(), &mut out).await?;
+                    // stdout carries the export.
+                    eprintln!("causeway: exported {moved}");
+                    Ok(String::new())
+                }
+                cli::StoreAction::Import { store } => {
+                    let store = store.open().await?;
+                    let stdin = std::io::stdin();
+                    let mut input = stdin.lock();
+                    let moved = store::transfer::import(store.as_ref(), &mut input).await?;
+                    Ok(format!("imported {moved}\n"))
+                }
+            }
+        }
     }
 }

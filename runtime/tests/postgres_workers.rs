@@ -328,3 +328,101 @@ async fn an_idempotency_key_holds_across_workers() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.count("/load"), 1, "delivered once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_moves_from_embedded_to_postgres_without_losing_a_queued_job() {
+    let failing = Arc::new(AtomicBool::new(true));
+    let sink = {
+        let failing = failing.clone();
+        Sink::start(move |_, _| {
+            if failing.load(Ordering::SeqCst) {
+                (503, vec![])
+            } else {
+                (200, vec![])
+            }
+        })
+        .await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifests(dir.path(), &bridge(&sink));
+    // On the embedded store: ten events, every attempt refused, so all are queued.
+    let mut w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+    let mut ids = HashSet::new();
+    for i in 0..10 {
+        let (s, v) = post(
+            &c,
+            &w.url("/hooks/default/load"),
+            &format!(r#"{{"i":{i}}}"#),
+            &[],
+        )
+        .await;
+        assert_eq!(s, 202);
+        ids.insert(v["id"].as_str().unwrap().to_string());
+    }
+    assert!(sink.wait_for("/load", 10, Duration::from_secs(20)).await >= 10);
+    assert!(w.terminate().success());
+    // Move: export the embedded store, import it into the pool's schema, twice.
+    let bin = env!("CARGO_BIN_EXE_causeway");
+    let export = std::process::Command::new(bin)
+        .args(["store", "export", "--data-dir"])
+        .arg(&w.data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&export.stderr).contains("10 events (10 queued jobs)"),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let url = postgres::url();
+    let schema = postgres::fresh_schema("moved");
+    let import = |input: &[u8]| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(bin)
+            .args([
+                "store",
+                "import",
+                "--postgres",
+                &url,
+                "--postgres-schema",
+                &schema,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(import(&export.stdout).contains("imported 10 events (10 queued jobs)"));
+    assert!(
+        import(&export.stdout).contains("10 events were already there"),
+        "an import runs again without doubling"
+    );
+    // The pool on postgres delivers every queued job, its earlier attempts kept.
+    failing.store(false, Ordering::SeqCst);
+    let dir2 = tempfile::tempdir().unwrap();
+    let w2 = Worker::start(dir2.path(), &m, &pg_args(&url, &schema));
+    // (The sink saw every id already, answering 503: wait for each to be delivered.)
+    let mut last = serde_json::Value::Null;
+    for id in &ids {
+        last = wait_status(&c, &w2, id, "delivered", Duration::from_secs(30)).await;
+        assert_eq!(last["status"], "delivered", "{last}\n{}", w2.log_text());
+    }
+    let ev = last;
+    let attempts = ev["deliveries"][0]["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "the refused attempts moved too: {ev}");
+    assert_eq!(attempts[0]["statusCode"], 503, "{ev}");
+}

@@ -69,6 +69,14 @@ pub enum Command {
         #[command(subcommand)]
         action: EventsAction,
     },
+    /// Move a store's contents: `causeway store export --data-dir D | causeway store import
+    /// --postgres URL` moves a pool from the embedded store to PostgreSQL (stop the worker
+    /// first). JSON lines: events with their jobs and attempts, paused destinations,
+    /// plugin keyvalue.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Suspend or resume a bridge of a running worker.
     Bridges {
         #[command(flatten)]
@@ -76,6 +84,87 @@ pub enum Command {
         #[command(subcommand)]
         action: BridgesAction,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreAction {
+    /// Write the store's contents to stdout.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Read an export from stdin into the store (events already there are left alone).
+    Import {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Which store: the embedded one of a data directory, or a pool's schema on PostgreSQL.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// The worker's data directory (its embedded store is `<data-dir>/store`).
+    #[arg(
+        long,
+        conflicts_with = "postgres",
+        required_unless_present = "postgres"
+    )]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "CAUSEWAY_POSTGRES_URL", hide_env_values = true)]
+    pub postgres: Option<String>,
+    /// The pool's schema (default: `causeway_local`, the schema of `causeway up`).
+    #[arg(
+        long,
+        env = "CAUSEWAY_POSTGRES_SCHEMA",
+        requires = "postgres",
+        conflicts_with = "pool"
+    )]
+    pub postgres_schema: Option<String>,
+    /// `<namespace>/<name>` of a cluster pool: its schema, `causeway_<namespace>_<name>`.
+    #[arg(long, requires = "postgres")]
+    pub pool: Option<String>,
+}
+
+impl StoreArgs {
+    /// Open the store these arguments name.
+    pub async fn open(
+        &self,
+    ) -> Result<std::sync::Arc<dyn crate::store::Store>, crate::store::StoreError> {
+        use crate::store::postgres::{PostgresOptions, PostgresStore, pool_schema};
+        if let Some(url) = &self.postgres {
+            let schema = match (&self.postgres_schema, &self.pool) {
+                (Some(s), _) => s.clone(),
+                (None, Some(p)) => {
+                    let (ns, name) = p.split_once('/').unwrap_or(("", p));
+                    pool_schema(ns, name)
+                }
+                (None, None) => pool_schema("", "local"),
+            };
+            let store = PostgresStore::open(PostgresOptions::new(url.clone(), schema)).await?;
+            // A command, not a worker: wait for the database rather than fail at once.
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while !crate::store::Store::healthy(&store) {
+                if std::time::Instant::now() > deadline {
+                    return Err(crate::store::StoreError::Unavailable {
+                        location: store.location().to_string(),
+                        message: "not reachable".into(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            return Ok(std::sync::Arc::new(store));
+        }
+        let dir = self.data_dir.clone().unwrap_or_default().join("store");
+        if !dir.join("events.redb").exists() {
+            return Err(crate::store::StoreError::Open {
+                path: dir.display().to_string(),
+                message: "no store there".into(),
+            });
+        }
+        Ok(std::sync::Arc::new(
+            crate::store::embedded::EmbeddedStore::open(&dir, None)?,
+        ))
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1280,6 +1280,51 @@ impl Store for EmbeddedStore {
         self.inner.healthy.load(Ordering::SeqCst)
     }
 
+    fn import_event(&self, d: EventDetail) -> StoreFuture<bool> {
+        self.write(move |tx| {
+            let id = d.record.id.as_u128();
+            let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+            if events.get(id).map_err(eng("events"))?.is_some() {
+                return Ok(false);
+            }
+            events
+                .insert(id, enc(&d.record)?.as_slice())
+                .map_err(eng("events"))?;
+            tx.open_table(BODIES)
+                .map_err(eng("bodies"))?
+                .insert(id, d.body.as_ref())
+                .map_err(eng("bodies"))?;
+            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+            let mut attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
+            for (job, list) in &d.jobs {
+                put_job(&mut jobs, &mut due, None, job)?;
+                for (n, a) in list.iter().enumerate() {
+                    attempts
+                        .insert((id, job.slot(), n as u32 + 1), enc(a)?.as_slice())
+                        .map_err(eng("attempts"))?;
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    fn kv_plugins(&self) -> StoreFuture<Vec<String>> {
+        let res = self.read(|tx| {
+            let kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
+            let mut out: Vec<String> = Vec::new();
+            for row in kv.iter().map_err(eng("keyvalue"))? {
+                let (k, _) = row.map_err(eng("keyvalue"))?;
+                let p = k.value().0;
+                if out.last().map(String::as_str) != Some(p) {
+                    out.push(p.to_string());
+                }
+            }
+            Ok(out)
+        });
+        Box::pin(std::future::ready(res))
+    }
+
     fn kv_list(&self, plugin: String) -> StoreFuture<Vec<String>> {
         let res = self.read(|tx| {
             let kv = tx.open_table(KV).map_err(eng("keyvalue"))?;

@@ -15,6 +15,7 @@
 pub mod contract;
 pub mod embedded;
 pub mod postgres;
+pub mod transfer;
 mod types;
 
 use std::future::Future;
@@ -152,6 +153,12 @@ pub trait Store: Send + Sync + 'static {
     /// `wasi:keyvalue/atomics.increment`: the key's decimal value (none counts as 0) plus
     /// `delta`, written back in one transaction: atomic for every worker on the store.
     fn kv_increment(&self, plugin: String, key: String, delta: u64) -> StoreFuture<u64>;
+    /// Store an event exactly as another store holds it (its jobs in their state, their
+    /// attempts), for `causeway store import`. An event whose id exists is left alone
+    /// (false), so an import can run again.
+    fn import_event(&self, detail: EventDetail) -> StoreFuture<bool>;
+    /// Plugins holding keyvalue state.
+    fn kv_plugins(&self) -> StoreFuture<Vec<String>>;
     /// Bridges suspended or resumed through the admin API, shared by every worker of an
     /// engine several workers use (None: back to the configuration's `suspend`).
     fn set_suspended(&self, _bridge: String, _suspended: Option<bool>) -> StoreFuture<()> {

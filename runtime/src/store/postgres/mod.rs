@@ -102,9 +102,14 @@ pub fn schema_name(raw: &str) -> String {
     s
 }
 
-/// The schema of a pool: `causeway_<namespace>_<pool>`.
+/// The schema of a pool: `causeway_<namespace>_<pool>`; `causeway_local` for `causeway up`
+/// (pool `local`, no namespace).
 pub fn pool_schema(namespace: &str, pool: &str) -> String {
-    schema_name(&format!("causeway_{namespace}_{pool}"))
+    if namespace.is_empty() {
+        schema_name(&format!("causeway_{pool}"))
+    } else {
+        schema_name(&format!("causeway_{namespace}_{pool}"))
+    }
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -1570,7 +1575,7 @@ impl Store for PostgresStore {
     fn list_events(&self, q: EventQuery) -> StoreFuture<Vec<EventRecord>> {
         self.run(move |core| async move {
             let c = core.client().await?;
-            let limit = if q.limit == 0 { 100 } else { q.limit } as i64;
+            let limit = i64::try_from(if q.limit == 0 { 100 } else { q.limit }).unwrap_or(i64::MAX);
             let status = q.status.map(|s| s.as_str());
             let rows = c
                 .query(
@@ -1920,6 +1925,77 @@ impl Store for PostgresStore {
     fn healthy(&self) -> bool {
         self.core.ready.load(Ordering::SeqCst) && self.core.healthy.load(Ordering::SeqCst)
     }
+
+    fn import_event(&self, d: EventDetail) -> StoreFuture<bool> {
+        self.run(move |core| async move {
+            ensure_days(&core, std::iter::once(d.record.id)).await?;
+            let mut c = core.client().await?;
+            let err = |e| db_err(&core, "import", e);
+            let tx = c.transaction().await.map_err(err)?;
+            let ev = NewEvent {
+                record: d.record.clone(),
+                body: d.body.clone(),
+                jobs: Vec::new(),
+                idempotency: None,
+            };
+            let inserted = insert_event(&tx, &ev, true)
+                .await
+                .map_err(|e| op_err(&core, e))?;
+            if inserted.is_none() {
+                return Ok(false);
+            }
+            for (j, attempts) in &d.jobs {
+                tx.execute(
+                    "INSERT INTO jobs (event, slot, bridge, destination, status, due_at, received_at,
+                                       attempts, attempts_at_queue, last_error)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    &[
+                        &j.event,
+                        &slot(j.slot()),
+                        &j.bridge,
+                        &j.target.destination_name().unwrap_or_default(),
+                        &j.status.as_str(),
+                        &i(j.due_at_ms),
+                        &i(j.received_at_ms),
+                        &(j.attempts as i32),
+                        &(j.attempts_at_queue as i32),
+                        &j.last_error,
+                    ],
+                )
+                .await
+                .map_err(err)?;
+                if j.status.queued() {
+                    queue_put(&tx, j).await.map_err(err)?;
+                }
+                for (n, a) in attempts.iter().enumerate() {
+                    let rec = encode(a)?;
+                    tx.execute(
+                        "INSERT INTO attempts (event, slot, n, record) VALUES ($1, $2, $3, $4)",
+                        &[&j.event, &slot(j.slot()), &(n as i32 + 1), &rec],
+                    )
+                    .await
+                    .map_err(err)?;
+                }
+            }
+            tx.commit().await.map_err(err)?;
+            core.size.fetch_add(inserted.unwrap_or(0), Ordering::Relaxed);
+            Ok(true)
+        })
+    }
+
+    fn kv_plugins(&self) -> StoreFuture<Vec<String>> {
+        self.run(move |core| async move {
+            let c = core.client().await?;
+            let rows = c
+                .query(
+                    "SELECT DISTINCT plugin FROM kv ORDER BY plugin COLLATE \"C\"",
+                    &[],
+                )
+                .await
+                .map_err(|e| db_err(&core, "keyvalue", e))?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
 }
 
 fn op_err(core: &Core, e: OpError) -> StoreError {
@@ -2248,6 +2324,7 @@ mod tests {
     #[test]
     fn schema_names_are_safe_identifiers() {
         assert_eq!(pool_schema("shop", "orders"), "causeway_shop_orders");
+        assert_eq!(pool_schema("", "local"), "causeway_local");
         assert_eq!(schema_name("a-b.c"), "a_b_c");
         assert_eq!(schema_name("9x"), "cw_9x");
         assert_eq!(schema_name("pg_x"), "cw_pg_x");
