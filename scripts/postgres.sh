@@ -6,6 +6,7 @@
 #   scripts/postgres.sh start DIR PORT     start one; prints its URL on stdout
 #   scripts/postgres.sh stop DIR           stop it (the postmaster's PID, from DIR)
 #   scripts/postgres.sh restart DIR        start a stopped one again
+#   scripts/postgres.sh tls DIR            TLS only, with a CA of its own (prints its path)
 #   scripts/postgres.sh url DIR            print the URL of a running one
 #
 # initdb refuses to run as root, so as root the server runs as the `postgres` user the
@@ -68,6 +69,31 @@ EOF
   cat "$dir/url"
 }
 
+# TLS only: a CA of its own (DIR/ca.pem), a server certificate for 127.0.0.1 and
+# localhost, `hostssl` in pg_hba.conf (a plain connection is refused), then a restart.
+tls() {
+  local dir=$1
+  (
+    cd "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=causeway test CA" \
+      -keyout ca.key -out ca.pem >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout server.key -out server.csr >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile san.ext -out server.pem >/dev/null 2>&1
+    cp server.pem server.key data/
+    chmod 600 data/server.key
+    if [ "$(id -u)" = 0 ]; then chown postgres: data/server.pem data/server.key; fi
+    printf "ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n" \
+      >>data/postgresql.conf
+    sed -i 's/^host /hostssl /' data/pg_hba.conf
+  )
+  stop "$dir"
+  restart "$dir"
+  echo "$dir/ca.pem"
+}
+
 # Start again a server stopped with `stop` (same data, port and password).
 restart() {
   local dir=$1
@@ -96,6 +122,7 @@ case "${1:-}" in
   start) start "$2" "$3" ;;
   stop) stop "$2" ;;
   restart) restart "$2" ;;
+  tls) tls "$2" ;;
   url) cat "$2/url" ;;
-  *) echo "usage: $0 install | start DIR PORT | stop DIR | restart DIR | url DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start DIR PORT | stop DIR | restart DIR | tls DIR | url DIR" >&2; exit 2 ;;
 esac

@@ -489,3 +489,49 @@ async fn a_worker_started_before_its_database_waits_for_it() {
         .await
         .expect("append");
 }
+
+// ------------------------------------------------------------------ TLS
+
+/// Healthy within a few seconds, or not.
+async fn becomes_healthy(s: &PostgresStore) -> bool {
+    for _ in 0..40 {
+        if s.healthy() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_sslmode_as_libpq_spells_it() {
+    let server = common::postgres::OwnServer::start();
+    let ca = server.tls_only();
+    let with = |q: &str| format!("{}?{q}", server.url);
+    let try_open = |url: String| async move {
+        let mut o = PostgresOptions::new(url, "tls");
+        o.statement_timeout = Duration::from_secs(2);
+        PostgresStore::open(o).await.expect("open")
+    };
+    // The server takes TLS only: a plain connection is refused.
+    let plain = try_open(with("sslmode=disable")).await;
+    assert!(!becomes_healthy(&plain).await, "hostssl refuses plain");
+    // verify-full against the server's own CA.
+    let checked = try_open(with(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    )))
+    .await;
+    assert!(becomes_healthy(&checked).await, "verify-full with the CA");
+    checked
+        .append(new_event("ns/b", T0, &["d"]))
+        .await
+        .expect("append over TLS");
+    // verify-full against the web's roots: this CA is not one of them.
+    let unknown = try_open(with("sslmode=verify-full")).await;
+    assert!(!becomes_healthy(&unknown).await, "an unknown CA is refused");
+    // require: encrypted, the certificate not checked (as libpq does).
+    let required = try_open(with("sslmode=require")).await;
+    assert!(becomes_healthy(&required).await, "require");
+    assert_eq!(required.counts().await.expect("counts").events, 1);
+}

@@ -141,6 +141,23 @@ impl OwnServer {
     }
 }
 
+impl OwnServer {
+    /// TLS only from now on (a plain connection is refused); the CA file's path.
+    pub fn tls_only(&self) -> PathBuf {
+        let out = Command::new(script())
+            .arg("tls")
+            .arg(&self.dir)
+            .output()
+            .expect("tls");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    }
+}
+
 impl Drop for OwnServer {
     fn drop(&mut self) {
         self.stop();
