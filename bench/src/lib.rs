@@ -8,6 +8,7 @@
 pub mod event;
 pub mod load;
 pub mod machine;
+pub mod pg;
 pub mod report;
 pub mod scenarios;
 pub mod sink;
@@ -22,12 +23,13 @@ use report::{Report, Section};
 use scenarios::{Ctx, say};
 use sut::Paths;
 
-const USAGE: &str = "usage: bench run [--only 1,2,3,4,5,6,7] [--out BENCHMARKS.md] [--work DIR]
+const USAGE: &str = "usage: bench run [--only 1,2,3,4,5,6,7,8,9] [--out BENCHMARKS.md] [--work DIR]
        bench host-calls [N] [on-demand]   (in-process plugin calls only, for profiling)
        bench notes [BENCHMARKS.md]        (refresh the report's copy of bench/notes.md)
   BENCH_QUICK=1          2 runs of 2 s instead of 5 runs of 5 s
   BENCH_RUNS, BENCH_SECS, BENCH_CONNS, BENCH_INGEST_RATE, BENCH_FORWARD_RATE, BENCH_CRASH_RATE  override
   BENCH_OPERATOR=1       also scenario 7 (starts the e2e stack: minutes)
+  BENCH_PG_DIR           where scenarios 8 and 9 put their PostgreSQL (default /var/tmp/causeway-bench-pg-PID)
   CAUSEWAY_CACHE         where nginx and wasmtime are (default ~/.cache/causeway)";
 
 struct Args {
@@ -42,7 +44,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         return Err(USAGE.into());
     }
     let mut a = Args {
-        only: (1..=7).collect(),
+        only: (1..=9).collect(),
         out: PathBuf::from("BENCHMARKS.md"),
         work: None,
     };
@@ -122,6 +124,13 @@ fn preflight(p: &Paths, only: &[u32]) -> Result<(), String> {
     }
     if only.contains(&3) {
         need.push((p.wasmtime(), "bench/setup.sh"));
+    }
+    if only.iter().any(|s| [8, 9].contains(s)) {
+        // It installs Debian's postgresql itself when missing.
+        need.push((
+            p.repo.join("scripts/postgres.sh"),
+            "a checkout with scripts/",
+        ));
     }
     let missing: Vec<String> = need
         .iter()
@@ -313,6 +322,8 @@ async fn run_all(ctx: Ctx, only: &[u32]) -> Report {
             5 => scenarios::density::run(&ctx, &mut report).await,
             6 => scenarios::crash::run(&ctx, &mut report).await,
             7 => scenarios::operator::run(&ctx, &mut report),
+            8 => scenarios::postgres::ingest(&ctx, &mut report).await,
+            9 => scenarios::postgres::forward(&ctx, &mut report).await,
             _ => Err(anyhow::anyhow!("no scenario {s}")),
         };
         match result {

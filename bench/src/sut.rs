@@ -145,7 +145,7 @@ impl Drop for Proc {
     }
 }
 
-fn clock_ticks() -> u64 {
+pub fn clock_ticks() -> u64 {
     // USER_HZ is 100 on every Linux this runs on; `getconf` confirms when available.
     Command::new("getconf")
         .arg("CLK_TCK")

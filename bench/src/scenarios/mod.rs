@@ -7,6 +7,7 @@ pub mod forward;
 pub mod ingest;
 pub mod operator;
 pub mod pipeline;
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
