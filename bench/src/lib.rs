@@ -23,7 +23,8 @@ use report::{Report, Section};
 use scenarios::{Ctx, say};
 use sut::Paths;
 
-const USAGE: &str = "usage: bench run [--only 1,2,3,4,5,6,7,8,9] [--out BENCHMARKS.md] [--work DIR]
+const USAGE: &str = "usage: bench run [--only 1,2,3,4,5,6,7,8,9] [--out BENCHMARKS.md] [--merge] [--work DIR]
+         --merge: update only the scenarios run (their sections and target rows) in --out
        bench host-calls [N] [on-demand]   (in-process plugin calls only, for profiling)
        bench notes [BENCHMARKS.md]        (refresh the report's copy of bench/notes.md)
   BENCH_QUICK=1          2 runs of 2 s instead of 5 runs of 5 s
@@ -35,6 +36,7 @@ const USAGE: &str = "usage: bench run [--only 1,2,3,4,5,6,7,8,9] [--out BENCHMAR
 struct Args {
     only: Vec<u32>,
     out: PathBuf,
+    merge: bool,
     work: Option<PathBuf>,
 }
 
@@ -46,6 +48,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
     let mut a = Args {
         only: (1..=9).collect(),
         out: PathBuf::from("BENCHMARKS.md"),
+        merge: false,
         work: None,
     };
     while let Some(flag) = it.next() {
@@ -66,6 +69,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
                     .collect::<Result<_, _>>()?
             }
             "--out" => a.out = PathBuf::from(value()?),
+            "--merge" => a.merge = true,
             "--work" => a.work = Some(PathBuf::from(value()?)),
             _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
         }
@@ -249,7 +253,24 @@ pub fn run_cli(args: Vec<String>) -> ExitCode {
         }
     };
     let report = rt.block_on(run_all(Ctx::new(paths.clone(), quick), &args.only));
-    let text = report.markdown();
+    let text = if args.merge {
+        let old = std::fs::read_to_string(&args.out).unwrap_or_default();
+        match report::merge(&old, &report) {
+            Some(t) => t,
+            None => {
+                let fallback = args.out.with_extension("partial.md");
+                eprintln!(
+                    "bench: {} has no notes marker or Targets table to merge into; writing {}",
+                    args.out.display(),
+                    fallback.display()
+                );
+                let _ = std::fs::write(&fallback, report.markdown());
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        report.markdown()
+    };
     if let Err(e) = std::fs::write(&args.out, &text) {
         eprintln!("bench: {}: {e}", args.out.display());
         return ExitCode::FAILURE;

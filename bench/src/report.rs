@@ -57,6 +57,18 @@ pub struct TargetCheck {
     pub met: Option<bool>,
 }
 
+impl TargetCheck {
+    /// Its row in the Targets table.
+    pub fn row(&self) -> String {
+        let mark = match self.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "not measured",
+        };
+        format!("| {} | {} | {mark} |", self.target, self.measured)
+    }
+}
+
 /// One scenario's part of the report.
 #[derive(Clone, Debug, Default)]
 pub struct Section {
@@ -65,6 +77,55 @@ pub struct Section {
     pub method: String,
     pub tables: Vec<Table>,
     pub notes: Vec<String>,
+}
+
+impl Section {
+    /// `## title`, an optional line saying when it was measured, the method, the tables
+    /// and the notes.
+    pub fn markdown(&self, measured: Option<&str>) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "## {}\n", self.title);
+        if let Some(m) = measured {
+            let _ = writeln!(out, "_{}_\n", m.trim());
+        }
+        if !self.method.is_empty() {
+            let _ = writeln!(out, "{}\n", self.method.trim());
+        }
+        for t in &self.tables {
+            if !t.title.is_empty() {
+                let _ = writeln!(out, "**{}**\n", t.title);
+            }
+            let _ = writeln!(
+                out,
+                "| figure | median [min – max] | unit | runs |\n|---|---|---|---|"
+            );
+            for f in &t.figures {
+                let s = f.summary();
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} |",
+                    f.label,
+                    fmt_summary(s),
+                    f.unit,
+                    s.map(|s| s.runs).unwrap_or(0)
+                );
+            }
+            out.push('\n');
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "- {n}");
+        }
+        if !self.notes.is_empty() {
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The scenario number its title starts with (`"8. Ingest on …"` → `"8"`).
+    fn number(&self) -> Option<&str> {
+        let (n, _) = self.title.split_once(". ")?;
+        n.chars().all(|c| c.is_ascii_digit()).then_some(n)
+    }
 }
 
 /// The whole report.
@@ -89,6 +150,73 @@ pub const NOTES_MARKER: &str = "<!-- The rest is bench/notes.md (hand-written); 
 pub fn replace_notes(report: &str, notes: &str) -> Option<String> {
     let at = report.find(NOTES_MARKER)? + NOTES_MARKER.len();
     Some(format!("{}\n{}\n", &report[..at], notes.trim()))
+}
+
+/// A partial update (`bench run --only … --merge`): put `new`'s sections and target rows
+/// into the written report `old`, replacing the section with the same number and the
+/// target row with the same target, appending the others; everything else (the machine
+/// table, the other sections) stays as it was. Each merged section says when and how it
+/// was measured, since the machine table describes the older run. The notes are
+/// refreshed from `new` when it has any. `None` when `old` has no notes marker or no
+/// Targets table; failed sections are not merged.
+pub fn merge(old: &str, new: &Report) -> Option<String> {
+    let at = old.find(NOTES_MARKER)?;
+    let (body, notes) = (&old[..at], &old[at + NOTES_MARKER.len()..]);
+    let mut lines: Vec<String> = body.lines().map(str::to_string).collect();
+    // Target rows.
+    let head = lines.iter().position(|l| l == "## Targets")?;
+    for t in &new.targets {
+        let key = format!("| {} |", t.target);
+        let rows = head + 1..lines.len();
+        let table: Vec<usize> = rows
+            .skip_while(|&i| !lines[i].starts_with('|'))
+            .take_while(|&i| lines[i].starts_with('|'))
+            .collect();
+        let last = *table.last()?;
+        match table.iter().find(|&&i| lines[i].starts_with(&key)) {
+            Some(&i) => lines[i] = t.row(),
+            None => lines.insert(last + 1, t.row()),
+        }
+    }
+    let mut body = lines.join("\n");
+    body.push('\n');
+    // Sections.
+    let measured = format!(
+        "Measured on {} in a run of its own (`bench run --only … --merge`; {} run(s), load average {} at start, {} at \
+         end), not in the run the machine table describes.{}",
+        new.started,
+        new.runs,
+        new.machine.load_before,
+        new.machine.load_after,
+        if new.quick { " Quick mode." } else { "" }
+    );
+    for s in new.sections.iter().filter(|s| s.number().is_some()) {
+        let text = s.markdown(Some(&measured));
+        let heading = format!("## {}. ", s.number().unwrap_or_default());
+        let start = if body.starts_with(&heading) {
+            Some(0)
+        } else {
+            body.find(&format!("\n{heading}")).map(|i| i + 1)
+        };
+        body = match start {
+            Some(i) => {
+                let end = body[i + 3..]
+                    .find("\n## ")
+                    .map_or(body.len(), |j| i + 3 + j + 1);
+                format!("{}{text}{}", &body[..i], &body[end..])
+            }
+            None => {
+                let trimmed = body.trim_end();
+                format!("{trimmed}\n\n{text}")
+            }
+        };
+    }
+    let notes = if new.notes.trim().is_empty() {
+        notes.to_string()
+    } else {
+        format!("\n{}\n", new.notes.trim())
+    };
+    Some(format!("{body}{NOTES_MARKER}{notes}"))
 }
 
 /// A number with a sensible number of digits for its size.
@@ -204,47 +332,12 @@ impl Report {
             "| target | measured (median [min – max]) | |\n|---|---|---|"
         );
         for t in &self.targets {
-            let mark = match t.met {
-                Some(true) => "met",
-                Some(false) => "**missed**",
-                None => "not measured",
-            };
-            let _ = writeln!(out, "| {} | {} | {mark} |", t.target, t.measured);
+            let _ = writeln!(out, "{}", t.row());
         }
         out.push('\n');
 
         for s in &self.sections {
-            let _ = writeln!(out, "## {}\n", s.title);
-            if !s.method.is_empty() {
-                let _ = writeln!(out, "{}\n", s.method.trim());
-            }
-            for t in &s.tables {
-                if !t.title.is_empty() {
-                    let _ = writeln!(out, "**{}**\n", t.title);
-                }
-                let _ = writeln!(
-                    out,
-                    "| figure | median [min – max] | unit | runs |\n|---|---|---|---|"
-                );
-                for f in &t.figures {
-                    let s = f.summary();
-                    let _ = writeln!(
-                        out,
-                        "| {} | {} | {} | {} |",
-                        f.label,
-                        fmt_summary(s),
-                        f.unit,
-                        s.map(|s| s.runs).unwrap_or(0)
-                    );
-                }
-                out.push('\n');
-            }
-            for n in &s.notes {
-                let _ = writeln!(out, "- {n}");
-            }
-            if !s.notes.is_empty() {
-                out.push('\n');
-            }
+            out.push_str(&s.markdown(None));
         }
         out.push_str(NOTES_MARKER);
         out.push('\n');
@@ -271,6 +364,63 @@ mod tests {
         assert!(new.ends_with(&format!("{NOTES_MARKER}\nnew notes\n")));
         assert!(!new.contains("old"));
         assert_eq!(replace_notes("no marker", "x"), None);
+    }
+
+    fn section(title: &str, figure: f64) -> Section {
+        let mut t = Table::new("");
+        t.add("x", "u", vec![figure]);
+        Section {
+            title: title.into(),
+            method: "how".into(),
+            tables: vec![t],
+            notes: vec![],
+        }
+    }
+
+    fn target(name: &str, measured: &str) -> TargetCheck {
+        TargetCheck {
+            target: name.into(),
+            measured: measured.into(),
+            met: Some(true),
+        }
+    }
+
+    #[test]
+    fn a_partial_run_replaces_only_its_sections_and_target_rows() {
+        let old = Report {
+            targets: vec![target("A", "old a"), target("B", "old b")],
+            sections: vec![section("1. One", 1.0), section("8. Eight", 8.0)],
+            notes: "notes".into(),
+            ..Report::default()
+        }
+        .markdown();
+        let new = Report {
+            started: "today".into(),
+            targets: vec![target("B", "new b"), target("C", "new c")],
+            sections: vec![
+                section("8. Eight", 88.0),
+                section("9. Nine", 9.0),
+                section("Scenario 10: failed", 0.0),
+            ],
+            ..Report::default()
+        };
+        let merged = merge(&old, &new).unwrap();
+        // Untouched: section 1, target A, the notes.
+        assert!(merged.contains("## 1. One\n"));
+        assert!(merged.contains("| A | old a | met |"));
+        assert!(merged.ends_with(&format!("{NOTES_MARKER}\nnotes\n")));
+        // Replaced in place, appended after the others.
+        assert!(merged.contains("| B | new b | met |\n| C | new c | met |\n"));
+        assert!(!merged.contains("old b"));
+        assert_eq!(merged.matches("## 8. Eight").count(), 1);
+        assert!(merged.contains("| x | 88 | u | 1 |"));
+        assert!(!merged.contains("| x | 8 | u | 1 |"));
+        assert!(merged.find("## 8. Eight").unwrap() < merged.find("## 9. Nine").unwrap());
+        assert!(merged.contains("_Measured on today in a run of its own"));
+        assert!(!merged.contains("failed"));
+        // Merging again changes nothing more.
+        assert_eq!(merge(&merged, &new).unwrap(), merged);
+        assert_eq!(merge("no marker", &new), None);
     }
 
     #[test]

@@ -89,6 +89,7 @@ struct Pg {
     proxy: Proxy,
     /// The URL the workers get: through the proxy.
     worker_url: String,
+    version: String,
 }
 
 async fn start_pg(ctx: &Ctx, report: &mut Report) -> anyhow::Result<Pg> {
@@ -116,6 +117,7 @@ async fn start_pg(ctx: &Ctx, report: &mut Report) -> anyhow::Result<Pg> {
         db,
         proxy,
         worker_url,
+        version,
     })
 }
 
@@ -486,9 +488,10 @@ fn bound_note(r: &Runs) -> String {
     )
 }
 
-fn method(ctx: &Ctx, what: &str) -> String {
+fn method(ctx: &Ctx, pg: &Pg, what: &str) -> String {
     format!(
-        "{what} Closed loop, {} connections for {:.0} s (the first {:.1} s not counted), spread evenly over the workers. \
+        "{what} PostgreSQL {} from `scripts/postgres.sh` on the same machine and disk, its defaults (fsync and \
+         synchronous_commit on); the workers keep their default pool (16 connections). Closed loop, {} connections for {:.0} s (the first {:.1} s not counted), spread evenly over the workers. \
          Per run, back to back: the embedded store (1 worker), then PostgreSQL with 1 worker, then {MANY} workers \
          (`causeway up --postgres … --postgres-schema S`, the same manifests, different ports, one schema). Before each \
          PostgreSQL measurement: `CHECKPOINT`, `pg_stat_statements_reset()`, `pg_stat_reset_shared('wal')`, \
@@ -497,6 +500,7 @@ fn method(ctx: &Ctx, what: &str) -> String {
          Per-event figures divide by the events acknowledged. Round trips are counted by a loopback proxy between the \
          workers and PostgreSQL: each time a connection's client sends after the server last spoke is one round trip \
          (statements pipelined in one flight count once). The proxy is in the path of every PostgreSQL run.",
+        pg.version,
         ctx.conns,
         ctx.closed.as_secs_f64(),
         ctx.warmup.as_secs_f64()
@@ -537,6 +541,7 @@ pub async fn ingest(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         title: "8. Ingest on PostgreSQL (issue 14)".into(),
         method: method(
             ctx,
+            &pg,
             "`POST` of 1 KiB JSON events to the bridge of scenario 1 (one destination delayed by 24 h: each event is \
              stored with its delivery job, nothing is sent); the 202 comes after the commit.",
         ),
@@ -665,6 +670,7 @@ pub async fn forward(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         title: "9. Durable forward on PostgreSQL (issue 14)".into(),
         method: method(
             ctx,
+            &pg,
             "`POST` of 1 KiB JSON events to the bridge of scenario 2 (one destination, the loopback sink, delivered at \
              once); delivered = arrivals at the sink per second during the loop, while the same machine also ingests. \
              After the loop every acknowledged event must reach the sink (the drain time), and the counters include \
