@@ -164,6 +164,8 @@ struct Core {
     /// Migrations applied: until then every operation answers unavailable.
     ready: AtomicBool,
     healthy: AtomicBool,
+    /// Reported unreachable, and not reported back yet (one log line each way).
+    lost: AtomicBool,
     /// The sum of the events' sizes, as last counted (see `disk_bytes`).
     size: AtomicU64,
     kv_quota: AtomicU64,
@@ -217,13 +219,15 @@ fn is_connection_error(e: &tokio_postgres::Error) -> bool {
 }
 
 fn mark_unhealthy(core: &Core, e: &dyn std::fmt::Display) {
-    if core.healthy.swap(false, Ordering::SeqCst) {
+    core.healthy.store(false, Ordering::SeqCst);
+    if !core.lost.swap(true, Ordering::SeqCst) {
         warn!(database = %core.location, error = %e, "postgres unreachable: new events are refused (503) until it is back");
     }
 }
 
 fn mark_healthy(core: &Core) {
-    if !core.healthy.swap(true, Ordering::SeqCst) {
+    core.healthy.store(true, Ordering::SeqCst);
+    if core.lost.swap(false, Ordering::SeqCst) {
         info!(database = %core.location, "postgres reachable again");
     }
 }
@@ -398,6 +402,7 @@ impl PostgresStore {
             lease_ms: opts.lease.as_millis().max(1000) as i64,
             ready: AtomicBool::new(false),
             healthy: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
             size: AtomicU64::new(0),
             kv_quota: AtomicU64::new(super::embedded::DEFAULT_KV_QUOTA_BYTES),
             days: Mutex::new(HashSet::new()),
