@@ -583,6 +583,80 @@ pub fn postgres_url(stack: &Stack) -> Result<String> {
     Ok(url.trim().to_string())
 }
 
+/// Stop the PostgreSQL of `e2e/up.sh` (fast shutdown, by the PID in its data directory,
+/// through `scripts/postgres.sh stop`), keeping its data. Local stack only.
+pub fn postgres_stop(stack: &Stack) -> Result<()> {
+    let dir = local_postgres_dir(stack)?;
+    let script = stack.repo.join("scripts").join("postgres.sh");
+    let st = Command::new(&script)
+        .arg("stop")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("run {}", script.display()))?;
+    if !st.success() {
+        bail!("{} stop failed", script.display());
+    }
+    Ok(())
+}
+
+/// Start the PostgreSQL of `e2e/up.sh` again on its data directory (`pg_ctl start`, as
+/// the `postgres` user when running as root, like `scripts/postgres.sh`). Local stack only.
+pub fn postgres_start(stack: &Stack) -> Result<()> {
+    let dir = local_postgres_dir(stack)?;
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .context("/usr/lib/postgresql")?
+        .flatten()
+        .map(|e| e.path().join("bin").join("pg_ctl"))
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow!("no pg_ctl under /usr/lib/postgresql"))?;
+    let data = dir.join("data");
+    let log = dir.join("server.log");
+    let mut cmd = if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    let st = cmd
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(&log)
+        .args(["-w", "-t", "60", "start"])
+        .stdout(Stdio::null())
+        .status()
+        .context("pg_ctl start")?;
+    if !st.success() {
+        bail!("pg_ctl start failed (see {})", log.display());
+    }
+    Ok(())
+}
+
+/// Whether this process runs as root (from /proc, no libc call).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn local_postgres_dir(stack: &Stack) -> Result<PathBuf> {
+    let dir = stack
+        .run_dir()
+        .ok_or_else(|| anyhow!("only the local stack's PostgreSQL can be stopped"))?
+        .join("postgres");
+    if !dir.join("data").join("PG_VERSION").exists() {
+        bail!("no PostgreSQL data directory in {}", dir.display());
+    }
+    Ok(dir)
+}
+
 /// The addresses a Service sends its port `port_name` to: `http://<podIP>:<targetPort>` of
 /// each Ready pod its selector matches, in name order. This is what kube-proxy does with
 /// the Service's endpoints; the local stack has no kube-proxy and no EndpointSlices for

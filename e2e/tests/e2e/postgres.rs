@@ -4,7 +4,10 @@
 //! ready pods as kube-proxy would: the local stack has none) reach a loopback sink; one
 //! pod is killed and deleted in the middle of the load, and every event acknowledged with
 //! 202 by any replica still reaches the sink (duplicates allowed and counted: at least
-//! once). The database's password appears in no log, status or event.
+//! once). Then the database is stopped under the running pool: Ready=False
+//! `StoreUnavailable` names its host, no replica answers 202, and once it is started again
+//! the same worker processes recover, with no restart. The database's password appears in
+//! no log, status or event.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use causeway_e2e::harness::http::{Sink, post};
 use causeway_e2e::harness::{
-    Mode, READY_TIMEOUT, Stack, TestNs, Want, container_pid, eventually, kill, kubectl, pod_ready,
-    pool_pods, postgres_url, service_backends, wait_condition,
+    Mode, READY_TIMEOUT, Stack, TestNs, Want, container_pid, eventually, ingress_url, kill,
+    kubectl, pod_ready, pool_pods, postgres_start, postgres_stop, postgres_url, restart_count,
+    service_backends, wait_condition,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
@@ -275,6 +279,60 @@ async fn s10_a_postgres_pool_of_three_loses_nothing_when_a_pod_is_deleted() -> R
         "kubectl get wpool shows STORE {store:?}"
     );
 
+    // The database goes away under the running pool (local stack: its server is ours to
+    // stop). Ready says why and names the host; no replica acknowledges an event; once the
+    // database is back the same processes recover by themselves.
+    if let Mode::Local { .. } = stack.mode {
+        let before = restarts(&client, &ns.name).await?;
+        postgres_stop(stack)?;
+        let outage = database_outage(&client, &ns.name, &url).await;
+        let started = postgres_start(stack);
+        outage?;
+        started?;
+        wait_condition(
+            &client,
+            &ns.name,
+            "WorkerPool",
+            POOL,
+            Want::ready(),
+            READY_TIMEOUT,
+        )
+        .await?;
+        let after = restarts(&client, &ns.name).await?;
+        ensure!(
+            after == before,
+            "the workers recover without a restart: {before:?} -> {after:?}"
+        );
+        let backend = service_backends(&client, &ns.name, &format!("causeway-{POOL}"), "http")
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("no backend after the outage"))?;
+        let r = post(
+            &format!("{backend}{hook}"),
+            r#"{"seq": 100000}"#,
+            &[
+                ("content-type", "application/json"),
+                ("webhook-id", "pg-after"),
+            ],
+        )
+        .await?;
+        ensure!(r.status == 202, "an event after the outage: {}", r.status);
+        eventually(
+            "the event sent after the outage delivered",
+            Duration::from_secs(60),
+            || async {
+                Ok(sink
+                    .at("/load")
+                    .iter()
+                    .filter_map(|r| r.json().ok())
+                    .any(|v| v["seq"] == 100000)
+                    .then_some(()))
+            },
+        )
+        .await?;
+    }
+
     // The password is nowhere: status, events, the workers' and the operator's logs.
     if !password.is_empty() {
         let mut places = vec![
@@ -313,6 +371,60 @@ async fn s10_a_postgres_pool_of_three_loses_nothing_when_a_pod_is_deleted() -> R
     }
     ns.pass();
     Ok(())
+}
+
+/// While the database is stopped: the pool says `StoreUnavailable` naming the database's
+/// host (and no password), and every replica refuses events (never 202).
+async fn database_outage(client: &kube::Client, ns: &str, url: &str) -> Result<()> {
+    let c = wait_condition(
+        client,
+        ns,
+        "WorkerPool",
+        POOL,
+        Want::not_ready("StoreUnavailable"),
+        READY_TIMEOUT,
+    )
+    .await?;
+    let location = causeway_crds::config::postgres_location(url);
+    ensure!(
+        c.message.contains(&location),
+        "the message names the database {location}: {}",
+        c.message
+    );
+    eprintln!(
+        "[e2e] s10: database stopped: Ready=False StoreUnavailable: {}",
+        c.message
+    );
+    for pod in pool_pods(client, ns, POOL).await? {
+        let hook = format!("/hooks/{ns}/load");
+        if let Ok(r) = post(
+            &ingress_url(&pod, &hook)?,
+            r#"{"seq": -1}"#,
+            &[
+                ("content-type", "application/json"),
+                ("webhook-id", "pg-down"),
+            ],
+        )
+        .await
+        {
+            ensure!(
+                r.status != 202,
+                "{} acknowledged an event while its database was down",
+                pod.name_any()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Each pool pod's uid and restart count.
+async fn restarts(client: &kube::Client, ns: &str) -> Result<BTreeMap<String, i32>> {
+    Ok(pool_pods(client, ns, POOL)
+        .await?
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| (p.uid().unwrap_or_default(), restart_count(p)))
+        .collect())
 }
 
 /// The password of a `postgres://user:password@host/db` URL ("" when it has none).
