@@ -78,7 +78,13 @@ pub(crate) async fn finish(
 
 /// One attempt of one job.
 #[instrument(skip_all, fields(event = %job.event, bridge = %job.bridge, destination = %job.target.label()))]
-pub(crate) async fn attempt(shared: &Shared, job: JobRecord) {
+/// `permit`: the destination's concurrency permit, reserved by the scheduler with a rate
+/// token (None: take both here).
+pub(crate) async fn attempt(
+    shared: &Shared,
+    job: JobRecord,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
     let active = shared.active();
     let Some(bridge) = active.bridges.get(&job.bridge).cloned() else {
         finish(
@@ -171,10 +177,15 @@ pub(crate) async fn attempt(shared: &Shared, job: JobRecord) {
         req.headers.push(("causeway-event-id".into(), id.clone()));
     }
     let limits = shared.delivery.limits(&bridge.key, &dest);
-    let Ok(_permit) = limits.concurrency.clone().acquire_owned().await else {
-        return;
+    let reserved = permit.is_some();
+    let _permit = match permit {
+        Some(p) => p,
+        None => match limits.concurrency.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return,
+        },
     };
-    if let Some(bucket) = &limits.bucket {
+    if let Some(bucket) = limits.bucket.as_ref().filter(|_| !reserved) {
         loop {
             let wait = match bucket.lock() {
                 Ok(mut b) => b.try_take(),

@@ -1,17 +1,18 @@
 //! The scheduler: sleeps until the next due job or a wake-up, claims due jobs in memory
 //! and starts one task per attempt, at most `max_inflight` at once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{instrument, warn};
 
 use crate::delivery::attempt::attempt;
 use crate::shared::Shared;
 use crate::store::{JobFilter, JobKey, JobRecord, now_ms};
+use crate::sync::lock;
 
 /// Jobs claimed per scheduler pass.
 const CLAIM_BATCH: usize = 256;
@@ -41,13 +42,44 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             let inflight = inflight.clone();
             Arc::new(move |k: &JobKey| inflight.lock().is_ok_and(|s| s.contains(k)))
         };
+        // A job whose destination has no permit or token free is held back (it takes no
+        // global slot and counts against no limit), so a slow or rate-limited
+        // destination never holds the pool's slots; a job that passes has its
+        // destination's permit reserved for its attempt.
+        let reserved: Arc<Mutex<HashMap<JobKey, OwnedSemaphorePermit>>> = Default::default();
+        let refill: Arc<Mutex<Option<Duration>>> = Default::default();
         let hold: JobFilter<JobRecord> = {
             let shared = shared.clone();
+            let active = shared.active();
+            let (reserved, refill) = (reserved.clone(), refill.clone());
             Arc::new(move |j: &JobRecord| {
-                shared.is_suspended(&j.bridge)
-                    || j.target
-                        .destination_name()
-                        .is_some_and(|d| shared.delivery.is_paused(&j.bridge, d))
+                let Some(dest) = j.target.destination_name() else {
+                    return shared.is_suspended(&j.bridge);
+                };
+                if shared.is_suspended(&j.bridge) || shared.delivery.is_paused(&j.bridge, dest) {
+                    return true;
+                }
+                let Some((_, d)) = active
+                    .bridges
+                    .get(&j.bridge)
+                    .and_then(|b| b.destination(dest))
+                else {
+                    // No longer configured: the attempt says so.
+                    return false;
+                };
+                let limits = shared.delivery.limits(&j.bridge, d);
+                let Ok(permit) = limits.concurrency.clone().try_acquire_owned() else {
+                    return true;
+                };
+                if let Some(bucket) = &limits.bucket
+                    && let Err(wait) = lock(bucket).try_take()
+                {
+                    let mut r = lock(&refill);
+                    *r = Some(r.map_or(wait, |w| w.min(wait)));
+                    return true;
+                }
+                lock(&reserved).insert(j.key(), permit);
+                false
             })
         };
         let due = match shared
@@ -88,9 +120,10 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             }
             let shared = shared.clone();
             let done = done.clone();
+            let permit = lock(&reserved).remove(&job.key());
             tokio::spawn(async move {
                 let key = job.key();
-                attempt(&shared, job).await;
+                attempt(&shared, job, permit).await;
                 // A claim the attempt did not finish (its record could not be written, its
                 // event was gone) goes back to the queue; a finished one is already free.
                 if let Err(e) = shared.store.release(vec![key]).await {
@@ -102,6 +135,12 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 drop(slot);
                 shared.delivery.wake();
             });
+        }
+        // Reservations of jobs not started go back; a held job's token comes back in time.
+        lock(&reserved).clear();
+        if let Some(wait) = lock(&refill).take() {
+            let at = now_ms().saturating_add(wait.as_millis() as u64);
+            next_due = Some(next_due.map_or(at, |t| t.min(at)));
         }
         let longest = shared.store.poll_interval().unwrap_or(MAX_SLEEP);
         let sleep = next_due
