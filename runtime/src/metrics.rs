@@ -42,6 +42,60 @@ pub struct Metrics {
 pub struct MetricsError(#[from] prometheus::Error);
 
 impl Metrics {
+    /// Remove the series of bridges and destinations that are no longer configured, so that
+    /// `/metrics` (and Prometheus' memory) does not keep every name ever seen.
+    pub fn forget_gone(
+        &self,
+        bridges: &std::collections::HashSet<&str>,
+        destinations: &std::collections::HashSet<(&str, &str)>,
+    ) {
+        let mut gone: Vec<std::collections::HashMap<String, String>> = Vec::new();
+        for family in self.registry.gather() {
+            for m in family.get_metric() {
+                let labels: std::collections::HashMap<String, String> = m
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name().to_string(), l.value().to_string()))
+                    .collect();
+                let Some(bridge) = labels.get("bridge") else {
+                    continue;
+                };
+                let dead = !bridges.contains(bridge.as_str())
+                    || labels.get("destination").is_some_and(|d| {
+                        !destinations.contains(&(bridge.as_str(), d.as_str())) && d != "(steps)"
+                    });
+                if dead {
+                    gone.push(labels);
+                }
+            }
+        }
+        for labels in &gone {
+            let l: std::collections::HashMap<&str, &str> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            // Each series belongs to one of these; the others answer an error, ignored.
+            for vec in [
+                &self.received,
+                &self.accepted,
+                &self.duplicates,
+                &self.rejected,
+                &self.filtered,
+                &self.delivered,
+                &self.retried,
+                &self.dead,
+                &self.attempts,
+                &self.retention_deleted,
+            ] {
+                let _ = vec.remove(&l);
+            }
+            let _ = self.paused.remove(&l);
+            let _ = self.queue_depth.remove(&l);
+            let _ = self.ingest_to_delivery.remove(&l);
+            let _ = self.attempt_seconds.remove(&l);
+        }
+    }
+
     pub fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new_custom(Some("causeway".into()), None)?;
         let counter =

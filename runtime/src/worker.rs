@@ -173,6 +173,20 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
         loaded_at_ms: now_ms(),
     });
     shared.config.swap(active.clone());
+    {
+        let bridges = active.bridges.keys().map(String::as_str).collect();
+        let destinations = active
+            .bridges
+            .values()
+            .flat_map(|b| {
+                b.cfg
+                    .destinations
+                    .iter()
+                    .map(|d| (b.key.as_str(), d.name.as_str()))
+            })
+            .collect();
+        shared.metrics.forget_gone(&bridges, &destinations);
+    }
     shared
         .metrics
         .config_reloads
@@ -258,7 +272,8 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
                 .schema
                 .clone()
                 .unwrap_or_else(|| pool_schema(&first.config.namespace, &first.config.pool));
-            let mut o = PostgresOptions::new(pg.url.clone(), schema);
+            // A URL from a Secret file often ends with a newline.
+            let mut o = PostgresOptions::new(pg.url.trim().to_string(), schema);
             o.pool_size = pg.pool_size;
             o.statement_timeout = pg.statement_timeout;
             o.lease = pg.lease;
@@ -323,7 +338,14 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         && !admin_addr.ip().is_loopback())
     .then(|| causeway_crds::config::SecretValue(hex::encode(rand::random::<[u8; 24]>())));
     let delivery_handle = DeliveryHandle::new(metrics.paused.clone());
-    delivery_handle.load_paused(store.as_ref()).await?;
+    if let Err(e) = delivery_handle.load_paused(store.as_ref()).await {
+        // A shared store that is not reachable yet: the worker starts unready and learns the
+        // paused destinations once it is (the shared-state sync); nothing is claimed before.
+        if store.poll_interval().is_none() {
+            return Err(e.into());
+        }
+        warn!(error = %e, "paused destinations not loaded yet: the store is not reachable");
+    }
     let shared = Arc::new(Shared {
         store,
         store_info,

@@ -426,3 +426,37 @@ async fn a_pool_moves_from_embedded_to_postgres_without_losing_a_queued_job() {
     assert!(attempts.len() >= 2, "the refused attempts moved too: {ev}");
     assert_eq!(attempts[0]["statusCode"], 503, "{ev}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_before_its_database_stays_up_unready_and_recovers() {
+    let server = postgres::OwnServer::start();
+    server.stop();
+    let sink = Sink::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifests(dir.path(), &bridge(&sink));
+    // The URL as a Secret file gives it: with a trailing newline.
+    let url = format!("{}\n", server.url);
+    let mut w = Worker::start_unready(dir.path(), &m, &pg_args(&url, "late_worker"));
+    // Up (the admin API answers, health is live) but not ready, and no crash.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while blocking_get(&w.admin_url("/healthz")).map(|r| r.0) != Ok(200) {
+        assert!(Instant::now() < deadline, "{}", w.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        w.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the worker stays up: {}",
+        w.log_text()
+    );
+    assert_eq!(blocking_get(&w.admin_url("/readyz")).map(|r| r.0), Ok(503));
+    let c = client();
+    let (s, _) = post(&c, &w.url("/hooks/default/load"), r#"{"n":1}"#, &[]).await;
+    assert_eq!(s, 503, "no 202 before the database is there");
+    server.restart();
+    w.wait_ready();
+    let (s, _) = post(&c, &w.url("/hooks/default/load"), r#"{"n":2}"#, &[]).await;
+    assert_eq!(s, 202);
+    assert_eq!(sink.wait_for("/load", 1, Duration::from_secs(20)).await, 1);
+    w.terminate();
+}

@@ -80,7 +80,25 @@ impl Worker {
     }
 
     fn start_cmd(dir: &Path, manifests: &Path, cmd: Vec<String>, extra: &[&str]) -> Worker {
-        let mut w = Worker {
+        let mut w = Worker::unstarted(dir, manifests, cmd, extra);
+        w.spawn();
+        w
+    }
+
+    /// `causeway up -f <manifests>` started without waiting for it to be ready.
+    pub fn start_unready(dir: &Path, manifests: &Path, extra: &[&str]) -> Worker {
+        let cmd = vec![
+            "up".to_string(),
+            "-f".to_string(),
+            manifests.display().to_string(),
+        ];
+        let mut w = Worker::unstarted(dir, manifests, cmd, extra);
+        w.spawn_only();
+        w
+    }
+
+    fn unstarted(dir: &Path, manifests: &Path, cmd: Vec<String>, extra: &[&str]) -> Worker {
+        Worker {
             cmd,
             child: None,
             listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
@@ -89,12 +107,16 @@ impl Worker {
             manifests: manifests.to_path_buf(),
             log: dir.join("worker.log"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        w.spawn();
-        w
+        }
     }
 
     pub fn spawn(&mut self) {
+        self.spawn_only();
+        self.wait_ready();
+    }
+
+    /// Start the process; do not wait for it to be ready.
+    pub fn spawn_only(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -115,7 +137,6 @@ impl Worker {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        self.wait_ready();
     }
 
     pub fn wait_ready(&self) {
