@@ -263,6 +263,7 @@ async fn list_events(
         bridge: q.bridge.filter(|b| !b.is_empty()),
         status,
         limit: q.limit.unwrap_or(100).min(10_000),
+        before: None,
     };
     let events = shared.store.list_events(query).await?;
     Ok(Json(

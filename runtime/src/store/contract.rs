@@ -621,6 +621,7 @@ pub async fn dead_keeps_the_reason_and_marks_the_event_dead<S: Store>(s: &S) {
             bridge: Some("ns/b".into()),
             status: Some(EventStatus::Dead),
             limit: 10,
+            before: None,
         })
         .await
         .expect("list");
@@ -1739,6 +1740,7 @@ pub async fn list_events_newest_first_filtered_and_limited<S: Store>(s: &S) {
             bridge: bridge.map(str::to_string),
             status,
             limit,
+            before: None,
         })
     };
     let all: Vec<EventId> = list(None, None, 100)
@@ -1780,6 +1782,29 @@ pub async fn list_events_newest_first_filtered_and_limited<S: Store>(s: &S) {
         .map(|e| e.id)
         .collect();
     assert_eq!(odd_pending, vec![ids[5]]);
+    // A cursor: the events older than `before`, with and without a filter.
+    let page = |bridge: Option<&str>, before: EventId| {
+        s.list_events(EventQuery {
+            bridge: bridge.map(str::to_string),
+            limit: 2,
+            before: Some(before),
+            ..Default::default()
+        })
+    };
+    let older: Vec<EventId> = page(None, ids[4])
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(older, vec![ids[3], ids[2]]);
+    let older_even: Vec<EventId> = page(Some("ns/even"), ids[4])
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(older_even, vec![ids[2], ids[0]]);
     assert!(
         list(Some("ns/none"), None, 10)
             .await

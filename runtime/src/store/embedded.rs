@@ -937,7 +937,11 @@ impl Store for EmbeddedStore {
             let events = tx.open_table(EVENTS).map_err(eng("events"))?;
             let limit = if q.limit == 0 { 100 } else { q.limit };
             let mut out = Vec::new();
-            for row in events.iter().map_err(eng("events"))?.rev() {
+            let rows = match q.before {
+                Some(b) => events.range(..b.as_u128()),
+                None => events.iter(),
+            };
+            for row in rows.map_err(eng("events"))?.rev() {
                 let (_, v) = row.map_err(eng("events"))?;
                 let rec: EventRecord = dec("events", v.value())?;
                 if q.bridge.as_ref().is_some_and(|b| b != &rec.bridge)

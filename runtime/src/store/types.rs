@@ -362,6 +362,8 @@ pub struct EventQuery {
     pub status: Option<EventStatus>,
     /// Newest first; at most this many.
     pub limit: usize,
+    /// Only events older than this one (a cursor: the last id of the previous page).
+    pub before: Option<EventId>,
 }
 
 #[derive(Clone, Copy, Debug)]

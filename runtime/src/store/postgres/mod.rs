@@ -1587,9 +1587,10 @@ impl Store for PostgresStore {
                     &format!(
                         "SELECT {EVENT_COLS} FROM events
                          WHERE ($1::text IS NULL OR bridge = $1) AND ($2::text IS NULL OR status = $2)
+                           AND ($4::uuid IS NULL OR id < $4)
                          ORDER BY id DESC LIMIT $3"
                     ),
-                    &[&q.bridge, &status, &limit],
+                    &[&q.bridge, &status, &limit, &q.before],
                 )
                 .await
                 .map_err(|e| db_err(&core, "list", e))?;
