@@ -9,6 +9,7 @@ pub mod bridge;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod health;
 pub mod ingress;

@@ -239,6 +239,7 @@ pub fn describe(active: &Active, listen: SocketAddr, admin: SocketAddr) -> Strin
         ));
     }
     out.push_str(&format!("  admin  http://{admin}  (events, metrics)\n"));
+    out.push_str(&format!("  console http://{admin}/\n"));
     out
 }
 

@@ -52,6 +52,7 @@ pub fn router(shared: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(api)
+        .merge(crate::console::router(shared.clone()))
         .with_state(shared)
 }
 

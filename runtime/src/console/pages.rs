@@ -1,0 +1,608 @@
+//! The console's pages (maud templates: escaped by default, checked at compile time).
+
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+use maud::{DOCTYPE, Markup, html};
+use serde_json::json;
+
+use super::{EventsQuery, PAGE, csrf_token, css_url, js_url};
+use crate::bridge::ActiveBridge;
+use crate::shared::Shared;
+use crate::store::{EventDetail, EventRecord, JobStatus};
+
+/// Payload bytes a page shows at most.
+const PAYLOAD_SHOWN: usize = 64 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nav {
+    Bridges,
+    Events,
+    Plugins,
+    None,
+}
+
+fn layout(title: &str, nav: Nav, notice: Option<&str>, body: Markup) -> Markup {
+    let current = |n: Nav| (nav == n).then_some("page");
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Causeway console" }
+                link rel="stylesheet" href=(css_url());
+                script src=(js_url()) defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    nav aria-label="Console" {
+                        a.brand href="/" { "Causeway" }
+                        ul {
+                            li { a href="/" aria-current=[current(Nav::Bridges)] { "Bridges" } }
+                            li { a href="/events" aria-current=[current(Nav::Events)] { "Events" } }
+                            li { a href="/plugins" aria-current=[current(Nav::Plugins)] { "Plugins" } }
+                        }
+                    }
+                }
+                main #main {
+                    h1 { (title) }
+                    @if let Some(n) = notice {
+                        p.notice role="status" { (n) }
+                    }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+fn rfc3339(ms: u64) -> String {
+    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms as i64);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn time_el(ms: u64) -> Markup {
+    let t = rfc3339(ms);
+    html! { time datetime=(t) { (t) } }
+}
+
+fn status_badge(status: &str) -> Markup {
+    html! { span class={ "status status-" (status) } { (status) } }
+}
+
+pub fn login(error: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        Nav::None,
+        None,
+        html! {
+            p { "This worker's admin address needs its admin token (the one the API asks for)." }
+            @if let Some(e) = error {
+                p.error role="alert" { (e) }
+            }
+            form.stack method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf_token());
+                label for="token" { "Admin token" }
+                input #token type="password" name="token" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+pub fn error(status: StatusCode, message: &str) -> Markup {
+    layout(
+        status.canonical_reason().unwrap_or("Error"),
+        Nav::None,
+        None,
+        html! {
+            p.error role="alert" { (message) }
+            p { a href="/" { "Back to the bridges" } }
+        },
+    )
+}
+
+pub fn confirm(
+    question: &str,
+    explanation: &str,
+    button: &str,
+    action: &str,
+    back: &str,
+) -> Markup {
+    layout(
+        question,
+        Nav::None,
+        None,
+        html! {
+            p { (explanation) }
+            form.actions method="post" action=(action) {
+                input type="hidden" name="csrf" value=(csrf_token());
+                button.danger type="submit" { (button) }
+                a.button.secondary href=(back) { "Cancel" }
+            }
+        },
+    )
+}
+
+/// The auth scheme's name, never its settings.
+fn auth_scheme(auth: Option<&causeway_crds::config::AuthConfig>) -> String {
+    let Some(auth) = auth else {
+        return "none".into();
+    };
+    // The variant's name (its serialised `type`); the settings are dropped unread.
+    serde_json::to_value(auth)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "configured".into())
+}
+
+pub fn bridges(
+    shared: &Shared,
+    depth: &[((String, String), u64)],
+    notice: Option<String>,
+) -> Markup {
+    let active = shared.active();
+    let paused = shared.delivery.paused();
+    let mut cfgs: Vec<_> = active.config.bridges.iter().collect();
+    cfgs.sort_by_key(|b| b.key());
+    let queued = |bridge: &str, dest: Option<&str>| -> u64 {
+        depth
+            .iter()
+            .filter(|((b, d), _)| b == bridge && dest.is_none_or(|x| x == d))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let listen = shared.ingress_addr;
+    layout(
+        "Bridges",
+        Nav::Bridges,
+        notice.as_deref(),
+        html! {
+            @if cfgs.is_empty() {
+                p { "No bridges are configured." }
+            }
+            @for cfg in &cfgs {
+                @let key = cfg.key();
+                @let live = active.bridges.get(&key);
+                @let errors = active.errors.iter().filter(|e| e.kind == "Bridge" && e.namespace == cfg.namespace && e.name == cfg.name).collect::<Vec<_>>();
+                @let suspended = shared.is_suspended(&key);
+                @let slug = format!("bridge-{}-{}", cfg.namespace, cfg.name);
+                section.card aria-labelledby=(slug) {
+                    h2 id=(slug) { (key) }
+                    dl.facts {
+                        dt { "URL" }
+                        dd { code { "http://" (listen) (cfg.path) } }
+                        dt { "Methods" }
+                        dd { (cfg.methods.join(", ")) }
+                        dt { "State" }
+                        dd {
+                            @if errors.is_empty() && live.is_some() {
+                                span.status.status-delivered { "Ready" }
+                            } @else {
+                                span.status.status-dead { "Not ready" }
+                            }
+                            @if suspended { " " span.status.status-pending { "Suspended" } }
+                            @for e in &errors {
+                                p.error { (e.reason) ": " (e.message) }
+                            }
+                        }
+                        dt { "Auth" }
+                        dd { (auth_scheme(cfg.auth.as_ref())) }
+                        @if let Some(f) = &cfg.filter {
+                            dt { "Filter" }
+                            dd { code { (redact(live, f)) } }
+                        }
+                        dt { "Queue" }
+                        dd { (queued(&key, None)) " queued" }
+                    }
+                    div.scroll role="region" tabindex="0" aria-label={ "Destinations of " (key) } {
+                        table {
+                            caption { "Destinations of " (key) }
+                            thead { tr { th scope="col" { "Destination" } th scope="col" { "State" } th scope="col" { "Queued" } th scope="col" { span.visually-hidden { "Action" } } } }
+                            tbody {
+                                @for d in &cfg.destinations {
+                                    @let is_paused = paused.contains(&(key.clone(), d.name.clone()));
+                                    tr {
+                                        td { (d.name) }
+                                        td {
+                                            @if is_paused { span.status.status-dead { "Paused" } }
+                                            @else if suspended { span.status.status-pending { "Suspended" } }
+                                            @else { span.status.status-delivered { "Active" } }
+                                        }
+                                        td { (queued(&key, Some(&d.name))) }
+                                        td {
+                                            @if is_paused {
+                                                a href={ "/bridges/" (key) "/destinations/" (d.name) "/resume" } { "Resume " (d.name) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if live.is_some() {
+                        div.actions {
+                            @if suspended {
+                                a.button href={ "/bridges/" (key) "/resume" } { "Resume bridge" }
+                            } @else {
+                                a.button href={ "/bridges/" (key) "/suspend" } { "Suspend bridge" }
+                            }
+                            a.button.secondary href={ "/bridges/" (key) "/replay" } { "Replay dead letters" }
+                            a.button.secondary href={ "/bridges/" (key) "/purge" } { "Purge queue" }
+                            a.button.secondary href={ "/events?bridge=" (key) } { "Events" }
+                        }
+                    }
+                    p.hint { "Deleting a bridge is a change to its manifest: " code { "kubectl delete bridge " (cfg.name) " -n " (cfg.namespace) } }
+                }
+            }
+        },
+    )
+}
+
+/// `text` without the bridge's secrets (when it still runs).
+fn redact(bridge: Option<&std::sync::Arc<ActiveBridge>>, text: &str) -> String {
+    match bridge {
+        Some(b) => b.redact(text),
+        None => text.to_string(),
+    }
+}
+
+/// One row of the events list as the live stream sends it (the page's script builds the
+/// row from it with text nodes only).
+pub fn event_row_json(e: &EventRecord) -> serde_json::Value {
+    json!({
+        "id": e.id.to_string(),
+        "bridge": e.bridge,
+        "status": e.status.as_str(),
+        "reason": e.reason,
+        "receivedAt": rfc3339(e.received_at_ms),
+    })
+}
+
+fn events_url(q: &EventsQuery, before: Option<&str>) -> String {
+    let mut url = String::from("/events?");
+    let mut parts = vec![];
+    for (k, v) in [("bridge", &q.bridge), ("status", &q.status)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{k}={}", encode(v)));
+        }
+    }
+    if let Some(b) = before {
+        parts.push(format!("before={b}"));
+    }
+    url.push_str(&parts.join("&"));
+    url
+}
+
+/// Percent-encodes a query value (bridge keys hold a `/`).
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn events(
+    shared: &Shared,
+    q: &EventsQuery,
+    events: &[EventRecord],
+    more: bool,
+    notice: Option<String>,
+) -> Markup {
+    let active = shared.active();
+    let mut bridges: Vec<String> = active.config.bridges.iter().map(|b| b.key()).collect();
+    bridges.sort();
+    let bridge = q.bridge.as_deref().unwrap_or("");
+    let status = q.status.as_deref().unwrap_or("");
+    let first_page = q.before.as_deref().is_none_or(str::is_empty);
+    // Live updates on the first page only: older pages stay as they are.
+    let stream = first_page.then(|| {
+        let mut url = format!(
+            "/events/stream?bridge={}&status={}",
+            encode(bridge),
+            encode(status)
+        );
+        if let Some(newest) = events.first() {
+            url.push_str(&format!("&after={}", newest.id));
+        }
+        url
+    });
+    layout(
+        "Events",
+        Nav::Events,
+        notice.as_deref(),
+        html! {
+            form.filters method="get" action="/events" role="search" aria-label="Filter events" {
+                div.field {
+                    label for="f-bridge" { "Bridge" }
+                    select #f-bridge name="bridge" {
+                        option value="" selected[bridge.is_empty()] { "All bridges" }
+                        @for b in &bridges {
+                            option value=(b) selected[b == bridge] { (b) }
+                        }
+                    }
+                }
+                div.field {
+                    label for="f-status" { "Status" }
+                    select #f-status name="status" {
+                        option value="" selected[status.is_empty()] { "Any status" }
+                        @for s in ["pending", "delivered", "dead", "filtered"] {
+                            option value=(s) selected[s == status] { (s) }
+                        }
+                    }
+                }
+                div.field {
+                    label for="f-q" { "Event id" }
+                    input #f-q type="search" name="q" placeholder="0190…" autocomplete="off";
+                }
+                button type="submit" { "Apply" }
+            }
+            p #live role="status" aria-live="polite" {
+                @if stream.is_some() { "Live: new events appear at the top." }
+            }
+            div.scroll role="region" tabindex="0" aria-label={ "Events" } {
+                table #events data-stream=[stream.as_deref()] {
+                    caption.visually-hidden { "Events, newest first" }
+                    thead { tr {
+                        th scope="col" { "Received" }
+                        th scope="col" { "Event" }
+                        th scope="col" { "Bridge" }
+                        th scope="col" { "Status" }
+                        th scope="col" { "Reason" }
+                    } }
+                    tbody {
+                        @if events.is_empty() {
+                            tr #no-events { td colspan="5" { "No events." } }
+                        }
+                        @for e in events {
+                            tr id={ "ev-" (e.id) } {
+                                td { (time_el(e.received_at_ms)) }
+                                td { a href={ "/events/" (e.id) } { code { (e.id) } } }
+                                td { (e.bridge) }
+                                td { (status_badge(e.status.as_str())) }
+                                td { (e.reason.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+            }
+            nav.pages aria-label="Pages" {
+                @if !first_page {
+                    a href=(events_url(q, None)) { "Newest events" }
+                }
+                @if more {
+                    @if let Some(last) = events.last() {
+                        a rel="next" href=(events_url(q, Some(&last.id.to_string()))) { "Older events" }
+                    }
+                }
+                span.hint { (PAGE) " per page" }
+            }
+        },
+    )
+}
+
+/// Header names that carry credentials, whatever the bridge says (the store removes the
+/// bridge's own; this is the second lock).
+fn credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+    ]
+    .contains(&n.as_str())
+        || ["token", "secret", "signature", "password"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
+/// The payload for reading: JSON pretty-printed, other text as it is, binary as a size.
+fn payload_text(body: &[u8]) -> String {
+    if body.is_empty() {
+        return "(empty)".into();
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Ok(pretty) = serde_json::to_string_pretty(&v)
+    {
+        return pretty;
+    }
+    match std::str::from_utf8(body) {
+        Ok(text) => text.to_string(),
+        Err(_) => format!("({} bytes, not text)", body.len()),
+    }
+}
+
+fn cut(text: &str, max: usize) -> (&str, bool) {
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
+pub fn event(shared: &Shared, d: &EventDetail, notice: Option<String>) -> Markup {
+    let active = shared.active();
+    let live = active.bridges.get(&d.record.bridge);
+    let sensitive: Vec<String> = live.map(|b| b.sensitive_headers()).unwrap_or_default();
+    let r = &d.record;
+    let payload = redact(live, &payload_text(&d.body));
+    let (payload, cut_off) = cut(&payload, PAYLOAD_SHOWN);
+    layout(
+        &format!("Event {}", r.id),
+        Nav::Events,
+        notice.as_deref(),
+        html! {
+            dl.facts {
+                dt { "Bridge" }
+                dd { a href={ "/events?bridge=" (encode(&r.bridge)) } { (r.bridge) } }
+                dt { "Received" }
+                dd { (time_el(r.received_at_ms)) }
+                dt { "Status" }
+                dd { (status_badge(r.status.as_str())) }
+                @if let Some(reason) = &r.reason {
+                    dt { "Reason" }
+                    dd { (redact(live, reason)) }
+                }
+                dt { "Request" }
+                dd { code { (r.method) " " (if r.query.is_empty() { String::new() } else { format!("?{}", redact(live, &r.query)) }) } }
+                dt { "Body" }
+                dd { (r.body_bytes) " bytes" }
+                @if let Some(p) = r.parent {
+                    dt { "Fanned out of" }
+                    dd { a href={ "/events/" (p) } { code { (p) } } }
+                }
+                @if !r.children.is_empty() {
+                    dt { "Fanned out into" }
+                    dd { @for c in &r.children { a href={ "/events/" (c) } { code { (c) } } " " } }
+                }
+            }
+            div.actions {
+                a.button href={ "/events/" (r.id) "/replay" } { "Replay event" }
+            }
+            h2 { "Deliveries" }
+            @if d.jobs.is_empty() {
+                p { "No deliveries." }
+            }
+            @for (i, (job, attempts)) in d.jobs.iter().enumerate() {
+                @let label = job.target.label();
+                section.card.delivery aria-labelledby={ "job-" (i) } data-destination=(label) {
+                    h3 id={ "job-" (i) } { (label) " " (status_badge(job.status.as_str())) }
+                    @if job.status.queued() {
+                        p { "Next try due at " (time_el(job.due_at_ms)) "." }
+                    } @else if job.status == JobStatus::Paused {
+                        p { "Paused: the destination answered 410 Gone; resume it on the Bridges page." }
+                    }
+                    @if let Some(e) = &job.last_error {
+                        p.error { "Last error: " (redact(live, e)) }
+                    }
+                    @if attempts.is_empty() {
+                        p { "No attempts yet." }
+                    } @else {
+                        div.scroll role="region" tabindex="0" aria-label={ "Attempts to " (label) } {
+                            table.attempts {
+                                caption { "Attempts to " (label) ", oldest first" }
+                                thead { tr {
+                                    th scope="col" { "#" }
+                                    th scope="col" { "At" }
+                                    th scope="col" { "Status" }
+                                    th scope="col" { "Duration" }
+                                    th scope="col" { "Response" }
+                                    th scope="col" { "Error" }
+                                } }
+                                tbody {
+                                    @for (n, a) in attempts.iter().enumerate() {
+                                        tr {
+                                            td { (n + 1) }
+                                            td { (time_el(a.at_ms)) }
+                                            td { @if let Some(c) = a.status_code { (c) } @else { "–" } }
+                                            td { (a.duration_ms) " ms" }
+                                            td { @if !a.response.is_empty() { pre.snippet tabindex="0" aria-label={ "Response to attempt " (n + 1) } { (redact(live, &a.response)) } } }
+                                            td { (a.error.as_deref().map(|e| redact(live, e)).unwrap_or_default()) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Headers" }
+            p.hint { "As received, credentials removed." }
+            div.scroll role="region" tabindex="0" aria-label={ "Request headers" } {
+                table.headers {
+                    caption.visually-hidden { "Request headers" }
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Value" } } }
+                    tbody {
+                        @for (name, value) in &r.headers {
+                            tr {
+                                td { code { (name) } }
+                                td {
+                                    @if credential_header(name) || sensitive.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                                        em { "redacted" }
+                                    } @else {
+                                        code { (redact(live, value)) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Payload" }
+            pre.payload tabindex="0" aria-label="Payload" { code { (payload) } }
+            @if cut_off {
+                p.hint { "Cut at " (PAYLOAD_SHOWN / 1024) " KiB." }
+            }
+        },
+    )
+}
+
+pub fn plugins(shared: &Shared) -> Markup {
+    let active = shared.active();
+    let states: HashMap<String, causeway_plugins::PluginState> = shared
+        .plugins
+        .status()
+        .into_iter()
+        .map(|s| (s.key.clone(), s))
+        .collect();
+    let mut cfgs: Vec<_> = active.config.plugins.iter().collect();
+    cfgs.sort_by_key(|p| p.key());
+    layout(
+        "Plugins",
+        Nav::Plugins,
+        None,
+        html! {
+            @if cfgs.is_empty() {
+                p { "No plugins are configured." }
+            } @else {
+                div.scroll role="region" tabindex="0" aria-label={ "Plugins" } {
+                    table {
+                        caption.visually-hidden { "Plugins" }
+                        thead { tr {
+                            th scope="col" { "Plugin" }
+                            th scope="col" { "Route" }
+                            th scope="col" { "Digest" }
+                            th scope="col" { "Size" }
+                            th scope="col" { "State" }
+                        } }
+                        tbody {
+                            @for p in &cfgs {
+                                @let key = p.key();
+                                @let state = states.get(&key);
+                                @let error = active.errors.iter().find(|e| e.kind == "Plugin" && e.namespace == p.namespace && e.name == p.name);
+                                tr {
+                                    td { (key) }
+                                    td { @if let Some(r) = &p.route { code { (r) } } @else { "(private)" } }
+                                    td { @if let Some(d) = state.and_then(|s| s.digest.as_ref()) { code.digest { (d) } } }
+                                    td { @if let Some(s) = state.and_then(|s| s.size) { (s) " bytes" } }
+                                    td {
+                                        @if error.is_none() && state.is_some_and(|s| s.loaded) {
+                                            span.status.status-delivered { "Ready" }
+                                        } @else {
+                                            span.status.status-dead { "Not ready" }
+                                        }
+                                        @if let Some(e) = error { p.error { (e.reason) ": " (e.message) } }
+                                        @else if let Some(e) = state.and_then(|s| s.error.as_ref()) { p.error { (e) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}

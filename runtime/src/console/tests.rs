@@ -1,0 +1,427 @@
+//! The console in-process (`tower::ServiceExt::oneshot` on the admin router): the
+//! policy on every page, CSRF and origin checks on actions, sign-in with the admin token,
+//! cursor pagination, redaction and the live stream. The browser test is
+//! `runtime/tests/console.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use causeway_crds::config::{BridgeConfig, SecretValue, WorkerConfig};
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+use super::{COOKIE, CSP, PAGE, csrf_token};
+use crate::admin::router;
+use crate::bridge::ActiveBridge;
+use crate::config::active::{Active, ConfigHandle};
+use crate::delivery::handle::DeliveryHandle;
+use crate::health::Health;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::netguard::NetGuard;
+use crate::plugins::Plugins;
+use crate::shared::Shared;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{EventId, EventRecord, EventStatus, NewEvent, Store};
+
+const TOKEN: &str = "console-admin-token-for-tests";
+const HOST: &str = "admin.test:9090";
+
+fn bridge() -> BridgeConfig {
+    serde_json::from_value(serde_json::json!({
+        "namespace": "shop", "name": "orders", "path": "/hooks/shop/orders", "methods": ["POST"],
+        "maxBodyBytes": 1024, "idempotencyHeader": "webhook-id", "dedupeWindowMs": 1000,
+        "suspend": false, "stepRetry": causeway_crds::config::RetryConfig::default(),
+        "destinations": [], "onMissing": "empty"
+    }))
+    .unwrap()
+}
+
+fn shared(dir: &std::path::Path, token: Option<&str>) -> Arc<Shared> {
+    let metrics = Metrics::new().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.join("store"), None).unwrap());
+    let plugins = Plugins::new(
+        dir.join("plugins"),
+        store.clone(),
+        metrics.plugin_registry.clone(),
+        true,
+    )
+    .unwrap();
+    let shared = Shared {
+        store,
+        store_info: crate::shared::StoreInfo::embedded(&dir.join("store")),
+        config: ConfigHandle::new(None),
+        plugins,
+        delivery: DeliveryHandle::new(metrics.paused.clone()),
+        health: Health::new(dir.join("store"), 0),
+        limits: Limits::default(),
+        http: reqwest::Client::new(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        ingress_addr: "127.0.0.1:8080".parse().unwrap(),
+        netguard: Arc::new(NetGuard::default()),
+        body_budget: Arc::new(tokio::sync::Semaphore::new(1024)),
+        metrics,
+    };
+    let cfg = WorkerConfig {
+        version: "v1".into(),
+        admin_token: token.map(|t| SecretValue(t.into())),
+        bridges: vec![bridge()],
+        ..WorkerConfig::default()
+    };
+    let b = ActiveBridge::compile(&cfg.bridges[0], &cfg).unwrap();
+    let bridges = HashMap::from([(b.key.clone(), Arc::new(b))]);
+    shared.config.swap(Arc::new(Active {
+        config: Arc::new(cfg),
+        bridges,
+        ..Active::empty()
+    }));
+    shared.health.set_started(true);
+    Arc::new(shared)
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+async fn send(shared: &Arc<Shared>, req: Request<Body>) -> Answer {
+    let resp = router(shared.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), 8 << 20)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+async fn get(shared: &Arc<Shared>, uri: &str) -> Answer {
+    let req = Request::get(uri).header(header::HOST, HOST);
+    send(shared, req.body(Body::empty()).unwrap()).await
+}
+
+/// A form POST as a browser sends it: this host as `Origin` unless told otherwise.
+async fn post(shared: &Arc<Shared>, uri: &str, origin: Option<&str>, form: &str) -> Answer {
+    let mut req = Request::post(uri)
+        .header(header::HOST, HOST)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(o) = origin {
+        req = req.header(header::ORIGIN, o);
+    }
+    send(shared, req.body(Body::from(form.to_string())).unwrap()).await
+}
+
+fn location(a: &Answer) -> &str {
+    a.headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+async fn append(s: &Shared, headers: Vec<(String, String)>, body: &str) -> EventId {
+    let id = EventId::now_v7();
+    let record = EventRecord {
+        id,
+        bridge: "shop/orders".into(),
+        received_at_ms: crate::store::now_ms(),
+        method: "POST".into(),
+        query: String::new(),
+        headers,
+        status: EventStatus::Pending,
+        reason: None,
+        body_bytes: body.len() as u64,
+        parent: None,
+        children: vec![],
+    };
+    s.store
+        .append(NewEvent {
+            record,
+            body: bytes::Bytes::from(body.to_string()),
+            jobs: vec![],
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn every_page_has_a_policy_without_inline_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    let id = append(&s, vec![], "{}").await;
+    for uri in [
+        "/".to_string(),
+        "/events".into(),
+        "/plugins".into(),
+        format!("/events/{id}"),
+        format!("/events/{id}/replay"),
+        "/bridges/shop/orders/suspend".into(),
+        "/bridges/shop/orders/purge".into(),
+    ] {
+        let a = get(&s, &uri).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.body);
+        assert_eq!(a.headers[header::CONTENT_SECURITY_POLICY], CSP, "{uri}");
+        assert!(!CSP.contains("unsafe"), "{CSP}");
+        assert_eq!(a.body.matches("<script").count(), 1, "{uri}: one script");
+        assert!(
+            a.body
+                .contains(&format!("<script src=\"{}\"", super::js_url())),
+            "{uri}: the script is a file of its own"
+        );
+        assert!(
+            !a.body.contains(" style=") && !a.body.contains(" onclick="),
+            "{uri}: no inline style or handler"
+        );
+    }
+    let js = get(&s, super::js_url()).await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert!(
+        js.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(js.body.contains("EventSource"));
+    let css = get(&s, super::css_url()).await;
+    assert!(
+        css.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+}
+
+#[tokio::test]
+async fn actions_need_the_csrf_token_and_this_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    let own = format!("http://{HOST}");
+    let csrf = format!("csrf={}", csrf_token());
+    let uri = "/bridges/shop/orders/suspend";
+    // The confirmation page carries the token in its form.
+    assert!(get(&s, uri).await.body.contains(csrf_token()));
+
+    let a = post(&s, uri, Some(&own), "").await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "no token");
+    let a = post(&s, uri, Some(&own), "csrf=0123").await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "wrong token");
+    let a = post(&s, uri, Some("http://evil.example"), &csrf).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "another origin");
+    let a = post(&s, uri, Some("null"), &csrf).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "an opaque origin");
+    assert!(!s.is_suspended("shop/orders"), "nothing was done");
+
+    let a = post(&s, uri, Some(&own), &csrf).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(location(&a), "/?done=suspended&n=0");
+    assert!(s.is_suspended("shop/orders"));
+    let page = get(&s, location(&a)).await.body;
+    assert!(page.contains("Bridge suspended"), "{page}");
+    assert!(page.contains("/bridges/shop/orders/resume"), "{page}");
+
+    let a = post(&s, "/bridges/shop/orders/resume", Some(&own), &csrf).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert!(!s.is_suspended("shop/orders"));
+    // GET never acts.
+    get(&s, uri).await;
+    assert!(!s.is_suspended("shop/orders"));
+    // Unknown bridges and actions are 404, after the checks.
+    let a = post(&s, "/bridges/shop/nope/suspend", Some(&own), &csrf).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = post(&s, "/bridges/shop/orders/delete", Some(&own), &csrf).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn with_an_admin_token_the_console_asks_to_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), Some(TOKEN));
+    let own = format!("http://{HOST}");
+    let a = get(&s, "/").await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&a), "/login");
+    for uri in ["/events", "/plugins", "/bridges/shop/orders/suspend"] {
+        assert_eq!(get(&s, uri).await.status, StatusCode::SEE_OTHER, "{uri}");
+    }
+    assert_eq!(
+        get(&s, "/events/stream").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let csrf = format!("csrf={}", csrf_token());
+    let a = post(&s, "/bridges/shop/orders/suspend", Some(&own), &csrf).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(!s.is_suspended("shop/orders"));
+
+    let login = get(&s, "/login").await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.body.contains("type=\"password\""));
+    let a = post(&s, "/login", Some(&own), &format!("{csrf}&token=wrong")).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.headers.get(header::SET_COOKIE).is_none());
+    let a = post(&s, "/login", Some(&own), &format!("token={TOKEN}")).await;
+    assert_eq!(
+        a.status,
+        StatusCode::FORBIDDEN,
+        "sign-in needs the CSRF token too"
+    );
+
+    let a = post(&s, "/login", Some(&own), &format!("{csrf}&token={TOKEN}")).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let set = a.headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(set.starts_with(&format!("{COOKIE}=")), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert!(!set.contains(TOKEN), "the cookie is not the token: {set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let req = Request::get("/")
+        .header(header::HOST, HOST)
+        .header(header::COOKIE, &cookie);
+    let a = send(&s, req.body(Body::empty()).unwrap()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("shop/orders"));
+    assert!(!a.body.contains(TOKEN), "no page shows the token");
+    // A forged cookie is refused; the API's header works for scripts.
+    let req = Request::get("/").header(header::COOKIE, format!("{COOKIE}={}", "0".repeat(64)));
+    assert_eq!(
+        send(&s, req.body(Body::empty()).unwrap()).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let req = Request::get("/events").header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+    assert_eq!(
+        send(&s, req.body(Body::empty()).unwrap()).await.status,
+        StatusCode::OK
+    );
+
+    // Without a token (a loopback admin address), the console is open.
+    let dir = tempfile::tempdir().unwrap();
+    let open = shared(dir.path(), None);
+    assert_eq!(get(&open, "/").await.status, StatusCode::OK);
+    assert_eq!(location(&get(&open, "/login").await), "/");
+}
+
+#[tokio::test]
+async fn the_events_page_goes_back_by_cursor_and_opens_an_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    let mut ids = vec![];
+    for _ in 0..(2 * PAGE + 20) {
+        ids.push(append(&s, vec![], "{}").await);
+    }
+    ids.reverse(); // newest first
+    let rows = |page: &str| -> Vec<String> {
+        page.split("<tr id=\"ev-")
+            .skip(1)
+            .map(|r| r[..36].to_string())
+            .collect()
+    };
+    let want = |range: std::ops::Range<usize>| -> Vec<String> {
+        ids[range].iter().map(|i| i.to_string()).collect()
+    };
+    let first = get(&s, "/events?bridge=shop%2Forders").await.body;
+    assert_eq!(rows(&first), want(0..PAGE));
+    let older = format!("/events?bridge=shop%2Forders&amp;before={}", ids[PAGE - 1]);
+    assert!(first.contains(&older), "{first}");
+    assert!(
+        first.contains("data-stream=\"/events/stream?"),
+        "the first page is live"
+    );
+    let second = get(&s, &older.replace("&amp;", "&")).await.body;
+    assert_eq!(rows(&second), want(PAGE..2 * PAGE));
+    assert!(
+        !second.contains("data-stream"),
+        "older pages stay as they are"
+    );
+    let third = get(&s, &format!("/events?before={}", ids[2 * PAGE - 1]))
+        .await
+        .body;
+    assert_eq!(rows(&third), want(2 * PAGE..2 * PAGE + 20));
+    assert!(!third.contains("Older events"));
+
+    let a = get(&s, &format!("/events?q={}", ids[7])).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&a), format!("/events/{}", ids[7]));
+    let a = get(&s, "/events?q=01a1fea3-8901-766a-bd3a-cfe069e94bff").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("No event with id"));
+    assert_eq!(
+        get(&s, "/events?status=bogus").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&s, "/events/not-an-id").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn an_event_shows_its_payload_pretty_and_no_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    let headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("x-shop-signature".to_string(), "sig-value-0123".to_string()),
+        (
+            "authorization".to_string(),
+            "Bearer leaked-0123".to_string(),
+        ),
+        (
+            "x-trace".to_string(),
+            "<script>alert(1)</script>".to_string(),
+        ),
+    ];
+    let id = append(&s, headers, r#"{"order":{"id":42,"note":"<b>hi</b>"}}"#).await;
+    let page = get(&s, &format!("/events/{id}")).await.body;
+    assert!(
+        page.contains("x-shop-signature") && page.contains("redacted"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("sig-value-0123") && !page.contains("leaked-0123"),
+        "{page}"
+    );
+    assert!(page.contains("&lt;script&gt;alert(1)"), "escaped: {page}");
+    assert!(
+        page.contains("&quot;id&quot;: 42"),
+        "pretty-printed: {page}"
+    );
+    assert!(page.contains("&lt;b&gt;hi"), "{page}");
+}
+
+#[tokio::test]
+async fn the_live_stream_sends_events_newer_than_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    let seen = append(&s, vec![], "{}").await;
+    let fresh = append(&s, vec![], "{}").await;
+    let req = Request::get(format!("/events/stream?bridge=shop%2Forders&after={seen}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = router(s.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let frame = body.frame().await.expect("a frame").unwrap();
+        if let Some(data) = frame.data_ref() {
+            text.push_str(&String::from_utf8_lossy(data));
+        }
+    }
+    assert!(text.starts_with("event: events\n"), "{text}");
+    assert!(text.contains(&fresh.to_string()), "{text}");
+    assert!(!text.contains(&seen.to_string()), "{text}");
+    // The stream ends when the worker stops.
+    s.shutdown.cancel();
+    while let Some(frame) = body.frame().await {
+        frame.unwrap();
+    }
+}
