@@ -1,0 +1,364 @@
+//! The console in a real headless Chromium (issue 16), driven over WebDriver
+//! (Debian's chromedriver, `fantoccini`) against a real `causeway up`: the bridge, an
+//! event appearing without a reload, its attempts, a replay, suspend and resume; no page
+//! shows a secret of the manifests; axe-core finds no serious or critical violation; the
+//! events page fits a phone-width window. Screenshots of each page go to
+//! `$CARGO_TARGET_TMPDIR/console-screenshots/` (the test prints the path).
+//!
+//! `scripts/chromium.sh` installs chromium and chromium-driver when they are missing and
+//! axe-core from npm into `~/.cache/causeway/axe` (nothing third-party in the repository).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures::FutureExt as _;
+use serde_json::{Value, json};
+
+/// The outbound signing secret (Standard Webhooks) and what it decodes to.
+const SIGNING: &str = "whsec_Y29uc29sZS1zaWduaW5nLWtleS0wMTIz";
+const SIGNING_DECODED: &str = "console-signing-key-0123";
+/// A secret the destination gets in a header (through the bridge's env).
+const HEADER_SECRET: &str = "hdr-secret-console-4567";
+/// How long a page may take to show what the test waits for (a bound, not a measure).
+const WAIT: Duration = Duration::from_secs(30);
+
+fn yaml(sink: &Sink) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys}}
+stringData: {{outbound: "{SIGNING}", token: "{HEADER_SECRET}"}}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: orders}}
+spec:
+  env:
+  - name: TOKEN
+    valueFrom: {{secretKeyRef: {{name: keys, key: token}}}}
+  destinations:
+  - name: echo
+    url: "{echo}"
+    headers: {{Authorization: "Bearer $env.TOKEN", X-Api-Token: "$env.TOKEN"}}
+    signing: {{standardWebhooks: {{secretRef: {{name: keys, key: outbound}}}}}}
+"#,
+        echo = sink.url("/echo/orders")
+    )
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/chromium.sh")
+}
+
+/// `scripts/chromium.sh <cmd>`'s stdout lines.
+fn chromium_sh(cmd: &str) -> Vec<PathBuf> {
+    let out = Command::new(script())
+        .arg(cmd)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/chromium.sh");
+    assert!(out.status.success(), "scripts/chromium.sh {cmd} failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// chromedriver on a loopback port, stopped by its PID.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start(bin: &Path, log: &Path) -> Driver {
+        let port = free_port();
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(bin)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start chromedriver");
+        let d = Driver { child, port };
+        let deadline = Instant::now() + WAIT;
+        // chromedriver keeps connections open, so wait for its port to accept.
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Browser {
+    c: Client,
+    shots: PathBuf,
+    axe: String,
+    admin: String,
+}
+
+impl Browser {
+    async fn go(&self, path: &str) {
+        self.c.goto(&format!("{}{path}", self.admin)).await.unwrap();
+    }
+
+    async fn source(&self) -> String {
+        self.c.source().await.unwrap()
+    }
+
+    /// Waits for an element (bounded).
+    async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+        self.c
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.c.find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
+    /// Reloads until `css` matches at least `n` elements (bounded): for pages that are
+    /// not live (one event).
+    async fn reload_until(&self, css: &str, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if self.count(css).await >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} of {css}:\n{}",
+                self.source().await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            self.c.refresh().await.unwrap();
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.wait_for(css).await.click().await.unwrap();
+    }
+
+    /// Every check a page gets: a screenshot, no secret in its DOM, no serious
+    /// accessibility violation.
+    async fn check(&self, name: &str) {
+        let png = self.c.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+        let dom = self.source().await;
+        for secret in [SIGNING, SIGNING_DECODED, HEADER_SECRET] {
+            assert!(!dom.contains(secret), "{name} shows a secret:\n{dom}");
+        }
+        self.c.execute(&self.axe, vec![]).await.unwrap();
+        let found = self
+            .c
+            .execute_async(
+                r#"const done = arguments[arguments.length - 1];
+                axe.run(document, { resultTypes: ['violations'] })
+                  .then(r => done(r.violations
+                    .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                    .map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                                 nodes: v.nodes.map(n => n.target.join(' ')) }))))
+                  .catch(e => done({ error: String(e) }));"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(found, json!([]), "axe-core on {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_browser() {
+    let bins = chromium_sh("install");
+    let (chromium, chromedriver) = (&bins[0], &bins[1]);
+    let axe = std::fs::read_to_string(&chromium_sh("axe")[0]).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let m = manifests(dir.path(), &yaml(&sink));
+    let w = Worker::start(dir.path(), &m, &[]);
+    let summary = w.log_text();
+    assert!(
+        summary.contains(&format!("console http://{}/", w.admin)),
+        "causeway up names the console: {summary}"
+    );
+
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    println!("console screenshots: {}", shots.display());
+
+    let driver = Driver::start(chromedriver, &dir.path().join("chromedriver.log"));
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", dir.path().join("chromium").display()),
+            ],
+        }
+    });
+    let Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url(""))
+        .await
+        .expect("a Chromium session");
+    let b = Browser {
+        c: c.clone(),
+        shots: shots.clone(),
+        axe,
+        admin: format!("http://{}", w.admin),
+    };
+    let outcome = std::panic::AssertUnwindSafe(scenario(&b, &w, &sink))
+        .catch_unwind()
+        .await;
+    // Close the browser whatever happened, then report.
+    let _ = c.close().await;
+    drop(driver);
+    if let Err(panic) = outcome {
+        eprintln!("worker log:\n{}", w.log_text());
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn scenario(b: &Browser, w: &Worker, sink: &Sink) {
+    let http = client();
+
+    // Bridges: the bridge, its URL and its destination.
+    b.go("/").await;
+    b.wait_for("#bridge-default-orders").await;
+    let page = b.source().await;
+    assert!(
+        page.contains(&format!("http://{}/hooks/default/orders", w.listen)),
+        "{page}"
+    );
+    assert!(page.contains("echo") && page.contains("Ready"), "{page}");
+    b.check("bridges").await;
+
+    // Events: an event sent now appears without a reload.
+    b.go("/events").await;
+    b.wait_for("#events").await;
+    b.check("events-empty").await;
+    b.c.execute("window.loadedOnce = 'yes';", vec![])
+        .await
+        .unwrap();
+    let (code, body) = post(
+        &http,
+        &w.url("/hooks/default/orders"),
+        r#"{"order":7}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    let id = body["id"].as_str().expect("an event id").to_string();
+    b.wait_for(&format!("#ev-{id}")).await;
+    let marker =
+        b.c.execute("return window.loadedOnce;", vec![])
+            .await
+            .unwrap();
+    assert_eq!(marker, json!("yes"), "the row came without a reload");
+    b.check("events").await;
+
+    // One event: its attempts.
+    b.click(&format!("#ev-{id} a")).await;
+    b.wait_for("h1").await;
+    assert!(b.source().await.contains(&format!("Event {id}")));
+    assert_eq!(sink.wait_for("/echo/orders", 1, WAIT).await, 1);
+    b.reload_until("table.attempts tbody tr", 1).await;
+    let page = b.source().await;
+    assert!(
+        page.contains("200") && page.contains("\"order\": 7"),
+        "{page}"
+    );
+    b.check("event").await;
+
+    // Replay it: confirmed, then a second attempt.
+    b.click("a[href$='/replay']").await;
+    b.wait_for("form button[type=submit]").await;
+    b.check("confirm-replay").await;
+    b.click("form button[type=submit]").await;
+    b.wait_for(".notice").await;
+    assert!(
+        b.source().await.contains("Replayed: 1"),
+        "{}",
+        b.source().await
+    );
+    b.reload_until("table.attempts tbody tr", 2).await;
+    assert_eq!(sink.wait_for("/echo/orders", 2, WAIT).await, 2);
+    b.check("event-replayed").await;
+
+    // Suspend and resume the bridge, each confirmed.
+    b.go("/").await;
+    b.click("a[href='/bridges/default/orders/suspend']").await;
+    b.check("confirm-suspend").await;
+    b.click("form button[type=submit]").await;
+    b.wait_for("a[href='/bridges/default/orders/resume']").await;
+    let bridges = get_json(&http, &w.admin_url("/api/v1/bridges")).await;
+    assert_eq!(bridges["bridges"][0]["suspended"], json!(true), "{bridges}");
+    b.check("bridges-suspended").await;
+    b.click("a[href='/bridges/default/orders/resume']").await;
+    b.click("form button[type=submit]").await;
+    b.wait_for("a[href='/bridges/default/orders/suspend']")
+        .await;
+    let bridges = get_json(&http, &w.admin_url("/api/v1/bridges")).await;
+    assert_eq!(
+        bridges["bridges"][0]["suspended"],
+        json!(false),
+        "{bridges}"
+    );
+
+    // Plugins.
+    b.go("/plugins").await;
+    b.wait_for("h1").await;
+    b.check("plugins").await;
+
+    // A phone-width window: nothing wider than the screen but the tables' own scroll.
+    b.c.set_window_size(390, 844).await.unwrap();
+    for (path, name) in [
+        ("/events", "events-phone"),
+        (&*format!("/events/{id}"), "event-phone"),
+        ("/", "bridges-phone"),
+    ] {
+        b.go(path).await;
+        b.wait_for("h1").await;
+        let overflow = b
+            .c
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{name} overflows by {overflow}px"
+        );
+        b.check(name).await;
+    }
+}
