@@ -535,3 +535,32 @@ async fn tls_with_sslmode_as_libpq_spells_it() {
     assert!(becomes_healthy(&required).await, "require");
     assert_eq!(required.counts().await.expect("counts").events, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_work_on_one_worker_wakes_the_others() {
+    let schema = fresh_schema("notify");
+    let a = open(&schema).await;
+    let b = open(&schema).await;
+    let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let woken = woken.clone();
+        b.on_new_work(Arc::new(move || {
+            woken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+    }
+    // The listener connects in the background: give it its first poll, then write on `a`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        a.append(new_event("ns/b", T0, &["d"]))
+            .await
+            .expect("append");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if woken.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b is woken by a's NOTIFY"
+        );
+    }
+}
