@@ -9,6 +9,17 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_backlog_does_not_hold_other_bridges() {
+    rate_limited_backlog(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_backlog_does_not_hold_other_bridges_on_postgres() {
+    let url = postgres::url();
+    let schema = postgres::fresh_schema("fair");
+    rate_limited_backlog(&["--postgres", &url, "--postgres-schema", &schema]).await;
+}
+
+async fn rate_limited_backlog(store: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::ok().await;
     let yaml = format!(
@@ -35,7 +46,9 @@ spec:
     );
     let m = manifests(dir.path(), &yaml);
     // Fewer global slots than the backlog, as a busy pool has.
-    let w = Worker::start(dir.path(), &m, &["--max-inflight", "32"]);
+    let mut args = vec!["--max-inflight", "32"];
+    args.extend_from_slice(store);
+    let w = Worker::start(dir.path(), &m, &args);
     let c = client();
     let send = |path: &'static str, n: usize| {
         let (c, url) = (c.clone(), w.url(path));

@@ -1406,47 +1406,73 @@ impl Store for PostgresStore {
                 ))
                 .await
                 .map_err(|e| db_err(&core, "claim", e))?;
-            let next = c
+            let next_st = c
                 .prepare_cached("SELECT min(due_at) FROM queue WHERE due_at > $1")
                 .await
                 .map_err(|e| db_err(&core, "claim", e))?;
-            // Pipelined: the claim and the next due time in one round trip.
-            let (now, max) = (i(now_ms), limit as i64);
-            let p_claim: [&(dyn ToSql + Sync); 4] = [&now, &max, &core.me, &core.lease_ms];
-            let p_next: [&(dyn ToSql + Sync); 1] = [&now];
-            let (rows, next) = futures::join!(c.query(&st, &p_claim), c.query_one(&next, &p_next));
-            let rows = rows.map_err(|e| db_err(&core, "claim", e))?;
-            let next: Option<i64> = next.map_err(|e| db_err(&core, "claim", e))?.get(0);
+            let now = i(now_ms);
             let mut out = DueJobs::default();
             let mut release = Vec::new();
             let mut mine = Vec::new();
-            for r in &rows {
-                let at = u(r.get(0));
-                let key = JobKey {
-                    event: r.get(1),
-                    index: r.get::<_, i32>(2) as u32,
+            let mut more = false;
+            let mut next: Option<i64> = None;
+            // Held jobs (a destination without a free permit, a suspended bridge) count
+            // against no limit: claim again, up to a few rounds, while they fill the batch.
+            // Jobs claimed in an earlier round are leased, so a later round passes over them.
+            for round in 0..4 {
+                let want = (limit - out.jobs.len()) as i64;
+                let p_claim: [&(dyn ToSql + Sync); 4] = [&now, &want, &core.me, &core.lease_ms];
+                let p_next: [&(dyn ToSql + Sync); 1] = [&now];
+                // Pipelined: the claim and the next due time in one round trip.
+                let (rows, n) = if round == 0 {
+                    let (rows, n) =
+                        futures::join!(c.query(&st, &p_claim), c.query_one(&next_st, &p_next));
+                    (rows, Some(n))
+                } else {
+                    (c.query(&st, &p_claim).await, None)
                 };
-                if claimed(&key) {
-                    // Already in flight here (a lease that ran out while the attempt ran).
-                    continue;
+                let rows = rows.map_err(|e| db_err(&core, "claim", e))?;
+                if let Some(n) = n {
+                    next = n.map_err(|e| db_err(&core, "claim", e))?.get(0);
                 }
-                match job_from_row(r, 1) {
-                    None => {
-                        out.undecodable.push((at, key));
-                        release.push(key);
+                let mut held = 0;
+                for r in &rows {
+                    let at = u(r.get(0));
+                    let key = JobKey {
+                        event: r.get(1),
+                        index: r.get::<_, i32>(2) as u32,
+                    };
+                    if claimed(&key) {
+                        // Already in flight here (a lease that ran out while the attempt ran).
+                        continue;
                     }
-                    Some(job) if hold(&job) => release.push(key),
-                    Some(job) => {
-                        mine.push(key);
-                        out.jobs.push(job);
+                    match job_from_row(r, 1) {
+                        None => {
+                            out.undecodable.push((at, key));
+                            release.push(key);
+                        }
+                        Some(job) if hold(&job) => {
+                            held += 1;
+                            release.push(key);
+                        }
+                        Some(job) => {
+                            mine.push(key);
+                            out.jobs.push(job);
+                        }
                     }
+                }
+                more = (rows.len() as i64) >= want;
+                if !more || held == 0 || out.jobs.len() >= limit {
+                    break;
                 }
             }
             lock(&core.claimed).extend(mine);
             if !release.is_empty() {
                 release_keys(&core, &c, &release).await?;
             }
-            out.next_due_ms = if rows.len() >= limit {
+            // Due jobs left out by the limit: come back at once. Left out because they are
+            // held: the scheduler wakes when a permit or token frees up (or polls).
+            out.next_due_ms = if more && out.jobs.len() >= limit {
                 Some(now_ms)
             } else {
                 next.map(u)
