@@ -4,6 +4,7 @@
 //!   (and local mode builds from manifest files) and a worker runs.
 //! - [`ObjectKey`] (`namespace/name`) and [`Kind`]: how an item is named everywhere.
 //! - [`ItemError`]: a problem with one item, from the renderer or the worker.
+//! - [`duration`]: the duration (`1h30m`) and quantity (`64Mi`) grammar users write.
 //! - [`WorkerReport`]: the body of a worker's `GET /api/v1/config`, which the operator
 //!   folds into status.
 //!
@@ -14,6 +15,7 @@
 //! for the enums the CRDs embed; only `causeway-crds` enables it.
 
 mod bridge;
+pub mod duration;
 mod key;
 mod plugin;
 pub mod reason;

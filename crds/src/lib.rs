@@ -13,11 +13,14 @@ pub mod bridge;
 pub mod common;
 pub mod config;
 pub mod crd;
-pub mod duration;
 pub mod manifest;
 pub mod plugin;
 pub mod pool;
 pub mod validate;
+
+/// The duration and quantity grammar lives with the config types; re-exported here for the
+/// CRD schemas and the validators.
+pub use causeway_config::duration;
 
 pub use bridge::{Bridge, BridgeSpec, BridgeStatus};
 pub use config::{Inventory, RenderContext, Rendered, Scope, WorkerConfig, render};

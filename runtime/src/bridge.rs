@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use causeway_crds::config::{BridgeConfig, DestinationConfig, WorkerConfig};
+use causeway_config::{BridgeConfig, DestinationConfig, WorkerConfig};
 use causeway_pipeline::redact::{Secrets, bridge_secrets};
 
 use crate::store::RESPONSE_SNIPPET_BYTES;
@@ -198,7 +198,7 @@ impl ActiveBridge {
             .get(index)
             .ok_or_else(|| RenderError(format!("destination {} not compiled", d.name)))?;
         let payload: Option<serde_json::Value> = serde_json::from_slice(ev.body).ok();
-        let env: &BTreeMap<String, causeway_crds::config::EnvValue> = &self.cfg.env;
+        let env: &BTreeMap<String, causeway_config::EnvValue> = &self.cfg.env;
         let ctx = causeway_pipeline::EventContext {
             payload: payload.as_ref(),
             body: ev.body,
@@ -299,7 +299,7 @@ mod tests {
     /// the namespace's plugin variables, and redacts before it cuts the snippet.
     #[test]
     fn snippets_are_redacted_with_plugin_variables_then_cut() {
-        use causeway_crds::config::{PluginConfig, SecretValue, SourceConfig};
+        use causeway_config::{PluginConfig, SecretValue, SourceConfig};
         let secret = "sk_live_crm_0123456789";
         let cfg = WorkerConfig {
             plugins: vec![PluginConfig {
@@ -322,7 +322,7 @@ mod tests {
         let bridge: BridgeConfig = serde_json::from_value(serde_json::json!({
             "namespace": "shop", "name": "orders", "path": "/hooks/shop/orders", "methods": ["POST"],
             "maxBodyBytes": 1024, "idempotencyHeader": "webhook-id", "dedupeWindowMs": 1000, "suspend": false,
-            "stepRetry": causeway_crds::config::RetryConfig::default(), "destinations": [], "onMissing": "empty"
+            "stepRetry": causeway_config::RetryConfig::default(), "destinations": [], "onMissing": "empty"
         }))
         .unwrap();
         let active = ActiveBridge::compile(&bridge, &cfg).unwrap();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use causeway_crds::config::WorkerConfig;
+use causeway_config::WorkerConfig;
 use causeway_plugins::{HostOptions, PluginHost, PluginRef, PoolingMode};
 
 use crate::store::Store;

@@ -31,7 +31,7 @@ pub struct StoreInfo {
 impl StoreInfo {
     pub fn embedded(dir: &std::path::Path) -> Self {
         StoreInfo {
-            engine: causeway_crds::config::StoreReport::EMBEDDED,
+            engine: causeway_config::StoreReport::EMBEDDED,
             location: dir.display().to_string(),
         }
     }
@@ -39,8 +39,8 @@ impl StoreInfo {
     /// From the connection URL (user and password are left out).
     pub fn postgres(url: &str) -> Self {
         StoreInfo {
-            engine: causeway_crds::config::StoreReport::POSTGRES,
-            location: causeway_crds::config::postgres_location(url),
+            engine: causeway_config::StoreReport::POSTGRES,
+            location: causeway_config::postgres_location(url),
         }
     }
 }

@@ -337,7 +337,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     )?;
     let generated_admin_token = (first.config.admin_token.is_none()
         && !admin_addr.ip().is_loopback())
-    .then(|| causeway_crds::config::SecretValue(hex::encode(rand::random::<[u8; 24]>())));
+    .then(|| causeway_config::SecretValue(hex::encode(rand::random::<[u8; 24]>())));
     let delivery_handle = DeliveryHandle::new(metrics.paused.clone());
     if let Err(e) = delivery_handle.load_paused(store.as_ref()).await {
         // A shared store that is not reachable yet: the worker starts unready and learns the

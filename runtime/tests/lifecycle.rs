@@ -271,8 +271,7 @@ async fn worker_mode_runs_a_rendered_config_file_and_guards_the_admin_api() {
     }
     assert_eq!(config["bridges"][0]["ready"], true);
     // The operator's side of the contract: the same body, parsed as the typed report.
-    let report: causeway_crds::config::WorkerReport =
-        serde_json::from_value(config.clone()).unwrap();
+    let report: causeway_config::WorkerReport = serde_json::from_value(config.clone()).unwrap();
     assert_eq!(Some(report.version.as_str()), cfg["version"].as_str());
     assert_eq!(report.bridges[0].key().to_string(), "default/w");
     assert!(report.bridges[0].ready && !report.bridges[0].suspended);

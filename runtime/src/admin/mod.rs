@@ -400,10 +400,8 @@ async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value>
 
 /// The running configuration's version and per-item state. No secrets. The body is the
 /// typed contract the operator parses (`causeway_config::WorkerReport`).
-async fn config(State(shared): State<AppState>) -> Json<causeway_crds::config::WorkerReport> {
-    use causeway_crds::config::{
-        BridgeReport, ItemError, Kind, ObjectKey, PluginReport, WorkerReport,
-    };
+async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerReport> {
+    use causeway_config::{BridgeReport, ItemError, Kind, ObjectKey, PluginReport, WorkerReport};
     let active = shared.active();
     let cfg = &active.config;
     let errors: Vec<ItemError> = active
@@ -473,7 +471,7 @@ async fn config(State(shared): State<AppState>) -> Json<causeway_crds::config::W
         bridges,
         plugins,
         errors,
-        store: Some(causeway_crds::config::StoreReport::new(
+        store: Some(causeway_config::StoreReport::new(
             shared.store_info.engine,
             &shared.store_info.location,
             shared.store.healthy(),

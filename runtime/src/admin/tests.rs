@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use causeway_crds::config::{SecretValue, WorkerConfig};
+use causeway_config::{SecretValue, WorkerConfig};
 use tower::ServiceExt as _;
 
 use super::router;
@@ -140,7 +140,7 @@ async fn the_api_needs_the_token() {
 async fn the_config_report_names_the_store_and_never_its_password() {
     let dir = tempfile::tempdir().unwrap();
     let (_, text) = call(&shared(dir.path()), "GET", "/api/v1/config", Some(TOKEN)).await;
-    let report: causeway_crds::config::WorkerReport = serde_json::from_str(&text).unwrap();
+    let report: causeway_config::WorkerReport = serde_json::from_str(&text).unwrap();
     let store = report.store.expect("a store section");
     assert_eq!((store.engine.as_str(), store.healthy), ("embedded", true));
 
@@ -150,7 +150,7 @@ async fn the_config_report_names_the_store_and_never_its_password() {
         crate::shared::StoreInfo::postgres("postgres://causeway:s3cr3t@db.shop.svc:5432/app");
     let (_, text) = call(&Arc::new(s), "GET", "/api/v1/config", Some(TOKEN)).await;
     assert!(!text.contains("s3cr3t"), "{text}");
-    let report: causeway_crds::config::WorkerReport = serde_json::from_str(&text).unwrap();
+    let report: causeway_config::WorkerReport = serde_json::from_str(&text).unwrap();
     let store = report.store.unwrap();
     assert_eq!(store.engine, "postgres");
     assert_eq!(store.message, "postgres at db.shop.svc:5432/app");

@@ -287,7 +287,7 @@ fn resolve_override(s: &str) -> Result<(String, std::net::SocketAddr), String> {
 }
 
 fn bytes(s: &str) -> Result<u64, String> {
-    causeway_crds::duration::parse_quantity_bytes(s)
+    causeway_config::duration::parse_quantity_bytes(s)
 }
 
 fn cidr(s: &str) -> Result<crate::netguard::Cidr, String> {
@@ -295,7 +295,7 @@ fn cidr(s: &str) -> Result<crate::netguard::Cidr, String> {
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    causeway_crds::duration::parse_duration(s).map_err(|e| e.to_string())
+    causeway_config::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug, Clone)]

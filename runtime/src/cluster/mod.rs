@@ -12,7 +12,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
-use causeway_crds::config::WorkerConfig;
+use causeway_config::WorkerConfig;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, ConfigSource, Loaded, Published};
 
-pub use causeway_crds::config::{CONFIG_KEY, CONFIG_VERSION_ANNOTATION, config_secret_name};
+pub use causeway_config::{CONFIG_KEY, CONFIG_VERSION_ANNOTATION, config_secret_name};
 
 /// Errors of the cluster config source.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use causeway_crds::config::{SecretValue, WorkerConfig};
+use causeway_config::{SecretValue, WorkerConfig};
 use serde::Serialize;
 
 use crate::bridge::ActiveBridge;

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use causeway_crds::config::{Problem, WorkerConfig};
+use causeway_config::{ItemError as Problem, WorkerConfig};
 use causeway_crds::manifest::{load_paths, manifest_files};
 use causeway_crds::{RenderContext, Scope, render};
 use tokio::sync::watch;

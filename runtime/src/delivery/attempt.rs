@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use causeway_crds::config::RetryConfig;
+use causeway_config::RetryConfig;
 use tracing::{debug, instrument, warn};
 
 use crate::bridge::EventView;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use causeway_crds::config::DestinationConfig;
+use causeway_config::DestinationConfig;
 use tracing::warn;
 
 use crate::bridge::ActiveBridge;

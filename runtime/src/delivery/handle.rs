@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use causeway_crds::config::DestinationConfig;
+use causeway_config::DestinationConfig;
 use prometheus::IntGaugeVec;
 use tokio::sync::Notify;
 

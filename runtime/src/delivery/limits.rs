@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use causeway_crds::config::DestinationConfig;
+use causeway_config::DestinationConfig;
 
 use crate::sync::lock;
 

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use causeway_crds::bridge::BackoffPolicy;
-use causeway_crds::config::RetryConfig;
+use causeway_config::BackoffPolicy;
+use causeway_config::RetryConfig;
 use rand::Rng;
 
 /// Delay before retry `n` (0 for the first retry), or `None` when the retries are spent.

@@ -47,7 +47,7 @@ fn is_fanout(headers: &http::HeaderMap) -> bool {
 /// How long the worker waits for one step: the plugin's own `timeout` (which the host
 /// enforces on the guest) plus room to queue for a slot (`whenBusy: queue` waits up to the
 /// timeout too); a plugin served by another pool gets the host's remote default.
-pub fn step_timeout(cfg: &causeway_crds::config::WorkerConfig, target: &PluginTarget) -> Duration {
+pub fn step_timeout(cfg: &causeway_config::WorkerConfig, target: &PluginTarget) -> Duration {
     match cfg
         .plugins
         .iter()
@@ -323,12 +323,12 @@ mod tests {
     /// be cut at a hard-coded 30 s whatever the plugin's `timeout`).
     #[test]
     fn a_step_waits_for_its_plugins_own_timeout() {
-        let plugin: causeway_crds::config::PluginConfig = serde_json::from_value(serde_json::json!({
+        let plugin: causeway_config::PluginConfig = serde_json::from_value(serde_json::json!({
             "namespace": "shop", "name": "slow", "source": {"type": "file", "path": "/x.wasm"},
             "memoryBytes": 1048576, "timeoutMs": 120000, "maxConcurrency": 1, "whenBusy": "queue"
         }))
         .unwrap();
-        let cfg = causeway_crds::config::WorkerConfig {
+        let cfg = causeway_config::WorkerConfig {
             plugins: vec![plugin],
             ..Default::default()
         };
