@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CAUSEWAY_CACHE ?= $(HOME)/.cache/causeway
 
-.PHONY: registry dev test unit e2e e2e-up e2e-down bench crds crds-check plugins lint toolchain fuzz
+.PHONY: registry dev test unit e2e e2e-up e2e-down bench crds crds-check plugins lint deps-check toolchain fuzz
 
 ## dev: build the example plugins and run examples/quickstart on 127.0.0.1:8080 (Ctrl-C stops)
 dev: plugins
@@ -44,13 +44,25 @@ e2e-down:
 bench:
 	examples/plugins/build.sh --rust-only
 	bench/setup.sh
-	$(CARGO) build --release -p causeway-runtime --bin causeway -p causeway-bench
+	$(CARGO) build --release -p causeway --bin causeway -p causeway-bench
 	$${CARGO_TARGET_DIR:-target}/release/bench run --out BENCHMARKS.md
 
-## lint: rustfmt (default settings) and clippy with warnings as errors
-lint:
+## lint: rustfmt (default settings), clippy with warnings as errors, and deps-check
+lint: deps-check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## deps-check: the data plane (runtime, pipeline, plugins) builds without kube, k8s-openapi
+## or schemars; only the `causeway` binary, the CRD crate and the operator bring them in
+DATA_PLANE := causeway-runtime causeway-pipeline causeway-plugins
+deps-check:
+	@for p in $(DATA_PLANE); do \
+	  tree=$$($(CARGO) tree --quiet -p $$p -e normal,build --prefix none) || exit 1; \
+	  bad=$$(grep -E '^(kube|k8s-openapi|schemars)' <<<"$$tree" | sort -u); \
+	  if [ -n "$$bad" ]; then \
+	    echo "$$bad"; echo "deps-check: $$p depends on the crates above; see docs/architecture.md"; exit 1; \
+	  fi; \
+	done; echo "deps-check: $(DATA_PLANE) free of kube, k8s-openapi and schemars"
 
 ## fuzz: run every fuzz target at once for FUZZ_SECONDS each (default 60); crashing inputs go to fuzz/crashes/
 fuzz:

@@ -115,7 +115,7 @@ fn paths(work: Option<PathBuf>) -> Result<Paths, String> {
 fn preflight(p: &Paths, only: &[u32]) -> Result<(), String> {
     let mut need = vec![(
         p.causeway(),
-        "cargo build --release -p causeway-runtime --bin causeway",
+        "cargo build --release -p causeway --bin causeway",
     )];
     if only.iter().any(|s| [1, 3].contains(s)) {
         need.push((p.floor(), "cargo build --release -p causeway-bench"));

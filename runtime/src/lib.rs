@@ -3,11 +3,14 @@
 //! Stages, one folder each: [`ingress`] → [`store`] → [`delivery`], with [`admin`] beside
 //! them; [`config`] sources feed whole configurations; [`bridge`] wraps the compiled
 //! pipeline and [`plugins`] the Wasm host. See `docs/worker.md`.
+//!
+//! This library has no Kubernetes dependency. What needs the API types (rendering
+//! manifests in local mode, watching a pool's config Secret) comes in through [`Sources`],
+//! which the `causeway` binary (package `causeway`, `cli/`) supplies to [`run`].
 
 pub mod admin;
 pub mod bridge;
 pub mod cli;
-pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod delivery;
@@ -24,20 +27,39 @@ pub mod store;
 pub mod sync;
 pub mod worker;
 
+use std::error::Error;
+use std::future::Future;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
-use crate::config::{ConfigSource, FileSource, ManifestSource};
+use crate::config::{ConfigSource, FileSource};
 use crate::worker::Options;
 
 /// How long `worker --pool` waits at startup for a valid config in the pool's Secret.
-const POOL_CONFIG_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+const POOL_CONFIG_WAIT: Duration = Duration::from_secs(120);
 
-/// Parse the command line and run it.
-pub fn run() -> ExitCode {
+/// The configuration sources that need Kubernetes types, supplied by the binary.
+pub trait Sources {
+    /// `causeway up -f` and `causeway render`: manifest files and directories, rendered
+    /// into a `WorkerConfig` the way the operator renders a pool's.
+    fn manifests(&self, paths: Vec<PathBuf>) -> Box<dyn ConfigSource>;
+
+    /// `causeway worker --pool <namespace>/<name>`: the pool's config Secret, once it holds
+    /// a valid config (waiting up to `wait` for one).
+    fn pool(
+        &self,
+        pool: &str,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Box<dyn ConfigSource>, Box<dyn Error + Send + Sync>>>;
+}
+
+/// Parse the command line and run it, with `sources` for manifests and the cluster.
+pub fn run(sources: impl Sources) -> ExitCode {
     let cli = Cli::parse();
     // reqwest is built without a default crypto provider; install ring once, first.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -58,7 +80,7 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(dispatch(cli)) {
+    match rt.block_on(dispatch(cli, &sources)) {
         Ok(out) => {
             if !out.is_empty() {
                 print!("{out}");
@@ -72,7 +94,7 @@ pub fn run() -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<String, Box<dyn std::error::Error>> {
+async fn dispatch(cli: Cli, sources: &impl Sources) -> Result<String, Box<dyn Error>> {
     match cli.command {
         Command::Up {
             files,
@@ -88,7 +110,7 @@ async fn dispatch(cli: Cli) -> Result<String, Box<dyn std::error::Error>> {
                 print_urls: true,
                 postgres: serve.postgres(),
             };
-            worker::serve(opts, Box::new(ManifestSource { paths: files })).await?;
+            worker::serve(opts, sources.manifests(files)).await?;
             Ok(String::new())
         }
         Command::Worker {
@@ -109,16 +131,17 @@ async fn dispatch(cli: Cli) -> Result<String, Box<dyn std::error::Error>> {
             };
             let source: Box<dyn ConfigSource> = match (config, pool) {
                 (Some(path), _) => Box::new(FileSource { path }),
-                (None, Some(pool)) => {
-                    Box::new(cluster::SecretSource::connect(&pool, POOL_CONFIG_WAIT).await?)
-                }
+                (None, Some(pool)) => sources
+                    .pool(&pool, POOL_CONFIG_WAIT)
+                    .await
+                    .map_err(|e| e as Box<dyn Error>)?,
                 (None, None) => return Err("worker: --config or --pool is required".into()),
             };
             worker::serve(opts, source).await?;
             Ok(String::new())
         }
         Command::Render { files, strict } => {
-            let loaded = ManifestSource { paths: files }.load()?;
+            let loaded = sources.manifests(files).load()?;
             for p in &loaded.problems {
                 eprintln!(
                     "{:?} {}/{}: {}: {}",

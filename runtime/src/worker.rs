@@ -56,7 +56,7 @@ impl std::fmt::Debug for PostgresArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password: only where it points.
         f.debug_struct("PostgresArgs")
-            .field("at", &causeway_crds::config::postgres_location(&self.url))
+            .field("at", &causeway_config::postgres_location(&self.url))
             .field("schema", &self.schema)
             .finish_non_exhaustive()
     }

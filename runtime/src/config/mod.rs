@@ -3,9 +3,10 @@
 //! that fails to load keeps what it published last and logs one error per distinct
 //! failure.
 //!
-//! Sources: [`FileSource`] (a rendered `WorkerConfig` file, `causeway worker --config`) and
-//! [`ManifestSource`] (manifest files and directories, `causeway up -f`). A source that
-//! watches the pool's Secret through the Kubernetes API implements the same trait.
+//! Sources: [`FileSource`] (a rendered `WorkerConfig` file, `causeway worker --config`)
+//! here; the ones that need Kubernetes types live in the `causeway` binary and implement
+//! the same trait: manifest files and directories (`causeway up -f`), rendered with the
+//! operator's renderer, and the pool's config Secret (`causeway worker --pool`).
 
 pub mod active;
 
@@ -16,8 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use causeway_config::{ItemError as Problem, WorkerConfig};
-use causeway_crds::manifest::{load_paths, manifest_files};
-use causeway_crds::{RenderContext, Scope, render};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -34,8 +33,9 @@ pub type Published = watch::Sender<Option<Arc<Loaded>>>;
 /// Why a configuration could not be loaded.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
-    Manifest(#[from] causeway_crds::manifest::ManifestError),
+    /// A source's own failure, such as manifests that do not load.
+    #[error(transparent)]
+    Source(Arc<dyn std::error::Error + Send + Sync>),
     #[error("{path}: cannot read: {message}")]
     Read { path: String, message: String },
     #[error("{path}: not a WorkerConfig: {message}")]
@@ -79,8 +79,8 @@ fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 }
 
 /// Poll `files()` and call `load` when their fingerprint changes; publish what changes the
-/// version; log each distinct error once.
-async fn poll_loop<S: ConfigSource>(
+/// version; log each distinct error once. The `watch` of every file-based source.
+pub async fn poll_files<S: ConfigSource>(
     mut src: S,
     files: impl Fn(&S) -> Vec<PathBuf> + Send,
     out: Published,
@@ -120,39 +120,6 @@ async fn poll_loop<S: ConfigSource>(
     }
 }
 
-/// Manifest files and directories (local mode), rendered with `Scope::All`.
-pub struct ManifestSource {
-    pub paths: Vec<PathBuf>,
-}
-
-impl ManifestSource {
-    fn files(&self) -> Vec<PathBuf> {
-        let mut files = manifest_files(&self.paths).unwrap_or_default();
-        // Directories themselves: a new or deleted file changes their mtime.
-        files.extend(self.paths.iter().filter(|p| p.is_dir()).cloned());
-        files
-    }
-}
-
-impl ConfigSource for ManifestSource {
-    fn load(&mut self) -> Result<Loaded, ConfigError> {
-        let inv = load_paths(&self.paths)?;
-        let rendered = render(&inv, &Scope::All, &RenderContext::default());
-        Ok(Loaded {
-            config: Arc::new(rendered.config),
-            problems: rendered.problems,
-        })
-    }
-
-    fn watch(
-        self: Box<Self>,
-        out: Published,
-        stop: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(poll_loop(*self, |s: &ManifestSource| s.files(), out, stop))
-    }
-}
-
 /// A rendered `WorkerConfig` in a file (JSON or YAML), as the operator writes it.
 pub struct FileSource {
     pub path: PathBuf,
@@ -181,7 +148,7 @@ impl ConfigSource for FileSource {
         out: Published,
         stop: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(poll_loop(
+        Box::pin(poll_files(
             *self,
             |s: &FileSource| vec![s.path.clone()],
             out,

@@ -20,7 +20,7 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, ConfigSource, Loaded, Published};
+use causeway_runtime::config::{ConfigError, ConfigSource, Loaded, Published};
 
 pub use causeway_config::{CONFIG_KEY, CONFIG_VERSION_ANNOTATION, config_secret_name};
 

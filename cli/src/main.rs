@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    causeway_runtime::run(causeway::KubeSources)
+}
