@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use causeway_config::{ItemError, Kind, ObjectKey, reason};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
 use crate::bridge::ActiveBridge;
-use crate::config::active::{Active, ConfigHandle, ItemError};
+use crate::config::active::{Active, ConfigHandle};
 use crate::config::{ConfigSource, Loaded};
 use crate::delivery::handle::DeliveryHandle;
 use crate::health::Health;
@@ -100,17 +101,7 @@ pub enum RunError {
 pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
     let old = shared.active();
     let cfg = loaded.config.clone();
-    let mut errors: Vec<ItemError> = loaded
-        .problems
-        .iter()
-        .map(|p| ItemError {
-            kind: format!("{:?}", p.kind),
-            namespace: p.namespace.clone(),
-            name: p.name.clone(),
-            reason: p.reason.clone(),
-            message: p.message.clone(),
-        })
-        .collect();
+    let mut errors: Vec<ItemError> = loaded.problems.clone();
     let mut bridges = HashMap::new();
     for b in &cfg.bridges {
         let key = b.key();
@@ -125,13 +116,12 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
                 } else {
                     ""
                 };
-                errors.push(ItemError {
-                    kind: "Bridge".into(),
-                    namespace: b.namespace.clone(),
-                    name: b.name.clone(),
-                    reason: "InvalidSpec".into(),
-                    message: format!("{}{note}", errs.join("; ")),
-                });
+                errors.push(ItemError::new(
+                    Kind::Bridge,
+                    b.object_key(),
+                    reason::INVALID_SPEC,
+                    format!("{}{note}", errs.join("; ")),
+                ));
                 if let Some(prev) = kept {
                     bridges.insert(key, prev);
                 }
@@ -139,27 +129,22 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
         }
     }
     for (key, message) in shared.plugins.apply(&cfg).await {
-        let (namespace, name) = key
-            .split_once('/')
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .unwrap_or_default();
-        errors.push(ItemError {
-            kind: "Plugin".into(),
-            namespace,
-            name,
-            reason: "LoadError".into(),
+        let key = ObjectKey::parse(&key).unwrap_or_default();
+        errors.push(ItemError::new(
+            Kind::Plugin,
+            key,
+            reason::LOAD_ERROR,
             message,
-        });
+        ));
     }
     match parse_cidrs(&cfg.destination_allowed_cidrs) {
         Ok(allowed) => shared.netguard.set_allowed(allowed),
-        Err(message) => errors.push(ItemError {
-            kind: "WorkerPool".into(),
-            namespace: cfg.namespace.clone(),
-            name: cfg.pool.clone(),
-            reason: "InvalidSpec".into(),
-            message: format!("allowedDestinationCidrs: {message} (the previous list stays)"),
-        }),
+        Err(message) => errors.push(ItemError::new(
+            Kind::WorkerPool,
+            ObjectKey::new(&cfg.namespace, &cfg.pool),
+            reason::INVALID_SPEC,
+            format!("allowedDestinationCidrs: {message} (the previous list stays)"),
+        )),
     }
     let by_path = bridges
         .values()
@@ -194,7 +179,7 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
         .inc();
     shared.delivery.wake();
     for e in &active.errors {
-        warn!(kind = %e.kind, item = %format!("{}/{}", e.namespace, e.name), reason = %e.reason, "{}", e.message);
+        warn!(kind = %e.kind, item = %e.key(), reason = %e.reason, "{}", e.message);
     }
     info!(
         bridges = active.bridges.len(),
@@ -222,7 +207,7 @@ pub fn describe(active: &Active, listen: SocketAddr, admin: SocketAddr) -> Strin
         let failed = active
             .errors
             .iter()
-            .any(|e| e.kind == "Plugin" && e.namespace == p.namespace && e.name == p.name);
+            .any(|e| e.is_about(Kind::Plugin, &p.object_key()));
         match (&p.route, failed) {
             (_, true) => {}
             (Some(route), false) => out.push_str(&format!(
@@ -234,8 +219,11 @@ pub fn describe(active: &Active, listen: SocketAddr, admin: SocketAddr) -> Strin
     }
     for e in &active.errors {
         out.push_str(&format!(
-            "  ! {} {}/{}: {}: {}\n",
-            e.kind, e.namespace, e.name, e.reason, e.message
+            "  ! {} {}: {}: {}\n",
+            e.kind,
+            e.key(),
+            e.reason,
+            e.message
         ));
     }
     out.push_str(&format!("  admin  http://{admin}  (events, metrics)\n"));
@@ -565,11 +553,6 @@ pub fn errors_by_item(active: &Active) -> BTreeMap<String, String> {
     active
         .errors
         .iter()
-        .map(|e| {
-            (
-                format!("{} {}/{}", e.kind, e.namespace, e.name),
-                e.message.clone(),
-            )
-        })
+        .map(|e| (format!("{} {}", e.kind, e.key()), e.message.clone()))
         .collect()
 }

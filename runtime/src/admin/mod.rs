@@ -404,24 +404,7 @@ async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerR
     use causeway_config::{BridgeReport, ItemError, Kind, ObjectKey, PluginReport, WorkerReport};
     let active = shared.active();
     let cfg = &active.config;
-    let errors: Vec<ItemError> = active
-        .errors
-        .iter()
-        .filter_map(|e| match e.kind.parse::<Kind>() {
-            Ok(kind) => Some(ItemError {
-                kind,
-                namespace: e.namespace.clone(),
-                name: e.name.clone(),
-                reason: e.reason.clone(),
-                message: e.message.clone(),
-            }),
-            Err(err) => {
-                let item = format!("{}/{}", e.namespace, e.name);
-                tracing::warn!(error = %err, %item, "item error left out of the config report");
-                None
-            }
-        })
-        .collect();
+    let errors: Vec<ItemError> = active.errors.clone();
     let failed = |kind: Kind, key: &ObjectKey| {
         errors
             .iter()

@@ -5,22 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use causeway_config::{SecretValue, WorkerConfig};
-use serde::Serialize;
+use causeway_config::{ItemError, SecretValue, WorkerConfig};
 
 use crate::bridge::ActiveBridge;
 use crate::sync::{lock, read, write};
-
-/// A problem with one configured item, as the admin API reports it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemError {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub reason: String,
-    pub message: String,
-}
 
 /// One applied configuration.
 pub struct Active {
@@ -28,6 +16,7 @@ pub struct Active {
     pub bridges: HashMap<String, Arc<ActiveBridge>>,
     /// Path → bridge key.
     pub by_path: HashMap<String, String>,
+    /// Items left out by the renderer or not applied here, as the admin API reports them.
     pub errors: Vec<ItemError>,
     pub loaded_at_ms: u64,
 }
