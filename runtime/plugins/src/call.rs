@@ -2,6 +2,7 @@
 //! its own task, and the failure classified (timeout, OOM, trap, refused outbound, …).
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,10 +24,11 @@ use wasmtime_wasi_http::{
 use causeway_config::{PluginConfig, WhenBusy};
 
 use crate::error::{CallError, HostError};
-use crate::host::{Inner, PluginRef};
-use crate::kv::{KvCtx, KvView};
-use crate::log::CallLog;
+use crate::kv::{KvCtx, KvStore, KvView};
+use crate::log::{CallLog, PluginLogs};
+use crate::metrics::Metrics;
 use crate::outbound::{AllowList, Refusal};
+use crate::plugin_ref::PluginRef;
 
 /// Largest response body a plugin may return from one call.
 pub const MAX_RESPONSE_BYTES: u64 = 8 << 20;
@@ -37,6 +39,38 @@ pub const HEADER_TOKEN: &str = "causeway-internal-token";
 pub const HEADER_CALLER: &str = "causeway-caller";
 pub const HEADER_DEPTH: &str = "causeway-chain-depth";
 pub const HEADER_ERROR: &str = "causeway-error";
+
+/// What a guest's outbound request leaves behind once answered: the rest of its body I/O.
+pub(crate) type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+/// The answer to a guest's outbound request.
+pub(crate) type OutboundFuture = Pin<
+    Box<
+        dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
+            + Send,
+    >,
+>;
+
+/// What one call needs from the host that runs it: the engine, the keyvalue store, the
+/// plugins' logs and metrics, and where a guest's outbound requests go. The host
+/// (`host.rs`, registry and router) implements it; a call sees nothing else of the host,
+/// so this module does not depend on that one.
+pub(crate) trait CallHost: Send + Sync + 'static {
+    fn engine(&self) -> &wasmtime::Engine;
+    fn kv(&self) -> &Arc<dyn KvStore>;
+    /// Serialises `wasi:keyvalue/atomics` increments.
+    fn increment_lock(&self) -> &Arc<tokio::sync::Mutex<()>>;
+    fn logs(&self) -> &PluginLogs;
+    fn metrics(&self) -> &Metrics;
+    /// Sends one outbound request of a guest: the allow-list, `http://<plugin>.internal`
+    /// chaining, the network.
+    fn send_request(
+        self: Arc<Self>,
+        out: Arc<OutboundCtx>,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> OutboundFuture;
+}
 
 /// A component compiled and pre-instantiated once per digest.
 pub(crate) struct Compiled {
@@ -77,7 +111,7 @@ impl CallShared {
 
 /// What the outbound hook needs to know about the call it serves.
 pub(crate) struct OutboundCtx {
-    pub host: Arc<Inner>,
+    pub host: Arc<dyn CallHost>,
     pub plugin: PluginRef,
     pub key: String,
     pub allow: Arc<AllowList>,
@@ -109,7 +143,7 @@ impl WasiHttpHooks for Hooks {
             > + Send,
     > {
         let out = self.out.clone();
-        Box::new(async move { crate::host::send_outbound(out, request, options).await })
+        Box::new(out.host.clone().send_request(out, request, options))
     }
 }
 
@@ -258,8 +292,8 @@ pub(crate) struct CallCx {
 
 /// Builds a store for `plugin` and instantiates it once, without calling it: checks at
 /// load time that the component links and fits the pool.
-pub(crate) async fn probe(
-    host: &Arc<Inner>,
+pub(crate) async fn probe<H: CallHost>(
+    host: &Arc<H>,
     pre: &ProxyPre<CallState>,
     plugin: &PluginConfig,
 ) -> Result<(), String> {
@@ -279,8 +313,8 @@ pub(crate) async fn probe(
     });
     let kv = KvCtx {
         plugin: plugin.key(),
-        kv: host.kv.clone(),
-        increment_lock: host.increment_lock.clone(),
+        kv: host.kv().clone(),
+        increment_lock: host.increment_lock().clone(),
     };
     let log = CallLog::default();
     let state = CallState::new(
@@ -290,7 +324,7 @@ pub(crate) async fn probe(
         plugin.memory_bytes,
         &log,
     );
-    let mut store = Store::new(&host.engine, state);
+    let mut store = Store::new(host.engine(), state);
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(1);
     let limit = std::time::Instant::now() + Duration::from_secs(10);
@@ -357,8 +391,8 @@ enum GuestFailure {
 }
 
 /// Calls `plugin` with `req`; records metrics and the guest's log.
-pub(crate) async fn invoke(
-    host: &Arc<Inner>,
+pub(crate) async fn invoke<H: CallHost>(
+    host: &Arc<H>,
     plugin: Arc<Loaded>,
     req: http::Request<Bytes>,
     cx: CallCx,
@@ -366,12 +400,12 @@ pub(crate) async fn invoke(
     let started = Instant::now();
     let log = CallLog::default();
     let result = invoke_inner(host, &plugin, req, cx, &log).await;
-    host.logs.record(&plugin.key, &log);
+    host.logs().record(&plugin.key, &log);
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.kind(),
     };
-    let m = &host.metrics;
+    let m = host.metrics();
     let labels = [plugin.key.as_str(), outcome];
     m.calls.with_label_values(&labels).inc();
     m.call_seconds
@@ -389,8 +423,8 @@ pub(crate) async fn invoke(
     result
 }
 
-async fn invoke_inner(
-    host: &Arc<Inner>,
+async fn invoke_inner<H: CallHost>(
+    host: &Arc<H>,
     plugin: &Arc<Loaded>,
     req: http::Request<Bytes>,
     cx: CallCx,
@@ -407,7 +441,10 @@ async fn invoke_inner(
     // Concurrency: reject at once, or wait up to the call's timeout for a slot.
     let permit = match plugin.cfg.when_busy {
         WhenBusy::Reject => plugin.sem.clone().try_acquire_owned().map_err(|_| {
-            host.metrics.busy.with_label_values(&[&key, "reject"]).inc();
+            host.metrics()
+                .busy
+                .with_label_values(&[&key, "reject"])
+                .inc();
             CallError::Busy {
                 plugin: key.clone(),
                 reason: format!(
@@ -428,7 +465,10 @@ async fn invoke_inner(
                     });
                 }
                 Err(_) => {
-                    host.metrics.busy.with_label_values(&[&key, "queue"]).inc();
+                    host.metrics()
+                        .busy
+                        .with_label_values(&[&key, "queue"])
+                        .inc();
                     return Err(CallError::Busy {
                         plugin: key,
                         reason: format!(
@@ -458,11 +498,11 @@ async fn invoke_inner(
     });
     let kv = KvCtx {
         plugin: key.clone(),
-        kv: host.kv.clone(),
-        increment_lock: host.increment_lock.clone(),
+        kv: host.kv().clone(),
+        increment_lock: host.increment_lock().clone(),
     };
     let state = CallState::new(out, plugin.vars.clone(), kv, plugin.cfg.memory_bytes, log);
-    let mut store = Store::new(&host.engine, state);
+    let mut store = Store::new(host.engine(), state);
     store.limiter(|s| &mut s.limiter);
     // Check every tick: past the deadline the guest traps; before it, it yields so a
     // spinning guest never holds a worker thread for longer than one tick.
@@ -495,7 +535,7 @@ async fn invoke_inner(
         .map_err(|e| internal(describe(&e)))?;
 
     let pre = plugin.compiled.pre.clone();
-    host.metrics
+    host.metrics()
         .instance_pre_reuse
         .with_label_values(&[&key])
         .inc();
@@ -532,7 +572,7 @@ async fn invoke_inner(
         if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
             .is_some()
         {
-            host.metrics.busy.with_label_values(&[&key, "pool"]).inc();
+            host.metrics().busy.with_label_values(&[&key, "pool"]).inc();
             return CallError::Busy {
                 plugin: key.clone(),
                 reason: format!("instance pool exhausted: {}", describe(&e)),

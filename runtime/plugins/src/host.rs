@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use causeway_config::{PluginConfig, PluginRoute, SecretValue, WorkerConfig};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -20,8 +20,8 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
 use crate::cache::{CacheDirs, write_atomic};
 use crate::call::{
-    CallCx, CallState, Compiled, HEADER_CALLER, HEADER_DEPTH, HEADER_ERROR, HEADER_TOKEN, Loaded,
-    OutboundCtx, build_linker, invoke, probe, wasi_body,
+    CallCx, CallHost, CallState, Compiled, HEADER_CALLER, HEADER_DEPTH, HEADER_ERROR, HEADER_TOKEN,
+    IoFuture, Loaded, OutboundCtx, OutboundFuture, build_linker, invoke, probe, wasi_body,
 };
 use crate::engine::{AllocatorKind, PoolingMode, build_engine, compat_hash, start_ticker};
 use crate::error::{CallError, HostError, LoadError};
@@ -29,6 +29,7 @@ use crate::kv::KvStore;
 use crate::log::PluginLogs;
 use crate::metrics::Metrics;
 use crate::outbound::{AllowList, Refusal, Resolved, collect_limited, resolve_checked, send_to};
+use crate::plugin_ref::PluginRef;
 use crate::source;
 
 /// The `plugin` label of calls to a plugin that is neither loaded nor routed.
@@ -57,40 +58,6 @@ pub struct HostOptions {
     /// given a config file by its owner) sets this: in a cluster a Plugin's `source.file`
     /// would read any file of the worker's pod, its ServiceAccount token included.
     pub allow_file_sources: bool,
-}
-
-/// A plugin by namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct PluginRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl PluginRef {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> PluginRef {
-        PluginRef {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-
-    /// `namespace/name`.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-
-    /// Parses `namespace/name`.
-    pub fn parse(key: &str) -> Option<PluginRef> {
-        let (ns, name) = key.split_once('/')?;
-        (!ns.is_empty() && !name.is_empty() && !name.contains('/'))
-            .then(|| PluginRef::new(ns, name))
-    }
-}
-
-impl std::fmt::Display for PluginRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
 }
 
 /// The result of [`PluginHost::apply`].
@@ -127,42 +94,70 @@ pub struct PluginState {
 
 /// One applied configuration.
 #[derive(Default)]
-pub(crate) struct State {
-    pub version: String,
-    pub plugins: HashMap<String, Arc<Loaded>>,
+struct State {
+    version: String,
+    plugins: HashMap<String, Arc<Loaded>>,
     /// Public routes, longest prefix first.
-    pub routes: Vec<(String, PluginRef)>,
+    routes: Vec<(String, PluginRef)>,
     /// Plugins served by other pools.
-    pub remote: HashMap<String, PluginRoute>,
-    pub tokens: BTreeMap<String, SecretValue>,
-    pub pool: String,
-    pub status: Vec<PluginState>,
+    remote: HashMap<String, PluginRoute>,
+    tokens: BTreeMap<String, SecretValue>,
+    pool: String,
+    status: Vec<PluginState>,
 }
 
-pub(crate) struct Inner {
-    pub engine: Engine,
-    pub allocator: AllocatorKind,
-    pub linker: Linker<CallState>,
-    pub compat: String,
-    pub dirs: CacheDirs,
-    pub kv: Arc<dyn KvStore>,
-    pub metrics: Metrics,
-    pub logs: PluginLogs,
+/// The registry (loaded plugins, compiled components), the router (routes, peer pools,
+/// tokens) and the clients: what [`PluginHost`] shares between its clones.
+struct Inner {
+    engine: Engine,
+    allocator: AllocatorKind,
+    linker: Linker<CallState>,
+    compat: String,
+    dirs: CacheDirs,
+    kv: Arc<dyn KvStore>,
+    metrics: Metrics,
+    logs: PluginLogs,
     /// Downloads (honours the usual proxy variables).
-    pub download: reqwest::Client,
+    download: reqwest::Client,
     /// Calls to other pools (never through a proxy).
-    pub internal: reqwest::Client,
-    pub state: RwLock<Arc<State>>,
-    pub apply_lock: tokio::sync::Mutex<()>,
+    internal: reqwest::Client,
+    state: RwLock<Arc<State>>,
+    apply_lock: tokio::sync::Mutex<()>,
     /// Compiled components by digest, shared by every plugin and config that uses them.
-    pub compiled: Mutex<HashMap<String, Arc<Compiled>>>,
-    pub increment_lock: Arc<tokio::sync::Mutex<()>>,
-    pub allow_file_sources: bool,
+    compiled: Mutex<HashMap<String, Arc<Compiled>>>,
+    increment_lock: Arc<tokio::sync::Mutex<()>>,
+    allow_file_sources: bool,
 }
 
 impl Inner {
-    pub fn snapshot(&self) -> Arc<State> {
+    fn snapshot(&self) -> Arc<State> {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl CallHost for Inner {
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+    fn kv(&self) -> &Arc<dyn KvStore> {
+        &self.kv
+    }
+    fn increment_lock(&self) -> &Arc<tokio::sync::Mutex<()>> {
+        &self.increment_lock
+    }
+    fn logs(&self) -> &PluginLogs {
+        &self.logs
+    }
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    fn send_request(
+        self: Arc<Self>,
+        out: Arc<OutboundCtx>,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> OutboundFuture {
+        Box::pin(send_outbound(self, out, request, options))
     }
 }
 
@@ -769,8 +764,6 @@ fn compile_message(e: &wasmtime::Error) -> String {
     out
 }
 
-type IoFuture = Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
-
 /// `store-api.internal` → `store-api` (one label before `.internal`). The one rule for
 /// what names a plugin: `api.corp.internal` is a host on the network.
 pub fn chain_target(host: &str) -> Option<&str> {
@@ -797,13 +790,14 @@ pub fn chain_url(url: &str) -> Option<(String, String)> {
 }
 
 /// The `send_request` hook: allow-list, chaining, SSRF guard, connection.
-pub(crate) async fn send_outbound(
+async fn send_outbound(
+    inner: Arc<Inner>,
     out: Arc<OutboundCtx>,
     request: http::Request<WasiBody>,
     _options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error> {
     use wasmtime_wasi_http::Error as E;
-    let m = &out.host.metrics;
+    let m = &inner.metrics;
     let uri = request.uri().clone();
     let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
     let authority = uri
@@ -848,7 +842,7 @@ pub(crate) async fn send_outbound(
     };
     if let Some(name) = chain_target(&host) {
         let name = name.to_string();
-        return chain(&out, &name, request).await;
+        return chain(&inner, &out, &name, request).await;
     }
     match resolve_checked(&target, &host, port, allowed.explicit, out.deadline).await? {
         Resolved::Refused(r) => {
@@ -871,11 +865,11 @@ pub(crate) async fn send_outbound(
 
 /// `http://<name>.internal/...` from a guest: the plugin in-process, or in its pool.
 async fn chain(
+    host: &Arc<Inner>,
     out: &Arc<OutboundCtx>,
     name: &str,
     request: http::Request<WasiBody>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error> {
-    let host = &out.host;
     let m = &host.metrics;
     let target = PluginRef::new(&out.plugin.namespace, name);
     let respond = |resp: http::Response<Bytes>| -> (http::Response<WasiBody>, IoFuture) {

@@ -9,6 +9,10 @@
 //!   `http://<plugin>.internal` chaining (in-process or to another pool);
 //! * `wasi:config/store` (variables) and `wasi:keyvalue` over the worker's [`KvStore`].
 //!
+//! Modules depend one way: `host` (the registry of loaded plugins and the router: routes,
+//! peer pools, tokens) → `call` (one call on a fresh store; it reaches the host only
+//! through the `CallHost` trait the host implements) → `outbound`, `kv`, `log`, `metrics`.
+//!
 //! See `docs/plugins-host.md` for the design and the metrics.
 
 mod cache;
@@ -20,6 +24,7 @@ mod kv;
 mod log;
 mod metrics;
 pub mod outbound;
+mod plugin_ref;
 mod source;
 
 pub use cache::{normalize_digest, sha256_hex};
@@ -28,8 +33,9 @@ pub use engine::{AllocatorKind, EPOCH_TICK, PoolingMode};
 pub use error::{CallError, HostError, LoadError};
 pub use host::{
     ApplyReport, DEFAULT_REMOTE_TIMEOUT, HostOptions, INTERNAL_PREFIX, MAX_CHAIN_DEPTH, PluginHost,
-    PluginRef, PluginState, UNKNOWN_PLUGIN, chain_target, chain_url, error_response, internal_url,
+    PluginState, UNKNOWN_PLUGIN, chain_target, chain_url, error_response, internal_url,
     parse_internal_path,
 };
 pub use kv::{FileKv, KvStore, MAX_VALUE_BYTES, MemoryKv};
+pub use plugin_ref::PluginRef;
 pub use source::{MAX_COMPONENT_BYTES, WASM_MEDIA_TYPES, install_crypto_provider, oci_client};
