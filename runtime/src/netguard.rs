@@ -110,7 +110,7 @@ impl NetGuard {
 
     /// The pool's `allowedDestinationCidrs`, from the active configuration.
     pub fn set_allowed(&self, allowed: Vec<Cidr>) {
-        *self.allowed.write().unwrap_or_else(|p| p.into_inner()) = allowed;
+        *crate::sync::write(&self.allowed) = allowed;
     }
 
     /// Why a connection to `ip` is refused, if it is.
@@ -122,7 +122,7 @@ impl NetGuard {
         }
         let class = classify(ip);
         if matches!(class, AddrClass::LinkLocal | AddrClass::Metadata) {
-            let allowed = self.allowed.read().unwrap_or_else(|p| p.into_inner());
+            let allowed = crate::sync::read(&self.allowed);
             if !allowed.iter().any(|n| n.contains(ip)) {
                 return Err(format!(
                     "{ip} is a {} address (list it in the pool's allowedDestinationCidrs to allow it)",

@@ -187,10 +187,8 @@ pub(crate) async fn attempt(
     };
     if let Some(bucket) = limits.bucket.as_ref().filter(|_| !reserved) {
         loop {
-            let wait = match bucket.lock() {
-                Ok(mut b) => b.try_take(),
-                Err(_) => Ok(()),
-            };
+            // A poisoned bucket still limits (crate::sync): skipping it would drop rateLimit.
+            let wait = crate::sync::lock(bucket).try_take();
             match wait {
                 Ok(()) => break,
                 Err(d) => tokio::time::sleep(d).await,
