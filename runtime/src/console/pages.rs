@@ -128,7 +128,7 @@ pub fn confirm(
 }
 
 /// The auth scheme's name, never its settings.
-fn auth_scheme(auth: Option<&causeway_crds::config::AuthConfig>) -> String {
+fn auth_scheme(auth: Option<&causeway_config::AuthConfig>) -> String {
     let Some(auth) = auth else {
         return "none".into();
     };
@@ -167,7 +167,7 @@ pub fn bridges(
             @for cfg in &cfgs {
                 @let key = cfg.key();
                 @let live = active.bridges.get(&key);
-                @let errors = active.errors.iter().filter(|e| e.kind == "Bridge" && e.namespace == cfg.namespace && e.name == cfg.name).collect::<Vec<_>>();
+                @let errors = active.errors.iter().filter(|e| e.kind == causeway_config::Kind::Bridge && e.namespace == cfg.namespace && e.name == cfg.name).collect::<Vec<_>>();
                 @let suspended = shared.is_suspended(&key);
                 @let slug = format!("bridge-{}-{}", cfg.namespace, cfg.name);
                 section.card aria-labelledby=(slug) {
@@ -582,7 +582,7 @@ pub fn plugins(shared: &Shared) -> Markup {
                             @for p in &cfgs {
                                 @let key = p.key();
                                 @let state = states.get(&key);
-                                @let error = active.errors.iter().find(|e| e.kind == "Plugin" && e.namespace == p.namespace && e.name == p.name);
+                                @let error = active.errors.iter().find(|e| e.kind == causeway_config::Kind::Plugin && e.namespace == p.namespace && e.name == p.name);
                                 tr {
                                     td { (key) }
                                     td { @if let Some(r) = &p.route { code { (r) } } @else { "(private)" } }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use causeway_crds::config::{BridgeConfig, SecretValue, WorkerConfig};
+use causeway_config::{BridgeConfig, SecretValue, WorkerConfig};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
@@ -33,7 +33,7 @@ fn bridge() -> BridgeConfig {
     serde_json::from_value(serde_json::json!({
         "namespace": "shop", "name": "orders", "path": "/hooks/shop/orders", "methods": ["POST"],
         "maxBodyBytes": 1024, "idempotencyHeader": "webhook-id", "dedupeWindowMs": 1000,
-        "suspend": false, "stepRetry": causeway_crds::config::RetryConfig::default(),
+        "suspend": false, "stepRetry": causeway_config::RetryConfig::default(),
         "destinations": [], "onMissing": "empty"
     }))
     .unwrap()
