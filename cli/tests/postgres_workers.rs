@@ -460,3 +460,33 @@ async fn a_worker_started_before_its_database_stays_up_unready_and_recovers() {
     assert_eq!(sink.wait_for("/load", 1, Duration::from_secs(20)).await, 1);
     w.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_larger_than_the_slots_drains() {
+    // More due jobs than --max-inflight: what a pass claims and cannot start goes back,
+    // never held (and renewed) by a worker that is not attempting it.
+    let url = postgres::url();
+    let schema = postgres::fresh_schema("slots");
+    let sink = Sink::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifests(dir.path(), &bridge(&sink));
+    let mut args = pg_args(&url, &schema);
+    args.extend_from_slice(&["--max-inflight", "4"]);
+    let w = Worker::start(dir.path(), &m, &args);
+    let c = client();
+    let mut ids = HashSet::new();
+    let hook = w.url("/hooks/default/load");
+    let sends: Vec<_> = (0..300)
+        .map(|i| send(&c, &hook, format!(r#"{{"i":{i}}}"#)))
+        .collect();
+    for r in futures::future::join_all(sends).await {
+        ids.insert(r.expect("202"));
+    }
+    let missing = wait_all(&sink, &ids, Duration::from_secs(60)).await;
+    assert!(
+        missing.is_empty(),
+        "{} of 300 never delivered\n{}",
+        missing.len(),
+        w.log_text()
+    );
+}

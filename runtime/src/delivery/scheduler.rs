@@ -109,10 +109,18 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             }
         }
         let mut next_due = due.next_due_ms;
-        for job in due.jobs {
+        let mut jobs = due.jobs.into_iter();
+        while let Some(job) = jobs.next() {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
-                // Every slot is busy: a finishing attempt wakes us.
+                // Every slot is busy: a finishing attempt wakes us. What was claimed and not
+                // started goes back (a shared store leased it to this worker).
                 next_due = None;
+                let rest: Vec<JobKey> = std::iter::once(job.key())
+                    .chain(jobs.map(|j| j.key()))
+                    .collect();
+                if let Err(e) = shared.store.release(rest).await {
+                    warn!(error = %e, "cannot release claimed jobs; their lease runs out");
+                }
                 break;
             };
             if let Ok(mut s) = inflight.lock() {
