@@ -109,14 +109,14 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             }
         }
         let mut next_due = due.next_due_ms;
-        let mut jobs = due.jobs.into_iter();
-        while let Some(job) = jobs.next() {
+        let mut jobs: std::collections::VecDeque<JobRecord> = due.jobs.into();
+        while let Some(job) = jobs.pop_front() {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 // Every slot is busy: a finishing attempt wakes us. What was claimed and not
                 // started goes back (a shared store leased it to this worker).
                 next_due = None;
                 let rest: Vec<JobKey> = std::iter::once(job.key())
-                    .chain(jobs.map(|j| j.key()))
+                    .chain(jobs.iter().map(JobRecord::key))
                     .collect();
                 if let Err(e) = shared.store.release(rest).await {
                     warn!(error = %e, "cannot release claimed jobs; their lease runs out");
