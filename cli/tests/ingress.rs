@@ -185,3 +185,131 @@ async fn a_repeated_webhook_id_returns_the_first_id_and_stores_once() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(sink.count("/in"), 2, "a duplicate was delivered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_ingress_rate_limit_requests_get_429_with_retry_after_and_are_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let yaml = format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: limited, namespace: shop}}
+spec:
+  ingress: {{rateLimit: {{perSecond: 1, burst: 3}}}}
+  destinations:
+  - {{name: sink, url: "{sink}", retries: 0}}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: open, namespace: shop}}
+spec:
+  destinations:
+  - {{name: sink, url: "{sink}", retries: 0}}
+"#,
+        sink = sink.url("/in")
+    );
+    let m = manifests(dir.path(), &yaml);
+    // A long body timeout: a request whose body is read but never sent would wait for it.
+    let w = Worker::start(dir.path(), &m, &["--body-timeout", "60s"]);
+    let c = client();
+    let url = w.url("/hooks/shop/limited");
+
+    // A burst past the limit: three tokens, then one a second. Send until five are refused
+    // (a thousand requests cannot all pass at one a second).
+    let (mut accepted, mut refused) = (0u64, 0u64);
+    for n in 0..1000 {
+        let resp = c
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"n":{n}}}"#))
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            202 => accepted += 1,
+            429 => {
+                refused += 1;
+                let retry_after: u64 = resp.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(retry_after >= 1, "Retry-After {retry_after}");
+                if refused == 5 {
+                    break;
+                }
+            }
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert_eq!(refused, 5);
+    assert!(accepted >= 3, "the burst of 3 passes: {accepted}");
+    // Only the accepted requests are stored.
+    assert_eq!(stored_events(&c, &w).await, accepted);
+
+    // Refused before the body is read: headers that promise a body which is not sent get
+    // 429 at once. Had the request taken a token (one comes back each second) the worker
+    // would wait for the body: then the body is sent, that event counts as accepted, and
+    // the next try is refused.
+    let addr = w.listen;
+    let (status_line, taken) = tokio::task::spawn_blocking(move || {
+        let mut taken = 0u64;
+        for _ in 0..10 {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            write!(
+                s,
+                "POST /hooks/shop/limited HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut buf = [0u8; 512];
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    let line = String::from_utf8_lossy(&buf[..n])
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    return (line, taken);
+                }
+                _ => {
+                    // Waiting for the body: it had a token.
+                    write!(s, "{{}}").unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let mut rest = String::new();
+                    let _ = s.read_to_string(&mut rest);
+                    assert!(rest.starts_with("HTTP/1.1 202"), "{rest}");
+                    taken += 1;
+                }
+            }
+        }
+        panic!("never refused before the body");
+    })
+    .await
+    .unwrap();
+    accepted += taken;
+    assert!(status_line.contains(" 429 "), "{status_line}");
+
+    // The limit is per bridge: another bridge still accepts.
+    let (s, _) = post(&c, &w.url("/hooks/shop/open"), "{}", &[]).await;
+    assert_eq!(s, 202);
+    assert_eq!(stored_events(&c, &w).await, accepted + 1);
+
+    let metrics = c
+        .get(w.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("causeway_events_rejected_total")
+                && l.contains(r#"bridge="shop/limited""#)
+                && l.contains(r#"reason="rate_limited""#)),
+        "{metrics}"
+    );
+}

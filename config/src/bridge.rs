@@ -22,6 +22,9 @@ pub struct BridgeConfig {
     /// Lower-case header name.
     pub idempotency_header: String,
     pub dedupe_window_ms: u64,
+    /// Requests accepted per second at the ingress (per worker); past it, 429.
+    #[serde(default)]
+    pub ingress_rate_limit: Option<RateLimitConfig>,
     pub suspend: bool,
     #[serde(default)]
     pub auth: Option<AuthConfig>,

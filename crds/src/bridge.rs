@@ -149,6 +149,12 @@ pub struct Ingress {
     /// How the sender is authenticated. At most one scheme.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<IngressAuth>,
+
+    /// Requests accepted per second at this bridge's path, per worker (a token bucket of
+    /// `burst` tokens, default `perSecond`). Past it, requests get 429 with `Retry-After`
+    /// before their body is read and nothing is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for Ingress {
@@ -160,6 +166,7 @@ impl Default for Ingress {
             idempotency_header: None,
             dedupe_window: default_dedupe_window(),
             auth: None,
+            rate_limit: None,
         }
     }
 }
@@ -543,7 +550,7 @@ fn default_concurrency() -> u32 {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateLimit {
-    /// Attempts per second.
+    /// Attempts (on a destination) or requests (on the ingress) per second.
     #[schemars(range(min = 1, max = 100000))]
     pub per_second: u32,
     /// Burst size (default equal to perSecond).

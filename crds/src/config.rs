@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 pub use causeway_config::ItemError as Problem;
 pub use causeway_config::*;
 
-use crate::bridge::{Backoff, Bridge};
+use crate::bridge::{Backoff, Bridge, RateLimit};
 use crate::common::{DEFAULT_NAMESPACE, DEFAULT_POOL, NamedValue, SecretKeyRef};
 use crate::duration::{parse_duration, parse_quantity_bytes};
 use crate::plugin::Plugin;
@@ -584,6 +584,14 @@ fn retry(retries: u32, b: &Backoff) -> RetryConfig {
     }
 }
 
+/// A token bucket: `burst` defaults to `perSecond`.
+fn rate_limit(r: &RateLimit) -> RateLimitConfig {
+    RateLimitConfig {
+        per_second: r.per_second,
+        burst: r.burst.unwrap_or(r.per_second),
+    }
+}
+
 fn build_bridge(
     b: &Bridge,
     ns: &str,
@@ -669,10 +677,7 @@ fn build_bridge(
             retry: retry(d.retries, &d.backoff),
             max_retry_after_ms: opt_ms(&d.max_retry_after, 3_600_000),
             max_concurrency: d.max_concurrency,
-            rate_limit: d.rate_limit.as_ref().map(|r| RateLimitConfig {
-                per_second: r.per_second,
-                burst: r.burst.unwrap_or(r.per_second),
-            }),
+            rate_limit: d.rate_limit.as_ref().map(rate_limit),
             signing_secret: d
                 .signing
                 .as_ref()
@@ -700,6 +705,7 @@ fn build_bridge(
         max_body_bytes: spec.ingress.max_body_bytes,
         idempotency_header: spec.ingress.effective_idempotency_header(),
         dedupe_window_ms: ms(&spec.ingress.dedupe_window),
+        ingress_rate_limit: spec.ingress.rate_limit.as_ref().map(rate_limit),
         suspend: spec.suspend,
         auth,
         filter: spec.filter.clone(),

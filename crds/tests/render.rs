@@ -323,3 +323,63 @@ fn secrets_never_show_in_debug_output() {
     assert_eq!(back, r.config);
     assert_eq!(r.config.bridges[0].secret_values().len(), 3);
 }
+
+#[test]
+fn an_ingress_rate_limit_renders_with_burst_defaulting_to_per_second() {
+    let text = r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {name: limited, namespace: shop}
+spec:
+  ingress: {rateLimit: {perSecond: 5}}
+  destinations: [{name: d, url: "https://example.com/"}]
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {name: bursty, namespace: shop}
+spec:
+  ingress: {rateLimit: {perSecond: 2, burst: 20}}
+  destinations: [{name: d, url: "https://example.com/"}]
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {name: open, namespace: shop}
+spec:
+  destinations: [{name: d, url: "https://example.com/"}]
+"#;
+    let r = render(&inv(text), &Scope::All, &RenderContext::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let limit = |name: &str| {
+        r.config
+            .bridges
+            .iter()
+            .find(|b| b.name == name)
+            .unwrap()
+            .ingress_rate_limit
+            .clone()
+            .map(|l| (l.per_second, l.burst))
+    };
+    assert_eq!(limit("limited"), Some((5, 5)));
+    assert_eq!(limit("bursty"), Some((2, 20)));
+    assert_eq!(limit("open"), None);
+    // A destination's rate limit is not the ingress's.
+    assert!(
+        r.config
+            .bridges
+            .iter()
+            .all(|b| b.destinations.iter().all(|d| d.rate_limit.is_none()))
+    );
+}
+
+#[test]
+fn the_bridge_crd_declares_the_ingress_rate_limit() {
+    let crd =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("yaml/bridges.yaml"))
+            .unwrap();
+    let crd: serde_yaml::Value = serde_yaml::from_str(&crd).unwrap();
+    let ingress = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["ingress"]["properties"];
+    let limit = &ingress["rateLimit"]["properties"];
+    assert_eq!(limit["perSecond"]["minimum"].as_f64(), Some(1.0));
+    assert_eq!(limit["burst"]["minimum"].as_f64(), Some(1.0));
+}

@@ -3,11 +3,13 @@
 //! pipeline only through this type.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use causeway_config::{BridgeConfig, DestinationConfig, WorkerConfig};
 use causeway_pipeline::redact::{Secrets, bridge_secrets};
 
+use crate::ingress::rate_limit::IngressLimit;
 use crate::store::RESPONSE_SNIPPET_BYTES;
 
 /// What ingress and templates read from an inbound request.
@@ -63,6 +65,8 @@ pub struct ActiveBridge {
     /// Secret values to redact from attempt logs, with their encoded forms.
     secrets: Secrets,
     compiled: causeway_pipeline::CompiledBridge,
+    /// `ingress.rateLimit`, when set.
+    pub ingress_limit: Option<Arc<IngressLimit>>,
 }
 
 /// Wall-clock time one filter evaluation may take; past it the event is dropped with a
@@ -82,7 +86,22 @@ impl ActiveBridge {
             secrets: Secrets::new(bridge_secrets(worker, cfg)),
             cfg: cfg.clone(),
             compiled,
+            ingress_limit: cfg
+                .ingress_rate_limit
+                .as_ref()
+                .map(|l| Arc::new(IngressLimit::new(l))),
         })
+    }
+
+    /// Keep the previous version's ingress bucket when the limit is unchanged, so that a
+    /// reload neither refills nor empties it.
+    pub fn keep_ingress_limit(&mut self, previous: Option<&ActiveBridge>) {
+        let kept = previous.and_then(|p| p.ingress_limit.as_ref());
+        if let (Some(cfg), Some(kept)) = (&self.cfg.ingress_rate_limit, kept)
+            && kept.is_for(cfg)
+        {
+            self.ingress_limit = Some(kept.clone());
+        }
     }
 
     pub fn destination(&self, name: &str) -> Option<(usize, &DestinationConfig)> {

@@ -106,7 +106,8 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
     for b in &cfg.bridges {
         let key = b.key();
         match ActiveBridge::compile(b, &cfg) {
-            Ok(a) => {
+            Ok(mut a) => {
+                a.keep_ingress_limit(old.bridges.get(&key).map(|p| &**p));
                 bridges.insert(key, Arc::new(a));
             }
             Err(errs) => {

@@ -45,6 +45,7 @@ fn bridge() -> BridgeConfig {
         max_body_bytes: 1 << 20,
         idempotency_header: "webhook-id".into(),
         dedupe_window_ms: 86_400_000,
+        ingress_rate_limit: None,
         suspend: false,
         auth: Some(AuthConfig::StandardWebhooks {
             secrets: vec![SecretValue("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into())],

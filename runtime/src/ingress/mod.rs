@@ -2,8 +2,11 @@
 //!
 //! Connections are bounded over all peers and per peer by [`crate::listener`]; each
 //! connection is HTTP/1.1 with a header read timeout (which also closes idle keep-alive
-//! connections); each body must arrive within the body timeout. A request is answered 202
-//! only after its event is committed to disk.
+//! connections); each body must arrive within the body timeout. A bridge's
+//! `ingress.rateLimit` ([`rate_limit`]) answers 429 before the body is read. A request is
+//! answered 202 only after its event is committed to disk.
+
+pub mod rate_limit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -293,6 +296,20 @@ async fn bridge_request(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
         );
+    }
+    // Past `ingress.rateLimit`: 429 before the body is read. Requests refused above (wrong
+    // method, too large, unsigned) take no token.
+    if let Some(limit) = &bridge.ingress_limit
+        && let Err(wait) = limit.try_take()
+    {
+        let mut resp = reject(
+            "rate_limited",
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded: try again later",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return resp;
     }
     let Some(_reserved) = reserve_body(shared, &parts.headers, max) else {
         m.rejected
