@@ -13,6 +13,12 @@
 //! - the worker's `--deny-destination-cidr` (set by the platform team) refuses more
 //!   ranges, whatever the pool allows.
 //!
+//! Behind an outbound proxy (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, which
+//! the HTTP client honours, see [`OutboundProxy`]) the client connects to the proxy and
+//! the proxy resolves the destination, so the resolver never sees it: the destination's
+//! name is resolved here first and every address it has must pass ([`NetGuard::check_proxied`]).
+//! The proxy's own host is the platform's choice and is never refused.
+//!
 //! The address classification is the plugin host's ([`causeway_plugins::outbound::classify`]),
 //! so destinations and plugins agree on what an address is.
 
@@ -98,6 +104,8 @@ pub struct NetGuard {
     denied: Vec<Cidr>,
     /// Link-local or metadata addresses the pool unlocked.
     allowed: RwLock<Vec<Cidr>>,
+    /// The outbound proxy the HTTP client uses, if any.
+    proxy: Option<OutboundProxy>,
 }
 
 impl NetGuard {
@@ -105,7 +113,65 @@ impl NetGuard {
         NetGuard {
             denied,
             allowed: RwLock::new(Vec::new()),
+            proxy: None,
         }
+    }
+
+    /// The same guard, told which proxy the HTTP client sends destinations through.
+    pub fn with_proxy(mut self, proxy: Option<OutboundProxy>) -> NetGuard {
+        self.proxy = proxy;
+        self
+    }
+
+    /// The proxy the client sends `url` through, when there is one.
+    pub fn proxy_for(&self, url: &str) -> Option<&OutboundProxy> {
+        let proxy = self.proxy.as_ref()?;
+        let uri: http::Uri = url.parse().ok()?;
+        proxy.matcher.intercept(&uri).map(|_| proxy)
+    }
+
+    /// The check before a request to `url`: the host of an IP literal here, names in the
+    /// client's resolver; a request through a proxy is checked here whole
+    /// ([`NetGuard::check_proxied`]), since the resolver then sees only the proxy.
+    pub async fn check_destination(&self, url: &str) -> Result<(), String> {
+        if self.proxy_for(url).is_some() {
+            self.check_proxied(url).await
+        } else {
+            self.check_url(url)
+        }
+    }
+
+    /// The destination check for a request that goes through a proxy: its host name is
+    /// resolved here and every address must pass, since the proxy (not the client's
+    /// resolver) connects to it. A name that does not resolve here is left to the proxy,
+    /// which may see names this worker cannot.
+    pub async fn check_proxied(&self, url: &str) -> Result<(), String> {
+        self.check_url(url)?;
+        let Ok(u) = reqwest::Url::parse(url) else {
+            return Ok(());
+        };
+        let Some(host) = u.host_str() else {
+            return Ok(());
+        };
+        if host.starts_with('[') || host.parse::<IpAddr>().is_ok() {
+            return Ok(()); // an IP literal: checked by check_url
+        }
+        let Ok(addrs) = tokio::net::lookup_host((host, 0)).await else {
+            return Ok(());
+        };
+        let reasons: Vec<String> = addrs.filter_map(|a| self.check_ip(a.ip()).err()).collect();
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{host}: {}", reasons.join("; ")))
+        }
+    }
+
+    /// Whether `name` is the host of a configured proxy (the resolver does not refuse it).
+    fn is_proxy_host(&self, name: &str) -> bool {
+        self.proxy
+            .as_ref()
+            .is_some_and(|p| p.hosts.iter().any(|h| h.eq_ignore_ascii_case(name)))
     }
 
     /// The pool's `allowedDestinationCidrs`, from the active configuration.
@@ -157,6 +223,46 @@ impl NetGuard {
     }
 }
 
+/// The outbound proxy settings of the environment (`HTTP_PROXY`, `HTTPS_PROXY`,
+/// `ALL_PROXY`, `NO_PROXY` and their lower-case forms, as curl reads them), read with the
+/// same matcher the HTTP client applies to them, so both agree on which destinations go
+/// through a proxy.
+pub struct OutboundProxy {
+    matcher: hyper_util::client::proxy::matcher::Matcher,
+    /// Host names of the proxies (credentials are never kept here).
+    hosts: Vec<String>,
+}
+
+impl OutboundProxy {
+    /// The proxy settings of this process's environment; None when no proxy is set.
+    pub fn from_env() -> Option<OutboundProxy> {
+        let matcher = hyper_util::client::proxy::matcher::Matcher::from_env();
+        let mut hosts: Vec<String> = ["http://x.invalid/", "https://x.invalid/"]
+            .iter()
+            .filter_map(|u| u.parse::<http::Uri>().ok())
+            .filter_map(|u| matcher.intercept(&u))
+            .filter_map(|i| i.uri().host().map(str::to_string))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        (!hosts.is_empty()).then_some(OutboundProxy { matcher, hosts })
+    }
+
+    /// The proxies' host names, for the log.
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+}
+
+impl std::fmt::Debug for OutboundProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URLs: they may carry credentials.
+        f.debug_struct("OutboundProxy")
+            .field("hosts", &self.hosts)
+            .finish()
+    }
+}
+
 /// The HTTP client's resolver: the system's, then the guard on every address.
 #[derive(Clone, Debug)]
 pub struct GuardedResolver(pub Arc<NetGuard>);
@@ -166,9 +272,16 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let guard = self.0.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            guard.check_name(&host).map_err(refused)?;
+            // The proxy is the platform's egress: it may sit where destinations may not.
+            let is_proxy = guard.is_proxy_host(&host);
+            if !is_proxy {
+                guard.check_name(&host).map_err(refused)?;
+            }
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if is_proxy {
+                return Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs);
+            }
             let mut reasons = Vec::new();
             let ok: Vec<SocketAddr> = addrs
                 .into_iter()

@@ -19,7 +19,7 @@ use crate::delivery::handle::DeliveryHandle;
 use crate::health::Health;
 pub use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::netguard::{GuardedResolver, NetGuard, parse_cidrs};
+use crate::netguard::{GuardedResolver, NetGuard, OutboundProxy, parse_cidrs};
 use crate::plugins::Plugins;
 use crate::shared::{Shared, StoreInfo, run_retention};
 use crate::store::embedded::EmbeddedStore;
@@ -305,7 +305,14 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         addr: opts.admin,
         message: e.to_string(),
     })?;
-    let netguard = Arc::new(NetGuard::new(opts.limits.denied_destinations.clone()));
+    // The client honours HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY (reqwest's
+    // default); the guard reads them with the same matcher to check proxied destinations.
+    let proxy = OutboundProxy::from_env();
+    if let Some(p) = &proxy {
+        info!(proxies = ?p.hosts(), "destinations go through the proxy of the environment");
+    }
+    let netguard =
+        Arc::new(NetGuard::new(opts.limits.denied_destinations.clone()).with_proxy(proxy));
     let mut http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(GuardedResolver(netguard.clone())));

@@ -36,6 +36,8 @@ pub struct Worker {
     pub extra: Vec<String>,
     /// The subcommand and its source, e.g. `up -f <dir>` or `worker --config <file>`.
     pub cmd: Vec<String>,
+    /// Environment variables set for the process (on top of the test's own).
+    pub env: Vec<(String, String)>,
 }
 
 impl Worker {
@@ -76,7 +78,29 @@ impl Worker {
             manifests: manifests.to_path_buf(),
             log: dir.join("worker.log"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         };
+        w.spawn();
+        w
+    }
+
+    /// Start `causeway up -f <manifests>` with these environment variables set.
+    pub fn start_with_env(
+        dir: &Path,
+        manifests: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Worker {
+        let cmd = vec![
+            "up".to_string(),
+            "-f".to_string(),
+            manifests.display().to_string(),
+        ];
+        let mut w = Worker::unstarted(dir, manifests, cmd, extra);
+        w.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         w.spawn();
         w
     }
@@ -109,6 +133,7 @@ impl Worker {
             manifests: manifests.to_path_buf(),
             log: dir.join("worker.log"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         }
     }
 
@@ -133,6 +158,7 @@ impl Worker {
             .arg("--admin")
             .arg(self.admin.to_string())
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("CAUSEWAY_LOG", "info")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))

@@ -49,8 +49,9 @@ pub(crate) async fn http_call(
     let Ok(method) = reqwest::Method::from_bytes(req.method.as_bytes()) else {
         return failed(format!("invalid method {:?}", req.method));
     };
-    // Names are checked by the client's resolver after resolution; IP literals here.
-    if let Err(reason) = shared.netguard.check_url(&req.url) {
+    // Names are checked by the client's resolver after resolution; IP literals (and
+    // requests through a proxy) here.
+    if let Err(reason) = shared.netguard.check_destination(&req.url).await {
         shared.metrics.destination_refused.inc();
         return failed(format!("destination refused: {reason}"));
     }

@@ -24,10 +24,6 @@ pub(crate) fn dead_letter(
     let Some(url) = dest.dead_letter_url.clone() else {
         return;
     };
-    if let Err(reason) = shared.netguard.check_url(&url) {
-        warn!(bridge = %bridge.key, %reason, "dead-letter notification refused");
-        return;
-    }
     let body = serde_json::json!({
         "eventId": job.event.to_string(),
         "bridge": job.bridge,
@@ -40,7 +36,12 @@ pub(crate) fn dead_letter(
     let client = shared.http.clone();
     let timeout = Duration::from_millis(dest.timeout_ms.max(1));
     let key = bridge.key.clone();
+    let guard = shared.netguard.clone();
     tokio::spawn(async move {
+        if let Err(reason) = guard.check_destination(&url).await {
+            warn!(bridge = %key, %reason, "dead-letter notification refused");
+            return;
+        }
         if let Err(e) = client
             .post(&url)
             .timeout(timeout)
