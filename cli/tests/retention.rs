@@ -72,7 +72,17 @@ spec:
             bytes / 1024
         );
     }
-    let final_bytes = dir_bytes(&w.data_dir);
+    // Compaction cannot run while a read transaction is open (a scheduler pass, the
+    // admin's counts), so one run may leave the file large; the next runs bring it down.
+    // What is asserted is that retention bounds the file within a few runs.
+    let mut final_bytes = dir_bytes(&w.data_dir);
+    for _ in 0..3 {
+        if final_bytes <= limit + limit / 2 {
+            break;
+        }
+        let _ = admin_post(&c, &w.admin_url("/api/v1/retention")).await;
+        final_bytes = dir_bytes(&w.data_dir);
+    }
     let events = stored_events(&c, &w).await;
     println!(
         "retention: peak {} KiB, final {} KiB, {events} events kept of {sent}, {:?}",
