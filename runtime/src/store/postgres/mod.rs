@@ -50,6 +50,8 @@ const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 const DAY_MS: u64 = 86_400_000;
 /// Job columns, in the order [`job_from_row`] reads them.
 const JOB_COLS: &str = "event, slot, bridge, destination, status, due_at, received_at, attempts, attempts_at_queue, last_error";
+/// [`JOB_COLS`] of the `jobs` table aliased `j`.
+const J_JOB_COLS: &str = "j.event, j.slot, j.bridge, j.destination, j.status, j.due_at, j.received_at, j.attempts, j.attempts_at_queue, j.last_error";
 /// Event columns (without the body), in the order [`event_from_row`] reads them.
 const EVENT_COLS: &str = "id, bridge, received_at, status, reason, record, children, body_bytes";
 /// Jobs sort as the embedded store sorts them: by slot as an unsigned number (steps last).
@@ -472,7 +474,6 @@ impl PostgresStore {
     fn write<T: Send + 'static>(&self, op: impl FnOnce(Reply<T>) -> Op) -> StoreFuture<T> {
         let (tx, rx) = oneshot::channel();
         let sent = self.writes.try_send(op(tx));
-        let core = self.core.clone();
         let writes = self.writes.clone();
         Box::pin(async move {
             match sent {
@@ -482,7 +483,6 @@ impl PostgresStore {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
             }
-            let _ = &core;
             rx.await.unwrap_or(Err(StoreError::Closed))
         })
     }
@@ -755,7 +755,7 @@ async fn try_batch(core: &Core, ops: &[Op]) -> Result<Vec<Result<Done, StoreErro
         .transaction()
         .await
         .map_err(|e| BatchError::Lost(db_err(core, "begin", e)))?;
-    let results = join_all(ops.iter().map(|op| apply(core, &tx, op))).await;
+    let results = join_all(ops.iter().map(|op| apply(&tx, op))).await;
     let mut out = Vec::with_capacity(results.len());
     let mut broken = None;
     let mut notify = false;
@@ -791,7 +791,7 @@ async fn try_batch(core: &Core, ops: &[Op]) -> Result<Vec<Result<Done, StoreErro
 }
 
 /// One operation inside the batch's transaction; true when it queued work.
-async fn apply(core: &Core, tx: &Transaction<'_>, op: &Op) -> Result<(Done, bool), OpError> {
+async fn apply(tx: &Transaction<'_>, op: &Op) -> Result<(Done, bool), OpError> {
     match op {
         Op::Append(ev, _) => {
             let (a, size) = append_in(tx, ev).await?;
@@ -799,7 +799,7 @@ async fn apply(core: &Core, tx: &Transaction<'_>, op: &Op) -> Result<(Done, bool
             Ok((Done::Appended(a, size), wake))
         }
         Op::Finish(u, _) => {
-            let (j, wake) = finish_in(core, tx, u).await?;
+            let (j, wake) = finish_in(tx, u).await?;
             Ok((Done::Finished(j), wake))
         }
     }
@@ -998,11 +998,7 @@ async fn queue_delete(tx: &Transaction<'_>, key: JobKey) -> Result<(), tokio_pos
     Ok(())
 }
 
-async fn finish_in(
-    core: &Core,
-    tx: &Transaction<'_>,
-    u: &JobUpdate,
-) -> Result<(JobRecord, bool), OpError> {
+async fn finish_in(tx: &Transaction<'_>, u: &JobUpdate) -> Result<(JobRecord, bool), OpError> {
     let ev = u.job.event;
     let s = slot(u.job.index);
     // The event's row lock serialises the finishes of its jobs across replicas, so that
@@ -1138,7 +1134,6 @@ async fn finish_in(
         Next::Delivered | Next::Retry { .. } => {}
     }
     refresh(tx, ev, reason.as_deref()).await?;
-    let _ = core;
     Ok((job, wake))
 }
 
@@ -1299,11 +1294,7 @@ async fn due_rows(core: &Core, now: u64, limit: i64) -> Result<Vec<Row>, StoreEr
             "SELECT q.due_at, {cols} FROM queue q JOIN jobs j ON j.event = q.event AND j.slot = q.slot
              WHERE q.due_at <= $1 AND (q.lease_until IS NULL OR q.lease_until < {DB_NOW})
              ORDER BY q.due_at, q.event, (q.slot::bigint & 4294967295) LIMIT $2",
-            cols = JOB_COLS
-                .split(", ")
-                .map(|c| format!("j.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            cols = J_JOB_COLS
         ))
         .await
         .map_err(|e| db_err(core, "due", e))?;
@@ -1382,11 +1373,7 @@ impl Store for PostgresStore {
     ) -> StoreFuture<DueJobs> {
         self.run(move |core| async move {
             let c = core.client().await?;
-            let cols = JOB_COLS
-                .split(", ")
-                .map(|c| format!("j.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let cols = J_JOB_COLS;
             let st = c
                 .prepare_cached(&format!(
                     "WITH c AS (
@@ -2351,6 +2338,12 @@ mod tests {
         let day = id_ms(id) / DAY_MS;
         assert!(day_floor(day) <= id && id < day_floor(day + 1));
         assert_eq!(day_name(day), "20250101");
+    }
+
+    #[test]
+    fn the_aliased_job_columns_are_the_job_columns() {
+        let aliased: Vec<String> = JOB_COLS.split(", ").map(|c| format!("j.{c}")).collect();
+        assert_eq!(J_JOB_COLS, aliased.join(", "));
     }
 
     #[test]
