@@ -9,6 +9,7 @@
 //!   Secret through the API server.
 
 pub mod cluster;
+pub mod kubectl;
 pub mod manifests;
 
 use std::error::Error;
