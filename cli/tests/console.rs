@@ -47,9 +47,37 @@ spec:
     url: "{echo}"
     headers: {{Authorization: "Bearer $env.TOKEN", X-Api-Token: "$env.TOKEN"}}
     signing: {{standardWebhooks: {{secretRef: {{name: keys, key: outbound}}}}}}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: stock}}
+spec:
+  destinations:
+  - name: inbox
+    url: http://inbox.internal/stock
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {{name: inbox}}
+spec:
+  source: {{file: "{inbox}"}}
+  route: /inbox
 "#,
-        echo = sink.url("/echo/orders")
+        echo = sink.url("/echo/orders"),
+        inbox = inbox_wasm().display()
     )
+}
+
+/// The quickstart's public `inbox` plugin (built by `make plugins`).
+fn inbox_wasm() -> PathBuf {
+    let wasm =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/dist/inbox.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `make plugins` first",
+        wasm.display()
+    );
+    wasm
 }
 
 fn script() -> PathBuf {
@@ -400,9 +428,62 @@ async fn scenario(b: &Browser, w: &Worker, sink: &Sink) {
         "{bridges}"
     );
 
-    // Plugins.
+    // The Bridges page: the last hour, its sparkline, the actions just done, and the
+    // command that deletes a bridge.
+    b.go("/").await;
+    b.wait_for("#bridge-default-orders").await;
+    let page = b.source().await;
+    assert!(
+        page.contains("1 received") && page.contains("1 delivered"),
+        "{page}"
+    );
+    assert!(
+        b.count("section[aria-labelledby=bridge-default-orders] svg.spark rect:not(.base)")
+            .await
+            >= 1,
+        "{page}"
+    );
+    assert!(
+        page.contains("kubectl delete bridge orders -n default"),
+        "{page}"
+    );
+    for action in ["<td>replay</td>", "<td>suspend</td>", "<td>resume</td>"] {
+        assert!(page.contains(action), "{action}: {page}");
+    }
+    b.check("bridges-counts").await;
+
+    // The event page: filter and steps results, and the replay in its action log.
+    b.go(&format!("/events/{id}")).await;
+    b.wait_for("#filter-result").await;
+    let page = b.source().await;
+    assert!(
+        page.contains("Actions on this event") && page.contains("<td>replay</td>"),
+        "{page}"
+    );
+
+    // Plugins: a call through the bridge `stock`, then its digest, pool and calls.
+    let (code, body) = post(&http, &w.url("/hooks/default/stock"), r#"{"sku":1}"#, &[]).await;
+    assert_eq!(code, 202, "{body}");
+    let stock = body["id"].as_str().expect("an event id").to_string();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let e = get_json(&http, &w.admin_url(&format!("/api/v1/events/{stock}"))).await;
+        if e["status"] == "delivered" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not delivered to inbox: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     b.go("/plugins").await;
     b.wait_for("h1").await;
+    let page = b.source().await;
+    assert!(
+        page.contains("default/inbox") && page.contains("sha256:"),
+        "{page}"
+    );
+    assert!(page.contains("<td class=\"calls\">1</td>"), "{page}");
+    assert!(page.contains("<td class=\"errors\">0</td>"), "{page}");
+    assert!(page.contains("<td>≤ "), "a call time: {page}");
     b.check("plugins").await;
 
     // A phone-width window: nothing wider than the screen but the tables' own scroll.

@@ -678,7 +678,15 @@ pub fn plugins(shared: &Shared, calls: &HashMap<String, PluginCalls>) -> Markup 
         .collect();
     let mut cfgs: Vec<_> = active.config.plugins.iter().collect();
     cfgs.sort_by_key(|p| p.key());
-    let pool = format!("{}/{}", active.config.namespace, active.config.pool);
+    // Local mode (`causeway up`) has no pool namespace.
+    let pool = match (
+        active.config.namespace.as_str(),
+        active.config.pool.as_str(),
+    ) {
+        ("", "") => "(local)".to_string(),
+        ("", p) => p.to_string(),
+        (ns, p) => format!("{ns}/{p}"),
+    };
     let none = PluginCalls::default();
     layout(
         "Plugins",

@@ -109,7 +109,7 @@ pub struct PluginCalls {
 }
 
 /// Calls, errors and call-time percentiles per plugin (`namespace/name`) from the plugin
-/// host's metrics (`causeway_plugin_calls_total`, `causeway_plugin_call_seconds`).
+/// host's metrics (`causeway_plugin_calls_total`, `causeway_plugin_call_duration_seconds`).
 pub fn plugin_calls(registry: &prometheus::Registry) -> HashMap<String, PluginCalls> {
     let mut out: HashMap<String, PluginCalls> = HashMap::new();
     // Per plugin: cumulative bucket counts by upper bound, summed over outcomes.
@@ -133,7 +133,7 @@ pub fn plugin_calls(registry: &prometheus::Registry) -> HashMap<String, PluginCa
                 if label("outcome").as_deref() != Some("ok") {
                     p.errors += n;
                 }
-            } else if name == "causeway_plugin_call_seconds" {
+            } else if name == "causeway_plugin_call_duration_seconds" {
                 let h = m.get_histogram();
                 let acc = buckets.entry(plugin).or_default();
                 for (i, b) in h.get_bucket().iter().enumerate() {
@@ -191,7 +191,7 @@ mod tests {
         )
         .unwrap();
         let secs = prometheus::HistogramVec::new(
-            prometheus::HistogramOpts::new("causeway_plugin_call_seconds", "secs")
+            prometheus::HistogramOpts::new("causeway_plugin_call_duration_seconds", "secs")
                 .buckets(vec![0.001, 0.01, 0.1]),
             &["plugin", "outcome"],
         )

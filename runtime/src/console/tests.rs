@@ -597,3 +597,89 @@ async fn the_plugins_page_has_calls_errors_and_times() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("No plugins are configured."));
 }
+
+/// The bench figure of issue 16: the events API answering a filtered page of 50 with
+/// 1,000,000 events stored (embedded store, 20 bridges, 1 % dead), through the admin
+/// router in-process (no TCP). Prints p50/p99 per filter; asserts nothing about time.
+/// `EVENTS_API_N` changes the count. Run with
+/// `cargo test --release -p causeway-runtime --lib events_api_filtered_page -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run by hand"]
+async fn events_api_filtered_page_with_a_million_events() {
+    use futures::StreamExt as _;
+    let n: u64 = std::env::var("EVENTS_API_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    let started = std::time::Instant::now();
+    let now = crate::store::now_ms();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let s = s.clone();
+            async move {
+                let record = EventRecord {
+                    id: EventId::now_v7(),
+                    bridge: format!("shop/b{}", i % 20),
+                    received_at_ms: now,
+                    method: "POST".into(),
+                    query: String::new(),
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    status: if i % 100 == 7 {
+                        EventStatus::Dead
+                    } else {
+                        EventStatus::Delivered
+                    },
+                    reason: None,
+                    body_bytes: 32,
+                    parent: None,
+                    children: vec![],
+                };
+                s.store
+                    .append(NewEvent {
+                        record,
+                        body: bytes::Bytes::from(format!(r#"{{"order":{i}}}"#)),
+                        jobs: vec![],
+                        idempotency: None,
+                    })
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(512)
+        .count()
+        .await;
+    println!("stored {n} events in {:.1?}", started.elapsed());
+    for (what, uri) in [
+        ("no filter", "/api/v1/events?limit=50".to_string()),
+        (
+            "bridge (1 in 20)",
+            "/api/v1/events?limit=50&bridge=shop/b7".into(),
+        ),
+        (
+            "status=dead (1 in 100)",
+            "/api/v1/events?limit=50&status=dead".into(),
+        ),
+        (
+            "bridge and status=dead (1 in 2000)",
+            "/api/v1/events?limit=50&bridge=shop/b7&status=dead".into(),
+        ),
+    ] {
+        let mut times = vec![];
+        for _ in 0..50 {
+            let t = std::time::Instant::now();
+            let a = get(&s, &uri).await;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(a.status, StatusCode::OK);
+            let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+            assert_eq!(v["events"].as_array().unwrap().len(), 50, "{what}");
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "events API, {n} events, filter {what}: p50 {:.2} ms, p99 {:.2} ms (50 requests)",
+            times[times.len() / 2],
+            times[times.len() * 99 / 100]
+        );
+    }
+}
