@@ -1,30 +1,39 @@
 #!/usr/bin/env bash
-# `make e2e-up`: the whole local e2e stack on loopback.
+# `make e2e-up`: the whole local e2e stack on this machine.
 #
-#   1. controlplane/build.sh   pinned kube-apiserver, kube-controller-manager, kubectl,
-#                              etcd, helm under ~/.cache/causeway (seconds once cached)
-#   2. controlplane/up.sh      etcd + kube-apiserver + kube-controller-manager
-#   3. cargo build             causeway, causeway-operator, pod-runner (debug)
-#   4. pod-runner              plays the kubelet (test infrastructure; docs/e2e.md)
-#   5. helm upgrade --install  charts/causeway into causeway-system, with
-#                              e2e/values-local.yaml; the operator's pod is run by the
-#                              pod runner with the chart's ServiceAccount token
-#   6. wait                    until the operator's pod is Ready
-#   7. postgres                scripts/postgres.sh: a throwaway PostgreSQL on a loopback
-#                              port for `storage: postgres` pools; its URL (password
-#                              inside) is kept in $E2E_DIR/postgres/url, never printed
+#   1. controlplane/build.sh   pinned kube-apiserver, kube-controller-manager,
+#                              kube-scheduler, kubectl, kubelet, kube-proxy, pause, etcd,
+#                              helm, coredns under ~/.cache/causeway (seconds once cached)
+#   2. scripts/node.sh install containerd, runc, CNI plugins, iptables, buildah, gcc
+#                              from Debian when missing
+#   3. node/net.sh up          the bridge 10.244.0.1/24, unreachable routes, containment
+#   4. controlplane/up.sh      etcd + kube-apiserver (on 10.244.0.1) + kube-controller-manager
+#   5. cargo build             causeway, causeway-operator (debug)
+#   6. node/up.sh              kube-scheduler, registry, containerd, kubelet, kube-proxy,
+#                              coredns, volume provisioner
+#   7. node/image.sh           the image (Containerfile) from those binaries, pushed to
+#                              the node's registry (once per build)
+#   8. helm upgrade --install  charts/causeway into causeway-system, with
+#                              e2e/values-local.yaml and the image from the registry;
+#                              the operator runs as a pod with the chart's ServiceAccount
+#   9. wait                    until the operator's pod is Ready
+#  10. postgres                scripts/postgres.sh: a throwaway PostgreSQL on a port of
+#                              127.0.0.1 and 10.244.0.1 for `storage: postgres` pools; its
+#                              URL (password inside) is kept in $E2E_DIR/postgres/url,
+#                              never printed
 #
-# Idempotent: what is already up stays up. The pod runner is restarted when its binary
-# changed; the operator's pod rolls when the operator binary changed.
-# Stop everything with e2e/controlplane/down.sh (`make e2e-down`).
+# Idempotent: what is already up stays up; the operator's pod rolls when the binaries
+# changed (a new image tag). Stop everything with e2e/controlplane/down.sh (`make e2e-down`).
 #
 # Env: E2E_DIR (default <repo>/.e2e), CARGO_TARGET_DIR, E2E_OPERATOR_TIMEOUT (s, 240),
-#      E2E_POD_RANGE (default 127.<hash of E2E_DIR>.0.0/16), E2E_SKIP_BUILD=1,
-#      E2E_POSTGRES_PORT (default 20000 + hash of E2E_DIR % 10000), E2E_POSTGRES=0 (none).
+#      E2E_SKIP_BUILD=1, E2E_POSTGRES_PORT (default 20000 + hash of E2E_DIR % 10000),
+#      E2E_POSTGRES=0 (none).
 set -euo pipefail
 E2E_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=controlplane/lib.sh
 source "$E2E_SRC/controlplane/lib.sh"
+# shellcheck source=node/lib.sh
+source "$E2E_SRC/node/lib.sh"
 
 START=$(now)
 RELEASE=causeway
@@ -32,44 +41,51 @@ RELEASE_NS=causeway-system
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 BIN=$TARGET/debug
 OPERATOR_TIMEOUT=${E2E_OPERATOR_TIMEOUT:-240}
-# A /16 of loopback per run directory, so two stacks on one machine never share addresses.
 hash=$(printf '%s' "$E2E_DIR" | cksum | cut -d' ' -f1)
-POD_RANGE=${E2E_POD_RANGE:-127.$((1 + hash % 250)).0.0/16}
 
 "$CP_DIR/build.sh"
-cp_was_up=0
-if pid_alive kube-apiserver; then cp_was_up=1; fi
-"$CP_DIR/up.sh"
-# A fresh control plane (new etcd; up.sh stopped whatever ran) knows none of the old
-# pods and claims: drop their directories.
-if ((cp_was_up == 0)) && [[ ${E2E_KEEP_DATA:-0} != 1 ]]; then
-  rm -rf "$E2E_DIR/pods" "$E2E_DIR/volumes"
+if pid_alive kube-apiserver && ! node_net_ours; then
+  # A stack from before the node (the pod runner's): the API server must move to the
+  # node's address.
+  log "a stack without a node runs in $E2E_DIR: stopping it to start one with a node"
+  "$CP_DIR/down.sh"
 fi
+"$REPO/scripts/node.sh" install
+"$E2E_SRC/node/net.sh" up
+export E2E_APISERVER_BIND=$NODE_IP
+"$CP_DIR/up.sh"
 # shellcheck source=/dev/null
 source "$E2E_DIR/env.sh"
 
 if [[ ${E2E_SKIP_BUILD:-0} != 1 ]]; then
   t=$(now)
-  (cd "$REPO" && cargo build --bin causeway --bin causeway-operator --bin pod-runner)
+  (cd "$REPO" && cargo build --bin causeway --bin causeway-operator)
   log "binaries built in $(since "$t")s"
 fi
-for b in causeway causeway-operator pod-runner; do
+for b in causeway causeway-operator; do
   [[ -x $BIN/$b ]] || die "$BIN/$b missing (cargo build failed?)"
 done
 
-# ---- pod runner ------------------------------------------------------------------
-runner_current() {
-  pid_alive pod-runner && [[ $(pid_file pod-runner) -nt $BIN/pod-runner ]]
-}
-if runner_current; then
-  log "pod runner already running (pid $(<"$(pid_file pod-runner)"))"
+# ---- the node and the image ----------------------------------------------------------
+"$E2E_SRC/node/up.sh"
+if ! grep -q '^export E2E_NODE=' "$E2E_DIR/env.sh"; then
+  cat >>"$E2E_DIR/env.sh" <<EOF
+# Written by e2e/up.sh: the stack's node (e2e/node/).
+export E2E_NODE=1
+export E2E_SINK_HOST='$NODE_IP'
+export E2E_CONTAINERD_SOCK='$CONTAINERD_SOCK'
+export E2E_REGISTRY='127.0.0.1:$REGISTRY_PORT'
+EOF
+fi
+# The tag names the binaries it holds (size and mtime), so a rebuild gets a new tag and
+# the operator's pod rolls onto it.
+TAG=e2e-$(stat -c '%s-%Y' "$BIN/causeway" "$BIN/causeway-operator" | cksum | cut -d' ' -f1)
+if curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+  -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+  "http://127.0.0.1:$REGISTRY_PORT/v2/causeway/manifests/$TAG" 2>/dev/null; then
+  log "image causeway:$TAG already in the registry"
 else
-  proc_stop pod-runner
-  proc_start pod-runner "$BIN/pod-runner" --run-dir "$E2E_DIR" --bin-dir "$BIN" \
-    --kubeconfig "$KUBECONFIG" --pod-range "$POD_RANGE" --node-name causeway-e2e
-  wait_for "node causeway-e2e Ready" 60 pod-runner \
-    bash -c '[[ $(kubectl get node causeway-e2e -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].status}") == True ]]'
-  log "pod runner up (pods on $POD_RANGE, logs under $E2E_DIR/pods)"
+  "$E2E_SRC/node/image.sh" --bin-dir "$BIN" --tag "$TAG" --push "127.0.0.1:$REGISTRY_PORT"
 fi
 
 # ---- the chart -------------------------------------------------------------------
@@ -84,6 +100,9 @@ t=$(now)
 helm upgrade --install "$RELEASE" "$REPO/charts/causeway" \
   --namespace "$RELEASE_NS" --create-namespace \
   -f "$E2E_SRC/values-local.yaml" \
+  --set-string "image.repository=127.0.0.1:$REGISTRY_PORT/causeway" \
+  --set-string "image.tag=$TAG" --set-string image.pullPolicy=IfNotPresent \
+  --set-string worker.poolRouting=service \
   --set-string "podAnnotations.causeway\.dev/e2e-build=$build_id" >/dev/null
 log "helm upgrade --install $RELEASE done in $(since "$t")s"
 
@@ -91,18 +110,15 @@ t=$(now)
 if ! kubectl -n "$RELEASE_NS" rollout status "deploy/$RELEASE-operator" --timeout="${OPERATOR_TIMEOUT}s" >&2; then
   log "the operator did not become Ready within ${OPERATOR_TIMEOUT}s"
   kubectl -n "$RELEASE_NS" get pods -o wide >&2 || true
-  for f in "$E2E_DIR"/pods/"$RELEASE_NS"_*/operator.log; do
-    [[ -e $f ]] || continue
-    log "last lines of $f:"
-    tail -n 40 "$f" >&2
-  done
+  kubectl -n "$RELEASE_NS" describe pods >&2 || true
+  kubectl -n "$RELEASE_NS" logs -l app.kubernetes.io/component=operator --tail=40 >&2 || true
   exit 1
 fi
 log "operator Ready after $(since "$t")s"
 
 # ---- a throwaway PostgreSQL --------------------------------------------------------
-# For the postgres scenario (e2e/tests/e2e/postgres.rs): pods are local processes, so the
-# workers reach it on loopback. Kept while it runs; a stale directory (stopped server) is
+# For the postgres scenario (e2e/tests/e2e/postgres.rs), as a process of this machine
+# (postgres_for_pods below: where the pods reach it). Kept while it runs; a stale directory (stopped server) is
 # started afresh. down.sh stops it by its PID. A server that cannot start does not stop
 # the stack: the postgres scenario then fails and names the log.
 PG_DIR=$E2E_DIR/postgres
@@ -114,6 +130,16 @@ postgres_alive() {
   [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$PG_DIR"
 }
+# postgres_for_pods: pods are in their own network namespaces and reach this machine at
+# the node's address: the server listens there too, takes password logins from the pod
+# range, and the URL names that address.
+postgres_for_pods() {
+  printf "listen_addresses = '127.0.0.1,%s'\n" "$NODE_IP" >>"$PG_DIR/data/postgresql.conf"
+  printf 'host all all %s scram-sha-256\n' "$CLUSTER_CIDR" >>"$PG_DIR/data/pg_hba.conf"
+  sed -i "s#@127\.0\.0\.1:#@$NODE_IP:#" "$PG_DIR/url"
+  "$REPO/scripts/postgres.sh" stop "$PG_DIR"
+  "$REPO/scripts/postgres.sh" restart "$PG_DIR" >/dev/null
+}
 if [[ ${E2E_POSTGRES:-1} == 1 ]]; then
   if postgres_alive; then
     log "postgres already running (pid $(head -1 "$PG_DIR/data/postmaster.pid"))"
@@ -122,8 +148,9 @@ if [[ ${E2E_POSTGRES:-1} == 1 ]]; then
     mkdir -p "$E2E_DIR/logs"
     t=$(now)
     # stdout is the URL, with its password: into the directory only, never the console.
-    if "$REPO/scripts/postgres.sh" start "$PG_DIR" "$PG_PORT" >/dev/null 2>"$E2E_DIR/logs/postgres.log"; then
-      log "postgres up on 127.0.0.1:$PG_PORT in $(since "$t")s (URL in $PG_DIR/url)"
+    if "$REPO/scripts/postgres.sh" start "$PG_DIR" "$PG_PORT" >/dev/null 2>"$E2E_DIR/logs/postgres.log" &&
+      postgres_for_pods; then
+      log "postgres up on $NODE_IP:$PG_PORT in $(since "$t")s (URL in $PG_DIR/url)"
     else
       log "warning: postgres did not start (see $E2E_DIR/logs/postgres.log); the postgres scenario will fail"
     fi

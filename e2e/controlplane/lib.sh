@@ -118,51 +118,9 @@ wait_for() {
   done
 }
 
-# pod_pid_ours PIDFILE: the pid in a pod runner's pid file ($E2E_DIR/pods/<pod>/<c>.pid)
-# runs and is ours: the runner puts CAUSEWAY_E2E_POD=<pod dir> in each process's
-# environment, so a recycled pid is never taken for ours.
-pod_pid_ours() {
-  local f=$1 pid
-  pid=$(<"$f") || return 1
-  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/environ ]] || return 1
-  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "CAUSEWAY_E2E_POD=${f%/*}"
-}
-
-# stop_pod_procs: the processes the e2e pod runner started for pods (operator, workers).
-# The runner stops them itself on SIGTERM; this catches what a SIGKILLed runner left:
-# SIGTERM to each one's process group, SIGKILL after 5 s. Only recorded, verified pids.
-stop_pod_procs() {
-  local f pid i any left=()
-  for f in "$E2E_DIR"/pods/*/*.pid; do
-    [[ -e $f ]] || continue
-    if pod_pid_ours "$f"; then
-      pid=$(<"$f")
-      log "stopping pod process $pid (${f#"$E2E_DIR"/pods/})"
-      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      left+=("$f")
-    else
-      rm -f "$f"
-    fi
-  done
-  ((${#left[@]})) || return 0
-  for ((i = 0; i < 50; i++)); do
-    any=0
-    for f in "${left[@]}"; do pod_pid_ours "$f" && { any=1; break; }; done
-    ((any)) || break
-    sleep 0.1
-  done
-  for f in "${left[@]}"; do
-    if pod_pid_ours "$f"; then
-      pid=$(<"$f")
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$f"
-  done
-}
-
-# stop_all: stop every process recorded under $E2E_DIR/pids. Processes that later
-# steps registered with proc_start (operator, pod runner, ...) go first, then whatever
-# pod processes a killed pod runner left, then the control plane in reverse start order.
+# stop_all: stop every process recorded under $E2E_DIR/pids. The node goes first
+# (node/down.sh), then processes that later steps registered with proc_start, then the
+# control plane in reverse start order.
 stop_all() {
   local f name i core=" ${CP_PROCS[*]} "
   # A real node first (e2e/node/down.sh): its kubelet must not restart containers
@@ -174,7 +132,6 @@ stop_all() {
     name=${name%.pid}
     [[ $core == *" $name "* ]] || proc_stop "$name"
   done
-  stop_pod_procs
   for ((i = ${#CP_PROCS[@]} - 1; i >= 0; i--)); do
     proc_stop "${CP_PROCS[i]}"
   done

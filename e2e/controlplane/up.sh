@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start a real Kubernetes control plane on loopback: etcd, kube-apiserver and
 # kube-controller-manager, from the binaries build.sh caches. No kubelet, no nodes:
-# pods are created and stay Pending unless an e2e pod runner plays the kubelet.
+# pods stay Pending until e2e/node/up.sh adds the node (e2e/up.sh does both).
 #
 # Run directory: $E2E_DIR (default <repo>/.e2e). It gets
 #   kubeconfig  admin kubeconfig (CN=admin, O=system:masters)

@@ -90,6 +90,14 @@ done
 rm -rf "$NODE_DIR/containerd/root" "$NODE_DIR/containerd/state" "$NODE_DIR/runc" \
   "$NODE_DIR/buildah" "$NODE_DIR/registry/data" "$NODE_DIR/kubelet/root" "$NODE_DIR/image" \
   "$NODE_DIR/volumes" "$NODE_DIR/cni/ipam" "$NODE_DIR/pod-logs" 2>/dev/null || true
+# containerd 1.6 puts shim sockets in /run/containerd/s whatever its state dir: the
+# directories go once empty (rmdir removes nothing else).
+rmdir /run/containerd/s /run/containerd 2>/dev/null || true
+# buildah makes empty network config directories (/etc, /run, /var/lib) even with chroot
+# isolation; rmdir removes them only while empty.
+# and keeps a blob-info cache (a cache only) in /var/lib/containers/cache.
+rm -f /var/lib/containers/cache/blob-info-cache-v1.boltdb /etc/containers/networks/netavark.lock
+rmdir /etc/containers/networks /run/containers/networks /run/containers /var/lib/containers/cache /var/lib/containers 2>/dev/null || true
 left=$(awk -v d="$NODE_DIR/" 'index($5, d) == 1' /proc/self/mountinfo | wc -l)
 ((left == 0)) || log "warning: $left mounts under $NODE_DIR remain"
 log "node down"

@@ -22,17 +22,38 @@ source "$(dirname "${BASH_SOURCE[0]}")/../controlplane/lib.sh"
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# owner_alive DIR: the stack of run directory DIR still runs (its API server or kubelet).
+owner_alive() {
+  (
+    E2E_DIR=$1
+    pid_alive kube-apiserver || pid_alive kubelet
+  )
+}
+
 up() {
+  local owner
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
-    node_net_ours || die "bridge $BRIDGE exists but $NODE_DIR/net.env does not: another run directory's node? (its e2e-down removes it)"
-    log "network already up ($BRIDGE $NODE_IP)"
-    return 0
+    # The bridge's alias names the run directory that made it.
+    owner=$(cat "/sys/class/net/$BRIDGE/ifalias" 2>/dev/null || true)
+    if [[ $owner == "$E2E_DIR" ]] && node_net_ours; then
+      log "network already up ($BRIDGE $NODE_IP)"
+      return 0
+    fi
+    if [[ -n $owner && $owner != "$E2E_DIR" ]] && owner_alive "$owner"; then
+      die "the e2e node of $owner is running, and there is one per machine: stop it there (make e2e-down), or run E2E_NODE=0"
+    fi
+    # A stack whose processes were ended without e2e-down (a stopped session, a reboot
+    # of the container): its teardown removes what it left, then the rest goes by name.
+    log "tearing down the stale node of ${owner:-an unknown run directory}"
+    if [[ -n $owner && -d $owner/node ]]; then E2E_DIR=$owner "$CP_DIR/down.sh" >&2 || true; fi
+    force_down
   fi
   mkdir -p "$NODE_DIR"
   # Written first: a half-made network is still torn down by `down`.
   printf 'IP_FORWARD=%s\n' "$(cat /proc/sys/net/ipv4/ip_forward)" >"$NODE_DIR/net.env"
   ip link add "$BRIDGE" type bridge
   ip addr add "$NODE_IP/${POD_CIDR#*/}" dev "$BRIDGE"
+  ip link set "$BRIDGE" alias "$E2E_DIR"
   ip link set "$BRIDGE" up
   ip route add unreachable "$CLUSTER_CIDR"
   ip route add unreachable "$SERVICE_CIDR"
@@ -42,6 +63,20 @@ up() {
   iptables -w -t mangle -I FORWARD 1 -j "$CONTAIN_CHAIN"
   echo 1 >/proc/sys/net/ipv4/ip_forward
   log "network up: $BRIDGE $NODE_IP/${POD_CIDR#*/}, $CLUSTER_CIDR and $SERVICE_CIDR unreachable off the bridge"
+}
+
+# force_down: what has the node's fixed names, whoever made it (ip_forward stays).
+force_down() {
+  local l
+  for l in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+    ip link del "$l" 2>/dev/null || true
+  done
+  ip link del "$BRIDGE" 2>/dev/null || true
+  ip route del unreachable "$CLUSTER_CIDR" 2>/dev/null || true
+  ip route del unreachable "$SERVICE_CIDR" 2>/dev/null || true
+  while iptables -w -t mangle -D FORWARD -j "$CONTAIN_CHAIN" 2>/dev/null; do :; done
+  iptables -w -t mangle -F "$CONTAIN_CHAIN" 2>/dev/null || true
+  iptables -w -t mangle -X "$CONTAIN_CHAIN" 2>/dev/null || true
 }
 
 down() {

@@ -1,5 +1,4 @@
-//! End-to-end support for Causeway: the pod runner (test infrastructure that plays the
-//! kubelet on a control plane without nodes) and the harness the tests in `tests/` use.
+//! End-to-end support for Causeway: the harness the tests in `tests/` use, against the
+//! local stack of `e2e/up.sh` (a control plane and a real node) or a real cluster.
 
 pub mod harness;
-pub mod runner;

@@ -5,6 +5,18 @@ use std::net::SocketAddr;
 use clap::{Parser, ValueEnum};
 
 /// Log output format.
+/// How a worker reaches a plugin placed in another pool of its namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PoolRouting {
+    /// The internal-port URLs of the other pool's ready pods, by IP (the worker spreads
+    /// calls over them); its Service's DNS name only while it has no ready pod.
+    #[default]
+    PodIps,
+    /// Always the other pool's internal Service, by its cluster DNS name
+    /// (`http://<service>.<namespace>.svc:8081`): kube-proxy picks the pod.
+    Service,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Json,
@@ -85,6 +97,10 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "CAUSEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// How workers reach plugins placed in another pool: `pod-ips` or `service`.
+    #[arg(long, env = "CAUSEWAY_POOL_ROUTING", value_enum, default_value_t = PoolRouting::PodIps)]
+    pub pool_routing: PoolRouting,
 
     /// Seconds between status checks of a pool that has not converged.
     #[arg(long, env = "CAUSEWAY_REQUEUE_SECONDS", default_value_t = 5)]

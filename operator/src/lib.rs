@@ -185,6 +185,7 @@ pub fn settings(args: &Args, own_namespace: &str) -> Result<Settings, Error> {
         },
         requeue_pending: Duration::from_secs(args.requeue_seconds.max(1)),
         requeue_converged: Duration::from_secs(60),
+        pool_routing: args.pool_routing,
     })
 }
 

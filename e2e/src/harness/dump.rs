@@ -3,7 +3,6 @@
 //! to stderr (which the test harness prints with the failure).
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use super::{Stack, kubectl};
 
@@ -37,18 +36,10 @@ pub fn strip_ansi(text: &str) -> String {
     out
 }
 
-fn tail(path: &Path, lines: usize) -> String {
-    let text = strip_ansi(&String::from_utf8_lossy(
-        &std::fs::read(path).unwrap_or_default(),
-    ));
+/// The last `lines` lines of `text`.
+fn last_lines(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn modified(p: &Path) -> std::time::SystemTime {
-    std::fs::metadata(p)
-        .and_then(|m| m.modified())
-        .unwrap_or(std::time::UNIX_EPOCH)
 }
 
 /// Dump namespace `ns` of test `test`.
@@ -68,6 +59,9 @@ pub fn dump(ns: &str, test: &str) {
 
     let causeway = get(&["get", "-n", ns, KINDS, "-o", "yaml"]);
     let children = get(&["get", "-n", ns, CHILDREN, "-o", "wide", "--show-labels"]);
+    // Node, pod IP, status (e.g. OOMKilled, CrashLoopBackOff) and restarts at a glance;
+    // the full container states are in pods.yaml.
+    let pods_wide = get(&["get", "-n", ns, "pods", "-o", "wide"]);
     let pods = get(&["get", "-n", ns, "pods", "-o", "yaml"]);
     let events = get(&["get", "-n", ns, "events", "--sort-by=.lastTimestamp"]);
     let release_events = get(&[
@@ -97,112 +91,45 @@ pub fn dump(ns: &str, test: &str) {
     ]);
     let _ = writeln!(summary, "--- conditions\n{conds}");
     let _ = writeln!(summary, "--- children\n{children}");
+    let _ = writeln!(summary, "--- kubectl get pods -o wide\n{pods_wide}");
     let _ = writeln!(summary, "--- events\n{events}");
 
-    match stack.run_dir() {
-        Some(run_dir) => {
-            // Every container log of the namespace's pods, and the newest operator log.
-            let mut logs: Vec<(std::path::PathBuf, usize)> = Vec::new();
-            let mut operator: Option<std::path::PathBuf> = None;
-            if let Ok(entries) = std::fs::read_dir(run_dir.join("pods")) {
-                for e in entries.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let is_ns = name.starts_with(&format!("{ns}_"));
-                    let is_operator = name.starts_with(&format!("{}_", stack.release_ns));
-                    let Ok(files) = std::fs::read_dir(e.path()) else {
-                        continue;
-                    };
-                    for f in files
-                        .flatten()
-                        .map(|f| f.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-                    {
-                        if is_ns {
-                            logs.push((f, 40));
-                        } else if is_operator
-                            && operator.as_ref().is_none_or(|o| modified(&f) > modified(o))
-                        {
-                            operator = Some(f);
-                        }
-                    }
-                }
-            }
-            logs.extend(operator.map(|o| (o, 60)));
-            for (f, lines) in logs {
-                let label = f
-                    .strip_prefix(run_dir.join("pods"))
-                    .unwrap_or(&f)
-                    .to_string_lossy()
-                    .replace('/', "__");
-                let _ = std::fs::write(
-                    dir.join(label),
-                    strip_ansi(&String::from_utf8_lossy(
-                        &std::fs::read(&f).unwrap_or_default(),
-                    )),
-                );
-                let _ = writeln!(
-                    summary,
-                    "--- last {lines} lines of {}\n{}",
-                    f.display(),
-                    tail(&f, lines)
-                );
-            }
-            let runner = run_dir.join("logs/pod-runner.log");
-            let _ = std::fs::copy(&runner, dir.join("pod-runner.log"));
-            let text = std::fs::read_to_string(&runner).unwrap_or_default();
-            let mine: Vec<&str> = text.lines().filter(|l| l.contains(ns)).collect();
-            let _ = writeln!(
-                summary,
-                "--- pod runner lines about {ns} (last 20)\n{}",
-                mine[mine.len().saturating_sub(20)..].join("\n")
-            );
-        }
-        None => {
-            let logs = get(&[
-                "logs",
-                "-n",
-                ns,
-                "-l",
-                "causeway.dev/pool",
-                "--all-containers",
-                "--prefix",
-                "--tail=200",
-            ]);
-            let _ = std::fs::write(dir.join("workers.log"), &logs);
-            let op = get(&[
-                "logs",
-                "-n",
-                &stack.release_ns,
-                &format!("deploy/{}-operator", stack.release),
-                "--tail=300",
-            ]);
-            let _ = std::fs::write(dir.join("operator.log"), &op);
-            let _ = writeln!(
-                summary,
-                "--- worker logs (tail)\n{}",
-                logs.lines()
-                    .rev()
-                    .take(60)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-            let _ = writeln!(
-                summary,
-                "--- operator log (tail)\n{}",
-                op.lines()
-                    .rev()
-                    .take(60)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-        }
-    }
+    // Logs come through the API (`kubectl logs`; the kubelet serves them), on the local
+    // node as on a cluster.
+    let logs = strip_ansi(&get(&[
+        "logs",
+        "-n",
+        ns,
+        "-l",
+        "causeway.dev/pool",
+        "--all-containers",
+        "--prefix",
+        "--tail=200",
+    ]));
+    // A container that restarted (SIGKILL, OOM) ended in its previous instance.
+    let previous = strip_ansi(&get(&[
+        "logs",
+        "-n",
+        ns,
+        "-l",
+        "causeway.dev/pool",
+        "--all-containers",
+        "--prefix",
+        "--previous",
+        "--tail=100",
+    ]));
+    let _ = std::fs::write(dir.join("workers.log"), &logs);
+    let _ = std::fs::write(dir.join("workers.previous.log"), &previous);
+    let op = strip_ansi(&get(&[
+        "logs",
+        "-n",
+        &stack.release_ns,
+        &format!("deploy/{}-operator", stack.release),
+        "--tail=300",
+    ]));
+    let _ = std::fs::write(dir.join("operator.log"), &op);
+    let _ = writeln!(summary, "--- worker logs (tail)\n{}", last_lines(&logs, 60));
+    let _ = writeln!(summary, "--- operator log (tail)\n{}", last_lines(&op, 60));
     let _ = writeln!(summary, "======== end of dump for {ns} ========");
     let _ = std::fs::write(dir.join("summary.txt"), &summary);
     eprintln!("{summary}");

@@ -5,8 +5,10 @@
 //! Two ways to run (docs/e2e.md):
 //! - **local** (default): the stack of `e2e/up.sh`; `E2E_DIR` (default `<repo>/.e2e`)
 //!   holds `env.sh`, which names the kubeconfig and puts the pinned kubectl and helm first
-//!   on `PATH`. Pods are processes of the pod runner, so the tests reach pod IPs and
-//!   pods reach the tests' sinks, all on loopback, and a test can SIGKILL a worker.
+//!   on `PATH`. Pods are containers of the node's containerd ([`Node`]) on the bridge
+//!   10.244.0.0/24: the tests reach pod IPs through the bridge, pods reach the tests'
+//!   sinks at the node's address (`E2E_SINK_HOST`), and a test can SIGKILL a container's
+//!   process by its host pid.
 //! - **external** (`E2E_EXTERNAL=1`): `KUBECONFIG` names a real cluster where the chart is
 //!   installed (release `causeway` in `causeway-system`, or `E2E_RELEASE`/`E2E_RELEASE_NAMESPACE`).
 //!   The test process must reach pod IPs, and pods must reach `E2E_SINK_HOST` (an address
@@ -49,6 +51,17 @@ pub struct Stack {
     pub release_ns: String,
     /// Host the pods use to reach the tests' sinks and file server.
     pub sink_host: String,
+    /// The local stack's node (None on an external cluster).
+    pub node: Option<Node>,
+}
+
+/// The real node of the local stack (`e2e/node/`): kubelet and containerd.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// `$E2E_DIR/node`: containerd, kubelet, pod logs (`pod-logs/<ns>_<pod>_<uid>/`).
+    pub dir: PathBuf,
+    /// containerd's socket, for `ctr`.
+    pub containerd_sock: PathBuf,
 }
 
 static STACK: OnceLock<std::result::Result<Stack, String>> = OnceLock::new();
@@ -95,6 +108,7 @@ impl Stack {
                 release_ns,
                 sink_host: std::env::var("E2E_SINK_HOST")
                     .map_err(|_| "E2E_EXTERNAL=1 needs E2E_SINK_HOST".to_string())?,
+                node: None,
             });
         }
         let run_dir = std::env::var("E2E_DIR")
@@ -109,6 +123,28 @@ impl Stack {
             .find(|(k, _)| k == "KUBECONFIG")
             .map(|(_, v)| PathBuf::from(v))
             .ok_or("env.sh has no KUBECONFIG")?;
+        let from_env_sh = |key: &str| {
+            cmd_env
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        if from_env_sh("E2E_NODE").as_deref() != Some("1") {
+            return Err(format!(
+                "{} names a stack without a node (from before e2e/node/): make e2e-down, then make e2e-up",
+                env_sh.display()
+            ));
+        }
+        let node = Some(Node {
+            dir: run_dir.join("node"),
+            containerd_sock: from_env_sh("E2E_CONTAINERD_SOCK")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| run_dir.join("node/containerd/containerd.sock")),
+        });
+        let sink_host = std::env::var("E2E_SINK_HOST")
+            .ok()
+            .or_else(|| from_env_sh("E2E_SINK_HOST"))
+            .unwrap_or_else(|| "127.0.0.1".into());
         cmd_env.push((
             "PATH".into(),
             format!("{}:{path}", run_dir.join("bin").display()),
@@ -120,7 +156,8 @@ impl Stack {
             repo,
             release,
             release_ns,
-            sink_host: std::env::var("E2E_SINK_HOST").unwrap_or_else(|_| "127.0.0.1".into()),
+            sink_host,
+            node,
         })
     }
 
@@ -509,19 +546,96 @@ pub async fn ready_pool_pod(client: &Client, ns: &str, pool: &str) -> Result<Pod
     .await
 }
 
-/// The local pid of a pod's container (local mode only).
+/// The host pid of a pod's container's first process, on the local stack's node (from
+/// containerd, by the container ID in the pod's status).
 pub fn container_pid(stack: &Stack, ns: &str, pod: &str, container: &str) -> Result<u32> {
-    let dir = stack
-        .run_dir()
+    let node = stack
+        .node
+        .as_ref()
         .ok_or_else(|| anyhow!("container pids exist only on the local stack"))?;
-    let f = dir
-        .join("pods")
-        .join(format!("{ns}_{pod}"))
-        .join(format!("{container}.pid"));
-    let text = std::fs::read_to_string(&f).with_context(|| format!("read {}", f.display()))?;
-    text.trim()
-        .parse()
-        .with_context(|| format!("pid in {}", f.display()))
+    node_container_pid(node, ns, pod, container)
+}
+
+fn node_container_pid(node: &Node, ns: &str, pod: &str, container: &str) -> Result<u32> {
+    let id = kubectl(&[
+        "get",
+        "pod",
+        "-n",
+        ns,
+        pod,
+        "-o",
+        &format!("jsonpath={{.status.containerStatuses[?(@.name==\"{container}\")].containerID}}"),
+    ])?
+    .ok()?;
+    let id = id
+        .trim()
+        .strip_prefix("containerd://")
+        .ok_or_else(|| anyhow!("pod {ns}/{pod} has no running container {container} ({id:?})"))?
+        .to_string();
+    let out = Command::new("ctr")
+        .arg("--address")
+        .arg(&node.containerd_sock)
+        .args(["--namespace", "k8s.io", "task", "ls"])
+        .output()
+        .context("ctr task ls")?;
+    if !out.status.success() {
+        bail!(
+            "ctr task ls failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_ctr_task_pid(&text, &id)
+        .ok_or_else(|| anyhow!("no running task {id} of {ns}/{pod}/{container} in:\n{text}"))
+}
+
+/// The pid of task `id` in `ctr task ls` output (`TASK PID STATUS`), if it runs.
+fn parse_ctr_task_pid(text: &str, id: &str) -> Option<u32> {
+    text.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        match (f.next(), f.next(), f.next()) {
+            (Some(task), Some(pid), Some("RUNNING")) if task == id => pid.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+/// Container log files of the local stack's pods in `namespaces`, every restart's
+/// (`node/pod-logs/<ns>_<pod>_<uid>/<container>/<n>.log`). Empty on an external cluster.
+pub fn local_log_files(stack: &Stack, namespaces: &[&str]) -> Vec<PathBuf> {
+    let Some(node) = &stack.node else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let Ok(pods) = std::fs::read_dir(node.dir.join("pod-logs")) else {
+        return out;
+    };
+    for pod in pods.flatten() {
+        let name = pod.file_name().to_string_lossy().into_owned();
+        if !namespaces
+            .iter()
+            .any(|ns| name.starts_with(&format!("{ns}_")))
+        {
+            continue;
+        }
+        for container in std::fs::read_dir(pod.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for f in std::fs::read_dir(container.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if f.path().extension().is_some_and(|e| e == "log") {
+                    out.push(f.path());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Is this pid alive (and not a zombie)?
@@ -659,8 +773,8 @@ fn local_postgres_dir(stack: &Stack) -> Result<PathBuf> {
 
 /// The addresses a Service sends its port `port_name` to: `http://<podIP>:<targetPort>` of
 /// each Ready pod its selector matches, in name order. This is what kube-proxy does with
-/// the Service's endpoints; the local stack has no kube-proxy and no EndpointSlices for
-/// loopback pods (docs/e2e.md), so the tests resolve the Service themselves.
+/// the Service's endpoints; the tests resolve the Service themselves because this
+/// machine cannot open ClusterIPs (they are routed `unreachable` here; docs/e2e.md).
 pub async fn service_backends(
     client: &Client,
     ns: &str,
@@ -723,6 +837,14 @@ pub async fn service_backends(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_task_pid_is_found_by_container_id() {
+        let text = "TASK    PID     STATUS\nabc     4242    RUNNING\ndef     17      STOPPED\n";
+        assert_eq!(parse_ctr_task_pid(text, "abc"), Some(4242));
+        assert_eq!(parse_ctr_task_pid(text, "def"), None);
+        assert_eq!(parse_ctr_task_pid(text, "ab"), None);
+    }
 
     #[test]
     fn env_sh_is_parsed() {

@@ -1,5 +1,5 @@
-//! Scenario 6: SIGKILL a worker in the middle of a load. The pod runner restarts it (as
-//! a kubelet would: same pod, restart count + 1, same volume) and every event that was
+//! Scenario 6: SIGKILL a worker container's process in the middle of a load. The kubelet
+//! restarts it (same pod, restart count + 1, same volume) and every event that was
 //! acknowledged with 202 reaches the destination (at least once). On a real cluster the
 //! pod is force-deleted instead, and its replacement takes over the same volume.
 
@@ -129,7 +129,7 @@ async fn s6_sigkill_under_load_loses_no_acknowledged_event() -> Result<()> {
     if let Mode::Local { .. } = stack.mode {
         ensure!(
             back.uid() == uid,
-            "the pod runner restarts the process in the same pod"
+            "the kubelet restarts the container in the same pod"
         );
         ensure!(
             restart_count(&back) == restarts + 1,

@@ -4,7 +4,9 @@
 //! chart's files; the chart's RBAC grants what the operator needs and no more.
 
 use anyhow::{Context, Result, bail, ensure};
-use causeway_e2e::harness::{Mode, READY_TIMEOUT, Stack, eventually, helm, kubectl, pod_ready};
+use causeway_e2e::harness::{
+    READY_TIMEOUT, Stack, container_pid, eventually, helm, kubectl, pod_ready,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -71,35 +73,62 @@ async fn s1_helm_release_deployed_and_operator_ready() -> Result<()> {
         "operator pod runs as {sa}"
     );
 
-    // On the local stack the operator is a process of the pod runner: its credentials
-    // must be the chart's ServiceAccount's token, nothing else.
-    if let Mode::Local { run_dir } = &stack.mode {
-        let dir = run_dir
-            .join("pods")
-            .join(format!("{}_{}", stack.release_ns, pod.name_any()));
-        let kubeconfig = dir.join("kubeconfig");
+    // On the local node the operator is a container: the image's user (non-root), a
+    // read-only root file system, and the token the kubelet mounted authenticates as the
+    // chart's ServiceAccount.
+    if stack.node.is_some() {
+        let pid = container_pid(stack, &stack.release_ns, &pod.name_any(), "operator")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or_default();
+        ensure!(uid == "65532", "the operator container runs as uid {uid}");
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+        let root = mounts
+            .lines()
+            .find(|l| l.split_whitespace().nth(4) == Some("/"))
+            .context("no / in the operator's mountinfo")?;
+        ensure!(
+            root.split_whitespace()
+                .nth(5)
+                .is_some_and(|o| o.split(',').any(|o| o == "ro")),
+            "the operator's root file system is not read-only: {root}"
+        );
+        let token = std::fs::read_to_string(format!(
+            "/proc/{pid}/root/var/run/secrets/kubernetes.io/serviceaccount/token"
+        ))
+        .context("the operator's ServiceAccount token")?;
+        let server = kubectl(&[
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ])?
+        .ok()?;
+        let ca = std::fs::read_to_string(format!(
+            "/proc/{pid}/root/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+        ))?;
+        let ca_file = std::env::temp_dir().join(format!("e2e-operator-ca-{pid}.crt"));
+        std::fs::write(&ca_file, ca)?;
         let who = kubectl(&[
             "auth",
             "whoami",
-            "--kubeconfig",
-            &kubeconfig.to_string_lossy(),
+            "--kubeconfig=/dev/null",
+            &format!("--server={server}"),
+            &format!("--certificate-authority={}", ca_file.display()),
+            &format!("--token={}", token.trim()),
             "-o",
             "jsonpath={.status.userInfo.username}",
         ])?
-        .ok()?;
+        .ok();
+        let _ = std::fs::remove_file(&ca_file);
+        let who = who?;
         ensure!(
             who == operator_sa(stack),
-            "the operator process authenticates as {who}"
-        );
-        let pid: u32 = std::fs::read_to_string(dir.join("operator.pid"))
-            .context("operator pid")?
-            .trim()
-            .parse()?;
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).context("operator environ")?;
-        let want = format!("KUBECONFIG={}", kubeconfig.display());
-        ensure!(
-            environ.split(|b| *b == 0).any(|kv| kv == want.as_bytes()),
-            "operator process lacks {want}"
+            "the operator's token authenticates as {who}"
         );
     }
     Ok(())

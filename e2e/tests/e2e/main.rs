@@ -16,14 +16,18 @@
 //! | 8 restart the operator mid-reconcile: converges, no duplicates | `operator_restart` |
 //! | 9 delete a Bridge (404), delete a pool (garbage collected) | `deletion` |
 //! | 10 a postgres pool of 3: a pod deleted under load loses nothing; `kubectl get wpool` shows the store | `postgres` |
+//! | 11 a worker OOM-killed by its memory limit: restarted, nothing acknowledged lost (real node) | `oom` |
+//! | 12 a cross-pool call through the pool's ClusterIP Service, resolved by cluster DNS (real node) | `dns` |
 
 mod chart;
 mod conditions;
 mod crash;
 mod deletion;
+mod dns;
 mod examples;
 mod install;
 mod live_edit;
+mod oom;
 mod operator_restart;
 mod postgres;
 mod selective;

@@ -1,6 +1,6 @@
 //! Scenario 8: the operator is killed in the middle of reconciling a burst of new
-//! objects. It comes back (the pod runner restarts the process; on a real cluster the
-//! Deployment replaces the pod), converges, and no object is duplicated.
+//! objects. It comes back (the kubelet restarts the container whose process was
+//! SIGKILLed; on a real cluster the Deployment replaces the force-deleted pod), converges, and no object is duplicated.
 
 use std::time::Duration;
 
@@ -62,7 +62,7 @@ async fn s8_operator_restart_mid_reconcile_converges_without_duplicates() -> Res
     })
     .await?;
     match &stack.mode {
-        // SIGKILL of the process, restarted in place by the pod runner. A kubelet delays the
+        // SIGKILL of the container's process, restarted in place by the kubelet, which delays the
         // restart of a container that crashed before (up to 5 min, reset after 10 min of
         // running), so on a stack kept up across runs the pod is deleted instead, as below.
         Mode::Local { .. } if op_restarts == 0 => {

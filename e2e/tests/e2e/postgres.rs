@@ -18,8 +18,8 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use causeway_e2e::harness::http::{Sink, post};
 use causeway_e2e::harness::{
     Mode, READY_TIMEOUT, Stack, TestNs, Want, container_pid, eventually, ingress_url, kill,
-    kubectl, pod_ready, pool_pods, postgres_start, postgres_stop, postgres_url, restart_count,
-    service_backends, wait_condition,
+    kubectl, local_log_files, pod_ready, pool_pods, postgres_start, postgres_stop, postgres_url,
+    restart_count, service_backends, wait_condition,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
@@ -345,22 +345,9 @@ async fn s10_a_postgres_pool_of_three_loses_nothing_when_a_pod_is_deleted() -> R
                 kubectl(&["get", "events", "-n", &ns.name, "-o", "yaml"])?.ok()?,
             ),
         ];
-        if let Some(dir) = stack.run_dir() {
-            for entry in std::fs::read_dir(dir.join("pods"))?.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !(name.starts_with(&format!("{}_", ns.name))
-                    || name.starts_with(&format!("{}_", stack.release_ns)))
-                {
-                    continue;
-                }
-                for log in std::fs::read_dir(entry.path())?.flatten() {
-                    if log.path().extension().is_some_and(|e| e == "log") {
-                        let text =
-                            String::from_utf8_lossy(&std::fs::read(log.path())?).into_owned();
-                        places.push((log.path().display().to_string(), text));
-                    }
-                }
-            }
+        for log in local_log_files(stack, &[ns.name.as_str(), stack.release_ns.as_str()]) {
+            let text = String::from_utf8_lossy(&std::fs::read(&log)?).into_owned();
+            places.push((log.display().to_string(), text));
         }
         for (place, text) in &places {
             ensure!(

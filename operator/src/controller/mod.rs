@@ -122,6 +122,8 @@ pub struct Settings {
     pub requeue_pending: Duration,
     /// Requeue of a converged pool, to notice late worker errors.
     pub requeue_converged: Duration,
+    /// How workers reach plugins placed in another pool.
+    pub pool_routing: crate::cli::PoolRouting,
 }
 
 /// Shared reflector stores.

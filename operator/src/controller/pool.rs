@@ -292,7 +292,13 @@ async fn converge(
     let rctx = RenderContext {
         internal_tokens: [(ns.clone(), SecretValue(internal))].into(),
         admin_token: Some(SecretValue(admin.clone())),
-        pool_endpoints: pool_endpoints(&all_pods, &owners, &pool_uids, &ns, &name),
+        // No endpoints: the render names each other pool's internal Service.
+        pool_endpoints: match ctx.settings.pool_routing {
+            crate::cli::PoolRouting::PodIps => {
+                pool_endpoints(&all_pods, &owners, &pool_uids, &ns, &name)
+            }
+            crate::cli::PoolRouting::Service => Default::default(),
+        },
     };
     let rendered = render(
         &inv,

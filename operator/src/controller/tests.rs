@@ -282,6 +282,7 @@ fn fixture_with(
             },
             requeue_pending: Duration::from_secs(5),
             requeue_converged: Duration::from_secs(60),
+            pool_routing: crate::cli::PoolRouting::PodIps,
         },
         stores: Stores {
             pools: store_of(world.pools),
