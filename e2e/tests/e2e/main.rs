@@ -21,6 +21,7 @@
 
 mod chart;
 mod conditions;
+mod console;
 mod crash;
 mod deletion;
 mod dns;
