@@ -295,7 +295,7 @@ main() {
 
   start_apiserver
   wait_for "kube-apiserver /readyz" "$READY_TIMEOUT" kube-apiserver apiserver_ready
-  log "kube-apiserver ready (/readyz ok) on https://127.0.0.1:$APISERVER_PORT after $(since "$start")s"
+  log "kube-apiserver ready (/readyz ok) on https://$BIND:$APISERVER_PORT after $(since "$start")s"
 
   start_controller_manager
   wait_for "kube-controller-manager (ServiceAccount default/default)" 120 kube-controller-manager controller_manager_ready

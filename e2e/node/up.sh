@@ -37,7 +37,11 @@ mkdir -p "$NODE_DIR"/{certs,containerd,cni/net.d,cni/ipam,kubelet,pod-logs,volum
 
 node_cert() { # node_cert NAME SUBJECT: a client certificate from the e2e CA
   local n=$1 subj=$2 d=$NODE_DIR/certs
-  [[ -f $d/$n.crt ]] && return 0
+  # Kept while the e2e CA that signed it is the current one (a fresh control plane has
+  # a new CA).
+  if [[ -f $d/$n.crt ]] && openssl verify -CAfile "$PKI/ca.crt" "$d/$n.crt" >/dev/null 2>&1; then
+    return 0
+  fi
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/$n.key" 2>/dev/null
   chmod 600 "$d/$n.key"
   openssl req -new -key "$d/$n.key" -subj "$subj" -config "$PKI/openssl.cnf" -out "$d/$n.csr"
@@ -233,8 +237,10 @@ failSwapOn: false
 # Secrets and ConfigMaps reach volumes within seconds (a pool's config is a Secret).
 syncFrequency: 5s
 serializeImagePulls: false
-# The disk is shared and test pods are small: evict only when it is really full.
-evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
+# The disk is shared with other builds and test pods are small: evict (and taint the node
+# with disk-pressure) only when it is really full, and lift the taint soon after.
+evictionHard: {memory.available: 100Mi, nodefs.available: 200Mi, imagefs.available: 200Mi, nodefs.inodesFree: 1%}
+evictionPressureTransitionPeriod: 10s
 imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
 maxPods: 110
@@ -274,7 +280,8 @@ nodePortAddresses: [$NODE_IP/32]
 YAML
   # The unreachable routes of node/net.sh are in place before kube-proxy programs any
   # Service address.
-  ip route show type unreachable | grep -q "^unreachable $SERVICE_CIDR" || die "no unreachable route for $SERVICE_CIDR"
+  routes=$(ip route show type unreachable)
+  [[ $'\n'$routes == *$'\n'"unreachable $SERVICE_CIDR"* ]] || die "no unreachable route for $SERVICE_CIDR"
   proc_start kube-proxy "$(bin_path kube-proxy)" --config="$NODE_DIR/kube-proxy/config.yaml" --v=1
   wait_for "kube-proxy healthz" 60 kube-proxy curl -fsS -o /dev/null "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
   log "kube-proxy up (iptables)"
