@@ -90,7 +90,7 @@ done
 rm -rf "$NODE_DIR/containerd/root" "$NODE_DIR/containerd/state" "$NODE_DIR/runc" \
   "$NODE_DIR/buildah" "$NODE_DIR/registry/data" "$NODE_DIR/kubelet/root" "$NODE_DIR/image" \
   "$NODE_DIR/volumes" "$NODE_DIR/cni/ipam" "$NODE_DIR/pod-logs" "$NODE_DIR/certs" \
-  "$NODE_DIR/kubelet/pki" 2>/dev/null || true
+  "$NODE_DIR/kubelet/pki" "$NODE_DIR/tmp" 2>/dev/null || true
 # containerd 1.6 puts shim sockets in /run/containerd/s whatever its state dir: the
 # directories go once empty (rmdir removes nothing else).
 rmdir /run/containerd/s /run/containerd 2>/dev/null || true

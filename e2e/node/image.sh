@@ -31,6 +31,9 @@ done
 [[ -n $BIN_DIR && -n $TAG ]] || die "usage: $0 --bin-dir DIR --tag TAG [--push HOST:PORT]"
 
 B=$NODE_DIR/buildah
+# buildah stages blobs in TMPDIR (/var/tmp by default): keep them in the run directory.
+export TMPDIR=$NODE_DIR/tmp
+mkdir -p "$TMPDIR"
 bh() { buildah --root "$B/root" --runroot "$B/runroot" --storage-driver vfs "$@"; }
 
 # copy_with_libs ROOTFS FILE...: each file into ROOTFS at its own path, with what ldd
