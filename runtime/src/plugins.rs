@@ -33,7 +33,7 @@ pub struct PluginCallError {
 /// Why the plugin host could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("plugin host: {0}")]
-pub struct PluginsError(String);
+pub struct PluginsError(#[source] causeway_plugins::HostError);
 
 pub struct Plugins {
     host: PluginHost,
@@ -56,7 +56,7 @@ impl Plugins {
             registry,
             allow_file_sources,
         })
-        .map_err(|e| PluginsError(e.to_string()))?;
+        .map_err(PluginsError)?;
         Ok(Plugins { host })
     }
 

@@ -30,7 +30,7 @@ pub enum ClusterError {
     #[error("--pool {0:?}: expected <namespace>/<name>")]
     PoolArg(String),
     #[error("kubernetes client: {0}")]
-    Client(String),
+    Client(#[source] kube::Error),
     #[error("secret {namespace}/{name}: {message}")]
     Secret {
         namespace: String,
@@ -174,9 +174,7 @@ impl SecretSource {
     /// Connect with the in-cluster (or `KUBECONFIG`) credentials and read the first config.
     pub async fn connect(pool_arg: &str, wait: Duration) -> Result<Self, ClusterError> {
         let (namespace, pool) = parse_pool(pool_arg)?;
-        let client = Client::try_default()
-            .await
-            .map_err(|e| ClusterError::Client(e.to_string()))?;
+        let client = Client::try_default().await.map_err(ClusterError::Client)?;
         Self::with_client(client, &namespace, &pool, wait).await
     }
 
@@ -209,13 +207,12 @@ impl ConfigSource for SecretSource {
                 config: cfg.clone(),
                 problems: Vec::new(),
             }),
-            None => Err(ConfigError::Read {
-                path: format!(
+            None => Err(ConfigError::NotLoaded {
+                what: format!(
                     "secret {}/{}",
                     self.namespace,
                     config_secret_name(&self.pool)
                 ),
-                message: "not read yet".into(),
             }),
         }
     }

@@ -250,7 +250,10 @@ impl CallState {
 /// Links everything a plugin may import: WASI 0.2 CLI (no ambient authority), wasi:http,
 /// wasi:config/store and wasi:keyvalue.
 pub(crate) fn build_linker(engine: &wasmtime::Engine) -> Result<Linker<CallState>, HostError> {
-    let err = |what: &str, e: wasmtime::Error| HostError::Linker(format!("{what}: {e}"));
+    let err = |what: &'static str, e: wasmtime::Error| HostError::Linker {
+        what,
+        source: e.into(),
+    };
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| err("wasi", e))?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)

@@ -93,7 +93,7 @@ pub(crate) fn build_engine(mode: PoolingMode) -> Result<(Engine, AllocatorKind),
     }
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
-    let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))?;
+    let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.into()))?;
     tracing::info!(allocator = "ondemand", "wasmtime engine ready");
     Ok((engine, AllocatorKind::OnDemand))
 }
@@ -112,7 +112,7 @@ pub(crate) fn start_ticker(engine: &Engine) -> Result<(), HostError> {
             }
         })
         .map(|_| ())
-        .map_err(|e| HostError::Engine(format!("starting the epoch ticker: {e}")))
+        .map_err(HostError::EpochTicker)
 }
 
 /// A short stable hex string for the engine's precompile compatibility: part of each

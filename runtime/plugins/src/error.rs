@@ -2,13 +2,21 @@
 
 use std::path::PathBuf;
 
+/// A cause kept whole, whatever its type (wasmtime's errors, a registry client's).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Creating a [`crate::PluginHost`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     #[error("creating the wasmtime engine: {0}")]
-    Engine(String),
-    #[error("linking host interfaces: {0}")]
-    Linker(String),
+    Engine(#[source] BoxError),
+    #[error("starting the epoch ticker: {0}")]
+    EpochTicker(#[source] std::io::Error),
+    #[error("linking host interfaces: {what}: {source}")]
+    Linker {
+        what: &'static str,
+        source: BoxError,
+    },
     #[error("cache directory {path}: {source}")]
     CacheDir {
         path: PathBuf,
@@ -20,7 +28,7 @@ pub enum HostError {
         source: prometheus::Error,
     },
     #[error("building the HTTP client: {0}")]
-    HttpClient(String),
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// Loading one plugin failed (reported per plugin by `apply` and `status`).
@@ -43,24 +51,42 @@ pub enum LoadError {
         source: std::io::Error,
     },
     #[error("inline component is not valid base64: {0}")]
-    Base64(String),
+    Base64(#[source] base64::DecodeError),
+    /// `source` is the client's error when there is one (not for a bad status).
     #[error("downloading {url}: {message}")]
-    Download { url: String, message: String },
+    Download {
+        url: String,
+        message: String,
+        #[source]
+        source: Option<reqwest::Error>,
+    },
     #[error("component from {url} is larger than {limit} bytes")]
     TooLarge { url: String, limit: u64 },
     #[error("invalid OCI reference {reference:?}: {message}")]
     OciReference { reference: String, message: String },
     #[error("pulling {reference}: {message}")]
-    OciPull { reference: String, message: String },
+    OciPull {
+        reference: String,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     #[error("OCI artifact {reference} has no wasm layer (layer media types: {media_types})")]
     OciNoWasmLayer {
         reference: String,
         media_types: String,
     },
+    /// Only a message, on purpose: wasmtime's own error may quote the component's bytes
+    /// or its parser's context, which must not reach logs and status.
     #[error("compiling component sha256:{digest}: {message}")]
     Compile { digest: String, message: String },
     #[error("linking component sha256:{digest}: {message}")]
-    Link { digest: String, message: String },
+    Link {
+        digest: String,
+        message: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("instantiating component sha256:{digest}: {message}")]
     Instantiate { digest: String, message: String },
     #[error("file sources are refused outside local mode (use oci, http or configMap)")]

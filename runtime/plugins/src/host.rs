@@ -201,12 +201,12 @@ impl PluginHost {
         let download = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| HostError::HttpClient(e.to_string()))?;
+            .map_err(HostError::HttpClient)?;
         let internal = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| HostError::HttpClient(e.to_string()))?;
+            .map_err(HostError::HttpClient)?;
         Ok(PluginHost {
             inner: Arc::new(Inner {
                 engine,
@@ -728,6 +728,7 @@ async fn compiled_for(
     let link_err = |e: wasmtime::Error| LoadError::Link {
         digest: digest.clone(),
         message: format!("{e:#}"),
+        source: e.into(),
     };
     let pre = inner.linker.instantiate_pre(&component).map_err(link_err)?;
     let pre = ProxyPre::new(pre).map_err(link_err)?;

@@ -72,7 +72,7 @@ pub(crate) async fn locate(
             let expected = normalize_digest(sha256)?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data)
-                .map_err(|e| LoadError::Base64(e.to_string()))?;
+                .map_err(LoadError::Base64)?;
             let digest = check_digest(&expected, &bytes)?;
             dirs.store_artifact(&digest, &bytes)?;
             Ok(Located {
@@ -147,13 +147,19 @@ async fn download(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, LoadErro
     let err = |message: String| LoadError::Download {
         url: url.to_string(),
         message,
+        source: None,
+    };
+    let client_err = |e: reqwest::Error| LoadError::Download {
+        url: url.to_string(),
+        message: e.to_string(),
+        source: Some(e),
     };
     let resp = http
         .get(url)
         .timeout(DOWNLOAD_TIMEOUT)
         .send()
         .await
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(client_err)?;
     let status = resp.status();
     if status.is_redirection() {
         return Err(err(format!(
@@ -175,7 +181,7 @@ async fn download(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, LoadErro
     let mut out = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| err(e.to_string()))?;
+        let chunk = chunk.map_err(client_err)?;
         out.extend_from_slice(&chunk);
         if out.len() as u64 > MAX_COMPONENT_BYTES {
             return Err(LoadError::TooLarge {
@@ -238,6 +244,12 @@ async fn pull_oci(
     let pull_err = |message: String| LoadError::OciPull {
         reference: reference.to_string(),
         message,
+        source: None,
+    };
+    let client_err = |e: oci_client::errors::OciDistributionError| LoadError::OciPull {
+        reference: reference.to_string(),
+        message: e.to_string(),
+        source: Some(e.into()),
     };
     let client = oci_client(insecure);
     let auth = RegistryAuth::Anonymous;
@@ -245,7 +257,7 @@ async fn pull_oci(
         tokio::time::timeout(DOWNLOAD_TIMEOUT, client.pull_image_manifest(&parsed, &auth))
             .await
             .map_err(|_| pull_err("timed out fetching the manifest".into()))?
-            .map_err(|e| pull_err(e.to_string()))?;
+            .map_err(client_err)?;
     let manifest_hex = normalize_digest(&manifest_digest)?;
     if let Some(p) = &pinned
         && *p != manifest_hex
@@ -283,7 +295,7 @@ async fn pull_oci(
         tokio::time::timeout(DOWNLOAD_TIMEOUT, client.pull_blob(&parsed, layer, &mut out))
             .await
             .map_err(|_| pull_err("timed out fetching the wasm layer".into()))?
-            .map_err(|e| pull_err(e.to_string()))?;
+            .map_err(client_err)?;
         let bytes = out.buf;
         check_digest(&layer_hex, &bytes)?;
         dirs.store_artifact(&layer_hex, &bytes)?;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use causeway_config::ObjectKey;
 use clap::{Args, Parser, Subcommand};
 
 use crate::limits::Limits;
@@ -324,7 +325,7 @@ pub enum EventsAction {
     List {
         /// `namespace/name`
         #[arg(long)]
-        bridge: Option<String>,
+        bridge: Option<ObjectKey>,
         /// pending, delivered, dead or filtered
         #[arg(long)]
         status: Option<String>,
@@ -340,12 +341,12 @@ pub enum EventsAction {
         id: Option<String>,
         /// Replay all dead letters of this bridge (`namespace/name`).
         #[arg(long)]
-        bridge: Option<String>,
+        bridge: Option<ObjectKey>,
     },
     /// Delete a bridge's pending jobs.
     Purge {
         #[arg(long)]
-        bridge: String,
+        bridge: ObjectKey,
     },
 }
 
@@ -354,11 +355,14 @@ pub enum BridgesAction {
     /// Bridges with their suspension and paused destinations.
     List,
     /// Stop a bridge's ingress (503) and hold its deliveries.
-    Suspend { bridge: String },
+    Suspend { bridge: ObjectKey },
     /// Resume a bridge: ingress opens, held deliveries are sent.
-    Resume { bridge: String },
+    Resume { bridge: ObjectKey },
     /// Resume a destination paused by a 410.
-    ResumeDestination { bridge: String, destination: String },
+    ResumeDestination {
+        bridge: ObjectKey,
+        destination: String,
+    },
 }
 
 /// Why an admin command failed.
@@ -372,14 +376,8 @@ pub enum AdminError {
         status: u16,
         body: String,
     },
-    #[error("bridge must be namespace/name, got {0:?}")]
-    BridgeName(String),
-}
-
-fn split_bridge(b: &str) -> Result<(&str, &str), AdminError> {
-    b.split_once('/')
-        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
-        .ok_or_else(|| AdminError::BridgeName(b.to_string()))
+    #[error("{0}")]
+    Usage(&'static str),
 }
 
 async fn call(
@@ -448,7 +446,7 @@ pub async fn events(admin: &AdminArgs, action: &EventsAction) -> Result<String, 
         } => {
             let mut q = format!("?limit={limit}");
             if let Some(b) = bridge {
-                q.push_str(&format!("&bridge={}", encode(b)));
+                q.push_str(&format!("&bridge={}", encode(&b.to_string())));
             }
             if let Some(s) = status {
                 q.push_str(&format!("&status={}", encode(s)));
@@ -486,7 +484,12 @@ pub async fn events(admin: &AdminArgs, action: &EventsAction) -> Result<String, 
             .await?,
         )),
         EventsAction::Replay { id: None, bridge } => {
-            let (ns, name) = split_bridge(bridge.as_deref().unwrap_or(""))?;
+            let ObjectKey {
+                namespace: ns,
+                name,
+            } = bridge
+                .as_ref()
+                .ok_or(AdminError::Usage("replay needs an event id or --bridge"))?;
             Ok(pretty(
                 &call(
                     admin,
@@ -497,7 +500,10 @@ pub async fn events(admin: &AdminArgs, action: &EventsAction) -> Result<String, 
             ))
         }
         EventsAction::Purge { bridge } => {
-            let (ns, name) = split_bridge(bridge)?;
+            let ObjectKey {
+                namespace: ns,
+                name,
+            } = bridge;
             Ok(pretty(
                 &call(
                     admin,
@@ -516,7 +522,10 @@ pub async fn bridges(admin: &AdminArgs, action: &BridgesAction) -> Result<String
     let v = match action {
         BridgesAction::List => call(admin, Method::GET, "/api/v1/bridges").await?,
         BridgesAction::Suspend { bridge } => {
-            let (ns, name) = split_bridge(bridge)?;
+            let ObjectKey {
+                namespace: ns,
+                name,
+            } = bridge;
             call(
                 admin,
                 Method::POST,
@@ -525,7 +534,10 @@ pub async fn bridges(admin: &AdminArgs, action: &BridgesAction) -> Result<String
             .await?
         }
         BridgesAction::Resume { bridge } => {
-            let (ns, name) = split_bridge(bridge)?;
+            let ObjectKey {
+                namespace: ns,
+                name,
+            } = bridge;
             call(
                 admin,
                 Method::POST,
@@ -537,7 +549,10 @@ pub async fn bridges(admin: &AdminArgs, action: &BridgesAction) -> Result<String
             bridge,
             destination,
         } => {
-            let (ns, name) = split_bridge(bridge)?;
+            let ObjectKey {
+                namespace: ns,
+                name,
+            } = bridge;
             call(
                 admin,
                 Method::POST,

@@ -36,10 +36,19 @@ pub enum ConfigError {
     /// A source's own failure, such as manifests that do not load.
     #[error(transparent)]
     Source(Arc<dyn std::error::Error + Send + Sync>),
-    #[error("{path}: cannot read: {message}")]
-    Read { path: String, message: String },
-    #[error("{path}: not a WorkerConfig: {message}")]
-    Parse { path: String, message: String },
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: Arc<std::io::Error>,
+    },
+    #[error("{path}: not a WorkerConfig: {source}")]
+    Parse {
+        path: String,
+        source: Arc<serde_yaml::Error>,
+    },
+    /// A source that has not read its first configuration yet.
+    #[error("{what}: not read yet")]
+    NotLoaded { what: String },
 }
 
 /// A source of configurations.
@@ -130,12 +139,12 @@ impl ConfigSource for FileSource {
         let path = self.path.display().to_string();
         let text = std::fs::read_to_string(&self.path).map_err(|e| ConfigError::Read {
             path: path.clone(),
-            message: e.to_string(),
+            source: Arc::new(e),
         })?;
         // YAML is a superset of JSON, so one parser reads both.
         let config: WorkerConfig = serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.clone(),
-            message: e.to_string(),
+            source: Arc::new(e),
         })?;
         Ok(Loaded {
             config: Arc::new(config),
