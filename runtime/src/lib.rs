@@ -25,6 +25,8 @@ pub mod shared;
 pub mod steps;
 pub mod store;
 pub mod sync;
+#[cfg(test)]
+mod testkit;
 pub mod worker;
 
 use std::error::Error;

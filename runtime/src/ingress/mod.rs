@@ -28,6 +28,14 @@ use crate::store::{EventId, EventRecord, EventStatus, JobTarget, NewEvent, NewJo
 
 pub type Body = Full<Bytes>;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body: hyper's [`Incoming`] on a socket, a [`Full`] body in the in-process
+/// tests.
+pub trait InBody: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send {}
+
+impl<B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send> InBody for B {}
+
 /// Serve ingress until `stop`; then drain open connections for at most the shutdown grace.
 #[instrument(skip_all, fields(addr = ?listener.local_addr().ok()))]
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
@@ -100,7 +108,7 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 /// One request: a bridge, a public plugin route, or 404.
-pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle<B: InBody>(shared: &Shared, req: Request<B>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let active = shared.active();
     if let Some(bridge) = active
@@ -125,7 +133,7 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// One request on the internal port.
-async fn internal_request(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+async fn internal_request<B: InBody>(shared: &Shared, req: Request<B>) -> Response<Body> {
     if !req
         .uri()
         .path()
@@ -208,7 +216,7 @@ enum BodyError {
     Broken(String),
 }
 
-async fn read_body(body: Incoming, max: u64, timeout: Duration) -> Result<Bytes, BodyError> {
+async fn read_body<B: InBody>(body: B, max: u64, timeout: Duration) -> Result<Bytes, BodyError> {
     let limited = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
     match tokio::time::timeout(timeout, limited.collect()).await {
         Err(_) => Err(BodyError::Timeout),
@@ -236,10 +244,10 @@ fn allow(cfg: &BridgeConfig) -> HeaderValue {
 }
 
 #[instrument(skip_all, fields(bridge = %bridge.key))]
-async fn bridge_request(
+async fn bridge_request<B: InBody>(
     shared: &Shared,
     bridge: &Arc<ActiveBridge>,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Response<Body> {
     let m = &shared.metrics;
     let key = bridge.key.as_str();
@@ -492,10 +500,10 @@ async fn bridge_request(
 
 /// A public plugin route: the request goes to the plugin, its response comes back.
 #[instrument(skip_all, fields(plugin = %format!("{}/{}", target.namespace, target.name)))]
-async fn plugin_request(
+async fn plugin_request<B: InBody>(
     shared: &Shared,
     target: crate::plugins::PluginTarget,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let max = shared.limits.plugin_body_bytes as u64;
@@ -545,3 +553,6 @@ async fn plugin_request(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
