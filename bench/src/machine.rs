@@ -97,10 +97,12 @@ impl Machine {
             disk,
             load_before: loadavg(),
             load_after: String::new(),
-            causeway_rev: if dirty {
-                format!("{rev} + uncommitted changes in runtime/, crds/ or operator/")
-            } else {
-                rev
+            causeway_rev: match std::env::var("BENCH_CAUSEWAY") {
+                Ok(bin) if !bin.is_empty() => format!("the worker binary {bin} (BENCH_CAUSEWAY)"),
+                _ if dirty => {
+                    format!("{rev} + uncommitted changes in runtime/, crds/ or operator/")
+                }
+                _ => rev,
             },
             rustc: run("rustc", &["-V"], None),
             nginx: run(&paths.nginx().display().to_string(), &["-v"], None),

@@ -25,8 +25,13 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// The worker binary: `target/release/causeway`, or `BENCH_CAUSEWAY` when set (the
+    /// binary of another commit, for runs paired against it: `bench/paired.sh`).
     pub fn causeway(&self) -> PathBuf {
-        self.bin_dir.join("causeway")
+        match std::env::var_os("BENCH_CAUSEWAY") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => self.bin_dir.join("causeway"),
+        }
     }
     pub fn floor(&self) -> PathBuf {
         self.bin_dir.join("http-floor")

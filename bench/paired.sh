@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# bench/paired.sh REF [ROUNDS] [SCENARIOS]: run `bench run --only SCENARIOS` (default
+# 1,2,3) with this tree's worker and with the worker of commit REF, alternating, ROUNDS
+# times each (default 2), so both see the same machine at nearly the same moment. Each
+# report is kept under $BENCH_PAIRED_OUT (default target/bench-paired/); the Targets rows
+# of every report are printed side by side at the end.
+#
+# The baseline binary is built from a detached worktree of REF into its own target dir
+# under $CAUSEWAY_CACHE (never this tree's: two trees must not share a target dir).
+set -euo pipefail
+ref=${1:?usage: bench/paired.sh REF [ROUNDS] [SCENARIOS]}
+rounds=${2:-2}
+only=${3:-1,2,3}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${CAUSEWAY_CACHE:-$HOME/.cache/causeway}
+target=${CARGO_TARGET_DIR:-$repo/target}
+out=${BENCH_PAIRED_OUT:-$target/bench-paired}
+rev=$(git -C "$repo" rev-parse --short=12 "$ref")
+base_bin=$cache/bench-ref/$rev/causeway
+
+if [[ ! -x $base_bin ]]; then
+  wt=$(mktemp -d)
+  trap 'git -C "$repo" worktree remove --force "$wt" >/dev/null 2>&1 || true' EXIT
+  git -C "$repo" worktree add --detach "$wt" "$rev" >/dev/null
+  echo "paired: building the worker of $rev" >&2
+  (cd "$wt" && CARGO_TARGET_DIR=$cache/target-ref cargo build --release --quiet --bin causeway)
+  mkdir -p "$(dirname "$base_bin")"
+  cp "$cache/target-ref/release/causeway" "$base_bin"
+fi
+
+make -C "$repo" --quiet plugins >/dev/null
+"$repo/bench/setup.sh"
+(cd "$repo" && cargo build --release --quiet -p causeway --bin causeway -p causeway-bench)
+head=$(git -C "$repo" rev-parse --short=12 HEAD)
+mkdir -p "$out"
+for ((i = 1; i <= rounds; i++)); do
+  echo "paired: round $i/$rounds, this tree ($head)" >&2
+  (cd "$repo" && env -u BENCH_CAUSEWAY "$target/release/bench" run --only "$only" \
+    --out "$out/head-$i.md" --work "$out/work")
+  echo "paired: round $i/$rounds, $rev" >&2
+  (cd "$repo" && BENCH_CAUSEWAY=$base_bin "$target/release/bench" run --only "$only" \
+    --out "$out/base-$i.md" --work "$out/work")
+done
+
+echo
+echo "Targets rows, this tree ($head) against $rev, $rounds rounds each:"
+for ((i = 1; i <= rounds; i++)); do
+  for who in head base; do
+    echo "-- $who round $i"
+    awk '/^## Targets/ { on = 1; next } /^## / { on = 0 } on && /^\| [A-Z]/ && !/^\| target/' \
+      "$out/$who-$i.md"
+  done
+done
