@@ -10,10 +10,11 @@
 //! the writer take it shared, compaction (on the writer thread, between batches) takes it
 //! exclusively.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use redb::{
 };
 use tokio::sync::oneshot;
 
+use super::memory::{Change, Loaded, Memory};
 use super::*;
 
 /// Most writes committed in one transaction.
@@ -53,21 +55,54 @@ pub struct StoreMetrics {
     pub commit_seconds: prometheus::Histogram,
 }
 
+/// A write transaction with what it changes in memory ([`Change`]): the writer applies
+/// the changes after the commit and drops them with an aborted transaction.
+pub(crate) struct Txn {
+    tx: WriteTransaction,
+    changes: RefCell<Vec<Change>>,
+}
+
+impl Txn {
+    fn new(tx: WriteTransaction) -> Txn {
+        Txn {
+            tx,
+            changes: RefCell::new(Vec::new()),
+        }
+    }
+    fn note(&self, c: Change) {
+        self.changes.borrow_mut().push(c);
+    }
+}
+
+impl std::ops::Deref for Txn {
+    type Target = WriteTransaction;
+    fn deref(&self) -> &WriteTransaction {
+        &self.tx
+    }
+}
+
 trait WriteOp: Send {
-    fn apply(&mut self, tx: &WriteTransaction) -> Result<(), StoreError>;
+    fn apply(&mut self, tx: &Txn) -> Result<(), StoreError>;
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+    /// Whether the caller waits for the write to be on disk; a batch of writes that do not
+    /// commits without fsync and becomes durable with the next one that does.
+    fn durable(&self) -> bool;
 }
 
 struct Op<T, F> {
     f: F,
     out: Option<T>,
     reply: Option<oneshot::Sender<Result<T, StoreError>>>,
+    durable: bool,
 }
 
-impl<T: Send, F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send> WriteOp for Op<T, F> {
-    fn apply(&mut self, tx: &WriteTransaction) -> Result<(), StoreError> {
+impl<T: Send, F: FnMut(&Txn) -> Result<T, StoreError> + Send> WriteOp for Op<T, F> {
+    fn apply(&mut self, tx: &Txn) -> Result<(), StoreError> {
         self.out = Some((self.f)(tx)?);
         Ok(())
+    }
+    fn durable(&self) -> bool {
+        self.durable
     }
     fn finish(mut self: Box<Self>, committed: Result<(), StoreError>) {
         let res = committed.and_then(|()| {
@@ -85,6 +120,8 @@ impl<T: Send, F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send> Write
 enum Msg {
     Write(Box<dyn WriteOp>),
     Compact(oneshot::Sender<Result<bool, StoreError>>),
+    /// Make every committed write durable (an empty commit with fsync if one is owed).
+    Sync(oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// The embedded store. Cheap to clone.
@@ -101,6 +138,8 @@ struct Inner {
     healthy: Arc<AtomicBool>,
     /// Bytes of keyvalue state (keys and values) one plugin may hold.
     kv_quota: AtomicU64,
+    /// The due queue and the hand-off cache (`memory.rs`).
+    mem: Arc<Mutex<Memory>>,
 }
 
 /// The database, absent while it is being reopened after an I/O error.
@@ -187,6 +226,9 @@ impl EmbeddedStore {
             tx.open_table(KV_USAGE).map_err(eng("open"))?;
         }
         tx.commit().map_err(eng("open"))?;
+        let mut mem = Memory::default();
+        mem.rebuild(due_keys(&db)?);
+        let mem = Arc::new(Mutex::new(mem));
         let db: DbHandle = Arc::new(RwLock::new(Some(db)));
         let (tx, rx) = mpsc::channel();
         let healthy = Arc::new(AtomicBool::new(true));
@@ -195,6 +237,8 @@ impl EmbeddedStore {
             path: path.clone(),
             healthy: healthy.clone(),
             metrics,
+            mem: mem.clone(),
+            unsynced: false,
         };
         std::thread::Builder::new()
             .name("causeway-store-writer".into())
@@ -210,6 +254,7 @@ impl EmbeddedStore {
                 tx,
                 healthy,
                 kv_quota: AtomicU64::new(DEFAULT_KV_QUOTA_BYTES),
+                mem,
             }),
         })
     }
@@ -220,17 +265,39 @@ impl EmbeddedStore {
         self.inner.kv_quota.store(bytes, Ordering::Relaxed);
     }
 
-    /// Queue a write; the future resolves after the batch holding it is committed.
+    /// Queue a write; the future resolves after the batch holding it is committed and on
+    /// disk.
     fn write<T, F>(&self, f: F) -> StoreFuture<T>
     where
         T: Send + 'static,
-        F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_as(true, f)
+    }
+
+    /// Queue a write that need not be on disk when the future resolves: it commits with the
+    /// next batch (visible to every read at once) and becomes durable with the next durable
+    /// commit (an ingest's, or [`SYNC_AFTER`] later). A crash before then loses it; only
+    /// attempt records are written so, and a lost one means the job is attempted again.
+    fn write_lazy<T, F>(&self, f: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_as(false, f)
+    }
+
+    fn write_as<T, F>(&self, durable: bool, f: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let sent = self.inner.tx.send(Msg::Write(Box::new(Op {
             f,
             out: None,
             reply: Some(reply),
+            durable,
         })));
         Box::pin(async move {
             sent.map_err(|_| StoreError::Closed)?;
@@ -267,33 +334,60 @@ struct Writer {
     path: PathBuf,
     healthy: Arc<AtomicBool>,
     metrics: Option<StoreMetrics>,
+    mem: Arc<Mutex<Memory>>,
+    /// A commit without fsync ([`EmbeddedStore::write_lazy`]) is not on disk yet.
+    unsynced: bool,
 }
 
 /// How often an unhealthy store tries to reopen while no write arrives.
 const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest a commit without fsync waits for a durable one to carry it: what a crash may
+/// make the worker attempt again.
+pub const SYNC_AFTER: Duration = Duration::from_millis(200);
 
 impl Writer {
-    fn run(self, rx: mpsc::Receiver<Msg>) {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut deferred: Option<Msg> = None;
         loop {
             if !self.healthy.load(Ordering::SeqCst) {
                 self.recover();
             }
-            let first = match deferred.take() {
-                Some(m) => m,
-                None if self.healthy.load(Ordering::SeqCst) => match rx.recv() {
+            let wait = if !self.healthy.load(Ordering::SeqCst) {
+                Some(REOPEN_INTERVAL)
+            } else if self.unsynced {
+                Some(SYNC_AFTER)
+            } else {
+                None
+            };
+            let first = match (deferred.take(), wait) {
+                (Some(m), _) => m,
+                (None, None) => match rx.recv() {
                     Ok(m) => m,
                     Err(_) => return, // every handle dropped
                 },
-                None => match rx.recv_timeout(REOPEN_INTERVAL) {
+                (None, Some(wait)) => match rx.recv_timeout(wait) {
                     Ok(m) => m,
-                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if self.unsynced {
+                            let _ = self.sync();
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        if self.unsynced {
+                            let _ = self.sync();
+                        }
+                        return;
+                    }
                 },
             };
             match first {
                 Msg::Compact(reply) => {
                     let _ = reply.send(compact(&self.db));
+                }
+                Msg::Sync(reply) => {
+                    let res = if self.unsynced { self.sync() } else { Ok(()) };
+                    let _ = reply.send(res);
                 }
                 Msg::Write(op) => {
                     let mut batch = vec![op];
@@ -309,7 +403,12 @@ impl Writer {
                     }
                     let started = Instant::now();
                     let n = batch.len();
-                    if commit_batch(&self.db, batch) && self.healthy.swap(false, Ordering::SeqCst) {
+                    let done = commit_batch(&self.db, &self.mem, batch);
+                    if done.synced {
+                        self.unsynced = false;
+                    }
+                    self.unsynced |= done.unsynced;
+                    if done.io_error && self.healthy.swap(false, Ordering::SeqCst) {
                         tracing::error!(path = %self.path.display(), "store: I/O error (disk full?): refusing writes until the database reopens");
                     }
                     if let Some(m) = &self.metrics {
@@ -321,9 +420,31 @@ impl Writer {
         }
     }
 
+    /// An empty commit with fsync: every commit before it is on disk after it.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let res = {
+            let guard = self.db.read().map_err(lock_err)?;
+            let db = guard.as_ref().ok_or_else(unavailable)?;
+            db.begin_write()
+                .map_err(eng("sync"))
+                .and_then(|tx| tx.commit().map_err(eng("sync")))
+        };
+        match &res {
+            Ok(()) => self.unsynced = false,
+            Err(e) if is_io_error(e) => {
+                if self.healthy.swap(false, Ordering::SeqCst) {
+                    tracing::error!(path = %self.path.display(), "store: I/O error (disk full?): refusing writes until the database reopens");
+                }
+            }
+            Err(_) => {}
+        }
+        res
+    }
+
     /// Closes and reopens the database (redb refuses every write after an I/O error until
     /// then), and proves it with an empty commit. Healthy again only if that commit works.
-    fn recover(&self) {
+    /// Memory's queue is rebuilt from the file: a commit that failed may have reached it.
+    fn recover(&mut self) {
         let mut guard = match self.db.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -337,7 +458,15 @@ impl Writer {
         });
         match reopened {
             Ok(db) => {
+                let keys = due_keys(&db);
+                self.unsynced = false;
                 *guard = Some(db);
+                // Memory after the database (a scheduler pass holds memory, then reads).
+                drop(guard);
+                match keys {
+                    Ok(keys) => crate::sync::lock(&self.mem).rebuild(keys),
+                    Err(e) => tracing::warn!(error = %e, "cannot rebuild the due queue"),
+                }
                 self.healthy.store(true, Ordering::SeqCst);
                 tracing::info!(path = %self.path.display(), "store reopened after an I/O error");
             }
@@ -350,61 +479,121 @@ impl Writer {
     }
 }
 
-/// Commits a batch; returns whether it met an I/O error.
-fn commit_batch(db: &RwLock<Option<Database>>, mut batch: Vec<Box<dyn WriteOp>>) -> bool {
+/// What a batch's commit did.
+#[derive(Default)]
+struct Committed {
+    io_error: bool,
+    /// A commit with fsync succeeded.
+    synced: bool,
+    /// A commit without fsync succeeded.
+    unsynced: bool,
+}
+
+/// Begins a transaction durable or not.
+fn begin(db: &Database, durable: bool) -> Result<Txn, StoreError> {
+    let mut tx = db.begin_write().map_err(eng("begin"))?;
+    if !durable {
+        tx.set_durability(redb::Durability::None)
+            .map_err(eng("begin"))?;
+    }
+    Ok(Txn::new(tx))
+}
+
+/// Commits `tx`, then lets memory follow what it changed.
+fn commit(tx: Txn, mem: &Mutex<Memory>) -> Result<(), StoreError> {
+    let Txn { tx, changes } = tx;
+    tx.commit().map_err(eng("commit"))?;
+    crate::sync::lock(mem).apply(changes.into_inner());
+    Ok(())
+}
+
+fn abort(tx: Txn) {
+    let Txn { tx, .. } = tx;
+    let _ = tx.abort();
+}
+
+/// Commits a batch: with fsync when any of its writes needs it, without otherwise.
+fn commit_batch(
+    db: &RwLock<Option<Database>>,
+    mem: &Mutex<Memory>,
+    mut batch: Vec<Box<dyn WriteOp>>,
+) -> Committed {
+    let mut out = Committed::default();
     let guard = match db.read() {
         Ok(g) => g,
         Err(_) => {
             for op in batch {
                 op.finish(Err(lock_err(())));
             }
-            return false;
+            return out;
         }
     };
     let Some(db) = guard.as_ref() else {
         for op in batch {
             op.finish(Err(unavailable()));
         }
-        return true;
+        out.io_error = true;
+        return out;
     };
-    let tx = match db.begin_write() {
+    let durable = batch.iter().any(|op| op.durable());
+    let tx = match begin(db, durable) {
         Ok(tx) => tx,
-        Err(e) => {
-            let err = eng("begin")(e);
-            let io = is_io_error(&err);
+        Err(err) => {
+            out.io_error = is_io_error(&err);
             for op in batch {
                 op.finish(Err(err.clone()));
             }
-            return io;
+            return out;
         }
     };
     let all_ok = batch.iter_mut().all(|op| op.apply(&tx).is_ok());
     if all_ok {
-        let res = tx.commit().map_err(eng("commit"));
-        let io = res.as_ref().err().is_some_and(is_io_error);
+        let res = commit(tx, mem);
+        out.io_error = res.as_ref().err().is_some_and(is_io_error);
+        if res.is_ok() {
+            out.synced = durable;
+            out.unsynced = !durable;
+        }
         for op in batch {
             op.finish(res.clone());
         }
-        return io;
+        return out;
     }
-    let _ = tx.abort();
+    abort(tx);
     // One failed: run each alone so that the others still commit.
-    let mut io = false;
     for mut op in batch {
-        let res = db
-            .begin_write()
-            .map_err(eng("begin"))
-            .and_then(|tx| match op.apply(&tx) {
-                Ok(()) => tx.commit().map_err(eng("commit")),
-                Err(e) => {
-                    let _ = tx.abort();
-                    Err(e)
-                }
-            });
-        io |= res.as_ref().err().is_some_and(is_io_error);
+        let durable = op.durable();
+        let res = begin(db, durable).and_then(|tx| match op.apply(&tx) {
+            Ok(()) => commit(tx, mem),
+            Err(e) => {
+                abort(tx);
+                Err(e)
+            }
+        });
+        out.io_error |= res.as_ref().err().is_some_and(is_io_error);
+        if res.is_ok() {
+            if durable {
+                out.synced = true;
+                out.unsynced = false;
+            } else {
+                out.unsynced = true;
+            }
+        }
         op.finish(res);
     }
-    io
+    out
+}
+
+/// Every key of the `due` table, in order.
+fn due_keys(db: &Database) -> Result<Vec<(u64, u128, u32)>, StoreError> {
+    let tx = db.begin_read().map_err(eng("read"))?;
+    let due = tx.open_table(DUE).map_err(eng("due"))?;
+    let mut out = Vec::new();
+    for row in due.iter().map_err(eng("due"))? {
+        let (k, _) = row.map_err(eng("due"))?;
+        out.push(k.value());
+    }
+    Ok(out)
 }
 
 fn compact(db: &RwLock<Option<Database>>) -> Result<bool, StoreError> {
@@ -435,8 +624,9 @@ fn job_range(event: u128) -> std::ops::RangeInclusive<(u128, u32)> {
     (event, 0)..=(event, u32::MAX)
 }
 
-/// Write a job, keeping the due index in step with its status.
+/// Write a job, keeping the due index (and memory's queue) in step with its status.
 fn put_job(
+    tx: &Txn,
     jobs: &mut Table<(u128, u32), &[u8]>,
     due: &mut Table<(u64, u128, u32), ()>,
     old: Option<&JobRecord>,
@@ -452,6 +642,9 @@ fn put_job(
     if new.status.queued() {
         due.insert((new.due_at_ms, id, new.slot()), ())
             .map_err(eng("due"))?;
+        tx.note(Change::Queue(new.clone()));
+    } else if old.is_some_and(|o| o.status.queued()) {
+        tx.note(Change::Unqueue((id, new.slot())));
     }
     jobs.insert((id, new.slot()), enc(new)?.as_slice())
         .map_err(eng("job"))?;
@@ -563,7 +756,8 @@ fn refresh_event(
 }
 
 /// Delete an event with its body, jobs, attempts and due entries.
-fn delete_event(tx: &WriteTransaction, event: u128) -> Result<u64, StoreError> {
+fn delete_event(tx: &Txn, event: u128) -> Result<u64, StoreError> {
+    tx.note(Change::Forget(event));
     let mut freed = 0u64;
     let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
     if let Some(v) = events.remove(event).map_err(eng("events"))? {
@@ -579,6 +773,7 @@ fn delete_event(tx: &WriteTransaction, event: u128) -> Result<u64, StoreError> {
         if j.status.queued() {
             due.remove((j.due_at_ms, event, j.slot()))
                 .map_err(eng("due"))?;
+            tx.note(Change::Unqueue((event, j.slot())));
         }
     }
     jobs.retain_in(job_range(event), |_, _| false)
@@ -650,7 +845,17 @@ impl Store for EmbeddedStore {
                     attempts_at_queue: 0,
                     last_error: None,
                 };
-                put_job(&mut jobs, &mut due, None, &rec)?;
+                put_job(tx, &mut jobs, &mut due, None, &rec)?;
+            }
+            if !ev.jobs.is_empty() {
+                tx.note(Change::Hot(
+                    Arc::new(EventDetail {
+                        record: ev.record.clone(),
+                        body: ev.body.clone(),
+                        jobs: Vec::new(),
+                    }),
+                    ev.jobs.len() as u32,
+                ));
             }
             Ok(Appended {
                 id,
@@ -666,51 +871,63 @@ impl Store for EmbeddedStore {
         claimed: JobFilter<JobKey>,
         hold: JobFilter<JobRecord>,
     ) -> StoreFuture<DueJobs> {
+        Box::pin(std::future::ready(
+            self.due_from_memory(now_ms, limit, claimed, hold, false),
+        ))
+    }
+
+    /// Claims in memory: a claimed job leaves the queue's walk until its attempt's record
+    /// commits or [`Store::release`] puts it back.
+    fn claim_due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        claimed: JobFilter<JobKey>,
+        hold: JobFilter<JobRecord>,
+    ) -> StoreFuture<DueJobs> {
+        Box::pin(std::future::ready(
+            self.due_from_memory(now_ms, limit, claimed, hold, true),
+        ))
+    }
+
+    fn release(&self, jobs: Vec<JobKey>) -> StoreFuture<()> {
+        crate::sync::lock(&self.inner.mem).release(&jobs);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn event_for_delivery(&self, id: EventId) -> StoreFuture<Option<Arc<EventDetail>>> {
+        if let Some(d) = crate::sync::lock(&self.inner.mem).hot(id) {
+            return Box::pin(std::future::ready(Ok(Some(d))));
+        }
         let res = self.read(|tx| {
-            let due = tx.open_table(DUE).map_err(eng("due"))?;
-            let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-            let mut out = DueJobs::default();
-            for row in due.iter().map_err(eng("due"))? {
-                let (k, _) = row.map_err(eng("due"))?;
-                let (at, event, index) = k.value();
-                if at > now_ms {
-                    out.next_due_ms = Some(at);
-                    break;
-                }
-                if out.jobs.len() >= limit {
-                    out.next_due_ms = Some(now_ms);
-                    break;
-                }
-                if claimed(&JobKey {
-                    event: EventId::from_u128(event),
-                    index,
-                }) {
-                    continue;
-                }
-                let Some(raw) = jobs.get((event, index)).map_err(eng("jobs"))? else {
-                    continue;
-                };
-                // One bad record must not stop every delivery: report it and go on.
-                let job: JobRecord = match dec("jobs", raw.value()) {
-                    Ok(j) => j,
-                    Err(_) => {
-                        out.undecodable.push((
-                            at,
-                            JobKey {
-                                event: EventId::from_u128(event),
-                                index,
-                            },
-                        ));
-                        continue;
-                    }
-                };
-                if !hold(&job) {
-                    out.jobs.push(job);
-                }
-            }
-            Ok(out)
+            let events = tx.open_table(EVENTS).map_err(eng("events"))?;
+            let Some(raw) = events.get(id.as_u128()).map_err(eng("events"))? else {
+                return Ok(None);
+            };
+            let record: EventRecord = dec("events", raw.value())?;
+            let body = tx
+                .open_table(BODIES)
+                .map_err(eng("bodies"))?
+                .get(id.as_u128())
+                .map_err(eng("bodies"))?
+                .map(|v| Bytes::copy_from_slice(v.value()))
+                .unwrap_or_default();
+            Ok(Some(Arc::new(EventDetail {
+                record,
+                body,
+                jobs: Vec::new(),
+            })))
         });
         Box::pin(std::future::ready(res))
+    }
+
+    fn flush(&self) -> StoreFuture<()> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.inner.tx.send(Msg::Sync(reply));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
     }
 
     fn quarantine(&self, jobs: Vec<(u64, JobKey)>) -> StoreFuture<usize> {
@@ -726,6 +943,7 @@ impl Store for EmbeddedStore {
                     .is_some()
                 {
                     q.insert((event, index), *at).map_err(eng("quarantine"))?;
+                    tx.note(Change::Unqueue((event, index)));
                     n += 1;
                 }
             }
@@ -734,7 +952,9 @@ impl Store for EmbeddedStore {
     }
 
     fn finish_attempt(&self, u: JobUpdate) -> StoreFuture<JobRecord> {
-        self.write(move |tx| {
+        // The attempt's record rides with the next durable commit (the next ingests'): a
+        // crash before it makes the job attempted again, never lost.
+        self.write_lazy(move |tx| {
             let id = u.job.event.as_u128();
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
@@ -809,6 +1029,15 @@ impl Store for EmbeddedStore {
                             events
                                 .insert(id, enc(&rec)?.as_slice())
                                 .map_err(eng("events"))?;
+                            // Its deliveries get the steps' body without reading it back.
+                            tx.note(Change::Hot(
+                                Arc::new(EventDetail {
+                                    record: rec,
+                                    body: body.clone(),
+                                    jobs: Vec::new(),
+                                }),
+                                next_jobs.len() as u32,
+                            ));
                         }
                     }
                     for j in next_jobs {
@@ -823,7 +1052,7 @@ impl Store for EmbeddedStore {
                             attempts_at_queue: 0,
                             last_error: None,
                         };
-                        put_job(&mut jobs, &mut due, None, &rec)?;
+                        put_job(tx, &mut jobs, &mut due, None, &rec)?;
                     }
                 }
                 Next::FannedOut { children } => {
@@ -854,8 +1083,16 @@ impl Store for EmbeddedStore {
                                 attempts_at_queue: 0,
                                 last_error: None,
                             };
-                            put_job(&mut jobs, &mut due, None, &rec)?;
+                            put_job(tx, &mut jobs, &mut due, None, &rec)?;
                         }
+                        tx.note(Change::Hot(
+                            Arc::new(EventDetail {
+                                record: child.record.clone(),
+                                body: child.body.clone(),
+                                jobs: Vec::new(),
+                            }),
+                            child.jobs.len() as u32,
+                        ));
                     }
                     let raw = events
                         .get(id)
@@ -887,10 +1124,13 @@ impl Store for EmbeddedStore {
                     }
                 }
             }
-            put_job(&mut jobs, &mut due, Some(&old), &new)?;
+            put_job(tx, &mut jobs, &mut due, Some(&old), &new)?;
             drop(jobs);
             drop(due);
             refresh_event(tx, id, event_reason)?;
+            if !matches!(u.next, Next::StepsDone { .. }) {
+                tx.note(Change::Attempted(id));
+            }
             Ok(new)
         })
     }
@@ -975,7 +1215,7 @@ impl Store for EmbeddedStore {
                 if matches!(j.status, JobStatus::Dead | JobStatus::Delivered)
                     && j.target != JobTarget::Steps
                 {
-                    put_job(&mut jobs, &mut due, Some(&j), &requeue(&j, now))?;
+                    put_job(tx, &mut jobs, &mut due, Some(&j), &requeue(&j, now))?;
                     n += 1;
                 }
             }
@@ -992,7 +1232,7 @@ impl Store for EmbeddedStore {
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
             let dead = scan_jobs(&jobs, |j| j.status == JobStatus::Dead && j.bridge == bridge)?;
             for j in &dead {
-                put_job(&mut jobs, &mut due, Some(j), &requeue(j, now))?;
+                put_job(tx, &mut jobs, &mut due, Some(j), &requeue(j, now))?;
             }
             drop(jobs);
             drop(due);
@@ -1017,7 +1257,9 @@ impl Store for EmbeddedStore {
                 if j.status.queued() {
                     due.remove((j.due_at_ms, id, j.slot()))
                         .map_err(eng("due"))?;
+                    tx.note(Change::Unqueue((id, j.slot())));
                 }
+                tx.note(Change::Forget(id));
                 jobs.remove((id, j.slot())).map_err(eng("jobs"))?;
             }
             drop(jobs);
@@ -1089,7 +1331,7 @@ impl Store for EmbeddedStore {
                     due_at_ms: now,
                     ..j.clone()
                 };
-                put_job(&mut jobs, &mut due, Some(j), &next)?;
+                put_job(tx, &mut jobs, &mut due, Some(j), &next)?;
             }
             Ok(held.len())
         })
@@ -1302,7 +1544,7 @@ impl Store for EmbeddedStore {
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
             let mut attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
             for (job, list) in &d.jobs {
-                put_job(&mut jobs, &mut due, None, job)?;
+                put_job(tx, &mut jobs, &mut due, None, job)?;
                 for (n, a) in list.iter().enumerate() {
                     attempts
                         .insert((id, job.slot(), n as u32 + 1), enc(a)?.as_slice())
@@ -1408,6 +1650,45 @@ fn kv_usage(tx: &WriteTransaction, plugin: &str) -> Result<u64, StoreError> {
 }
 
 impl EmbeddedStore {
+    /// Due jobs from memory's queue; the records it does not hold are read by key.
+    fn due_from_memory(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        claimed: JobFilter<JobKey>,
+        hold: JobFilter<JobRecord>,
+        claim: bool,
+    ) -> Result<DueJobs, StoreError> {
+        let mut read: Option<(
+            RwLockReadGuard<'_, Option<Database>>,
+            Option<redb::ReadTransaction>,
+        )> = None;
+        let mut mem = crate::sync::lock(&self.inner.mem);
+        mem.due(now_ms, limit, &claimed, &hold, claim, |event, index| {
+            if read.is_none() {
+                read = Some((self.inner.db.read().map_err(lock_err)?, None));
+            }
+            let Some((guard, tx)) = read.as_mut() else {
+                return Err(unavailable());
+            };
+            if tx.is_none() {
+                let db = guard.as_ref().ok_or_else(unavailable)?;
+                *tx = Some(db.begin_read().map_err(eng("read"))?);
+            }
+            let Some(tx) = tx.as_ref() else {
+                return Err(unavailable());
+            };
+            let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let Some(raw) = jobs.get((event, index)).map_err(eng("jobs"))? else {
+                return Ok(Loaded::Missing);
+            };
+            Ok(match dec::<JobRecord>("jobs", raw.value()) {
+                Ok(j) => Loaded::Record(j),
+                Err(_) => Loaded::Undecodable,
+            })
+        })
+    }
+
     /// Up to `limit` finished events, oldest first (received before `before` if given).
     fn oldest_finished(&self, limit: usize, before: Option<u64>) -> Result<Vec<u128>, StoreError> {
         self.read(|tx| {
@@ -1454,6 +1735,7 @@ impl super::contract::EngineHooks for EmbeddedStore {
                 .map_err(eng("jobs"))?
                 .insert((job.event.as_u128(), job.index), &b"\xffnot json"[..])
                 .map_err(eng("jobs"))?;
+            tx.note(Change::Cold((job.event.as_u128(), job.index)));
             Ok(())
         })
     }
