@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CAUSEWAY_CACHE ?= $(HOME)/.cache/causeway
 
-.PHONY: registry dev test unit e2e e2e-up e2e-down bench crds crds-check plugins lint deps-check toolchain fuzz
+.PHONY: registry dev test unit e2e e2e-up e2e-down image bench crds crds-check plugins lint deps-check toolchain fuzz
 
 ## dev: build the example plugins and run examples/quickstart on 127.0.0.1:8080 (Ctrl-C stops)
 dev: plugins
@@ -34,12 +34,18 @@ plugins:
 e2e: plugins
 	e2e/run.sh
 
-## e2e-up: start the local e2e stack (control plane, pod runner, the chart); e2e-down stops it
+## e2e-up: start the local e2e stack (control plane, node, the chart); e2e-down stops it
 e2e-up:
 	e2e/up.sh
 
 e2e-down:
 	e2e/controlplane/down.sh
+
+## image: the image (Containerfile) with buildah from release binaries; IMAGE_TAG (dev), IMAGE_PUSH=host:port
+image:
+	$(CARGO) build --release --bin causeway --bin causeway-operator
+	scripts/node.sh install
+	e2e/node/image.sh --bin-dir $${CARGO_TARGET_DIR:-target}/release --tag $${IMAGE_TAG:-dev} --no-pause $${IMAGE_PUSH:+--push $$IMAGE_PUSH}
 
 bench:
 	examples/plugins/build.sh --rust-only

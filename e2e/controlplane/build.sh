@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Build and cache the e2e control plane tools at the versions pinned in versions.env:
+# Build and cache the e2e control plane and node tools at the versions pinned in versions.env:
 #   kube-apiserver, kube-controller-manager, kubectl  (k8s.io/kubernetes)
+#   kube-scheduler, kubelet, kube-proxy              (k8s.io/kubernetes, the node)
+#   pause                                            (build/pause/linux/pause.c of that module, gcc -static)
 #   etcd                                             (go.etcd.io/etcd/server/v3)
 #   helm                                             (helm.sh/helm/v3)
+#   coredns                                          (github.com/coredns/coredns, the cluster DNS)
 # Binaries land in $CACHE/bin/<name>-<version> (CACHE=${CAUSEWAY_CACHE:-~/.cache/causeway}),
 # with a convenience symlink $CACHE/bin/<name>. Every existing binary's version output
 # is checked against its pin; only missing or mismatching ones are built, so a second
@@ -15,7 +18,8 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-TOOLS=(kube-apiserver kube-controller-manager kubectl etcd helm)
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+TOOLS=("${K8S_CMDS[@]}" pause etcd helm coredns)
 
 go_env() {
   GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
@@ -32,8 +36,12 @@ go_env() {
 version_line() {
   local name=$1 bin=$2 tmp
   case $name in
-    kube-apiserver | kube-controller-manager)
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy)
       "$bin" --version 2>/dev/null | sed -n 's/^Kubernetes //p' | head -n1 ;;
+    pause)
+      "$bin" -v 2>/dev/null | sed -n 's/^pause\.c //p' | head -n1 ;;
+    coredns)
+      "$bin" -version 2>/dev/null | sed -n 's/^CoreDNS-/v/p' | head -n1 ;;
     kubectl)
       "$bin" version --client 2>/dev/null | sed -n 's/^Client Version: //p' | head -n1 ;;
     etcd)
@@ -74,7 +82,17 @@ install_bin() { # install_bin NAME FILE: move FILE into the cache as NAME-<pin>
 k8s_module_dir() {
   local v=$KUBE_VERSION dir kmod staging m
   dir=$CACHE/src/k8s-$v
-  if [[ -f $dir/.ready ]]; then printf '%s' "$dir"; return; fi
+  if [[ -f $dir/.ready ]]; then
+    # A module made for fewer commands (before kubelet and kube-proxy were built) is
+    # tidied again for the full list.
+    if [[ $(<"$dir/.ready") != "${K8S_CMDS[*]}" ]]; then
+      k8s_tools_go >"$dir/tools.go"
+      (cd "$dir" && "$GO" mod tidy) >&2 || die "go mod tidy failed in $dir"
+      printf '%s' "${K8S_CMDS[*]}" >"$dir/.ready"
+    fi
+    printf '%s' "$dir"
+    return
+  fi
   [[ $v =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "KUBE_VERSION must look like v1.Y.Z, got $v"
   staging=v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}
   rm -rf "$dir"
@@ -92,21 +110,19 @@ k8s_module_dir() {
   for m in $(sed -nE 's#^[[:space:]]*(replace[[:space:]]+)?(k8s\.io/[A-Za-z0-9._-]+)[[:space:]]+=>[[:space:]]+\./staging/.*#\2#p' "$kmod"); do
     (cd "$dir" && "$GO" mod edit "-replace=$m=$m@$staging")
   done
-  cat >"$dir/tools.go" <<'EOF'
-//go:build tools
-
-// Only here so that `go mod tidy` records what these commands need.
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-EOF
+  k8s_tools_go >"$dir/tools.go"
   (cd "$dir" && "$GO" mod tidy) >&2 || die "go mod tidy failed in $dir"
-  touch "$dir/.ready"
+  printf '%s' "${K8S_CMDS[*]}" >"$dir/.ready"
   printf '%s' "$dir"
+}
+
+# k8s_tools_go: a tools.go importing every command we build, so that `go mod tidy`
+# records what they need.
+k8s_tools_go() {
+  local n
+  printf '//go:build tools\n\n// Only here so that `go mod tidy` records what these commands need.\npackage tools\n\nimport (\n'
+  for n in "${K8S_CMDS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$n"; done
+  printf ')\n'
 }
 
 build_k8s() { # build_k8s NAME...: build these k8s commands in one go build
@@ -209,6 +225,39 @@ build_helm() {
   log "helm: built in $(since "$start")s"
 }
 
+# ---- pause (the pod sandbox's process) ----------------------------------------------
+
+# build_pause: pause.c from the pinned k8s.io/kubernetes module, linked statically, so
+# the pause image is this one file in a scratch image (e2e/node/images.sh).
+build_pause() {
+  local dir src tmp
+  dir=$(k8s_module_dir)
+  src=$(cd "$dir" && "$GO" list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
+  [[ -f $src ]] || die "no pause.c at $src"
+  command -v gcc >/dev/null || die "gcc missing (scripts/node.sh install)"
+  tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
+  gcc -Os -Wall -Werror -static -DVERSION="$KUBE_VERSION" -o "$tmp/pause" "$src" >&2 ||
+    { rm -rf "$tmp"; die "gcc -static pause.c failed (Debian: apt-get install gcc libc6-dev)"; }
+  strip "$tmp/pause" 2>/dev/null || true
+  install_bin pause "$tmp/pause"
+  rm -rf "$tmp"
+  log "pause: built from $src"
+}
+
+# ---- coredns (cluster DNS) -------------------------------------------------------------
+
+build_coredns() {
+  local v=$COREDNS_VERSION tmp start
+  tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
+  start=$(now)
+  log "coredns: go install github.com/coredns/coredns@$v"
+  (cd "$CACHE" && GOBIN=$tmp "$GO" install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$v") >&2 ||
+    { rm -rf "$tmp"; die "go install of coredns $v failed"; }
+  install_bin coredns "$tmp/coredns"
+  rm -rf "$tmp"
+  log "coredns: built in $(since "$start")s"
+}
+
 # ---- main ---------------------------------------------------------------------------
 
 summary() {
@@ -231,13 +280,15 @@ main() {
   # One build at a time per cache (two checkouts may share it).
   exec 9>"$CACHE/.build.lock"
   flock 9
-  for n in kube-apiserver kube-controller-manager kubectl; do
+  for n in "${K8S_CMDS[@]}"; do
     up_to_date "$n" || k8s+=("$n")
   done
-  if ((${#k8s[@]})) || ! up_to_date etcd || ! up_to_date helm; then go_env; fi
+  go_env
   ((${#k8s[@]} == 0)) || build_k8s "${k8s[@]}"
+  up_to_date pause || build_pause
   up_to_date etcd || build_etcd
   up_to_date helm || build_helm
+  up_to_date coredns || build_coredns
   for n in "${TOOLS[@]}"; do
     up_to_date "$n" || die "$n at $(bin_path "$n") does not report version $(pin_of "$n") after building"
   done

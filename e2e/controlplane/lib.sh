@@ -24,7 +24,8 @@ since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; 
 
 pin_of() {
   case $1 in
-    kube-apiserver | kube-controller-manager | kubectl) printf '%s' "$KUBE_VERSION" ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet | kube-proxy | pause) printf '%s' "$KUBE_VERSION" ;;
+    coredns) printf '%s' "$COREDNS_VERSION" ;;
     etcd) printf '%s' "$ETCD_VERSION" ;;
     helm) printf '%s' "$HELM_VERSION" ;;
     *) return 1 ;;
@@ -164,6 +165,9 @@ stop_pod_procs() {
 # pod processes a killed pod runner left, then the control plane in reverse start order.
 stop_all() {
   local f name i core=" ${CP_PROCS[*]} "
+  # A real node first (e2e/node/down.sh): its kubelet must not restart containers
+  # while the rest stops, and its network, mounts and cgroups go with it.
+  if [[ -d $E2E_DIR/node ]]; then "$CP_DIR/../node/down.sh"; fi
   for f in "$E2E_DIR"/pids/*.pid; do
     [[ -e $f ]] || continue
     name=${f##*/}

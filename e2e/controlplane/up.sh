@@ -15,7 +15,9 @@
 # Later steps: run this, `source "$E2E_DIR/env.sh"`, then do their own work; processes
 # they start with lib.sh's proc_start are stopped by down.sh too.
 #
-# Env: E2E_DIR, CAUSEWAY_CACHE, E2E_KEEP_DATA=1, E2E_READY_TIMEOUT (s, default 180).
+# Env: E2E_DIR, CAUSEWAY_CACHE, E2E_KEEP_DATA=1, E2E_READY_TIMEOUT (s, default 180),
+#      E2E_APISERVER_BIND (default 127.0.0.1; the e2e node's bridge address 10.244.0.1
+#      when the stack has a real node, so that pods reach the API server too).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,6 +27,7 @@ PKI=$E2E_DIR/pki
 KUBECONFIG_ADMIN=$E2E_DIR/kubeconfig
 export KUBECACHEDIR=$E2E_DIR/kube-cache
 SERVICE_CIDR=10.96.0.0/16
+BIND=${E2E_APISERVER_BIND:-127.0.0.1}
 SA_ISSUER=https://kubernetes.default.svc.cluster.local
 
 kubectl_admin() { "$(bin_path kubectl)" --kubeconfig="$KUBECONFIG_ADMIN" "$@"; }
@@ -97,7 +100,7 @@ keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
-subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, IP:10.96.0.1
+subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, IP:10.96.0.1, IP:10.244.0.1
 [client]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
@@ -124,12 +127,12 @@ sign() {
 # is the client CA, the cluster-signing CA and the root CA published to pods; plus
 # the service-account token key pair.
 gen_pki() {
-  if [[ -f $PKI/ca.crt && -f $PKI/sa.key && -f $PKI/kcm.crt ]]; then return; fi
+  if [[ -f $PKI/ca.crt && -f $PKI/sa.key && -f $PKI/kcm.crt && -f $PKI/apiserver-kubelet.crt ]]; then return; fi
   write_openssl_conf
   local k pids=()
   # RSA keys take a while on a busy machine: make them in parallel (waiting for
   # these pids only: a bare `wait` would wait for etcd too).
-  for k in ca apiserver admin kcm sa; do
+  for k in ca apiserver admin kcm sa apiserver-kubelet; do
     new_key "$PKI/$k.key" &
     pids+=($!)
   done
@@ -139,6 +142,8 @@ gen_pki() {
   sign apiserver "/CN=kube-apiserver" server
   sign admin "/O=system:masters/CN=admin" client
   sign kcm "/CN=system:kube-controller-manager" client
+  # The API server's client certificate towards kubelets (logs, exec).
+  sign apiserver-kubelet "/O=system:masters/CN=kube-apiserver-kubelet-client" client
   openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 }
 
@@ -151,7 +156,7 @@ kind: Config
 clusters:
 - name: causeway-e2e
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$BIND:$APISERVER_PORT
     certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
 users:
 - name: $user
@@ -196,12 +201,20 @@ etcd_healthy() {
 }
 
 start_apiserver() {
+  local reconciler=none
+  # With a node, the `kubernetes` Service points at the API server's address, which
+  # pods reach; on loopback there is nothing to point at (the API server refuses
+  # loopback endpoints).
+  [[ $BIND == 127.0.0.1 ]] || reconciler=lease
   proc_start kube-apiserver "$(bin_path kube-apiserver)" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 \
+    --bind-address="$BIND" \
     --secure-port="$APISERVER_PORT" \
-    --advertise-address=127.0.0.1 \
-    --endpoint-reconciler-type=none \
+    --advertise-address="$BIND" \
+    --endpoint-reconciler-type="$reconciler" \
+    --kubelet-client-certificate="$PKI/apiserver-kubelet.crt" \
+    --kubelet-client-key="$PKI/apiserver-kubelet.key" \
+    --kubelet-preferred-address-types=InternalIP \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --cert-dir="$E2E_DIR/apiserver/certs" \
     --tls-cert-file="$PKI/apiserver.crt" \
@@ -255,8 +268,8 @@ export KUBECACHEDIR='$KUBECACHEDIR'
 export HELM_CACHE_HOME='$E2E_DIR/helm/cache'
 export HELM_CONFIG_HOME='$E2E_DIR/helm/config'
 export HELM_DATA_HOME='$E2E_DIR/helm/data'
-export E2E_APISERVER='https://127.0.0.1:$APISERVER_PORT'
-export E2E_APISERVER_HOST=127.0.0.1
+export E2E_APISERVER='https://$BIND:$APISERVER_PORT'
+export E2E_APISERVER_HOST='$BIND'
 export E2E_APISERVER_PORT='$APISERVER_PORT'
 export E2E_CA_FILE='$PKI/ca.crt'
 export E2E_ETCD='http://127.0.0.1:$ETCD_PORT'

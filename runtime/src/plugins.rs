@@ -97,6 +97,14 @@ impl Plugins {
     pub fn status(&self) -> Vec<causeway_plugins::PluginState> {
         self.host.status()
     }
+
+    /// The plugin's recent log lines (its stdout and stderr), oldest first.
+    pub fn logs(&self, target: &PluginTarget) -> Vec<String> {
+        self.host.logs(&PluginRef::new(
+            target.namespace.clone(),
+            target.name.clone(),
+        ))
+    }
 }
 
 impl causeway_plugins::KvStore for KvAdapter {

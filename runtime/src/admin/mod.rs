@@ -40,6 +40,7 @@ pub fn router(shared: AppState) -> Router {
             "/api/v1/bridges/{ns}/{name}/destinations/{dest}/resume",
             post(resume_destination),
         )
+        .route("/api/v1/actions", get(list_actions))
         .route("/api/v1/config", get(config))
         .route("/api/v1/store", get(store_info))
         .route("/api/v1/retention", post(retention_now))
@@ -245,6 +246,8 @@ struct ListQuery {
     bridge: Option<String>,
     status: Option<String>,
     limit: Option<usize>,
+    /// The cursor: only events older than this id (the last id of the previous page).
+    before: Option<String>,
 }
 
 async fn list_events(
@@ -264,7 +267,10 @@ async fn list_events(
         bridge: q.bridge.filter(|b| !b.is_empty()),
         status,
         limit: q.limit.unwrap_or(100).min(10_000),
-        before: None,
+        before: match q.before.as_deref().filter(|b| !b.is_empty()) {
+            Some(b) => Some(parse_id(b)?),
+            None => None,
+        },
     };
     let events = shared.store.list_events(query).await?;
     Ok(Json(
@@ -293,8 +299,12 @@ async fn replay_event(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
+    let Some(detail) = shared.store.event(id).await? else {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no event {id}")));
+    };
     let n = shared.store.replay_event(id, now_ms()).await?;
     shared.delivery.wake();
+    note(&shared, "replay", &detail.record.bridge, None, Some(id), n).await;
     Ok(Json(json!({ "replayed": n })))
 }
 
@@ -312,8 +322,9 @@ async fn replay_dead(
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = format!("{ns}/{name}");
-    let n = shared.store.replay_dead(key, now_ms()).await?;
+    let n = shared.store.replay_dead(key.clone(), now_ms()).await?;
     shared.delivery.wake();
+    note(&shared, "replay-dead", &key, None, None, n).await;
     Ok(Json(json!({ "replayed": n })))
 }
 
@@ -322,7 +333,8 @@ async fn purge(
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = format!("{ns}/{name}");
-    let n = shared.store.purge(key).await?;
+    let n = shared.store.purge(key.clone()).await?;
+    note(&shared, "purge", &key, None, None, n).await;
     Ok(Json(json!({ "purged": n })))
 }
 
@@ -334,6 +346,7 @@ async fn suspend(
     // The store first: with a shared store, every worker of the pool holds it.
     shared.store.set_suspended(key.clone(), Some(true)).await?;
     shared.set_suspended(&key, true);
+    note(&shared, "suspend", &key, None, None, 0).await;
     Ok(Json(json!({ "bridge": key, "suspended": true })))
 }
 
@@ -344,6 +357,7 @@ async fn resume(
     let key = bridge_key(&shared, &ns, &name)?;
     shared.store.set_suspended(key.clone(), Some(false)).await?;
     shared.set_suspended(&key, false);
+    note(&shared, "resume", &key, None, None, 0).await;
     Ok(Json(json!({ "bridge": key, "suspended": false })))
 }
 
@@ -369,9 +383,57 @@ async fn resume_destination(
         .delivery
         .resume(shared.store.as_ref(), &key, &dest, now_ms())
         .await?;
+    note(&shared, "resume-destination", &key, Some(&dest), None, n).await;
     Ok(Json(
         json!({ "bridge": key, "destination": dest, "paused": false, "requeued": n }),
     ))
+}
+
+/// Records an admin API action in the action log (see `console::actions`).
+async fn note(
+    shared: &Shared,
+    action: &str,
+    bridge: &str,
+    destination: Option<&str>,
+    event: Option<EventId>,
+    jobs: usize,
+) {
+    crate::console::actions::note(
+        shared.store.as_ref(),
+        "api",
+        action,
+        bridge,
+        destination,
+        event,
+        jobs,
+    )
+    .await;
+}
+
+#[derive(Deserialize)]
+struct ActionsQuery {
+    bridge: Option<String>,
+    event: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The action log, newest first (`?bridge=`, `?event=`, `?limit=`, at most 500).
+async fn list_actions(
+    State(shared): State<AppState>,
+    Query(q): Query<ActionsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let event = match q.event.as_deref().filter(|e| !e.is_empty()) {
+        Some(e) => Some(parse_id(e)?),
+        None => None,
+    };
+    let actions = crate::console::actions::recent(
+        shared.store.as_ref(),
+        q.bridge.as_deref().filter(|b| !b.is_empty()),
+        event,
+        q.limit.unwrap_or(100).min(crate::console::actions::KEEP),
+    )
+    .await?;
+    Ok(Json(json!({ "actions": actions })))
 }
 
 async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value> {

@@ -18,7 +18,9 @@
 //!   redact the bridge's secrets again from anything received or answered, and no page
 //!   shows a manifest's auth, signing, header or env values.
 
+pub(crate) mod actions;
 mod pages;
+pub(crate) mod stats;
 #[cfg(test)]
 mod tests;
 
@@ -377,7 +379,9 @@ async fn bridges_page(
     Query(done): Query<Done>,
 ) -> Result<Response, PageError> {
     let depth = shared.store.queue_depth().await?;
-    Ok(pages::bridges(&shared, &depth, done.message()).into_response())
+    let hour = stats::last_hour(shared.store.as_ref(), now_ms(), stats::SCAN_LIMIT).await?;
+    let recent = actions::recent(shared.store.as_ref(), None, None, 20).await?;
+    Ok(pages::bridges(&shared, &depth, &hour, &recent, done.message()).into_response())
 }
 
 #[derive(Deserialize)]
@@ -497,7 +501,14 @@ async fn event_page(
     let Some(detail) = shared.store.event(id).await? else {
         return Err(not_found(format!("no event {id}")));
     };
-    Ok(pages::event(&shared, &detail, done.message()).into_response())
+    let recent = actions::recent(
+        shared.store.as_ref(),
+        Some(&detail.record.bridge),
+        Some(id),
+        20,
+    )
+    .await?;
+    Ok(pages::event(&shared, &detail, &recent, done.message()).into_response())
 }
 
 async fn confirm_replay(
@@ -523,9 +534,13 @@ async fn replay(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
+    let Some(detail) = shared.store.event(id).await? else {
+        return Err(not_found(format!("no event {id}")));
+    };
     let n = shared.store.replay_event(id, now_ms()).await?;
     shared.delivery.wake();
     info!(event = %id, replayed = n, "console: event replayed");
+    record(&shared, "replay", &detail.record.bridge, None, Some(id), n).await;
     Ok(Redirect::to(&format!("/events/{id}?done=replayed&n={n}")).into_response())
 }
 
@@ -630,6 +645,13 @@ async fn bridge_action(
         BridgeAction::Purge => ("purged", shared.store.purge(key.clone()).await?),
     };
     info!(bridge = %key, action = %action, n, "console: bridge action");
+    let name = match act {
+        BridgeAction::Suspend => "suspend",
+        BridgeAction::Resume => "resume",
+        BridgeAction::ReplayDead => "replay-dead",
+        BridgeAction::Purge => "purge",
+    };
+    record(&shared, name, &key, None, None, n).await;
     Ok(Redirect::to(&format!("/?done={done}&n={n}")).into_response())
 }
 
@@ -674,9 +696,32 @@ async fn resume_destination(
         .resume(shared.store.as_ref(), &key, &dest, now_ms())
         .await?;
     info!(bridge = %key, destination = %dest, requeued = n, "console: destination resumed");
+    record(&shared, "resume-destination", &key, Some(&dest), None, n).await;
     Ok(Redirect::to(&format!("/?done=destination-resumed&n={n}")).into_response())
 }
 
 async fn plugins_page(State(shared): State<AppState>) -> Response {
-    pages::plugins(&shared).into_response()
+    let calls = stats::plugin_calls(&shared.metrics.plugin_registry);
+    pages::plugins(&shared, &calls).into_response()
+}
+
+/// Records a console action in the action log.
+async fn record(
+    shared: &Shared,
+    action: &str,
+    bridge: &str,
+    destination: Option<&str>,
+    event: Option<EventId>,
+    jobs: usize,
+) {
+    actions::note(
+        shared.store.as_ref(),
+        "console",
+        action,
+        bridge,
+        destination,
+        event,
+        jobs,
+    )
+    .await;
 }

@@ -6,10 +6,12 @@ use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, html};
 use serde_json::json;
 
+use super::actions::Action;
+use super::stats::{BridgeHour, Hour, MINUTES, PluginCalls};
 use super::{EventsQuery, PAGE, csrf_token, css_url, js_url};
 use crate::bridge::ActiveBridge;
 use crate::shared::Shared;
-use crate::store::{EventDetail, EventRecord, JobStatus};
+use crate::store::{EventDetail, EventRecord, EventStatus, JobStatus, JobTarget};
 
 /// Payload bytes a page shows at most.
 const PAYLOAD_SHOWN: usize = 64 * 1024;
@@ -142,8 +144,11 @@ fn auth_scheme(auth: Option<&causeway_config::AuthConfig>) -> String {
 pub fn bridges(
     shared: &Shared,
     depth: &[((String, String), u64)],
+    hour: &Hour,
+    recent: &[Action],
     notice: Option<String>,
 ) -> Markup {
+    let none = BridgeHour::default();
     let active = shared.active();
     let paused = shared.delivery.paused();
     let mut cfgs: Vec<_> = active.config.bridges.iter().collect();
@@ -197,6 +202,17 @@ pub fn bridges(
                         }
                         dt { "Queue" }
                         dd { (queued(&key, None)) " queued" }
+                        @let h = hour.bridges.get(&key).unwrap_or(&none);
+                        dt { "Last hour" }
+                        dd.hour {
+                            span { (h.received) " received" } ", "
+                            span { (h.delivered) " delivered" } ", "
+                            span { (h.pending) " pending" } ", "
+                            span { (h.dead) " dead" } ", "
+                            span { (h.filtered) " filtered" }
+                        }
+                        dt { "Per minute" }
+                        dd { (sparkline(&key, &h.per_minute)) }
                     }
                     div.scroll role="region" tabindex="0" aria-label={ "Destinations of " (key) } {
                         table {
@@ -235,11 +251,77 @@ pub fn bridges(
                             a.button.secondary href={ "/events?bridge=" (key) } { "Events" }
                         }
                     }
-                    p.hint { "Deleting a bridge is a change to its manifest: " code { "kubectl delete bridge " (cfg.name) " -n " (cfg.namespace) } }
+                    p.hint { "Deleting a bridge is a change to its manifest: " code.delete { "kubectl delete bridge " (cfg.name) " -n " (cfg.namespace) } }
                 }
             }
+            @if let Some(since) = hour.partial_since_ms {
+                p.hint { "The last-hour counts cover the newest " (super::stats::SCAN_LIMIT) " events, received since " (time_el(since)) "." }
+            }
+            h2 { "Recent actions" }
+            (actions_table(recent, "Recent actions"))
         },
     )
+}
+
+/// Events per minute over the last hour as bars (server-rendered SVG, no script).
+fn sparkline(key: &str, per_minute: &[u64]) -> Markup {
+    const W: u64 = 2;
+    const H: u64 = 24;
+    let max = per_minute.iter().copied().max().unwrap_or(0);
+    let total: u64 = per_minute.iter().sum();
+    let label = format!(
+        "Events per minute to {key} over the last hour: {total} in all, at most {max} in a minute"
+    );
+    html! {
+        svg.spark role="img" aria-label=(label) width=(W * MINUTES as u64) height=(H) viewBox={ "0 0 " (W * MINUTES as u64) " " (H) } xmlns="http://www.w3.org/2000/svg" {
+            title { (label) }
+            rect.base x="0" y=(H - 1) width=(W * MINUTES as u64) height="1" {}
+            @for (i, n) in per_minute.iter().enumerate() {
+                @if *n > 0 {
+                    @let h = (n * (H - 2)).div_ceil(max.max(1)).max(1);
+                    rect x=(i as u64 * W) y=(H - 1 - h) width=(W - 1) height=(h) {}
+                }
+            }
+        }
+    }
+}
+
+/// The action log's records, newest first.
+fn actions_table(recent: &[Action], caption: &str) -> Markup {
+    html! {
+        @if recent.is_empty() {
+            p.hint { "No actions recorded." }
+        } @else {
+            div.scroll role="region" tabindex="0" aria-label=(caption) {
+                table.actions-log {
+                    caption.visually-hidden { (caption) }
+                    thead { tr {
+                        th scope="col" { "At" }
+                        th scope="col" { "Action" }
+                        th scope="col" { "Bridge" }
+                        th scope="col" { "On" }
+                        th scope="col" { "Jobs" }
+                        th scope="col" { "Via" }
+                    } }
+                    tbody {
+                        @for a in recent {
+                            tr {
+                                td { (time_el(a.at_ms)) }
+                                td { (a.action) }
+                                td { (a.bridge) }
+                                td {
+                                    @if let Some(e) = &a.event { a href={ "/events/" (e) } { code { (e) } } }
+                                    @else if let Some(d) = &a.destination { (d) }
+                                }
+                                td { (a.jobs) }
+                                td { (a.via) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `text` without the bridge's secrets (when it still runs).
@@ -433,7 +515,12 @@ fn cut(text: &str, max: usize) -> (&str, bool) {
     (&text[..end], true)
 }
 
-pub fn event(shared: &Shared, d: &EventDetail, notice: Option<String>) -> Markup {
+pub fn event(
+    shared: &Shared,
+    d: &EventDetail,
+    recent: &[Action],
+    notice: Option<String>,
+) -> Markup {
     let active = shared.active();
     let live = active.bridges.get(&d.record.bridge);
     let sensitive: Vec<String> = live.map(|b| b.sensitive_headers()).unwrap_or_default();
@@ -471,6 +558,25 @@ pub fn event(shared: &Shared, d: &EventDetail, notice: Option<String>) -> Markup
             }
             div.actions {
                 a.button href={ "/events/" (r.id) "/replay" } { "Replay event" }
+            }
+            h2 { "Pipeline" }
+            dl.facts.pipeline {
+                dt { "Filter" }
+                dd #filter-result {
+                    @if live.is_some_and(|b| b.cfg.filter.is_none()) { "none configured" }
+                    @else if r.status == EventStatus::Filtered { "dropped" @if let Some(reason) = &r.reason { ": " (redact(live, reason)) } }
+                    @else { "passed" }
+                }
+                dt { "Steps" }
+                dd #steps-result {
+                    @if let Some((job, attempts)) = d.jobs.iter().find(|(j, _)| j.target == JobTarget::Steps) {
+                        (status_badge(job.status.as_str()))
+                        " after " (attempts.len()) " run(s)"
+                        @if let Some(e) = &job.last_error { ": " (redact(live, e)) }
+                        @if !r.children.is_empty() { ", fanned out into " (r.children.len()) " event(s)" }
+                    } @else if r.status == EventStatus::Filtered { "not run (filtered)" }
+                    @else { "none" }
+                }
             }
             h2 { "Deliveries" }
             @if d.jobs.is_empty() {
@@ -546,11 +652,23 @@ pub fn event(shared: &Shared, d: &EventDetail, notice: Option<String>) -> Markup
             @if cut_off {
                 p.hint { "Cut at " (PAYLOAD_SHOWN / 1024) " KiB." }
             }
+            h2 { "Actions on this event" }
+            (actions_table(recent, "Actions on this event"))
         },
     )
 }
 
-pub fn plugins(shared: &Shared) -> Markup {
+/// Seconds as the page shows a histogram bound: `≤ 2.5 ms`, `> 30 s`.
+fn bound(s: Option<f64>) -> String {
+    match s {
+        None => "–".into(),
+        Some(s) if s.is_infinite() => "> 30 s".into(),
+        Some(s) if s < 1.0 => format!("≤ {} ms", s * 1000.0),
+        Some(s) => format!("≤ {s} s"),
+    }
+}
+
+pub fn plugins(shared: &Shared, calls: &HashMap<String, PluginCalls>) -> Markup {
     let active = shared.active();
     let states: HashMap<String, causeway_plugins::PluginState> = shared
         .plugins
@@ -560,6 +678,8 @@ pub fn plugins(shared: &Shared) -> Markup {
         .collect();
     let mut cfgs: Vec<_> = active.config.plugins.iter().collect();
     cfgs.sort_by_key(|p| p.key());
+    let pool = format!("{}/{}", active.config.namespace, active.config.pool);
+    let none = PluginCalls::default();
     layout(
         "Plugins",
         Nav::Plugins,
@@ -568,6 +688,7 @@ pub fn plugins(shared: &Shared) -> Markup {
             @if cfgs.is_empty() {
                 p { "No plugins are configured." }
             } @else {
+                p.hint { "Calls, errors and call times since this worker started; times are the upper bound of the histogram bucket that holds them." }
                 div.scroll role="region" tabindex="0" aria-label={ "Plugins" } {
                     table {
                         caption.visually-hidden { "Plugins" }
@@ -576,18 +697,29 @@ pub fn plugins(shared: &Shared) -> Markup {
                             th scope="col" { "Route" }
                             th scope="col" { "Digest" }
                             th scope="col" { "Size" }
+                            th scope="col" { "Pool" }
+                            th scope="col" { "Calls" }
+                            th scope="col" { "Errors" }
+                            th scope="col" { "p50" }
+                            th scope="col" { "p99" }
                             th scope="col" { "State" }
                         } }
                         tbody {
                             @for p in &cfgs {
                                 @let key = p.key();
                                 @let state = states.get(&key);
+                                @let c = calls.get(&key).unwrap_or(&none);
                                 @let error = active.errors.iter().find(|e| e.kind == causeway_config::Kind::Plugin && e.namespace == p.namespace && e.name == p.name);
                                 tr {
                                     td { (key) }
                                     td { @if let Some(r) = &p.route { code { (r) } } @else { "(private)" } }
                                     td { @if let Some(d) = state.and_then(|s| s.digest.as_ref()) { code.digest { (d) } } }
                                     td { @if let Some(s) = state.and_then(|s| s.size) { (s) " bytes" } }
+                                    td { (pool) }
+                                    td.calls { (c.calls) }
+                                    td.errors { (c.errors) }
+                                    td { (bound(c.p50_s)) }
+                                    td { (bound(c.p99_s)) }
                                     td {
                                         @if error.is_none() && state.is_some_and(|s| s.loaded) {
                                             span.status.status-delivered { "Ready" }
@@ -602,7 +734,28 @@ pub fn plugins(shared: &Shared) -> Markup {
                         }
                     }
                 }
+                @for p in &cfgs {
+                    @let key = p.key();
+                    @let secrets: Vec<&str> = p.variables.values().map(|v| v.expose()).filter(|v| !v.is_empty()).collect();
+                    @let lines = shared.plugins.logs(&crate::plugins::PluginTarget { namespace: p.namespace.clone(), name: p.name.clone() });
+                    @let slug = format!("logs-{}-{}", p.namespace, p.name);
+                    section.card aria-labelledby=(slug) {
+                        h2 id=(slug) { "Recent log lines of " (key) }
+                        @if lines.is_empty() {
+                            p.hint { "No log lines." }
+                        } @else {
+                            pre.logs tabindex="0" aria-label={ "Log lines of " (key) } {
+                                @for l in lines.iter().rev().take(LOG_LINES_SHOWN).rev() {
+                                    (causeway_pipeline::redact::redact(l, &secrets)) "\n"
+                                }
+                            }
+                        }
+                    }
+                }
             }
         },
     )
 }
+
+/// Log lines a plugin's section shows at most (the newest).
+const LOG_LINES_SHOWN: usize = 50;

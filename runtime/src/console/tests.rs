@@ -425,3 +425,175 @@ async fn the_live_stream_sends_events_newer_than_the_page() {
         frame.unwrap();
     }
 }
+
+/// Issue 16: the Bridges page counts the last hour and draws it per minute (SVG, no
+/// script), names `kubectl delete`, and lists the recorded actions.
+#[tokio::test]
+async fn the_bridges_page_counts_the_last_hour_and_draws_a_sparkline() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    for _ in 0..3 {
+        append(&s, vec![], "{}").await;
+    }
+    let page = get(&s, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("3 received"), "{}", page.body);
+    assert!(page.body.contains("3 pending"), "{}", page.body);
+    assert!(page.body.contains("0 dead"), "{}", page.body);
+    assert!(page.body.contains("<svg class=\"spark\""), "{}", page.body);
+    assert!(
+        page.body.contains("3 in all, at most 3 in a minute"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("kubectl delete bridge orders -n shop"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("No actions recorded."));
+}
+
+#[tokio::test]
+async fn last_hour_counts_stop_at_the_scan_limit_and_at_the_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    for _ in 0..5 {
+        append(&s, vec![], "{}").await;
+    }
+    let now = crate::store::now_ms();
+    let hour = super::stats::last_hour(s.store.as_ref(), now, 3)
+        .await
+        .unwrap();
+    assert_eq!(hour.bridges["shop/orders"].received, 3);
+    assert!(hour.partial_since_ms.is_some());
+    let hour = super::stats::last_hour(s.store.as_ref(), now, 100)
+        .await
+        .unwrap();
+    assert_eq!(hour.bridges["shop/orders"].received, 5);
+    assert_eq!(hour.bridges["shop/orders"].per_minute[59], 5);
+    assert!(hour.partial_since_ms.is_none());
+    // Two hours later none of them is in the window.
+    let later = super::stats::last_hour(s.store.as_ref(), now + 2 * 3_600_000, 100)
+        .await
+        .unwrap();
+    assert!(later.bridges.is_empty());
+}
+
+/// Issue 16: every action, from the console or the API, is recorded in the store and
+/// shown: the event's page lists its replays, the Bridges page the bridge actions, and
+/// `/api/v1/actions` answers them.
+#[tokio::test]
+async fn actions_are_recorded_in_the_action_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    let id = append(&s, vec![], "{}").await;
+    let own = format!("http://{HOST}");
+    let csrf = format!("csrf={}", csrf_token());
+    let a = post(&s, &format!("/events/{id}/replay"), Some(&own), &csrf).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let a = post(&s, "/bridges/shop/orders/purge", Some(&own), &csrf).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    // The API's actions are recorded too.
+    let req = Request::post("/api/v1/bridges/shop/orders/suspend")
+        .header(header::HOST, HOST)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&s, req).await.status, StatusCode::OK);
+
+    let event_page = get(&s, &format!("/events/{id}")).await.body;
+    assert!(event_page.contains("Actions on this event"), "{event_page}");
+    assert!(event_page.contains("<td>replay</td>"), "{event_page}");
+    assert!(event_page.contains("<td>console</td>"), "{event_page}");
+    assert!(
+        !event_page.contains("<td>purge</td>"),
+        "only this event's actions"
+    );
+    let bridges = get(&s, "/").await.body;
+    for what in [
+        "<td>replay</td>",
+        "<td>purge</td>",
+        "<td>suspend</td>",
+        "<td>api</td>",
+    ] {
+        assert!(bridges.contains(what), "{what}: {bridges}");
+    }
+    let api = get(&s, "/api/v1/actions?bridge=shop/orders").await;
+    assert_eq!(api.status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    let names: Vec<&str> = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["suspend", "purge", "replay"], "newest first");
+    let api = get(&s, &format!("/api/v1/actions?event={id}")).await;
+    let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(v["actions"].as_array().unwrap().len(), 1);
+    assert_eq!(v["actions"][0]["event"], id.to_string());
+    // Bad input: a clear 400.
+    let bad = get(&s, "/api/v1/actions?event=nope").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("not an event id"), "{}", bad.body);
+    let bad = get(&s, "/api/v1/events?before=nope").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    // Replaying an event that does not exist is a 404 and records nothing.
+    let missing = EventId::now_v7();
+    let a = post(&s, &format!("/events/{missing}/replay"), Some(&own), &csrf).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let all = super::actions::recent(s.store.as_ref(), None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+}
+
+#[tokio::test]
+async fn the_action_log_keeps_the_newest_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    for i in 0..(super::actions::KEEP + 5) {
+        super::actions::note(
+            s.store.as_ref(),
+            "api",
+            "purge",
+            "shop/orders",
+            None,
+            None,
+            i,
+        )
+        .await;
+    }
+    let all = super::actions::recent(s.store.as_ref(), None, None, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), super::actions::KEEP);
+    assert_eq!(
+        all[0].jobs as usize,
+        super::actions::KEEP + 4,
+        "the newest first"
+    );
+}
+
+/// Issue 16: the event page shows the result of the filter and of the steps.
+#[tokio::test]
+async fn an_event_page_shows_the_filter_and_steps_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    let id = append(&s, vec![], "{}").await;
+    let page = get(&s, &format!("/events/{id}")).await.body;
+    assert!(
+        page.contains("id=\"filter-result\">none configured"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"steps-result\">none"), "{page}");
+}
+
+#[tokio::test]
+async fn the_plugins_page_has_calls_errors_and_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    let page = get(&s, "/plugins").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("No plugins are configured."));
+}
