@@ -1443,7 +1443,8 @@ impl Store for EmbeddedStore {
             let target = policy.max_bytes / 10 * 9;
             for _ in 0..4 {
                 let live = this.live_bytes().await?;
-                if live <= policy.max_bytes && report.deleted_by_size == 0 || live <= target {
+                // Under the limit: nothing to do; once trimming, down to the target.
+                if (report.deleted_by_size == 0 && live <= policy.max_bytes) || live <= target {
                     break;
                 }
                 let events = this.counts().await?.events.max(1);
