@@ -29,6 +29,9 @@ use super::*;
 
 /// Most writes committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
+/// An event is handed to delivery in memory when one of its jobs is due within this of its
+/// arrival (a delayed job reads it from disk when its time comes).
+const HAND_OFF_WITHIN_MS: u64 = 1_000;
 /// Rows (events with everything keyed by them, or idempotency keys) deleted per retention
 /// transaction: what one trim adds to the ingest commit it shares.
 pub const RETENTION_CHUNK: usize = 256;
@@ -810,9 +813,25 @@ fn requeue(job: &JobRecord, now_ms: u64) -> JobRecord {
 
 impl Store for EmbeddedStore {
     fn append(&self, ev: NewEvent) -> StoreFuture<Appended> {
+        // The event as delivery will want it, built once (nothing copied): handed over in
+        // memory when a job is due at once.
+        let NewEvent {
+            record,
+            body,
+            jobs: new_jobs,
+            idempotency,
+        } = ev;
+        let hand_off = new_jobs
+            .iter()
+            .any(|j| j.due_at_ms <= record.received_at_ms.saturating_add(HAND_OFF_WITHIN_MS));
+        let ev = Arc::new(EventDetail {
+            record,
+            body,
+            jobs: Vec::new(),
+        });
         self.write(move |tx| {
             let id = ev.record.id;
-            if let Some((key, expires)) = &ev.idempotency {
+            if let Some((key, expires)) = &idempotency {
                 let mut idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
                 let held = idem
                     .get((ev.record.bridge.as_str(), key.as_str()))
@@ -842,7 +861,7 @@ impl Store for EmbeddedStore {
                 .map_err(eng("bodies"))?;
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-            for j in &ev.jobs {
+            for j in &new_jobs {
                 let rec = JobRecord {
                     event: id,
                     target: j.target.clone(),
@@ -856,15 +875,8 @@ impl Store for EmbeddedStore {
                 };
                 put_job(tx, &mut jobs, &mut due, None, &rec)?;
             }
-            if !ev.jobs.is_empty() {
-                tx.note(Change::Hot(
-                    Arc::new(EventDetail {
-                        record: ev.record.clone(),
-                        body: ev.body.clone(),
-                        jobs: Vec::new(),
-                    }),
-                    ev.jobs.len() as u32,
-                ));
+            if hand_off {
+                tx.note(Change::Hot(ev.clone(), new_jobs.len() as u32));
             }
             Ok(Appended {
                 id,
@@ -1039,14 +1051,17 @@ impl Store for EmbeddedStore {
                                 .insert(id, enc(&rec)?.as_slice())
                                 .map_err(eng("events"))?;
                             // Its deliveries get the steps' body without reading it back.
-                            tx.note(Change::Hot(
-                                Arc::new(EventDetail {
-                                    record: rec,
-                                    body: body.clone(),
-                                    jobs: Vec::new(),
-                                }),
-                                next_jobs.len() as u32,
-                            ));
+                            let soon = now_ms().saturating_add(HAND_OFF_WITHIN_MS);
+                            if next_jobs.iter().any(|j| j.due_at_ms <= soon) {
+                                tx.note(Change::Hot(
+                                    Arc::new(EventDetail {
+                                        record: rec,
+                                        body: body.clone(),
+                                        jobs: Vec::new(),
+                                    }),
+                                    next_jobs.len() as u32,
+                                ));
+                            }
                         }
                     }
                     for j in next_jobs {

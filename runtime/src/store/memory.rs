@@ -121,7 +121,7 @@ impl Memory {
                     if let Some(at) = self.at.get(&key)
                         && let Some(s) = self.due.get_mut(&(*at, key.0, key.1))
                     {
-                        self.records -= slot_size(s);
+                        self.records = self.records.saturating_sub(slot_size(s));
                         *s = Slot::OnDisk;
                     }
                 }
@@ -151,16 +151,16 @@ impl Memory {
         if let Some(at) = self.at.remove(&key)
             && let Some(s) = self.due.remove(&(at, key.0, key.1))
         {
-            self.records -= slot_size(&s);
+            self.records = self.records.saturating_sub(slot_size(&s));
         }
         if let Some((_, s)) = self.claimed.remove(&key) {
-            self.records -= slot_size(&s);
+            self.records = self.records.saturating_sub(slot_size(&s));
         }
     }
 
     fn forget(&mut self, id: u128) {
         if let Some((_, _, size)) = self.hot.remove(&id) {
-            self.hot_bytes -= size;
+            self.hot_bytes = self.hot_bytes.saturating_sub(size);
         }
     }
 
