@@ -720,7 +720,11 @@ pub async fn the_event_for_delivery_is_its_record_and_body_as_stored<S: Store>(s
         },
     )
     .await;
-    let d = s.event_for_delivery(id).await.expect("read").expect("exists");
+    let d = s
+        .event_for_delivery(id)
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(d.body, tagged, "the steps' body");
     assert_eq!(d.record.body_bytes, tagged.len() as u64);
     assert_eq!(d.record.headers, record.headers);
@@ -731,7 +735,11 @@ pub async fn the_event_for_delivery_is_its_record_and_body_as_stored<S: Store>(s
         Next::Delivered,
     )
     .await;
-    let d = s.event_for_delivery(id).await.expect("read").expect("exists");
+    let d = s
+        .event_for_delivery(id)
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(d.body, tagged, "read back once delivery let go of it");
     assert!(
         s.event_for_delivery(id_at(T0 + 99))
