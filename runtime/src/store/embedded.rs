@@ -6,6 +6,11 @@
 //! fsync), and only then answers each caller. If one closure fails, the batch is aborted and
 //! each closure is run again in its own transaction, so one bad write never fails another.
 //!
+//! Each transaction notes what it changes in the due queue and the hand-off cache
+//! (`memory.rs`); the writer applies the notes after the commit. Attempt records are
+//! written lazily ([`EmbeddedStore::write_lazy`]): committed without fsync, durable with the
+//! next commit that syncs.
+//!
 //! Compaction needs the database exclusively: the handle sits in an `RwLock`; readers and
 //! the writer take it shared, compaction (on the writer thread, between batches) takes it
 //! exclusively.
