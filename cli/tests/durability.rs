@@ -141,3 +141,69 @@ spec:
     let pending = listed["events"].as_array().unwrap().len();
     println!("sigkill: events still pending at the end: {pending}");
 }
+
+/// Issue 15: a job goes from the ingest commit to its attempt in memory, and the attempt's
+/// record rides with a later commit. Killed in between (every attempt made, none recorded:
+/// a test hook holds the records back), the worker delivers every event after restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_the_hand_off_and_the_attempt_record_the_event_is_delivered_after_restart() {
+    const N: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let yaml = format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: handoff}}
+spec:
+  destinations:
+  - name: sink
+    url: "{url}"
+"#,
+        url = sink.url("/handoff")
+    );
+    let m = manifests(dir.path(), &yaml);
+    let mut w = Worker::start_with_env(
+        dir.path(),
+        &m,
+        &[],
+        &[("CAUSEWAY_TEST_STALL_BEFORE_RECORD", "1")],
+    );
+    let c = client();
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let (status, body) = post(
+            &c,
+            &w.url("/hooks/default/handoff"),
+            &format!(r#"{{"n":{i}}}"#),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 202);
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    // Every event was handed to delivery and called; no attempt is recorded.
+    assert_eq!(
+        sink.wait_for("/handoff", N, Duration::from_secs(60)).await,
+        N
+    );
+    for id in &ids {
+        let ev = get_json(&c, &w.admin_url(&format!("/api/v1/events/{id}"))).await;
+        assert_eq!(ev["status"], "pending", "{ev}");
+    }
+    assert!(w.log_text().contains("test hook"), "{}", w.log_text());
+    w.kill9();
+
+    w.env.clear();
+    w.spawn();
+    for id in &ids {
+        let ev = wait_status(&c, &w, id, "delivered", Duration::from_secs(60)).await;
+        assert_eq!(ev["status"], "delivered", "{ev}");
+    }
+    // At least once: each was called before the kill and again after.
+    assert!(
+        sink.count("/handoff") >= 2 * N,
+        "{}",
+        sink.count("/handoff")
+    );
+}

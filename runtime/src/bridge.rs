@@ -216,7 +216,12 @@ impl ActiveBridge {
             .destinations
             .get(index)
             .ok_or_else(|| RenderError(format!("destination {} not compiled", d.name)))?;
-        let payload: Option<serde_json::Value> = serde_json::from_slice(ev.body).ok();
+        // Parsed only for a template that reads it (a plain forward sends the body as is).
+        let payload: Option<serde_json::Value> = if t.uses_payload() {
+            serde_json::from_slice(ev.body).ok()
+        } else {
+            None
+        };
         let env: &BTreeMap<String, causeway_config::EnvValue> = &self.cfg.env;
         let ctx = causeway_pipeline::EventContext {
             payload: payload.as_ref(),

@@ -435,6 +435,10 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         let _ = internal.await;
     }
     let _ = tokio::join!(watcher, applier, maintenance, admin);
+    // Attempt records that did not wait for their fsync are made durable before exit.
+    if let Err(e) = shared.store.flush().await {
+        warn!(error = %e, "cannot make the last attempt records durable; they are attempted again after restart");
+    }
     // Every acknowledged write was committed before its answer; dropping the store
     // lets the writer thread finish what is queued.
     drop(shared);

@@ -166,6 +166,31 @@ pub struct DestinationTemplate {
     max_body: usize,
     user_content_type: bool,
     signing: Option<SigningKey>,
+    uses_payload: bool,
+}
+
+fn text_uses_payload(t: &TextTemplate) -> bool {
+    t.pieces.iter().any(|p| {
+        matches!(
+            p,
+            Piece::Ref(Reference {
+                kind: RefKind::Payload(_),
+                ..
+            })
+        )
+    })
+}
+
+fn node_uses_payload(n: &JNode) -> bool {
+    match n {
+        JNode::Lit(_) => false,
+        JNode::Str(t) => text_uses_payload(t),
+        JNode::Whole(r) => matches!(r.kind, RefKind::Payload(_)),
+        JNode::Array(v) => v.iter().any(node_uses_payload),
+        JNode::Object(kv) => kv
+            .iter()
+            .any(|(k, v)| text_uses_payload(k) || node_uses_payload(v)),
+    }
 }
 
 impl DestinationTemplate {
@@ -280,7 +305,15 @@ impl DestinationTemplate {
         if !problems.is_empty() {
             return Err(problems);
         }
+        let uses_payload = text_uses_payload(&url)
+            || headers.iter().any(|(_, t)| text_uses_payload(t))
+            || match &body {
+                None => false,
+                Some(BodyTemplate::Json(n)) => node_uses_payload(n),
+                Some(BodyTemplate::Text(t)) => text_uses_payload(t),
+            };
         Ok(DestinationTemplate {
+            uses_payload,
             name: d.name.clone(),
             method: d.method.clone(),
             url,
@@ -294,6 +327,12 @@ impl DestinationTemplate {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the url, a header or the body refers to `$payload`: only then does a
+    /// delivery need the body parsed as JSON.
+    pub fn uses_payload(&self) -> bool {
+        self.uses_payload
     }
 
     /// The Standard Webhooks headers for one attempt of a rendered request, when this

@@ -222,3 +222,31 @@ fn bridge_secrets_include_plugin_variables() {
     let text = redact::redact("echo: plugin%2Dvar%2Dsecret", &s);
     assert_eq!(text, "echo: <redacted>");
 }
+
+/// Issue 15: a delivery parses the body only for a template that reads `$payload`.
+#[test]
+fn a_template_says_whether_it_reads_the_payload() {
+    let uses = |url: &str, body: Option<&str>, header: Option<&str>| {
+        let mut d = destination("d", url, body);
+        if let Some(h) = header {
+            d.headers.insert("x-h".into(), h.into());
+        }
+        crate::template::DestinationTemplate::compile(&d, 1 << 20)
+            .unwrap()
+            .uses_payload()
+    };
+    assert!(!uses("https://a.example/in", None, None));
+    assert!(!uses(
+        "$env.CRM/x/$event.id",
+        Some(r#"{"h": "$headers.x"}"#),
+        Some("$query.a")
+    ));
+    assert!(uses("$env.CRM/orders/$payload.id", None, None));
+    assert!(uses(
+        "https://a.example/in",
+        Some(r#"{"t": ["$payload.a"]}"#),
+        None
+    ));
+    assert!(uses("https://a.example/in", Some("$payload"), None));
+    assert!(uses("https://a.example/in", None, Some("id-${payload.id}")));
+}

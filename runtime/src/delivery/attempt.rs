@@ -13,6 +13,15 @@ use crate::delivery::retry;
 use crate::shared::Shared;
 use crate::store::{AttemptRecord, JobRecord, JobTarget, JobUpdate, Next, now_ms};
 
+/// Test hook: with `CAUSEWAY_TEST_STALL_BEFORE_RECORD=1` in its environment, a worker's
+/// attempts stall for good after the call, before their record is written, so that a test
+/// can kill the worker between the hand-off and the record (`cli/tests/durability.rs`).
+fn stall_before_record() -> bool {
+    static STALL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *STALL
+        .get_or_init(|| std::env::var("CAUSEWAY_TEST_STALL_BEFORE_RECORD").is_ok_and(|v| v == "1"))
+}
+
 /// What follows a failed attempt under `policy`.
 pub(crate) fn after_failure(
     job: &JobRecord,
@@ -99,7 +108,7 @@ pub(crate) async fn attempt(
         return;
     };
     drop(active);
-    let detail = match shared.store.event(job.event).await {
+    let detail = match shared.store.event_for_delivery(job.event).await {
         Ok(Some(d)) => d,
         Ok(None) => return,
         Err(e) => {
@@ -253,6 +262,10 @@ pub(crate) async fn attempt(
     };
     let paused = matches!(next, Next::Paused);
     let retrying = matches!(next, Next::Retry { .. });
+    if stall_before_record() {
+        warn!("test hook: the call is made, its record is held back for good");
+        std::future::pending::<()>().await;
+    }
     if !finish(shared, &job, Some(record), next).await {
         return;
     }

@@ -1,10 +1,13 @@
 //! Delivery: a scheduler that sleeps until the next due job (or until woken), and one task
 //! per attempt.
 //!
-//! A job is claimed in memory (the in-flight set): with one embedded store per worker
-//! nothing else can take it, and a crash forgets the claim, so the job, still queued on
-//! disk, is attempted again after a restart (at-least-once). After the call, the attempt,
-//! the job's new state and the event's status are written in one transaction.
+//! A job is claimed through [`crate::store::Store::claim_due`]: the embedded store claims
+//! in memory (its due queue, `store/memory.rs`; a crash forgets the claim, so the job, still
+//! queued on disk, is attempted again after a restart: at-least-once), PostgreSQL leases.
+//! The event comes from [`crate::store::Store::event_for_delivery`] (from memory for an
+//! event just stored). After the call, the attempt, the job's new state and the event's
+//! status are written in one transaction (on the embedded store without an fsync of its
+//! own: it becomes durable with the next ingest's commit).
 //!
 //! - [`scheduler`]: finds due jobs and starts attempts, bounded by `max_inflight`;
 //! - [`attempt`]: one attempt of one destination job, and what follows it;

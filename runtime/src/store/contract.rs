@@ -55,6 +55,7 @@ macro_rules! store_contract_tests {
             dead_keeps_the_reason_and_marks_the_event_dead,
             a_410_pauses_the_job_and_its_destination,
             steps_done_replaces_the_body_and_creates_the_delivery_jobs,
+            the_event_for_delivery_is_its_record_and_body_as_stored,
             filtered_marks_the_event_filtered,
             fanned_out_stores_each_child_once,
             finishing_an_unknown_job_is_not_found,
@@ -689,6 +690,63 @@ pub async fn a_410_pauses_the_job_and_its_destination<S: Store>(s: &S) {
     )
     .await;
     assert_eq!(status(s, id).await, EventStatus::Delivered);
+}
+
+/// What a delivery reads ([`Store::event_for_delivery`]): the record and the body as
+/// stored, the steps' body once they ran, whether the engine answers from memory (the
+/// embedded one, for an event just stored) or from disk.
+pub async fn the_event_for_delivery_is_its_record_and_body_as_stored<S: Store>(s: &S) {
+    let ev = new_steps_event("ns/b", T0);
+    let (record, body) = (ev.record.clone(), ev.body.clone());
+    let id = append(s, ev).await;
+    let d = s
+        .event_for_delivery(id)
+        .await
+        .expect("event_for_delivery")
+        .expect("the event exists");
+    assert_eq!((&d.record, &d.body), (&record, &body));
+    assert!(d.jobs.is_empty());
+    let tagged = Bytes::from_static(br#"{"n":1,"tagged":true}"#);
+    finish(
+        s,
+        key(id, JobTarget::Steps.slot()),
+        Some(attempt(T0 + 3, Some(200), None)),
+        Next::StepsDone {
+            body: tagged.clone(),
+            jobs: vec![NewJob {
+                target: JobTarget::destination(0, "a"),
+                due_at_ms: T0,
+            }],
+        },
+    )
+    .await;
+    let d = s
+        .event_for_delivery(id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(d.body, tagged, "the steps' body");
+    assert_eq!(d.record.body_bytes, tagged.len() as u64);
+    assert_eq!(d.record.headers, record.headers);
+    finish(
+        s,
+        key(id, 0),
+        Some(attempt(T0 + 4, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
+    let d = s
+        .event_for_delivery(id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(d.body, tagged, "read back once delivery let go of it");
+    assert!(
+        s.event_for_delivery(id_at(T0 + 99))
+            .await
+            .expect("read")
+            .is_none()
+    );
 }
 
 pub async fn steps_done_replaces_the_body_and_creates_the_delivery_jobs<S: Store>(s: &S) {

@@ -6,14 +6,20 @@
 //! fsync), and only then answers each caller. If one closure fails, the batch is aborted and
 //! each closure is run again in its own transaction, so one bad write never fails another.
 //!
+//! Each transaction notes what it changes in the due queue and the hand-off cache
+//! (`memory.rs`); the writer applies the notes after the commit. Attempt records are
+//! written lazily ([`EmbeddedStore::write_lazy`]): committed without fsync, durable with the
+//! next commit that syncs.
+//!
 //! Compaction needs the database exclusively: the handle sits in an `RwLock`; readers and
 //! the writer take it shared, compaction (on the writer thread, between batches) takes it
 //! exclusively.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,12 +29,17 @@ use redb::{
 };
 use tokio::sync::oneshot;
 
+use super::memory::{Change, Loaded, Memory};
 use super::*;
 
 /// Most writes committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
-/// Events deleted per retention transaction.
-const RETENTION_CHUNK: usize = 2000;
+/// An event is handed to delivery in memory when one of its jobs is due within this of its
+/// arrival (a delayed job reads it from disk when its time comes).
+const HAND_OFF_WITHIN_MS: u64 = 1_000;
+/// Rows (events with everything keyed by them, or idempotency keys) deleted per retention
+/// transaction: what one trim adds to the ingest commit it shares.
+pub const RETENTION_CHUNK: usize = 256;
 
 const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("events");
 const BODIES: TableDefinition<u128, &[u8]> = TableDefinition::new("bodies");
@@ -53,21 +64,54 @@ pub struct StoreMetrics {
     pub commit_seconds: prometheus::Histogram,
 }
 
+/// A write transaction with what it changes in memory ([`Change`]): the writer applies
+/// the changes after the commit and drops them with an aborted transaction.
+pub(crate) struct Txn {
+    tx: WriteTransaction,
+    changes: RefCell<Vec<Change>>,
+}
+
+impl Txn {
+    fn new(tx: WriteTransaction) -> Txn {
+        Txn {
+            tx,
+            changes: RefCell::new(Vec::new()),
+        }
+    }
+    fn note(&self, c: Change) {
+        self.changes.borrow_mut().push(c);
+    }
+}
+
+impl std::ops::Deref for Txn {
+    type Target = WriteTransaction;
+    fn deref(&self) -> &WriteTransaction {
+        &self.tx
+    }
+}
+
 trait WriteOp: Send {
-    fn apply(&mut self, tx: &WriteTransaction) -> Result<(), StoreError>;
+    fn apply(&mut self, tx: &Txn) -> Result<(), StoreError>;
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+    /// Whether the caller waits for the write to be on disk; a batch of writes that do not
+    /// commits without fsync and becomes durable with the next one that does.
+    fn durable(&self) -> bool;
 }
 
 struct Op<T, F> {
     f: F,
     out: Option<T>,
     reply: Option<oneshot::Sender<Result<T, StoreError>>>,
+    durable: bool,
 }
 
-impl<T: Send, F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send> WriteOp for Op<T, F> {
-    fn apply(&mut self, tx: &WriteTransaction) -> Result<(), StoreError> {
+impl<T: Send, F: FnMut(&Txn) -> Result<T, StoreError> + Send> WriteOp for Op<T, F> {
+    fn apply(&mut self, tx: &Txn) -> Result<(), StoreError> {
         self.out = Some((self.f)(tx)?);
         Ok(())
+    }
+    fn durable(&self) -> bool {
+        self.durable
     }
     fn finish(mut self: Box<Self>, committed: Result<(), StoreError>) {
         let res = committed.and_then(|()| {
@@ -85,6 +129,8 @@ impl<T: Send, F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send> Write
 enum Msg {
     Write(Box<dyn WriteOp>),
     Compact(oneshot::Sender<Result<bool, StoreError>>),
+    /// Make every committed write durable (an empty commit with fsync if one is owed).
+    Sync(oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// The embedded store. Cheap to clone.
@@ -101,7 +147,15 @@ struct Inner {
     healthy: Arc<AtomicBool>,
     /// Bytes of keyvalue state (keys and values) one plugin may hold.
     kv_quota: AtomicU64,
+    /// The due queue and the hand-off cache (`memory.rs`).
+    mem: Arc<Mutex<Memory>>,
+    /// Tests hold retention between its chunks here.
+    #[cfg(test)]
+    retention_gate: Mutex<Option<RetentionGate>>,
 }
+
+#[cfg(test)]
+type RetentionGate = tokio::sync::mpsc::UnboundedSender<(usize, oneshot::Sender<()>)>;
 
 /// The database, absent while it is being reopened after an I/O error.
 type DbHandle = Arc<RwLock<Option<Database>>>;
@@ -187,6 +241,9 @@ impl EmbeddedStore {
             tx.open_table(KV_USAGE).map_err(eng("open"))?;
         }
         tx.commit().map_err(eng("open"))?;
+        let mut mem = Memory::default();
+        mem.rebuild(due_keys(&db)?);
+        let mem = Arc::new(Mutex::new(mem));
         let db: DbHandle = Arc::new(RwLock::new(Some(db)));
         let (tx, rx) = mpsc::channel();
         let healthy = Arc::new(AtomicBool::new(true));
@@ -195,6 +252,8 @@ impl EmbeddedStore {
             path: path.clone(),
             healthy: healthy.clone(),
             metrics,
+            mem: mem.clone(),
+            unsynced: false,
         };
         std::thread::Builder::new()
             .name("causeway-store-writer".into())
@@ -210,6 +269,9 @@ impl EmbeddedStore {
                 tx,
                 healthy,
                 kv_quota: AtomicU64::new(DEFAULT_KV_QUOTA_BYTES),
+                mem,
+                #[cfg(test)]
+                retention_gate: Mutex::new(None),
             }),
         })
     }
@@ -220,17 +282,39 @@ impl EmbeddedStore {
         self.inner.kv_quota.store(bytes, Ordering::Relaxed);
     }
 
-    /// Queue a write; the future resolves after the batch holding it is committed.
+    /// Queue a write; the future resolves after the batch holding it is committed and on
+    /// disk.
     fn write<T, F>(&self, f: F) -> StoreFuture<T>
     where
         T: Send + 'static,
-        F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_as(true, f)
+    }
+
+    /// Queue a write that need not be on disk when the future resolves: it commits with the
+    /// next batch (visible to every read at once) and becomes durable with the next durable
+    /// commit (an ingest's, or [`SYNC_AFTER`] later). A crash before then loses it; only
+    /// attempt records are written so, and a lost one means the job is attempted again.
+    fn write_lazy<T, F>(&self, f: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_as(false, f)
+    }
+
+    fn write_as<T, F>(&self, durable: bool, f: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let sent = self.inner.tx.send(Msg::Write(Box::new(Op {
             f,
             out: None,
             reply: Some(reply),
+            durable,
         })));
         Box::pin(async move {
             sent.map_err(|_| StoreError::Closed)?;
@@ -267,33 +351,62 @@ struct Writer {
     path: PathBuf,
     healthy: Arc<AtomicBool>,
     metrics: Option<StoreMetrics>,
+    mem: Arc<Mutex<Memory>>,
+    /// A commit without fsync ([`EmbeddedStore::write_lazy`]) is not on disk yet.
+    unsynced: bool,
 }
 
 /// How often an unhealthy store tries to reopen while no write arrives.
 const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest a commit without fsync waits for a durable one to carry it: what a crash may
+/// make the worker attempt again.
+pub const SYNC_AFTER: Duration = Duration::from_millis(200);
 
 impl Writer {
-    fn run(self, rx: mpsc::Receiver<Msg>) {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut deferred: Option<Msg> = None;
         loop {
             if !self.healthy.load(Ordering::SeqCst) {
                 self.recover();
             }
-            let first = match deferred.take() {
-                Some(m) => m,
-                None if self.healthy.load(Ordering::SeqCst) => match rx.recv() {
+            let wait = if !self.healthy.load(Ordering::SeqCst) {
+                Some(REOPEN_INTERVAL)
+            } else if self.unsynced {
+                Some(SYNC_AFTER)
+            } else {
+                None
+            };
+            let first = match (deferred.take(), wait) {
+                (Some(m), _) => m,
+                (None, None) => match rx.recv() {
                     Ok(m) => m,
                     Err(_) => return, // every handle dropped
                 },
-                None => match rx.recv_timeout(REOPEN_INTERVAL) {
+                (None, Some(wait)) => match rx.recv_timeout(wait) {
                     Ok(m) => m,
-                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if self.unsynced {
+                            let _ = self.sync();
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        if self.unsynced {
+                            let _ = self.sync();
+                        }
+                        return;
+                    }
                 },
             };
             match first {
                 Msg::Compact(reply) => {
-                    let _ = reply.send(compact(&self.db));
+                    // Pages of commits not yet synced are not free to move.
+                    let synced = if self.unsynced { self.sync() } else { Ok(()) };
+                    let _ = reply.send(synced.and_then(|()| compact(&self.db)));
+                }
+                Msg::Sync(reply) => {
+                    let res = if self.unsynced { self.sync() } else { Ok(()) };
+                    let _ = reply.send(res);
                 }
                 Msg::Write(op) => {
                     let mut batch = vec![op];
@@ -309,7 +422,12 @@ impl Writer {
                     }
                     let started = Instant::now();
                     let n = batch.len();
-                    if commit_batch(&self.db, batch) && self.healthy.swap(false, Ordering::SeqCst) {
+                    let done = commit_batch(&self.db, &self.mem, batch);
+                    if done.synced {
+                        self.unsynced = false;
+                    }
+                    self.unsynced |= done.unsynced;
+                    if done.io_error && self.healthy.swap(false, Ordering::SeqCst) {
                         tracing::error!(path = %self.path.display(), "store: I/O error (disk full?): refusing writes until the database reopens");
                     }
                     if let Some(m) = &self.metrics {
@@ -321,9 +439,31 @@ impl Writer {
         }
     }
 
+    /// An empty commit with fsync: every commit before it is on disk after it.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let res = {
+            let guard = self.db.read().map_err(lock_err)?;
+            let db = guard.as_ref().ok_or_else(unavailable)?;
+            db.begin_write()
+                .map_err(eng("sync"))
+                .and_then(|tx| tx.commit().map_err(eng("sync")))
+        };
+        match &res {
+            Ok(()) => self.unsynced = false,
+            Err(e) if is_io_error(e) => {
+                if self.healthy.swap(false, Ordering::SeqCst) {
+                    tracing::error!(path = %self.path.display(), "store: I/O error (disk full?): refusing writes until the database reopens");
+                }
+            }
+            Err(_) => {}
+        }
+        res
+    }
+
     /// Closes and reopens the database (redb refuses every write after an I/O error until
     /// then), and proves it with an empty commit. Healthy again only if that commit works.
-    fn recover(&self) {
+    /// Memory's queue is rebuilt from the file: a commit that failed may have reached it.
+    fn recover(&mut self) {
         let mut guard = match self.db.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -337,7 +477,15 @@ impl Writer {
         });
         match reopened {
             Ok(db) => {
+                let keys = due_keys(&db);
+                self.unsynced = false;
                 *guard = Some(db);
+                // Memory after the database (a scheduler pass holds memory, then reads).
+                drop(guard);
+                match keys {
+                    Ok(keys) => crate::sync::lock(&self.mem).rebuild(keys),
+                    Err(e) => tracing::warn!(error = %e, "cannot rebuild the due queue"),
+                }
                 self.healthy.store(true, Ordering::SeqCst);
                 tracing::info!(path = %self.path.display(), "store reopened after an I/O error");
             }
@@ -350,75 +498,133 @@ impl Writer {
     }
 }
 
-/// Commits a batch; returns whether it met an I/O error.
-fn commit_batch(db: &RwLock<Option<Database>>, mut batch: Vec<Box<dyn WriteOp>>) -> bool {
+/// What a batch's commit did.
+#[derive(Default)]
+struct Committed {
+    io_error: bool,
+    /// A commit with fsync succeeded.
+    synced: bool,
+    /// A commit without fsync succeeded.
+    unsynced: bool,
+}
+
+/// Begins a transaction durable or not.
+fn begin(db: &Database, durable: bool) -> Result<Txn, StoreError> {
+    let mut tx = db.begin_write().map_err(eng("begin"))?;
+    if !durable {
+        tx.set_durability(redb::Durability::None)
+            .map_err(eng("begin"))?;
+    }
+    Ok(Txn::new(tx))
+}
+
+/// Commits `tx`, then lets memory follow what it changed.
+fn commit(tx: Txn, mem: &Mutex<Memory>) -> Result<(), StoreError> {
+    let Txn { tx, changes } = tx;
+    tx.commit().map_err(eng("commit"))?;
+    crate::sync::lock(mem).apply(changes.into_inner());
+    Ok(())
+}
+
+fn abort(tx: Txn) {
+    let Txn { tx, .. } = tx;
+    let _ = tx.abort();
+}
+
+/// Commits a batch: with fsync when any of its writes needs it, without otherwise.
+fn commit_batch(
+    db: &RwLock<Option<Database>>,
+    mem: &Mutex<Memory>,
+    mut batch: Vec<Box<dyn WriteOp>>,
+) -> Committed {
+    let mut out = Committed::default();
     let guard = match db.read() {
         Ok(g) => g,
         Err(_) => {
             for op in batch {
                 op.finish(Err(lock_err(())));
             }
-            return false;
+            return out;
         }
     };
     let Some(db) = guard.as_ref() else {
         for op in batch {
             op.finish(Err(unavailable()));
         }
-        return true;
+        out.io_error = true;
+        return out;
     };
-    let tx = match db.begin_write() {
+    let durable = batch.iter().any(|op| op.durable());
+    let tx = match begin(db, durable) {
         Ok(tx) => tx,
-        Err(e) => {
-            let err = eng("begin")(e);
-            let io = is_io_error(&err);
+        Err(err) => {
+            out.io_error = is_io_error(&err);
             for op in batch {
                 op.finish(Err(err.clone()));
             }
-            return io;
+            return out;
         }
     };
     let all_ok = batch.iter_mut().all(|op| op.apply(&tx).is_ok());
     if all_ok {
-        let res = tx.commit().map_err(eng("commit"));
-        let io = res.as_ref().err().is_some_and(is_io_error);
+        let res = commit(tx, mem);
+        out.io_error = res.as_ref().err().is_some_and(is_io_error);
+        if res.is_ok() {
+            out.synced = durable;
+            out.unsynced = !durable;
+        }
         for op in batch {
             op.finish(res.clone());
         }
-        return io;
+        return out;
     }
-    let _ = tx.abort();
+    abort(tx);
     // One failed: run each alone so that the others still commit.
-    let mut io = false;
     for mut op in batch {
-        let res = db
-            .begin_write()
-            .map_err(eng("begin"))
-            .and_then(|tx| match op.apply(&tx) {
-                Ok(()) => tx.commit().map_err(eng("commit")),
-                Err(e) => {
-                    let _ = tx.abort();
-                    Err(e)
-                }
-            });
-        io |= res.as_ref().err().is_some_and(is_io_error);
+        let durable = op.durable();
+        let res = begin(db, durable).and_then(|tx| match op.apply(&tx) {
+            Ok(()) => commit(tx, mem),
+            Err(e) => {
+                abort(tx);
+                Err(e)
+            }
+        });
+        out.io_error |= res.as_ref().err().is_some_and(is_io_error);
+        if res.is_ok() {
+            if durable {
+                out.synced = true;
+                out.unsynced = false;
+            } else {
+                out.unsynced = true;
+            }
+        }
         op.finish(res);
     }
-    io
+    out
 }
 
+/// Every key of the `due` table, in order.
+fn due_keys(db: &Database) -> Result<Vec<(u64, u128, u32)>, StoreError> {
+    let tx = db.begin_read().map_err(eng("read"))?;
+    let due = tx.open_table(DUE).map_err(eng("due"))?;
+    let mut out = Vec::new();
+    for row in due.iter().map_err(eng("due"))? {
+        let (k, _) = row.map_err(eng("due"))?;
+        out.push(k.value());
+    }
+    Ok(out)
+}
+
+/// One compaction (redb moves pages until none moves, then trims the file). Holds the
+/// database alone while it runs; a read in progress makes it a no-op (false) this time.
 fn compact(db: &RwLock<Option<Database>>) -> Result<bool, StoreError> {
     let mut guard = db.write().map_err(lock_err)?;
     let db = guard.as_mut().ok_or_else(unavailable)?;
-    let mut any = false;
-    // Each call moves pages towards the start and trims the end; a few rounds suffice.
-    for _ in 0..8 {
-        if !db.compact().map_err(eng("compact"))? {
-            break;
-        }
-        any = true;
+    match db.compact() {
+        Ok(done) => Ok(done),
+        Err(redb::CompactionError::TransactionInProgress) => Ok(false),
+        Err(e) => Err(eng("compact")(e)),
     }
-    Ok(any)
 }
 
 // ------------------------------------------------------------------ records
@@ -435,8 +641,9 @@ fn job_range(event: u128) -> std::ops::RangeInclusive<(u128, u32)> {
     (event, 0)..=(event, u32::MAX)
 }
 
-/// Write a job, keeping the due index in step with its status.
+/// Write a job, keeping the due index (and memory's queue) in step with its status.
 fn put_job(
+    tx: &Txn,
     jobs: &mut Table<(u128, u32), &[u8]>,
     due: &mut Table<(u64, u128, u32), ()>,
     old: Option<&JobRecord>,
@@ -452,6 +659,9 @@ fn put_job(
     if new.status.queued() {
         due.insert((new.due_at_ms, id, new.slot()), ())
             .map_err(eng("due"))?;
+        tx.note(Change::Queue(new.clone()));
+    } else if old.is_some_and(|o| o.status.queued()) {
+        tx.note(Change::Unqueue((id, new.slot())));
     }
     jobs.insert((id, new.slot()), enc(new)?.as_slice())
         .map_err(eng("job"))?;
@@ -563,7 +773,8 @@ fn refresh_event(
 }
 
 /// Delete an event with its body, jobs, attempts and due entries.
-fn delete_event(tx: &WriteTransaction, event: u128) -> Result<u64, StoreError> {
+fn delete_event(tx: &Txn, event: u128) -> Result<u64, StoreError> {
+    tx.note(Change::Forget(event));
     let mut freed = 0u64;
     let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
     if let Some(v) = events.remove(event).map_err(eng("events"))? {
@@ -579,6 +790,7 @@ fn delete_event(tx: &WriteTransaction, event: u128) -> Result<u64, StoreError> {
         if j.status.queued() {
             due.remove((j.due_at_ms, event, j.slot()))
                 .map_err(eng("due"))?;
+            tx.note(Change::Unqueue((event, j.slot())));
         }
     }
     jobs.retain_in(job_range(event), |_, _| false)
@@ -606,9 +818,25 @@ fn requeue(job: &JobRecord, now_ms: u64) -> JobRecord {
 
 impl Store for EmbeddedStore {
     fn append(&self, ev: NewEvent) -> StoreFuture<Appended> {
+        // The event as delivery will want it, built once (nothing copied): handed over in
+        // memory when a job is due at once.
+        let NewEvent {
+            record,
+            body,
+            jobs: new_jobs,
+            idempotency,
+        } = ev;
+        let hand_off = new_jobs
+            .iter()
+            .any(|j| j.due_at_ms <= record.received_at_ms.saturating_add(HAND_OFF_WITHIN_MS));
+        let ev = Arc::new(EventDetail {
+            record,
+            body,
+            jobs: Vec::new(),
+        });
         self.write(move |tx| {
             let id = ev.record.id;
-            if let Some((key, expires)) = &ev.idempotency {
+            if let Some((key, expires)) = &idempotency {
                 let mut idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
                 let held = idem
                     .get((ev.record.bridge.as_str(), key.as_str()))
@@ -638,7 +866,7 @@ impl Store for EmbeddedStore {
                 .map_err(eng("bodies"))?;
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-            for j in &ev.jobs {
+            for j in &new_jobs {
                 let rec = JobRecord {
                     event: id,
                     target: j.target.clone(),
@@ -650,7 +878,10 @@ impl Store for EmbeddedStore {
                     attempts_at_queue: 0,
                     last_error: None,
                 };
-                put_job(&mut jobs, &mut due, None, &rec)?;
+                put_job(tx, &mut jobs, &mut due, None, &rec)?;
+            }
+            if hand_off {
+                tx.note(Change::Hot(ev.clone(), new_jobs.len() as u32));
             }
             Ok(Appended {
                 id,
@@ -666,51 +897,63 @@ impl Store for EmbeddedStore {
         claimed: JobFilter<JobKey>,
         hold: JobFilter<JobRecord>,
     ) -> StoreFuture<DueJobs> {
+        Box::pin(std::future::ready(
+            self.due_from_memory(now_ms, limit, claimed, hold, false),
+        ))
+    }
+
+    /// Claims in memory: a claimed job leaves the queue's walk until its attempt's record
+    /// commits or [`Store::release`] puts it back.
+    fn claim_due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        claimed: JobFilter<JobKey>,
+        hold: JobFilter<JobRecord>,
+    ) -> StoreFuture<DueJobs> {
+        Box::pin(std::future::ready(
+            self.due_from_memory(now_ms, limit, claimed, hold, true),
+        ))
+    }
+
+    fn release(&self, jobs: Vec<JobKey>) -> StoreFuture<()> {
+        crate::sync::lock(&self.inner.mem).release(&jobs);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn event_for_delivery(&self, id: EventId) -> StoreFuture<Option<Arc<EventDetail>>> {
+        if let Some(d) = crate::sync::lock(&self.inner.mem).hot(id) {
+            return Box::pin(std::future::ready(Ok(Some(d))));
+        }
         let res = self.read(|tx| {
-            let due = tx.open_table(DUE).map_err(eng("due"))?;
-            let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-            let mut out = DueJobs::default();
-            for row in due.iter().map_err(eng("due"))? {
-                let (k, _) = row.map_err(eng("due"))?;
-                let (at, event, index) = k.value();
-                if at > now_ms {
-                    out.next_due_ms = Some(at);
-                    break;
-                }
-                if out.jobs.len() >= limit {
-                    out.next_due_ms = Some(now_ms);
-                    break;
-                }
-                if claimed(&JobKey {
-                    event: EventId::from_u128(event),
-                    index,
-                }) {
-                    continue;
-                }
-                let Some(raw) = jobs.get((event, index)).map_err(eng("jobs"))? else {
-                    continue;
-                };
-                // One bad record must not stop every delivery: report it and go on.
-                let job: JobRecord = match dec("jobs", raw.value()) {
-                    Ok(j) => j,
-                    Err(_) => {
-                        out.undecodable.push((
-                            at,
-                            JobKey {
-                                event: EventId::from_u128(event),
-                                index,
-                            },
-                        ));
-                        continue;
-                    }
-                };
-                if !hold(&job) {
-                    out.jobs.push(job);
-                }
-            }
-            Ok(out)
+            let events = tx.open_table(EVENTS).map_err(eng("events"))?;
+            let Some(raw) = events.get(id.as_u128()).map_err(eng("events"))? else {
+                return Ok(None);
+            };
+            let record: EventRecord = dec("events", raw.value())?;
+            let body = tx
+                .open_table(BODIES)
+                .map_err(eng("bodies"))?
+                .get(id.as_u128())
+                .map_err(eng("bodies"))?
+                .map(|v| Bytes::copy_from_slice(v.value()))
+                .unwrap_or_default();
+            Ok(Some(Arc::new(EventDetail {
+                record,
+                body,
+                jobs: Vec::new(),
+            })))
         });
         Box::pin(std::future::ready(res))
+    }
+
+    fn flush(&self) -> StoreFuture<()> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.inner.tx.send(Msg::Sync(reply));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
     }
 
     fn quarantine(&self, jobs: Vec<(u64, JobKey)>) -> StoreFuture<usize> {
@@ -726,6 +969,7 @@ impl Store for EmbeddedStore {
                     .is_some()
                 {
                     q.insert((event, index), *at).map_err(eng("quarantine"))?;
+                    tx.note(Change::Unqueue((event, index)));
                     n += 1;
                 }
             }
@@ -734,7 +978,9 @@ impl Store for EmbeddedStore {
     }
 
     fn finish_attempt(&self, u: JobUpdate) -> StoreFuture<JobRecord> {
-        self.write(move |tx| {
+        // The attempt's record rides with the next durable commit (the next ingests'): a
+        // crash before it makes the job attempted again, never lost.
+        self.write_lazy(move |tx| {
             let id = u.job.event.as_u128();
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
@@ -809,6 +1055,18 @@ impl Store for EmbeddedStore {
                             events
                                 .insert(id, enc(&rec)?.as_slice())
                                 .map_err(eng("events"))?;
+                            // Its deliveries get the steps' body without reading it back.
+                            let soon = now_ms().saturating_add(HAND_OFF_WITHIN_MS);
+                            if next_jobs.iter().any(|j| j.due_at_ms <= soon) {
+                                tx.note(Change::Hot(
+                                    Arc::new(EventDetail {
+                                        record: rec,
+                                        body: body.clone(),
+                                        jobs: Vec::new(),
+                                    }),
+                                    next_jobs.len() as u32,
+                                ));
+                            }
                         }
                     }
                     for j in next_jobs {
@@ -823,7 +1081,7 @@ impl Store for EmbeddedStore {
                             attempts_at_queue: 0,
                             last_error: None,
                         };
-                        put_job(&mut jobs, &mut due, None, &rec)?;
+                        put_job(tx, &mut jobs, &mut due, None, &rec)?;
                     }
                 }
                 Next::FannedOut { children } => {
@@ -854,8 +1112,16 @@ impl Store for EmbeddedStore {
                                 attempts_at_queue: 0,
                                 last_error: None,
                             };
-                            put_job(&mut jobs, &mut due, None, &rec)?;
+                            put_job(tx, &mut jobs, &mut due, None, &rec)?;
                         }
+                        tx.note(Change::Hot(
+                            Arc::new(EventDetail {
+                                record: child.record.clone(),
+                                body: child.body.clone(),
+                                jobs: Vec::new(),
+                            }),
+                            child.jobs.len() as u32,
+                        ));
                     }
                     let raw = events
                         .get(id)
@@ -887,10 +1153,13 @@ impl Store for EmbeddedStore {
                     }
                 }
             }
-            put_job(&mut jobs, &mut due, Some(&old), &new)?;
+            put_job(tx, &mut jobs, &mut due, Some(&old), &new)?;
             drop(jobs);
             drop(due);
             refresh_event(tx, id, event_reason)?;
+            if !matches!(u.next, Next::StepsDone { .. }) {
+                tx.note(Change::Attempted(id));
+            }
             Ok(new)
         })
     }
@@ -975,7 +1244,7 @@ impl Store for EmbeddedStore {
                 if matches!(j.status, JobStatus::Dead | JobStatus::Delivered)
                     && j.target != JobTarget::Steps
                 {
-                    put_job(&mut jobs, &mut due, Some(&j), &requeue(&j, now))?;
+                    put_job(tx, &mut jobs, &mut due, Some(&j), &requeue(&j, now))?;
                     n += 1;
                 }
             }
@@ -992,7 +1261,7 @@ impl Store for EmbeddedStore {
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
             let dead = scan_jobs(&jobs, |j| j.status == JobStatus::Dead && j.bridge == bridge)?;
             for j in &dead {
-                put_job(&mut jobs, &mut due, Some(j), &requeue(j, now))?;
+                put_job(tx, &mut jobs, &mut due, Some(j), &requeue(j, now))?;
             }
             drop(jobs);
             drop(due);
@@ -1017,7 +1286,9 @@ impl Store for EmbeddedStore {
                 if j.status.queued() {
                     due.remove((j.due_at_ms, id, j.slot()))
                         .map_err(eng("due"))?;
+                    tx.note(Change::Unqueue((id, j.slot())));
                 }
+                tx.note(Change::Forget(id));
                 jobs.remove((id, j.slot())).map_err(eng("jobs"))?;
             }
             drop(jobs);
@@ -1089,7 +1360,7 @@ impl Store for EmbeddedStore {
                     due_at_ms: now,
                     ..j.clone()
                 };
-                put_job(&mut jobs, &mut due, Some(j), &next)?;
+                put_job(tx, &mut jobs, &mut due, Some(j), &next)?;
             }
             Ok(held.len())
         })
@@ -1137,16 +1408,40 @@ impl Store for EmbeddedStore {
                 bytes_before: this.disk_bytes(),
                 ..Default::default()
             };
+            // Every step deletes at most RETENTION_CHUNK rows per transaction and waits for
+            // its commit before reading the next chunk: ingests queued meanwhile commit in
+            // between, so a long trim never holds the writer.
             // Expired idempotency keys.
-            report.expired_keys = this
-                .write(move |tx| {
-                    let mut idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
-                    let before = idem.len().map_err(eng("idempotency"))?;
-                    idem.retain(|_, (_, exp)| exp > now)
-                        .map_err(eng("idempotency"))?;
-                    Ok((before - idem.len().map_err(eng("idempotency"))?) as usize)
-                })
-                .await?;
+            loop {
+                let expired = this.expired_keys(now, RETENTION_CHUNK)?;
+                let n = expired.len();
+                if n == 0 {
+                    break;
+                }
+                report.expired_keys += this
+                    .write(move |tx| {
+                        let mut idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
+                        let mut gone = 0;
+                        for (b, k) in &expired {
+                            // Taken again since it was read: keep it.
+                            let still = idem
+                                .get((b.as_str(), k.as_str()))
+                                .map_err(eng("idempotency"))?
+                                .is_some_and(|v| v.value().1 <= now);
+                            if still {
+                                idem.remove((b.as_str(), k.as_str()))
+                                    .map_err(eng("idempotency"))?;
+                                gone += 1;
+                            }
+                        }
+                        Ok(gone)
+                    })
+                    .await?;
+                this.chunk_done(n).await;
+                if n < RETENTION_CHUNK {
+                    break;
+                }
+            }
             // By age: finished events received before the cut-off, oldest first.
             let cutoff = now.saturating_sub(policy.max_age_ms);
             loop {
@@ -1155,60 +1450,57 @@ impl Store for EmbeddedStore {
                     break;
                 }
                 let n = victims.len();
-                this.write(move |tx| {
-                    for e in &victims {
-                        delete_event(tx, *e)?;
-                    }
-                    Ok(())
-                })
-                .await?;
+                this.delete_events(victims).await?;
                 report.deleted_by_age += n;
                 if n < RETENTION_CHUNK {
                     break;
                 }
             }
-            if report.deleted_by_age > 0 {
-                report.compacted |= this.compact().await?;
-            }
-            // By size: the oldest finished events go first, a quarter of them per round,
-            // until the file is under 90% of the limit.
-            for _ in 0..6 {
-                if this.disk_bytes() <= policy.max_bytes {
+            // By size, against the live data (the pages the tables use), not the file: redb
+            // reuses freed pages at once, so the file stays at its high-water mark until a
+            // compaction and says little about what is stored. The oldest finished events
+            // go until the live data is under 90% of the limit.
+            let target = policy.max_bytes / 10 * 9;
+            for _ in 0..4 {
+                let live = this.live_bytes().await?;
+                // Under the limit: nothing to do; once trimming, down to the target.
+                if (report.deleted_by_size == 0 && live <= policy.max_bytes) || live <= target {
                     break;
                 }
-                let finished = this.count_finished()?;
-                if finished == 0 {
+                let events = this.counts().await?.events.max(1);
+                let per_event = (live / events).max(1);
+                let take = (live - target).div_ceil(per_event) as usize;
+                let victims = this.oldest_finished(take, None)?;
+                if victims.is_empty() {
                     tracing::warn!(
-                        bytes = this.disk_bytes(),
+                        live_bytes = live,
                         max_bytes = policy.max_bytes,
                         "store over its size limit with no finished event to delete"
                     );
                     break;
                 }
-                let target = policy.max_bytes / 10 * 9;
-                let share = if this.disk_bytes() > policy.max_bytes.saturating_mul(2) {
-                    2
-                } else {
-                    4
-                };
-                let take = (finished / share).max(1).min(finished);
-                let victims = this.oldest_finished(take, None)?;
                 let n = victims.len();
                 for chunk in victims.chunks(RETENTION_CHUNK) {
-                    let chunk = chunk.to_vec();
-                    this.write(move |tx| {
-                        for e in &chunk {
-                            delete_event(tx, *e)?;
-                        }
-                        Ok(())
-                    })
-                    .await?;
+                    this.delete_events(chunk.to_vec()).await?;
                 }
                 report.deleted_by_size += n;
-                report.compacted |= this.compact().await?;
-                if this.disk_bytes() <= target {
+            }
+            // Compaction holds the database alone for as long as it runs, so it runs only
+            // when the file is over the limit and a real share of it (a tenth or more) is
+            // free; the file then stays near the live data, since freed pages are reused.
+            for _ in 0..2 {
+                let file = this.disk_bytes();
+                if file <= policy.max_bytes {
                     break;
                 }
+                let live = this.live_bytes().await?;
+                if file.saturating_sub(live) < file / 10 {
+                    break;
+                }
+                if !this.compact().await? {
+                    break;
+                }
+                report.compacted = true;
             }
             report.bytes_after = this.disk_bytes();
             Ok(report)
@@ -1302,7 +1594,7 @@ impl Store for EmbeddedStore {
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
             let mut attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
             for (job, list) in &d.jobs {
-                put_job(&mut jobs, &mut due, None, job)?;
+                put_job(tx, &mut jobs, &mut due, None, job)?;
                 for (n, a) in list.iter().enumerate() {
                     attempts
                         .insert((id, job.slot(), n as u32 + 1), enc(a)?.as_slice())
@@ -1408,6 +1700,153 @@ fn kv_usage(tx: &WriteTransaction, plugin: &str) -> Result<u64, StoreError> {
 }
 
 impl EmbeddedStore {
+    /// Due jobs from memory's queue; the records it does not hold are read by key.
+    fn due_from_memory(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        claimed: JobFilter<JobKey>,
+        hold: JobFilter<JobRecord>,
+        claim: bool,
+    ) -> Result<DueJobs, StoreError> {
+        let mut read: Option<(
+            RwLockReadGuard<'_, Option<Database>>,
+            Option<redb::ReadTransaction>,
+        )> = None;
+        let mut mem = crate::sync::lock(&self.inner.mem);
+        mem.due(now_ms, limit, &claimed, &hold, claim, |event, index| {
+            if read.is_none() {
+                read = Some((self.inner.db.read().map_err(lock_err)?, None));
+            }
+            let Some((guard, tx)) = read.as_mut() else {
+                return Err(unavailable());
+            };
+            if tx.is_none() {
+                let db = guard.as_ref().ok_or_else(unavailable)?;
+                *tx = Some(db.begin_read().map_err(eng("read"))?);
+            }
+            let Some(tx) = tx.as_ref() else {
+                return Err(unavailable());
+            };
+            let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let Some(raw) = jobs.get((event, index)).map_err(eng("jobs"))? else {
+                return Ok(Loaded::Missing);
+            };
+            Ok(match dec::<JobRecord>("jobs", raw.value()) {
+                Ok(j) => Loaded::Record(j),
+                Err(_) => Loaded::Undecodable,
+            })
+        })
+    }
+
+    /// Deletes events (at most [`RETENTION_CHUNK`]) in one transaction.
+    async fn delete_events(&self, victims: Vec<u128>) -> Result<(), StoreError> {
+        let n = victims.len();
+        self.write(move |tx| {
+            for e in &victims {
+                delete_event(tx, *e)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.chunk_done(n).await;
+        Ok(())
+    }
+
+    /// Between two retention chunks. Tests hold retention here (see the tests below).
+    async fn chunk_done(&self, n: usize) {
+        #[cfg(test)]
+        {
+            let gate = crate::sync::lock(&self.inner.retention_gate).clone();
+            if let Some(gate) = gate {
+                let (go, wait) = oneshot::channel();
+                if gate.send((n, go)).is_ok() {
+                    let _ = wait.await;
+                }
+            }
+        }
+        let _ = n;
+    }
+
+    /// Bytes the tables' pages hold (keys, values, branch pages and fragmentation): what a
+    /// compaction would leave. Walks every table's tree in a read transaction, off the
+    /// writer and off the async threads.
+    async fn live_bytes(&self) -> Result<u64, StoreError> {
+        let this = self.clone();
+        let walk = move || {
+            this.read(|tx| {
+                let mut total = 0u64;
+                let mut add = |s: redb::TableStats| {
+                    total += s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
+                };
+                add(tx
+                    .open_table(EVENTS)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(BODIES)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(JOBS)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(DUE)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(ATTEMPTS)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(IDEM)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(PAUSED)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(KV)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(QUARANTINE)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(KV_USAGE)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                Ok(total)
+            })
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => h.spawn_blocking(walk).await.map_err(eng("stats"))?,
+            Err(_) => walk(),
+        }
+    }
+
+    /// Up to `limit` idempotency keys expired at `now`.
+    fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|tx| {
+            let idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
+            let mut out = Vec::new();
+            for row in idem.iter().map_err(eng("idempotency"))? {
+                let (k, v) = row.map_err(eng("idempotency"))?;
+                if v.value().1 <= now {
+                    let (b, key) = k.value();
+                    out.push((b.to_string(), key.to_string()));
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Up to `limit` finished events, oldest first (received before `before` if given).
     fn oldest_finished(&self, limit: usize, before: Option<u64>) -> Result<Vec<u128>, StoreError> {
         self.read(|tx| {
@@ -1429,21 +1868,6 @@ impl EmbeddedStore {
             Ok(out)
         })
     }
-
-    fn count_finished(&self) -> Result<usize, StoreError> {
-        self.read(|tx| {
-            let events = tx.open_table(EVENTS).map_err(eng("events"))?;
-            let mut n = 0;
-            for row in events.iter().map_err(eng("events"))? {
-                let (_, v) = row.map_err(eng("events"))?;
-                let rec: EventRecord = dec("events", v.value())?;
-                if rec.status.finished() {
-                    n += 1;
-                }
-            }
-            Ok(n)
-        })
-    }
 }
 
 #[cfg(any(test, feature = "store-contract"))]
@@ -1454,6 +1878,7 @@ impl super::contract::EngineHooks for EmbeddedStore {
                 .map_err(eng("jobs"))?
                 .insert((job.event.as_u128(), job.index), &b"\xffnot json"[..])
                 .map_err(eng("jobs"))?;
+            tx.note(Change::Cold((job.event.as_u128(), job.index)));
             Ok(())
         })
     }
@@ -1500,6 +1925,204 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    fn counting() -> (JobFilter<JobKey>, Arc<AtomicU64>) {
+        let n = Arc::new(AtomicU64::new(0));
+        let m = n.clone();
+        let f: JobFilter<JobKey> = Arc::new(move |_| {
+            m.fetch_add(1, Ordering::SeqCst);
+            false
+        });
+        (f, n)
+    }
+
+    /// Issue 15: the scheduler's queue is in memory. A claim takes jobs out of the walk (a
+    /// later pass never looks at jobs in flight), a finished attempt takes its job out for
+    /// good, a release puts it back, and the queue is rebuilt from the due index on open.
+    /// An event just stored is handed to delivery from memory until its jobs are attempted.
+    #[test]
+    fn the_due_queue_is_in_memory_and_claims_leave_the_walk() {
+        use crate::store::contract::new_event;
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), None).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            ids.push(
+                block(store.append(new_event("ns/b", 1_000 + i, &["d"])))
+                    .unwrap()
+                    .id,
+            );
+        }
+        assert_eq!(crate::sync::lock(&store.inner.mem).sizes(), (4, 0, 4));
+        let none: JobFilter<JobRecord> = Arc::new(|_| false);
+        let (asked, n) = counting();
+        let first = block(store.claim_due(5_000, 2, asked, none.clone())).unwrap();
+        assert_eq!(first.jobs.len(), 2);
+        assert_eq!(
+            first.next_due_ms,
+            Some(5_000),
+            "the limit left due jobs out"
+        );
+        // The next pass sees only the two jobs not claimed.
+        let (asked, n2) = counting();
+        let second = block(store.claim_due(5_000, 10, asked, none.clone())).unwrap();
+        assert_eq!(second.jobs.len(), 2);
+        assert_eq!(
+            (n.load(Ordering::SeqCst), n2.load(Ordering::SeqCst)),
+            (2, 2)
+        );
+        assert_eq!(crate::sync::lock(&store.inner.mem).sizes(), (0, 4, 4));
+        // Handed over from memory: the same record and body the ingest stored.
+        let hot = block(store.event_for_delivery(ids[0])).unwrap().unwrap();
+        assert_eq!(hot.record.id, ids[0]);
+        // One attempt recorded, one released, two still in flight.
+        let done = first.jobs[0].key();
+        block(store.finish_attempt(JobUpdate {
+            job: done,
+            attempt: None,
+            next: Next::Delivered,
+        }))
+        .unwrap();
+        block(store.release(vec![first.jobs[1].key()])).unwrap();
+        assert_eq!(crate::sync::lock(&store.inner.mem).sizes(), (1, 2, 3));
+        let (asked, n3) = counting();
+        let third = block(store.claim_due(5_000, 10, asked, none.clone())).unwrap();
+        assert_eq!(
+            third.jobs.iter().map(JobRecord::key).collect::<Vec<_>>(),
+            vec![first.jobs[1].key()]
+        );
+        assert_eq!(n3.load(Ordering::SeqCst), 1);
+        // A restart forgets the claims: the three jobs not delivered are queued again.
+        drop(store);
+        let store = reopen(dir.path());
+        assert_eq!(crate::sync::lock(&store.inner.mem).sizes(), (3, 0, 0));
+        let again = block(store.claim_due(5_000, 10, Arc::new(|_| false), none)).unwrap();
+        assert_eq!(again.jobs.len(), 3);
+        assert!(again.jobs.iter().all(|j| j.key() != done));
+        // Read from disk when memory does not hold it.
+        let cold = block(store.event_for_delivery(ids[1])).unwrap().unwrap();
+        assert_eq!(cold.record.id, ids[1]);
+    }
+
+    async fn finished_events(store: &EmbeddedStore, n: usize, at: u64, body: usize) {
+        use crate::store::contract::new_event;
+        let appends = (0..n).map(|i| {
+            let mut ev = new_event("ns/b", at + i as u64, &["d"]);
+            ev.body = Bytes::from(vec![b'x'; body]);
+            store.append(ev)
+        });
+        let ids = futures::future::try_join_all(appends).await.unwrap();
+        let done = ids.iter().map(|a| {
+            store.finish_attempt(JobUpdate {
+                job: JobKey {
+                    event: a.id,
+                    index: 0,
+                },
+                attempt: None,
+                next: Next::Delivered,
+            })
+        });
+        futures::future::try_join_all(done).await.unwrap();
+    }
+
+    /// Runs `retain` held at every chunk; there, checks the chunk's size and that an ingest
+    /// commits while retention is midway. Returns the report and the chunks seen.
+    async fn retain_held(
+        store: &EmbeddedStore,
+        policy: Retention,
+        now: u64,
+    ) -> (RetentionReport, usize) {
+        use crate::store::contract::new_event;
+        let (gate, mut held) = tokio::sync::mpsc::unbounded_channel();
+        *crate::sync::lock(&store.inner.retention_gate) = Some(gate);
+        let s = store.clone();
+        let mut run = tokio::spawn(async move { s.retain(policy, now).await });
+        let mut chunks = 0;
+        let report = loop {
+            tokio::select! {
+                biased;
+                Some((n, go)) = held.recv() => {
+                    assert!(n <= RETENTION_CHUNK, "a chunk of {n}");
+                    assert!(!run.is_finished());
+                    // Retention is between two chunks: an ingest commits now.
+                    let a = store
+                        .append(new_event("ns/new", now + 1_000_000 + chunks as u64, &["d"]))
+                        .await
+                        .unwrap();
+                    assert!(!a.duplicate);
+                    chunks += 1;
+                    go.send(()).unwrap();
+                }
+                r = &mut run => break r.unwrap().unwrap(),
+            }
+        };
+        *crate::sync::lock(&store.inner.retention_gate) = None;
+        (report, chunks)
+    }
+
+    /// Issue 15: retention trims in bounded chunks, each its own commit, and ingests commit
+    /// between them (retention is held between chunks while an append is awaited, so an
+    /// ingest never waits for a whole trim). By size, the limit is measured against the
+    /// live data, and a file at its high-water mark with room inside is not trimmed again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention_trims_in_bounded_chunks_and_ingests_commit_between_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), None).unwrap();
+        let old = 4 * RETENTION_CHUNK + 10;
+        finished_events(&store, old, 1_000, 64).await;
+        // By age.
+        let policy = Retention {
+            max_age_ms: 1_000_000,
+            max_bytes: u64::MAX,
+        };
+        let (r, chunks) = retain_held(&store, policy, 2_000_000).await;
+        assert_eq!(r.deleted_by_age, old, "{r:?}");
+        assert!(chunks >= old.div_ceil(RETENTION_CHUNK), "{chunks} chunks");
+        assert_eq!(
+            block_counts(&store).await.events,
+            chunks as u64,
+            "the ingests stayed"
+        );
+
+        // By size: 1,200 finished events of 4 KiB, a limit of half the live data.
+        finished_events(&store, 1_200, 2_000, 4096).await;
+        let live = store.live_bytes().await.unwrap();
+        let policy = Retention {
+            max_age_ms: u64::MAX,
+            max_bytes: live / 2,
+        };
+        let (r, chunks) = retain_held(&store, policy, 3_000_000).await;
+        assert!(r.deleted_by_size > 0, "{r:?}");
+        assert!(
+            chunks >= r.deleted_by_size.div_ceil(RETENTION_CHUNK),
+            "{chunks} chunks"
+        );
+        let after = store.live_bytes().await.unwrap();
+        assert!(
+            after <= policy.max_bytes,
+            "live {after} over {}",
+            policy.max_bytes
+        );
+        // Under the limit by live data: the next run deletes nothing, whatever the file.
+        let (r, _) = retain_held(&store, policy, 3_000_000).await;
+        assert_eq!(r.deleted_by_size, 0, "{r:?}");
+    }
+
+    async fn block_counts(store: &EmbeddedStore) -> StoreCounts {
+        store.counts().await.unwrap()
+    }
+
+    /// The writer thread owns the file until every handle is gone; a reopen right after a
+    /// drop may find it still open for a moment.
+    fn reopen(dir: &Path) -> EmbeddedStore {
+        for _ in 0..200 {
+            if let Ok(s) = EmbeddedStore::open(dir, None) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        EmbeddedStore::open(dir, None).unwrap()
     }
 
     /// Issue 12 item 5: plugin keyvalue has a quota per plugin, counted over keys and

@@ -14,6 +14,7 @@
 #[cfg(any(test, feature = "store-contract"))]
 pub mod contract;
 pub mod embedded;
+mod memory;
 pub mod postgres;
 pub mod transfer;
 mod types;
@@ -120,6 +121,23 @@ pub trait Store: Send + Sync + 'static {
     /// Record one attempt and what follows it, in one transaction.
     fn finish_attempt(&self, update: JobUpdate) -> StoreFuture<JobRecord>;
     fn event(&self, id: EventId) -> StoreFuture<Option<EventDetail>>;
+    /// The event as a delivery or the steps need it: its record and body (`jobs` empty).
+    /// The embedded engine hands over the events it has just stored from memory, without
+    /// reading them back.
+    fn event_for_delivery(&self, id: EventId) -> StoreFuture<Option<Arc<EventDetail>>> {
+        let f = self.event(id);
+        Box::pin(async move {
+            Ok(f.await?.map(|mut d| {
+                d.jobs.clear();
+                Arc::new(d)
+            }))
+        })
+    }
+    /// Make every write committed so far durable (writes that did not wait for their
+    /// fsync, such as the embedded engine's attempt records). At shutdown.
+    fn flush(&self) -> StoreFuture<()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
     fn list_events(&self, query: EventQuery) -> StoreFuture<Vec<EventRecord>>;
     /// Queue again every job of one event that is not pending; returns how many.
     fn replay_event(&self, id: EventId, now_ms: u64) -> StoreFuture<usize>;
