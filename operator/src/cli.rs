@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 
 use clap::{Parser, ValueEnum};
 
-/// Log output format.
 /// How a worker reaches a plugin placed in another pool of its namespace.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum PoolRouting {
@@ -17,6 +16,7 @@ pub enum PoolRouting {
     Service,
 }
 
+/// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Json,
