@@ -39,28 +39,7 @@ pub struct Options {
     /// Print the bridges' URLs and problems on every load (local mode).
     pub print_urls: bool,
     /// Run on PostgreSQL instead of the embedded store.
-    pub postgres: Option<PostgresArgs>,
-}
-
-/// `--postgres` and its companions.
-#[derive(Clone)]
-pub struct PostgresArgs {
-    pub url: String,
-    /// None: `causeway_<namespace>_<pool>` from the configuration.
-    pub schema: Option<String>,
-    pub pool_size: usize,
-    pub statement_timeout: Duration,
-    pub lease: Duration,
-}
-
-impl std::fmt::Debug for PostgresArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may carry a password: only where it points.
-        f.debug_struct("PostgresArgs")
-            .field("at", &causeway_config::postgres_location(&self.url))
-            .field("schema", &self.schema)
-            .finish_non_exhaustive()
-    }
+    pub postgres: Option<crate::store::postgres::PostgresArgs>,
 }
 
 /// Creates `dir` (and missing parents) readable by the owner only. A directory that

@@ -236,11 +236,11 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The shared store's options, when `--postgres` is given. The schema, when not
-    /// given, follows the pool (see [`crate::worker::serve`]).
-    pub fn postgres(&self) -> Option<crate::worker::PostgresArgs> {
+    /// given, follows the pool (see `worker::serve`).
+    pub fn postgres(&self) -> Option<crate::store::postgres::PostgresArgs> {
         self.postgres
             .as_ref()
-            .map(|url| crate::worker::PostgresArgs {
+            .map(|url| crate::store::postgres::PostgresArgs {
                 url: url.clone(),
                 schema: self.postgres_schema.clone(),
                 pool_size: self.postgres_pool_size,

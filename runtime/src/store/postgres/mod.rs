@@ -2328,6 +2328,27 @@ impl super::contract::EngineHooks for PostgresStore {
     }
 }
 
+/// `--postgres` and its companions.
+#[derive(Clone)]
+pub struct PostgresArgs {
+    pub url: String,
+    /// None: `causeway_<namespace>_<pool>` from the configuration.
+    pub schema: Option<String>,
+    pub pool_size: usize,
+    pub statement_timeout: Duration,
+    pub lease: Duration,
+}
+
+impl std::fmt::Debug for PostgresArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: only where it points.
+        f.debug_struct("PostgresArgs")
+            .field("at", &causeway_config::postgres_location(&self.url))
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
