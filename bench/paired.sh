@@ -29,7 +29,9 @@ if [[ ! -x $base_bin ]]; then
 fi
 
 make -C "$repo" --quiet plugins >/dev/null
-"$repo/bench/setup.sh"
+# setup.sh installs nginx and (for scenario 3) wasmtime-cli, which takes long cold;
+# BENCH_SKIP_SETUP=1 uses what the cache already holds.
+[[ ${BENCH_SKIP_SETUP:-0} == 1 ]] || "$repo/bench/setup.sh"
 (cd "$repo" && cargo build --release --quiet -p causeway --bin causeway -p causeway-bench)
 head=$(git -C "$repo" rev-parse --short=12 HEAD)
 mkdir -p "$out"
