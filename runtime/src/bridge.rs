@@ -7,18 +7,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use causeway_config::{BridgeConfig, DestinationConfig, WorkerConfig};
+use causeway_pipeline::Inbound;
 use causeway_pipeline::redact::{Secrets, bridge_secrets};
 
 use crate::ingress::rate_limit::IngressLimit;
 use crate::store::RESPONSE_SNIPPET_BYTES;
-
-/// What ingress and templates read from an inbound request.
-pub struct InboundRequest<'a> {
-    pub method: &'a str,
-    pub headers: &'a http::HeaderMap,
-    pub query: &'a str,
-    pub body: &'a [u8],
-}
 
 /// What the filter decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,23 +105,14 @@ impl ActiveBridge {
             .find(|(_, d)| d.name == name)
     }
 
-    fn inbound<'a>(req: &'a InboundRequest<'a>) -> causeway_pipeline::Inbound<'a> {
-        causeway_pipeline::Inbound {
-            method: req.method,
-            headers: req.headers,
-            query: req.query,
-            body: req.body,
-        }
-    }
-
     /// Check the sender's credentials. The error is the metric label of the reason. On
     /// success, a JWT's `jti` to deduplicate on (with `dedupeJti`) and until when, in ms.
-    pub fn verify(&self, req: &InboundRequest<'_>) -> Result<Option<(String, u64)>, String> {
+    pub fn verify(&self, req: &Inbound<'_>) -> Result<Option<(String, u64)>, String> {
         match &self.compiled.verifier {
             None => Ok(None),
             Some(v) => {
                 let verified = v
-                    .verify_full(&Self::inbound(req), std::time::SystemTime::now())
+                    .verify_full(req, std::time::SystemTime::now())
                     .map_err(|f| f.reason.as_str().to_string())?;
                 Ok(verified.jti.map(|jti| {
                     let until = verified
@@ -186,16 +170,12 @@ impl ActiveBridge {
     /// failure drops the event, with the kind and reason recorded (a filter that cannot be
     /// decided on an event does not let it through). CPU-bound: callers run it off the
     /// async threads.
-    pub fn filter(
-        &self,
-        req: &InboundRequest<'_>,
-        payload: Option<&serde_json::Value>,
-    ) -> FilterOutcome {
+    pub fn filter(&self, req: &Inbound<'_>, payload: Option<&serde_json::Value>) -> FilterOutcome {
         let Some(f) = &self.compiled.filter else {
             return FilterOutcome::Pass;
         };
         let budget = causeway_pipeline::filter::Budget::with_time_limit(FILTER_TIME_LIMIT);
-        match f.evaluate_with(&Self::inbound(req), payload, budget) {
+        match f.evaluate_with(req, payload, budget) {
             Ok(true) => FilterOutcome::Pass,
             Ok(false) => FilterOutcome::Drop("filter: false".into()),
             Err(e) => {

@@ -13,13 +13,6 @@ use causeway_plugins::{HostOptions, PluginHost, PluginRef, PoolingMode};
 use crate::store::Store;
 use crate::store::embedded::KvAdapter;
 
-/// A plugin by namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PluginTarget {
-    pub namespace: String,
-    pub name: String,
-}
-
 /// Why a plugin call failed, with the status code a caller should see.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -66,25 +59,24 @@ impl Plugins {
     }
 
     /// The public plugin serving `path`, if any.
-    pub fn route(&self, path: &str) -> Option<PluginTarget> {
-        self.host.route(path).map(|r| PluginTarget {
-            namespace: r.namespace,
-            name: r.name,
-        })
+    pub fn route(&self, path: &str) -> Option<PluginRef> {
+        self.host.route(path)
     }
 
     /// Call a plugin (in-process when loaded here, else through the routing table).
     pub async fn call(
         &self,
-        target: &PluginTarget,
+        target: &PluginRef,
         req: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, PluginCallError> {
-        let r = PluginRef::new(target.namespace.clone(), target.name.clone());
-        self.host.call(&r, req).await.map_err(|e| PluginCallError {
-            status: e.status_code().as_u16(),
-            kind: e.kind(),
-            message: e.to_string(),
-        })
+        self.host
+            .call(target, req)
+            .await
+            .map_err(|e| PluginCallError {
+                status: e.status_code().as_u16(),
+                kind: e.kind(),
+                message: e.to_string(),
+            })
     }
 
     /// One request of the internal port (`/internal/<ns>/<plugin>/…`); the host checks the
@@ -99,11 +91,8 @@ impl Plugins {
     }
 
     /// The plugin's recent log lines (its stdout and stderr), oldest first.
-    pub fn logs(&self, target: &PluginTarget) -> Vec<String> {
-        self.host.logs(&PluginRef::new(
-            target.namespace.clone(),
-            target.name.clone(),
-        ))
+    pub fn logs(&self, target: &PluginRef) -> Vec<String> {
+        self.host.logs(target)
     }
 }
 

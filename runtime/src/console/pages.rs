@@ -745,7 +745,7 @@ pub fn plugins(shared: &Shared, calls: &HashMap<String, PluginCalls>) -> Markup 
                 @for p in &cfgs {
                     @let key = p.key();
                     @let secrets: Vec<&str> = p.variables.values().map(|v| v.expose()).filter(|v| !v.is_empty()).collect();
-                    @let lines = shared.plugins.logs(&crate::plugins::PluginTarget { namespace: p.namespace.clone(), name: p.name.clone() });
+                    @let lines = shared.plugins.logs(&causeway_plugins::PluginRef { namespace: p.namespace.clone(), name: p.name.clone() });
                     @let slug = format!("logs-{}-{}", p.namespace, p.name);
                     section.card aria-labelledby=(slug) {
                         h2 id=(slug) { "Recent log lines of " (key) }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::bridge::OutboundRequest;
-use crate::plugins::PluginTarget;
 use crate::shared::Shared;
 use crate::store::RESPONSE_SNIPPET_BYTES;
+use causeway_plugins::PluginRef;
 
 /// How one call ended.
 pub(crate) struct CallResult {
@@ -134,10 +134,10 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// `<plugin>.internal` → the plugin, when `url` names one (the plugin host's rule: one
 /// label before `.internal`; `api.corp.internal` goes to the network).
-pub(crate) fn internal_target(url: &str, namespace: &str) -> Option<(PluginTarget, String)> {
+pub(crate) fn internal_target(url: &str, namespace: &str) -> Option<(PluginRef, String)> {
     let (name, path) = causeway_plugins::chain_url(url)?;
     Some((
-        PluginTarget {
+        PluginRef {
             namespace: namespace.to_string(),
             name,
         },
@@ -147,7 +147,7 @@ pub(crate) fn internal_target(url: &str, namespace: &str) -> Option<(PluginTarge
 
 pub(crate) async fn plugin_call(
     shared: &Shared,
-    target: &PluginTarget,
+    target: &PluginRef,
     path: &str,
     req: &OutboundRequest,
     timeout: Duration,

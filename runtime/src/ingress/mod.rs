@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use causeway_config::BridgeConfig;
+use causeway_pipeline::Inbound;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -22,7 +23,7 @@ use tracing::{debug, instrument, warn};
 
 use crate::listener::{self, ConnObserver};
 
-use crate::bridge::{ActiveBridge, FilterOutcome, InboundRequest};
+use crate::bridge::{ActiveBridge, FilterOutcome};
 use crate::shared::Shared;
 use crate::store::{EventId, EventRecord, EventStatus, JobTarget, NewEvent, NewJob, now_ms};
 
@@ -347,7 +348,7 @@ async fn bridge_request<B: InBody>(
         }
     };
     let query = parts.uri.query().unwrap_or("").to_string();
-    let inbound = InboundRequest {
+    let inbound = Inbound {
         method: parts.method.as_str(),
         headers: &parts.headers,
         query: &query,
@@ -376,7 +377,7 @@ async fn bridge_request<B: InBody>(
         );
         let outcome = tokio::task::spawn_blocking(move || {
             let payload: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-            let req = InboundRequest {
+            let req = Inbound {
                 method: &method,
                 headers: &headers,
                 query: &q,
@@ -502,7 +503,7 @@ async fn bridge_request<B: InBody>(
 #[instrument(skip_all, fields(plugin = %format!("{}/{}", target.namespace, target.name)))]
 async fn plugin_request<B: InBody>(
     shared: &Shared,
-    target: crate::plugins::PluginTarget,
+    target: causeway_plugins::PluginRef,
     req: Request<B>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();

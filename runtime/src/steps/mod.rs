@@ -9,12 +9,12 @@ use bytes::Bytes;
 use crate::bridge::{ActiveBridge, OutboundRequest};
 use crate::delivery::attempt::{after_failure, finish};
 use crate::delivery::client::plugin_call;
-use crate::plugins::PluginTarget;
 use crate::shared::Shared;
 use crate::store::{
     AttemptRecord, EventDetail, EventId, EventRecord, EventStatus, JobRecord, JobTarget, NewEvent,
     NewJob, Next, child_id, now_ms,
 };
+use causeway_plugins::PluginRef;
 
 /// One event on its way through the steps: the original, or one a step fanned out.
 struct StepItem {
@@ -47,7 +47,7 @@ fn is_fanout(headers: &http::HeaderMap) -> bool {
 /// How long the worker waits for one step: the plugin's own `timeout` (which the host
 /// enforces on the guest) plus room to queue for a slot (`whenBusy: queue` waits up to the
 /// timeout too); a plugin served by another pool gets the host's remote default.
-pub fn step_timeout(cfg: &causeway_config::WorkerConfig, target: &PluginTarget) -> Duration {
+pub fn step_timeout(cfg: &causeway_config::WorkerConfig, target: &PluginRef) -> Duration {
     match cfg
         .plugins
         .iter()
@@ -105,7 +105,7 @@ pub(crate) async fn run_steps(
                 headers,
                 body: item.body.clone(),
             };
-            let target = PluginTarget {
+            let target = PluginRef {
                 namespace: bridge.cfg.namespace.clone(),
                 name: step.plugin.clone(),
             };
@@ -332,12 +332,12 @@ mod tests {
             plugins: vec![plugin],
             ..Default::default()
         };
-        let slow = PluginTarget {
+        let slow = PluginRef {
             namespace: "shop".into(),
             name: "slow".into(),
         };
         assert!(step_timeout(&cfg, &slow) >= Duration::from_secs(120));
-        let remote = PluginTarget {
+        let remote = PluginRef {
             namespace: "shop".into(),
             name: "elsewhere".into(),
         };
