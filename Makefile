@@ -50,7 +50,8 @@ image:
 bench:
 	examples/plugins/build.sh --rust-only
 	bench/setup.sh
-	$(CARGO) build --release -p causeway --bin causeway -p causeway-bench
+	$(CARGO) build --release -p causeway --bin causeway
+	$(CARGO) build --release -p causeway-bench
 	$${CARGO_TARGET_DIR:-target}/release/bench run --out BENCHMARKS.md
 
 ## lint: rustfmt (default settings), clippy with warnings as errors, and deps-check

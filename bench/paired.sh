@@ -32,7 +32,9 @@ make -C "$repo" --quiet plugins >/dev/null
 # setup.sh installs nginx and (for scenario 3) wasmtime-cli, which takes long cold;
 # BENCH_SKIP_SETUP=1 uses what the cache already holds.
 [[ ${BENCH_SKIP_SETUP:-0} == 1 ]] || "$repo/bench/setup.sh"
-(cd "$repo" && cargo build --release --quiet -p causeway --bin causeway -p causeway-bench)
+# Two builds: `--bin causeway` would filter causeway-bench's binaries out of one build.
+(cd "$repo" && cargo build --release --quiet -p causeway --bin causeway &&
+  cargo build --release --quiet -p causeway-bench)
 head=$(git -C "$repo" rev-parse --short=12 HEAD)
 mkdir -p "$out"
 for ((i = 1; i <= rounds; i++)); do
