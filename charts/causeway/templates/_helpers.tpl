@@ -7,6 +7,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+{{/* The operator's ServiceAccount: the chart's own, or one the user manages. */}}
+{{- define "causeway.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{ .Values.serviceAccount.name | default (include "causeway.fullname" .) }}
+{{- else -}}
+{{ required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end -}}
 {{- end -}}
 {{- define "causeway.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "causeway.name" . }}

@@ -47,6 +47,12 @@ async fn values_schema_refuses_bad_values() -> Result<()> {
             "postgres Secret name pattern",
         ),
         ("nonsense=1", "unknown top-level value"),
+        ("priorityClassName=Bad_Name", "priority class name pattern"),
+        ("podDisruptionBudget.minAvailable=0", "a budget of nobody"),
+        (
+            "serviceAccount.name=Bad_Name",
+            "service account name pattern",
+        ),
     ] {
         let out = helm(&["template", "x", CHART, "--set", set])?;
         ensure!(!out.success(), "helm template accepted {set} ({why})");
@@ -104,6 +110,7 @@ async fn helm_template_renders_every_part_and_the_server_accepts_it() -> Result<
         "NetworkPolicy",
         "ServiceMonitor",
         "PodMonitor",
+        "PodDisruptionBudget",
     ] {
         ensure!(
             kinds.iter().any(|k| k == want),
@@ -253,5 +260,98 @@ async fn helm_template_namespaced_install_and_worker_network_policy() -> Result<
         "watchNamespaces={Not_A_Namespace}",
     ])?;
     ensure!(!bad.success(), "the schema refuses a bad namespace name");
+    Ok(())
+}
+
+/// Issue 18, chart gaps: the standard labels on every object, a PodMonitor named per
+/// release (two releases in one namespace must not fight over one name), a budget for the
+/// operator only when it has a second replica, its placement knobs, and a ServiceAccount
+/// the user manages (`serviceAccount.create=false`) that every binding then names.
+#[tokio::test]
+async fn helm_template_labels_budget_placement_and_service_account() -> Result<()> {
+    let docs = rendered(&["metrics.serviceMonitor.enabled=true"])?;
+    for d in &docs {
+        ensure!(
+            d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm",
+            "{} {} has no managed-by label",
+            d["kind"],
+            d["metadata"]["name"]
+        );
+    }
+    let monitor = docs
+        .iter()
+        .find(|d| d["kind"] == "PodMonitor")
+        .context("a PodMonitor")?;
+    ensure!(monitor["metadata"]["name"] == "x-workers", "{monitor}");
+    ensure!(
+        !docs.iter().any(|d| d["kind"] == "PodDisruptionBudget"),
+        "one replica gets no budget: it would block every node drain"
+    );
+
+    let docs = rendered(&[
+        "replicas=3",
+        "priorityClassName=system-cluster-critical",
+        "topologySpreadConstraints[0].maxSkew=1",
+        "topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+        "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+    ])?;
+    let budget = docs
+        .iter()
+        .find(|d| d["kind"] == "PodDisruptionBudget")
+        .context("a budget with three replicas")?;
+    ensure!(budget["spec"]["minAvailable"] == 1, "{budget}");
+    ensure!(
+        budget["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "operator",
+        "{budget}"
+    );
+    let pod = &docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .context("the operator")?["spec"]["template"]["spec"];
+    ensure!(
+        pod["priorityClassName"] == "system-cluster-critical",
+        "{pod}"
+    );
+    ensure!(
+        pod["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone",
+        "{pod}"
+    );
+    ensure!(pod["serviceAccountName"] == "x-operator", "{pod}");
+
+    let docs = rendered(&[
+        "serviceAccount.create=false",
+        "serviceAccount.name=platform-ops",
+    ])?;
+    ensure!(
+        !docs.iter().any(|d| d["kind"] == "ServiceAccount"),
+        "create=false renders no ServiceAccount"
+    );
+    let pod = &docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .context("the operator")?["spec"]["template"]["spec"];
+    ensure!(pod["serviceAccountName"] == "platform-ops", "{pod}");
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRoleBinding")
+        .context("a ClusterRoleBinding")?;
+    ensure!(
+        binding["subjects"][0]["name"] == "platform-ops",
+        "{binding}"
+    );
+
+    let out = helm(&[
+        "template",
+        "x",
+        CHART,
+        "--set",
+        "serviceAccount.create=false",
+    ])?;
+    ensure!(!out.success(), "create=false without a name must fail");
+    ensure!(
+        out.stderr.contains("serviceAccount.name is required"),
+        "{}",
+        out.stderr
+    );
     Ok(())
 }
