@@ -29,7 +29,7 @@ pub use bridge::{
     StepConfig,
 };
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
-pub use plugin::{PluginConfig, PluginRoute, SourceConfig, WhenBusy};
+pub use plugin::{PluginConfig, PluginRoute, RegistryCredentials, SourceConfig, WhenBusy};
 pub use report::{
     BridgeReport, ItemError, PluginReport, StoreReport, WorkerReport, postgres_location,
 };

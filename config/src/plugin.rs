@@ -55,9 +55,21 @@ pub enum SourceConfig {
         reference: String,
         digest: Option<String>,
         insecure: bool,
+        /// Credentials for the reference's registry, from the Plugin's `pullSecret`
+        /// (absent: an anonymous pull).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credentials: Option<RegistryCredentials>,
     },
     /// The component itself, base64 (from a ConfigMap).
     Inline { sha256: String, data: String },
+}
+
+/// A user name and password for one registry, taken from a `kubernetes.io/dockerconfigjson`
+/// Secret by the renderer. Never printed (`SecretValue`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegistryCredentials {
+    pub username: SecretValue,
+    pub password: SecretValue,
 }
 
 /// Where to send calls for a plugin that another pool serves.

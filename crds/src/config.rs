@@ -550,6 +550,102 @@ fn secret(inv: &Lookup<'_>, ns: &str, r: &SecretKeyRef) -> Result<SecretValue, B
     Ok(SecretValue(text))
 }
 
+/// The key of a `kubernetes.io/dockerconfigjson` Secret.
+pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
+
+/// The credentials a `kubernetes.io/dockerconfigjson` Secret holds for the registry of
+/// `reference` (`{"auths": {"<registry>": {"auth": base64("user:pass")}}}`, or `username`
+/// and `password` instead of `auth`). Keys may carry a scheme and a path, as `docker login`
+/// writes them (`https://index.docker.io/v1/`). No entry for the registry is an error: a
+/// pull that would go out anonymously is refused before it is tried.
+fn registry_credentials(
+    inv: &Lookup<'_>,
+    ns: &str,
+    secret_name: &str,
+    reference: &str,
+) -> Result<RegistryCredentials, BuildError> {
+    let text = secret(
+        inv,
+        ns,
+        &SecretKeyRef {
+            name: secret_name.to_string(),
+            key: DOCKER_CONFIG_JSON_KEY.to_string(),
+        },
+    )?;
+    let invalid = |why: &str| {
+        (
+            reason::INVALID_SPEC,
+            format!("Secret {secret_name:?} key {DOCKER_CONFIG_JSON_KEY:?}: {why}"),
+        )
+    };
+    let config: serde_json::Value =
+        serde_json::from_str(text.expose()).map_err(|_| invalid("not JSON"))?;
+    let registry = registry_of(reference);
+    let auths = config["auths"]
+        .as_object()
+        .ok_or_else(|| invalid("no \"auths\" object"))?;
+    let entry = auths
+        .iter()
+        .find(|(key, _)| same_registry(key, &registry))
+        .map(|(_, v)| v)
+        .ok_or_else(|| {
+            (
+                reason::SECRET_NOT_FOUND,
+                format!("Secret {secret_name:?} has no credentials for registry {registry:?}"),
+            )
+        })?;
+    let (username, password) = if let Some(auth) = entry["auth"].as_str() {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| invalid("\"auth\" is not base64 of user:password"))?;
+        let (u, p) = decoded
+            .split_once(':')
+            .ok_or_else(|| invalid("\"auth\" is not base64 of user:password"))?;
+        (u.to_string(), p.to_string())
+    } else {
+        match (entry["username"].as_str(), entry["password"].as_str()) {
+            (Some(u), Some(p)) => (u.to_string(), p.to_string()),
+            _ => {
+                return Err(invalid(
+                    "the registry's entry has neither auth nor username and password",
+                ));
+            }
+        }
+    };
+    Ok(RegistryCredentials {
+        username: SecretValue(username),
+        password: SecretValue(password),
+    })
+}
+
+/// The registry host of an OCI reference, as the distribution spec and Docker resolve it:
+/// the first path component when it looks like a host (has a `.` or a `:`, or is
+/// `localhost`), Docker Hub otherwise.
+fn registry_of(reference: &str) -> String {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first.to_ascii_lowercase()
+        }
+        _ => "docker.io".into(),
+    }
+}
+
+/// Whether a key of `auths` names `registry`: scheme and path ignored; Docker Hub's
+/// several names are one.
+fn same_registry(key: &str, registry: &str) -> bool {
+    let host = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let hub = |h: &str| matches!(h, "docker.io" | "index.docker.io" | "registry-1.docker.io");
+    host == registry || (hub(&host) && hub(registry))
+}
+
 fn secrets(
     inv: &Lookup<'_>,
     ns: &str,
@@ -748,6 +844,11 @@ fn build_plugin(
             reference: o.reference.clone(),
             digest: o.digest.clone(),
             insecure: o.insecure,
+            credentials: o
+                .pull_secret
+                .as_ref()
+                .map(|name| registry_credentials(inv, ns, name, &o.reference))
+                .transpose()?,
         }
     } else if let Some(cm) = &src.config_map {
         let data = inv

@@ -344,3 +344,98 @@ fn item11_routes_fall_back_to_the_internal_service() {
         vec!["http://causeway-data-internal.shop.svc:8081"]
     );
 }
+
+// Issue 18 (pull secrets, render side): `pullSecret` names a dockerconfigjson Secret; the
+// credentials for the reference's registry reach the worker's config, never its Debug
+// output; a Secret without an entry for that registry, not JSON, or not opted in (in a
+// cluster) keeps the plugin out with a reason, instead of pulling anonymously.
+#[test]
+fn pull_secret_gives_the_registry_credentials_of_the_reference() {
+    use base64::Engine as _;
+    use causeway_crds::config::SourceConfig;
+    let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3cr3t-pull");
+    let secret = |name: &str, json: &str, opted_in: bool| {
+        let labels = if opted_in {
+            ", labels: {causeway.dev/use: \"true\"}"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: v1\nkind: Secret\ntype: kubernetes.io/dockerconfigjson\nmetadata: {{name: {name}, namespace: shop{labels}}}\nstringData:\n  .dockerconfigjson: '{json}'\n---\n"
+        )
+    };
+    let oci = |name: &str, reference: &str, pull_secret: &str| {
+        plugin(
+            name,
+            &format!(
+                "{{oci: {{reference: '{reference}@sha256:{HEX}', pullSecret: {pull_secret}}}}}"
+            ),
+        )
+    };
+    let text = secret(
+        "regcred",
+        &format!(
+            r#"{{"auths": {{"https://registry.example.com/v1/": {{"auth": "{auth}"}}, "127.0.0.1:5000": {{"username": "u2", "password": "p2"}}}}}}"#
+        ),
+        true,
+    ) + &secret(
+        "hub-only",
+        r#"{"auths": {"https://index.docker.io/v1/": {"auth": "eDp5"}}}"#,
+        true,
+    ) + &secret("garbage", "not json", true)
+        + &secret("unlabelled", r#"{"auths": {}}"#, false)
+        + &oci("by-auth", "registry.example.com/team/p", "regcred")
+        + &oci("by-fields", "127.0.0.1:5000/team/p", "regcred")
+        + &oci("hub", "library/p", "hub-only")
+        + &oci("other-registry", "registry.example.com/team/p", "hub-only")
+        + &oci("not-json", "registry.example.com/team/p", "garbage")
+        + &oci("not-opted-in", "registry.example.com/team/p", "unlabelled")
+        + &oci("missing", "registry.example.com/team/p", "nope");
+    let r = render(
+        &inv(&text),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
+    let creds = |name: &str| {
+        let pc = r
+            .config
+            .plugins
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("{name} not rendered: {:?}", r.problems));
+        match &pc.source {
+            SourceConfig::Oci {
+                credentials: Some(c),
+                ..
+            } => (
+                c.username.expose().to_string(),
+                c.password.expose().to_string(),
+            ),
+            other => panic!("{name}: {other:?}"),
+        }
+    };
+    assert_eq!(creds("by-auth"), ("robot".into(), "s3cr3t-pull".into()));
+    assert_eq!(creds("by-fields"), ("u2".into(), "p2".into()));
+    assert_eq!(creds("hub"), ("x".into(), "y".into()));
+    let debug = format!("{:?}", r.config);
+    assert!(!debug.contains("s3cr3t-pull"), "Debug shows the password");
+
+    let p = problems_of(&r, "other-registry");
+    assert_eq!(p[0].0, "SecretNotFound", "{p:?}");
+    assert!(
+        p[0].1
+            .contains("no credentials for registry \"registry.example.com\""),
+        "{p:?}"
+    );
+    let p = problems_of(&r, "not-json");
+    assert_eq!(p[0].0, "InvalidSpec", "{p:?}");
+    assert!(
+        p[0].1.contains(".dockerconfigjson") && p[0].1.contains("not JSON"),
+        "{p:?}"
+    );
+    assert_eq!(problems_of(&r, "not-opted-in")[0].0, "SecretNotOptedIn");
+    assert_eq!(problems_of(&r, "missing")[0].0, "SecretNotFound");
+    for p in &r.problems {
+        assert!(!p.message.contains("s3cr3t"), "{p:?}");
+    }
+}

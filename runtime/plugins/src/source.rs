@@ -103,7 +103,17 @@ pub(crate) async fn locate(
             reference,
             digest,
             insecure,
-        } => pull_oci(reference, digest.as_deref(), *insecure, dirs).await,
+            credentials,
+        } => {
+            let auth = match credentials {
+                Some(c) => RegistryAuth::Basic(
+                    c.username.expose().to_string(),
+                    c.password.expose().to_string(),
+                ),
+                None => RegistryAuth::Anonymous,
+            };
+            pull_oci(reference, digest.as_deref(), *insecure, &auth, dirs).await
+        }
     }
 }
 
@@ -218,6 +228,7 @@ async fn pull_oci(
     reference: &str,
     pinned: Option<&str>,
     insecure: bool,
+    auth: &RegistryAuth,
     dirs: &CacheDirs,
 ) -> Result<Located, LoadError> {
     let parsed: Reference =
@@ -252,9 +263,8 @@ async fn pull_oci(
         source: Some(e.into()),
     };
     let client = oci_client(insecure);
-    let auth = RegistryAuth::Anonymous;
     let (manifest, manifest_digest) =
-        tokio::time::timeout(DOWNLOAD_TIMEOUT, client.pull_image_manifest(&parsed, &auth))
+        tokio::time::timeout(DOWNLOAD_TIMEOUT, client.pull_image_manifest(&parsed, auth))
             .await
             .map_err(|_| pull_err("timed out fetching the manifest".into()))?
             .map_err(client_err)?;

@@ -1122,6 +1122,12 @@ fn registry_bin() -> Option<std::path::PathBuf> {
 }
 
 async fn start_registry(bin: &std::path::Path) -> Registry {
+    start_registry_with(bin, None).await
+}
+
+/// `htpasswd`: one `user:bcrypt-hash` line; the registry then answers every request
+/// without those credentials with 401 and a `Basic` challenge.
+async fn start_registry_with(bin: &std::path::Path, htpasswd: Option<&str>) -> Registry {
     let dir = tempfile::tempdir().unwrap();
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1131,8 +1137,19 @@ async fn start_registry(bin: &std::path::Path) -> Registry {
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  secret: causeway-test\n",
-            dir.path().join("data").display()
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  secret: causeway-test\n{}",
+            dir.path().join("data").display(),
+            match htpasswd {
+                Some(line) => {
+                    let file = dir.path().join("htpasswd");
+                    std::fs::write(&file, format!("{line}\n")).unwrap();
+                    format!(
+                        "auth:\n  htpasswd:\n    realm: causeway-test\n    path: {}\n",
+                        file.display()
+                    )
+                }
+                None => String::new(),
+            }
         ),
     )
     .unwrap();
@@ -1155,7 +1172,7 @@ async fn start_registry(bin: &std::path::Path) -> Registry {
             .get(format!("http://{addr}/v2/"))
             .send()
             .await
-            .is_ok_and(|r| r.status().is_success())
+            .is_ok_and(|r| r.status().is_success() || r.status() == 401)
         {
             return registry;
         }
@@ -1212,6 +1229,7 @@ async fn oci_pull_from_a_loopback_registry() {
         reference,
         digest: digest.map(str::to_string),
         insecure: true,
+        credentials: None,
     };
     let mut by_tag = plugin(NS, "by-tag", &guest("tagger"));
     by_tag.source = oci(format!("{addr}/causeway/tagger:v1"), None);
@@ -1287,6 +1305,116 @@ async fn oci_pull_from_a_loopback_registry() {
     let report = th2.host.apply(&worker("v2", vec![pinned])).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(th2.metric("causeway_plugin_compiles_total", &[]), 0.0);
+}
+
+/// Issue 18 (pull secrets): a registry that wants a password. A pull with the
+/// credentials a `pullSecret` rendered loads the plugin; anonymous and wrong-password pulls
+/// are refused with the registry's answer, and the password is in no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_pull_with_registry_credentials() {
+    use causeway_config::RegistryCredentials;
+    use oci_client::client::{Config, ImageLayer};
+    use oci_client::secrets::RegistryAuth;
+
+    let Some(bin) = registry_bin() else {
+        eprintln!(
+            "SKIP oci_pull_with_registry_credentials: no registry binary (install it with runtime/plugins/tests/registry.sh)"
+        );
+        return;
+    };
+    causeway_plugins::install_crypto_provider();
+    // bcrypt (cost 5) of "pull-s3cret", the only form the registry's htpasswd accepts.
+    let registry = start_registry_with(
+        &bin,
+        Some("robot:$2b$05$1u.u73TTt1NGdbRN/243Ju45KrbZgJN//3zacb86JByNwfGqWel9i"),
+    )
+    .await;
+    let addr = registry.addr;
+    let good = RegistryAuth::Basic("robot".into(), "pull-s3cret".into());
+    let client = causeway_plugins::oci_client(true);
+    let reference: oci_client::Reference = format!("{addr}/private/tagger:v1").parse().unwrap();
+    let layer = ImageLayer::new(
+        std::fs::read(guest("tagger")).unwrap(),
+        "application/wasm".to_string(),
+        None,
+    );
+    let config = Config {
+        data: b"{}".to_vec().into(),
+        media_type: "application/vnd.wasm.config.v0+json".into(),
+        annotations: None,
+    };
+    assert!(
+        client
+            .push(
+                &reference,
+                &[layer.clone()],
+                config.clone(),
+                &RegistryAuth::Anonymous,
+                None
+            )
+            .await
+            .is_err(),
+        "the registry takes anonymous pushes: its auth is off"
+    );
+    // A client of its own: oci-client remembers per registry how it authenticated.
+    causeway_plugins::oci_client(true)
+        .push(&reference, &[layer], config, &good, None)
+        .await
+        .expect("push with credentials");
+
+    let source = |credentials: Option<(&str, &str)>| SourceConfig::Oci {
+        reference: format!("{addr}/private/tagger:v1"),
+        digest: None,
+        insecure: true,
+        credentials: credentials.map(|(u, p)| RegistryCredentials {
+            username: SecretValue(u.into()),
+            password: SecretValue(p.into()),
+        }),
+    };
+    let mut with = plugin(NS, "with-credentials", &guest("tagger"));
+    with.source = source(Some(("robot", "pull-s3cret")));
+    let mut anonymous = plugin(NS, "anonymous", &guest("tagger"));
+    anonymous.source = source(None);
+    let mut wrong = plugin(NS, "wrong-password", &guest("tagger"));
+    wrong.source = source(Some(("robot", "not-the-password")));
+
+    let dir = tempfile::tempdir().unwrap();
+    let th = mem_host(dir.path());
+    let report = th
+        .host
+        .apply(&worker("v1", vec![with, anonymous, wrong]))
+        .await;
+    assert_eq!(
+        report.loaded,
+        ["shop/with-credentials"],
+        "{:?}",
+        report.errors
+    );
+    for name in ["shop/anonymous", "shop/wrong-password"] {
+        let err = &report.errors[name];
+        assert!(err.starts_with("pulling "), "{name}: {err}");
+        let lower = err.to_ascii_lowercase();
+        assert!(
+            lower.contains("not authorized") || lower.contains("unauthorized"),
+            "{name}: the registry's refusal is in the error: {err}"
+        );
+        assert!(
+            !err.contains("pull-s3cret") && !err.contains("not-the-password"),
+            "{name}: {err}"
+        );
+    }
+    let resp = th
+        .host
+        .call(
+            &plugin_ref(NS, "with-credentials"),
+            req("POST", "/", r#"{"private":true}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        body_json(&resp),
+        serde_json::json!({"private": true, "tagged": true})
+    );
 }
 
 /// Runs in a child process (see the parent test below) under a virtual memory limit too
