@@ -52,6 +52,17 @@ pub struct WorkerPoolSpec {
     #[schemars(length(min = 1, max = 1024))]
     pub image: Option<String>,
 
+    /// `imagePullPolicy` of the worker container; defaults to the operator's setting (the
+    /// chart's `worker.imagePullPolicy`), else the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+
+    /// Secrets (in the pool's namespace) the kubelet uses to pull the worker image;
+    /// defaults to the operator's list (the chart's `worker.imagePullSecrets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub image_pull_secrets: Vec<PullSecretRef>,
+
     /// Compute resources of the worker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -105,6 +116,33 @@ pub struct WorkerPoolSpec {
     /// Network settings of the pool's workers.
     #[serde(default, skip_serializing_if = "Network::is_empty")]
     pub network: Network,
+}
+
+/// When the kubelet pulls the worker image.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// A Secret of type `kubernetes.io/dockerconfigjson` in the pool's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// Network settings of a pool.

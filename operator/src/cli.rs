@@ -35,6 +35,15 @@ pub struct Args {
     #[arg(long, env = "CAUSEWAY_WORKER_IMAGE_PULL_POLICY")]
     pub worker_image_pull_policy: Option<String>,
 
+    /// imagePullSecrets of worker pods whose pool lists none (comma-separated Secret
+    /// names; each must exist in the pool's namespace).
+    #[arg(
+        long,
+        env = "CAUSEWAY_WORKER_IMAGE_PULL_SECRETS",
+        value_delimiter = ','
+    )]
+    pub worker_image_pull_secrets: Vec<String>,
+
     /// Replicas of a `default` pool the operator creates on demand.
     #[arg(long, env = "CAUSEWAY_DEFAULT_POOL_REPLICAS", default_value_t = 1)]
     pub default_pool_replicas: i32,

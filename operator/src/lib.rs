@@ -167,6 +167,12 @@ pub fn settings(args: &Args, own_namespace: &str) -> Result<Settings, Error> {
         build: BuildSettings {
             worker_image: args.worker_image.clone(),
             image_pull_policy: args.worker_image_pull_policy.clone(),
+            image_pull_secrets: args
+                .worker_image_pull_secrets
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
             network_policy: network_policy_settings(args, own_namespace).map_err(Error::Flags)?,
             deny_destination_cidrs: deny_destination_cidrs(args).map_err(Error::Flags)?,
         },

@@ -340,6 +340,37 @@ async fn helm_template_labels_budget_placement_and_service_account() -> Result<(
         "{binding}"
     );
 
+    // Worker pods pull like the operator unless told otherwise.
+    let args = operator_args(&rendered(&["imagePullSecrets[0].name=org-registry"])?);
+    ensure!(
+        args.iter()
+            .any(|a| a == "--worker-image-pull-policy=IfNotPresent")
+            && args
+                .iter()
+                .any(|a| a == "--worker-image-pull-secrets=org-registry"),
+        "{args:?}"
+    );
+    let args = operator_args(&rendered(&[
+        "imagePullSecrets[0].name=org-registry",
+        "worker.imagePullSecrets[0].name=w1",
+        "worker.imagePullSecrets[1].name=w2",
+        "worker.imagePullPolicy=Always",
+    ])?);
+    ensure!(
+        args.iter()
+            .any(|a| a == "--worker-image-pull-policy=Always")
+            && args
+                .iter()
+                .any(|a| a == "--worker-image-pull-secrets=w1,w2"),
+        "{args:?}"
+    );
+    ensure!(
+        !operator_args(&rendered(&[])?)
+            .iter()
+            .any(|a| a.starts_with("--worker-image-pull-secrets")),
+        "no pull secrets: no flag"
+    );
+
     let out = helm(&[
         "template",
         "x",

@@ -174,8 +174,11 @@ pub fn managed_selector() -> String {
 pub struct BuildSettings {
     /// Image of the worker container unless the pool names one.
     pub worker_image: String,
-    /// `imagePullPolicy` of the worker container (the cluster default when unset).
+    /// `imagePullPolicy` of the worker container unless the pool sets one (the cluster
+    /// default when neither does).
     pub image_pull_policy: Option<String>,
+    /// `imagePullSecrets` of worker pods unless the pool lists its own.
+    pub image_pull_secrets: Vec<String>,
     /// Write a NetworkPolicy per pool (see [`network_policy`]); none when unset.
     pub network_policy: Option<NetworkPolicySettings>,
     /// Networks no destination of any pool may reach, whatever the pool allows (the
@@ -244,6 +247,7 @@ pub(crate) mod test_support {
         super::BuildSettings {
             worker_image: "causeway:test".into(),
             image_pull_policy: None,
+            image_pull_secrets: vec![],
             network_policy: None,
             deny_destination_cidrs: vec![],
         }

@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, ContainerPort, DownwardAPIProjection,
     DownwardAPIVolumeFile, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ProjectedVolumeSource, SeccompProfile, SecretKeySelector, SecurityContext,
     ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
@@ -197,7 +197,10 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
     let container = Container {
         name: "worker".into(),
         image: Some(image(view, settings)),
-        image_pull_policy: settings.image_pull_policy.clone(),
+        image_pull_policy: spec
+            .image_pull_policy
+            .map(|p| p.as_str().to_string())
+            .or_else(|| settings.image_pull_policy.clone()),
         args: Some(worker_args(&view.namespace, &view.name)),
         ports: Some(vec![
             container_port("http", INGRESS_PORT),
@@ -258,6 +261,7 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
                     service_account_name: Some(view.service_account_name()),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
+                    image_pull_secrets: image_pull_secrets(view, settings),
                     containers: vec![container],
                     volumes: Some(vec![data_volume, tmp_volume, token_volume()]),
                     node_selector: (!spec.node_selector.is_empty())
@@ -283,6 +287,29 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
         }),
         status: None,
     }
+}
+
+/// The pool's own pull secrets, else the operator's; none: the field stays unset.
+fn image_pull_secrets(
+    view: &PoolView<'_>,
+    settings: &BuildSettings,
+) -> Option<Vec<LocalObjectReference>> {
+    let names: Vec<String> = if view.pool.spec.image_pull_secrets.is_empty() {
+        settings.image_pull_secrets.clone()
+    } else {
+        view.pool
+            .spec
+            .image_pull_secrets
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    (!names.is_empty()).then(|| {
+        names
+            .into_iter()
+            .map(|name| LocalObjectReference { name })
+            .collect()
+    })
 }
 
 /// `causeway worker …` arguments (the image's entrypoint is `causeway`).
@@ -370,6 +397,70 @@ mod tests {
     use super::*;
     use causeway_crds::common::SecretKeyRef;
     use causeway_crds::pool::{Autoscaling, PostgresStorage};
+
+    /// Issue 18: pull policy and pull secrets come from the pool, else from the operator
+    /// (the chart), else stay unset (the cluster's defaults).
+    #[test]
+    fn image_pull_policy_and_secrets_from_the_pool_else_the_operator() {
+        let pod = |spec: causeway_crds::WorkerPoolSpec, settings: &BuildSettings| {
+            let p = pool("p", spec);
+            let view = PoolView::new(&p).unwrap();
+            deployment(&view, settings)
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+        };
+        let names = |pod: &PodSpec| -> Vec<String> {
+            pod.image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .collect()
+        };
+        let bare = pod(default_spec(), &settings());
+        assert_eq!(bare.containers[0].image_pull_policy, None);
+        assert_eq!(bare.image_pull_secrets, None);
+
+        let mut operator = settings();
+        operator.image_pull_policy = Some("IfNotPresent".into());
+        operator.image_pull_secrets = vec!["org-registry".into()];
+        let inherited = pod(default_spec(), &operator);
+        assert_eq!(
+            inherited.containers[0].image_pull_policy.as_deref(),
+            Some("IfNotPresent")
+        );
+        assert_eq!(names(&inherited), ["org-registry"]);
+
+        let mut own = default_spec();
+        own.image_pull_policy = Some(causeway_crds::pool::PullPolicy::Always);
+        own.image_pull_secrets = vec![causeway_crds::pool::PullSecretRef {
+            name: "team-registry".into(),
+        }];
+        let own = pod(own, &operator);
+        assert_eq!(
+            own.containers[0].image_pull_policy.as_deref(),
+            Some("Always")
+        );
+        assert_eq!(names(&own), ["team-registry"]);
+
+        let spec: causeway_crds::WorkerPoolSpec = serde_json::from_value(serde_json::json!({
+            "imagePullPolicy": "Never",
+            "imagePullSecrets": [{"name": "a"}, {"name": "b"}]
+        }))
+        .unwrap();
+        assert_eq!(names(&pod(spec, &settings())), ["a", "b"]);
+        for bad in [
+            serde_json::json!({"imagePullPolicy": "Sometimes"}),
+            serde_json::json!({"imagePullSecrets": [{"name": "a", "key": "b"}]}),
+        ] {
+            assert!(
+                serde_json::from_value::<causeway_crds::WorkerPoolSpec>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+    }
 
     fn postgres_spec(replicas: i32) -> causeway_crds::WorkerPoolSpec {
         let mut s = default_spec();

@@ -271,6 +271,7 @@ fn fixture_with(
             build: BuildSettings {
                 worker_image: "causeway:test".into(),
                 image_pull_policy: None,
+                image_pull_secrets: vec![],
                 network_policy,
                 deny_destination_cidrs: vec![],
             },
