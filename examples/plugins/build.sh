@@ -2,16 +2,17 @@
 # Builds every example plugin into examples/plugins/dist/<name>.wasm.
 #
 #   examples/plugins/build.sh              # everything (Rust workspace + JavaScript)
-#   examples/plugins/build.sh --rust-only  # skip the JavaScript plugin (no node needed)
+#   examples/plugins/build.sh --rust-only  # skip the JavaScript and Python plugins
 #   examples/plugins/build.sh --imports    # also print each component's imports/exports
 #
 # Idempotent and incremental: cargo only rebuilds what changed, npm runs only when
 # package-lock.json changed, and the JavaScript component is rebuilt only when its
 # sources, WIT or lockfile are newer than it. Needs: rustup (or a toolchain that has
-# the wasm32-wasip2 target), cargo, and for JavaScript node >= 18 with npm.
+# the wasm32-wasip2 target), cargo, for JavaScript node >= 18 with npm, and for Python
+# python3 with venv (componentize-py is installed into $CAUSEWAY_CACHE by this script).
 #
 # Honours CARGO_TARGET_DIR (default: examples/plugins/target) and CARGO_BUILD_JOBS.
-# Set SKIP_JS=1 for the same effect as --rust-only.
+# Set SKIP_JS=1 for the same effect as --rust-only; SKIP_PY=1 skips only Python.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,7 +24,7 @@ for arg in "$@"; do
   case "$arg" in
     --rust-only) rust_only=1 ;;
     --imports) show_imports=1 ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -99,6 +100,39 @@ if [[ -z "$rust_only" ]]; then
     mv "$js/build/js-enricher.wasm.tmp" "$out"
   fi
   built+=("js-enricher=$out")
+fi
+
+# --- Python ---------------------------------------------------------------------------
+# componentize-py bundles CPython (compiled to WebAssembly) with the app into a
+# wasi:http/proxy component. It is pinned and installed into a venv of its own under the
+# cache, never into the system's Python.
+if [[ -z "$rust_only" && -z "${SKIP_PY:-}" ]]; then
+  py="$here/py-redactor"
+  cpy_version=0.25.1
+  venv="${CAUSEWAY_CACHE:-$HOME/.cache/causeway}/componentize-py-$cpy_version"
+  cpy="$venv/bin/componentize-py"
+  if [[ ! -x "$cpy" ]]; then
+    command -v python3 >/dev/null 2>&1 || {
+      echo "build.sh: python3 not found (install it, or set SKIP_PY=1)" >&2
+      exit 1
+    }
+    log "installing componentize-py $cpy_version into $venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+      log "python3 -m venv failed: installing Debian's python3-venv"
+      apt-get install -y -qq python3-venv >/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
+      rm -rf "$venv"
+      python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$cpy_version"
+  fi
+  out="$py/build/py-redactor.wasm"
+  if [[ ! -f "$out" ]] || [[ -n "$(find "$py/src" "$py/wit/" -newer "$out" -print -quit)" ]]; then
+    log "componentize-py (py-redactor)"
+    mkdir -p "$py/build"
+    (cd "$py" && "$cpy" -d wit -w proxy componentize -p src app -o build/py-redactor.wasm.tmp >/dev/null)
+    mv "$py/build/py-redactor.wasm.tmp" "$out"
+  fi
+  built+=("py-redactor=$out")
 fi
 
 # --- dist/ ----------------------------------------------------------------------------

@@ -261,6 +261,19 @@ def main():
         st, _, body = request(s.url("/"), "POST", [1])
         check("js-enricher refuses a non-object with 400", st == 400, f"{st} {body!r}")
 
+    # py-redactor: the Python component (componentize-py).
+    with Serve(wt, "py-redactor") as s:
+        st, h, body = request(s.url("/"), "POST",
+                              {"email": "a@b.example", "order": 1, "items": [{"phone": "1"}]},
+                              {"causeway-event-id": "e1"})
+        j = as_json(body) or {}
+        check("py-redactor masks personal fields at any depth",
+              st == 200 and j.get("email") == "[redacted]" and j.get("order") == 1
+              and j.get("items") == [{"phone": "[redacted]"}] and j.get("redactedBy") == "python"
+              and j.get("redacted") == 2, f"{st} {body!r}")
+        st, _, body = request(s.url("/"), "POST", [1])
+        check("py-redactor refuses a non-object with 400", st == 400, f"{st} {body!r}")
+
     # The misbehaving fixtures: wasmtime serve must survive each of them.
     with Serve(wt, "fx-trap") as s:
         st, _, _ = request(s.url("/"), "POST", b"x")

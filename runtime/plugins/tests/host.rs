@@ -1097,6 +1097,71 @@ async fn javascript_component_runs() {
     );
 }
 
+/// Issue 18: the README promises plugins in Python too. `py-redactor` is built by
+/// componentize-py (CPython in the component) and runs in the host like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_component_runs() {
+    let Some(py) = try_guest("py-redactor") else {
+        panic!("examples/plugins/build.sh did not build py-redactor (python3 with venv is needed)");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let th = mem_host(dir.path());
+    let t = Instant::now();
+    let report = th
+        .host
+        .apply(&worker("v1", vec![plugin(NS, "py-redactor", &py)]))
+        .await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let cold = t.elapsed();
+    let mut r = req(
+        "POST",
+        "/",
+        r#"{"email":"ann@shop.example","order":7,"customer":{"Phone":"+1 555","name":"Ann"}}"#,
+    );
+    r.headers_mut()
+        .insert("causeway-event-id", "ev-9".parse().unwrap());
+    let t = Instant::now();
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "py-redactor"), r)
+        .await
+        .unwrap();
+    let first_call = t.elapsed();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        body_json(&resp),
+        serde_json::json!({
+            "email": "[redacted]",
+            "order": 7,
+            "customer": {"Phone": "[redacted]", "name": "Ann"},
+            "redactedBy": "python",
+            "redacted": 2
+        })
+    );
+    assert!(
+        th.host
+            .logs(&plugin_ref(NS, "py-redactor"))
+            .iter()
+            .any(|l| l.contains("redacted 2 field(s) of event ev-9")),
+        "{:?}",
+        th.host.logs(&plugin_ref(NS, "py-redactor"))
+    );
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "py-redactor"), req("POST", "/", "[1,2]"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(body_json(&resp)["error"], "expected a JSON object");
+    let resp = th
+        .host
+        .call(&plugin_ref(NS, "py-redactor"), req("GET", "/", ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    eprintln!("py-redactor (18 MB): cold apply {cold:?}, first call {first_call:?}");
+}
+
 /// A real OCI registry (CNCF distribution, Debian's `docker-registry`) on 127.0.0.1,
 /// storage in a temporary directory. Installed by `runtime/plugins/tests/registry.sh`.
 struct Registry {
