@@ -64,6 +64,7 @@ impl BridgeConfig {
         }
         for d in &self.destinations {
             out.extend(d.signing_secret.iter().map(SecretValue::expose));
+            out.extend(d.oauth2.iter().map(|o| o.client_secret.expose()));
         }
         out.retain(|s| !s.is_empty());
         out
@@ -265,6 +266,36 @@ pub struct DestinationConfig {
     pub signing_secret: Option<SecretValue>,
     #[serde(default)]
     pub dead_letter_url: Option<String>,
+    /// OAuth2 client credentials: each attempt carries a bearer token from `token_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2Config>,
+}
+
+/// OAuth2 client credentials (RFC 6749 section 4.4) for one destination.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuth2Config {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: SecretValue,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub client_auth: OAuth2ClientAuth,
+}
+
+/// How the client authenticates to the token endpoint.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum OAuth2ClientAuth {
+    /// HTTP Basic with the form-encoded id and secret (`client_secret_basic`).
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`).
+    Body,
 }
 
 /// A token bucket.

@@ -25,8 +25,8 @@ mod worker;
 
 pub use bridge::{
     AuthConfig, BackoffPolicy, BridgeConfig, DestinationConfig, EnvValue, HmacAlgorithm,
-    HmacPreset, JwtAlgorithm, MissingPolicy, RateLimitConfig, RetryConfig, SignatureEncoding,
-    StepConfig,
+    HmacPreset, JwtAlgorithm, MissingPolicy, OAuth2ClientAuth, OAuth2Config, RateLimitConfig,
+    RetryConfig, SignatureEncoding, StepConfig,
 };
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
 pub use plugin::{PluginConfig, PluginRoute, RegistryCredentials, SourceConfig, WhenBusy};

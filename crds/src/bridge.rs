@@ -12,7 +12,8 @@ use crate::common::{NamedValue, SecretKeyRef};
 // Enums the rendered configuration carries too: defined once, in `causeway-config` (with
 // its `schema` feature, so that the CRD schemas still describe them).
 pub use causeway_config::{
-    BackoffPolicy, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, SignatureEncoding,
+    BackoffPolicy, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, OAuth2ClientAuth,
+    SignatureEncoding,
 };
 
 /// A webhook bridge: receive at an endpoint, verify, filter, transform with plugin steps,
@@ -534,6 +535,40 @@ pub struct Destination {
     /// Where an exhausted delivery is also sent (it is always kept as a dead letter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetterTarget>,
+    /// OAuth2 client credentials: every attempt carries `Authorization: Bearer <token>`,
+    /// a token fetched from `tokenUrl`, cached until shortly before it expires and fetched
+    /// again after the destination answers 401. Not with an `Authorization` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2>,
+}
+
+/// OAuth2 client credentials (RFC 6749 section 4.4).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.tokenUrl.startsWith('http://') || self.tokenUrl.startsWith('https://')", "message": "tokenUrl must be http:// or https://"}
+]))]
+pub struct OAuth2 {
+    /// The token endpoint.
+    #[schemars(length(min = 1, max = 2048))]
+    pub token_url: String,
+    /// The client id.
+    #[schemars(length(min = 1, max = 1024))]
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret_ref: SecretKeyRef,
+    /// Scopes to ask for (sent space-separated as `scope`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "atomic"))]
+    pub scopes: Vec<String>,
+    /// An `audience` parameter, for token servers that want one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub audience: Option<String>,
+    /// How the client authenticates: `basic` (HTTP Basic, the default) or `body` (id and
+    /// secret in the form).
+    #[serde(default)]
+    pub client_auth: OAuth2ClientAuth,
 }
 
 fn default_destination_method() -> HttpMethod {

@@ -780,6 +780,20 @@ fn build_bridge(
                 .map(|s| secret(inv, ns, &s.standard_webhooks.secret_ref))
                 .transpose()?,
             dead_letter_url: d.dead_letter.as_ref().map(|t| t.url.clone()),
+            oauth2: d
+                .oauth2
+                .as_ref()
+                .map(|o| -> Result<OAuth2Config, BuildError> {
+                    Ok(OAuth2Config {
+                        token_url: o.token_url.clone(),
+                        client_id: o.client_id.clone(),
+                        client_secret: secret(inv, ns, &o.client_secret_ref)?,
+                        scopes: o.scopes.clone(),
+                        audience: o.audience.clone(),
+                        client_auth: o.client_auth,
+                    })
+                })
+                .transpose()?,
         });
     }
     let step_retry = spec

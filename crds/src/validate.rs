@@ -199,6 +199,23 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
         e.duration(format!("{p}.timeout"), &d.timeout);
         e.opt_duration(format!("{p}.maxRetryAfter"), &d.max_retry_after);
         backoff(&mut e, &format!("{p}.backoff"), &d.backoff);
+        if let Some(o) = &d.oauth2 {
+            if !(o.token_url.starts_with("http://") || o.token_url.starts_with("https://")) {
+                e.add(
+                    format!("{p}.oauth2.tokenUrl"),
+                    "tokenUrl must be http:// or https://",
+                );
+            }
+            if d.headers
+                .keys()
+                .any(|h| h.eq_ignore_ascii_case("authorization"))
+            {
+                e.add(
+                    format!("{p}.oauth2"),
+                    "oauth2 sets the Authorization header: remove it from headers",
+                );
+            }
+        }
         if let Some(dl) = &d.dead_letter
             && !(dl.url.starts_with("http://") || dl.url.starts_with("https://"))
         {

@@ -439,3 +439,66 @@ fn pull_secret_gives_the_registry_credentials_of_the_reference() {
         assert!(!p.message.contains("s3cr3t"), "{p:?}");
     }
 }
+
+// Issue 18 (OAuth2, API side): the token URL must be HTTP(S); oauth2 owns the
+// Authorization header; the client secret comes from a Secret and is redacted like any.
+#[test]
+fn oauth2_destinations_are_validated_and_their_secret_is_redacted() {
+    use causeway_crds::validate::validate_bridge;
+    let spec = |extra: &str| -> causeway_crds::BridgeSpec {
+        serde_yaml::from_str(&format!(
+            "destinations:\n- name: api\n  url: https://api.example.com/orders\n{extra}  oauth2:\n    tokenUrl: https://auth.example.com/token\n    clientId: shop\n    clientSecretRef: {{name: oauth, key: secret}}\n"
+        ))
+        .unwrap()
+    };
+    assert!(validate_bridge(&spec("")).is_ok());
+    let errs = validate_bridge(&spec("  headers: {authorization: Bearer x}\n")).unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.path == "spec.destinations[0].oauth2"
+            && e.message.contains("Authorization")),
+        "{errs:?}"
+    );
+    let mut bad = spec("");
+    bad.destinations[0].oauth2.as_mut().unwrap().token_url = "ftp://auth.example.com".into();
+    let errs = validate_bridge(&bad).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "spec.destinations[0].oauth2.tokenUrl"),
+        "{errs:?}"
+    );
+
+    let text = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: oauth, namespace: shop, labels: {causeway.dev/use: "true"}}
+stringData: {secret: oauth-client-s3cret}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {name: orders, namespace: shop}
+spec:
+  destinations:
+  - name: api
+    url: https://api.example.com/orders
+    oauth2:
+      tokenUrl: https://auth.example.com/token
+      clientId: shop
+      clientSecretRef: {name: oauth, key: secret}
+      clientAuth: body
+"#;
+    let r = render(
+        &inv(text),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let o = r.config.bridges[0].destinations[0].oauth2.as_ref().unwrap();
+    assert_eq!(o.client_secret.expose(), "oauth-client-s3cret");
+    assert_eq!(o.client_auth, causeway_crds::config::OAuth2ClientAuth::Body);
+    assert!(
+        r.config.bridges[0]
+            .secret_values()
+            .contains(&"oauth-client-s3cret")
+    );
+    assert!(!format!("{:?}", r.config).contains("oauth-client-s3cret"));
+}

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub destination_refused: prometheus::IntCounter,
     /// Job records that could not be decoded and were taken out of the queue.
     pub jobs_quarantined: prometheus::IntCounter,
+    /// OAuth2 token requests of destinations, by outcome (`ok`, `error`).
+    pub oauth2_token_fetches: IntCounterVec,
 }
 
 /// Why metrics could not be registered (a programming error: names collide).
@@ -86,6 +88,7 @@ impl Metrics {
                 &self.dead,
                 &self.attempts,
                 &self.retention_deleted,
+                &self.oauth2_token_fetches,
             ] {
                 let _ = vec.remove(&l);
             }
@@ -218,6 +221,11 @@ impl Metrics {
                 "retention_deleted_total",
                 "Finished events deleted by retention",
                 &["by"],
+            )?,
+            oauth2_token_fetches: counter(
+                "oauth2_token_fetches_total",
+                "OAuth2 token requests of destinations, by outcome",
+                &["bridge", "destination", "outcome"],
             )?,
             connections_open,
             store_bytes,

@@ -151,6 +151,10 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
             })
             .collect();
         shared.metrics.forget_gone(&bridges, &destinations);
+        shared
+            .delivery
+            .tokens
+            .retain(|b, d| destinations.contains(&(b, d)));
     }
     shared
         .metrics

@@ -24,6 +24,7 @@ fn destination(name: &str, url: &str, body: Option<&str>) -> DestinationConfig {
         rate_limit: None,
         signing_secret: None,
         dead_letter_url: None,
+        oauth2: None,
     }
 }
 

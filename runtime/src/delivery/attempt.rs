@@ -7,7 +7,7 @@ use causeway_config::RetryConfig;
 use tracing::{debug, instrument, warn};
 
 use crate::bridge::EventView;
-use crate::delivery::client::{http_call, internal_target, plugin_call};
+use crate::delivery::client::{failed, http_call, internal_target, plugin_call};
 use crate::delivery::dead_letter::dead_letter;
 use crate::delivery::retry;
 use crate::shared::Shared;
@@ -207,10 +207,41 @@ pub(crate) async fn attempt(
     let timeout = Duration::from_millis(dest.timeout_ms.max(1));
     let at_ms = now_ms();
     let started = Instant::now();
-    let res = match internal_target(&req.url, &bridge.cfg.namespace) {
+    let mut token = None;
+    let mut res = match internal_target(&req.url, &bridge.cfg.namespace) {
         Some((target, path)) => plugin_call(shared, &target, &path, &req, timeout).await,
-        None => http_call(shared, &req, timeout, false).await,
+        None => match &dest.oauth2 {
+            None => http_call(shared, &req, timeout, false).await,
+            Some(cfg) => match shared
+                .delivery
+                .tokens
+                .token(shared, &bridge.key, &dest.name, cfg, timeout)
+                .await
+            {
+                Err(e) => failed(e),
+                Ok(t) => {
+                    req.headers
+                        .retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
+                    req.headers.push(("authorization".into(), t.header()));
+                    let res = http_call(shared, &req, timeout, false).await;
+                    token = Some(t);
+                    res
+                }
+            },
+        },
     };
+    if let (Some(t), Some(cfg)) = (&token, &dest.oauth2) {
+        // A destination may echo the request's headers: the token stays out of the log.
+        res.response = t.redact(&res.response);
+        res.error = res.error.as_deref().map(|e| t.redact(e));
+        if res.status == Some(401) {
+            shared
+                .delivery
+                .tokens
+                .refused(&bridge.key, &dest.name, cfg, t)
+                .await;
+        }
+    }
     let elapsed = started.elapsed();
     m.attempt_seconds
         .with_label_values(&labels)

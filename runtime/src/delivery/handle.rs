@@ -10,6 +10,7 @@ use prometheus::IntGaugeVec;
 use tokio::sync::Notify;
 
 use crate::delivery::limits::{DestLimits, LimitsByDestination};
+use crate::delivery::oauth2::TokenCache;
 use crate::store::{Store, StoreError};
 use crate::sync::lock;
 
@@ -20,6 +21,8 @@ pub struct DeliveryHandle {
     paused: Mutex<HashSet<(String, String)>>,
     paused_gauge: IntGaugeVec,
     limits: LimitsByDestination,
+    /// Bearer tokens of destinations with `oauth2`.
+    pub tokens: TokenCache,
 }
 
 impl DeliveryHandle {
@@ -29,6 +32,7 @@ impl DeliveryHandle {
             paused: Mutex::new(HashSet::new()),
             paused_gauge,
             limits: LimitsByDestination::default(),
+            tokens: TokenCache::default(),
         }
     }
 

@@ -14,6 +14,7 @@
 //! - [`client`]: the call itself, over HTTP or to a plugin in-process;
 //! - [`dead_letter`]: telling a destination's dead-letter URL;
 //! - [`limits`]: per-destination concurrency and rate;
+//! - [`oauth2`]: bearer tokens of destinations with OAuth2 client credentials;
 //! - [`retry`]: the retry policies;
 //! - [`handle`]: what other stages may ask of delivery.
 //!
@@ -24,6 +25,7 @@ pub mod client;
 pub mod dead_letter;
 pub mod handle;
 pub mod limits;
+pub mod oauth2;
 pub mod retry;
 pub mod scheduler;
 

@@ -23,6 +23,7 @@ fn dest(url: &str, headers: &[(&str, &str)], body: Option<&str>) -> DestinationC
         rate_limit: None,
         signing_secret: None,
         dead_letter_url: None,
+        oauth2: None,
     }
 }
 
