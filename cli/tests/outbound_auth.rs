@@ -292,3 +292,319 @@ async fn oauth2_tokens_are_fetched_cached_refreshed_and_never_logged() {
         assert!(!everything.contains(leak), "{leak} leaked");
     }
 }
+
+/// Issue 18, mTLS and a custom CA: certificates made by `openssl` in the test (a CA, a
+/// server certificate for 127.0.0.1, a client certificate), and a TLS destination on
+/// loopback that demands a client certificate signed by that CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_destinations_trust_their_ca_and_present_their_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&pki)
+            .output()
+            .expect("openssl (Debian's openssl package)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=causeway-test-ca",
+            ],
+        ]
+        .concat(),
+    );
+    for (name, cn, ext) in [
+        (
+            "server",
+            "127.0.0.1",
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "client",
+            "causeway-client",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        ),
+    ] {
+        std::fs::write(pki.join(format!("{name}.ext")), ext).unwrap();
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    &format!("/CN={cn}"),
+                ],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+    let read = |f: &str| std::fs::read_to_string(pki.join(f)).unwrap();
+    let server = MtlsServer::start(&pki).await;
+
+    let indent = |pem: String| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: partner-ca}}
+stringData:
+  ca.crt: |
+{ca}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: partner-client}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{crt}
+  tls.key: |
+{key}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: mtls}}
+spec:
+  destinations:
+  - name: partner
+    url: "https://127.0.0.1:{port}/in"
+    retries: 0
+    tls:
+      caSecretRef: {{name: partner-ca, key: ca.crt}}
+      clientCertificateSecret: partner-client
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: no-client-cert}}
+spec:
+  destinations:
+  - name: partner
+    url: "https://127.0.0.1:{port}/in"
+    retries: 0
+    tls:
+      caSecretRef: {{name: partner-ca, key: ca.crt}}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: system-roots}}
+spec:
+  destinations:
+  - name: partner
+    url: "https://127.0.0.1:{port}/in"
+    retries: 0
+"#,
+        ca = indent(read("ca.crt")),
+        crt = indent(read("client.crt")),
+        key = indent(read("client.key")),
+        port = server.addr.port(),
+    );
+    let m = manifests(dir.path(), &yaml);
+    let w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+    let mut ids = Vec::new();
+    for b in ["mtls", "no-client-cert", "system-roots"] {
+        let (s, v) = post(
+            &c,
+            &w.url(&format!("/hooks/default/{b}")),
+            r#"{"x":1}"#,
+            &[],
+        )
+        .await;
+        assert_eq!(s, 202, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let ev = wait_status(&c, &w, &ids[0], "delivered", WAIT).await;
+    assert_eq!(ev["status"], "delivered", "{ev:#}");
+    assert_eq!(
+        server.clients(),
+        ["CN=causeway-client"],
+        "one request, with the client certificate"
+    );
+    for id in &ids[1..] {
+        let ev = wait_status(&c, &w, id, "dead", WAIT).await;
+        assert_eq!(ev["status"], "dead", "{ev:#}");
+        let err = attempts(&ev)[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(!err.is_empty(), "{ev:#}");
+    }
+    // The system's roots do not know the private CA.
+    let ev = wait_status(&c, &w, &ids[2], "dead", WAIT).await;
+    let err = attempts(&ev)[0]["error"].as_str().unwrap().to_string();
+    assert!(
+        err.to_ascii_lowercase().contains("certificate"),
+        "a certificate error: {err}"
+    );
+    assert_eq!(
+        server.clients().len(),
+        1,
+        "only the mTLS bridge got through"
+    );
+    assert!(
+        server.refused() >= 1,
+        "the server refused the handshake without a client certificate"
+    );
+    let key = read("client.key");
+    let key_line = key.lines().nth(1).unwrap();
+    let everything = format!(
+        "{}{}",
+        w.log_text(),
+        get_json(&c, &w.admin_url("/api/v1/events?limit=100")).await
+    );
+    assert!(!everything.contains(key_line), "the client key leaked");
+}
+
+/// HTTPS on loopback that requires a client certificate signed by `ca.crt`, answers 200
+/// and records each client's subject (`CN=…`).
+struct MtlsServer {
+    addr: std::net::SocketAddr,
+    clients: Arc<Mutex<Vec<String>>>,
+    refused: Arc<AtomicUsize>,
+}
+
+impl MtlsServer {
+    async fn start(pki: &std::path::Path) -> MtlsServer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(pki.join("ca.crt")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+            .build()
+            .unwrap();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(pki.join("server.crt"))
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(pki.join("server.key")).unwrap();
+        let config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = MtlsServer {
+            addr: listener.local_addr().unwrap(),
+            clients: Default::default(),
+            refused: Default::default(),
+        };
+        let (clients, refused) = (server.clients.clone(), server.refused.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, clients, refused) =
+                    (acceptor.clone(), clients.clone(), refused.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    };
+                    let subject = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| subject_cn(c.as_ref()))
+                        .unwrap_or_default();
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    clients.lock().unwrap().push(subject);
+                    let _ = tls
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        server
+    }
+
+    fn clients(&self) -> Vec<String> {
+        self.clients.lock().unwrap().clone()
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+/// `CN=<value>` of a DER certificate's subject, found by the CN attribute's OID (2.5.4.3)
+/// followed by a UTF8String or PrintableString: enough for the certificates of this test.
+fn subject_cn(der: &[u8]) -> String {
+    let oid = [0x06, 0x03, 0x55, 0x04, 0x03];
+    let mut found = String::new();
+    for i in 0..der.len().saturating_sub(oid.len() + 2) {
+        if der[i..i + oid.len()] == oid && matches!(der[i + oid.len()], 0x0c | 0x13) {
+            let len = der[i + oid.len() + 1] as usize;
+            let start = i + oid.len() + 2;
+            // The last CN in the DER is the subject's (the issuer's comes first).
+            found = format!(
+                "CN={}",
+                String::from_utf8_lossy(&der[start..(start + len).min(der.len())])
+            );
+        }
+    }
+    found
+}

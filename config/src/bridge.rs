@@ -65,6 +65,12 @@ impl BridgeConfig {
         for d in &self.destinations {
             out.extend(d.signing_secret.iter().map(SecretValue::expose));
             out.extend(d.oauth2.iter().map(|o| o.client_secret.expose()));
+            out.extend(
+                d.tls
+                    .iter()
+                    .filter_map(|t| t.client_key_pem.as_ref())
+                    .map(SecretValue::expose),
+            );
         }
         out.retain(|s| !s.is_empty());
         out
@@ -269,6 +275,23 @@ pub struct DestinationConfig {
     /// OAuth2 client credentials: each attempt carries a bearer token from `token_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2Config>,
+    /// TLS beyond the system's roots: a private CA, a client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<DestinationTls>,
+}
+
+/// TLS material of one destination, PEM, from Secrets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationTls {
+    /// Trust only these CA certificates for the destination (instead of the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// A client certificate (chain) and its private key, for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_pem: Option<SecretValue>,
 }
 
 /// OAuth2 client credentials (RFC 6749 section 4.4) for one destination.

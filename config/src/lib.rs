@@ -24,9 +24,9 @@ mod secret;
 mod worker;
 
 pub use bridge::{
-    AuthConfig, BackoffPolicy, BridgeConfig, DestinationConfig, EnvValue, HmacAlgorithm,
-    HmacPreset, JwtAlgorithm, MissingPolicy, OAuth2ClientAuth, OAuth2Config, RateLimitConfig,
-    RetryConfig, SignatureEncoding, StepConfig,
+    AuthConfig, BackoffPolicy, BridgeConfig, DestinationConfig, DestinationTls, EnvValue,
+    HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, OAuth2ClientAuth, OAuth2Config,
+    RateLimitConfig, RetryConfig, SignatureEncoding, StepConfig,
 };
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
 pub use plugin::{PluginConfig, PluginRoute, RegistryCredentials, SourceConfig, WhenBusy};

@@ -540,6 +540,27 @@ pub struct Destination {
     /// again after the destination answers 401. Not with an `Authorization` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2>,
+    /// TLS to this destination: a private CA to trust instead of the system's roots, and
+    /// a client certificate for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<DestinationTlsSpec>,
+}
+
+/// TLS settings of a destination.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.caSecretRef) || has(self.clientCertificateSecret)", "message": "set caSecretRef, clientCertificateSecret or both"}
+]))]
+pub struct DestinationTlsSpec {
+    /// PEM CA certificate(s) in a Secret: the only roots trusted for this destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`): the client certificate
+    /// presented to the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub client_certificate_secret: Option<String>,
 }
 
 /// OAuth2 client credentials (RFC 6749 section 4.4).

@@ -794,6 +794,33 @@ fn build_bridge(
                     })
                 })
                 .transpose()?,
+            tls: d
+                .tls
+                .as_ref()
+                .map(|t| -> Result<DestinationTls, BuildError> {
+                    let key = |k: &str| SecretKeyRef {
+                        name: t.client_certificate_secret.clone().unwrap_or_default(),
+                        key: k.to_string(),
+                    };
+                    let client = match &t.client_certificate_secret {
+                        Some(_) => Some((
+                            secret(inv, ns, &key("tls.crt"))?.expose().to_string(),
+                            secret(inv, ns, &key("tls.key"))?,
+                        )),
+                        None => None,
+                    };
+                    let (client_cert_pem, client_key_pem) = client.unzip();
+                    Ok(DestinationTls {
+                        ca_pem: t
+                            .ca_secret_ref
+                            .as_ref()
+                            .map(|r| secret(inv, ns, r).map(|v| v.expose().to_string()))
+                            .transpose()?,
+                        client_cert_pem,
+                        client_key_pem,
+                    })
+                })
+                .transpose()?,
         });
     }
     let step_retry = spec

@@ -19,7 +19,7 @@ use crate::delivery::handle::DeliveryHandle;
 use crate::health::Health;
 pub use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::netguard::{GuardedResolver, NetGuard, OutboundProxy, parse_cidrs};
+use crate::netguard::{NetGuard, OutboundProxy, parse_cidrs};
 use crate::plugins::Plugins;
 use crate::shared::{Shared, StoreInfo, run_retention};
 use crate::store::embedded::EmbeddedStore;
@@ -154,6 +154,10 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
         shared
             .delivery
             .tokens
+            .retain(|b, d| destinations.contains(&(b, d)));
+        shared
+            .delivery
+            .tls_clients
             .retain(|b, d| destinations.contains(&(b, d)));
     }
     shared
@@ -296,15 +300,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     }
     let netguard =
         Arc::new(NetGuard::new(opts.limits.denied_destinations.clone()).with_proxy(proxy));
-    let mut http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(Arc::new(GuardedResolver(netguard.clone())));
-    for (host, addr) in &opts.limits.resolve {
-        http = http.resolve(host, *addr);
-    }
-    let http = http
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("causeway/", env!("CARGO_PKG_VERSION")))
+    let http = crate::delivery::tls::guarded_builder(&netguard, &opts.limits.resolve)
         .build()
         .map_err(|e| RunError::Client(e.to_string()))?;
     let shutdown = CancellationToken::new();

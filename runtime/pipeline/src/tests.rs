@@ -25,6 +25,7 @@ fn destination(name: &str, url: &str, body: Option<&str>) -> DestinationConfig {
         signing_secret: None,
         dead_letter_url: None,
         oauth2: None,
+        tls: None,
     }
 }
 

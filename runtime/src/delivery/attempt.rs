@@ -208,10 +208,21 @@ pub(crate) async fn attempt(
     let at_ms = now_ms();
     let started = Instant::now();
     let mut token = None;
-    let mut res = match internal_target(&req.url, &bridge.cfg.namespace) {
-        Some((target, path)) => plugin_call(shared, &target, &path, &req, timeout).await,
-        None => match &dest.oauth2 {
-            None => http_call(shared, &req, timeout, false).await,
+    let client = match &dest.tls {
+        None => Ok(shared.http.clone()),
+        Some(tls) => shared.delivery.tls_clients.get(
+            &shared.netguard,
+            &shared.limits.resolve,
+            &bridge.key,
+            &dest.name,
+            tls,
+        ),
+    };
+    let mut res = match (internal_target(&req.url, &bridge.cfg.namespace), client) {
+        (Some((target, path)), _) => plugin_call(shared, &target, &path, &req, timeout).await,
+        (None, Err(e)) => failed(e),
+        (None, Ok(client)) => match &dest.oauth2 {
+            None => http_call(shared, &client, &req, timeout, false).await,
             Some(cfg) => match shared
                 .delivery
                 .tokens
@@ -223,7 +234,7 @@ pub(crate) async fn attempt(
                     req.headers
                         .retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
                     req.headers.push(("authorization".into(), t.header()));
-                    let res = http_call(shared, &req, timeout, false).await;
+                    let res = http_call(shared, &client, &req, timeout, false).await;
                     token = Some(t);
                     res
                 }

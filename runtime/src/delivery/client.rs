@@ -39,9 +39,10 @@ pub(crate) fn snippet(body: &[u8]) -> String {
     String::from_utf8_lossy(cut).into_owned()
 }
 
-/// Send over HTTP; keep at most 4 KiB of the response (or all of it when `keep_body`).
+/// Send over HTTP with `client` (the shared one, or a destination's own for `tls`); keep at most 4 KiB of the response (or all of it when `keep_body`).
 pub(crate) async fn http_call(
     shared: &Shared,
+    client: &reqwest::Client,
     req: &OutboundRequest,
     timeout: Duration,
     keep_body: bool,
@@ -55,8 +56,7 @@ pub(crate) async fn http_call(
         shared.metrics.destination_refused.inc();
         return failed(format!("destination refused: {reason}"));
     }
-    let mut rb = shared
-        .http
+    let mut rb = client
         .request(method, &req.url)
         .timeout(timeout)
         .body(req.body.clone());

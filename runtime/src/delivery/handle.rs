@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use crate::delivery::limits::{DestLimits, LimitsByDestination};
 use crate::delivery::oauth2::TokenCache;
+use crate::delivery::tls::TlsClients;
 use crate::store::{Store, StoreError};
 use crate::sync::lock;
 
@@ -23,6 +24,8 @@ pub struct DeliveryHandle {
     limits: LimitsByDestination,
     /// Bearer tokens of destinations with `oauth2`.
     pub tokens: TokenCache,
+    /// HTTP clients of destinations with `tls`.
+    pub tls_clients: TlsClients,
 }
 
 impl DeliveryHandle {
@@ -33,6 +36,7 @@ impl DeliveryHandle {
             paused_gauge,
             limits: LimitsByDestination::default(),
             tokens: TokenCache::default(),
+            tls_clients: TlsClients::default(),
         }
     }
 

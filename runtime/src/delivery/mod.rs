@@ -16,6 +16,7 @@
 //! - [`limits`]: per-destination concurrency and rate;
 //! - [`oauth2`]: bearer tokens of destinations with OAuth2 client credentials;
 //! - [`retry`]: the retry policies;
+//! - [`tls`]: the destinations' HTTP clients (a private CA, client certificates);
 //! - [`handle`]: what other stages may ask of delivery.
 //!
 //! Steps jobs are run by the steps stage ([`crate::steps`]).
@@ -28,6 +29,7 @@ pub mod limits;
 pub mod oauth2;
 pub mod retry;
 pub mod scheduler;
+pub mod tls;
 
 pub use scheduler::run;
 

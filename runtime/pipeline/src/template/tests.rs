@@ -24,6 +24,7 @@ fn dest(url: &str, headers: &[(&str, &str)], body: Option<&str>) -> DestinationC
         signing_secret: None,
         dead_letter_url: None,
         oauth2: None,
+        tls: None,
     }
 }
 
