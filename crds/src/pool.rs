@@ -97,6 +97,13 @@ pub struct WorkerPoolSpec {
     #[serde(default)]
     pub storage: Storage,
 
+    /// What happens to the embedded store's PersistentVolumeClaim when the pool is deleted
+    /// or stops using it (as a StatefulSet's field of the same name): `Retain` (the
+    /// default) keeps it, with every event and dead letter in it, for a pool of the same
+    /// name to pick up again; `Delete` lets it go with the pool.
+    #[serde(default, skip_serializing_if = "PvcRetentionPolicy::is_default")]
+    pub persistent_volume_claim_retention_policy: PvcRetentionPolicy,
+
     /// The ingress Service.
     #[serde(default)]
     pub service: ServiceSettings,
@@ -116,6 +123,29 @@ pub struct WorkerPoolSpec {
     /// Network settings of the pool's workers.
     #[serde(default, skip_serializing_if = "Network::is_empty")]
     pub network: Network,
+}
+
+/// The PersistentVolumeClaim retention policy of a pool.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PvcRetentionPolicy {
+    /// `Retain` (default) or `Delete`, when the pool is deleted or switches to postgres.
+    #[serde(default)]
+    pub when_deleted: PvcRetention,
+}
+
+impl PvcRetentionPolicy {
+    pub fn is_default(&self) -> bool {
+        *self == PvcRetentionPolicy::default()
+    }
+}
+
+/// Keep or delete the claim.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum PvcRetention {
+    #[default]
+    Retain,
+    Delete,
 }
 
 /// When the kubelet pulls the worker image.

@@ -263,6 +263,9 @@ mod tests {
     fn every_child_has_a_controller_owner_reference_and_labels() {
         let mut spec = default_spec();
         spec.disruption_budget = Some(causeway_crds::pool::DisruptionBudget { min_available: 1 });
+        // (A retained data claim, the default, has no owner: see workload.rs.)
+        spec.persistent_volume_claim_retention_policy.when_deleted =
+            causeway_crds::pool::PvcRetention::Delete;
         let p = pool("orders", spec);
         let view = PoolView::new(&p).unwrap();
         let c = children(&view, &settings());

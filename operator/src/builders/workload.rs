@@ -373,8 +373,20 @@ pub fn data_claim(view: &PoolView<'_>) -> Option<PersistentVolumeClaim> {
     if storage.type_ != StorageType::Embedded {
         return None;
     }
+    let mut metadata = view.meta(data_claim_name(&view.name));
+    if view
+        .pool
+        .spec
+        .persistent_volume_claim_retention_policy
+        .when_deleted
+        == causeway_crds::pool::PvcRetention::Retain
+    {
+        // No owner: the garbage collector leaves the claim when the pool goes, and the
+        // operator never deletes an unowned claim. A pool of the same name adopts it.
+        metadata.owner_references = None;
+    }
     Some(PersistentVolumeClaim {
-        metadata: view.meta(data_claim_name(&view.name)),
+        metadata,
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             resources: Some(VolumeResourceRequirements {
@@ -460,6 +472,34 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Issue 18: by default the data claim has no owner (deleting the pool keeps it);
+    /// `whenDeleted: Delete` gives it the pool as owner, so it goes with the pool.
+    #[test]
+    fn the_data_claim_is_owned_by_the_pool_only_when_it_may_be_deleted() {
+        let claim = |spec: causeway_crds::WorkerPoolSpec| {
+            let p = pool("p", spec);
+            let view = PoolView::new(&p).unwrap();
+            data_claim(&view).unwrap().metadata
+        };
+        let retained = claim(default_spec());
+        assert_eq!(retained.owner_references, None);
+        assert_eq!(retained.name.as_deref(), Some("causeway-p-data"));
+        assert!(retained.labels.unwrap().contains_key("causeway.dev/pool"));
+        let spec: causeway_crds::WorkerPoolSpec = serde_json::from_value(serde_json::json!({
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}
+        }))
+        .unwrap();
+        let owned = claim(spec).owner_references.unwrap();
+        assert_eq!(owned[0].kind, "WorkerPool");
+        assert_eq!(owned[0].controller, Some(true));
+        assert!(
+            serde_json::from_value::<causeway_crds::WorkerPoolSpec>(serde_json::json!({
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Sometimes"}
+            }))
+            .is_err()
+        );
     }
 
     fn postgres_spec(replicas: i32) -> causeway_crds::WorkerPoolSpec {

@@ -348,16 +348,26 @@ async fn converge(
     let keep_sa = kept(children.service_account.as_ref().map(|o| &o.metadata));
     let keep_np = kept(children.network_policy.as_ref().map(|o| &o.metadata));
     let mut deleted = Vec::new();
-    deleted.extend(
-        delete_unwanted(
-            &ctx.client,
-            &ctx.stores.claims,
-            &ns,
-            uid,
-            keep_claim.as_deref(),
-        )
-        .await?,
-    );
+    // A retained claim has no owner, so it is never among these; `Delete` lets a claim go
+    // when the pool switches to postgres.
+    if view
+        .pool
+        .spec
+        .persistent_volume_claim_retention_policy
+        .when_deleted
+        == causeway_crds::pool::PvcRetention::Delete
+    {
+        deleted.extend(
+            delete_unwanted(
+                &ctx.client,
+                &ctx.stores.claims,
+                &ns,
+                uid,
+                keep_claim.as_deref(),
+            )
+            .await?,
+        );
+    }
     deleted.extend(
         delete_unwanted(
             &ctx.client,

@@ -683,10 +683,28 @@ async fn bridge_becomes_ready_when_the_worker_runs_its_generation() {
 }
 
 #[tokio::test]
-async fn switching_to_postgres_deletes_the_volume_claim() {
+async fn switching_to_postgres_deletes_the_volume_claim_only_when_asked() {
+    // The default (Retain) keeps the claim and its data.
+    let retained = switch_to_postgres(json!({})).await;
+    assert!(
+        !retained
+            .iter()
+            .any(|c| c.method == "DELETE" && c.path.contains("persistentvolumeclaims")),
+        "Retain deleted a claim"
+    );
+    let calls = switch_to_postgres(json!({"whenDeleted": "Delete"})).await;
+    assert!(calls.iter().any(|c| c.is(
+        "DELETE",
+        &format!("{NS}/persistentvolumeclaims/causeway-orders-data")
+    )));
+    assert!(!calls.iter().any(|c| c.path.contains("someone-elses")));
+}
+
+async fn switch_to_postgres(retention: serde_json::Value) -> Vec<Call> {
     let p = pool(
         "orders",
-        json!({"storage": {"type": "postgres", "postgres": {"urlSecretRef": {"name": "pg", "key": "url"}}}}),
+        json!({"storage": {"type": "postgres", "postgres": {"urlSecretRef": {"name": "pg", "key": "url"}}},
+               "persistentVolumeClaimRetentionPolicy": retention}),
     );
     let claim: PersistentVolumeClaim = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
@@ -713,11 +731,6 @@ async fn switching_to_postgres_deletes_the_volume_claim() {
     let p = f.ctx.stores.pools.state()[0].clone();
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
     let calls = f.calls();
-    assert!(calls.iter().any(|c| c.is(
-        "DELETE",
-        &format!("{NS}/persistentvolumeclaims/causeway-orders-data")
-    )));
-    assert!(!calls.iter().any(|c| c.path.contains("someone-elses")));
     assert!(!calls.iter().any(|c| c.is(
         "PATCH",
         &format!("{NS}/persistentvolumeclaims/causeway-orders-data")
@@ -730,6 +743,7 @@ async fn switching_to_postgres_deletes_the_volume_claim() {
         deploy.body["spec"]["strategy"]["type"],
         json!("RollingUpdate")
     );
+    calls
 }
 
 #[tokio::test]

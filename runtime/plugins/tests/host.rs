@@ -1412,7 +1412,7 @@ async fn oci_pull_with_registry_credentials() {
         client
             .push(
                 &reference,
-                &[layer.clone()],
+                std::slice::from_ref(&layer),
                 config.clone(),
                 &RegistryAuth::Anonymous,
                 None
