@@ -17,6 +17,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
 {{- end -}}
 {{- end -}}
+{{/* The helm test's objects: the release's labels, but never the operator's selector. */}}
+{{- define "causeway.testLabels" -}}
+app.kubernetes.io/name: {{ include "causeway.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
 {{- define "causeway.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "causeway.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}

@@ -278,6 +278,19 @@ async fn helm_template_labels_budget_placement_and_service_account() -> Result<(
             d["metadata"]["name"]
         );
     }
+    // The helm test's pod must never match the operator Deployment's selector (its
+    // ReplicaSet would adopt it) nor the budget's.
+    let hooks: Vec<_> = docs
+        .iter()
+        .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .collect();
+    ensure!(hooks.len() == 3, "WorkerPool, Bridge and Pod: {hooks:?}");
+    for d in hooks {
+        ensure!(
+            d["metadata"]["labels"]["app.kubernetes.io/component"] == "helm-test",
+            "{d}"
+        );
+    }
     let monitor = docs
         .iter()
         .find(|d| d["kind"] == "PodMonitor")
@@ -384,5 +397,52 @@ async fn helm_template_labels_budget_placement_and_service_account() -> Result<(
         "{}",
         out.stderr
     );
+    Ok(())
+}
+
+/// Issue 18, chart gaps: `helm test` sends an event through a bridge (a pool and a bridge
+/// of the test's own, `causeway send` from the release's image in a pod), and removes what
+/// it made: the pool, the bridge, the pod, and the pool's claim.
+#[tokio::test]
+async fn helm_test_sends_an_event_through_a_bridge_and_cleans_up() -> Result<()> {
+    let stack = Stack::get()?;
+    let (release, ns) = (stack.release.clone(), stack.release_ns.clone());
+    let out = helm(&["test", &release, "-n", &ns, "--timeout", "5m", "--logs"])?;
+    ensure!(
+        out.success(),
+        "helm test failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    ensure!(
+        out.stdout.contains("Phase:          Succeeded") && out.stdout.contains("202 {"),
+        "the test pod did not report a 202:\n{}",
+        out.stdout
+    );
+    let name = format!("{release}-helm-test");
+    causeway_e2e::harness::eventually(
+        "what helm test made is gone",
+        std::time::Duration::from_secs(120),
+        || async {
+            let mut left = Vec::new();
+            for kind in ["workerpool", "bridge", "pod", "pvc"] {
+                let what = if kind == "pvc" {
+                    format!("causeway-{name}-data")
+                } else {
+                    name.clone()
+                };
+                if causeway_e2e::harness::kubectl(&["get", kind, &what, "-n", &ns])?.code == Some(0)
+                {
+                    left.push(format!("{kind}/{what}"));
+                }
+            }
+            if left.is_empty() {
+                Ok(Some(()))
+            } else {
+                Err(anyhow::anyhow!("left: {left:?}"))
+            }
+        },
+    )
+    .await?;
     Ok(())
 }

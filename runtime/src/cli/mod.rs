@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::limits::Limits;
 
+pub mod send;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "causeway",
@@ -85,6 +87,8 @@ pub enum Command {
         #[command(subcommand)]
         action: BridgesAction,
     },
+    /// POST one event to a URL and print the answer (for scratch containers, `helm test`).
+    Send(send::SendArgs),
 }
 
 #[derive(Subcommand, Debug)]
