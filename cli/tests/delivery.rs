@@ -213,6 +213,34 @@ spec:
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.count("/gone"), 1);
 
+    // Issue 18: the report the operator reads (it becomes the Bridge's status and its
+    // DestinationsHealthy condition): paused, jobs held, and the last hour.
+    let report = get_json(&c, &w.admin_url("/api/v1/config")).await;
+    let dests = report["bridges"][0]["destinations"].clone();
+    let by = |name: &str| {
+        dests
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {dests:#}"))
+            .clone()
+    };
+    let gone_report = by("gone");
+    assert_eq!(gone_report["paused"], true, "{dests:#}");
+    assert_eq!(gone_report["failed"], 1, "one attempt, the 410: {dests:#}");
+    assert_eq!(gone_report["delivered"], 0, "{dests:#}");
+    assert!(
+        gone_report["pending"].as_u64().unwrap() >= 1,
+        "the second event's job waits: {dests:#}"
+    );
+    // moved: two failed attempts and one dead letter per event (one or both events by now).
+    let moved = by("moved");
+    let dead = moved["dead"].as_u64().unwrap();
+    assert!((1..=2).contains(&dead), "{dests:#}");
+    assert_eq!(moved["failed"].as_u64().unwrap(), 2 * dead, "{dests:#}");
+    assert_eq!(moved["paused"], false, "{dests:#}");
+
     // Resume: the held deliveries go out.
     gone.store(200, Ordering::SeqCst);
     admin_post(

@@ -31,7 +31,8 @@ pub use bridge::{
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
 pub use plugin::{PluginConfig, PluginRoute, RegistryCredentials, SourceConfig, WhenBusy};
 pub use report::{
-    BridgeReport, ItemError, PluginReport, StoreReport, WorkerReport, postgres_location,
+    BridgeReport, DestinationReport, ItemError, PluginReport, StoreReport, WorkerReport,
+    postgres_location,
 };
 pub use secret::SecretValue;
 pub use worker::{

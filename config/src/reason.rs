@@ -13,6 +13,8 @@ pub const LOAD_ERROR: &str = "LoadError";
 pub const DIGEST_MISMATCH: &str = "DigestMismatch";
 pub const FETCH_FAILED: &str = "FetchFailed";
 pub const SUSPENDED: &str = "Suspended";
+/// A Bridge destination is paused (410 Gone) on a worker of its pool.
+pub const DESTINATIONS_PAUSED: &str = "DestinationsPaused";
 /// A Secret the object names lacks the `causeway.dev/use: "true"` opt-in label.
 pub const SECRET_NOT_OPTED_IN: &str = "SecretNotOptedIn";
 /// The ServiceAccount a pool names lacks the `causeway.dev/pool: <pool>` opt-in label.

@@ -252,6 +252,30 @@ pub struct BridgeReport {
     /// Why it could not be applied.
     #[serde(default)]
     pub error: Option<String>,
+    /// Its destinations on this worker: paused or not, jobs waiting, and the last hour.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<DestinationReport>,
+}
+
+/// One destination of a bridge on one worker.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationReport {
+    pub name: String,
+    /// Paused by a 410 until resumed.
+    #[serde(default)]
+    pub paused: bool,
+    /// Jobs waiting for an attempt (in a shared store: the pool's, seen by every worker).
+    #[serde(default)]
+    pub pending: u64,
+    /// In the last hour, by this worker: deliveries that got a 2xx, attempts that failed,
+    /// deliveries dead-lettered.
+    #[serde(default)]
+    pub delivered: u64,
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default)]
+    pub dead: u64,
 }
 
 impl BridgeReport {
@@ -332,6 +356,7 @@ mod tests {
                 ready: true,
                 suspended: false,
                 error: None,
+                destinations: vec![],
             }],
             plugins: vec![PluginReport {
                 namespace: "shop".into(),

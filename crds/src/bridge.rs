@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,30 @@ pub use causeway_config::{
         name = "Message",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Destinations",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"DestinationsHealthy\")].status",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Delivered-1h",
+        type_ = "string",
+        json_path = ".status.destinations[*].deliveredLastHour",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Dead-1h",
+        type_ = "string",
+        json_path = ".status.destinations[*].deadLastHour",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Pending",
+        type_ = "string",
+        json_path = ".status.destinations[*].pending",
         priority = 1
     ),
     doc = "A webhook bridge: an inbound endpoint, its verification, filter, plugin steps and destinations."
@@ -673,4 +697,35 @@ pub struct BridgeStatus {
     /// The pool config version that first contained this generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_version: Option<String>,
+    /// Each destination: paused or not, jobs waiting, and the last hour summed over the
+    /// pool's ready workers. The counts are rewritten at most once a minute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub destinations: Vec<DestinationStatus>,
+    /// When the counts of `destinations` were taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destinations_at: Option<Time>,
+}
+
+/// One destination of a Bridge, as its pool's workers report it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationStatus {
+    /// The destination's name.
+    pub name: String,
+    /// Paused by a 410 Gone until resumed (`kubectl causeway destinations resume`).
+    #[serde(default)]
+    pub paused: bool,
+    /// Jobs waiting for an attempt.
+    #[serde(default)]
+    pub pending: u64,
+    /// Deliveries that got a 2xx in the last hour.
+    #[serde(default)]
+    pub delivered_last_hour: u64,
+    /// Attempts that failed in the last hour.
+    #[serde(default)]
+    pub failed_last_hour: u64,
+    /// Deliveries dead-lettered in the last hour.
+    #[serde(default)]
+    pub dead_last_hour: u64,
 }

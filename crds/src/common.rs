@@ -67,6 +67,8 @@ pub mod condition {
     pub const READY: &str = "Ready";
     /// The object was validated and its references resolved.
     pub const ACCEPTED: &str = "Accepted";
+    /// A Bridge's destinations all take deliveries (none paused by a 410).
+    pub const DESTINATIONS_HEALTHY: &str = "DestinationsHealthy";
 }
 
 /// Reasons used in conditions and item errors. Stable strings: users match on them in

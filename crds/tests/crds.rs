@@ -212,7 +212,18 @@ fn names_columns_and_subresources() {
         (
             "bridges.yaml",
             "br",
-            vec!["Ready", "Reason", "Pool", "URL", "Age", "Message"],
+            vec![
+                "Ready",
+                "Reason",
+                "Pool",
+                "URL",
+                "Age",
+                "Message",
+                "Destinations",
+                "Delivered-1h",
+                "Dead-1h",
+                "Pending",
+            ],
         ),
         (
             "plugins.yaml",

@@ -159,6 +159,10 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
             .delivery
             .tls_clients
             .retain(|b, d| destinations.contains(&(b, d)));
+        shared
+            .delivery
+            .window
+            .retain(|b, d| destinations.contains(&(b, d)));
     }
     shared
         .metrics

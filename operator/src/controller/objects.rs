@@ -146,30 +146,38 @@ fn requeue_for(ctx: &Context, conditions: &[Condition]) -> Action {
     })
 }
 
-/// One Event per change of the Ready condition (status or reason).
+/// One Event per change of the Ready condition (status or reason), and of a Bridge's
+/// DestinationsHealthy (a Warning when a destination is paused, Normal when all take
+/// deliveries again; none for the first, healthy, report).
 async fn announce<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     old: &[Condition],
     new: &[Condition],
 ) {
-    let find = |c: &[Condition]| {
-        c.iter()
-            .find(|c| c.type_ == condition::READY)
-            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-    };
-    let (Some(new), old) = (find(new), find(old)) else {
-        return;
-    };
-    if old.as_ref().map(|o| (&o.0, &o.1)) == Some((&new.0, &new.1)) {
-        return;
+    for type_ in [condition::READY, condition::DESTINATIONS_HEALTHY] {
+        let find = |c: &[Condition]| {
+            c.iter()
+                .find(|c| c.type_ == type_)
+                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        };
+        let (Some(new), old) = (find(new), find(old)) else {
+            continue;
+        };
+        if old.as_ref().map(|o| (&o.0, &o.1)) == Some((&new.0, &new.1)) {
+            continue;
+        }
+        if type_ == condition::DESTINATIONS_HEALTHY && old.is_none() && new.0 == "True" {
+            continue;
+        }
+        let event_type =
+            if new.0 == "True" || new.1 == reason::PENDING || new.1 == reason::SUSPENDED {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+        publish(&ctx.recorder, obj, event_type, &new.1, "Reconcile", new.2).await;
     }
-    let type_ = if new.0 == "True" || new.1 == reason::PENDING || new.1 == reason::SUSPENDED {
-        EventType::Normal
-    } else {
-        EventType::Warning
-    };
-    publish(&ctx.recorder, obj, type_, &new.1, "Reconcile", new.2).await;
 }
 
 /// Create the namespace's `default` WorkerPool with the operator's defaults. A plain create

@@ -8,6 +8,7 @@ mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use causeway_crds::bridge::DestinationStatus;
 use causeway_crds::common::DEFAULT_POOL;
 use causeway_crds::common::{condition, make_condition, reason, set_condition};
 use causeway_crds::config::{
@@ -351,6 +352,7 @@ pub fn bridge_status(
     let accepted: (bool, String, String);
     let ready: (bool, String, String);
     let mut config_version = previous.config_version.clone();
+    let mut destinations: Option<Vec<DestinationStatus>> = None;
     if !pool_exists {
         let (r, m) = if pool == DEFAULT_POOL {
             (
@@ -403,6 +405,7 @@ pub fn bridge_status(
                     .collect();
                 ready = fold_items(&states, pods.len(), &pool, "bridge");
             }
+            destinations = Some(destinations_on_pods(bridge, obs, &key));
         } else {
             return None;
         }
@@ -433,8 +436,52 @@ pub fn bridge_status(
             &previous.conditions,
         ),
     );
+    let (destinations, destinations_at) = match destinations {
+        None => (
+            previous.destinations.clone(),
+            previous.destinations_at.clone(),
+        ),
+        Some(now_seen) => {
+            let unhealthy: Vec<&str> = now_seen
+                .iter()
+                .filter(|d| d.paused)
+                .map(|d| d.name.as_str())
+                .collect();
+            let healthy = (
+                unhealthy.is_empty(),
+                if unhealthy.is_empty() {
+                    reason::READY
+                } else {
+                    reason::DESTINATIONS_PAUSED
+                },
+                if unhealthy.is_empty() {
+                    "every destination takes deliveries".to_string()
+                } else {
+                    format!(
+                        "paused by 410 Gone, jobs held until resumed (kubectl causeway destinations resume): {}",
+                        unhealthy.join(", ")
+                    )
+                },
+            );
+            set_condition(
+                &mut conditions,
+                make_condition(
+                    condition::DESTINATIONS_HEALTHY,
+                    healthy.0,
+                    healthy.1,
+                    healthy.2,
+                    generation_,
+                    now.clone(),
+                    &previous.conditions,
+                ),
+            );
+            counts_at_most_once_a_minute(&previous, now_seen, now)
+        }
+    };
     Some(BridgeStatus {
         observed_generation: generation_,
+        destinations,
+        destinations_at,
         conditions,
         url: Some(format!(
             "http://{}.{ns}.svc:{INGRESS_PORT}{}",
@@ -444,6 +491,93 @@ pub fn bridge_status(
         pool: Some(pool),
         config_version,
     })
+}
+
+/// A bridge's destinations as its pool's ready workers report them: paused when any
+/// worker has it paused, counts summed (each worker counts its own attempts). `pending` is
+/// the largest any worker reports: with a shared store every worker sees the pool's queue.
+fn destinations_on_pods(
+    bridge: &Bridge,
+    obs: &PoolObservation,
+    key: &ObjectKey,
+) -> Vec<DestinationStatus> {
+    let mut out: Vec<DestinationStatus> = bridge
+        .spec
+        .destinations
+        .iter()
+        .map(|d| DestinationStatus {
+            name: d.name.clone(),
+            ..DestinationStatus::default()
+        })
+        .collect();
+    for pod in obs.ready_pods() {
+        let Some(Ok(report)) = &pod.report else {
+            continue;
+        };
+        let Some(item) = report.bridge(key) else {
+            continue;
+        };
+        for d in &item.destinations {
+            if let Some(o) = out.iter_mut().find(|o| o.name == d.name) {
+                o.paused |= d.paused;
+                o.pending = o.pending.max(d.pending);
+                o.delivered_last_hour += d.delivered;
+                o.failed_last_hour += d.failed;
+                o.dead_last_hour += d.dead;
+            }
+        }
+    }
+    out
+}
+
+/// The counts change with every delivery; writing them each time would write the status
+/// of a busy bridge many times a second. They are taken at most once a minute; between
+/// two takes only `paused` (rare, and urgent) and the set of destinations follow the
+/// workers at once.
+fn counts_at_most_once_a_minute(
+    previous: &BridgeStatus,
+    now_seen: Vec<DestinationStatus>,
+    now: &Time,
+) -> (Vec<DestinationStatus>, Option<Time>) {
+    let counts = |d: &DestinationStatus| {
+        (
+            d.name.clone(),
+            d.pending,
+            d.delivered_last_hour,
+            d.failed_last_hour,
+            d.dead_last_hour,
+        )
+    };
+    let unchanged = previous.destinations_at.is_some()
+        && previous
+            .destinations
+            .iter()
+            .map(counts)
+            .eq(now_seen.iter().map(counts));
+    if unchanged {
+        // Nothing to tell: no new timestamp either, so an idle bridge is never rewritten.
+        return (now_seen, previous.destinations_at.clone());
+    }
+    let fresh = previous
+        .destinations_at
+        .as_ref()
+        .is_some_and(|at| now.0.as_second() - at.0.as_second() < 60);
+    if !fresh {
+        return (now_seen, Some(now.clone()));
+    }
+    let kept = now_seen
+        .into_iter()
+        .map(
+            |d| match previous.destinations.iter().find(|p| p.name == d.name) {
+                Some(p) => DestinationStatus {
+                    paused: d.paused,
+                    ..p.clone()
+                },
+                None => d,
+            },
+        )
+        .collect();
+    (kept, previous.destinations_at.clone())
 }
 
 fn fold_items(states: &[PodItem], pods: usize, pool: &str, what: &str) -> (bool, String, String) {

@@ -495,3 +495,96 @@ fn pool_status_says_which_store_the_pool_uses() {
     );
     assert_eq!(s.store, Some(StorageType::Embedded));
 }
+
+/// Issue 18: a bridge's status tells its health, not only its config. Destinations paused
+/// on any worker make `DestinationsHealthy` False with their names; the last hour is
+/// summed over the pool's workers and rewritten at most once a minute, and never when
+/// nothing changed.
+#[test]
+fn destinations_health_and_counts_in_the_bridge_status() {
+    use causeway_crds::config::DestinationReport;
+    let mut b: Bridge = bridge("orders", 2, None);
+    b.spec.destinations.push(b.spec.destinations[0].clone());
+    b.spec.destinations[1].name = "crm".into();
+    let mut o = obs("default");
+    o.seen.insert((Kind::Bridge, "orders".into()), Some(2));
+    o.bridges.insert("orders".into(), Some(2));
+    let report = |d: Vec<DestinationReport>| WorkerReport {
+        version: "v2".into(),
+        bridges: vec![BridgeReport {
+            namespace: "shop".into(),
+            name: "orders".into(),
+            generation: Some(2),
+            destinations: d,
+            ..BridgeReport::default()
+        }],
+        ..WorkerReport::default()
+    };
+    let dest = |name: &str, paused, pending, delivered, dead| DestinationReport {
+        name: name.into(),
+        paused,
+        pending,
+        delivered,
+        failed: dead,
+        dead,
+    };
+    o.pods = vec![
+        pod(
+            "a",
+            report(vec![
+                dest("d", false, 4, 10, 1),
+                dest("crm", false, 0, 3, 0),
+            ]),
+        ),
+        pod(
+            "b",
+            report(vec![dest("d", false, 4, 5, 0), dest("crm", false, 0, 2, 0)]),
+        ),
+    ];
+    let first = bridge_status(&b, true, Some(&o), &t(1000)).unwrap();
+    let h = cond(&first.conditions, "DestinationsHealthy");
+    assert_eq!(h.status, "True");
+    let d = &first.destinations[0];
+    assert_eq!(
+        (
+            d.name.as_str(),
+            d.delivered_last_hour,
+            d.dead_last_hour,
+            d.pending
+        ),
+        ("d", 15, 1, 4),
+        "summed over workers; pending is the pool's queue, not a sum"
+    );
+    assert_eq!(first.destinations[1].delivered_last_hour, 5);
+    assert_eq!(first.destinations_at, Some(t(1000)));
+    b.status = Some(first.clone());
+
+    // 30 s later, more deliveries and crm paused on one worker: paused shows at once,
+    // the counts wait for the minute.
+    o.pods[1] = pod(
+        "b",
+        report(vec![dest("d", false, 4, 9, 0), dest("crm", true, 7, 2, 0)]),
+    );
+    let second = bridge_status(&b, true, Some(&o), &t(1030)).unwrap();
+    let h = cond(&second.conditions, "DestinationsHealthy");
+    assert_eq!(
+        (h.status.as_str(), h.reason.as_str()),
+        ("False", "DestinationsPaused")
+    );
+    assert!(h.message.ends_with(": crm"), "{}", h.message);
+    assert!(second.destinations[1].paused);
+    assert_eq!(second.destinations[0].delivered_last_hour, 15);
+    assert_eq!(second.destinations_at, Some(t(1000)));
+    b.status = Some(second.clone());
+
+    // A minute after the last take: the new counts.
+    let third = bridge_status(&b, true, Some(&o), &t(1061)).unwrap();
+    assert_eq!(third.destinations[0].delivered_last_hour, 19);
+    assert_eq!(third.destinations[1].pending, 7);
+    assert_eq!(third.destinations_at, Some(t(1061)));
+    b.status = Some(third.clone());
+
+    // Nothing changed for ten minutes: the same status, no write.
+    let idle = bridge_status(&b, true, Some(&o), &t(1661)).unwrap();
+    assert_eq!(idle, third);
+}

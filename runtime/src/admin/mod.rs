@@ -463,7 +463,19 @@ async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value>
 /// The running configuration's version and per-item state. No secrets. The body is the
 /// typed contract the operator parses (`causeway_config::WorkerReport`).
 async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerReport> {
-    use causeway_config::{BridgeReport, ItemError, Kind, ObjectKey, PluginReport, WorkerReport};
+    use causeway_config::{
+        BridgeReport, DestinationReport, ItemError, Kind, ObjectKey, PluginReport, WorkerReport,
+    };
+    // Waiting jobs per destination; a store that cannot answer leaves them at 0 (the report
+    // is what the operator reads for readiness, and must not fail over a count).
+    let depth: std::collections::HashMap<(String, String), u64> = shared
+        .store
+        .queue_depth()
+        .await
+        .map(|v| v.into_iter().collect())
+        .unwrap_or_default();
+    let paused = shared.delivery.paused();
+    let now = crate::store::now_ms();
     let active = shared.active();
     let cfg = &active.config;
     let errors: Vec<ItemError> = active.errors.clone();
@@ -486,6 +498,22 @@ async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerR
                 ready: error.is_none(),
                 suspended: shared.is_suspended(&b.key()),
                 error,
+                destinations: b
+                    .destinations
+                    .iter()
+                    .map(|d| {
+                        let key = (b.key(), d.name.clone());
+                        let hour = shared.delivery.window.last_hour(&key.0, &d.name, now);
+                        DestinationReport {
+                            name: d.name.clone(),
+                            paused: paused.contains(&key),
+                            pending: depth.get(&key).copied().unwrap_or(0),
+                            delivered: hour.delivered,
+                            failed: hour.failed,
+                            dead: hour.dead,
+                        }
+                    })
+                    .collect(),
             }
         })
         .collect();

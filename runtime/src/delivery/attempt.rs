@@ -10,6 +10,7 @@ use crate::bridge::EventView;
 use crate::delivery::client::{failed, http_call, internal_target, plugin_call};
 use crate::delivery::dead_letter::dead_letter;
 use crate::delivery::retry;
+use crate::delivery::window::Outcome;
 use crate::shared::Shared;
 use crate::store::{AttemptRecord, JobRecord, JobTarget, JobUpdate, Next, now_ms};
 
@@ -170,6 +171,9 @@ pub(crate) async fn attempt(
             .await
             {
                 m.dead.with_label_values(&labels).inc();
+                let window = &shared.delivery.window;
+                window.record(&bridge.key, &dest.name, Outcome::Failed, now_ms());
+                window.record(&bridge.key, &dest.name, Outcome::Dead, now_ms());
                 dead_letter(shared, &bridge, &dest, &job, &detail, &reason);
             }
             return;
@@ -310,6 +314,21 @@ pub(crate) async fn attempt(
     }
     if !finish(shared, &job, Some(record), next).await {
         return;
+    }
+    let window = &shared.delivery.window;
+    let t = now_ms();
+    window.record(
+        &bridge.key,
+        &dest.name,
+        if ok {
+            Outcome::Delivered
+        } else {
+            Outcome::Failed
+        },
+        t,
+    );
+    if dead_reason.is_some() {
+        window.record(&bridge.key, &dest.name, Outcome::Dead, t);
     }
     if ok {
         m.delivered.with_label_values(&labels).inc();

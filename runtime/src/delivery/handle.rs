@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use crate::delivery::limits::{DestLimits, LimitsByDestination};
 use crate::delivery::oauth2::TokenCache;
 use crate::delivery::tls::TlsClients;
+use crate::delivery::window::HourWindow;
 use crate::store::{Store, StoreError};
 use crate::sync::lock;
 
@@ -26,6 +27,8 @@ pub struct DeliveryHandle {
     pub tokens: TokenCache,
     /// HTTP clients of destinations with `tls`.
     pub tls_clients: TlsClients,
+    /// Each destination's last hour on this worker.
+    pub window: HourWindow,
 }
 
 impl DeliveryHandle {
@@ -37,6 +40,7 @@ impl DeliveryHandle {
             limits: LimitsByDestination::default(),
             tokens: TokenCache::default(),
             tls_clients: TlsClients::default(),
+            window: HourWindow::default(),
         }
     }
 

@@ -17,6 +17,7 @@
 //! - [`oauth2`]: bearer tokens of destinations with OAuth2 client credentials;
 //! - [`retry`]: the retry policies;
 //! - [`tls`]: the destinations' HTTP clients (a private CA, client certificates);
+//! - [`window`]: each destination's last hour, for the admin report and Bridge status;
 //! - [`handle`]: what other stages may ask of delivery.
 //!
 //! Steps jobs are run by the steps stage ([`crate::steps`]).
@@ -30,6 +31,7 @@ pub mod oauth2;
 pub mod retry;
 pub mod scheduler;
 pub mod tls;
+pub mod window;
 
 pub use scheduler::run;
 
