@@ -26,6 +26,9 @@ pub struct BridgeConfig {
     #[serde(default)]
     pub ingress_rate_limit: Option<RateLimitConfig>,
     pub suspend: bool,
+    /// What the ingress does while a plugin the bridge calls is not loaded.
+    #[serde(default)]
+    pub when_plugin_not_ready: PluginNotReadyPolicy,
     #[serde(default)]
     pub auth: Option<AuthConfig>,
     #[serde(default)]
@@ -75,6 +78,19 @@ impl BridgeConfig {
         out.retain(|s| !s.is_empty());
         out
     }
+}
+
+/// What a bridge does while a plugin it calls (a step, an `http://<plugin>.internal`
+/// destination) is not loaded.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum PluginNotReadyPolicy {
+    /// Accept events and hold their steps and plugin deliveries, without spending their
+    /// retries, until the plugin loads: nothing is lost.
+    #[default]
+    Hold,
+    /// Answer 503 with `Retry-After` at the ingress; the sender retries later.
+    Reject,
 }
 
 /// One `$env` value.

@@ -26,7 +26,7 @@ mod worker;
 pub use bridge::{
     AuthConfig, BackoffPolicy, BridgeConfig, DestinationConfig, DestinationTls, EnvValue,
     HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, OAuth2ClientAuth, OAuth2Config,
-    RateLimitConfig, RetryConfig, SignatureEncoding, StepConfig,
+    PluginNotReadyPolicy, RateLimitConfig, RetryConfig, SignatureEncoding, StepConfig,
 };
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
 pub use plugin::{PluginConfig, PluginRoute, RegistryCredentials, SourceConfig, WhenBusy};

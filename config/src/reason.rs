@@ -13,6 +13,9 @@ pub const LOAD_ERROR: &str = "LoadError";
 pub const DIGEST_MISMATCH: &str = "DigestMismatch";
 pub const FETCH_FAILED: &str = "FetchFailed";
 pub const SUSPENDED: &str = "Suspended";
+/// A plugin a Bridge calls (a step, an `http://<plugin>.internal` destination) is not
+/// loaded on a worker of its pool.
+pub const PLUGIN_NOT_READY: &str = "PluginNotReady";
 /// A Bridge destination is paused (410 Gone) on a worker of its pool.
 pub const DESTINATIONS_PAUSED: &str = "DestinationsPaused";
 /// A Secret the object names lacks the `causeway.dev/use: "true"` opt-in label.

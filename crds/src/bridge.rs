@@ -13,7 +13,7 @@ use crate::common::{NamedValue, SecretKeyRef};
 // its `schema` feature, so that the CRD schemas still describe them).
 pub use causeway_config::{
     BackoffPolicy, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, OAuth2ClientAuth,
-    SignatureEncoding,
+    PluginNotReadyPolicy, SignatureEncoding,
 };
 
 /// A webhook bridge: receive at an endpoint, verify, filter, transform with plugin steps,
@@ -92,6 +92,13 @@ pub struct BridgeSpec {
     /// Nothing is dropped.
     #[serde(default)]
     pub suspend: bool,
+
+    /// While a plugin this bridge calls (a step, an `http://<plugin>.internal` destination)
+    /// is not loaded, the Bridge is `Ready=False` (`PluginNotReady`) and either `Hold`s
+    /// (the default: events are accepted and wait, their retries untouched, until the
+    /// plugin loads) or `Reject`s (503 with `Retry-After` at the ingress).
+    #[serde(default)]
+    pub when_plugin_not_ready: PluginNotReadyPolicy,
 
     /// How requests are received and verified.
     #[serde(default)]

@@ -844,6 +844,7 @@ fn build_bridge(
         dedupe_window_ms: ms(&spec.ingress.dedupe_window),
         ingress_rate_limit: spec.ingress.rate_limit.as_ref().map(rate_limit),
         suspend: spec.suspend,
+        when_plugin_not_ready: spec.when_plugin_not_ready,
         auth,
         filter: spec.filter.clone(),
         steps: spec

@@ -90,6 +90,29 @@ impl Plugins {
         self.host.status()
     }
 
+    /// Why `target` cannot serve calls here now: a plugin of this worker's configuration
+    /// that is not loaded (its load failed, or it is still loading). `None` when it is
+    /// loaded, and for plugins this worker does not serve (another pool answers for them).
+    pub fn not_ready(
+        &self,
+        config: &causeway_config::WorkerConfig,
+        target: &causeway_plugins::PluginRef,
+    ) -> Option<String> {
+        if !config
+            .plugins
+            .iter()
+            .any(|p| p.namespace == target.namespace && p.name == target.name)
+        {
+            return None;
+        }
+        let key = format!("{}/{}", target.namespace, target.name);
+        match self.status().into_iter().find(|s| s.key == key) {
+            Some(s) if s.loaded => None,
+            Some(s) => Some(s.error.unwrap_or_else(|| "not loaded yet".into())),
+            None => Some("not loaded yet".into()),
+        }
+    }
+
     /// The plugin's recent log lines (its stdout and stderr), oldest first.
     pub fn logs(&self, target: &PluginRef) -> Vec<String> {
         self.host.logs(target)

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use causeway_plugins::PluginRef;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
@@ -81,6 +82,25 @@ impl Shared {
     pub fn set_suspended(&self, bridge: &str, suspended: bool) {
         self.config.set_suspended(bridge, suspended);
         self.delivery.wake();
+    }
+
+    /// The first plugin `bridge` calls (a step, or an `http://<plugin>.internal`
+    /// destination) that this worker serves but has not loaded, and why: the bridge then
+    /// holds (or, by its policy, refuses) events instead of failing them.
+    pub fn plugin_not_ready(&self, bridge: &causeway_config::BridgeConfig) -> Option<String> {
+        let active = self.active();
+        let steps = bridge.steps.iter().map(|s| PluginRef {
+            namespace: bridge.namespace.clone(),
+            name: s.plugin.clone(),
+        });
+        let internal = bridge.destinations.iter().filter_map(|d| {
+            crate::delivery::client::internal_target(&d.url, &bridge.namespace).map(|(t, _)| t)
+        });
+        steps.chain(internal).find_map(|target| {
+            self.plugins
+                .not_ready(&active.config, &target)
+                .map(|why| format!("plugin {} is not ready: {why}", target.name))
+        })
     }
 
     /// Whether the worker should take traffic: started, store writable, disk not full.

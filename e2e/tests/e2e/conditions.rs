@@ -129,3 +129,67 @@ async fn s7_missing_secret_is_secret_not_found_until_it_exists() -> Result<()> {
     ns.pass();
     Ok(())
 }
+
+/// Issue 18: a Bridge whose step plugin is not loaded is itself `Ready=False`
+/// (`PluginNotReady`, naming the plugin), accepts events (`whenPluginNotReady: Hold`, the
+/// default) and holds them; once the Plugin is fixed it becomes Ready and the held event is
+/// delivered, through the plugin.
+#[tokio::test]
+async fn s7_a_bridge_whose_plugin_is_not_loaded_holds_its_events_until_it_loads() -> Result<()> {
+    let ns = TestNs::new("plugin-hold").await?;
+    let client = Stack::get()?.client().await?;
+    let files = FileServer::plugins()?;
+    let sink = Sink::start()?;
+    let plugin = |sha: &str| {
+        format!(
+            "apiVersion: causeway.dev/v1alpha1\nkind: Plugin\nmetadata: {{name: tagger}}\nspec:\n  source: {{http: {{url: \"{}\", sha256: \"{sha}\"}}}}\n",
+            files.url("tagger.wasm"),
+        )
+    };
+    ns.apply(&format!(
+        "{}---\napiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {{name: held}}\nspec:\n  steps: [{{plugin: tagger}}]\n  destinations: [{{name: out, url: \"{}\"}}]\n",
+        plugin(&files.sha256("inbox.wasm")?),
+        sink.url("/held")
+    ))?;
+    let cond = wait_condition(
+        &client,
+        &ns.name,
+        "Bridge",
+        "held",
+        Want::not_ready("PluginNotReady"),
+        READY_TIMEOUT,
+    )
+    .await?;
+    ensure!(
+        cond.message.contains("plugin tagger is not ready"),
+        "message: {}",
+        cond.message
+    );
+    shown_by_kubectl_get(&ns.name, "bridge", "held", "PluginNotReady")?;
+
+    let pod = ready_pool_pod(&client, &ns.name, "default").await?;
+    let url = causeway_e2e::harness::ingress_url(&pod, &format!("/hooks/{}/held", ns.name))?;
+    let r = causeway_e2e::harness::http::post(&url, r#"{"held":true}"#, &[]).await?;
+    ensure!(r.status == 202, "Hold accepts: {} {}", r.status, r.body);
+
+    ns.apply(&plugin(&files.sha256("tagger.wasm")?))?;
+    wait_condition(
+        &client,
+        &ns.name,
+        "Bridge",
+        "held",
+        Want::ready(),
+        READY_TIMEOUT,
+    )
+    .await?;
+    let got = sink
+        .wait_for(Some("/held"), 1, std::time::Duration::from_secs(60))
+        .await?;
+    let body = got[0].json()?;
+    ensure!(
+        body == serde_json::json!({"held": true, "tagged": true}),
+        "the held event went through the plugin: {body}"
+    );
+    ns.pass();
+    Ok(())
+}

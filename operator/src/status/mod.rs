@@ -282,7 +282,23 @@ enum PodItem {
     Failed(String, String),
 }
 
+/// The plugins a bridge calls: its steps, and the hosts of its `http://<plugin>.internal`
+/// destinations.
+fn called_plugins(bridge: &Bridge) -> Vec<String> {
+    let steps = bridge.spec.steps.iter().map(|s| s.plugin.clone());
+    let internal = bridge.spec.destinations.iter().filter_map(|d| {
+        let rest = d.url.strip_prefix("http://")?;
+        let host = rest.split(['/', '?', ':']).next()?;
+        let name = host.strip_suffix(".internal")?;
+        (!name.is_empty() && !name.contains('.')).then(|| name.to_string())
+    });
+    let mut out: Vec<String> = steps.chain(internal).collect();
+    out.dedup();
+    out
+}
+
 fn bridge_on_pod(
+    bridge: &Bridge,
     pod: &PodObservation,
     obs: &PoolObservation,
     key: &ObjectKey,
@@ -303,6 +319,19 @@ fn bridge_on_pod(
                 reason::LOAD_ERROR.into(),
                 format!("pod {}: {err}", pod.name),
             );
+        }
+        // A plugin the bridge calls that this worker serves but has not loaded.
+        for plugin in called_plugins(bridge) {
+            let pkey = ObjectKey::new(&key.namespace, &plugin);
+            if let Some(p) = report.plugin(&pkey)
+                && (!p.ready || p.error.is_some())
+            {
+                let why = p.error.clone().unwrap_or_else(|| "not loaded yet".into());
+                return PodItem::Failed(
+                    reason::PLUGIN_NOT_READY.into(),
+                    format!("pod {}: plugin {plugin} is not ready: {why}", pod.name),
+                );
+            }
         }
         return if item.generation == generation_
             || item.generation.is_none() && report.version == obs.desired_version
@@ -401,7 +430,7 @@ pub fn bridge_status(
                 let pods: Vec<&PodObservation> = obs.ready_pods().collect();
                 let states: Vec<PodItem> = pods
                     .iter()
-                    .map(|p| bridge_on_pod(p, obs, &key, generation_))
+                    .map(|p| bridge_on_pod(bridge, p, obs, &key, generation_))
                     .collect();
                 ready = fold_items(&states, pods.len(), &pool, "bridge");
             }

@@ -588,3 +588,55 @@ fn destinations_health_and_counts_in_the_bridge_status() {
     let idle = bridge_status(&b, true, Some(&o), &t(1661)).unwrap();
     assert_eq!(idle, third);
 }
+
+/// Issue 18: a Bridge whose step plugin (or `http://<plugin>.internal` destination) failed
+/// to load on a worker is not Ready: `PluginNotReady`, naming the plugin and why.
+#[test]
+fn a_bridge_whose_plugin_is_not_loaded_is_plugin_not_ready() {
+    use causeway_crds::config::PluginReport;
+    let mut b = bridge("orders", 2, None);
+    b.spec.steps = serde_json::from_value(serde_json::json!([{"plugin": "enrich"}])).unwrap();
+    let mut o = obs("default");
+    o.seen.insert((Kind::Bridge, "orders".into()), Some(2));
+    o.bridges.insert("orders".into(), Some(2));
+    let report = |ready: bool| WorkerReport {
+        version: "v2".into(),
+        bridges: vec![BridgeReport {
+            namespace: "shop".into(),
+            name: "orders".into(),
+            generation: Some(2),
+            ..BridgeReport::default()
+        }],
+        plugins: vec![PluginReport {
+            namespace: "shop".into(),
+            name: "enrich".into(),
+            ready,
+            error: (!ready).then(|| "digest mismatch: expected sha256:aa, got sha256:bb".into()),
+            ..PluginReport::default()
+        }],
+        ..WorkerReport::default()
+    };
+    o.pods = vec![pod("a", report(false))];
+    let s = bridge_status(&b, true, Some(&o), &t(10)).unwrap();
+    let r = cond(&s.conditions, "Ready");
+    assert_eq!(
+        (r.status.as_str(), r.reason.as_str()),
+        ("False", "PluginNotReady")
+    );
+    assert!(
+        r.message
+            .contains("plugin enrich is not ready: digest mismatch"),
+        "{}",
+        r.message
+    );
+    o.pods = vec![pod("a", report(true))];
+    let s = bridge_status(&b, true, Some(&o), &t(20)).unwrap();
+    assert_eq!(cond(&s.conditions, "Ready").status, "True");
+
+    // The same for a destination that is a plugin.
+    let mut b = bridge("orders", 2, None);
+    b.spec.destinations[0].url = "http://enrich.internal/orders".into();
+    o.pods = vec![pod("a", report(false))];
+    let s = bridge_status(&b, true, Some(&o), &t(30)).unwrap();
+    assert_eq!(cond(&s.conditions, "Ready").reason, "PluginNotReady");
+}

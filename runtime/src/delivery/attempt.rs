@@ -208,6 +208,22 @@ pub(crate) async fn attempt(
             }
         }
     }
+    if let Some((target, _)) = internal_target(&req.url, &bridge.cfg.namespace)
+        && let Some(why) = shared.plugins.not_ready(&shared.active().config, &target)
+    {
+        // The plugin is loading (or failed to): hold the job, its retries untouched.
+        debug!(plugin = %target.name, %why, "delivery held until the plugin loads");
+        finish(
+            shared,
+            &job,
+            None,
+            Next::Retry {
+                due_at_ms: now_ms() + crate::steps::PLUGIN_HOLD_MS,
+            },
+        )
+        .await;
+        return;
+    }
     let timeout = Duration::from_millis(dest.timeout_ms.max(1));
     let at_ms = now_ms();
     let started = Instant::now();

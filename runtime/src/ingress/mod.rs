@@ -282,6 +282,14 @@ async fn bridge_request<B: InBody>(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return resp;
     }
+    if bridge.cfg.when_plugin_not_ready == causeway_config::PluginNotReadyPolicy::Reject
+        && let Some(why) = shared.plugin_not_ready(&bridge.cfg)
+    {
+        let mut resp = reject("plugin_not_ready", StatusCode::SERVICE_UNAVAILABLE, &why);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        return resp;
+    }
     // Refuse before the disk fills: a store that hits ENOSPC stops taking any write.
     if shared.health.disk_low() {
         let mut resp = reject(

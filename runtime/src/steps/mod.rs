@@ -15,6 +15,7 @@ use crate::store::{
     NewJob, Next, child_id, now_ms,
 };
 use causeway_plugins::PluginRef;
+use tracing::debug;
 
 /// One event on its way through the steps: the original, or one a step fanned out.
 struct StepItem {
@@ -61,6 +62,9 @@ pub fn step_timeout(cfg: &causeway_config::WorkerConfig, target: &PluginRef) -> 
 /// Added to a step's own limit for scheduling and the call's own overhead.
 const STEP_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a job waits for a plugin that is not loaded before it looks again.
+pub(crate) const PLUGIN_HOLD_MS: u64 = 2_000;
+
 pub(crate) async fn run_steps(
     shared: &Shared,
     bridge: &ActiveBridge,
@@ -80,6 +84,21 @@ pub(crate) async fn run_steps(
         only: None,
         filtered: None,
     }];
+    // A step plugin this worker serves but has not loaded: wait for it without spending
+    // the event's retries (no attempt is recorded), rather than fail the event.
+    if let Some(why) = shared.plugin_not_ready(&bridge.cfg) {
+        debug!(bridge = %bridge.key, %why, "steps held until the plugin loads");
+        finish(
+            shared,
+            job,
+            None,
+            Next::Retry {
+                due_at_ms: now_ms() + PLUGIN_HOLD_MS,
+            },
+        )
+        .await;
+        return;
+    }
     let mut fanned = false;
     let at_ms = now_ms();
     let started = Instant::now();
