@@ -271,6 +271,7 @@ async fn list_events(
             Some(b) => Some(parse_id(b)?),
             None => None,
         },
+        ..Default::default()
     };
     let events = shared.store.list_events(query).await?;
     Ok(Json(

@@ -422,6 +422,7 @@ async fn events_page(
             status,
             limit: PAGE + 1,
             before,
+            ..Default::default()
         })
         .await?;
     let more = events.len() > PAGE;
@@ -464,7 +465,7 @@ async fn events_stream(
                     bridge: bridge.clone(),
                     status,
                     limit: PAGE,
-                    before: None,
+                    ..Default::default()
                 };
                 let events = match shared.store.list_events(query).await {
                     Ok(events) => events,
