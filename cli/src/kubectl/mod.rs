@@ -158,8 +158,21 @@ pub async fn run(args: Args, out: &mut dyn std::io::Write) -> Result<(), Kubectl
             status,
             limit,
             before,
+            since,
+            until,
+            webhook_id,
         }) => {
             let mut query = vec![format!("limit={limit}")];
+            // Durations are turned into times here, once, so every worker is asked the same.
+            let now = causeway_runtime::store::now_ms();
+            for (flag, name, v) in [("--since", "since", since), ("--until", "until", until)] {
+                if let Some(v) = v {
+                    query.push(format!("{name}={}", args::when(flag, v, now)?));
+                }
+            }
+            if let Some(w) = webhook_id {
+                query.push(format!("webhookId={}", output::encode(w)));
+            }
             if let Some(b) = bridge {
                 let key = if b.contains('/') {
                     b.clone()
@@ -539,6 +552,41 @@ mod tests {
         assert!(parse(&["bridges", "replay-dead", "shop/orders"]).is_ok());
         assert!(parse(&["destinations", "resume", "orders", "crm"]).is_ok());
         assert!(parse(&["console", "--port", "9292"]).is_ok());
+        let a = parse(&[
+            "events",
+            "list",
+            "--since",
+            "2h",
+            "--until",
+            "2026-12-02T07:00:00Z",
+            "--webhook-id",
+            "msg_1",
+        ])
+        .unwrap();
+        assert!(matches!(
+            a.command,
+            Command::Events(args::Events::List { webhook_id: Some(ref w), .. }) if w == "msg_1"
+        ));
+    }
+
+    #[test]
+    fn since_and_until_take_a_duration_ago_or_a_time() {
+        let now = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        assert_eq!(args::when("--since", "90s", now).unwrap(), now - 90_000);
+        assert_eq!(args::when("--since", "15m", now).unwrap(), now - 900_000);
+        assert_eq!(args::when("--since", "2h", now).unwrap(), now - 7_200_000);
+        assert_eq!(args::when("--since", "7d", now).unwrap(), now - 604_800_000);
+        assert_eq!(
+            args::when("--until", "2026-01-01T00:00:00Z", 0).unwrap(),
+            now
+        );
+        let e = args::when("--since", "yesterday", now).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .contains("--since \"yesterday\": not a duration"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -549,6 +597,12 @@ mod tests {
         assert!(e.contains("unknown status \"lost\""), "{e}");
         let e = parse(&["events", "list", "--limit", "0"]).unwrap_err();
         assert!(e.contains("--limit must be 1 to 10000"), "{e}");
+        let e = parse(&["events", "list", "--since", "soon"]).unwrap_err();
+        assert!(e.contains("--since \"soon\": not a duration"), "{e}");
+        let e = parse(&["events", "list", "--since", "1h", "--until", "2h"]).unwrap_err();
+        assert!(e.contains("--since must be earlier than --until"), "{e}");
+        let e = parse(&["events", "list", "--webhook-id", ""]).unwrap_err();
+        assert!(e.contains("--webhook-id must be 1 to 512 bytes"), "{e}");
         let e = parse(&["-o", "xml", "events", "list"]).unwrap_err();
         assert!(e.contains("xml"), "{e}");
         let e = parse(&["events", "replay"]).unwrap_err();
