@@ -42,14 +42,18 @@ pub enum Command {
     /// Destination actions: resume (a destination paused by a 410).
     #[command(subcommand)]
     Destinations(Destinations),
-    /// Port-forward to a worker's console and print its URL and how to sign in.
+    /// Port-forward to the operator's cluster console (or, with --pool, to one worker's
+    /// console) and print its URL and how to sign in.
     Console {
         /// The local port.
         #[arg(long, default_value_t = 9191)]
         port: u16,
-        /// The pool (default: the first with a running worker).
+        /// A pool of the namespace: that pool's worker console instead of the cluster's.
         #[arg(long)]
         pool: Option<String>,
+        /// Where the operator runs (the chart's release namespace).
+        #[arg(long, default_value = "causeway-system")]
+        operator_namespace: String,
     },
 }
 

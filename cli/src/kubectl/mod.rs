@@ -20,7 +20,7 @@ pub use args::{Args, Command, Format};
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::ListParams;
 use kube::config::KubeConfigOptions;
 use kube::{Api, Client, Config};
@@ -300,8 +300,34 @@ pub async fn run(args: Args, out: &mut dyn std::io::Write) -> Result<(), Kubectl
                 &format!("destination {destination} of {key} resumed: {total} job(s) queued again"),
             )
         }
-        Command::Console { port, pool } => {
-            let workers = ctx.workers(pool.as_deref()).await?;
+        Command::Console {
+            port,
+            pool: None,
+            operator_namespace,
+        } => {
+            let (ns, service, remote, secret) = ctx.operator_console(operator_namespace).await?;
+            writeln!(
+                out,
+                "console http://127.0.0.1:{port}/ (the cluster console: service {ns}/{service})\n\
+                 sign in with the console token:\n  \
+                 kubectl get secret -n {ns} {secret} -o jsonpath='{{.data.token}}' | base64 -d\n\
+                 port-forwarding until Ctrl-C"
+            )
+            .map_err(|e| KubectlError::Api(e.to_string()))?;
+            out.flush().ok();
+            port_forward(
+                args.context.as_deref(),
+                &ns,
+                &format!("svc/{service}"),
+                &format!("{port}:{remote}"),
+            )
+        }
+        Command::Console {
+            port,
+            pool: Some(pool),
+            ..
+        } => {
+            let workers = ctx.workers(Some(pool)).await?;
             let w = workers.first().ok_or_else(|| {
                 KubectlError::NotFound("no running worker in this namespace".into())
             })?;
@@ -315,34 +341,78 @@ pub async fn run(args: Args, out: &mut dyn std::io::Write) -> Result<(), Kubectl
             )
             .map_err(|e| KubectlError::Api(e.to_string()))?;
             out.flush().ok();
-            let mut cmd = std::process::Command::new("kubectl");
-            if let Some(c) = &args.context {
-                cmd.args(["--context", c]);
-            }
-            let status = cmd
-                .args([
-                    "port-forward",
-                    "-n",
-                    &w.namespace,
-                    &format!("pod/{}", w.pod),
-                    &format!("{port}:{ADMIN_PORT}"),
-                ])
-                .status()
-                .map_err(|e| KubectlError::Api(format!("kubectl port-forward: {e}")))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(KubectlError::Api(format!(
-                    "kubectl port-forward ended: {status}"
-                )))
-            }
+            port_forward(
+                args.context.as_deref(),
+                &w.namespace,
+                &format!("pod/{}", w.pod),
+                &format!("{port}:{ADMIN_PORT}"),
+            )
         }
+    }
+}
+
+/// `kubectl port-forward` until it ends (Ctrl-C).
+fn port_forward(
+    context: Option<&str>,
+    namespace: &str,
+    target: &str,
+    ports: &str,
+) -> Result<(), KubectlError> {
+    let mut cmd = std::process::Command::new("kubectl");
+    if let Some(c) = context {
+        cmd.args(["--context", c]);
+    }
+    let status = cmd
+        .args(["port-forward", "-n", namespace, target, ports])
+        .status()
+        .map_err(|e| KubectlError::Api(format!("kubectl port-forward: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(KubectlError::Api(format!(
+            "kubectl port-forward ended: {status}"
+        )))
     }
 }
 
 impl Ctx {
     fn bridge_key(&self, name: &str) -> Result<String, KubectlError> {
         bridge_key(self.namespace.as_deref(), name)
+    }
+
+    /// The operator's cluster console Service in `namespace` (the chart labels it
+    /// `causeway.dev/console=true`): `(namespace, name, port, token Secret)`.
+    async fn operator_console(
+        &self,
+        namespace: &str,
+    ) -> Result<(String, String, i32, String), KubectlError> {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        let list = services
+            .list(&ListParams::default().labels("causeway.dev/console=true"))
+            .await
+            .map_err(|e| api_error(&format!("list services in namespace {namespace}"), e))?;
+        let svc = list.items.into_iter().next().ok_or_else(|| {
+            KubectlError::NotFound(format!(
+                "no cluster console in namespace {namespace}: install the chart with \
+                 console.enabled=true, or name its namespace with --operator-namespace"
+            ))
+        })?;
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let port = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|p| p.iter().find(|p| p.name.as_deref() == Some("console")))
+            .map(|p| p.port)
+            .unwrap_or(9191);
+        let secret = svc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("causeway.dev/console-token-secret"))
+            .cloned()
+            .unwrap_or_else(|| name.clone());
+        Ok((namespace.to_string(), name, port, secret))
     }
 
     /// The running worker pods (of `pool`, when given) with their pool's admin token.
@@ -552,6 +622,11 @@ mod tests {
         assert!(parse(&["bridges", "replay-dead", "shop/orders"]).is_ok());
         assert!(parse(&["destinations", "resume", "orders", "crm"]).is_ok());
         assert!(parse(&["console", "--port", "9292"]).is_ok());
+        let a = parse(&["console", "--operator-namespace", "ops"]).unwrap();
+        assert!(matches!(
+            a.command,
+            Command::Console { pool: None, ref operator_namespace, .. } if operator_namespace == "ops"
+        ));
         let a = parse(&[
             "events",
             "list",
