@@ -386,6 +386,22 @@ async fn scenario(b: &Browser, w: &Worker, sink: &Sink) {
         field.clear().await.unwrap();
         field.send_keys(wanted).await.unwrap();
         b.click("form.filters button[type=submit]").await;
+        // The click starts a navigation: wait for the page of this search.
+        let deadline = std::time::Instant::now() + WAIT;
+        while !b
+            .c
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains(&format!("webhookId={wanted}"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no search for {wanted}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         b.wait_for("#events").await;
         let page = b.source().await;
         assert_eq!(
