@@ -136,7 +136,6 @@ fn run(bin: &PathBuf, kubeconfig: &PathBuf, args: &[&str]) -> Result<Run> {
 }
 
 #[tokio::test]
-#[ignore = "written, not yet run: the e2e stack did not start on 2026-12-02 (issue 19 in progress); run with E2E_TEST_ARGS='--ignored s16_kubectl'"]
 async fn s16_kubectl_causeway_with_namespace_scoped_rbac() -> Result<()> {
     let stack = Stack::get()?;
     let mine = TestNs::new("console").await?;
