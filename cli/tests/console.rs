@@ -367,7 +367,7 @@ async fn scenario(b: &Browser, w: &Worker, sink: &Sink) {
         &http,
         &w.url("/hooks/default/orders"),
         r#"{"order":7}"#,
-        &[],
+        &[("webhook-id", "msg_console_7")],
     )
     .await;
     assert_eq!(code, 202, "{body}");
@@ -379,6 +379,42 @@ async fn scenario(b: &Browser, w: &Worker, sink: &Sink) {
             .unwrap();
     assert_eq!(marker, json!("yes"), "the row came without a reload");
     b.check("events").await;
+
+    // Search by webhook-id through the form: another id finds nothing, the event's finds it.
+    for (wanted, found) in [("msg_other", false), ("msg_console_7", true)] {
+        let field = b.wait_for("#f-webhook-id").await;
+        field.clear().await.unwrap();
+        field.send_keys(wanted).await.unwrap();
+        b.click("form.filters button[type=submit]").await;
+        // The click starts a navigation: wait for the page of this search.
+        let deadline = std::time::Instant::now() + WAIT;
+        while !b
+            .c
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains(&format!("webhookId={wanted}"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no search for {wanted}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        b.wait_for("#events").await;
+        let page = b.source().await;
+        assert_eq!(
+            page.contains(&format!("id=\"ev-{id}\"")),
+            found,
+            "{wanted}: {page}"
+        );
+        assert!(
+            page.contains(&format!("value=\"{wanted}\"")),
+            "the field keeps the search: {page}"
+        );
+    }
+    b.check("events-search").await;
 
     // One event: its attempts.
     b.click(&format!("#ev-{id} a")).await;

@@ -74,6 +74,12 @@ pub struct Args {
     )]
     pub default_pool_postgres_url_key: String,
 
+    /// Address of the cluster console (one console over every pool; off when unset). It
+    /// needs the console token in the environment variable `CAUSEWAY_CONSOLE_TOKEN` (the
+    /// chart sets it from its Secret; it is never a flag, so it never shows in `ps`).
+    #[arg(long, env = "CAUSEWAY_CONSOLE_ADDR")]
+    pub console_addr: Option<SocketAddr>,
+
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "CAUSEWAY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod builders;
 pub mod cli;
+pub mod console;
 pub mod controller;
 pub mod leader;
 pub mod metrics;
@@ -24,6 +25,8 @@ use kube::runtime::events::{Recorder, Reporter};
 use crate::admin::{AdminError, HttpAdmin};
 use crate::builders::{BuildSettings, NAMESPACE_NAME_LABEL, NetworkPolicySettings, Peer};
 use crate::cli::{Args, LogFormat, parse_labels};
+use crate::console::workers::Observations;
+use crate::console::{ClusterDirectory, Console, ConsoleError, WorkerClient};
 use crate::controller::{PoolDefaults, RunError, Settings, run_controllers};
 use crate::leader::{LeaderElector, LeaseError};
 use crate::metrics::{Health, Metrics, MetricsError};
@@ -45,6 +48,8 @@ pub enum Error {
     Logging(String),
     #[error("flags: {0}")]
     Flags(String),
+    #[error("{0}")]
+    Console(crate::console::ConsoleError),
 }
 
 /// Set up logging from `--log-level` (or `RUST_LOG`) and `--log-format`.
@@ -243,15 +248,29 @@ pub async fn run(args: Args) -> Result<(), Error> {
     // Causeway's objects only ever relate within a namespace, so a namespaced install runs
     // one independent set of controllers per watched namespace.
     let shutdown = futures::FutureExt::shared(shutdown_signal());
+    let mut observations: Vec<Observations> = Vec::new();
     let runs: Vec<_> = match args.watched_namespaces() {
-        None => vec![run_controllers(
-            client, None, settings, admin, metrics, recorder, shutdown,
-        )],
+        None => {
+            let obs = Observations::default();
+            observations.push(obs.clone());
+            vec![run_controllers(
+                client.clone(),
+                None,
+                settings,
+                admin,
+                metrics,
+                recorder,
+                obs,
+                shutdown,
+            )]
+        }
         Some(namespaces) => {
             tracing::info!(namespaces = ?namespaces, "watching only these namespaces");
             namespaces
                 .into_iter()
                 .map(|ns| {
+                    let obs = Observations::default();
+                    observations.push(obs.clone());
                     run_controllers(
                         client.clone(),
                         Some(ns),
@@ -259,11 +278,28 @@ pub async fn run(args: Args) -> Result<(), Error> {
                         admin.clone(),
                         metrics.clone(),
                         recorder.clone(),
+                        obs,
                         shutdown.clone(),
                     )
                 })
                 .collect()
         }
+    };
+    let console = match args.console_addr {
+        Some(addr) => {
+            let token = std::env::var("CAUSEWAY_CONSOLE_TOKEN").unwrap_or_default();
+            let c = Console {
+                token,
+                directory: Arc::new(ClusterDirectory::new(client.clone(), observations)),
+                workers: WorkerClient::new(Duration::from_millis(args.admin_timeout_ms))
+                    .map_err(|e| Error::Console(ConsoleError::Client(e)))?,
+            };
+            if c.token.trim().is_empty() {
+                return Err(Error::Console(ConsoleError::NoToken));
+            }
+            tokio::spawn(console::serve(addr, c))
+        }
+        None => tokio::spawn(std::future::pending()),
     };
     let controllers = async {
         for r in futures::future::join_all(runs).await {
@@ -283,6 +319,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
         served = server => match served {
             Ok(Err(e)) => return Err(e.into()),
             _ => tracing::error!("metrics server stopped"),
+        },
+        served = console => match served {
+            Ok(Err(e)) => return Err(Error::Console(e)),
+            _ => tracing::error!("console stopped"),
         },
     }
     Ok(())

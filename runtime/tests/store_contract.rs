@@ -690,3 +690,81 @@ async fn the_v1_fixture_takes_writes() {
         "{err}"
     );
 }
+
+/// The fixture was written before the events index: opening builds it from the records,
+/// once, so filtered listings (which read only the index) find the fixture's events, and
+/// it follows the writes that come after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v1_fixture_gets_the_events_index_on_open() {
+    use causeway_runtime::store::contract::EngineHooks as _;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    copy_fixture(tmp.path());
+    let listed = |s: &EmbeddedStore, bridge: Option<&str>, status: Option<EventStatus>| {
+        let f = s.list_events(EventQuery {
+            bridge: bridge.map(str::to_string),
+            status,
+            limit: 100,
+            ..Default::default()
+        });
+        async move {
+            f.await
+                .expect("list")
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    {
+        let s = EmbeddedStore::open(tmp.path(), None).expect("the v1 store opens");
+        s.check_event_index()
+            .await
+            .expect("the index is built on open");
+        assert_eq!(
+            listed(&s, Some("default/orders"), Some(EventStatus::Pending)).await,
+            vec![id(E5), id(E1)]
+        );
+        assert_eq!(
+            listed(&s, None, Some(EventStatus::Dead)).await,
+            vec![id(E3)]
+        );
+        assert_eq!(
+            listed(&s, None, Some(EventStatus::Delivered)).await,
+            vec![id(E6), id(E4)]
+        );
+        assert_eq!(
+            listed(&s, Some("default/enrich"), None).await,
+            vec![id(C6), id(E6), id(E2)]
+        );
+        // A write after the upgrade moves E5 from pending to delivered in the index.
+        s.finish_attempt(JobUpdate {
+            job: JobKey {
+                event: id(E5),
+                index: 0,
+            },
+            attempt: Some(attempt(T + 7000, Some(200), "ok", None)),
+            next: Next::Delivered,
+        })
+        .await
+        .expect("finish");
+        s.check_event_index().await.expect("the index follows");
+    }
+    // Opened again, the index is there (built once) and still right.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        match EmbeddedStore::open(tmp.path(), None) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    };
+    s.check_event_index()
+        .await
+        .expect("the index after reopening");
+    assert_eq!(
+        listed(&s, Some("default/orders"), Some(EventStatus::Delivered)).await,
+        vec![id(E5), id(E4)]
+    );
+}

@@ -58,7 +58,7 @@ async fn two_workers_starting_at_once_migrate_once() {
         psql(&format!(
             "SELECT string_agg(version::text, ',') FROM {schema}.schema_migrations"
         )),
-        "1",
+        "1,2",
         "each migration applied once"
     );
     // All three see the same tables.
@@ -89,6 +89,62 @@ async fn a_schema_newer_than_the_worker_refuses_to_start() {
     assert!(
         !msg.contains(&url()),
         "the URL (and its password) is never quoted: {msg}"
+    );
+}
+
+/// A schema of version 1 (before the events index) with events in it: migration 2 adds
+/// the indexes and fills `webhook_id` from the stored headers, so the search finds events
+/// stored before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_2_indexes_the_events_a_version_1_schema_holds() {
+    use causeway_runtime::store::contract::EngineHooks as _;
+    use causeway_runtime::store::{EventQuery, EventStatus};
+    let schema = fresh_schema("v1");
+    let s = open(&schema).await;
+    let mut with_id = new_event("ns/b", T0, &["d"]);
+    with_id
+        .record
+        .headers
+        .push(("webhook-id".into(), "msg_before".into()));
+    let id = s.append(with_id).await.expect("append").id;
+    s.append(new_event("ns/b", T0 + 1, &["d"]))
+        .await
+        .expect("append");
+    drop(s);
+    // Back to version 1, as a worker of that version left it.
+    psql(&format!(
+        "SET search_path = {schema};
+         DROP INDEX events_status, events_bridge_status, events_webhook_id;
+         ALTER TABLE events DROP COLUMN webhook_id;
+         DELETE FROM schema_migrations WHERE version = 2;"
+    ));
+    let s = open(&schema).await;
+    assert_eq!(
+        psql(&format!(
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM {schema}.schema_migrations"
+        )),
+        "1,2"
+    );
+    s.check_event_index()
+        .await
+        .expect("webhook_id filled from the records");
+    let found: Vec<_> = s
+        .list_events(EventQuery {
+            webhook_id: Some("msg_before".into()),
+            status: Some(EventStatus::Pending),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(found, vec![id]);
+    assert!(
+        psql(&format!(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = '{schema}' AND indexname IN ('events_status', 'events_bridge_status', 'events_webhook_id')"
+        )) == "3"
     );
 }
 

@@ -86,3 +86,8 @@ app.kubernetes.io/component: operator
 {{- range $k, $v := . -}}{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}{{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/* The Secret holding the cluster console's token. */}}
+{{- define "causeway.consoleSecret" -}}
+{{- .Values.console.existingSecret | default (printf "%s-console" (include "causeway.fullname" .)) -}}
+{{- end }}

@@ -42,14 +42,18 @@ pub enum Command {
     /// Destination actions: resume (a destination paused by a 410).
     #[command(subcommand)]
     Destinations(Destinations),
-    /// Port-forward to a worker's console and print its URL and how to sign in.
+    /// Port-forward to the operator's cluster console (or, with --pool, to one worker's
+    /// console) and print its URL and how to sign in.
     Console {
         /// The local port.
         #[arg(long, default_value_t = 9191)]
         port: u16,
-        /// The pool (default: the first with a running worker).
+        /// A pool of the namespace: that pool's worker console instead of the cluster's.
         #[arg(long)]
         pool: Option<String>,
+        /// Where the operator runs (the chart's release namespace).
+        #[arg(long, default_value = "causeway-system")]
+        operator_namespace: String,
     },
 }
 
@@ -69,6 +73,16 @@ pub enum Events {
         /// Only events older than this id (the last id of the previous page).
         #[arg(long)]
         before: Option<String>,
+        /// Received at or after: a duration ago (`90s`, `15m`, `2h`, `7d`) or a time
+        /// (RFC 3339, `2026-12-02T07:00:00Z`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Received before: a duration ago or a time, as `--since`.
+        #[arg(long)]
+        until: Option<String>,
+        /// The sender's message id (the `webhook-id` header), exactly.
+        #[arg(long)]
+        webhook_id: Option<String>,
     },
     /// One event with its deliveries and attempts.
     Show { id: String },
@@ -125,6 +139,61 @@ impl Args {
                 "--limit must be 1 to 10000, not {limit}"
             )));
         }
+        if let Command::Events(Events::List {
+            since,
+            until,
+            webhook_id,
+            ..
+        }) = &self.command
+        {
+            let now = causeway_runtime::store::now_ms();
+            let since = since
+                .as_deref()
+                .map(|s| when("--since", s, now))
+                .transpose()?;
+            let until = until
+                .as_deref()
+                .map(|s| when("--until", s, now))
+                .transpose()?;
+            if let (Some(s), Some(u)) = (since, until)
+                && s >= u
+            {
+                return Err(KubectlError::Usage(
+                    "--since must be earlier than --until".into(),
+                ));
+            }
+            if webhook_id
+                .as_deref()
+                .is_some_and(|w| w.trim().is_empty() || w.len() > 512)
+            {
+                return Err(KubectlError::Usage(
+                    "--webhook-id must be 1 to 512 bytes".into(),
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// `--since`/`--until` as milliseconds since the epoch: a duration ago (`90s`, `15m`, `2h`,
+/// `7d`, as `kubectl logs --since`) or a time the events API reads (RFC 3339).
+pub fn when(flag: &str, s: &str, now_ms: u64) -> Result<u64, KubectlError> {
+    let s = s.trim();
+    let unit = match s.chars().last() {
+        Some('s') => Some(1_000),
+        Some('m') => Some(60_000),
+        Some('h') => Some(3_600_000),
+        Some('d') => Some(86_400_000),
+        _ => None,
+    };
+    if let Some(unit) = unit
+        && let Ok(n) = s[..s.len() - 1].parse::<u64>()
+    {
+        return Ok(now_ms.saturating_sub(n.saturating_mul(unit)));
+    }
+    causeway_runtime::admin::parse_time(s).map_err(|_| {
+        KubectlError::Usage(format!(
+            "{flag} {s:?}: not a duration (90s, 15m, 2h, 7d) or a time (RFC 3339, 2026-12-02T07:00:00Z)"
+        ))
+    })
 }

@@ -20,7 +20,7 @@ pub use args::{Args, Command, Format};
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::ListParams;
 use kube::config::KubeConfigOptions;
 use kube::{Api, Client, Config};
@@ -158,8 +158,21 @@ pub async fn run(args: Args, out: &mut dyn std::io::Write) -> Result<(), Kubectl
             status,
             limit,
             before,
+            since,
+            until,
+            webhook_id,
         }) => {
             let mut query = vec![format!("limit={limit}")];
+            // Durations are turned into times here, once, so every worker is asked the same.
+            let now = causeway_runtime::store::now_ms();
+            for (flag, name, v) in [("--since", "since", since), ("--until", "until", until)] {
+                if let Some(v) = v {
+                    query.push(format!("{name}={}", args::when(flag, v, now)?));
+                }
+            }
+            if let Some(w) = webhook_id {
+                query.push(format!("webhookId={}", output::encode(w)));
+            }
             if let Some(b) = bridge {
                 let key = if b.contains('/') {
                     b.clone()
@@ -287,8 +300,34 @@ pub async fn run(args: Args, out: &mut dyn std::io::Write) -> Result<(), Kubectl
                 &format!("destination {destination} of {key} resumed: {total} job(s) queued again"),
             )
         }
-        Command::Console { port, pool } => {
-            let workers = ctx.workers(pool.as_deref()).await?;
+        Command::Console {
+            port,
+            pool: None,
+            operator_namespace,
+        } => {
+            let (ns, service, remote, secret) = ctx.operator_console(operator_namespace).await?;
+            writeln!(
+                out,
+                "console http://127.0.0.1:{port}/ (the cluster console: service {ns}/{service})\n\
+                 sign in with the console token:\n  \
+                 kubectl get secret -n {ns} {secret} -o jsonpath='{{.data.token}}' | base64 -d\n\
+                 port-forwarding until Ctrl-C"
+            )
+            .map_err(|e| KubectlError::Api(e.to_string()))?;
+            out.flush().ok();
+            port_forward(
+                args.context.as_deref(),
+                &ns,
+                &format!("svc/{service}"),
+                &format!("{port}:{remote}"),
+            )
+        }
+        Command::Console {
+            port,
+            pool: Some(pool),
+            ..
+        } => {
+            let workers = ctx.workers(Some(pool)).await?;
             let w = workers.first().ok_or_else(|| {
                 KubectlError::NotFound("no running worker in this namespace".into())
             })?;
@@ -302,34 +341,78 @@ pub async fn run(args: Args, out: &mut dyn std::io::Write) -> Result<(), Kubectl
             )
             .map_err(|e| KubectlError::Api(e.to_string()))?;
             out.flush().ok();
-            let mut cmd = std::process::Command::new("kubectl");
-            if let Some(c) = &args.context {
-                cmd.args(["--context", c]);
-            }
-            let status = cmd
-                .args([
-                    "port-forward",
-                    "-n",
-                    &w.namespace,
-                    &format!("pod/{}", w.pod),
-                    &format!("{port}:{ADMIN_PORT}"),
-                ])
-                .status()
-                .map_err(|e| KubectlError::Api(format!("kubectl port-forward: {e}")))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(KubectlError::Api(format!(
-                    "kubectl port-forward ended: {status}"
-                )))
-            }
+            port_forward(
+                args.context.as_deref(),
+                &w.namespace,
+                &format!("pod/{}", w.pod),
+                &format!("{port}:{ADMIN_PORT}"),
+            )
         }
+    }
+}
+
+/// `kubectl port-forward` until it ends (Ctrl-C).
+fn port_forward(
+    context: Option<&str>,
+    namespace: &str,
+    target: &str,
+    ports: &str,
+) -> Result<(), KubectlError> {
+    let mut cmd = std::process::Command::new("kubectl");
+    if let Some(c) = context {
+        cmd.args(["--context", c]);
+    }
+    let status = cmd
+        .args(["port-forward", "-n", namespace, target, ports])
+        .status()
+        .map_err(|e| KubectlError::Api(format!("kubectl port-forward: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(KubectlError::Api(format!(
+            "kubectl port-forward ended: {status}"
+        )))
     }
 }
 
 impl Ctx {
     fn bridge_key(&self, name: &str) -> Result<String, KubectlError> {
         bridge_key(self.namespace.as_deref(), name)
+    }
+
+    /// The operator's cluster console Service in `namespace` (the chart labels it
+    /// `causeway.dev/console=true`): `(namespace, name, port, token Secret)`.
+    async fn operator_console(
+        &self,
+        namespace: &str,
+    ) -> Result<(String, String, i32, String), KubectlError> {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        let list = services
+            .list(&ListParams::default().labels("causeway.dev/console=true"))
+            .await
+            .map_err(|e| api_error(&format!("list services in namespace {namespace}"), e))?;
+        let svc = list.items.into_iter().next().ok_or_else(|| {
+            KubectlError::NotFound(format!(
+                "no cluster console in namespace {namespace}: install the chart with \
+                 console.enabled=true, or name its namespace with --operator-namespace"
+            ))
+        })?;
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let port = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|p| p.iter().find(|p| p.name.as_deref() == Some("console")))
+            .map(|p| p.port)
+            .unwrap_or(9191);
+        let secret = svc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("causeway.dev/console-token-secret"))
+            .cloned()
+            .unwrap_or_else(|| name.clone());
+        Ok((namespace.to_string(), name, port, secret))
     }
 
     /// The running worker pods (of `pool`, when given) with their pool's admin token.
@@ -539,6 +622,46 @@ mod tests {
         assert!(parse(&["bridges", "replay-dead", "shop/orders"]).is_ok());
         assert!(parse(&["destinations", "resume", "orders", "crm"]).is_ok());
         assert!(parse(&["console", "--port", "9292"]).is_ok());
+        let a = parse(&["console", "--operator-namespace", "ops"]).unwrap();
+        assert!(matches!(
+            a.command,
+            Command::Console { pool: None, ref operator_namespace, .. } if operator_namespace == "ops"
+        ));
+        let a = parse(&[
+            "events",
+            "list",
+            "--since",
+            "2h",
+            "--until",
+            "2026-12-02T07:00:00Z",
+            "--webhook-id",
+            "msg_1",
+        ])
+        .unwrap();
+        assert!(matches!(
+            a.command,
+            Command::Events(args::Events::List { webhook_id: Some(ref w), .. }) if w == "msg_1"
+        ));
+    }
+
+    #[test]
+    fn since_and_until_take_a_duration_ago_or_a_time() {
+        let now = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        assert_eq!(args::when("--since", "90s", now).unwrap(), now - 90_000);
+        assert_eq!(args::when("--since", "15m", now).unwrap(), now - 900_000);
+        assert_eq!(args::when("--since", "2h", now).unwrap(), now - 7_200_000);
+        assert_eq!(args::when("--since", "7d", now).unwrap(), now - 604_800_000);
+        assert_eq!(
+            args::when("--until", "2026-01-01T00:00:00Z", 0).unwrap(),
+            now
+        );
+        let e = args::when("--since", "yesterday", now).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .contains("--since \"yesterday\": not a duration"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -549,6 +672,12 @@ mod tests {
         assert!(e.contains("unknown status \"lost\""), "{e}");
         let e = parse(&["events", "list", "--limit", "0"]).unwrap_err();
         assert!(e.contains("--limit must be 1 to 10000"), "{e}");
+        let e = parse(&["events", "list", "--since", "soon"]).unwrap_err();
+        assert!(e.contains("--since \"soon\": not a duration"), "{e}");
+        let e = parse(&["events", "list", "--since", "1h", "--until", "2h"]).unwrap_err();
+        assert!(e.contains("--since must be earlier than --until"), "{e}");
+        let e = parse(&["events", "list", "--webhook-id", ""]).unwrap_err();
+        assert!(e.contains("--webhook-id must be 1 to 512 bytes"), "{e}");
         let e = parse(&["-o", "xml", "events", "list"]).unwrap_err();
         assert!(e.contains("xml"), "{e}");
         let e = parse(&["events", "replay"]).unwrap_err();

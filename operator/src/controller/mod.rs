@@ -15,9 +15,8 @@ mod objects;
 mod pool;
 mod run;
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use causeway_crds::{Bridge, Plugin, WorkerPool, WorkerPoolSpec};
@@ -38,7 +37,7 @@ use crate::metrics::Metrics;
 use crate::status::PoolObservation;
 
 pub use objects::{reconcile_bridge, reconcile_plugin};
-pub use pool::reconcile_pool;
+pub use pool::{reconcile_pool, usable_token};
 pub use run::{RunError, run_controllers};
 
 /// Errors of one reconciliation. Each becomes a Warning Event and a metric label.
@@ -154,7 +153,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     /// Last observation of each pool, keyed `(namespace, name)`.
-    pub observations: RwLock<BTreeMap<(String, String), PoolObservation>>,
+    /// Shared with the cluster console (`crate::console::workers::Observations`).
+    pub observations: crate::console::workers::Observations,
     pub wake_bridges: UnboundedSender<ObjectRef<Bridge>>,
     pub wake_plugins: UnboundedSender<ObjectRef<Plugin>>,
     /// True once every store has listed: rendering from a half-filled store would drop

@@ -7,8 +7,8 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use causeway_crds::config::pool_of;
@@ -140,6 +140,7 @@ where
 
 /// Run the controllers until `shutdown` resolves, over every namespace (`namespace` None)
 /// or over one.
+#[allow(clippy::too_many_arguments)] // one per shared handle; a struct of them would only move the list
 pub async fn run_controllers(
     client: Client,
     namespace: Option<String>,
@@ -147,6 +148,7 @@ pub async fn run_controllers(
     admin: Arc<dyn AdminApi>,
     metrics: Metrics,
     recorder: Recorder,
+    observations: crate::console::workers::Observations,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let ns = namespace.as_deref();
@@ -198,7 +200,7 @@ pub async fn run_controllers(
         admin,
         metrics,
         recorder,
-        observations: RwLock::new(Default::default()),
+        observations,
         wake_bridges: wake_bridges_tx.clone(),
         wake_plugins: wake_plugins_tx.clone(),
         synced: AtomicBool::new(false),

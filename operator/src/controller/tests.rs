@@ -300,7 +300,7 @@ fn fixture_with(
         },
         admin: admin.clone(),
         metrics: Metrics::new().unwrap(),
-        observations: RwLock::new(BTreeMap::new()),
+        observations: Arc::new(RwLock::new(BTreeMap::new())),
         wake_bridges: bt,
         wake_plugins: pt,
         synced: AtomicBool::new(true),

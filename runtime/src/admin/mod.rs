@@ -248,6 +248,78 @@ struct ListQuery {
     limit: Option<usize>,
     /// The cursor: only events older than this id (the last id of the previous page).
     before: Option<String>,
+    /// Received at or after this time ([`parse_time`]).
+    since: Option<String>,
+    /// Received before this time.
+    until: Option<String>,
+    /// The sender's message id (`webhook-id` header).
+    #[serde(rename = "webhookId")]
+    webhook_id: Option<String>,
+}
+
+/// A time in a query: RFC 3339 (`2026-12-02T07:00:00Z`), the same without seconds or
+/// offset (UTC; what a browser's `datetime-local` field sends), or milliseconds since the
+/// epoch. Returns milliseconds since the epoch.
+pub fn parse_time(s: &str) -> Result<u64, String> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    let bad = || {
+        format!(
+            "not a time: {s:?} (RFC 3339 such as 2026-12-02T07:00:00Z, or milliseconds since the epoch)"
+        )
+    };
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<u64>().map_err(|_| bad());
+    }
+    let t = match time::OffsetDateTime::parse(s, &Rfc3339) {
+        Ok(t) => t,
+        Err(_) => {
+            let minutes = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+            let seconds =
+                time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+            time::PrimitiveDateTime::parse(s, &seconds)
+                .or_else(|_| time::PrimitiveDateTime::parse(s, &minutes))
+                .map_err(|_| bad())?
+                .assume_utc()
+        }
+    };
+    let ms = t.unix_timestamp_nanos() / 1_000_000;
+    u64::try_from(ms).map_err(|_| format!("{s:?} is before 1970"))
+}
+
+/// `(since_ms, until_ms, webhook_id)` of an events query.
+pub(crate) type TimeAndWebhook = (Option<u64>, Option<u64>, Option<String>);
+
+/// The time and webhook-id filters of an events query, checked; the error names the
+/// parameter.
+pub(crate) fn time_and_webhook_filters(
+    since: Option<&str>,
+    until: Option<&str>,
+    webhook_id: Option<&str>,
+) -> Result<TimeAndWebhook, String> {
+    let time = |name: &str, v: Option<&str>| -> Result<Option<u64>, String> {
+        match v.map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => parse_time(v).map(Some).map_err(|e| format!("{name}: {e}")),
+        }
+    };
+    let since_ms = time("since", since)?;
+    let until_ms = time("until", until)?;
+    if let (Some(s), Some(u)) = (since_ms, until_ms)
+        && s >= u
+    {
+        return Err("since must be earlier than until".into());
+    }
+    let webhook_id = webhook_id.map(str::trim).filter(|w| !w.is_empty());
+    if let Some(w) = webhook_id
+        && w.len() > crate::store::WEBHOOK_ID_MAX_BYTES
+    {
+        return Err(format!(
+            "webhookId: longer than {} bytes",
+            crate::store::WEBHOOK_ID_MAX_BYTES
+        ));
+    }
+    Ok((since_ms, until_ms, webhook_id.map(str::to_string)))
 }
 
 async fn list_events(
@@ -263,6 +335,12 @@ async fn list_events(
             )
         })?),
     };
+    let (since_ms, until_ms, webhook_id) = time_and_webhook_filters(
+        q.since.as_deref(),
+        q.until.as_deref(),
+        q.webhook_id.as_deref(),
+    )
+    .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     let query = EventQuery {
         bridge: q.bridge.filter(|b| !b.is_empty()),
         status,
@@ -271,6 +349,9 @@ async fn list_events(
             Some(b) => Some(parse_id(b)?),
             None => None,
         },
+        since_ms,
+        until_ms,
+        webhook_id,
     };
     let events = shared.store.list_events(query).await?;
     Ok(Json(

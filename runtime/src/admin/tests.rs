@@ -197,3 +197,86 @@ async fn bad_input_gets_a_clear_error() {
         StatusCode::METHOD_NOT_ALLOWED
     );
 }
+
+/// Issue 16: the events API filters by time (`since`, `until`: RFC 3339, or milliseconds)
+/// and finds events by their `webhook-id`, with the other filters.
+#[tokio::test]
+async fn events_filter_by_time_and_webhook_id() {
+    use crate::store::{EventId, EventRecord, EventStatus, NewEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path());
+    // 2026-01-01T00:00:00Z, and one event a minute after it.
+    const T: u64 = 1_767_225_600_000;
+    let mut ids = vec![];
+    for i in 0..4u64 {
+        let at = T + i * 60_000;
+        let id = uuid::Builder::from_unix_timestamp_millis(at, &[i as u8; 10]).into_uuid();
+        let record = EventRecord {
+            id,
+            bridge: if i % 2 == 0 { "shop/a" } else { "shop/b" }.into(),
+            received_at_ms: at,
+            method: "POST".into(),
+            query: String::new(),
+            headers: vec![("webhook-id".into(), format!("msg_{}", i % 3))],
+            status: EventStatus::Delivered,
+            reason: None,
+            body_bytes: 2,
+            parent: None,
+            children: vec![],
+        };
+        s.store
+            .append(NewEvent {
+                record,
+                body: bytes::Bytes::from_static(b"{}"),
+                jobs: vec![],
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let listed = |text: &str| -> Vec<EventId> {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    let get = |q: String| {
+        let s = s.clone();
+        async move { call(&s, "GET", &format!("/api/v1/events?{q}"), Some(TOKEN)).await }
+    };
+    let (code, text) = get("since=2026-01-01T00:01:00Z&until=2026-01-01T00:03:00Z".into()).await;
+    assert_eq!(code, StatusCode::OK, "{text}");
+    assert_eq!(listed(&text), vec![ids[2], ids[1]]);
+    let (_, text) = get(format!("since={}", T + 120_000)).await;
+    assert_eq!(listed(&text), vec![ids[3], ids[2]], "milliseconds");
+    let (_, text) = get("since=2026-01-01T01:00:00%2B01:00".into()).await;
+    assert_eq!(listed(&text).len(), 4, "an offset");
+    let (_, text) = get("webhookId=msg_0".into()).await;
+    assert_eq!(listed(&text), vec![ids[3], ids[0]]);
+    let (_, text) = get("webhookId=msg_0&bridge=shop%2Fa".into()).await;
+    assert_eq!(listed(&text), vec![ids[0]]);
+    let (_, text) = get("webhookId=msg_0&since=2026-01-01T00:00:01Z".into()).await;
+    assert_eq!(listed(&text), vec![ids[3]]);
+    let (_, text) = get("webhookId=msg_9".into()).await;
+    assert!(listed(&text).is_empty());
+    // Bad input: a 400 that names the parameter.
+    for (q, want) in [
+        ("since=yesterday", "since: not a time"),
+        ("until=2026-13-01T00:00:00Z", "until: not a time"),
+        (
+            "since=2026-01-01T00:02:00Z&until=2026-01-01T00:01:00Z",
+            "since must be earlier than until",
+        ),
+    ] {
+        let (code, text) = get(q.into()).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{q}: {text}");
+        assert!(text.contains(want), "{q}: {text}");
+    }
+    let (code, text) = get(format!("webhookId={}", "x".repeat(513))).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(text.contains("webhookId: longer than 512 bytes"), "{text}");
+}

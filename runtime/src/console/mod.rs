@@ -392,6 +392,23 @@ pub(crate) struct EventsQuery {
     pub q: Option<String>,
     /// The cursor: events older than this id.
     pub before: Option<String>,
+    /// Received at or after (`datetime-local`, UTC, or RFC 3339).
+    pub since: Option<String>,
+    /// Received before.
+    pub until: Option<String>,
+    /// The sender's message id (`webhook-id` header).
+    #[serde(rename = "webhookId")]
+    pub webhook_id: Option<String>,
+}
+
+/// The time and webhook-id filters of a page or stream (a bad one is a 400 page naming it).
+fn filters(
+    since: Option<&str>,
+    until: Option<&str>,
+    webhook_id: Option<&str>,
+) -> Result<crate::admin::TimeAndWebhook, PageError> {
+    crate::admin::time_and_webhook_filters(since, until, webhook_id)
+        .map_err(|e| PageError(StatusCode::BAD_REQUEST, e))
 }
 
 async fn events_page(
@@ -414,6 +431,11 @@ async fn events_page(
         None => None,
     };
     let bridge = q.bridge.clone().filter(|b| !b.is_empty());
+    let (since_ms, until_ms, webhook_id) = filters(
+        q.since.as_deref(),
+        q.until.as_deref(),
+        q.webhook_id.as_deref(),
+    )?;
     // One more than a page, to know whether there is an older page.
     let mut events = shared
         .store
@@ -422,6 +444,9 @@ async fn events_page(
             status,
             limit: PAGE + 1,
             before,
+            since_ms,
+            until_ms,
+            webhook_id,
         })
         .await?;
     let more = events.len() > PAGE;
@@ -435,6 +460,9 @@ struct StreamQuery {
     status: Option<String>,
     /// The newest event the page shows: the stream sends newer ones.
     after: Option<String>,
+    since: Option<String>,
+    #[serde(rename = "webhookId")]
+    webhook_id: Option<String>,
 }
 
 /// New events as server-sent events (`event: events`, data: a JSON array, oldest first),
@@ -449,10 +477,12 @@ async fn events_stream(
         None => None,
     };
     let bridge = q.bridge.filter(|b| !b.is_empty());
+    let (since_ms, _, webhook_id) = filters(q.since.as_deref(), None, q.webhook_id.as_deref())?;
     let stop = shared.shutdown.clone();
     let stream = futures::stream::unfold(after, move |mut after| {
         let shared = shared.clone();
         let bridge = bridge.clone();
+        let webhook_id = webhook_id.clone();
         let stop = stop.clone();
         async move {
             loop {
@@ -464,7 +494,9 @@ async fn events_stream(
                     bridge: bridge.clone(),
                     status,
                     limit: PAGE,
-                    before: None,
+                    since_ms,
+                    webhook_id: webhook_id.clone(),
+                    ..Default::default()
                 };
                 let events = match shared.store.list_events(query).await {
                     Ok(events) => events,

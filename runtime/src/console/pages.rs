@@ -347,7 +347,13 @@ pub fn event_row_json(e: &EventRecord) -> serde_json::Value {
 fn events_url(q: &EventsQuery, before: Option<&str>) -> String {
     let mut url = String::from("/events?");
     let mut parts = vec![];
-    for (k, v) in [("bridge", &q.bridge), ("status", &q.status)] {
+    for (k, v) in [
+        ("bridge", &q.bridge),
+        ("status", &q.status),
+        ("since", &q.since),
+        ("until", &q.until),
+        ("webhookId", &q.webhook_id),
+    ] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             parts.push(format!("{k}={}", encode(v)));
         }
@@ -383,14 +389,23 @@ pub fn events(
     bridges.sort();
     let bridge = q.bridge.as_deref().unwrap_or("");
     let status = q.status.as_deref().unwrap_or("");
+    let since = q.since.as_deref().unwrap_or("");
+    let until = q.until.as_deref().unwrap_or("");
+    let webhook_id = q.webhook_id.as_deref().unwrap_or("");
     let first_page = q.before.as_deref().is_none_or(str::is_empty);
-    // Live updates on the first page only: older pages stay as they are.
-    let stream = first_page.then(|| {
+    // Live updates on the first page only, and only when the time range is open-ended:
+    // older pages and closed ranges stay as they are.
+    let stream = (first_page && until.trim().is_empty()).then(|| {
         let mut url = format!(
             "/events/stream?bridge={}&status={}",
             encode(bridge),
             encode(status)
         );
+        for (k, v) in [("since", since), ("webhookId", webhook_id)] {
+            if !v.trim().is_empty() {
+                url.push_str(&format!("&{k}={}", encode(v)));
+            }
+        }
         if let Some(newest) = events.first() {
             url.push_str(&format!("&after={}", newest.id));
         }
@@ -419,6 +434,18 @@ pub fn events(
                             option value=(s) selected[s == status] { (s) }
                         }
                     }
+                }
+                div.field {
+                    label for="f-since" { "Received from (UTC)" }
+                    input #f-since type="datetime-local" name="since" value=(since) step="1";
+                }
+                div.field {
+                    label for="f-until" { "Received before (UTC)" }
+                    input #f-until type="datetime-local" name="until" value=(until) step="1";
+                }
+                div.field {
+                    label for="f-webhook-id" { "Webhook id" }
+                    input #f-webhook-id type="search" name="webhookId" value=(webhook_id) placeholder="msg_…" autocomplete="off";
                 }
                 div.field {
                     label for="f-q" { "Event id" }

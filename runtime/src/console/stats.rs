@@ -64,6 +64,7 @@ pub async fn last_hour(store: &dyn Store, now_ms: u64, limit: usize) -> Result<H
                 status: None,
                 limit: SCAN_PAGE.min(limit - read).max(1),
                 before,
+                ..Default::default()
             })
             .await?;
         let n = page.len();

@@ -363,6 +363,81 @@ async fn the_events_page_goes_back_by_cursor_and_opens_an_id() {
 }
 
 #[tokio::test]
+async fn the_events_page_filters_by_time_and_webhook_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    let wid = |w: &str| vec![("webhook-id".to_string(), w.to_string())];
+    let a = append(&s, wid("msg_a"), "{}").await;
+    let b = append(&s, wid("msg_b"), "{}").await;
+    let a2 = append(&s, wid("msg_a"), "{}").await;
+    let rows = |page: &str| -> Vec<String> {
+        page.split("<tr id=\"ev-")
+            .skip(1)
+            .map(|r| r[..36].to_string())
+            .collect()
+    };
+    let page = get(&s, "/events?webhookId=msg_a").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(rows(&page.body), vec![a2.to_string(), a.to_string()]);
+    // The fields are labelled and keep what was asked.
+    for want in [
+        "<label for=\"f-since\">",
+        "<label for=\"f-until\">",
+        "<label for=\"f-webhook-id\">",
+        "value=\"msg_a\"",
+    ] {
+        assert!(page.body.contains(want), "{want}: {}", page.body);
+    }
+    // Live with the search, so new deliveries of the message appear.
+    assert!(
+        page.body
+            .contains("data-stream=\"/events/stream?bridge=&amp;status=&amp;webhookId=msg_a"),
+        "{}",
+        page.body
+    );
+    let now = crate::store::now_ms();
+    let fmt = |ms: u64| {
+        let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms as i64);
+        t.format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]"
+        ))
+        .unwrap()
+    };
+    // `datetime-local` values (UTC).
+    let future = get(&s, &format!("/events?since={}", fmt(now + 3_600_000))).await;
+    assert_eq!(future.status, StatusCode::OK);
+    assert!(rows(&future.body).is_empty());
+    assert!(future.body.contains("No events."));
+    let past = format!("/events?until={}", fmt(now + 3_600_000));
+    let page = get(&s, &past).await.body;
+    assert_eq!(
+        rows(&page),
+        vec![a2.to_string(), b.to_string(), a.to_string()]
+    );
+    assert!(
+        !page.contains("data-stream"),
+        "a closed time range is not live"
+    );
+    let both = get(
+        &s,
+        &format!(
+            "/events?since={}&until={}&webhookId=msg_b",
+            fmt(now - 3_600_000),
+            fmt(now + 3_600_000)
+        ),
+    )
+    .await
+    .body;
+    assert_eq!(rows(&both), vec![b.to_string()]);
+    // Bad input: a page that says what is wrong, with a 400.
+    let bad = get(&s, "/events?since=last+tuesday").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("since: not a time"), "{}", bad.body);
+    let bad = get(&s, "/events/stream?since=nope").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
 async fn an_event_shows_its_payload_pretty_and_no_credential() {
     let dir = tempfile::tempdir().unwrap();
     let s = shared(dir.path(), None);

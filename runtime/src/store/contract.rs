@@ -32,6 +32,10 @@ pub trait EngineHooks: Store {
     fn corrupt_job(&self, job: JobKey) -> StoreFuture<()>;
     /// Bytes of keyvalue state (keys and values) one plugin may hold.
     fn set_kv_quota(&self, bytes: u64);
+    /// Compare what the engine keeps beside the event records for the listing's filters
+    /// (secondary indexes, derived columns) with the records themselves; the error names
+    /// every difference. The contracts call it after each change of an event.
+    fn check_event_index(&self) -> StoreFuture<()>;
 }
 
 /// The base time of every contract: 2025-01-01T00:00:00Z.
@@ -71,6 +75,8 @@ macro_rules! store_contract_tests {
             keyvalue_get_set_delete_list,
             keyvalue_quota_per_plugin,
             list_events_newest_first_filtered_and_limited,
+            filtered_listings_follow_every_change_of_an_event,
+            list_events_by_time_and_webhook_id,
             queue_depth_counts_queued_jobs_per_destination
         );
     };
@@ -622,7 +628,7 @@ pub async fn dead_keeps_the_reason_and_marks_the_event_dead<S: Store>(s: &S) {
             bridge: Some("ns/b".into()),
             status: Some(EventStatus::Dead),
             limit: 10,
-            before: None,
+            ..Default::default()
         })
         .await
         .expect("list");
@@ -1798,7 +1804,7 @@ pub async fn list_events_newest_first_filtered_and_limited<S: Store>(s: &S) {
             bridge: bridge.map(str::to_string),
             status,
             limit,
-            before: None,
+            ..Default::default()
         })
     };
     let all: Vec<EventId> = list(None, None, 100)
@@ -1871,6 +1877,351 @@ pub async fn list_events_newest_first_filtered_and_limited<S: Store>(s: &S) {
     );
     // A limit of 0 means the default page, not nothing.
     assert_eq!(list(None, None, 0).await.expect("list").len(), 6);
+}
+
+/// The ids a filtered listing gives, newest first (pages of 2, to walk the cursor too).
+async fn listed<S: Store>(
+    s: &S,
+    bridge: Option<&str>,
+    status: Option<EventStatus>,
+) -> Vec<EventId> {
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .list_events(EventQuery {
+                bridge: bridge.map(str::to_string),
+                status,
+                limit: 2,
+                before,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        out.extend(page.iter().map(|e| e.id));
+        match page.last() {
+            Some(last) if page.len() == 2 => before = Some(last.id),
+            _ => return out,
+        }
+    }
+}
+
+/// Every filtered listing (bridge, status, both) against what the records say, and the
+/// engine's own check of what it keeps beside them. `what` names the step in a failure.
+async fn listings_agree<S: EngineHooks>(s: &S, what: &str) {
+    if let Err(e) = s.check_event_index().await {
+        panic!("after {what}: {e}");
+    }
+    let all = s
+        .list_events(EventQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let bridges: BTreeSet<String> = all.iter().map(|e| e.bridge.clone()).collect();
+    let statuses = [
+        EventStatus::Pending,
+        EventStatus::Delivered,
+        EventStatus::Dead,
+        EventStatus::Filtered,
+    ];
+    let want = |b: Option<&str>, st: Option<EventStatus>| -> Vec<EventId> {
+        all.iter()
+            .filter(|e| b.is_none_or(|b| b == e.bridge) && st.is_none_or(|st| st == e.status))
+            .map(|e| e.id)
+            .collect()
+    };
+    for st in statuses {
+        assert_eq!(
+            listed(s, None, Some(st)).await,
+            want(None, Some(st)),
+            "after {what}: status {st:?}"
+        );
+    }
+    for b in bridges.iter().map(String::as_str).chain(["ns/none"]) {
+        assert_eq!(
+            listed(s, Some(b), None).await,
+            want(Some(b), None),
+            "after {what}: bridge {b}"
+        );
+        for st in statuses {
+            assert_eq!(
+                listed(s, Some(b), Some(st)).await,
+                want(Some(b), Some(st)),
+                "after {what}: bridge {b} and status {st:?}"
+            );
+        }
+    }
+}
+
+/// The filtered listings (the stores' secondary indexes) follow every write that changes an
+/// event's status or removes it: deliveries, retries, dead letters, a 410, the steps
+/// (done, filtered, fanned out), replays, purges, resumes, retention and imports.
+pub async fn filtered_listings_follow_every_change_of_an_event<S: EngineHooks>(s: &S) {
+    const DAY: u64 = 86_400_000;
+    listings_agree(s, "nothing").await;
+    let a = append(s, new_event("ns/a", T0, &["x", "y"])).await;
+    let b = append(s, new_event("ns/b", T0 + 1, &["x"])).await;
+    let c = append(s, new_event("ns/a", T0 + 2, &["x"])).await;
+    let steps = append(s, new_steps_event("ns/b", T0 + 3)).await;
+    let dropped = append(s, new_steps_event("ns/a", T0 + 4)).await;
+    let fan = append(s, new_steps_event("ns/b", T0 + 5)).await;
+    let mut filtered = new_event("ns/a", T0 + 6, &[]);
+    filtered.record.status = EventStatus::Filtered;
+    append(s, filtered).await;
+    listings_agree(s, "appends").await;
+    finish(
+        s,
+        key(a, 0),
+        Some(attempt(T0, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
+    listings_agree(s, "one of two deliveries").await;
+    finish(
+        s,
+        key(a, 1),
+        Some(attempt(T0, Some(200), None)),
+        Next::Delivered,
+    )
+    .await;
+    listings_agree(s, "pending to delivered").await;
+    finish(
+        s,
+        key(b, 0),
+        Some(attempt(T0, Some(500), None)),
+        Next::Retry { due_at_ms: T0 + 9 },
+    )
+    .await;
+    listings_agree(s, "a retry").await;
+    finish(
+        s,
+        key(b, 0),
+        Some(attempt(T0, Some(500), None)),
+        Next::Dead { reason: "x".into() },
+    )
+    .await;
+    listings_agree(s, "pending to dead").await;
+    finish(
+        s,
+        key(c, 0),
+        Some(attempt(T0, Some(410), None)),
+        Next::Paused,
+    )
+    .await;
+    listings_agree(s, "a 410").await;
+    finish(
+        s,
+        key(steps, JobTarget::Steps.slot()),
+        Some(attempt(T0, Some(200), None)),
+        Next::StepsDone {
+            body: Bytes::from_static(b"{}"),
+            jobs: vec![NewJob {
+                target: JobTarget::destination(0, "x"),
+                due_at_ms: T0,
+            }],
+        },
+    )
+    .await;
+    listings_agree(s, "steps done").await;
+    finish(
+        s,
+        key(dropped, JobTarget::Steps.slot()),
+        Some(attempt(T0, Some(204), None)),
+        Next::Filtered {
+            reason: "dropped by a step".into(),
+        },
+    )
+    .await;
+    listings_agree(s, "filtered by a step").await;
+    let mut child = new_event("ns/b", T0 + 5, &["x"]);
+    child.record.id = child_id(fan, "0");
+    child.record.parent = Some(fan);
+    finish(
+        s,
+        key(fan, JobTarget::Steps.slot()),
+        Some(attempt(T0, Some(200), None)),
+        Next::FannedOut {
+            children: vec![child],
+        },
+    )
+    .await;
+    listings_agree(s, "a fan-out").await;
+    assert!(s.replay_event(a, T0 + 10).await.expect("replay") > 0);
+    listings_agree(s, "delivered to pending by a replay").await;
+    assert!(
+        s.replay_dead("ns/b".into(), T0 + 10)
+            .await
+            .expect("replay dead")
+            > 0
+    );
+    listings_agree(s, "dead to pending by replaying the dead letters").await;
+    s.set_paused("ns/a".into(), "x".into(), false, T0 + 10)
+        .await
+        .expect("resume");
+    listings_agree(s, "resuming a paused destination").await;
+    assert!(s.purge("ns/a".into()).await.expect("purge") > 0);
+    listings_agree(s, "pending to dead by a purge").await;
+    // Everything finished is old enough to go: retention deletes it from the listings.
+    let before = s
+        .list_events(EventQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .len();
+    let r = s
+        .retain(
+            Retention {
+                max_age_ms: DAY,
+                max_bytes: u64::MAX,
+            },
+            T0 + 2 * DAY,
+        )
+        .await
+        .expect("retain");
+    assert!(r.deleted_by_age > 0, "{r:?}");
+    let after = s
+        .list_events(EventQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .len();
+    assert_eq!(after + r.deleted_by_age, before);
+    listings_agree(s, "retention").await;
+    // An import lands in the listings with its status as the other store had it.
+    let mut imported = new_event("ns/c", T0 + 20, &["x"]);
+    imported.record.status = EventStatus::Dead;
+    imported
+        .record
+        .headers
+        .push(("webhook-id".into(), "msg_imported".into()));
+    let id = imported.record.id;
+    let job = JobRecord {
+        event: id,
+        target: JobTarget::destination(0, "x"),
+        bridge: "ns/c".into(),
+        status: JobStatus::Dead,
+        due_at_ms: T0 + 20,
+        received_at_ms: T0 + 20,
+        attempts: 1,
+        attempts_at_queue: 0,
+        last_error: Some("x".into()),
+    };
+    let detail = EventDetail {
+        record: imported.record,
+        body: imported.body,
+        jobs: vec![(job, vec![attempt(T0 + 20, Some(500), None)])],
+    };
+    assert!(s.import_event(detail.clone()).await.expect("import"));
+    assert!(
+        !s.import_event(detail).await.expect("import again"),
+        "an import runs again"
+    );
+    listings_agree(s, "an import").await;
+    assert_eq!(
+        listed(s, Some("ns/c"), Some(EventStatus::Dead)).await,
+        vec![id]
+    );
+}
+
+/// The time filter is on `received_at_ms` (since inclusive, until exclusive); the
+/// webhook-id search finds events by their `webhook-id` header; both combine with the
+/// other filters and the cursor.
+pub async fn list_events_by_time_and_webhook_id<S: EngineHooks>(s: &S) {
+    let mut ids = Vec::new();
+    for i in 0..6u64 {
+        let mut ev = new_event(
+            if i % 2 == 0 { "ns/even" } else { "ns/odd" },
+            T0 + i * 1000,
+            &["x"],
+        );
+        // Two deliveries of the same message (a sender's retry, to two bridges), and others.
+        let w = if i == 1 || i == 4 {
+            "msg_twice".to_string()
+        } else {
+            format!("msg_{i}")
+        };
+        ev.record.headers.push(("Webhook-Id".into(), w));
+        ids.push(append(s, ev).await);
+    }
+    let mut no_header = new_event("ns/even", T0 + 6000, &["x"]);
+    no_header.record.headers.clear();
+    ids.push(append(s, no_header).await);
+    finish(s, key(ids[4], 0), None, Next::Dead { reason: "x".into() }).await;
+    s.check_event_index()
+        .await
+        .expect("the index follows the records");
+    let list = |q: EventQuery| async move {
+        s.list_events(q)
+            .await
+            .expect("list")
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    };
+    let q = |since: Option<u64>, until: Option<u64>, webhook: Option<&str>| EventQuery {
+        since_ms: since,
+        until_ms: until,
+        webhook_id: webhook.map(str::to_string),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        list(q(Some(T0 + 2000), None, None)).await,
+        vec![ids[6], ids[5], ids[4], ids[3], ids[2]]
+    );
+    assert_eq!(
+        list(q(None, Some(T0 + 2000), None)).await,
+        vec![ids[1], ids[0]],
+        "until is exclusive"
+    );
+    assert_eq!(
+        list(q(Some(T0 + 1000), Some(T0 + 3000), None)).await,
+        vec![ids[2], ids[1]]
+    );
+    assert_eq!(
+        list(q(Some(T0 + 1), Some(T0 + 999), None)).await,
+        Vec::<EventId>::new()
+    );
+    assert_eq!(
+        list(q(None, None, Some("msg_twice"))).await,
+        vec![ids[4], ids[1]]
+    );
+    assert_eq!(list(q(None, None, Some("msg_3"))).await, vec![ids[3]]);
+    assert_eq!(
+        list(q(None, None, Some("msg_"))).await,
+        Vec::<EventId>::new(),
+        "exact, not a prefix"
+    );
+    assert_eq!(
+        list(q(None, None, Some("msg_none"))).await,
+        Vec::<EventId>::new()
+    );
+    // Combined with the other filters and with the cursor.
+    let mut both = q(None, None, Some("msg_twice"));
+    both.status = Some(EventStatus::Dead);
+    assert_eq!(list(both.clone()).await, vec![ids[4]]);
+    both.status = None;
+    both.bridge = Some("ns/odd".into());
+    assert_eq!(list(both).await, vec![ids[1]]);
+    let mut after = q(Some(T0 + 3000), None, Some("msg_twice"));
+    assert_eq!(list(after.clone()).await, vec![ids[4]]);
+    after.since_ms = Some(T0 + 4001);
+    assert_eq!(list(after).await, Vec::<EventId>::new());
+    let mut bridge_time = q(Some(T0 + 1000), Some(T0 + 6000), None);
+    bridge_time.bridge = Some("ns/even".into());
+    assert_eq!(list(bridge_time.clone()).await, vec![ids[4], ids[2]]);
+    bridge_time.before = Some(ids[4]);
+    bridge_time.limit = 1;
+    assert_eq!(list(bridge_time).await, vec![ids[2]]);
+    let mut dead_since = q(Some(T0 + 4000), None, None);
+    dead_since.status = Some(EventStatus::Dead);
+    assert_eq!(list(dead_since).await, vec![ids[4]]);
 }
 
 pub async fn queue_depth_counts_queued_jobs_per_destination<S: Store>(s: &S) {

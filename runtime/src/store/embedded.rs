@@ -56,6 +56,23 @@ const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("keyvalue"
 const QUARANTINE: TableDefinition<(u128, u32), u64> = TableDefinition::new("quarantine");
 /// Plugin → bytes of keyvalue state it holds (keys and values), for the quota.
 const KV_USAGE: TableDefinition<&str, u64> = TableDefinition::new("keyvalue_usage");
+/// The secondary indexes of the events listing (`list_events`), kept in the same
+/// transaction as every write of an event record ([`put_event`], [`delete_event`]): a
+/// filtered page reads its 50 keys from one of them, newest first, whatever share of the
+/// events matches. Keys only; the record is read from [`EVENTS`] by id.
+const EVENTS_BY_BRIDGE: TableDefinition<(&str, u128), ()> =
+    TableDefinition::new("events_by_bridge");
+const EVENTS_BY_STATUS: TableDefinition<(u8, u128), ()> = TableDefinition::new("events_by_status");
+const EVENTS_BY_BRIDGE_STATUS: TableDefinition<(&str, u8, u128), ()> =
+    TableDefinition::new("events_by_bridge_status");
+/// `(webhook-id header, event)`.
+const EVENTS_BY_WEBHOOK_ID: TableDefinition<(&str, u128), ()> =
+    TableDefinition::new("events_by_webhook_id");
+/// Format markers: `event_index` → the version of the indexes above the file holds. A file
+/// without it (written before the indexes) gets them built on open.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const EVENT_INDEX_KEY: &str = "event_index";
+const EVENT_INDEX_VERSION: u64 = 1;
 
 /// Optional instrumentation of group commits.
 #[derive(Clone)]
@@ -240,7 +257,11 @@ impl EmbeddedStore {
             tx.open_table(QUARANTINE).map_err(eng("open"))?;
             tx.open_table(KV_USAGE).map_err(eng("open"))?;
         }
+        let built = build_event_index(&tx)?;
         tx.commit().map_err(eng("open"))?;
+        if let Some(n) = built {
+            tracing::info!(path = %path.display(), events = n, "store: built the events index of a store written before it");
+        }
         let mut mem = Memory::default();
         mem.rebuild(due_keys(&db)?);
         let mem = Arc::new(Mutex::new(mem));
@@ -735,6 +756,127 @@ fn status_from_jobs(jobs: &[JobRecord], current: EventStatus) -> EventStatus {
     }
 }
 
+/// The index's number for a status (its order is the key order only).
+fn status_key(s: EventStatus) -> u8 {
+    match s {
+        EventStatus::Pending => 0,
+        EventStatus::Delivered => 1,
+        EventStatus::Dead => 2,
+        EventStatus::Filtered => 3,
+    }
+}
+
+/// Keep the events indexes in step with one record: `old` is what [`EVENTS`] held for it,
+/// `new` what it holds now (None: deleted).
+fn index_event(
+    tx: &WriteTransaction,
+    old: Option<&EventRecord>,
+    new: Option<&EventRecord>,
+) -> Result<(), StoreError> {
+    if let (Some(o), Some(n)) = (old, new)
+        && o.id == n.id
+        && o.status == n.status
+        && o.bridge == n.bridge
+        && o.webhook_id() == n.webhook_id()
+    {
+        return Ok(());
+    }
+    let mut by_bridge = tx.open_table(EVENTS_BY_BRIDGE).map_err(eng("index"))?;
+    let mut by_status = tx.open_table(EVENTS_BY_STATUS).map_err(eng("index"))?;
+    let mut by_both = tx
+        .open_table(EVENTS_BY_BRIDGE_STATUS)
+        .map_err(eng("index"))?;
+    let mut by_webhook = tx.open_table(EVENTS_BY_WEBHOOK_ID).map_err(eng("index"))?;
+    if let Some(o) = old {
+        let id = o.id.as_u128();
+        let st = status_key(o.status);
+        by_bridge
+            .remove((o.bridge.as_str(), id))
+            .map_err(eng("index"))?;
+        by_status.remove((st, id)).map_err(eng("index"))?;
+        by_both
+            .remove((o.bridge.as_str(), st, id))
+            .map_err(eng("index"))?;
+        if let Some(w) = o.webhook_id() {
+            by_webhook.remove((w, id)).map_err(eng("index"))?;
+        }
+    }
+    if let Some(n) = new {
+        let id = n.id.as_u128();
+        let st = status_key(n.status);
+        by_bridge
+            .insert((n.bridge.as_str(), id), ())
+            .map_err(eng("index"))?;
+        by_status.insert((st, id), ()).map_err(eng("index"))?;
+        by_both
+            .insert((n.bridge.as_str(), st, id), ())
+            .map_err(eng("index"))?;
+        if let Some(w) = n.webhook_id() {
+            by_webhook.insert((w, id), ()).map_err(eng("index"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Write an event record and its index entries. Every write of [`EVENTS`] goes through
+/// here (or [`delete_event`]): the index is never written apart from the record.
+fn put_event(
+    tx: &WriteTransaction,
+    events: &mut Table<u128, &[u8]>,
+    rec: &EventRecord,
+) -> Result<(), StoreError> {
+    let id = rec.id.as_u128();
+    let old = events
+        .insert(id, enc(rec)?.as_slice())
+        .map_err(eng("events"))?
+        .and_then(|v| dec::<EventRecord>("events", v.value()).ok());
+    index_event(tx, old.as_ref(), Some(rec))
+}
+
+/// Build the events indexes from [`EVENTS`] when the file has none yet (written before
+/// them); returns how many events were indexed then. Runs in the transaction that opens
+/// the store, so a crash halfway leaves the file as it was and the next open builds again.
+fn build_event_index(tx: &WriteTransaction) -> Result<Option<u64>, StoreError> {
+    let mut meta = tx.open_table(META).map_err(eng("open"))?;
+    let version = meta
+        .get(EVENT_INDEX_KEY)
+        .map_err(eng("open"))?
+        .map(|v| v.value());
+    if version == Some(EVENT_INDEX_VERSION) {
+        return Ok(None);
+    }
+    // Clear whatever a different version left, then index every record.
+    tx.delete_table(EVENTS_BY_BRIDGE).map_err(eng("open"))?;
+    tx.delete_table(EVENTS_BY_STATUS).map_err(eng("open"))?;
+    tx.delete_table(EVENTS_BY_BRIDGE_STATUS)
+        .map_err(eng("open"))?;
+    tx.delete_table(EVENTS_BY_WEBHOOK_ID).map_err(eng("open"))?;
+    // Created even when there is nothing to index: reads never meet a missing table.
+    tx.open_table(EVENTS_BY_BRIDGE).map_err(eng("open"))?;
+    tx.open_table(EVENTS_BY_STATUS).map_err(eng("open"))?;
+    tx.open_table(EVENTS_BY_BRIDGE_STATUS)
+        .map_err(eng("open"))?;
+    tx.open_table(EVENTS_BY_WEBHOOK_ID).map_err(eng("open"))?;
+    let events = tx.open_table(EVENTS).map_err(eng("open"))?;
+    let mut n = 0u64;
+    for row in events.iter().map_err(eng("open"))? {
+        let (k, v) = row.map_err(eng("open"))?;
+        match dec::<EventRecord>("events", v.value()) {
+            Ok(rec) => {
+                index_event(tx, None, Some(&rec))?;
+                n += 1;
+            }
+            // Listed by no index, as `list_events` passes over it.
+            Err(e) => {
+                tracing::warn!(event = %EventId::from_u128(k.value()), error = %e, "store: an event record that cannot be decoded is left out of the index")
+            }
+        }
+    }
+    meta.insert(EVENT_INDEX_KEY, EVENT_INDEX_VERSION)
+        .map_err(eng("open"))?;
+    Ok(Some(n))
+}
+
 fn refresh_event(
     tx: &WriteTransaction,
     event: u128,
@@ -765,9 +907,7 @@ fn refresh_event(
         } else if status == EventStatus::Delivered {
             rec.reason = None;
         }
-        events
-            .insert(event, enc(&rec)?.as_slice())
-            .map_err(eng("events"))?;
+        put_event(tx, &mut events, &rec)?;
     }
     Ok(())
 }
@@ -779,6 +919,9 @@ fn delete_event(tx: &Txn, event: u128) -> Result<u64, StoreError> {
     let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
     if let Some(v) = events.remove(event).map_err(eng("events"))? {
         freed += v.value().len() as u64;
+        if let Ok(old) = dec::<EventRecord>("events", v.value()) {
+            index_event(tx, Some(&old), None)?;
+        }
     }
     let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
     if let Some(v) = bodies.remove(event).map_err(eng("bodies"))? {
@@ -857,9 +1000,7 @@ impl Store for EmbeddedStore {
                 .map_err(eng("idempotency"))?;
             }
             let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
-            events
-                .insert(id.as_u128(), enc(&ev.record)?.as_slice())
-                .map_err(eng("events"))?;
+            put_event(tx, &mut events, &ev.record)?;
             let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
             bodies
                 .insert(id.as_u128(), ev.body.as_ref())
@@ -1052,9 +1193,7 @@ impl Store for EmbeddedStore {
                         if let Some(raw) = raw {
                             let mut rec: EventRecord = dec("events", &raw)?;
                             rec.body_bytes = body.len() as u64;
-                            events
-                                .insert(id, enc(&rec)?.as_slice())
-                                .map_err(eng("events"))?;
+                            put_event(tx, &mut events, &rec)?;
                             // Its deliveries get the steps' body without reading it back.
                             let soon = now_ms().saturating_add(HAND_OFF_WITHIN_MS);
                             if next_jobs.iter().any(|j| j.due_at_ms <= soon) {
@@ -1094,9 +1233,7 @@ impl Store for EmbeddedStore {
                         if events.get(cid).map_err(eng("events"))?.is_some() {
                             continue;
                         }
-                        events
-                            .insert(cid, enc(&child.record)?.as_slice())
-                            .map_err(eng("events"))?;
+                        put_event(tx, &mut events, &child.record)?;
                         bodies
                             .insert(cid, child.body.as_ref())
                             .map_err(eng("bodies"))?;
@@ -1130,9 +1267,7 @@ impl Store for EmbeddedStore {
                     if let Some(raw) = raw {
                         let mut rec: EventRecord = dec("events", &raw)?;
                         rec.children = children.iter().map(|c| c.record.id).collect();
-                        events
-                            .insert(id, enc(&rec)?.as_slice())
-                            .map_err(eng("events"))?;
+                        put_event(tx, &mut events, &rec)?;
                     }
                     event_reason = Some(format!("fanned out into {} events", children.len()));
                 }
@@ -1147,9 +1282,7 @@ impl Store for EmbeddedStore {
                         let mut rec: EventRecord = dec("events", &raw)?;
                         rec.status = EventStatus::Filtered;
                         rec.reason = Some(reason.clone());
-                        events
-                            .insert(id, enc(&rec)?.as_slice())
-                            .map_err(eng("events"))?;
+                        put_event(tx, &mut events, &rec)?;
                     }
                 }
             }
@@ -1201,26 +1334,96 @@ impl Store for EmbeddedStore {
         Box::pin(std::future::ready(res))
     }
 
+    /// Newest first through the narrowest index the query has (webhook-id, then bridge
+    /// and status, bridge, status), or the id-ordered table without a filter; the cursor
+    /// and the time filter bound the range read. Each key costs one read of its record.
     fn list_events(&self, q: EventQuery) -> StoreFuture<Vec<EventRecord>> {
         let res = self.read(|tx| {
             let events = tx.open_table(EVENTS).map_err(eng("events"))?;
             let limit = if q.limit == 0 { 100 } else { q.limit };
+            let (lo, hi) = q.id_range();
             let mut out = Vec::new();
-            let rows = match q.before {
-                Some(b) => events.range(..b.as_u128()),
-                None => events.iter(),
+            if lo >= hi {
+                return Ok(out);
+            }
+            // What the index chosen does not key, and the exact time. What it keys is
+            // taken as it says (the contract suite checks it never goes stale).
+            let by_webhook = q.webhook_id.is_some();
+            let keep = |rec: &EventRecord| {
+                (!by_webhook
+                    || (q.bridge.as_ref().is_none_or(|b| b == &rec.bridge)
+                        && q.status.is_none_or(|s| s == rec.status)))
+                    && q.in_time(rec)
             };
-            for row in rows.map_err(eng("events"))?.rev() {
-                let (_, v) = row.map_err(eng("events"))?;
+            let mut take = |id: u128| -> Result<bool, StoreError> {
+                let Some(v) = events.get(id).map_err(eng("events"))? else {
+                    return Ok(false);
+                };
                 let rec: EventRecord = dec("events", v.value())?;
-                if q.bridge.as_ref().is_some_and(|b| b != &rec.bridge)
-                    || q.status.is_some_and(|s| s != rec.status)
-                {
-                    continue;
+                if keep(&rec) {
+                    out.push(rec);
                 }
-                out.push(rec);
-                if out.len() >= limit {
-                    break;
+                Ok(out.len() >= limit)
+            };
+            match (&q.webhook_id, &q.bridge, q.status) {
+                (Some(w), _, _) => {
+                    let t = tx.open_table(EVENTS_BY_WEBHOOK_ID).map_err(eng("index"))?;
+                    for row in t
+                        .range((w.as_str(), lo)..(w.as_str(), hi))
+                        .map_err(eng("index"))?
+                        .rev()
+                    {
+                        if take(row.map_err(eng("index"))?.0.value().1)? {
+                            break;
+                        }
+                    }
+                }
+                (None, Some(b), Some(st)) => {
+                    let t = tx
+                        .open_table(EVENTS_BY_BRIDGE_STATUS)
+                        .map_err(eng("index"))?;
+                    let st = status_key(st);
+                    let rows = t
+                        .range((b.as_str(), st, lo)..(b.as_str(), st, hi))
+                        .map_err(eng("index"))?;
+                    for row in rows.rev() {
+                        if take(row.map_err(eng("index"))?.0.value().2)? {
+                            break;
+                        }
+                    }
+                }
+                (None, Some(b), None) => {
+                    let t = tx.open_table(EVENTS_BY_BRIDGE).map_err(eng("index"))?;
+                    for row in t
+                        .range((b.as_str(), lo)..(b.as_str(), hi))
+                        .map_err(eng("index"))?
+                        .rev()
+                    {
+                        if take(row.map_err(eng("index"))?.0.value().1)? {
+                            break;
+                        }
+                    }
+                }
+                (None, None, Some(st)) => {
+                    let t = tx.open_table(EVENTS_BY_STATUS).map_err(eng("index"))?;
+                    let st = status_key(st);
+                    for row in t.range((st, lo)..(st, hi)).map_err(eng("index"))?.rev() {
+                        if take(row.map_err(eng("index"))?.0.value().1)? {
+                            break;
+                        }
+                    }
+                }
+                (None, None, None) => {
+                    for row in events.range(lo..hi).map_err(eng("events"))?.rev() {
+                        let (_, v) = row.map_err(eng("events"))?;
+                        let rec: EventRecord = dec("events", v.value())?;
+                        if q.in_time(&rec) {
+                            out.push(rec);
+                            if out.len() >= limit {
+                                break;
+                            }
+                        }
+                    }
                 }
             }
             Ok(out)
@@ -1317,9 +1520,7 @@ impl Store for EmbeddedStore {
                         let mut rec: EventRecord = dec("events", &raw)?;
                         rec.status = EventStatus::Dead;
                         rec.reason = reason;
-                        events
-                            .insert(e, enc(&rec)?.as_slice())
-                            .map_err(eng("events"))?;
+                        put_event(tx, &mut events, &rec)?;
                     }
                 }
             }
@@ -1583,9 +1784,7 @@ impl Store for EmbeddedStore {
             if events.get(id).map_err(eng("events"))?.is_some() {
                 return Ok(false);
             }
-            events
-                .insert(id, enc(&d.record)?.as_slice())
-                .map_err(eng("events"))?;
+            put_event(tx, &mut events, &d.record)?;
             tx.open_table(BODIES)
                 .map_err(eng("bodies"))?
                 .insert(id, d.body.as_ref())
@@ -1819,6 +2018,22 @@ impl EmbeddedStore {
                     .open_table(KV_USAGE)
                     .and_then(|t| Ok(t.stats()?))
                     .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(EVENTS_BY_BRIDGE)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(EVENTS_BY_STATUS)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(EVENTS_BY_BRIDGE_STATUS)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(EVENTS_BY_WEBHOOK_ID)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
                 Ok(total)
             })
         };
@@ -1884,6 +2099,126 @@ impl super::contract::EngineHooks for EmbeddedStore {
     }
     fn set_kv_quota(&self, bytes: u64) {
         EmbeddedStore::set_kv_quota(self, bytes);
+    }
+    fn check_event_index(&self) -> StoreFuture<()> {
+        use std::collections::BTreeSet;
+        let res = self.read(|tx| {
+            let mut bridge = BTreeSet::new();
+            let mut status = BTreeSet::new();
+            let mut both = BTreeSet::new();
+            let mut webhook = BTreeSet::new();
+            for row in tx
+                .open_table(EVENTS)
+                .map_err(eng("events"))?
+                .iter()
+                .map_err(eng("events"))?
+            {
+                let (_, v) = row.map_err(eng("events"))?;
+                let r: EventRecord = dec("events", v.value())?;
+                let id = r.id.as_u128();
+                bridge.insert((r.bridge.clone(), id));
+                status.insert((status_key(r.status), id));
+                both.insert((r.bridge.clone(), status_key(r.status), id));
+                if let Some(w) = r.webhook_id() {
+                    webhook.insert((w.to_string(), id));
+                }
+            }
+            let mut diffs = Vec::new();
+            let mut compare = |name: &str, want: Vec<String>, have: Vec<String>| {
+                let (want, have): (BTreeSet<_>, BTreeSet<_>) =
+                    (want.into_iter().collect(), have.into_iter().collect());
+                for k in have.difference(&want) {
+                    diffs.push(format!("{name}: stale entry {k}"));
+                }
+                for k in want.difference(&have) {
+                    diffs.push(format!("{name}: missing entry {k}"));
+                }
+            };
+            let mut have_bridge = Vec::new();
+            for row in tx
+                .open_table(EVENTS_BY_BRIDGE)
+                .map_err(eng("index"))?
+                .iter()
+                .map_err(eng("index"))?
+            {
+                let (k, _) = row.map_err(eng("index"))?;
+                let (b, id) = k.value();
+                have_bridge.push(format!("{b} {}", EventId::from_u128(id)));
+            }
+            compare(
+                "events_by_bridge",
+                bridge
+                    .iter()
+                    .map(|(b, id)| format!("{b} {}", EventId::from_u128(*id)))
+                    .collect(),
+                have_bridge,
+            );
+            let mut have_status = Vec::new();
+            for row in tx
+                .open_table(EVENTS_BY_STATUS)
+                .map_err(eng("index"))?
+                .iter()
+                .map_err(eng("index"))?
+            {
+                let (k, _) = row.map_err(eng("index"))?;
+                let (st, id) = k.value();
+                have_status.push(format!("{st} {}", EventId::from_u128(id)));
+            }
+            compare(
+                "events_by_status",
+                status
+                    .iter()
+                    .map(|(st, id)| format!("{st} {}", EventId::from_u128(*id)))
+                    .collect(),
+                have_status,
+            );
+            let mut have_both = Vec::new();
+            for row in tx
+                .open_table(EVENTS_BY_BRIDGE_STATUS)
+                .map_err(eng("index"))?
+                .iter()
+                .map_err(eng("index"))?
+            {
+                let (k, _) = row.map_err(eng("index"))?;
+                let (b, st, id) = k.value();
+                have_both.push(format!("{b} {st} {}", EventId::from_u128(id)));
+            }
+            compare(
+                "events_by_bridge_status",
+                both.iter()
+                    .map(|(b, st, id)| format!("{b} {st} {}", EventId::from_u128(*id)))
+                    .collect(),
+                have_both,
+            );
+            let mut have_webhook = Vec::new();
+            for row in tx
+                .open_table(EVENTS_BY_WEBHOOK_ID)
+                .map_err(eng("index"))?
+                .iter()
+                .map_err(eng("index"))?
+            {
+                let (k, _) = row.map_err(eng("index"))?;
+                let (w, id) = k.value();
+                have_webhook.push(format!("{w} {}", EventId::from_u128(id)));
+            }
+            compare(
+                "events_by_webhook_id",
+                webhook
+                    .iter()
+                    .map(|(w, id)| format!("{w} {}", EventId::from_u128(*id)))
+                    .collect(),
+                have_webhook,
+            );
+            if diffs.is_empty() {
+                Ok(())
+            } else {
+                Err(StoreError::Invalid(format!(
+                    "the events index is stale: {}",
+                    diffs.join("; ")
+                )))
+            }
+        });
+        Box::pin(std::future::ready(res))
     }
 }
 

@@ -364,6 +364,63 @@ pub struct EventQuery {
     pub limit: usize,
     /// Only events older than this one (a cursor: the last id of the previous page).
     pub before: Option<EventId>,
+    /// Only events received at or after this time (ms since the epoch).
+    pub since_ms: Option<u64>,
+    /// Only events received before this time (ms since the epoch).
+    pub until_ms: Option<u64>,
+    /// Only events whose `webhook-id` header is exactly this ([`EventRecord::webhook_id`]).
+    pub webhook_id: Option<String>,
+}
+
+/// How far an event id's time (UUID v7) may lie from the event's `received_at_ms` and
+/// still be found by a time filter: ingress takes both from the clock one after the other,
+/// a fanned-out child carries its parent's. Stores narrow a time filter to the ids of
+/// `[since - slack, until + slack)` and then compare `received_at_ms` exactly.
+pub const ID_TIME_SLACK_MS: u64 = 60_000;
+
+/// The smallest event id of a time (ms since the epoch), for range reads: UUID v7 ids
+/// start with their 48-bit millisecond time.
+pub fn first_id_at(ms: u64) -> u128 {
+    u128::from(ms.min((1 << 48) - 1)) << 80
+}
+
+impl EventQuery {
+    /// The ids a page may hold, as a half-open range `[lo, hi)` of `u128`: the cursor and
+    /// the time filter (widened by [`ID_TIME_SLACK_MS`]).
+    pub fn id_range(&self) -> (u128, u128) {
+        let lo = self
+            .since_ms
+            .map(|s| first_id_at(s.saturating_sub(ID_TIME_SLACK_MS)))
+            .unwrap_or(0);
+        let mut hi = self
+            .until_ms
+            .map(|u| first_id_at(u.saturating_add(ID_TIME_SLACK_MS)))
+            .unwrap_or(u128::MAX);
+        if let Some(b) = self.before {
+            hi = hi.min(b.as_u128());
+        }
+        (lo, hi)
+    }
+    /// Whether a record's time is within the filter (exact, on `received_at_ms`).
+    pub fn in_time(&self, rec: &EventRecord) -> bool {
+        self.since_ms.is_none_or(|s| rec.received_at_ms >= s)
+            && self.until_ms.is_none_or(|u| rec.received_at_ms < u)
+    }
+}
+
+/// The longest `webhook-id` the stores index (a longer one is not searchable).
+pub const WEBHOOK_ID_MAX_BYTES: usize = 512;
+
+impl EventRecord {
+    /// The sender's message id: the `webhook-id` header (Standard Webhooks), when it has
+    /// one of at most [`WEBHOOK_ID_MAX_BYTES`].
+    pub fn webhook_id(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("webhook-id"))
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty() && v.len() <= WEBHOOK_ID_MAX_BYTES)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -39,7 +39,10 @@ use super::*;
 use crate::sync::lock;
 
 /// Migrations, in order. A migration is never edited once released: add the next one.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("001_init.sql")),
+    (2, include_str!("002_event_index.sql")),
+];
 
 /// Operations one transaction takes at most.
 const BATCH: usize = 256;
@@ -861,15 +864,16 @@ async fn insert_event(
     let record = encode(r).map_err(OpError::Outcome)?;
     let size = (ev.body.len() + record.to_string().len()) as u64;
     let sql = if keep_existing {
-        "INSERT INTO events (id, bridge, received_at, status, reason, record, children, body_bytes, body, size)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING"
+        "INSERT INTO events (id, bridge, received_at, status, reason, record, children, body_bytes, body, size, webhook_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING"
     } else {
-        "INSERT INTO events (id, bridge, received_at, status, reason, record, children, body_bytes, body, size)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        "INSERT INTO events (id, bridge, received_at, status, reason, record, children, body_bytes, body, size, webhook_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     };
     let st = tx.prepare_cached(sql).await?;
     let body: &[u8] = &ev.body;
-    let params: [&(dyn ToSql + Sync); 10] = [
+    let webhook_id = r.webhook_id();
+    let params: [&(dyn ToSql + Sync); 11] = [
         &r.id,
         &r.bridge,
         &i(r.received_at_ms),
@@ -880,6 +884,7 @@ async fn insert_event(
         &i(r.body_bytes),
         &body,
         &i(size),
+        &webhook_id,
     ];
     if keep_existing {
         if tx.execute(&st, &params).await? == 0 {
@@ -1590,21 +1595,53 @@ impl Store for PostgresStore {
         })
     }
 
+    /// One statement per combination of filters (each planned for the index it can use:
+    /// `events_webhook_id`, `events_bridge_status`, `events_bridge`, `events_status` or
+    /// the primary key), the id range bounding the partitions read.
     fn list_events(&self, q: EventQuery) -> StoreFuture<Vec<EventRecord>> {
         self.run(move |core| async move {
             let c = core.client().await?;
             let limit = i64::try_from(if q.limit == 0 { 100 } else { q.limit }).unwrap_or(i64::MAX);
+            let (lo, hi) = q.id_range();
+            if lo >= hi {
+                return Ok(Vec::new());
+            }
+            let (lo, hi) = (EventId::from_u128(lo), EventId::from_u128(hi));
             let status = q.status.map(|s| s.as_str());
+            let since = q.since_ms.map(i);
+            let until = q.until_ms.map(i);
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&lo, &hi, &limit];
+            let mut wh = vec!["id >= $1".to_string(), "id < $2".to_string()];
+            if let Some(b) = &q.bridge {
+                params.push(b);
+                wh.push(format!("bridge = ${}", params.len()));
+            }
+            if let Some(s) = &status {
+                params.push(s);
+                wh.push(format!("status = ${}", params.len()));
+            }
+            if let Some(w) = &q.webhook_id {
+                params.push(w);
+                wh.push(format!("webhook_id = ${}", params.len()));
+            }
+            if let Some(s) = &since {
+                params.push(s);
+                wh.push(format!("received_at >= ${}", params.len()));
+            }
+            if let Some(u) = &until {
+                params.push(u);
+                wh.push(format!("received_at < ${}", params.len()));
+            }
+            let sql = format!(
+                "SELECT {EVENT_COLS} FROM events WHERE {} ORDER BY id DESC LIMIT $3",
+                wh.join(" AND ")
+            );
+            let st = c
+                .prepare_cached(&sql)
+                .await
+                .map_err(|e| db_err(&core, "list", e))?;
             let rows = c
-                .query(
-                    &format!(
-                        "SELECT {EVENT_COLS} FROM events
-                         WHERE ($1::text IS NULL OR bridge = $1) AND ($2::text IS NULL OR status = $2)
-                           AND ($4::uuid IS NULL OR id < $4)
-                         ORDER BY id DESC LIMIT $3"
-                    ),
-                    &[&q.bridge, &status, &limit, &q.before],
-                )
+                .query(&st, &params)
                 .await
                 .map_err(|e| db_err(&core, "list", e))?;
             rows.iter().map(event_from_row).collect()
@@ -2325,6 +2362,37 @@ impl super::contract::EngineHooks for PostgresStore {
     }
     fn set_kv_quota(&self, bytes: u64) {
         PostgresStore::set_kv_quota(self, bytes);
+    }
+    /// The database keeps its indexes; the worker keeps `webhook_id`, derived from the
+    /// record's headers: every row's must be what the record says.
+    fn check_event_index(&self) -> StoreFuture<()> {
+        self.run(move |core| async move {
+            let c = core.client().await?;
+            let rows = c
+                .query(&format!("SELECT {EVENT_COLS}, webhook_id FROM events"), &[])
+                .await
+                .map_err(|e| db_err(&core, "check", e))?;
+            let mut diffs = Vec::new();
+            for r in &rows {
+                let rec = event_from_row(r)?;
+                let have: Option<String> = r.get(8);
+                if have.as_deref() != rec.webhook_id() {
+                    diffs.push(format!(
+                        "event {}: webhook_id {have:?}, the record says {:?}",
+                        rec.id,
+                        rec.webhook_id()
+                    ));
+                }
+            }
+            if diffs.is_empty() {
+                Ok(())
+            } else {
+                Err(StoreError::Invalid(format!(
+                    "the events index is stale: {}",
+                    diffs.join("; ")
+                )))
+            }
+        })
     }
 }
 
