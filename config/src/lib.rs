@@ -24,9 +24,9 @@ mod secret;
 mod worker;
 
 pub use bridge::{
-    AuthConfig, BackoffPolicy, BridgeConfig, DestinationConfig, EnvValue, HmacAlgorithm,
-    HmacPreset, JwtAlgorithm, MissingPolicy, RateLimitConfig, RetryConfig, SignatureEncoding,
-    StepConfig,
+    AuthConfig, BackoffPolicy, BridgeConfig, CloudEventsConfig, CloudEventsMode, DestinationConfig,
+    EnvValue, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, RateLimitConfig, RetryConfig,
+    SignatureEncoding, StepConfig,
 };
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
 pub use plugin::{PluginConfig, PluginRoute, SourceConfig, WhenBusy};

@@ -44,6 +44,14 @@ pub fn referenced(
                 secrets.insert(s.standard_webhooks.secret_ref.name.clone());
             }
         }
+        if let Some(r) = b
+            .spec
+            .schema
+            .as_ref()
+            .and_then(|s| s.config_map_ref.as_ref())
+        {
+            config_maps.insert(r.name.clone());
+        }
     }
     for p in plugins {
         secrets.extend(

@@ -24,6 +24,7 @@ fn destination(name: &str, url: &str, body: Option<&str>) -> DestinationConfig {
         rate_limit: None,
         signing_secret: None,
         dead_letter_url: None,
+        cloud_events: None,
     }
 }
 
@@ -64,6 +65,7 @@ fn bridge() -> BridgeConfig {
         ],
         env,
         on_missing: MissingPolicy::Empty,
+        schema: None,
     }
 }
 
@@ -125,6 +127,7 @@ fn compiles_and_runs_end_to_end() {
         env: &cfg.env,
         event_id: "evt_1",
         received_at: "2024-05-01T12:00:00Z",
+        cloudevent: None,
     };
     let r = b.destinations[0].render(&ctx, cfg.on_missing).unwrap();
     assert_eq!(r.url, "https://crm.example/orders/7");

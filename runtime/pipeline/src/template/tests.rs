@@ -23,6 +23,7 @@ fn dest(url: &str, headers: &[(&str, &str)], body: Option<&str>) -> DestinationC
         rate_limit: None,
         signing_secret: None,
         dead_letter_url: None,
+        cloud_events: None,
     }
 }
 
@@ -74,6 +75,7 @@ impl Fixture {
             env: &self.env,
             event_id: "evt_1",
             received_at: "2024-05-01T12:00:00Z",
+            cloudevent: None,
         }
     }
 }
