@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CloudEvents SDK for Python (`cloudevents` from PyPI) for the tests that check the
+# The CloudEvents SDK for Python (the `cloudevents` package, installed with pip) for the tests that check the
 # worker against an independent implementation: installed into a virtual environment in
 # the cache directory when missing, so no third-party code lives in the repository.
 #
