@@ -41,6 +41,10 @@ pub struct BridgeConfig {
     #[serde(default)]
     pub env: BTreeMap<String, EnvValue>,
     pub on_missing: MissingPolicy,
+    /// JSON Schema (as JSON text) the payload must match at ingress, resolved from
+    /// `spec.schema` (inline or a ConfigMap key). Payloads that do not match get 422.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
 }
 
 impl BridgeConfig {
@@ -288,6 +292,10 @@ pub struct DestinationConfig {
     pub signing_secret: Option<SecretValue>,
     #[serde(default)]
     pub dead_letter_url: Option<String>,
+    /// Send each event as a CloudEvent (`format: cloudevents`); None sends the body as
+    /// rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_events: Option<CloudEventsConfig>,
     /// OAuth2 client credentials: each attempt carries a bearer token from `token_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2Config>,
@@ -335,6 +343,36 @@ pub enum OAuth2ClientAuth {
     Basic,
     /// `client_id` and `client_secret` in the form body (`client_secret_post`).
     Body,
+}
+
+/// How a destination sends CloudEvents. Each attribute is a template (the destination
+/// template syntax); unset ones are derived from the event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudEventsConfig {
+    pub mode: CloudEventsMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+}
+
+/// The CloudEvents HTTP binding's content modes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum CloudEventsMode {
+    /// Attributes in `ce-*` headers, the data as the body.
+    #[default]
+    Binary,
+    /// One `application/cloudevents+json` document holding attributes and data.
+    Structured,
 }
 
 /// A token bucket.

@@ -24,9 +24,10 @@ mod secret;
 mod worker;
 
 pub use bridge::{
-    AuthConfig, BackoffPolicy, BridgeConfig, DestinationConfig, DestinationTls, EnvValue,
-    HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, OAuth2ClientAuth, OAuth2Config,
-    PluginNotReadyPolicy, RateLimitConfig, RetryConfig, SignatureEncoding, StepConfig,
+    AuthConfig, BackoffPolicy, BridgeConfig, CloudEventsConfig, CloudEventsMode, DestinationConfig,
+    DestinationTls, EnvValue, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy,
+    OAuth2ClientAuth, OAuth2Config, PluginNotReadyPolicy, RateLimitConfig, RetryConfig,
+    SignatureEncoding, StepConfig,
 };
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
 pub use plugin::{PluginConfig, PluginRoute, RegistryCredentials, SourceConfig, WhenBusy};

@@ -12,8 +12,8 @@ use crate::common::{NamedValue, SecretKeyRef};
 // Enums the rendered configuration carries too: defined once, in `causeway-config` (with
 // its `schema` feature, so that the CRD schemas still describe them).
 pub use causeway_config::{
-    BackoffPolicy, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, OAuth2ClientAuth,
-    PluginNotReadyPolicy, SignatureEncoding,
+    BackoffPolicy, CloudEventsMode, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy,
+    OAuth2ClientAuth, PluginNotReadyPolicy, SignatureEncoding,
 };
 
 /// A webhook bridge: receive at an endpoint, verify, filter, transform with plugin steps,
@@ -144,6 +144,53 @@ pub struct BridgeSpec {
     /// How templates treat a reference that does not resolve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub templates: Option<TemplateOptions>,
+
+    /// A JSON Schema the payload must match (the data, for a structured CloudEvent).
+    /// Requests that do not match get 422 with the first violations and are not stored.
+    /// The schema also describes the bridge's messages in its AsyncAPI document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<PayloadSchema>,
+}
+
+/// A JSON Schema for a bridge's payloads: inline, or from a key of a ConfigMap in the
+/// bridge's namespace (JSON or YAML). Set exactly one. Schemas are self-contained: a `$ref`
+/// may point inside the schema only (nothing is fetched).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.inline) != has(self.configMapRef)", "message": "set exactly one of inline and configMapRef"}
+]))]
+pub struct PayloadSchema {
+    /// The schema itself (draft 2020-12 unless `$schema` names another draft).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_json_object")]
+    pub inline: Option<serde_json::Value>,
+    /// A ConfigMap key holding the schema. A missing ConfigMap or key leaves the Bridge
+    /// not Ready (reason `ConfigMapNotFound`); a change to it is picked up like a change to
+    /// the Bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapKeyRef>,
+}
+
+/// A reference to one key of a ConfigMap in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigMapKeyRef {
+    /// Name of the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the ConfigMap's `data`.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Any JSON object, kept as written (a JSON Schema document).
+fn any_json_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "The schema itself (draft 2020-12 unless `$schema` names another draft).",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
 }
 
 /// How a bridge receives requests.
@@ -510,7 +557,9 @@ pub struct Backoff {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "self.url.startsWith('http://') || self.url.startsWith('https://') || self.url.startsWith('$')",
-     "message": "url must be http:// or https:// (or start with a template reference such as $env.BASE_URL)"}
+     "message": "url must be http:// or https:// (or start with a template reference such as $env.BASE_URL)"},
+    {"rule": "!has(self.cloudEvents) || (has(self.format) && self.format == 'cloudevents')",
+     "message": "cloudEvents needs format: cloudevents"}
 ]))]
 pub struct Destination {
     /// Unique name within the bridge; used in metrics and the attempt log.
@@ -566,6 +615,13 @@ pub struct Destination {
     /// Where an exhausted delivery is also sent (it is always kept as a dead letter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetterTarget>,
+    /// `raw` (default) sends the body as rendered; `cloudevents` sends a CloudEvent 1.0
+    /// (see `cloudEvents`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub format: DeliveryFormat,
+    /// With `format: cloudevents`: the content mode and attribute templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_events: Option<CloudEventsOutput>,
     /// OAuth2 client credentials: every attempt carries `Authorization: Bearer <token>`,
     /// a token fetched from `tokenUrl`, cached until shortly before it expires and fetched
     /// again after the destination answers 401. Not with an `Authorization` header.
@@ -621,6 +677,54 @@ pub struct OAuth2 {
     /// secret in the form).
     #[serde(default)]
     pub client_auth: OAuth2ClientAuth,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// What a destination sends.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryFormat {
+    /// The body as rendered (the event body, or the body template).
+    #[default]
+    Raw,
+    /// A CloudEvent 1.0 over HTTP.
+    Cloudevents,
+}
+
+/// A CloudEvent sent to a destination. Attributes are templates (`$payload.kind`,
+/// `$event.cloudevent.type`, …); each one unset is derived from the event: `id`, `source`,
+/// `type`, `subject` and `time` of an inbound CloudEvent, else the event id, the bridge's
+/// path, `dev.causeway.event`, none and the time received.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudEventsOutput {
+    /// `binary` (default: attributes in `ce-*` headers) or `structured` (one
+    /// `application/cloudevents+json` document).
+    #[serde(default)]
+    pub mode: CloudEventsMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `id` (default: the inbound event's, else the event id, the same on every retry).
+    #[schemars(length(min = 1, max = 1024))]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `source` (default: the inbound event's, else the bridge's path).
+    #[schemars(length(min = 1, max = 1024))]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    /// `type` (default: the inbound event's, else `dev.causeway.event`).
+    #[schemars(length(min = 1, max = 1024))]
+    pub type_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `subject` (default: the inbound event's, else none).
+    #[schemars(length(min = 1, max = 1024))]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `time`, RFC 3339 once rendered (default: the inbound event's, else when it was received).
+    #[schemars(length(min = 1, max = 1024))]
+    pub time: Option<String>,
 }
 
 fn default_destination_method() -> HttpMethod {

@@ -780,6 +780,17 @@ fn build_bridge(
                 .map(|s| secret(inv, ns, &s.standard_webhooks.secret_ref))
                 .transpose()?,
             dead_letter_url: d.dead_letter.as_ref().map(|t| t.url.clone()),
+            cloud_events: (d.format == crate::bridge::DeliveryFormat::Cloudevents).then(|| {
+                let c = d.cloud_events.clone().unwrap_or_default();
+                CloudEventsConfig {
+                    mode: c.mode,
+                    id: c.id,
+                    source: c.source,
+                    r#type: c.type_,
+                    subject: c.subject,
+                    time: c.time,
+                }
+            }),
             oauth2: d
                 .oauth2
                 .as_ref()
@@ -863,7 +874,67 @@ fn build_bridge(
             .as_ref()
             .map(|t| t.on_missing)
             .unwrap_or_default(),
+        schema: spec
+            .schema
+            .as_ref()
+            .map(|s| payload_schema(s, ns, inv))
+            .transpose()?,
     })
+}
+
+/// A bridge's payload schema as JSON text: inline, or read from its ConfigMap key (JSON or
+/// YAML), and checked to compile, so that a bad schema leaves the Bridge not Ready with
+/// the reason instead of reaching the workers.
+fn payload_schema(
+    s: &crate::bridge::PayloadSchema,
+    ns: &str,
+    inv: &Lookup<'_>,
+) -> Result<String, BuildError> {
+    let value = match (&s.inline, &s.config_map_ref) {
+        (Some(v), _) => v.clone(),
+        (None, Some(r)) => {
+            let data = inv
+                .config_maps
+                .get(&(ns.to_string(), r.name.clone()))
+                .ok_or_else(|| {
+                    (
+                        reason::CONFIG_MAP_NOT_FOUND,
+                        format!(
+                            "spec.schema.configMapRef: ConfigMap {:?} not found in namespace {ns}",
+                            r.name
+                        ),
+                    )
+                })?;
+            let bytes = data.get(&r.key).ok_or_else(|| {
+                (
+                    reason::CONFIG_MAP_NOT_FOUND,
+                    format!(
+                        "spec.schema.configMapRef: ConfigMap {:?} has no key {:?}",
+                        r.name, r.key
+                    ),
+                )
+            })?;
+            // YAML is a superset of JSON: one parser reads both.
+            serde_yaml::from_slice::<serde_json::Value>(bytes).map_err(|e| {
+                (
+                    reason::INVALID_SPEC,
+                    format!(
+                        "spec.schema.configMapRef: ConfigMap {:?} key {:?} is not JSON or YAML: {e}",
+                        r.name, r.key
+                    ),
+                )
+            })?
+        }
+        (None, None) => {
+            return Err((
+                reason::INVALID_SPEC,
+                "spec.schema: set exactly one of inline and configMapRef".into(),
+            ));
+        }
+    };
+    crate::validate::check_json_schema(&value)
+        .map_err(|e| (reason::INVALID_SPEC, format!("spec.schema: {e}")))?;
+    Ok(value.to_string())
 }
 
 fn build_plugin(

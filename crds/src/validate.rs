@@ -87,6 +87,17 @@ fn backoff(e: &mut Errors, path: &str, b: &Backoff) {
 }
 
 /// Check a Bridge spec.
+/// Whether a JSON Schema compiles (against its meta-schema, with nothing fetched): the
+/// message says what is wrong. The worker compiles it the same way.
+pub fn check_json_schema(schema: &serde_json::Value) -> Result<(), String> {
+    if !schema.is_object() {
+        return Err("a JSON Schema is an object".into());
+    }
+    jsonschema::validator_for(schema)
+        .map(|_| ())
+        .map_err(|e| format!("invalid JSON Schema: {e}"))
+}
+
 pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
     let mut e = Errors::default();
     if spec.destinations.is_empty() && spec.steps.is_empty() {
@@ -223,6 +234,23 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
                 format!("{p}.deadLetter.url"),
                 "url must be http:// or https://",
             );
+        }
+        if d.cloud_events.is_some() && d.format != crate::bridge::DeliveryFormat::Cloudevents {
+            e.add(
+                format!("{p}.cloudEvents"),
+                "cloudEvents needs format: cloudevents",
+            );
+        }
+    }
+    if let Some(schema) = &spec.schema {
+        match (&schema.inline, &schema.config_map_ref) {
+            (Some(v), None) => {
+                if let Err(msg) = check_json_schema(v) {
+                    e.add("spec.schema.inline", msg);
+                }
+            }
+            (None, Some(_)) => {}
+            _ => e.add("spec.schema", "set exactly one of inline and configMapRef"),
         }
     }
     let mut env_names = BTreeSet::new();

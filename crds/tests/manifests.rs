@@ -71,11 +71,11 @@ fn bad_manifests_name_file_document_and_field() {
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'https://x', retires: 3}}\n"),
-            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].retires: unknown field `retires`, expected one of `name`, `url`, `method`, `headers`, `body`, `delay`, `timeout`, `retries`, `backoff`, `maxRetryAfter`, `maxConcurrency`, `rateLimit`, `signing`, `deadLetter`, `oauth2`, `tls`",
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].retires: unknown field `retires`, expected one of `name`, `url`, `method`, `headers`, `body`, `delay`, `timeout`, `retries`, `backoff`, `maxRetryAfter`, `maxConcurrency`, `rateLimit`, `signing`, `deadLetter`, `format`, `cloudEvents`, `oauth2`, `tls`",
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  ingres: {{}}\n{ok_dest}"),
-            "m.yaml: document 1 (Bridge shop/orders): spec.ingres: unknown field `ingres`, expected one of `pool`, `suspend`, `whenPluginNotReady`, `ingress`, `filter`, `steps`, `stepRetry`, `destinations`, `env`, `templates`",
+            "m.yaml: document 1 (Bridge shop/orders): spec.ingres: unknown field `ingres`, expected one of `pool`, `suspend`, `whenPluginNotReady`, `ingress`, `filter`, `steps`, `stepRetry`, `destinations`, `env`, `templates`, `schema`",
         ),
         (
             format!("{BRIDGE_HEAD}specc: {{}}\n"),

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use causeway_config::{BridgeConfig, DestinationConfig, WorkerConfig};
 use causeway_pipeline::Inbound;
+use causeway_pipeline::cloudevents::{self, CloudEvent};
 use causeway_pipeline::redact::{Secrets, bridge_secrets};
+use causeway_pipeline::schema::Violation;
 
 use crate::ingress::rate_limit::IngressLimit;
 use crate::store::RESPONSE_SNIPPET_BYTES;
@@ -166,16 +168,42 @@ impl ActiveBridge {
         self.compiled.filter.is_some()
     }
 
+    /// Whether the bridge has a payload schema (which [`ActiveBridge::check_payload`] runs).
+    pub fn has_schema(&self) -> bool {
+        self.compiled.schema.is_some()
+    }
+
+    /// Check the payload (None: the body is not JSON) against the bridge's schema, compiled
+    /// once per configuration. CPU-bound and sized by the payload: run it off the async
+    /// threads.
+    pub fn check_payload(&self, payload: Option<&serde_json::Value>) -> Result<(), Vec<Violation>> {
+        let Some(schema) = &self.compiled.schema else {
+            return Ok(());
+        };
+        match payload {
+            Some(p) => schema.check(p),
+            None => Err(vec![Violation {
+                path: String::new(),
+                message: "the payload is not JSON".into(),
+            }]),
+        }
+    }
+
     /// Run the filter within its budget (macro iterations and [`FILTER_TIME_LIMIT`]). Any
     /// failure drops the event, with the kind and reason recorded (a filter that cannot be
     /// decided on an event does not let it through). CPU-bound: callers run it off the
     /// async threads.
-    pub fn filter(&self, req: &Inbound<'_>, payload: Option<&serde_json::Value>) -> FilterOutcome {
+    pub fn filter(
+        &self,
+        req: &Inbound<'_>,
+        payload: Option<&serde_json::Value>,
+        cloudevent: Option<&CloudEvent>,
+    ) -> FilterOutcome {
         let Some(f) = &self.compiled.filter else {
             return FilterOutcome::Pass;
         };
         let budget = causeway_pipeline::filter::Budget::with_time_limit(FILTER_TIME_LIMIT);
-        match f.evaluate_with(req, payload, budget) {
+        match f.evaluate_event(req, payload, cloudevent, budget) {
             Ok(true) => FilterOutcome::Pass,
             Ok(false) => FilterOutcome::Drop("filter: false".into()),
             Err(e) => {
@@ -197,14 +225,18 @@ impl ActiveBridge {
             .get(index)
             .ok_or_else(|| RenderError(format!("destination {} not compiled", d.name)))?;
         // Parsed only for a template that reads it (a plain forward sends the body as is).
-        let payload: Option<serde_json::Value> = if t.uses_payload() {
+        let parsed: Option<serde_json::Value> = if t.uses_payload() || t.uses_cloudevent() {
             serde_json::from_slice(ev.body).ok()
         } else {
             None
         };
+        // A CloudEvent's data is the payload in either mode, as in the filter.
+        let (cloudevent, body_json) = cloudevents::read_request(ev.headers, parsed);
+        let payload = cloudevents::payload_of(cloudevent.as_ref(), body_json.as_ref());
         let env: &BTreeMap<String, causeway_config::EnvValue> = &self.cfg.env;
         let ctx = causeway_pipeline::EventContext {
-            payload: payload.as_ref(),
+            cloudevent: cloudevent.as_ref(),
+            payload,
             body: ev.body,
             headers: ev.headers,
             query: ev.query,

@@ -9,6 +9,7 @@
 //! which the `causeway` binary (package `causeway`, `cli/`) supplies to [`run`].
 
 pub mod admin;
+pub mod asyncapi;
 pub mod bridge;
 pub mod cli;
 pub mod config;
@@ -141,6 +142,32 @@ async fn dispatch(cli: Cli, sources: &impl Sources) -> Result<String, Box<dyn Er
             };
             worker::serve(opts, source).await?;
             Ok(String::new())
+        }
+        Command::Asyncapi {
+            files,
+            namespace,
+            server,
+            yaml,
+        } => {
+            let loaded = sources.manifests(files).load()?;
+            // A bridge that does not render is not described: say so, as `render` does.
+            for p in &loaded.problems {
+                eprintln!(
+                    "{:?} {}/{}: {}: {} (left out)",
+                    p.kind, p.namespace, p.name, p.reason, p.message
+                );
+            }
+            let opts = asyncapi::Options {
+                ingress_host: server,
+                namespace,
+                ..asyncapi::Options::default()
+            };
+            let doc = asyncapi::document(&loaded.config, &opts);
+            Ok(if yaml {
+                serde_yaml::to_string(&doc)?
+            } else {
+                format!("{}\n", serde_json::to_string_pretty(&doc)?)
+            })
         }
         Command::Render { files, strict } => {
             let loaded = sources.manifests(files).load()?;

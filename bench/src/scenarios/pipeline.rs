@@ -224,6 +224,7 @@ fn per_event_ns(b: &(BridgeConfig, CompiledBridge), bodies: &[bytes::Bytes], n: 
             env: &env,
             event_id: "0197f0e2-6a7b-7c3d-9e4f-0123456789ab",
             received_at: "2025-01-01T00:00:00.000Z",
+            cloudevent: None,
         };
         let _ = black_box(b.1.destinations[0].render(&ctx, b.0.on_missing));
     }
@@ -252,6 +253,7 @@ fn microbench(n: usize) -> anyhow::Result<(f64, f64)> {
             env: &BTreeMap::new(),
             event_id: "x",
             received_at: "2025-01-01T00:00:00.000Z",
+            cloudevent: None,
         },
         with.0.on_missing,
     );

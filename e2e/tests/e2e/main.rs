@@ -18,6 +18,7 @@
 //! | 10 a postgres pool of 3: a pod deleted under load loses nothing; `kubectl get wpool` shows the store | `postgres` |
 //! | 11 a worker OOM-killed by its memory limit: restarted, nothing acknowledged lost (real node) | `oom` |
 //! | 12 a cross-pool call through the pool's ClusterIP Service, resolved by cluster DNS (real node) | `dns` |
+//! | 17 a Bridge's schema ConfigMap: `ConfigMapNotFound` until it exists, then 202 and 422 | `event_apis` |
 
 mod chart;
 mod conditions;
@@ -25,6 +26,7 @@ mod console;
 mod crash;
 mod deletion;
 mod dns;
+mod event_apis;
 mod examples;
 mod install;
 mod live_edit;

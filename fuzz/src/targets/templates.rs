@@ -280,6 +280,7 @@ impl Target for Templates {
             env: &env,
             event_id: "evt_1",
             received_at: "2024-05-01T12:00:00Z",
+            cloudevent: None,
         };
         let policy = if input.error_on_missing {
             MissingPolicy::Error

@@ -44,6 +44,14 @@ pub fn referenced(
                 secrets.insert(s.standard_webhooks.secret_ref.name.clone());
             }
         }
+        if let Some(r) = b
+            .spec
+            .schema
+            .as_ref()
+            .and_then(|s| s.config_map_ref.as_ref())
+        {
+            config_maps.insert(r.name.clone());
+        }
     }
     for p in plugins {
         secrets.extend(
@@ -286,4 +294,31 @@ pub fn pool_endpoints(
             (k, v.into_iter().map(|(_, url)| url).collect())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Bridge's `spec.schema.configMapRef` is fetched with the namespace's other
+    /// references, so the render resolves it (or reports `ConfigMapNotFound`).
+    #[test]
+    fn a_bridge_schema_config_map_is_referenced() {
+        let inv = causeway_crds::manifest::load_str(
+            r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {name: orders, namespace: shop}
+spec:
+  destinations: [{name: crm, url: "https://crm.example.com/in"}]
+  schema: {configMapRef: {name: order-schemas, key: order.json}}
+"#,
+            std::path::Path::new("m.yaml"),
+        )
+        .unwrap();
+        let bridges: Vec<Arc<Bridge>> = inv.bridges.into_iter().map(Arc::new).collect();
+        let (secrets, config_maps) = referenced(&bridges, &[]);
+        assert!(secrets.is_empty());
+        assert_eq!(config_maps, BTreeSet::from(["order-schemas".to_string()]));
+    }
 }

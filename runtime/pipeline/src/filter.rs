@@ -7,6 +7,10 @@
 //! - `headers` maps lower-case names to values (repeated headers joined with `", "`),
 //!   `query` maps names to their first value, `method` is the request method. Headers and
 //!   the query parameter that carry credentials are left out (see [`Filter::hide`]).
+//! - `cloudevent` maps the attributes of an inbound CloudEvent (`cloudevent.type`,
+//!   `cloudevent.source`, extensions by name) and is an empty map when the request was not
+//!   one; `payload` is then the event's data (the `data` member in structured mode). See
+//!   [`crate::cloudevents`].
 //! - `true` delivers, `false` drops (recorded as `filtered`).
 //! - An evaluation error (a missing key is `no such key`, a type mismatch, a non-bool
 //!   result) does NOT deliver: it fails closed, and the runtime records the event as
@@ -270,7 +274,19 @@ impl Filter {
         payload: Option<&serde_json::Value>,
         budget: Budget,
     ) -> Result<bool, FilterFailure> {
-        self.run(&self.expr, req, payload, budget)
+        self.run(&self.expr, req, payload, None, budget)
+    }
+
+    /// [`Filter::evaluate_with`] for a request that may be a CloudEvent: its attributes are
+    /// the `cloudevent` variable, and `payload` should be its data.
+    pub fn evaluate_event(
+        &self,
+        req: &Inbound,
+        payload: Option<&serde_json::Value>,
+        cloudevent: Option<&crate::cloudevents::CloudEvent>,
+        budget: Budget,
+    ) -> Result<bool, FilterFailure> {
+        self.run(&self.expr, req, payload, cloudevent, budget)
     }
 
     /// The expression as written, without budget checks (unbounded). For differential
@@ -286,7 +302,7 @@ impl Filter {
             max_iterations: u64::MAX,
             deadline: None,
         };
-        self.run(&self.plain, req, payload, unlimited)
+        self.run(&self.plain, req, payload, None, unlimited)
     }
 
     fn run(
@@ -294,9 +310,17 @@ impl Filter {
         expr: &IdedExpr,
         req: &Inbound,
         payload: Option<&serde_json::Value>,
+        cloudevent: Option<&crate::cloudevents::CloudEvent>,
         budget: Budget,
     ) -> Result<bool, FilterFailure> {
         let mut ctx = Context::with_env(Arc::clone(&self.env));
+        let attributes: serde_json::Map<String, serde_json::Value> = cloudevent
+            .map(|c| c.attributes.clone().into_iter().collect())
+            .unwrap_or_default();
+        ctx.add_variable_from_value(
+            "cloudevent",
+            json_to_cel(&serde_json::Value::Object(attributes)),
+        );
         ctx.add_variable_from_value("payload", payload.map(json_to_cel).unwrap_or(Value::Null));
         let mut headers = headers_map(req.headers);
         headers.retain(|(k, _)| !self.hidden_headers.contains(k));

@@ -8,8 +8,10 @@
 //! compiled parts per request. See `docs/bridges.md` for the user-facing rules.
 
 pub mod auth;
+pub mod cloudevents;
 pub mod filter;
 pub mod redact;
+pub mod schema;
 pub mod signing;
 pub mod template;
 
@@ -38,6 +40,8 @@ pub struct CompiledBridge {
     pub filter: Option<filter::Filter>,
     /// Same order as `cfg.destinations`.
     pub destinations: Vec<template::DestinationTemplate>,
+    /// `spec.schema`, compiled.
+    pub schema: Option<schema::PayloadSchema>,
 }
 
 /// A problem with one field of one bridge, found at configuration load.
@@ -104,10 +108,24 @@ pub fn compile_bridge(cfg: &BridgeConfig) -> Result<CompiledBridge, Vec<ConfigEr
         },
     };
 
+    let schema = match &cfg.schema {
+        None => None,
+        Some(text) => match schema::PayloadSchema::compile(text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errors.push(err(None, "schema", e));
+                None
+            }
+        },
+    };
+
     let mut destinations = Vec::with_capacity(cfg.destinations.len());
     for d in &cfg.destinations {
         match template::DestinationTemplate::compile(d, cfg.max_body_bytes) {
-            Ok(t) => destinations.push(t),
+            Ok(mut t) => {
+                t.set_default_source(&cfg.path);
+                destinations.push(t)
+            }
             Err(errs) => {
                 for e in errs {
                     errors.push(err(Some(&d.name), &e.field, e.message));
@@ -121,6 +139,7 @@ pub fn compile_bridge(cfg: &BridgeConfig) -> Result<CompiledBridge, Vec<ConfigEr
             verifier,
             filter,
             destinations,
+            schema,
         })
     } else {
         Err(errors)

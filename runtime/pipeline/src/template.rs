@@ -8,8 +8,13 @@
 //!   that does not continue it, so `$payload.id.` ends before the final dot.
 //! - `${payload.a.b}` delimits a reference inside text: `${env.HOST}-suffix`.
 //! - `headers`, `query` and `env` take one name (`$headers.x-github-event`, matched
-//!   case-insensitively for headers); `event` takes `id` or `receivedAt`; `$payload` alone is
-//!   the whole payload.
+//!   case-insensitively for headers); `event` takes `id`, `receivedAt` or
+//!   `cloudevent.<attribute>` (an attribute of an inbound CloudEvent: `$event.cloudevent.type`,
+//!   missing when the request was not one); `$payload` alone is the whole payload (the data,
+//!   for a structured CloudEvent).
+//! - A destination with `format: cloudevents` sends a CloudEvent ([`crate::cloudevents`]);
+//!   its attribute templates are text templates rendered like header values, and an
+//!   attribute whose template renders empty falls back to the derived value.
 //!
 //! Where a reference lands:
 //! - url: substituted values are percent-encoded (everything but RFC 3986 unreserved
@@ -40,9 +45,10 @@ use std::fmt;
 use std::io;
 
 use bytes::Bytes;
-use causeway_config::{DestinationConfig, EnvValue, MissingPolicy};
+use causeway_config::{CloudEventsMode, DestinationConfig, EnvValue, MissingPolicy};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::cloudevents::{self, CloudEvent};
 use crate::signing::SigningKey;
 use crate::text::{header_joined, line_col, percent_encode_into, query_first};
 
@@ -67,6 +73,8 @@ pub struct EventContext<'a> {
     pub event_id: &'a str,
     /// RFC 3339.
     pub received_at: &'a str,
+    /// The inbound request as a CloudEvent, when it was one.
+    pub cloudevent: Option<&'a CloudEvent>,
 }
 
 /// The request for one delivery attempt, before signing.
@@ -89,6 +97,11 @@ pub enum TemplateError {
     HeaderInjection { header: String },
     #[error("url: {reason}")]
     BadUrl { reason: &'static str },
+    #[error("cloudEvents.{attribute}: {reason}")]
+    BadAttribute {
+        attribute: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// A problem with one field of a destination, found when compiling.
@@ -120,6 +133,8 @@ enum RefKind {
     Env(String),
     EventId,
     EventReceivedAt,
+    /// `$event.cloudevent.<name>`.
+    CloudEvent(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -167,7 +182,33 @@ pub struct DestinationTemplate {
     user_content_type: bool,
     signing: Option<SigningKey>,
     uses_payload: bool,
+    uses_cloudevent: bool,
+    cloud_events: Option<CloudEventsTemplate>,
 }
+
+/// A destination's `format: cloudevents`, compiled.
+#[derive(Clone, Debug)]
+struct CloudEventsTemplate {
+    mode: CloudEventsMode,
+    /// `id`, `source`, `type`, `subject`, `time`: each an optional template.
+    attributes: Vec<(&'static str, TextTemplate)>,
+    /// The `source` when neither a template nor the inbound event gives one.
+    default_source: String,
+}
+
+/// The attributes a destination may template, in the order they are rendered.
+const CE_ATTRIBUTES: [&str; 5] = ["id", "source", "type", "subject", "time"];
+/// Attributes that are not extensions: never copied from the inbound event as such.
+const CE_CORE: [&str; 8] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+];
 
 fn text_uses_payload(t: &TextTemplate) -> bool {
     t.pieces.iter().any(|p| {
@@ -179,6 +220,30 @@ fn text_uses_payload(t: &TextTemplate) -> bool {
             })
         )
     })
+}
+
+fn text_uses_cloudevent(t: &TextTemplate) -> bool {
+    t.pieces.iter().any(|p| {
+        matches!(
+            p,
+            Piece::Ref(Reference {
+                kind: RefKind::CloudEvent(_),
+                ..
+            })
+        )
+    })
+}
+
+fn node_uses_cloudevent(n: &JNode) -> bool {
+    match n {
+        JNode::Lit(_) => false,
+        JNode::Str(t) => text_uses_cloudevent(t),
+        JNode::Whole(r) => matches!(r.kind, RefKind::CloudEvent(_)),
+        JNode::Array(v) => v.iter().any(node_uses_cloudevent),
+        JNode::Object(kv) => kv
+            .iter()
+            .any(|(k, v)| text_uses_cloudevent(k) || node_uses_cloudevent(v)),
+    }
 }
 
 fn node_uses_payload(n: &JNode) -> bool {
@@ -302,10 +367,51 @@ impl DestinationTemplate {
             },
         };
 
+        let cloud_events = d.cloud_events.as_ref().map(|c| {
+            let mut attributes = Vec::new();
+            for (name, src) in [
+                ("id", &c.id),
+                ("source", &c.source),
+                ("type", &c.r#type),
+                ("subject", &c.subject),
+                ("time", &c.time),
+            ] {
+                let Some(src) = src else { continue };
+                let field = format!("cloudEvents.{name}");
+                if src.contains(['\r', '\n', '\0']) {
+                    problem(&field, "value contains CR, LF or NUL".into());
+                    continue;
+                }
+                match parse_text(src) {
+                    Ok(t) => attributes.push((name, t)),
+                    Err(e) => problem(&field, at(src, e)),
+                }
+            }
+            CloudEventsTemplate {
+                mode: c.mode,
+                attributes,
+                default_source: String::new(),
+            }
+        });
+
         if !problems.is_empty() {
             return Err(problems);
         }
-        let uses_payload = text_uses_payload(&url)
+        let ce_texts = || {
+            cloud_events
+                .iter()
+                .flat_map(|c| c.attributes.iter().map(|(_, t)| t))
+        };
+        let uses_cloudevent = cloud_events.is_some()
+            || text_uses_cloudevent(&url)
+            || headers.iter().any(|(_, t)| text_uses_cloudevent(t))
+            || match &body {
+                None => false,
+                Some(BodyTemplate::Json(n)) => node_uses_cloudevent(n),
+                Some(BodyTemplate::Text(t)) => text_uses_cloudevent(t),
+            };
+        let uses_payload = ce_texts().any(text_uses_payload)
+            || text_uses_payload(&url)
             || headers.iter().any(|(_, t)| text_uses_payload(t))
             || match &body {
                 None => false,
@@ -314,6 +420,8 @@ impl DestinationTemplate {
             };
         Ok(DestinationTemplate {
             uses_payload,
+            uses_cloudevent,
+            cloud_events,
             name: d.name.clone(),
             method: d.method.clone(),
             url,
@@ -333,6 +441,20 @@ impl DestinationTemplate {
     /// delivery need the body parsed as JSON.
     pub fn uses_payload(&self) -> bool {
         self.uses_payload
+    }
+
+    /// Whether rendering needs the inbound CloudEvent ([`EventContext::cloudevent`]): a
+    /// `$event.cloudevent` reference, or `format: cloudevents`.
+    pub fn uses_cloudevent(&self) -> bool {
+        self.uses_cloudevent
+    }
+
+    /// The `source` a CloudEvent gets when neither its template nor the inbound event
+    /// gives one (the runtime passes the bridge's path).
+    pub fn set_default_source(&mut self, source: &str) {
+        if let Some(c) = &mut self.cloud_events {
+            c.default_source = source.to_string();
+        }
     }
 
     /// The Standard Webhooks headers for one attempt of a rendered request, when this
@@ -449,12 +571,116 @@ impl DestinationTemplate {
             }
         };
 
+        let (headers, body) = match &self.cloud_events {
+            None => (headers, body),
+            Some(ce) => self.cloud_event(ce, &r, headers, body)?,
+        };
+
         Ok(RenderedRequest {
             url,
             method: self.method.clone(),
             headers,
             body,
         })
+    }
+
+    /// Wrap a rendered request as a CloudEvent: attributes from the templates, else the
+    /// inbound event, else derived; the data is the rendered body (the inbound event's data
+    /// when the body is forwarded unchanged from a structured event).
+    fn cloud_event(
+        &self,
+        ce: &CloudEventsTemplate,
+        r: &Renderer,
+        mut headers: Vec<(String, String)>,
+        body: Bytes,
+    ) -> Result<(Vec<(String, String)>, Bytes), TemplateError> {
+        let ctx = r.ctx;
+        let inbound = ctx.cloudevent;
+        let mut attrs = cloudevents::Attributes::new();
+        // Extensions of the inbound event travel with it.
+        if let Some(inb) = inbound {
+            for name in inb.attributes.keys() {
+                if !CE_CORE.contains(&name.as_str())
+                    && let Some(v) = inb.attribute(name)
+                {
+                    attrs.insert(name.clone(), v);
+                }
+            }
+        }
+        for name in CE_ATTRIBUTES {
+            let templated = match ce.attributes.iter().find(|(n, _)| *n == name) {
+                Some((_, t)) => {
+                    let field = format!("cloudEvents.{name}");
+                    let mut out = Out::new(&field, MAX_HEADER_BYTES);
+                    r.render_text(t, &field, &mut out)?;
+                    Some(out.into_string()).filter(|v| !v.is_empty())
+                }
+                None => None,
+            };
+            let value = templated
+                .or_else(|| inbound.and_then(|c| c.attribute(name)))
+                .or_else(|| match name {
+                    "id" => Some(ctx.event_id.to_string()),
+                    "source" => Some(if ce.default_source.is_empty() {
+                        "/".to_string()
+                    } else {
+                        ce.default_source.clone()
+                    }),
+                    "type" => Some(cloudevents::DEFAULT_TYPE.to_string()),
+                    "time" => Some(ctx.received_at.to_string()),
+                    _ => None,
+                });
+            if let Some(v) = value {
+                if name == "time"
+                    && time::OffsetDateTime::parse(
+                        &v,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .is_err()
+                {
+                    return Err(TemplateError::BadAttribute {
+                        attribute: "time",
+                        reason: "rendered value is not an RFC 3339 timestamp",
+                    });
+                }
+                attrs.insert(name.to_string(), v);
+            }
+        }
+        // The data: forwarded unchanged from a structured event, its `data`; else the body.
+        let content_type = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.clone());
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+        let (data, content_type) = match inbound {
+            Some(inb) if self.body.is_none() && inb.mode == cloudevents::Mode::Structured => (
+                inb.data_bytes(ctx.body),
+                inb.attribute("datacontenttype")
+                    .or_else(|| Some("application/json".into())),
+            ),
+            _ => (body.to_vec(), content_type),
+        };
+        if let Some(ct) = content_type {
+            attrs.insert("datacontenttype".into(), ct);
+        }
+        match ce.mode {
+            CloudEventsMode::Binary => {
+                let (h, data) = cloudevents::to_binary(&attrs, &data);
+                headers.retain(|(n, _)| !n.to_ascii_lowercase().starts_with("ce-"));
+                headers.extend(h);
+                Ok((headers, Bytes::from(data)))
+            }
+            CloudEventsMode::Structured => {
+                headers.push((
+                    "content-type".into(),
+                    cloudevents::STRUCTURED_CONTENT_TYPE.into(),
+                ));
+                Ok((
+                    headers,
+                    Bytes::from(cloudevents::to_structured(&attrs, &data)),
+                ))
+            }
+        }
     }
 }
 
@@ -583,6 +809,10 @@ impl<'c, 'a> Renderer<'c, 'a> {
                 .map(|v| Resolved::Text(v.value.expose().to_string())),
             RefKind::EventId => Some(Resolved::Text(ctx.event_id.to_string())),
             RefKind::EventReceivedAt => Some(Resolved::Text(ctx.received_at.to_string())),
+            RefKind::CloudEvent(name) => ctx
+                .cloudevent
+                .and_then(|c| c.attributes.get(name))
+                .map(Resolved::Json),
         }
     }
 
@@ -802,12 +1032,14 @@ fn parse_reference(s: &str, base: usize) -> Result<(RefKind, usize), ParseError>
         "headers" => RefKind::Header(one_name("headers")?.to_ascii_lowercase()),
         "query" => RefKind::Query(one_name("query")?),
         "env" => RefKind::Env(one_name("env")?),
-        "event" => match one_name("event")?.as_str() {
-            "id" => RefKind::EventId,
-            "receivedAt" => RefKind::EventReceivedAt,
-            other => {
+        "event" => match segs.as_slice() {
+            [Seg::Key(k)] if k == "id" => RefKind::EventId,
+            [Seg::Key(k)] if k == "receivedAt" => RefKind::EventReceivedAt,
+            [Seg::Key(k), Seg::Key(attr)] if k == "cloudevent" => RefKind::CloudEvent(attr.clone()),
+            _ => {
+                let other = s[root_end..i].trim_start_matches('.');
                 return Err(err(format!(
-                    "unknown $event.{other} (use $event.id or $event.receivedAt)"
+                    "unknown $event.{other} (use $event.id, $event.receivedAt or $event.cloudevent.<attribute>)"
                 )));
             }
         },

@@ -26,6 +26,7 @@ fn destination(name: &str, url: &str, body: Option<&str>) -> DestinationConfig {
         dead_letter_url: None,
         oauth2: None,
         tls: None,
+        cloud_events: None,
     }
 }
 
@@ -67,6 +68,7 @@ fn bridge() -> BridgeConfig {
         ],
         env,
         on_missing: MissingPolicy::Empty,
+        schema: None,
     }
 }
 
@@ -128,6 +130,7 @@ fn compiles_and_runs_end_to_end() {
         env: &cfg.env,
         event_id: "evt_1",
         received_at: "2024-05-01T12:00:00Z",
+        cloudevent: None,
     };
     let r = b.destinations[0].render(&ctx, cfg.on_missing).unwrap();
     assert_eq!(r.url, "https://crm.example/orders/7");

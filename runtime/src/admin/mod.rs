@@ -42,6 +42,7 @@ pub fn router(shared: AppState) -> Router {
         )
         .route("/api/v1/actions", get(list_actions))
         .route("/api/v1/config", get(config))
+        .route("/asyncapi/{ns}", get(asyncapi))
         .route("/api/v1/store", get(store_info))
         .route("/api/v1/retention", post(retention_now))
         .route_layer(middleware::from_fn_with_state(
@@ -543,6 +544,37 @@ async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value>
 
 /// The running configuration's version and per-item state. No secrets. The body is the
 /// typed contract the operator parses (`causeway_config::WorkerReport`).
+/// The AsyncAPI document of one namespace's bridges on this worker. The ingress server is
+/// named by the request's `Host` with the ingress port (the admin and ingress addresses
+/// share a host in a pod).
+async fn asyncapi(
+    State(shared): State<AppState>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let active = shared.active();
+    if !active.config.bridges.iter().any(|b| b.namespace == ns) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no bridge of namespace {ns} runs on this worker")})),
+        )
+            .into_response();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host))
+        .filter(|h| !h.is_empty() && !h.contains(['/', ' ']))
+        .unwrap_or("localhost");
+    let port = shared.ingress_addr.port();
+    let opts = crate::asyncapi::Options {
+        ingress_host: format!("{host}:{port}"),
+        namespace: Some(ns),
+        ..crate::asyncapi::Options::default()
+    };
+    Json(crate::asyncapi::document(&active.config, &opts)).into_response()
+}
+
 async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerReport> {
     use causeway_config::{
         BridgeReport, DestinationReport, ItemError, Kind, ObjectKey, PluginReport, WorkerReport,

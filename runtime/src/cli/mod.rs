@@ -57,6 +57,20 @@ pub enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
+    /// Print the AsyncAPI 3.0 document of the bridges in manifest files (no secrets).
+    Asyncapi {
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// Only this namespace's bridges.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// `host[:port]` where senders reach the ingress.
+        #[arg(long, default_value = "localhost:8080")]
+        server: String,
+        /// YAML instead of JSON.
+        #[arg(long)]
+        yaml: bool,
+    },
     /// Print the WorkerConfig that `up` would run. It contains the resolved secrets.
     Render {
         #[arg(short = 'f', long = "file", required = true)]

@@ -14,6 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use causeway_config::BridgeConfig;
 use causeway_pipeline::Inbound;
+use causeway_pipeline::cloudevents;
+use causeway_pipeline::schema::Violation;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -210,6 +212,14 @@ fn jti_key(jti: &str) -> String {
     }
 }
 
+/// Why a request is refused after its body was parsed.
+enum Checked {
+    /// It claims to be a CloudEvent and is not a valid one (400).
+    BadEvent(String),
+    /// The payload does not match the bridge's schema (422).
+    Invalid(Vec<Violation>),
+}
+
 /// Why reading a body failed.
 enum BodyError {
     TooLarge,
@@ -305,6 +315,17 @@ async fn bridge_request<B: InBody>(
     if content_length(&parts.headers).is_some_and(|n| n > max) {
         return reject("too_large", StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
+    // Whether the request claims to be a CloudEvent (checked whole once the body is read).
+    let cloud_event = match cloudevents::detect(&parts.headers) {
+        Ok(mode) => mode,
+        Err(e) => {
+            return reject(
+                "invalid_cloudevent",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &e.0,
+            );
+        }
+    };
     // Unsigned or badly signed requests are refused before their body costs anything.
     let raw_query = parts.uri.query().unwrap_or("");
     if let Err(reason) = bridge.check_headers(&parts.headers, raw_query) {
@@ -373,9 +394,11 @@ async fn bridge_request<B: InBody>(
             );
         }
     };
-    // The filter is CPU-bound and sized by the sender's payload: it runs on the blocking
-    // pool within its budget, never on the threads that serve connections.
-    let filtered = if bridge.has_filter() {
+    // A CloudEvent is checked, the payload schema applied and the filter run on the body
+    // parsed once. All three are CPU-bound and sized by the sender's payload: they run on
+    // the blocking pool (the filter within its budget), never on the threads that serve
+    // connections.
+    let filtered = if bridge.has_filter() || bridge.has_schema() || cloud_event.is_some() {
         let (b, headers, q, bytes, method) = (
             bridge.clone(),
             parts.headers.clone(),
@@ -384,19 +407,40 @@ async fn bridge_request<B: InBody>(
             parts.method.as_str().to_string(),
         );
         let outcome = tokio::task::spawn_blocking(move || {
-            let payload: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+            let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+            let (ce, body_json) =
+                cloudevents::parse_request(&headers, parsed).map_err(|e| Checked::BadEvent(e.0))?;
+            let payload = cloudevents::payload_of(ce.as_ref(), body_json.as_ref());
+            b.check_payload(payload).map_err(Checked::Invalid)?;
             let req = Inbound {
                 method: &method,
                 headers: &headers,
                 query: &q,
                 body: &bytes,
             };
-            b.filter(&req, payload.as_ref())
+            Ok(b.filter(&req, payload, ce.as_ref()))
         })
         .await;
         match outcome {
-            Ok(FilterOutcome::Pass) => None,
-            Ok(FilterOutcome::Drop(reason)) => Some(reason),
+            Ok(Ok(FilterOutcome::Pass)) => None,
+            Ok(Ok(FilterOutcome::Drop(reason))) => Some(reason),
+            Ok(Err(Checked::BadEvent(message))) => {
+                return reject("invalid_cloudevent", StatusCode::BAD_REQUEST, &message);
+            }
+            Ok(Err(Checked::Invalid(violations))) => {
+                // Refused before anything is stored; the violations go to the sender only
+                // (they may quote the payload, which is never logged).
+                m.rejected
+                    .with_label_values(&[key, "invalid_payload"])
+                    .inc();
+                return json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    serde_json::json!({
+                        "error": "the payload does not match the bridge's schema",
+                        "violations": violations,
+                    }),
+                );
+            }
             Err(e) => Some(format!("filter error (internal): {e}")),
         }
     } else {

@@ -25,6 +25,7 @@ fn dest(url: &str, headers: &[(&str, &str)], body: Option<&str>) -> DestinationC
         dead_letter_url: None,
         oauth2: None,
         tls: None,
+        cloud_events: None,
     }
 }
 
@@ -76,6 +77,7 @@ impl Fixture {
             env: &self.env,
             event_id: "evt_1",
             received_at: "2024-05-01T12:00:00Z",
+            cloudevent: None,
         }
     }
 }

@@ -1,0 +1,101 @@
+use super::*;
+
+fn config() -> WorkerConfig {
+    let bridge: BridgeConfig = serde_json::from_value(json!({
+        "namespace": "shop", "name": "orders", "path": "/hooks/shop/orders", "methods": ["POST", "PUT"],
+        "maxBodyBytes": 1024, "idempotencyHeader": "webhook-id", "dedupeWindowMs": 1000, "suspend": false,
+        "auth": {"type": "basic", "username": "shop", "password": "s3cret-pass"},
+        "stepRetry": causeway_config::RetryConfig::default(),
+        "env": {"TOKEN": {"value": "tok-123", "secret": true}, "BASE": {"value": "https://base.example", "secret": false}},
+        "destinations": [
+            {"name": "crm", "url": "https://user:pw@crm.example.com:8443/in?token=abc", "method": "POST",
+             "delayMs": 0, "timeoutMs": 1000, "retry": causeway_config::RetryConfig::default(),
+             "maxRetryAfterMs": 1000, "maxConcurrency": 1, "headers": {"authorization": "Bearer $env.TOKEN"}},
+            {"name": "audit", "url": "$env.BASE/audit/$payload.id", "method": "PUT",
+             "delayMs": 0, "timeoutMs": 1000, "retry": causeway_config::RetryConfig::default(),
+             "maxRetryAfterMs": 1000, "maxConcurrency": 1,
+             "cloudEvents": {"mode": "structured"}}
+        ],
+        "onMissing": "empty",
+        "schema": "{\"$schema\": \"https://json-schema.org/draft/2020-12/schema\", \"type\": \"object\", \"required\": [\"id\"]}"
+    }))
+    .unwrap();
+    let mut other = bridge.clone();
+    other.namespace = "billing".into();
+    other.path = "/hooks/billing/orders".into();
+    WorkerConfig {
+        version: "abc123".into(),
+        bridges: vec![bridge, other],
+        ..WorkerConfig::default()
+    }
+}
+
+#[test]
+fn a_channel_per_ingress_and_destination_with_bindings_security_and_schemas() {
+    let doc = document(
+        &config(),
+        &Options {
+            namespace: Some("shop".into()),
+            ..Options::default()
+        },
+    );
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    let channels = doc["channels"].as_object().unwrap();
+    let mut names: Vec<&str> = channels.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "shop__orders__audit",
+            "shop__orders__crm",
+            "shop__orders__ingress"
+        ]
+    );
+    assert_eq!(
+        channels["shop__orders__ingress"]["address"],
+        "/hooks/shop/orders"
+    );
+    assert_eq!(channels["shop__orders__crm"]["address"], "/in");
+    assert_eq!(channels["shop__orders__audit"]["address"], Value::Null);
+
+    let ops = doc["operations"].as_object().unwrap();
+    let post = &ops["shop__orders__ingress__post"];
+    assert_eq!(post["action"], "receive");
+    assert_eq!(post["bindings"]["http"]["method"], "POST");
+    assert!(ops.contains_key("shop__orders__ingress__put"));
+    assert_eq!(
+        ops["shop__orders__audit__send"]["bindings"]["http"]["method"],
+        "PUT"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["shop__orders__auth"],
+        json!({"type": "http", "scheme": "basic"})
+    );
+    assert_eq!(
+        doc["servers"]["shop__orders__crm"]["host"],
+        "crm.example.com:8443"
+    );
+
+    let m = &doc["components"]["messages"]["shop__orders__event"]["payload"];
+    assert_eq!(m["schemaFormat"], SCHEMA_FORMAT);
+    assert_eq!(m["schema"]["required"], json!(["id"]));
+    assert!(m["schema"].get("$schema").is_none());
+    let ce = &doc["components"]["messages"]["shop__orders__audit__event"];
+    assert_eq!(ce["contentType"], "application/cloudevents+json");
+}
+
+#[test]
+fn no_secret_is_in_the_document() {
+    let text = document(&config(), &Options::default()).to_string();
+    for secret in [
+        "s3cret-pass",
+        "tok-123",
+        "user:pw",
+        "token=abc",
+        "https://base.example",
+    ] {
+        assert!(!text.contains(secret), "{secret} is in the document");
+    }
+    // Both namespaces without a filter.
+    assert!(text.contains("billing__orders__ingress"));
+}
