@@ -407,7 +407,9 @@ async fn helm_template_labels_budget_placement_and_service_account() -> Result<(
 async fn helm_test_sends_an_event_through_a_bridge_and_cleans_up() -> Result<()> {
     let stack = Stack::get()?;
     let (release, ns) = (stack.release.clone(), stack.release_ns.clone());
-    let out = helm(&["test", &release, "-n", &ns, "--timeout", "5m", "--logs"])?;
+    // The pod exits 0 only after a 2xx (`causeway send`); Helm deletes it on success
+    // (hook-succeeded), so its log cannot be fetched afterwards.
+    let out = helm(&["test", &release, "-n", &ns, "--timeout", "5m"])?;
     ensure!(
         out.success(),
         "helm test failed:\n{}\n{}",
@@ -415,8 +417,8 @@ async fn helm_test_sends_an_event_through_a_bridge_and_cleans_up() -> Result<()>
         out.stderr
     );
     ensure!(
-        out.stdout.contains("Phase:          Succeeded") && out.stdout.contains("202 {"),
-        "the test pod did not report a 202:\n{}",
+        out.stdout.contains("Phase:          Succeeded") && !out.stdout.contains("Failed"),
+        "the test did not succeed:\n{}",
         out.stdout
     );
     let name = format!("{release}-helm-test");
