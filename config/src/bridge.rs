@@ -38,6 +38,9 @@ pub struct BridgeConfig {
     #[serde(default)]
     pub env: BTreeMap<String, EnvValue>,
     pub on_missing: MissingPolicy,
+    /// Streams of the bridge's accepted events (SSE and WebSocket), see `stream.rs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<crate::stream::StreamConfig>,
 }
 
 impl BridgeConfig {
@@ -64,6 +67,11 @@ impl BridgeConfig {
         }
         for d in &self.destinations {
             out.extend(d.signing_secret.iter().map(SecretValue::expose));
+        }
+        for s in &self.streams {
+            if let Some(auth) = &s.auth {
+                out.extend(auth.secrets().into_iter().map(SecretValue::expose));
+            }
         }
         out.retain(|s| !s.is_empty());
         out

@@ -21,6 +21,7 @@ mod plugin;
 pub mod reason;
 mod report;
 mod secret;
+mod stream;
 mod worker;
 
 pub use bridge::{
@@ -34,6 +35,7 @@ pub use report::{
     BridgeReport, ItemError, PluginReport, StoreReport, WorkerReport, postgres_location,
 };
 pub use secret::SecretValue;
+pub use stream::StreamConfig;
 pub use worker::{
     ADMIN_PORT, CONFIG_KEY, CONFIG_VERSION_ANNOTATION, INGRESS_PORT, INTERNAL_PORT,
     RetentionConfig, WorkerConfig, config_secret_name,

@@ -112,6 +112,18 @@ pub struct BridgeSpec {
     /// How templates treat a reference that does not resolve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub templates: Option<TemplateOptions>,
+
+    /// Streams of the accepted events for consumers (Server-Sent Events and WebSocket at
+    /// `/streams/<namespace>/<name>/<stream>`), with replay from the store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        extend(
+            "x-kubernetes-list-type" = "map",
+            "x-kubernetes-list-map-keys" = ["name"]
+        )
+    )]
+    pub streams: Vec<crate::stream::Stream>,
 }
 
 /// How a bridge receives requests.

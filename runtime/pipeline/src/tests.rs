@@ -64,6 +64,7 @@ fn bridge() -> BridgeConfig {
         ],
         env,
         on_missing: MissingPolicy::Empty,
+        streams: vec![],
     }
 }
 
