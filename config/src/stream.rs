@@ -26,9 +26,12 @@ pub struct StreamConfig {
     /// consumer that replays or catches up is paced by it. 0: no limit.
     #[serde(default)]
     pub events_per_second: u32,
-    /// Live events one connection may have queued before it is disconnected as a slow
-    /// consumer (with the reason, and its last id to resume from).
+    /// Live events one connection may have queued; past it the connection leaves the live
+    /// fan-out and catches up from the store.
     pub buffer_events: u32,
+    /// A connection that has events waiting and whose socket takes nothing for this long
+    /// is disconnected as a slow consumer, in ms.
+    pub stall_timeout_ms: u64,
     /// How far back a consumer may replay, in ms (bounded by what the store keeps).
     pub retention_ms: u64,
     /// Interval of SSE comment lines / WebSocket pings on an idle connection, in ms.
@@ -38,6 +41,8 @@ pub struct StreamConfig {
 impl StreamConfig {
     /// Default `buffer.maxEvents`.
     pub const DEFAULT_BUFFER_EVENTS: u32 = 1024;
+    /// Default `buffer.stallTimeout`.
+    pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 30_000;
     /// Default `retention`: a day.
     pub const DEFAULT_RETENTION_MS: u64 = 86_400_000;
     /// Default `heartbeat`.

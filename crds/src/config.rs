@@ -775,6 +775,11 @@ fn stream_config(inv: &Lookup<'_>, ns: &str, s: &Stream) -> Result<StreamConfig,
             .as_ref()
             .and_then(|b| b.max_events)
             .unwrap_or(StreamConfig::DEFAULT_BUFFER_EVENTS),
+        stall_timeout_ms: s
+            .buffer
+            .as_ref()
+            .map(|b| opt_ms(&b.stall_timeout, StreamConfig::DEFAULT_STALL_TIMEOUT_MS))
+            .unwrap_or(StreamConfig::DEFAULT_STALL_TIMEOUT_MS),
         retention_ms: opt_ms(&s.retention, StreamConfig::DEFAULT_RETENTION_MS),
         heartbeat_ms: opt_ms(&s.heartbeat, StreamConfig::DEFAULT_HEARTBEAT_MS),
     })

@@ -107,10 +107,16 @@ pub struct StreamLimits {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StreamBuffer {
-    /// Live events one connection may have queued (not yet taken by its socket) before it
-    /// is disconnected as a slow consumer, with the reason and the id to resume from
-    /// (default 1024).
+    /// Live events one connection may have queued (not yet taken by its socket); past it
+    /// the connection leaves the live fan-out and catches up from the store, so memory
+    /// stays bounded and other consumers and ingest never wait for it (default 1024).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65536))]
     pub max_events: Option<u32>,
+    /// A connection that has events waiting and whose socket takes nothing for this long
+    /// is disconnected as a slow consumer, with the reason and the id to resume from
+    /// (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub stall_timeout: Option<String>,
 }

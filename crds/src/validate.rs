@@ -291,8 +291,11 @@ fn streams(e: &mut Errors, spec: &BridgeSpec) {
                 }
             }
         }
-        if s.buffer.as_ref().and_then(|b| b.max_events) == Some(0) {
-            e.add(format!("{p}.buffer.maxEvents"), "must be at least 1");
+        if let Some(b) = &s.buffer {
+            if b.max_events == Some(0) {
+                e.add(format!("{p}.buffer.maxEvents"), "must be at least 1");
+            }
+            e.opt_duration(format!("{p}.buffer.stallTimeout"), &b.stall_timeout);
         }
         e.opt_duration(format!("{p}.retention"), &s.retention);
         e.opt_duration(format!("{p}.heartbeat"), &s.heartbeat);

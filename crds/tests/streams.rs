@@ -58,6 +58,10 @@ fn bad_streams_name_the_field() {
             "spec.streams[0].buffer.maxEvents: must be at least 1",
         ),
         (
+            "  - {name: live, buffer: {stallTimeout: soon}}\n",
+            "spec.streams[0].buffer.stallTimeout: invalid duration \"soon\": expected a number (write e.g. 500ms, 30s, 15m, 1h, 1d or 1h30m)",
+        ),
+        (
             "  - {name: live, retention: 2 days}\n",
             "spec.streams[0].retention: invalid duration \"2 days\": unknown unit (write e.g. 500ms, 30s, 15m, 1h, 1d or 1h30m)",
         ),
@@ -98,7 +102,7 @@ fn the_crd_keys_streams_by_name_and_checks_the_auth_scheme() {
 #[test]
 fn a_stream_renders_with_its_secrets_and_defaults() {
     let text = format!(
-        "{HEAD}  streams:\n  - name: live\n    auth: {{apiKey: {{secretRef: {{name: consumers, key: key}}}}}}\n    limits: {{maxConnectionsPerConsumer: 2, eventsPerSecond: 50}}\n    buffer: {{maxEvents: 64}}\n    retention: 1h\n  - name: open\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: consumers, namespace: shop}}\nstringData: {{key: k-123}}\n"
+        "{HEAD}  streams:\n  - name: live\n    auth: {{apiKey: {{secretRef: {{name: consumers, key: key}}}}}}\n    limits: {{maxConnectionsPerConsumer: 2, eventsPerSecond: 50}}\n    buffer: {{maxEvents: 64, stallTimeout: 5s}}\n    retention: 1h\n  - name: open\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: consumers, namespace: shop}}\nstringData: {{key: k-123}}\n"
     );
     let inv = load_str(&text, Path::new("m.yaml")).unwrap();
     let r = render(&inv, &Scope::All, &Default::default());
@@ -120,12 +124,14 @@ fn a_stream_renders_with_its_secrets_and_defaults() {
     assert_eq!(live.max_connections, 0);
     assert_eq!(live.events_per_second, 50);
     assert_eq!(live.buffer_events, 64);
+    assert_eq!(live.stall_timeout_ms, 5_000);
     assert_eq!(live.retention_ms, 3_600_000);
     let open = &b.streams[1];
     assert!(open.auth.is_none());
     assert_eq!(open.buffer_events, StreamConfig::DEFAULT_BUFFER_EVENTS);
     assert_eq!(open.retention_ms, StreamConfig::DEFAULT_RETENTION_MS);
     assert_eq!(open.heartbeat_ms, StreamConfig::DEFAULT_HEARTBEAT_MS);
+    assert_eq!(open.stall_timeout_ms, StreamConfig::DEFAULT_STALL_TIMEOUT_MS);
     // The stream's key is a secret of the bridge: redacted wherever the bridge's are.
     assert!(b.secret_values().contains(&"k-123"));
 }
