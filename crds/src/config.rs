@@ -17,11 +17,11 @@ pub use causeway_config::ItemError as Problem;
 pub use causeway_config::*;
 
 use crate::bridge::{ApiKeyAuth, Backoff, BasicAuth, Bridge, JwtAuth, RateLimit};
-use crate::stream::Stream;
 use crate::common::{DEFAULT_NAMESPACE, DEFAULT_POOL, NamedValue, SecretKeyRef};
 use crate::duration::{parse_duration, parse_quantity_bytes};
 use crate::plugin::Plugin;
 use crate::pool::WorkerPool;
+use crate::stream::Stream;
 use crate::validate::{FieldError, validate_bridge, validate_plugin};
 
 /// Everything known about one cluster (or one set of manifest files).

@@ -247,10 +247,7 @@ fn streams(e: &mut Errors, spec: &BridgeSpec) {
         if let Some(a) = &s.auth {
             let set = [a.jwt.is_some(), a.basic.is_some(), a.api_key.is_some()];
             if set.iter().filter(|x| **x).count() != 1 {
-                e.add(
-                    format!("{p}.auth"),
-                    "set exactly one of jwt, basic, apiKey",
-                );
+                e.add(format!("{p}.auth"), "set exactly one of jwt, basic, apiKey");
             }
             if let Some(j) = &a.jwt {
                 if j.secret_ref.is_some() == j.jwks_ref.is_some() {
@@ -277,7 +274,10 @@ fn streams(e: &mut Errors, spec: &BridgeSpec) {
                 && k.header.is_some()
                 && k.query_param.is_some()
             {
-                e.add(format!("{p}.auth.apiKey"), "set header or queryParam, not both");
+                e.add(
+                    format!("{p}.auth.apiKey"),
+                    "set header or queryParam, not both",
+                );
             }
         }
         if let Some(l) = &s.limits {

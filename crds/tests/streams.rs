@@ -81,13 +81,12 @@ fn bad_streams_name_the_field() {
 
 #[test]
 fn the_crd_keys_streams_by_name_and_checks_the_auth_scheme() {
-    let yaml = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("yaml/bridges.yaml"),
-    )
-    .unwrap();
+    let yaml =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("yaml/bridges.yaml"))
+            .unwrap();
     let crd: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
-    let streams = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-        ["properties"]["streams"];
+    let streams = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["streams"];
     assert_eq!(streams["x-kubernetes-list-type"], "map");
     assert_eq!(streams["x-kubernetes-list-map-keys"][0], "name");
     let auth = &streams["items"]["properties"]["auth"];
@@ -109,7 +108,10 @@ fn a_stream_renders_with_its_secrets_and_defaults() {
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     let b = r
         .config
-        .bridges.iter().find(|b| b.name == "orders").unwrap();
+        .bridges
+        .iter()
+        .find(|b| b.name == "orders")
+        .unwrap();
     assert_eq!(b.streams.len(), 2);
     let live = &b.streams[0];
     assert_eq!(live.name, "live");
@@ -131,7 +133,10 @@ fn a_stream_renders_with_its_secrets_and_defaults() {
     assert_eq!(open.buffer_events, StreamConfig::DEFAULT_BUFFER_EVENTS);
     assert_eq!(open.retention_ms, StreamConfig::DEFAULT_RETENTION_MS);
     assert_eq!(open.heartbeat_ms, StreamConfig::DEFAULT_HEARTBEAT_MS);
-    assert_eq!(open.stall_timeout_ms, StreamConfig::DEFAULT_STALL_TIMEOUT_MS);
+    assert_eq!(
+        open.stall_timeout_ms,
+        StreamConfig::DEFAULT_STALL_TIMEOUT_MS
+    );
     // The stream's key is a secret of the bridge: redacted wherever the bridge's are.
     assert!(b.secret_values().contains(&"k-123"));
 }

@@ -322,7 +322,10 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         }
         warn!(error = %e, "paused destinations not loaded yet: the store is not reachable");
     }
+    let streams = crate::streams::Streams::new(store.clone(), &metrics.registry, shutdown.clone())
+        .map_err(crate::metrics::MetricsError::from)?;
     let shared = Arc::new(Shared {
+        streams,
         store,
         store_info,
         config: ConfigHandle::new(generated_admin_token),
