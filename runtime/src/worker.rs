@@ -182,6 +182,15 @@ pub fn describe(active: &Active, listen: SocketAddr, admin: SocketAddr) -> Strin
             b.cfg.methods.join(","),
             b.cfg.path
         ));
+        for s in &b.cfg.streams {
+            out.push_str(&format!(
+                "  stream {:<24} GET  http://{listen}/streams/{}/{}/{}\n",
+                format!("{}/{}", b.key, s.name),
+                b.cfg.namespace,
+                b.cfg.name,
+                s.name
+            ));
+        }
     }
     for p in &active.config.plugins {
         let failed = active
