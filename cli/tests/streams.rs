@@ -608,3 +608,49 @@ async fn with_postgres_a_consumer_on_one_worker_sees_the_events_sent_to_another(
     assert_eq!(got, sent);
     let _ = ws_on_a.close(None).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_ends_the_connections_it_let_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let with_key = |key: &str| {
+        bridge(
+            &sink,
+            &format!(
+                "  - name: live\n    auth: {{apiKey: {{secretRef: {{name: consumers, key: key}}}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: consumers}}\nstringData: {{key: {key}}}"
+            ),
+        )
+    };
+    let m = manifests(dir.path(), &with_key("old-key-1"));
+    let w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+    let mut events = sse(&c, &stream_url(&w), &[("x-api-key", "old-key-1")]).await;
+    std::fs::write(m.join("bridges.yaml"), with_key("new-key-2")).unwrap();
+    let (id, data) = take(&mut events, 1).await.remove(0);
+    assert_eq!(id, "", "the error event");
+    assert_eq!(
+        data,
+        r#"{"error":"the stream's configuration changed: reconnect"}"#
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .unwrap()
+            .is_none(),
+        "the stream ends"
+    );
+    let old = c
+        .get(stream_url(&w))
+        .header("x-api-key", "old-key-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401);
+    let new = c
+        .get(stream_url(&w))
+        .header("x-api-key", "new-key-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(new.status(), 200);
+}

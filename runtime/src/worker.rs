@@ -138,6 +138,9 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
         loaded_at_ms: now_ms(),
     });
     shared.config.swap(active.clone());
+    // Connections to a stream that is gone or changed (a rotated key) end; they reconnect
+    // under the new configuration.
+    shared.streams.reconfigured(&active);
     {
         let bridges = active.bridges.keys().map(String::as_str).collect();
         let destinations = active

@@ -394,6 +394,7 @@ async fn stream_request<B>(
         stalled_since: Default::default(),
         behind: Default::default(),
         stall_ms: cfg.stall_timeout_ms.max(1),
+        cfg: cfg.clone(),
         reason: Default::default(),
         cut: CancellationToken::new(),
         closer: if ws {

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use causeway_config::StreamConfig;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -215,6 +216,29 @@ impl Streams {
         })
     }
 
+    /// End the connections whose stream is gone from `active` or configured differently
+    /// (its auth, limits or buffer): they were admitted under rules that no longer hold.
+    pub fn reconfigured(&self, active: &crate::config::active::Active) {
+        let conns: Vec<Arc<ConnState>> = lock(&self.conns)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for c in conns {
+            let same = active
+                .bridges
+                .get(&c.bridge)
+                .and_then(|b| b.cfg.streams.iter().find(|s| s.name == c.stream))
+                .is_some_and(|s| *s == c.cfg);
+            if !same {
+                c.cut(
+                    "reconfigured",
+                    "the stream's configuration changed: reconnect".into(),
+                    &self.metrics,
+                );
+            }
+        }
+    }
+
     fn register(self: &Arc<Self>, conn: &Arc<ConnState>) {
         lock(&self.conns).insert(conn.id, Arc::downgrade(conn));
         if !self.sweeping.swap(true, Ordering::SeqCst) {
@@ -299,6 +323,8 @@ pub(crate) struct ConnState {
     /// It has events waiting (queued live, or to catch up from the store).
     behind: AtomicBool,
     stall_ms: u64,
+    /// The stream's configuration it was admitted under.
+    cfg: StreamConfig,
     /// Why it was cut; set once.
     reason: Mutex<Option<String>>,
     cut: CancellationToken,
