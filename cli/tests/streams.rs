@@ -654,3 +654,78 @@ async fn a_rotated_key_ends_the_connections_it_let_in() {
         .unwrap();
     assert_eq!(new.status(), 200);
 }
+
+/// A bridge with a filter and a step: the stream serves what passed both, as the step left
+/// it, in id order; an event whose step fails for good is left out. Needs `make plugins`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_serves_what_passed_the_filter_and_the_steps_as_the_steps_left_it() {
+    let wasm = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/plugins/dist/tagger.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `make plugins` first",
+        wasm.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let yaml = format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {{name: tagger}}
+spec:
+  source: {{file: "{wasm}"}}
+  variables: [{{name: tag, value: blue}}]
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: orders}}
+spec:
+  filter: "type(payload) == list || payload.keep"
+  steps: [{{plugin: tagger}}]
+  stepRetry: {{retries: 0, backoff: {{policy: none}}}}
+  destinations:
+  - {{name: sink, url: "{url}"}}
+  streams:
+  - {{name: live}}
+"#,
+        wasm = wasm.display(),
+        url = sink.url("/orders")
+    );
+    let w = Worker::start(dir.path(), &manifests(dir.path(), &yaml), &[]);
+    let c = client();
+    let mut events = sse(&c, &stream_url(&w), &[]).await;
+    let url = w.url("/hooks/default/orders");
+    let mut kept = Vec::new();
+    for (i, body) in [
+        r#"{"keep":true,"n":0}"#,
+        // Dropped by the filter.
+        r#"{"keep":false,"n":1}"#,
+        // Passes the filter; the step refuses what is not an object: dead, left out.
+        "[1,2]",
+        r#"{"keep":true,"n":3}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (s, v) = post(&c, &url, body, &[]).await;
+        assert_eq!(s, 202);
+        if i == 0 || i == 3 {
+            kept.push(v["id"].as_str().unwrap().to_string());
+        }
+    }
+    let got = take(&mut events, kept.len()).await;
+    assert_eq!(
+        got.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        kept
+    );
+    for (n, (_, data)) in [0, 3].iter().zip(&got) {
+        assert!(
+            same_json(
+                data,
+                &format!(r#"{{"keep":true,"n":{n},"tagged":true,"tag":"blue"}}"#)
+            ),
+            "{data}"
+        );
+    }
+}

@@ -96,6 +96,12 @@ impl Hub {
         }
     }
 
+    /// Move the start of the next read to `to` (never back).
+    fn advance(&self, to: EventId) {
+        let mut st = lock(&self.state);
+        st.last = st.last.max(to);
+    }
+
     fn last(&self) -> EventId {
         lock(&self.state).last
     }
@@ -123,10 +129,11 @@ pub(crate) async fn run(hub: Arc<Hub>, streams: Weak<Streams>) {
         }
         let Some(s) = streams.upgrade() else { return };
         loop {
+            let before = s.watermark();
             let read = StreamRead {
                 bridge: hub.bridge.clone(),
                 after: Some(hub.last()),
-                before: Some(s.watermark()),
+                before: Some(before),
                 limit: PAGE,
             };
             match s.store.stream_events(read).await {
@@ -135,6 +142,12 @@ pub(crate) async fn run(hub: Arc<Hub>, streams: Weak<Streams>) {
                     let full = page.items.len() >= PAGE;
                     hub.dispatch(page.items);
                     if !full {
+                        if !held {
+                            // Nothing of this bridge below the watermark is left: the next
+                            // read starts there, not at the bridge's last event (which
+                            // other bridges' events may have followed by the thousand).
+                            hub.advance(super::id_before(before));
+                        }
                         break;
                     }
                 }
