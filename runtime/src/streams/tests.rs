@@ -95,3 +95,51 @@ fn an_event_is_its_id_and_its_body_as_data_lines() {
         "a body that is not JSON is a string"
     );
 }
+
+fn streams() -> (std::sync::Arc<super::Streams>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(
+        crate::store::embedded::EmbeddedStore::open(&dir.path().join("store"), None).unwrap(),
+    );
+    let s = super::Streams::new(
+        store,
+        &prometheus::Registry::new(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .unwrap();
+    (s, dir)
+}
+
+#[tokio::test]
+async fn the_watermark_stays_below_every_id_still_being_appended() {
+    let (s, _dir) = streams();
+    let idle = s.watermark();
+    let a = s.mint("ns/b");
+    let b = s.mint("ns/b");
+    assert!(idle < a.id() && a.id() < b.id(), "ids come out in order");
+    assert_eq!(s.watermark(), a.id(), "the oldest in flight bounds reads");
+    let b_id = b.id();
+    b.done();
+    assert_eq!(s.watermark(), a.id(), "a later commit does not move it");
+    a.done();
+    let w = s.watermark();
+    assert!(w > b_id, "nothing in flight: above every id minted so far");
+}
+
+#[tokio::test]
+async fn an_append_dropped_midway_keeps_its_id_in_flight_a_while() {
+    let (s, _dir) = streams();
+    let t = s.mint("ns/b");
+    let id = t.id();
+    drop(t);
+    assert_eq!(s.watermark(), id, "the store may still commit it");
+    // Then it goes (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.watermark() <= id {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the id stayed in flight"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
