@@ -34,6 +34,14 @@ pub struct ConnLimits {
     pub shutdown_grace: Duration,
 }
 
+/// What the listener tells a handler about the connection a request came on.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub peer: std::net::SocketAddr,
+    /// Cancelled: the connection is closed at once (a stalled stream consumer).
+    pub closer: CancellationToken,
+}
+
 /// What the loop reports to the caller's metrics.
 pub trait ConnObserver: Send + Sync + 'static {
     fn opened(&self) {}
@@ -128,7 +136,7 @@ pub async fn serve<H, Fut, B>(
             observer.opened();
             // Handlers may close their connection at once (a stalled stream consumer).
             let closer = CancellationToken::new();
-            let info = crate::streams::ConnInfo {
+            let info = ConnInfo {
                 peer,
                 closer: closer.clone(),
             };

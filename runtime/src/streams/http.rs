@@ -30,6 +30,7 @@ use tracing::debug;
 
 use super::consumer::{Consumer, Out, Settings};
 use super::{ConnState, id_before, id_floor, id_ms};
+use crate::listener::ConnInfo;
 use crate::shared::Shared;
 use crate::store::{EventId, StreamRead, now_ms};
 
@@ -37,14 +38,6 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of every ingress response: whole, or a stream of SSE frames.
 pub type StreamBody = UnsyncBoxBody<Bytes, BoxError>;
-
-/// What the listener tells a handler about the connection a request came on.
-#[derive(Clone, Debug)]
-pub struct ConnInfo {
-    pub peer: std::net::SocketAddr,
-    /// Cancelled: the connection is closed at once (a stalled stream consumer).
-    pub closer: CancellationToken,
-}
 
 fn whole(resp: Response<Full<Bytes>>) -> Response<StreamBody> {
     resp.map(|b| b.map_err(|never: Infallible| match never {}).boxed_unsync())

@@ -29,7 +29,7 @@ use tracing::warn;
 use crate::store::{EventId, Store, now_ms};
 use crate::sync::lock;
 
-pub use http::{ConnInfo, StreamBody, serve};
+pub use http::{StreamBody, serve};
 
 /// Events read from the store in one go (by a hub or by a connection catching up).
 const PAGE: usize = 64;
