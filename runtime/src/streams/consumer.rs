@@ -11,13 +11,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::hub::Hub;
-use super::{ConnState, PAGE, Slot, Streams};
-use crate::store::{EventId, StreamItem, StreamRead};
+use super::{ConnState, Item, PAGE, Slot, Streams};
+use crate::store::{EventId, StreamRead};
 use crate::sync::lock;
 
 /// What a connection sends next.
 pub(crate) enum Out {
-    Event(Arc<StreamItem>),
+    Event(Arc<Item>),
     Heartbeat,
     /// The last message: why the worker ends the stream.
     End(String),
@@ -29,7 +29,7 @@ enum Mode {
     /// In the live fan-out; events up to `upto` (handed out before it joined) are read
     /// from the store first.
     Live {
-        rx: mpsc::Receiver<Arc<StreamItem>>,
+        rx: mpsc::Receiver<Arc<Item>>,
         upto: EventId,
     },
 }
@@ -40,13 +40,15 @@ pub(crate) struct Consumer {
     pub(crate) conn: Arc<ConnState>,
     /// The last id sent (or the exclusive start).
     cursor: EventId,
-    pending: VecDeque<Arc<StreamItem>>,
+    pending: VecDeque<Arc<Item>>,
     mode: Mode,
     buffer: usize,
     heartbeat: Duration,
     /// Time between two events (`eventsPerSecond`), and when the next may go.
     pace: Option<(Duration, Instant)>,
     done: bool,
+    /// This stream's `events_sent` counter (looked up once, not per event).
+    sent: prometheus::IntCounter,
     _slot: Slot,
 }
 
@@ -74,6 +76,10 @@ impl Consumer {
             }
         };
         streams.register(&conn);
+        let sent = streams
+            .metrics
+            .events_sent
+            .with_label_values(&[&conn.bridge, &conn.stream]);
         Consumer {
             streams,
             hub,
@@ -90,6 +96,7 @@ impl Consumer {
                 )
             }),
             done: false,
+            sent,
             _slot: slot,
         }
     }
@@ -111,12 +118,8 @@ impl Consumer {
         self.conn.handed();
         match &out {
             Some(Out::Event(item)) => {
-                *lock(&self.conn.last_sent) = Some(item.id);
-                self.streams
-                    .metrics
-                    .events_sent
-                    .with_label_values(&[&self.conn.bridge, &self.conn.stream])
-                    .inc();
+                *lock(&self.conn.last_sent) = Some(item.id());
+                self.sent.inc();
             }
             Some(Out::End(_)) => self.done = true,
             _ => {}
@@ -132,7 +135,7 @@ impl Consumer {
             if self.streams.shutdown.is_cancelled() {
                 return Some(Out::End("the worker is shutting down".into()));
             }
-            while self.pending.front().is_some_and(|i| i.id <= self.cursor) {
+            while self.pending.front().is_some_and(|i| i.id() <= self.cursor) {
                 self.pending.pop_front();
             }
             if !self.pending.is_empty() {
@@ -147,7 +150,7 @@ impl Consumer {
                     *next = Instant::now().max(*next) + *gap;
                 }
                 let item = self.pending.pop_front()?;
-                self.cursor = item.id;
+                self.cursor = item.id();
                 return Some(Out::Event(item));
             }
             match &mut self.mode {
@@ -197,7 +200,7 @@ impl Consumer {
     }
 
     /// Events after `after` and before `before` from the store (at most a page).
-    async fn read(&self, after: EventId, before: EventId) -> Result<Vec<Arc<StreamItem>>, String> {
+    async fn read(&self, after: EventId, before: EventId) -> Result<Vec<Arc<Item>>, String> {
         let read = StreamRead {
             bridge: self.conn.bridge.clone(),
             after: Some(after),
@@ -205,7 +208,7 @@ impl Consumer {
             limit: PAGE,
         };
         match self.streams.store.stream_events(read).await {
-            Ok(p) => Ok(p.items.into_iter().map(Arc::new).collect()),
+            Ok(p) => Ok(p.items.into_iter().map(Item::new).collect()),
             Err(e) => {
                 tracing::warn!(bridge = %self.conn.bridge, error = %e, "stream read failed");
                 self.conn.cut(

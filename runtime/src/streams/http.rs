@@ -527,7 +527,7 @@ fn sse(consumer: Consumer) -> Response<StreamBody> {
     let rest = futures::stream::unfold(consumer, |mut c| async move {
         let out = c.next().await?;
         let bytes = match out {
-            Out::Event(item) => sse_event(item.id, &item.body),
+            Out::Event(item) => item.sse(),
             Out::Heartbeat => Bytes::from_static(b": heartbeat\n\n"),
             Out::End(reason) => sse_end(&reason),
         };
@@ -570,7 +570,7 @@ where
         };
         let msg = match out {
             None => return,
-            Some(Out::Event(item)) => Message::text(ws_event(item.id, &item.body)),
+            Some(Out::Event(item)) => Message::Text(item.ws()),
             Some(Out::Heartbeat) => Message::Ping(Bytes::new()),
             Some(Out::End(reason)) => {
                 let text = serde_json::json!({ "error": reason }).to_string();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tracing::warn;
 
-use super::{ConnState, HELD_POLL, PAGE, SHARED_POLL, Streams};
+use super::{ConnState, HELD_POLL, Item, PAGE, SHARED_POLL, Streams};
 use crate::store::{EventId, StreamItem, StreamRead};
 use crate::sync::lock;
 
@@ -30,7 +30,7 @@ struct State {
 }
 
 struct Sub {
-    tx: mpsc::Sender<Arc<StreamItem>>,
+    tx: mpsc::Sender<Arc<Item>>,
     conn: Arc<ConnState>,
 }
 
@@ -57,7 +57,7 @@ impl Hub {
         &self,
         conn: &Arc<ConnState>,
         capacity: usize,
-    ) -> (mpsc::Receiver<Arc<StreamItem>>, EventId) {
+    ) -> (mpsc::Receiver<Arc<Item>>, EventId) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let mut st = lock(&self.state);
         st.subs.insert(
@@ -79,8 +79,8 @@ impl Hub {
     fn dispatch(&self, items: Vec<StreamItem>) {
         let mut st = lock(&self.state);
         for item in items {
-            let item = Arc::new(item);
-            st.last = item.id;
+            let item = Item::new(item);
+            st.last = item.id();
             st.subs
                 .retain(|_, sub| match sub.tx.try_send(item.clone()) {
                     Ok(()) => {

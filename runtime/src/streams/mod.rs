@@ -18,7 +18,9 @@ mod hub;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use causeway_config::StreamConfig;
@@ -26,7 +28,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::store::{EventId, Store, now_ms};
+use crate::store::{EventId, Store, StreamItem, now_ms};
 use crate::sync::lock;
 
 pub use http::{StreamBody, serve};
@@ -405,6 +407,42 @@ async fn sweep(streams: Weak<Streams>, stop: CancellationToken) {
                 );
             }
         }
+    }
+}
+
+/// One event on its way to consumers: the store's item, and its frames rendered once for
+/// every connection that sends it (a fan-out to a thousand connections formats it once).
+pub(crate) struct Item {
+    pub(crate) data: StreamItem,
+    sse: OnceLock<Bytes>,
+    ws: OnceLock<tokio_tungstenite::tungstenite::Utf8Bytes>,
+}
+
+impl Item {
+    pub(crate) fn new(data: StreamItem) -> Arc<Item> {
+        Arc::new(Item {
+            data,
+            sse: OnceLock::new(),
+            ws: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn id(&self) -> EventId {
+        self.data.id
+    }
+
+    /// The event as SSE (`id:` and `data:` lines).
+    pub(crate) fn sse(&self) -> Bytes {
+        self.sse
+            .get_or_init(|| http::sse_event(self.data.id, &self.data.body))
+            .clone()
+    }
+
+    /// The event as a WebSocket text message.
+    pub(crate) fn ws(&self) -> tokio_tungstenite::tungstenite::Utf8Bytes {
+        self.ws
+            .get_or_init(|| http::ws_event(self.data.id, &self.data.body).into())
+            .clone()
     }
 }
 
