@@ -181,6 +181,19 @@ impl Consumer {
                     self.pending.extend(page);
                 }
                 Mode::Live { rx, .. } => {
+                    // Queued events first, without timers or waiters: under load most
+                    // calls end here, so a busy fan-out costs no timer or token churn.
+                    match rx.try_recv() {
+                        Ok(item) => {
+                            self.pending.push_back(item);
+                            continue;
+                        }
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            self.mode = Mode::CatchUp;
+                            continue;
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => {}
+                    }
                     tokio::select! {
                         item = rx.recv() => match item {
                             Some(item) => self.pending.push_back(item),
