@@ -296,12 +296,22 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let mut i = Table::new(&format!("Ingest (closed loop, {} connections)", ctx.conns));
     i.add("no stream consumer", "req/s", none)
         .add(
+            "1,000 SSE consumers connected to another bridge's stream",
+            "req/s",
+            idle_1000,
+        )
+        .add(
             "1,000 SSE consumers reading every event",
             "req/s",
             with_1000,
         )
         .add(
-            "with 1,000 / without (paired per run)",
+            "idle 1,000 / none (paired per run)",
+            "ratio",
+            idle_ratios.clone(),
+        )
+        .add(
+            "reading 1,000 / none (paired per run)",
             "ratio",
             ratios.clone(),
         );
