@@ -41,7 +41,7 @@ const SHARED_POLL: Duration = Duration::from_millis(250);
 /// On a shared store, an event is streamed once it is this old: another worker's event
 /// with a smaller id may still be committing (its append and clocks), and a stream never
 /// goes back in id order.
-const SETTLE: Duration = Duration::from_millis(1000);
+const SETTLE: Duration = Duration::from_millis(3000);
 /// How often a hub looks again while an event's steps are running.
 const HELD_POLL: Duration = Duration::from_millis(100);
 /// How often connections are checked for stalls.
