@@ -23,7 +23,7 @@ use report::{Report, Section};
 use scenarios::{Ctx, say};
 use sut::Paths;
 
-const USAGE: &str = "usage: bench run [--only 1,2,3,4,5,6,7,8,9] [--out BENCHMARKS.md] [--merge] [--work DIR]
+const USAGE: &str = "usage: bench run [--only 1,2,3,4,5,6,7,8,9,11] [--out BENCHMARKS.md] [--merge] [--work DIR]
          --merge: update only the scenarios run (their sections and target rows) in --out
        bench host-calls [N] [on-demand]   (in-process plugin calls only, for profiling)
        bench notes [BENCHMARKS.md]        (refresh the report's copy of bench/notes.md)
@@ -46,7 +46,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         return Err(USAGE.into());
     }
     let mut a = Args {
-        only: (1..=9).collect(),
+        only: (1..=9).chain([11]).collect(),
         out: PathBuf::from("BENCHMARKS.md"),
         merge: false,
         work: None,
@@ -345,6 +345,7 @@ async fn run_all(ctx: Ctx, only: &[u32]) -> Report {
             7 => scenarios::operator::run(&ctx, &mut report),
             8 => scenarios::postgres::ingest(&ctx, &mut report).await,
             9 => scenarios::postgres::forward(&ctx, &mut report).await,
+            11 => scenarios::streams::run(&ctx, &mut report).await,
             _ => Err(anyhow::anyhow!("no scenario {s}")),
         };
         match result {

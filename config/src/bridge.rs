@@ -45,6 +45,9 @@ pub struct BridgeConfig {
     /// `spec.schema` (inline or a ConfigMap key). Payloads that do not match get 422.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// Streams of the bridge's accepted events (SSE and WebSocket), see `stream.rs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<crate::stream::StreamConfig>,
 }
 
 impl BridgeConfig {
@@ -78,6 +81,11 @@ impl BridgeConfig {
                     .filter_map(|t| t.client_key_pem.as_ref())
                     .map(SecretValue::expose),
             );
+        }
+        for s in &self.streams {
+            if let Some(auth) = &s.auth {
+                out.extend(auth.secrets().into_iter().map(SecretValue::expose));
+            }
         }
         out.retain(|s| !s.is_empty());
         out

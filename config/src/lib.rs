@@ -21,6 +21,7 @@ mod plugin;
 pub mod reason;
 mod report;
 mod secret;
+mod stream;
 mod worker;
 
 pub use bridge::{
@@ -36,6 +37,7 @@ pub use report::{
     postgres_location,
 };
 pub use secret::SecretValue;
+pub use stream::StreamConfig;
 pub use worker::{
     ADMIN_PORT, CONFIG_KEY, CONFIG_VERSION_ANNOTATION, INGRESS_PORT, INTERNAL_PORT,
     RetentionConfig, WorkerConfig, config_secret_name,

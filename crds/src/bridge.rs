@@ -150,6 +150,17 @@ pub struct BridgeSpec {
     /// The schema also describes the bridge's messages in its AsyncAPI document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<PayloadSchema>,
+    /// Streams of the accepted events for consumers (Server-Sent Events and WebSocket at
+    /// `/streams/<namespace>/<name>/<stream>`), with replay from the store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        extend(
+            "x-kubernetes-list-type" = "map",
+            "x-kubernetes-list-map-keys" = ["name"]
+        )
+    )]
+    pub streams: Vec<crate::stream::Stream>,
 }
 
 /// A JSON Schema for a bridge's payloads: inline, or from a key of a ConfigMap in the

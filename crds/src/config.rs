@@ -16,11 +16,12 @@ use sha2::{Digest, Sha256};
 pub use causeway_config::ItemError as Problem;
 pub use causeway_config::*;
 
-use crate::bridge::{Backoff, Bridge, RateLimit};
+use crate::bridge::{ApiKeyAuth, Backoff, BasicAuth, Bridge, JwtAuth, RateLimit};
 use crate::common::{DEFAULT_NAMESPACE, DEFAULT_POOL, NamedValue, SecretKeyRef};
 use crate::duration::{parse_duration, parse_quantity_bytes};
 use crate::plugin::Plugin;
 use crate::pool::WorkerPool;
+use crate::stream::Stream;
 use crate::validate::{FieldError, validate_bridge, validate_plugin};
 
 /// Everything known about one cluster (or one set of manifest files).
@@ -716,38 +717,11 @@ fn build_bridge(
                 tolerance_ms: opt_ms(&h.tolerance, 300_000),
             }
         } else if let Some(j) = &a.jwt {
-            AuthConfig::Jwt {
-                algorithms: j.algorithms.clone(),
-                key: j
-                    .secret_ref
-                    .as_ref()
-                    .map(|r| secret(inv, ns, r))
-                    .transpose()?,
-                jwks: j
-                    .jwks_ref
-                    .as_ref()
-                    .map(|r| secret(inv, ns, r))
-                    .transpose()?,
-                issuer: j.issuer.clone(),
-                audience: j.audience.clone(),
-                leeway_ms: opt_ms(&j.leeway, 30_000),
-                dedupe_jti: j.dedupe_jti,
-            }
+            jwt_auth(inv, ns, j)?
         } else if let Some(basic) = &a.basic {
-            AuthConfig::Basic {
-                username: basic.username.clone(),
-                password: secret(inv, ns, &basic.password_ref)?,
-            }
+            basic_auth(inv, ns, basic)?
         } else if let Some(k) = &a.api_key {
-            AuthConfig::ApiKey {
-                header: if k.query_param.is_none() {
-                    Some(k.header.clone().unwrap_or_else(|| "x-api-key".into()))
-                } else {
-                    None
-                },
-                query_param: k.query_param.clone(),
-                keys: secrets(inv, ns, &k.secret_ref, &k.previous_secret_refs)?,
-            }
+            api_key_auth(inv, ns, k)?
         } else {
             return Err((
                 reason::INVALID_SPEC,
@@ -879,6 +853,89 @@ fn build_bridge(
             .as_ref()
             .map(|s| payload_schema(s, ns, inv))
             .transpose()?,
+        streams: spec
+            .streams
+            .iter()
+            .map(|s| stream_config(inv, ns, s))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn jwt_auth(inv: &Lookup<'_>, ns: &str, j: &JwtAuth) -> Result<AuthConfig, BuildError> {
+    Ok(AuthConfig::Jwt {
+        algorithms: j.algorithms.clone(),
+        key: j
+            .secret_ref
+            .as_ref()
+            .map(|r| secret(inv, ns, r))
+            .transpose()?,
+        jwks: j
+            .jwks_ref
+            .as_ref()
+            .map(|r| secret(inv, ns, r))
+            .transpose()?,
+        issuer: j.issuer.clone(),
+        audience: j.audience.clone(),
+        leeway_ms: opt_ms(&j.leeway, 30_000),
+        dedupe_jti: j.dedupe_jti,
+    })
+}
+
+fn basic_auth(inv: &Lookup<'_>, ns: &str, basic: &BasicAuth) -> Result<AuthConfig, BuildError> {
+    Ok(AuthConfig::Basic {
+        username: basic.username.clone(),
+        password: secret(inv, ns, &basic.password_ref)?,
+    })
+}
+
+fn api_key_auth(inv: &Lookup<'_>, ns: &str, k: &ApiKeyAuth) -> Result<AuthConfig, BuildError> {
+    Ok(AuthConfig::ApiKey {
+        header: if k.query_param.is_none() {
+            Some(k.header.clone().unwrap_or_else(|| "x-api-key".into()))
+        } else {
+            None
+        },
+        query_param: k.query_param.clone(),
+        keys: secrets(inv, ns, &k.secret_ref, &k.previous_secret_refs)?,
+    })
+}
+
+/// One stream: its auth rendered with the ingress schemes' code, its bounds with defaults.
+fn stream_config(inv: &Lookup<'_>, ns: &str, s: &Stream) -> Result<StreamConfig, BuildError> {
+    let auth = match &s.auth {
+        None => None,
+        Some(a) => Some(if let Some(j) = &a.jwt {
+            jwt_auth(inv, ns, j)?
+        } else if let Some(b) = &a.basic {
+            basic_auth(inv, ns, b)?
+        } else if let Some(k) = &a.api_key {
+            api_key_auth(inv, ns, k)?
+        } else {
+            return Err((
+                reason::INVALID_SPEC,
+                format!("spec.streams[{}].auth names no scheme", s.name),
+            ));
+        }),
+    };
+    let limits = s.limits.clone().unwrap_or_default();
+    Ok(StreamConfig {
+        name: s.name.clone(),
+        auth,
+        max_connections_per_consumer: limits.max_connections_per_consumer.unwrap_or(0),
+        max_connections: limits.max_connections.unwrap_or(0),
+        events_per_second: limits.events_per_second.unwrap_or(0),
+        buffer_events: s
+            .buffer
+            .as_ref()
+            .and_then(|b| b.max_events)
+            .unwrap_or(StreamConfig::DEFAULT_BUFFER_EVENTS),
+        stall_timeout_ms: s
+            .buffer
+            .as_ref()
+            .map(|b| opt_ms(&b.stall_timeout, StreamConfig::DEFAULT_STALL_TIMEOUT_MS))
+            .unwrap_or(StreamConfig::DEFAULT_STALL_TIMEOUT_MS),
+        retention_ms: opt_ms(&s.retention, StreamConfig::DEFAULT_RETENTION_MS),
+        heartbeat_ms: opt_ms(&s.heartbeat, StreamConfig::DEFAULT_HEARTBEAT_MS),
     })
 }
 

@@ -16,6 +16,7 @@ pub mod crd;
 pub mod manifest;
 pub mod plugin;
 pub mod pool;
+pub mod stream;
 pub mod validate;
 
 /// The duration and quantity grammar lives with the config types; re-exported here for the

@@ -253,6 +253,7 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
             _ => e.add("spec.schema", "set exactly one of inline and configMapRef"),
         }
     }
+    streams(&mut e, spec);
     let mut env_names = BTreeSet::new();
     for (i, v) in spec.env.iter().enumerate() {
         if v.value.is_some() == v.value_from.is_some() {
@@ -269,6 +270,86 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
         }
     }
     e.finish()
+}
+
+/// `spec.streams`: unique DNS-label names, one auth scheme each, durations that parse.
+fn streams(e: &mut Errors, spec: &BridgeSpec) {
+    let mut names = BTreeSet::new();
+    for (i, s) in spec.streams.iter().enumerate() {
+        let p = format!("spec.streams[{i}]");
+        if !is_dns_label(&s.name) {
+            e.add(
+                format!("{p}.name"),
+                format!("{:?} must be a lower-case DNS label", s.name),
+            );
+        }
+        if !names.insert(s.name.as_str()) {
+            e.add(
+                format!("{p}.name"),
+                format!("stream names must be unique ({:?} repeats)", s.name),
+            );
+        }
+        if let Some(a) = &s.auth {
+            let set = [a.jwt.is_some(), a.basic.is_some(), a.api_key.is_some()];
+            if set.iter().filter(|x| **x).count() != 1 {
+                e.add(format!("{p}.auth"), "set exactly one of jwt, basic, apiKey");
+            }
+            if let Some(j) = &a.jwt {
+                if j.secret_ref.is_some() == j.jwks_ref.is_some() {
+                    e.add(
+                        format!("{p}.auth.jwt"),
+                        "set exactly one of secretRef (HMAC key or PEM public key) and jwksRef",
+                    );
+                }
+                if j.algorithms.is_empty() {
+                    e.add(
+                        format!("{p}.auth.jwt.algorithms"),
+                        "at least one algorithm is required",
+                    );
+                }
+                if j.dedupe_jti {
+                    e.add(
+                        format!("{p}.auth.jwt.dedupeJti"),
+                        "a stream consumer reconnects with its token: dedupeJti applies to ingress only",
+                    );
+                }
+                e.opt_duration(format!("{p}.auth.jwt.leeway"), &j.leeway);
+            }
+            if let Some(k) = &a.api_key
+                && k.header.is_some()
+                && k.query_param.is_some()
+            {
+                e.add(
+                    format!("{p}.auth.apiKey"),
+                    "set header or queryParam, not both",
+                );
+            }
+        }
+        if let Some(l) = &s.limits {
+            for (field, v) in [
+                ("maxConnectionsPerConsumer", l.max_connections_per_consumer),
+                ("maxConnections", l.max_connections),
+                ("eventsPerSecond", l.events_per_second),
+            ] {
+                if v == Some(0) {
+                    e.add(format!("{p}.limits.{field}"), "must be at least 1");
+                }
+            }
+        }
+        if let Some(b) = &s.buffer {
+            if b.max_events == Some(0) {
+                e.add(format!("{p}.buffer.maxEvents"), "must be at least 1");
+            }
+            e.opt_duration(format!("{p}.buffer.stallTimeout"), &b.stall_timeout);
+        }
+        e.opt_duration(format!("{p}.retention"), &s.retention);
+        e.opt_duration(format!("{p}.heartbeat"), &s.heartbeat);
+        if let Some(h) = &s.heartbeat
+            && crate::duration::parse_duration(h).is_ok_and(|d| d.is_zero())
+        {
+            e.add(format!("{p}.heartbeat"), "must be longer than 0");
+        }
+    }
 }
 
 /// Check an `allowedOutboundHosts` entry (Spin's syntax).

@@ -75,7 +75,7 @@ fn bad_manifests_name_file_document_and_field() {
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  ingres: {{}}\n{ok_dest}"),
-            "m.yaml: document 1 (Bridge shop/orders): spec.ingres: unknown field `ingres`, expected one of `pool`, `suspend`, `whenPluginNotReady`, `ingress`, `filter`, `steps`, `stepRetry`, `destinations`, `env`, `templates`, `schema`",
+            "m.yaml: document 1 (Bridge shop/orders): spec.ingres: unknown field `ingres`, expected one of `pool`, `suspend`, `whenPluginNotReady`, `ingress`, `filter`, `steps`, `stepRetry`, `destinations`, `env`, `templates`, `schema`, `streams`",
         ),
         (
             format!("{BRIDGE_HEAD}specc: {{}}\n"),

@@ -25,6 +25,7 @@ pub mod plugins;
 pub mod shared;
 pub mod steps;
 pub mod store;
+pub mod streams;
 pub mod sync;
 #[cfg(test)]
 mod testkit;

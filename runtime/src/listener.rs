@@ -34,6 +34,14 @@ pub struct ConnLimits {
     pub shutdown_grace: Duration,
 }
 
+/// What the listener tells a handler about the connection a request came on.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub peer: std::net::SocketAddr,
+    /// Cancelled: the connection is closed at once (a stalled stream consumer).
+    pub closer: CancellationToken,
+}
+
 /// What the loop reports to the caller's metrics.
 pub trait ConnObserver: Send + Sync + 'static {
     fn opened(&self) {}
@@ -126,7 +134,14 @@ pub async fn serve<H, Fut, B>(
         let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             observer.opened();
-            let svc = service_fn(move |req| {
+            // Handlers may close their connection at once (a stalled stream consumer).
+            let closer = CancellationToken::new();
+            let info = ConnInfo {
+                peer,
+                closer: closer.clone(),
+            };
+            let svc = service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(info.clone());
                 let fut = handler(req);
                 async move { Ok::<_, Infallible>(fut.await) }
             });
@@ -135,10 +150,14 @@ pub async fn serve<H, Fut, B>(
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .keep_alive(true);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            // With upgrades: a stream consumer may switch to a WebSocket.
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r { debug!(%peer, error = %e, "connection closed") },
+                _ = closer.cancelled() => debug!(%peer, "connection closed by its handler"),
                 _ = stop.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;

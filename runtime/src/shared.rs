@@ -65,6 +65,8 @@ pub struct Shared {
     pub netguard: Arc<NetGuard>,
     /// Body bytes in flight over all connections, in KiB permits.
     pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// The bridges' streams (SSE, WebSocket): ingress mints their events' ids here.
+    pub streams: Arc<crate::streams::Streams>,
 }
 
 impl Shared {

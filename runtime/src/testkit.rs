@@ -33,6 +33,12 @@ pub fn shared(dir: &Path, cfg: WorkerConfig, limits: Limits) -> Arc<Shared> {
     .unwrap();
     let budget = limits.max_body_bytes_in_flight.div_ceil(1024).max(1);
     let shared = Shared {
+        streams: crate::streams::Streams::new(
+            store.clone(),
+            &metrics.registry,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap(),
         store,
         store_info: StoreInfo::embedded(&dir.join("store")),
         config: ConfigHandle::new(None),

@@ -138,6 +138,9 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
         loaded_at_ms: now_ms(),
     });
     shared.config.swap(active.clone());
+    // Connections to a stream that is gone or changed (a rotated key) end; they reconnect
+    // under the new configuration.
+    shared.streams.reconfigured(&active);
     {
         let bridges = active.bridges.keys().map(String::as_str).collect();
         let destinations = active
@@ -194,6 +197,15 @@ pub fn describe(active: &Active, listen: SocketAddr, admin: SocketAddr) -> Strin
             b.cfg.methods.join(","),
             b.cfg.path
         ));
+        for s in &b.cfg.streams {
+            out.push_str(&format!(
+                "  stream {:<24} GET  http://{listen}/streams/{}/{}/{}\n",
+                format!("{}/{}", b.key, s.name),
+                b.cfg.namespace,
+                b.cfg.name,
+                s.name
+            ));
+        }
     }
     for p in &active.config.plugins {
         let failed = active
@@ -326,7 +338,10 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
         }
         warn!(error = %e, "paused destinations not loaded yet: the store is not reachable");
     }
+    let streams = crate::streams::Streams::new(store.clone(), &metrics.registry, shutdown.clone())
+        .map_err(crate::metrics::MetricsError::from)?;
     let shared = Arc::new(Shared {
+        streams,
         store,
         store_info,
         config: ConfigHandle::new(generated_admin_token),

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod operator;
 pub mod pipeline;
 pub mod postgres;
+pub mod streams;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

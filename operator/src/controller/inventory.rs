@@ -32,6 +32,9 @@ pub fn referenced(
         if let Some(auth) = &b.spec.ingress.auth {
             secrets.extend(auth.secret_refs().into_iter().map(|r| r.name.clone()));
         }
+        for auth in b.spec.streams.iter().filter_map(|s| s.auth.as_ref()) {
+            secrets.extend(auth.secret_refs().into_iter().map(|r| r.name.clone()));
+        }
         secrets.extend(
             b.spec
                 .env

@@ -69,6 +69,7 @@ fn bridge() -> BridgeConfig {
         env,
         on_missing: MissingPolicy::Empty,
         schema: None,
+        streams: vec![],
     }
 }
 

@@ -33,6 +33,12 @@ fn shared(dir: &std::path::Path) -> Arc<Shared> {
     )
     .unwrap();
     let shared = Shared {
+        streams: crate::streams::Streams::new(
+            store.clone(),
+            &metrics.registry,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap(),
         store,
         store_info: crate::shared::StoreInfo::embedded(&dir.join("store")),
         config: ConfigHandle::new(None),

@@ -50,6 +50,12 @@ fn shared(dir: &std::path::Path, token: Option<&str>) -> Arc<Shared> {
     )
     .unwrap();
     let shared = Shared {
+        streams: crate::streams::Streams::new(
+            store.clone(),
+            &metrics.registry,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap(),
         store,
         store_info: crate::shared::StoreInfo::embedded(&dir.join("store")),
         config: ConfigHandle::new(None),

@@ -43,7 +43,8 @@ impl<B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send> InBody fo
 #[instrument(skip_all, fields(addr = ?listener.local_addr().ok()))]
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     serve_with(listener, shared, stop, |shared, req| async move {
-        handle(&shared, req).await
+        // A bridge's stream (`/streams/...`) or, for any other path, a bridge or route.
+        crate::streams::serve(&shared, req, |req| handle(&shared, req)).await
     })
     .await
 }
@@ -79,14 +80,15 @@ impl ConnObserver for IngressObserver {
 }
 
 /// The accept loop shared by ingress and the internal port.
-async fn serve_with<F, Fut>(
+async fn serve_with<F, Fut, R>(
     listener: TcpListener,
     shared: Arc<Shared>,
     stop: CancellationToken,
     handler: F,
 ) where
     F: Fn(Arc<Shared>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+    Fut: std::future::Future<Output = Response<R>> + Send + 'static,
+    R: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     let limits = shared.limits.conn_limits();
     let observer: Arc<dyn ConnObserver> = Arc::new(IngressObserver(shared.clone()));
@@ -465,7 +467,10 @@ async fn bridge_request<B: InBody>(
         })
         .collect();
     let now = now_ms();
-    let id = EventId::now_v7();
+    // A bridge with streams takes its ids from them: they read no further than the
+    // smallest id still being appended.
+    let ticket = (!bridge.cfg.streams.is_empty()).then(|| shared.streams.mint(key));
+    let id = ticket.as_ref().map_or_else(EventId::now_v7, |t| t.id());
     let jobs = if filtered.is_some() {
         vec![]
     } else if !bridge.cfg.steps.is_empty() {
@@ -516,7 +521,11 @@ async fn bridge_request<B: InBody>(
             None => idem.map(|k| (k, now.saturating_add(bridge.cfg.dedupe_window_ms))),
         },
     };
-    match shared.store.append(event).await {
+    let appended = shared.store.append(event).await;
+    if let Some(t) = ticket {
+        t.done();
+    }
+    match appended {
         Ok(a) if a.duplicate => {
             m.duplicates.with_label_values(&[key]).inc();
             let mut resp = json(

@@ -77,7 +77,8 @@ macro_rules! store_contract_tests {
             list_events_newest_first_filtered_and_limited,
             filtered_listings_follow_every_change_of_an_event,
             list_events_by_time_and_webhook_id,
-            queue_depth_counts_queued_jobs_per_destination
+            queue_depth_counts_queued_jobs_per_destination,
+            stream_events_serve_what_passed_in_id_order
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {
@@ -2255,4 +2256,114 @@ pub async fn queue_depth_counts_queued_jobs_per_destination<S: Store>(s: &S) {
         ],
         "pending and retrying jobs count, delayed ones too; delivered and paused do not"
     );
+}
+
+// ------------------------------------------------------------------ streams
+
+async fn stream<S: Store>(
+    s: &S,
+    after: Option<EventId>,
+    before: Option<EventId>,
+    limit: usize,
+) -> StreamPage {
+    s.stream_events(StreamRead {
+        bridge: "ns/b".into(),
+        after,
+        before,
+        limit,
+    })
+    .await
+    .expect("stream_events")
+}
+
+fn ids(p: &StreamPage) -> Vec<EventId> {
+    p.items.iter().map(|i| i.id).collect()
+}
+
+pub async fn stream_events_serve_what_passed_in_id_order<S: Store>(s: &S) {
+    let a = append(s, new_event("ns/b", T0, &["d"])).await;
+    append(s, new_event("ns/other", T0 + 1, &["d"])).await;
+    let mut filtered = new_event("ns/b", T0 + 2, &[]);
+    filtered.record.status = EventStatus::Filtered;
+    append(s, filtered).await;
+    let b = append(s, new_event("ns/b", T0 + 3, &["d"])).await;
+    // Delivered or dead, an event that passed the filter is served.
+    finish(
+        s,
+        key(b, 0),
+        None,
+        Next::Dead {
+            reason: "gone".into(),
+        },
+    )
+    .await;
+    let steps = append(s, new_steps_event("ns/b", T0 + 4)).await;
+    let c = append(s, new_event("ns/b", T0 + 5, &["d"])).await;
+
+    let p = stream(s, None, None, 100).await;
+    assert_eq!(ids(&p), vec![a, b], "the rest waits for the steps");
+    assert_eq!(p.held, Some(steps));
+    assert_eq!(&p.items[0].body[..], br#"{"n":1}"#);
+    assert_eq!(p.items[0].received_at_ms, T0);
+    let p = stream(s, None, None, 1).await;
+    assert_eq!((ids(&p), p.held), (vec![a], None), "the limit");
+    let p = stream(s, Some(a), None, 100).await;
+    assert_eq!(ids(&p), vec![b], "after is exclusive");
+    let p = stream(s, None, Some(b), 100).await;
+    assert_eq!((ids(&p), p.held), (vec![a], None), "before is exclusive");
+
+    // The steps finish: the event is served with the steps' body, then the rest.
+    finish(
+        s,
+        key(steps, JobTarget::Steps.slot()),
+        None,
+        Next::StepsDone {
+            body: Bytes::from_static(br#"{"tagged":true}"#),
+            jobs: vec![],
+        },
+    )
+    .await;
+    let p = stream(s, Some(b), None, 100).await;
+    assert_eq!((ids(&p), p.held), (vec![steps, c], None));
+    assert_eq!(&p.items[0].body[..], br#"{"tagged":true}"#);
+
+    // Steps that drop or fail leave the event out; a fan-out serves the children.
+    let dropped = append(s, new_steps_event("ns/b", T0 + 6)).await;
+    finish(
+        s,
+        key(dropped, JobTarget::Steps.slot()),
+        None,
+        Next::Filtered {
+            reason: "dropped".into(),
+        },
+    )
+    .await;
+    let failed = append(s, new_steps_event("ns/b", T0 + 7)).await;
+    finish(
+        s,
+        key(failed, JobTarget::Steps.slot()),
+        None,
+        Next::Dead {
+            reason: "step failed".into(),
+        },
+    )
+    .await;
+    let parent = append(s, new_steps_event("ns/b", T0 + 8)).await;
+    let mut child = new_event("ns/b", T0 + 8, &["d"]);
+    child.record.id = child_id(parent, "0");
+    child.record.parent = Some(parent);
+    child.body = Bytes::from_static(br#"{"item":0}"#);
+    let child_id = child.record.id;
+    finish(
+        s,
+        key(parent, JobTarget::Steps.slot()),
+        None,
+        Next::FannedOut {
+            children: vec![child],
+        },
+    )
+    .await;
+    let p = stream(s, Some(c), None, 100).await;
+    assert_eq!((ids(&p), p.held), (vec![child_id], None));
+    assert_eq!(&p.items[0].body[..], br#"{"item":0}"#);
 }

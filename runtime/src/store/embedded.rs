@@ -1431,6 +1431,54 @@ impl Store for EmbeddedStore {
         Box::pin(std::future::ready(res))
     }
 
+    fn stream_events(&self, q: StreamRead) -> StoreFuture<StreamPage> {
+        let res = self.read(|tx| {
+            let events = tx.open_table(EVENTS).map_err(eng("events"))?;
+            let bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
+            let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let lo = q.after.map(|a| a.as_u128().saturating_add(1)).unwrap_or(0);
+            let hi = q.before.map(|b| b.as_u128()).unwrap_or(u128::MAX);
+            let mut page = StreamPage::default();
+            if lo >= hi {
+                return Ok(page);
+            }
+            for row in events.range(lo..hi).map_err(eng("events"))? {
+                let (k, v) = row.map_err(eng("events"))?;
+                let rec: EventRecord = dec("events", v.value())?;
+                if rec.bridge != q.bridge {
+                    continue;
+                }
+                let steps = match jobs.get((k.value(), STEPS_SLOT)).map_err(eng("jobs"))? {
+                    None => None,
+                    Some(raw) => decode_job(k.value(), STEPS_SLOT, raw.value()).map(|j| j.status),
+                };
+                match stream_decision(&rec, steps) {
+                    StreamDecision::Skip => continue,
+                    StreamDecision::Hold => {
+                        page.held = Some(rec.id);
+                        break;
+                    }
+                    StreamDecision::Serve => {}
+                }
+                let body = bodies
+                    .get(k.value())
+                    .map_err(eng("bodies"))?
+                    .map(|v| Bytes::copy_from_slice(v.value()))
+                    .unwrap_or_default();
+                page.items.push(StreamItem {
+                    id: rec.id,
+                    received_at_ms: rec.received_at_ms,
+                    body,
+                });
+                if page.items.len() >= q.limit.max(1) {
+                    break;
+                }
+            }
+            Ok(page)
+        });
+        Box::pin(std::future::ready(res))
+    }
+
     fn replay_event(&self, id: EventId, now: u64) -> StoreFuture<usize> {
         self.write(move |tx| {
             let e = id.as_u128();

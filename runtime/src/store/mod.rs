@@ -139,6 +139,11 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
     fn list_events(&self, query: EventQuery) -> StoreFuture<Vec<EventRecord>>;
+    /// A bridge's events for its streams ([`StreamRead`]): ascending by id, those that
+    /// passed the filter and the steps, with their bodies after the steps; fanned-out
+    /// events are served as their children. Stops at an event whose steps are still queued
+    /// ([`StreamPage::held`]).
+    fn stream_events(&self, read: StreamRead) -> StoreFuture<StreamPage>;
     /// Queue again every job of one event that is not pending; returns how many.
     fn replay_event(&self, id: EventId, now_ms: u64) -> StoreFuture<usize>;
     /// Queue again every dead job of a bridge.

@@ -423,6 +423,59 @@ impl EventRecord {
     }
 }
 
+/// A read for a bridge's streams ([`super::Store::stream_events`]): its events with an id
+/// in `(after, before)`, ascending, that passed the filter and the steps.
+#[derive(Clone, Debug)]
+pub struct StreamRead {
+    /// `namespace/name`.
+    pub bridge: String,
+    /// Only events after this id (none: from the oldest).
+    pub after: Option<EventId>,
+    /// Only events before this id (none: to the newest): the streams' watermark, below
+    /// which every event has been committed.
+    pub before: Option<EventId>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// One event as a stream serves it: its id and its body after the steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamItem {
+    pub id: EventId,
+    pub received_at_ms: u64,
+    pub body: bytes::Bytes,
+}
+
+/// What [`super::Store::stream_events`] found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StreamPage {
+    pub items: Vec<StreamItem>,
+    /// The read stopped at this event, whose steps have not finished: whether it passes is
+    /// not known yet, and the events after it wait for it (streams keep id order).
+    pub held: Option<EventId>,
+}
+
+/// Whether a stream serves an event, from its record and the state of its steps job
+/// (None: the bridge ran no steps on it).
+pub(crate) enum StreamDecision {
+    Serve,
+    Skip,
+    Hold,
+}
+
+pub(crate) fn stream_decision(rec: &EventRecord, steps: Option<JobStatus>) -> StreamDecision {
+    if rec.status == EventStatus::Filtered || !rec.children.is_empty() {
+        // Dropped by the filter or a step; or fanned out: its children are served instead.
+        return StreamDecision::Skip;
+    }
+    match steps {
+        Some(s) if s.queued() => StreamDecision::Hold,
+        // The steps failed for good: the event never passed them.
+        Some(JobStatus::Dead) => StreamDecision::Skip,
+        _ => StreamDecision::Serve,
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Retention {
     pub max_age_ms: u64,

@@ -1,0 +1,145 @@
+//! The pieces of the stream protocol that need no socket: paths, replay points, frames.
+
+use http::HeaderMap;
+
+use super::http::{Start, parse_path, percent_decode, sse_event, start_of, ws_event};
+use super::{id_before, id_floor, id_ms};
+use crate::store::EventId;
+
+#[test]
+fn stream_paths_have_three_segments() {
+    assert_eq!(
+        parse_path("/streams/shop/orders/live"),
+        Some(("shop", "orders", "live"))
+    );
+    for bad in [
+        "/streams/shop/orders",
+        "/streams/shop/orders/live/more",
+        "/streams//orders/live",
+        "/hooks/shop/orders",
+    ] {
+        assert_eq!(parse_path(bad), None, "{bad}");
+    }
+}
+
+fn start(headers: &[(&str, &str)], query: &str) -> Result<Option<EventId>, String> {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    start_of(&h, query).map(|s| match s {
+        Start::Live => None,
+        Start::After(id) => Some(id),
+    })
+}
+
+#[test]
+fn replay_points() {
+    let id = EventId::parse_str("019ad735-87e8-7000-8000-000000000001").unwrap();
+    assert_eq!(start(&[], ""), Ok(None), "live without a replay point");
+    assert_eq!(
+        start(&[("last-event-id", &id.to_string())], ""),
+        Ok(Some(id)),
+        "Last-Event-ID: after it"
+    );
+    assert_eq!(
+        start(&[], &format!("from={id}")),
+        Ok(Some(id_before(id))),
+        "from: it included"
+    );
+    let since = start(&[], "since=2026-01-31T12%3A00%3A00%2B01%3A00")
+        .unwrap()
+        .unwrap();
+    assert_eq!(id_ms(super::id_after(since)), 1_769_857_200_000);
+    assert_eq!(since, id_before(id_floor(1_769_857_200_000)));
+    assert_eq!(
+        start(&[("last-event-id", "x")], "").unwrap_err(),
+        "Last-Event-ID \"x\" is not an event id"
+    );
+    assert_eq!(
+        start(&[], &format!("from={id}&since=2026-01-01T00:00:00Z")).unwrap_err(),
+        "give one of Last-Event-ID, from and since"
+    );
+}
+
+#[test]
+fn query_values_are_percent_decoded() {
+    assert_eq!(percent_decode("a%20b+c"), "a b c");
+    assert_eq!(percent_decode("100%"), "100%");
+    assert_eq!(percent_decode("%zz"), "%zz");
+    assert_eq!(percent_decode("plain"), "plain");
+}
+
+#[test]
+fn an_event_is_its_id_and_its_body_as_data_lines() {
+    let id = EventId::parse_str("019ad735-87e8-7000-8000-000000000001").unwrap();
+    assert_eq!(
+        &sse_event(id, b"{\"a\":1}")[..],
+        b"id: 019ad735-87e8-7000-8000-000000000001\ndata: {\"a\":1}\n\n"
+    );
+    assert_eq!(
+        &sse_event(id, b"one\r\ntwo")[..],
+        b"id: 019ad735-87e8-7000-8000-000000000001\ndata: one\ndata: two\n\n",
+        "each line of the body is a data line"
+    );
+    assert_eq!(
+        ws_event(id, b"{\"a\":1}"),
+        r#"{"data":{"a":1},"id":"019ad735-87e8-7000-8000-000000000001"}"#
+    );
+    assert_eq!(
+        ws_event(id, b"plain text"),
+        r#"{"data":"plain text","id":"019ad735-87e8-7000-8000-000000000001"}"#,
+        "a body that is not JSON is a string"
+    );
+}
+
+fn streams() -> (std::sync::Arc<super::Streams>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(
+        crate::store::embedded::EmbeddedStore::open(&dir.path().join("store"), None).unwrap(),
+    );
+    let s = super::Streams::new(
+        store,
+        &prometheus::Registry::new(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .unwrap();
+    (s, dir)
+}
+
+#[tokio::test]
+async fn the_watermark_stays_below_every_id_still_being_appended() {
+    let (s, _dir) = streams();
+    let idle = s.watermark();
+    let a = s.mint("ns/b");
+    let b = s.mint("ns/b");
+    assert!(idle < a.id() && a.id() < b.id(), "ids come out in order");
+    assert_eq!(s.watermark(), a.id(), "the oldest in flight bounds reads");
+    let b_id = b.id();
+    b.done();
+    assert_eq!(s.watermark(), a.id(), "a later commit does not move it");
+    a.done();
+    let w = s.watermark();
+    assert!(w > b_id, "nothing in flight: above every id minted so far");
+}
+
+#[tokio::test]
+async fn an_append_dropped_midway_keeps_its_id_in_flight_a_while() {
+    let (s, _dir) = streams();
+    let t = s.mint("ns/b");
+    let id = t.id();
+    drop(t);
+    assert_eq!(s.watermark(), id, "the store may still commit it");
+    // Then it goes (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.watermark() <= id {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the id stayed in flight"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
