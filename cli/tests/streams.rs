@@ -658,6 +658,9 @@ async fn a_rotated_key_ends_the_connections_it_let_in() {
             .is_none(),
         "the stream ends"
     );
+    // A client of its own: the server closed the stream's connection, which the first
+    // client may still hold in its pool.
+    let c = client();
     let old = c
         .get(stream_url(&w))
         .header("x-api-key", "old-key-1")

@@ -633,7 +633,7 @@ mod tests {
             "--since",
             "2h",
             "--until",
-            "2026-12-02T07:00:00Z",
+            "1h",
             "--webhook-id",
             "msg_1",
         ])
