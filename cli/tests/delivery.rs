@@ -215,8 +215,21 @@ spec:
 
     // Issue 18: the report the operator reads (it becomes the Bridge's status and its
     // DestinationsHealthy condition): paused, jobs held, and the last hour.
-    let report = get_json(&c, &w.admin_url("/api/v1/config")).await;
-    let dests = report["bridges"][0]["destinations"].clone();
+    // `pending` is the queue-depth gauge, refreshed every few seconds: wait for it.
+    let deadline = Instant::now() + WAIT;
+    let dests = loop {
+        let report = get_json(&c, &w.admin_url("/api/v1/config")).await;
+        let dests = report["bridges"][0]["destinations"].clone();
+        let pending = dests
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["name"] == "gone"))
+            .and_then(|d| d["pending"].as_u64())
+            .unwrap_or(0);
+        if pending >= 1 || Instant::now() > deadline {
+            break dests;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let by = |name: &str| {
         dests
             .as_array()

@@ -167,8 +167,15 @@ async fn s8_operator_restart_mid_reconcile_converges_without_duplicates() -> Res
     ])?
     .ok()?;
     for line in owners.lines() {
-        if !line.contains(" WorkerPool/") {
-            wrong.push(format!("no controller owner: {line}"));
+        // A data claim is retained (persistentVolumeClaimRetentionPolicy Retain, the
+        // default): it has no owner on purpose, so that deleting the pool keeps it.
+        let retained_claim = line.starts_with("PersistentVolumeClaim/");
+        if retained_claim == line.contains(" WorkerPool/") {
+            wrong.push(if retained_claim {
+                format!("a retained claim has an owner: {line}")
+            } else {
+                format!("no controller owner: {line}")
+            });
         }
     }
     ensure!(wrong.is_empty(), "after the restart:\n{}", wrong.join("\n"));

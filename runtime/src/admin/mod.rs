@@ -579,14 +579,27 @@ async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerR
     use causeway_config::{
         BridgeReport, DestinationReport, ItemError, Kind, ObjectKey, PluginReport, WorkerReport,
     };
-    // Waiting jobs per destination; a store that cannot answer leaves them at 0 (the report
-    // is what the operator reads for readiness, and must not fail over a count).
+    use prometheus::core::Collector as _;
+    // Waiting jobs per destination, as the queue-depth gauge last saw them (refreshed every
+    // few seconds): the operator asks every pod for this report, and counting the queue
+    // on each ask would cost a scan of every due job.
     let depth: std::collections::HashMap<(String, String), u64> = shared
-        .store
-        .queue_depth()
-        .await
-        .map(|v| v.into_iter().collect())
-        .unwrap_or_default();
+        .metrics
+        .queue_depth
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .filter_map(|m| {
+            let label = |name: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_string())
+            };
+            let value = m.get_gauge().get_value().max(0.0) as u64;
+            Some(((label("bridge")?, label("destination")?), value))
+        })
+        .collect();
     let paused = shared.delivery.paused();
     let now = crate::store::now_ms();
     let active = shared.active();
