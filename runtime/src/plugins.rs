@@ -106,7 +106,7 @@ impl Plugins {
             return None;
         }
         let key = format!("{}/{}", target.namespace, target.name);
-        match self.status().into_iter().find(|s| s.key == key) {
+        match self.host.state(&key) {
             Some(s) if s.loaded => None,
             Some(s) => Some(s.error.unwrap_or_else(|| "not loaded yet".into())),
             None => Some("not loaded yet".into()),

@@ -428,6 +428,17 @@ impl PluginHost {
         self.inner.snapshot().status.clone()
     }
 
+    /// One plugin's state (`namespace/name`), without copying every plugin's: what the
+    /// delivery path asks before each steps job.
+    pub fn state(&self, key: &str) -> Option<PluginState> {
+        self.inner
+            .snapshot()
+            .status
+            .iter()
+            .find(|s| s.key == key)
+            .cloned()
+    }
+
     /// Recent stdout/stderr lines of a plugin (bounded).
     pub fn logs(&self, plugin: &PluginRef) -> Vec<String> {
         self.inner.logs.get(&plugin.key())
