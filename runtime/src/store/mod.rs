@@ -79,7 +79,9 @@ pub trait Store: Send + Sync + 'static {
     /// the scheduler when it lets go).
     ///
     /// `claimed` is asked first, with the job's key only, so that jobs already in flight
-    /// cost no read or decode of their record; `hold` then sees the decoded record. A due
+    /// cost no read or decode of their record; `hold` then sees the decoded record. `hold`
+    /// answers for a job's destination (or its bridge's steps), not for the one job: once it
+    /// holds one back, a store may pass over that destination's other jobs unasked. A due
     /// job whose record cannot be decoded goes to [`DueJobs::undecodable`] instead; every
     /// other method passes over such a record.
     fn due_jobs(
