@@ -25,10 +25,11 @@ mod stream;
 mod worker;
 
 pub use bridge::{
-    AuthConfig, BackoffPolicy, BridgeConfig, CloudEventsConfig, CloudEventsMode, DestinationConfig,
-    DestinationTls, EnvValue, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy,
-    OAuth2ClientAuth, OAuth2Config, PluginNotReadyPolicy, RateLimitConfig, RetryConfig,
-    SignatureEncoding, StepConfig,
+    AuthConfig, BackoffPolicy, BridgeConfig, CircuitBreakerConfig, CloudEventsConfig,
+    CloudEventsMode, DestinationConfig, DestinationTls, EnvValue, FailureRateConfig,
+    HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, NotificationEvent,
+    NotificationsConfig, OAuth2ClientAuth, OAuth2Config, PluginNotReadyPolicy, RateLimitConfig,
+    RetryConfig, SignatureEncoding, StepConfig,
 };
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
 pub use plugin::{PluginConfig, PluginRoute, RegistryCredentials, SourceConfig, WhenBusy};
