@@ -10,8 +10,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -132,7 +132,13 @@ async fn metrics(c: &reqwest::Client, w: &Worker) -> String {
 }
 
 async fn send(c: &reqwest::Client, w: &Worker, i: usize) -> String {
-    let (s, v) = post(c, &w.url("/hooks/default/cb"), &format!(r#"{{"i":{i}}}"#), &[]).await;
+    let (s, v) = post(
+        c,
+        &w.url("/hooks/default/cb"),
+        &format!(r#"{{"i":{i}}}"#),
+        &[],
+    )
+    .await;
     assert_eq!(s, 202, "{v}");
     v["id"].as_str().unwrap().to_string()
 }
@@ -175,15 +181,24 @@ async fn the_breaker_opens_probes_once_reopens_survives_a_restart_and_closes() {
     let first = send(&c, &w, 0).await;
     let (opened, body) = wait_notification(&sink, "destination.opened").await;
     assert_eq!(sink.count("/out"), 3, "opened at the third failure");
-    assert!(standard_webhooks_valid(&opened), "the notification is signed");
+    assert!(
+        standard_webhooks_valid(&opened),
+        "the notification is signed"
+    );
     assert_eq!(body["data"]["bridge"], "default/cb");
     assert_eq!(body["data"]["destination"], "out");
     assert_eq!(body["data"]["consecutiveFailures"], 3);
     let d = report(&c, &w, "out").await;
-    assert_eq!((d["breaker"].as_str(), d["paused"].as_bool()), (Some("open"), Some(false)), "{d:#}");
+    assert_eq!(
+        (d["breaker"].as_str(), d["paused"].as_bool()),
+        (Some("open"), Some(false)),
+        "{d:#}"
+    );
     let text = metrics(&c, &w).await;
     assert!(
-        text.contains("causeway_destination_breaker_state{bridge=\"default/cb\",destination=\"out\"} 1"),
+        text.contains(
+            "causeway_destination_breaker_state{bridge=\"default/cb\",destination=\"out\"} 1"
+        ),
         "{text}"
     );
     assert!(
@@ -199,13 +214,18 @@ async fn the_breaker_opens_probes_once_reopens_survives_a_restart_and_closes() {
     for id in &ids[1..] {
         let ev = get_json(&c, &w.admin_url(&format!("/api/v1/events/{id}"))).await;
         assert_eq!(ev["status"], "pending", "{ev:#}");
-        let attempts = ev["deliveries"][0]["attempts"].as_array().map_or(0, Vec::len);
+        let attempts = ev["deliveries"][0]["attempts"]
+            .as_array()
+            .map_or(0, Vec::len);
         assert_eq!(attempts, 0, "a held job records no attempt: {ev:#}");
     }
 
     // After openFor, one probe; it fails: open again (no second `opened`), and nothing more
     // goes out until the next probe.
-    let d = wait_report(&c, &w, "out", |d| d["breaker"] == "open" && sink.count("/out") >= 4).await;
+    let d = wait_report(&c, &w, "out", |d| {
+        d["breaker"] == "open" && sink.count("/out") >= 4
+    })
+    .await;
     assert_eq!(sink.count("/out"), 4, "exactly one probe: {d:#}");
     let out = sink.requests("/out");
     assert!(
@@ -244,13 +264,19 @@ async fn the_breaker_opens_probes_once_reopens_survives_a_restart_and_closes() {
     }
     assert_eq!(delivered.len(), ids.len(), "{delivered:?}");
     for id in &ids {
-        assert_eq!(delivered.get(id), Some(&1), "{id} acknowledged once: {delivered:?}");
+        assert_eq!(
+            delivered.get(id),
+            Some(&1),
+            "{id} acknowledged once: {delivered:?}"
+        );
     }
     let d = wait_report(&c, &w, "out", |d| d.get("breaker").is_none()).await;
     assert_eq!(d["paused"], false);
     let text = metrics(&c, &w).await;
     assert!(
-        text.contains("causeway_destination_breaker_state{bridge=\"default/cb\",destination=\"out\"} 0"),
+        text.contains(
+            "causeway_destination_breaker_state{bridge=\"default/cb\",destination=\"out\"} 0"
+        ),
         "{text}"
     );
     // The first event's log: its failures, the failed probes and the success; the held
@@ -263,9 +289,16 @@ async fn the_breaker_opens_probes_once_reopens_survives_a_restart_and_closes() {
         .map(|a| a["statusCode"].as_u64().unwrap())
         .collect();
     assert_eq!(codes.last(), Some(&200), "{ev:#}");
-    assert!(codes[..codes.len() - 1].iter().all(|c| *c == 500), "{codes:?}");
+    assert!(
+        codes[..codes.len() - 1].iter().all(|c| *c == 500),
+        "{codes:?}"
+    );
     let n = notifications(&sink);
-    assert_eq!(n["destination.opened"].len(), 1, "a failed probe is not a new opening");
+    assert_eq!(
+        n["destination.opened"].len(),
+        1,
+        "a failed probe is not a new opening"
+    );
     assert!(!n.contains_key("destination.disabled"));
 }
 
@@ -319,7 +352,9 @@ async fn failing_for_disable_after_disables_the_destination_until_resumed() {
         "{text}"
     );
     assert!(
-        text.contains("causeway_destination_breaker_state{bridge=\"default/cb\",destination=\"down\"} 3"),
+        text.contains(
+            "causeway_destination_breaker_state{bridge=\"default/cb\",destination=\"down\"} 3"
+        ),
         "{text}"
     );
     // Disabled means nothing goes out, not even probes: the count holds across a wait
@@ -348,7 +383,10 @@ async fn failing_for_disable_after_disables_the_destination_until_resumed() {
     );
     let d = report(&c, &w, "down").await;
     assert_eq!(d["paused"], false, "{d:#}");
-    assert!(d.get("breaker").is_none() && d.get("pausedReason").is_none(), "{d:#}");
+    assert!(
+        d.get("breaker").is_none() && d.get("pausedReason").is_none(),
+        "{d:#}"
+    );
     let n = notifications(&sink);
     assert_eq!(n["destination.opened"].len(), 1);
     assert!(standard_webhooks_valid(&n["destination.opened"][0].0));
@@ -405,7 +443,9 @@ async fn two_workers_on_postgres_share_one_breaker() {
     for id in &ids[1..] {
         let ev = get_json(&c, &b.admin_url(&format!("/api/v1/events/{id}"))).await;
         assert_eq!(ev["status"], "pending", "{ev:#}");
-        let attempts = ev["deliveries"][0]["attempts"].as_array().map_or(0, Vec::len);
+        let attempts = ev["deliveries"][0]["attempts"]
+            .as_array()
+            .map_or(0, Vec::len);
         assert_eq!(attempts, 0, "{ev:#}");
     }
     wait_report(&c, &b, "out", |d| d["breaker"] == "open").await;
@@ -419,7 +459,11 @@ async fn two_workers_on_postgres_share_one_breaker() {
         assert!(Instant::now() < deadline, "{ra:#} {rb:#}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(sink.count("/out"), at_open + 1, "exactly one probe from two workers");
+    assert_eq!(
+        sink.count("/out"),
+        at_open + 1,
+        "exactly one probe from two workers"
+    );
 
     status.store(200, Ordering::SeqCst);
     wait_notification(&sink, "destination.closed").await;
@@ -432,9 +476,17 @@ async fn two_workers_on_postgres_share_one_breaker() {
         *delivered.entry(id.clone()).or_default() += 1;
     }
     for id in &ids {
-        assert_eq!(delivered.get(id), Some(&1), "{id} acknowledged once: {delivered:?}");
+        assert_eq!(
+            delivered.get(id),
+            Some(&1),
+            "{id} acknowledged once: {delivered:?}"
+        );
     }
     let n = notifications(&sink);
-    assert_eq!(n["destination.opened"].len(), 1, "told once, by the worker that opened it");
+    assert_eq!(
+        n["destination.opened"].len(),
+        1,
+        "told once, by the worker that opened it"
+    );
     assert_eq!(n["destination.closed"].len(), 1);
 }

@@ -26,10 +26,10 @@ mod worker;
 
 pub use bridge::{
     AuthConfig, BackoffPolicy, BridgeConfig, CircuitBreakerConfig, CloudEventsConfig,
-    CloudEventsMode, DestinationConfig, DestinationTls, EnvValue, FailureRateConfig,
-    HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy, NotificationEvent,
-    NotificationsConfig, OAuth2ClientAuth, OAuth2Config, PluginNotReadyPolicy, RateLimitConfig,
-    RetryConfig, SignatureEncoding, StepConfig,
+    CloudEventsMode, DestinationConfig, DestinationTls, EnvValue, FailureRateConfig, HmacAlgorithm,
+    HmacPreset, JwtAlgorithm, MissingPolicy, NotificationEvent, NotificationsConfig,
+    OAuth2ClientAuth, OAuth2Config, PluginNotReadyPolicy, RateLimitConfig, RetryConfig,
+    SignatureEncoding, StepConfig,
 };
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
 pub use plugin::{PluginConfig, PluginRoute, RegistryCredentials, SourceConfig, WhenBusy};

@@ -284,10 +284,7 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
 /// `openFor` above zero (a breaker that never waits would probe with every job).
 fn circuit_breaker(e: &mut Errors, p: &str, cb: &crate::bridge::CircuitBreaker) {
     if cb.consecutive_failures == 0 {
-        e.add(
-            format!("{p}.consecutiveFailures"),
-            "must be at least 1",
-        );
+        e.add(format!("{p}.consecutiveFailures"), "must be at least 1");
     }
     match parse_duration(&cb.open_for) {
         Err(err) => e.add(format!("{p}.openFor"), err.to_string()),

@@ -1473,8 +1473,17 @@ async fn an_open_or_disabled_breaker_is_a_warning_and_a_condition() {
             .unwrap()
     };
     let h = health(&status);
-    assert_eq!((h["status"].as_str(), h["reason"].as_str()), (Some("False"), Some("CircuitOpen")));
-    assert!(h["message"].as_str().unwrap().ends_with("wait for its probe: crm"), "{h}");
+    assert_eq!(
+        (h["status"].as_str(), h["reason"].as_str()),
+        (Some("False"), Some("CircuitOpen"))
+    );
+    assert!(
+        h["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("wait for its probe: crm"),
+        "{h}"
+    );
     assert_eq!(status["destinations"][0]["breaker"], "open");
     let warning = |calls: &[Call], reason: &str| {
         calls.iter().any(|c| {
@@ -1518,13 +1527,18 @@ async fn an_open_or_disabled_breaker_is_a_warning_and_a_condition() {
     );
     reconcile_pool(p, f.ctx.clone()).await.unwrap();
     f.clear();
-    reconcile_bridge(Arc::new(seen), f.ctx.clone()).await.unwrap();
+    reconcile_bridge(Arc::new(seen), f.ctx.clone())
+        .await
+        .unwrap();
     let calls = f.calls();
     let status = status_of(&calls, path);
     let h = health(&status);
     assert_eq!(h["reason"], "DestinationsDisabled");
     assert!(
-        h["message"].as_str().unwrap().contains("disabled by the circuit breaker")
+        h["message"]
+            .as_str()
+            .unwrap()
+            .contains("disabled by the circuit breaker")
             && !h["message"].as_str().unwrap().contains("410"),
         "{h}"
     );

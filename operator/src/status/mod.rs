@@ -508,7 +508,10 @@ pub fn bridge_status(
 fn destinations_health(seen: &[DestinationStatus]) -> (bool, &'static str, String) {
     use causeway_crds::config::DestinationReport as R;
     let names = |f: &dyn Fn(&DestinationStatus) -> bool| -> Vec<&str> {
-        seen.iter().filter(|d| f(d)).map(|d| d.name.as_str()).collect()
+        seen.iter()
+            .filter(|d| f(d))
+            .map(|d| d.name.as_str())
+            .collect()
     };
     let disabled = names(&|d| d.paused && d.paused_reason.as_deref() == Some(R::DISABLED));
     let gone = names(&|d| d.paused && d.paused_reason.as_deref() != Some(R::DISABLED));
@@ -573,11 +576,16 @@ fn destinations_on_pods(
         for d in &item.destinations {
             if let Some(o) = out.iter_mut().find(|o| o.name == d.name) {
                 o.paused |= d.paused;
-                if d.paused && o.paused_reason.as_deref() != Some(causeway_crds::config::DestinationReport::DISABLED) {
+                if d.paused
+                    && o.paused_reason.as_deref()
+                        != Some(causeway_crds::config::DestinationReport::DISABLED)
+                {
                     o.paused_reason = d.paused_reason.clone();
                 }
                 // One breaker shared by the pool: open wins over a worker's stale half-open.
-                if d.breaker.as_deref() == Some(causeway_crds::config::DestinationReport::OPEN) || o.breaker.is_none() {
+                if d.breaker.as_deref() == Some(causeway_crds::config::DestinationReport::OPEN)
+                    || o.breaker.is_none()
+                {
                     o.breaker = d.breaker.clone().or(o.breaker.take());
                 }
                 o.pending = o.pending.max(d.pending);

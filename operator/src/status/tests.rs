@@ -633,13 +633,29 @@ fn open_and_disabled_breakers_in_the_bridge_status() {
     };
     // One worker saw the probe go out (half-open), the other still has it open.
     o.pods = vec![
-        pod("a", report(vec![d("d"), open("crm", DestinationReport::HALF_OPEN), d("erp")])),
-        pod("b", report(vec![d("d"), open("crm", DestinationReport::OPEN), d("erp")])),
+        pod(
+            "a",
+            report(vec![
+                d("d"),
+                open("crm", DestinationReport::HALF_OPEN),
+                d("erp"),
+            ]),
+        ),
+        pod(
+            "b",
+            report(vec![d("d"), open("crm", DestinationReport::OPEN), d("erp")]),
+        ),
     ];
     let s = bridge_status(&b, true, Some(&o), &t(1000)).unwrap();
     let h = cond(&s.conditions, "DestinationsHealthy");
-    assert_eq!((h.status.as_str(), h.reason.as_str()), ("False", "CircuitOpen"));
-    assert_eq!(h.message, "circuit breaker open, jobs wait for its probe: crm");
+    assert_eq!(
+        (h.status.as_str(), h.reason.as_str()),
+        ("False", "CircuitOpen")
+    );
+    assert_eq!(
+        h.message,
+        "circuit breaker open, jobs wait for its probe: crm"
+    );
     assert_eq!(s.destinations[1].breaker.as_deref(), Some("open"));
     assert!(!s.destinations[1].paused);
 
@@ -654,7 +670,10 @@ fn open_and_disabled_breakers_in_the_bridge_status() {
     )];
     let s = bridge_status(&b, true, Some(&o), &t(1010)).unwrap();
     let h = cond(&s.conditions, "DestinationsHealthy");
-    assert_eq!((h.status.as_str(), h.reason.as_str()), ("False", "DestinationsDisabled"));
+    assert_eq!(
+        (h.status.as_str(), h.reason.as_str()),
+        ("False", "DestinationsDisabled")
+    );
     assert!(h.message.contains("paused by 410 Gone"), "{}", h.message);
     assert!(h.message.contains(": erp"), "{}", h.message);
     assert!(
@@ -670,7 +689,11 @@ fn open_and_disabled_breakers_in_the_bridge_status() {
     let s = bridge_status(&b, true, Some(&o), &t(1020)).unwrap();
     let h = cond(&s.conditions, "DestinationsHealthy");
     assert_eq!((h.status.as_str(), h.reason.as_str()), ("True", "Ready"));
-    assert!(s.destinations.iter().all(|d| d.breaker.is_none() && d.paused_reason.is_none()));
+    assert!(
+        s.destinations
+            .iter()
+            .all(|d| d.breaker.is_none() && d.paused_reason.is_none())
+    );
 }
 
 /// Issue 18: a Bridge whose step plugin (or `http://<plugin>.internal` destination) failed

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant, SystemTime};
 use causeway_config::{CircuitBreakerConfig, NotificationEvent, RetryConfig};
 use tracing::{debug, info, instrument, warn};
 
-use crate::bridge::EventView;
-use crate::delivery::client::{failed, http_call, internal_target, plugin_call};
 use crate::bridge::ActiveBridge;
+use crate::bridge::EventView;
 use crate::delivery::breaker::{Breakers, after_attempt, transition};
+use crate::delivery::client::{failed, http_call, internal_target, plugin_call};
 use crate::delivery::dead_letter::dead_letter;
 use crate::delivery::notify::notify;
 use crate::delivery::retry;
@@ -499,11 +499,19 @@ async fn record_breaker(
                 shared.delivery.wake();
             }
             NotificationEvent::DestinationDisabled => {
-                warn!("destination failing for the circuit breaker's disableAfter: disabled until resumed");
+                warn!(
+                    "destination failing for the circuit breaker's disableAfter: disabled until resumed"
+                );
             }
             NotificationEvent::DestinationPaused => {}
         }
-        notify(shared, bridge, destination, event, after.as_ref().or(before.as_ref()));
+        notify(
+            shared,
+            bridge,
+            destination,
+            event,
+            after.as_ref().or(before.as_ref()),
+        );
     }
     after.is_some_and(|a| a.phase == BreakerPhase::Disabled)
 }

@@ -106,7 +106,10 @@ pub fn take_probe(
 }
 
 /// What a breaker's change tells: the notification and log line it is worth.
-pub fn transition(before: Option<&BreakerState>, after: Option<&BreakerState>) -> Option<NotificationEvent> {
+pub fn transition(
+    before: Option<&BreakerState>,
+    after: Option<&BreakerState>,
+) -> Option<NotificationEvent> {
     let phase = |b: Option<&BreakerState>| b.map_or(BreakerPhase::Closed, |b| b.phase);
     match (phase(before), phase(after)) {
         (BreakerPhase::Closed, BreakerPhase::Open) => Some(NotificationEvent::DestinationOpened),
@@ -176,7 +179,9 @@ impl Breakers {
 
     /// The breaker of one destination as this worker last saw it.
     pub fn state(&self, bridge: &str, destination: &str) -> Option<BreakerState> {
-        lock(&self.states).get(&Self::key(bridge, destination)).cloned()
+        lock(&self.states)
+            .get(&Self::key(bridge, destination))
+            .cloned()
     }
 
     /// Every breaker that is not closed, `(bridge, destination)` → phase.
@@ -282,7 +287,14 @@ impl Breakers {
 
     /// Record one attempt's outcome in the worker's failure rate; true when the rate
     /// calls for opening.
-    pub fn rate(&self, bridge: &str, destination: &str, cfg: &CircuitBreakerConfig, ok: bool, now: u64) -> bool {
+    pub fn rate(
+        &self,
+        bridge: &str,
+        destination: &str,
+        cfg: &CircuitBreakerConfig,
+        ok: bool,
+        now: u64,
+    ) -> bool {
         let Some(r) = &cfg.failure_rate else {
             return false;
         };
@@ -295,7 +307,8 @@ impl Breakers {
         }
         let total = rate.seen.len() as u64;
         let failed = rate.seen.iter().filter(|(_, f)| *f).count() as u64;
-        let tripped = total >= u64::from(r.min_attempts) && failed * 100 >= total * u64::from(r.percent);
+        let tripped =
+            total >= u64::from(r.min_attempts) && failed * 100 >= total * u64::from(r.percent);
         if tripped {
             // Counted once: after an opening the window starts again.
             rate.seen.clear();
@@ -305,7 +318,9 @@ impl Breakers {
 
     /// Count an opening in the metric.
     pub fn opened(&self, bridge: &str, destination: &str) {
-        self.openings.with_label_values(&[bridge, destination]).inc();
+        self.openings
+            .with_label_values(&[bridge, destination])
+            .inc();
     }
 
     /// Forget a destination that is gone from the configuration.
@@ -359,7 +374,10 @@ mod tests {
         }
         let opened = after_attempt(&c, b.as_ref(), false, false, 200);
         let o = opened.clone().unwrap();
-        assert_eq!((o.phase, o.until_ms, o.openings), (BreakerPhase::Open, 1_200, 1));
+        assert_eq!(
+            (o.phase, o.until_ms, o.openings),
+            (BreakerPhase::Open, 1_200, 1)
+        );
         assert_eq!(o.failing_since_ms, Some(100));
         assert_eq!(
             transition(b.as_ref(), opened.as_ref()),
@@ -384,14 +402,20 @@ mod tests {
         // Too early: nobody probes.
         assert_eq!(take_probe(Some(&open), 999, 7, 500), Some(open.clone()));
         let half = take_probe(Some(&open), 1_000, 7, 500).unwrap();
-        assert_eq!((half.phase, half.probe, half.until_ms), (BreakerPhase::HalfOpen, 7, 1_500));
+        assert_eq!(
+            (half.phase, half.probe, half.until_ms),
+            (BreakerPhase::HalfOpen, 7, 1_500)
+        );
         // A second worker asks while the probe is out: it does not get it.
         assert_eq!(take_probe(Some(&half), 1_200, 9, 500).unwrap().probe, 7);
         // Its holder died: after the hold another may probe.
         assert_eq!(take_probe(Some(&half), 1_500, 9, 500).unwrap().probe, 9);
         // The probe fails: open again for openFor, not a new opening.
         let again = after_attempt(&c, Some(&half), false, false, 1_100).unwrap();
-        assert_eq!((again.phase, again.until_ms, again.openings), (BreakerPhase::Open, 2_100, 1));
+        assert_eq!(
+            (again.phase, again.until_ms, again.openings),
+            (BreakerPhase::Open, 2_100, 1)
+        );
         assert_eq!(transition(Some(&half), Some(&again)), None);
         // The probe succeeds: closed.
         let closed = after_attempt(&c, Some(&half), true, false, 1_100);
@@ -423,7 +447,10 @@ mod tests {
             Some(NotificationEvent::DestinationDisabled)
         );
         // A success of an attempt still in flight does not undo it.
-        assert_eq!(after_attempt(&c, Some(&d), true, false, 10_001), Some(d.clone()));
+        assert_eq!(
+            after_attempt(&c, Some(&d), true, false, 10_001),
+            Some(d.clone())
+        );
         // Without disableAfter, never.
         let never = CircuitBreakerConfig {
             disable_after_ms: None,
@@ -453,7 +480,9 @@ mod tests {
         assert!(br.rate("b", "d", &c, false, 3));
         // Old attempts leave the window.
         assert!(!br.rate("b", "d", &c, false, 5_000));
-        assert!(after_attempt(&c, None, false, true, 10).is_some_and(|b| b.phase == BreakerPhase::Open));
+        assert!(
+            after_attempt(&c, None, false, true, 10).is_some_and(|b| b.phase == BreakerPhase::Open)
+        );
     }
 
     #[test]
@@ -471,7 +500,11 @@ mod tests {
         );
         assert_eq!(br.gate("b", "d", 500, 100), Gate::Hold(Some(1_000)));
         assert_eq!(br.gate("b", "d", 1_000, 100), Gate::Pass, "the probe");
-        assert_eq!(br.gate("b", "d", 1_001, 100), Gate::Hold(Some(1_100)), "one probe only");
+        assert_eq!(
+            br.gate("b", "d", 1_001, 100),
+            Gate::Hold(Some(1_100)),
+            "one probe only"
+        );
         br.probe_done("b", "d");
         assert_eq!(br.gate("b", "d", 1_002, 100), Gate::Pass);
         br.set("b", "d", None);

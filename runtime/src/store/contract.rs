@@ -1506,16 +1506,25 @@ pub async fn breakers_update_atomically_and_resume_closes_them<S: Store>(s: &S) 
         .update_breaker("ns/b".into(), "x".into(), open(T0 + 30))
         .await
         .expect("update");
-    assert_eq!(before, None, "no breaker is stored before the first failure");
+    assert_eq!(
+        before, None,
+        "no breaker is stored before the first failure"
+    );
     let after = after.expect("stored");
-    assert_eq!((after.phase, after.until_ms, after.openings), (BreakerPhase::Open, T0 + 30, 1));
+    assert_eq!(
+        (after.phase, after.until_ms, after.openings),
+        (BreakerPhase::Open, T0 + 30, 1)
+    );
     // The update sees what the last one stored.
     let (before, after) = s
         .update_breaker("ns/b".into(), "x".into(), open(T0 + 60))
         .await
         .expect("update");
     assert_eq!(before.map(|b| b.until_ms), Some(T0 + 30));
-    assert_eq!(after.as_ref().map(|b| (b.consecutive_failures, b.openings)), Some((2, 2)));
+    assert_eq!(
+        after.as_ref().map(|b| (b.consecutive_failures, b.openings)),
+        Some((2, 2))
+    );
     s.update_breaker("ns/c".into(), "x".into(), open(T0 + 5))
         .await
         .expect("update");
@@ -1550,7 +1559,13 @@ pub async fn breakers_update_atomically_and_resume_closes_them<S: Store>(s: &S) 
         .await
         .expect("update");
     assert!(before.is_some() && after.is_none());
-    assert!(!s.breakers().await.expect("breakers").iter().any(|(k, _)| k.0 == "ns/d"));
+    assert!(
+        !s.breakers()
+            .await
+            .expect("breakers")
+            .iter()
+            .any(|(k, _)| k.0 == "ns/d")
+    );
     // Disabled: paused; resuming deletes the breaker with the pause.
     s.update_breaker(
         "ns/b".into(),

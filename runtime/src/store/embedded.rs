@@ -1668,8 +1668,7 @@ impl Store for EmbeddedStore {
             if after != before {
                 match &after {
                     Some(a) => {
-                        t.insert(key, enc(a)?.as_slice())
-                            .map_err(eng("breakers"))?;
+                        t.insert(key, enc(a)?.as_slice()).map_err(eng("breakers"))?;
                     }
                     None => {
                         t.remove(key).map_err(eng("breakers"))?;
