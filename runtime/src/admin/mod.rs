@@ -540,7 +540,10 @@ async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value>
                     if is_paused {
                         v["pausedReason"] = json!(shared.delivery.paused_reason(&key.0, &d.name));
                     }
-                    if let Some(name) = breakers.get(&key).and_then(|p| breaker_name(*p)) {
+                    // A breaker left in the store by a destination that no longer has one
+                    // holds nothing: not shown.
+                    let breaker = d.circuit_breaker.as_ref().and(breakers.get(&key));
+                    if let Some(name) = breaker.and_then(|p| breaker_name(*p)) {
                         v["breaker"] = json!(name);
                     }
                     v
@@ -657,7 +660,11 @@ async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerR
                             paused: is_paused,
                             paused_reason: is_paused
                                 .then(|| shared.delivery.paused_reason(&key.0, &d.name).into()),
-                            breaker: breakers.get(&key).and_then(|p| breaker_name(*p)),
+                            breaker: d
+                                .circuit_breaker
+                                .as_ref()
+                                .and(breakers.get(&key))
+                                .and_then(|p| breaker_name(*p)),
                             pending: depth.get(&key).copied().unwrap_or(0),
                             delivered: hour.delivered,
                             failed: hour.failed,
