@@ -300,6 +300,25 @@ async fn the_breaker_opens_probes_once_reopens_survives_a_restart_and_closes() {
         "a failed probe is not a new opening"
     );
     assert!(!n.contains_key("destination.disabled"));
+
+    // The destination leaves the configuration: its breaker series leave /metrics.
+    let renamed = dest.replace("name: out", "name: other");
+    std::fs::write(m.join("bridges.yaml"), manifest(&sink, &renamed)).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = metrics(&c, &w).await;
+        let left: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("causeway_destination_breaker") && l.contains("destination=\"out\"")
+            })
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still there: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
