@@ -509,3 +509,65 @@ async fn two_workers_on_postgres_share_one_breaker() {
     );
     assert_eq!(n["destination.closed"].len(), 1);
 }
+
+/// A 410 pauses as before and is notified as `destination.paused`, with the reason `Gone`
+/// (not `Disabled`); `events` limits what is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_pause_is_notified_and_told_apart_from_a_disable() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(|_, r| match r.path.as_str() {
+        "/gone" => (410, vec![]),
+        "/flaky" => (500, vec![]),
+        _ => (200, vec![]),
+    })
+    .await;
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: ops}}
+stringData: {{signing: "{SIGNING_SECRET}"}}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: cb}}
+spec:
+  notifications:
+    url: "{notify}"
+    signing: {{standardWebhooks: {{secretRef: {{name: ops, key: signing}}}}}}
+    events: [destination.paused]
+  destinations:
+  - name: gone
+    url: "{gone}"
+    circuitBreaker: {{consecutiveFailures: 1}}
+  - name: flaky
+    url: "{flaky}"
+    retries: 0
+    circuitBreaker: {{consecutiveFailures: 1, openFor: 1h}}
+"#,
+        notify = sink.url("/notify"),
+        gone = sink.url("/gone"),
+        flaky = sink.url("/flaky"),
+    );
+    let m = manifests(dir.path(), &yaml);
+    let w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+    send(&c, &w, 0).await;
+    let (paused, body) = wait_notification(&sink, "destination.paused").await;
+    assert!(standard_webhooks_valid(&paused));
+    assert_eq!(body["data"]["destination"], "gone");
+    let d = wait_report(&c, &w, "gone", |d| d["paused"] == true).await;
+    assert_eq!(d["pausedReason"], "Gone", "{d:#}");
+    assert!(
+        d.get("breaker").is_none(),
+        "a 410 is not a breaker failure: {d:#}"
+    );
+    // flaky's breaker opened, but only `destination.paused` is asked for.
+    wait_report(&c, &w, "flaky", |d| d["breaker"] == "open").await;
+    let n = notifications(&sink);
+    assert_eq!(
+        n.keys().collect::<Vec<_>>(),
+        vec!["destination.paused"],
+        "{n:?}"
+    );
+}
