@@ -160,8 +160,21 @@ pub trait Store: Send + Sync + 'static {
         paused: bool,
         now_ms: u64,
     ) -> StoreFuture<usize>;
-    /// Destinations paused by a 410, as `(bridge, destination)`.
+    /// Destinations paused by a 410 (or disabled by their circuit breaker), as
+    /// `(bridge, destination)`.
     fn paused(&self) -> StoreFuture<Vec<(String, String)>>;
+    /// Every stored circuit breaker, `(bridge, destination)` → state. Resuming a
+    /// destination ([`Store::set_paused`] with false) deletes its breaker: closed.
+    fn breakers(&self) -> StoreFuture<Vec<((String, String), BreakerState)>>;
+    /// Change one destination's breaker in one transaction (on a shared store, under a
+    /// row lock: two workers never both take the half-open probe). Returns the state
+    /// before and after.
+    fn update_breaker(
+        &self,
+        bridge: String,
+        destination: String,
+        f: BreakerUpdate,
+    ) -> StoreFuture<BreakerChange>;
     /// Pending jobs per `(bridge, destination)`.
     fn queue_depth(&self) -> StoreFuture<Vec<((String, String), u64)>>;
     /// Apply the retention policy: age, then size, then compaction.
