@@ -7,7 +7,8 @@
 //! attempt's span id; Jaeger holds the accepting span, the filter, the steps and both
 //! attempts in that one trace; the admin API and the attempt log name it. An event without
 //! a `traceparent` starts a trace of its own. A plugin's outbound request joins the trace
-//! of its call. With export off, nothing reaches the receiver and the ids are still kept.
+//! of its call. A retry made after a restart joins the trace it belongs to. With export
+//! off, nothing reaches the receiver and the ids are still kept.
 
 mod common;
 
@@ -260,6 +261,16 @@ spec:
 ---
 apiVersion: causeway.dev/v1alpha1
 kind: Bridge
+metadata: {{name: later}}
+spec:
+  destinations:
+  - name: later
+    url: "{later}"
+    retries: 3
+    backoff: {{policy: fixed, delays: [5s]}}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
 metadata: {{name: chain}}
 spec:
   steps: [{{plugin: fx-forbidden}}]
@@ -272,13 +283,16 @@ spec:
         sink_addr = sink.addr,
         crm = sink.url("/crm"),
         chain = sink.url("/chain"),
+        later = sink.url("/later"),
     )
 }
 
-/// `/crm` fails its first request of each event (503), then answers 200.
+/// `/crm` fails its first request of each event (503), then answers 200; `/later` fails
+/// its first request.
 async fn sink() -> Sink {
     Sink::start(|n, r| match r.path.as_str() {
         "/crm" if n % 2 == 0 => (503, vec![]),
+        "/later" if n == 0 => (503, vec![]),
         _ => (200, vec![]),
     })
     .await
@@ -291,7 +305,7 @@ async fn one_trace_runs_from_the_senders_traceparent_through_filter_step_and_eve
     let sink = sink().await;
     let m = manifests(dir.path(), &bridges(&sink));
     let endpoint = format!("http://{}", jaeger.otlp);
-    let w = Worker::start_with_env(
+    let mut w = Worker::start_with_env(
         dir.path(),
         &m,
         &[],
@@ -471,6 +485,51 @@ async fn one_trace_runs_from_the_senders_traceparent_through_filter_step_and_eve
     // No header of a request is recorded in a span: its credentials stay out.
     let text = serde_json::to_string(&trace3).unwrap();
     assert!(!text.contains(SECRET), "{text}");
+
+    // 4. A retry after a restart still belongs to the event's trace: the context is stored
+    // with the event, not held by the process that accepted it.
+    let later_trace = "0af7651916cd43dd8448eb211c80319c";
+    let (s, v) = post(
+        &c,
+        &w.url("/hooks/default/later"),
+        "{}",
+        &[(
+            "traceparent",
+            &format!("00-{later_trace}-b7ad6b7169203331-01"),
+        )],
+    )
+    .await;
+    assert_eq!(s, 202);
+    let id4 = v["id"].as_str().unwrap().to_string();
+    assert_eq!(sink.wait_for("/later", 1, WAIT).await, 1);
+    // The first attempt failed; its retry is due 5 s later. Stop the worker before then
+    // (it exports its spans as it stops) and start it again on the same data.
+    assert!(w.terminate().success());
+    assert_eq!(sink.count("/later"), 1, "the retry ran before the restart");
+    w.spawn();
+    let ev4 = wait_status(&c, &w, &id4, "delivered", WAIT).await;
+    assert_eq!(ev4["status"], "delivered", "{ev4:#}");
+    let later = sink.requests("/later");
+    assert_eq!(later.len(), 2);
+    assert_eq!(traceparent(&later[0]).0, later_trace);
+    assert_eq!(traceparent(&later[1]).0, later_trace);
+    let trace4 = jaeger.wait_spans(&c, later_trace, 3).await;
+    let accept = one(&trace4, "accept default/later")["spanID"]
+        .as_str()
+        .unwrap();
+    let delivers = spans(&trace4, "deliver later");
+    assert_eq!(delivers.len(), 2, "{trace4:#}");
+    for d in &delivers {
+        assert_eq!(parent_of(d), Some(accept), "{d:#}");
+    }
+    let mut sent_spans: Vec<String> = later.iter().map(|r| traceparent(r).1).collect();
+    let mut seen: Vec<String> = delivers
+        .iter()
+        .map(|d| d["spanID"].as_str().unwrap().to_string())
+        .collect();
+    sent_spans.sort();
+    seen.sort();
+    assert_eq!(sent_spans, seen);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
