@@ -277,8 +277,10 @@ async fn bridge_request<B: InBody>(
     let resp = accept(shared, bridge, req, &mut span, state).await;
     let status = resp.status();
     span.set_i64("http.response.status_code", i64::from(status.as_u16()));
-    if status.is_server_error() || status.is_client_error() {
-        span.fail(status.canonical_reason().unwrap_or("refused"));
+    // As OpenTelemetry's HTTP conventions say for a server: a 4xx is the sender's error,
+    // not this span's.
+    if status.is_server_error() {
+        span.fail(status.canonical_reason().unwrap_or("server error"));
     }
     span.end();
     resp
