@@ -3,18 +3,23 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CAUSEWAY_CACHE ?= $(HOME)/.cache/causeway
 
-.PHONY: registry dev test unit e2e e2e-up e2e-down image bench crds crds-check plugins lint deps-check toolchain fuzz
+.PHONY: registry jaeger dev test unit e2e e2e-up e2e-down image bench crds crds-check plugins lint deps-check toolchain fuzz
 
 ## dev: build the example plugins and run examples/quickstart on 127.0.0.1:8080 (Ctrl-C stops)
 dev: plugins
 	$(CARGO) run --release --bin causeway -- up -f examples/quickstart
 
 ## test: every test: format and lints, CRD drift, unit and integration, then the e2e suite
-test: plugins registry crds-check lint unit e2e
+test: plugins registry jaeger crds-check lint unit e2e
 
 # A real OCI registry on loopback for the plugin host's OCI tests (unpacked, not installed).
 registry:
 	runtime/plugins/tests/registry.sh
+
+# A real OTLP receiver (Jaeger all-in-one, built from its Go module once into the cache)
+# for the traces test (cli/tests/traces.rs).
+jaeger:
+	scripts/jaeger.sh
 
 unit:
 	$(CARGO) test --workspace --exclude causeway-e2e --no-fail-fast

@@ -140,6 +140,12 @@ pub struct Args {
     )]
     pub worker_deny_destination_cidrs: Vec<String>,
 
+    /// OpenTelemetry variables set on every worker container, `NAME=VALUE`, repeatable
+    /// (the chart's `worker.otelEnv`): an `OTEL_EXPORTER_OTLP_ENDPOINT` turns on trace
+    /// export (docs/traces.md). Only `OTEL_*` names are accepted.
+    #[arg(long = "worker-otel-env", value_parser = parse_otel_env)]
+    pub worker_otel_env: Vec<(String, String)>,
+
     /// Write a NetworkPolicy per pool: ingress port open, admin port only from the operator
     /// (and Prometheus when given), internal port only from the operator and worker pods.
     #[arg(long, env = "CAUSEWAY_WORKER_NETWORK_POLICY", default_value_t = false)]
@@ -203,9 +209,72 @@ impl Args {
     }
 }
 
+/// `NAME=VALUE` with an `OTEL_` name of upper-case letters, digits and underscores; not
+/// one of the `*_HEADERS` (their values are credentials).
+pub fn parse_otel_env(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))?;
+    let valid = name.len() > "OTEL_".len()
+        && name.starts_with("OTEL_")
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+    if !valid {
+        return Err(format!(
+            "{name:?}: only OpenTelemetry variables (OTEL_ and upper-case letters, digits, _) are passed to workers"
+        ));
+    }
+    if name.ends_with("_HEADERS") {
+        // Headers carry a collector's credentials: a flag and a Deployment's env would show
+        // them to anyone who can read either.
+        return Err(format!(
+            "{name:?}: OTLP headers may hold credentials and are not passed as plain values; see docs/traces.md"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_otel_env_takes_otel_variables_only_and_never_headers() {
+        let a = Args::try_parse_from([
+            "causeway-operator",
+            "--worker-otel-env=OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318",
+            "--worker-otel-env",
+            "OTEL_RESOURCE_ATTRIBUTES=k8s.cluster.name=prod,team=a",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.worker_otel_env,
+            vec![
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+                    "http://collector:4318".to_string()
+                ),
+                (
+                    "OTEL_RESOURCE_ATTRIBUTES".to_string(),
+                    "k8s.cluster.name=prod,team=a".to_string()
+                ),
+            ]
+        );
+        for bad in [
+            "CAUSEWAY_LOG=debug",
+            "OTEL_=x",
+            "otel_service_name=x",
+            "OTEL_SERVICE_NAME",
+            "OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer x",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS=api-key=x",
+        ] {
+            let e =
+                Args::try_parse_from(["causeway-operator", &format!("--worker-otel-env={bad}")])
+                    .unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+    }
 
     #[test]
     fn flags_the_chart_passes_parse() {

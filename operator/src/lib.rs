@@ -180,6 +180,7 @@ pub fn settings(args: &Args, own_namespace: &str) -> Result<Settings, Error> {
                 .collect(),
             network_policy: network_policy_settings(args, own_namespace).map_err(Error::Flags)?,
             deny_destination_cidrs: deny_destination_cidrs(args).map_err(Error::Flags)?,
+            otel_env: args.worker_otel_env.clone(),
         },
         default_pool: PoolDefaults {
             replicas: args.default_pool_replicas,

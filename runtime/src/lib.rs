@@ -29,6 +29,7 @@ pub mod streams;
 pub mod sync;
 #[cfg(test)]
 mod testkit;
+pub mod traces;
 pub mod worker;
 
 use std::error::Error;

@@ -50,6 +50,7 @@ pub fn shared(dir: &Path, cfg: WorkerConfig, limits: Limits) -> Arc<Shared> {
         shutdown: tokio_util::sync::CancellationToken::new(),
         ingress_addr: "127.0.0.1:0".parse().unwrap(),
         netguard: Arc::new(NetGuard::default()),
+        traces: crate::traces::Traces::off(),
         body_budget: Arc::new(tokio::sync::Semaphore::new(
             usize::try_from(budget).unwrap(),
         )),

@@ -72,6 +72,8 @@ pub enum RunError {
     Client(String),
     #[error("signals: {0}")]
     Signal(String),
+    #[error("traces: {0}")]
+    Traces(#[from] crate::traces::TracesError),
 }
 
 /// Build and apply an [`Active`] from a loaded config. Bridges that fail to compile keep
@@ -241,6 +243,11 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     // reqwest is built without a default crypto provider; install ring once.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Metrics::new()?;
+    // OTLP export when the environment names an endpoint; a bad one stops the start.
+    let traces = crate::traces::Traces::from_env()?;
+    if traces.is_on() {
+        info!("traces: exported over OTLP/HTTP (OTEL_EXPORTER_OTLP_* of the environment)");
+    }
     let first = source.load()?;
     // Events, plugin state and compiled plugins are private to the worker's user.
     for dir in [
@@ -358,6 +365,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
             usize::try_from(opts.limits.max_body_bytes_in_flight.div_ceil(1024).max(1))
                 .unwrap_or(usize::MAX >> 4),
         )),
+        traces: traces.clone(),
         metrics,
     });
     shared.health.check_disk();
@@ -441,6 +449,8 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     // Every acknowledged write was committed before its answer; dropping the store
     // lets the writer thread finish what is queued.
     drop(shared);
+    // The spans still queued go out (the exporter blocks: off the runtime's threads).
+    let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
     info!("stopped");
     Ok(())
 }

@@ -79,6 +79,7 @@ fn fixture_event(
             body_bytes: body.len() as u64,
             parent: None,
             children: vec![],
+            trace: None,
         },
         body: Bytes::from_static(body),
         jobs,
@@ -107,6 +108,7 @@ fn attempt(
         status_code,
         response: response.into(),
         error: error.map(str::to_string),
+        trace: None,
     }
 }
 
@@ -357,6 +359,7 @@ async fn the_v1_fixture_opens_and_reads_back() {
             body_bytes: 11,
             parent: None,
             children: vec![],
+            trace: None,
         }
     );
     assert_eq!(&e1.body[..], br#"{"order":1}"#);

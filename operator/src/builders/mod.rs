@@ -184,6 +184,8 @@ pub struct BuildSettings {
     /// Networks no destination of any pool may reach, whatever the pool allows (the
     /// platform team's list, passed to every worker as `CAUSEWAY_DENY_DESTINATION_CIDRS`).
     pub deny_destination_cidrs: Vec<String>,
+    /// `OTEL_*` variables set on every worker container (trace export, docs/traces.md).
+    pub otel_env: Vec<(String, String)>,
 }
 
 /// Every child object of one pool except the Secrets (which need tokens and the config).
@@ -250,6 +252,7 @@ pub(crate) mod test_support {
             image_pull_secrets: vec![],
             network_policy: None,
             deny_destination_cidrs: vec![],
+            otel_env: vec![],
         }
     }
 }

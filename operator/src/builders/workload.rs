@@ -179,6 +179,12 @@ pub fn deployment(view: &PoolView<'_>, settings: &BuildSettings) -> Deployment {
             value_from: None,
         });
     }
+    // OpenTelemetry: the platform's collector and sampling, the same for every pool.
+    env.extend(settings.otel_env.iter().map(|(name, value)| EnvVar {
+        name: name.clone(),
+        value: Some(value.clone()),
+        value_from: None,
+    }));
     if let (StorageType::Postgres, Some(pg)) = (spec.storage.type_, &spec.storage.postgres) {
         env.push(EnvVar {
             name: POSTGRES_URL_ENV.into(),
@@ -409,6 +415,55 @@ mod tests {
     use super::*;
     use causeway_crds::common::SecretKeyRef;
     use causeway_crds::pool::{Autoscaling, PostgresStorage};
+
+    /// Issue 18 (traces): the operator's `OTEL_*` variables reach every worker container;
+    /// with none set, the worker gets no `OTEL_` variable (export stays off).
+    #[test]
+    fn otel_variables_of_the_operator_reach_the_worker_container() {
+        let env = |settings: &BuildSettings| -> Vec<(String, Option<String>)> {
+            let p = pool("p", default_spec());
+            let view = PoolView::new(&p).unwrap();
+            deployment(&view, settings)
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .containers[0]
+                .env
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.name.starts_with("OTEL_"))
+                .map(|e| (e.name, e.value))
+                .collect()
+        };
+        assert!(env(&settings()).is_empty());
+        let mut s = settings();
+        s.otel_env = vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                "http://collector.observability:4318".into(),
+            ),
+            (
+                "OTEL_TRACES_SAMPLER".into(),
+                "parentbased_traceidratio".into(),
+            ),
+        ];
+        assert_eq!(
+            env(&s),
+            vec![
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT".to_string(),
+                    Some("http://collector.observability:4318".to_string())
+                ),
+                (
+                    "OTEL_TRACES_SAMPLER".to_string(),
+                    Some("parentbased_traceidratio".to_string())
+                ),
+            ]
+        );
+    }
 
     /// Issue 18: pull policy and pull secrets come from the pool, else from the operator
     /// (the chart), else stay unset (the cluster's defaults).

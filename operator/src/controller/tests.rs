@@ -274,6 +274,7 @@ fn fixture_with(
                 image_pull_secrets: vec![],
                 network_policy,
                 deny_destination_cidrs: vec![],
+                otel_env: vec![],
             },
             default_pool: PoolDefaults {
                 replicas: 1,

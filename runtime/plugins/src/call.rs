@@ -39,6 +39,9 @@ pub const HEADER_TOKEN: &str = "causeway-internal-token";
 pub const HEADER_CALLER: &str = "causeway-caller";
 pub const HEADER_DEPTH: &str = "causeway-chain-depth";
 pub const HEADER_ERROR: &str = "causeway-error";
+/// W3C Trace Context headers, passed from a call to its guest's outbound requests.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+pub const HEADER_TRACESTATE: &str = "tracestate";
 
 /// What a guest's outbound request leaves behind once answered: the rest of its body I/O.
 pub(crate) type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
@@ -118,6 +121,37 @@ pub(crate) struct OutboundCtx {
     pub deadline: Instant,
     pub depth: u32,
     pub shared: Arc<CallShared>,
+    /// The W3C trace context (`traceparent`, `tracestate`) of the request the guest got:
+    /// added to its outbound requests that carry none, so they join the caller's trace.
+    pub trace: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// The trace context headers of `headers` (`traceparent` and `tracestate`).
+pub(crate) fn trace_headers(
+    headers: &http::HeaderMap,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let mut out = Vec::new();
+    for name in [HEADER_TRACEPARENT, HEADER_TRACESTATE] {
+        if let Some(v) = headers.get(name) {
+            out.push((http::HeaderName::from_static(name), v.clone()));
+        }
+    }
+    out
+}
+
+/// A guest's outbound request goes out with the trace context of its call unless it set
+/// its own `traceparent`.
+pub(crate) fn add_trace_headers(
+    headers: &mut http::HeaderMap,
+    trace: &[(http::HeaderName, http::HeaderValue)],
+) {
+    if trace.is_empty() || headers.contains_key(HEADER_TRACEPARENT) {
+        return;
+    }
+    headers.remove(HEADER_TRACESTATE);
+    for (n, v) in trace {
+        headers.insert(n.clone(), v.clone());
+    }
 }
 
 /// The `WasiHttpHooks` of a call: every outbound request goes through `send_request`.
@@ -313,6 +347,7 @@ pub(crate) async fn probe<H: CallHost>(
         deadline: Instant::now() + Duration::from_secs(10),
         depth: 0,
         shared,
+        trace: Vec::new(),
     });
     let kv = KvCtx {
         plugin: plugin.key(),
@@ -498,6 +533,7 @@ async fn invoke_inner<H: CallHost>(
         deadline,
         depth: cx.depth,
         shared: shared.clone(),
+        trace: trace_headers(req.headers()),
     });
     let kv = KvCtx {
         plugin: key.clone(),
@@ -729,4 +765,40 @@ pub(crate) fn wasi_body(bytes: Bytes) -> WasiBody {
     Full::new(bytes)
         .map_err(|never: Infallible| match never {})
         .boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_guests_outbound_request_joins_its_calls_trace_unless_it_set_its_own() {
+        let mut call = http::HeaderMap::new();
+        call.insert(HEADER_TRACEPARENT, http::HeaderValue::from_static(TP));
+        call.insert(HEADER_TRACESTATE, http::HeaderValue::from_static("k=v"));
+        call.insert("x-other", http::HeaderValue::from_static("1"));
+        let trace = trace_headers(&call);
+        assert_eq!(trace.len(), 2);
+
+        let mut out = http::HeaderMap::new();
+        add_trace_headers(&mut out, &trace);
+        assert_eq!(out.get(HEADER_TRACEPARENT).unwrap(), TP);
+        assert_eq!(out.get(HEADER_TRACESTATE).unwrap(), "k=v");
+        assert!(out.get("x-other").is_none());
+
+        // The guest's own context wins, with its own tracestate (or none).
+        let own = "00-11111111111111111111111111111111-2222222222222222-00";
+        let mut out = http::HeaderMap::new();
+        out.insert(HEADER_TRACEPARENT, http::HeaderValue::from_static(own));
+        add_trace_headers(&mut out, &trace);
+        assert_eq!(out.get(HEADER_TRACEPARENT).unwrap(), own);
+        assert!(out.get(HEADER_TRACESTATE).is_none());
+
+        // A call without a trace adds nothing.
+        let mut out = http::HeaderMap::new();
+        add_trace_headers(&mut out, &trace_headers(&http::HeaderMap::new()));
+        assert!(out.is_empty());
+    }
 }

@@ -21,7 +21,8 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody};
 use crate::cache::{CacheDirs, write_atomic};
 use crate::call::{
     CallCx, CallHost, CallState, Compiled, HEADER_CALLER, HEADER_DEPTH, HEADER_ERROR, HEADER_TOKEN,
-    IoFuture, Loaded, OutboundCtx, OutboundFuture, build_linker, invoke, probe, wasi_body,
+    IoFuture, Loaded, OutboundCtx, OutboundFuture, add_trace_headers, build_linker, invoke, probe,
+    wasi_body,
 };
 use crate::engine::{AllocatorKind, PoolingMode, build_engine, compat_hash, start_ticker};
 use crate::error::{CallError, HostError, LoadError};
@@ -805,10 +806,11 @@ pub fn chain_url(url: &str) -> Option<(String, String)> {
 async fn send_outbound(
     inner: Arc<Inner>,
     out: Arc<OutboundCtx>,
-    request: http::Request<WasiBody>,
+    mut request: http::Request<WasiBody>,
     _options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error> {
     use wasmtime_wasi_http::Error as E;
+    add_trace_headers(request.headers_mut(), &out.trace);
     let m = &inner.metrics;
     let uri = request.uri().clone();
     let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();

@@ -194,6 +194,9 @@ struct EventSummary {
     reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent: Option<String>,
+    /// The event's trace (W3C trace id), when its record has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
 }
 
 fn summary(r: &EventRecord) -> EventSummary {
@@ -204,6 +207,7 @@ fn summary(r: &EventRecord) -> EventSummary {
         status: r.status.as_str(),
         reason: r.reason.clone(),
         parent: r.parent.map(|p| p.to_string()),
+        trace_id: r.trace.as_ref().map(|t| t.trace_id.to_string()),
     }
 }
 
@@ -225,6 +229,8 @@ pub fn event_json(d: &EventDetail) -> serde_json::Value {
                     "statusCode": a.status_code,
                     "error": a.error,
                     "response": a.response,
+                    "traceId": a.trace.map(|t| t.trace_id.to_string()),
+                    "spanId": a.trace.map(|t| t.span_id.to_string()),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -238,6 +244,7 @@ pub fn event_json(d: &EventDetail) -> serde_json::Value {
         "bodyBytes": d.record.body_bytes,
         "parent": d.record.parent.map(|p| p.to_string()),
         "children": d.record.children.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        "traceId": d.record.trace.as_ref().map(|t| t.trace_id.to_string()),
         "deliveries": deliveries,
     })
 }

@@ -50,6 +50,7 @@ fn shared(dir: &std::path::Path) -> Arc<Shared> {
         shutdown: tokio_util::sync::CancellationToken::new(),
         ingress_addr: "127.0.0.1:0".parse().unwrap(),
         netguard: Arc::new(NetGuard::default()),
+        traces: crate::traces::Traces::off(),
         body_budget: Arc::new(tokio::sync::Semaphore::new(1024)),
         metrics,
     };
@@ -229,6 +230,7 @@ async fn events_filter_by_time_and_webhook_id() {
             body_bytes: 2,
             parent: None,
             children: vec![],
+            trace: None,
         };
         s.store
             .append(NewEvent {

@@ -581,6 +581,10 @@ pub fn event(
                 dd { code { (r.method) " " (if r.query.is_empty() { String::new() } else { format!("?{}", redact(live, &r.query)) }) } }
                 dt { "Body" }
                 dd { (r.body_bytes) " bytes" }
+                @if let Some(t) = &r.trace {
+                    dt { "Trace" }
+                    dd #trace-id { code { (t.trace_id) } }
+                }
                 @if let Some(p) = r.parent {
                     dt { "Fanned out of" }
                     dd { a href={ "/events/" (p) } { code { (p) } } }

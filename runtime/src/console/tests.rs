@@ -67,6 +67,7 @@ fn shared(dir: &std::path::Path, token: Option<&str>) -> Arc<Shared> {
         shutdown: tokio_util::sync::CancellationToken::new(),
         ingress_addr: "127.0.0.1:8080".parse().unwrap(),
         netguard: Arc::new(NetGuard::default()),
+        traces: crate::traces::Traces::off(),
         body_budget: Arc::new(tokio::sync::Semaphore::new(1024)),
         metrics,
     };
@@ -144,6 +145,7 @@ async fn append(s: &Shared, headers: Vec<(String, String)>, body: &str) -> Event
         body_bytes: body.len() as u64,
         parent: None,
         children: vec![],
+        trace: None,
     };
     s.store
         .append(NewEvent {
@@ -738,6 +740,7 @@ async fn events_api_filtered_page_with_a_million_events() {
                         body_bytes: 32,
                         parent: None,
                         children: vec![],
+                        trace: None,
                     };
                     s.store
                         .append(NewEvent {

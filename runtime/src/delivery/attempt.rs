@@ -91,6 +91,27 @@ pub(crate) async fn finish(
     }
 }
 
+/// The span of one delivery attempt of `job` to `destination`.
+fn attempt_span(
+    shared: &Shared,
+    job: &JobRecord,
+    destination: &str,
+    event: &crate::store::EventRecord,
+) -> crate::traces::Span {
+    let mut span = shared.traces.child(
+        || format!("deliver {destination}"),
+        crate::traces::Kind::Client,
+        &event.trace_context(),
+    );
+    if span.recording() {
+        span.set_str("causeway.bridge", &job.bridge);
+        span.set_str("causeway.destination", destination);
+        span.set_str("causeway.event.id", &job.event.to_string());
+        span.set_i64("causeway.attempt", i64::from(job.attempts) + 1);
+    }
+    span
+}
+
 /// One attempt of one job.
 #[instrument(skip_all, fields(event = %job.event, bridge = %job.bridge, destination = %job.target.label()))]
 /// `permit`: the destination's concurrency permit, reserved by the scheduler with a rate
@@ -158,13 +179,17 @@ pub(crate) async fn attempt(
         Ok(r) => r,
         Err(e) => {
             let reason = bridge.redact(&e.to_string());
+            let mut span = attempt_span(shared, &job, &dest.name, &detail.record);
+            span.fail(&reason);
             let at = AttemptRecord {
                 at_ms: now_ms(),
                 duration_ms: 0,
                 status_code: None,
                 response: String::new(),
                 error: Some(reason.clone()),
+                trace: Some(span.span_ref()),
             };
+            span.end();
             if finish(
                 shared,
                 &job,
@@ -237,6 +262,27 @@ pub(crate) async fn attempt(
             BreakerGate::Hold => return,
         },
     };
+    // The attempt's span, a child of the span that accepted the event; the request
+    // carries it as `traceparent` (replacing any a template set).
+    let mut span = attempt_span(shared, &job, &dest.name, &detail.record);
+    if span.recording() {
+        span.set_str("http.request.method", &req.method);
+        // Host and port only: a URL's path or query may hold a credential.
+        if let Ok(uri) = req.url.parse::<http::Uri>() {
+            if let Some(host) = uri.host() {
+                span.set_str("server.address", host);
+            }
+            if let Some(port) = uri.port_u16() {
+                span.set_i64("server.port", i64::from(port));
+            }
+        }
+    }
+    let trace_state = detail
+        .record
+        .trace
+        .as_ref()
+        .and_then(|t| t.state.as_deref());
+    crate::traces::inject(&mut req.headers, &span, trace_state);
     let timeout = Duration::from_millis(dest.timeout_ms.max(1));
     let at_ms = now_ms();
     let started = Instant::now();
@@ -299,13 +345,21 @@ pub(crate) async fn attempt(
             .map(|e| bridge.redact(&e))
             .or_else(|| res.status.map(|s| format!("status {s}")))
     };
+    if let Some(code) = res.status {
+        span.set_i64("http.response.status_code", i64::from(code));
+    }
+    if let Some(e) = &error {
+        span.fail(e);
+    }
     let record = AttemptRecord {
         at_ms,
         duration_ms: elapsed.as_millis() as u64,
         status_code: res.status,
         response: bridge.redact_snippet(&res.response),
         error: error.clone(),
+        trace: Some(span.span_ref()),
     };
+    span.end();
     let outcome = if ok {
         "success"
     } else if res.status.is_some() {

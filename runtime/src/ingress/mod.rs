@@ -256,11 +256,42 @@ fn allow(cfg: &BridgeConfig) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("POST"))
 }
 
+/// A request to a bridge, in its trace's accepting span: a child of the sender's
+/// `traceparent` when it sent a valid one, else the root of a new trace.
 #[instrument(skip_all, fields(bridge = %bridge.key))]
 async fn bridge_request<B: InBody>(
     shared: &Shared,
     bridge: &Arc<ActiveBridge>,
     req: Request<B>,
+) -> Response<Body> {
+    let remote = crate::traces::context::extract(req.headers());
+    let mut span = shared
+        .traces
+        .accept(|| format!("accept {}", bridge.key), remote.as_ref());
+    if span.recording() {
+        span.set_str("causeway.bridge", &bridge.key);
+        span.set_str("http.request.method", req.method().as_str());
+        span.set_str("url.path", &bridge.cfg.path);
+    }
+    let state = remote.and_then(|r| r.state);
+    let resp = accept(shared, bridge, req, &mut span, state).await;
+    let status = resp.status();
+    span.set_i64("http.response.status_code", i64::from(status.as_u16()));
+    // As OpenTelemetry's HTTP conventions say for a server: a 4xx is the sender's error,
+    // not this span's.
+    if status.is_server_error() {
+        span.fail(status.canonical_reason().unwrap_or("server error"));
+    }
+    span.end();
+    resp
+}
+
+async fn accept<B: InBody>(
+    shared: &Shared,
+    bridge: &Arc<ActiveBridge>,
+    req: Request<B>,
+    span: &mut crate::traces::Span,
+    trace_state: Option<String>,
 ) -> Response<Body> {
     let m = &shared.metrics;
     let key = bridge.key.as_str();
@@ -400,7 +431,12 @@ async fn bridge_request<B: InBody>(
     // parsed once. All three are CPU-bound and sized by the sender's payload: they run on
     // the blocking pool (the filter within its budget), never on the threads that serve
     // connections.
+    let trace = span.context(trace_state);
     let filtered = if bridge.has_filter() || bridge.has_schema() || cloud_event.is_some() {
+        let mut filter_span =
+            shared
+                .traces
+                .child(|| "filter".into(), crate::traces::Kind::Internal, &trace);
         let (b, headers, q, bytes, method) = (
             bridge.clone(),
             parts.headers.clone(),
@@ -423,6 +459,14 @@ async fn bridge_request<B: InBody>(
             Ok(b.filter(&req, payload, ce.as_ref()))
         })
         .await;
+        let result = match &outcome {
+            Ok(Ok(FilterOutcome::Pass)) => "pass",
+            Ok(Ok(FilterOutcome::Drop(_))) | Err(_) => "drop",
+            Ok(Err(Checked::BadEvent(_))) => "invalid_cloudevent",
+            Ok(Err(Checked::Invalid(_))) => "invalid_payload",
+        };
+        filter_span.set_str("causeway.filter.result", result);
+        filter_span.end();
         match outcome {
             Ok(Ok(FilterOutcome::Pass)) => None,
             Ok(Ok(FilterOutcome::Drop(reason))) => Some(reason),
@@ -508,6 +552,7 @@ async fn bridge_request<B: InBody>(
         body_bytes: body.len() as u64,
         parent: None,
         children: Vec::new(),
+        trace: Some(trace),
     };
     let has_jobs = !jobs.is_empty();
     let event = NewEvent {
@@ -524,6 +569,14 @@ async fn bridge_request<B: InBody>(
     let appended = shared.store.append(event).await;
     if let Some(t) = ticket {
         t.done();
+    }
+    if let Ok(a) = &appended
+        && span.recording()
+    {
+        span.set_str("causeway.event.id", &a.id.to_string());
+        if a.duplicate {
+            span.set_str("causeway.duplicate", "true");
+        }
     }
     match appended {
         Ok(a) if a.duplicate => {

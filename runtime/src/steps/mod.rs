@@ -104,7 +104,17 @@ pub(crate) async fn run_steps(
     let started = Instant::now();
     let active = shared.active();
     let mut failure: Option<(Option<u16>, String, String)> = None;
-    'steps: for step in &bridge.cfg.steps {
+    // One span for this run of the steps, a child of the span that accepted the event;
+    // each plugin call is a child of it, and the plugin gets its `traceparent`.
+    let trace = detail.record.trace_context();
+    let mut run_span = shared.traces.child(
+        || format!("steps {}", bridge.key),
+        crate::traces::Kind::Internal,
+        &trace,
+    );
+    run_span.set_i64("causeway.attempt", i64::from(job.attempts) + 1);
+    let run_trace = run_span.context(trace.state.clone());
+    'steps: for (n, step) in bridge.cfg.steps.iter().enumerate() {
         let mut next_items = Vec::with_capacity(items.len());
         for mut item in std::mem::take(&mut items) {
             if item.filtered.is_some() {
@@ -118,6 +128,17 @@ pub(crate) async fn run_steps(
             if let Some(ct) = &item.content_type {
                 headers.push(("content-type".into(), ct.clone()));
             }
+            let mut span = shared.traces.child(
+                || format!("step {}", step.plugin),
+                crate::traces::Kind::Client,
+                &run_trace,
+            );
+            if span.recording() {
+                span.set_str("causeway.plugin", &step.plugin);
+                span.set_i64("causeway.step", n as i64);
+                span.set_str("causeway.event.id", &item.id.to_string());
+            }
+            crate::traces::inject(&mut headers, &span, trace.state.as_deref());
             let req = OutboundRequest {
                 url: step.path.clone(),
                 method: detail.record.method.clone(),
@@ -130,6 +151,15 @@ pub(crate) async fn run_steps(
             };
             let timeout = step_timeout(&active.config, &target);
             let res = plugin_call(shared, &target, &step.path, &req, timeout).await;
+            if let Some(code) = res.status {
+                span.set_i64("http.response.status_code", i64::from(code));
+            }
+            if let Some(e) = &res.error {
+                span.fail(&bridge.redact(e));
+            } else if res.status.is_some_and(|c| !(200..300).contains(&c)) {
+                span.fail("the plugin answered an error status");
+            }
+            span.end();
             match res.status {
                 Some(204) => {
                     item.filtered = Some(format!("step {} dropped the event", step.plugin));
@@ -221,12 +251,14 @@ pub(crate) async fn run_steps(
             })
             .collect()
     };
+    let trace_ref = Some(run_span.span_ref());
     let done = |response: String| AttemptRecord {
         at_ms,
         duration_ms,
         status_code: Some(200),
         response,
         error: None,
+        trace: trace_ref,
     };
     let filtered_metric = || {
         shared
@@ -237,6 +269,7 @@ pub(crate) async fn run_steps(
     };
     let (attempt, next) = if let Some((status, error, response)) = failure {
         let next = after_failure(job, &bridge.cfg.step_retry, None, &error);
+        run_span.fail(&error);
         (
             AttemptRecord {
                 at_ms,
@@ -244,6 +277,7 @@ pub(crate) async fn run_steps(
                 status_code: status,
                 response,
                 error: Some(error),
+                trace: trace_ref,
             },
             next,
         )
@@ -290,6 +324,9 @@ pub(crate) async fn run_steps(
                         body_bytes: item.body.len() as u64,
                         parent: Some(job.event),
                         children: Vec::new(),
+                        // In its parent's trace: its attempts are children of the run
+                        // of the steps that made it.
+                        trace: Some(run_trace.clone()),
                     },
                     body: item.body.clone(),
                     jobs,
@@ -315,6 +352,7 @@ pub(crate) async fn run_steps(
                         status_code: Some(204),
                         response: String::new(),
                         error: None,
+                        trace: trace_ref,
                     },
                     Next::Filtered { reason },
                 )
@@ -331,6 +369,7 @@ pub(crate) async fn run_steps(
             }
         }
     };
+    run_span.end();
     finish(shared, job, Some(attempt), next).await;
 }
 

@@ -122,6 +122,13 @@ pub fn new_event(bridge: &str, at: u64, destinations: &[&str]) -> NewEvent {
             body_bytes: 9,
             parent: None,
             children: vec![],
+            // Every record carries its trace context, so each engine shows it keeps it.
+            trace: Some(crate::traces::TraceContext {
+                trace_id: crate::traces::TraceId(u128::from(at) << 64 | 0x5eed),
+                span_id: crate::traces::SpanId(0xa11ce),
+                sampled: true,
+                state: Some("causeway=t".into()),
+            }),
         },
         body: Bytes::from_static(br#"{"n":1}"#),
         jobs: destinations
@@ -153,6 +160,10 @@ fn attempt(at: u64, status: Option<u16>, error: Option<&str>) -> AttemptRecord {
         status_code: status,
         response: format!("answer {status:?}"),
         error: error.map(str::to_string),
+        trace: Some(crate::traces::SpanRef {
+            trace_id: crate::traces::TraceId(u128::from(at) << 64 | 0x5eed),
+            span_id: crate::traces::SpanId(at.max(1)),
+        }),
     }
 }
 
@@ -514,12 +525,17 @@ pub async fn delivered_records_the_attempt_and_finishes_the_event<S: Store>(s: &
         (2, None),
         "delivered clears the last error"
     );
-    let codes: Vec<_> = detail(s, id).await.jobs[0]
-        .1
-        .iter()
-        .map(|a| a.status_code)
-        .collect();
+    let attempts = detail(s, id).await.jobs[0].1.clone();
+    let codes: Vec<_> = attempts.iter().map(|a| a.status_code).collect();
     assert_eq!(codes, vec![Some(500), Some(200)]);
+    assert_eq!(
+        attempts,
+        vec![
+            attempt(T0 + 1, Some(500), None),
+            attempt(T0 + 2, Some(200), None)
+        ],
+        "each attempt reads back as written, its span with it"
+    );
 }
 
 pub async fn retry_queues_the_job_again_at_its_new_due_time<S: Store>(s: &S) {

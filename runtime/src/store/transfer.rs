@@ -18,7 +18,8 @@ use super::*;
 #[serde(tag = "kind", rename_all = "camelCase")]
 enum Line {
     Event {
-        record: EventRecord,
+        /// Boxed: it is most of a line's size.
+        record: Box<EventRecord>,
         /// Base64.
         body: String,
         jobs: Vec<ExportedJob>,
@@ -95,7 +96,7 @@ pub async fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Moved, Sto
         moved.events += 1;
         moved.queued_jobs += d.jobs.iter().filter(|(j, _)| j.status.queued()).count();
         write(&Line::Event {
-            record: d.record,
+            record: Box::new(d.record),
             body: b64().encode(&d.body),
             jobs: d
                 .jobs
@@ -144,7 +145,7 @@ pub async fn import(store: &dyn Store, input: &mut dyn BufRead) -> Result<Moved,
                     .map_err(|e| StoreError::Invalid(format!("line {}: body: {e}", n + 1)))?;
                 let queued = jobs.iter().filter(|j| j.job.status.queued()).count();
                 let detail = EventDetail {
-                    record,
+                    record: *record,
                     body: bytes::Bytes::from(body),
                     jobs: jobs.into_iter().map(|j| (j.job, j.attempts)).collect(),
                 };

@@ -145,6 +145,10 @@ pub struct EventRecord {
     /// The events a step fanned this one out into.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<EventId>,
+    /// Its place in its trace: the trace id, and the span its later spans (steps,
+    /// attempts) are children of. None in records written before traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::traces::TraceContext>,
 }
 
 /// The id of a fanned-out event: derived from its parent's id and its place in the fan-out
@@ -278,6 +282,10 @@ pub struct AttemptRecord {
     pub response: String,
     #[serde(default)]
     pub error: Option<String>,
+    /// The attempt's span: the trace id of its event, and the span id the outgoing
+    /// request's `traceparent` named. None in records written before traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::traces::SpanRef>,
 }
 
 /// A new job to create.
@@ -412,6 +420,20 @@ impl EventQuery {
 pub const WEBHOOK_ID_MAX_BYTES: usize = 512;
 
 impl EventRecord {
+    /// The event's place in its trace. A record written before traces has none: it gets
+    /// one derived from its id (the same on every attempt, so what remains of it still
+    /// shares one trace).
+    pub fn trace_context(&self) -> crate::traces::TraceContext {
+        self.trace
+            .clone()
+            .unwrap_or_else(|| crate::traces::TraceContext {
+                trace_id: crate::traces::TraceId(self.id.as_u128().max(1)),
+                span_id: crate::traces::SpanId((self.id.as_u128() as u64).max(1)),
+                sampled: true,
+                state: None,
+            })
+    }
+
     /// The sender's message id: the `webhook-id` header (Standard Webhooks), when it has
     /// one of at most [`WEBHOOK_ID_MAX_BYTES`].
     pub fn webhook_id(&self) -> Option<&str> {
