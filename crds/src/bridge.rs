@@ -891,6 +891,9 @@ pub struct DeletionStatus {
     /// When what is left is dead-lettered and the Bridge goes anyway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Time>,
+    /// When `pendingJobs` was taken: it is rewritten at most every few seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_at: Option<Time>,
 }
 
 /// `status.deletion.phase` while the queued jobs drain.

@@ -198,6 +198,7 @@ fn the_argocd_health_script_maps_ready_to_argo_health_for_every_kind() {
         phase: "Draining".into(),
         pending_jobs: Some(3),
         deadline: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+        counted_at: None,
     })
     .unwrap();
     let (status, got) = health(&lua, &draining);

@@ -109,7 +109,8 @@ pub fn drain_step(
         return DrainStep::End(DrainEnd::Drained);
     }
     let previous = bridge.status.clone().unwrap_or_default();
-    let last_known = left.or(previous.deletion.as_ref().and_then(|d| d.pending_jobs));
+    let before = previous.deletion.as_ref();
+    let last_known = left.or(before.and_then(|d| d.pending_jobs));
     let Some(deadline) = deadline(bridge) else {
         // Not being deleted: nothing to drain (the caller does not ask then).
         return DrainStep::End(DrainEnd::Drained);
@@ -135,13 +136,31 @@ pub fn drain_step(
     );
     let until = deadline.0.duration_since(now.0);
     let until = Duration::try_from(until).unwrap_or(Duration::ZERO);
+    // The count changes with every delivery, and each status write wakes the pool, which
+    // asks the workers again: rewritten at most once per `recheck`, or a busy drain would
+    // write many times a second.
+    let (pending_jobs, counted_at) = match before {
+        Some(d) if d.pending_jobs.is_some() && d.pending_jobs != last_known => {
+            let fresh = d.counted_at.as_ref().is_some_and(|at| {
+                now.0.duration_since(at.0) < SignedDuration::try_from(recheck).unwrap_or_default()
+            });
+            if fresh {
+                (d.pending_jobs, d.counted_at.clone())
+            } else {
+                (last_known, Some(now.clone()))
+            }
+        }
+        Some(d) if d.pending_jobs == last_known => (last_known, d.counted_at.clone()),
+        _ => (last_known, last_known.map(|_| now.clone())),
+    };
     DrainStep::Wait {
         status: BridgeStatus {
             conditions,
             deletion: Some(DeletionStatus {
                 phase: PHASE_DRAINING.into(),
-                pending_jobs: last_known,
+                pending_jobs,
                 deadline: Some(deadline),
+                counted_at,
             }),
             ..previous
         },
@@ -325,6 +344,7 @@ mod tests {
                 phase: "Draining".into(),
                 pending_jobs: Some(3),
                 deadline: Some(t(DELETED_AT + 120)),
+                counted_at: Some(t(DELETED_AT + 10)),
             })
         );
         let ready = status
@@ -347,6 +367,26 @@ mod tests {
             panic!("should wait");
         };
         assert_eq!(same, status);
+
+        // A new count within `recheck` of the last one is not written (no churn while a
+        // backlog drains); after it, it is.
+        let fewer = obs(StorageType::Embedded, vec![pod("a", Some(2))]);
+        let DrainStep::Wait { status: kept, .. } =
+            drain_step(&again, true, Some(&fewer), &t(DELETED_AT + 14), RECHECK)
+        else {
+            panic!("should wait");
+        };
+        assert_eq!(kept, status);
+        let DrainStep::Wait { status: newer, .. } =
+            drain_step(&again, true, Some(&fewer), &t(DELETED_AT + 15), RECHECK)
+        else {
+            panic!("should wait");
+        };
+        let d = newer.deletion.unwrap();
+        assert_eq!(
+            (d.pending_jobs, d.counted_at),
+            (Some(2), Some(t(DELETED_AT + 15)))
+        );
 
         // Close to the deadline, it looks again right after it.
         let DrainStep::Wait { recheck, .. } =
