@@ -104,13 +104,13 @@ async fn drain(bridge: &Bridge, ns: &str, ctx: &Context) -> Result<Action, Error
         ctx.settings.requeue_pending,
     ) {
         DrainStep::Wait { status, recheck } => {
-            if bridge.status.as_ref() != Some(&status) {
+            if bridge.status.as_ref() != Some(status.as_ref()) {
                 let first = bridge
                     .status
                     .as_ref()
                     .and_then(|s| s.deletion.as_ref())
                     .is_none();
-                apply_status(&ctx.client, bridge, &status).await?;
+                apply_status(&ctx.client, bridge, status.as_ref()).await?;
                 ctx.metrics
                     .status_writes
                     .with_label_values(&["bridge"])

@@ -44,7 +44,7 @@ pub enum DrainEnd {
 pub enum DrainStep {
     /// Keep draining: write `status` when it differs, and look again within `recheck`.
     Wait {
-        status: BridgeStatus,
+        status: Box<BridgeStatus>,
         recheck: Duration,
     },
     /// Remove the finalizer.
@@ -154,7 +154,7 @@ pub fn drain_step(
         _ => (last_known, last_known.map(|_| now.clone())),
     };
     DrainStep::Wait {
-        status: BridgeStatus {
+        status: Box::new(BridgeStatus {
             conditions,
             deletion: Some(DeletionStatus {
                 phase: PHASE_DRAINING.into(),
@@ -163,7 +163,7 @@ pub fn drain_step(
                 counted_at,
             }),
             ..previous
-        },
+        }),
         // Wake at the deadline at the latest (plus a second: the API server keeps seconds).
         recheck: recheck.min(until + Duration::from_secs(1)),
     }
@@ -360,7 +360,7 @@ mod tests {
 
         // The same again: the same status, so nothing is written.
         let mut again = b.clone();
-        again.status = Some(status.clone());
+        again.status = Some(*status.clone());
         let DrainStep::Wait { status: same, .. } =
             drain_step(&again, true, Some(&o), &t(DELETED_AT + 15), RECHECK)
         else {
@@ -382,7 +382,7 @@ mod tests {
         else {
             panic!("should wait");
         };
-        let d = newer.deletion.unwrap();
+        let d = newer.deletion.clone().unwrap();
         assert_eq!(
             (d.pending_jobs, d.counted_at),
             (Some(2), Some(t(DELETED_AT + 15)))
@@ -418,7 +418,7 @@ mod tests {
             panic!("should wait");
         };
         let mut b = b;
-        b.status = Some(status);
+        b.status = Some(*status);
         let gone = obs(StorageType::Embedded, vec![]);
         assert!(matches!(
             drain_step(&b, true, Some(&gone), &t(DELETED_AT + 29), RECHECK),
