@@ -59,12 +59,11 @@ spec:
             }
         }
     };
-    // Bridge A's backlog first (its jobs are older than all of B's), then B's events.
-    tokio::join!(
-        send("/hooks/default/slow", 500),
-        send("/hooks/default/slow", 500)
-    );
-    send("/hooks/default/fast", 200).await;
+    // Bridge A's backlog first (its jobs are older than all of B's), then B's events;
+    // several senders at once, so that a loaded machine still sends all of them well
+    // within the time A's limit takes to deliver 100.
+    futures::future::join_all((0..10).map(|_| send("/hooks/default/slow", 100))).await;
+    futures::future::join_all((0..4).map(|_| send("/hooks/default/fast", 50))).await;
     let delivered = sink.wait_for("/fast", 200, Duration::from_secs(60)).await;
     let slow = sink.count("/slow");
     assert_eq!(delivered, 200, "every event of the other bridge went out");

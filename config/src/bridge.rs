@@ -52,6 +52,9 @@ pub struct BridgeConfig {
     /// Streams of the bridge's accepted events (SSE and WebSocket), see `stream.rs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<crate::stream::StreamConfig>,
+    /// Operational webhooks about the bridge's destinations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationsConfig>,
 }
 
 impl BridgeConfig {
@@ -85,6 +88,9 @@ impl BridgeConfig {
                     .filter_map(|t| t.client_key_pem.as_ref())
                     .map(SecretValue::expose),
             );
+        }
+        if let Some(n) = &self.notifications {
+            out.extend(n.signing_secret.iter().map(SecretValue::expose));
         }
         for s in &self.streams {
             if let Some(auth) = &s.auth {
@@ -314,6 +320,87 @@ pub struct DestinationConfig {
     /// TLS beyond the system's roots: a private CA, a client certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<DestinationTls>,
+    /// Stop attempting a destination that keeps failing (`docs/circuit-breaker.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+}
+
+/// A destination's circuit breaker: closed (attempts go out), open (its jobs wait, no
+/// attempt, no retry spent), half-open (one probe attempt decides).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBreakerConfig {
+    /// Open after this many failed attempts in a row.
+    pub consecutive_failures: u32,
+    /// Open also when this share of the attempts over a window failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_rate: Option<FailureRateConfig>,
+    /// How long the breaker stays open before one probe attempt.
+    pub open_for_ms: u64,
+    /// Disable (pause until resumed) a destination that has failed without a single
+    /// success for this long; None never disables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_after_ms: Option<u64>,
+}
+
+/// The failure-rate trigger of a circuit breaker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureRateConfig {
+    /// Percent of failed attempts (1 to 100) that opens the breaker.
+    pub percent: u32,
+    /// The sliding window the rate is taken over.
+    pub window_ms: u64,
+    /// Fewer attempts than this in the window never open the breaker.
+    pub min_attempts: u32,
+}
+
+/// Operational webhooks of a bridge: a destination paused, opened, closed or disabled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationsConfig {
+    pub url: String,
+    /// Sign with Standard Webhooks, as a destination does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<SecretValue>,
+    /// Which events to send; empty sends every one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<NotificationEvent>,
+}
+
+impl NotificationsConfig {
+    pub fn wants(&self, e: NotificationEvent) -> bool {
+        self.events.is_empty() || self.events.contains(&e)
+    }
+}
+
+/// The operational events of a bridge's destinations.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum NotificationEvent {
+    /// Paused by a 410 Gone.
+    #[serde(rename = "destination.paused")]
+    DestinationPaused,
+    /// Its circuit breaker opened.
+    #[serde(rename = "destination.opened")]
+    DestinationOpened,
+    /// Its circuit breaker closed: a probe succeeded.
+    #[serde(rename = "destination.closed")]
+    DestinationClosed,
+    /// Failing for `disableAfter`: paused until resumed.
+    #[serde(rename = "destination.disabled")]
+    DestinationDisabled,
+}
+
+impl NotificationEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationEvent::DestinationPaused => "destination.paused",
+            NotificationEvent::DestinationOpened => "destination.opened",
+            NotificationEvent::DestinationClosed => "destination.closed",
+            NotificationEvent::DestinationDisabled => "destination.disabled",
+        }
+    }
 }
 
 /// TLS material of one destination, PEM, from Secrets.

@@ -25,8 +25,9 @@ mod stream;
 mod worker;
 
 pub use bridge::{
-    AuthConfig, BackoffPolicy, BridgeConfig, CloudEventsConfig, CloudEventsMode, DestinationConfig,
-    DestinationTls, EnvValue, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy,
+    AuthConfig, BackoffPolicy, BridgeConfig, CircuitBreakerConfig, CloudEventsConfig,
+    CloudEventsMode, DestinationConfig, DestinationTls, EnvValue, FailureRateConfig, HmacAlgorithm,
+    HmacPreset, JwtAlgorithm, MissingPolicy, NotificationEvent, NotificationsConfig,
     OAuth2ClientAuth, OAuth2Config, PluginNotReadyPolicy, RateLimitConfig, RetryConfig,
     SignatureEncoding, StepConfig,
 };

@@ -20,6 +20,10 @@ pub const DRAINING: &str = "Draining";
 pub const PLUGIN_NOT_READY: &str = "PluginNotReady";
 /// A Bridge destination is paused (410 Gone) on a worker of its pool.
 pub const DESTINATIONS_PAUSED: &str = "DestinationsPaused";
+/// A Bridge destination was disabled by its circuit breaker (failing for `disableAfter`).
+pub const DESTINATIONS_DISABLED: &str = "DestinationsDisabled";
+/// A Bridge destination's circuit breaker is open: its jobs wait for the probe.
+pub const CIRCUIT_OPEN: &str = "CircuitOpen";
 /// A Secret the object names lacks the `causeway.dev/use: "true"` opt-in label.
 pub const SECRET_NOT_OPTED_IN: &str = "SecretNotOptedIn";
 /// The ServiceAccount a pool names lacks the `causeway.dev/pool: <pool>` opt-in label.

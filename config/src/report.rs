@@ -268,9 +268,16 @@ pub struct BridgeReport {
 #[serde(rename_all = "camelCase")]
 pub struct DestinationReport {
     pub name: String,
-    /// Paused by a 410 until resumed.
+    /// Paused until resumed: by a 410, or disabled by its circuit breaker.
     #[serde(default)]
     pub paused: bool,
+    /// Why it is paused: [`DestinationReport::GONE`] or [`DestinationReport::DISABLED`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
+    /// Its circuit breaker when not closed: [`DestinationReport::OPEN`] or
+    /// [`DestinationReport::HALF_OPEN`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<String>,
     /// Jobs waiting for an attempt (in a shared store: the pool's, seen by every worker).
     #[serde(default)]
     pub pending: u64,
@@ -282,6 +289,17 @@ pub struct DestinationReport {
     pub failed: u64,
     #[serde(default)]
     pub dead: u64,
+}
+
+impl DestinationReport {
+    /// Paused by a 410 Gone.
+    pub const GONE: &'static str = "Gone";
+    /// Paused by its circuit breaker after failing for `disableAfter`.
+    pub const DISABLED: &'static str = "Disabled";
+    /// The breaker is open: no attempt until the probe.
+    pub const OPEN: &'static str = "open";
+    /// The breaker lets one probe attempt through.
+    pub const HALF_OPEN: &'static str = "halfOpen";
 }
 
 impl BridgeReport {

@@ -13,7 +13,7 @@ use crate::common::{NamedValue, SecretKeyRef};
 // its `schema` feature, so that the CRD schemas still describe them).
 pub use causeway_config::{
     BackoffPolicy, CloudEventsMode, HmacAlgorithm, HmacPreset, JwtAlgorithm, MissingPolicy,
-    OAuth2ClientAuth, PluginNotReadyPolicy, SignatureEncoding,
+    NotificationEvent, OAuth2ClientAuth, PluginNotReadyPolicy, SignatureEncoding,
 };
 
 /// A webhook bridge: receive at an endpoint, verify, filter, transform with plugin steps,
@@ -161,6 +161,11 @@ pub struct BridgeSpec {
         )
     )]
     pub streams: Vec<crate::stream::Stream>,
+
+    /// Operational webhooks: a signed POST to `url` when a destination is paused, its
+    /// circuit breaker opens or closes, or it is disabled (`docs/circuit-breaker.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Notifications>,
     /// What deleting the Bridge does with the jobs still queued for it: `Drain` (the
     /// default) keeps delivering them, refusing new events with 410 Gone, for at most
     /// `drainTimeout`; `Discard` removes the bridge at once and dead-letters them.
@@ -207,6 +212,84 @@ pub enum DeletionPolicy {
     Drain,
     /// Go at once: queued jobs are dead-lettered.
     Discard,
+}
+
+/// Where a bridge tells someone about its destinations' health.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.url.startsWith('http://') || self.url.startsWith('https://')", "message": "url must be http:// or https://"}
+]))]
+pub struct Notifications {
+    /// The receiver; each notification is a JSON POST, retried a few times.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// Sign the notifications (Standard Webhooks), as a destination's `signing` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
+    /// Which events to send (default: all): `destination.paused`, `destination.opened`,
+    /// `destination.closed`, `destination.disabled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4), extend("x-kubernetes-list-type" = "set"))]
+    pub events: Vec<NotificationEvent>,
+}
+
+/// A destination's circuit breaker. After `consecutiveFailures` failed attempts in a row
+/// (or `failureRate`), the breaker opens: the destination's jobs wait without attempts or
+/// spent retries; after `openFor` one probe attempt goes out, and its success closes the
+/// breaker, its failure opens it again.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CircuitBreaker {
+    /// Failed attempts in a row that open the breaker (default 5).
+    #[serde(default = "default_consecutive_failures")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub consecutive_failures: u32,
+    /// Open also when this share of the attempts over a window failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_rate: Option<FailureRate>,
+    /// How long the breaker stays open before a probe (default 30s).
+    #[serde(default = "default_open_for")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub open_for: String,
+    /// Disable the destination after failing this long without one success: its jobs
+    /// are kept and wait until it is resumed, as after a 410 (default 5d; `0s` never).
+    #[serde(default = "default_disable_after")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub disable_after: String,
+}
+
+/// The failure-rate trigger of a circuit breaker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailureRate {
+    /// Percent of failed attempts that opens the breaker.
+    #[schemars(range(min = 1, max = 100))]
+    pub percent: u32,
+    /// The sliding window (default 60s).
+    #[serde(default = "default_rate_window")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub window: String,
+    /// Fewer attempts in the window never open the breaker (default 20).
+    #[serde(default = "default_min_attempts")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub min_attempts: u32,
+}
+
+fn default_consecutive_failures() -> u32 {
+    5
+}
+fn default_open_for() -> String {
+    "30s".into()
+}
+fn default_disable_after() -> String {
+    "5d".into()
+}
+fn default_rate_window() -> String {
+    "60s".into()
+}
+fn default_min_attempts() -> u32 {
+    20
 }
 
 /// A JSON Schema for a bridge's payloads: inline, or from a key of a ConfigMap in the
@@ -688,6 +771,10 @@ pub struct Destination {
     /// a client certificate for mutual TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<DestinationTlsSpec>,
+    /// Stop attempting a destination that keeps failing, probe it, and disable it after
+    /// a long outage (`docs/circuit-breaker.md`). Off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 /// TLS settings of a destination.
@@ -905,9 +992,16 @@ pub const PHASE_DRAINING: &str = "Draining";
 pub struct DestinationStatus {
     /// The destination's name.
     pub name: String,
-    /// Paused by a 410 Gone until resumed (`kubectl causeway destinations resume`).
+    /// Paused until resumed (`kubectl causeway destinations resume`): by a 410 Gone, or
+    /// disabled by its circuit breaker.
     #[serde(default)]
     pub paused: bool,
+    /// Why it is paused: `Gone` (a 410) or `Disabled` (failing for `disableAfter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
+    /// Its circuit breaker when not closed: `open` or `halfOpen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<String>,
     /// Jobs waiting for an attempt.
     #[serde(default)]
     pub pending: u64,

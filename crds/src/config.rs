@@ -824,6 +824,16 @@ fn build_bridge(
                     })
                 })
                 .transpose()?,
+            circuit_breaker: d.circuit_breaker.as_ref().map(|cb| CircuitBreakerConfig {
+                consecutive_failures: cb.consecutive_failures,
+                failure_rate: cb.failure_rate.as_ref().map(|r| FailureRateConfig {
+                    percent: r.percent,
+                    window_ms: ms(&r.window),
+                    min_attempts: r.min_attempts,
+                }),
+                open_for_ms: ms(&cb.open_for),
+                disable_after_ms: Some(ms(&cb.disable_after)).filter(|ms| *ms > 0),
+            }),
         });
     }
     let step_retry = spec
@@ -877,6 +887,21 @@ fn build_bridge(
             .iter()
             .map(|s| stream_config(inv, ns, s))
             .collect::<Result<_, _>>()?,
+        notifications: spec
+            .notifications
+            .as_ref()
+            .map(|n| -> Result<NotificationsConfig, BuildError> {
+                Ok(NotificationsConfig {
+                    url: n.url.clone(),
+                    signing_secret: n
+                        .signing
+                        .as_ref()
+                        .map(|s| secret(inv, ns, &s.standard_webhooks.secret_ref))
+                        .transpose()?,
+                    events: n.events.clone(),
+                })
+            })
+            .transpose()?,
     })
 }
 

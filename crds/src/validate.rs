@@ -249,6 +249,9 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
                 "url must be http:// or https://",
             );
         }
+        if let Some(cb) = &d.circuit_breaker {
+            circuit_breaker(&mut e, &format!("{p}.circuitBreaker"), cb);
+        }
         if d.cloud_events.is_some() && d.format != crate::bridge::DeliveryFormat::Cloudevents {
             e.add(
                 format!("{p}.cloudEvents"),
@@ -267,6 +270,11 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
             _ => e.add("spec.schema", "set exactly one of inline and configMapRef"),
         }
     }
+    if let Some(n) = &spec.notifications
+        && !(n.url.starts_with("http://") || n.url.starts_with("https://"))
+    {
+        e.add("spec.notifications.url", "url must be http:// or https://");
+    }
     streams(&mut e, spec);
     let mut env_names = BTreeSet::new();
     for (i, v) in spec.env.iter().enumerate() {
@@ -284,6 +292,38 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
         }
     }
     e.finish()
+}
+
+/// A destination's `circuitBreaker`: counts of at least one, durations that parse, an
+/// `openFor` above zero (a breaker that never waits would probe with every job).
+fn circuit_breaker(e: &mut Errors, p: &str, cb: &crate::bridge::CircuitBreaker) {
+    if cb.consecutive_failures == 0 {
+        e.add(format!("{p}.consecutiveFailures"), "must be at least 1");
+    }
+    match parse_duration(&cb.open_for) {
+        Err(err) => e.add(format!("{p}.openFor"), err.to_string()),
+        Ok(d) if d.is_zero() => e.add(format!("{p}.openFor"), "must be longer than 0s"),
+        Ok(_) => {}
+    }
+    e.duration(format!("{p}.disableAfter"), &cb.disable_after);
+    if let Some(r) = &cb.failure_rate {
+        if !(1..=100).contains(&r.percent) {
+            e.add(
+                format!("{p}.failureRate.percent"),
+                format!("must be between 1 and 100 (got {})", r.percent),
+            );
+        }
+        if r.min_attempts == 0 {
+            e.add(format!("{p}.failureRate.minAttempts"), "must be at least 1");
+        }
+        match parse_duration(&r.window) {
+            Err(err) => e.add(format!("{p}.failureRate.window"), err.to_string()),
+            Ok(d) if d.is_zero() => {
+                e.add(format!("{p}.failureRate.window"), "must be longer than 0s")
+            }
+            Ok(_) => {}
+        }
+    }
 }
 
 /// `spec.streams`: unique DNS-label names, one auth scheme each, durations that parse.

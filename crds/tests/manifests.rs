@@ -71,11 +71,11 @@ fn bad_manifests_name_file_document_and_field() {
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'https://x', retires: 3}}\n"),
-            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].retires: unknown field `retires`, expected one of `name`, `url`, `method`, `headers`, `body`, `delay`, `timeout`, `retries`, `backoff`, `maxRetryAfter`, `maxConcurrency`, `rateLimit`, `signing`, `deadLetter`, `format`, `cloudEvents`, `oauth2`, `tls`",
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].retires: unknown field `retires`, expected one of `name`, `url`, `method`, `headers`, `body`, `delay`, `timeout`, `retries`, `backoff`, `maxRetryAfter`, `maxConcurrency`, `rateLimit`, `signing`, `deadLetter`, `format`, `cloudEvents`, `oauth2`, `tls`, `circuitBreaker`",
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  ingres: {{}}\n{ok_dest}"),
-            "m.yaml: document 1 (Bridge shop/orders): spec.ingres: unknown field `ingres`, expected one of `pool`, `suspend`, `whenPluginNotReady`, `ingress`, `filter`, `steps`, `stepRetry`, `destinations`, `env`, `templates`, `schema`, `streams`, `deletion`",
+            "m.yaml: document 1 (Bridge shop/orders): spec.ingres: unknown field `ingres`, expected one of `pool`, `suspend`, `whenPluginNotReady`, `ingress`, `filter`, `steps`, `stepRetry`, `destinations`, `env`, `templates`, `schema`, `streams`, `notifications`, `deletion`",
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  deletion: {{drainTimeout: 5 minutes}}\n{ok_dest}"),
@@ -120,6 +120,38 @@ fn bad_manifests_name_file_document_and_field() {
         (
             format!("{BRIDGE_HEAD}spec:\n  ingress:\n    auth:\n      hmac: {{preset: gitlab, secretRef: {{name: s, key: k}}}}\n{ok_dest}"),
             "m.yaml: document 1 (Bridge shop/orders): spec.ingress.auth.hmac.preset: unknown variant `gitlab`, expected one of `github`, `stripe`, `shopify`, `slack`",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'https://x', circuitBreaker: {{consecutiveFailures: 0}}}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].circuitBreaker.consecutiveFailures: must be at least 1",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'https://x', circuitBreaker: {{openFor: 0s}}}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].circuitBreaker.openFor: must be longer than 0s",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'https://x', circuitBreaker: {{disableAfter: 5 days}}}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].circuitBreaker.disableAfter: invalid duration \"5 days\": unknown unit (write e.g. 500ms, 30s, 15m, 1h, 1d or 1h30m)",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'https://x', circuitBreaker: {{failureRate: {{percent: 150}}}}}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].circuitBreaker.failureRate.percent: must be between 1 and 100 (got 150)",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'https://x', circuitBreaker: {{failureRate: {{percent: 50, minAttempts: 0}}}}}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].circuitBreaker.failureRate.minAttempts: must be at least 1",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'https://x', circuitBreaker: {{consecutive: 3}}}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].circuitBreaker.consecutive: unknown field `consecutive`, expected one of `consecutiveFailures`, `failureRate`, `openFor`, `disableAfter`",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  notifications: {{url: 'ftp://ops'}}\n{ok_dest}"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.notifications.url: url must be http:// or https://",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  notifications: {{url: 'https://ops', events: [endpoint.disabled]}}\n{ok_dest}"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.notifications.events[0]: unknown variant `endpoint.disabled`, expected one of `destination.paused`, `destination.opened`, `destination.closed`, `destination.disabled`",
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'https://x', backoff: {{policy: fixed}}}}\n"),

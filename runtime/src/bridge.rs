@@ -69,6 +69,11 @@ pub struct ActiveBridge {
 pub const FILTER_TIME_LIMIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl ActiveBridge {
+    /// The key that signs the bridge's notifications (`spec.notifications.signing`).
+    pub fn notifications_key(&self) -> Option<&causeway_pipeline::signing::SigningKey> {
+        self.compiled.notifications_key.as_ref()
+    }
+
     /// Compile a bridge of `worker`'s configuration. Errors are the pipeline's, one line
     /// each. Its redaction covers every secret its attempt logs could echo
     /// ([`causeway_pipeline::redact::bridge_secrets`]: its own, the namespace's plugin

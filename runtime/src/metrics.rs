@@ -22,6 +22,10 @@ pub struct Metrics {
     pub dead: IntCounterVec,
     pub attempts: IntCounterVec,
     pub paused: IntGaugeVec,
+    /// Each destination's circuit breaker: 0 closed, 1 open, 2 half-open, 3 disabled.
+    pub breaker_state: IntGaugeVec,
+    /// Times a destination's circuit breaker opened.
+    pub breaker_openings: IntCounterVec,
     pub queue_depth: IntGaugeVec,
     pub ingest_to_delivery: HistogramVec,
     pub attempt_seconds: HistogramVec,
@@ -89,10 +93,12 @@ impl Metrics {
                 &self.attempts,
                 &self.retention_deleted,
                 &self.oauth2_token_fetches,
+                &self.breaker_openings,
             ] {
                 let _ = vec.remove(&l);
             }
             let _ = self.paused.remove(&l);
+            let _ = self.breaker_state.remove(&l);
             let _ = self.queue_depth.remove(&l);
             let _ = self.ingest_to_delivery.remove(&l);
             let _ = self.attempt_seconds.remove(&l);
@@ -196,7 +202,17 @@ impl Metrics {
             )?,
             paused: gauge(
                 "destination_paused",
-                "1 while a destination is paused by a 410",
+                "1 while a destination is paused (by a 410, or disabled by its circuit breaker)",
+                bd,
+            )?,
+            breaker_state: gauge(
+                "destination_breaker_state",
+                "A destination's circuit breaker: 0 closed, 1 open, 2 half-open, 3 disabled",
+                bd,
+            )?,
+            breaker_openings: counter(
+                "destination_breaker_openings_total",
+                "Times a destination's circuit breaker opened",
                 bd,
             )?,
             queue_depth: gauge("queue_depth", "Jobs waiting for an attempt", bd)?,

@@ -43,7 +43,7 @@ pub fn shared(dir: &Path, cfg: WorkerConfig, limits: Limits) -> Arc<Shared> {
         store_info: StoreInfo::embedded(&dir.join("store")),
         config: ConfigHandle::new(None),
         plugins,
-        delivery: DeliveryHandle::new(metrics.paused.clone()),
+        delivery: DeliveryHandle::new(&metrics),
         health: Health::new(dir.join("store"), 0),
         limits,
         http: reqwest::Client::new(),

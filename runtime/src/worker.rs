@@ -162,6 +162,7 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
             .delivery
             .tls_clients
             .retain(|b, d| destinations.contains(&(b, d)));
+        shared.delivery.breakers.forget(&destinations);
         shared
             .delivery
             .window
@@ -329,7 +330,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     let generated_admin_token = (first.config.admin_token.is_none()
         && !admin_addr.ip().is_loopback())
     .then(|| causeway_config::SecretValue(hex::encode(rand::random::<[u8; 24]>())));
-    let delivery_handle = DeliveryHandle::new(metrics.paused.clone());
+    let delivery_handle = DeliveryHandle::new(&metrics);
     if let Err(e) = delivery_handle.load_paused(store.as_ref()).await {
         // A shared store that is not reachable yet: the worker starts unready and learns the
         // paused destinations once it is (the shared-state sync); nothing is claimed before.
@@ -523,6 +524,12 @@ async fn maintenance(shared: Arc<Shared>, stop: CancellationToken) {
 
 /// Pauses and admin suspensions other workers of a shared store made.
 async fn sync_shared_state(shared: &Shared) {
+    // Breakers first: a paused destination's reason reads its breaker.
+    if let Ok(breakers) = shared.store.breakers().await
+        && shared.delivery.breakers.sync(breakers)
+    {
+        shared.delivery.wake();
+    }
     if let Ok(paused) = shared.store.paused().await {
         shared.delivery.sync_paused(&paused);
     }

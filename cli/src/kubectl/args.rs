@@ -39,7 +39,7 @@ pub enum Command {
     /// Bridge actions: suspend, resume, purge, replay-dead.
     #[command(subcommand)]
     Bridges(Bridges),
-    /// Destination actions: resume (a destination paused by a 410).
+    /// Destination actions: resume (a destination paused by a 410 or disabled by its circuit breaker).
     #[command(subcommand)]
     Destinations(Destinations),
     /// Port-forward to the operator's cluster console (or, with --pool, to one worker's

@@ -47,6 +47,14 @@ pub fn referenced(
                 secrets.insert(s.standard_webhooks.secret_ref.name.clone());
             }
         }
+        if let Some(s) = b
+            .spec
+            .notifications
+            .as_ref()
+            .and_then(|n| n.signing.as_ref())
+        {
+            secrets.insert(s.standard_webhooks.secret_ref.name.clone());
+        }
         if let Some(r) = b
             .spec
             .schema

@@ -1564,3 +1564,143 @@ async fn a_discarded_bridge_goes_at_once_and_leaves_the_config() {
             .any(|c| c.path.ends_with("/events") && c.body["reason"] == "Discarded")
     );
 }
+
+/// Issue 18: a destination whose circuit breaker is open, then disabled, makes
+/// `DestinationsHealthy` False with its name and emits a Warning Event each time the
+/// reason changes (open, then disabled); a breaker cycling between open and half-open
+/// does not.
+#[tokio::test]
+async fn an_open_or_disabled_breaker_is_a_warning_and_a_condition() {
+    use causeway_crds::config::DestinationReport;
+    let b = bridge(
+        "orders",
+        json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/", "circuitBreaker": {}}]}),
+    );
+    let f = fixture(
+        World {
+            pools: vec![pool("default", json!({}))],
+            bridges: vec![b],
+            ..World::default()
+        }
+        .with_worker("causeway-default-0", "default", "127.0.0.7"),
+    );
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p.clone(), f.ctx.clone()).await.unwrap();
+    let desired = f
+        .ctx
+        .observation("shop", "default")
+        .unwrap()
+        .desired_version;
+    let report = |d: DestinationReport| {
+        Ok(WorkerReport {
+            version: desired.clone(),
+            bridges: vec![BridgeReport {
+                namespace: "shop".into(),
+                name: "orders".into(),
+                generation: Some(1),
+                destinations: vec![d],
+                ..BridgeReport::default()
+            }],
+            ..WorkerReport::default()
+        })
+    };
+    let open = DestinationReport {
+        name: "crm".into(),
+        breaker: Some(DestinationReport::OPEN.into()),
+        pending: 12,
+        ..DestinationReport::default()
+    };
+    f.admin
+        .reports
+        .lock()
+        .unwrap()
+        .insert("127.0.0.7".into(), report(open.clone()));
+    reconcile_pool(p.clone(), f.ctx.clone()).await.unwrap();
+    let b = f.ctx.stores.bridges.state()[0].clone();
+    f.clear();
+    reconcile_bridge(b.clone(), f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    let path = "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status";
+    let status = status_of(&calls, path);
+    let health = |s: &serde_json::Value| {
+        s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "DestinationsHealthy")
+            .cloned()
+            .unwrap()
+    };
+    let h = health(&status);
+    assert_eq!(
+        (h["status"].as_str(), h["reason"].as_str()),
+        (Some("False"), Some("CircuitOpen"))
+    );
+    assert!(
+        h["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("wait for its probe: crm"),
+        "{h}"
+    );
+    assert_eq!(status["destinations"][0]["breaker"], "open");
+    let warning = |calls: &[Call], reason: &str| {
+        calls.iter().any(|c| {
+            c.method == "POST"
+                && c.path.ends_with("/events")
+                && c.body["type"] == "Warning"
+                && c.body["reason"] == reason
+        })
+    };
+    assert!(warning(&calls, "CircuitOpen"), "{calls:#?}");
+
+    // Half-open on the next report: the same condition, no new Event.
+    let mut seen = b.as_ref().clone();
+    seen.status = Some(serde_json::from_value(status).unwrap());
+    f.admin.reports.lock().unwrap().insert(
+        "127.0.0.7".into(),
+        report(DestinationReport {
+            breaker: Some(DestinationReport::HALF_OPEN.into()),
+            ..open.clone()
+        }),
+    );
+    reconcile_pool(p.clone(), f.ctx.clone()).await.unwrap();
+    f.clear();
+    reconcile_bridge(Arc::new(seen.clone()), f.ctx.clone())
+        .await
+        .unwrap();
+    assert!(
+        !f.calls().iter().any(|c| c.path.ends_with("/events")),
+        "no Event while the breaker probes"
+    );
+
+    // Disabled: paused with the breaker's reason, told apart from a 410.
+    f.admin.reports.lock().unwrap().insert(
+        "127.0.0.7".into(),
+        report(DestinationReport {
+            paused: true,
+            paused_reason: Some(DestinationReport::DISABLED.into()),
+            breaker: None,
+            ..open
+        }),
+    );
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    f.clear();
+    reconcile_bridge(Arc::new(seen), f.ctx.clone())
+        .await
+        .unwrap();
+    let calls = f.calls();
+    let status = status_of(&calls, path);
+    let h = health(&status);
+    assert_eq!(h["reason"], "DestinationsDisabled");
+    assert!(
+        h["message"]
+            .as_str()
+            .unwrap()
+            .contains("disabled by the circuit breaker")
+            && !h["message"].as_str().unwrap().contains("410"),
+        "{h}"
+    );
+    assert_eq!(status["destinations"][0]["pausedReason"], "Disabled");
+    assert!(warning(&calls, "DestinationsDisabled"), "{calls:#?}");
+}

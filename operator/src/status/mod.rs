@@ -472,27 +472,7 @@ pub fn bridge_status(
             previous.destinations_at.clone(),
         ),
         Some(now_seen) => {
-            let unhealthy: Vec<&str> = now_seen
-                .iter()
-                .filter(|d| d.paused)
-                .map(|d| d.name.as_str())
-                .collect();
-            let healthy = (
-                unhealthy.is_empty(),
-                if unhealthy.is_empty() {
-                    reason::READY
-                } else {
-                    reason::DESTINATIONS_PAUSED
-                },
-                if unhealthy.is_empty() {
-                    "every destination takes deliveries".to_string()
-                } else {
-                    format!(
-                        "paused by 410 Gone, jobs held until resumed (kubectl causeway destinations resume): {}",
-                        unhealthy.join(", ")
-                    )
-                },
-            );
+            let healthy = destinations_health(&now_seen);
             set_condition(
                 &mut conditions,
                 make_condition(
@@ -524,6 +504,53 @@ pub fn bridge_status(
     })
 }
 
+/// `DestinationsHealthy` from the destinations: False while one is paused (by a 410),
+/// disabled (by its circuit breaker) or has its breaker open, naming each; the reason is
+/// the gravest (disabled, then paused, then open).
+fn destinations_health(seen: &[DestinationStatus]) -> (bool, &'static str, String) {
+    use causeway_crds::config::DestinationReport as R;
+    let names = |f: &dyn Fn(&DestinationStatus) -> bool| -> Vec<&str> {
+        seen.iter()
+            .filter(|d| f(d))
+            .map(|d| d.name.as_str())
+            .collect()
+    };
+    let disabled = names(&|d| d.paused && d.paused_reason.as_deref() == Some(R::DISABLED));
+    let gone = names(&|d| d.paused && d.paused_reason.as_deref() != Some(R::DISABLED));
+    let open = names(&|d| !d.paused && d.breaker.is_some());
+    let resume = "jobs held until resumed (kubectl causeway destinations resume)";
+    let mut parts = Vec::new();
+    if !gone.is_empty() {
+        parts.push(format!("paused by 410 Gone, {resume}: {}", gone.join(", ")));
+    }
+    if !disabled.is_empty() {
+        parts.push(format!(
+            "disabled by the circuit breaker after failing for its disableAfter, {resume}: {}",
+            disabled.join(", ")
+        ));
+    }
+    if !open.is_empty() {
+        parts.push(format!(
+            "circuit breaker open, jobs wait for its probe: {}",
+            open.join(", ")
+        ));
+    }
+    let reason = if !disabled.is_empty() {
+        reason::DESTINATIONS_DISABLED
+    } else if !gone.is_empty() {
+        reason::DESTINATIONS_PAUSED
+    } else if !open.is_empty() {
+        reason::CIRCUIT_OPEN
+    } else {
+        return (
+            true,
+            reason::READY,
+            "every destination takes deliveries".to_string(),
+        );
+    };
+    (false, reason, parts.join("; "))
+}
+
 /// A bridge's destinations as its pool's ready workers report them: paused when any
 /// worker has it paused, counts summed (each worker counts its own attempts). `pending` is
 /// the largest any worker reports: with a shared store every worker sees the pool's queue.
@@ -551,6 +578,18 @@ fn destinations_on_pods(
         for d in &item.destinations {
             if let Some(o) = out.iter_mut().find(|o| o.name == d.name) {
                 o.paused |= d.paused;
+                if d.paused
+                    && o.paused_reason.as_deref()
+                        != Some(causeway_crds::config::DestinationReport::DISABLED)
+                {
+                    o.paused_reason = d.paused_reason.clone();
+                }
+                // One breaker shared by the pool: open wins over a worker's stale half-open.
+                if d.breaker.as_deref() == Some(causeway_crds::config::DestinationReport::OPEN)
+                    || o.breaker.is_none()
+                {
+                    o.breaker = d.breaker.clone().or(o.breaker.take());
+                }
                 o.pending = o.pending.max(d.pending);
                 o.delivered_last_hour += d.delivered;
                 o.failed_last_hour += d.failed;
@@ -602,6 +641,8 @@ fn counts_at_most_once_a_minute(
             |d| match previous.destinations.iter().find(|p| p.name == d.name) {
                 Some(p) => DestinationStatus {
                     paused: d.paused,
+                    paused_reason: d.paused_reason,
+                    breaker: d.breaker,
                     ..p.clone()
                 },
                 None => d,

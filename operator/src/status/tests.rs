@@ -523,10 +523,12 @@ fn destinations_health_and_counts_in_the_bridge_status() {
     let dest = |name: &str, paused, pending, delivered, dead| DestinationReport {
         name: name.into(),
         paused,
+        paused_reason: paused.then(|| DestinationReport::GONE.into()),
         pending,
         delivered,
         failed: dead,
         dead,
+        ..DestinationReport::default()
     };
     o.pods = vec![
         pod(
@@ -587,6 +589,111 @@ fn destinations_health_and_counts_in_the_bridge_status() {
     // Nothing changed for ten minutes: the same status, no write.
     let idle = bridge_status(&b, true, Some(&o), &t(1661)).unwrap();
     assert_eq!(idle, third);
+}
+
+/// Issue 18: circuit breakers. A destination whose breaker is open (on any worker: the
+/// pool shares one breaker) makes `DestinationsHealthy` False, `CircuitOpen`, naming it; a
+/// disabled one is paused with the reason `Disabled`, told apart from a 410 in the
+/// condition's reason and message; the gravest reason wins when both happen.
+#[test]
+fn open_and_disabled_breakers_in_the_bridge_status() {
+    use causeway_crds::config::DestinationReport;
+    let mut b: Bridge = bridge("orders", 2, None);
+    for name in ["crm", "erp"] {
+        let mut d = b.spec.destinations[0].clone();
+        d.name = name.into();
+        b.spec.destinations.push(d);
+    }
+    let mut o = obs("default");
+    o.seen.insert((Kind::Bridge, "orders".into()), Some(2));
+    o.bridges.insert("orders".into(), Some(2));
+    let report = |d: Vec<DestinationReport>| WorkerReport {
+        version: "v2".into(),
+        bridges: vec![BridgeReport {
+            namespace: "shop".into(),
+            name: "orders".into(),
+            generation: Some(2),
+            destinations: d,
+            ..BridgeReport::default()
+        }],
+        ..WorkerReport::default()
+    };
+    let d = |name: &str| DestinationReport {
+        name: name.into(),
+        ..DestinationReport::default()
+    };
+    let open = |name: &str, state: &str| DestinationReport {
+        breaker: Some(state.into()),
+        ..d(name)
+    };
+    let paused = |name: &str, why: &str| DestinationReport {
+        paused: true,
+        paused_reason: Some(why.into()),
+        ..d(name)
+    };
+    // One worker saw the probe go out (half-open), the other still has it open.
+    o.pods = vec![
+        pod(
+            "a",
+            report(vec![
+                d("d"),
+                open("crm", DestinationReport::HALF_OPEN),
+                d("erp"),
+            ]),
+        ),
+        pod(
+            "b",
+            report(vec![d("d"), open("crm", DestinationReport::OPEN), d("erp")]),
+        ),
+    ];
+    let s = bridge_status(&b, true, Some(&o), &t(1000)).unwrap();
+    let h = cond(&s.conditions, "DestinationsHealthy");
+    assert_eq!(
+        (h.status.as_str(), h.reason.as_str()),
+        ("False", "CircuitOpen")
+    );
+    assert_eq!(
+        h.message,
+        "circuit breaker open, jobs wait for its probe: crm"
+    );
+    assert_eq!(s.destinations[1].breaker.as_deref(), Some("open"));
+    assert!(!s.destinations[1].paused);
+
+    // crm disabled, erp gone (410): both named, each with its cause; disabled is the reason.
+    o.pods = vec![pod(
+        "a",
+        report(vec![
+            d("d"),
+            paused("crm", DestinationReport::DISABLED),
+            paused("erp", DestinationReport::GONE),
+        ]),
+    )];
+    let s = bridge_status(&b, true, Some(&o), &t(1010)).unwrap();
+    let h = cond(&s.conditions, "DestinationsHealthy");
+    assert_eq!(
+        (h.status.as_str(), h.reason.as_str()),
+        ("False", "DestinationsDisabled")
+    );
+    assert!(h.message.contains("paused by 410 Gone"), "{}", h.message);
+    assert!(h.message.contains(": erp"), "{}", h.message);
+    assert!(
+        h.message.contains("disabled by the circuit breaker after failing for its disableAfter, jobs held until resumed (kubectl causeway destinations resume): crm"),
+        "{}",
+        h.message
+    );
+    assert_eq!(s.destinations[1].paused_reason.as_deref(), Some("Disabled"));
+    assert_eq!(s.destinations[2].paused_reason.as_deref(), Some("Gone"));
+
+    // Resumed and closed: healthy again.
+    o.pods = vec![pod("a", report(vec![d("d"), d("crm"), d("erp")]))];
+    let s = bridge_status(&b, true, Some(&o), &t(1020)).unwrap();
+    let h = cond(&s.conditions, "DestinationsHealthy");
+    assert_eq!((h.status.as_str(), h.reason.as_str()), ("True", "Ready"));
+    assert!(
+        s.destinations
+            .iter()
+            .all(|d| d.breaker.is_none() && d.paused_reason.is_none())
+    );
 }
 
 /// Issue 18: a Bridge whose step plugin (or `http://<plugin>.internal` destination) failed

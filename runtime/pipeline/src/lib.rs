@@ -42,6 +42,8 @@ pub struct CompiledBridge {
     pub destinations: Vec<template::DestinationTemplate>,
     /// `spec.schema`, compiled.
     pub schema: Option<schema::PayloadSchema>,
+    /// The key that signs `spec.notifications`.
+    pub notifications_key: Option<signing::SigningKey>,
 }
 
 /// A problem with one field of one bridge, found at configuration load.
@@ -134,12 +136,28 @@ pub fn compile_bridge(cfg: &BridgeConfig) -> Result<CompiledBridge, Vec<ConfigEr
         }
     }
 
+    let notifications_key = match cfg
+        .notifications
+        .as_ref()
+        .and_then(|n| n.signing_secret.as_ref())
+    {
+        None => None,
+        Some(s) => match signing::SigningKey::new(s.expose()) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                errors.push(err(None, "notifications.signing", e.to_string()));
+                None
+            }
+        },
+    };
+
     if errors.is_empty() {
         Ok(CompiledBridge {
             verifier,
             filter,
             destinations,
             schema,
+            notifications_key,
         })
     } else {
         Err(errors)

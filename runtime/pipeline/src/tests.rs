@@ -27,6 +27,7 @@ fn destination(name: &str, url: &str, body: Option<&str>) -> DestinationConfig {
         oauth2: None,
         tls: None,
         cloud_events: None,
+        circuit_breaker: None,
     }
 }
 
@@ -71,6 +72,7 @@ fn bridge() -> BridgeConfig {
         on_missing: MissingPolicy::Empty,
         schema: None,
         streams: vec![],
+        notifications: None,
     }
 }
 

@@ -523,6 +523,7 @@ async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value>
     let mut keys: Vec<&String> = active.bridges.keys().collect();
     keys.sort();
     let paused = shared.delivery.paused();
+    let breakers = shared.delivery.breakers.not_closed();
     let bridges: Vec<serde_json::Value> = keys
         .into_iter()
         .filter_map(|k| active.bridges.get(k))
@@ -532,10 +533,21 @@ async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value>
                 "path": b.cfg.path,
                 "methods": b.cfg.methods,
                 "suspended": shared.is_suspended(&b.key),
-                "destinations": b.cfg.destinations.iter().map(|d| json!({
-                    "name": d.name,
-                    "paused": paused.contains(&(b.key.clone(), d.name.clone())),
-                })).collect::<Vec<_>>(),
+                "destinations": b.cfg.destinations.iter().map(|d| {
+                    let key = (b.key.clone(), d.name.clone());
+                    let is_paused = paused.contains(&key);
+                    let mut v = json!({"name": d.name, "paused": is_paused});
+                    if is_paused {
+                        v["pausedReason"] = json!(shared.delivery.paused_reason(&key.0, &d.name));
+                    }
+                    // A breaker left in the store by a destination that no longer has one
+                    // holds nothing: not shown.
+                    let breaker = d.circuit_breaker.as_ref().and(breakers.get(&key));
+                    if let Some(name) = breaker.and_then(|p| breaker_name(*p)) {
+                        v["breaker"] = json!(name);
+                    }
+                    v
+                }).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -575,6 +587,17 @@ async fn asyncapi(
     Json(crate::asyncapi::document(&active.config, &opts)).into_response()
 }
 
+/// A breaker's phase as the report names it; None for closed (and disabled, which the
+/// report tells as paused with its reason).
+fn breaker_name(p: crate::store::BreakerPhase) -> Option<String> {
+    use crate::store::BreakerPhase;
+    match p {
+        BreakerPhase::Open => Some(causeway_config::DestinationReport::OPEN.into()),
+        BreakerPhase::HalfOpen => Some(causeway_config::DestinationReport::HALF_OPEN.into()),
+        BreakerPhase::Closed | BreakerPhase::Disabled => None,
+    }
+}
+
 async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerReport> {
     use causeway_config::{
         BridgeReport, DestinationReport, ItemError, Kind, ObjectKey, PluginReport, WorkerReport,
@@ -601,6 +624,7 @@ async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerR
         })
         .collect();
     let paused = shared.delivery.paused();
+    let breakers = shared.delivery.breakers.not_closed();
     let now = crate::store::now_ms();
     // A draining bridge's jobs are counted now, from the store (paused and steps jobs
     // too): the operator removes the Bridge when this reaches 0, so a gauge a few seconds
@@ -657,9 +681,17 @@ async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerR
                     .map(|d| {
                         let key = (b.key(), d.name.clone());
                         let hour = shared.delivery.window.last_hour(&key.0, &d.name, now);
+                        let is_paused = paused.contains(&key);
                         DestinationReport {
                             name: d.name.clone(),
-                            paused: paused.contains(&key),
+                            paused: is_paused,
+                            paused_reason: is_paused
+                                .then(|| shared.delivery.paused_reason(&key.0, &d.name).into()),
+                            breaker: d
+                                .circuit_breaker
+                                .as_ref()
+                                .and(breakers.get(&key))
+                                .and_then(|p| breaker_name(*p)),
                             pending: depth.get(&key).copied().unwrap_or(0),
                             delivered: hour.delivered,
                             failed: hour.failed,

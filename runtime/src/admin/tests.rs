@@ -43,7 +43,7 @@ fn shared(dir: &std::path::Path) -> Arc<Shared> {
         store_info: crate::shared::StoreInfo::embedded(&dir.join("store")),
         config: ConfigHandle::new(None),
         plugins,
-        delivery: DeliveryHandle::new(metrics.paused.clone()),
+        delivery: DeliveryHandle::new(&metrics),
         health: Health::new(dir.join("store"), 0),
         limits: Limits::default(),
         http: reqwest::Client::new(),

@@ -376,7 +376,7 @@ pub enum BridgesAction {
     Suspend { bridge: ObjectKey },
     /// Resume a bridge: ingress opens, held deliveries are sent.
     Resume { bridge: ObjectKey },
-    /// Resume a destination paused by a 410.
+    /// Resume a destination paused by a 410 or disabled by its circuit breaker.
     ResumeDestination {
         bridge: ObjectKey,
         destination: String,

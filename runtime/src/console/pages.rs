@@ -151,6 +151,7 @@ pub fn bridges(
     let none = BridgeHour::default();
     let active = shared.active();
     let paused = shared.delivery.paused();
+    let breakers = shared.delivery.breakers.not_closed();
     let mut cfgs: Vec<_> = active.config.bridges.iter().collect();
     cfgs.sort_by_key(|b| b.key());
     let queued = |bridge: &str, dest: Option<&str>| -> u64 {
@@ -224,8 +225,14 @@ pub fn bridges(
                                     tr {
                                         td { (d.name) }
                                         td {
-                                            @if is_paused { span.status.status-dead { "Paused" } }
+                                            @if is_paused && shared.delivery.paused_reason(&key, &d.name) == causeway_config::DestinationReport::DISABLED {
+                                                span.status.status-dead title="Failing for its circuit breaker's disableAfter: resume to deliver its jobs" { "Disabled" }
+                                            }
+                                            @else if is_paused { span.status.status-dead { "Paused" } }
                                             @else if suspended { span.status.status-pending { "Suspended" } }
+                                            @else if d.circuit_breaker.is_some() && breakers.contains_key(&(key.clone(), d.name.clone())) {
+                                                span.status.status-pending title="Its circuit breaker is open: jobs wait for the probe" { "Circuit open" }
+                                            }
                                             @else { span.status.status-delivered { "Active" } }
                                         }
                                         td { (queued(&key, Some(&d.name))) }

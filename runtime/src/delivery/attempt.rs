@@ -3,16 +3,21 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use causeway_config::RetryConfig;
-use tracing::{debug, instrument, warn};
+use causeway_config::{CircuitBreakerConfig, NotificationEvent, RetryConfig};
+use tracing::{debug, info, instrument, warn};
 
+use crate::bridge::ActiveBridge;
 use crate::bridge::EventView;
+use crate::delivery::breaker::{Breakers, after_attempt, transition};
 use crate::delivery::client::{failed, http_call, internal_target, plugin_call};
 use crate::delivery::dead_letter::dead_letter;
+use crate::delivery::notify::notify;
 use crate::delivery::retry;
 use crate::delivery::window::Outcome;
 use crate::shared::Shared;
-use crate::store::{AttemptRecord, JobRecord, JobTarget, JobUpdate, Next, now_ms};
+use crate::store::{
+    AttemptRecord, BreakerPhase, BreakerUpdate, JobRecord, JobTarget, JobUpdate, Next, now_ms,
+};
 
 /// Test hook: with `CAUSEWAY_TEST_STALL_BEFORE_RECORD=1` in its environment, a worker's
 /// attempts stall for good after the call, before their record is written, so that a test
@@ -224,6 +229,14 @@ pub(crate) async fn attempt(
         .await;
         return;
     }
+    // An open circuit breaker: this job was claimed before it opened, or it is the probe.
+    let probe = match &dest.circuit_breaker {
+        None => None,
+        Some(_) => match breaker_gate(shared, &bridge.key, &dest).await {
+            BreakerGate::Go(p) => p,
+            BreakerGate::Hold => return,
+        },
+    };
     let timeout = Duration::from_millis(dest.timeout_ms.max(1));
     let at_ms = now_ms();
     let started = Instant::now();
@@ -303,9 +316,17 @@ pub(crate) async fn attempt(
     m.attempts
         .with_label_values(&[labels[0], labels[1], outcome])
         .inc();
+    // The breaker counts what the retries count as failed; a 410 pauses instead.
+    let disabled = match &dest.circuit_breaker {
+        Some(cb) if res.status != Some(410) => {
+            record_breaker(shared, &bridge, &dest.name, cb, ok, probe.is_some()).await
+        }
+        _ => false,
+    };
     let next = if ok {
         Next::Delivered
-    } else if res.status == Some(410) {
+    } else if res.status == Some(410) || disabled {
+        // Disabled by its breaker: paused like a 410, this job with it.
         Next::Paused
     } else {
         let ra = res.retry_after.as_deref().and_then(|v| {
@@ -354,12 +375,143 @@ pub(crate) async fn attempt(
             .observe(age as f64 / 1000.0);
     } else if retrying {
         m.retried.with_label_values(&labels).inc();
+    } else if paused && disabled {
+        shared.delivery.paused_by_store(&bridge.key, &dest.name);
     } else if paused {
         warn!("destination answered 410 Gone: paused until resumed");
         shared.delivery.paused_by_store(&bridge.key, &dest.name);
+        notify(
+            shared,
+            &bridge,
+            &dest.name,
+            NotificationEvent::DestinationPaused,
+            None,
+        );
     } else if let Some(reason) = dead_reason {
         m.dead.with_label_values(&labels).inc();
         dead_letter(shared, &bridge, &dest, &job, &detail, &reason);
     }
     debug!(status = ?res.status, ok, "attempt recorded");
+}
+
+/// Whether a job of a destination with a circuit breaker is attempted now.
+enum BreakerGate {
+    /// Attempt it; `Some(token)` when it is the half-open probe.
+    Go(Option<u64>),
+    /// Do not: its breaker is open (the job was claimed before it opened) or another
+    /// attempt holds the probe. The job stays queued, no attempt recorded.
+    Hold,
+}
+
+async fn breaker_gate(
+    shared: &Shared,
+    bridge: &str,
+    dest: &causeway_config::DestinationConfig,
+) -> BreakerGate {
+    let breakers = &shared.delivery.breakers;
+    let now = now_ms();
+    let Some(state) = breakers.state(bridge, &dest.name) else {
+        return BreakerGate::Go(None);
+    };
+    match state.phase {
+        BreakerPhase::Closed => return BreakerGate::Go(None),
+        BreakerPhase::Disabled => return BreakerGate::Hold,
+        _ if now < state.until_ms => return BreakerGate::Hold,
+        _ => {}
+    }
+    // Open past its time: take the probe in the store, so that one attempt of the whole
+    // pool probes.
+    let token = breakers.token();
+    let update = Breakers::take_probe_update(now, token, dest.timeout_ms);
+    match shared
+        .store
+        .update_breaker(bridge.to_string(), dest.name.clone(), update)
+        .await
+    {
+        Ok((_, after)) => {
+            let mine = after
+                .as_ref()
+                .is_some_and(|a| a.phase == BreakerPhase::HalfOpen && a.probe == token);
+            breakers.set(bridge, &dest.name, after);
+            if mine {
+                info!("circuit breaker half-open: one probe attempt");
+                BreakerGate::Go(Some(token))
+            } else {
+                breakers.probe_done(bridge, &dest.name);
+                BreakerGate::Hold
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot take the circuit breaker's probe; the job waits");
+            breakers.probe_done(bridge, &dest.name);
+            BreakerGate::Hold
+        }
+    }
+}
+
+/// Record one attempt in the destination's breaker; true when the destination is now
+/// disabled (its jobs are paused with this one).
+async fn record_breaker(
+    shared: &Shared,
+    bridge: &ActiveBridge,
+    destination: &str,
+    cfg: &CircuitBreakerConfig,
+    ok: bool,
+    probe: bool,
+) -> bool {
+    let breakers = &shared.delivery.breakers;
+    let now = now_ms();
+    let tripped = breakers.rate(&bridge.key, destination, cfg, ok, now);
+    if ok && !probe && breakers.state(&bridge.key, destination).is_none() {
+        // Closed without failures: nothing to write (every delivery passes here).
+        return false;
+    }
+    let update: BreakerUpdate = {
+        let cfg = cfg.clone();
+        std::sync::Arc::new(move |old| after_attempt(&cfg, old, ok, tripped, now))
+    };
+    let changed = shared
+        .store
+        .update_breaker(bridge.key.clone(), destination.to_string(), update)
+        .await;
+    if probe {
+        breakers.probe_done(&bridge.key, destination);
+    }
+    let (before, after) = match changed {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "cannot record the attempt in the circuit breaker");
+            return false;
+        }
+    };
+    breakers.set(&bridge.key, destination, after.clone());
+    if let Some(event) = transition(before.as_ref(), after.as_ref()) {
+        match event {
+            NotificationEvent::DestinationOpened => {
+                breakers.opened(&bridge.key, destination);
+                warn!(
+                    failures = after.as_ref().map_or(0, |a| a.consecutive_failures),
+                    "circuit breaker opened: the destination's jobs wait for the probe"
+                );
+            }
+            NotificationEvent::DestinationClosed => {
+                info!("circuit breaker closed: the destination takes deliveries again");
+                shared.delivery.wake();
+            }
+            NotificationEvent::DestinationDisabled => {
+                warn!(
+                    "destination failing for the circuit breaker's disableAfter: disabled until resumed"
+                );
+            }
+            NotificationEvent::DestinationPaused => {}
+        }
+        notify(
+            shared,
+            bridge,
+            destination,
+            event,
+            after.as_ref().or(before.as_ref()),
+        );
+    }
+    after.is_some_and(|a| a.phase == BreakerPhase::Disabled)
 }

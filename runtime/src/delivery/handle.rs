@@ -1,6 +1,7 @@
 //! The delivery handle: what other stages may ask of delivery. Wake the scheduler (new
 //! jobs, resumes), and the pause state of destinations: one owner keeps the in-memory set,
-//! the store's paused table and the `destination_paused` gauge in agreement.
+//! the store's paused table and the `destination_paused` gauge in agreement. The circuit
+//! breakers' copy ([`Breakers`]) lives here too.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -9,11 +10,13 @@ use causeway_config::DestinationConfig;
 use prometheus::IntGaugeVec;
 use tokio::sync::Notify;
 
+use crate::delivery::breaker::Breakers;
 use crate::delivery::limits::{DestLimits, LimitsByDestination};
 use crate::delivery::oauth2::TokenCache;
 use crate::delivery::tls::TlsClients;
 use crate::delivery::window::HourWindow;
-use crate::store::{Store, StoreError};
+use crate::metrics::Metrics;
+use crate::store::{BreakerPhase, Store, StoreError};
 use crate::sync::lock;
 
 pub struct DeliveryHandle {
@@ -29,11 +32,18 @@ pub struct DeliveryHandle {
     pub tls_clients: TlsClients,
     /// Each destination's last hour on this worker.
     pub window: HourWindow,
+    /// The destinations' circuit breakers, as the store last had them.
+    pub breakers: Breakers,
 }
 
 impl DeliveryHandle {
-    pub fn new(paused_gauge: IntGaugeVec) -> Self {
+    pub fn new(metrics: &Metrics) -> Self {
+        let paused_gauge: IntGaugeVec = metrics.paused.clone();
         DeliveryHandle {
+            breakers: Breakers::new(
+                metrics.breaker_state.clone(),
+                metrics.breaker_openings.clone(),
+            ),
             wake: Notify::new(),
             paused: Mutex::new(HashSet::new()),
             paused_gauge,
@@ -54,12 +64,25 @@ impl DeliveryHandle {
         self.wake.notified().await
     }
 
-    /// Loads the destinations the store has paused (at start).
+    /// Loads the destinations the store has paused, and the circuit breakers (at start).
     pub async fn load_paused(&self, store: &dyn Store) -> Result<(), StoreError> {
         for (b, d) in store.paused().await? {
             self.mark(&b, &d, true);
         }
-        Ok(())
+        self.breakers.load(store).await
+    }
+
+    /// Why a paused destination is paused: disabled by its circuit breaker, or a 410.
+    pub fn paused_reason(&self, bridge: &str, destination: &str) -> &'static str {
+        let disabled = self
+            .breakers
+            .state(bridge, destination)
+            .is_some_and(|b| b.phase == BreakerPhase::Disabled);
+        if disabled {
+            causeway_config::DestinationReport::DISABLED
+        } else {
+            causeway_config::DestinationReport::GONE
+        }
     }
 
     pub fn is_paused(&self, bridge: &str, destination: &str) -> bool {
@@ -103,6 +126,8 @@ impl DeliveryHandle {
         let n = store
             .set_paused(bridge.to_string(), destination.to_string(), false, now_ms)
             .await?;
+        // The store deleted its breaker with the pause: closed.
+        self.breakers.set(bridge, destination, None);
         self.mark(bridge, destination, false);
         self.wake();
         Ok(n)

@@ -12,7 +12,9 @@
 //! - [`scheduler`]: finds due jobs and starts attempts, bounded by `max_inflight`;
 //! - [`attempt`]: one attempt of one destination job, and what follows it;
 //! - [`client`]: the call itself, over HTTP or to a plugin in-process;
+//! - [`breaker`]: the destinations' circuit breakers;
 //! - [`dead_letter`]: telling a destination's dead-letter URL;
+//! - [`notify`]: a bridge's operational webhooks (`spec.notifications`);
 //! - [`limits`]: per-destination concurrency and rate;
 //! - [`oauth2`]: bearer tokens of destinations with OAuth2 client credentials;
 //! - [`retry`]: the retry policies;
@@ -23,10 +25,12 @@
 //! Steps jobs are run by the steps stage ([`crate::steps`]).
 
 pub mod attempt;
+pub mod breaker;
 pub mod client;
 pub mod dead_letter;
 pub mod handle;
 pub mod limits;
+pub mod notify;
 pub mod oauth2;
 pub mod retry;
 pub mod scheduler;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{instrument, warn};
 
 use crate::delivery::attempt::attempt;
+use crate::delivery::breaker::{Breakers, Gate};
 use crate::shared::Shared;
 use crate::store::{JobFilter, JobKey, JobRecord, now_ms};
 use crate::sync::lock;
@@ -48,10 +49,12 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         // destination's permit reserved for its attempt.
         let reserved: Arc<Mutex<HashMap<JobKey, OwnedSemaphorePermit>>> = Default::default();
         let refill: Arc<Mutex<Option<Duration>>> = Default::default();
+        // The earliest time an open circuit breaker lets its probe go.
+        let probe_at: Arc<Mutex<Option<u64>>> = Default::default();
         let hold: JobFilter<JobRecord> = {
             let shared = shared.clone();
             let active = shared.active();
-            let (reserved, refill) = (reserved.clone(), refill.clone());
+            let (reserved, refill, probe_at) = (reserved.clone(), refill.clone(), probe_at.clone());
             Arc::new(move |j: &JobRecord| {
                 let Some(dest) = j.target.destination_name() else {
                     return shared.is_suspended(&j.bridge);
@@ -71,6 +74,23 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 let Ok(permit) = limits.concurrency.clone().try_acquire_owned() else {
                     return true;
                 };
+                // An open breaker holds its destination's jobs (no attempt, no retry
+                // spent) and lets one through as the probe when its time comes.
+                if d.circuit_breaker.is_some() {
+                    let hold_ms = Breakers::probe_hold_ms(d.timeout_ms);
+                    if let Gate::Hold(at) =
+                        shared
+                            .delivery
+                            .breakers
+                            .gate(&j.bridge, dest, now_ms(), hold_ms)
+                    {
+                        if let Some(at) = at {
+                            let mut p = lock(&probe_at);
+                            *p = Some(p.map_or(at, |t| t.min(at)));
+                        }
+                        return true;
+                    }
+                }
                 if let Some(bucket) = &limits.bucket
                     && let Err(wait) = lock(bucket).try_take()
                 {
@@ -148,6 +168,9 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         lock(&reserved).clear();
         if let Some(wait) = lock(&refill).take() {
             let at = now_ms().saturating_add(wait.as_millis() as u64);
+            next_due = Some(next_due.map_or(at, |t| t.min(at)));
+        }
+        if let Some(at) = lock(&probe_at).take() {
             next_due = Some(next_due.map_or(at, |t| t.min(at)));
         }
         let longest = shared.store.poll_interval().unwrap_or(MAX_SLEEP);

@@ -70,6 +70,7 @@ macro_rules! store_contract_tests {
             replay_dead_queues_a_bridges_dead_jobs_only,
             purge_deletes_a_bridges_queued_and_paused_jobs,
             pause_and_resume_a_destination,
+            breakers_update_atomically_and_resume_closes_them,
             retention_by_age_deletes_old_finished_events_and_expired_keys,
             retention_by_size_deletes_the_oldest_finished_events_first,
             keyvalue_get_set_delete_list,
@@ -1491,6 +1492,109 @@ pub async fn pause_and_resume_a_destination<S: Store>(s: &S) {
     assert_eq!(
         s.paused().await.expect("paused"),
         vec![("ns/c".into(), "x".into())]
+    );
+}
+
+pub async fn breakers_update_atomically_and_resume_closes_them<S: Store>(s: &S) {
+    assert!(s.breakers().await.expect("breakers").is_empty());
+    let open = |until: u64| -> BreakerUpdate {
+        Arc::new(move |old: Option<&BreakerState>| {
+            let mut b = old.cloned().unwrap_or_default();
+            b.consecutive_failures += 1;
+            b.failing_since_ms.get_or_insert(T0);
+            b.phase = BreakerPhase::Open;
+            b.until_ms = until;
+            b.openings += 1;
+            Some(b)
+        })
+    };
+    let (before, after) = s
+        .update_breaker("ns/b".into(), "x".into(), open(T0 + 30))
+        .await
+        .expect("update");
+    assert_eq!(
+        before, None,
+        "no breaker is stored before the first failure"
+    );
+    let after = after.expect("stored");
+    assert_eq!(
+        (after.phase, after.until_ms, after.openings),
+        (BreakerPhase::Open, T0 + 30, 1)
+    );
+    // The update sees what the last one stored.
+    let (before, after) = s
+        .update_breaker("ns/b".into(), "x".into(), open(T0 + 60))
+        .await
+        .expect("update");
+    assert_eq!(before.map(|b| b.until_ms), Some(T0 + 30));
+    assert_eq!(
+        after.as_ref().map(|b| (b.consecutive_failures, b.openings)),
+        Some((2, 2))
+    );
+    s.update_breaker("ns/c".into(), "x".into(), open(T0 + 5))
+        .await
+        .expect("update");
+    let mut all = s.breakers().await.expect("breakers");
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        all.iter()
+            .map(|(k, b)| (k.clone(), b.until_ms))
+            .collect::<Vec<_>>(),
+        vec![
+            (("ns/b".into(), "x".into()), T0 + 60),
+            (("ns/c".into(), "x".into()), T0 + 5)
+        ]
+    );
+    // Many updates at once: each sees the one before (no lost count).
+    let bump: BreakerUpdate = Arc::new(|old: Option<&BreakerState>| {
+        let mut b = old.cloned().unwrap_or_default();
+        b.consecutive_failures += 1;
+        Some(b)
+    });
+    let all = futures::future::join_all(
+        (0..20).map(|_| s.update_breaker("ns/d".into(), "x".into(), bump.clone())),
+    )
+    .await;
+    assert!(all.iter().all(Result::is_ok));
+    let d = s.breakers().await.expect("breakers");
+    let d = d.iter().find(|(k, _)| k.0 == "ns/d").expect("ns/d stored");
+    assert_eq!(d.1.consecutive_failures, 20);
+    // An update returning None deletes the breaker (closed, no failures).
+    let (before, after) = s
+        .update_breaker("ns/d".into(), "x".into(), Arc::new(|_| None))
+        .await
+        .expect("update");
+    assert!(before.is_some() && after.is_none());
+    assert!(
+        !s.breakers()
+            .await
+            .expect("breakers")
+            .iter()
+            .any(|(k, _)| k.0 == "ns/d")
+    );
+    // Disabled: paused; resuming deletes the breaker with the pause.
+    s.update_breaker(
+        "ns/b".into(),
+        "x".into(),
+        Arc::new(|old: Option<&BreakerState>| {
+            let mut b = old.cloned().unwrap_or_default();
+            b.phase = BreakerPhase::Disabled;
+            Some(b)
+        }),
+    )
+    .await
+    .expect("update");
+    s.set_paused("ns/b".into(), "x".into(), true, T0 + 70)
+        .await
+        .expect("pause");
+    s.set_paused("ns/b".into(), "x".into(), false, T0 + 80)
+        .await
+        .expect("resume");
+    let left = s.breakers().await.expect("breakers");
+    assert_eq!(
+        left.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        vec![("ns/c".into(), "x".into())],
+        "resuming a destination closes its breaker; the others stay"
     );
 }
 

@@ -51,6 +51,8 @@ const ATTEMPTS: TableDefinition<(u128, u32, u32), &[u8]> = TableDefinition::new(
 const IDEM: TableDefinition<(&str, &str), (u128, u64)> = TableDefinition::new("idempotency");
 /// `(bridge, destination)` → paused since.
 const PAUSED: TableDefinition<(&str, &str), u64> = TableDefinition::new("paused");
+/// `(bridge, destination)` → its circuit breaker ([`BreakerState`], JSON).
+const BREAKERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("breakers");
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("keyvalue");
 /// `(event, index)` → the due time of a job whose record could not be decoded.
 const QUARANTINE: TableDefinition<(u128, u32), u64> = TableDefinition::new("quarantine");
@@ -253,6 +255,7 @@ impl EmbeddedStore {
             tx.open_table(ATTEMPTS).map_err(eng("open"))?;
             tx.open_table(IDEM).map_err(eng("open"))?;
             tx.open_table(PAUSED).map_err(eng("open"))?;
+            tx.open_table(BREAKERS).map_err(eng("open"))?;
             tx.open_table(KV).map_err(eng("open"))?;
             tx.open_table(QUARANTINE).map_err(eng("open"))?;
             tx.open_table(KV_USAGE).map_err(eng("open"))?;
@@ -1595,6 +1598,11 @@ impl Store for EmbeddedStore {
                 .remove((bridge.as_str(), destination.as_str()))
                 .map_err(eng("paused"))?;
             drop(paused);
+            // Resumed: its circuit breaker starts closed.
+            tx.open_table(BREAKERS)
+                .map_err(eng("breakers"))?
+                .remove((bridge.as_str(), destination.as_str()))
+                .map_err(eng("breakers"))?;
             let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
             let mut due = tx.open_table(DUE).map_err(eng("due"))?;
             let held = scan_jobs(&jobs, |j| {
@@ -1627,6 +1635,48 @@ impl Store for EmbeddedStore {
             Ok(out)
         });
         Box::pin(std::future::ready(res))
+    }
+
+    fn breakers(&self) -> StoreFuture<Vec<((String, String), BreakerState)>> {
+        let res = self.read(|tx| {
+            let t = tx.open_table(BREAKERS).map_err(eng("breakers"))?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(eng("breakers"))? {
+                let (k, v) = row.map_err(eng("breakers"))?;
+                let (b, d) = k.value();
+                out.push(((b.to_string(), d.to_string()), dec("breakers", v.value())?));
+            }
+            Ok(out)
+        });
+        Box::pin(std::future::ready(res))
+    }
+
+    fn update_breaker(
+        &self,
+        bridge: String,
+        destination: String,
+        f: BreakerUpdate,
+    ) -> StoreFuture<BreakerChange> {
+        self.write(move |tx| {
+            let mut t = tx.open_table(BREAKERS).map_err(eng("breakers"))?;
+            let key = (bridge.as_str(), destination.as_str());
+            let before: Option<BreakerState> = match t.get(key).map_err(eng("breakers"))? {
+                Some(v) => Some(dec("breakers", v.value())?),
+                None => None,
+            };
+            let after = f(before.as_ref());
+            if after != before {
+                match &after {
+                    Some(a) => {
+                        t.insert(key, enc(a)?.as_slice()).map_err(eng("breakers"))?;
+                    }
+                    None => {
+                        t.remove(key).map_err(eng("breakers"))?;
+                    }
+                }
+            }
+            Ok((before, after))
+        })
     }
 
     fn queue_depth(&self) -> StoreFuture<Vec<((String, String), u64)>> {

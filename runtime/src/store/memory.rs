@@ -5,16 +5,20 @@
 //! and after a reopen the queue is rebuilt from the `due` table.
 //!
 //! - The **due queue** orders queued jobs by `(due ms, event, slot)`, like the `due` table,
-//!   so the scheduler never walks redb to find work. A job it claims moves to `claimed`
-//!   (out of the walk) until its attempt's record commits or it is released; a pass
-//!   therefore touches what it starts and what it holds back, not every job in flight.
+//!   so the scheduler never walks redb to find work. It is one queue per destination,
+//!   merged in due order by a pass: a destination held back (busy, rate-limited, paused)
+//!   costs the pass one look, not one per job of its backlog. A job the pass claims moves
+//!   to `claimed` (out of the walk) until its attempt's record commits or it is released;
+//!   a pass therefore touches what it starts and one job per destination it holds back.
 //!   Jobs queued by this process carry their record (up to [`RECORDS_IN_MEMORY`]); the
 //!   others (rebuilt at start, or past that bound) are read from disk by key when claimed.
 //! - The **hand-off cache** keeps the record and body of events just ingested (up to
 //!   [`HOT_BYTES`]) until each of their jobs has had its first attempt recorded, so a
 //!   delivery never reads back what it was handed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use super::{DueJobs, EventDetail, EventId, JobFilter, JobKey, JobRecord, StoreError};
@@ -59,16 +63,54 @@ pub(crate) enum Change {
     Forget(u128),
 }
 
-#[derive(Default)]
+/// Where a job sits: its due time and its key, the order of the `due` table.
+type Pos = (u64, u128, u32);
+/// A destination's queue (or the steps of a bridge): its index in `Memory::queues`.
+type Group = usize;
+/// Jobs rebuilt from disk whose destination is not known until their record is read.
+const UNSORTED: Group = 0;
+
+/// The due queue, one queue per destination. A scheduler pass merges the queues in due
+/// order; once it holds a destination back (no permit, no token, paused), it passes over
+/// the rest of that destination's jobs without looking at them, so a pass costs what it
+/// starts plus one look per held destination, not the length of the backlog.
 pub(crate) struct Memory {
-    due: BTreeMap<(u64, u128, u32), Slot>,
-    /// Where each queued job sits in `due`.
-    at: HashMap<Key, u64>,
+    /// `queues[g]`: the queued jobs of group `g`; `queues[UNSORTED]` holds the jobs read
+    /// back at start until a pass learns their destination.
+    queues: Vec<BTreeMap<Pos, Slot>>,
+    /// The first job of every queue that has one.
+    heads: BTreeSet<(Pos, Group)>,
+    /// Group of each bridge's destinations (`None`: its steps job).
+    groups: HashMap<String, BridgeGroups>,
+    /// Where each queued job sits.
+    at: HashMap<Key, (u64, Group)>,
     /// Claimed jobs (attempts in flight) with their place in the queue.
-    claimed: HashMap<Key, (u64, Slot)>,
+    claimed: HashMap<Key, (u64, Group, Slot)>,
     records: usize,
     hot: HashMap<u128, (Arc<EventDetail>, u32, u64)>,
     hot_bytes: u64,
+}
+
+/// The groups of one bridge.
+#[derive(Default)]
+struct BridgeGroups {
+    steps: Option<Group>,
+    destinations: HashMap<String, Group>,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory {
+            queues: vec![Default::default()],
+            heads: Default::default(),
+            groups: HashMap::new(),
+            at: HashMap::new(),
+            claimed: HashMap::new(),
+            records: 0,
+            hot: HashMap::new(),
+            hot_bytes: 0,
+        }
+    }
 }
 
 fn slot_size(s: &Slot) -> usize {
@@ -87,18 +129,75 @@ fn event_size(d: &EventDetail) -> u64 {
 
 impl Memory {
     /// The queue as the `due` table holds it (at start, after a reopen); claims in flight
-    /// stay claimed.
-    pub fn rebuild(&mut self, keys: impl IntoIterator<Item = (u64, u128, u32)>) {
-        self.due.clear();
+    /// stay claimed. The jobs' destinations are learnt as passes read their records.
+    pub fn rebuild(&mut self, keys: impl IntoIterator<Item = Pos>) {
+        for q in &mut self.queues {
+            q.clear();
+        }
+        self.heads.clear();
         self.at.clear();
-        self.records = self.claimed.values().map(|(_, s)| slot_size(s)).sum();
+        self.records = self.claimed.values().map(|(_, _, s)| slot_size(s)).sum();
         for (at, e, i) in keys {
             if self.claimed.contains_key(&(e, i)) {
                 continue;
             }
-            self.due.insert((at, e, i), Slot::OnDisk);
-            self.at.insert((e, i), at);
+            self.insert(UNSORTED, (at, e, i), Slot::OnDisk);
         }
+    }
+
+    /// The group of a job's destination (or of its bridge's steps), made on first sight.
+    fn group(
+        queues: &mut Vec<BTreeMap<Pos, Slot>>,
+        groups: &mut HashMap<String, BridgeGroups>,
+        job: &JobRecord,
+    ) -> Group {
+        let dest = job.target.destination_name();
+        let known = groups.get(job.bridge.as_str()).and_then(|b| match dest {
+            None => b.steps,
+            Some(d) => b.destinations.get(d).copied(),
+        });
+        if let Some(g) = known {
+            return g;
+        }
+        let g = queues.len();
+        queues.push(BTreeMap::new());
+        let b = groups.entry(job.bridge.clone()).or_default();
+        match dest {
+            None => b.steps = Some(g),
+            Some(d) => {
+                b.destinations.insert(d.to_owned(), g);
+            }
+        }
+        g
+    }
+
+    fn insert(&mut self, g: Group, pos: Pos, slot: Slot) {
+        self.records += slot_size(&slot);
+        let q = &mut self.queues[g];
+        let old_head = q.first_key_value().map(|(k, _)| *k);
+        q.insert(pos, slot);
+        if old_head.is_none_or(|h| pos < h) {
+            if let Some(h) = old_head {
+                self.heads.remove(&(h, g));
+            }
+            self.heads.insert((pos, g));
+        }
+        self.at.insert((pos.1, pos.2), (pos.0, g));
+    }
+
+    /// Takes a job out of its queue (not out of `at`).
+    fn remove(&mut self, g: Group, pos: Pos) -> Option<Slot> {
+        let q = &mut self.queues[g];
+        let was_head = q.first_key_value().is_some_and(|(k, _)| *k == pos);
+        let slot = q.remove(&pos)?;
+        if was_head {
+            self.heads.remove(&(pos, g));
+            if let Some((k, _)) = q.first_key_value() {
+                self.heads.insert((*k, g));
+            }
+        }
+        self.records = self.records.saturating_sub(slot_size(&slot));
+        Some(slot)
     }
 
     pub fn apply(&mut self, changes: Vec<Change>) {
@@ -107,19 +206,18 @@ impl Memory {
                 Change::Queue(rec) => {
                     let key = (rec.event.as_u128(), rec.slot());
                     self.unqueue(key);
+                    let g = Self::group(&mut self.queues, &mut self.groups, &rec);
                     let slot = if self.records < RECORDS_IN_MEMORY {
-                        self.records += 1;
                         Slot::Record(Arc::new(rec.clone()))
                     } else {
                         Slot::OnDisk
                     };
-                    self.due.insert((rec.due_at_ms, key.0, key.1), slot);
-                    self.at.insert(key, rec.due_at_ms);
+                    self.insert(g, (rec.due_at_ms, key.0, key.1), slot);
                 }
                 Change::Unqueue(key) => self.unqueue(key),
                 Change::Cold(key) => {
-                    if let Some(at) = self.at.get(&key)
-                        && let Some(s) = self.due.get_mut(&(*at, key.0, key.1))
+                    if let Some((at, g)) = self.at.get(&key)
+                        && let Some(s) = self.queues[*g].get_mut(&(*at, key.0, key.1))
                     {
                         self.records = self.records.saturating_sub(slot_size(s));
                         *s = Slot::OnDisk;
@@ -148,12 +246,10 @@ impl Memory {
     }
 
     fn unqueue(&mut self, key: Key) {
-        if let Some(at) = self.at.remove(&key)
-            && let Some(s) = self.due.remove(&(at, key.0, key.1))
-        {
-            self.records = self.records.saturating_sub(slot_size(&s));
+        if let Some((at, g)) = self.at.remove(&key) {
+            self.remove(g, (at, key.0, key.1));
         }
-        if let Some((_, s)) = self.claimed.remove(&key) {
+        if let Some((_, _, s)) = self.claimed.remove(&key) {
             self.records = self.records.saturating_sub(slot_size(&s));
         }
     }
@@ -169,9 +265,21 @@ impl Memory {
         self.hot.get(&id.as_u128()).map(|h| h.0.clone())
     }
 
+    /// The job after `pos` in queue `g`, if it is due at `now_ms`.
+    fn next_in(&self, g: Group, pos: Pos, now_ms: u64) -> Option<Pos> {
+        self.queues[g]
+            .range((Bound::Excluded(pos), Bound::Unbounded))
+            .next()
+            .map(|(k, _)| *k)
+            .filter(|k| k.0 <= now_ms)
+    }
+
     /// Due jobs, as [`crate::store::Store::due_jobs`] describes; with `claim`, the jobs
     /// returned leave the walk until [`Memory::release`] or their record commits. `load`
     /// reads a record memory does not hold.
+    ///
+    /// The queues are merged in due order. `hold` is a destination's answer: once it holds
+    /// one job back, the pass does not look at that destination's other jobs.
     pub fn due(
         &mut self,
         now_ms: u64,
@@ -182,63 +290,134 @@ impl Memory {
         mut load: impl FnMut(u128, u32) -> Result<Loaded, StoreError>,
     ) -> Result<DueJobs, StoreError> {
         let mut out = DueJobs::default();
-        let mut taken: Vec<(u64, u128, u32)> = Vec::new();
-        let mut loaded: Vec<((u64, u128, u32), Arc<JobRecord>)> = Vec::new();
+        // (where it sits, its group now, the group it belongs to)
+        let mut taken: Vec<(Pos, Group, Group)> = Vec::new();
+        // Records read from disk: (where it sits, its group now, the group it belongs to); an
+        // unsorted one moves to its group.
+        let mut loaded: Vec<(Pos, Group, Group, Option<Arc<JobRecord>>)> = Vec::new();
+        let mut held: HashSet<Group> = HashSet::new();
         let mut full = false;
-        for (&(at, event, index), slot) in self.due.range(..=(now_ms, u128::MAX, u32::MAX)) {
+        // The earliest job after `now_ms` among the queues the pass looked at.
+        let mut later: Option<u64> = None;
+        let note_later = |q: &BTreeMap<Pos, Slot>, later: &mut Option<u64>| {
+            if let Some((k, _)) = q.range((now_ms.saturating_add(1), 0, 0)..).next() {
+                *later = Some(later.map_or(k.0, |t: u64| t.min(k.0)));
+            }
+        };
+        let mut starts = self
+            .heads
+            .range(..=((now_ms, u128::MAX, u32::MAX), usize::MAX))
+            .copied()
+            .peekable();
+        let mut going: BinaryHeap<Reverse<(Pos, Group)>> = BinaryHeap::new();
+        loop {
+            // The earliest of the queues under way and the next queue to start.
+            let next = match (going.peek(), starts.peek()) {
+                (Some(Reverse(a)), Some(b)) if b < a => starts.next(),
+                (Some(_), _) => going.pop().map(|Reverse(a)| a),
+                (None, Some(_)) => starts.next(),
+                (None, None) => break,
+            };
+            let Some((pos, g)) = next else { break };
             if out.jobs.len() >= limit {
                 full = true;
                 break;
             }
+            let (at, event, index) = pos;
             let key = JobKey {
                 event: EventId::from_u128(event),
                 index,
             };
-            if claimed(&key) {
+            let mut follow = |going: &mut BinaryHeap<Reverse<(Pos, Group)>>, this: &Self| match this
+                .next_in(g, pos, now_ms)
+            {
+                Some(p) => going.push(Reverse((p, g))),
+                None => note_later(&this.queues[g], &mut later),
+            };
+            if g != UNSORTED && held.contains(&g) {
+                note_later(&self.queues[g], &mut later);
                 continue;
             }
+            if claimed(&key) {
+                follow(&mut going, self);
+                continue;
+            }
+            let slot = self.queues[g].get(&pos).cloned().unwrap_or(Slot::OnDisk);
             let job = match slot {
-                Slot::Record(r) => r.clone(),
+                Slot::Record(r) => r,
                 Slot::OnDisk => match load(event, index)? {
-                    Loaded::Record(j) => {
-                        let j = Arc::new(j);
-                        loaded.push(((at, event, index), j.clone()));
-                        j
+                    Loaded::Record(j) => Arc::new(j),
+                    Loaded::Missing => {
+                        follow(&mut going, self);
+                        continue;
                     }
-                    Loaded::Missing => continue,
                     Loaded::Undecodable => {
                         out.undecodable.push((at, key));
+                        follow(&mut going, self);
                         continue;
                     }
                 },
             };
-            if !hold(&job) {
-                taken.push((at, event, index));
-                out.jobs.push(Arc::unwrap_or_clone(job));
+            let fresh = matches!(self.queues[g].get(&pos), Some(Slot::OnDisk));
+            let home = if g == UNSORTED {
+                Self::group(&mut self.queues, &mut self.groups, &job)
+            } else {
+                g
+            };
+            if fresh {
+                loaded.push((pos, g, home, fresh.then(|| job.clone())));
             }
+            if held.contains(&home) {
+                // An unsorted job of a destination already held back.
+                follow(&mut going, self);
+                continue;
+            }
+            if hold(&job) {
+                held.insert(home);
+                if g == UNSORTED {
+                    follow(&mut going, self);
+                } else {
+                    note_later(&self.queues[g], &mut later);
+                }
+                continue;
+            }
+            taken.push((pos, g, home));
+            out.jobs.push(Arc::unwrap_or_clone(job));
+            follow(&mut going, self);
         }
+        drop(starts);
         out.next_due_ms = if full {
             Some(now_ms)
         } else {
-            self.due
-                .range((now_ms.saturating_add(1), 0, 0)..)
+            // Queues not looked at start after now; the others were noted on the way.
+            let first = self
+                .heads
+                .range(((now_ms.saturating_add(1), 0, 0), 0)..)
                 .next()
-                .map(|(k, _)| k.0)
-        };
-        // What was read from disk stays in memory while there is room.
-        for (k, j) in loaded {
-            if self.records < RECORDS_IN_MEMORY
-                && let Some(s) = self.due.get_mut(&k)
-            {
-                *s = Slot::Record(j);
-                self.records += 1;
+                .map(|(k, _)| k.0);
+            match (first, later) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             }
+        };
+        // What was read from disk stays in memory while there is room, and an unsorted
+        // job moves to its destination's queue.
+        for (pos, g, home, record) in loaded {
+            let Some(slot) = self.remove(g, pos) else {
+                continue;
+            };
+            let slot = match record {
+                Some(r) if self.records < RECORDS_IN_MEMORY => Slot::Record(r),
+                _ => slot,
+            };
+            self.insert(home, pos, slot);
         }
         if claim {
-            for k in taken {
-                if let Some(s) = self.due.remove(&k) {
-                    self.at.remove(&(k.1, k.2));
-                    self.claimed.insert((k.1, k.2), (k.0, s));
+            for (pos, _, home) in taken {
+                if let Some(s) = self.remove(home, pos) {
+                    self.records += slot_size(&s);
+                    self.at.remove(&(pos.1, pos.2));
+                    self.claimed.insert((pos.1, pos.2), (pos.0, home, s));
                 }
             }
         }
@@ -249,9 +428,9 @@ impl Memory {
     pub fn release(&mut self, jobs: &[JobKey]) {
         for k in jobs {
             let key = (k.event.as_u128(), k.index);
-            if let Some((at, s)) = self.claimed.remove(&key) {
-                self.due.insert((at, key.0, key.1), s);
-                self.at.insert(key, at);
+            if let Some((at, g, s)) = self.claimed.remove(&key) {
+                self.records = self.records.saturating_sub(slot_size(&s));
+                self.insert(g, (at, key.0, key.1), s);
             }
         }
     }
@@ -259,6 +438,175 @@ impl Memory {
     /// Queued jobs in memory (not claimed) and claimed ones: for tests and metrics.
     #[cfg(test)]
     pub fn sizes(&self) -> (usize, usize, usize) {
-        (self.due.len(), self.claimed.len(), self.hot.len())
+        let due = self.queues.iter().map(BTreeMap::len).sum();
+        (due, self.claimed.len(), self.hot.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::{JobStatus, JobTarget};
+
+    fn job(n: u128, bridge: &str, dest: &str, due: u64) -> JobRecord {
+        JobRecord {
+            event: EventId::from_u128(n),
+            target: JobTarget::destination(0, dest),
+            bridge: bridge.into(),
+            status: JobStatus::Pending,
+            due_at_ms: due,
+            received_at_ms: due,
+            attempts: 0,
+            attempts_at_queue: 0,
+            last_error: None,
+        }
+    }
+
+    /// A hold filter that holds back one destination and counts what it was asked.
+    fn holding(dest: &'static str) -> (JobFilter<JobRecord>, Arc<Mutex<Vec<u128>>>) {
+        let asked: Arc<Mutex<Vec<u128>>> = Default::default();
+        let a = asked.clone();
+        let f: JobFilter<JobRecord> = Arc::new(move |j: &JobRecord| {
+            a.lock().expect("lock").push(j.event.as_u128());
+            j.target.destination_name() == Some(dest)
+        });
+        (f, asked)
+    }
+
+    fn none() -> JobFilter<JobKey> {
+        Arc::new(|_| false)
+    }
+
+    fn events(d: &DueJobs) -> Vec<u128> {
+        d.jobs.iter().map(|j| j.event.as_u128()).collect()
+    }
+
+    /// Issue 13: a pass asks a held-back destination once, however long its backlog, and
+    /// still takes every other destination's due jobs in due order.
+    #[test]
+    fn a_held_destination_costs_a_pass_one_look() {
+        let mut m = Memory::default();
+        let mut changes = Vec::new();
+        for n in 0..5_000u128 {
+            changes.push(Change::Queue(job(n, "ns/a", "slow", 1_000 + n as u64)));
+        }
+        for n in 0..10u128 {
+            changes.push(Change::Queue(job(
+                10_000 + n,
+                "ns/b",
+                "fast",
+                1_500 + n as u64 * 500,
+            )));
+        }
+        m.apply(changes);
+        let (hold, asked) = holding("slow");
+        let d = m
+            .due(10_000, 256, &none(), &hold, true, |_, _| {
+                Ok(Loaded::Missing)
+            })
+            .expect("due");
+        // b's jobs due by 10,000 (1,500 … 6,000); the rest of b's are later.
+        assert_eq!(events(&d), (10_000..10_010).collect::<Vec<_>>());
+        assert_eq!(
+            asked
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|e| **e < 10_000)
+                .count(),
+            1,
+            "the held destination was asked about once"
+        );
+        // Nothing left due but the held backlog: the next due time is none of it.
+        assert_eq!(d.next_due_ms, None);
+        assert_eq!(m.sizes(), (5_000, 10, 0));
+        // Once it is free, the held destination's jobs come in due order, `limit` at a time.
+        let (free, _) = holding("nothing");
+        let d = m
+            .due(10_000, 256, &none(), &free, true, |_, _| {
+                Ok(Loaded::Missing)
+            })
+            .expect("due");
+        assert_eq!(events(&d), (0..256).collect::<Vec<_>>());
+        assert_eq!(d.next_due_ms, Some(10_000), "more are due now");
+    }
+
+    /// Queues of several destinations merge in due order, and a later job of a held
+    /// destination still counts for the next due time.
+    #[test]
+    fn queues_merge_in_due_order_and_report_the_next_due_time() {
+        let mut m = Memory::default();
+        m.apply(vec![
+            Change::Queue(job(1, "ns/a", "x", 10)),
+            Change::Queue(job(2, "ns/b", "y", 20)),
+            Change::Queue(job(3, "ns/a", "x", 30)),
+            Change::Queue(job(4, "ns/b", "y", 40)),
+            Change::Queue(job(5, "ns/a", "z", 500)),
+            Change::Queue(job(6, "ns/b", "y", 700)),
+        ]);
+        let (free, _) = holding("nothing");
+        let d = m
+            .due(100, 10, &none(), &free, false, |_, _| Ok(Loaded::Missing))
+            .expect("due");
+        assert_eq!(events(&d), vec![1, 2, 3, 4]);
+        assert_eq!(d.next_due_ms, Some(500));
+        // y held: its job at 700 still counts, z's at 500 comes first.
+        let (hold, _) = holding("y");
+        let d = m
+            .due(600, 10, &none(), &hold, false, |_, _| Ok(Loaded::Missing))
+            .expect("due");
+        assert_eq!(events(&d), vec![1, 3, 5]);
+        assert_eq!(d.next_due_ms, Some(700));
+    }
+
+    /// Jobs rebuilt from disk are read once, move to their destination's queue, and from
+    /// then on a held destination is skipped unread; a release puts a claim back in place.
+    #[test]
+    fn rebuilt_jobs_find_their_destination_and_claims_come_back() {
+        let mut m = Memory::default();
+        m.rebuild((0..100u128).map(|n| (n as u64, n, 0)));
+        let reads = Arc::new(Mutex::new(0usize));
+        let load = |r: Arc<Mutex<usize>>| {
+            move |e: u128, _| {
+                *r.lock().expect("lock") += 1;
+                let dest = if e.is_multiple_of(2) { "even" } else { "odd" };
+                Ok(Loaded::Record(job(e, "ns/a", dest, e as u64)))
+            }
+        };
+        let (hold, asked) = holding("even");
+        let d = m
+            .due(1_000, 1_000, &none(), &hold, false, load(reads.clone()))
+            .expect("due");
+        assert_eq!(
+            events(&d),
+            (0..100).filter(|n| n % 2 == 1).collect::<Vec<_>>()
+        );
+        assert_eq!(*reads.lock().expect("lock"), 100);
+        asked.lock().expect("lock").clear();
+        let d = m
+            .due(1_000, 1_000, &none(), &hold, true, load(reads.clone()))
+            .expect("due");
+        assert_eq!(d.jobs.len(), 50);
+        assert_eq!(
+            *reads.lock().expect("lock"),
+            100,
+            "read once, kept in memory"
+        );
+        assert_eq!(
+            asked.lock().expect("lock").len(),
+            51,
+            "50 taken, 1 held look"
+        );
+        assert_eq!(m.sizes(), (50, 50, 0));
+        let back: Vec<JobKey> = d.jobs.iter().map(JobRecord::key).collect();
+        m.release(&back);
+        assert_eq!(m.sizes(), (100, 0, 0));
+        let (free, _) = holding("nothing");
+        let d = m
+            .due(1_000, 1_000, &none(), &free, false, load(reads.clone()))
+            .expect("due");
+        assert_eq!(events(&d), (0..100).collect::<Vec<_>>());
     }
 }

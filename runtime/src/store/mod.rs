@@ -79,7 +79,9 @@ pub trait Store: Send + Sync + 'static {
     /// the scheduler when it lets go).
     ///
     /// `claimed` is asked first, with the job's key only, so that jobs already in flight
-    /// cost no read or decode of their record; `hold` then sees the decoded record. A due
+    /// cost no read or decode of their record; `hold` then sees the decoded record. `hold`
+    /// answers for a job's destination (or its bridge's steps), not for the one job: once it
+    /// holds one back, a store may pass over that destination's other jobs unasked. A due
     /// job whose record cannot be decoded goes to [`DueJobs::undecodable`] instead; every
     /// other method passes over such a record.
     fn due_jobs(
@@ -158,8 +160,21 @@ pub trait Store: Send + Sync + 'static {
         paused: bool,
         now_ms: u64,
     ) -> StoreFuture<usize>;
-    /// Destinations paused by a 410, as `(bridge, destination)`.
+    /// Destinations paused by a 410 (or disabled by their circuit breaker), as
+    /// `(bridge, destination)`.
     fn paused(&self) -> StoreFuture<Vec<(String, String)>>;
+    /// Every stored circuit breaker, `(bridge, destination)` → state. Resuming a
+    /// destination ([`Store::set_paused`] with false) deletes its breaker: closed.
+    fn breakers(&self) -> StoreFuture<Vec<((String, String), BreakerState)>>;
+    /// Change one destination's breaker in one transaction (on a shared store, under a
+    /// row lock: two workers never both take the half-open probe). Returns the state
+    /// before and after.
+    fn update_breaker(
+        &self,
+        bridge: String,
+        destination: String,
+        f: BreakerUpdate,
+    ) -> StoreFuture<BreakerChange>;
     /// Pending jobs per `(bridge, destination)`.
     fn queue_depth(&self) -> StoreFuture<Vec<((String, String), u64)>>;
     /// Every job still queued for one bridge: pending and retrying ones (steps jobs

@@ -526,3 +526,51 @@ mod tests {
         assert_eq!(a.as_bytes()[..6], parent.as_bytes()[..6]);
     }
 }
+
+/// Where a destination's circuit breaker stands (`delivery/breaker.rs` decides the
+/// transitions; the store keeps the state so that it survives restarts and every worker of
+/// a shared store sees it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum BreakerPhase {
+    /// Attempts go out; failures are counted.
+    #[default]
+    Closed,
+    /// No attempt until `until_ms`.
+    Open,
+    /// One probe attempt is out (its worker holds it until `until_ms`).
+    HalfOpen,
+    /// Failed for the breaker's `disableAfter`: paused until resumed, like a 410.
+    Disabled,
+}
+
+/// One destination's circuit breaker, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerState {
+    pub phase: BreakerPhase,
+    /// Failed attempts since the last success.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// The first failure since the last success: continuous failure since then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since_ms: Option<u64>,
+    /// Open: when the probe may go. Half-open: when the probe's claim runs out (its
+    /// worker died) and another worker may probe.
+    #[serde(default)]
+    pub until_ms: u64,
+    /// Half-open: the token of the worker's attempt that holds the probe.
+    #[serde(default)]
+    pub probe: u64,
+    /// Times the breaker opened.
+    #[serde(default)]
+    pub openings: u64,
+}
+
+/// A change of one breaker, applied atomically by the store: sees what is stored (None:
+/// nothing, a closed breaker without failures) and returns what to store (None: delete).
+pub type BreakerUpdate =
+    std::sync::Arc<dyn Fn(Option<&BreakerState>) -> Option<BreakerState> + Send + Sync>;
+
+/// A breaker before and after an update.
+pub type BreakerChange = (Option<BreakerState>, Option<BreakerState>);

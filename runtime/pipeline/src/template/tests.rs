@@ -26,6 +26,7 @@ fn dest(url: &str, headers: &[(&str, &str)], body: Option<&str>) -> DestinationC
         oauth2: None,
         tls: None,
         cloud_events: None,
+        circuit_breaker: None,
     }
 }
 

@@ -42,6 +42,7 @@ use crate::sync::lock;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("001_init.sql")),
     (2, include_str!("002_event_index.sql")),
+    (3, include_str!("003_breakers.sql")),
 ];
 
 /// Operations one transaction takes at most.
@@ -1388,6 +1389,10 @@ impl Store for PostgresStore {
                            AND NOT EXISTS (SELECT 1 FROM paused p
                                            WHERE p.bridge = q.bridge AND p.destination = q.destination AND q.slot <> -1)
                            AND NOT EXISTS (SELECT 1 FROM suspended s WHERE s.bridge = q.bridge AND s.suspended)
+                           AND NOT EXISTS (SELECT 1 FROM breakers b
+                                           WHERE b.bridge = q.bridge AND b.destination = q.destination AND q.slot <> -1
+                                             AND b.state::jsonb->>'phase' IN ('open', 'halfOpen')
+                                             AND (b.state::jsonb->>'untilMs')::bigint > $1)
                          ORDER BY q.due_at, q.event, q.slot
                          LIMIT $2
                          FOR UPDATE OF q SKIP LOCKED)
@@ -1843,6 +1848,13 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(err)?;
+            // Resumed: its circuit breaker starts closed.
+            tx.execute(
+                "DELETE FROM breakers WHERE bridge = $1 AND destination = $2",
+                &[&bridge, &destination],
+            )
+            .await
+            .map_err(err)?;
             // The paused attempt failed; resuming retries it with the budget it had.
             let rows = tx
                 .query(
@@ -1879,6 +1891,95 @@ impl Store for PostgresStore {
                 .await
                 .map_err(|e| db_err(&core, "paused", e))?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn breakers(&self) -> StoreFuture<Vec<((String, String), BreakerState)>> {
+        self.run(move |core| async move {
+            let c = core.client().await?;
+            let rows = c
+                .query("SELECT bridge, destination, state FROM breakers", &[])
+                .await
+                .map_err(|e| db_err(&core, "breakers", e))?;
+            rows.iter()
+                .map(|r| {
+                    let state: String = r.get(2);
+                    let s = serde_json::from_str(&state).map_err(|e| StoreError::Corrupt {
+                        table: "breakers",
+                        message: e.to_string(),
+                    })?;
+                    Ok(((r.get(0), r.get(1)), s))
+                })
+                .collect()
+        })
+    }
+
+    fn update_breaker(
+        &self,
+        bridge: String,
+        destination: String,
+        f: BreakerUpdate,
+    ) -> StoreFuture<BreakerChange> {
+        self.run(move |core| async move {
+            let mut c = core.client().await?;
+            let err = |e| db_err(&core, "breaker", e);
+            let tx = c.transaction().await.map_err(err)?;
+            // A row that does not exist yet cannot be locked: the advisory lock of the
+            // destination serialises the workers instead (released at commit).
+            let what = format!("breaker:{bridge}:{destination}");
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[&lock_key(&core.schema, &what)],
+            )
+            .await
+            .map_err(err)?;
+            let row = tx
+                .query_opt(
+                    "SELECT state FROM breakers WHERE bridge = $1 AND destination = $2",
+                    &[&bridge, &destination],
+                )
+                .await
+                .map_err(err)?;
+            let before: Option<BreakerState> = match row {
+                None => None,
+                Some(r) => {
+                    let state: String = r.get(0);
+                    Some(
+                        serde_json::from_str(&state).map_err(|e| StoreError::Corrupt {
+                            table: "breakers",
+                            message: e.to_string(),
+                        })?,
+                    )
+                }
+            };
+            let after = f(before.as_ref());
+            if after != before {
+                match &after {
+                    Some(a) => {
+                        let state = serde_json::to_string(a).map_err(|e| StoreError::Engine {
+                            op: "breaker",
+                            message: e.to_string(),
+                        })?;
+                        tx.execute(
+                            "INSERT INTO breakers (bridge, destination, state) VALUES ($1, $2, $3)
+                             ON CONFLICT (bridge, destination) DO UPDATE SET state = EXCLUDED.state",
+                            &[&bridge, &destination, &state],
+                        )
+                        .await
+                        .map_err(err)?;
+                    }
+                    None => {
+                        tx.execute(
+                            "DELETE FROM breakers WHERE bridge = $1 AND destination = $2",
+                            &[&bridge, &destination],
+                        )
+                        .await
+                        .map_err(err)?;
+                    }
+                }
+            }
+            tx.commit().await.map_err(err)?;
+            Ok((before, after))
         })
     }
 
