@@ -296,3 +296,156 @@ async fn worker_mode_runs_a_rendered_config_file_and_guards_the_admin_api() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Issue 18: a bridge whose Bridge is being deleted runs `draining` in the rendered config.
+/// It answers 410 Gone to new events while its queued jobs keep going to a sink that fails
+/// and then recovers; the admin report counts what is left (0 once all are delivered), and
+/// the other bridge of the worker is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_bridge_answers_410_while_its_backlog_still_delivers() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let up = Arc::new(AtomicBool::new(false));
+    let sink_up = up.clone();
+    let sink = Sink::start(move |_, r| {
+        if r.path == "/other" || sink_up.load(Ordering::SeqCst) {
+            (200, vec![])
+        } else {
+            (503, vec![])
+        }
+    })
+    .await;
+    let retrying = |name: &str, path: &str| {
+        format!(
+            r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: {name}}}
+spec:
+  destinations:
+  - name: sink
+    url: "{}"
+    retries: 100
+    backoff: {{policy: exponential, initialDelay: 200ms, maxDelay: 500ms}}
+"#,
+            sink.url(path)
+        )
+    };
+    let m = manifests(dir.path(), &retrying("leaving", "/leaving"));
+    std::fs::write(m.join("other.yaml"), retrying("other", "/other")).unwrap();
+    let (ok, out, err) = causeway(&["render", "-f", m.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let mut cfg: serde_json::Value = serde_json::from_str(&out).unwrap();
+    cfg["adminToken"] = "admin-s3cret".into();
+    let file = dir.path().join("config.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let w = Worker::start_worker(dir.path(), &file, &[]);
+    let c = client();
+    let report = || async {
+        let v: serde_json::Value = c
+            .get(w.admin_url("/api/v1/config"))
+            .bearer_auth("admin-s3cret")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        serde_json::from_value::<causeway_config::WorkerReport>(v).unwrap()
+    };
+
+    // Three events queue up behind a failing sink.
+    for i in 0..3 {
+        let body = format!(r#"{{"n":{i}}}"#);
+        assert_eq!(
+            post(&c, &w.url("/hooks/default/leaving"), &body, &[])
+                .await
+                .0,
+            202
+        );
+    }
+    assert!(sink.wait_for("/leaving", 3, Duration::from_secs(20)).await >= 3);
+    let leaving: causeway_config::ObjectKey = "default/leaving".parse().unwrap();
+    assert_eq!(
+        report().await.bridge(&leaving).unwrap().jobs_left,
+        None,
+        "only a draining bridge is counted"
+    );
+
+    // The Bridge is deleted: the operator renders it draining.
+    let i = cfg["bridges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|b| b["name"] == "leaving")
+        .unwrap();
+    cfg["bridges"][i]["draining"] = true.into();
+    cfg["version"] = "draining".into();
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while report().await.version != "draining" {
+        assert!(
+            Instant::now() < deadline,
+            "draining not applied:\n{}",
+            w.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, body) = post(
+        &c,
+        &w.url("/hooks/default/leaving"),
+        r#"{"late":true}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(code, 410, "{body}");
+    assert_eq!(
+        body["error"],
+        "bridge default/leaving is being deleted: it takes no new events (its queued deliveries are draining)"
+    );
+    // The other bridge takes events and delivers them.
+    assert_eq!(
+        post(&c, &w.url("/hooks/default/other"), r#"{"x":1}"#, &[])
+            .await
+            .0,
+        202
+    );
+    assert_eq!(sink.wait_for("/other", 1, Duration::from_secs(20)).await, 1);
+    let r = report().await;
+    assert_eq!(r.version, "draining");
+    assert_eq!(
+        r.bridge(&leaving).unwrap().jobs_left,
+        Some(3),
+        "the three queued events, none refused ones"
+    );
+    assert_eq!(
+        r.bridge(&"default/other".parse().unwrap())
+            .unwrap()
+            .jobs_left,
+        None
+    );
+
+    // The sink recovers: the backlog drains, every queued event delivered once.
+    up.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while report().await.bridge(&leaving).unwrap().jobs_left != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "backlog not drained:\n{}",
+            w.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let delivered: std::collections::BTreeSet<String> = sink
+        .requests("/leaving")
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(
+        delivered,
+        (0..3).map(|i| format!(r#"{{"n":{i}}}"#)).collect(),
+        "the queued events were delivered; the refused one never reached the sink"
+    );
+}

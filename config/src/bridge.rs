@@ -26,6 +26,10 @@ pub struct BridgeConfig {
     #[serde(default)]
     pub ingress_rate_limit: Option<RateLimitConfig>,
     pub suspend: bool,
+    /// The Bridge is being deleted and drains: the ingress refuses new events (410 Gone)
+    /// while the jobs already queued (steps and deliveries) keep going.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
     /// What the ingress does while a plugin the bridge calls is not loaded.
     #[serde(default)]
     pub when_plugin_not_ready: PluginNotReadyPolicy,

@@ -13,6 +13,8 @@ pub const LOAD_ERROR: &str = "LoadError";
 pub const DIGEST_MISMATCH: &str = "DigestMismatch";
 pub const FETCH_FAILED: &str = "FetchFailed";
 pub const SUSPENDED: &str = "Suspended";
+/// A Bridge is being deleted and its queued jobs drain (new events get 410 Gone).
+pub const DRAINING: &str = "Draining";
 /// A plugin a Bridge calls (a step, an `http://<plugin>.internal` destination) is not
 /// loaded on a worker of its pool.
 pub const PLUGIN_NOT_READY: &str = "PluginNotReady";

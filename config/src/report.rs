@@ -255,6 +255,12 @@ pub struct BridgeReport {
     /// Its destinations on this worker: paused or not, jobs waiting, and the last hour.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<DestinationReport>,
+    /// Only for a bridge the config marks draining (its Bridge is being deleted): every
+    /// job still queued for it, steps jobs and paused or held ones included, counted when
+    /// the report was asked for (in a shared store: the pool's). `None` for a bridge that
+    /// is not draining, or when the store could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs_left: Option<u64>,
 }
 
 /// One destination of a bridge on one worker.
@@ -375,6 +381,7 @@ mod tests {
                 suspended: false,
                 error: None,
                 destinations: vec![],
+                jobs_left: None,
             }],
             plugins: vec![PluginReport {
                 namespace: "shop".into(),

@@ -166,6 +166,52 @@ pub struct BridgeSpec {
     /// circuit breaker opens or closes, or it is disabled (`docs/circuit-breaker.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<Notifications>,
+    /// What deleting the Bridge does with the jobs still queued for it: `Drain` (the
+    /// default) keeps delivering them, refusing new events with 410 Gone, for at most
+    /// `drainTimeout`; `Discard` removes the bridge at once and dead-letters them.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub deletion: Deletion,
+}
+
+/// `spec.deletion`: how a Bridge goes away. See `docs/deletion.md`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Deletion {
+    /// `Drain` (default) or `Discard`.
+    #[serde(default)]
+    pub policy: DeletionPolicy,
+    /// With `Drain`: the longest the operator waits for the queued jobs (default 5m). What
+    /// is left then is dead-lettered, and a Warning Event says how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub drain_timeout: Option<String>,
+}
+
+/// The default `spec.deletion.drainTimeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: &str = "5m";
+
+impl Deletion {
+    /// The drain timeout, or the default when unset; `None` when it does not parse
+    /// (validation reports it).
+    pub fn drain_timeout(&self) -> Option<std::time::Duration> {
+        causeway_config::duration::parse_duration(
+            self.drain_timeout
+                .as_deref()
+                .unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        )
+        .ok()
+    }
+}
+
+/// What deleting a Bridge does with its queued jobs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Refuse new events (410 Gone) and deliver the queued jobs, for at most
+    /// `drainTimeout`, before the Bridge goes.
+    #[default]
+    Drain,
+    /// Go at once: queued jobs are dead-lettered.
+    Discard,
 }
 
 /// Where a bridge tells someone about its destinations' health.
@@ -914,7 +960,31 @@ pub struct BridgeStatus {
     /// When the counts of `destinations` were taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destinations_at: Option<Time>,
+    /// While the Bridge is being deleted and drains: how far it has got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion: Option<DeletionStatus>,
 }
+
+/// `status.deletion`: the drain of a Bridge being deleted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionStatus {
+    /// `Draining` until the queued jobs are delivered or the deadline passes.
+    pub phase: String,
+    /// Jobs still queued for the bridge (steps, deliveries, paused ones), as its pool's
+    /// workers last reported them; unset until they have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_jobs: Option<u64>,
+    /// When what is left is dead-lettered and the Bridge goes anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Time>,
+    /// When `pendingJobs` was taken: it is rewritten at most every few seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_at: Option<Time>,
+}
+
+/// `status.deletion.phase` while the queued jobs drain.
+pub const PHASE_DRAINING: &str = "Draining";
 
 /// One destination of a Bridge, as its pool's workers report it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]

@@ -14,6 +14,9 @@ pub const API_VERSION: &str = "causeway.dev/v1alpha1";
 pub const DEFAULT_POOL: &str = "default";
 /// The namespace a manifest lands in when it names none (local mode).
 pub const DEFAULT_NAMESPACE: &str = "default";
+/// The operator's finalizer on every Bridge: a Bridge being deleted stays, draining, until
+/// its queued jobs are delivered or `spec.deletion.drainTimeout` has passed.
+pub const BRIDGE_FINALIZER: &str = "causeway.dev/drain";
 
 /// A reference to one key of a Secret in the same namespace.
 #[derive(

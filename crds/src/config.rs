@@ -139,6 +139,7 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
         .bridges
         .iter()
         .filter(|b| in_pool(&namespace_of(&b.metadata), pool_of(&b.spec.pool)))
+        .filter(|b| !being_deleted(b) || drains(b))
         .collect();
     bridges.sort_by_key(|b| {
         (
@@ -405,6 +406,23 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
     config.version = version_of(&config);
     problems.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
     Rendered { config, problems }
+}
+
+/// The Bridge has a deletion timestamp.
+pub fn being_deleted(b: &Bridge) -> bool {
+    b.metadata.deletion_timestamp.is_some()
+}
+
+/// A Bridge being deleted stays in its pool's config, draining, while the operator's
+/// finalizer holds it (policy `Drain`); with `Discard`, or once the finalizer is gone, it
+/// leaves the config at once.
+pub fn drains(b: &Bridge) -> bool {
+    b.spec.deletion.policy == crate::bridge::DeletionPolicy::Drain
+        && b.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == crate::common::BRIDGE_FINALIZER)
 }
 
 /// The content hash of a config (its `version` field excluded).
@@ -839,6 +857,7 @@ fn build_bridge(
         dedupe_window_ms: ms(&spec.ingress.dedupe_window),
         ingress_rate_limit: spec.ingress.rate_limit.as_ref().map(rate_limit),
         suspend: spec.suspend,
+        draining: being_deleted(b),
         when_plugin_not_ready: spec.when_plugin_not_ready,
         auth,
         filter: spec.filter.clone(),

@@ -121,6 +121,20 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
         e.add("spec.ingress.maxBodyBytes", "must be at least 1");
     }
     e.duration("spec.ingress.dedupeWindow", &spec.ingress.dedupe_window);
+    if let Some(t) = &spec.deletion.drain_timeout {
+        match parse_duration(t) {
+            Err(err) => e.add("spec.deletion.drainTimeout", err.to_string()),
+            Ok(d) if d.is_zero() => e.add(
+                "spec.deletion.drainTimeout",
+                "must be longer than 0 (policy: Discard removes at once)",
+            ),
+            Ok(_) if spec.deletion.policy == crate::bridge::DeletionPolicy::Discard => e.add(
+                "spec.deletion.drainTimeout",
+                "applies to policy: Drain only (Discard removes at once)",
+            ),
+            Ok(_) => {}
+        }
+    }
     if let Some(a) = &spec.ingress.auth {
         let set = [
             a.standard_webhooks.is_some(),

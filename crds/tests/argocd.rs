@@ -188,6 +188,31 @@ fn the_argocd_health_script_maps_ready_to_argo_health_for_every_kind() {
             "StoreUnavailable",
         ),
     ];
+    // Issue 18: a Bridge being deleted drains its queued jobs; Argo CD waits for its
+    // finalizer, and shows it as progressing with what is left, not as degraded.
+    let mut draining = objects(Some(ready("False", "Draining", "being deleted")), 2)
+        .remove(0)
+        .1;
+    draining["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    draining["status"]["deletion"] = serde_json::to_value(causeway_crds::bridge::DeletionStatus {
+        phase: "Draining".into(),
+        pending_jobs: Some(3),
+        deadline: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+        counted_at: None,
+    })
+    .unwrap();
+    let (status, got) = health(&lua, &draining);
+    assert_eq!(status, "Progressing", "{draining}");
+    assert!(
+        got.contains("Draining: 3 jobs left, until 1970-01-01T00:00:00Z"),
+        "{got:?}"
+    );
+    let mut unknown = draining.clone();
+    unknown["status"]["deletion"] = json!({"phase": "Draining"});
+    assert_eq!(
+        health(&lua, &unknown),
+        ("Progressing".into(), "Draining: unknown jobs left".into())
+    );
     for (conditions, observed, want, message) in cases {
         for (kind, object) in objects(conditions.clone(), observed) {
             let (status, got) = health(&lua, &object);

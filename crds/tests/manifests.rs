@@ -75,7 +75,23 @@ fn bad_manifests_name_file_document_and_field() {
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  ingres: {{}}\n{ok_dest}"),
-            "m.yaml: document 1 (Bridge shop/orders): spec.ingres: unknown field `ingres`, expected one of `pool`, `suspend`, `whenPluginNotReady`, `ingress`, `filter`, `steps`, `stepRetry`, `destinations`, `env`, `templates`, `schema`, `streams`, `notifications`",
+            "m.yaml: document 1 (Bridge shop/orders): spec.ingres: unknown field `ingres`, expected one of `pool`, `suspend`, `whenPluginNotReady`, `ingress`, `filter`, `steps`, `stepRetry`, `destinations`, `env`, `templates`, `schema`, `streams`, `notifications`, `deletion`",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  deletion: {{drainTimeout: 5 minutes}}\n{ok_dest}"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.deletion.drainTimeout: invalid duration \"5 minutes\": unknown unit (write e.g. 500ms, 30s, 15m, 1h, 1d or 1h30m)",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  deletion: {{drainTimeout: 0s}}\n{ok_dest}"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.deletion.drainTimeout: must be longer than 0 (policy: Discard removes at once)",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  deletion: {{policy: Discard, drainTimeout: 1m}}\n{ok_dest}"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.deletion.drainTimeout: applies to policy: Drain only (Discard removes at once)",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  deletion: {{policy: Keep}}\n{ok_dest}"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.deletion.policy: unknown variant `Keep`, expected `Drain` or `Discard`",
         ),
         (
             format!("{BRIDGE_HEAD}specc: {{}}\n"),

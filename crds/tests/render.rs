@@ -383,3 +383,72 @@ fn the_bridge_crd_declares_the_ingress_rate_limit() {
     assert_eq!(limit["perSecond"]["minimum"].as_f64(), Some(1.0));
     assert_eq!(limit["burst"]["minimum"].as_f64(), Some(1.0));
 }
+
+/// Issue 18: a Bridge being deleted stays in its pool's config, `draining`, while the
+/// operator's finalizer holds it with policy Drain; with Discard, or once the finalizer
+/// is gone, it is not rendered.
+#[test]
+fn a_deleted_bridge_renders_draining_only_while_its_drain_finalizer_holds_it() {
+    let text = r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {name: draining, namespace: shop}
+spec:
+  destinations: [{name: crm, url: "https://crm.example.com/in"}]
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {name: discarded, namespace: shop}
+spec:
+  deletion: {policy: Discard}
+  destinations: [{name: crm, url: "https://crm.example.com/in"}]
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {name: released, namespace: shop}
+spec:
+  destinations: [{name: crm, url: "https://crm.example.com/in"}]
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {name: live, namespace: shop}
+spec:
+  destinations: [{name: crm, url: "https://crm.example.com/in"}]
+"#;
+    let mut inv = inv(text);
+    let deleted = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+    for b in &mut inv.bridges {
+        let name = b.metadata.name.clone().unwrap_or_default();
+        if name != "live" {
+            b.metadata.deletion_timestamp = deleted.clone();
+        }
+        if name != "released" {
+            b.metadata.finalizers = Some(vec![
+                "example.com/other".into(),
+                causeway_crds::common::BRIDGE_FINALIZER.into(),
+            ]);
+        } else {
+            b.metadata.finalizers = Some(vec!["example.com/other".into()]);
+        }
+    }
+    let out = render(&inv, &pool("shop", "default"), &RenderContext::default());
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let rendered: Vec<(&str, bool)> = out
+        .config
+        .bridges
+        .iter()
+        .map(|b| (b.name.as_str(), b.draining))
+        .collect();
+    assert_eq!(rendered, vec![("draining", true), ("live", false)]);
+    let json = serde_json::to_value(&out.config).unwrap();
+    let live = json["bridges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "live")
+        .unwrap();
+    assert!(
+        live.get("draining").is_none(),
+        "not serialised when false: configs of bridges that are not deleted stay as they were"
+    );
+}

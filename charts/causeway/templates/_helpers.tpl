@@ -34,9 +34,13 @@ app.kubernetes.io/component: operator
 {{/* The operator's rules: in a ClusterRole, or in a Role per watched namespace. */}}
 {{- define "causeway.operatorRules" -}}
 # Watch the API; create the `default` pool of a namespace on demand. It never edits or
-# deletes users' objects.
+# deletes users' objects: on a Bridge it patches only its own finalizer
+# (`causeway.dev/drain`, docs/deletion.md).
 - apiGroups: [causeway.dev]
-  resources: [bridges, plugins]
+  resources: [bridges]
+  verbs: [get, list, watch, patch]
+- apiGroups: [causeway.dev]
+  resources: [plugins]
   verbs: [get, list, watch]
 - apiGroups: [causeway.dev]
   resources: [workerpools]

@@ -4,6 +4,11 @@
 //! `persistentVolumeClaimRetentionPolicy` is Retain): a pool of the same name picks the
 //! claim up and delivers what the deleted one had accepted. With `whenDeleted: Delete` the
 //! claim goes with the pool.
+//!
+//! Scenario 18 (issue 18): a deleted Bridge drains. Its finalizer holds it, `Draining` in
+//! status, while new events get 410 and the queued ones are delivered once the sink
+//! recovers; a drain that times out warns with the discarded count; `policy: Discard`
+//! goes at once.
 
 use std::time::Duration;
 
@@ -216,6 +221,317 @@ async fn s9_deleting_a_bridge_404s_and_deleting_a_pool_collects_its_children() -
         },
     )
     .await?;
+    ns.pass();
+    Ok(())
+}
+
+// ---- scenario 18: a deleted Bridge drains (issue 18) ------------------------------
+
+/// A Bridge on pool `drain` whose one destination retries every second for long.
+fn draining_bridge(name: &str, sink: &Sink, deletion: &str) -> String {
+    format!(
+        "apiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {{name: {name}}}\nspec:\n  pool: drain\n  deletion: {deletion}\n  destinations: [{{name: out, url: \"{}\", retries: 100, backoff: {{policy: fixed, delays: [1s]}}}}]\n",
+        sink.url(&format!("/{name}"))
+    )
+}
+
+/// The Bridge, or `None` once it is gone.
+async fn bridge_now(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<causeway_crds::Bridge>> {
+    let api: kube::Api<causeway_crds::Bridge> = kube::Api::namespaced(client.clone(), ns);
+    Ok(api.get_opt(name).await?)
+}
+
+/// Events about Bridge `name` with `reason`: their notes and types.
+async fn bridge_events(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> Result<Vec<(String, String)>> {
+    let api: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(client.clone(), ns);
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("Bridge")
+        })
+        .map(|e| (e.type_.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect())
+}
+
+/// Post `n` events to `url`; their ids.
+async fn post_events(url: &str, n: usize) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r = post(url, &format!(r#"{{"n":{i}}}"#), &[]).await?;
+        ensure!(r.status == 202, "{} {}", r.status, r.body);
+        ids.push(r.json()?["id"].as_str().unwrap_or_default().to_string());
+    }
+    Ok(ids)
+}
+
+#[tokio::test]
+async fn s18_a_deleted_bridge_drains_its_queue_then_goes() -> Result<()> {
+    let ns = TestNs::new("drain").await?;
+    let stack = Stack::get()?;
+    let client = stack.client().await?;
+    let failing = Sink::start()?;
+    failing.respond_with(503);
+    let healthy = Sink::start()?;
+    ns.apply(&format!(
+        "{}---\n{}---\n{}",
+        crate::pool("drain"),
+        draining_bridge("leaving", &failing, "{drainTimeout: 10m}"),
+        draining_bridge("staying", &healthy, "{}"),
+    ))?;
+    for b in ["leaving", "staying"] {
+        wait_condition(&client, &ns.name, "Bridge", b, Want::ready(), READY_TIMEOUT).await?;
+    }
+    let finalizers = bridge_now(&client, &ns.name, "leaving")
+        .await?
+        .and_then(|b| b.metadata.finalizers)
+        .unwrap_or_default();
+    ensure!(
+        finalizers == ["causeway.dev/drain"],
+        "the operator's finalizer: {finalizers:?}"
+    );
+    let pod = ready_pool_pod(&client, &ns.name, "drain").await?;
+    let leaving = ingress_url(&pod, &format!("/hooks/{}/leaving", ns.name))?;
+    let staying = ingress_url(&pod, &format!("/hooks/{}/staying", ns.name))?;
+    const N: usize = 3;
+    let ids = post_events(&leaving, N).await?;
+    failing
+        .wait_for(Some("/leaving"), N, Duration::from_secs(60))
+        .await?;
+
+    kubectl(&[
+        "delete",
+        "bridge",
+        "leaving",
+        "-n",
+        &ns.name,
+        "--wait=false",
+    ])?
+    .ok()?;
+    // Draining: the Bridge stays, with its progress in status; new events get 410.
+    eventually(
+        "status.deletion: Draining with the queued jobs",
+        Duration::from_secs(90),
+        || async {
+            let b = bridge_now(&client, &ns.name, "leaving")
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the Bridge went before it drained"))?;
+            let d = b.status.and_then(|s| s.deletion);
+            Ok(
+                d.filter(|d| d.phase == "Draining" && d.pending_jobs == Some(N as u64))
+                    .map(|_| ()),
+            )
+        },
+    )
+    .await?;
+    eventually(
+        "410 from the draining bridge",
+        Duration::from_secs(60),
+        || async {
+            let r = post(&leaving, r#"{"late":true}"#, &[]).await?;
+            Ok((r.status == 410).then_some(r))
+        },
+    )
+    .await
+    .and_then(|r| {
+        ensure!(
+            r.body.contains("is being deleted"),
+            "a clear JSON error: {}",
+            r.body
+        );
+        Ok(())
+    })?;
+    let r = post(&staying, "{}", &[]).await?;
+    ensure!(
+        r.status == 202,
+        "the other bridge still takes events: {} {}",
+        r.status,
+        r.body
+    );
+    let conditions =
+        causeway_e2e::harness::conditions(&client, &ns.name, "Bridge", "leaving").await?;
+    let ready = causeway_e2e::harness::condition(&conditions, "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    ensure!(
+        ready == Some(("False".into(), "Draining".into())),
+        "Ready while draining: {ready:?}"
+    );
+    ensure!(
+        bridge_now(&client, &ns.name, "leaving").await?.is_some(),
+        "the Bridge stays while its jobs are queued"
+    );
+
+    // The sink recovers: every queued event is delivered, then the Bridge goes.
+    let before = failing.at("/leaving").len();
+    failing.respond_with(200);
+    eventually(
+        "the Bridge gone after its queue drained",
+        Duration::from_secs(120),
+        || async {
+            Ok(bridge_now(&client, &ns.name, "leaving")
+                .await?
+                .is_none()
+                .then_some(()))
+        },
+    )
+    .await?;
+    let delivered: std::collections::BTreeSet<String> = failing
+        .at("/leaving")
+        .iter()
+        .skip(before)
+        .filter_map(|r| {
+            r.headers
+                .get("causeway-event-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .collect();
+    for id in &ids {
+        ensure!(
+            delivered.contains(id),
+            "queued event {id} was not delivered before the Bridge went: {delivered:?}"
+        );
+    }
+    ensure!(
+        !failing
+            .at("/leaving")
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("late")),
+        "an event refused with 410 reached the sink"
+    );
+    let drained = bridge_events(&client, &ns.name, "leaving", "Drained").await?;
+    ensure!(
+        drained.iter().any(|(t, _)| t == "Normal"),
+        "a Normal Drained event: {drained:?}"
+    );
+    ensure!(
+        bridge_events(&client, &ns.name, "leaving", "DrainTimedOut")
+            .await?
+            .is_empty(),
+        "nothing discarded"
+    );
+    eventually("404 once it is gone", Duration::from_secs(60), || async {
+        Ok((post(&leaving, "{}", &[]).await?.status == 404).then_some(()))
+    })
+    .await?;
+    ns.pass();
+    Ok(())
+}
+
+#[tokio::test]
+async fn s18_a_drain_that_times_out_warns_with_the_discarded_count() -> Result<()> {
+    let ns = TestNs::new("drain-timeout").await?;
+    let stack = Stack::get()?;
+    let client = stack.client().await?;
+    let sink = Sink::start()?;
+    sink.respond_with(503);
+    ns.apply(&format!(
+        "{}---\n{}",
+        crate::pool("drain"),
+        draining_bridge("stuck", &sink, "{drainTimeout: 40s}"),
+    ))?;
+    wait_condition(
+        &client,
+        &ns.name,
+        "Bridge",
+        "stuck",
+        Want::ready(),
+        READY_TIMEOUT,
+    )
+    .await?;
+    let pod = ready_pool_pod(&client, &ns.name, "drain").await?;
+    let url = ingress_url(&pod, &format!("/hooks/{}/stuck", ns.name))?;
+    post_events(&url, 2).await?;
+    sink.wait_for(Some("/stuck"), 2, Duration::from_secs(60))
+        .await?;
+
+    kubectl(&["delete", "bridge", "stuck", "-n", &ns.name, "--wait=false"])?.ok()?;
+    eventually(
+        "a Warning Event naming the discarded count",
+        Duration::from_secs(150),
+        || async {
+            let warned = bridge_events(&client, &ns.name, "stuck", "DrainTimedOut").await?;
+            Ok(warned
+                .into_iter()
+                .find(|(t, note)| t == "Warning" && note.contains("2 queued jobs discarded")))
+        },
+    )
+    .await?;
+    eventually("the Bridge gone", Duration::from_secs(60), || async {
+        Ok(bridge_now(&client, &ns.name, "stuck")
+            .await?
+            .is_none()
+            .then_some(()))
+    })
+    .await?;
+    ns.pass();
+    Ok(())
+}
+
+#[tokio::test]
+async fn s18_policy_discard_deletes_at_once() -> Result<()> {
+    let ns = TestNs::new("drain-discard").await?;
+    let stack = Stack::get()?;
+    let client = stack.client().await?;
+    let sink = Sink::start()?;
+    sink.respond_with(503);
+    ns.apply(&format!(
+        "{}---\n{}",
+        crate::pool("drain"),
+        draining_bridge("dropped", &sink, "{policy: Discard}"),
+    ))?;
+    wait_condition(
+        &client,
+        &ns.name,
+        "Bridge",
+        "dropped",
+        Want::ready(),
+        READY_TIMEOUT,
+    )
+    .await?;
+    let pod = ready_pool_pod(&client, &ns.name, "drain").await?;
+    let url = ingress_url(&pod, &format!("/hooks/{}/dropped", ns.name))?;
+    post_events(&url, 2).await?;
+    sink.wait_for(Some("/dropped"), 2, Duration::from_secs(60))
+        .await?;
+
+    // `kubectl delete` waits for the finalizer: with Discard it goes at once.
+    kubectl(&[
+        "delete",
+        "bridge",
+        "dropped",
+        "-n",
+        &ns.name,
+        "--timeout=30s",
+    ])?
+    .ok()?;
+    ensure!(
+        bridge_now(&client, &ns.name, "dropped").await?.is_none(),
+        "the Bridge is gone"
+    );
+    let discarded = bridge_events(&client, &ns.name, "dropped", "Discarded").await?;
+    ensure!(!discarded.is_empty(), "a Discarded event");
+    ensure!(
+        bridge_now(&client, &ns.name, "dropped").await?.is_none()
+            && bridge_events(&client, &ns.name, "dropped", "Draining")
+                .await?
+                .is_empty(),
+        "never drained"
+    );
     ns.pass();
     Ok(())
 }

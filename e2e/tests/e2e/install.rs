@@ -216,6 +216,8 @@ async fn s1_chart_rbac_grants_what_the_operator_needs_and_no_more() -> Result<()
             "any",
         ],
         &["create", "workerpools.causeway.dev", "-n", "any"],
+        // Its finalizer on Bridges (issue 18).
+        &["patch", "bridges.causeway.dev", "-n", "any"],
         &["patch", "deployments.apps", "-n", "any"],
         &["delete", "deployments.apps", "-n", "any"],
         &["patch", "services", "-n", "any"],
@@ -255,6 +257,8 @@ async fn s1_chart_rbac_grants_what_the_operator_needs_and_no_more() -> Result<()
         &["update", "leases.coordination.k8s.io", "-n", "kube-system"],
         &["delete", "customresourcedefinitions.apiextensions.k8s.io"],
         &["delete", "workerpools.causeway.dev", "-n", "any"],
+        &["delete", "bridges.causeway.dev", "-n", "any"],
+        &["patch", "plugins.causeway.dev", "-n", "any"],
     ];
     let mut wrong = Vec::new();
     for a in allowed {

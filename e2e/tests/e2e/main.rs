@@ -19,6 +19,7 @@
 //! | 11 a worker OOM-killed by its memory limit: restarted, nothing acknowledged lost (real node) | `oom` |
 //! | 12 a cross-pool call through the pool's ClusterIP Service, resolved by cluster DNS (real node) | `dns` |
 //! | 17 a Bridge's schema ConfigMap: `ConfigMapNotFound` until it exists, then 202 and 422 | `event_apis` |
+//! | 18 a deleted Bridge drains (410, progress in status, delivered, gone), times out with a Warning, or is discarded | `deletion` |
 
 mod chart;
 mod conditions;

@@ -10,6 +10,7 @@
 //! controllers watch each kind once.
 
 mod apply;
+mod finalizer;
 mod inventory;
 mod objects;
 mod pool;

@@ -15,26 +15,33 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use super::apply::{apply_status, publish};
+use super::finalizer::{has_finalizer, set_finalizer};
 use super::pool::now;
 use super::{Context, Error};
 use crate::builders::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::status::deletion::{DrainStep, drain_step, end_event};
 use crate::status::{PoolObservation, bridge_status, plugin_status};
 
 /// Reconcile one Bridge's status.
 pub async fn reconcile_bridge(bridge: Arc<Bridge>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.start("bridge");
-    if !ctx.is_synced() || bridge.meta().deletion_timestamp.is_some() {
-        return Ok(if ctx.is_synced() {
-            Action::await_change()
-        } else {
-            Action::requeue(std::time::Duration::from_secs(1))
-        });
+    if !ctx.is_synced() {
+        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
     }
     let name = bridge.name_any();
     let ns = bridge.namespace().ok_or_else(|| Error::NoNamespace {
         kind: "Bridge".into(),
         name: name.clone(),
     })?;
+    if bridge.meta().deletion_timestamp.is_some() {
+        return drain(&bridge, &ns, &ctx).await;
+    }
+    if !has_finalizer(&bridge) {
+        // Before anything else: a Bridge deleted from here on drains.
+        if !set_finalizer(&ctx.client, &bridge, true).await? {
+            return Ok(Action::requeue(CONFLICT_RETRY));
+        }
+    }
     let pool = pool_of(&bridge.spec.pool).to_string();
     let exists = ctx
         .stores
@@ -71,6 +78,91 @@ pub async fn reconcile_bridge(bridge: Arc<Bridge>, ctx: Arc<Context>) -> Result<
         announce(&ctx, bridge.as_ref(), old, &status.conditions).await;
     }
     Ok(requeue_for(&ctx, &status.conditions))
+}
+
+/// How soon a finalizer write that met a newer object is tried again.
+const CONFLICT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A Bridge being deleted: drain it ([`crate::status::deletion`]), then let it go.
+async fn drain(bridge: &Bridge, ns: &str, ctx: &Context) -> Result<Action, Error> {
+    if !has_finalizer(bridge) {
+        // Not ours to hold (another finalizer keeps it): it has left its pool's config.
+        return Ok(Action::await_change());
+    }
+    let pool = pool_of(&bridge.spec.pool).to_string();
+    let pool_live = ctx
+        .stores
+        .pools
+        .get(&ObjectRef::new(&pool).within(ns))
+        .is_some_and(|p| p.meta().deletion_timestamp.is_none());
+    let obs = ctx.observation(ns, &pool);
+    match drain_step(
+        bridge,
+        pool_live,
+        obs.as_ref(),
+        &now(),
+        ctx.settings.requeue_pending,
+    ) {
+        DrainStep::Wait { status, recheck } => {
+            if bridge.status.as_ref() != Some(status.as_ref()) {
+                let first = bridge
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.deletion.as_ref())
+                    .is_none();
+                apply_status(&ctx.client, bridge, status.as_ref()).await?;
+                ctx.metrics
+                    .status_writes
+                    .with_label_values(&["bridge"])
+                    .inc();
+                if first && let Some(d) = &status.deletion {
+                    let left = d.pending_jobs.map_or("its queued jobs".to_string(), |n| {
+                        format!("{n} queued jobs")
+                    });
+                    let until = d
+                        .deadline
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_default();
+                    publish(
+                        &ctx.recorder,
+                        bridge,
+                        EventType::Normal,
+                        reason::DRAINING,
+                        "Delete",
+                        format!(
+                            "being deleted: new events get 410 Gone; draining {left} until {until}"
+                        ),
+                    )
+                    .await;
+                }
+            }
+            Ok(Action::requeue(recheck))
+        }
+        DrainStep::End(end) => {
+            if !set_finalizer(&ctx.client, bridge, false).await? {
+                return Ok(Action::requeue(CONFLICT_RETRY));
+            }
+            let (warning, why, note) = end_event(bridge, &end);
+            tracing::info!(bridge = %bridge.name_any(), namespace = %ns, reason = why, "{note}");
+            // After the write, so that a retried removal does not announce twice. The
+            // Event outlives the Bridge.
+            publish(
+                &ctx.recorder,
+                bridge,
+                if warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                why,
+                "Delete",
+                note,
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+    }
 }
 
 /// Reconcile one Plugin's status.

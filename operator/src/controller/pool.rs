@@ -174,7 +174,14 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
         ctx.wake_dependents(&ns, &name);
     }
     let status = write_status(&ctx, &pool, Some(&obs), None, &now).await?;
-    let converged = is_true(&status.conditions, condition::READY);
+    // A Bridge of this pool that drains waits for the workers' count of its jobs left:
+    // poll them as for a pool that has not converged.
+    let draining = ctx.stores.bridges.state().iter().any(|b| {
+        b.namespace().as_deref() == Some(ns.as_str())
+            && causeway_crds::config::pool_of(&b.spec.pool) == name
+            && causeway_crds::config::being_deleted(b)
+    });
+    let converged = is_true(&status.conditions, condition::READY) && !draining;
     Ok(Action::requeue(if converged {
         ctx.settings.requeue_converged
     } else {

@@ -541,6 +541,7 @@ async fn a_bridge_with_a_missing_secret_is_secret_not_found_not_an_error() {
     // Same state again: nothing written.
     let mut again = b.as_ref().clone();
     again.status = Some(serde_json::from_value(status).unwrap());
+    again.metadata.finalizers = Some(vec!["causeway.dev/drain".into()]);
     f.clear();
     reconcile_bridge(Arc::new(again), f.ctx.clone())
         .await
@@ -1404,6 +1405,164 @@ fn the_default_pool_can_run_on_postgres() {
     assert_eq!(
         serde_json::to_value(embedded.spec()).unwrap()["storage"]["type"],
         "embedded"
+    );
+}
+
+/// The config a pool reconcile applied (its config Secret), as JSON.
+fn applied_config(calls: &[Call]) -> Value {
+    let call = calls
+        .iter()
+        .find(|c| c.is("PATCH", &format!("{NS}/secrets/causeway-default-config")))
+        .unwrap();
+    let data = call.body["data"]["config.json"].as_str().unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+const BRIDGE_PATH: &str = "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders";
+
+// Issue 18: every Bridge gets the finalizer; a deleted one stays in its pool's config,
+// draining, with its progress in status, until the worker counts no job left; then the
+// finalizer goes.
+#[tokio::test]
+async fn a_deleted_bridge_drains_then_its_finalizer_goes() {
+    let spec = json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]});
+    let f = fixture(World {
+        pools: vec![pool("default", json!({}))],
+        bridges: vec![bridge("orders", spec.clone())],
+        ..World::default()
+    });
+    let b = f.ctx.stores.bridges.state()[0].clone();
+    reconcile_bridge(b, f.ctx.clone()).await.unwrap();
+    let add = f
+        .calls()
+        .into_iter()
+        .find(|c| c.is("PATCH", BRIDGE_PATH))
+        .expect("the finalizer is added");
+    assert_eq!(
+        add.body,
+        json!({"metadata": {"finalizers": ["causeway.dev/drain"]}})
+    );
+
+    // Deleted now, with the finalizer.
+    let mut deleted = bridge("orders", spec);
+    deleted.metadata.finalizers = Some(vec!["causeway.dev/drain".into()]);
+    deleted.metadata.deletion_timestamp = Some(crate::controller::pool::now());
+    let f = fixture(
+        World {
+            pools: vec![pool("default", json!({}))],
+            bridges: vec![deleted],
+            ..World::default()
+        }
+        .with_worker("causeway-default-0", "default", "127.0.0.7"),
+    );
+    let p = f.ctx.stores.pools.state()[0].clone();
+    let action = reconcile_pool(p.clone(), f.ctx.clone()).await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(5)),
+        "a pool with a draining bridge polls its workers"
+    );
+    let config = applied_config(&f.calls());
+    assert_eq!(config["bridges"][0]["name"], "orders");
+    assert_eq!(config["bridges"][0]["draining"], true);
+
+    let report = |left: u64| WorkerReport {
+        version: "any".into(),
+        bridges: vec![BridgeReport {
+            namespace: "shop".into(),
+            name: "orders".into(),
+            generation: Some(1),
+            jobs_left: Some(left),
+            ..BridgeReport::default()
+        }],
+        ..WorkerReport::default()
+    };
+    f.admin
+        .reports
+        .lock()
+        .unwrap()
+        .insert("127.0.0.7".into(), Ok(report(2)));
+    reconcile_pool(p.clone(), f.ctx.clone()).await.unwrap();
+    f.clear();
+    let b = f.ctx.stores.bridges.state()[0].clone();
+    let action = reconcile_bridge(b.clone(), f.ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+    let calls = f.calls();
+    let status = status_of(&calls, &format!("{BRIDGE_PATH}/status"));
+    assert_eq!(status["deletion"]["phase"], "Draining");
+    assert_eq!(status["deletion"]["pendingJobs"], 2);
+    assert!(status["deletion"]["deadline"].is_string());
+    assert_eq!(
+        ready_condition(&status),
+        ("False".into(), "Draining".into())
+    );
+    let ev = calls.iter().find(|c| c.path.ends_with("/events")).unwrap();
+    assert_eq!(
+        (ev.body["type"].as_str(), ev.body["reason"].as_str()),
+        (Some("Normal"), Some("Draining"))
+    );
+    assert!(
+        !calls.iter().any(|c| c.is("PATCH", BRIDGE_PATH)),
+        "the finalizer stays while jobs are left"
+    );
+
+    // Delivered: the finalizer goes, with a Normal Event.
+    f.admin
+        .reports
+        .lock()
+        .unwrap()
+        .insert("127.0.0.7".into(), Ok(report(0)));
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let mut with_status = b.as_ref().clone();
+    with_status.status = Some(serde_json::from_value(status).unwrap());
+    f.clear();
+    let action = reconcile_bridge(Arc::new(with_status), f.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change());
+    let calls = f.calls();
+    let remove = calls.iter().find(|c| c.is("PATCH", BRIDGE_PATH)).unwrap();
+    assert_eq!(remove.body, json!({"metadata": {"finalizers": []}}));
+    assert!(calls.iter().any(|c| c.path.ends_with("/events")
+        && c.body["type"] == "Normal"
+        && c.body["reason"] == "Drained"));
+    assert!(!calls.iter().any(|c| c.path.ends_with("/status")));
+}
+
+// Issue 18: with policy Discard a deleted Bridge leaves the config and its finalizer goes
+// at once; a Bridge deleted after the operator let go is not rendered.
+#[tokio::test]
+async fn a_discarded_bridge_goes_at_once_and_leaves_the_config() {
+    let mut deleted = bridge(
+        "orders",
+        json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}],
+               "deletion": {"policy": "Discard"}}),
+    );
+    deleted.metadata.finalizers = Some(vec!["causeway.dev/drain".into()]);
+    deleted.metadata.deletion_timestamp = Some(crate::controller::pool::now());
+    let f = fixture(World {
+        pools: vec![pool("default", json!({}))],
+        bridges: vec![deleted],
+        ..World::default()
+    });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    assert_eq!(applied_config(&f.calls())["bridges"], json!([]));
+    f.clear();
+    let b = f.ctx.stores.bridges.state()[0].clone();
+    reconcile_bridge(b, f.ctx.clone()).await.unwrap();
+    let calls = f.calls();
+    let remove = calls.iter().find(|c| c.is("PATCH", BRIDGE_PATH)).unwrap();
+    assert_eq!(remove.body, json!({"metadata": {"finalizers": []}}));
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.path.ends_with("/events") && c.body["reason"] == "Discarded")
     );
 }
 

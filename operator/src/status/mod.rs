@@ -4,6 +4,7 @@
 //! Everything here is pure. The reconcilers call these functions and write the result only
 //! when it differs from what the object already has.
 
+pub mod deletion;
 mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -491,6 +492,7 @@ pub fn bridge_status(
         observed_generation: generation_,
         destinations,
         destinations_at,
+        deletion: None,
         conditions,
         url: Some(format!(
             "http://{}.{ns}.svc:{INGRESS_PORT}{}",

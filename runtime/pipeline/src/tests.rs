@@ -51,6 +51,7 @@ fn bridge() -> BridgeConfig {
         dedupe_window_ms: 86_400_000,
         ingress_rate_limit: None,
         suspend: false,
+        draining: false,
         when_plugin_not_ready: Default::default(),
         auth: Some(AuthConfig::StandardWebhooks {
             secrets: vec![SecretValue("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into())],

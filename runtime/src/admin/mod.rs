@@ -633,6 +633,28 @@ async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerR
     let paused = shared.delivery.paused();
     let breakers = shared.delivery.breakers.not_closed();
     let now = crate::store::now_ms();
+    // A draining bridge's jobs are counted now, from the store (paused and steps jobs
+    // too): the operator removes the Bridge when this reaches 0, so a gauge a few seconds
+    // old will not do. Only draining bridges cost a count, and only while they drain.
+    let draining: Vec<String> = shared
+        .active()
+        .config
+        .bridges
+        .iter()
+        .filter(|b| b.draining)
+        .map(|b| b.key())
+        .collect();
+    let mut jobs_left = std::collections::HashMap::new();
+    for key in draining {
+        match shared.store.jobs_left(key.clone()).await {
+            Ok(n) => {
+                jobs_left.insert(key, n);
+            }
+            Err(e) => {
+                tracing::warn!(bridge = %key, error = %e, "cannot count the jobs left of a draining bridge")
+            }
+        }
+    }
     let active = shared.active();
     let cfg = &active.config;
     let errors: Vec<ItemError> = active.errors.clone();
@@ -654,6 +676,11 @@ async fn config(State(shared): State<AppState>) -> Json<causeway_config::WorkerR
                 path: b.path.clone(),
                 ready: error.is_none(),
                 suspended: shared.is_suspended(&b.key()),
+                jobs_left: if b.draining {
+                    jobs_left.get(&b.key()).copied()
+                } else {
+                    None
+                },
                 error,
                 destinations: b
                     .destinations

@@ -315,6 +315,17 @@ async fn accept<B: InBody>(
         resp.headers_mut().insert(header::ALLOW, allow(&bridge.cfg));
         return resp;
     }
+    if bridge.cfg.draining {
+        // Its Bridge is being deleted: the sender should stop, not retry. The jobs already
+        // queued keep going until they are delivered or the drain times out.
+        return reject(
+            "draining",
+            StatusCode::GONE,
+            &format!(
+                "bridge {key} is being deleted: it takes no new events (its queued deliveries are draining)"
+            ),
+        );
+    }
     if shared.is_suspended(key) {
         let mut resp = reject(
             "suspended",

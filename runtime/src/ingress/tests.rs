@@ -186,6 +186,26 @@ async fn a_suspended_bridge_answers_503_with_retry_after() {
     assert_eq!(stored(&w).await.len(), 1);
 }
 
+/// Issue 18: a bridge whose Bridge is being deleted answers 410 Gone with a JSON error
+/// and stores nothing (suspended or not: it is going, not pausing).
+#[tokio::test]
+async fn a_draining_bridge_answers_410_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(
+        dir.path(),
+        bridge(serde_json::json!({ "draining": true, "suspend": true })),
+        Limits::default(),
+    );
+    let (status, headers, body) = send(&w, "POST", PATH, &[], b"{}").await;
+    assert_eq!(status, StatusCode::GONE);
+    assert_eq!(
+        body["error"],
+        "bridge shop/orders is being deleted: it takes no new events (its queued deliveries are draining)"
+    );
+    assert!(headers.get("retry-after").is_none(), "gone is not a retry");
+    assert!(stored(&w).await.is_empty());
+}
+
 #[tokio::test]
 async fn past_the_ingress_rate_limit_429_with_retry_after_and_nothing_stored() {
     let dir = tempfile::tempdir().unwrap();

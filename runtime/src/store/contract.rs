@@ -1381,7 +1381,13 @@ pub async fn purge_deletes_a_bridges_queued_and_paused_jobs<S: Store>(s: &S) {
         },
     )
     .await;
+    // A draining bridge waits for exactly these: pending, retrying (a later due time
+    // too), paused and steps jobs; delivered and dead ones are done.
+    assert_eq!(s.jobs_left("ns/b".into()).await.expect("jobs_left"), 6);
+    assert_eq!(s.jobs_left("ns/other".into()).await.expect("jobs_left"), 1);
+    assert_eq!(s.jobs_left("ns/none".into()).await.expect("jobs_left"), 0);
     assert_eq!(s.purge("ns/b".into()).await.expect("purge"), 6);
+    assert_eq!(s.jobs_left("ns/b".into()).await.expect("jobs_left"), 0);
     assert_eq!(
         due_keys(s, T0 + 100_000).await,
         vec![key(other, 0)],

@@ -1700,6 +1700,43 @@ impl Store for EmbeddedStore {
         Box::pin(std::future::ready(res))
     }
 
+    fn jobs_left(&self, bridge: String) -> StoreFuture<u64> {
+        let res = self.read(|tx| {
+            let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
+            let due = tx.open_table(DUE).map_err(eng("due"))?;
+            let mut n = 0;
+            for row in due.iter().map_err(eng("due"))? {
+                let (k, _) = row.map_err(eng("due"))?;
+                let (_, e, i) = k.value();
+                if let Some(raw) = jobs.get((e, i)).map_err(eng("jobs"))?
+                    && let Some(j) = decode_job(e, i, raw.value())
+                    && j.bridge == bridge
+                {
+                    n += 1;
+                }
+            }
+            // Paused jobs are not in the due queue; look for them only when one of the
+            // bridge's destinations is paused (a scan of every job otherwise).
+            let paused = tx.open_table(PAUSED).map_err(eng("paused"))?;
+            let mut any_paused = false;
+            for row in paused.iter().map_err(eng("paused"))? {
+                let (k, _) = row.map_err(eng("paused"))?;
+                if k.value().0 == bridge {
+                    any_paused = true;
+                    break;
+                }
+            }
+            if any_paused {
+                n += scan_jobs(&jobs, |j| {
+                    j.bridge == bridge && j.status == JobStatus::Paused
+                })?
+                .len() as u64;
+            }
+            Ok(n)
+        });
+        Box::pin(std::future::ready(res))
+    }
+
     fn retain(&self, policy: Retention, now: u64) -> StoreFuture<RetentionReport> {
         let this = self.clone();
         Box::pin(async move {

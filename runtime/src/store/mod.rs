@@ -177,6 +177,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<BreakerChange>;
     /// Pending jobs per `(bridge, destination)`.
     fn queue_depth(&self) -> StoreFuture<Vec<((String, String), u64)>>;
+    /// Every job still queued for one bridge: pending and retrying ones (steps jobs
+    /// included) and those paused by a 410; what [`Store::purge`] would delete. The
+    /// operator waits for this to reach 0 before a draining Bridge goes.
+    fn jobs_left(&self, bridge: String) -> StoreFuture<u64>;
     /// Apply the retention policy: age, then size, then compaction.
     fn retain(&self, policy: Retention, now_ms: u64) -> StoreFuture<RetentionReport>;
     /// Bytes the store occupies on disk.

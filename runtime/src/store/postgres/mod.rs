@@ -2042,6 +2042,22 @@ impl Store for PostgresStore {
         })
     }
 
+    fn jobs_left(&self, bridge: String) -> StoreFuture<u64> {
+        self.run(move |core| async move {
+            let c = core.client().await?;
+            let row = c
+                .query_one(
+                    "SELECT (SELECT count(*) FROM queue q JOIN jobs j ON j.event = q.event AND j.slot = q.slot
+                             WHERE j.bridge = $1 AND j.status IN ('pending', 'retrying'))
+                          + (SELECT count(*) FROM jobs WHERE bridge = $1 AND status = 'paused')",
+                    &[&bridge],
+                )
+                .await
+                .map_err(|e| db_err(&core, "jobs left", e))?;
+            Ok(u(row.get::<_, i64>(0)))
+        })
+    }
+
     fn retain(&self, policy: Retention, now_ms: u64) -> StoreFuture<RetentionReport> {
         self.run(move |core| async move { retain(&core, policy, now_ms).await })
     }
