@@ -17,6 +17,7 @@
 mod bridge;
 pub mod duration;
 mod key;
+pub mod nats;
 mod plugin;
 pub mod reason;
 mod report;
@@ -31,6 +32,7 @@ pub use bridge::{
     OAuth2ClientAuth, OAuth2Config, PluginNotReadyPolicy, RateLimitConfig, RetryConfig,
     SignatureEncoding, StepConfig,
 };
+pub use nats::{NatsAuth, NatsConfig, NatsUrl};
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
 pub use plugin::{PluginConfig, PluginRoute, RegistryCredentials, SourceConfig, WhenBusy};
 pub use report::{

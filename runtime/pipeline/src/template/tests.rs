@@ -27,6 +27,7 @@ fn dest(url: &str, headers: &[(&str, &str)], body: Option<&str>) -> DestinationC
         tls: None,
         cloud_events: None,
         circuit_breaker: None,
+        nats: None,
     }
 }
 
@@ -223,7 +224,7 @@ fn url_encoding() {
     assert_eq!(
         render(&d, &f, MissingPolicy::Empty).unwrap_err(),
         TemplateError::BadUrl {
-            reason: "rendered url is not http:// or https://"
+            reason: "rendered url is not http://, https:// or nats://"
         }
     );
     let mut f2 = Fixture::new(payload());
