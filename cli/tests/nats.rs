@@ -256,7 +256,10 @@ async fn nats_jetstream_gets_every_event_once_across_a_server_restart() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     let down_error = attempts(&ev)[0]["error"].as_str().unwrap().to_string();
-    assert!(!down_error.is_empty() && !down_error.contains(PASSWORD), "{down_error}");
+    assert!(
+        !down_error.is_empty() && !down_error.contains(PASSWORD),
+        "{down_error}"
+    );
 
     // Restarted on the same port and store directory: everything is delivered.
     server.spawn();
@@ -275,11 +278,16 @@ async fn nats_jetstream_gets_every_event_once_across_a_server_restart() {
             "the success is the last attempt: {ev:#}"
         );
         let response = ok[0]["response"].as_str().unwrap();
-        assert!(response.starts_with("stream EVENTS sequence "), "{response}");
+        assert!(
+            response.starts_with("stream EVENTS sequence "),
+            "{response}"
+        );
         retried += usize::from(a.len() > 1);
         duplicates += usize::from(response.contains("duplicate"));
     }
-    eprintln!("retried after the outage: {retried} events; acknowledged as duplicates: {duplicates}");
+    eprintln!(
+        "retried after the outage: {retried} events; acknowledged as duplicates: {duplicates}"
+    );
     assert!(retried > 0, "the outage failed no attempt");
 
     // The stream: exactly one message per event, in its own id.
@@ -355,7 +363,10 @@ async fn nats_failures_are_clear_and_never_show_the_credentials() {
     let mut cases = Vec::new();
     for (bridge, want) in [
         ("wrong", "authorization violation"),
-        ("nostream", "no JetStream stream captures subject nowhere.at.all"),
+        (
+            "nostream",
+            "no JetStream stream captures subject nowhere.at.all",
+        ),
         ("pinned", "expected stream does not match"),
     ] {
         let (s, v) = post(&c, &w.url(&format!("/hooks/default/{bridge}")), "{}", &[]).await;

@@ -32,8 +32,8 @@ pub use bridge::{
     OAuth2ClientAuth, OAuth2Config, PluginNotReadyPolicy, RateLimitConfig, RetryConfig,
     SignatureEncoding, StepConfig,
 };
-pub use nats::{NatsAuth, NatsConfig, NatsUrl};
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
+pub use nats::{NatsAuth, NatsConfig, NatsUrl};
 pub use plugin::{PluginConfig, PluginRoute, RegistryCredentials, SourceConfig, WhenBusy};
 pub use report::{
     BridgeReport, DestinationReport, ItemError, PluginReport, StoreReport, WorkerReport,

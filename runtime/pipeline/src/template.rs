@@ -704,9 +704,10 @@ struct Authority<'a> {
 
 /// `None` unless `url` starts with `http://`, `https://` or `nats://` (any case).
 fn authority_of(url: &str) -> Option<Authority<'_>> {
-    let scheme_len = if url.get(..7).is_some_and(|s| {
-        s.eq_ignore_ascii_case("http://") || s.eq_ignore_ascii_case("nats://")
-    }) {
+    let scheme_len = if url
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://") || s.eq_ignore_ascii_case("nats://"))
+    {
         7
     } else if url
         .get(..8)

@@ -27,8 +27,7 @@ pub(crate) struct CallResult {
 impl CallResult {
     /// Delivered: a 2xx answer, or a broker's acknowledgement.
     pub(crate) fn ok(&self) -> bool {
-        self.error.is_none()
-            && (self.acked || self.status.is_some_and(|s| (200..300).contains(&s)))
+        self.error.is_none() && (self.acked || self.status.is_some_and(|s| (200..300).contains(&s)))
     }
 }
 

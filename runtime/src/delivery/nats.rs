@@ -172,11 +172,7 @@ pub(crate) async fn publish(
     let remaining = timeout.saturating_sub(started.elapsed());
     let subject = url.subject.clone();
     let body = req.body.clone();
-    let sent = async move {
-        js.publish_with_headers(subject, headers, body)
-            .await?
-            .await
-    };
+    let sent = async move { js.publish_with_headers(subject, headers, body).await?.await };
     match tokio::time::timeout(remaining, sent).await {
         Err(_) => failed(format!(
             "no JetStream acknowledgement within {} ms",
@@ -230,10 +226,11 @@ fn headers(req: &OutboundRequest, id: &str) -> async_nats::HeaderMap {
         };
         h.append(name.as_str(), v.as_str());
     }
-    if webhook_id && let Some((_, event)) = req
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("causeway-event-id"))
+    if webhook_id
+        && let Some((_, event)) = req
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("causeway-event-id"))
     {
         h.insert("webhook-id", event.as_str());
     }
