@@ -3,14 +3,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CAUSEWAY_CACHE ?= $(HOME)/.cache/causeway
 
-.PHONY: registry jaeger dev test unit e2e e2e-up e2e-down image bench crds crds-check plugins lint deps-check toolchain fuzz
+.PHONY: registry jaeger nats dev test unit e2e e2e-up e2e-down image bench crds crds-check plugins lint deps-check toolchain fuzz
 
 ## dev: build the example plugins and run examples/quickstart on 127.0.0.1:8080 (Ctrl-C stops)
 dev: plugins
 	$(CARGO) run --release --bin causeway -- up -f examples/quickstart
 
 ## test: every test: format and lints, CRD drift, unit and integration, then the e2e suite
-test: plugins registry jaeger crds-check lint unit e2e
+test: plugins registry jaeger nats crds-check lint unit e2e
 
 # A real OCI registry on loopback for the plugin host's OCI tests (unpacked, not installed).
 registry:
@@ -20,6 +20,10 @@ registry:
 # for the traces test (cli/tests/traces.rs).
 jaeger:
 	scripts/jaeger.sh
+
+# Debian's nats-server for the NATS JetStream destination tests (started by the tests).
+nats:
+	scripts/nats.sh install
 
 unit:
 	$(CARGO) test --workspace --exclude causeway-e2e --no-fail-fast

@@ -83,6 +83,13 @@ impl BridgeConfig {
             out.extend(d.signing_secret.iter().map(SecretValue::expose));
             out.extend(d.oauth2.iter().map(|o| o.client_secret.expose()));
             out.extend(
+                d.nats
+                    .iter()
+                    .filter_map(|n| n.auth.as_ref())
+                    .map(crate::nats::NatsAuth::secret)
+                    .map(SecretValue::expose),
+            );
+            out.extend(
                 d.tls
                     .iter()
                     .filter_map(|t| t.client_key_pem.as_ref())
@@ -323,6 +330,9 @@ pub struct DestinationConfig {
     /// Stop attempting a destination that keeps failing (`docs/circuit-breaker.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// A `nats://` destination's credentials (`docs/nats.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<crate::nats::NatsConfig>,
 }
 
 /// A destination's circuit breaker: closed (attempts go out), open (its jobs wait, no

@@ -17,6 +17,7 @@
 mod bridge;
 pub mod duration;
 mod key;
+pub mod nats;
 mod plugin;
 pub mod reason;
 mod report;
@@ -32,6 +33,7 @@ pub use bridge::{
     SignatureEncoding, StepConfig,
 };
 pub use key::{Kind, KindError, ObjectKey, ObjectKeyError};
+pub use nats::{NatsAuth, NatsConfig, NatsUrl};
 pub use plugin::{PluginConfig, PluginRoute, RegistryCredentials, SourceConfig, WhenBusy};
 pub use report::{
     BridgeReport, DestinationReport, ItemError, PluginReport, StoreReport, WorkerReport,

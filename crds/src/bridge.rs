@@ -696,8 +696,13 @@ pub struct Backoff {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.url.startsWith('http://') || self.url.startsWith('https://') || self.url.startsWith('$')",
-     "message": "url must be http:// or https:// (or start with a template reference such as $env.BASE_URL)"},
+    {"rule": "self.url.startsWith('http://') || self.url.startsWith('https://') || self.url.startsWith('nats://') || self.url.startsWith('$')",
+     "message": "url must be http://, https:// or nats:// (or start with a template reference such as $env.BASE_URL)"},
+    {"rule": "!self.url.startsWith('nats://') || self.url.matches('^nats://([A-Za-z0-9.-]+|\\\\[[0-9A-Fa-f:.]+\\\\])(:[0-9]{1,5})?/[^.\\\\s*>?#]+(\\\\.[^.\\\\s*>?#]+)*$')",
+     "message": "a nats url is nats://host[:port]/subject: no credentials, query or wildcard, tokens separated by single dots"},
+    {"rule": "!has(self.nats) || self.url.startsWith('nats://')", "message": "nats needs a nats:// url"},
+    {"rule": "!self.url.startsWith('nats://') || (!has(self.oauth2) && !has(self.tls) && self.method == 'POST')",
+     "message": "a nats destination takes no oauth2, tls or method"},
     {"rule": "!has(self.cloudEvents) || (has(self.format) && self.format == 'cloudevents')",
      "message": "cloudEvents needs format: cloudevents"}
 ]))]
@@ -708,7 +713,8 @@ pub struct Destination {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// Target URL. May contain template references (`$payload.kind`, `$env.BASE`).
+    /// Target URL: `http://`, `https://`, or `nats://host:port/subject` for a NATS
+    /// JetStream subject. May contain template references (`$payload.kind`, `$env.BASE`).
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
     /// HTTP method (default POST).
@@ -775,6 +781,54 @@ pub struct Destination {
     /// a long outage (`docs/circuit-breaker.md`). Off unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// With a `nats://host:port/subject` url: how the worker authenticates to the NATS
+    /// server (`docs/nats.md`). Each event is published to JetStream and its publish
+    /// acknowledgement is the delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsDestination>,
+}
+
+/// Credentials of a NATS destination, from Secrets; at most one kind. Without any, the
+/// worker connects without credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.user) == has(self.passwordRef)", "message": "user and passwordRef go together"},
+    {"rule": "(has(self.passwordRef) ? 1 : 0) + (has(self.tokenRef) ? 1 : 0) + (has(self.nkeySeedRef) ? 1 : 0) + (has(self.credentialsRef) ? 1 : 0) <= 1",
+     "message": "set at most one of passwordRef, tokenRef, nkeySeedRef, credentialsRef"}
+]))]
+pub struct NatsDestination {
+    /// The user name, with `passwordRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub user: Option<String>,
+    /// The user's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_ref: Option<SecretKeyRef>,
+    /// A token (the server's `authorization { token }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ref: Option<SecretKeyRef>,
+    /// A user nkey seed (`SU...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nkey_seed_ref: Option<SecretKeyRef>,
+    /// A credentials file (`.creds`: a user JWT and its nkey seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_ref: Option<SecretKeyRef>,
+}
+
+impl NatsDestination {
+    /// Every Secret key it reads.
+    pub fn secret_refs(&self) -> Vec<&SecretKeyRef> {
+        [
+            &self.password_ref,
+            &self.token_ref,
+            &self.nkey_seed_ref,
+            &self.credentials_ref,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 /// TLS settings of a destination.

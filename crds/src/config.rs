@@ -834,6 +834,11 @@ fn build_bridge(
                 open_for_ms: ms(&cb.open_for),
                 disable_after_ms: Some(ms(&cb.disable_after)).filter(|ms| *ms > 0),
             }),
+            nats: d
+                .nats
+                .as_ref()
+                .map(|n| nats_config(inv, ns, n))
+                .transpose()?,
         });
     }
     let step_retry = spec
@@ -1104,4 +1109,34 @@ fn build_plugin(
         when_busy: spec.limits.when_busy,
         route: spec.route.clone(),
     })
+}
+
+/// A nats destination's credentials, resolved from their Secrets.
+fn nats_config(
+    inv: &Lookup<'_>,
+    ns: &str,
+    n: &crate::bridge::NatsDestination,
+) -> Result<causeway_config::NatsConfig, BuildError> {
+    use causeway_config::NatsAuth;
+    let auth = if let (Some(user), Some(r)) = (&n.user, &n.password_ref) {
+        Some(NatsAuth::UserPassword {
+            user: user.clone(),
+            password: secret(inv, ns, r)?,
+        })
+    } else if let Some(r) = &n.token_ref {
+        Some(NatsAuth::Token {
+            token: secret(inv, ns, r)?,
+        })
+    } else if let Some(r) = &n.nkey_seed_ref {
+        Some(NatsAuth::Nkey {
+            seed: secret(inv, ns, r)?,
+        })
+    } else if let Some(r) = &n.credentials_ref {
+        Some(NatsAuth::Credentials {
+            creds: secret(inv, ns, r)?,
+        })
+    } else {
+        None
+    };
+    Ok(causeway_config::NatsConfig { auth })
 }

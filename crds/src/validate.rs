@@ -213,13 +213,15 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
         }
         if !(d.url.starts_with("http://")
             || d.url.starts_with("https://")
+            || d.url.starts_with("nats://")
             || d.url.starts_with('$'))
         {
             e.add(
                 format!("{p}.url"),
-                "url must be http:// or https:// (or start with a template reference such as $env.BASE_URL)",
+                "url must be http://, https:// or nats:// (or start with a template reference such as $env.BASE_URL)",
             );
         }
+        nats_destination(&mut e, &p, d);
         e.opt_duration(format!("{p}.delay"), &d.delay);
         e.duration(format!("{p}.timeout"), &d.timeout);
         e.opt_duration(format!("{p}.maxRetryAfter"), &d.max_retry_after);
@@ -292,6 +294,34 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
         }
     }
     e.finish()
+}
+
+/// A `nats://` destination: the url's shape, no HTTP-only field; `nats` only with such a url.
+fn nats_destination(e: &mut Errors, p: &str, d: &crate::bridge::Destination) {
+    let is_nats = d.url.starts_with("nats://");
+    if !is_nats {
+        if d.nats.is_some() {
+            e.add(format!("{p}.nats"), "nats needs a nats:// url");
+        }
+        return;
+    }
+    if let Err(why) = causeway_config::NatsUrl::parse(&d.url) {
+        e.add(format!("{p}.url"), why.to_string());
+    }
+    if d.oauth2.is_some() || d.tls.is_some() || d.method != crate::bridge::HttpMethod::Post {
+        e.add(p, "a nats destination takes no oauth2, tls or method");
+    }
+    if let Some(n) = &d.nats {
+        if n.user.is_some() != n.password_ref.is_some() {
+            e.add(format!("{p}.nats"), "user and passwordRef go together");
+        }
+        if n.secret_refs().len() > 1 {
+            e.add(
+                format!("{p}.nats"),
+                "set at most one of passwordRef, tokenRef, nkeySeedRef, credentialsRef",
+            );
+        }
+    }
 }
 
 /// A destination's `circuitBreaker`: counts of at least one, durations that parse, an

@@ -71,7 +71,7 @@ fn bad_manifests_name_file_document_and_field() {
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'https://x', retires: 3}}\n"),
-            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].retires: unknown field `retires`, expected one of `name`, `url`, `method`, `headers`, `body`, `delay`, `timeout`, `retries`, `backoff`, `maxRetryAfter`, `maxConcurrency`, `rateLimit`, `signing`, `deadLetter`, `format`, `cloudEvents`, `oauth2`, `tls`, `circuitBreaker`",
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].retires: unknown field `retires`, expected one of `name`, `url`, `method`, `headers`, `body`, `delay`, `timeout`, `retries`, `backoff`, `maxRetryAfter`, `maxConcurrency`, `rateLimit`, `signing`, `deadLetter`, `format`, `cloudEvents`, `oauth2`, `tls`, `circuitBreaker`, `nats`",
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  ingres: {{}}\n{ok_dest}"),
@@ -103,7 +103,43 @@ fn bad_manifests_name_file_document_and_field() {
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'ftp://x'}}\n"),
-            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].url: url must be http:// or https:// (or start with a template reference such as $env.BASE_URL)",
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].url: url must be http://, https:// or nats:// (or start with a template reference such as $env.BASE_URL)",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: q, url: 'nats://user:pw@nats:4222/orders'}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].url: a nats url carries no credentials: give them from a Secret in the destination's nats section",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: q, url: 'nats://nats:4222'}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].url: a nats url needs a subject: nats://host:port/subject",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: q, url: 'nats://nats:4222/orders.>'}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].url: a nats subject to publish to has no wildcard (* or >)",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: q, url: 'nats://nats:port/orders'}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].url: a nats url's host is a name or an address with an optional numeric port: nats://host:port/subject",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: q, url: 'https://x', nats: {{tokenRef: {{name: s, key: t}}}}}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].nats: nats needs a nats:// url",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: q, url: 'nats://nats/orders', method: PUT}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0]: a nats destination takes no oauth2, tls or method",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: q, url: 'nats://nats/orders', nats: {{user: u, tokenRef: {{name: s, key: t}}}}}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].nats: user and passwordRef go together",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: q, url: 'nats://nats/orders', nats: {{tokenRef: {{name: s, key: t}}, nkeySeedRef: {{name: s, key: n}}}}}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].nats: set at most one of passwordRef, tokenRef, nkeySeedRef, credentialsRef",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: q, url: 'nats://nats/orders', nats: {{password: x}}}}\n"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.destinations[0].nats.password: unknown field `password`, expected one of `user`, `passwordRef`, `tokenRef`, `nkeySeedRef`, `credentialsRef`",
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  destinations:\n  - {{name: crm, url: 'https://x', delay: 15 minutes}}\n"),

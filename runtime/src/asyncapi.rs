@@ -15,6 +15,8 @@ use serde_json::{Map, Value, json};
 pub const ASYNCAPI_VERSION: &str = "3.0.0";
 /// The HTTP bindings' version.
 const HTTP_BINDING_VERSION: &str = "0.3.0";
+/// The NATS bindings' version.
+const NATS_BINDING_VERSION: &str = "0.1.0";
 /// The schema format of message payloads: JSON Schema as the AsyncAPI parser knows it.
 const SCHEMA_FORMAT: &str = "application/schema+json;version=draft-07";
 
@@ -133,10 +135,41 @@ pub fn document(cfg: &WorkerConfig, opts: &Options) -> Value {
                 );
                 name
             });
+            let nats = causeway_config::nats::is_nats_url(&d.url);
+            let description = if nats {
+                format!(
+                    "Events bridge {}/{} publishes to NATS JetStream through {}: {}",
+                    b.namespace,
+                    b.name,
+                    d.name,
+                    public_url(&d.url)
+                )
+            } else {
+                format!(
+                    "Events bridge {}/{} delivers to {}: {} {}",
+                    b.namespace,
+                    b.name,
+                    d.name,
+                    d.method,
+                    public_url(&d.url)
+                )
+            };
+            // A nats channel's address is its subject; the operation has a nats binding.
+            let (address, bindings) = if nats {
+                (
+                    nats_subject(&d.url),
+                    json!({"nats": {"bindingVersion": NATS_BINDING_VERSION}}),
+                )
+            } else {
+                (
+                    destination_address(&d.url),
+                    json!({"http": {"method": d.method, "bindingVersion": HTTP_BINDING_VERSION}}),
+                )
+            };
             let mut ch = json!({
-                "address": destination_address(&d.url),
+                "address": address,
                 "title": format!("{}/{} to {}", b.namespace, b.name, d.name),
-                "description": format!("Events bridge {}/{} delivers to {}: {} {}", b.namespace, b.name, d.name, d.method, public_url(&d.url)),
+                "description": description,
                 "messages": {"event": {"$ref": format!("#/components/messages/{out_message}")}},
             });
             if let Some(s) = &server {
@@ -149,7 +182,7 @@ pub fn document(cfg: &WorkerConfig, opts: &Options) -> Value {
                     "action": "send",
                     "channel": {"$ref": format!("#/channels/{channel}")},
                     "summary": format!("Deliver each event of {}/{} to {}", b.namespace, b.name, d.name),
-                    "bindings": {"http": {"method": d.method, "bindingVersion": HTTP_BINDING_VERSION}},
+                    "bindings": bindings,
                     "messages": [{"$ref": format!("#/channels/{channel}/messages/event")}],
                 }),
             );
@@ -383,6 +416,20 @@ fn destination_server(d: &DestinationConfig) -> Option<(String, String)> {
     let host = &rest[..rest.find('/').unwrap_or(rest.len())];
     (!host.is_empty() && !host.contains('$'))
         .then(|| (host.to_string(), scheme.to_ascii_lowercase()))
+}
+
+/// A nats destination's address: its subject, or null when it holds template references.
+fn nats_subject(url: &str) -> Value {
+    let url = public_url(url);
+    let Some((_, rest)) = url.split_once("://") else {
+        return Value::Null;
+    };
+    match rest.split_once('/') {
+        Some((_, subject)) if !subject.is_empty() && !subject.contains(['$', '{', '}']) => {
+            Value::String(subject.to_string())
+        }
+        _ => Value::Null,
+    }
 }
 
 /// A destination channel's address: the url's path, or null (unknown) when it holds

@@ -164,6 +164,10 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
             .delivery
             .tls_clients
             .retain(|b, d| destinations.contains(&(b, d)));
+        shared
+            .delivery
+            .nats
+            .retain(|b, d| destinations.contains(&(b, d)));
         shared.delivery.breakers.forget(&destinations);
         shared
             .delivery

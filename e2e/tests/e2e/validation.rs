@@ -18,7 +18,12 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "a destination URL that is not HTTP",
         "apiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {name: ftp}\nspec:\n  destinations: [{name: d, url: 'ftp://example.com/x'}]\n",
-        "url must be http:// or https://",
+        "url must be http://, https:// or nats://",
+    ),
+    (
+        "a nats url with credentials in it",
+        "apiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {name: natsuser}\nspec:\n  destinations: [{name: d, url: 'nats://u:p@nats:4222/orders'}]\n",
+        "a nats url is nats://host[:port]/subject",
     ),
     (
         "a fixed backoff without delays",

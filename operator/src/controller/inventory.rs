@@ -46,6 +46,9 @@ pub fn referenced(
             if let Some(s) = &d.signing {
                 secrets.insert(s.standard_webhooks.secret_ref.name.clone());
             }
+            if let Some(n) = &d.nats {
+                secrets.extend(n.secret_refs().into_iter().map(|r| r.name.clone()));
+            }
         }
         if let Some(s) = b
             .spec

@@ -291,7 +291,7 @@ impl DestinationTemplate {
                     Some(Piece::Lit(first)) => match authority_of(first) {
                         None => problem(
                             "url",
-                            "must start with http://, https:// or a reference such as $env.BASE_URL".into(),
+                            "must start with http://, https://, nats:// or a reference such as $env.BASE_URL".into(),
                         ),
                         // The literal must hold the whole authority: a reference right
                         // after it would still be part of the host (or port, user info).
@@ -313,10 +313,16 @@ impl DestinationTemplate {
                             )
                         }
                         Some(Authority { authority: "", .. }) => problem("url", "has no host".into()),
+                        // A literal nats url is checked whole (one parser for all).
+                        Some(_) if t.pieces.len() == 1 && causeway_config::nats::is_nats_url(first) => {
+                            if let Err(e) = causeway_config::NatsUrl::parse(first) {
+                                problem("url", e.to_string());
+                            }
+                        }
                         Some(_) => {}
                     },
                     None => {
-                        problem("url", "must start with http://, https:// or a reference such as $env.BASE_URL".into())
+                        problem("url", "must start with http://, https://, nats:// or a reference such as $env.BASE_URL".into())
                     }
                 }
                 t
@@ -501,9 +507,12 @@ impl DestinationTemplate {
         let fixed_len = fixed_len.unwrap_or(url.buf.len());
         let url = url.into_string();
         let lower = url.get(..8).unwrap_or(&url).to_ascii_lowercase();
-        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        if !(lower.starts_with("http://")
+            || lower.starts_with("https://")
+            || lower.starts_with("nats://"))
+        {
             return Err(TemplateError::BadUrl {
-                reason: "rendered url is not http:// or https://",
+                reason: "rendered url is not http://, https:// or nats://",
             });
         }
         if url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
@@ -693,11 +702,11 @@ struct Authority<'a> {
     complete: bool,
 }
 
-/// `None` unless `url` starts with `http://` or `https://` (any case).
+/// `None` unless `url` starts with `http://`, `https://` or `nats://` (any case).
 fn authority_of(url: &str) -> Option<Authority<'_>> {
     let scheme_len = if url
         .get(..7)
-        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://") || s.eq_ignore_ascii_case("nats://"))
     {
         7
     } else if url

@@ -28,6 +28,7 @@ fn destination(name: &str, url: &str, body: Option<&str>) -> DestinationConfig {
         tls: None,
         cloud_events: None,
         circuit_breaker: None,
+        nats: None,
     }
 }
 

@@ -99,3 +99,27 @@ fn no_secret_is_in_the_document() {
     // Both namespaces without a filter.
     assert!(text.contains("billing__orders__ingress"));
 }
+
+/// Issue 17: a nats destination is a channel addressed by its subject, on a `nats` server,
+/// sent with a `nats` operation binding; its credentials never appear.
+#[test]
+fn a_nats_destination_has_a_nats_channel() {
+    let mut cfg = config();
+    let d: causeway_config::DestinationConfig = serde_json::from_value(json!({
+        "name": "stream", "url": "nats://nats.infra:4222/orders.created", "method": "POST",
+        "delayMs": 0, "timeoutMs": 1000, "retry": causeway_config::RetryConfig::default(),
+        "maxRetryAfterMs": 1000, "maxConcurrency": 1,
+        "nats": {"auth": {"type": "token", "token": "nats-tok-secret"}}
+    }))
+    .unwrap();
+    cfg.bridges[0].destinations = vec![d];
+    let doc = document(&cfg, &Options::default());
+    let ch = &doc["channels"]["shop__orders__stream"];
+    assert_eq!(ch["address"], "orders.created");
+    let server = &doc["servers"]["shop__orders__stream"];
+    assert_eq!(server["protocol"], "nats");
+    assert_eq!(server["host"], "nats.infra:4222");
+    let op = &doc["operations"]["shop__orders__stream__send"];
+    assert_eq!(op["bindings"], json!({"nats": {"bindingVersion": "0.1.0"}}));
+    assert!(!doc.to_string().contains("nats-tok-secret"));
+}

@@ -297,8 +297,12 @@ pub(crate) async fn attempt(
             tls,
         ),
     };
+    let is_nats = causeway_config::nats::is_nats_url(&req.url);
     let mut res = match (internal_target(&req.url, &bridge.cfg.namespace), client) {
         (Some((target, path)), _) => plugin_call(shared, &target, &path, &req, timeout).await,
+        (None, _) if is_nats => {
+            crate::delivery::nats::publish(shared, &bridge.key, &dest, &job, &req, timeout).await
+        }
         (None, Err(e)) => failed(e),
         (None, Ok(client)) => match &dest.oauth2 {
             None => http_call(shared, &client, &req, timeout, false).await,
@@ -336,7 +340,7 @@ pub(crate) async fn attempt(
     m.attempt_seconds
         .with_label_values(&labels)
         .observe(elapsed.as_secs_f64());
-    let ok = res.status.is_some_and(|s| (200..300).contains(&s)) && res.error.is_none();
+    let ok = res.ok();
     let error = if ok {
         None
     } else {

@@ -19,16 +19,35 @@ pub(crate) struct CallResult {
     /// Response headers and body, for steps.
     pub(crate) headers: http::HeaderMap,
     pub(crate) body: Bytes,
+    /// A broker acknowledged the message (a nats destination): delivered, with no HTTP
+    /// status.
+    pub(crate) acked: bool,
+}
+
+impl CallResult {
+    /// Delivered: a 2xx answer, or a broker's acknowledgement.
+    pub(crate) fn ok(&self) -> bool {
+        self.error.is_none() && (self.acked || self.status.is_some_and(|s| (200..300).contains(&s)))
+    }
 }
 
 pub(crate) fn failed(error: String) -> CallResult {
     CallResult {
-        status: None,
-        response: String::new(),
         error: Some(error),
+        ..answered(String::new())
+    }
+}
+
+/// A call that ended with `response` and no status (yet).
+pub(crate) fn answered(response: String) -> CallResult {
+    CallResult {
+        status: None,
+        response,
+        error: None,
         retry_after: None,
         headers: Default::default(),
         body: Bytes::new(),
+        acked: false,
     }
 }
 
@@ -106,6 +125,7 @@ pub(crate) async fn http_call(
         retry_after,
         headers,
         body: Bytes::from(body),
+        acked: false,
     }
 }
 
@@ -178,6 +198,7 @@ pub(crate) async fn plugin_call(
                 retry_after,
                 headers: parts.headers,
                 body,
+                acked: false,
             }
         }
     }

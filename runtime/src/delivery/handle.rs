@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::delivery::breaker::Breakers;
 use crate::delivery::limits::{DestLimits, LimitsByDestination};
+use crate::delivery::nats::NatsClients;
 use crate::delivery::oauth2::TokenCache;
 use crate::delivery::tls::TlsClients;
 use crate::delivery::window::HourWindow;
@@ -30,6 +31,8 @@ pub struct DeliveryHandle {
     pub tokens: TokenCache,
     /// HTTP clients of destinations with `tls`.
     pub tls_clients: TlsClients,
+    /// NATS clients of `nats://` destinations, one per (server, credentials).
+    pub nats: NatsClients,
     /// Each destination's last hour on this worker.
     pub window: HourWindow,
     /// The destinations' circuit breakers, as the store last had them.
@@ -50,6 +53,7 @@ impl DeliveryHandle {
             limits: LimitsByDestination::default(),
             tokens: TokenCache::default(),
             tls_clients: TlsClients::default(),
+            nats: NatsClients::default(),
             window: HourWindow::default(),
         }
     }

@@ -14,6 +14,7 @@
 //! - [`client`]: the call itself, over HTTP or to a plugin in-process;
 //! - [`breaker`]: the destinations' circuit breakers;
 //! - [`dead_letter`]: telling a destination's dead-letter URL;
+//! - [`nats`]: NATS JetStream destinations (`nats://host:port/subject`);
 //! - [`notify`]: a bridge's operational webhooks (`spec.notifications`);
 //! - [`limits`]: per-destination concurrency and rate;
 //! - [`oauth2`]: bearer tokens of destinations with OAuth2 client credentials;
@@ -30,6 +31,7 @@ pub mod client;
 pub mod dead_letter;
 pub mod handle;
 pub mod limits;
+pub mod nats;
 pub mod notify;
 pub mod oauth2;
 pub mod retry;

@@ -27,6 +27,7 @@ fn dest(url: &str, headers: &[(&str, &str)], body: Option<&str>) -> DestinationC
         tls: None,
         cloud_events: None,
         circuit_breaker: None,
+        nats: None,
     }
 }
 
@@ -223,7 +224,7 @@ fn url_encoding() {
     assert_eq!(
         render(&d, &f, MissingPolicy::Empty).unwrap_err(),
         TemplateError::BadUrl {
-            reason: "rendered url is not http:// or https://"
+            reason: "rendered url is not http://, https:// or nats://"
         }
     );
     let mut f2 = Fixture::new(payload());
@@ -714,4 +715,30 @@ fn event_data_cannot_change_the_host_after_an_env_base() {
             reason: "rendered url has no host"
         }
     );
+}
+
+/// Issue 17: a nats destination's url compiles through the same template, is checked
+/// whole when literal, and may take event data in its subject (never in its host).
+#[test]
+fn nats_urls_compile_and_render() {
+    let f = Fixture::new(payload());
+    let d = dest("nats://127.0.0.1:4222/orders.created", &[], None);
+    assert_eq!(
+        render(&d, &f, MissingPolicy::Empty).unwrap().url,
+        "nats://127.0.0.1:4222/orders.created"
+    );
+    let d = dest("nats://nats:4222/orders.$payload.count", &[], None);
+    assert_eq!(
+        render(&d, &f, MissingPolicy::Empty).unwrap().url,
+        "nats://nats:4222/orders.3"
+    );
+    for (url, why) in [
+        ("nats://u:p@nats:4222/orders", "carries no credentials"),
+        ("nats://nats:4222", "needs a subject"),
+        ("nats://nats:4222/orders.*", "no wildcard"),
+    ] {
+        let e = DestinationTemplate::compile(&dest(url, &[], None), 0).unwrap_err();
+        assert_eq!(e[0].field, "url", "{url}");
+        assert!(e[0].message.contains(why), "{url}: {e:?}");
+    }
 }
