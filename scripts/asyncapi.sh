@@ -14,6 +14,11 @@ DIR=$CACHE/asyncapi
 CHECKER=$DIR/check.mjs
 
 install() {
+  mkdir -p "$DIR"
+  # Tests run in parallel and each may ask first: one installs, the others wait for it
+  # (a parser directory that exists may still be half-written by another install).
+  exec 9>"$CACHE/asyncapi.lock"
+  flock 9
   if [ ! -d "$DIR/node_modules/@asyncapi/parser" ]; then
     command -v npm >/dev/null || { echo "asyncapi.sh: needs node and npm" >&2; exit 1; }
     echo "asyncapi.sh: installing @asyncapi/parser into $DIR" >&2
@@ -21,7 +26,7 @@ install() {
     npm install --silent --no-audit --no-fund --prefix "$DIR" @asyncapi/parser@3 >&2
   fi
   # Written each time: the checker is ours, only the parser comes from npm.
-  cat >"$CHECKER" <<'JS'
+  cat >"$CHECKER.tmp" <<'JS'
 import { readFileSync } from 'node:fs';
 import { Parser } from '@asyncapi/parser';
 
@@ -42,6 +47,8 @@ for (const file of process.argv.slice(2)) {
 }
 process.exit(failed ? 1 : 0);
 JS
+  mv "$CHECKER.tmp" "$CHECKER"
+  flock -u 9
   echo "$CHECKER"
 }
 

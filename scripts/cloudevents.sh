@@ -11,12 +11,22 @@ CACHE=${CAUSEWAY_CACHE:-$HOME/.cache/causeway}
 VENV=$CACHE/cloudevents-py
 PY=$VENV/bin/python
 
+have() { "$PY" -c 'import cloudevents.http, cloudevents.conversion' 2>/dev/null; }
+
 install() {
-  if ! "$PY" -c 'import cloudevents.http, cloudevents.conversion' 2>/dev/null; then
+  if ! have; then
     command -v python3 >/dev/null || { echo "cloudevents.sh: needs python3" >&2; exit 1; }
-    echo "cloudevents.sh: installing the cloudevents SDK into $VENV" >&2
-    python3 -m venv "$VENV" >&2
-    "$PY" -m pip install --quiet --disable-pip-version-check 'cloudevents>=1.10,<2' >&2
+    mkdir -p "$CACHE"
+    # Tests run in parallel and each may ask first: one installs, the others wait for it.
+    exec 9>"$CACHE/cloudevents-py.lock"
+    flock 9
+    if ! have; then
+      echo "cloudevents.sh: installing the cloudevents SDK into $VENV" >&2
+      # --clear: a venv left half-made by an interrupted install is made again.
+      python3 -m venv --clear "$VENV" >&2
+      "$PY" -m pip install --quiet --disable-pip-version-check 'cloudevents>=1.10,<2' >&2
+    fi
+    flock -u 9
   fi
   echo "$PY"
 }
