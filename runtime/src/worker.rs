@@ -145,7 +145,7 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
     shared.streams.reconfigured(&active);
     {
         let bridges = active.bridges.keys().map(String::as_str).collect();
-        let destinations = active
+        let destinations: std::collections::HashSet<(&str, &str)> = active
             .bridges
             .values()
             .flat_map(|b| {

@@ -2579,7 +2579,10 @@ pub async fn subscription_jobs_live_beside_destination_jobs<S: Store>(s: &S) {
         .collect();
     assert_eq!(
         names,
-        ["d", "websub:0192abcd"].map(String::from).into_iter().collect()
+        ["d", "websub:0192abcd"]
+            .map(String::from)
+            .into_iter()
+            .collect::<BTreeSet<String>>()
     );
     finish(s, key(id, 1), Some(attempt(T0 + 5, Some(204), None)), Next::Delivered).await;
     let j = job(s, id, 1).await;

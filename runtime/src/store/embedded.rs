@@ -1985,7 +1985,7 @@ impl Store for EmbeddedStore {
             let t = tx
                 .open_table(SUBSCRIPTIONS)
                 .map_err(eng("subscriptions"))?;
-            let mut out = Vec::new();
+            let mut out: Vec<SubscriptionRecord> = Vec::new();
             for row in t.iter().map_err(eng("subscriptions"))? {
                 let (_, v) = row.map_err(eng("subscriptions"))?;
                 out.push(dec("subscriptions", v.value())?);

@@ -363,11 +363,7 @@ async fn verify_intent(
     check_callback(&shared.netguard, cfg, &hr.callback)
         .await
         .map_err(|why| format!("hub.callback refused: {why}"))?;
-    let challenge = {
-        use rand::Rng as _;
-        let bytes: [u8; 24] = rand::rng().random();
-        hex::encode(bytes)
-    };
+    let challenge = hex::encode(rand::random::<[u8; 24]>());
     let mut url =
         reqwest::Url::parse(&hr.callback).map_err(|e| format!("hub.callback: {e}"))?;
     {

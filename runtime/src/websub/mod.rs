@@ -21,6 +21,7 @@ mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -84,6 +85,9 @@ pub struct Hubs {
     subs: RwLock<HashMap<String, Vec<SubscriptionRecord>>>,
     recent: Mutex<HashMap<String, VecDeque<Verification>>>,
     verifying: Arc<tokio::sync::Semaphore>,
+    /// Counts this worker's own writes, so that a read of the store that started before
+    /// one does not replace what it wrote.
+    writes: AtomicU64,
 }
 
 impl Hubs {
@@ -93,12 +97,14 @@ impl Hubs {
             subs: RwLock::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             verifying: Arc::new(tokio::sync::Semaphore::new(MAX_VERIFYING)),
+            writes: AtomicU64::new(0),
         }
     }
 
     /// Read every subscription from the store, and delete those expired for longer than
     /// [`EXPIRED_KEPT_MS`].
     pub async fn load(&self) -> Result<(), StoreError> {
+        let writes = self.writes.load(Ordering::SeqCst);
         let all = self.store.subscriptions().await?;
         let now = now_ms();
         let mut by_bridge: HashMap<String, Vec<SubscriptionRecord>> = HashMap::new();
@@ -112,7 +118,11 @@ impl Hubs {
             }
             by_bridge.entry(s.bridge.clone()).or_default().push(s);
         }
-        *write(&self.subs) = by_bridge;
+        let mut subs = write(&self.subs);
+        // A subscribe or unsubscribe of this worker since the read: the next read has it.
+        if self.writes.load(Ordering::SeqCst) == writes {
+            *subs = by_bridge;
+        }
         Ok(())
     }
 
@@ -184,6 +194,7 @@ impl Hubs {
     async fn put(&self, sub: SubscriptionRecord) -> Result<(), StoreError> {
         self.store.put_subscription(sub.clone()).await?;
         let mut subs = write(&self.subs);
+        self.writes.fetch_add(1, Ordering::SeqCst);
         let list = subs.entry(sub.bridge.clone()).or_default();
         list.retain(|s| s.callback != sub.callback);
         list.push(sub);
@@ -197,7 +208,9 @@ impl Hubs {
             .store
             .delete_subscription(bridge.to_string(), callback.to_string(), None)
             .await?;
-        if let Some(list) = write(&self.subs).get_mut(bridge) {
+        let mut subs = write(&self.subs);
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if let Some(list) = subs.get_mut(bridge) {
             list.retain(|s| s.callback != callback);
         }
         Ok(found)
