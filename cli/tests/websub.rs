@@ -334,7 +334,7 @@ async fn send_and_settle(c: &reqwest::Client, w: &Worker, body: &str) -> serde_j
     let deadline = Instant::now() + LIMIT;
     loop {
         let ev = get_json(c, &w.admin_url(&format!("/api/v1/events/{id}"))).await;
-        let audit_done = ev["jobs"].as_array().is_some_and(|j| {
+        let audit_done = ev["deliveries"].as_array().is_some_and(|j| {
             j.iter()
                 .any(|j| j["destination"] == "audit" && j["status"] == "delivered")
         });
@@ -347,7 +347,7 @@ async fn send_and_settle(c: &reqwest::Client, w: &Worker, body: &str) -> serde_j
 }
 
 fn websub_jobs(ev: &serde_json::Value) -> Vec<serde_json::Value> {
-    ev["jobs"]
+    ev["deliveries"]
         .as_array()
         .unwrap()
         .iter()
