@@ -773,3 +773,81 @@ async fn unsubscribe_stops_deliveries() {
     assert!(websub_jobs(&ev).is_empty(), "{ev:#}");
     assert_eq!(sub.deliveries("/cb/a").len(), 1);
 }
+
+/// A subscriber gets what passed the bridge's filter and steps, as the steps left it (the
+/// step's body, signed): a subscription is delivered like a destination. Needs
+/// `make plugins`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscribers_get_what_passed_the_filter_and_the_steps() {
+    let wasm = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/plugins/dist/tagger.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `make plugins` first",
+        wasm.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let audit = Sink::ok().await;
+    let sub = Subscriber::start().await;
+    let yaml = format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {{name: tagger}}
+spec:
+  source: {{file: "{wasm}"}}
+  variables: [{{name: tag, value: blue}}]
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: orders}}
+spec:
+  filter: "payload.keep"
+  steps: [{{plugin: tagger}}]
+  destinations:
+  - {{name: audit, url: "{audit}"}}
+  subscriptions:
+    enabled: true
+    auth: {{apiKey: {{secretRef: {{name: hub, key: key}}}}}}
+    allowedCallbackHosts: ["http://127.0.0.1:{port}"]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: hub}}
+stringData: {{key: {KEY}}}
+"#,
+        wasm = wasm.display(),
+        audit = audit.url("/audit"),
+        port = sub.addr.port(),
+    );
+    let w = Worker::start(dir.path(), &manifests(dir.path(), &yaml), &[]);
+    let c = client();
+    sub.expect("/cb/s", Answer::Echo, Some("step-secret"));
+    let (status, body) = subscribe(&c, &w, &sub.url("/cb/s"), Some("step-secret"), None).await;
+    assert_eq!(status, 202, "{body}");
+    wait_listing(&c, &w, "active", |l| sub_of(l, &sub.url("/cb/s")).is_some()).await;
+    // Filtered out: no job for anyone.
+    let (status, v) = post(&c, &w.url("/hooks/default/orders"), r#"{"keep":false}"#, &[]).await;
+    assert_eq!(status, 202);
+    let dropped = wait_status(
+        &c,
+        &w,
+        v["id"].as_str().unwrap(),
+        "filtered",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(dropped["status"], "filtered");
+    assert!(websub_jobs(&dropped).is_empty());
+    let ev = send_and_settle(&c, &w, r#"{"keep":true,"n":7}"#).await;
+    assert_eq!(websub_jobs(&ev).len(), 1, "{ev:#}");
+    let got = sub.wait_deliveries("/cb/s", 1).await;
+    assert_eq!(got.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"keep": true, "n": 7, "tagged": true, "tag": "blue"})
+    );
+    assert_eq!(got[0].signature_ok, Some(true));
+    assert_eq!(audit.count("/audit"), 1);
+}
