@@ -73,9 +73,7 @@ impl Subscriber {
             addr: listener.local_addr().unwrap(),
             state: Default::default(),
         };
-        let app = axum::Router::new()
-            .fallback(callback)
-            .with_state(s.clone());
+        let app = axum::Router::new().fallback(callback).with_state(s.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         s
     }
@@ -369,7 +367,11 @@ async fn a_subscriber_is_verified_and_receives_signed_events() {
     let dir = tempfile::tempdir().unwrap();
     let audit = Sink::ok().await;
     let sub = Subscriber::start().await;
-    let w = Worker::start(dir.path(), &manifests(dir.path(), &manifest(&audit, &sub, "")), &[]);
+    let w = Worker::start(
+        dir.path(),
+        &manifests(dir.path(), &manifest(&audit, &sub, "")),
+        &[],
+    );
     let c = client();
     let secret = "subscriber-secret-7f3a";
     sub.expect("/cb/signed", Answer::Echo, Some(secret));
@@ -399,7 +401,10 @@ async fn a_subscriber_is_verified_and_receives_signed_events() {
     assert_eq!(v[0].query["hub.lease_seconds"], "120");
     assert!(v[0].query["hub.challenge"].len() >= 16);
     // The default lease when none is asked for.
-    assert_eq!(sub.verifications("/cb/plain")[0].query["hub.lease_seconds"], "600");
+    assert_eq!(
+        sub.verifications("/cb/plain")[0].query["hub.lease_seconds"],
+        "600"
+    );
     let s = sub_of(&l, &sub.url("/cb/signed")).unwrap();
     assert_eq!(s["state"], "active");
     assert_eq!(s["signed"], true);
@@ -454,7 +459,10 @@ async fn a_subscriber_is_verified_and_receives_signed_events() {
     let s = sub_of(&l, &sub.url("/cb/signed")).unwrap();
     assert_eq!(s["lastHour"]["delivered"], 3);
     assert_eq!(s["lastHour"]["failed"], 0);
-    assert!(!l.to_string().contains(secret), "the listing never shows a secret");
+    assert!(
+        !l.to_string().contains(secret),
+        "the listing never shows a secret"
+    );
     // The attempt log of the retried job: a 500 then a 204.
     let events = get_json(&c, &w.admin_url("/api/v1/events?bridge=default/orders")).await;
     let flaky_sub = sub_of(&l, &sub.url("/cb/flaky")).unwrap()["id"]
@@ -463,7 +471,11 @@ async fn a_subscriber_is_verified_and_receives_signed_events() {
         .to_string();
     let mut attempts = Vec::new();
     for e in events["events"].as_array().unwrap() {
-        let ev = get_json(&c, &w.admin_url(&format!("/api/v1/events/{}", e["id"].as_str().unwrap()))).await;
+        let ev = get_json(
+            &c,
+            &w.admin_url(&format!("/api/v1/events/{}", e["id"].as_str().unwrap())),
+        )
+        .await;
         for j in websub_jobs(&ev) {
             if j["destination"] == format!("websub:{flaky_sub}") {
                 attempts.push(
@@ -478,14 +490,28 @@ async fn a_subscriber_is_verified_and_receives_signed_events() {
         }
     }
     attempts.sort();
-    assert_eq!(attempts, vec![vec![204], vec![204], vec![500, 204]], "{events:#}");
+    assert_eq!(
+        attempts,
+        vec![vec![204], vec![204], vec![500, 204]],
+        "{events:#}"
+    );
     // The CLI's table.
     let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
-        .args(["subscriptions", "list", "--bridge", "default/orders", "--admin"])
+        .args([
+            "subscriptions",
+            "list",
+            "--bridge",
+            "default/orders",
+            "--admin",
+        ])
         .arg(w.admin.to_string())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8(out.stdout).unwrap();
     let line = table
         .lines()
@@ -496,7 +522,10 @@ async fn a_subscriber_is_verified_and_receives_signed_events() {
     assert_eq!(cols[2], "active");
     assert_eq!(&cols[4..8], &["3", "0", "0", "0"], "{table}");
     assert!(!table.contains(secret));
-    assert!(!w.log_text().contains(secret), "the log never shows a secret");
+    assert!(
+        !w.log_text().contains(secret),
+        "the log never shows a secret"
+    );
 }
 
 /// A stored subscription is durable: after a restart it is listed and delivered to without
@@ -506,15 +535,16 @@ async fn a_subscription_survives_a_worker_restart() {
     let dir = tempfile::tempdir().unwrap();
     let audit = Sink::ok().await;
     let sub = Subscriber::start().await;
-    let mut w = Worker::start(dir.path(), &manifests(dir.path(), &manifest(&audit, &sub, "")), &[]);
+    let mut w = Worker::start(
+        dir.path(),
+        &manifests(dir.path(), &manifest(&audit, &sub, "")),
+        &[],
+    );
     let c = client();
     sub.expect("/cb/a", Answer::Echo, Some("s-1"));
     let (status, body) = subscribe(&c, &w, &sub.url("/cb/a"), Some("s-1"), None).await;
     assert_eq!(status, 202, "{body}");
-    let before = wait_listing(&c, &w, "active", |l| {
-        sub_of(l, &sub.url("/cb/a")).is_some()
-    })
-    .await;
+    let before = wait_listing(&c, &w, "active", |l| sub_of(l, &sub.url("/cb/a")).is_some()).await;
     assert!(w.terminate().success());
     w.spawn();
     let after = listing(&c, &w).await;
@@ -529,7 +559,11 @@ async fn a_subscription_survives_a_worker_restart() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, br#"{"after":"restart"}"#);
     assert_eq!(got[0].signature_ok, Some(true), "the secret survived too");
-    assert_eq!(sub.verifications("/cb/a").len(), 1, "no second verification");
+    assert_eq!(
+        sub.verifications("/cb/a").len(),
+        1,
+        "no second verification"
+    );
 }
 
 /// What the hub refuses before anything is stored or any request goes out: a wrong or
@@ -541,19 +575,35 @@ async fn refused_requests_store_nothing_and_send_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let audit = Sink::ok().await;
     let sub = Subscriber::start().await;
-    let w = Worker::start(dir.path(), &manifests(dir.path(), &manifest(&audit, &sub, "")), &[]);
+    let w = Worker::start(
+        dir.path(),
+        &manifests(dir.path(), &manifest(&audit, &sub, "")),
+        &[],
+    );
     let c = client();
     sub.expect("/cb/x", Answer::Echo, None);
     let t = topic(&w);
     let cb = sub.url("/cb/x");
-    let good = form(&[("hub.mode", "subscribe"), ("hub.topic", &t), ("hub.callback", &cb)]);
+    let good = form(&[
+        ("hub.mode", "subscribe"),
+        ("hub.topic", &t),
+        ("hub.callback", &cb),
+    ]);
     let ct = "application/x-www-form-urlencoded";
     assert_eq!(hub_post(&c, &w, None, ct, good.clone()).await.0, 401);
-    assert_eq!(hub_post(&c, &w, Some("wrong-key"), ct, good.clone()).await.0, 401);
+    assert_eq!(
+        hub_post(&c, &w, Some("wrong-key"), ct, good.clone())
+            .await
+            .0,
+        401
+    );
     let (status, body) = hub_post(&c, &w, Some(KEY), "application/json", good.clone()).await;
     assert_eq!(status, 415, "{body}");
     for (f, why) in [
-        (form(&[("hub.topic", &t), ("hub.callback", &cb)]), "hub.mode is missing"),
+        (
+            form(&[("hub.topic", &t), ("hub.callback", &cb)]),
+            "hub.mode is missing",
+        ),
         (
             form(&[("hub.mode", "subscribe"), ("hub.topic", &t)]),
             "hub.callback is missing",
@@ -595,7 +645,10 @@ async fn refused_requests_store_nothing_and_send_nothing() {
             ]),
             "http:// or https://",
         ),
-        ("hub.mode=subscribe&hub.topic=%zz".to_string(), "percent-encoding"),
+        (
+            "hub.mode=subscribe&hub.topic=%zz".to_string(),
+            "percent-encoding",
+        ),
     ] {
         let (status, body) = hub_post(&c, &w, Some(KEY), ct, f.clone()).await;
         assert_eq!(status, 400, "{f}: {body}");
@@ -605,13 +658,21 @@ async fn refused_requests_store_nothing_and_send_nothing() {
     // A loopback callback the allow-list does not name: another port, another address.
     let other_port = format!("http://127.0.0.1:{}/cb/x", free_port());
     let other_addr = format!("http://127.0.0.2:{}/cb/x", sub.addr.port());
-    for callback in [other_port.as_str(), other_addr.as_str(), "http://169.254.169.254/latest"] {
+    for callback in [
+        other_port.as_str(),
+        other_addr.as_str(),
+        "http://169.254.169.254/latest",
+    ] {
         let (status, body) = hub_post(
             &c,
             &w,
             Some(KEY),
             ct,
-            form(&[("hub.mode", "subscribe"), ("hub.topic", &t), ("hub.callback", callback)]),
+            form(&[
+                ("hub.mode", "subscribe"),
+                ("hub.topic", &t),
+                ("hub.callback", callback),
+            ]),
         )
         .await;
         assert_eq!(status, 403, "{callback}: {body}");
@@ -649,7 +710,11 @@ async fn a_subscriber_that_does_not_echo_the_challenge_is_not_subscribed() {
     let dir = tempfile::tempdir().unwrap();
     let audit = Sink::ok().await;
     let sub = Subscriber::start().await;
-    let w = Worker::start(dir.path(), &manifests(dir.path(), &manifest(&audit, &sub, "")), &[]);
+    let w = Worker::start(
+        dir.path(),
+        &manifests(dir.path(), &manifest(&audit, &sub, "")),
+        &[],
+    );
     let c = client();
     sub.expect("/cb/mute", Answer::WrongBody, Some("s"));
     let (status, body) = subscribe(&c, &w, &sub.url("/cb/mute"), Some("s"), None).await;
@@ -664,7 +729,13 @@ async fn a_subscriber_that_does_not_echo_the_challenge_is_not_subscribed() {
     .await;
     let v = verification_of(&l, &sub.url("/cb/mute"), "subscribe").unwrap();
     assert_eq!(v["verified"], false);
-    assert!(v["reason"].as_str().unwrap().contains("did not echo hub.challenge"), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not echo hub.challenge"),
+        "{v}"
+    );
     let v = verification_of(&l, &sub.url("/cb/unknown"), "subscribe").unwrap();
     assert_eq!(v["verified"], false);
     assert!(v["reason"].as_str().unwrap().contains("404"), "{v}");
@@ -680,7 +751,11 @@ async fn lease_expiry_stops_deliveries() {
     let dir = tempfile::tempdir().unwrap();
     let audit = Sink::ok().await;
     let sub = Subscriber::start().await;
-    let w = Worker::start(dir.path(), &manifests(dir.path(), &manifest(&audit, &sub, "")), &[]);
+    let w = Worker::start(
+        dir.path(),
+        &manifests(dir.path(), &manifest(&audit, &sub, "")),
+        &[],
+    );
     let c = client();
     sub.expect("/cb/short", Answer::Echo, None);
     sub.expect("/cb/long", Answer::Echo, None);
@@ -719,10 +794,11 @@ async fn lease_expiry_stops_deliveries() {
     assert_eq!(sub.wait_deliveries("/cb/long", 2).await.len(), 2);
     // The long subscriber has both events: the short one got nothing more.
     assert_eq!(sub.deliveries("/cb/short").len(), delivered_before);
-    assert!(sub
-        .deliveries("/cb/short")
-        .iter()
-        .all(|d| d.body == br#"{"n":1}"#));
+    assert!(
+        sub.deliveries("/cb/short")
+            .iter()
+            .all(|d| d.body == br#"{"n":1}"#)
+    );
 }
 
 /// Unsubscribe is verified like a subscription, then deliveries stop; an unsubscribe the
@@ -732,7 +808,11 @@ async fn unsubscribe_stops_deliveries() {
     let dir = tempfile::tempdir().unwrap();
     let audit = Sink::ok().await;
     let sub = Subscriber::start().await;
-    let w = Worker::start(dir.path(), &manifests(dir.path(), &manifest(&audit, &sub, "")), &[]);
+    let w = Worker::start(
+        dir.path(),
+        &manifests(dir.path(), &manifest(&audit, &sub, "")),
+        &[],
+    );
     let c = client();
     sub.expect("/cb/a", Answer::Echo, None);
     let (status, _) = subscribe(&c, &w, &sub.url("/cb/a"), None, None).await;
@@ -764,7 +844,10 @@ async fn unsubscribe_stops_deliveries() {
     sub.expect("/cb/a", Answer::Echo, None);
     let (status, body) = hub_post(&c, &w, Some(KEY), ct, unsubscribe).await;
     assert_eq!(status, 202, "{body}");
-    wait_listing(&c, &w, "unsubscribed", |l| sub_of(l, &sub.url("/cb/a")).is_none()).await;
+    wait_listing(&c, &w, "unsubscribed", |l| {
+        sub_of(l, &sub.url("/cb/a")).is_none()
+    })
+    .await;
     let v = sub.verifications("/cb/a");
     let last = v.last().unwrap();
     assert_eq!(last.query["hub.mode"], "unsubscribe");
@@ -827,16 +910,15 @@ stringData: {{key: {KEY}}}
     assert_eq!(status, 202, "{body}");
     wait_listing(&c, &w, "active", |l| sub_of(l, &sub.url("/cb/s")).is_some()).await;
     // Filtered out: no job for anyone.
-    let (status, v) = post(&c, &w.url("/hooks/default/orders"), r#"{"keep":false}"#, &[]).await;
-    assert_eq!(status, 202);
-    let dropped = wait_status(
+    let (status, v) = post(
         &c,
-        &w,
-        v["id"].as_str().unwrap(),
-        "filtered",
-        LIMIT,
+        &w.url("/hooks/default/orders"),
+        r#"{"keep":false}"#,
+        &[],
     )
     .await;
+    assert_eq!(status, 202);
+    let dropped = wait_status(&c, &w, v["id"].as_str().unwrap(), "filtered", LIMIT).await;
     assert_eq!(dropped["status"], "filtered");
     assert!(websub_jobs(&dropped).is_empty());
     let ev = send_and_settle(&c, &w, r#"{"keep":true,"n":7}"#).await;

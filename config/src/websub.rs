@@ -44,9 +44,10 @@ impl SubscriptionsConfig {
 
     /// The lease granted for `asked` (None: the default), within the bounds.
     pub fn lease_for(&self, asked: Option<u64>) -> u64 {
-        asked
-            .unwrap_or(self.default_lease_seconds)
-            .clamp(self.min_lease_seconds, self.max_lease_seconds.max(self.min_lease_seconds))
+        asked.unwrap_or(self.default_lease_seconds).clamp(
+            self.min_lease_seconds,
+            self.max_lease_seconds.max(self.min_lease_seconds),
+        )
     }
 
     /// Every secret it holds, for redaction.

@@ -550,10 +550,7 @@ async fn list_subscriptions(
         .map(|s| {
             let name = crate::websub::job_name(&s.id);
             let hour = shared.delivery.window.last_hour(&s.bridge, &name, now);
-            let pending = queued
-                .get(&(s.bridge.clone(), name))
-                .copied()
-                .unwrap_or(0);
+            let pending = queued.get(&(s.bridge.clone(), name)).copied().unwrap_or(0);
             json!({
                 "bridge": s.bridge,
                 "id": s.id,

@@ -160,12 +160,10 @@ pub(crate) async fn attempt(
                 // Unsubscribed, expired or the hub disabled: no attempt, the job ends.
                 debug!(%reason, "subscription job not delivered");
                 if finish(shared, &job, None, Next::Dead { reason }).await {
-                    shared.delivery.window.record(
-                        &bridge.key,
-                        &name,
-                        Outcome::Dead,
-                        now_ms(),
-                    );
+                    shared
+                        .delivery
+                        .window
+                        .record(&bridge.key, &name, Outcome::Dead, now_ms());
                 }
                 return;
             }
@@ -380,7 +378,10 @@ pub(crate) async fn attempt(
     if let Some(secret) = &sub_secret {
         // A subscriber's answer may echo its own secret: the log keeps it out.
         res.response = res.response.replace(secret.as_str(), "[redacted]");
-        res.error = res.error.as_deref().map(|e| e.replace(secret.as_str(), "[redacted]"));
+        res.error = res
+            .error
+            .as_deref()
+            .map(|e| e.replace(secret.as_str(), "[redacted]"));
     }
     let elapsed = started.elapsed();
     m.attempt_seconds

@@ -2569,7 +2569,12 @@ pub async fn subscription_jobs_live_beside_destination_jobs<S: Store>(s: &S) {
     });
     let id = append(s, ev).await;
     let due = s
-        .due_jobs(T0, 10, Arc::new(|_: &JobKey| false), Arc::new(|_: &JobRecord| false))
+        .due_jobs(
+            T0,
+            10,
+            Arc::new(|_: &JobKey| false),
+            Arc::new(|_: &JobRecord| false),
+        )
         .await
         .expect("due");
     let names: BTreeSet<String> = due
@@ -2584,7 +2589,13 @@ pub async fn subscription_jobs_live_beside_destination_jobs<S: Store>(s: &S) {
             .into_iter()
             .collect::<BTreeSet<String>>()
     );
-    finish(s, key(id, 1), Some(attempt(T0 + 5, Some(204), None)), Next::Delivered).await;
+    finish(
+        s,
+        key(id, 1),
+        Some(attempt(T0 + 5, Some(204), None)),
+        Next::Delivered,
+    )
+    .await;
     let j = job(s, id, 1).await;
     assert_eq!(j.status, JobStatus::Delivered);
     assert_eq!(j.target.destination_name(), Some("websub:0192abcd"));

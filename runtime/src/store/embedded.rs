@@ -1962,9 +1962,7 @@ impl Store for EmbeddedStore {
         id: Option<String>,
     ) -> StoreFuture<bool> {
         self.write(move |tx| {
-            let mut t = tx
-                .open_table(SUBSCRIPTIONS)
-                .map_err(eng("subscriptions"))?;
+            let mut t = tx.open_table(SUBSCRIPTIONS).map_err(eng("subscriptions"))?;
             let key = (bridge.as_str(), callback.as_str());
             let stored = match t.get(key).map_err(eng("subscriptions"))? {
                 None => return Ok(false),
@@ -1982,9 +1980,7 @@ impl Store for EmbeddedStore {
 
     fn subscriptions(&self) -> StoreFuture<Vec<SubscriptionRecord>> {
         let res = self.read(|tx| {
-            let t = tx
-                .open_table(SUBSCRIPTIONS)
-                .map_err(eng("subscriptions"))?;
+            let t = tx.open_table(SUBSCRIPTIONS).map_err(eng("subscriptions"))?;
             let mut out: Vec<SubscriptionRecord> = Vec::new();
             for row in t.iter().map_err(eng("subscriptions"))? {
                 let (_, v) = row.map_err(eng("subscriptions"))?;

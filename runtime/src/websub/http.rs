@@ -86,7 +86,10 @@ fn decode(s: &str) -> Result<String, String> {
             b'+' => out.push(b' '),
             b'%' => {
                 let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-                match (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+                match (
+                    b.get(i + 1).copied().and_then(hex),
+                    b.get(i + 2).copied().and_then(hex),
+                ) {
                     (Some(h), Some(l)) => out.push(h << 4 | l),
                     _ => return Err(format!("bad percent-encoding in {s:?}")),
                 }
@@ -114,9 +117,7 @@ pub(super) fn hub_request(form: &[(String, String)], hub_path: &str) -> Result<H
         Some("subscribe") => true,
         Some("unsubscribe") => false,
         Some(m) => {
-            return Err(format!(
-                "hub.mode {m:?} is not subscribe or unsubscribe"
-            ));
+            return Err(format!("hub.mode {m:?} is not subscribe or unsubscribe"));
         }
         None => return Err("hub.mode is missing".into()),
     };
@@ -142,9 +143,7 @@ pub(super) fn hub_request(form: &[(String, String)], hub_path: &str) -> Result<H
     let secret = match one("hub.secret")? {
         None => None,
         Some(s) if s.is_empty() || s.len() > MAX_SECRET_BYTES => {
-            return Err(format!(
-                "hub.secret must be 1 to {MAX_SECRET_BYTES} bytes"
-            ));
+            return Err(format!("hub.secret must be 1 to {MAX_SECRET_BYTES} bytes"));
         }
         Some(s) => Some(s.to_string()),
     };
@@ -171,7 +170,10 @@ fn is_form(headers: &http::HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 /// Serve a request on a hub path; None when the path is not a hub's (the caller goes on
@@ -244,7 +246,10 @@ async fn hub_request_for<B: InBody>(
     .await
     {
         Err(_) => return answer(StatusCode::REQUEST_TIMEOUT, "the form took too long"),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the form is larger than {MAX_FORM_BYTES} bytes"),
@@ -299,7 +304,11 @@ async fn verify_and_apply(
     lease: u64,
 ) {
     let hubs = &shared.websub;
-    let mode = if hr.subscribe { "subscribe" } else { "unsubscribe" };
+    let mode = if hr.subscribe {
+        "subscribe"
+    } else {
+        "unsubscribe"
+    };
     let outcome = match verify_intent(shared, cfg, &hr, lease).await {
         Err(why) => Err(why),
         Ok(()) if hr.subscribe => {
@@ -364,13 +373,16 @@ async fn verify_intent(
         .await
         .map_err(|why| format!("hub.callback refused: {why}"))?;
     let challenge = hex::encode(rand::random::<[u8; 24]>());
-    let mut url =
-        reqwest::Url::parse(&hr.callback).map_err(|e| format!("hub.callback: {e}"))?;
+    let mut url = reqwest::Url::parse(&hr.callback).map_err(|e| format!("hub.callback: {e}"))?;
     {
         let mut q = url.query_pairs_mut();
         q.append_pair(
             "hub.mode",
-            if hr.subscribe { "subscribe" } else { "unsubscribe" },
+            if hr.subscribe {
+                "subscribe"
+            } else {
+                "unsubscribe"
+            },
         );
         q.append_pair("hub.topic", &hr.topic);
         q.append_pair("hub.challenge", &challenge);

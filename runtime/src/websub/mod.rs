@@ -250,7 +250,9 @@ impl Hubs {
             return Err("subscription ended: the bridge's hub is disabled".into());
         };
         let Some(sub) = self.get(&bridge.key, id) else {
-            return Err("subscription ended: unsubscribed, or replaced by a new subscription".into());
+            return Err(
+                "subscription ended: unsubscribed, or replaced by a new subscription".into(),
+            );
         };
         if sub.expires_at_ms <= now {
             return Err(format!(
@@ -272,7 +274,10 @@ impl Hubs {
             ("content-type".to_string(), content_type),
             (
                 "link".to_string(),
-                format!("<{}>; rel=\"hub\", <{}>; rel=\"self\"", sub.topic, sub.topic),
+                format!(
+                    "<{}>; rel=\"hub\", <{}>; rel=\"self\"",
+                    sub.topic, sub.topic
+                ),
             ),
         ];
         if let Some(secret) = &sub.secret {
@@ -283,9 +288,12 @@ impl Hubs {
         }
         if let Some(secret) = &cfg.signing_secret {
             let ts = (now / 1000) as i64;
-            for (n, v) in
-                causeway_pipeline::signing::standard_webhooks_headers(secret.expose(), &event_id, ts, &body)
-            {
+            for (n, v) in causeway_pipeline::signing::standard_webhooks_headers(
+                secret.expose(),
+                &event_id,
+                ts,
+                &body,
+            ) {
                 headers.push((n.to_string(), v));
             }
         }
@@ -368,8 +376,7 @@ pub async fn check_callback(
 
 /// `(scheme, host without brackets, port)` of an http(s) callback URL.
 pub fn split_callback(callback: &str) -> Result<(String, String, u16), String> {
-    let u = reqwest::Url::parse(callback)
-        .map_err(|e| format!("hub.callback is not a URL: {e}"))?;
+    let u = reqwest::Url::parse(callback).map_err(|e| format!("hub.callback is not a URL: {e}"))?;
     let scheme = u.scheme().to_string();
     if scheme != "http" && scheme != "https" {
         return Err("hub.callback must be an http:// or https:// URL".into());
@@ -386,7 +393,9 @@ pub fn split_callback(callback: &str) -> Result<(String, String, u16), String> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase();
-    let port = u.port_or_known_default().ok_or("hub.callback has no port")?;
+    let port = u
+        .port_or_known_default()
+        .ok_or("hub.callback has no port")?;
     Ok((scheme, host, port))
 }
 

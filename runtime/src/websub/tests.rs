@@ -54,7 +54,9 @@ async fn metadata_and_link_local_callbacks_are_refused_even_when_listed() {
     assert!(check_address(&guard, ip("169.254.1.1"), true).is_err());
     // The pool may unlock a link-local range, as for destinations.
     let unlocked = NetGuard::default();
-    unlocked.set_allowed(vec![crate::netguard::Cidr::parse("169.254.10.0/24").unwrap()]);
+    unlocked.set_allowed(vec![
+        crate::netguard::Cidr::parse("169.254.10.0/24").unwrap(),
+    ]);
     assert!(check_address(&unlocked, ip("169.254.10.1"), true).is_ok());
 }
 
@@ -70,9 +72,13 @@ async fn metadata_and_plugin_names_are_refused() {
     .await
     .unwrap_err();
     assert!(err.contains("metadata"), "{err}");
-    let err = check_callback(&guard, &cfg(&["http://*.internal"]), "http://crm.internal/x")
-        .await
-        .unwrap_err();
+    let err = check_callback(
+        &guard,
+        &cfg(&["http://*.internal"]),
+        "http://crm.internal/x",
+    )
+    .await
+    .unwrap_err();
     assert!(err.contains("plugin"), "{err}");
 }
 
@@ -84,7 +90,10 @@ async fn the_allow_list_decides_and_non_public_addresses_need_an_explicit_entry(
     let err = check_callback(&guard, &cfg(&[]), "http://127.0.0.1:8080/cb")
         .await
         .unwrap_err();
-    assert!(err.contains("not in the hub's allowedCallbackHosts"), "{err}");
+    assert!(
+        err.contains("not in the hub's allowedCallbackHosts"),
+        "{err}"
+    );
     let c = cfg(&["http://127.0.0.1:8080"]);
     check_callback(&guard, &c, "http://127.0.0.1:8080/cb?x=1")
         .await
@@ -112,12 +121,20 @@ async fn the_allow_list_decides_and_non_public_addresses_need_an_explicit_entry(
         .await
         .unwrap_err();
     assert!(err.contains("loopback"), "{err}");
-    check_callback(&guard, &cfg(&["http://localhost:8080"]), "http://localhost:8080/cb")
-        .await
-        .expect("listed by name");
+    check_callback(
+        &guard,
+        &cfg(&["http://localhost:8080"]),
+        "http://localhost:8080/cb",
+    )
+    .await
+    .expect("listed by name");
     // The worker's denied ranges win over the list.
     let denied = NetGuard::new(vec![crate::netguard::Cidr::parse("127.0.0.0/8").unwrap()]);
-    assert!(check_callback(&denied, &c, "http://127.0.0.1:8080/cb").await.is_err());
+    assert!(
+        check_callback(&denied, &c, "http://127.0.0.1:8080/cb")
+            .await
+            .is_err()
+    );
 }
 
 #[test]
@@ -157,7 +174,10 @@ fn forms_decode_and_the_hub_parameters_are_checked() {
             format!("hub.mode=subscribe&hub.topic=http%3A%2F%2Fh%2Fhub%2Fns%2Fother&{cb}"),
             "this hub's URL",
         ),
-        (format!("hub.mode=subscribe&{topic}"), "hub.callback is missing"),
+        (
+            format!("hub.mode=subscribe&{topic}"),
+            "hub.callback is missing",
+        ),
         (
             format!("hub.mode=subscribe&{topic}&hub.callback=ftp%3A%2F%2Fh%2Fx"),
             "http:// or https://",
@@ -171,7 +191,10 @@ fn forms_decode_and_the_hub_parameters_are_checked() {
             "not a positive number",
         ),
         (
-            format!("hub.mode=subscribe&{topic}&{cb}&hub.secret={}", "x".repeat(200)),
+            format!(
+                "hub.mode=subscribe&{topic}&{cb}&hub.secret={}",
+                "x".repeat(200)
+            ),
             "1 to 199 bytes",
         ),
         (
