@@ -177,7 +177,7 @@ impl Hubs {
             .filter(|(b, _)| bridge.is_none_or(|x| x == b.as_str()))
             .flat_map(|(b, v)| v.iter().map(|x| (b.clone(), x.clone())))
             .collect();
-        out.sort_by(|a, b| b.1.at_ms.cmp(&a.1.at_ms));
+        out.sort_by_key(|v| std::cmp::Reverse(v.1.at_ms));
         out
     }
 
