@@ -933,3 +933,52 @@ stringData: {{key: {KEY}}}
     assert_eq!(got[0].signature_ok, Some(true));
     assert_eq!(audit.count("/audit"), 1);
 }
+
+/// The callback policy holds again at delivery: once the hub's allow-list no longer names
+/// a subscribed callback (the manifest edited), its deliveries fail with the reason in the
+/// attempt log, are retried as the hub's policy says, then dead-lettered; nothing reaches
+/// the callback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_callback_no_longer_allowed_is_refused_at_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = Sink::ok().await;
+    let sub = Subscriber::start().await;
+    let m = manifests(dir.path(), &manifest(&audit, &sub, ""));
+    let w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+    sub.expect("/cb/a", Answer::Echo, None);
+    let (status, _) = subscribe(&c, &w, &sub.url("/cb/a"), None, None).await;
+    assert_eq!(status, 202);
+    wait_listing(&c, &w, "active", |l| sub_of(l, &sub.url("/cb/a")).is_some()).await;
+    // The allow-list now names another port only.
+    let v1 = get_json(&c, &w.admin_url("/api/v1/config")).await["version"].clone();
+    let edited = manifest(&audit, &sub, "").replace(
+        &format!("\"http://127.0.0.1:{}\"", sub.addr.port()),
+        &format!("\"http://127.0.0.1:{}\"", free_port()),
+    );
+    std::fs::write(m.join("bridges.yaml"), edited).unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while get_json(&c, &w.admin_url("/api/v1/config")).await["version"] == v1 {
+        assert!(Instant::now() < deadline, "not reloaded:\n{}", w.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ev = send_and_settle(&c, &w, r#"{"n":1}"#).await;
+    let jobs = websub_jobs(&ev);
+    assert_eq!(jobs.len(), 1, "{ev:#}");
+    assert_eq!(jobs[0]["status"], "dead", "{ev:#}");
+    let attempts = jobs[0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 4, "the first attempt and 3 retries: {ev:#}");
+    for a in attempts {
+        let e = a["error"].as_str().unwrap();
+        assert!(
+            e.contains("callback refused") && e.contains("not in the hub's allowedCallbackHosts"),
+            "{e}"
+        );
+        assert!(a["statusCode"].is_null());
+    }
+    assert!(sub.deliveries("/cb/a").is_empty());
+    let l = listing(&c, &w).await;
+    let s = sub_of(&l, &sub.url("/cb/a")).unwrap();
+    assert_eq!(s["lastHour"]["dead"], 1);
+    assert_eq!(s["lastHour"]["failed"], 4);
+}
