@@ -424,6 +424,10 @@ async fn a_subscriber_is_verified_and_receives_signed_events() {
     assert_eq!(seen, bodies.map(String::from).to_vec());
     for d in &got {
         assert_eq!(d.signature_ok, Some(true), "X-Hub-Signature-256 checks out");
+        assert_eq!(
+            d.headers["x-hub-signature"], d.headers["x-hub-signature-256"],
+            "the recommendation's header carries the same sha256=<hex>"
+        );
         assert_eq!(d.headers["content-type"], "application/json");
         let link = d.headers["link"].to_str().unwrap();
         assert!(

@@ -281,10 +281,11 @@ impl Hubs {
             ),
         ];
         if let Some(secret) = &sub.secret {
-            headers.push((
-                "x-hub-signature-256".to_string(),
-                causeway_pipeline::signing::hub_signature_256(secret.as_bytes(), &body),
-            ));
+            let signature = causeway_pipeline::signing::hub_signature_256(secret.as_bytes(), &body);
+            // `X-Hub-Signature` is the recommendation's header (`method=signature`);
+            // `X-Hub-Signature-256` the name most receivers look for. The same value.
+            headers.push(("x-hub-signature".to_string(), signature.clone()));
+            headers.push(("x-hub-signature-256".to_string(), signature));
         }
         if let Some(secret) = &cfg.signing_secret {
             let ts = (now / 1000) as i64;
