@@ -986,3 +986,43 @@ async fn a_callback_no_longer_allowed_is_refused_at_delivery() {
     assert_eq!(s["lastHour"]["dead"], 1);
     assert_eq!(s["lastHour"]["failed"], 4);
 }
+
+/// On PostgreSQL (a real server, `common/postgres.rs`) a subscription verified through one
+/// worker is stored for the pool: another worker of the same store lists it and delivers
+/// the events it accepts to it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_postgres_a_subscription_made_on_one_worker_is_served_by_another() {
+    let url = postgres::url();
+    let schema = postgres::fresh_schema("websub");
+    let audit = Sink::ok().await;
+    let sub = Subscriber::start().await;
+    let (d0, d1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let m = manifests(d0.path(), &manifest(&audit, &sub, ""));
+    let args = ["--postgres", &url, "--postgres-schema", &schema];
+    let a = Worker::start(d0.path(), &m, &args);
+    let b = Worker::start(d1.path(), &m, &args);
+    let c = client();
+    sub.expect("/cb/pool", Answer::Echo, Some("pool-secret"));
+    let (status, body) = subscribe(&c, &a, &sub.url("/cb/pool"), Some("pool-secret"), None).await;
+    assert_eq!(status, 202, "{body}");
+    wait_listing(&c, &a, "stored through a", |l| {
+        sub_of(l, &sub.url("/cb/pool")).is_some()
+    })
+    .await;
+    // b reads the store again within its refresh interval.
+    let lb = wait_listing(&c, &b, "listed by b", |l| {
+        sub_of(l, &sub.url("/cb/pool")).is_some()
+    })
+    .await;
+    assert_eq!(
+        sub_of(&lb, &sub.url("/cb/pool")).unwrap()["state"],
+        "active"
+    );
+    let ev = send_and_settle(&c, &b, r#"{"via":"b"}"#).await;
+    assert_eq!(websub_jobs(&ev).len(), 1, "{ev:#}");
+    let got = sub.wait_deliveries("/cb/pool", 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, br#"{"via":"b"}"#);
+    assert_eq!(got[0].signature_ok, Some(true));
+    assert_eq!(sub.verifications("/cb/pool").len(), 1);
+}
