@@ -1026,3 +1026,81 @@ async fn with_postgres_a_subscription_made_on_one_worker_is_served_by_another() 
     assert_eq!(got[0].signature_ok, Some(true));
     assert_eq!(sub.verifications("/cb/pool").len(), 1);
 }
+
+/// `causeway store export | causeway store import` moves subscriptions with the pool: after
+/// a move from the embedded store to PostgreSQL the subscription is listed and served, its
+/// secret kept, without a new verification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscriptions_move_with_the_store() {
+    let audit = Sink::ok().await;
+    let sub = Subscriber::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifests(dir.path(), &manifest(&audit, &sub, ""));
+    let mut w = Worker::start(dir.path(), &m, &[]);
+    let c = client();
+    sub.expect("/cb/moved", Answer::Echo, Some("moved-secret"));
+    let (status, _) = subscribe(&c, &w, &sub.url("/cb/moved"), Some("moved-secret"), None).await;
+    assert_eq!(status, 202);
+    let before = wait_listing(&c, &w, "active", |l| {
+        sub_of(l, &sub.url("/cb/moved")).is_some()
+    })
+    .await;
+    assert!(w.terminate().success());
+    let bin = env!("CARGO_BIN_EXE_causeway");
+    let export = Command::new(bin)
+        .args(["store", "export", "--data-dir"])
+        .arg(&w.data_dir)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&export.stderr);
+    assert!(export.status.success(), "{report}");
+    assert!(report.contains("1 subscriptions"), "{report}");
+    let url = postgres::url();
+    let schema = postgres::fresh_schema("websub_moved");
+    let mut child = Command::new(bin)
+        .args([
+            "store",
+            "import",
+            "--postgres",
+            &url,
+            "--postgres-schema",
+            &schema,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&export.stdout)
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 subscriptions"));
+    let dir2 = tempfile::tempdir().unwrap();
+    let w2 = Worker::start(
+        dir2.path(),
+        &m,
+        &["--postgres", &url, "--postgres-schema", &schema],
+    );
+    let after = listing(&c, &w2).await;
+    assert_eq!(
+        sub_of(&after, &sub.url("/cb/moved")).unwrap()["id"],
+        sub_of(&before, &sub.url("/cb/moved")).unwrap()["id"]
+    );
+    send_and_settle(&c, &w2, r#"{"moved":true}"#).await;
+    let got = sub.wait_deliveries("/cb/moved", 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].signature_ok, Some(true));
+    assert_eq!(sub.verifications("/cb/moved").len(), 1);
+}
