@@ -714,23 +714,40 @@ async fn a_subscriber_that_does_not_echo_the_challenge_is_not_subscribed() {
     let dir = tempfile::tempdir().unwrap();
     let audit = Sink::ok().await;
     let sub = Subscriber::start().await;
+    // An allowed port where nothing listens: the verification cannot connect.
+    let dead = format!("http://127.0.0.1:{}", free_port());
     let w = Worker::start(
         dir.path(),
-        &manifests(dir.path(), &manifest(&audit, &sub, "")),
+        &manifests(
+            dir.path(),
+            &manifest(&audit, &sub, &format!(", \"{dead}\"")),
+        ),
         &[],
     );
     let c = client();
+    let dead_cb = format!("{dead}/cb?token=subscriber-capability");
+    let (status, body) = subscribe(&c, &w, &dead_cb, None, None).await;
+    assert_eq!(status, 202, "{body}");
     sub.expect("/cb/mute", Answer::WrongBody, Some("s"));
     let (status, body) = subscribe(&c, &w, &sub.url("/cb/mute"), Some("s"), None).await;
     assert_eq!(status, 202, "{body}");
     // A callback that answers 404 to the verification is refused as well.
     let (status, body) = subscribe(&c, &w, &sub.url("/cb/unknown"), None, None).await;
     assert_eq!(status, 202, "{body}");
-    let l = wait_listing(&c, &w, "both verifications failed", |l| {
+    let l = wait_listing(&c, &w, "the three verifications failed", |l| {
         verification_of(l, &sub.url("/cb/mute"), "subscribe").is_some()
             && verification_of(l, &sub.url("/cb/unknown"), "subscribe").is_some()
+            && verification_of(l, &dead_cb, "subscribe").is_some()
     })
     .await;
+    let v = verification_of(&l, &dead_cb, "subscribe").unwrap();
+    assert_eq!(v["verified"], false);
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("the verification request failed"), "{v}");
+    assert!(
+        !reason.contains("hub.challenge") && !reason.contains("subscriber-capability"),
+        "the reason never quotes the verification URL: {v}"
+    );
     let v = verification_of(&l, &sub.url("/cb/mute"), "subscribe").unwrap();
     assert_eq!(v["verified"], false);
     assert!(

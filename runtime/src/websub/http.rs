@@ -397,7 +397,13 @@ async fn verify_intent(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| format!("the verification request failed: {}", error_chain(&e)))?;
+        .map_err(|e| {
+            // Without the URL: it carries the challenge and whatever the callback holds.
+            format!(
+                "the verification request failed: {}",
+                error_chain(&e.without_url())
+            )
+        })?;
     let status = res.status();
     let mut got = Vec::new();
     let mut res = res;
