@@ -1121,3 +1121,35 @@ async fn subscriptions_move_with_the_store() {
     assert_eq!(got[0].signature_ok, Some(true));
     assert_eq!(sub.verifications("/cb/moved").len(), 1);
 }
+
+/// `maxSubscriptions` bounds the live subscriptions of a hub: a new callback past it gets
+/// 403 before any verification; renewing a subscribed callback still passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hub_keeps_at_most_max_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = Sink::ok().await;
+    let sub = Subscriber::start().await;
+    let yaml = manifest(&audit, &sub, "").replace(
+        "    timeout: 5s\n",
+        "    timeout: 5s\n    maxSubscriptions: 1\n",
+    );
+    let w = Worker::start(dir.path(), &manifests(dir.path(), &yaml), &[]);
+    let c = client();
+    sub.expect("/cb/one", Answer::Echo, None);
+    sub.expect("/cb/two", Answer::Echo, None);
+    let (status, _) = subscribe(&c, &w, &sub.url("/cb/one"), None, None).await;
+    assert_eq!(status, 202);
+    wait_listing(&c, &w, "one", |l| sub_of(l, &sub.url("/cb/one")).is_some()).await;
+    let (status, body) = subscribe(&c, &w, &sub.url("/cb/two"), None, None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("maximum of 1 subscriptions"), "{body}");
+    assert!(sub.verifications("/cb/two").is_empty());
+    // A renewal of the one there is not a new subscription.
+    let (status, body) = subscribe(&c, &w, &sub.url("/cb/one"), None, Some("900")).await;
+    assert_eq!(status, 202, "{body}");
+    let l = wait_listing(&c, &w, "renewed", |l| {
+        sub_of(l, &sub.url("/cb/one")).is_some_and(|s| s["leaseSeconds"] == 900)
+    })
+    .await;
+    assert_eq!(l["subscriptions"].as_array().unwrap().len(), 1);
+}

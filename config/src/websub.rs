@@ -26,13 +26,23 @@ pub struct SubscriptionsConfig {
     pub retry: RetryConfig,
     /// Timeout of one delivery attempt and of the verification of intent, in ms.
     pub timeout_ms: u64,
+    /// Live subscriptions the hub keeps at most; a new callback past it is refused (a
+    /// renewal is not).
+    #[serde(default = "default_max_subscriptions")]
+    pub max_subscriptions: u32,
     /// Also sign deliveries with Standard Webhooks (`webhook-id`, `webhook-timestamp`,
     /// `webhook-signature`) with this secret, beside `X-Hub-Signature-256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_secret: Option<SecretValue>,
 }
 
+fn default_max_subscriptions() -> u32 {
+    SubscriptionsConfig::DEFAULT_MAX_SUBSCRIPTIONS
+}
+
 impl SubscriptionsConfig {
+    /// Default `maxSubscriptions`.
+    pub const DEFAULT_MAX_SUBSCRIPTIONS: u32 = 100;
     /// Default `leaseSeconds.default`: ten days, as many hubs grant.
     pub const DEFAULT_LEASE_SECONDS: u64 = 864_000;
     /// Default `leaseSeconds.min`.

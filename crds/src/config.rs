@@ -980,6 +980,9 @@ fn subscriptions_config(
             &s.backoff.clone().unwrap_or_default(),
         ),
         timeout_ms: opt_ms(&s.timeout, SubscriptionsConfig::DEFAULT_TIMEOUT_MS),
+        max_subscriptions: s
+            .max_subscriptions
+            .unwrap_or(SubscriptionsConfig::DEFAULT_MAX_SUBSCRIPTIONS),
         signing_secret: s
             .signing
             .as_ref()

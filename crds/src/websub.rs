@@ -39,6 +39,12 @@ pub struct Subscriptions {
     /// Delay before each retry, as a destination's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
+    /// Live subscriptions the hub keeps at most (default 100): every event is one delivery
+    /// per subscription, so a key holder cannot multiply the pool's work without bound. A
+    /// new callback past it gets 403; renewing one does not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_subscriptions: Option<u32>,
     /// Timeout of one delivery and of the verification of intent (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]

@@ -270,6 +270,19 @@ async fn hub_request_for<B: InBody>(
             &format!("hub.callback refused: {why}"),
         );
     }
+    if hr.subscribe
+        && !shared
+            .websub
+            .has_room(bridge, &hr.callback, cfg.max_subscriptions, now_ms())
+    {
+        return answer(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "the hub has its maximum of {} subscriptions: unsubscribe one first",
+                cfg.max_subscriptions
+            ),
+        );
+    }
     let Ok(permit) = shared.websub.verifying.clone().try_acquire_owned() else {
         let mut resp = answer(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -311,6 +324,16 @@ async fn verify_and_apply(
     };
     let outcome = match verify_intent(shared, cfg, &hr, lease).await {
         Err(why) => Err(why),
+        Ok(())
+            if hr.subscribe
+                && !hubs.has_room(bridge, &hr.callback, cfg.max_subscriptions, now_ms()) =>
+        {
+            // Others were verified while this one was: the bound holds at storing too.
+            Err(format!(
+                "the hub has its maximum of {} subscriptions",
+                cfg.max_subscriptions
+            ))
+        }
         Ok(()) if hr.subscribe => {
             let now = now_ms();
             let previous = hubs.by_callback(bridge, &hr.callback);

@@ -148,6 +148,24 @@ impl Hubs {
             .cloned()
     }
 
+    /// Whether `bridge` may take a subscription of `callback`: a renewal always, a new
+    /// callback while fewer than `max` subscriptions are live.
+    pub fn has_room(&self, bridge: &str, callback: &str, max: u32, now: u64) -> bool {
+        let subs = read(&self.subs);
+        let Some(list) = subs.get(bridge) else {
+            return max > 0;
+        };
+        let live = list.iter().filter(|s| s.expires_at_ms > now);
+        let mut n = 0u32;
+        for s in live {
+            if s.callback == callback {
+                return true;
+            }
+            n += 1;
+        }
+        n < max
+    }
+
     /// The stored subscription of a callback.
     pub fn by_callback(&self, bridge: &str, callback: &str) -> Option<SubscriptionRecord> {
         read(&self.subs)

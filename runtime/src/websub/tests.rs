@@ -18,6 +18,7 @@ fn cfg(allowed: &[&str]) -> SubscriptionsConfig {
         max_lease_seconds: 3600,
         retry: RetryConfig::default(),
         timeout_ms: 1000,
+        max_subscriptions: 10,
         signing_secret: None,
     }
 }
