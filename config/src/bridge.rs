@@ -52,6 +52,9 @@ pub struct BridgeConfig {
     /// Streams of the bridge's accepted events (SSE and WebSocket), see `stream.rs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<crate::stream::StreamConfig>,
+    /// The bridge's WebSub hub (self-service subscriptions), see `websub.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<crate::websub::SubscriptionsConfig>,
     /// Operational webhooks about the bridge's destinations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<NotificationsConfig>,
@@ -103,6 +106,9 @@ impl BridgeConfig {
             if let Some(auth) = &s.auth {
                 out.extend(auth.secrets().into_iter().map(SecretValue::expose));
             }
+        }
+        if let Some(s) = &self.subscriptions {
+            out.extend(s.secrets().into_iter().map(SecretValue::expose));
         }
         out.retain(|s| !s.is_empty());
         out

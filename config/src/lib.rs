@@ -23,6 +23,7 @@ pub mod reason;
 mod report;
 mod secret;
 mod stream;
+mod websub;
 mod worker;
 
 pub use bridge::{
@@ -41,6 +42,7 @@ pub use report::{
 };
 pub use secret::SecretValue;
 pub use stream::StreamConfig;
+pub use websub::SubscriptionsConfig;
 pub use worker::{
     ADMIN_PORT, CONFIG_KEY, CONFIG_VERSION_ANNOTATION, INGRESS_PORT, INTERNAL_PORT,
     RetentionConfig, WorkerConfig, config_secret_name,

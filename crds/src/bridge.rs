@@ -161,6 +161,10 @@ pub struct BridgeSpec {
         )
     )]
     pub streams: Vec<crate::stream::Stream>,
+    /// A WebSub hub at `/hub/<namespace>/<name>`: consumers subscribe their own callback
+    /// URLs with an API key and receive every accepted event there (`docs/websub.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<crate::websub::Subscriptions>,
 
     /// Operational webhooks: a signed POST to `url` when a destination is paused, its
     /// circuit breaker opens or closes, or it is disabled (`docs/circuit-breaker.md`).

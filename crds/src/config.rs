@@ -892,6 +892,12 @@ fn build_bridge(
             .iter()
             .map(|s| stream_config(inv, ns, s))
             .collect::<Result<_, _>>()?,
+        subscriptions: spec
+            .subscriptions
+            .as_ref()
+            .filter(|s| s.enabled)
+            .map(|s| subscriptions_config(inv, ns, s))
+            .transpose()?,
         notifications: spec
             .notifications
             .as_ref()
@@ -946,6 +952,42 @@ fn api_key_auth(inv: &Lookup<'_>, ns: &str, k: &ApiKeyAuth) -> Result<AuthConfig
         },
         query_param: k.query_param.clone(),
         keys: secrets(inv, ns, &k.secret_ref, &k.previous_secret_refs)?,
+    })
+}
+
+/// The WebSub hub: its API key rendered with the ingress scheme's code, its bounds with
+/// defaults.
+fn subscriptions_config(
+    inv: &Lookup<'_>,
+    ns: &str,
+    s: &crate::websub::Subscriptions,
+) -> Result<SubscriptionsConfig, BuildError> {
+    let lease = s.lease_seconds.clone().unwrap_or_default();
+    Ok(SubscriptionsConfig {
+        auth: api_key_auth(inv, ns, &s.auth.api_key)?,
+        allowed_callback_hosts: s.allowed_callback_hosts.clone(),
+        default_lease_seconds: lease
+            .default
+            .unwrap_or(SubscriptionsConfig::DEFAULT_LEASE_SECONDS),
+        min_lease_seconds: lease
+            .min
+            .unwrap_or(SubscriptionsConfig::DEFAULT_MIN_LEASE_SECONDS),
+        max_lease_seconds: lease
+            .max
+            .unwrap_or(SubscriptionsConfig::DEFAULT_MAX_LEASE_SECONDS),
+        retry: retry(
+            s.retries.unwrap_or(RetryConfig::default().retries),
+            &s.backoff.clone().unwrap_or_default(),
+        ),
+        timeout_ms: opt_ms(&s.timeout, SubscriptionsConfig::DEFAULT_TIMEOUT_MS),
+        max_subscriptions: s
+            .max_subscriptions
+            .unwrap_or(SubscriptionsConfig::DEFAULT_MAX_SUBSCRIPTIONS),
+        signing_secret: s
+            .signing
+            .as_ref()
+            .map(|g| secret(inv, ns, &g.standard_webhooks.secret_ref))
+            .transpose()?,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod plugin;
 pub mod pool;
 pub mod stream;
 pub mod validate;
+pub mod websub;
 
 /// The duration and quantity grammar lives with the config types; re-exported here for the
 /// CRD schemas and the validators.

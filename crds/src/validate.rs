@@ -278,6 +278,9 @@ pub fn validate_bridge(spec: &BridgeSpec) -> Result<(), Vec<FieldError>> {
         e.add("spec.notifications.url", "url must be http:// or https://");
     }
     streams(&mut e, spec);
+    if let Some(s) = &spec.subscriptions {
+        subscriptions(&mut e, s);
+    }
     let mut env_names = BTreeSet::new();
     for (i, v) in spec.env.iter().enumerate() {
         if v.value.is_some() == v.value_from.is_some() {
@@ -353,6 +356,53 @@ fn circuit_breaker(e: &mut Errors, p: &str, cb: &crate::bridge::CircuitBreaker) 
             }
             Ok(_) => {}
         }
+    }
+}
+
+/// `spec.subscriptions`: callback hosts in the allow-list syntax, lease bounds in order,
+/// durations that parse, one place for the API key.
+fn subscriptions(e: &mut Errors, s: &crate::websub::Subscriptions) {
+    let p = "spec.subscriptions";
+    for (i, h) in s.allowed_callback_hosts.iter().enumerate() {
+        if let Err(msg) = check_outbound_host(h) {
+            e.add(format!("{p}.allowedCallbackHosts[{i}]"), msg);
+        }
+    }
+    if let Some(l) = &s.lease_seconds {
+        use causeway_config::SubscriptionsConfig as C;
+        let min = l.min.unwrap_or(C::DEFAULT_MIN_LEASE_SECONDS);
+        let max = l.max.unwrap_or(C::DEFAULT_MAX_LEASE_SECONDS);
+        if min > max {
+            e.add(
+                format!("{p}.leaseSeconds"),
+                format!("min ({min}) must not exceed max ({max})"),
+            );
+        }
+        if let Some(d) = l.default
+            && !(min..=max).contains(&d)
+        {
+            e.add(
+                format!("{p}.leaseSeconds.default"),
+                format!("{d} is outside min..max ({min}..{max})"),
+            );
+        }
+        for (field, v) in [("default", l.default), ("min", l.min), ("max", l.max)] {
+            if v == Some(0) {
+                e.add(format!("{p}.leaseSeconds.{field}"), "must be at least 1");
+            }
+        }
+    }
+    e.opt_duration(format!("{p}.timeout"), &s.timeout);
+    if let Some(b) = &s.backoff {
+        e.opt_duration(format!("{p}.backoff.initialDelay"), &b.initial_delay);
+        e.opt_duration(format!("{p}.backoff.maxDelay"), &b.max_delay);
+    }
+    let k = &s.auth.api_key;
+    if k.header.is_some() && k.query_param.is_some() {
+        e.add(
+            format!("{p}.auth.apiKey"),
+            "set header or queryParam, not both",
+        );
     }
 }
 

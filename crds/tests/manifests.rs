@@ -75,7 +75,19 @@ fn bad_manifests_name_file_document_and_field() {
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  ingres: {{}}\n{ok_dest}"),
-            "m.yaml: document 1 (Bridge shop/orders): spec.ingres: unknown field `ingres`, expected one of `pool`, `suspend`, `whenPluginNotReady`, `ingress`, `filter`, `steps`, `stepRetry`, `destinations`, `env`, `templates`, `schema`, `streams`, `notifications`, `deletion`",
+            "m.yaml: document 1 (Bridge shop/orders): spec.ingres: unknown field `ingres`, expected one of `pool`, `suspend`, `whenPluginNotReady`, `ingress`, `filter`, `steps`, `stepRetry`, `destinations`, `env`, `templates`, `schema`, `streams`, `subscriptions`, `notifications`, `deletion`",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  subscriptions: {{enabled: true, auth: {{apiKey: {{secretRef: {{name: s, key: k}}}}}}, leaseSeconds: {{min: 600, max: 60}}}}\n{ok_dest}"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.subscriptions.leaseSeconds: min (600) must not exceed max (60)",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  subscriptions: {{enabled: true, auth: {{apiKey: {{secretRef: {{name: s, key: k}}}}}}, allowedCallbackHosts: [hooks.example.com]}}\n{ok_dest}"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.subscriptions.allowedCallbackHosts[0]: \"hooks.example.com\" needs a scheme, such as https://api.example.com",
+        ),
+        (
+            format!("{BRIDGE_HEAD}spec:\n  subscriptions: {{enabled: true}}\n{ok_dest}"),
+            "m.yaml: document 1 (Bridge shop/orders): spec.subscriptions: missing field `auth`",
         ),
         (
             format!("{BRIDGE_HEAD}spec:\n  deletion: {{drainTimeout: 5 minutes}}\n{ok_dest}"),

@@ -452,3 +452,75 @@ spec:
         "not serialised when false: configs of bridges that are not deleted stay as they were"
     );
 }
+
+/// `spec.subscriptions` renders into the worker's hub configuration: the API key from its
+/// Secret, the bounds and retries with their defaults; `enabled: false` renders no hub; a
+/// missing key Secret leaves the Bridge out with the reason, as for any Secret.
+#[test]
+fn a_bridges_hub_renders_with_its_key_and_defaults_and_not_when_disabled() {
+    let hub = |enabled: bool, secret: &str| {
+        format!(
+            "{SHOP}\n---\napiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {{name: hub, namespace: shop}}\nspec:\n  destinations: [{{name: a, url: 'http://x'}}]\n  subscriptions:\n    enabled: {enabled}\n    auth: {{apiKey: {{secretRef: {{name: {secret}, key: token}}}}}}\n    allowedCallbackHosts: ['https://hooks.example.com']\n    leaseSeconds: {{max: 7200}}\n    signing: {{standardWebhooks: {{secretRef: {{name: crm, key: signing}}}}}}\n"
+        )
+    };
+    let r = render(
+        &inv(&hub(true, "crm")),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let b = r.config.bridges.iter().find(|b| b.name == "hub").unwrap();
+    let s = b.subscriptions.as_ref().expect("a hub");
+    match &s.auth {
+        AuthConfig::ApiKey {
+            header,
+            query_param,
+            keys,
+        } => {
+            assert_eq!(header.as_deref(), Some("x-api-key"));
+            assert_eq!(*query_param, None);
+            assert_eq!(keys.len(), 1);
+            assert_eq!(keys[0].expose(), "crm-token-value");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.allowed_callback_hosts, vec!["https://hooks.example.com"]);
+    assert_eq!(
+        (
+            s.default_lease_seconds,
+            s.min_lease_seconds,
+            s.max_lease_seconds
+        ),
+        (864_000, 60, 7_200)
+    );
+    assert_eq!(s.lease_for(None), 7_200, "the default is brought under max");
+    assert_eq!(s.retry.retries, 5);
+    assert_eq!(s.timeout_ms, 10_000);
+    assert_eq!(
+        s.signing_secret.as_ref().map(|k| k.expose()),
+        Some("whsec_c2lnbmluZw==")
+    );
+    assert!(
+        b.secret_values().contains(&"crm-token-value"),
+        "the hub's key is redacted like the bridge's own secrets"
+    );
+    let r = render(
+        &inv(&hub(false, "crm")),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
+    let b = r.config.bridges.iter().find(|b| b.name == "hub").unwrap();
+    assert!(b.subscriptions.is_none(), "disabled: no hub");
+    let r = render(
+        &inv(&hub(true, "nope")),
+        &pool("shop", "default"),
+        &RenderContext::default(),
+    );
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.name == "hub" && p.reason == "SecretNotFound"),
+        "{:?}",
+        r.problems
+    );
+}

@@ -197,6 +197,10 @@ pub fn document(cfg: &WorkerConfig, opts: &Options) -> Value {
             channels.insert(c.key, c.channel);
             operations.extend(c.operations);
         }
+        if let Some(c) = hub_channel(b, &base, &message_key) {
+            channels.insert(c.key, c.channel);
+            operations.extend(c.operations);
+        }
     }
 
     let title = match &opts.namespace {
@@ -239,6 +243,44 @@ struct Channel {
 /// operations. Empty until the configuration carries them.
 fn stream_channels(_b: &BridgeConfig) -> Vec<Channel> {
     Vec::new()
+}
+
+/// A bridge's WebSub hub (`spec.subscriptions`): a channel at `/hub/<namespace>/<bridge>`
+/// where subscribers register a callback with the hub's API key, and the operation that
+/// sends them every accepted event. The hub's API key is described by kind and name only.
+fn hub_channel(b: &BridgeConfig, base: &str, message_key: &str) -> Option<Channel> {
+    let hub = b.subscriptions.as_ref()?;
+    let key = format!("{base}__hub");
+    let channel = json!({
+        "address": format!("/hub/{}/{}", b.namespace, b.name),
+        "title": format!("{}/{} WebSub hub", b.namespace, b.name),
+        "description": format!(
+            "W3C WebSub hub of bridge {}/{}: POST hub.mode=subscribe, hub.topic (this URL), \
+             hub.callback, hub.secret and hub.lease_seconds as a form with the hub's API key; \
+             the hub verifies intent with a GET to the callback echoing hub.challenge, then \
+             POSTs every event the bridge accepts (after its filter and steps) to the callback, \
+             with `Link: <hub>; rel=\"hub\", <topic>; rel=\"self\"` and, with a secret, \
+             `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.",
+            b.namespace, b.name
+        ),
+        "servers": [{"$ref": "#/servers/ingress"}],
+        "messages": {"event": {"$ref": format!("#/components/messages/{message_key}")}},
+    });
+    let mut op = json!({
+        "action": "send",
+        "channel": {"$ref": format!("#/channels/{key}")},
+        "summary": format!("Deliver each event of {}/{} to every subscriber's callback", b.namespace, b.name),
+        "bindings": {"http": {"method": "POST", "bindingVersion": HTTP_BINDING_VERSION}},
+        "messages": [{"$ref": format!("#/channels/{key}/messages/event")}],
+    });
+    if let Some(scheme) = auth_scheme(Some(&hub.auth)) {
+        op["security"] = json!([scheme]);
+    }
+    Some(Channel {
+        key: key.clone(),
+        channel,
+        operations: vec![(format!("{key}__deliver"), op)],
+    })
 }
 
 /// The message a bridge receives: its payload schema when it has one.

@@ -30,6 +30,7 @@ pub mod sync;
 #[cfg(test)]
 mod testkit;
 pub mod traces;
+pub mod websub;
 pub mod worker;
 
 use std::error::Error;
@@ -189,6 +190,7 @@ async fn dispatch(cli: Cli, sources: &impl Sources) -> Result<String, Box<dyn Er
         }
         Command::Events { admin, action } => Ok(cli::events(&admin, &action).await?),
         Command::Bridges { admin, action } => Ok(cli::bridges(&admin, &action).await?),
+        Command::Subscriptions { admin, action } => Ok(cli::subscriptions(&admin, &action).await?),
         Command::Send(args) => Ok(cli::send::run(&args).await?),
         Command::Store { action } => {
             let _ = rustls::crypto::ring::default_provider().install_default();

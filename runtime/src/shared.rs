@@ -67,6 +67,8 @@ pub struct Shared {
     pub body_budget: Arc<tokio::sync::Semaphore>,
     /// The bridges' streams (SSE, WebSocket): ingress mints their events' ids here.
     pub streams: Arc<crate::streams::Streams>,
+    /// The bridges' WebSub hubs: their stored subscriptions and verifications.
+    pub websub: Arc<crate::websub::Hubs>,
     /// OpenTelemetry traces: exported when the environment names an OTLP endpoint, ids
     /// only otherwise.
     pub traces: crate::traces::Traces,

@@ -39,6 +39,7 @@ pub fn shared(dir: &Path, cfg: WorkerConfig, limits: Limits) -> Arc<Shared> {
             tokio_util::sync::CancellationToken::new(),
         )
         .unwrap(),
+        websub: Arc::new(crate::websub::Hubs::new(store.clone())),
         store,
         store_info: StoreInfo::embedded(&dir.join("store")),
         config: ConfigHandle::new(None),

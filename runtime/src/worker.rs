@@ -145,7 +145,7 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
     shared.streams.reconfigured(&active);
     {
         let bridges = active.bridges.keys().map(String::as_str).collect();
-        let destinations = active
+        let destinations: std::collections::HashSet<(&str, &str)> = active
             .bridges
             .values()
             .flat_map(|b| {
@@ -155,7 +155,16 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
                     .map(|d| (b.key.as_str(), d.name.as_str()))
             })
             .collect();
-        shared.metrics.forget_gone(&bridges, &destinations);
+        // Subscriptions' deliveries are counted under one label per bridge.
+        let mut labelled = destinations.clone();
+        labelled.extend(
+            active
+                .bridges
+                .values()
+                .filter(|b| b.cfg.subscriptions.is_some())
+                .map(|b| (b.key.as_str(), crate::websub::METRIC_LABEL)),
+        );
+        shared.metrics.forget_gone(&bridges, &labelled);
         shared
             .delivery
             .tokens
@@ -169,10 +178,12 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
             .nats
             .retain(|b, d| destinations.contains(&(b, d)));
         shared.delivery.breakers.forget(&destinations);
-        shared
-            .delivery
-            .window
-            .retain(|b, d| destinations.contains(&(b, d)));
+        // A subscription's counts stay while its bridge does (its jobs are named
+        // `websub:<id>`, never a destination's).
+        shared.delivery.window.retain(|b, d| {
+            destinations.contains(&(b, d))
+                || (crate::websub::subscription_id(d).is_some() && bridges.contains(b))
+        });
     }
     shared
         .metrics
@@ -352,8 +363,18 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     }
     let streams = crate::streams::Streams::new(store.clone(), &metrics.registry, shutdown.clone())
         .map_err(crate::metrics::MetricsError::from)?;
+    let websub = Arc::new(crate::websub::Hubs::new(store.clone()));
+    if let Err(e) = websub.load().await {
+        // As for paused destinations: a shared store not reachable yet is read again on
+        // the hub's next refresh.
+        if store.poll_interval().is_none() {
+            return Err(e.into());
+        }
+        warn!(error = %e, "websub subscriptions not loaded yet: the store is not reachable");
+    }
     let shared = Arc::new(Shared {
         streams,
+        websub,
         store,
         store_info,
         config: ConfigHandle::new(generated_admin_token),
@@ -426,6 +447,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
 
     let delivery = tokio::spawn(delivery::run(shared.clone(), shutdown.clone()));
     let maintenance = tokio::spawn(maintenance(shared.clone(), shutdown.clone()));
+    let hubs = tokio::spawn(shared.websub.clone().run(shutdown.clone()));
     let admin = spawn_admin(admin_listener, shared.clone(), shutdown.clone())?;
     let ingress = tokio::spawn(ingress::serve(
         ingress_listener,
@@ -445,7 +467,7 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
     if let Some(internal) = internal {
         let _ = internal.await;
     }
-    let _ = tokio::join!(watcher, applier, maintenance, admin);
+    let _ = tokio::join!(watcher, applier, maintenance, admin, hubs);
     // Attempt records that did not wait for their fsync are made durable before exit.
     if let Err(e) = shared.store.flush().await {
         warn!(error = %e, "cannot make the last attempt records durable; they are attempted again after restart");

@@ -35,6 +35,9 @@ pub fn referenced(
         for auth in b.spec.streams.iter().filter_map(|s| s.auth.as_ref()) {
             secrets.extend(auth.secret_refs().into_iter().map(|r| r.name.clone()));
         }
+        if let Some(s) = &b.spec.subscriptions {
+            secrets.extend(s.secret_refs().into_iter().map(|r| r.name.clone()));
+        }
         secrets.extend(
             b.spec
                 .env

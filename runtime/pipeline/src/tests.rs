@@ -73,6 +73,7 @@ fn bridge() -> BridgeConfig {
         on_missing: MissingPolicy::Empty,
         schema: None,
         streams: vec![],
+        subscriptions: None,
         notifications: None,
     }
 }

@@ -41,6 +41,7 @@ pub fn router(shared: AppState) -> Router {
             post(resume_destination),
         )
         .route("/api/v1/actions", get(list_actions))
+        .route("/api/v1/subscriptions", get(list_subscriptions))
         .route("/api/v1/config", get(config))
         .route("/asyncapi/{ns}", get(asyncapi))
         .route("/api/v1/store", get(store_info))
@@ -523,6 +524,67 @@ async fn list_actions(
     )
     .await?;
     Ok(Json(json!({ "actions": actions })))
+}
+
+#[derive(Deserialize)]
+struct SubscriptionsQuery {
+    bridge: Option<String>,
+}
+
+/// The WebSub subscriptions (`?bridge=ns/name`): per subscription its state (`active` or
+/// `expired`), lease and delivery counts (the last hour on this worker, and the jobs still
+/// queued in the store), then the latest verifications of intent. Never a secret: a
+/// subscription only says whether it signs.
+async fn list_subscriptions(
+    State(shared): State<AppState>,
+    Query(q): Query<SubscriptionsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let bridge = q.bridge.as_deref().filter(|b| !b.is_empty());
+    let now = crate::store::now_ms();
+    let queued: std::collections::HashMap<(String, String), u64> =
+        shared.store.queue_depth().await?.into_iter().collect();
+    let subs: Vec<serde_json::Value> = shared
+        .websub
+        .list(bridge)
+        .into_iter()
+        .map(|s| {
+            let name = crate::websub::job_name(&s.id);
+            let hour = shared.delivery.window.last_hour(&s.bridge, &name, now);
+            let pending = queued.get(&(s.bridge.clone(), name)).copied().unwrap_or(0);
+            json!({
+                "bridge": s.bridge,
+                "id": s.id,
+                "callback": s.callback,
+                "topic": s.topic,
+                "state": if s.expires_at_ms > now { "active" } else { "expired" },
+                "signed": s.secret.is_some(),
+                "leaseSeconds": s.lease_seconds,
+                "createdAt": crate::delivery::attempt::rfc3339(s.created_at_ms),
+                "verifiedAt": crate::delivery::attempt::rfc3339(s.verified_at_ms),
+                "expiresAt": crate::delivery::attempt::rfc3339(s.expires_at_ms),
+                "lastHour": {"delivered": hour.delivered, "failed": hour.failed, "dead": hour.dead},
+                "pending": pending,
+            })
+        })
+        .collect();
+    let verifications: Vec<serde_json::Value> = shared
+        .websub
+        .recent(bridge)
+        .into_iter()
+        .map(|(b, v)| {
+            json!({
+                "bridge": b,
+                "callback": v.callback,
+                "mode": v.mode,
+                "at": crate::delivery::attempt::rfc3339(v.at_ms),
+                "verified": v.verified,
+                "reason": v.reason,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "subscriptions": subs, "verifications": verifications }),
+    ))
 }
 
 async fn list_bridges(State(shared): State<AppState>) -> Json<serde_json::Value> {

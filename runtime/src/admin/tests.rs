@@ -39,6 +39,7 @@ fn shared(dir: &std::path::Path) -> Arc<Shared> {
             tokio_util::sync::CancellationToken::new(),
         )
         .unwrap(),
+        websub: Arc::new(crate::websub::Hubs::new(store.clone())),
         store,
         store_info: crate::shared::StoreInfo::embedded(&dir.join("store")),
         config: ConfigHandle::new(None),

@@ -123,3 +123,38 @@ fn a_nats_destination_has_a_nats_channel() {
     assert_eq!(op["bindings"], json!({"nats": {"bindingVersion": "0.1.0"}}));
     assert!(!doc.to_string().contains("nats-tok-secret"));
 }
+
+/// Issue 17: a bridge with `subscriptions` has a hub channel at `/hub/<ns>/<bridge>` whose
+/// send operation names the hub's API key by kind and header only.
+#[test]
+fn a_websub_hub_has_a_channel() {
+    let mut cfg = config();
+    cfg.bridges[0].subscriptions = Some(
+        serde_json::from_value(json!({
+            "auth": {"type": "apiKey", "header": "x-hub-key", "queryParam": null, "keys": ["hub-key-secret"]},
+            "allowedCallbackHosts": ["https://hooks.example.com"],
+            "defaultLeaseSeconds": 600, "minLeaseSeconds": 60, "maxLeaseSeconds": 3600,
+            "retry": causeway_config::RetryConfig::default(), "timeoutMs": 1000,
+            "signingSecret": "whsec_c2lnbmluZy1zZWNyZXQ="
+        }))
+        .unwrap(),
+    );
+    let doc = document(&cfg, &Options::default());
+    let ch = &doc["channels"]["shop__orders__hub"];
+    assert_eq!(ch["address"], "/hub/shop/orders");
+    assert_eq!(
+        ch["messages"]["event"]["$ref"],
+        "#/components/messages/shop__orders__event"
+    );
+    let op = &doc["operations"]["shop__orders__hub__deliver"];
+    assert_eq!(op["action"], "send");
+    assert_eq!(
+        op["security"],
+        json!([{"type": "httpApiKey", "in": "header", "name": "x-hub-key"}])
+    );
+    let text = doc.to_string();
+    assert!(!text.contains("hub-key-secret"));
+    assert!(!text.contains("whsec_"));
+    // The other namespace's bridge has no hub.
+    assert!(doc["channels"].get("billing__orders__hub").is_none());
+}

@@ -101,6 +101,13 @@ pub enum Command {
         #[command(subcommand)]
         action: BridgesAction,
     },
+    /// WebSub subscriptions of a running worker's hubs.
+    Subscriptions {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: SubscriptionsAction,
+    },
     /// POST one event to a URL and print the answer (for scratch containers, `helm test`).
     Send(send::SendArgs),
 }
@@ -383,6 +390,19 @@ pub enum BridgesAction {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum SubscriptionsAction {
+    /// Subscriptions with their state, lease and delivery counts (never their secrets).
+    List {
+        /// Only this bridge's (`namespace/name`).
+        #[arg(long)]
+        bridge: Option<ObjectKey>,
+        /// The admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Why an admin command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -583,6 +603,54 @@ pub async fn bridges(admin: &AdminArgs, action: &BridgesAction) -> Result<String
         }
     };
     Ok(pretty(&v))
+}
+
+/// Run a `subscriptions` command; returns what to print.
+pub async fn subscriptions(
+    admin: &AdminArgs,
+    action: &SubscriptionsAction,
+) -> Result<String, AdminError> {
+    let SubscriptionsAction::List { bridge, json } = action;
+    let path = match bridge {
+        Some(b) => format!("/api/v1/subscriptions?bridge={}", encode(&b.to_string())),
+        None => "/api/v1/subscriptions".to_string(),
+    };
+    let v = call(admin, reqwest::Method::GET, &path).await?;
+    if *json {
+        return Ok(pretty(&v));
+    }
+    Ok(subscriptions_table(&v))
+}
+
+/// The listing as a table: one line per subscription.
+fn subscriptions_table(v: &serde_json::Value) -> String {
+    let mut out = format!(
+        "{:<24} {:<10} {:<8} {:<21} {:>9} {:>6} {:>5} {:>7}  {}\n",
+        "BRIDGE", "ID", "STATE", "EXPIRES", "DELIVERED", "FAILED", "DEAD", "PENDING", "CALLBACK"
+    );
+    let empty = Vec::new();
+    let subs = v["subscriptions"].as_array().unwrap_or(&empty);
+    for s in subs {
+        let s_ = |k: &str| s[k].as_str().unwrap_or("").to_string();
+        let n = |k: &str| s["lastHour"][k].as_u64().unwrap_or(0);
+        let id = s_("id");
+        out.push_str(&format!(
+            "{:<24} {:<10} {:<8} {:<21} {:>9} {:>6} {:>5} {:>7}  {}\n",
+            s_("bridge"),
+            &id[id.len().saturating_sub(10)..],
+            s_("state"),
+            s_("expiresAt"),
+            n("delivered"),
+            n("failed"),
+            n("dead"),
+            s["pending"].as_u64().unwrap_or(0),
+            s_("callback"),
+        ));
+    }
+    if subs.is_empty() {
+        out.push_str("(no subscriptions)\n");
+    }
+    out
 }
 
 #[cfg(test)]

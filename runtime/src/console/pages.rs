@@ -246,6 +246,36 @@ pub fn bridges(
                             }
                         }
                     }
+                    @if cfg.subscriptions.is_some() {
+                        @let subs = shared.websub.list(Some(key.as_str()));
+                        @let now = crate::store::now_ms();
+                        div.scroll role="region" tabindex="0" aria-label={ "WebSub subscriptions of " (key) } {
+                            table {
+                                caption { "WebSub subscriptions of " (key) " (hub " code { "/hub/" (key) } ")" }
+                                thead { tr { th scope="col" { "Callback" } th scope="col" { "State" } th scope="col" { "Expires" } th scope="col" { "Delivered (hour)" } th scope="col" { "Failed (hour)" } th scope="col" { "Queued" } } }
+                                tbody {
+                                    @if subs.is_empty() {
+                                        tr { td colspan="6" { "No subscriptions." } }
+                                    }
+                                    @for s in &subs {
+                                        @let name = crate::websub::job_name(&s.id);
+                                        @let h = shared.delivery.window.last_hour(&key, &name, now);
+                                        tr {
+                                            td { code { (s.callback) } }
+                                            td {
+                                                @if s.expires_at_ms > now { span.status.status-delivered { "Active" } }
+                                                @else { span.status.status-dead { "Expired" } }
+                                            }
+                                            td { (time_el(s.expires_at_ms)) }
+                                            td { (h.delivered) }
+                                            td { (h.failed) }
+                                            td { (queued(&key, Some(name.as_str()))) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                     @if live.is_some() {
                         div.actions {
                             @if suspended {

@@ -56,6 +56,7 @@ fn shared(dir: &std::path::Path, token: Option<&str>) -> Arc<Shared> {
             tokio_util::sync::CancellationToken::new(),
         )
         .unwrap(),
+        websub: Arc::new(crate::websub::Hubs::new(store.clone())),
         store,
         store_info: crate::shared::StoreInfo::embedded(&dir.join("store")),
         config: ConfigHandle::new(None),
@@ -788,4 +789,65 @@ async fn events_api_filtered_page_with_a_million_events() {
             summary(&mut p99s[f])
         );
     }
+}
+
+/// A bridge with a WebSub hub lists its subscriptions on the bridges page: callback, state
+/// and counts, never the subscriber's secret.
+#[tokio::test]
+async fn the_bridges_page_lists_a_hubs_subscriptions_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shared(dir.path(), None);
+    let mut b = bridge();
+    b.subscriptions = Some(
+        serde_json::from_value(serde_json::json!({
+            "auth": {"type": "apiKey", "header": "x-api-key", "queryParam": null, "keys": ["k"]},
+            "allowedCallbackHosts": ["http://127.0.0.1:9"],
+            "defaultLeaseSeconds": 600, "minLeaseSeconds": 60, "maxLeaseSeconds": 3600,
+            "retry": causeway_config::RetryConfig::default(), "timeoutMs": 1000
+        }))
+        .unwrap(),
+    );
+    let cfg = WorkerConfig {
+        version: "v2".into(),
+        bridges: vec![b],
+        ..WorkerConfig::default()
+    };
+    let active = ActiveBridge::compile(&cfg.bridges[0], &cfg).unwrap();
+    s.config.swap(Arc::new(Active {
+        config: Arc::new(cfg),
+        bridges: HashMap::from([(active.key.clone(), Arc::new(active))]),
+        ..Active::empty()
+    }));
+    let now = crate::store::now_ms();
+    for (callback, id, expires) in [
+        ("http://127.0.0.1:9/live", "s-live", now + 600_000),
+        ("http://127.0.0.1:9/old", "s-old", now - 1_000),
+    ] {
+        s.store
+            .put_subscription(crate::store::SubscriptionRecord {
+                bridge: "shop/orders".into(),
+                callback: callback.into(),
+                topic: "http://127.0.0.1:8080/hub/shop/orders".into(),
+                id: id.into(),
+                secret: Some("subscriber-secret-in-console".into()),
+                lease_seconds: 600,
+                created_at_ms: now,
+                verified_at_ms: now,
+                expires_at_ms: expires,
+            })
+            .await
+            .unwrap();
+    }
+    s.websub.load().await.unwrap();
+    let page = get(&s, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("WebSub subscriptions of shop/orders"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("http://127.0.0.1:9/live"));
+    assert!(page.body.contains("Active"));
+    assert!(page.body.contains("Expired"));
+    assert!(!page.body.contains("subscriber-secret-in-console"));
 }

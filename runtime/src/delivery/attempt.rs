@@ -150,66 +150,95 @@ pub(crate) async fn attempt(
         }
         JobTarget::Destination { name, .. } => name.clone(),
     };
-    let Some((index, dest)) = bridge.destination(&name) else {
-        finish(
-            shared,
-            &job,
-            None,
-            Next::Dead {
-                reason: format!("destination {name} is no longer configured"),
-            },
-        )
-        .await;
-        return;
-    };
-    let dest = dest.clone();
-    let labels = [bridge.key.as_str(), dest.name.as_str()];
-    let m = &shared.metrics;
-    let headers = header_map(&detail.record.headers);
-    let id = job.event.to_string();
-    let received_at = rfc3339(detail.record.received_at_ms);
-    let view = EventView {
-        id: &id,
-        received_at: &received_at,
-        headers: &headers,
-        query: &detail.record.query,
-        body: &detail.body,
-    };
-    let req = match bridge.render(index, &view) {
-        Ok(r) => r,
-        Err(e) => {
-            let reason = bridge.redact(&e.to_string());
-            let mut span = attempt_span(shared, &job, &dest.name, &detail.record);
-            span.fail(&reason);
-            let at = AttemptRecord {
-                at_ms: now_ms(),
-                duration_ms: 0,
-                status_code: None,
-                response: String::new(),
-                error: Some(reason.clone()),
-                trace: Some(span.span_ref()),
-            };
-            span.end();
-            if finish(
+    // A WebSub subscription's job (`websub:<id>`) is delivered as a destination the hub
+    // makes from the subscription; any other names a destination of the bridge.
+    let subscription = crate::websub::subscription_id(&name).map(str::to_string);
+    let (dest, req, sub_secret) = if let Some(id) = &subscription {
+        match shared.websub.prepare(&bridge, id, &detail, now_ms()) {
+            Ok(p) => (p.dest, p.req, p.secret),
+            Err(reason) => {
+                // Unsubscribed, expired or the hub disabled: no attempt, the job ends.
+                debug!(%reason, "subscription job not delivered");
+                if finish(shared, &job, None, Next::Dead { reason }).await {
+                    shared
+                        .delivery
+                        .window
+                        .record(&bridge.key, &name, Outcome::Dead, now_ms());
+                }
+                return;
+            }
+        }
+    } else {
+        let Some((index, dest)) = bridge.destination(&name) else {
+            finish(
                 shared,
                 &job,
-                Some(at),
+                None,
                 Next::Dead {
-                    reason: reason.clone(),
+                    reason: format!("destination {name} is no longer configured"),
                 },
             )
-            .await
-            {
-                m.dead.with_label_values(&labels).inc();
-                let window = &shared.delivery.window;
-                window.record(&bridge.key, &dest.name, Outcome::Failed, now_ms());
-                window.record(&bridge.key, &dest.name, Outcome::Dead, now_ms());
-                dead_letter(shared, &bridge, &dest, &job, &detail, &reason);
-            }
+            .await;
             return;
-        }
+        };
+        let dest = dest.clone();
+        let labels = [bridge.key.as_str(), dest.name.as_str()];
+        let m = &shared.metrics;
+        let headers = header_map(&detail.record.headers);
+        let id = job.event.to_string();
+        let received_at = rfc3339(detail.record.received_at_ms);
+        let view = EventView {
+            id: &id,
+            received_at: &received_at,
+            headers: &headers,
+            query: &detail.record.query,
+            body: &detail.body,
+        };
+        let req = match bridge.render(index, &view) {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = bridge.redact(&e.to_string());
+                let mut span = attempt_span(shared, &job, &dest.name, &detail.record);
+                span.fail(&reason);
+                let at = AttemptRecord {
+                    at_ms: now_ms(),
+                    duration_ms: 0,
+                    status_code: None,
+                    response: String::new(),
+                    error: Some(reason.clone()),
+                    trace: Some(span.span_ref()),
+                };
+                span.end();
+                if finish(
+                    shared,
+                    &job,
+                    Some(at),
+                    Next::Dead {
+                        reason: reason.clone(),
+                    },
+                )
+                .await
+                {
+                    m.dead.with_label_values(&labels).inc();
+                    let window = &shared.delivery.window;
+                    window.record(&bridge.key, &dest.name, Outcome::Failed, now_ms());
+                    window.record(&bridge.key, &dest.name, Outcome::Dead, now_ms());
+                    dead_letter(shared, &bridge, &dest, &job, &detail, &reason);
+                }
+                return;
+            }
+        };
+        (dest, req, None)
     };
     let mut req = req;
+    let metric_name = if subscription.is_some() {
+        crate::websub::METRIC_LABEL
+    } else {
+        dest.name.as_str()
+    };
+    let labels = [bridge.key.as_str(), metric_name];
+    let m = &shared.metrics;
+    let id = job.event.to_string();
     // Receivers deduplicate our retries on the event id (signed deliveries also carry it
     // as `webhook-id`).
     if !req
@@ -298,7 +327,17 @@ pub(crate) async fn attempt(
         ),
     };
     let is_nats = causeway_config::nats::is_nats_url(&req.url);
+    // A callback is policed again before each delivery: the hub's allow-list and the
+    // network guard on every address its host resolves to now.
+    let refused = match (&subscription, &bridge.cfg.subscriptions) {
+        (Some(_), Some(cfg)) => crate::websub::check_callback(&shared.netguard, cfg, &req.url)
+            .await
+            .err()
+            .map(|why| format!("callback refused: {why}")),
+        _ => None,
+    };
     let mut res = match (internal_target(&req.url, &bridge.cfg.namespace), client) {
+        _ if refused.is_some() => failed(refused.clone().unwrap_or_default()),
         (Some((target, path)), _) => plugin_call(shared, &target, &path, &req, timeout).await,
         (None, _) if is_nats => {
             crate::delivery::nats::publish(shared, &bridge.key, &dest, &job, &req, timeout).await
@@ -335,6 +374,14 @@ pub(crate) async fn attempt(
                 .refused(&bridge.key, &dest.name, cfg, t)
                 .await;
         }
+    }
+    if let Some(secret) = &sub_secret {
+        // A subscriber's answer may echo its own secret: the log keeps it out.
+        res.response = res.response.replace(secret.as_str(), "[redacted]");
+        res.error = res
+            .error
+            .as_deref()
+            .map(|e| e.replace(secret.as_str(), "[redacted]"));
     }
     let elapsed = started.elapsed();
     m.attempt_seconds
@@ -383,7 +430,9 @@ pub(crate) async fn attempt(
     };
     let next = if ok {
         Next::Delivered
-    } else if res.status == Some(410) || disabled {
+    } else if (res.status == Some(410) && subscription.is_none()) || disabled {
+        // (A subscriber's 410 is a failure like any other: no one could resume it; it
+        // unsubscribes, or its lease ends.)
         // Disabled by its breaker: paused like a 410, this job with it.
         Next::Paused
     } else {

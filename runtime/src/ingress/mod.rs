@@ -43,8 +43,15 @@ impl<B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send> InBody fo
 #[instrument(skip_all, fields(addr = ?listener.local_addr().ok()))]
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     serve_with(listener, shared, stop, |shared, req| async move {
-        // A bridge's stream (`/streams/...`) or, for any other path, a bridge or route.
-        crate::streams::serve(&shared, req, |req| handle(&shared, req)).await
+        // A bridge's stream (`/streams/...`), its WebSub hub (`/hub/...`) or, for any other
+        // path, a bridge or route.
+        crate::streams::serve(&shared, req, |req| async {
+            match crate::websub::serve(&shared, req).await {
+                Ok(resp) => resp,
+                Err(req) => handle(&shared, req).await,
+            }
+        })
+        .await
     })
     .await
 }
@@ -543,6 +550,7 @@ async fn accept<B: InBody>(
                 target: JobTarget::destination(i as u32, &d.name),
                 due_at_ms: now.saturating_add(d.delay_ms),
             })
+            .chain(shared.websub.jobs_for(bridge, now, now))
             .collect()
     };
     // Like the sensitive headers, the API key's query parameter is never stored.

@@ -249,6 +249,13 @@ pub(crate) async fn run_steps(
                 target: JobTarget::destination(i as u32, &d.name),
                 due_at_ms: detail.record.received_at_ms.saturating_add(d.delay_ms),
             })
+            // Every subscriber gets what passed the steps (`causeway-destinations` names
+            // destinations only).
+            .chain(
+                shared
+                    .websub
+                    .jobs_for(bridge, now_ms(), detail.record.received_at_ms),
+            )
             .collect()
     };
     let trace_ref = Some(run_span.span_ref());

@@ -79,7 +79,9 @@ macro_rules! store_contract_tests {
             filtered_listings_follow_every_change_of_an_event,
             list_events_by_time_and_webhook_id,
             queue_depth_counts_queued_jobs_per_destination,
-            stream_events_serve_what_passed_in_id_order
+            stream_events_serve_what_passed_in_id_order,
+            subscriptions_put_renew_list_and_delete,
+            subscription_jobs_live_beside_destination_jobs
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {
@@ -2492,4 +2494,111 @@ pub async fn stream_events_serve_what_passed_in_id_order<S: Store>(s: &S) {
     let p = stream(s, Some(c), None, 100).await;
     assert_eq!((ids(&p), p.held), (vec![child_id], None));
     assert_eq!(&p.items[0].body[..], br#"{"item":0}"#);
+}
+
+fn subscription(bridge: &str, callback: &str, id: &str, at: u64) -> SubscriptionRecord {
+    SubscriptionRecord {
+        bridge: bridge.into(),
+        callback: callback.into(),
+        topic: format!("http://127.0.0.1:8080/hub/{bridge}"),
+        id: id.into(),
+        secret: Some(format!("secret of {id}")),
+        lease_seconds: 60,
+        created_at_ms: at,
+        verified_at_ms: at,
+        expires_at_ms: at + 60_000,
+    }
+}
+
+/// WebSub subscriptions: one per (bridge, callback), a renewal replaces it whole, the
+/// listing is ordered by bridge then callback (bytewise), a deletion names its id or not.
+pub async fn subscriptions_put_renew_list_and_delete<S: Store>(s: &S) {
+    assert!(s.subscriptions().await.expect("list").is_empty());
+    let a = subscription("ns/b", "http://127.0.0.1:9/a", "s1", T0);
+    let b = subscription("ns/b", "http://127.0.0.1:9/B", "s2", T0);
+    let c = subscription("ns/a", "http://127.0.0.1:9/a", "s3", T0);
+    for sub in [&a, &b, &c] {
+        s.put_subscription(sub.clone()).await.expect("put");
+    }
+    assert_eq!(
+        s.subscriptions().await.expect("list"),
+        vec![c.clone(), b.clone(), a.clone()]
+    );
+    // A renewal: same bridge and callback, a new lease and secret; the id is kept.
+    let mut renewed = a.clone();
+    renewed.secret = Some("rotated".into());
+    renewed.verified_at_ms = T0 + 1_000;
+    renewed.expires_at_ms = T0 + 61_000;
+    s.put_subscription(renewed.clone()).await.expect("renew");
+    let listed = s.subscriptions().await.expect("list");
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[2], renewed);
+    // A deletion naming another id leaves the stored one alone.
+    assert!(
+        !s.delete_subscription("ns/b".into(), a.callback.clone(), Some("old".into()))
+            .await
+            .expect("delete")
+    );
+    assert!(
+        s.delete_subscription("ns/b".into(), a.callback.clone(), Some("s1".into()))
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !s.delete_subscription("ns/b".into(), a.callback.clone(), None)
+            .await
+            .expect("delete again"),
+        "deleting what is gone says so"
+    );
+    assert!(
+        s.delete_subscription("ns/a".into(), c.callback.clone(), None)
+            .await
+            .expect("delete")
+    );
+    assert_eq!(s.subscriptions().await.expect("list"), vec![b]);
+}
+
+/// A subscription's delivery job is a destination job whose slot follows the bridge's
+/// destinations and whose name is not a destination's: stored, attempted and finished
+/// like the others.
+pub async fn subscription_jobs_live_beside_destination_jobs<S: Store>(s: &S) {
+    let mut ev = new_event("ns/hub", T0, &["d"]);
+    ev.jobs.push(NewJob {
+        target: JobTarget::destination(1, "websub:0192abcd"),
+        due_at_ms: T0,
+    });
+    let id = append(s, ev).await;
+    let due = s
+        .due_jobs(
+            T0,
+            10,
+            Arc::new(|_: &JobKey| false),
+            Arc::new(|_: &JobRecord| false),
+        )
+        .await
+        .expect("due");
+    let names: BTreeSet<String> = due
+        .jobs
+        .iter()
+        .map(|j| j.target.label().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["d", "websub:0192abcd"]
+            .map(String::from)
+            .into_iter()
+            .collect::<BTreeSet<String>>()
+    );
+    finish(
+        s,
+        key(id, 1),
+        Some(attempt(T0 + 5, Some(204), None)),
+        Next::Delivered,
+    )
+    .await;
+    let j = job(s, id, 1).await;
+    assert_eq!(j.status, JobStatus::Delivered);
+    assert_eq!(j.target.destination_name(), Some("websub:0192abcd"));
+    let depth = s.queue_depth().await.expect("depth");
+    assert_eq!(depth, vec![(("ns/hub".to_string(), "d".to_string()), 1)]);
 }

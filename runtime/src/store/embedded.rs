@@ -58,6 +58,8 @@ const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("keyvalue"
 const QUARANTINE: TableDefinition<(u128, u32), u64> = TableDefinition::new("quarantine");
 /// Plugin → bytes of keyvalue state it holds (keys and values), for the quota.
 const KV_USAGE: TableDefinition<&str, u64> = TableDefinition::new("keyvalue_usage");
+/// WebSub subscriptions: `(bridge, callback)` → the JSON [`SubscriptionRecord`].
+const SUBSCRIPTIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("subscriptions");
 /// The secondary indexes of the events listing (`list_events`), kept in the same
 /// transaction as every write of an event record ([`put_event`], [`delete_event`]): a
 /// filtered page reads its 50 keys from one of them, newest first, whatever share of the
@@ -259,6 +261,7 @@ impl EmbeddedStore {
             tx.open_table(KV).map_err(eng("open"))?;
             tx.open_table(QUARANTINE).map_err(eng("open"))?;
             tx.open_table(KV_USAGE).map_err(eng("open"))?;
+            tx.open_table(SUBSCRIPTIONS).map_err(eng("open"))?;
         }
         let built = build_event_index(&tx)?;
         tx.commit().map_err(eng("open"))?;
@@ -1939,6 +1942,55 @@ impl Store for EmbeddedStore {
         })
     }
 
+    fn put_subscription(&self, sub: SubscriptionRecord) -> StoreFuture<()> {
+        self.write(move |tx| {
+            tx.open_table(SUBSCRIPTIONS)
+                .map_err(eng("subscriptions"))?
+                .insert(
+                    (sub.bridge.as_str(), sub.callback.as_str()),
+                    enc(&sub)?.as_slice(),
+                )
+                .map_err(eng("subscriptions"))?;
+            Ok(())
+        })
+    }
+
+    fn delete_subscription(
+        &self,
+        bridge: String,
+        callback: String,
+        id: Option<String>,
+    ) -> StoreFuture<bool> {
+        self.write(move |tx| {
+            let mut t = tx.open_table(SUBSCRIPTIONS).map_err(eng("subscriptions"))?;
+            let key = (bridge.as_str(), callback.as_str());
+            let stored = match t.get(key).map_err(eng("subscriptions"))? {
+                None => return Ok(false),
+                Some(v) => dec::<SubscriptionRecord>("subscriptions", v.value()).ok(),
+            };
+            if let Some(id) = &id
+                && stored.is_some_and(|s| s.id != *id)
+            {
+                return Ok(false);
+            }
+            t.remove(key).map_err(eng("subscriptions"))?;
+            Ok(true)
+        })
+    }
+
+    fn subscriptions(&self) -> StoreFuture<Vec<SubscriptionRecord>> {
+        let res = self.read(|tx| {
+            let t = tx.open_table(SUBSCRIPTIONS).map_err(eng("subscriptions"))?;
+            let mut out: Vec<SubscriptionRecord> = Vec::new();
+            for row in t.iter().map_err(eng("subscriptions"))? {
+                let (_, v) = row.map_err(eng("subscriptions"))?;
+                out.push(dec("subscriptions", v.value())?);
+            }
+            Ok(out)
+        });
+        Box::pin(std::future::ready(res))
+    }
+
     fn kv_plugins(&self) -> StoreFuture<Vec<String>> {
         let res = self.read(|tx| {
             let kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
@@ -2151,6 +2203,10 @@ impl EmbeddedStore {
                     .map_err(eng("stats"))?);
                 add(tx
                     .open_table(KV_USAGE)
+                    .and_then(|t| Ok(t.stats()?))
+                    .map_err(eng("stats"))?);
+                add(tx
+                    .open_table(SUBSCRIPTIONS)
                     .and_then(|t| Ok(t.stats()?))
                     .map_err(eng("stats"))?);
                 add(tx

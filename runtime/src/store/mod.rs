@@ -210,6 +210,20 @@ pub trait Store: Send + Sync + 'static {
     fn suspended(&self) -> StoreFuture<Vec<(String, bool)>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
+    /// Store a verified WebSub subscription, replacing the one of the same bridge and
+    /// callback (a renewal).
+    fn put_subscription(&self, sub: SubscriptionRecord) -> StoreFuture<()>;
+    /// Delete one subscription (unsubscribed, or its lease long expired); whether it was
+    /// there. With `id`, only when the stored one still has that id (a renewal that raced
+    /// the deletion stays).
+    fn delete_subscription(
+        &self,
+        bridge: String,
+        callback: String,
+        id: Option<String>,
+    ) -> StoreFuture<bool>;
+    /// Every stored subscription, by bridge then callback.
+    fn subscriptions(&self) -> StoreFuture<Vec<SubscriptionRecord>>;
     /// Whether writes work. False after an I/O error (a full disk) until the store has
     /// recovered by itself; readiness follows it.
     fn healthy(&self) -> bool {

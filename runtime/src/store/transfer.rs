@@ -1,5 +1,6 @@
 //! `causeway store export` and `causeway store import`: a store's events (with their jobs
-//! in their state and their attempts), paused destinations and plugin keyvalue as JSON
+//! in their state and their attempts), paused destinations, plugin keyvalue and WebSub
+//! subscriptions (with their secrets: an export is as sensitive as the store) as JSON
 //! lines, so that a pool moves from one engine to another (embedded → postgres) without
 //! losing a queued job. Idempotency keys are not carried: after a move, a retry of an
 //! event sent before it is stored again (at-least-once, as after a key's window).
@@ -34,6 +35,9 @@ enum Line {
         /// Base64.
         value: String,
     },
+    Subscription {
+        subscription: SubscriptionRecord,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -51,14 +55,15 @@ pub struct Moved {
     pub queued_jobs: usize,
     pub paused: usize,
     pub keys: usize,
+    pub subscriptions: usize,
 }
 
 impl std::fmt::Display for Moved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} events ({} queued jobs), {} paused destinations, {} keyvalue keys",
-            self.events, self.queued_jobs, self.paused, self.keys
+            "{} events ({} queued jobs), {} paused destinations, {} keyvalue keys, {} subscriptions",
+            self.events, self.queued_jobs, self.paused, self.keys, self.subscriptions
         )?;
         if self.skipped > 0 {
             write!(f, "; {} events were already there", self.skipped)?;
@@ -124,6 +129,10 @@ pub async fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Moved, Sto
             }
         }
     }
+    for subscription in store.subscriptions().await? {
+        moved.subscriptions += 1;
+        write(&Line::Subscription { subscription })?;
+    }
     out.flush().map_err(io)?;
     Ok(moved)
 }
@@ -171,6 +180,11 @@ pub async fn import(store: &dyn Store, input: &mut dyn BufRead) -> Result<Moved,
                     .map_err(|e| StoreError::Invalid(format!("line {}: value: {e}", n + 1)))?;
                 store.kv_set(plugin, key, value).await?;
                 moved.keys += 1;
+            }
+            Line::Subscription { subscription } => {
+                // A renewal in place when it is there already: an import runs again.
+                store.put_subscription(subscription).await?;
+                moved.subscriptions += 1;
             }
         }
     }

@@ -596,3 +596,29 @@ pub type BreakerUpdate =
 
 /// A breaker before and after an update.
 pub type BreakerChange = (Option<BreakerState>, Option<BreakerState>);
+
+/// One WebSub subscription of a bridge's hub: a callback whose intent was verified, and
+/// its lease. Keyed by `(bridge, callback)`, as WebSub identifies a subscription by its
+/// topic and callback. Holds the subscriber's `hub.secret`: never listed or logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionRecord {
+    /// `namespace/name` of the bridge (the hub's topic).
+    pub bridge: String,
+    pub callback: String,
+    /// The `hub.topic` the subscriber gave (this hub's URL as it reached it), sent back in
+    /// each delivery's `Link` header.
+    pub topic: String,
+    /// Names the subscription's delivery jobs; a new one for each subscription made (a
+    /// renewal keeps it), so that the jobs of an ended subscription never reach a later one
+    /// of the same callback.
+    pub id: String,
+    /// The `hub.secret` deliveries are signed with (`X-Hub-Signature-256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    pub lease_seconds: u64,
+    pub created_at_ms: u64,
+    /// When intent was last verified (subscribe or renewal).
+    pub verified_at_ms: u64,
+    pub expires_at_ms: u64,
+}

@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("001_init.sql")),
     (2, include_str!("002_event_index.sql")),
     (3, include_str!("003_breakers.sql")),
+    (4, include_str!("004_subscriptions.sql")),
 ];
 
 /// Operations one transaction takes at most.
@@ -2005,6 +2006,67 @@ impl Store for PostgresStore {
                 core.wake_local();
             }
             Ok(())
+        })
+    }
+
+    fn put_subscription(&self, sub: SubscriptionRecord) -> StoreFuture<()> {
+        self.run(move |core| async move {
+            let record = serde_json::to_string(&sub).map_err(|e| StoreError::Engine {
+                op: "subscriptions",
+                message: e.to_string(),
+            })?;
+            let c = core.client().await?;
+            c.execute(
+                "INSERT INTO subscriptions (bridge, callback, id, record) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (bridge, callback) DO UPDATE SET id = EXCLUDED.id, record = EXCLUDED.record",
+                &[&sub.bridge, &sub.callback, &sub.id, &record],
+            )
+            .await
+            .map_err(|e| db_err(&core, "subscriptions", e))?;
+            Ok(())
+        })
+    }
+
+    fn delete_subscription(
+        &self,
+        bridge: String,
+        callback: String,
+        id: Option<String>,
+    ) -> StoreFuture<bool> {
+        self.run(move |core| async move {
+            let c = core.client().await?;
+            let n = c
+                .execute(
+                    "DELETE FROM subscriptions WHERE bridge = $1 AND callback = $2
+                     AND ($3::text IS NULL OR id = $3)",
+                    &[&bridge, &callback, &id],
+                )
+                .await
+                .map_err(|e| db_err(&core, "subscriptions", e))?;
+            Ok(n > 0)
+        })
+    }
+
+    fn subscriptions(&self) -> StoreFuture<Vec<SubscriptionRecord>> {
+        self.run(move |core| async move {
+            let c = core.client().await?;
+            let rows = c
+                .query(
+                    "SELECT record FROM subscriptions
+                     ORDER BY bridge COLLATE \"C\", callback COLLATE \"C\"",
+                    &[],
+                )
+                .await
+                .map_err(|e| db_err(&core, "subscriptions", e))?;
+            rows.iter()
+                .map(|r| {
+                    let text: String = r.get(0);
+                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                        table: "subscriptions",
+                        message: e.to_string(),
+                    })
+                })
+                .collect()
         })
     }
 
