@@ -20,6 +20,8 @@ pub struct Active {
     pub errors: Vec<ItemError>,
     pub loaded_at_ms: u64,
     /// Counts this configuration in `causeway_config_generations_live` while it lives.
+    /// Keep it the last field: fields drop in order, and its drop gives back the memory
+    /// the fields above freed.
     pub alive: Option<Alive>,
 }
 
