@@ -19,6 +19,7 @@ pub mod health;
 pub mod ingress;
 pub mod limits;
 pub mod listener;
+pub mod memory;
 pub mod metrics;
 pub mod netguard;
 pub mod plugins;

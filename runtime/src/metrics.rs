@@ -30,6 +30,9 @@ pub struct Metrics {
     pub ingest_to_delivery: HistogramVec,
     pub attempt_seconds: HistogramVec,
     pub config_reloads: IntCounterVec,
+    /// Configurations alive: the running one, and an earlier one until the requests and
+    /// attempts that started on it finish. More than that for long is a leak.
+    pub config_generations: prometheus::IntGauge,
     pub connections_open: prometheus::IntGauge,
     pub store: StoreMetrics,
     pub retention_deleted: IntCounterVec,
@@ -158,6 +161,11 @@ impl Metrics {
             "Job records that could not be decoded, taken out of the delivery queue",
         )?;
         registry.register(Box::new(jobs_quarantined.clone()))?;
+        let config_generations = prometheus::IntGauge::new(
+            "config_generations_live",
+            "Configurations held in memory: the running one, and earlier ones until what started on them finishes",
+        )?;
+        registry.register(Box::new(config_generations.clone()))?;
         Ok(Metrics {
             received: counter(
                 "events_received_total",
@@ -244,6 +252,7 @@ impl Metrics {
                 &["bridge", "destination", "outcome"],
             )?,
             connections_open,
+            config_generations,
             store_bytes,
             destination_refused,
             jobs_quarantined,

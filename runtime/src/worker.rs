@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
 use crate::bridge::ActiveBridge;
-use crate::config::active::{Active, ConfigHandle};
+use crate::config::active::{Active, Alive, ConfigHandle};
 use crate::config::{ConfigSource, Loaded};
 use crate::delivery::handle::DeliveryHandle;
 use crate::health::Health;
@@ -138,6 +138,7 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
         by_path,
         errors,
         loaded_at_ms: now_ms(),
+        alive: Some(Alive::new(&shared.metrics.config_generations)),
     });
     shared.config.swap(active.clone());
     // Connections to a stream that is gone or changed (a rotated key) end; they reconnect
@@ -404,9 +405,13 @@ pub async fn serve(opts: Options, mut source: Box<dyn ConfigSource>) -> Result<(
             }
         }));
     }
-    let active = apply(&shared, &first).await;
-    if opts.print_urls {
-        println!("{}", describe(&active, listen, admin_addr));
+    {
+        // Dropped here: held for the life of `serve`, it pinned the first configuration
+        // (every compiled bridge of it) after all the swaps that replaced it.
+        let active = apply(&shared, &first).await;
+        if opts.print_urls {
+            println!("{}", describe(&active, listen, admin_addr));
+        }
     }
     if let Some(token) = shared.config.generated_admin_token() {
         // Printed on the terminal of whoever started the worker, never logged.

@@ -19,6 +19,30 @@ pub struct Active {
     /// Items left out by the renderer or not applied here, as the admin API reports them.
     pub errors: Vec<ItemError>,
     pub loaded_at_ms: u64,
+    /// Counts this configuration in `causeway_config_generations_live` while it lives.
+    /// Keep it the last field: fields drop in order, and its drop gives back the memory
+    /// the fields above freed.
+    pub alive: Option<Alive>,
+}
+
+/// One configuration counted in a gauge from its creation until it is dropped: a swap
+/// that leaves the old configuration referenced somewhere shows as a gauge above 1.
+pub struct Alive(prometheus::IntGauge);
+
+impl Alive {
+    pub fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Alive(gauge.clone())
+    }
+}
+
+impl Drop for Alive {
+    /// The last field of [`Active`]: by now its bridges and config have been dropped, so
+    /// what they held can go back to the system.
+    fn drop(&mut self) {
+        self.0.dec();
+        crate::memory::release_freed();
+    }
 }
 
 impl Active {
@@ -29,6 +53,7 @@ impl Active {
             by_path: HashMap::new(),
             errors: vec![],
             loaded_at_ms: 0,
+            alive: None,
         }
     }
 }
