@@ -5,14 +5,14 @@ fn config() -> WorkerConfig {
         "namespace": "shop", "name": "orders", "path": "/hooks/shop/orders", "methods": ["POST", "PUT"],
         "maxBodyBytes": 1024, "idempotencyHeader": "webhook-id", "dedupeWindowMs": 1000, "suspend": false,
         "auth": {"type": "basic", "username": "shop", "password": "s3cret-pass"},
-        "stepRetry": causeway_config::RetryConfig::default(),
+        "stepRetry": crate::RetryConfig::default(),
         "env": {"TOKEN": {"value": "tok-123", "secret": true}, "BASE": {"value": "https://base.example", "secret": false}},
         "destinations": [
             {"name": "crm", "url": "https://user:pw@crm.example.com:8443/in?token=abc", "method": "POST",
-             "delayMs": 0, "timeoutMs": 1000, "retry": causeway_config::RetryConfig::default(),
+             "delayMs": 0, "timeoutMs": 1000, "retry": crate::RetryConfig::default(),
              "maxRetryAfterMs": 1000, "maxConcurrency": 1, "headers": {"authorization": "Bearer $env.TOKEN"}},
             {"name": "audit", "url": "$env.BASE/audit/$payload.id", "method": "PUT",
-             "delayMs": 0, "timeoutMs": 1000, "retry": causeway_config::RetryConfig::default(),
+             "delayMs": 0, "timeoutMs": 1000, "retry": crate::RetryConfig::default(),
              "maxRetryAfterMs": 1000, "maxConcurrency": 1,
              "cloudEvents": {"mode": "structured"}}
         ],
@@ -105,9 +105,9 @@ fn no_secret_is_in_the_document() {
 #[test]
 fn a_nats_destination_has_a_nats_channel() {
     let mut cfg = config();
-    let d: causeway_config::DestinationConfig = serde_json::from_value(json!({
+    let d: crate::DestinationConfig = serde_json::from_value(json!({
         "name": "stream", "url": "nats://nats.infra:4222/orders.created", "method": "POST",
-        "delayMs": 0, "timeoutMs": 1000, "retry": causeway_config::RetryConfig::default(),
+        "delayMs": 0, "timeoutMs": 1000, "retry": crate::RetryConfig::default(),
         "maxRetryAfterMs": 1000, "maxConcurrency": 1,
         "nats": {"auth": {"type": "token", "token": "nats-tok-secret"}}
     }))

@@ -8,7 +8,7 @@
 //! values are never resolved (a destination url shows its template), and user info and
 //! query strings are cut from urls. See `docs/event-apis.md`.
 
-use causeway_config::{AuthConfig, BridgeConfig, CloudEventsMode, DestinationConfig, WorkerConfig};
+use crate::{AuthConfig, BridgeConfig, CloudEventsMode, DestinationConfig, WorkerConfig};
 use serde_json::{Map, Value, json};
 
 /// The AsyncAPI version written.
@@ -19,6 +19,8 @@ const HTTP_BINDING_VERSION: &str = "0.3.0";
 const NATS_BINDING_VERSION: &str = "0.1.0";
 /// The schema format of message payloads: JSON Schema as the AsyncAPI parser knows it.
 const SCHEMA_FORMAT: &str = "application/schema+json;version=draft-07";
+/// A structured CloudEvent's content type (`causeway_pipeline::cloudevents` sends it).
+const CLOUDEVENTS_STRUCTURED: &str = "application/cloudevents+json";
 
 /// What the document says about where it is served.
 #[derive(Clone, Debug)]
@@ -34,7 +36,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            ingress_host: format!("localhost:{}", causeway_config::INGRESS_PORT),
+            ingress_host: format!("localhost:{}", crate::INGRESS_PORT),
             ingress_protocol: "http".into(),
             namespace: None,
         }
@@ -135,7 +137,7 @@ pub fn document(cfg: &WorkerConfig, opts: &Options) -> Value {
                 );
                 name
             });
-            let nats = causeway_config::nats::is_nats_url(&d.url);
+            let nats = crate::nats::is_nats_url(&d.url);
             let description = if nats {
                 format!(
                     "Events bridge {}/{} publishes to NATS JetStream through {}: {}",
@@ -298,7 +300,7 @@ fn outbound_message(b: &BridgeConfig, d: &DestinationConfig) -> Value {
             }
         }
         Some(_) => {
-            m["contentType"] = json!(causeway_pipeline::cloudevents::STRUCTURED_CONTENT_TYPE);
+            m["contentType"] = json!(CLOUDEVENTS_STRUCTURED);
             m["description"] = json!("A CloudEvent 1.0 in structured mode.");
             let mut envelope = json!({
                 "type": "object",
@@ -336,7 +338,7 @@ fn payload_schema(b: &BridgeConfig) -> Option<Value> {
 
 /// The security scheme of a bridge's ingress auth, by kind and header only.
 fn auth_scheme(auth: Option<&AuthConfig>) -> Option<Value> {
-    use causeway_config::HmacPreset;
+    use crate::HmacPreset;
     Some(match auth? {
         AuthConfig::Basic { .. } => json!({"type": "http", "scheme": "basic"}),
         AuthConfig::Jwt {
