@@ -123,3 +123,77 @@ fn a_nats_destination_has_a_nats_channel() {
     assert_eq!(op["bindings"], json!({"nats": {"bindingVersion": "0.1.0"}}));
     assert!(!doc.to_string().contains("nats-tok-secret"));
 }
+
+/// Issue 17: a stream is a channel at `/streams/<ns>/<bridge>/<stream>` on the ingress and
+/// its WebSocket server, with an `sse` operation (http GET binding and the replay query)
+/// and a `ws` operation (the channel's ws binding), the stream's security scheme, and the
+/// bridge's event as message in both framings; its API key never appears.
+#[test]
+fn a_stream_has_a_channel_with_sse_and_ws_bindings() {
+    let mut cfg = config();
+    cfg.bridges[0].streams = vec![serde_json::from_value(json!({
+        "name": "live",
+        "auth": {"type": "apiKey", "header": "x-consumer-key", "keys": ["stream-key-secret"]},
+        "maxConnectionsPerConsumer": 4, "maxConnections": 0, "eventsPerSecond": 0,
+        "bufferEvents": 1024, "stallTimeoutMs": 30000, "retentionMs": 86400000, "heartbeatMs": 15000
+    }))
+    .unwrap()];
+    let doc = document(
+        &cfg,
+        &Options {
+            namespace: Some("shop".into()),
+            ingress_host: "hooks.shop.example:443".into(),
+            ingress_protocol: "https".into(),
+        },
+    );
+    let ch = &doc["channels"]["shop__orders__streams__live"];
+    assert_eq!(ch["address"], "/streams/shop/orders/live");
+    assert_eq!(
+        ch["servers"],
+        json!([{"$ref": "#/servers/ingress"}, {"$ref": "#/servers/ingress-ws"}])
+    );
+    assert_eq!(ch["bindings"]["ws"]["method"], "GET");
+    assert_eq!(ch["bindings"]["ws"]["bindingVersion"], "0.1.0");
+    assert!(ch["bindings"]["ws"]["query"]["properties"]["from"].is_object());
+    assert_eq!(
+        doc["servers"]["ingress-ws"],
+        json!({
+            "host": "hooks.shop.example:443",
+            "protocol": "wss",
+            "description": "The Causeway ingress, upgraded to a WebSocket: stream consumers connect here.",
+        })
+    );
+
+    let ops = doc["operations"].as_object().unwrap();
+    let sse = &ops["shop__orders__streams__live__sse"];
+    assert_eq!(sse["action"], "send");
+    assert_eq!(sse["bindings"]["http"]["method"], "GET");
+    assert!(sse["bindings"]["http"]["query"]["properties"]["since"].is_object());
+    assert_eq!(
+        sse["messages"],
+        json!([{"$ref": "#/channels/shop__orders__streams__live/messages/sse"}])
+    );
+    let ws = &ops["shop__orders__streams__live__ws"];
+    assert_eq!(ws["action"], "send");
+    assert!(ws.get("bindings").is_none());
+    let auth = json!([{"$ref": "#/components/securitySchemes/shop__orders__streams__live__auth"}]);
+    assert_eq!(sse["security"], auth);
+    assert_eq!(ws["security"], auth);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["shop__orders__streams__live__auth"],
+        json!({"type": "httpApiKey", "in": "header", "name": "x-consumer-key"})
+    );
+
+    // The bridge's event: its schema as the SSE data, inside `{id, data}` on the WebSocket.
+    let m = &doc["components"]["messages"];
+    let sse_msg = &m["shop__orders__streams__live__sse"];
+    assert_eq!(sse_msg["payload"]["schema"]["required"], json!(["id"]));
+    let ws_msg = &m["shop__orders__streams__live__ws"]["payload"]["schema"];
+    assert_eq!(ws_msg["required"], json!(["id", "data"]));
+    assert_eq!(ws_msg["properties"]["data"]["required"], json!(["id"]));
+
+    assert!(!doc.to_string().contains("stream-key-secret"));
+    // A bridge without streams has no stream channel and no WebSocket server.
+    let plain = document(&config(), &Options::default());
+    assert!(plain["servers"].get("ingress-ws").is_none());
+}
