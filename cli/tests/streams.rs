@@ -802,20 +802,28 @@ async fn stream_connections_on_the_bare_socket_and_after_another_request() {
     )
     .await;
     assert!(body.starts_with("HTTP/1.1 404"), "{body}");
-    assert!(body.to_ascii_lowercase().contains("connection: close"), "{body}");
+    assert!(
+        body.to_ascii_lowercase().contains("connection: close"),
+        "{body}"
+    );
     let body = raw_exchange(
         &w,
         b"GET /streams/default/orders/other HTTP/1.1\r\nHost: x\r\n\r\n",
     )
     .await;
     assert!(body.starts_with("HTTP/1.1 404"), "{body}");
-    assert!(body.contains("the bridge has no stream of this name"), "{body}");
+    assert!(
+        body.contains("the bridge has no stream of this name"),
+        "{body}"
+    );
 
     // SSE on the bare socket: chunked, the retry hint first.
     let mut s = tokio::net::TcpStream::connect(w.listen).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let head = read_head(&mut s).await.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
@@ -845,7 +853,11 @@ async fn stream_connections_on_the_bare_socket_and_after_another_request() {
     assert!(head.starts_with("HTTP/1.1 202"), "{head}");
     let len: usize = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
         .expect("a content-length");
     let mut answer = vec![0u8; len];
     s.read_exact(&mut answer).await.unwrap();
@@ -854,7 +866,8 @@ async fn stream_connections_on_the_bare_socket_and_after_another_request() {
         .unwrap()
         .to_string();
     s.write_all(
-        format!("GET {path}?from={id} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").as_bytes(),
+        format!("GET {path}?from={id} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+            .as_bytes(),
     )
     .await
     .unwrap();
@@ -863,13 +876,21 @@ async fn stream_connections_on_the_bare_socket_and_after_another_request() {
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !String::from_utf8_lossy(&got).contains(&format!("id: {id}")) {
-        assert!(Instant::now() < deadline, "{:?}", String::from_utf8_lossy(&got));
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
         let mut buf = [0u8; 1024];
         let n = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf))
             .await
             .unwrap()
             .unwrap();
-        assert!(n > 0, "the stream ended: {:?}", String::from_utf8_lossy(&got));
+        assert!(
+            n > 0,
+            "the stream ended: {:?}",
+            String::from_utf8_lossy(&got)
+        );
         got.extend_from_slice(&buf[..n]);
     }
     assert!(String::from_utf8_lossy(&got).contains(r#"data: {"n":1}"#));

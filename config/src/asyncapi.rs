@@ -198,9 +198,7 @@ pub fn document(cfg: &WorkerConfig, opts: &Options) -> Value {
         // land (see `stream_channels`).
         for c in stream_channels(b) {
             for server in c.servers {
-                servers
-                    .entry(server)
-                    .or_insert_with(|| ws_server(opts));
+                servers.entry(server).or_insert_with(|| ws_server(opts));
             }
             channels.insert(c.key, c.channel);
             operations.extend(c.operations);
@@ -260,7 +258,16 @@ pub fn namespace_document(
     };
     let version = pools
         .iter()
-        .map(|(pool, _, cfg)| format!("{pool}@{}", if cfg.version.is_empty() { "0" } else { &cfg.version }))
+        .map(|(pool, _, cfg)| {
+            format!(
+                "{pool}@{}",
+                if cfg.version.is_empty() {
+                    "0"
+                } else {
+                    &cfg.version
+                }
+            )
+        })
         .collect::<Vec<_>>()
         .join(",");
     let mut merged = match pools {
@@ -275,15 +282,21 @@ pub fn namespace_document(
                 if let Some(channels) = doc["channels"].as_object_mut() {
                     for ch in channels.values_mut() {
                         for server in ch["servers"].as_array_mut().into_iter().flatten() {
-                            let Some(r) = server["$ref"].as_str() else { continue };
-                            if let Some(name @ ("ingress" | WS_SERVER)) = r.strip_prefix("#/servers/") {
+                            let Some(r) = server["$ref"].as_str() else {
+                                continue;
+                            };
+                            if let Some(name @ ("ingress" | WS_SERVER)) =
+                                r.strip_prefix("#/servers/")
+                            {
                                 server["$ref"] = json!(format!("#/servers/{}", renamed(name)));
                             }
                         }
                     }
                 }
                 for section in ["servers", "channels", "operations"] {
-                    let Some(from) = doc[section].as_object_mut() else { continue };
+                    let Some(from) = doc[section].as_object_mut() else {
+                        continue;
+                    };
                     for (k, v) in std::mem::take(from) {
                         let k = match k.as_str() {
                             "ingress" | WS_SERVER if section == "servers" => renamed(&k),
@@ -308,7 +321,11 @@ pub fn namespace_document(
             out
         }
     };
-    merged["info"]["version"] = json!(if version.is_empty() { "0".to_string() } else { version });
+    merged["info"]["version"] = json!(if version.is_empty() {
+        "0".to_string()
+    } else {
+        version
+    });
     merged
 }
 

@@ -470,7 +470,12 @@ async fn actions_are_confirmed_and_need_the_csrf_token_and_this_origin() {
 }
 
 /// Pools with rendered configurations, as the config Secrets hold them.
-struct WithConfigs(Vec<(PoolTarget, Result<causeway_crds::config::WorkerConfig, String>)>);
+struct WithConfigs(
+    Vec<(
+        PoolTarget,
+        Result<causeway_crds::config::WorkerConfig, String>,
+    )>,
+);
 
 impl Directory for WithConfigs {
     fn pools(&self) -> Vec<PoolTarget> {
@@ -537,9 +542,18 @@ async fn asyncapi_of_a_namespace_spans_its_pools() {
             target("shop", "default"),
             Ok(rendered("shop", &[("orders", stream)])),
         ),
-        (target("shop", "fast"), Ok(rendered("shop", &[("refunds", "[]")]))),
-        (target("billing", "default"), Ok(rendered("billing", &[("invoices", "[]")]))),
-        (target("broken", "default"), Err("no Secret causeway-default-config yet".into())),
+        (
+            target("shop", "fast"),
+            Ok(rendered("shop", &[("refunds", "[]")])),
+        ),
+        (
+            target("billing", "default"),
+            Ok(rendered("billing", &[("invoices", "[]")])),
+        ),
+        (
+            target("broken", "default"),
+            Err("no Secret causeway-default-config yet".into()),
+        ),
     ]);
     let c = Arc::new(Console {
         token: CONSOLE_TOKEN.into(),
@@ -598,16 +612,28 @@ async fn asyncapi_of_a_namespace_spans_its_pools() {
     }
 
     // One pool: its document as the worker serves it, with the pool's Service as host.
-    let one: serde_json::Value = serde_json::from_str(&get(&c, "/asyncapi/billing").await.body).unwrap();
-    assert_eq!(one["servers"]["ingress"]["host"], "causeway-default.billing.svc:8080");
+    let one: serde_json::Value =
+        serde_json::from_str(&get(&c, "/asyncapi/billing").await.body).unwrap();
+    assert_eq!(
+        one["servers"]["ingress"]["host"],
+        "causeway-default.billing.svc:8080"
+    );
     assert!(one["channels"]["billing__invoices__ingress"].is_object());
 
     let none = get(&c, "/asyncapi/nowhere").await;
     assert_eq!(none.status, StatusCode::NOT_FOUND);
-    assert!(none.body.contains("no worker pool in namespace nowhere"), "{}", none.body);
+    assert!(
+        none.body.contains("no worker pool in namespace nowhere"),
+        "{}",
+        none.body
+    );
     let broken = get(&c, "/asyncapi/broken").await;
     assert_eq!(broken.status, StatusCode::BAD_GATEWAY);
-    assert!(broken.body.contains("pool default: no Secret"), "{}", broken.body);
+    assert!(
+        broken.body.contains("pool default: no Secret"),
+        "{}",
+        broken.body
+    );
 
     let anonymous = send(&c, axum::http::Request::get("/asyncapi/shop"), "").await;
     assert_eq!(anonymous.status, StatusCode::SEE_OTHER);

@@ -141,7 +141,11 @@ impl Consumer {
                 return None;
             }
             let mut at = *seq;
-            if self.hub.read(&self.conn, &mut at, PAGE, &mut self.pending).is_err() {
+            if self
+                .hub
+                .read(&self.conn, &mut at, PAGE, &mut self.pending)
+                .is_err()
+            {
                 self.mode = Mode::CatchUp;
                 return None;
             }

@@ -614,7 +614,9 @@ where
                 let mut size = 0;
                 let mut batch = vec![Message::Text(item.ws())];
                 while size < super::BATCH_BYTES {
-                    let Some(next) = consumer.next_now() else { break };
+                    let Some(next) = consumer.next_now() else {
+                        break;
+                    };
                     let text = next.ws();
                     size += text.len();
                     batch.push(Message::Text(text));

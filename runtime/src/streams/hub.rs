@@ -125,7 +125,7 @@ impl Hub {
 
     /// Add a round of events to the ring, in order, and wake the live connections. Nobody
     /// waits for a connection: one that falls too far behind finds out when it reads.
-    fn dispatch(&self, items: Vec<StreamItem>) {
+    pub(super) fn dispatch(&self, items: Vec<StreamItem>) {
         if items.is_empty() {
             return;
         }

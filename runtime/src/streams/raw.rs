@@ -163,8 +163,8 @@ fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request<Full<Bytes>>
         .map_err(|_| bad("a malformed request line"))?;
     let h = req.headers_mut();
     for header in parsed.headers.iter() {
-        let name =
-            HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| bad("a malformed header"))?;
+        let name = HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|_| bad("a malformed header"))?;
         let value = HeaderValue::from_bytes(header.value).map_err(|_| bad("a malformed header"))?;
         h.append(name, value);
     }
@@ -223,7 +223,10 @@ async fn write_whole(
 /// closes its side.
 async fn sse(mut stream: TcpStream, headers: &http::HeaderMap, body: StreamBody) {
     let mut headers = headers.clone();
-    headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    headers.insert(
+        header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     if write_head(&mut stream, StatusCode::OK, &headers)
         .await
