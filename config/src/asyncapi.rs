@@ -313,10 +313,10 @@ pub fn namespace_document(
                     }
                 }
             }
-            if out["components"].as_object().is_some_and(|c| c.is_empty()) {
-                if let Some(o) = out.as_object_mut() {
-                    o.remove("components");
-                }
+            if out["components"].as_object().is_some_and(|c| c.is_empty())
+                && let Some(o) = out.as_object_mut()
+            {
+                o.remove("components");
             }
             out
         }
