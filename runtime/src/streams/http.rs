@@ -414,7 +414,7 @@ async fn stream_request<B>(
     );
     match ws_key {
         Some(key) => {
-            upgrade(&mut req, WsSession::Stream(consumer));
+            upgrade(&mut req, WsSession::Stream(Box::new(consumer)));
             switching(&key)
         }
         None => sse(consumer),
@@ -423,7 +423,7 @@ async fn stream_request<B>(
 
 /// What a WebSocket does once upgraded.
 pub(super) enum WsSession {
-    Stream(Consumer),
+    Stream(Box<Consumer>),
     /// The replay point is older than the retention: this error, then a close.
     TooOld(serde_json::Value),
 }
@@ -453,7 +453,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     match session {
-        WsSession::Stream(consumer) => websocket(ws, consumer).await,
+        WsSession::Stream(consumer) => websocket(ws, *consumer).await,
         WsSession::TooOld(body) => {
             let _ = ws.send(Message::text(body.to_string())).await;
             let _ = ws
