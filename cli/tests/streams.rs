@@ -751,3 +751,147 @@ spec:
         );
     }
 }
+
+/// Send `request` on a fresh connection and read the whole answer (the worker closes it).
+async fn raw_exchange(w: &Worker, request: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(w.listen).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
+        .await
+        .expect("the worker answers and closes")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A connection that opens with a stream request is served on the bare socket, not by
+/// hyper: its bad heads get a status and a close (a body, a head too large, a malformed
+/// line, HTTP/1.0), a path under /streams/ that names no stream gets the ingress's 404, and
+/// its SSE is chunked. A stream asked for on a keep-alive connection that began with an
+/// ingress request is still served (by hyper), on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_connections_on_the_bare_socket_and_after_another_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let w = Worker::start(
+        dir.path(),
+        &manifests(dir.path(), &bridge(&sink, LIVE)),
+        &[],
+    );
+    let path = "/streams/default/orders/live";
+    let body = raw_exchange(
+        &w,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc").as_bytes(),
+    )
+    .await;
+    assert!(body.starts_with("HTTP/1.1 400"), "{body}");
+    assert!(body.contains("a stream request has no body"), "{body}");
+    let big = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(20 * 1024)
+    );
+    let body = raw_exchange(&w, big.as_bytes()).await;
+    assert!(body.starts_with("HTTP/1.1 431"), "{body}");
+    let body = raw_exchange(&w, b"GET /streams/ x y z\r\n\r\n").await;
+    assert!(body.starts_with("HTTP/1.1 400"), "{body}");
+    let body = raw_exchange(&w, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).await;
+    assert!(body.starts_with("HTTP/1.1 505"), "{body}");
+    let body = raw_exchange(
+        &w,
+        b"GET /streams/default/nobody/live HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(body.starts_with("HTTP/1.1 404"), "{body}");
+    assert!(
+        body.to_ascii_lowercase().contains("connection: close"),
+        "{body}"
+    );
+    let body = raw_exchange(
+        &w,
+        b"GET /streams/default/orders/other HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(body.starts_with("HTTP/1.1 404"), "{body}");
+    assert!(
+        body.contains("the bridge has no stream of this name"),
+        "{body}"
+    );
+
+    // SSE on the bare socket: chunked, the retry hint first.
+    let mut s = tokio::net::TcpStream::connect(w.listen).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    let mut first = vec![0u8; 64];
+    let n = s.read(&mut first).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("d\r\nretry: 2000\n\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    drop(s);
+
+    // A keep-alive connection: an event posted first, then the stream on the same socket.
+    let mut s = tokio::net::TcpStream::connect(w.listen).await.unwrap();
+    let event = r#"{"n":1}"#;
+    s.write_all(
+        format!(
+            "POST /hooks/default/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{event}",
+            event.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a content-length");
+    let mut answer = vec![0u8; len];
+    s.read_exact(&mut answer).await.unwrap();
+    let id = serde_json::from_slice::<serde_json::Value>(&answer).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.write_all(
+        format!("GET {path}?from={id} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(&got).contains(&format!("id: {id}")) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "the stream ended: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).contains(r#"data: {"n":1}"#));
+}

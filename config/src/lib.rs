@@ -5,6 +5,8 @@
 //! - [`ObjectKey`] (`namespace/name`) and [`Kind`]: how an item is named everywhere.
 //! - [`ItemError`]: a problem with one item, from the renderer or the worker.
 //! - [`duration`]: the duration (`1h30m`) and quantity (`64Mi`) grammar users write.
+//! - [`asyncapi`]: the AsyncAPI document of a configuration's event APIs (pure rendering,
+//!   shared by the worker, `causeway asyncapi` and the operator).
 //! - [`WorkerReport`]: the body of a worker's `GET /api/v1/config`, which the operator
 //!   folds into status.
 //!
@@ -14,6 +16,7 @@
 //! them from `causeway_crds::config`. The feature `schema` derives `schemars::JsonSchema`
 //! for the enums the CRDs embed; only `causeway-crds` enables it.
 
+pub mod asyncapi;
 mod bridge;
 pub mod duration;
 mod key;

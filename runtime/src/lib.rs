@@ -9,7 +9,8 @@
 //! which the `causeway` binary (package `causeway`, `cli/`) supplies to [`run`].
 
 pub mod admin;
-pub mod asyncapi;
+/// AsyncAPI documents: rendered in `causeway-config`, which the operator shares.
+pub use causeway_config::asyncapi;
 pub mod bridge;
 pub mod cli;
 pub mod config;

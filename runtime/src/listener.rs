@@ -12,11 +12,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -88,12 +89,65 @@ impl Drop for PeerSlot {
     }
 }
 
+/// Connections that open with `prefix` are served by `serve` on the bare socket instead of
+/// by hyper (stream consumers: see `streams::serve_raw`). The connection limits apply the
+/// same.
+#[derive(Clone)]
+pub struct RawRoute {
+    pub prefix: &'static [u8],
+    pub serve: Arc<dyn Fn(TcpStream, ConnInfo) -> BoxFuture<'static, ()> + Send + Sync>,
+}
+
 /// Serve `listener` until `stop`, then let open connections finish within the grace.
 pub async fn serve<H, Fut, B>(
     listener: TcpListener,
     limits: ConnLimits,
     stop: CancellationToken,
     observer: Arc<dyn ConnObserver>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_routed(listener, limits, stop, observer, None, handler).await
+}
+
+/// Whether the connection's first bytes are `prefix`: peeked (nothing is taken from the
+/// socket), within `timeout`.
+async fn opens_with(stream: &TcpStream, prefix: &[u8], timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; 32];
+    let want = prefix.len().min(buf.len());
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf[..want])).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return false,
+        };
+        if buf[..n] != prefix[..n] {
+            return false;
+        }
+        if n == want {
+            return true;
+        }
+        // Part of the prefix so far: the rest is on its way (peek returns at once while
+        // those bytes wait unread, so look again a little later).
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// [`serve`], with connections that open with `raw`'s prefix handed to it.
+pub async fn serve_routed<H, Fut, B>(
+    listener: TcpListener,
+    limits: ConnLimits,
+    stop: CancellationToken,
+    observer: Arc<dyn ConnObserver>,
+    raw: Option<RawRoute>,
     handler: H,
 ) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -132,6 +186,7 @@ pub async fn serve<H, Fut, B>(
         let handler = handler.clone();
         let observer = observer.clone();
         let header_timeout = limits.header_timeout;
+        let raw = raw.clone();
         tokio::spawn(async move {
             observer.opened();
             // Handlers may close their connection at once (a stalled stream consumer).
@@ -140,6 +195,19 @@ pub async fn serve<H, Fut, B>(
                 peer,
                 closer: closer.clone(),
             };
+            if let Some(raw) = raw
+                && opens_with(&stream, raw.prefix, header_timeout).await
+            {
+                let conn = (raw.serve)(stream, info);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = closer.cancelled() => debug!(%peer, "connection closed by its handler"),
+                }
+                observer.closed();
+                drop(slot);
+                drop(permit);
+                return;
+            }
             let svc = service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info.clone());
                 let fut = handler(req);

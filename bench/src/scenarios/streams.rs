@@ -269,8 +269,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             });
             let tasks = connect_all(w.listen, path, with, &arrivals).await?;
             let t = Target::new(w.listen, HOOK);
+            let profile = crate::sut::Profile::start(w.proc.pid(), &dir, "worker");
             let closed =
                 closed_loop(&t, ctx.conns, ctx.closed, ctx.seqs(10_000_000), progress()).await;
+            if let Some(p) = profile {
+                p.finish();
+            }
             out.push(closed.throughput(ctx.warmup));
             for t in tasks {
                 t.abort();

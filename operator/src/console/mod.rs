@@ -139,6 +139,7 @@ pub fn router(state: AppState) -> Router {
             get(confirm_bridge_action).post(bridge_action),
         )
         .route("/actions", get(actions_page))
+        .route("/asyncapi/{ns}", get(asyncapi))
         .route("/logout", post(logout))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -378,6 +379,48 @@ impl Console {
         )
         .await
     }
+}
+
+/// `GET /asyncapi/<namespace>`: the AsyncAPI document of the namespace's event APIs, built
+/// by the worker's own function (`causeway_config::asyncapi`) over the rendered
+/// configuration of every pool in the namespace (read from each pool's config Secret when
+/// asked, never kept), each pool's ingress at its Service. 404 when the namespace has no
+/// pool; 502 naming the pool whose configuration cannot be read.
+async fn asyncapi(State(console): State<AppState>, Path(ns): Path<String>) -> Response {
+    use causeway_crds::config::{INGRESS_PORT, asyncapi, pool_object_name};
+    let json_error = |status: StatusCode, message: String| {
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+    };
+    let pools: Vec<PoolTarget> = console
+        .directory
+        .pools()
+        .into_iter()
+        .filter(|p| p.namespace == ns)
+        .collect();
+    if pools.is_empty() {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            format!("no worker pool in namespace {ns}"),
+        );
+    }
+    let mut configs = Vec::new();
+    for p in &pools {
+        match console.directory.config(&ns, &p.pool).await {
+            Ok(cfg) => configs.push((
+                p.pool.clone(),
+                format!("{}.{ns}.svc:{INGRESS_PORT}", pool_object_name(&p.pool)),
+                cfg,
+            )),
+            Err(e) => {
+                return json_error(StatusCode::BAD_GATEWAY, format!("pool {}: {e}", p.pool));
+            }
+        }
+    }
+    let pools: Vec<(&str, &str, &causeway_crds::config::WorkerConfig)> = configs
+        .iter()
+        .map(|(pool, host, cfg)| (pool.as_str(), host.as_str(), cfg))
+        .collect();
+    axum::Json(asyncapi::namespace_document(&ns, "http", &pools)).into_response()
 }
 
 async fn bridges_page(State(console): State<AppState>, Query(done): Query<Done>) -> Response {

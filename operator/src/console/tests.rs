@@ -468,3 +468,173 @@ async fn actions_are_confirmed_and_need_the_csrf_token_and_this_origin() {
         format!("/events/shop/default/{A1}?done=replayed&n=1")
     );
 }
+
+/// Pools with rendered configurations, as the config Secrets hold them.
+struct WithConfigs(
+    Vec<(
+        PoolTarget,
+        Result<causeway_crds::config::WorkerConfig, String>,
+    )>,
+);
+
+impl Directory for WithConfigs {
+    fn pools(&self) -> Vec<PoolTarget> {
+        self.0.iter().map(|(p, _)| p.clone()).collect()
+    }
+    fn token(&self, _: &str, _: &str) -> BoxFuture<'static, Result<String, String>> {
+        Box::pin(async { Err("no token here".to_string()) })
+    }
+    fn config(
+        &self,
+        namespace: &str,
+        pool: &str,
+    ) -> BoxFuture<'static, Result<causeway_crds::config::WorkerConfig, String>> {
+        let c = self
+            .0
+            .iter()
+            .find(|(p, _)| p.namespace == namespace && p.pool == pool)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_else(|| Err("no such pool".into()));
+        Box::pin(async move { c })
+    }
+}
+
+fn rendered(ns: &str, bridges: &[(&str, &str)]) -> causeway_crds::config::WorkerConfig {
+    let bridges = bridges
+        .iter()
+        .map(|(name, streams)| {
+            serde_json::from_value(json!({
+                "namespace": ns, "name": name, "path": format!("/hooks/{ns}/{name}"),
+                "methods": ["POST"], "maxBodyBytes": 1024, "idempotencyHeader": "webhook-id",
+                "dedupeWindowMs": 1000, "suspend": false,
+                "auth": {"type": "apiKey", "header": "x-api-key", "keys": ["ingress-key-secret"]},
+                "stepRetry": causeway_crds::config::RetryConfig::default(),
+                "destinations": [], "onMissing": "empty",
+                "streams": serde_json::from_str::<serde_json::Value>(streams).unwrap(),
+            }))
+            .unwrap()
+        })
+        .collect();
+    causeway_crds::config::WorkerConfig {
+        version: format!("v-{ns}"),
+        bridges,
+        ..Default::default()
+    }
+}
+
+/// Issue 17: `GET /asyncapi/<namespace>` on the operator's console is the document of the
+/// bridges of every pool of that namespace, made by the worker's function from each
+/// pool's rendered configuration, each pool's ingress at its Service; no secret in it; 404
+/// for a namespace without pools, 502 naming a pool whose configuration cannot be read,
+/// and the console token is required.
+#[tokio::test]
+async fn asyncapi_of_a_namespace_spans_its_pools() {
+    let stream = r#"[{"name": "live", "auth": {"type": "apiKey", "header": "x-consumer-key", "keys": ["stream-key-secret"]},
+        "maxConnectionsPerConsumer": 0, "maxConnections": 0, "eventsPerSecond": 0, "bufferEvents": 1024,
+        "stallTimeoutMs": 30000, "retentionMs": 86400000, "heartbeatMs": 15000}]"#;
+    let target = |ns: &str, pool: &str| PoolTarget {
+        namespace: ns.into(),
+        pool: pool.into(),
+        workers: vec![],
+    };
+    let dir = WithConfigs(vec![
+        (
+            target("shop", "default"),
+            Ok(rendered("shop", &[("orders", stream)])),
+        ),
+        (
+            target("shop", "fast"),
+            Ok(rendered("shop", &[("refunds", "[]")])),
+        ),
+        (
+            target("billing", "default"),
+            Ok(rendered("billing", &[("invoices", "[]")])),
+        ),
+        (
+            target("broken", "default"),
+            Err("no Secret causeway-default-config yet".into()),
+        ),
+    ]);
+    let c = Arc::new(Console {
+        token: CONSOLE_TOKEN.into(),
+        directory: Arc::new(dir),
+        workers: WorkerClient::new(Duration::from_secs(2)).unwrap(),
+    });
+
+    let a = get(&c, "/asyncapi/shop").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let doc: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    let channels = doc["channels"].as_object().unwrap();
+    let mut names: Vec<&str> = channels.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "shop__orders__ingress",
+            "shop__orders__streams__live",
+            "shop__refunds__ingress"
+        ],
+        "both pools' bridges, no other namespace's"
+    );
+    // Each pool's ingress is its own Service.
+    assert_eq!(
+        doc["servers"]["default__ingress"]["host"],
+        "causeway-default.shop.svc:8080"
+    );
+    assert_eq!(
+        doc["servers"]["fast__ingress"]["host"],
+        "causeway-fast.shop.svc:8080"
+    );
+    assert_eq!(doc["servers"]["default__ingress-ws"]["protocol"], "ws");
+    assert_eq!(
+        channels["shop__refunds__ingress"]["servers"],
+        json!([{"$ref": "#/servers/fast__ingress"}])
+    );
+    let live = &channels["shop__orders__streams__live"];
+    assert_eq!(live["address"], "/streams/shop/orders/live");
+    assert_eq!(
+        live["servers"],
+        json!([{"$ref": "#/servers/default__ingress"}, {"$ref": "#/servers/default__ingress-ws"}])
+    );
+    assert_eq!(live["bindings"]["ws"]["method"], "GET");
+    assert_eq!(
+        doc["operations"]["shop__orders__streams__live__sse"]["bindings"]["http"]["method"],
+        "GET"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["shop__orders__streams__live__auth"]["name"],
+        "x-consumer-key"
+    );
+    assert_eq!(doc["info"]["version"], "default@v-shop,fast@v-shop");
+    for secret in ["stream-key-secret", "ingress-key-secret"] {
+        assert!(!a.body.contains(secret), "{}", a.body);
+    }
+
+    // One pool: its document as the worker serves it, with the pool's Service as host.
+    let one: serde_json::Value =
+        serde_json::from_str(&get(&c, "/asyncapi/billing").await.body).unwrap();
+    assert_eq!(
+        one["servers"]["ingress"]["host"],
+        "causeway-default.billing.svc:8080"
+    );
+    assert!(one["channels"]["billing__invoices__ingress"].is_object());
+
+    let none = get(&c, "/asyncapi/nowhere").await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+    assert!(
+        none.body.contains("no worker pool in namespace nowhere"),
+        "{}",
+        none.body
+    );
+    let broken = get(&c, "/asyncapi/broken").await;
+    assert_eq!(broken.status, StatusCode::BAD_GATEWAY);
+    assert!(
+        broken.body.contains("pool default: no Secret"),
+        "{}",
+        broken.body
+    );
+
+    let anonymous = send(&c, axum::http::Request::get("/asyncapi/shop"), "").await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+}

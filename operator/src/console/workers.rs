@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use causeway_crds::config::ADMIN_PORT;
+use causeway_crds::config::{ADMIN_PORT, CONFIG_KEY, WorkerConfig, config_secret_name};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
@@ -35,6 +35,16 @@ pub trait Directory: Send + Sync + 'static {
     fn pools(&self) -> Vec<PoolTarget>;
     /// The pool's admin token; `Err` is a short reason shown on the page.
     fn token(&self, namespace: &str, pool: &str) -> BoxFuture<'static, Result<String, String>>;
+    /// The pool's rendered configuration, for its AsyncAPI document; `Err` is a short
+    /// reason. Read when asked: secret values in it are never kept or shown.
+    fn config(
+        &self,
+        namespace: &str,
+        pool: &str,
+    ) -> BoxFuture<'static, Result<WorkerConfig, String>> {
+        let why = format!("the configuration of {namespace}/{pool} cannot be read here");
+        Box::pin(async move { Err(why) })
+    }
 }
 
 /// The last observation of every pool, shared by every set of controllers (one per watched
@@ -91,6 +101,35 @@ impl Directory for ClusterDirectory {
                 .ok_or_else(|| format!("no Secret {name} yet"))?;
             crate::controller::usable_token(Some(secret))
                 .ok_or_else(|| format!("Secret {name} holds no token"))
+        })
+    }
+
+    fn config(
+        &self,
+        namespace: &str,
+        pool: &str,
+    ) -> BoxFuture<'static, Result<WorkerConfig, String>> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let name = config_secret_name(pool);
+        Box::pin(async move {
+            let secret = api
+                .get_opt(&name)
+                .await
+                .map_err(|e| format!("reading Secret {name}: {e}"))?
+                .ok_or_else(|| format!("no Secret {name} yet"))?;
+            let bytes = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(CONFIG_KEY))
+                .ok_or_else(|| format!("Secret {name} holds no {CONFIG_KEY}"))?;
+            // The error's position only: serde's message may quote a value of the Secret.
+            serde_json::from_slice(&bytes.0).map_err(|e| {
+                format!(
+                    "Secret {name}: not a worker configuration (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            })
         })
     }
 }

@@ -42,16 +42,38 @@ impl<B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send> InBody fo
 /// Serve ingress until `stop`; then drain open connections for at most the shutdown grace.
 #[instrument(skip_all, fields(addr = ?listener.local_addr().ok()))]
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    serve_with(listener, shared, stop, |shared, req| async move {
-        // A bridge's stream (`/streams/...`), its WebSub hub (`/hub/...`) or, for any other
-        // path, a bridge or route.
-        crate::streams::serve(&shared, req, |req| async {
-            match crate::websub::serve(&shared, req).await {
-                Ok(resp) => resp,
-                Err(req) => handle(&shared, req).await,
-            }
-        })
-        .await
+    let limits = shared.limits.conn_limits();
+    let observer: Arc<dyn ConnObserver> = Arc::new(IngressObserver(shared.clone()));
+    // A connection that opens with a stream request is served on the bare socket (see
+    // `streams::serve_raw`: an idle consumer then costs no HTTP buffers).
+    let raw_shared = shared.clone();
+    let header_timeout = limits.header_timeout;
+    let raw = listener::RawRoute {
+        prefix: crate::streams::RAW_PREFIX,
+        serve: Arc::new(move |stream, info| {
+            let shared = raw_shared.clone();
+            Box::pin(async move {
+                let other = shared.clone();
+                crate::streams::serve_raw(shared, stream, info, header_timeout, |req| async move {
+                    handle(&other, req).await
+                })
+                .await
+            })
+        }),
+    };
+    listener::serve_routed(listener, limits, stop, observer, Some(raw), move |req| {
+        let shared = shared.clone();
+        async move {
+            // A bridge's stream (`/streams/...`), its WebSub hub (`/hub/...`) or, for any
+            // other path, a bridge or route.
+            crate::streams::serve(&shared, req, |req| async {
+                match crate::websub::serve(&shared, req).await {
+                    Ok(resp) => resp,
+                    Err(req) => handle(&shared, req).await,
+                }
+            })
+            .await
+        }
     })
     .await
 }

@@ -3,14 +3,15 @@
 //! the next [`Out`] whenever its socket can take more.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::hub::Hub;
+use super::hub::{Hub, Overflow};
 use super::{ConnState, Item, PAGE, Slot, Streams};
 use crate::store::{EventId, StreamRead};
 use crate::sync::lock;
@@ -26,12 +27,9 @@ pub(crate) enum Out {
 enum Mode {
     /// Reading from the store up to the watermark, then joining the live fan-out.
     CatchUp,
-    /// In the live fan-out; events up to `upto` (handed out before it joined) are read
-    /// from the store first.
-    Live {
-        rx: mpsc::Receiver<Arc<Item>>,
-        upto: EventId,
-    },
+    /// In the live fan-out at ring sequence `seq`; events up to `upto` (handed out before
+    /// it joined) are read from the store first.
+    Live { seq: u64, upto: EventId },
 }
 
 pub(crate) struct Consumer {
@@ -44,6 +42,13 @@ pub(crate) struct Consumer {
     mode: Mode,
     buffer: usize,
     heartbeat: Duration,
+    /// When something was last returned: a heartbeat is due `heartbeat` after it.
+    last_out: Instant,
+    /// One timer, one wait on the cut and one on shutdown for the connection's life: a
+    /// wait for events registers nothing else (a round wakes every connection).
+    timer: Pin<Box<Sleep>>,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Time between two events (`eventsPerSecond`), and when the next may go.
     pace: Option<(Duration, Instant)>,
     done: bool,
@@ -71,10 +76,13 @@ impl Consumer {
         let (mode, cursor) = match start {
             Some(s) => (Mode::CatchUp, s),
             None => {
-                let (rx, last) = hub.subscribe(&conn, settings.buffer);
-                (Mode::Live { rx, upto: last }, last)
+                let (seq, last) = hub.subscribe(&conn, settings.buffer);
+                (Mode::Live { seq, upto: last }, last)
             }
         };
+        let now = Instant::now();
+        let cut = Box::pin(conn.cut.clone().cancelled_owned());
+        let shutdown = Box::pin(streams.shutdown.clone().cancelled_owned());
         streams.register(&conn);
         let sent = streams
             .metrics
@@ -89,6 +97,10 @@ impl Consumer {
             mode,
             buffer: settings.buffer,
             heartbeat: settings.heartbeat,
+            last_out: now,
+            timer: Box::pin(tokio::time::sleep_until(now + settings.heartbeat)),
+            cut,
+            shutdown,
             pace: (settings.events_per_second > 0).then(|| {
                 (
                     Duration::from_secs(1) / settings.events_per_second,
@@ -109,10 +121,56 @@ impl Consumer {
         }
         self.conn.polled();
         let out = self.next_inner().await;
+        self.emit(out)
+    }
+
+    /// The next event if one can be sent at once (queued, within the pace), without
+    /// waiting or reading the store: a transport takes these into the same write.
+    pub(crate) fn next_now(&mut self) -> Option<Arc<Item>> {
+        if self.done || self.conn.reason().is_some() {
+            return None;
+        }
+        while self.pending.front().is_some_and(|i| i.id() <= self.cursor) {
+            self.pending.pop_front();
+        }
+        if self.pending.is_empty() {
+            let Mode::Live { seq, upto } = &mut self.mode else {
+                return None;
+            };
+            if *upto > self.cursor {
+                return None;
+            }
+            let mut at = *seq;
+            if self
+                .hub
+                .read(&self.conn, &mut at, PAGE, &mut self.pending)
+                .is_err()
+            {
+                self.mode = Mode::CatchUp;
+                return None;
+            }
+            *seq = at;
+        }
+        if let Some((gap, next)) = &mut self.pace {
+            let now = Instant::now();
+            if *next > now || self.pending.is_empty() {
+                return None;
+            }
+            *next = now.max(*next) + *gap;
+        }
+        let item = self.pending.pop_front()?;
+        self.cursor = item.id();
+        match self.emit(Some(Out::Event(item))) {
+            Some(Out::Event(item)) => Some(item),
+            _ => None,
+        }
+    }
+
+    fn emit(&mut self, out: Option<Out>) -> Option<Out> {
         let behind = !self.pending.is_empty()
             || match &self.mode {
                 Mode::CatchUp => true,
-                Mode::Live { rx, upto } => !rx.is_empty() || *upto > self.cursor,
+                Mode::Live { seq, upto } => self.hub.has(*seq) || *upto > self.cursor,
             };
         self.conn.behind.store(behind, Ordering::Relaxed);
         self.conn.handed();
@@ -123,6 +181,9 @@ impl Consumer {
             }
             Some(Out::End(_)) => self.done = true,
             _ => {}
+        }
+        if out.is_some() {
+            self.last_out = Instant::now();
         }
         out
     }
@@ -142,9 +203,10 @@ impl Consumer {
                 if let Some((gap, next)) = &mut self.pace {
                     let now = Instant::now();
                     if *next > now {
+                        let until = *next;
                         tokio::select! {
-                            _ = tokio::time::sleep_until(*next) => {}
-                            _ = self.conn.cut.cancelled() => continue,
+                            _ = tokio::time::sleep_until(until) => {}
+                            _ = self.cut.as_mut() => continue,
                         }
                     }
                     *next = Instant::now().max(*next) + *gap;
@@ -164,8 +226,8 @@ impl Consumer {
                     self.pending.extend(page);
                     if !full {
                         // Caught up with the watermark: join the live fan-out.
-                        let (rx, upto) = self.hub.subscribe(&self.conn, self.buffer);
-                        self.mode = Mode::Live { rx, upto };
+                        let (seq, upto) = self.hub.subscribe(&self.conn, self.buffer);
+                        self.mode = Mode::Live { seq, upto };
                     }
                 }
                 Mode::Live { upto, .. } if *upto > self.cursor => {
@@ -180,32 +242,46 @@ impl Consumer {
                     }
                     self.pending.extend(page);
                 }
-                Mode::Live { rx, .. } => {
-                    // Queued events first, without timers or waiters: under load most
-                    // calls end here, so a busy fan-out costs no timer or token churn.
-                    match rx.try_recv() {
-                        Ok(item) => {
-                            self.pending.push_back(item);
-                            continue;
-                        }
-                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                Mode::Live { seq, .. } => {
+                    let mut at = *seq;
+                    match self.hub.read(&self.conn, &mut at, PAGE, &mut self.pending) {
+                        Err(Overflow) => {
+                            // Too far behind the ring: catch up from the store.
                             self.mode = Mode::CatchUp;
                             continue;
                         }
-                        Err(mpsc::error::TryRecvError::Empty) => {}
+                        Ok(n) => {
+                            if let Mode::Live { seq, .. } = &mut self.mode {
+                                *seq = at;
+                            }
+                            if n > 0 {
+                                continue;
+                            }
+                        }
+                    }
+                    // Nothing queued: wait for the next round, registered before looking
+                    // again so that a round in between is not missed.
+                    let news = self.hub.news.notified();
+                    tokio::pin!(news);
+                    news.as_mut().enable();
+                    if self.hub.has(at) {
+                        continue;
+                    }
+                    // The timer is moved only when it went off early or would go off late,
+                    // not on every wait.
+                    let due = self.last_out + self.heartbeat;
+                    if self.timer.deadline() > due || self.timer.is_elapsed() {
+                        self.timer.as_mut().reset(due);
                     }
                     tokio::select! {
-                        item = rx.recv() => match item {
-                            Some(item) => self.pending.push_back(item),
-                            None => {
-                                // The queue overflowed and the hub let go of it: catch
-                                // up from the store.
-                                self.mode = Mode::CatchUp;
+                        _ = news => {}
+                        _ = self.timer.as_mut() => {
+                            if Instant::now() >= self.last_out + self.heartbeat {
+                                return Some(Out::Heartbeat);
                             }
-                        },
-                        _ = tokio::time::sleep(self.heartbeat) => return Some(Out::Heartbeat),
-                        _ = self.conn.cut.cancelled() => {}
-                        _ = self.streams.shutdown.cancelled() => {}
+                        }
+                        _ = self.cut.as_mut() => {}
+                        _ = self.shutdown.as_mut() => {}
                     }
                 }
             }

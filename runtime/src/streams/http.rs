@@ -386,6 +386,7 @@ async fn stream_request<B>(
         stream: cfg.name.clone(),
         stalled_since: Default::default(),
         behind: Default::default(),
+        cursor: Default::default(),
         stall_ms: cfg.stall_timeout_ms.max(1),
         cfg: cfg.clone(),
         reason: Default::default(),
@@ -413,21 +414,55 @@ async fn stream_request<B>(
     );
     match ws_key {
         Some(key) => {
-            let on_upgrade = hyper::upgrade::on(&mut req);
-            tokio::spawn(async move {
-                match on_upgrade.await {
-                    Ok(up) => {
-                        let ws =
-                            WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None)
-                                .await;
-                        websocket(ws, consumer).await;
-                    }
-                    Err(e) => debug!(error = %e, "websocket upgrade failed"),
-                }
-            });
+            upgrade(&mut req, WsSession::Stream(Box::new(consumer)));
             switching(&key)
         }
         None => sse(consumer),
+    }
+}
+
+/// What a WebSocket does once upgraded.
+pub(super) enum WsSession {
+    Stream(Box<Consumer>),
+    /// The replay point is older than the retention: this error, then a close.
+    TooOld(serde_json::Value),
+}
+
+/// Run `session` on the upgraded socket: hyper's upgrade, or the bare socket when the
+/// connection is served by [`super::raw`] (which writes the `101` and takes it from here).
+fn upgrade<B>(req: &mut Request<B>, session: WsSession) {
+    if let Some(raw) = req.extensions().get::<super::raw::RawUpgrade>() {
+        raw.give(session);
+        return;
+    }
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(up) => {
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None).await;
+                run_ws(ws, session).await;
+            }
+            Err(e) => debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+}
+
+pub(super) async fn run_ws<S>(mut ws: WebSocketStream<S>, session: WsSession)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match session {
+        WsSession::Stream(consumer) => websocket(ws, *consumer).await,
+        WsSession::TooOld(body) => {
+            let _ = ws.send(Message::text(body.to_string())).await;
+            let _ = ws
+                .send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Policy,
+                    reason: "replay point older than the retention".into(),
+                })))
+                .await;
+        }
     }
 }
 
@@ -468,20 +503,7 @@ async fn too_old<B>(
     body: serde_json::Value,
 ) -> Response<StreamBody> {
     if let (true, Some(key)) = (ws, ws_key) {
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            if let Ok(up) = on_upgrade.await {
-                let mut ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None).await;
-                let _ = ws.send(Message::text(body.to_string())).await;
-                let _ = ws
-                    .send(Message::Close(Some(CloseFrame {
-                        code: CloseCode::Policy,
-                        reason: "replay point older than the retention".into(),
-                    })))
-                    .await;
-            }
-        });
+        upgrade(&mut req, WsSession::TooOld(body));
         return switching(&key);
     }
     let mut resp = whole(Response::new(Full::new(Bytes::from(format!(
@@ -518,6 +540,23 @@ fn sse_end(reason: &str) -> Bytes {
     ))
 }
 
+/// `first` and every event that can go with it at once, as one frame (one write), up to
+/// [`super::BATCH_BYTES`]: under a steady flow a connection takes a round in one write.
+fn sse_batch(c: &mut Consumer, first: Arc<super::Item>) -> Bytes {
+    let first = first.sse();
+    let Some(second) = c.next_now() else {
+        return first;
+    };
+    let mut buf = bytes::BytesMut::with_capacity(first.len() * 2);
+    buf.extend_from_slice(&first);
+    buf.extend_from_slice(&second.sse());
+    while buf.len() < super::BATCH_BYTES {
+        let Some(item) = c.next_now() else { break };
+        buf.extend_from_slice(&item.sse());
+    }
+    buf.freeze()
+}
+
 fn sse(consumer: Consumer) -> Response<StreamBody> {
     // First a retry hint (how long an EventSource waits before it reconnects), so that
     // the headers and something go out at once.
@@ -527,7 +566,7 @@ fn sse(consumer: Consumer) -> Response<StreamBody> {
     let rest = futures::stream::unfold(consumer, |mut c| async move {
         let out = c.next().await?;
         let bytes = match out {
-            Out::Event(item) => item.sse(),
+            Out::Event(item) => sse_batch(&mut c, item),
             Out::Heartbeat => Bytes::from_static(b": heartbeat\n\n"),
             Out::End(reason) => sse_end(&reason),
         };
@@ -570,7 +609,30 @@ where
         };
         let msg = match out {
             None => return,
-            Some(Out::Event(item)) => Message::Text(item.ws()),
+            Some(Out::Event(item)) => {
+                // Every event that can go with it at once, in one flush.
+                let mut size = 0;
+                let mut batch = vec![Message::Text(item.ws())];
+                while size < super::BATCH_BYTES {
+                    let Some(next) = consumer.next_now() else {
+                        break;
+                    };
+                    let text = next.ws();
+                    size += text.len();
+                    batch.push(Message::Text(text));
+                }
+                let sent = async {
+                    for m in batch {
+                        ws.feed(m).await?;
+                    }
+                    ws.flush().await
+                };
+                tokio::select! {
+                    r = sent => if r.is_err() { return },
+                    _ = closer.cancelled() => return,
+                }
+                continue;
+            }
             Some(Out::Heartbeat) => Message::Ping(Bytes::new()),
             Some(Out::End(reason)) => {
                 let text = serde_json::json!({ "error": reason }).to_string();

@@ -7,14 +7,16 @@
 //!   committed; it keeps one [`hub::Hub`] per bridge and counts connections.
 //! - A hub is the one live fan-out of a bridge: woken when ingress commits an event, it
 //!   reads the new events from the store once ([`crate::store::Store::stream_events`]) and
-//!   hands each to every live connection's bounded queue. A connection whose queue is full
-//!   leaves the fan-out and catches up from the store by itself.
+//!   appends them to one ring that every live connection reads at its own cursor, in
+//!   rounds at most every [`hub::ROUND_GAP`] under a steady flow. A connection more than
+//!   its buffer behind leaves the fan-out and catches up from the store by itself.
 //! - [`consumer::Consumer`] is one connection's view: replay from the store, then live,
 //!   heartbeats, pacing; [`http`] turns it into SSE frames or WebSocket messages.
 
 mod consumer;
 mod http;
 mod hub;
+mod raw;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +34,7 @@ use crate::store::{EventId, Store, StreamItem, now_ms};
 use crate::sync::lock;
 
 pub use http::{StreamBody, serve};
+pub use raw::{PREFIX as RAW_PREFIX, serve_raw};
 
 /// Events read from the store in one go (by a hub or by a connection catching up).
 const PAGE: usize = 64;
@@ -46,6 +49,8 @@ const SETTLE: Duration = Duration::from_millis(3000);
 const HELD_POLL: Duration = Duration::from_millis(100);
 /// How often connections are checked for stalls.
 const SWEEP: Duration = Duration::from_millis(250);
+/// The most bytes of events a connection takes into one write.
+const BATCH_BYTES: usize = 64 * 1024;
 /// After a slow consumer is told why, how long its socket has to take the message before
 /// it is closed.
 const CUT_GRACE: Duration = Duration::from_secs(2);
@@ -324,6 +329,8 @@ pub(crate) struct ConnState {
     stalled_since: AtomicU64,
     /// It has events waiting (queued live, or to catch up from the store).
     behind: AtomicBool,
+    /// Its cursor in its hub's ring (the next sequence number it reads).
+    cursor: AtomicU64,
     stall_ms: u64,
     /// The stream's configuration it was admitted under.
     cfg: StreamConfig,

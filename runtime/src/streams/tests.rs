@@ -143,3 +143,84 @@ async fn an_append_dropped_midway_keeps_its_id_in_flight_a_while() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+fn conn(id: u64) -> std::sync::Arc<super::ConnState> {
+    std::sync::Arc::new(super::ConnState {
+        id,
+        bridge: "ns/b".into(),
+        stream: "live".into(),
+        stalled_since: Default::default(),
+        behind: Default::default(),
+        cursor: Default::default(),
+        stall_ms: 1000,
+        cfg: serde_json::from_value(serde_json::json!({
+            "name": "live", "bufferEvents": 2, "stallTimeoutMs": 1000,
+            "retentionMs": 1000, "heartbeatMs": 1000
+        }))
+        .unwrap(),
+        reason: Default::default(),
+        cut: Default::default(),
+        closer: Default::default(),
+        last_sent: Default::default(),
+    })
+}
+
+fn items(ids: std::ops::Range<u128>) -> Vec<crate::store::StreamItem> {
+    ids.map(|i| crate::store::StreamItem {
+        id: EventId::from_u128(i),
+        received_at_ms: 0,
+        body: bytes::Bytes::from(format!("{{\"n\":{i}}}")),
+    })
+    .collect()
+}
+
+/// The hub's ring: each live connection reads every event once, in order, at its own
+/// cursor; one more than its buffer behind leaves the fan-out (it catches up from the
+/// store); the ring lets go of what every connection within its buffer has read, and keeps
+/// no more than the largest buffer.
+#[test]
+fn the_ring_serves_each_connection_at_its_cursor_and_stays_bounded() {
+    use std::collections::VecDeque;
+    let hub = super::hub::Hub::new("ns/b".into(), EventId::from_u128(0));
+    let (fast, slow) = (conn(1), conn(2));
+    let (mut f, upto) = hub.subscribe(&fast, 8);
+    assert_eq!(
+        upto,
+        EventId::from_u128(0),
+        "nothing handed out before it joined"
+    );
+    let (mut s, _) = hub.subscribe(&slow, 2);
+    hub.dispatch(items(1..3));
+    let mut out = VecDeque::new();
+    assert_eq!(hub.read(&fast, &mut f, 64, &mut out).ok(), Some(2));
+    let ids: Vec<u128> = out.iter().map(|i| i.id().as_u128()).collect();
+    assert_eq!(ids, [1, 2]);
+    assert!(!hub.has(f), "the fast one read everything");
+    // The slow one has 2 waiting (its buffer): it stays. One more and it is out.
+    hub.dispatch(items(3..4));
+    let mut slow_out = VecDeque::new();
+    assert!(hub.read(&slow, &mut s, 64, &mut slow_out).is_err());
+    assert!(slow_out.is_empty());
+    // The fast one goes on (5 waiting, within its 8); reads at most `max` at a time.
+    hub.dispatch(items(4..8));
+    out.clear();
+    assert_eq!(hub.read(&fast, &mut f, 3, &mut out).ok(), Some(3));
+    assert_eq!(hub.read(&fast, &mut f, 64, &mut out).ok(), Some(2));
+    let ids: Vec<u128> = out.iter().map(|i| i.id().as_u128()).collect();
+    assert_eq!(ids, [3, 4, 5, 6, 7]);
+    // A connection that joins now starts at the ring's end, after the last event.
+    let late = conn(3);
+    let (mut l, upto) = hub.subscribe(&late, 4);
+    assert_eq!(upto, EventId::from_u128(7));
+    assert!(!hub.has(l));
+    hub.dispatch(items(8..9));
+    out.clear();
+    assert_eq!(hub.read(&late, &mut l, 64, &mut out).ok(), Some(1));
+    assert_eq!(out[0].id().as_u128(), 8);
+    // With no connection left the ring keeps nothing; a cursor behind it is an overflow.
+    hub.unsubscribe(1);
+    hub.unsubscribe(3);
+    hub.dispatch(items(9..20));
+    let mut again = 0u64;
+    assert!(hub.read(&fast, &mut again, 64, &mut out).is_err());
+}

@@ -5,14 +5,14 @@ fn config() -> WorkerConfig {
         "namespace": "shop", "name": "orders", "path": "/hooks/shop/orders", "methods": ["POST", "PUT"],
         "maxBodyBytes": 1024, "idempotencyHeader": "webhook-id", "dedupeWindowMs": 1000, "suspend": false,
         "auth": {"type": "basic", "username": "shop", "password": "s3cret-pass"},
-        "stepRetry": causeway_config::RetryConfig::default(),
+        "stepRetry": crate::RetryConfig::default(),
         "env": {"TOKEN": {"value": "tok-123", "secret": true}, "BASE": {"value": "https://base.example", "secret": false}},
         "destinations": [
             {"name": "crm", "url": "https://user:pw@crm.example.com:8443/in?token=abc", "method": "POST",
-             "delayMs": 0, "timeoutMs": 1000, "retry": causeway_config::RetryConfig::default(),
+             "delayMs": 0, "timeoutMs": 1000, "retry": crate::RetryConfig::default(),
              "maxRetryAfterMs": 1000, "maxConcurrency": 1, "headers": {"authorization": "Bearer $env.TOKEN"}},
             {"name": "audit", "url": "$env.BASE/audit/$payload.id", "method": "PUT",
-             "delayMs": 0, "timeoutMs": 1000, "retry": causeway_config::RetryConfig::default(),
+             "delayMs": 0, "timeoutMs": 1000, "retry": crate::RetryConfig::default(),
              "maxRetryAfterMs": 1000, "maxConcurrency": 1,
              "cloudEvents": {"mode": "structured"}}
         ],
@@ -105,9 +105,9 @@ fn no_secret_is_in_the_document() {
 #[test]
 fn a_nats_destination_has_a_nats_channel() {
     let mut cfg = config();
-    let d: causeway_config::DestinationConfig = serde_json::from_value(json!({
+    let d: crate::DestinationConfig = serde_json::from_value(json!({
         "name": "stream", "url": "nats://nats.infra:4222/orders.created", "method": "POST",
-        "delayMs": 0, "timeoutMs": 1000, "retry": causeway_config::RetryConfig::default(),
+        "delayMs": 0, "timeoutMs": 1000, "retry": crate::RetryConfig::default(),
         "maxRetryAfterMs": 1000, "maxConcurrency": 1,
         "nats": {"auth": {"type": "token", "token": "nats-tok-secret"}}
     }))
@@ -134,7 +134,7 @@ fn a_websub_hub_has_a_channel() {
             "auth": {"type": "apiKey", "header": "x-hub-key", "queryParam": null, "keys": ["hub-key-secret"]},
             "allowedCallbackHosts": ["https://hooks.example.com"],
             "defaultLeaseSeconds": 600, "minLeaseSeconds": 60, "maxLeaseSeconds": 3600,
-            "retry": causeway_config::RetryConfig::default(), "timeoutMs": 1000,
+            "retry": crate::RetryConfig::default(), "timeoutMs": 1000,
             "signingSecret": "whsec_c2lnbmluZy1zZWNyZXQ="
         }))
         .unwrap(),
@@ -157,4 +157,78 @@ fn a_websub_hub_has_a_channel() {
     assert!(!text.contains("whsec_"));
     // The other namespace's bridge has no hub.
     assert!(doc["channels"].get("billing__orders__hub").is_none());
+}
+
+/// Issue 17: a stream is a channel at `/streams/<ns>/<bridge>/<stream>` on the ingress and
+/// its WebSocket server, with an `sse` operation (http GET binding and the replay query)
+/// and a `ws` operation (the channel's ws binding), the stream's security scheme, and the
+/// bridge's event as message in both framings; its API key never appears.
+#[test]
+fn a_stream_has_a_channel_with_sse_and_ws_bindings() {
+    let mut cfg = config();
+    cfg.bridges[0].streams = vec![serde_json::from_value(json!({
+        "name": "live",
+        "auth": {"type": "apiKey", "header": "x-consumer-key", "keys": ["stream-key-secret"]},
+        "maxConnectionsPerConsumer": 4, "maxConnections": 0, "eventsPerSecond": 0,
+        "bufferEvents": 1024, "stallTimeoutMs": 30000, "retentionMs": 86400000, "heartbeatMs": 15000
+    }))
+    .unwrap()];
+    let doc = document(
+        &cfg,
+        &Options {
+            namespace: Some("shop".into()),
+            ingress_host: "hooks.shop.example:443".into(),
+            ingress_protocol: "https".into(),
+        },
+    );
+    let ch = &doc["channels"]["shop__orders__streams__live"];
+    assert_eq!(ch["address"], "/streams/shop/orders/live");
+    assert_eq!(
+        ch["servers"],
+        json!([{"$ref": "#/servers/ingress"}, {"$ref": "#/servers/ingress-ws"}])
+    );
+    assert_eq!(ch["bindings"]["ws"]["method"], "GET");
+    assert_eq!(ch["bindings"]["ws"]["bindingVersion"], "0.1.0");
+    assert!(ch["bindings"]["ws"]["query"]["properties"]["from"].is_object());
+    assert_eq!(
+        doc["servers"]["ingress-ws"],
+        json!({
+            "host": "hooks.shop.example:443",
+            "protocol": "wss",
+            "description": "The Causeway ingress, upgraded to a WebSocket: stream consumers connect here.",
+        })
+    );
+
+    let ops = doc["operations"].as_object().unwrap();
+    let sse = &ops["shop__orders__streams__live__sse"];
+    assert_eq!(sse["action"], "send");
+    assert_eq!(sse["bindings"]["http"]["method"], "GET");
+    assert!(sse["bindings"]["http"]["query"]["properties"]["since"].is_object());
+    assert_eq!(
+        sse["messages"],
+        json!([{"$ref": "#/channels/shop__orders__streams__live/messages/sse"}])
+    );
+    let ws = &ops["shop__orders__streams__live__ws"];
+    assert_eq!(ws["action"], "send");
+    assert!(ws.get("bindings").is_none());
+    let auth = json!([{"$ref": "#/components/securitySchemes/shop__orders__streams__live__auth"}]);
+    assert_eq!(sse["security"], auth);
+    assert_eq!(ws["security"], auth);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["shop__orders__streams__live__auth"],
+        json!({"type": "httpApiKey", "in": "header", "name": "x-consumer-key"})
+    );
+
+    // The bridge's event: its schema as the SSE data, inside `{id, data}` on the WebSocket.
+    let m = &doc["components"]["messages"];
+    let sse_msg = &m["shop__orders__streams__live__sse"];
+    assert_eq!(sse_msg["payload"]["schema"]["required"], json!(["id"]));
+    let ws_msg = &m["shop__orders__streams__live__ws"]["payload"]["schema"];
+    assert_eq!(ws_msg["required"], json!(["id", "data"]));
+    assert_eq!(ws_msg["properties"]["data"]["required"], json!(["id"]));
+
+    assert!(!doc.to_string().contains("stream-key-secret"));
+    // A bridge without streams has no stream channel and no WebSocket server.
+    let plain = document(&config(), &Options::default());
+    assert!(plain["servers"].get("ingress-ws").is_none());
 }
