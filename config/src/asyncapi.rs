@@ -513,6 +513,9 @@ fn hub_channel(b: &BridgeConfig, base: &str, message_key: &str) -> Option<Channe
         key: key.clone(),
         channel,
         operations: vec![(format!("{key}__deliver"), op)],
+        messages: Vec::new(),
+        schemes: Vec::new(),
+        servers: Vec::new(),
     })
 }
 
