@@ -358,12 +358,9 @@ fn websub_jobs(ev: &serde_json::Value) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The whole flow: subscribe with a secret, pass the verification of intent, receive
-/// signed events checked by the subscriber's own HMAC; a second subscriber without a
-/// secret gets unsigned events, and one that fails first is retried with every attempt
-/// recorded; the listing and `causeway subscriptions list` show counts, never a secret.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_subscriber_is_verified_and_receives_signed_events() {
+/// A worker whose bridge has a hub allowing the subscriber's address, its audit sink and
+/// the subscriber (the temporary directory holds the worker's data: keep it alive).
+async fn hub_worker() -> (tempfile::TempDir, Sink, Subscriber, Worker) {
     let dir = tempfile::tempdir().unwrap();
     let audit = Sink::ok().await;
     let sub = Subscriber::start().await;
@@ -372,6 +369,16 @@ async fn a_subscriber_is_verified_and_receives_signed_events() {
         &manifests(dir.path(), &manifest(&audit, &sub, "")),
         &[],
     );
+    (dir, audit, sub, w)
+}
+
+/// The whole flow: subscribe with a secret, pass the verification of intent, receive
+/// signed events checked by the subscriber's own HMAC; a second subscriber without a
+/// secret gets unsigned events, and one that fails first is retried with every attempt
+/// recorded; the listing and `causeway subscriptions list` show counts, never a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscriber_is_verified_and_receives_signed_events() {
+    let (_dir, _audit, sub, w) = hub_worker().await;
     let c = client();
     let secret = "subscriber-secret-7f3a";
     sub.expect("/cb/signed", Answer::Echo, Some(secret));
@@ -536,14 +543,7 @@ async fn a_subscriber_is_verified_and_receives_signed_events() {
 /// a new verification.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_subscription_survives_a_worker_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let audit = Sink::ok().await;
-    let sub = Subscriber::start().await;
-    let mut w = Worker::start(
-        dir.path(),
-        &manifests(dir.path(), &manifest(&audit, &sub, "")),
-        &[],
-    );
+    let (_dir, _audit, sub, mut w) = hub_worker().await;
     let c = client();
     sub.expect("/cb/a", Answer::Echo, Some("s-1"));
     let (status, body) = subscribe(&c, &w, &sub.url("/cb/a"), Some("s-1"), None).await;
@@ -576,14 +576,7 @@ async fn a_subscription_survives_a_worker_restart() {
 /// port), a hub path of a bridge without subscriptions (404), and other methods (405).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refused_requests_store_nothing_and_send_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let audit = Sink::ok().await;
-    let sub = Subscriber::start().await;
-    let w = Worker::start(
-        dir.path(),
-        &manifests(dir.path(), &manifest(&audit, &sub, "")),
-        &[],
-    );
+    let (_dir, _audit, sub, w) = hub_worker().await;
     let c = client();
     sub.expect("/cb/x", Answer::Echo, None);
     let t = topic(&w);
@@ -769,14 +762,7 @@ async fn a_subscriber_that_does_not_echo_the_challenge_is_not_subscribed() {
 /// A lease ends: the subscription shows `expired` and the events after it get no job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lease_expiry_stops_deliveries() {
-    let dir = tempfile::tempdir().unwrap();
-    let audit = Sink::ok().await;
-    let sub = Subscriber::start().await;
-    let w = Worker::start(
-        dir.path(),
-        &manifests(dir.path(), &manifest(&audit, &sub, "")),
-        &[],
-    );
+    let (_dir, _audit, sub, w) = hub_worker().await;
     let c = client();
     sub.expect("/cb/short", Answer::Echo, None);
     sub.expect("/cb/long", Answer::Echo, None);
@@ -826,14 +812,7 @@ async fn lease_expiry_stops_deliveries() {
 /// callback does not confirm changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unsubscribe_stops_deliveries() {
-    let dir = tempfile::tempdir().unwrap();
-    let audit = Sink::ok().await;
-    let sub = Subscriber::start().await;
-    let w = Worker::start(
-        dir.path(),
-        &manifests(dir.path(), &manifest(&audit, &sub, "")),
-        &[],
-    );
+    let (_dir, _audit, sub, w) = hub_worker().await;
     let c = client();
     sub.expect("/cb/a", Answer::Echo, None);
     let (status, _) = subscribe(&c, &w, &sub.url("/cb/a"), None, None).await;
