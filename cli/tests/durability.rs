@@ -163,25 +163,8 @@ spec:
         url = sink.url("/handoff")
     );
     let m = manifests(dir.path(), &yaml);
-    let mut w = Worker::start_with_env(
-        dir.path(),
-        &m,
-        &[],
-        &[("CAUSEWAY_TEST_STALL_BEFORE_RECORD", "1")],
-    );
+    let (mut w, ids) = start_stalled_and_send(dir.path(), &m, "/hooks/default/handoff", N).await;
     let c = client();
-    let mut ids = Vec::new();
-    for i in 0..N {
-        let (status, body) = post(
-            &c,
-            &w.url("/hooks/default/handoff"),
-            &format!(r#"{{"n":{i}}}"#),
-            &[],
-        )
-        .await;
-        assert_eq!(status, 202);
-        ids.push(body["id"].as_str().unwrap().to_string());
-    }
     // Every event was handed to delivery and called; no attempt is recorded.
     assert_eq!(
         sink.wait_for("/handoff", N, Duration::from_secs(60)).await,
@@ -206,4 +189,101 @@ spec:
         "{}",
         sink.count("/handoff")
     );
+}
+
+/// Issue 15: a step runs right after the ingest commit, its result commits (without an
+/// fsync of its own) with the delivery job it creates, and that job is handed to delivery
+/// at once. Killed after every handed-over delivery was made and before any attempt was
+/// recorded, the worker delivers every event after restart, with the step's body: the
+/// store is the truth (the step's result, or its steps job to run again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_a_steps_handed_over_delivery_the_event_is_delivered_after_restart() {
+    const N: usize = 5;
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wasm = root.join("examples/plugins/dist/tagger.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `make plugins` first",
+        wasm.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::ok().await;
+    let yaml = format!(
+        r#"
+apiVersion: causeway.dev/v1alpha1
+kind: Plugin
+metadata: {{name: tagger}}
+spec:
+  source: {{file: "{wasm}"}}
+---
+apiVersion: causeway.dev/v1alpha1
+kind: Bridge
+metadata: {{name: stepped}}
+spec:
+  steps: [{{plugin: tagger}}]
+  destinations:
+  - name: sink
+    url: "{url}"
+"#,
+        wasm = wasm.display(),
+        url = sink.url("/stepped")
+    );
+    let m = manifests(dir.path(), &yaml);
+    let (mut w, ids) = start_stalled_and_send(dir.path(), &m, "/hooks/default/stepped", N).await;
+    let c = client();
+    assert_eq!(
+        sink.wait_for("/stepped", N, Duration::from_secs(60)).await,
+        N,
+        "{}",
+        w.log_text()
+    );
+    for id in &ids {
+        let ev = get_json(&c, &w.admin_url(&format!("/api/v1/events/{id}"))).await;
+        assert_eq!(ev["status"], "pending", "{ev}");
+    }
+    w.kill9();
+
+    w.env.clear();
+    w.spawn();
+    for id in &ids {
+        let ev = wait_status(&c, &w, id, "delivered", Duration::from_secs(60)).await;
+        assert_eq!(ev["status"], "delivered", "{ev}");
+    }
+    assert!(
+        sink.count("/stepped") >= 2 * N,
+        "{}",
+        sink.count("/stepped")
+    );
+    // Every call, before the kill and after, carried the step's body.
+    let mut seen = HashSet::new();
+    for r in sink.requests("/stepped") {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["tagged"], true, "{v}");
+        seen.insert(v["n"].as_u64().unwrap());
+    }
+    assert_eq!(seen.len(), N);
+}
+
+/// Starts a worker that stalls before recording any attempt
+/// (`CAUSEWAY_TEST_STALL_BEFORE_RECORD`) and posts `n` events to `path`, each acknowledged.
+async fn start_stalled_and_send(
+    dir: &std::path::Path,
+    manifests: &std::path::Path,
+    path: &str,
+    n: usize,
+) -> (Worker, Vec<String>) {
+    let w = Worker::start_with_env(
+        dir,
+        manifests,
+        &[],
+        &[("CAUSEWAY_TEST_STALL_BEFORE_RECORD", "1")],
+    );
+    let c = client();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let (status, body) = post(&c, &w.url(path), &format!(r#"{{"n":{i}}}"#), &[]).await;
+        assert_eq!(status, 202);
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    (w, ids)
 }

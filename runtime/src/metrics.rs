@@ -27,8 +27,15 @@ pub struct Metrics {
     /// Times a destination's circuit breaker opened.
     pub breaker_openings: IntCounterVec,
     pub queue_depth: IntGaugeVec,
-    pub ingest_to_delivery: HistogramVec,
-    pub attempt_seconds: HistogramVec,
+    /// From receipt to a successful delivery, pool-wide.
+    pub ingest_to_delivery: Histogram,
+    /// One delivery attempt, pool-wide.
+    pub attempt_seconds: Histogram,
+    /// The same two per bridge and destination, only when the pool opts in
+    /// (`spec.metrics.destinationHistograms`): see [`Metrics::set_destination_histograms`].
+    pub destination_ingest_to_delivery: HistogramVec,
+    pub destination_attempt_seconds: HistogramVec,
+    destination_histograms: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub config_reloads: IntCounterVec,
     /// Configurations alive: the running one, and an earlier one until the requests and
     /// attempts that started on it finish. More than that for long is a leak.
@@ -43,6 +50,11 @@ pub struct Metrics {
     pub jobs_quarantined: prometheus::IntCounter,
     /// OAuth2 token requests of destinations, by outcome (`ok`, `error`).
     pub oauth2_token_fetches: IntCounterVec,
+    /// Jobs started (steps and deliveries), by how delivery got them: `scheduler` (a pass
+    /// over the due queue) or `hand_off` (straight from the commit that created them).
+    pub jobs_started: IntCounterVec,
+    /// Passes of the delivery scheduler over the due queue.
+    pub scheduler_passes: prometheus::IntCounter,
 }
 
 /// Why metrics could not be registered (a programming error: names collide).
@@ -103,8 +115,45 @@ impl Metrics {
             let _ = self.paused.remove(&l);
             let _ = self.breaker_state.remove(&l);
             let _ = self.queue_depth.remove(&l);
-            let _ = self.ingest_to_delivery.remove(&l);
-            let _ = self.attempt_seconds.remove(&l);
+            let _ = self.destination_ingest_to_delivery.remove(&l);
+            let _ = self.destination_attempt_seconds.remove(&l);
+        }
+    }
+
+    /// Whether latency is also kept per bridge and destination. Turning it off drops the
+    /// series kept so far.
+    pub fn set_destination_histograms(&self, on: bool) {
+        use std::sync::atomic::Ordering;
+        if !self.destination_histograms.swap(on, Ordering::Relaxed) || on {
+            return;
+        }
+        self.destination_ingest_to_delivery.reset();
+        self.destination_attempt_seconds.reset();
+    }
+
+    /// One delivery attempt of `labels` (bridge, destination) took `seconds`.
+    pub fn observe_attempt(&self, labels: &[&str], seconds: f64) {
+        self.attempt_seconds.observe(seconds);
+        if self
+            .destination_histograms
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.destination_attempt_seconds
+                .with_label_values(labels)
+                .observe(seconds);
+        }
+    }
+
+    /// An event reached `labels` (bridge, destination) `seconds` after it was received.
+    pub fn observe_delivered(&self, labels: &[&str], seconds: f64) {
+        self.ingest_to_delivery.observe(seconds);
+        if self
+            .destination_histograms
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.destination_ingest_to_delivery
+                .with_label_values(labels)
+                .observe(seconds);
         }
     }
 
@@ -161,6 +210,11 @@ impl Metrics {
             "Job records that could not be decoded, taken out of the delivery queue",
         )?;
         registry.register(Box::new(jobs_quarantined.clone()))?;
+        let scheduler_passes = prometheus::IntCounter::new(
+            "delivery_scheduler_passes_total",
+            "Passes of the delivery scheduler over the due queue",
+        )?;
+        registry.register(Box::new(scheduler_passes.clone()))?;
         let config_generations = prometheus::IntGauge::new(
             "config_generations_live",
             "Configurations held in memory: the running one, and earlier ones until what started on them finishes",
@@ -224,18 +278,30 @@ impl Metrics {
                 bd,
             )?,
             queue_depth: gauge("queue_depth", "Jobs waiting for an attempt", bd)?,
-            ingest_to_delivery: hist(
+            ingest_to_delivery: plain_hist(
                 "ingest_to_delivery_seconds",
                 "From receipt to a successful delivery",
-                bd,
                 ingest,
             )?,
-            attempt_seconds: hist(
+            attempt_seconds: plain_hist(
                 "attempt_duration_seconds",
                 "Duration of one delivery attempt",
-                bd,
                 latency.clone(),
             )?,
+            // Fewer buckets than the pool-wide ones: these multiply by destinations.
+            destination_ingest_to_delivery: hist(
+                "destination_ingest_to_delivery_seconds",
+                "From receipt to a successful delivery, per bridge and destination (opt-in)",
+                bd,
+                vec![0.1, 1.0, 10.0, 60.0, 600.0, 3600.0, 86_400.0],
+            )?,
+            destination_attempt_seconds: hist(
+                "destination_attempt_duration_seconds",
+                "Duration of one delivery attempt, per bridge and destination (opt-in)",
+                bd,
+                vec![0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0],
+            )?,
+            destination_histograms: Default::default(),
             config_reloads: counter(
                 "config_reloads_total",
                 "Configuration loads, by result",
@@ -256,6 +322,12 @@ impl Metrics {
             store_bytes,
             destination_refused,
             jobs_quarantined,
+            scheduler_passes,
+            jobs_started: counter(
+                "delivery_jobs_started_total",
+                "Jobs started (steps and deliveries): by a scheduler pass, or handed over by the commit that created them",
+                &["via"],
+            )?,
             store: StoreMetrics {
                 batch_size: plain_hist(
                     "store_commit_batch_size",

@@ -119,6 +119,9 @@ pub async fn apply(shared: &Shared, loaded: &Loaded) -> Arc<Active> {
             message,
         ));
     }
+    shared
+        .metrics
+        .set_destination_histograms(cfg.metrics.destination_histograms);
     match parse_cidrs(&cfg.destination_allowed_cidrs) {
         Ok(allowed) => shared.netguard.set_allowed(allowed),
         Err(message) => errors.push(ItemError::new(

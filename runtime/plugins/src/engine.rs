@@ -46,6 +46,11 @@ fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // Guests are wasi:http/proxy components called one request at a time (`call_async`);
+    // nothing uses the component-model concurrency (`run_concurrent`). With it on, every
+    // store kept an idle worker fiber that its drop resumed with a fresh error value,
+    // which captures a backtrace on every call when `RUST_BACKTRACE` is set.
+    config.concurrency_support(false);
     // Compilation happens once per digest at apply time; use both cores for it.
     config.parallel_compilation(true);
     config

@@ -117,7 +117,7 @@ fn attempt_span(
 /// `permit`: the destination's concurrency permit, reserved by the scheduler with a rate
 /// token (None: take both here).
 pub(crate) async fn attempt(
-    shared: &Shared,
+    shared: &std::sync::Arc<Shared>,
     job: JobRecord,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
@@ -384,9 +384,7 @@ pub(crate) async fn attempt(
             .map(|e| e.replace(secret.as_str(), "[redacted]"));
     }
     let elapsed = started.elapsed();
-    m.attempt_seconds
-        .with_label_values(&labels)
-        .observe(elapsed.as_secs_f64());
+    m.observe_attempt(&labels, elapsed.as_secs_f64());
     let ok = res.ok();
     let error = if ok {
         None
@@ -477,9 +475,7 @@ pub(crate) async fn attempt(
     if ok {
         m.delivered.with_label_values(&labels).inc();
         let age = now_ms().saturating_sub(job.received_at_ms);
-        m.ingest_to_delivery
-            .with_label_values(&labels)
-            .observe(age as f64 / 1000.0);
+        m.observe_delivered(&labels, age as f64 / 1000.0);
     } else if retrying {
         m.retried.with_label_values(&labels).inc();
     } else if paused && disabled {

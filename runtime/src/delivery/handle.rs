@@ -14,6 +14,7 @@ use crate::delivery::breaker::Breakers;
 use crate::delivery::limits::{DestLimits, LimitsByDestination};
 use crate::delivery::nats::NatsClients;
 use crate::delivery::oauth2::TokenCache;
+use crate::delivery::scheduler::Dispatch;
 use crate::delivery::tls::TlsClients;
 use crate::delivery::window::HourWindow;
 use crate::metrics::Metrics;
@@ -23,6 +24,9 @@ use crate::sync::lock;
 pub struct DeliveryHandle {
     /// Wakes the scheduler (new jobs, finished attempts, resumes).
     wake: Notify,
+    /// The running scheduler's slots and jobs in flight, which the hand-off shares (none
+    /// while no scheduler runs: then nothing is handed over).
+    dispatch: Mutex<Option<Arc<Dispatch>>>,
     /// Destinations paused by a 410, `(bridge, destination)`.
     paused: Mutex<HashSet<(String, String)>>,
     paused_gauge: IntGaugeVec,
@@ -48,6 +52,7 @@ impl DeliveryHandle {
                 metrics.breaker_openings.clone(),
             ),
             wake: Notify::new(),
+            dispatch: Mutex::new(None),
             paused: Mutex::new(HashSet::new()),
             paused_gauge,
             limits: LimitsByDestination::default(),
@@ -61,6 +66,16 @@ impl DeliveryHandle {
     /// Tells the scheduler to look for work now.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// The running scheduler's dispatch state, if a scheduler runs.
+    pub(crate) fn dispatch(&self) -> Option<Arc<Dispatch>> {
+        lock(&self.dispatch).clone()
+    }
+
+    /// Set by the scheduler while it runs (None when it stops).
+    pub(crate) fn set_dispatch(&self, d: Option<Arc<Dispatch>>) {
+        *lock(&self.dispatch) = d;
     }
 
     /// Resolves at the next [`DeliveryHandle::wake`].

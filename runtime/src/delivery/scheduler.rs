@@ -1,5 +1,7 @@
 //! The scheduler: sleeps until the next due job or a wake-up, claims due jobs in memory
-//! and starts one task per attempt, at most `max_inflight` at once.
+//! and starts one task per attempt, at most `max_inflight` at once. Jobs this worker has
+//! just committed are handed over without a pass ([`hand_off`]), under the same slots and
+//! destination limits.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -20,36 +22,56 @@ const CLAIM_BATCH: usize = 256;
 /// Longest the scheduler sleeps without being woken.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
-/// Run the scheduler until `stop`, then wait (bounded) for attempts in flight.
-#[instrument(skip_all)]
-pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let max = shared.limits.max_inflight.max(1);
-    let slots = Arc::new(Semaphore::new(max));
-    let inflight: Arc<Mutex<HashSet<JobKey>>> = Arc::new(Mutex::new(HashSet::new()));
-    // Finished attempts, released from `inflight` only by the scheduler before it reads:
-    // a read that started before an attempt's commit must still see the job as claimed.
-    let done: Arc<Mutex<Vec<JobKey>>> = Arc::new(Mutex::new(Vec::new()));
-    loop {
-        if stop.is_cancelled() {
-            break;
+/// What the scheduler and the hand-off share: the pool's global slots and the jobs in
+/// flight.
+pub(crate) struct Dispatch {
+    slots: Arc<Semaphore>,
+    inflight: Mutex<HashSet<JobKey>>,
+    /// Finished attempts, released from `inflight` only by the scheduler before it reads:
+    /// a read that started before an attempt's commit must still see the job as claimed.
+    done: Mutex<Vec<JobKey>>,
+}
+
+impl Dispatch {
+    pub(crate) fn new(max_inflight: usize) -> Dispatch {
+        Dispatch {
+            slots: Arc::new(Semaphore::new(max_inflight)),
+            inflight: Mutex::new(HashSet::new()),
+            done: Mutex::new(Vec::new()),
         }
-        if let (Ok(mut d), Ok(mut s)) = (done.lock(), inflight.lock()) {
-            for k in d.drain(..) {
-                s.remove(&k);
-            }
-        }
-        let now = now_ms();
-        let claimed: JobFilter<JobKey> = {
-            let inflight = inflight.clone();
-            Arc::new(move |k: &JobKey| inflight.lock().is_ok_and(|s| s.contains(k)))
-        };
-        // A job whose destination has no permit or token free is held back (it takes no
-        // global slot and counts against no limit), so a slow or rate-limited
-        // destination never holds the pool's slots; a job that passes has its
-        // destination's permit reserved for its attempt.
+    }
+
+    /// Whether a job is in flight (the `claimed` filter of the store's reads).
+    fn claimed(self: &Arc<Self>) -> JobFilter<JobKey> {
+        let d = self.clone();
+        Arc::new(move |k: &JobKey| lock(&d.inflight).contains(k))
+    }
+}
+
+/// How a job reached delivery (the `via` label of `delivery_jobs_started_total`).
+#[derive(Clone, Copy)]
+enum Via {
+    Scheduler,
+    HandOff,
+}
+
+/// The destinations' gate for one read of due jobs: a job whose destination has no
+/// permit or token free is held back (it takes no global slot and counts against no
+/// limit), so a slow or rate-limited destination never holds the pool's slots; a job
+/// that passes has its destination's permit reserved for its attempt.
+struct DestGate {
+    hold: JobFilter<JobRecord>,
+    reserved: Arc<Mutex<HashMap<JobKey, OwnedSemaphorePermit>>>,
+    /// When a held job's rate token comes back.
+    refill: Arc<Mutex<Option<Duration>>>,
+    /// The earliest time an open circuit breaker lets its probe go.
+    probe_at: Arc<Mutex<Option<u64>>>,
+}
+
+impl DestGate {
+    fn new(shared: &Arc<Shared>) -> DestGate {
         let reserved: Arc<Mutex<HashMap<JobKey, OwnedSemaphorePermit>>> = Default::default();
         let refill: Arc<Mutex<Option<Duration>>> = Default::default();
-        // The earliest time an open circuit breaker lets its probe go.
         let probe_at: Arc<Mutex<Option<u64>>> = Default::default();
         let hold: JobFilter<JobRecord> = {
             let shared = shared.clone();
@@ -102,6 +124,133 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 false
             })
         };
+        DestGate {
+            hold,
+            reserved,
+            refill,
+            probe_at,
+        }
+    }
+}
+
+/// Starts one claimed job's attempt in its own task, holding one global slot.
+fn start(
+    shared: &Arc<Shared>,
+    dispatch: &Arc<Dispatch>,
+    job: JobRecord,
+    slot: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    via: Via,
+) {
+    lock(&dispatch.inflight).insert(job.key());
+    let label = match via {
+        Via::Scheduler => "scheduler",
+        Via::HandOff => "hand_off",
+    };
+    shared
+        .metrics
+        .jobs_started
+        .with_label_values(&[label])
+        .inc();
+    let shared = shared.clone();
+    let dispatch = dispatch.clone();
+    tokio::spawn(async move {
+        let key = job.key();
+        attempt(&shared, job, permit).await;
+        // A claim the attempt did not finish (its record could not be written, its
+        // event was gone) goes back to the queue; a finished one is already free.
+        if let Err(e) = shared.store.release(vec![key]).await {
+            warn!(error = %e, "cannot release a claimed job; its lease runs out");
+        }
+        lock(&dispatch.done).push(key);
+        drop(slot);
+        shared.delivery.wake();
+    });
+}
+
+/// Hands jobs this worker has just committed (an ingest's, a step's) straight to
+/// delivery: each one that is due, free of its destination's limits and finds a global
+/// slot is claimed in memory and started now, without waiting for a scheduler pass.
+/// Whatever is not started stays queued and the scheduler is woken for it. The store
+/// stays the truth: a crash before an attempt's record makes the job run again after
+/// the restart (at-least-once).
+pub(crate) async fn hand_off(shared: &Arc<Shared>, keys: Vec<JobKey>) {
+    if keys.is_empty() {
+        return;
+    }
+    let Some(dispatch) = shared.delivery.dispatch() else {
+        shared.delivery.wake();
+        return;
+    };
+    // A slot per job first, so that nothing is claimed (and no rate token taken) for a
+    // job that could not start.
+    let mut slots = Vec::with_capacity(keys.len());
+    while slots.len() < keys.len() {
+        match dispatch.slots.clone().try_acquire_owned() {
+            Ok(s) => slots.push(s),
+            Err(_) => break,
+        }
+    }
+    let asked = slots.len();
+    let gate = DestGate::new(shared);
+    let jobs = if asked == 0 {
+        Vec::new()
+    } else {
+        match shared
+            .store
+            .claim_jobs(
+                keys[..asked].to_vec(),
+                now_ms(),
+                dispatch.claimed(),
+                gate.hold.clone(),
+            )
+            .await
+        {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                warn!(error = %e, "cannot hand jobs over; the scheduler takes them");
+                Vec::new()
+            }
+        }
+    };
+    let started = jobs.len();
+    for (job, slot) in jobs.into_iter().zip(slots) {
+        let permit = lock(&gate.reserved).remove(&job.key());
+        start(shared, &dispatch, job, slot, permit, Via::HandOff);
+    }
+    if started < keys.len() {
+        shared.delivery.wake();
+    }
+}
+
+/// Run the scheduler until `stop`, then wait (bounded) for attempts in flight.
+#[instrument(skip_all)]
+pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+    let max = shared.limits.max_inflight.max(1);
+    let dispatch = Arc::new(Dispatch::new(max));
+    let slots = dispatch.slots.clone();
+    shared.delivery.set_dispatch(Some(dispatch.clone()));
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        {
+            let done: Vec<JobKey> = std::mem::take(&mut *lock(&dispatch.done));
+            let mut s = lock(&dispatch.inflight);
+            for k in done {
+                s.remove(&k);
+            }
+        }
+        shared.metrics.scheduler_passes.inc();
+        let now = now_ms();
+        let claimed = dispatch.claimed();
+        let gate = DestGate::new(&shared);
+        let (hold, reserved, refill, probe_at) = (
+            gate.hold.clone(),
+            gate.reserved.clone(),
+            gate.refill.clone(),
+            gate.probe_at.clone(),
+        );
         let due = match shared
             .store
             .claim_due(now, CLAIM_BATCH, claimed, hold)
@@ -131,7 +280,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         let mut next_due = due.next_due_ms;
         let mut jobs: std::collections::VecDeque<JobRecord> = due.jobs.into();
         while let Some(job) = jobs.pop_front() {
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let Ok(slot) = dispatch.slots.clone().try_acquire_owned() else {
                 // Every slot is busy: a finishing attempt wakes us. What was claimed and not
                 // started goes back (a shared store leased it to this worker).
                 next_due = None;
@@ -143,26 +292,8 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 }
                 break;
             };
-            if let Ok(mut s) = inflight.lock() {
-                s.insert(job.key());
-            }
-            let shared = shared.clone();
-            let done = done.clone();
             let permit = lock(&reserved).remove(&job.key());
-            tokio::spawn(async move {
-                let key = job.key();
-                attempt(&shared, job, permit).await;
-                // A claim the attempt did not finish (its record could not be written, its
-                // event was gone) goes back to the queue; a finished one is already free.
-                if let Err(e) = shared.store.release(vec![key]).await {
-                    warn!(error = %e, "cannot release a claimed job; its lease runs out");
-                }
-                if let Ok(mut d) = done.lock() {
-                    d.push(key);
-                }
-                drop(slot);
-                shared.delivery.wake();
-            });
+            start(&shared, &dispatch, job, slot, permit, Via::Scheduler);
         }
         // Reservations of jobs not started go back; a held job's token comes back in time.
         lock(&reserved).clear();
@@ -184,6 +315,8 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             _ = tokio::time::sleep(sleep) => {}
         }
     }
+    // Nothing more is handed over; what is in flight gets the grace period.
+    shared.delivery.set_dispatch(None);
     if tokio::time::timeout(shared.limits.shutdown_grace, slots.acquire_many(max as u32))
         .await
         .is_err()

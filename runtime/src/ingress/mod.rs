@@ -27,7 +27,9 @@ use crate::listener::{self, ConnObserver};
 
 use crate::bridge::{ActiveBridge, FilterOutcome};
 use crate::shared::Shared;
-use crate::store::{EventId, EventRecord, EventStatus, JobTarget, NewEvent, NewJob, now_ms};
+use crate::store::{
+    EventId, EventRecord, EventStatus, JobKey, JobTarget, NewEvent, NewJob, now_ms,
+};
 
 pub type Body = Full<Bytes>;
 
@@ -142,7 +144,7 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 /// One request: a bridge, a public plugin route, or 404.
-pub async fn handle<B: InBody>(shared: &Shared, req: Request<B>) -> Response<Body> {
+pub async fn handle<B: InBody>(shared: &Arc<Shared>, req: Request<B>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let active = shared.active();
     if let Some(bridge) = active
@@ -289,7 +291,7 @@ fn allow(cfg: &BridgeConfig) -> HeaderValue {
 /// `traceparent` when it sent a valid one, else the root of a new trace.
 #[instrument(skip_all, fields(bridge = %bridge.key))]
 async fn bridge_request<B: InBody>(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     bridge: &Arc<ActiveBridge>,
     req: Request<B>,
 ) -> Response<Body> {
@@ -316,7 +318,7 @@ async fn bridge_request<B: InBody>(
 }
 
 async fn accept<B: InBody>(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     bridge: &Arc<ActiveBridge>,
     req: Request<B>,
     span: &mut crate::traces::Span,
@@ -595,7 +597,17 @@ async fn accept<B: InBody>(
         children: Vec::new(),
         trace: Some(trace),
     };
-    let has_jobs = !jobs.is_empty();
+    // Jobs due now are handed to delivery once committed (no scheduler pass); a delayed
+    // one wakes the scheduler, which sleeps until it is due.
+    let ready: Vec<JobKey> = jobs
+        .iter()
+        .filter(|j| j.due_at_ms <= now)
+        .map(|j| JobKey {
+            event: id,
+            index: j.target.slot(),
+        })
+        .collect();
+    let delayed = jobs.len() > ready.len();
     let event = NewEvent {
         record,
         body,
@@ -635,9 +647,10 @@ async fn accept<B: InBody>(
             if filtered.is_some() {
                 m.filtered.with_label_values(&[key]).inc();
             }
-            if has_jobs {
+            if delayed {
                 shared.delivery.wake();
             }
+            crate::delivery::scheduler::hand_off(shared, ready).await;
             json(
                 StatusCode::ACCEPTED,
                 serde_json::json!({ "id": a.id.to_string() }),

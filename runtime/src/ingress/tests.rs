@@ -39,7 +39,7 @@ fn worker(dir: &Path, b: BridgeConfig, limits: Limits) -> Arc<Shared> {
 }
 
 async fn send(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     method: &str,
     uri: &str,
     headers: &[(&str, &str)],

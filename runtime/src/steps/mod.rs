@@ -2,6 +2,7 @@
 //! as an HTTP request; its answer replaces, drops or fans out the event; the result
 //! commits with the delivery jobs it creates.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,8 +12,8 @@ use crate::delivery::attempt::{after_failure, finish};
 use crate::delivery::client::plugin_call;
 use crate::shared::Shared;
 use crate::store::{
-    AttemptRecord, EventDetail, EventId, EventRecord, EventStatus, JobRecord, JobTarget, NewEvent,
-    NewJob, Next, child_id, now_ms,
+    AttemptRecord, EventDetail, EventId, EventRecord, EventStatus, JobKey, JobRecord, JobTarget,
+    NewEvent, NewJob, Next, child_id, now_ms,
 };
 use causeway_plugins::PluginRef;
 use tracing::debug;
@@ -66,7 +67,7 @@ const STEP_GRACE: Duration = Duration::from_secs(1);
 pub(crate) const PLUGIN_HOLD_MS: u64 = 2_000;
 
 pub(crate) async fn run_steps(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     bridge: &ActiveBridge,
     job: &JobRecord,
     detail: &EventDetail,
@@ -377,12 +378,159 @@ pub(crate) async fn run_steps(
         }
     };
     run_span.end();
-    finish(shared, job, Some(attempt), next).await;
+    // The deliveries the steps created, due now: handed to delivery as soon as the
+    // result commits with them, without a scheduler pass.
+    let now = now_ms();
+    let due_now = |id: EventId, jobs: &[NewJob]| -> Vec<JobKey> {
+        jobs.iter()
+            .filter(|j| j.due_at_ms <= now)
+            .map(|j| JobKey {
+                event: id,
+                index: j.target.slot(),
+            })
+            .collect()
+    };
+    let ready: Vec<JobKey> = match &next {
+        Next::StepsDone { jobs, .. } => due_now(job.event, jobs),
+        Next::FannedOut { children } => children
+            .iter()
+            .flat_map(|c| due_now(c.record.id, &c.jobs))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if finish(shared, job, Some(attempt), next).await {
+        crate::delivery::scheduler::hand_off(shared, ready).await;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// `shop/orders` with one `tagger` step and the given destinations.
+    fn orders_bridge_with_a_tagger_step(
+        destinations: Vec<serde_json::Value>,
+    ) -> causeway_config::BridgeConfig {
+        serde_json::from_value(serde_json::json!({
+            "namespace": "shop", "name": "orders", "path": "/hooks/shop/orders",
+            "methods": ["POST"], "maxBodyBytes": 1024, "idempotencyHeader": "webhook-id",
+            "dedupeWindowMs": 60_000, "suspend": false,
+            "stepRetry": causeway_config::RetryConfig::default(),
+            "steps": [{"plugin": "tagger", "path": "/"}],
+            "destinations": destinations, "onMissing": "empty"
+        }))
+        .unwrap()
+    }
+
+    /// Issue 15: a step runs right after the ingest commit and its delivery starts as soon
+    /// as the step's result commits, both handed over in memory. No scheduler runs here
+    /// (only its dispatch state is installed), so nothing could reach delivery by a pass:
+    /// the event is delivered through the hand-off alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_step_and_its_delivery_are_handed_over_without_a_scheduler_pass() {
+        let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/plugins/dist/tagger.wasm");
+        assert!(
+            wasm.exists(),
+            "{} is missing: run `make plugins` first",
+            wasm.display()
+        );
+        let plugin: causeway_config::PluginConfig = serde_json::from_value(serde_json::json!({
+            "namespace": "shop", "name": "tagger",
+            "source": {"type": "file", "path": wasm.display().to_string()},
+            "memoryBytes": 67108864, "timeoutMs": 30000, "maxConcurrency": 8, "whenBusy": "queue"
+        }))
+        .unwrap();
+        // The delivery goes to the same plugin in-process (`http://tagger.internal`): no
+        // socket, and a 200 only for a JSON object.
+        let destination = serde_json::json!({
+            "name": "tagged", "url": "http://tagger.internal/", "method": "POST",
+            "delayMs": 0, "timeoutMs": 30000, "retry": causeway_config::RetryConfig::default(),
+            "maxRetryAfterMs": 60000, "maxConcurrency": 4
+        });
+        let bridge = orders_bridge_with_a_tagger_step(vec![destination]);
+        let cfg = causeway_config::WorkerConfig {
+            version: "v1".into(),
+            bridges: vec![bridge],
+            plugins: vec![plugin],
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let shared =
+            crate::testkit::shared(dir.path(), cfg.clone(), crate::limits::Limits::default());
+        let errors = shared.plugins.apply(&cfg).await;
+        assert!(errors.is_empty(), "{errors:?}");
+        shared
+            .delivery
+            .set_dispatch(Some(Arc::new(crate::delivery::scheduler::Dispatch::new(8))));
+
+        let req = http::Request::post("/hooks/shop/orders")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from_static(
+                br#"{"order":1}"#,
+            )))
+            .unwrap();
+        let resp = crate::ingress::handle(&shared, req).await;
+        assert_eq!(resp.status(), http::StatusCode::ACCEPTED);
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let id: EventId = v["id"].as_str().unwrap().parse().unwrap();
+
+        let mut detail = None;
+        for _ in 0..600 {
+            let d = shared.store.event(id).await.unwrap().expect("stored");
+            if d.record.status == EventStatus::Delivered {
+                detail = Some(d);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let detail = detail.expect("delivered through the hand-off");
+        // The step's body, committed with the delivery job it created.
+        let stored: serde_json::Value = serde_json::from_slice(&detail.body).unwrap();
+        assert_eq!(stored, serde_json::json!({"order": 1, "tagged": true}));
+        let metric = |via: &str| shared.metrics.jobs_started.with_label_values(&[via]).get();
+        assert_eq!(metric("hand_off"), 2, "the steps job and its delivery");
+        assert_eq!(metric("scheduler"), 0);
+        assert_eq!(shared.metrics.scheduler_passes.get(), 0);
+    }
+
+    /// A job the hand-off cannot start (no global slot free) is not lost: it stays queued
+    /// for the scheduler's next pass, unclaimed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_free_slot_a_job_stays_queued_for_the_scheduler() {
+        let bridge = orders_bridge_with_a_tagger_step(vec![]);
+        let cfg = causeway_config::WorkerConfig {
+            version: "v1".into(),
+            bridges: vec![bridge],
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let shared = crate::testkit::shared(dir.path(), cfg, crate::limits::Limits::default());
+        shared
+            .delivery
+            .set_dispatch(Some(Arc::new(crate::delivery::scheduler::Dispatch::new(0))));
+        let req = http::Request::post("/hooks/shop/orders")
+            .body(http_body_util::Full::new(Bytes::from_static(
+                br#"{"order":1}"#,
+            )))
+            .unwrap();
+        let resp = crate::ingress::handle(&shared, req).await;
+        assert_eq!(resp.status(), http::StatusCode::ACCEPTED);
+        let started = |via: &str| shared.metrics.jobs_started.with_label_values(&[via]).get();
+        assert_eq!(started("hand_off"), 0);
+        let none: crate::store::JobFilter<JobKey> = Arc::new(|_: &JobKey| false);
+        let free: crate::store::JobFilter<JobRecord> = Arc::new(|_: &JobRecord| false);
+        let due = shared
+            .store
+            .claim_due(now_ms() + 1, 10, none, free)
+            .await
+            .unwrap();
+        assert_eq!(due.jobs.len(), 1, "the steps job waits for a pass");
+        assert_eq!(due.jobs[0].target, JobTarget::Steps);
+    }
 
     /// Issue 13 item 2: a step waits as long as its plugin's own timeout allows (it used to
     /// be cut at a hard-coded 30 s whatever the plugin's `timeout`).

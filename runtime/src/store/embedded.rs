@@ -13,7 +13,10 @@
 //!
 //! Compaction needs the database exclusively: the handle sits in an `RwLock`; readers and
 //! the writer take it shared, compaction (on the writer thread, between batches) takes it
-//! exclusively.
+//! exclusively. redb compacts in one call that cannot be bounded or interrupted, so the
+//! writer compacts only when no write but retention's own arrived for [`QUIET_BEFORE_COMPACT`]
+//! (a store under steady ingest is not compacted: its freed pages are reused instead, and
+//! the file stays where it is).
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -40,6 +43,11 @@ const HAND_OFF_WITHIN_MS: u64 = 1_000;
 /// Rows (events with everything keyed by them, or idempotency keys) deleted per retention
 /// transaction: what one trim adds to the ingest commit it shares.
 pub const RETENTION_CHUNK: usize = 256;
+/// Compaction waits until no write (but retention's) arrived for this long.
+pub const QUIET_BEFORE_COMPACT: Duration = Duration::from_secs(1);
+/// Compaction runs only when at least this share of the file (1/n) is free: below it, the
+/// free pages are left for the next writes to reuse.
+const COMPACT_FREE_SHARE: u64 = 4;
 
 const EVENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("events");
 const BODIES: TableDefinition<u128, &[u8]> = TableDefinition::new("bodies");
@@ -170,6 +178,8 @@ struct Inner {
     kv_quota: AtomicU64,
     /// The due queue and the hand-off cache (`memory.rs`).
     mem: Arc<Mutex<Memory>>,
+    /// When the last write other than retention's was queued (ms since the epoch).
+    last_write_ms: Arc<AtomicU64>,
     /// Tests hold retention between its chunks here.
     #[cfg(test)]
     retention_gate: Mutex<Option<RetentionGate>>,
@@ -274,6 +284,8 @@ impl EmbeddedStore {
         let db: DbHandle = Arc::new(RwLock::new(Some(db)));
         let (tx, rx) = mpsc::channel();
         let healthy = Arc::new(AtomicBool::new(true));
+        // Opened just now: presumed busy (a restart under load), no compaction at once.
+        let last_write_ms = Arc::new(AtomicU64::new(now_ms()));
         let writer = Writer {
             db: db.clone(),
             path: path.clone(),
@@ -281,6 +293,7 @@ impl EmbeddedStore {
             metrics,
             mem: mem.clone(),
             unsynced: false,
+            last_write_ms: last_write_ms.clone(),
         };
         std::thread::Builder::new()
             .name("causeway-store-writer".into())
@@ -297,6 +310,7 @@ impl EmbeddedStore {
                 healthy,
                 kv_quota: AtomicU64::new(DEFAULT_KV_QUOTA_BYTES),
                 mem,
+                last_write_ms,
                 #[cfg(test)]
                 retention_gate: Mutex::new(None),
             }),
@@ -332,6 +346,25 @@ impl EmbeddedStore {
     }
 
     fn write_as<T, F>(&self, durable: bool, f: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.inner.last_write_ms.store(now_ms(), Ordering::Relaxed);
+        self.enqueue(durable, f)
+    }
+
+    /// A durable write of retention's: it does not count as activity that postpones
+    /// compaction ([`QUIET_BEFORE_COMPACT`]).
+    fn write_background<T, F>(&self, f: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.enqueue(true, f)
+    }
+
+    fn enqueue<T, F>(&self, durable: bool, f: F) -> StoreFuture<T>
     where
         T: Send + 'static,
         F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
@@ -381,6 +414,8 @@ struct Writer {
     mem: Arc<Mutex<Memory>>,
     /// A commit without fsync ([`EmbeddedStore::write_lazy`]) is not on disk yet.
     unsynced: bool,
+    /// See [`Inner::last_write_ms`].
+    last_write_ms: Arc<AtomicU64>,
 }
 
 /// How often an unhealthy store tries to reopen while no write arrives.
@@ -427,9 +462,30 @@ impl Writer {
             };
             match first {
                 Msg::Compact(reply) => {
+                    // A write queued or answered within the quiet time would wait for the
+                    // whole compaction: postponed (false) to a quieter run.
+                    let last = self.last_write_ms.load(Ordering::Relaxed);
+                    let quiet =
+                        now_ms().saturating_sub(last) >= QUIET_BEFORE_COMPACT.as_millis() as u64;
+                    if !quiet {
+                        tracing::debug!("store: compaction postponed: writes are arriving");
+                        let _ = reply.send(Ok(false));
+                        continue;
+                    }
                     // Pages of commits not yet synced are not free to move.
                     let synced = if self.unsynced { self.sync() } else { Ok(()) };
-                    let _ = reply.send(synced.and_then(|()| compact(&self.db)));
+                    let started = Instant::now();
+                    let before = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+                    let res = synced.and_then(|()| compact(&self.db));
+                    if let Ok(true) = res {
+                        tracing::info!(
+                            ms = started.elapsed().as_millis() as u64,
+                            bytes_before = before,
+                            bytes_after = std::fs::metadata(&self.path).map_or(0, |m| m.len()),
+                            "store: compacted"
+                        );
+                    }
+                    let _ = reply.send(res);
                 }
                 Msg::Sync(reply) => {
                     let res = if self.unsynced { self.sync() } else { Ok(()) };
@@ -1061,6 +1117,18 @@ impl Store for EmbeddedStore {
         Box::pin(std::future::ready(
             self.due_from_memory(now_ms, limit, claimed, hold, true),
         ))
+    }
+
+    /// Claims in memory, like [`Store::claim_due`], without a pass over the queue.
+    fn claim_jobs(
+        &self,
+        keys: Vec<JobKey>,
+        now_ms: u64,
+        claimed: JobFilter<JobKey>,
+        hold: JobFilter<JobRecord>,
+    ) -> StoreFuture<Vec<JobRecord>> {
+        let jobs = crate::sync::lock(&self.inner.mem).claim_keys(&keys, now_ms, &claimed, &hold);
+        Box::pin(std::future::ready(Ok(jobs)))
     }
 
     fn release(&self, jobs: Vec<JobKey>) -> StoreFuture<()> {
@@ -1758,7 +1826,7 @@ impl Store for EmbeddedStore {
                     break;
                 }
                 report.expired_keys += this
-                    .write(move |tx| {
+                    .write_background(move |tx| {
                         let mut idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
                         let mut gone = 0;
                         for (b, k) in &expired {
@@ -1824,16 +1892,19 @@ impl Store for EmbeddedStore {
                 }
                 report.deleted_by_size += n;
             }
-            // Compaction holds the database alone for as long as it runs, so it runs only
-            // when the file is over the limit and a real share of it (a tenth or more) is
-            // free; the file then stays near the live data, since freed pages are reused.
+            // Compaction holds the database alone for as long as it runs (redb cannot do it
+            // in steps), so it runs only when the file is over the limit, a real share of it
+            // (a quarter or more) is free, and no write arrived for a second (the writer
+            // checks, see QUIET_BEFORE_COMPACT); the file then stays near the live data,
+            // since freed pages are reused. Under steady ingest it is postponed, and the file
+            // stays at its high-water mark without growing.
             for _ in 0..2 {
                 let file = this.disk_bytes();
                 if file <= policy.max_bytes {
                     break;
                 }
                 let live = this.live_bytes().await?;
-                if file.saturating_sub(live) < file / 10 {
+                if file.saturating_sub(live) < file / COMPACT_FREE_SHARE {
                     break;
                 }
                 if !this.compact().await? {
@@ -2128,7 +2199,7 @@ impl EmbeddedStore {
     /// Deletes events (at most [`RETENTION_CHUNK`]) in one transaction.
     async fn delete_events(&self, victims: Vec<u128>) -> Result<(), StoreError> {
         let n = victims.len();
-        self.write(move |tx| {
+        self.write_background(move |tx| {
             for e in &victims {
                 delete_event(tx, *e)?;
             }
@@ -2290,6 +2361,9 @@ impl super::contract::EngineHooks for EmbeddedStore {
     }
     fn set_kv_quota(&self, bytes: u64) {
         EmbeddedStore::set_kv_quota(self, bytes);
+    }
+    fn quiesce(&self) {
+        self.inner.last_write_ms.store(0, Ordering::Relaxed);
     }
     fn check_event_index(&self) -> StoreFuture<()> {
         use std::collections::BTreeSet;
@@ -2633,6 +2707,44 @@ mod tests {
         // Under the limit by live data: the next run deletes nothing, whatever the file.
         let (r, _) = retain_held(&store, policy, 3_000_000).await;
         assert_eq!(r.deleted_by_size, 0, "{r:?}");
+    }
+
+    /// Issue 15: compaction holds the database alone and cannot be cut short, so the writer
+    /// runs it only on a quiet store: with a write just queued it is postponed (false, the
+    /// file untouched); on a quiet store it runs and gives the free pages back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compaction_waits_for_a_quiet_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), None).unwrap();
+        finished_events(&store, 1_000, 1_000, 4096).await;
+        let policy = Retention {
+            max_age_ms: 1_000_000,
+            max_bytes: u64::MAX,
+        };
+        let r = store.retain(policy, 2_000_000).await.unwrap();
+        assert_eq!(r.deleted_by_age, 1_000, "{r:?}");
+        let full = store.disk_bytes();
+        // A write stamped "now", as far as the writer can tell for the next hour.
+        store
+            .inner
+            .last_write_ms
+            .store(now_ms() + 3_600_000, Ordering::Relaxed);
+        assert!(!store.compact().await.unwrap(), "compacted under writes");
+        assert_eq!(store.disk_bytes(), full);
+        // Quiet: no write for longer than QUIET_BEFORE_COMPACT.
+        store.inner.last_write_ms.store(0, Ordering::Relaxed);
+        assert!(store.compact().await.unwrap(), "a quiet store is compacted");
+        assert!(
+            store.disk_bytes() < full,
+            "{} of {full}",
+            store.disk_bytes()
+        );
+        // Retention's own deletes do not count as writes.
+        finished_events(&store, 300, 3_000_000, 4096).await;
+        store.inner.last_write_ms.store(0, Ordering::Relaxed);
+        let r = store.retain(policy, 5_000_000).await.unwrap();
+        assert_eq!(r.deleted_by_age, 300, "{r:?}");
+        assert_eq!(store.inner.last_write_ms.load(Ordering::Relaxed), 0);
     }
 
     async fn block_counts(store: &EmbeddedStore) -> StoreCounts {

@@ -424,6 +424,43 @@ impl Memory {
         Ok(out)
     }
 
+    /// Claims the jobs named by `keys` that are queued with their record in memory, due at
+    /// `now_ms`, neither `claimed` nor held back by `hold`: the hand-off of jobs this
+    /// process has just committed, without a pass over the queues. What it leaves (a
+    /// record on disk, a held destination) stays queued for the next pass.
+    pub fn claim_keys(
+        &mut self,
+        keys: &[JobKey],
+        now_ms: u64,
+        claimed: &JobFilter<JobKey>,
+        hold: &JobFilter<JobRecord>,
+    ) -> Vec<JobRecord> {
+        let mut out = Vec::new();
+        for k in keys {
+            let key = (k.event.as_u128(), k.index);
+            let Some(&(at, g)) = self.at.get(&key) else {
+                continue;
+            };
+            let pos = (at, key.0, key.1);
+            if at > now_ms || claimed(k) {
+                continue;
+            }
+            let Some(Slot::Record(job)) = self.queues[g].get(&pos).cloned() else {
+                continue;
+            };
+            if hold(&job) {
+                continue;
+            }
+            if let Some(s) = self.remove(g, pos) {
+                self.records += slot_size(&s);
+                self.at.remove(&key);
+                self.claimed.insert(key, (at, g, s));
+                out.push(Arc::unwrap_or_clone(job));
+            }
+        }
+        out
+    }
+
     /// Claimed jobs whose attempt recorded nothing go back to the queue where they were.
     pub fn release(&mut self, jobs: &[JobKey]) {
         for k in jobs {
@@ -559,6 +596,52 @@ mod tests {
             .expect("due");
         assert_eq!(events(&d), vec![1, 3, 5]);
         assert_eq!(d.next_due_ms, Some(700));
+    }
+
+    /// The hand-off claims the jobs it names when they are due, in memory and not held; a
+    /// pass then passes over them, and a release puts them back for the next pass.
+    #[test]
+    fn named_jobs_are_claimed_once_and_a_pass_skips_them() {
+        let mut m = Memory::default();
+        // 4 as read back at start: its record stays on disk.
+        m.rebuild([(10, 4, 0)]);
+        m.apply(vec![
+            Change::Queue(job(1, "ns/a", "x", 10)),
+            Change::Queue(job(2, "ns/a", "held", 10)),
+            Change::Queue(job(3, "ns/a", "x", 500)),
+        ]);
+        let (hold, _) = holding("held");
+        let keys: Vec<JobKey> = [1u128, 2, 3, 4, 5]
+            .iter()
+            .map(|n| JobKey {
+                event: EventId::from_u128(*n),
+                index: 0,
+            })
+            .collect();
+        let got = m.claim_keys(&keys, 100, &none(), &hold);
+        // 2 is held, 3 is not due, 4's record is on disk, 5 is not queued.
+        assert_eq!(
+            got.iter().map(|j| j.event.as_u128()).collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert!(
+            m.claim_keys(&keys[..1], 100, &none(), &hold).is_empty(),
+            "claimed once"
+        );
+        let (free, _) = holding("nothing");
+        let d = m
+            .due(100, 10, &none(), &free, false, |e, _| {
+                Ok(Loaded::Record(job(e, "ns/a", "x", 10)))
+            })
+            .expect("due");
+        assert_eq!(events(&d), vec![2, 4], "a pass skips the claimed job");
+        m.release(&keys[..1]);
+        let d = m
+            .due(100, 10, &none(), &free, false, |e, _| {
+                Ok(Loaded::Record(job(e, "ns/a", "x", 10)))
+            })
+            .expect("due");
+        assert_eq!(events(&d), vec![1, 2, 4]);
     }
 
     /// Jobs rebuilt from disk are read once, move to their destination's queue, and from

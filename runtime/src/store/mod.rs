@@ -105,6 +105,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<DueJobs> {
         self.due_jobs(now_ms, limit, claimed, hold)
     }
+    /// Claim the jobs named by `keys`, as [`Store::claim_due`] would, when they are queued,
+    /// due at `now_ms`, not `claimed` and not held back by `hold`: the hand-off of jobs
+    /// this worker has just committed (an ingest's, a step's), which delivery then starts
+    /// without a pass over the queue. An engine may claim fewer, or none (the default: a
+    /// shared engine would pay a round trip per hand-off); what it leaves stays queued for
+    /// the scheduler.
+    fn claim_jobs(
+        &self,
+        _keys: Vec<JobKey>,
+        _now_ms: u64,
+        _claimed: JobFilter<JobKey>,
+        _hold: JobFilter<JobRecord>,
+    ) -> StoreFuture<Vec<JobRecord>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
     /// Let go of claimed jobs whose attempt ended without [`Store::finish_attempt`] (the
     /// record could not be written, the event was gone): another worker may take them.
     fn release(&self, _jobs: Vec<JobKey>) -> StoreFuture<()> {
