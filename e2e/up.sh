@@ -8,7 +8,7 @@
 #                              from Debian when missing
 #   3. node/net.sh up          the bridge 10.244.0.1/24, unreachable routes, containment
 #   4. controlplane/up.sh      etcd + kube-apiserver (on 10.244.0.1) + kube-controller-manager
-#   5. cargo build             causeway, causeway-operator (debug)
+#   5. cargo build             causeway, causeway-operator (debug, features as `make unit`)
 #   6. node/up.sh              kube-scheduler, registry, containerd, kubelet, kube-proxy,
 #                              coredns, volume provisioner
 #   7. node/image.sh           the image (Containerfile) from those binaries, pushed to
@@ -59,7 +59,11 @@ source "$E2E_DIR/env.sh"
 
 if [[ ${E2E_SKIP_BUILD:-0} != 1 ]]; then
   t=$(now)
-  (cd "$REPO" && cargo build --bin causeway --bin causeway-operator)
+  # The packages and targets of `make unit` (so its feature resolution, dev-dependencies
+  # included): after it, only the operator's binary is new. A plain `cargo build --bin …`
+  # resolves features differently and rebuilds most dependencies, which was the longest
+  # step of a cold `make test`.
+  (cd "$REPO" && cargo build --workspace --exclude causeway-e2e --bins --tests)
   log "binaries built in $(since "$t")s"
 fi
 for b in causeway causeway-operator; do

@@ -7,6 +7,8 @@
 //! - [`duration`]: the duration (`1h30m`) and quantity (`64Mi`) grammar users write.
 //! - [`asyncapi`]: the AsyncAPI document of a configuration's event APIs (pure rendering,
 //!   shared by the worker, `causeway asyncapi` and the operator).
+//! - [`packing`]: how a config is stored in its pool's Secret (plain or zstd-compressed
+//!   JSON) and read back.
 //! - [`WorkerReport`]: the body of a worker's `GET /api/v1/config`, which the operator
 //!   folds into status.
 //!
@@ -21,6 +23,7 @@ mod bridge;
 pub mod duration;
 mod key;
 pub mod nats;
+pub mod packing;
 mod plugin;
 pub mod reason;
 mod report;
@@ -47,6 +50,6 @@ pub use secret::SecretValue;
 pub use stream::StreamConfig;
 pub use websub::SubscriptionsConfig;
 pub use worker::{
-    ADMIN_PORT, CONFIG_KEY, CONFIG_VERSION_ANNOTATION, INGRESS_PORT, INTERNAL_PORT,
+    ADMIN_PORT, CONFIG_KEY, CONFIG_VERSION_ANNOTATION, INGRESS_PORT, INTERNAL_PORT, MetricsConfig,
     RetentionConfig, WorkerConfig, config_secret_name,
 };

@@ -53,6 +53,26 @@ pub struct WorkerConfig {
     /// addresses (the pool's `spec.network.allowedDestinationCidrs`).
     #[serde(default)]
     pub destination_allowed_cidrs: Vec<String>,
+    /// What the worker's `/metrics` breaks down (the pool's `spec.metrics`).
+    #[serde(default, skip_serializing_if = "MetricsConfig::is_default")]
+    pub metrics: MetricsConfig,
+}
+
+/// What the worker's `/metrics` breaks down by bridge and destination.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsConfig {
+    /// Latency histograms per bridge and destination, as well as the pool-wide ones. Off by
+    /// default: each destination would cost about twenty series, which at 10,000 bridges
+    /// is hundreds of thousands of series in Prometheus.
+    #[serde(default)]
+    pub destination_histograms: bool,
+}
+
+impl MetricsConfig {
+    pub fn is_default(&self) -> bool {
+        *self == MetricsConfig::default()
+    }
 }
 
 /// Retention of finished events.

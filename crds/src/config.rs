@@ -350,7 +350,7 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
         }
     }
 
-    let (pool_name, namespace, retention, destination_allowed_cidrs) = match scope {
+    let (pool_name, namespace, retention, destination_allowed_cidrs, metrics) = match scope {
         Scope::Pool { namespace, name } => {
             let pool = inv
                 .pools
@@ -360,7 +360,10 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
             let cidrs = pool
                 .map(|p| p.spec.network.allowed_destination_cidrs.clone())
                 .unwrap_or_default();
-            (name.clone(), namespace.clone(), retention, cidrs)
+            let metrics = MetricsConfig {
+                destination_histograms: pool.is_some_and(|p| p.spec.metrics.destination_histograms),
+            };
+            (name.clone(), namespace.clone(), retention, cidrs, metrics)
         }
         Scope::All => {
             // One process serves every pool of the files: it may reach what any of them may.
@@ -374,6 +377,12 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
                 String::new(),
                 inv.pools.first().map(retention_of).unwrap_or_default(),
                 cidrs.into_iter().collect(),
+                MetricsConfig {
+                    destination_histograms: inv
+                        .pools
+                        .iter()
+                        .any(|p| p.spec.metrics.destination_histograms),
+                },
             )
         }
     };
@@ -402,6 +411,7 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
             .filter(|t| !t.expose().trim().is_empty()),
         retention,
         destination_allowed_cidrs,
+        metrics,
     };
     config.version = version_of(&config);
     problems.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));

@@ -123,6 +123,27 @@ pub struct WorkerPoolSpec {
     /// Network settings of the pool's workers.
     #[serde(default, skip_serializing_if = "Network::is_empty")]
     pub network: Network,
+
+    /// What the workers' `/metrics` breaks down.
+    #[serde(default, skip_serializing_if = "Metrics::is_default")]
+    pub metrics: Metrics,
+}
+
+/// What the workers' `/metrics` breaks down by bridge and destination.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metrics {
+    /// Latency histograms (`destination_attempt_duration_seconds`,
+    /// `destination_ingest_to_delivery_seconds`) per bridge and destination, beside the
+    /// pool-wide ones. Off by default: about twenty series per destination.
+    #[serde(default)]
+    pub destination_histograms: bool,
+}
+
+impl Metrics {
+    pub fn is_default(&self) -> bool {
+        *self == Metrics::default()
+    }
 }
 
 /// The PersistentVolumeClaim retention policy of a pool.

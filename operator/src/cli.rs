@@ -121,6 +121,18 @@ pub struct Args {
     #[arg(long, env = "CAUSEWAY_REQUEUE_SECONDS", default_value_t = 5)]
     pub requeue_seconds: u64,
 
+    /// How long a pool's first wake-up waits for more changes before the pool renders, in
+    /// milliseconds: a burst of Bridge changes renders about once per window instead of
+    /// once per change (0: render on every change).
+    #[arg(long, env = "CAUSEWAY_RENDER_BATCH_MS", default_value_t = 1000)]
+    pub render_batch_ms: u64,
+
+    /// Reconciles each controller (pools, bridges, plugins) runs at once. Each one that
+    /// writes holds a connection to the API server; a bound keeps a burst of thousands of
+    /// changes from opening thousands of connections.
+    #[arg(long, env = "CAUSEWAY_RECONCILE_CONCURRENCY", default_value_t = 16)]
+    pub reconcile_concurrency: u16,
+
     /// Timeout of one call to a worker's admin API, in milliseconds.
     #[arg(long, env = "CAUSEWAY_ADMIN_TIMEOUT_MS", default_value_t = 2000)]
     pub admin_timeout_ms: u64,

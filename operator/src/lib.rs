@@ -4,7 +4,7 @@
 //! - [`status`]: pure folding of renders and worker reports into status.
 //! - [`controller`]: the three kube-runtime controllers and their wiring.
 //! - [`admin`]: the client of the workers' admin API.
-//! - [`leader`], [`metrics`], [`cli`]: running it.
+//! - [`leader`], [`metrics`], [`memory`], [`cli`]: running it.
 //!
 //! See `docs/operator.md`.
 
@@ -14,6 +14,7 @@ pub mod cli;
 pub mod console;
 pub mod controller;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod status;
 
@@ -197,6 +198,8 @@ pub fn settings(args: &Args, own_namespace: &str) -> Result<Settings, Error> {
         },
         requeue_pending: Duration::from_secs(args.requeue_seconds.max(1)),
         requeue_converged: Duration::from_secs(60),
+        render_batch: Duration::from_millis(args.render_batch_ms),
+        reconcile_concurrency: args.reconcile_concurrency.max(1),
         pool_routing: args.pool_routing,
     })
 }
@@ -213,6 +216,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
         metrics.clone(),
         health.clone(),
     ));
+
+    tokio::spawn(memory::trim_periodically(memory::TRIM_INTERVAL));
 
     let version = client.apiserver_version().await.map_err(Error::Client)?;
     tracing::info!(apiserver = %version.git_version, metrics = %args.metrics_addr, "connected");

@@ -10,7 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Errors creating or serving metrics.
@@ -34,6 +35,9 @@ pub struct Metrics {
     pub failures: IntCounterVec,
     pub duration: HistogramVec,
     pub status_writes: IntCounterVec,
+    /// Pool configs rendered (whether or not they changed): with coalescing, about one per
+    /// batch of changes, not one per changed Bridge.
+    pub renders: IntCounter,
     pub leader: IntGauge,
 }
 
@@ -68,6 +72,10 @@ impl Metrics {
             ),
             &["controller"],
         )?;
+        let renders = IntCounter::new(
+            "renders_total",
+            "Pool configurations rendered and applied to their Secret",
+        )?;
         let leader = IntGauge::new(
             "leader",
             "1 while this replica holds the lease and runs the controllers",
@@ -76,6 +84,7 @@ impl Metrics {
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(status_writes.clone()))?;
+        registry.register(Box::new(renders.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         Ok(Metrics {
             registry,
@@ -83,6 +92,7 @@ impl Metrics {
             failures,
             duration,
             status_writes,
+            renders,
             leader,
         })
     }

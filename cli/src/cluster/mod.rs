@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_config::WorkerConfig;
+use causeway_config::packing::unpack;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -56,27 +57,18 @@ pub fn parse_pool(arg: &str) -> Result<(String, String), ClusterError> {
     }
 }
 
-/// The config inside a config Secret, or why there is none.
+/// The config inside a config Secret, or why there is none: `config.json` (plain JSON) or
+/// `config.json.zst` (zstd-compressed JSON, for a large config), as the operator writes it
+/// ([`causeway_config::packing`]).
 pub fn parse_secret(secret: &Secret) -> Result<WorkerConfig, String> {
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(CONFIG_KEY))
-        .map(|b| b.0.clone())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(CONFIG_KEY))
-                .map(|s| s.clone().into_bytes())
-        })
-        .ok_or_else(|| format!("no key {CONFIG_KEY:?}"))?;
-    let config: WorkerConfig = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{CONFIG_KEY} is not a WorkerConfig: {e}"))?;
-    if config.version.is_empty() {
-        return Err(format!("{CONFIG_KEY} has no version"));
-    }
-    Ok(config)
+    let data = secret.data.as_ref();
+    let strings = secret.string_data.as_ref();
+    unpack(|k| {
+        data.and_then(|d| d.get(k))
+            .map(|b| b.0.as_slice())
+            .or_else(|| strings.and_then(|d| d.get(k)).map(|s| s.as_bytes()))
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// Watch the pool's config Secret and send each new version on `tx` (`None` until the first

@@ -68,12 +68,20 @@ async fn list_or_watch(
 }
 
 async fn fake_apiserver() -> (Client, Seen, tokio::task::JoinHandle<()>) {
+    fake_apiserver_with(secret("v1", "1")).await
+}
+
+/// The fake, answering a GET of the config Secret with `first`.
+async fn fake_apiserver_with(first: Value) -> (Client, Seen, tokio::task::JoinHandle<()>) {
     let seen: Seen = Arc::default();
     let app = axum::Router::new()
         .route("/api/v1/namespaces/shop/secrets", get(list_or_watch))
         .route(
             "/api/v1/namespaces/shop/secrets/causeway-orders-config",
-            get(|| async { axum::Json(secret("v1", "1")) }),
+            get(move || {
+                let first = first.clone();
+                async move { axum::Json(first) }
+            }),
         )
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -177,4 +185,66 @@ async fn secret_source_loads_then_watches() {
         .unwrap()
         .unwrap();
     server.abort();
+}
+
+/// A config rendered from `n` Bridge manifests by the operator's renderer.
+fn rendered(n: usize) -> WorkerConfig {
+    let mut yaml = String::new();
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "---\napiVersion: causeway.dev/v1alpha1\nkind: Bridge\nmetadata: {{name: b{i:05}, namespace: shop}}\n\
+             spec:\n  destinations:\n  - name: out\n    url: \"http://127.0.0.1:9/b{i}\"\n    \
+             body: '{{\"order\": \"$payload.id\", \"bridge\": \"b{i}\"}}'\n"
+        ));
+    }
+    let inv =
+        causeway_crds::manifest::load_str(&yaml, std::path::Path::new("bridges.yaml")).unwrap();
+    let r = causeway_crds::config::render(
+        &inv,
+        &causeway_crds::config::Scope::Pool {
+            namespace: "shop".into(),
+            name: "default".into(),
+        },
+        &causeway_crds::config::RenderContext::default(),
+    );
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.config.bridges.len(), n);
+    r.config
+}
+
+// Issue 15: a config too large for plain JSON in a Secret is stored compressed under
+// `config.json.zst`; the worker's Secret source loads it like a plain one.
+#[tokio::test]
+async fn a_compressed_config_secret_loads() {
+    let cfg = rendered(2_000);
+    let packed = causeway_config::packing::pack(&cfg).unwrap();
+    assert_eq!(
+        packed.key, "config.json.zst",
+        "{} bytes of JSON",
+        packed.json_len
+    );
+    let first = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "causeway-orders-config", "namespace": "shop", "resourceVersion": "1"},
+        "data": {packed.key: base64::engine::general_purpose::STANDARD.encode(&packed.bytes)}});
+    let s: Secret = serde_json::from_value(first.clone()).unwrap();
+    assert_eq!(parse_secret(&s).unwrap(), cfg);
+
+    let (client, _seen, server) = fake_apiserver_with(first).await;
+    let mut src = SecretSource::with_client(client, "shop", "orders", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let loaded = src.load().unwrap();
+    assert_eq!(loaded.config.version, cfg.version);
+    assert_eq!(loaded.config.bridges.len(), 2_000);
+    assert_eq!(*loaded.config, cfg);
+    server.abort();
+}
+
+#[test]
+fn a_corrupt_compressed_config_is_reported_without_its_contents() {
+    let s: Secret = serde_json::from_value(json!({"metadata": {"name": "x"},
+        "data": {"config.json.zst": base64::engine::general_purpose::STANDARD.encode("garbage")}}))
+    .unwrap();
+    let e = parse_secret(&s).unwrap_err();
+    assert!(e.contains("config.json.zst does not decompress"), "{e}");
 }

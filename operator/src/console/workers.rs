@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use causeway_crds::config::{ADMIN_PORT, CONFIG_KEY, WorkerConfig, config_secret_name};
+use causeway_crds::config::packing::unpack;
+use causeway_crds::config::{ADMIN_PORT, WorkerConfig, config_secret_name};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
@@ -49,7 +50,7 @@ pub trait Directory: Send + Sync + 'static {
 
 /// The last observation of every pool, shared by every set of controllers (one per watched
 /// namespace in a namespaced install).
-pub type Observations = Arc<RwLock<BTreeMap<(String, String), PoolObservation>>>;
+pub type Observations = Arc<RwLock<BTreeMap<(String, String), Arc<PoolObservation>>>>;
 
 /// The cluster: pools from the controllers' observations, tokens from their Secrets.
 pub struct ClusterDirectory {
@@ -117,19 +118,10 @@ impl Directory for ClusterDirectory {
                 .await
                 .map_err(|e| format!("reading Secret {name}: {e}"))?
                 .ok_or_else(|| format!("no Secret {name} yet"))?;
-            let bytes = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(CONFIG_KEY))
-                .ok_or_else(|| format!("Secret {name} holds no {CONFIG_KEY}"))?;
-            // The error's position only: serde's message may quote a value of the Secret.
-            serde_json::from_slice(&bytes.0).map_err(|e| {
-                format!(
-                    "Secret {name}: not a worker configuration (line {}, column {})",
-                    e.line(),
-                    e.column()
-                )
-            })
+            let data = secret.data.unwrap_or_default();
+            // The error names the key and a position only, never a value of the Secret.
+            unpack(|k| data.get(k).map(|b| b.0.as_slice()))
+                .map_err(|e| format!("Secret {name}: {e}"))
         })
     }
 }

@@ -10,6 +10,7 @@
 //! controllers watch each kind once.
 
 mod apply;
+pub mod coalesce;
 mod finalizer;
 mod inventory;
 mod objects;
@@ -78,8 +79,19 @@ impl Error {
             } if s.code == 422 => "invalid",
             Error::Kube { .. } => "kube",
             Error::Build(_) => "build",
+            Error::ConfigSecret(e) if e.is_too_large() => "config_too_large",
             Error::ConfigSecret(_) => "serialize",
             Error::NoNamespace { .. } => "no_namespace",
+        }
+    }
+}
+
+impl Error {
+    /// The reason of the pool's Ready condition when its reconcile fails with this.
+    pub fn pool_reason(&self) -> &'static str {
+        match self {
+            Error::ConfigSecret(e) if e.is_too_large() => crate::status::CONFIG_TOO_LARGE,
+            _ => crate::status::APPLY_FAILED,
         }
     }
 }
@@ -122,6 +134,11 @@ pub struct Settings {
     pub requeue_pending: Duration,
     /// Requeue of a converged pool, to notice late worker errors.
     pub requeue_converged: Duration,
+    /// How long a pool's wake-ups are folded together before it renders
+    /// ([`coalesce`]).
+    pub render_batch: Duration,
+    /// Reconciles run at once, per controller.
+    pub reconcile_concurrency: u16,
     /// How workers reach plugins placed in another pool.
     pub pool_routing: crate::cli::PoolRouting,
 }
@@ -164,8 +181,10 @@ pub struct Context {
 }
 
 impl Context {
-    /// The observation of one pool.
-    pub fn observation(&self, namespace: &str, pool: &str) -> Option<PoolObservation> {
+    /// The observation of one pool. Shared, not copied: every Bridge reconcile reads its
+    /// pool's, and a copy of a 1,000-bridge observation per reconcile was most of the
+    /// operator's memory churn (`docs/operator.md`, "Memory at scale").
+    pub fn observation(&self, namespace: &str, pool: &str) -> Option<Arc<PoolObservation>> {
         self.observations
             .read()
             .ok()?
@@ -174,7 +193,7 @@ impl Context {
     }
 
     /// Every observation of a namespace.
-    pub fn observations_in(&self, namespace: &str) -> Vec<PoolObservation> {
+    pub fn observations_in(&self, namespace: &str) -> Vec<Arc<PoolObservation>> {
         match self.observations.read() {
             Ok(map) => map
                 .iter()
@@ -186,12 +205,12 @@ impl Context {
     }
 
     /// Store an observation; true when it differs from the previous one.
-    pub fn set_observation(&self, obs: PoolObservation) -> bool {
+    pub fn set_observation(&self, obs: Arc<PoolObservation>) -> bool {
         let Ok(mut map) = self.observations.write() else {
             return true;
         };
         let key = (obs.namespace.clone(), obs.pool.clone());
-        if map.get(&key) == Some(&obs) {
+        if map.get(&key).map(|o| o.as_ref()) == Some(obs.as_ref()) {
             return false;
         }
         map.insert(key, obs);

@@ -60,7 +60,7 @@ pub async fn reconcile_bridge(bridge: Arc<Bridge>, ctx: Arc<Context>) -> Result<
         .await;
     }
     let obs = ctx.observation(&ns, &pool);
-    let Some(status) = bridge_status(&bridge, exists, obs.as_ref(), &now()) else {
+    let Some(status) = bridge_status(&bridge, exists, obs.as_deref(), &now()) else {
         // The pool has not rendered this generation yet; it wakes us when it has.
         return Ok(Action::requeue(ctx.settings.requeue_converged));
     };
@@ -99,7 +99,7 @@ async fn drain(bridge: &Bridge, ns: &str, ctx: &Context) -> Result<Action, Error
     match drain_step(
         bridge,
         pool_live,
-        obs.as_ref(),
+        obs.as_deref(),
         &now(),
         ctx.settings.requeue_pending,
     ) {
@@ -200,12 +200,12 @@ pub async fn reconcile_plugin(plugin: Arc<Plugin>, ctx: Arc<Context>) -> Result<
         )
         .await;
     }
-    let observations: Vec<PoolObservation> = ctx
+    let observations: Vec<Arc<PoolObservation>> = ctx
         .observations_in(&ns)
         .into_iter()
         .filter(|o| pools.contains(&o.pool))
         .collect();
-    let refs: Vec<&PoolObservation> = observations.iter().collect();
+    let refs: Vec<&PoolObservation> = observations.iter().map(|o| o.as_ref()).collect();
     let Some(status) = plugin_status(&plugin, &pools, &refs, &now()) else {
         return Ok(Action::requeue(ctx.settings.requeue_converged));
     };

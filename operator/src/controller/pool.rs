@@ -92,7 +92,7 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
             write_status(
                 &ctx,
                 &pool,
-                previous.as_ref(),
+                previous.as_deref(),
                 Some((reason::SERVICE_ACCOUNT_NOT_OPTED_IN, message)),
                 &now,
             )
@@ -122,7 +122,7 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
             postgres_secret_problem(&ns, secret_name, meta.as_ref().map(|m| &m.metadata))
         {
             let previous = ctx.observation(&ns, &name);
-            write_status(&ctx, &pool, previous.as_ref(), Some((why, message)), &now).await?;
+            write_status(&ctx, &pool, previous.as_deref(), Some((why, message)), &now).await?;
             return Ok(Action::requeue(ctx.settings.requeue_converged));
         }
     }
@@ -135,8 +135,8 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
             if let Err(status_err) = write_status(
                 &ctx,
                 &pool,
-                previous.as_ref(),
-                Some((crate::status::APPLY_FAILED, e.to_string())),
+                previous.as_deref(),
+                Some((e.pool_reason(), e.to_string())),
                 &now,
             )
             .await
@@ -170,10 +170,11 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
         )
         .await;
     }
+    let obs = Arc::new(obs);
     if ctx.set_observation(obs.clone()) {
         ctx.wake_dependents(&ns, &name);
     }
-    let status = write_status(&ctx, &pool, Some(&obs), None, &now).await?;
+    let status = write_status(&ctx, &pool, Some(obs.as_ref()), None, &now).await?;
     // A Bridge of this pool that drains waits for the workers' count of its jobs left:
     // poll them as for a pool that has not converged.
     let draining = ctx.stores.bridges.state().iter().any(|b| {
@@ -316,6 +317,11 @@ async fn converge(
         &rctx,
     );
 
+    // Built before anything is applied: a config too large for its Secret stops here, and
+    // the workers keep the one they run.
+    let config_secret = builders::config_secret(view, &rendered.config)?;
+    ctx.metrics.renders.inc();
+
     // Apply the children, config first so that new pods start on it.
     let children = builders::children(view, &ctx.settings.build);
     if let Some(sa) = &children.service_account {
@@ -323,11 +329,8 @@ async fn converge(
     }
     apply(&ctx.client, &children.role).await?;
     apply(&ctx.client, &children.role_binding).await?;
-    apply(
-        &ctx.client,
-        &builders::config_secret(view, &rendered.config)?,
-    )
-    .await?;
+    apply(&ctx.client, &config_secret).await?;
+    drop(config_secret);
     if let Some(pvc) = &children.data_claim {
         apply(&ctx.client, pvc).await?;
     }
@@ -455,11 +458,15 @@ async fn converge(
     obs.pods = pods
         .iter()
         .zip(reports)
-        .map(|(p, report)| PodObservation {
-            name: p.name_any(),
-            ip: pod_ip(p),
-            ready: is_ready(p),
-            report,
+        .map(|(p, report)| {
+            PodObservation {
+                name: p.name_any(),
+                ip: pod_ip(p),
+                ready: is_ready(p),
+                report,
+                index: Default::default(),
+            }
+            .indexed()
         })
         .collect();
     obs.store = Some(pool.spec.storage.type_);

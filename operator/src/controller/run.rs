@@ -25,7 +25,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -68,7 +68,12 @@ fn drive<K>(
         + Sync
         + 'static,
 {
-    let stream = watcher(api, wc).default_backoff().reflect_shared(writer);
+    // managedFields are never read here, and they are about half of a small object: the
+    // cache (and every copy a render takes) holds the rest.
+    let stream = watcher(api, wc)
+        .default_backoff()
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .reflect_shared(writer);
     spawn_events(stream, kind, on_event);
 }
 
@@ -452,12 +457,20 @@ pub async fn run_controllers(
         });
     }
 
+    // Bounded concurrency: each reconcile that writes holds an HTTP connection to the API
+    // server, and a burst of 1,000 Bridges reconciled at once opened hundreds of them, whose
+    // buffers were most of the operator's memory (`docs/operator.md`, "Memory at scale").
+    let config = || ControllerConfig::default().concurrency(ctx.settings.reconcile_concurrency);
     let pool_ctrl = Controller::for_shared_stream(pool_trigger, pools)
+        .with_config(config())
         .owns(scoped_api::<Deployment>(&client, ns), managed.clone())
         .owns(scoped_api::<Service>(&client, ns), managed.clone())
         .owns(scoped_api::<Role>(&client, ns), managed.clone())
         .owns(scoped_api::<RoleBinding>(&client, ns), managed.clone())
-        .reconcile_on(wake_pools_rx)
+        .reconcile_on(super::coalesce::spawn(
+            wake_pools_rx,
+            ctx.settings.render_batch,
+        ))
         .run(
             reconcile_pool,
             error_policy::<WorkerPool>("workerpool"),
@@ -465,6 +478,7 @@ pub async fn run_controllers(
         )
         .for_each(|r| async move { log_result(r) });
     let bridge_ctrl = Controller::for_shared_stream(bridge_trigger, bridges)
+        .with_config(config())
         .reconcile_on(wake_bridges_rx)
         .run(
             reconcile_bridge,
@@ -473,6 +487,7 @@ pub async fn run_controllers(
         )
         .for_each(|r| async move { log_result(r) });
     let plugin_ctrl = Controller::for_shared_stream(plugin_trigger, plugins)
+        .with_config(config())
         .reconcile_on(wake_plugins_rx)
         .run(
             reconcile_plugin,

@@ -284,6 +284,8 @@ fn fixture_with(
             },
             requeue_pending: Duration::from_secs(5),
             requeue_converged: Duration::from_secs(60),
+            render_batch: Duration::from_secs(1),
+            reconcile_concurrency: 16,
             pool_routing: crate::cli::PoolRouting::PodIps,
         },
         stores: Stores {
@@ -637,7 +639,8 @@ async fn bridge_becomes_ready_when_the_worker_runs_its_generation() {
         .ctx
         .observation("shop", "default")
         .unwrap()
-        .desired_version;
+        .desired_version
+        .clone();
 
     f.admin.reports.lock().unwrap().insert(
         "127.0.0.7".into(),
@@ -775,6 +778,71 @@ async fn a_failed_apply_is_a_condition_and_an_error_with_a_bounded_label() {
         ready_condition(&status),
         ("False".into(), "ApplyFailed".into())
     );
+}
+
+// Issue 15: a pool whose rendered config does not fit in its Secret even compressed says
+// so in its Ready condition (`ConfigTooLarge`, with the sizes), writes no config Secret (the
+// workers keep the one they run) and no Deployment, and counts a bounded error label.
+#[tokio::test]
+async fn a_config_too_large_for_its_secret_is_a_condition_and_nothing_is_written() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let bridges = (0..400)
+        .map(|i| {
+            let noise: String = (0..4096)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[(x % 62) as usize])
+                })
+                .collect();
+            bridge(
+                &format!("b{i:03}"),
+                json!({"pool": "orders", "destinations": [{"name": "out", "url": "http://127.0.0.1:9/",
+                    "body": format!("{{\"n\": \"{noise}\"}}")}]}),
+            )
+        })
+        .collect();
+    let f = fixture(World {
+        pools: vec![pool("orders", json!({}))],
+        bridges,
+        ..World::default()
+    });
+    let p = f.ctx.stores.pools.state()[0].clone();
+    let err = reconcile_pool(p, f.ctx.clone()).await.unwrap_err();
+    assert_eq!(err.metric_label(), "config_too_large");
+    let calls = f.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.method == "PATCH" && c.path.ends_with("/secrets/causeway-orders-config")),
+        "no config Secret written"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.path.ends_with("/deployments/causeway-orders")),
+        "nothing after the config is applied"
+    );
+    let status = status_of(
+        &calls,
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/workerpools/orders/status",
+    );
+    assert_eq!(
+        ready_condition(&status),
+        ("False".into(), "ConfigTooLarge".into())
+    );
+    let message = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("does not fit in a Secret"), "{message}");
+    assert!(message.contains("1048576"), "{message}");
 }
 
 #[tokio::test]
@@ -1591,7 +1659,8 @@ async fn an_open_or_disabled_breaker_is_a_warning_and_a_condition() {
         .ctx
         .observation("shop", "default")
         .unwrap()
-        .desired_version;
+        .desired_version
+        .clone();
     let report = |d: DestinationReport| {
         Ok(WorkerReport {
             version: desired.clone(),

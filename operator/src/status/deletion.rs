@@ -73,10 +73,10 @@ pub fn jobs_left(obs: Option<&PoolObservation>, key: &ObjectKey) -> Option<u64> 
     let obs = obs?;
     let mut counts = Vec::new();
     for pod in &obs.pods {
-        let Some(Ok(report)) = &pod.report else {
+        if !matches!(pod.report, Some(Ok(_))) {
             continue;
-        };
-        counts.push(report.bridge(key).and_then(|b| b.jobs_left)?);
+        }
+        counts.push(pod.bridge_report(key).and_then(|b| b.jobs_left)?);
     }
     if counts.is_empty() {
         return None;
@@ -257,7 +257,9 @@ mod tests {
                 }],
                 ..WorkerReport::default()
             })),
+            index: Default::default(),
         }
+        .indexed()
     }
 
     fn obs(store: StorageType, pods: Vec<PodObservation>) -> PoolObservation {

@@ -26,6 +26,9 @@ pub use report::{
 
 /// Reason on a pool whose children could not be applied.
 pub const APPLY_FAILED: &str = "ApplyFailed";
+/// Reason on a pool whose rendered config does not fit in its Secret even compressed; its
+/// workers keep the previous config.
+pub const CONFIG_TOO_LARGE: &str = "ConfigTooLarge";
 
 /// One pod of a pool, as seen by the reconciler.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,9 +40,40 @@ pub struct PodObservation {
     /// its store is unreachable says so here): `Err` holds why it could not be read. Only a
     /// ready pod's report counts for the bridges and plugins it serves.
     pub report: Option<Result<WorkerReport, String>>,
+    /// Where each bridge is in the report's `bridges`, by `(namespace, name)`
+    /// ([`PodObservation::indexed`]). Every Bridge reconcile looks up its own entry: a scan
+    /// of a 10,000-bridge report per reconcile made each wake-up of a pool's Bridges cost
+    /// 10,000². Empty: lookups scan.
+    pub index: BTreeMap<(String, String), usize>,
 }
 
 impl PodObservation {
+    /// Index the report's bridges (once per pool reconcile).
+    pub fn indexed(mut self) -> Self {
+        self.index = match &self.report {
+            Some(Ok(r)) => r
+                .bridges
+                .iter()
+                .enumerate()
+                .map(|(i, b)| ((b.namespace.clone(), b.name.clone()), i))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        self
+    }
+
+    /// The report of one bridge on this pod.
+    pub fn bridge_report(&self, key: &ObjectKey) -> Option<&causeway_crds::config::BridgeReport> {
+        let Some(Ok(report)) = &self.report else {
+            return None;
+        };
+        if self.index.is_empty() {
+            return report.bridge(key);
+        }
+        let i = *self.index.get(&(key.namespace.clone(), key.name.clone()))?;
+        report.bridges.get(i)
+    }
+
     /// What the pod says is wrong with its store, if anything.
     fn store_problem(&self) -> Option<&str> {
         match &self.report {
@@ -310,7 +344,7 @@ fn bridge_on_pod(
         Some(Err(e)) => return PodItem::Waiting(format!("pod {}: admin API: {e}", pod.name)),
         Some(Ok(r)) => r,
     };
-    if let Some(item) = report.bridge(key) {
+    if let Some(item) = pod.bridge_report(key) {
         if let Some(err) = item
             .error
             .as_ref()
@@ -569,10 +603,7 @@ fn destinations_on_pods(
         })
         .collect();
     for pod in obs.ready_pods() {
-        let Some(Ok(report)) = &pod.report else {
-            continue;
-        };
-        let Some(item) = report.bridge(key) else {
+        let Some(item) = pod.bridge_report(key) else {
             continue;
         };
         for d in &item.destinations {

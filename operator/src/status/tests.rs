@@ -52,13 +52,53 @@ fn obs(pool: &str) -> PoolObservation {
     }
 }
 
+/// A ready pod with `report`, indexed as the pool reconciler builds it.
 fn pod(name: &str, report: WorkerReport) -> PodObservation {
     PodObservation {
         name: name.into(),
         ip: Some("127.0.0.2".into()),
         ready: true,
         report: Some(Ok(report)),
+        index: Default::default(),
     }
+    .indexed()
+}
+
+// Issue 15: a Bridge finds its own entry in a pod's report through the index, as it does by
+// scanning, and an absent one is absent.
+#[test]
+fn a_bridges_report_is_found_through_the_index() {
+    let report = WorkerReport {
+        bridges: (0..1_000)
+            .rev()
+            .map(|i| BridgeReport {
+                namespace: "shop".into(),
+                name: format!("b{i}"),
+                generation: Some(i),
+                ..BridgeReport::default()
+            })
+            .collect(),
+        ..WorkerReport::default()
+    };
+    let indexed = pod("a", report.clone());
+    assert_eq!(indexed.index.len(), 1_000);
+    let plain = PodObservation {
+        index: Default::default(),
+        ..indexed.clone()
+    };
+    for i in [0, 1, 500, 999] {
+        let key = ObjectKey::new("shop", format!("b{i}"));
+        let got = indexed.bridge_report(&key).unwrap();
+        assert_eq!(got.generation, Some(i));
+        assert_eq!(Some(got), plain.bridge_report(&key));
+    }
+    let missing = ObjectKey::new("shop", "b1000");
+    assert!(indexed.bridge_report(&missing).is_none());
+    assert!(
+        indexed
+            .bridge_report(&ObjectKey::new("other", "b1"))
+            .is_none()
+    );
 }
 
 fn cond<'a>(c: &'a [Condition], t: &str) -> &'a Condition {
