@@ -9,7 +9,10 @@
 # Each run uses a fresh namespace, deleted afterwards. Prints one `key=value` line per
 # figure and run (`run=<i> ready_s=… requests=… …`) on stdout; progress on stderr.
 #
-# Env: BENCH_E2E_DIR, BENCH_OPERATOR_BRIDGES (1000), BENCH_OPERATOR_TIMEOUT (s, 600).
+# Env: BENCH_E2E_DIR, BENCH_OPERATOR_BRIDGES (1000; 10000 for the issue-15 target),
+#      BENCH_OPERATOR_TIMEOUT (s, 600), BENCH_OPERATOR_WAIT_DELETE (1: wait until each run's
+#      namespace is gone and read the operator's RSS again before the next run; 0: delete
+#      in the background as before issue 15).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=${1:-1}
@@ -43,17 +46,32 @@ requests() {
     END { printf "%d %d\n", total, cw }'
 }
 
+# The operator's process: on the real node it runs in a container, whose processes this
+# machine sees; its command is the image's /usr/local/bin/causeway-operator.
 operator_pid() {
-  local f
-  for f in "$E2E_DIR"/pods/causeway-system_*/*.pid; do
-    [[ -f $f ]] || continue
-    local pid
-    pid=$(cat "$f")
-    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q causeway-operator; then
+  local f pid
+  for f in /proc/[0-9]*/cmdline; do
+    pid=${f#/proc/}
+    pid=${pid%/cmdline}
+    # (stderr first: a process may end between the glob and the read)
+    if tr '\0' ' ' 2>/dev/null <"$f" | grep -q '^/usr/local/bin/causeway-operator '; then
       echo "$pid"
       return
     fi
   done
+}
+
+# A counter from the operator's /metrics (its pod IP, the chart's metrics port): the pool
+# renders and the status writes the operator made; empty when it cannot be read.
+operator_metric() {
+  local ip
+  ip=$(kubectl get pods -n causeway-system -l app.kubernetes.io/component=operator \
+    -o jsonpath='{.items[0].status.podIP}' 2>/dev/null) || return 0
+  [[ -n $ip ]] || return 0
+  local body
+  body=$(curl -sf --max-time 5 "http://$ip:8080/metrics") || return 0
+  # A counter not incremented yet has no series: 0.
+  awk -v m="$1" 'index($0, m) == 1 { sum += $NF } END { printf "%d\n", sum }' <<<"$body"
 }
 
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo nan; }
@@ -71,6 +89,8 @@ for run in $(seq 0 $((RUNS - 1))); do
   op=$(operator_pid)
   rss_before=$( [[ -n $op ]] && rss_mib "$op" || echo nan)
   read -r total0 cw0 < <(requests)
+  renders0=$(operator_metric causeway_operator_renders_total)
+  bwrites0=$(operator_metric 'causeway_operator_status_writes_total{controller="bridge"}')
   t0=$(date +%s.%N)
   kubectl apply --server-side -f "$dir/bridges.yaml" >/dev/null
   t_applied=$(date +%s.%N)
@@ -94,11 +114,24 @@ for run in $(seq 0 $((RUNS - 1))); do
   done
   t1=$(date +%s.%N)
   read -r total1 cw1 < <(requests)
+  renders1=$(operator_metric causeway_operator_renders_total)
+  bwrites1=$(operator_metric 'causeway_operator_status_writes_total{controller="bridge"}')
+  renders=nan bwrites=nan
+  [[ -n $renders0 && -n $renders1 ]] && renders=$((renders1 - renders0))
+  [[ -n $bwrites0 && -n $bwrites1 ]] && bwrites=$((bwrites1 - bwrites0))
   rss_after=$( [[ -n $op ]] && rss_mib "$op" || echo nan)
   ready_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
   apply_s=$(awk -v a="$t0" -v b="$t_applied" 'BEGIN { printf "%.2f", b - a }')
   # The harness's own requests: N applies plus one list per poll (and two metric reads).
-  echo "run=$run bridges=$N ready=$ready ready_s=$ready_s apply_s=$apply_s requests=$((total1 - total0)) causeway_requests=$((cw1 - cw0)) own_requests=$((N + polls + 2)) polls=$polls operator_rss_before_mib=$rss_before operator_rss_peak_mib=$rss_peak operator_rss_after_mib=$rss_after"
+  echo "run=$run bridges=$N ready=$ready ready_s=$ready_s apply_s=$apply_s requests=$((total1 - total0)) causeway_requests=$((cw1 - cw0)) own_requests=$((N + polls + 2)) polls=$polls operator_rss_before_mib=$rss_before operator_rss_peak_mib=$rss_peak operator_rss_after_mib=$rss_after renders=$renders bridge_status_writes=$bwrites"
   say "run $run: $ready/$N Ready after ${ready_s}s"
-  kubectl delete namespace "$ns" --wait=false >/dev/null || true
+  if [[ ${BENCH_OPERATOR_WAIT_DELETE:-1} == 1 ]]; then
+    # Each run alone: the namespace (and its Bridges, which drain) is gone before the
+    # next run starts, and the operator's RSS is read once more then.
+    kubectl delete namespace "$ns" --wait=true --timeout="${TIMEOUT}s" >/dev/null || true
+    sleep 35 # one trim interval of the operator (src/memory.rs) and then some
+    echo "run=$run operator_rss_deleted_mib=$( [[ -n $op ]] && rss_mib "$op" || echo nan)"
+  else
+    kubectl delete namespace "$ns" --wait=false >/dev/null || true
+  fi
 done

@@ -23,13 +23,15 @@ use report::{Report, Section};
 use scenarios::{Ctx, say};
 use sut::Paths;
 
-const USAGE: &str = "usage: bench run [--only 1,2,3,4,5,6,7,8,9,11] [--out BENCHMARKS.md] [--merge] [--work DIR]
+const USAGE: &str = "usage: bench run [--only 1,2,3,4,5,6,7,8,9,11,12,13] [--out BENCHMARKS.md] [--merge] [--work DIR]
          --merge: update only the scenarios run (their sections and target rows) in --out
        bench host-calls [N] [on-demand]   (in-process plugin calls only, for profiling)
        bench notes [BENCHMARKS.md]        (refresh the report's copy of bench/notes.md)
   BENCH_QUICK=1          2 runs of 2 s instead of 5 runs of 5 s
   BENCH_RUNS, BENCH_SECS, BENCH_CONNS, BENCH_INGEST_RATE, BENCH_FORWARD_RATE, BENCH_CRASH_RATE  override
+  BENCH_RETENTION_MIB, BENCH_RETENTION_RATE, BENCH_RETENTION_SECS, BENCH_LOW_RATE, BENCH_LOW_SECS  (scenarios 12, 13)
   BENCH_OPERATOR=1       also scenario 7 (starts the e2e stack: minutes)
+  BENCH_NO_WASMTIME=1    scenario 3 without its `wasmtime serve` floor (no wasmtime-cli needed)
   BENCH_PG_DIR           where scenarios 8 and 9 put their PostgreSQL (default /var/tmp/causeway-bench-pg-PID)
   CAUSEWAY_CACHE         where nginx and wasmtime are (default ~/.cache/causeway)";
 
@@ -46,7 +48,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         return Err(USAGE.into());
     }
     let mut a = Args {
-        only: (1..=9).chain([11]).collect(),
+        only: (1..=9).chain([11, 12, 13]).collect(),
         out: PathBuf::from("BENCHMARKS.md"),
         merge: false,
         work: None,
@@ -126,7 +128,9 @@ fn preflight(p: &Paths, only: &[u32]) -> Result<(), String> {
     if only.iter().any(|s| [3, 5].contains(s)) {
         need.push((p.plugin("tagger"), "make plugins"));
     }
-    if only.contains(&3) {
+    // BENCH_NO_WASMTIME=1: scenario 3 runs without its `wasmtime serve` floor (it says so).
+    let no_wasmtime = std::env::var("BENCH_NO_WASMTIME").is_ok_and(|v| v == "1");
+    if only.contains(&3) && !no_wasmtime {
         need.push((p.wasmtime(), "bench/setup.sh"));
     }
     if only.iter().any(|s| [8, 9].contains(s)) {
@@ -346,6 +350,8 @@ async fn run_all(ctx: Ctx, only: &[u32]) -> Report {
             8 => scenarios::postgres::ingest(&ctx, &mut report).await,
             9 => scenarios::postgres::forward(&ctx, &mut report).await,
             11 => scenarios::streams::run(&ctx, &mut report).await,
+            12 => scenarios::retention::run(&ctx, &mut report).await,
+            13 => scenarios::lowrate::run(&ctx, &mut report).await,
             _ => Err(anyhow::anyhow!("no scenario {s}")),
         };
         match result {

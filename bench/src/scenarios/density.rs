@@ -1,5 +1,6 @@
-//! Scenario 5, density: 1,000 bridges and 100 plugins in one worker. Configuration load
-//! (start to ready) and swap time, RSS, RSS per idle bridge and per plugin.
+//! Scenario 5, density: 1,000 bridges (`BENCH_DENSITY_BRIDGES` for another count) and 100
+//! plugins in one worker. Configuration load (start to ready) and swap time, RSS, RSS per
+//! idle bridge and per plugin, and RSS across `BENCH_SWAPS` swaps of every bridge.
 //!
 //! Swap time comes from the worker's own log: the manifest source polls every second and
 //! logs a load failure at once; a broken manifest dropped in the directory gives the poll's
@@ -21,6 +22,15 @@ use crate::sut::{Worker, WorkerOpts};
 
 pub const BRIDGES: usize = 1000;
 pub const PLUGINS: usize = 100;
+
+/// How many bridges the scenario loads: `BENCH_DENSITY_BRIDGES`, else [`BRIDGES`].
+fn bridge_count() -> usize {
+    std::env::var("BENCH_DENSITY_BRIDGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n >= 2)
+        .unwrap_or(BRIDGES)
+}
 
 /// `n` bridges; every tenth one has a step on one of `plugins` plugins. `gen` changes
 /// every bridge (an env value) so that a swap recompiles all of them.
@@ -117,7 +127,7 @@ async fn wait_log(
 }
 
 /// Swap every bridge to a new generation; `(swap s from the log, observed s via the admin API)`.
-async fn swap(w: &Worker, m: &Path, generation: u32) -> anyhow::Result<(f64, f64)> {
+async fn swap(w: &Worker, m: &Path, count: usize, generation: u32) -> anyhow::Result<(f64, f64)> {
     const FAILED: &str = "configuration not reloaded";
     // The worker's line, not the plugin host's "plugin configuration applied".
     const APPLIED: &str = "configuration applied bridges=";
@@ -132,7 +142,7 @@ async fn swap(w: &Worker, m: &Path, generation: u32) -> anyhow::Result<(f64, f64
     std::fs::remove_file(&broken)?;
     std::fs::write(
         m.join("bridges.yaml"),
-        bridges_yaml(BRIDGES, PLUGINS, generation),
+        bridges_yaml(count, PLUGINS, generation),
     )?;
     let t_applied = wait_log(w, APPLIED, applied_before, Duration::from_secs(60)).await?;
     let observed = loop {
@@ -172,6 +182,7 @@ async fn settled_rss(w: &Worker) -> f64 {
 }
 
 pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let count = bridge_count();
     let wasm = ctx.paths.plugin("tagger");
     let (mut rss_one, mut rss_bridges, mut rss_full, mut rss_swapped) =
         (vec![], vec![], vec![], vec![]);
@@ -180,6 +191,11 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let (mut swap_s, mut observed_s) = (vec![], vec![]);
     let mut rss_swapped3 = vec![];
     let mut notes = vec![];
+    let swaps = std::env::var("BENCH_SWAPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3u32)
+        .max(2);
     for run in 0..ctx.runs {
         let dir = ctx.dir("density", run, "one");
         let mut w = Worker::start(
@@ -197,7 +213,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         let mut w = Worker::start(
             &ctx.paths,
             &dir,
-            &write(&dir, BRIDGES, 0, &wasm)?,
+            &write(&dir, count, 0, &wasm)?,
             WorkerOpts::default(),
         )
         .await?;
@@ -207,11 +223,11 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         w.discard();
         anyhow::ensure!(
             loaded,
-            "the worker with {BRIDGES} bridges has no configuration"
+            "the worker with {count} bridges has no configuration"
         );
 
         let dir = ctx.dir("density", run, "full");
-        let m = write(&dir, BRIDGES, PLUGINS, &wasm)?;
+        let m = write(&dir, count, PLUGINS, &wasm)?;
         let mut w = Worker::start(&ctx.paths, &dir, &m, WorkerOpts::default()).await?;
         ready_cold.push(w.ready_after.as_secs_f64() * 1e3);
         rss_full.push(settled_rss(&w).await);
@@ -225,7 +241,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         if run == 0 {
             notes.push(format!("The full configuration loaded {n_bridges} bridges and {n_plugins} ready plugins with {errors} errors."));
         }
-        match swap(&w, &m, 100 * run as u32 + 1).await {
+        match swap(&w, &m, count, 100 * run as u32 + 1).await {
             Ok((s, o)) => {
                 swap_s.push(s * 1e3);
                 observed_s.push(o * 1e3);
@@ -239,12 +255,8 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         rss_swapped.push(settled_rss(&w).await);
         // Two more swaps: does RSS keep growing (a leak) or stay at its high-water mark?
         let mut more = Ok((0.0, 0.0));
-        let swaps = std::env::var("BENCH_SWAPS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3u32);
-        for g in 2..=swaps.max(2) {
-            more = swap(&w, &m, 100 * run as u32 + g).await;
+        for g in 2..=swaps {
+            more = swap(&w, &m, count, 100 * run as u32 + g).await;
             if more.is_err() {
                 break;
             }
@@ -264,28 +276,28 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     }
     let per_bridge: Vec<f64> = paired_differences(&rss_bridges, &rss_one)
         .iter()
-        .map(|d| d * 1024.0 / (BRIDGES - 1) as f64)
+        .map(|d| d * 1024.0 / (count - 1) as f64)
         .collect();
     let per_plugin: Vec<f64> = paired_differences(&rss_full, &rss_bridges)
         .iter()
         .map(|d| d * 1024.0 / PLUGINS as f64)
         .collect();
     let mut t = Table::new(&format!(
-        "{BRIDGES} bridges (each with a filter, a body template and an env value; every tenth with a plugin step) and {PLUGINS} plugins"
+        "{count} bridges (each with a filter, a body template and an env value; every tenth with a plugin step) and {PLUGINS} plugins"
     ));
     t.add("start to ready, 1 bridge", "ms", ready_one)
         .add(
-            &format!("start to ready, {BRIDGES} bridges"),
+            &format!("start to ready, {count} bridges"),
             "ms",
             ready_bridges,
         )
         .add(
-            &format!("start to ready, {BRIDGES} bridges + {PLUGINS} plugins, cold compile cache"),
+            &format!("start to ready, {count} bridges + {PLUGINS} plugins, cold compile cache"),
             "ms",
             ready_cold,
         )
         .add(
-            &format!("start to ready, {BRIDGES} bridges + {PLUGINS} plugins, warm compile cache"),
+            &format!("start to ready, {count} bridges + {PLUGINS} plugins, warm compile cache"),
             "ms",
             ready_warm.clone(),
         )
@@ -300,17 +312,26 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             observed_s,
         )
         .add("RSS, 1 bridge", "MiB", rss_one)
-        .add(&format!("RSS, {BRIDGES} bridges"), "MiB", rss_bridges)
+        .add(&format!("RSS, {count} bridges"), "MiB", rss_bridges)
         .add(
-            &format!("**RSS, {BRIDGES} bridges + {PLUGINS} plugins**"),
+            &format!("**RSS, {count} bridges + {PLUGINS} plugins**"),
             "MiB",
             rss_full.clone(),
         )
-        .add("RSS after the swap", "MiB", rss_swapped)
+        .add("RSS after the swap", "MiB", rss_swapped.clone())
         .add(
-            "RSS after the last swap (3 swaps in all; `BENCH_SWAPS` to change)",
+            &format!("RSS after the last swap ({swaps} swaps in all; `BENCH_SWAPS` to change)"),
             "MiB",
-            rss_swapped3,
+            rss_swapped3.clone(),
+        )
+        .add(
+            "RSS after the last swap ÷ after the first (paired per run)",
+            "×",
+            rss_swapped3
+                .iter()
+                .zip(&rss_swapped)
+                .map(|(last, first)| last / first)
+                .collect(),
         )
         .add("RSS per idle bridge", "KiB", per_bridge)
         .add(
@@ -321,6 +342,43 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let load = Summary::of(&ready_warm);
     let sw = Summary::of(&swap_s);
     let rss = Summary::of(&rss_full);
+    let growth = Summary::of(
+        &rss_swapped3
+            .iter()
+            .zip(&rss_swapped)
+            .map(|(last, first)| last / first)
+            .collect::<Vec<_>>(),
+    );
+    report.targets.push(TargetCheck {
+        target: format!("RSS after {swaps} full swaps within 10% of RSS after the first"),
+        measured: format!("last ÷ first {}", fmt_summary(growth)),
+        met: growth.map(|g| g.median <= 1.10),
+    });
+    if count >= 10_000 {
+        let ready = Summary::of(&ready_warm);
+        report.targets.push(TargetCheck {
+            target: format!("{count} bridges + {PLUGINS} plugins: ready < 3 s and < 500 MiB RSS"),
+            measured: format!(
+                "start to ready {} ms (warm cache); {} MiB",
+                fmt_summary(ready),
+                fmt_summary(Summary::of(&rss_full))
+            ),
+            met: match (ready, Summary::of(&rss_full)) {
+                (Some(r), Some(m)) => Some(r.median < 3000.0 && m.median < 500.0),
+                _ => None,
+            },
+        });
+        report.sections.push(Section {
+            title: "5. Density".into(),
+            method: format!(
+                "As with 1,000 bridges (below), with `BENCH_DENSITY_BRIDGES={count}`. RSS per idle bridge = (RSS with {count} − RSS with 1) / {}.",
+                count - 1
+            ),
+            tables: vec![t],
+            notes,
+        });
+        return Ok(());
+    }
     report.targets.push(TargetCheck {
         target: "1,000 bridges (+100 plugins) loaded in < 2 s".into(),
         measured: format!(

@@ -5,9 +5,11 @@ pub mod crash;
 pub mod density;
 pub mod forward;
 pub mod ingest;
+pub mod lowrate;
 pub mod operator;
 pub mod pipeline;
 pub mod postgres;
+pub mod retention;
 pub mod streams;
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! Scenario 7, operator scale: `bench/operator-scale.sh` drives the e2e stack (a real
-//! kube-apiserver with etcd and kube-controller-manager, the pod runner, the operator
+//! kube-apiserver with etcd and kube-controller-manager, the real node, the operator
 //! installed by Helm); this turns its `key=value` lines into the report. It runs only
 //! with `BENCH_OPERATOR=1`: the stack takes minutes to start and a lot of the machine.
 
@@ -10,11 +10,24 @@ use super::{Ctx, say};
 use crate::report::{Report, Section, Table, TargetCheck, fmt_summary};
 use crate::stats::Summary;
 
-const TARGET: &str =
-    "Operator: 1,000 Bridges applied at once → all Ready (time, API requests, RSS)";
+const TARGET: &str = "Operator: N Bridges applied at once → all Ready (time, API requests, RSS); RSS flat across runs";
 
 pub fn enabled() -> bool {
     std::env::var("BENCH_OPERATOR").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The script's lines, one map per run: a run prints its figures, and later (after its
+/// namespace is gone) the operator's RSS then, on a second line with the same `run=`.
+pub fn merge_runs(stdout: &str) -> Vec<BTreeMap<String, String>> {
+    let mut runs: BTreeMap<u64, BTreeMap<String, String>> = BTreeMap::new();
+    for line in stdout.lines().filter(|l| l.starts_with("run=")) {
+        let m = parse_line(line);
+        let Some(run) = m.get("run").and_then(|r| r.parse().ok()) else {
+            continue;
+        };
+        runs.entry(run).or_default().extend(m);
+    }
+    runs.into_values().collect()
 }
 
 /// `key=value key=value …` → map.
@@ -29,7 +42,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     if !enabled() {
         todo(
             report,
-            "Not run by default: it starts the whole e2e stack (etcd, kube-apiserver, kube-controller-manager, pod runner, the operator through Helm), which takes minutes and most of a 2-core machine. `BENCH_OPERATOR=1 make bench` runs it.",
+            "Not run by default: it starts the whole e2e stack (etcd, kube-apiserver, kube-controller-manager, the node, the operator through Helm), which takes minutes and most of a 2-core machine. `BENCH_OPERATOR=1 make bench` runs it.",
         );
         return Ok(());
     }
@@ -44,11 +57,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         .current_dir(&ctx.paths.repo)
         .stderr(std::process::Stdio::inherit())
         .output()?;
-    let rows: Vec<BTreeMap<String, String>> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("run="))
-        .map(parse_line)
-        .collect();
+    let rows = merge_runs(&String::from_utf8_lossy(&out.stdout));
     anyhow::ensure!(
         !rows.is_empty(),
         "bench/operator-scale.sh produced no figures (exit {})",
@@ -60,6 +69,8 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             .collect()
     };
     let n = rows[0].get("bridges").cloned().unwrap_or_default();
+    let bridges: f64 = n.parse().unwrap_or(f64::NAN);
+    let per_bridge = |v: &[f64]| -> Vec<f64> { v.iter().map(|x| x / bridges).collect() };
     let all_ready = rows.iter().all(|r| r.get("ready") == r.get("bridges"));
     let ready_s = col("ready_s");
     let mut t = Table::new(&format!(
@@ -88,7 +99,35 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             "MiB",
             col("operator_rss_peak_mib"),
         )
-        .add("operator RSS after", "MiB", col("operator_rss_after_mib"));
+        .add("operator RSS after", "MiB", col("operator_rss_after_mib"))
+        .add(
+            "operator RSS after the run's namespace is gone",
+            "MiB",
+            col("operator_rss_deleted_mib"),
+        )
+        .add(
+            "pool renders (config rendered and applied)",
+            "renders",
+            col("renders"),
+        )
+        .add(
+            "Bridge status writes per Bridge",
+            "writes",
+            per_bridge(&col("bridge_status_writes")),
+        )
+        .add(
+            "`causeway.dev` requests per Bridge",
+            "requests",
+            per_bridge(&col("causeway_requests")),
+        );
+    // Operator RSS once each run's namespace is gone, run by run: flat means the operator
+    // keeps nothing of a namespace it no longer serves.
+    let deleted = col("operator_rss_deleted_mib");
+    let rss_by_run = deleted
+        .iter()
+        .map(|v| format!("{v:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let ready = Summary::of(&ready_s);
     report.targets.push(TargetCheck {
         target: TARGET.into(),
@@ -104,14 +143,25 @@ pub fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         title: "7. Operator scale".into(),
         method: format!(
             "`bench/operator-scale.sh` on the e2e stack (docs/e2e.md) in its own `E2E_DIR`: a real kube-apiserver 1.34 \
-             with etcd and kube-controller-manager, the operator installed by Helm, worker pods run by the e2e pod \
-             runner (debug builds, as the e2e suite runs them). Each run creates a namespace, applies {n} Bridges in one \
+             with etcd and kube-controller-manager, the operator installed by Helm, worker pods on the e2e stack's real \
+             node (debug builds, as the e2e suite runs them). Each run creates a namespace, applies {n} Bridges in one \
              server-side apply, and polls every second until every Bridge has `Ready=True` (the operator rendered the \
-             pool's config, a worker pod runs it and reported it). Requests are the apiserver's own counter, before \
-             and after, for all clients (operator, controller manager, pod runner, the benchmark). {runs} run(s)."
+             pool's config, a worker pod runs it and reported it); then deletes the namespace, waits until it is gone \
+             and reads the operator's RSS again before the next run. Renders and status writes are the operator's own \
+             counters. Requests are the apiserver's own counter, before \
+             and after, for all clients (operator, controller manager, kubelet, the benchmark). {runs} run(s)."
         ),
         tables: vec![t],
-        notes: if all_ready { vec![] } else { vec!["Some runs timed out before every Bridge was Ready.".into()] },
+        notes: {
+            let mut notes = vec![format!(
+                "Operator RSS after each run's namespace was deleted, runs 1..{}: {rss_by_run} MiB.",
+                deleted.len()
+            )];
+            if !all_ready {
+                notes.push("Some runs timed out before every Bridge was Ready.".into());
+            }
+            notes
+        },
     });
     Ok(())
 }
@@ -138,6 +188,17 @@ pub fn todo(report: &mut Report, why: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runs_second_line_joins_its_first() {
+        let rows = merge_runs(
+            "run=0 bridges=10 ready_s=1.5\nrun=0 operator_rss_deleted_mib=40.0\nnoise\nrun=1 bridges=10 ready_s=2\n",
+        );
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["ready_s"], "1.5");
+        assert_eq!(rows[0]["operator_rss_deleted_mib"], "40.0");
+        assert!(!rows[1].contains_key("operator_rss_deleted_mib"));
+    }
 
     #[test]
     fn script_lines_parse() {
