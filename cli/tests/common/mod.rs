@@ -2,7 +2,7 @@
 //! loopback with free ports and a temp data dir, and a loopback sink that records requests.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,12 +18,11 @@ use axum::response::{IntoResponse, Response};
 #[path = "../../../runtime/tests/common/postgres.rs"]
 pub mod postgres;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
+/// Ports for the processes the tests start, one file for both crates.
+#[path = "../../../runtime/tests/common/ports.rs"]
+mod ports;
+
+pub use ports::free_port;
 
 /// A running `causeway up` process.
 pub struct Worker {

@@ -4,11 +4,6 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+mod ports;
 
-/// A free loopback port (the port may be taken again before it is used; good enough here).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
+pub use ports::free_port;
