@@ -10,6 +10,7 @@
 //! controllers watch each kind once.
 
 mod apply;
+mod changes;
 pub mod coalesce;
 mod finalizer;
 mod inventory;
@@ -36,7 +37,7 @@ use kube::{Client, ResourceExt};
 use crate::admin::AdminApi;
 use crate::builders::{BuildError, BuildSettings, ConfigSecretError};
 use crate::metrics::Metrics;
-use crate::status::PoolObservation;
+use crate::status::{PoolObservation, bridge_status};
 
 pub use objects::{reconcile_bridge, reconcile_plugin};
 pub use pool::{reconcile_pool, usable_token};
@@ -221,19 +222,14 @@ impl Context {
         self.synced.load(Ordering::SeqCst)
     }
 
-    /// Wake the Bridges of one pool and every Plugin of the namespace.
-    pub fn wake_dependents(&self, namespace: &str, pool: &str) {
-        for b in self.stores.bridges.state() {
-            if b.namespace().as_deref() == Some(namespace)
-                && causeway_crds::config::pool_of(&b.spec.pool) == pool
-            {
-                let _closed = self
-                    .wake_bridges
-                    .unbounded_send(ObjectRef::from_obj(b.as_ref()));
-            }
+    /// After a pool's observation changed: wake the Bridges of the pool whose status it
+    /// changes, and every Plugin of the namespace.
+    pub fn wake_dependents(&self, obs: &PoolObservation) {
+        for b in bridges_to_wake(&self.stores.bridges.state(), obs, &pool::now()) {
+            let _closed = self.wake_bridges.unbounded_send(b);
         }
         for p in self.stores.plugins.state() {
-            if p.namespace().as_deref() == Some(namespace) {
+            if p.namespace().as_deref() == Some(obs.namespace.as_str()) {
                 let _closed = self
                     .wake_plugins
                     .unbounded_send(ObjectRef::from_obj(p.as_ref()));
@@ -247,6 +243,30 @@ impl Context {
             map.remove(&(namespace.to_string(), pool.to_string()));
         }
     }
+}
+
+/// The Bridges of `obs`'s pool that a reconcile would write a new status for (computed
+/// with the reconciler's own [`bridge_status`]), and those being deleted, which poll their
+/// jobs left. Waking every Bridge of a pool on each of its renders cost 10,000 reconciles
+/// per render at 10,000 Bridges, nearly all of which wrote nothing.
+pub(crate) fn bridges_to_wake(
+    bridges: &[Arc<Bridge>],
+    obs: &PoolObservation,
+    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> Vec<ObjectRef<Bridge>> {
+    bridges
+        .iter()
+        .filter(|b| {
+            b.namespace().as_deref() == Some(obs.namespace.as_str())
+                && causeway_crds::config::pool_of(&b.spec.pool) == obs.pool
+        })
+        .filter(|b| {
+            causeway_crds::config::being_deleted(b)
+                || bridge_status(b, true, Some(obs), now)
+                    .is_some_and(|s| b.status.as_ref() != Some(&s))
+        })
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -172,7 +172,7 @@ pub async fn reconcile_pool(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<
     }
     let obs = Arc::new(obs);
     if ctx.set_observation(obs.clone()) {
-        ctx.wake_dependents(&ns, &name);
+        ctx.wake_dependents(&obs);
     }
     let status = write_status(&ctx, &pool, Some(obs.as_ref()), None, &now).await?;
     // A Bridge of this pool that drains waits for the workers' count of its jobs left:

@@ -212,7 +212,9 @@ pub async fn run_controllers(
     });
 
     // Pools: a new or deleted pool changes the status of the objects that name it, and the
-    // routes of the other pools of its namespace.
+    // routes of the other pools of its namespace. A pool's own status writes change
+    // neither ([`super::changes`]); its reconcile wakes the objects whose status its
+    // observation changes.
     {
         let (ctx2, bridges_tx, plugins_tx, w) = (
             ctx.clone(),
@@ -220,6 +222,7 @@ pub async fn run_controllers(
             wake_plugins_tx.clone(),
             waker.clone(),
         );
+        let changes = super::changes::Changes::default();
         drive(
             scoped_api::<WorkerPool>(&client, ns),
             all.clone(),
@@ -228,15 +231,20 @@ pub async fn run_controllers(
             Box::new(move |p: &WorkerPool, deleted: bool| {
                 let ns = p.namespace();
                 let (ns_name, name) = (ns.clone().unwrap_or_default(), p.name_any());
-                // Only a pool that appears or goes changes the others' routes (not its status).
-                if deleted || ctx2.observation(&ns_name, &name).is_none() {
-                    w.all_in(ns.clone());
-                }
+                let appeared = ctx2.observation(&ns_name, &name).is_none();
+                // A gone pool is forgotten before anything it wakes can read it.
                 if deleted {
                     ctx2.forget(&ns_name, &name);
                 }
+                // Only a pool that appears or goes changes the others' routes (not its status).
+                if deleted || appeared {
+                    w.all_in(ns.clone());
+                }
+                if !changes.changed(p, deleted) {
+                    return;
+                }
                 for b in ctx2.stores.bridges.state() {
-                    if b.namespace() == ns && pool_of(&b.spec.pool) == p.name_any() {
+                    if b.namespace() == ns && pool_of(&b.spec.pool) == name {
                         let _closed = bridges_tx.unbounded_send(ObjectRef::from_obj(b.as_ref()));
                     }
                 }
@@ -461,6 +469,11 @@ pub async fn run_controllers(
     // server, and a burst of 1,000 Bridges reconciled at once opened hundreds of them, whose
     // buffers were most of the operator's memory (`docs/operator.md`, "Memory at scale").
     let config = || ControllerConfig::default().concurrency(ctx.settings.reconcile_concurrency);
+    // A pool's own status writes do not reconcile it again (the same rule as above, with a
+    // memory of its own: both see every version).
+    let pool_changes = super::changes::Changes::default();
+    let pool_trigger =
+        pool_trigger.filter(move |p| std::future::ready(pool_changes.changed(p.as_ref(), false)));
     let pool_ctrl = Controller::for_shared_stream(pool_trigger, pools)
         .with_config(config())
         .owns(scoped_api::<Deployment>(&client, ns), managed.clone())

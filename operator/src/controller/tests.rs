@@ -1774,3 +1774,82 @@ async fn an_open_or_disabled_breaker_is_a_warning_and_a_condition() {
     assert_eq!(status["destinations"][0]["pausedReason"], "Disabled");
     assert!(warning(&calls, "DestinationsDisabled"), "{calls:#?}");
 }
+
+/// A render wakes only the Bridges whose status it changes, and those draining: at 10,000
+/// Bridges, waking all of them on every render was 10,000 reconciles that wrote nothing.
+#[tokio::test]
+async fn a_render_wakes_only_the_bridges_whose_status_it_changes() {
+    let spec = json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]});
+    let f = fixture(
+        World {
+            pools: vec![pool("default", json!({}))],
+            bridges: vec![
+                bridge("fresh", spec.clone()),
+                bridge("current", spec.clone()),
+                bridge("leaving", spec.clone()),
+            ],
+            ..World::default()
+        }
+        .with_worker("causeway-default-0", "default", "127.0.0.7"),
+    );
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let obs = f.ctx.observation("shop", "default").unwrap();
+    let now = super::pool::now();
+
+    let fresh = Arc::new(bridge("fresh", spec.clone()));
+    // What its reconcile wrote last time: the same render gives the same status.
+    let mut current = bridge("current", spec.clone());
+    current.status = bridge_status(&current, true, Some(&obs), &now);
+    assert!(current.status.is_some(), "the render saw it");
+    // A Bridge being deleted polls its jobs left whatever its status says.
+    let mut leaving = bridge("leaving", spec.clone());
+    leaving.status = bridge_status(&leaving, true, Some(&obs), &now);
+    leaving.metadata.deletion_timestamp = Some(now.clone());
+    // Another pool's Bridge is not this render's business.
+    let elsewhere = bridge(
+        "elsewhere",
+        json!({"pool": "other", "destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}),
+    );
+
+    let woken = bridges_to_wake(
+        &[
+            fresh,
+            Arc::new(current),
+            Arc::new(leaving),
+            Arc::new(elsewhere),
+        ],
+        &obs,
+        &now,
+    );
+    let names: Vec<&str> = woken.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["fresh", "leaving"]);
+}
+
+/// A Bridge waiting for its worker does not poll: the pool wakes it when its observation
+/// changes the Bridge's status (above).
+#[tokio::test]
+async fn a_pending_bridge_waits_for_its_pool_instead_of_polling() {
+    let f = fixture(
+        World {
+            pools: vec![pool("default", json!({}))],
+            bridges: vec![bridge(
+                "orders",
+                json!({"destinations": [{"name": "crm", "url": "http://127.0.0.1:9/"}]}),
+            )],
+            ..World::default()
+        }
+        .with_worker("causeway-default-0", "default", "127.0.0.7"),
+    );
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let b = f.ctx.stores.bridges.state()[0].clone();
+    f.clear();
+    let action = reconcile_bridge(b, f.ctx.clone()).await.unwrap();
+    let status = status_of(
+        &f.calls(),
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/bridges/orders/status",
+    );
+    assert_eq!(ready_condition(&status), ("False".into(), "Pending".into()));
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+}
