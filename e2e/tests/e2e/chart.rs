@@ -53,6 +53,12 @@ async fn values_schema_refuses_bad_values() -> Result<()> {
             "serviceAccount.name=Bad_Name",
             "service account name pattern",
         ),
+        ("scale.reconcileConcurrency=0", "no reconciles at all"),
+        ("scale.renderBatchMs=-1", "a negative render window"),
+        (
+            "scale.renderBatchMs=fast",
+            "a render window that is not a number",
+        ),
     ] {
         let out = helm(&["template", "x", CHART, "--set", set])?;
         ensure!(!out.success(), "helm template accepted {set} ({why})");
@@ -161,6 +167,30 @@ fn operator_args(docs: &[serde_json::Value]) -> Vec<String> {
         })
         .filter_map(|a| a.as_str().map(String::from))
         .collect()
+}
+
+/// The operator's pacing at scale comes from `scale.*` (defaults: a 1 s render window, 16
+/// reconciles at once), and its default memory limit holds 10,000 Bridges.
+#[tokio::test]
+async fn helm_template_passes_the_scale_values_to_the_operator() -> Result<()> {
+    let docs = rendered(&[])?;
+    let args = operator_args(&docs);
+    for want in ["--render-batch-ms=1000", "--reconcile-concurrency=16"] {
+        ensure!(args.iter().any(|a| a == want), "no {want} in {args:?}");
+    }
+    let limit = docs.iter().find(|d| d["kind"] == "Deployment").map(|d| {
+        d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"].clone()
+    });
+    ensure!(limit == Some(serde_json::json!("512Mi")), "{limit:?}");
+
+    let args = operator_args(&rendered(&[
+        "scale.renderBatchMs=250",
+        "scale.reconcileConcurrency=64",
+    ])?);
+    for want in ["--render-batch-ms=250", "--reconcile-concurrency=64"] {
+        ensure!(args.iter().any(|a| a == want), "no {want} in {args:?}");
+    }
+    Ok(())
 }
 
 /// Issue 12 item 19: `watchNamespaces` gives Roles in those namespaces instead of the
