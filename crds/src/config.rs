@@ -6,6 +6,7 @@
 //! with one object is reported against that object while the rest still renders.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -24,12 +25,14 @@ use crate::pool::WorkerPool;
 use crate::stream::Stream;
 use crate::validate::{FieldError, validate_bridge, validate_plugin};
 
-/// Everything known about one cluster (or one set of manifest files).
+/// Everything known about one cluster (or one set of manifest files). The objects are
+/// shared (`Arc`), as the operator's caches hold them: a render of 10,000 Bridges reads
+/// them in place instead of copying every one (~60 MiB at its peak).
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
-    pub pools: Vec<WorkerPool>,
-    pub bridges: Vec<Bridge>,
-    pub plugins: Vec<Plugin>,
+    pub pools: Vec<Arc<WorkerPool>>,
+    pub bridges: Vec<Arc<Bridge>>,
+    pub plugins: Vec<Arc<Plugin>>,
     /// `(namespace, name)` → key → bytes. A Secret that exists but is not opted in may be
     /// listed with no data (so that the render can say why it is not used).
     pub secrets: BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>,
@@ -138,6 +141,7 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
     let mut bridges: Vec<&Bridge> = inv
         .bridges
         .iter()
+        .map(|b| b.as_ref())
         .filter(|b| in_pool(&namespace_of(&b.metadata), pool_of(&b.spec.pool)))
         .filter(|b| !being_deleted(b) || drains(b))
         .collect();
@@ -152,7 +156,12 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
     let plugins_by_key: BTreeMap<(String, String), &Plugin> = inv
         .plugins
         .iter()
-        .map(|p| ((namespace_of(&p.metadata), name_of(&p.metadata)), p))
+        .map(|p| {
+            (
+                (namespace_of(&p.metadata), name_of(&p.metadata)),
+                p.as_ref(),
+            )
+        })
         .collect();
 
     // Pools that exist, so that a reference to a missing one is reported.
@@ -356,7 +365,7 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
                 .pools
                 .iter()
                 .find(|p| &namespace_of(&p.metadata) == namespace && &name_of(&p.metadata) == name);
-            let retention = pool.map(retention_of).unwrap_or_default();
+            let retention = pool.map(|p| retention_of(p)).unwrap_or_default();
             let cidrs = pool
                 .map(|p| p.spec.network.allowed_destination_cidrs.clone())
                 .unwrap_or_default();
@@ -375,7 +384,10 @@ pub fn render(inv: &Inventory, scope: &Scope, ctx: &RenderContext) -> Rendered {
             (
                 "local".to_string(),
                 String::new(),
-                inv.pools.first().map(retention_of).unwrap_or_default(),
+                inv.pools
+                    .first()
+                    .map(|p| retention_of(p))
+                    .unwrap_or_default(),
                 cidrs.into_iter().collect(),
                 MetricsConfig {
                     destination_histograms: inv

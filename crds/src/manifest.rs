@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde::Deserialize;
@@ -234,7 +235,7 @@ fn load_str_into(
                 let mut b: Bridge = typed(value.clone()).map_err(to_err)?;
                 validate_bridge(&b.spec).map_err(|e| to_err(first_field(e)))?;
                 b.metadata = with_ns(b.metadata);
-                inv.bridges.push(b);
+                inv.bridges.push(Arc::new(b));
             }
             "Plugin" => {
                 let mut p: Plugin = typed(value.clone()).map_err(to_err)?;
@@ -246,7 +247,7 @@ fn load_str_into(
                     }
                 }
                 p.metadata = with_ns(p.metadata);
-                inv.plugins.push(p);
+                inv.plugins.push(Arc::new(p));
             }
             "WorkerPool" => {
                 if name.len() > crate::config::MAX_POOL_NAME {
@@ -262,7 +263,7 @@ fn load_str_into(
                 let mut w: WorkerPool = typed(value.clone()).map_err(to_err)?;
                 validate_pool(&w.spec).map_err(|e| to_err(first_field(e)))?;
                 w.metadata = with_ns(w.metadata);
-                inv.pools.push(w);
+                inv.pools.push(Arc::new(w));
             }
             "Secret" => {
                 let s: Secret = typed(value.clone()).map_err(to_err)?;

@@ -244,8 +244,12 @@ fn the_older_bridge_keeps_a_contested_path() {
         ));
         // `second` was created first.
         let t = |s: &str| Some(Time(s.parse().unwrap()));
-        inv.bridges[0].metadata.creation_timestamp = t("2026-01-02T00:00:00Z");
-        inv.bridges[1].metadata.creation_timestamp = t("2026-01-01T00:00:00Z");
+        std::sync::Arc::make_mut(&mut inv.bridges[0])
+            .metadata
+            .creation_timestamp = t("2026-01-02T00:00:00Z");
+        std::sync::Arc::make_mut(&mut inv.bridges[1])
+            .metadata
+            .creation_timestamp = t("2026-01-01T00:00:00Z");
         render(&inv, &pool("default", "default"), &RenderContext::default())
     };
     let r = two("newer", "older");
@@ -418,6 +422,7 @@ spec:
     let mut inv = inv(text);
     let deleted = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
     for b in &mut inv.bridges {
+        let b = std::sync::Arc::make_mut(b);
         let name = b.metadata.name.clone().unwrap_or_default();
         if name != "live" {
             b.metadata.deletion_timestamp = deleted.clone();

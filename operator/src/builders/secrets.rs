@@ -139,12 +139,13 @@ mod tests {
         use causeway_crds::config::{RenderContext, Scope, render};
         let bridges = (0..n)
             .map(|i| {
-                serde_json::from_value(serde_json::json!({
+                serde_json::from_value::<causeway_crds::Bridge>(serde_json::json!({
                     "apiVersion": "causeway.dev/v1alpha1", "kind": "Bridge",
                     "metadata": {"name": format!("b{i:05}"), "namespace": "shop", "generation": 1},
                     "spec": {"pool": "orders", "destinations": [{
                         "name": "out", "url": format!("http://127.0.0.1:9/b{i}"), "body": body(i)}]},
                 }))
+                .map(std::sync::Arc::new)
                 .unwrap()
             })
             .collect();

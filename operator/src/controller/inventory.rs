@@ -96,9 +96,9 @@ pub async fn inventory(
 ) -> Result<Inventory, Error> {
     let (secret_names, cm_names) = referenced(&bridges, &plugins);
     let mut inv = Inventory {
-        pools: pools.iter().map(|p| p.as_ref().clone()).collect(),
-        bridges: bridges.iter().map(|b| b.as_ref().clone()).collect(),
-        plugins: plugins.iter().map(|p| p.as_ref().clone()).collect(),
+        pools,
+        bridges,
+        plugins,
         ..Inventory::default()
     };
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -333,8 +333,7 @@ spec:
             std::path::Path::new("m.yaml"),
         )
         .unwrap();
-        let bridges: Vec<Arc<Bridge>> = inv.bridges.into_iter().map(Arc::new).collect();
-        let (secrets, config_maps) = referenced(&bridges, &[]);
+        let (secrets, config_maps) = referenced(&inv.bridges, &[]);
         assert!(secrets.is_empty());
         assert_eq!(config_maps, BTreeSet::from(["order-schemas".to_string()]));
     }

@@ -3,7 +3,7 @@
 //! `postgres` module).
 #![allow(dead_code)]
 
-pub mod postgres;
 mod ports;
+pub mod postgres;
 
 pub use ports::free_port;
