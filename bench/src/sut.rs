@@ -2,7 +2,7 @@
 //! HTTP floor, nginx and `wasmtime serve`. Each [`Proc`] is stopped by its own PID when
 //! dropped; nothing is ever stopped by name.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,9 +49,15 @@ impl Paths {
     }
 }
 
-/// A free port on 127.0.0.1 (bound, then released for the child to take).
+/// Ports below the kernel's ephemeral range, as the tests pick them (one file for all).
+#[path = "../../runtime/tests/common/ports.rs"]
+mod ports;
+
+/// A free port on 127.0.0.1 for a child to take, below the ephemeral range: a port from
+/// `bind(:0)`, once released, may become the source port of the generator's own outgoing
+/// connections before the child binds it.
 pub fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    Ok(SocketAddr::from(([127, 0, 0, 1], ports::free_port())))
 }
 
 /// A child process, killed (SIGKILL, by PID) when dropped.

@@ -1,5 +1,5 @@
 //! Loopback ports for the processes the tests start (one file, included by the test crates
-//! of `runtime` and `cli`).
+//! of `runtime` and `cli`, and by `bench` for the processes it measures).
 //!
 //! A port from `bind(127.0.0.1:0)` comes from the kernel's ephemeral range, and once the
 //! probe's listener is closed the kernel may hand the same port to an outgoing connection
