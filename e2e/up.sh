@@ -39,7 +39,9 @@ START=$(now)
 RELEASE=causeway
 RELEASE_NS=causeway-system
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
-BIN=$TARGET/debug
+# E2E_BIN_DIR: take causeway and causeway-operator from there and build nothing (e.g. a
+# release build, for bench/operator-scale.sh at 10,000 Bridges).
+BIN=${E2E_BIN_DIR:-$TARGET/debug}
 OPERATOR_TIMEOUT=${E2E_OPERATOR_TIMEOUT:-240}
 hash=$(printf '%s' "$E2E_DIR" | cksum | cut -d' ' -f1)
 
@@ -57,7 +59,7 @@ export E2E_APISERVER_BIND=$NODE_IP
 # shellcheck source=/dev/null
 source "$E2E_DIR/env.sh"
 
-if [[ ${E2E_SKIP_BUILD:-0} != 1 ]]; then
+if [[ ${E2E_SKIP_BUILD:-0} != 1 && -z ${E2E_BIN_DIR:-} ]]; then
   t=$(now)
   # The packages and targets of `make unit` (so its feature resolution, dev-dependencies
   # included): after it, only the operator's binary is new. A plain `cargo build --bin …`
