@@ -226,20 +226,9 @@ pub async fn reconcile_plugin(plugin: Arc<Plugin>, ctx: Arc<Context>) -> Result<
             .unwrap_or_default();
         announce(&ctx, plugin.as_ref(), old, &status.conditions).await;
     }
-    Ok(requeue_for(&ctx, &status.conditions))
-}
-
-/// Poll while a worker is still catching up; otherwise wait for a change (the pool
-/// controller wakes its objects whenever what it observed changes).
-fn requeue_for(ctx: &Context, conditions: &[Condition]) -> Action {
-    let pending = conditions
-        .iter()
-        .any(|c| c.type_ == condition::READY && c.status != "True" && c.reason == reason::PENDING);
-    Action::requeue(if pending {
-        ctx.settings.requeue_pending
-    } else {
-        ctx.settings.requeue_converged
-    })
+    // As a Bridge, a pending Plugin does not poll: every pool of its namespace wakes it
+    // when its observation changes (`Context::wake_dependents`).
+    Ok(Action::requeue(ctx.settings.requeue_converged))
 }
 
 /// One Event per change of the Ready condition (status or reason), and of a Bridge's

@@ -1853,3 +1853,34 @@ async fn a_pending_bridge_waits_for_its_pool_instead_of_polling() {
     assert_eq!(ready_condition(&status), ("False".into(), "Pending".into()));
     assert_eq!(action, Action::requeue(Duration::from_secs(60)));
 }
+
+/// A Plugin waiting for its worker does not poll either: the pools of its namespace wake it
+/// when what they observe changes.
+#[tokio::test]
+async fn a_pending_plugin_waits_for_its_pools_instead_of_polling() {
+    let pl: Plugin = serde_json::from_value(json!({
+        "apiVersion": "causeway.dev/v1alpha1", "kind": "Plugin",
+        "metadata": {"name": "enrich", "namespace": "shop", "uid": "uid-p", "generation": 1},
+        "spec": {"source": {"http": {"url": "http://127.0.0.1:9/p.wasm", "sha256": "a".repeat(64)}}},
+    }))
+    .unwrap();
+    let f = fixture(
+        World {
+            pools: vec![pool("default", json!({}))],
+            plugins: vec![pl],
+            ..World::default()
+        }
+        .with_worker("causeway-default-0", "default", "127.0.0.7"),
+    );
+    let p = f.ctx.stores.pools.state()[0].clone();
+    reconcile_pool(p, f.ctx.clone()).await.unwrap();
+    let pl = f.ctx.stores.plugins.state()[0].clone();
+    f.clear();
+    let action = reconcile_plugin(pl, f.ctx.clone()).await.unwrap();
+    let status = status_of(
+        &f.calls(),
+        "/apis/causeway.dev/v1alpha1/namespaces/shop/plugins/enrich/status",
+    );
+    assert_eq!(ready_condition(&status), ("False".into(), "Pending".into()));
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+}
