@@ -164,31 +164,13 @@ spec:
     );
     let m = manifests(dir.path(), &yaml);
     let (mut w, ids) = start_stalled_and_send(dir.path(), &m, "/hooks/default/handoff", N).await;
-    let c = client();
     // Every event was handed to delivery and called; no attempt is recorded.
     assert_eq!(
         sink.wait_for("/handoff", N, Duration::from_secs(60)).await,
         N
     );
-    for id in &ids {
-        let ev = get_json(&c, &w.admin_url(&format!("/api/v1/events/{id}"))).await;
-        assert_eq!(ev["status"], "pending", "{ev}");
-    }
     assert!(w.log_text().contains("test hook"), "{}", w.log_text());
-    w.kill9();
-
-    w.env.clear();
-    w.spawn();
-    for id in &ids {
-        let ev = wait_status(&c, &w, id, "delivered", Duration::from_secs(60)).await;
-        assert_eq!(ev["status"], "delivered", "{ev}");
-    }
-    // At least once: each was called before the kill and again after.
-    assert!(
-        sink.count("/handoff") >= 2 * N,
-        "{}",
-        sink.count("/handoff")
-    );
+    kill_pending_then_delivered(&mut w, &sink, "/handoff", &ids).await;
 }
 
 /// Issue 15: a step runs right after the ingest commit, its result commits (without an
@@ -230,30 +212,13 @@ spec:
     );
     let m = manifests(dir.path(), &yaml);
     let (mut w, ids) = start_stalled_and_send(dir.path(), &m, "/hooks/default/stepped", N).await;
-    let c = client();
     assert_eq!(
         sink.wait_for("/stepped", N, Duration::from_secs(60)).await,
         N,
         "{}",
         w.log_text()
     );
-    for id in &ids {
-        let ev = get_json(&c, &w.admin_url(&format!("/api/v1/events/{id}"))).await;
-        assert_eq!(ev["status"], "pending", "{ev}");
-    }
-    w.kill9();
-
-    w.env.clear();
-    w.spawn();
-    for id in &ids {
-        let ev = wait_status(&c, &w, id, "delivered", Duration::from_secs(60)).await;
-        assert_eq!(ev["status"], "delivered", "{ev}");
-    }
-    assert!(
-        sink.count("/stepped") >= 2 * N,
-        "{}",
-        sink.count("/stepped")
-    );
+    kill_pending_then_delivered(&mut w, &sink, "/stepped", &ids).await;
     // Every call, before the kill and after, carried the step's body.
     let mut seen = HashSet::new();
     for r in sink.requests("/stepped") {
@@ -262,6 +227,26 @@ spec:
         seen.insert(v["n"].as_u64().unwrap());
     }
     assert_eq!(seen.len(), N);
+}
+
+/// Every event in `ids` is still pending (its attempt made, not recorded); the worker is
+/// SIGKILLed and restarted without the stall, and delivers each again: at least once, so
+/// the sink saw every event before the kill and after.
+async fn kill_pending_then_delivered(w: &mut Worker, sink: &Sink, path: &str, ids: &[String]) {
+    let c = client();
+    for id in ids {
+        let ev = get_json(&c, &w.admin_url(&format!("/api/v1/events/{id}"))).await;
+        assert_eq!(ev["status"], "pending", "{ev}");
+    }
+    w.kill9();
+
+    w.env.clear();
+    w.spawn();
+    for id in ids {
+        let ev = wait_status(&c, w, id, "delivered", Duration::from_secs(60)).await;
+        assert_eq!(ev["status"], "delivered", "{ev}");
+    }
+    assert!(sink.count(path) >= 2 * ids.len(), "{}", sink.count(path));
 }
 
 /// Starts a worker that stalls before recording any attempt

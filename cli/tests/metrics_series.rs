@@ -36,15 +36,7 @@ async fn a_removed_bridges_series_leave_metrics() {
             1
         );
     }
-    let metrics = || async {
-        c.get(w.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || metrics_text(&c, &w);
     let before = metrics().await;
     assert!(before.contains(r#"bridge="default/gone""#), "{before}");
     // The bridge leaves the manifests; the worker reloads.
@@ -169,15 +161,7 @@ async fn per_destination_histograms_are_opt_in() {
     let m = manifests(dir.path(), &bridges(&sink, &names));
     let w = Worker::start(dir.path(), &m, &[]);
     let c = client();
-    let metrics = || async {
-        c.get(w.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || metrics_text(&c, &w);
     let mut delivered = 0;
     let mut deliver_all = async || {
         for b in names {

@@ -428,6 +428,17 @@ pub async fn post(
     )
 }
 
+/// The worker's `/metrics` text.
+pub async fn metrics_text(c: &reqwest::Client, w: &Worker) -> String {
+    c.get(w.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
     c.get(url).send().await.unwrap().json().await.unwrap()
 }
