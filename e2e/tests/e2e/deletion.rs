@@ -413,11 +413,17 @@ async fn s18_a_deleted_bridge_drains_its_queue_then_goes() -> Result<()> {
             .any(|r| String::from_utf8_lossy(&r.body).contains("late")),
         "an event refused with 410 reached the sink"
     );
-    let drained = bridge_events(&client, &ns.name, "leaving", "Drained").await?;
-    ensure!(
-        drained.iter().any(|(t, _)| t == "Normal"),
-        "a Normal Drained event: {drained:?}"
-    );
+    // The operator publishes the Event right after it lets the Bridge go, so the
+    // Bridge can be gone a moment before its Event is there.
+    eventually(
+        "a Normal Drained event",
+        Duration::from_secs(30),
+        || async {
+            let drained = bridge_events(&client, &ns.name, "leaving", "Drained").await?;
+            Ok(drained.iter().any(|(t, _)| t == "Normal").then_some(()))
+        },
+    )
+    .await?;
     ensure!(
         bridge_events(&client, &ns.name, "leaving", "DrainTimedOut")
             .await?
@@ -523,8 +529,11 @@ async fn s18_policy_discard_deletes_at_once() -> Result<()> {
         bridge_now(&client, &ns.name, "dropped").await?.is_none(),
         "the Bridge is gone"
     );
-    let discarded = bridge_events(&client, &ns.name, "dropped", "Discarded").await?;
-    ensure!(!discarded.is_empty(), "a Discarded event");
+    eventually("a Discarded event", Duration::from_secs(30), || async {
+        let discarded = bridge_events(&client, &ns.name, "dropped", "Discarded").await?;
+        Ok((!discarded.is_empty()).then_some(()))
+    })
+    .await?;
     ensure!(
         bridge_now(&client, &ns.name, "dropped").await?.is_none()
             && bridge_events(&client, &ns.name, "dropped", "Draining")
