@@ -85,6 +85,11 @@ const EVENTS_BY_WEBHOOK_ID: TableDefinition<(&str, u128), ()> =
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENT_INDEX_KEY: &str = "event_index";
 const EVENT_INDEX_VERSION: u64 = 1;
+/// The newest record encoding the file may hold (`codec.rs`): 2 is binary events, jobs and
+/// attempts beside the JSON of earlier versions. A worker that finds a higher one refuses
+/// to open the file rather than take records it cannot read for corrupt ones.
+const RECORD_FORMAT_KEY: &str = "record_format";
+const RECORD_FORMAT: u64 = 2;
 
 /// Optional instrumentation of group commits.
 #[derive(Clone)]
@@ -273,6 +278,7 @@ impl EmbeddedStore {
             tx.open_table(KV_USAGE).map_err(eng("open"))?;
             tx.open_table(SUBSCRIPTIONS).map_err(eng("open"))?;
         }
+        check_record_format(&tx, &path)?;
         let built = build_event_index(&tx)?;
         tx.commit().map_err(eng("open"))?;
         if let Some(n) = built {
@@ -712,12 +718,43 @@ fn compact(db: &RwLock<Option<Database>>) -> Result<bool, StoreError> {
 
 // ------------------------------------------------------------------ records
 
-fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(v).map_err(eng("encode"))
+/// A record as the embedded store writes it: events, jobs and attempts in the binary
+/// encoding of `codec.rs` (JSON ones written by earlier versions still read), the rarely
+/// written rest as JSON.
+trait Stored: serde::Serialize + serde::de::DeserializeOwned {
+    fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(self).map_err(eng("encode"))
+    }
+    fn from_bytes(table: &'static str, b: &[u8]) -> Result<Self, StoreError> {
+        serde_json::from_slice(b).map_err(corrupt(table))
+    }
 }
 
-fn dec<T: serde::de::DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(b).map_err(corrupt(table))
+macro_rules! stored_binary {
+    ($($t:ty),*) => {$(
+        impl Stored for $t {
+            fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
+                Ok(super::codec::encode(self))
+            }
+            fn from_bytes(table: &'static str, b: &[u8]) -> Result<Self, StoreError> {
+                match super::codec::decode(b) {
+                    Some(res) => res.map_err(corrupt(table)),
+                    None => serde_json::from_slice(b).map_err(corrupt(table)),
+                }
+            }
+        }
+    )*};
+}
+stored_binary!(EventRecord, JobRecord, AttemptRecord);
+impl Stored for BreakerState {}
+impl Stored for SubscriptionRecord {}
+
+fn enc<T: Stored>(v: &T) -> Result<Vec<u8>, StoreError> {
+    v.to_bytes()
+}
+
+fn dec<T: Stored>(table: &'static str, b: &[u8]) -> Result<T, StoreError> {
+    T::from_bytes(table, b)
 }
 
 fn job_range(event: u128) -> std::ops::RangeInclusive<(u128, u32)> {
@@ -835,46 +872,82 @@ fn index_event(
     old: Option<&EventRecord>,
     new: Option<&EventRecord>,
 ) -> Result<(), StoreError> {
-    if let (Some(o), Some(n)) = (old, new)
-        && o.id == n.id
-        && o.status == n.status
-        && o.bridge == n.bridge
-        && o.webhook_id() == n.webhook_id()
-    {
-        return Ok(());
-    }
-    let mut by_bridge = tx.open_table(EVENTS_BY_BRIDGE).map_err(eng("index"))?;
-    let mut by_status = tx.open_table(EVENTS_BY_STATUS).map_err(eng("index"))?;
-    let mut by_both = tx
-        .open_table(EVENTS_BY_BRIDGE_STATUS)
-        .map_err(eng("index"))?;
-    let mut by_webhook = tx.open_table(EVENTS_BY_WEBHOOK_ID).map_err(eng("index"))?;
-    if let Some(o) = old {
-        let id = o.id.as_u128();
-        let st = status_key(o.status);
-        by_bridge
-            .remove((o.bridge.as_str(), id))
-            .map_err(eng("index"))?;
-        by_status.remove((st, id)).map_err(eng("index"))?;
-        by_both
-            .remove((o.bridge.as_str(), st, id))
-            .map_err(eng("index"))?;
-        if let Some(w) = o.webhook_id() {
-            by_webhook.remove((w, id)).map_err(eng("index"))?;
+    index_keys(tx, old.map(IndexKeys::of), new.map(IndexKeys::of))
+}
+
+/// What the events indexes key an event by.
+#[derive(Clone, Copy, PartialEq)]
+struct IndexKeys<'a> {
+    id: u128,
+    bridge: &'a str,
+    status: u8,
+    webhook: Option<&'a str>,
+}
+
+impl<'a> IndexKeys<'a> {
+    fn of(r: &'a EventRecord) -> IndexKeys<'a> {
+        IndexKeys {
+            id: r.id.as_u128(),
+            bridge: &r.bridge,
+            status: status_key(r.status),
+            webhook: r.webhook_id(),
         }
     }
-    if let Some(n) = new {
-        let id = n.id.as_u128();
-        let st = status_key(n.status);
-        by_bridge
-            .insert((n.bridge.as_str(), id), ())
+}
+
+/// [`index_event`] on the keys alone. Each index is touched only when its key changes: a
+/// delivered event changes its status, not its bridge or webhook id, so it rewrites two
+/// entries, not four.
+fn index_keys<'a>(
+    tx: &WriteTransaction,
+    old: Option<IndexKeys<'a>>,
+    new: Option<IndexKeys<'a>>,
+) -> Result<(), StoreError> {
+    if old == new {
+        return Ok(());
+    }
+    let bridge = |k: IndexKeys<'a>| (k.bridge, k.id);
+    if old.map(bridge) != new.map(bridge) {
+        let mut t = tx.open_table(EVENTS_BY_BRIDGE).map_err(eng("index"))?;
+        if let Some(k) = old {
+            t.remove((k.bridge, k.id)).map_err(eng("index"))?;
+        }
+        if let Some(k) = new {
+            t.insert((k.bridge, k.id), ()).map_err(eng("index"))?;
+        }
+    }
+    let status = |k: IndexKeys<'a>| (k.status, k.id);
+    if old.map(status) != new.map(status) {
+        let mut t = tx.open_table(EVENTS_BY_STATUS).map_err(eng("index"))?;
+        if let Some(k) = old {
+            t.remove((k.status, k.id)).map_err(eng("index"))?;
+        }
+        if let Some(k) = new {
+            t.insert((k.status, k.id), ()).map_err(eng("index"))?;
+        }
+    }
+    let both = |k: IndexKeys<'a>| (k.bridge, k.status, k.id);
+    if old.map(both) != new.map(both) {
+        let mut t = tx
+            .open_table(EVENTS_BY_BRIDGE_STATUS)
             .map_err(eng("index"))?;
-        by_status.insert((st, id), ()).map_err(eng("index"))?;
-        by_both
-            .insert((n.bridge.as_str(), st, id), ())
-            .map_err(eng("index"))?;
-        if let Some(w) = n.webhook_id() {
-            by_webhook.insert((w, id), ()).map_err(eng("index"))?;
+        if let Some(k) = old {
+            t.remove((k.bridge, k.status, k.id)).map_err(eng("index"))?;
+        }
+        if let Some(k) = new {
+            t.insert((k.bridge, k.status, k.id), ())
+                .map_err(eng("index"))?;
+        }
+    }
+    let hook = |k: IndexKeys<'a>| k.webhook.map(|w| (w, k.id));
+    let (old_hook, new_hook) = (old.and_then(hook), new.and_then(hook));
+    if old_hook != new_hook {
+        let mut t = tx.open_table(EVENTS_BY_WEBHOOK_ID).map_err(eng("index"))?;
+        if let Some(k) = old_hook {
+            t.remove(k).map_err(eng("index"))?;
+        }
+        if let Some(k) = new_hook {
+            t.insert(k, ()).map_err(eng("index"))?;
         }
     }
     Ok(())
@@ -893,6 +966,30 @@ fn put_event(
         .map_err(eng("events"))?
         .and_then(|v| dec::<EventRecord>("events", v.value()).ok());
     index_event(tx, old.as_ref(), Some(rec))
+}
+
+/// Refuse a file written by a newer worker ([`RECORD_FORMAT`]); mark an older one as
+/// holding this version's records from now on.
+fn check_record_format(tx: &WriteTransaction, path: &Path) -> Result<(), StoreError> {
+    let mut meta = tx.open_table(META).map_err(eng("open"))?;
+    let found = meta
+        .get(RECORD_FORMAT_KEY)
+        .map_err(eng("open"))?
+        .map(|v| v.value());
+    match found {
+        Some(v) if v > RECORD_FORMAT => Err(StoreError::Open {
+            path: path.display().to_string(),
+            message: format!(
+                "written by a newer worker (record format {v}; this one reads up to {RECORD_FORMAT}): run that version, or move the data with `causeway store export` and `causeway store import`"
+            ),
+        }),
+        Some(v) if v == RECORD_FORMAT => Ok(()),
+        _ => {
+            meta.insert(RECORD_FORMAT_KEY, RECORD_FORMAT)
+                .map_err(eng("open"))?;
+            Ok(())
+        }
+    }
 }
 
 /// Build the events indexes from [`EVENTS`] when the file has none yet (written before
@@ -963,13 +1060,19 @@ fn refresh_event(
         status_from_jobs(&list, rec.status)
     };
     if status != rec.status || reason.is_some() {
+        let was = status_key(rec.status);
         rec.status = status;
         if reason.is_some() {
             rec.reason = reason;
         } else if status == EventStatus::Delivered {
             rec.reason = None;
         }
-        put_event(tx, &mut events, &rec)?;
+        // Only the status moved: the indexes follow it without decoding the old record.
+        events
+            .insert(event, enc(&rec)?.as_slice())
+            .map_err(eng("events"))?;
+        let new = IndexKeys::of(&rec);
+        index_keys(tx, Some(IndexKeys { status: was, ..new }), Some(new))?;
     }
     Ok(())
 }
@@ -2535,6 +2638,93 @@ mod tests {
             false
         });
         (f, n)
+    }
+
+    /// Opens the file behind a closed store (its writer thread lets go of it a moment
+    /// after the last handle drops).
+    fn reopen_raw(path: &Path) -> Database {
+        for _ in 0..200 {
+            if let Ok(db) = open_db(path) {
+                return db;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{} stayed locked after its store closed", path.display());
+    }
+
+    /// Issue 15: events, jobs and attempts are written in the binary encoding (its version
+    /// byte first), the file says so, and a file from a newer worker is refused with the
+    /// way out instead of having its records taken for corrupt ones.
+    #[test]
+    fn records_are_binary_and_a_newer_files_format_is_refused() {
+        use crate::store::contract::new_event;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.redb");
+        {
+            let store = EmbeddedStore::open(dir.path(), None).unwrap();
+            let id = block(store.append(new_event("ns/b", 1_000, &["d"])))
+                .unwrap()
+                .id;
+            block(store.finish_attempt(JobUpdate {
+                job: JobKey {
+                    event: id,
+                    index: 0,
+                },
+                attempt: Some(AttemptRecord {
+                    at_ms: 1_100,
+                    duration_ms: 3,
+                    status_code: Some(200),
+                    response: "ok".into(),
+                    error: None,
+                    trace: None,
+                }),
+                next: Next::Delivered,
+            }))
+            .unwrap();
+            block(store.flush()).unwrap();
+        }
+        {
+            let db = reopen_raw(&path);
+            let tx = db.begin_read().unwrap();
+            let first = |t: TableDefinition<u128, &[u8]>| {
+                let t = tx.open_table(t).unwrap();
+                let (_, v) = t.first().unwrap().expect("a row");
+                v.value()[0]
+            };
+            assert_eq!(first(EVENTS), super::super::codec::BINARY_V1);
+            let jobs = tx.open_table(JOBS).unwrap();
+            assert_eq!(jobs.first().unwrap().unwrap().1.value()[0], 1);
+            let attempts = tx.open_table(ATTEMPTS).unwrap();
+            assert_eq!(attempts.first().unwrap().unwrap().1.value()[0], 1);
+            let meta = tx.open_table(META).unwrap();
+            assert_eq!(
+                meta.get(RECORD_FORMAT_KEY).unwrap().map(|v| v.value()),
+                Some(RECORD_FORMAT)
+            );
+            drop((meta, jobs, attempts, tx));
+            let w = db.begin_write().unwrap();
+            w.open_table(META)
+                .unwrap()
+                .insert(RECORD_FORMAT_KEY, RECORD_FORMAT + 1)
+                .unwrap();
+            w.commit().unwrap();
+        }
+        let err = match EmbeddedStore::open(dir.path(), None) {
+            Ok(_) => panic!("a file of a newer record format opened"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("newer worker") && err.contains("store export"),
+            "{err}"
+        );
+        // Refused before anything was written: the file still says the newer format.
+        let db = reopen_raw(&path);
+        let tx = db.begin_read().unwrap();
+        let meta = tx.open_table(META).unwrap();
+        assert_eq!(
+            meta.get(RECORD_FORMAT_KEY).unwrap().map(|v| v.value()),
+            Some(RECORD_FORMAT + 1)
+        );
     }
 
     /// Issue 15: the scheduler's queue is in memory. A claim takes jobs out of the walk (a

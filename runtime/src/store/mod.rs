@@ -11,6 +11,7 @@
 //! (built for tests, or with the `store-contract` feature); `tests/store_contract.rs` runs
 //! it on the embedded store.
 
+mod codec;
 #[cfg(any(test, feature = "store-contract"))]
 pub mod contract;
 pub mod embedded;
