@@ -121,16 +121,6 @@ async fn wait_report(
     }
 }
 
-async fn metrics(c: &reqwest::Client, w: &Worker) -> String {
-    c.get(w.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 async fn send(c: &reqwest::Client, w: &Worker, i: usize) -> String {
     let (s, v) = post(
         c,
@@ -194,7 +184,7 @@ async fn the_breaker_opens_probes_once_reopens_survives_a_restart_and_closes() {
         (Some("open"), Some(false)),
         "{d:#}"
     );
-    let text = metrics(&c, &w).await;
+    let text = metrics_text(&c, &w).await;
     assert!(
         text.contains(
             "causeway_destination_breaker_state{bridge=\"default/cb\",destination=\"out\"} 1"
@@ -272,7 +262,7 @@ async fn the_breaker_opens_probes_once_reopens_survives_a_restart_and_closes() {
     }
     let d = wait_report(&c, &w, "out", |d| d.get("breaker").is_none()).await;
     assert_eq!(d["paused"], false);
-    let text = metrics(&c, &w).await;
+    let text = metrics_text(&c, &w).await;
     assert!(
         text.contains(
             "causeway_destination_breaker_state{bridge=\"default/cb\",destination=\"out\"} 0"
@@ -306,7 +296,7 @@ async fn the_breaker_opens_probes_once_reopens_survives_a_restart_and_closes() {
     std::fs::write(m.join("bridges.yaml"), manifest(&sink, &renamed)).unwrap();
     let deadline = Instant::now() + WAIT;
     loop {
-        let text = metrics(&c, &w).await;
+        let text = metrics_text(&c, &w).await;
         let left: Vec<&str> = text
             .lines()
             .filter(|l| {
@@ -365,7 +355,7 @@ async fn failing_for_disable_after_disables_the_destination_until_resumed() {
         list["bridges"][0]["destinations"][0]["pausedReason"], "Disabled",
         "{list:#}"
     );
-    let text = metrics(&c, &w).await;
+    let text = metrics_text(&c, &w).await;
     assert!(
         text.contains("causeway_destination_paused{bridge=\"default/cb\",destination=\"down\"} 1"),
         "{text}"

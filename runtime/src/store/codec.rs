@@ -84,14 +84,18 @@ impl Writer {
         self.u32(s.len() as u32);
         self.0.extend_from_slice(s.as_bytes());
     }
-    fn opt_str(&mut self, s: Option<&str>) {
-        match s {
+    /// A presence byte, then the value when there is one.
+    fn opt<T>(&mut self, v: Option<T>, write: impl FnOnce(&mut Self, T)) {
+        match v {
             None => self.u8(0),
-            Some(s) => {
+            Some(v) => {
                 self.u8(1);
-                self.str(s);
+                write(self, v);
             }
         }
+    }
+    fn opt_str(&mut self, s: Option<&str>) {
+        self.opt(s, Self::str);
     }
 }
 
@@ -146,12 +150,16 @@ impl<'a> Reader<'a> {
             .map(str::to_string)
             .map_err(|e| format!("a string is not UTF-8: {e}"))
     }
-    fn opt_str(&mut self) -> Result<Option<String>, Bad> {
+    /// What [`Writer::opt`] wrote.
+    fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> Result<T, Bad>) -> Result<Option<T>, Bad> {
         Ok(if self.bool()? {
-            Some(self.str()?)
+            Some(read(self)?)
         } else {
             None
         })
+    }
+    fn opt_str(&mut self) -> Result<Option<String>, Bad> {
+        self.opt(Self::str)
     }
     /// A count of items, each at least `min` bytes long: a corrupt count fails here
     /// instead of allocating for it.
@@ -250,27 +258,17 @@ impl Binary for EventRecord {
         w.u8(event_status(self.status));
         w.opt_str(self.reason.as_deref());
         w.u64(self.body_bytes);
-        match &self.parent {
-            None => w.u8(0),
-            Some(p) => {
-                w.u8(1);
-                w.uuid(p);
-            }
-        }
+        w.opt(self.parent.as_ref(), Writer::uuid);
         w.u32(self.children.len() as u32);
         for c in &self.children {
             w.uuid(c);
         }
-        match &self.trace {
-            None => w.u8(0),
-            Some(t) => {
-                w.u8(1);
-                w.u128(t.trace_id.0);
-                w.u64(t.span_id.0);
-                w.bool(t.sampled);
-                w.opt_str(t.state.as_deref());
-            }
-        }
+        w.opt(self.trace.as_ref(), |w, t| {
+            w.u128(t.trace_id.0);
+            w.u64(t.span_id.0);
+            w.bool(t.sampled);
+            w.opt_str(t.state.as_deref());
+        });
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, Bad> {
         let id = r.uuid()?;
@@ -286,22 +284,20 @@ impl Binary for EventRecord {
         let status = read_event_status(r.u8()?)?;
         let reason = r.opt_str()?;
         let body_bytes = r.u64()?;
-        let parent = if r.bool()? { Some(r.uuid()?) } else { None };
+        let parent = r.opt(Reader::uuid)?;
         let n = r.count(16)?;
         let mut children = Vec::with_capacity(n);
         for _ in 0..n {
             children.push(r.uuid()?);
         }
-        let trace = if r.bool()? {
-            Some(TraceContext {
+        let trace = r.opt(|r| {
+            Ok(TraceContext {
                 trace_id: TraceId(r.u128()?),
                 span_id: SpanId(r.u64()?),
                 sampled: r.bool()?,
                 state: r.opt_str()?,
             })
-        } else {
-            None
-        };
+        })?;
         Ok(EventRecord {
             id,
             bridge,
@@ -323,39 +319,27 @@ impl Binary for AttemptRecord {
     fn write(&self, w: &mut Writer) {
         w.u64(self.at_ms);
         w.u64(self.duration_ms);
-        match self.status_code {
-            None => w.u8(0),
-            Some(c) => {
-                w.u8(1);
-                w.u16(c);
-            }
-        }
+        w.opt(self.status_code, Writer::u16);
         w.str(&self.response);
         w.opt_str(self.error.as_deref());
-        match &self.trace {
-            None => w.u8(0),
-            Some(s) => {
-                w.u8(1);
-                w.u128(s.trace_id.0);
-                w.u64(s.span_id.0);
-            }
-        }
+        w.opt(self.trace.as_ref(), |w, s| {
+            w.u128(s.trace_id.0);
+            w.u64(s.span_id.0);
+        });
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, Bad> {
         Ok(AttemptRecord {
             at_ms: r.u64()?,
             duration_ms: r.u64()?,
-            status_code: if r.bool()? { Some(r.u16()?) } else { None },
+            status_code: r.opt(Reader::u16)?,
             response: r.str()?,
             error: r.opt_str()?,
-            trace: if r.bool()? {
-                Some(SpanRef {
+            trace: r.opt(|r| {
+                Ok(SpanRef {
                     trace_id: TraceId(r.u128()?),
                     span_id: SpanId(r.u64()?),
                 })
-            } else {
-                None
-            },
+            })?,
         })
     }
 }

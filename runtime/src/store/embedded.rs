@@ -906,49 +906,52 @@ fn index_keys<'a>(
     if old == new {
         return Ok(());
     }
-    let bridge = |k: IndexKeys<'a>| (k.bridge, k.id);
-    if old.map(bridge) != new.map(bridge) {
-        let mut t = tx.open_table(EVENTS_BY_BRIDGE).map_err(eng("index"))?;
-        if let Some(k) = old {
-            t.remove((k.bridge, k.id)).map_err(eng("index"))?;
-        }
-        if let Some(k) = new {
-            t.insert((k.bridge, k.id), ()).map_err(eng("index"))?;
-        }
+    move_entry(
+        tx,
+        EVENTS_BY_BRIDGE,
+        old.map(|k| (k.bridge, k.id)),
+        new.map(|k| (k.bridge, k.id)),
+    )?;
+    move_entry(
+        tx,
+        EVENTS_BY_STATUS,
+        old.map(|k| (k.status, k.id)),
+        new.map(|k| (k.status, k.id)),
+    )?;
+    move_entry(
+        tx,
+        EVENTS_BY_BRIDGE_STATUS,
+        old.map(|k| (k.bridge, k.status, k.id)),
+        new.map(|k| (k.bridge, k.status, k.id)),
+    )?;
+    move_entry(
+        tx,
+        EVENTS_BY_WEBHOOK_ID,
+        old.and_then(|k| k.webhook.map(|w| (w, k.id))),
+        new.and_then(|k| k.webhook.map(|w| (w, k.id))),
+    )
+}
+
+/// Move one key-only index entry from `old` to `new` (None: absent), opening the table
+/// only when the key changed.
+fn move_entry<'k, K: redb::Key + 'static>(
+    tx: &WriteTransaction,
+    table: TableDefinition<K, ()>,
+    old: Option<K::SelfType<'k>>,
+    new: Option<K::SelfType<'k>>,
+) -> Result<(), StoreError>
+where
+    K::SelfType<'k>: PartialEq,
+{
+    if old == new {
+        return Ok(());
     }
-    let status = |k: IndexKeys<'a>| (k.status, k.id);
-    if old.map(status) != new.map(status) {
-        let mut t = tx.open_table(EVENTS_BY_STATUS).map_err(eng("index"))?;
-        if let Some(k) = old {
-            t.remove((k.status, k.id)).map_err(eng("index"))?;
-        }
-        if let Some(k) = new {
-            t.insert((k.status, k.id), ()).map_err(eng("index"))?;
-        }
+    let mut t = tx.open_table(table).map_err(eng("index"))?;
+    if let Some(k) = old {
+        t.remove(k).map_err(eng("index"))?;
     }
-    let both = |k: IndexKeys<'a>| (k.bridge, k.status, k.id);
-    if old.map(both) != new.map(both) {
-        let mut t = tx
-            .open_table(EVENTS_BY_BRIDGE_STATUS)
-            .map_err(eng("index"))?;
-        if let Some(k) = old {
-            t.remove((k.bridge, k.status, k.id)).map_err(eng("index"))?;
-        }
-        if let Some(k) = new {
-            t.insert((k.bridge, k.status, k.id), ())
-                .map_err(eng("index"))?;
-        }
-    }
-    let hook = |k: IndexKeys<'a>| k.webhook.map(|w| (w, k.id));
-    let (old_hook, new_hook) = (old.and_then(hook), new.and_then(hook));
-    if old_hook != new_hook {
-        let mut t = tx.open_table(EVENTS_BY_WEBHOOK_ID).map_err(eng("index"))?;
-        if let Some(k) = old_hook {
-            t.remove(k).map_err(eng("index"))?;
-        }
-        if let Some(k) = new_hook {
-            t.insert(k, ()).map_err(eng("index"))?;
-        }
+    if let Some(k) = new {
+        t.insert(k, ()).map_err(eng("index"))?;
     }
     Ok(())
 }
