@@ -18,7 +18,7 @@
 //! (a store under steady ingest is not compacted: its freed pages are reused instead, and
 //! the file stays where it is).
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
+    TableHandle, WriteTransaction,
 };
 use tokio::sync::oneshot;
 
@@ -100,32 +100,122 @@ pub struct StoreMetrics {
 
 /// A write transaction with what it changes in memory ([`Change`]): the writer applies
 /// the changes after the commit and drops them with an aborted transaction.
-pub(crate) struct Txn {
-    tx: WriteTransaction,
+///
+/// Tables are opened through [`Txn::table`], at most once per transaction: a group commit
+/// of hundreds of writes opens each table once and shares it between them (redb refuses a
+/// table opened twice at a time, and opening and closing one per write cost about as much
+/// as the write's rows).
+pub(crate) struct Txn<'a> {
+    tx: &'a WriteTransaction,
+    tables: Tables<'a>,
     changes: RefCell<Vec<Change>>,
 }
 
-impl Txn {
-    fn new(tx: WriteTransaction) -> Txn {
+impl<'a> Txn<'a> {
+    fn new(tx: &'a WriteTransaction) -> Txn<'a> {
         Txn {
             tx,
+            tables: Tables::default(),
             changes: RefCell::new(Vec::new()),
         }
     }
     fn note(&self, c: Change) {
         self.changes.borrow_mut().push(c);
     }
-}
-
-impl std::ops::Deref for Txn {
-    type Target = WriteTransaction;
-    fn deref(&self) -> &WriteTransaction {
-        &self.tx
+    /// Closes the tables (before the commit) and gives what memory should follow.
+    fn into_changes(self) -> Vec<Change> {
+        let Txn {
+            tables, changes, ..
+        } = self;
+        drop(tables);
+        changes.into_inner()
+    }
+    /// The table, opened on first use. Borrowed while the guard lives: a second borrow of
+    /// the same table meanwhile is an error, as a second `open_table` is in redb.
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> Result<RefMut<'_, Table<'a, K, V>>, StoreError>
+    where
+        Tables<'a>: Cached<'a, K, V>,
+    {
+        let (cell, op) = self
+            .tables
+            .slot(def.name())
+            .ok_or_else(|| StoreError::Engine {
+                op: "open",
+                message: format!("table {} is not one of the store's", def.name()),
+            })?;
+        let mut slot = cell.try_borrow_mut().map_err(|_| StoreError::Engine {
+            op,
+            message: format!("table {} is already in use in this write", def.name()),
+        })?;
+        if slot.is_none() {
+            *slot = Some(self.tx.open_table(def).map_err(eng(op))?);
+        }
+        Ok(RefMut::map(slot, |t| t.as_mut().expect("opened above")))
+    }
+    /// Deletes a table that is not open in this transaction (the events indexes, when they
+    /// are rebuilt on open).
+    fn delete_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> Result<(), StoreError> {
+        self.tx.delete_table(def).map_err(eng("open"))?;
+        Ok(())
     }
 }
 
+/// A table of one key and value type, found by name among the open ones of a transaction.
+trait Cached<'a, K: redb::Key + 'static, V: redb::Value + 'static> {
+    #[allow(clippy::type_complexity)]
+    fn slot(&self, name: &str) -> Option<(&RefCell<Option<Table<'a, K, V>>>, &'static str)>;
+}
+
+macro_rules! tables {
+    ($($k:ty, $v:ty => { $($def:ident: $field:ident),+ $(,)? })+) => {
+        /// The tables a write transaction opened ([`Txn::table`]).
+        #[derive(Default)]
+        pub(crate) struct Tables<'a> {
+            $($($field: RefCell<Option<Table<'a, $k, $v>>>,)+)+
+        }
+        $(
+            impl<'a> Cached<'a, $k, $v> for Tables<'a> {
+                fn slot(&self, name: &str) -> Option<(&RefCell<Option<Table<'a, $k, $v>>>, &'static str)> {
+                    $(if name == $def.name() {
+                        return Some((&self.$field, stringify!($field)));
+                    })+
+                    None
+                }
+            }
+        )+
+    };
+}
+
+tables! {
+    u128, &'static [u8] => { EVENTS: events, BODIES: bodies }
+    (u128, u32), &'static [u8] => { JOBS: jobs }
+    (u64, u128, u32), () => { DUE: due }
+    (u128, u32, u32), &'static [u8] => { ATTEMPTS: attempts }
+    (&'static str, &'static str), (u128, u64) => { IDEM: idempotency }
+    (&'static str, &'static str), u64 => { PAUSED: paused }
+    (&'static str, &'static str), &'static [u8] => {
+        BREAKERS: breakers,
+        KV: keyvalue,
+        SUBSCRIPTIONS: subscriptions,
+    }
+    (u128, u32), u64 => { QUARANTINE: quarantine }
+    &'static str, u64 => { KV_USAGE: keyvalue_usage, META: meta }
+    (&'static str, u128), () => {
+        EVENTS_BY_BRIDGE: events_by_bridge,
+        EVENTS_BY_WEBHOOK_ID: events_by_webhook_id,
+    }
+    (u8, u128), () => { EVENTS_BY_STATUS: events_by_status }
+    (&'static str, u8, u128), () => { EVENTS_BY_BRIDGE_STATUS: events_by_bridge_status }
+}
+
 trait WriteOp: Send {
-    fn apply(&mut self, tx: &Txn) -> Result<(), StoreError>;
+    fn apply(&mut self, tx: &Txn<'_>) -> Result<(), StoreError>;
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
     /// Whether the caller waits for the write to be on disk; a batch of writes that do not
     /// commits without fsync and becomes durable with the next one that does.
@@ -139,8 +229,8 @@ struct Op<T, F> {
     durable: bool,
 }
 
-impl<T: Send, F: FnMut(&Txn) -> Result<T, StoreError> + Send> WriteOp for Op<T, F> {
-    fn apply(&mut self, tx: &Txn) -> Result<(), StoreError> {
+impl<T: Send, F: FnMut(&Txn<'_>) -> Result<T, StoreError> + Send> WriteOp for Op<T, F> {
+    fn apply(&mut self, tx: &Txn<'_>) -> Result<(), StoreError> {
         self.out = Some((self.f)(tx)?);
         Ok(())
     }
@@ -278,8 +368,13 @@ impl EmbeddedStore {
             tx.open_table(KV_USAGE).map_err(eng("open"))?;
             tx.open_table(SUBSCRIPTIONS).map_err(eng("open"))?;
         }
-        check_record_format(&tx, &path)?;
-        let built = build_event_index(&tx)?;
+        let built = {
+            let txn = Txn::new(&tx);
+            check_record_format(&txn, &path)?;
+            let built = build_event_index(&txn)?;
+            txn.into_changes();
+            built
+        };
         tx.commit().map_err(eng("open"))?;
         if let Some(n) = built {
             tracing::info!(path = %path.display(), events = n, "store: built the events index of a store written before it");
@@ -334,7 +429,7 @@ impl EmbeddedStore {
     fn write<T, F>(&self, f: F) -> StoreFuture<T>
     where
         T: Send + 'static,
-        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&Txn<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.write_as(true, f)
     }
@@ -346,7 +441,7 @@ impl EmbeddedStore {
     fn write_lazy<T, F>(&self, f: F) -> StoreFuture<T>
     where
         T: Send + 'static,
-        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&Txn<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.write_as(false, f)
     }
@@ -354,7 +449,7 @@ impl EmbeddedStore {
     fn write_as<T, F>(&self, durable: bool, f: F) -> StoreFuture<T>
     where
         T: Send + 'static,
-        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&Txn<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.inner.last_write_ms.store(now_ms(), Ordering::Relaxed);
         self.enqueue(durable, f)
@@ -365,7 +460,7 @@ impl EmbeddedStore {
     fn write_background<T, F>(&self, f: F) -> StoreFuture<T>
     where
         T: Send + 'static,
-        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&Txn<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.enqueue(true, f)
     }
@@ -373,7 +468,7 @@ impl EmbeddedStore {
     fn enqueue<T, F>(&self, durable: bool, f: F) -> StoreFuture<T>
     where
         T: Send + 'static,
-        F: FnMut(&Txn) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&Txn<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let sent = self.inner.tx.send(Msg::Write(Box::new(Op {
@@ -598,26 +693,33 @@ struct Committed {
 }
 
 /// Begins a transaction durable or not.
-fn begin(db: &Database, durable: bool) -> Result<Txn, StoreError> {
+fn begin(db: &Database, durable: bool) -> Result<WriteTransaction, StoreError> {
     let mut tx = db.begin_write().map_err(eng("begin"))?;
     if !durable {
         tx.set_durability(redb::Durability::None)
             .map_err(eng("begin"))?;
     }
-    Ok(Txn::new(tx))
+    Ok(tx)
 }
 
-/// Commits `tx`, then lets memory follow what it changed.
-fn commit(tx: Txn, mem: &Mutex<Memory>) -> Result<(), StoreError> {
-    let Txn { tx, changes } = tx;
-    tx.commit().map_err(eng("commit"))?;
-    crate::sync::lock(mem).apply(changes.into_inner());
-    Ok(())
-}
-
-fn abort(tx: Txn) {
-    let Txn { tx, .. } = tx;
-    let _ = tx.abort();
+/// Runs `ops` in one transaction and commits it (then lets memory follow what it
+/// changed): the commit's result, or `Err` when an op failed and the transaction was
+/// aborted.
+fn apply_and_commit(
+    tx: WriteTransaction,
+    ops: &mut [Box<dyn WriteOp>],
+    mem: &Mutex<Memory>,
+) -> Result<Result<(), StoreError>, StoreError> {
+    let txn = Txn::new(&tx);
+    let applied = ops.iter_mut().try_for_each(|op| op.apply(&txn));
+    let changes = txn.into_changes();
+    if let Err(e) = applied {
+        let _ = tx.abort();
+        return Err(e);
+    }
+    Ok(tx.commit().map_err(eng("commit")).map(|()| {
+        crate::sync::lock(mem).apply(changes);
+    }))
 }
 
 /// Commits a batch: with fsync when any of its writes needs it, without otherwise.
@@ -654,9 +756,7 @@ fn commit_batch(
             return out;
         }
     };
-    let all_ok = batch.iter_mut().all(|op| op.apply(&tx).is_ok());
-    if all_ok {
-        let res = commit(tx, mem);
+    if let Ok(res) = apply_and_commit(tx, &mut batch, mem) {
         out.io_error = res.as_ref().err().is_some_and(is_io_error);
         if res.is_ok() {
             out.synced = durable;
@@ -667,16 +767,11 @@ fn commit_batch(
         }
         return out;
     }
-    abort(tx);
     // One failed: run each alone so that the others still commit.
     for mut op in batch {
         let durable = op.durable();
-        let res = begin(db, durable).and_then(|tx| match op.apply(&tx) {
-            Ok(()) => commit(tx, mem),
-            Err(e) => {
-                abort(tx);
-                Err(e)
-            }
+        let res = begin(db, durable).and_then(|tx| {
+            apply_and_commit(tx, std::slice::from_mut(&mut op), mem).and_then(|r| r)
         });
         out.io_error |= res.as_ref().err().is_some_and(is_io_error);
         if res.is_ok() {
@@ -868,7 +963,7 @@ fn status_key(s: EventStatus) -> u8 {
 /// Keep the events indexes in step with one record: `old` is what [`EVENTS`] held for it,
 /// `new` what it holds now (None: deleted).
 fn index_event(
-    tx: &WriteTransaction,
+    tx: &Txn<'_>,
     old: Option<&EventRecord>,
     new: Option<&EventRecord>,
 ) -> Result<(), StoreError> {
@@ -899,7 +994,7 @@ impl<'a> IndexKeys<'a> {
 /// delivered event changes its status, not its bridge or webhook id, so it rewrites two
 /// entries, not four.
 fn index_keys<'a>(
-    tx: &WriteTransaction,
+    tx: &Txn<'_>,
     old: Option<IndexKeys<'a>>,
     new: Option<IndexKeys<'a>>,
 ) -> Result<(), StoreError> {
@@ -934,19 +1029,20 @@ fn index_keys<'a>(
 
 /// Move one key-only index entry from `old` to `new` (None: absent), opening the table
 /// only when the key changed.
-fn move_entry<'k, K: redb::Key + 'static>(
-    tx: &WriteTransaction,
+fn move_entry<'a, 'k, K: redb::Key + 'static>(
+    tx: &Txn<'a>,
     table: TableDefinition<K, ()>,
     old: Option<K::SelfType<'k>>,
     new: Option<K::SelfType<'k>>,
 ) -> Result<(), StoreError>
 where
     K::SelfType<'k>: PartialEq,
+    Tables<'a>: Cached<'a, K, ()>,
 {
     if old == new {
         return Ok(());
     }
-    let mut t = tx.open_table(table).map_err(eng("index"))?;
+    let mut t = tx.table(table)?;
     if let Some(k) = old {
         t.remove(k).map_err(eng("index"))?;
     }
@@ -959,7 +1055,7 @@ where
 /// Write an event record and its index entries. Every write of [`EVENTS`] goes through
 /// here (or [`delete_event`]): the index is never written apart from the record.
 fn put_event(
-    tx: &WriteTransaction,
+    tx: &Txn<'_>,
     events: &mut Table<u128, &[u8]>,
     rec: &EventRecord,
 ) -> Result<(), StoreError> {
@@ -973,8 +1069,8 @@ fn put_event(
 
 /// Refuse a file written by a newer worker ([`RECORD_FORMAT`]); mark an older one as
 /// holding this version's records from now on.
-fn check_record_format(tx: &WriteTransaction, path: &Path) -> Result<(), StoreError> {
-    let mut meta = tx.open_table(META).map_err(eng("open"))?;
+fn check_record_format(tx: &Txn<'_>, path: &Path) -> Result<(), StoreError> {
+    let mut meta = tx.table(META)?;
     let found = meta
         .get(RECORD_FORMAT_KEY)
         .map_err(eng("open"))?
@@ -998,8 +1094,8 @@ fn check_record_format(tx: &WriteTransaction, path: &Path) -> Result<(), StoreEr
 /// Build the events indexes from [`EVENTS`] when the file has none yet (written before
 /// them); returns how many events were indexed then. Runs in the transaction that opens
 /// the store, so a crash halfway leaves the file as it was and the next open builds again.
-fn build_event_index(tx: &WriteTransaction) -> Result<Option<u64>, StoreError> {
-    let mut meta = tx.open_table(META).map_err(eng("open"))?;
+fn build_event_index(tx: &Txn<'_>) -> Result<Option<u64>, StoreError> {
+    let mut meta = tx.table(META)?;
     let version = meta
         .get(EVENT_INDEX_KEY)
         .map_err(eng("open"))?
@@ -1014,12 +1110,11 @@ fn build_event_index(tx: &WriteTransaction) -> Result<Option<u64>, StoreError> {
         .map_err(eng("open"))?;
     tx.delete_table(EVENTS_BY_WEBHOOK_ID).map_err(eng("open"))?;
     // Created even when there is nothing to index: reads never meet a missing table.
-    tx.open_table(EVENTS_BY_BRIDGE).map_err(eng("open"))?;
-    tx.open_table(EVENTS_BY_STATUS).map_err(eng("open"))?;
-    tx.open_table(EVENTS_BY_BRIDGE_STATUS)
-        .map_err(eng("open"))?;
-    tx.open_table(EVENTS_BY_WEBHOOK_ID).map_err(eng("open"))?;
-    let events = tx.open_table(EVENTS).map_err(eng("open"))?;
+    tx.table(EVENTS_BY_BRIDGE)?;
+    tx.table(EVENTS_BY_STATUS)?;
+    tx.table(EVENTS_BY_BRIDGE_STATUS)?;
+    tx.table(EVENTS_BY_WEBHOOK_ID)?;
+    let events = tx.table(EVENTS)?;
     let mut n = 0u64;
     for row in events.iter().map_err(eng("open"))? {
         let (k, v) = row.map_err(eng("open"))?;
@@ -1039,15 +1134,11 @@ fn build_event_index(tx: &WriteTransaction) -> Result<Option<u64>, StoreError> {
     Ok(Some(n))
 }
 
-fn refresh_event(
-    tx: &WriteTransaction,
-    event: u128,
-    reason: Option<String>,
-) -> Result<(), StoreError> {
-    let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-    let (list, undecodable) = load_jobs(&jobs, event)?;
+fn refresh_event(tx: &Txn<'_>, event: u128, reason: Option<String>) -> Result<(), StoreError> {
+    let jobs = tx.table(JOBS)?;
+    let (list, undecodable) = load_jobs(&*jobs, event)?;
     drop(jobs);
-    let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+    let mut events = tx.table(EVENTS)?;
     let Some(raw) = events
         .get(event)
         .map_err(eng("events"))?
@@ -1084,20 +1175,20 @@ fn refresh_event(
 fn delete_event(tx: &Txn, event: u128) -> Result<u64, StoreError> {
     tx.note(Change::Forget(event));
     let mut freed = 0u64;
-    let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+    let mut events = tx.table(EVENTS)?;
     if let Some(v) = events.remove(event).map_err(eng("events"))? {
         freed += v.value().len() as u64;
         if let Ok(old) = dec::<EventRecord>("events", v.value()) {
             index_event(tx, Some(&old), None)?;
         }
     }
-    let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
+    let mut bodies = tx.table(BODIES)?;
     if let Some(v) = bodies.remove(event).map_err(eng("bodies"))? {
         freed += v.value().len() as u64;
     }
-    let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-    let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-    for j in load_jobs(&jobs, event)?.0 {
+    let mut jobs = tx.table(JOBS)?;
+    let mut due = tx.table(DUE)?;
+    for j in load_jobs(&*jobs, event)?.0 {
         if j.status.queued() {
             due.remove((j.due_at_ms, event, j.slot()))
                 .map_err(eng("due"))?;
@@ -1106,12 +1197,11 @@ fn delete_event(tx: &Txn, event: u128) -> Result<u64, StoreError> {
     }
     jobs.retain_in(job_range(event), |_, _| false)
         .map_err(eng("jobs"))?;
-    let mut attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
+    let mut attempts = tx.table(ATTEMPTS)?;
     attempts
         .retain_in((event, 0, 0)..=(event, u32::MAX, u32::MAX), |_, _| false)
         .map_err(eng("attempts"))?;
-    tx.open_table(QUARANTINE)
-        .map_err(eng("quarantine"))?
+    tx.table(QUARANTINE)?
         .retain_in(job_range(event), |_, _| false)
         .map_err(eng("quarantine"))?;
     Ok(freed)
@@ -1148,7 +1238,7 @@ impl Store for EmbeddedStore {
         self.write(move |tx| {
             let id = ev.record.id;
             if let Some((key, expires)) = &idempotency {
-                let mut idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
+                let mut idem = tx.table(IDEM)?;
                 let held = idem
                     .get((ev.record.bridge.as_str(), key.as_str()))
                     .map_err(eng("idempotency"))?
@@ -1167,14 +1257,14 @@ impl Store for EmbeddedStore {
                 )
                 .map_err(eng("idempotency"))?;
             }
-            let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+            let mut events = tx.table(EVENTS)?;
             put_event(tx, &mut events, &ev.record)?;
-            let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
+            let mut bodies = tx.table(BODIES)?;
             bodies
                 .insert(id.as_u128(), ev.body.as_ref())
                 .map_err(eng("bodies"))?;
-            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+            let mut jobs = tx.table(JOBS)?;
+            let mut due = tx.table(DUE)?;
             for j in &new_jobs {
                 let rec = JobRecord {
                     event: id,
@@ -1279,8 +1369,8 @@ impl Store for EmbeddedStore {
 
     fn quarantine(&self, jobs: Vec<(u64, JobKey)>) -> StoreFuture<usize> {
         self.write(move |tx| {
-            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-            let mut q = tx.open_table(QUARANTINE).map_err(eng("quarantine"))?;
+            let mut due = tx.table(DUE)?;
+            let mut q = tx.table(QUARANTINE)?;
             let mut n = 0;
             for (at, k) in &jobs {
                 let (event, index) = (k.event.as_u128(), k.index);
@@ -1303,8 +1393,8 @@ impl Store for EmbeddedStore {
         // crash before it makes the job attempted again, never lost.
         self.write_lazy(move |tx| {
             let id = u.job.event.as_u128();
-            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+            let mut jobs = tx.table(JOBS)?;
+            let mut due = tx.table(DUE)?;
             let old: JobRecord = match jobs.get((id, u.job.index)).map_err(eng("jobs"))? {
                 Some(v) => dec("jobs", v.value())?,
                 None => {
@@ -1321,7 +1411,7 @@ impl Store for EmbeddedStore {
                     .error
                     .clone()
                     .or_else(|| a.status_code.map(|c| format!("status {c}")));
-                let mut attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
+                let mut attempts = tx.table(ATTEMPTS)?;
                 attempts
                     .insert((id, u.job.index, new.attempts), enc(a)?.as_slice())
                     .map_err(eng("attempts"))?;
@@ -1343,7 +1433,7 @@ impl Store for EmbeddedStore {
                 }
                 Next::Paused => {
                     new.status = JobStatus::Paused;
-                    let mut paused = tx.open_table(PAUSED).map_err(eng("paused"))?;
+                    let mut paused = tx.table(PAUSED)?;
                     let now = u.attempt.as_ref().map(|a| a.at_ms).unwrap_or_else(now_ms);
                     paused
                         .insert(
@@ -1360,12 +1450,12 @@ impl Store for EmbeddedStore {
                     jobs: next_jobs,
                 } => {
                     new.status = JobStatus::Delivered;
-                    let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
+                    let mut bodies = tx.table(BODIES)?;
                     bodies.insert(id, body.as_ref()).map_err(eng("bodies"))?;
                     drop(bodies);
                     // The record's size follows the body the steps left.
                     {
-                        let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+                        let mut events = tx.table(EVENTS)?;
                         let raw = events
                             .get(id)
                             .map_err(eng("events"))?
@@ -1405,8 +1495,8 @@ impl Store for EmbeddedStore {
                 }
                 Next::FannedOut { children } => {
                     new.status = JobStatus::Delivered;
-                    let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
-                    let mut bodies = tx.open_table(BODIES).map_err(eng("bodies"))?;
+                    let mut events = tx.table(EVENTS)?;
+                    let mut bodies = tx.table(BODIES)?;
                     for child in children {
                         let cid = child.record.id.as_u128();
                         // Written by an earlier run of the same steps: keep it.
@@ -1453,7 +1543,7 @@ impl Store for EmbeddedStore {
                 }
                 Next::Filtered { reason } => {
                     new.status = JobStatus::Delivered;
-                    let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+                    let mut events = tx.table(EVENTS)?;
                     let raw = events
                         .get(id)
                         .map_err(eng("events"))?
@@ -1663,15 +1753,15 @@ impl Store for EmbeddedStore {
         self.write(move |tx| {
             let e = id.as_u128();
             {
-                let events = tx.open_table(EVENTS).map_err(eng("events"))?;
+                let events = tx.table(EVENTS)?;
                 if events.get(e).map_err(eng("events"))?.is_none() {
                     return Err(StoreError::NotFound(format!("event {id}")));
                 }
             }
-            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
+            let mut jobs = tx.table(JOBS)?;
+            let mut due = tx.table(DUE)?;
             let mut n = 0;
-            for j in load_jobs(&jobs, e)?.0 {
+            for j in load_jobs(&*jobs, e)?.0 {
                 if matches!(j.status, JobStatus::Dead | JobStatus::Delivered)
                     && j.target != JobTarget::Steps
                 {
@@ -1688,9 +1778,11 @@ impl Store for EmbeddedStore {
 
     fn replay_dead(&self, bridge: String, now: u64) -> StoreFuture<usize> {
         self.write(move |tx| {
-            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-            let dead = scan_jobs(&jobs, |j| j.status == JobStatus::Dead && j.bridge == bridge)?;
+            let mut jobs = tx.table(JOBS)?;
+            let mut due = tx.table(DUE)?;
+            let dead = scan_jobs(&*jobs, |j| {
+                j.status == JobStatus::Dead && j.bridge == bridge
+            })?;
             for j in &dead {
                 put_job(tx, &mut jobs, &mut due, Some(j), &requeue(j, now))?;
             }
@@ -1707,9 +1799,9 @@ impl Store for EmbeddedStore {
 
     fn purge(&self, bridge: String) -> StoreFuture<usize> {
         self.write(move |tx| {
-            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-            let gone = scan_jobs(&jobs, |j| {
+            let mut jobs = tx.table(JOBS)?;
+            let mut due = tx.table(DUE)?;
+            let gone = scan_jobs(&*jobs, |j| {
                 j.bridge == bridge && (j.status.queued() || j.status == JobStatus::Paused)
             })?;
             for j in &gone {
@@ -1727,8 +1819,8 @@ impl Store for EmbeddedStore {
             let mut events: Vec<u128> = gone.iter().map(|j| j.event.as_u128()).collect();
             events.dedup();
             for e in events {
-                let jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-                let (left, _) = load_jobs(&jobs, e)?;
+                let jobs = tx.table(JOBS)?;
+                let (left, _) = load_jobs(&*jobs, e)?;
                 drop(jobs);
                 // An event left with nothing to deliver is finished: dead, with the reason.
                 let reason =
@@ -1739,7 +1831,7 @@ impl Store for EmbeddedStore {
                     };
                 refresh_event(tx, e, reason.clone())?;
                 if left.is_empty() {
-                    let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+                    let mut events = tx.table(EVENTS)?;
                     let raw = events
                         .get(e)
                         .map_err(eng("events"))?
@@ -1764,7 +1856,7 @@ impl Store for EmbeddedStore {
         now: u64,
     ) -> StoreFuture<usize> {
         self.write(move |tx| {
-            let mut paused = tx.open_table(PAUSED).map_err(eng("paused"))?;
+            let mut paused = tx.table(PAUSED)?;
             if pause {
                 paused
                     .insert((bridge.as_str(), destination.as_str()), now)
@@ -1776,13 +1868,12 @@ impl Store for EmbeddedStore {
                 .map_err(eng("paused"))?;
             drop(paused);
             // Resumed: its circuit breaker starts closed.
-            tx.open_table(BREAKERS)
-                .map_err(eng("breakers"))?
+            tx.table(BREAKERS)?
                 .remove((bridge.as_str(), destination.as_str()))
                 .map_err(eng("breakers"))?;
-            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-            let held = scan_jobs(&jobs, |j| {
+            let mut jobs = tx.table(JOBS)?;
+            let mut due = tx.table(DUE)?;
+            let held = scan_jobs(&*jobs, |j| {
                 j.status == JobStatus::Paused
                     && j.bridge == bridge
                     && j.target.destination_name() == Some(destination.as_str())
@@ -1835,7 +1926,7 @@ impl Store for EmbeddedStore {
         f: BreakerUpdate,
     ) -> StoreFuture<BreakerChange> {
         self.write(move |tx| {
-            let mut t = tx.open_table(BREAKERS).map_err(eng("breakers"))?;
+            let mut t = tx.table(BREAKERS)?;
             let key = (bridge.as_str(), destination.as_str());
             let before: Option<BreakerState> = match t.get(key).map_err(eng("breakers"))? {
                 Some(v) => Some(dec("breakers", v.value())?),
@@ -1933,7 +2024,7 @@ impl Store for EmbeddedStore {
                 }
                 report.expired_keys += this
                     .write_background(move |tx| {
-                        let mut idem = tx.open_table(IDEM).map_err(eng("idempotency"))?;
+                        let mut idem = tx.table(IDEM)?;
                         let mut gone = 0;
                         for (b, k) in &expired {
                             // Taken again since it was read: keep it.
@@ -2073,15 +2164,14 @@ impl Store for EmbeddedStore {
     fn kv_delete(&self, plugin: String, key: String) -> StoreFuture<()> {
         self.write(move |tx| {
             let used = kv_usage(tx, &plugin)?;
-            let mut kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
+            let mut kv = tx.table(KV)?;
             let removed = kv
                 .remove((plugin.as_str(), key.as_str()))
                 .map_err(eng("keyvalue"))?
                 .map(|v| (key.len() + v.value().len()) as u64)
                 .unwrap_or(0);
             drop(kv);
-            tx.open_table(KV_USAGE)
-                .map_err(eng("keyvalue"))?
+            tx.table(KV_USAGE)?
                 .insert(plugin.as_str(), used.saturating_sub(removed))
                 .map_err(eng("keyvalue"))?;
             Ok(())
@@ -2095,18 +2185,17 @@ impl Store for EmbeddedStore {
     fn import_event(&self, d: EventDetail) -> StoreFuture<bool> {
         self.write(move |tx| {
             let id = d.record.id.as_u128();
-            let mut events = tx.open_table(EVENTS).map_err(eng("events"))?;
+            let mut events = tx.table(EVENTS)?;
             if events.get(id).map_err(eng("events"))?.is_some() {
                 return Ok(false);
             }
             put_event(tx, &mut events, &d.record)?;
-            tx.open_table(BODIES)
-                .map_err(eng("bodies"))?
+            tx.table(BODIES)?
                 .insert(id, d.body.as_ref())
                 .map_err(eng("bodies"))?;
-            let mut jobs = tx.open_table(JOBS).map_err(eng("jobs"))?;
-            let mut due = tx.open_table(DUE).map_err(eng("due"))?;
-            let mut attempts = tx.open_table(ATTEMPTS).map_err(eng("attempts"))?;
+            let mut jobs = tx.table(JOBS)?;
+            let mut due = tx.table(DUE)?;
+            let mut attempts = tx.table(ATTEMPTS)?;
             for (job, list) in &d.jobs {
                 put_job(tx, &mut jobs, &mut due, None, job)?;
                 for (n, a) in list.iter().enumerate() {
@@ -2121,8 +2210,7 @@ impl Store for EmbeddedStore {
 
     fn put_subscription(&self, sub: SubscriptionRecord) -> StoreFuture<()> {
         self.write(move |tx| {
-            tx.open_table(SUBSCRIPTIONS)
-                .map_err(eng("subscriptions"))?
+            tx.table(SUBSCRIPTIONS)?
                 .insert(
                     (sub.bridge.as_str(), sub.callback.as_str()),
                     enc(&sub)?.as_slice(),
@@ -2139,7 +2227,7 @@ impl Store for EmbeddedStore {
         id: Option<String>,
     ) -> StoreFuture<bool> {
         self.write(move |tx| {
-            let mut t = tx.open_table(SUBSCRIPTIONS).map_err(eng("subscriptions"))?;
+            let mut t = tx.table(SUBSCRIPTIONS)?;
             let key = (bridge.as_str(), callback.as_str());
             let stored = match t.get(key).map_err(eng("subscriptions"))? {
                 None => return Ok(false),
@@ -2204,14 +2292,14 @@ impl Store for EmbeddedStore {
 
 /// Write one key within the plugin's quota; `f` gets the old value and gives the new one.
 fn kv_put(
-    tx: &WriteTransaction,
+    tx: &Txn<'_>,
     plugin: &str,
     key: &str,
     quota: u64,
     f: impl FnOnce(Option<&[u8]>) -> Result<Vec<u8>, StoreError>,
 ) -> Result<(), StoreError> {
     let used = kv_usage(tx, plugin)?;
-    let mut kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
+    let mut kv = tx.table(KV)?;
     let old_value = kv
         .get((plugin, key))
         .map_err(eng("keyvalue"))?
@@ -2231,8 +2319,7 @@ fn kv_put(
     kv.insert((plugin, key), value.as_slice())
         .map_err(eng("keyvalue"))?;
     drop(kv);
-    tx.open_table(KV_USAGE)
-        .map_err(eng("keyvalue"))?
+    tx.table(KV_USAGE)?
         .insert(plugin, after)
         .map_err(eng("keyvalue"))?;
     Ok(())
@@ -2240,16 +2327,11 @@ fn kv_put(
 
 /// Bytes of keyvalue state a plugin holds; counted once from its rows in stores written
 /// before the usage table existed.
-fn kv_usage(tx: &WriteTransaction, plugin: &str) -> Result<u64, StoreError> {
-    if let Some(v) = tx
-        .open_table(KV_USAGE)
-        .map_err(eng("keyvalue"))?
-        .get(plugin)
-        .map_err(eng("keyvalue"))?
-    {
+fn kv_usage(tx: &Txn<'_>, plugin: &str) -> Result<u64, StoreError> {
+    if let Some(v) = tx.table(KV_USAGE)?.get(plugin).map_err(eng("keyvalue"))? {
         return Ok(v.value());
     }
-    let kv = tx.open_table(KV).map_err(eng("keyvalue"))?;
+    let kv = tx.table(KV)?;
     let mut total = 0u64;
     for row in kv.range((plugin, "")..).map_err(eng("keyvalue"))? {
         let (k, v) = row.map_err(eng("keyvalue"))?;
@@ -2457,8 +2539,7 @@ impl EmbeddedStore {
 impl super::contract::EngineHooks for EmbeddedStore {
     fn corrupt_job(&self, job: JobKey) -> StoreFuture<()> {
         self.write(move |tx| {
-            tx.open_table(JOBS)
-                .map_err(eng("jobs"))?
+            tx.table(JOBS)?
                 .insert((job.event.as_u128(), job.index), &b"\xffnot json"[..])
                 .map_err(eng("jobs"))?;
             tx.note(Change::Cold((job.event.as_u128(), job.index)));
