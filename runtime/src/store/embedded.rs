@@ -71,20 +71,23 @@ const SUBSCRIPTIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new
 /// The secondary indexes of the events listing (`list_events`), kept in the same
 /// transaction as every write of an event record ([`put_event`], [`delete_event`]): a
 /// filtered page reads its 50 keys from one of them, newest first, whatever share of the
-/// events matches. Keys only; the record is read from [`EVENTS`] by id.
-const EVENTS_BY_BRIDGE: TableDefinition<(&str, u128), ()> =
-    TableDefinition::new("events_by_bridge");
+/// events matches. Keys only; the record is read from [`EVENTS`] by id. A page by bridge
+/// alone merges the bridge's four status ranges of [`EVENTS_BY_BRIDGE_STATUS`].
 const EVENTS_BY_STATUS: TableDefinition<(u8, u128), ()> = TableDefinition::new("events_by_status");
 const EVENTS_BY_BRIDGE_STATUS: TableDefinition<(&str, u8, u128), ()> =
     TableDefinition::new("events_by_bridge_status");
 /// `(webhook-id header, event)`.
 const EVENTS_BY_WEBHOOK_ID: TableDefinition<(&str, u128), ()> =
     TableDefinition::new("events_by_webhook_id");
+/// `(bridge, event)`: index version 1 only. Version 2 lists by bridge from
+/// [`EVENTS_BY_BRIDGE_STATUS`] and drops it: one index entry fewer per ingest.
+const EVENTS_BY_BRIDGE_V1: TableDefinition<(&str, u128), ()> =
+    TableDefinition::new("events_by_bridge");
 /// Format markers: `event_index` → the version of the indexes above the file holds. A file
 /// without it (written before the indexes) gets them built on open.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const EVENT_INDEX_KEY: &str = "event_index";
-const EVENT_INDEX_VERSION: u64 = 1;
+const EVENT_INDEX_VERSION: u64 = 2;
 /// The newest record encoding the file may hold (`codec.rs`): 2 is binary events, jobs and
 /// attempts beside the JSON of earlier versions. A worker that finds a higher one refuses
 /// to open the file rather than take records it cannot read for corrupt ones.
@@ -206,10 +209,7 @@ tables! {
     }
     (u128, u32), u64 => { QUARANTINE: quarantine }
     &'static str, u64 => { KV_USAGE: keyvalue_usage, META: meta }
-    (&'static str, u128), () => {
-        EVENTS_BY_BRIDGE: events_by_bridge,
-        EVENTS_BY_WEBHOOK_ID: events_by_webhook_id,
-    }
+    (&'static str, u128), () => { EVENTS_BY_WEBHOOK_ID: events_by_webhook_id }
     (u8, u128), () => { EVENTS_BY_STATUS: events_by_status }
     (&'static str, u8, u128), () => { EVENTS_BY_BRIDGE_STATUS: events_by_bridge_status }
 }
@@ -1003,12 +1003,6 @@ fn index_keys<'a>(
     }
     move_entry(
         tx,
-        EVENTS_BY_BRIDGE,
-        old.map(|k| (k.bridge, k.id)),
-        new.map(|k| (k.bridge, k.id)),
-    )?;
-    move_entry(
-        tx,
         EVENTS_BY_STATUS,
         old.map(|k| (k.status, k.id)),
         new.map(|k| (k.status, k.id)),
@@ -1103,14 +1097,18 @@ fn build_event_index(tx: &Txn<'_>) -> Result<Option<u64>, StoreError> {
     if version == Some(EVENT_INDEX_VERSION) {
         return Ok(None);
     }
+    // Version 1 kept the other three as version 2 does: drop its by-bridge index.
+    tx.delete_table(EVENTS_BY_BRIDGE_V1)?;
+    if version == Some(1) {
+        meta.insert(EVENT_INDEX_KEY, EVENT_INDEX_VERSION)
+            .map_err(eng("open"))?;
+        return Ok(None);
+    }
     // Clear whatever a different version left, then index every record.
-    tx.delete_table(EVENTS_BY_BRIDGE).map_err(eng("open"))?;
-    tx.delete_table(EVENTS_BY_STATUS).map_err(eng("open"))?;
-    tx.delete_table(EVENTS_BY_BRIDGE_STATUS)
-        .map_err(eng("open"))?;
-    tx.delete_table(EVENTS_BY_WEBHOOK_ID).map_err(eng("open"))?;
+    tx.delete_table(EVENTS_BY_STATUS)?;
+    tx.delete_table(EVENTS_BY_BRIDGE_STATUS)?;
+    tx.delete_table(EVENTS_BY_WEBHOOK_ID)?;
     // Created even when there is nothing to index: reads never meet a missing table.
-    tx.table(EVENTS_BY_BRIDGE)?;
     tx.table(EVENTS_BY_STATUS)?;
     tx.table(EVENTS_BY_BRIDGE_STATUS)?;
     tx.table(EVENTS_BY_WEBHOOK_ID)?;
@@ -1663,13 +1661,37 @@ impl Store for EmbeddedStore {
                     }
                 }
                 (None, Some(b), None) => {
-                    let t = tx.open_table(EVENTS_BY_BRIDGE).map_err(eng("index"))?;
-                    for row in t
-                        .range((b.as_str(), lo)..(b.as_str(), hi))
-                        .map_err(eng("index"))?
-                        .rev()
-                    {
-                        if take(row.map_err(eng("index"))?.0.value().1)? {
+                    // Newest first across the bridge's four status ranges.
+                    let t = tx
+                        .open_table(EVENTS_BY_BRIDGE_STATUS)
+                        .map_err(eng("index"))?;
+                    let mut ranges = Vec::new();
+                    for st in EventStatus::ALL.map(status_key) {
+                        let r = t
+                            .range((b.as_str(), st, lo)..(b.as_str(), st, hi))
+                            .map_err(eng("index"))?;
+                        ranges.push(r.rev().peekable());
+                    }
+                    loop {
+                        let mut newest: Option<(usize, u128)> = None;
+                        for (i, r) in ranges.iter_mut().enumerate() {
+                            let id = match r.peek() {
+                                None => continue,
+                                Some(Ok((k, _))) => k.value().2,
+                                Some(Err(_)) => {
+                                    if let Some(Err(e)) = r.next() {
+                                        return Err(eng("index")(e));
+                                    }
+                                    continue;
+                                }
+                            };
+                            if newest.is_none_or(|(_, n)| id > n) {
+                                newest = Some((i, id));
+                            }
+                        }
+                        let Some((i, id)) = newest else { break };
+                        ranges[i].next();
+                        if take(id)? {
                             break;
                         }
                     }
@@ -2469,10 +2491,6 @@ impl EmbeddedStore {
                     .and_then(|t| Ok(t.stats()?))
                     .map_err(eng("stats"))?);
                 add(tx
-                    .open_table(EVENTS_BY_BRIDGE)
-                    .and_then(|t| Ok(t.stats()?))
-                    .map_err(eng("stats"))?);
-                add(tx
                     .open_table(EVENTS_BY_STATUS)
                     .and_then(|t| Ok(t.stats()?))
                     .map_err(eng("stats"))?);
@@ -2555,7 +2573,6 @@ impl super::contract::EngineHooks for EmbeddedStore {
     fn check_event_index(&self) -> StoreFuture<()> {
         use std::collections::BTreeSet;
         let res = self.read(|tx| {
-            let mut bridge = BTreeSet::new();
             let mut status = BTreeSet::new();
             let mut both = BTreeSet::new();
             let mut webhook = BTreeSet::new();
@@ -2568,7 +2585,6 @@ impl super::contract::EngineHooks for EmbeddedStore {
                 let (_, v) = row.map_err(eng("events"))?;
                 let r: EventRecord = dec("events", v.value())?;
                 let id = r.id.as_u128();
-                bridge.insert((r.bridge.clone(), id));
                 status.insert((status_key(r.status), id));
                 both.insert((r.bridge.clone(), status_key(r.status), id));
                 if let Some(w) = r.webhook_id() {
@@ -2586,25 +2602,6 @@ impl super::contract::EngineHooks for EmbeddedStore {
                     diffs.push(format!("{name}: missing entry {k}"));
                 }
             };
-            let mut have_bridge = Vec::new();
-            for row in tx
-                .open_table(EVENTS_BY_BRIDGE)
-                .map_err(eng("index"))?
-                .iter()
-                .map_err(eng("index"))?
-            {
-                let (k, _) = row.map_err(eng("index"))?;
-                let (b, id) = k.value();
-                have_bridge.push(format!("{b} {}", EventId::from_u128(id)));
-            }
-            compare(
-                "events_by_bridge",
-                bridge
-                    .iter()
-                    .map(|(b, id)| format!("{b} {}", EventId::from_u128(*id)))
-                    .collect(),
-                have_bridge,
-            );
             let mut have_status = Vec::new();
             for row in tx
                 .open_table(EVENTS_BY_STATUS)
@@ -2808,6 +2805,96 @@ mod tests {
         assert_eq!(
             meta.get(RECORD_FORMAT_KEY).unwrap().map(|v| v.value()),
             Some(RECORD_FORMAT + 1)
+        );
+    }
+
+    /// Issue 15: index version 2 lists by bridge from the bridge-and-status index. A file
+    /// of version 1 loses its by-bridge index on open (the other three are kept as they
+    /// are), and a bridge's page still comes newest first across its statuses.
+    #[test]
+    fn index_version_1_drops_its_by_bridge_index_and_bridge_pages_merge_statuses() {
+        use crate::store::contract::{EngineHooks as _, new_event};
+        use redb::TableHandle as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.redb");
+        let mut ids = Vec::new();
+        {
+            let store = EmbeddedStore::open(dir.path(), None).unwrap();
+            for (n, bridge) in ["ns/a", "ns/b", "ns/a", "ns/a", "ns/b", "ns/a"]
+                .into_iter()
+                .enumerate()
+            {
+                let at = 1_000 + 10 * n as u64;
+                ids.push(
+                    block(store.append(new_event(bridge, at, &["d"])))
+                        .unwrap()
+                        .id,
+                );
+            }
+            // ns/a: the 1st delivered, the 3rd dead, the 4th and 6th pending.
+            for (i, next) in [
+                (0, Next::Delivered),
+                (
+                    2,
+                    Next::Dead {
+                        reason: "no".into(),
+                    },
+                ),
+            ] {
+                block(store.finish_attempt(JobUpdate {
+                    job: JobKey {
+                        event: ids[i],
+                        index: 0,
+                    },
+                    attempt: None,
+                    next,
+                }))
+                .unwrap();
+            }
+            block(store.flush()).unwrap();
+        }
+        {
+            // What a worker of index version 1 left: its by-bridge table, version 1.
+            let db = reopen_raw(&path);
+            let w = db.begin_write().unwrap();
+            w.open_table(EVENTS_BY_BRIDGE_V1)
+                .unwrap()
+                .insert(("ns/a", ids[0].as_u128()), ())
+                .unwrap();
+            w.open_table(META)
+                .unwrap()
+                .insert(EVENT_INDEX_KEY, 1)
+                .unwrap();
+            w.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path(), None).unwrap();
+        block(store.check_event_index()).unwrap();
+        let page = |limit| {
+            block(store.list_events(EventQuery {
+                bridge: Some("ns/a".into()),
+                limit,
+                ..Default::default()
+            }))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(page(100), vec![ids[5], ids[3], ids[2], ids[0]]);
+        assert_eq!(page(3), vec![ids[5], ids[3], ids[2]]);
+        drop(store);
+        let db = reopen_raw(&path);
+        let tx = db.begin_read().unwrap();
+        let names: Vec<String> = tx
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert!(!names.iter().any(|n| n == "events_by_bridge"), "{names:?}");
+        let meta = tx.open_table(META).unwrap();
+        assert_eq!(
+            meta.get(EVENT_INDEX_KEY).unwrap().map(|v| v.value()),
+            Some(EVENT_INDEX_VERSION)
         );
     }
 

@@ -72,6 +72,14 @@ pub enum EventStatus {
 }
 
 impl EventStatus {
+    /// Every status.
+    pub const ALL: [EventStatus; 4] = [
+        EventStatus::Pending,
+        EventStatus::Delivered,
+        EventStatus::Dead,
+        EventStatus::Filtered,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventStatus::Pending => "pending",
