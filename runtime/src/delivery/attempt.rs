@@ -115,11 +115,13 @@ fn attempt_span(
 /// One attempt of one job.
 #[instrument(skip_all, fields(event = %job.event, bridge = %job.bridge, destination = %job.target.label()))]
 /// `permit`: the destination's concurrency permit, reserved by the scheduler with a rate
-/// token (None: take both here).
+/// token (None: take both here). `event`: the event as its steps left it, when the
+/// steps' result may not have committed yet (None: read it from the store).
 pub(crate) async fn attempt(
     shared: &std::sync::Arc<Shared>,
     job: JobRecord,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    event: Option<std::sync::Arc<crate::store::EventDetail>>,
 ) {
     let active = shared.active();
     let Some(bridge) = active.bridges.get(&job.bridge).cloned() else {
@@ -135,7 +137,11 @@ pub(crate) async fn attempt(
         return;
     };
     drop(active);
-    let detail = match shared.store.event_for_delivery(job.event).await {
+    let loaded = match event {
+        Some(d) => Ok(Some(d)),
+        None => shared.store.event_for_delivery(job.event).await,
+    };
+    let detail = match loaded {
         Ok(Some(d)) => d,
         Ok(None) => return,
         Err(e) => {

@@ -14,7 +14,7 @@ use tracing::{instrument, warn};
 use crate::delivery::attempt::attempt;
 use crate::delivery::breaker::{Breakers, Gate};
 use crate::shared::Shared;
-use crate::store::{JobFilter, JobKey, JobRecord, now_ms};
+use crate::store::{EventDetail, JobFilter, JobKey, JobRecord, now_ms};
 use crate::sync::lock;
 
 /// Jobs claimed per scheduler pass.
@@ -133,7 +133,8 @@ impl DestGate {
     }
 }
 
-/// Starts one claimed job's attempt in its own task, holding one global slot.
+/// Starts one claimed job's attempt in its own task, holding one global slot. `event`:
+/// the event as its steps left it (an early hand-off), or None to read it.
 fn start(
     shared: &Arc<Shared>,
     dispatch: &Arc<Dispatch>,
@@ -141,6 +142,7 @@ fn start(
     slot: OwnedSemaphorePermit,
     permit: Option<OwnedSemaphorePermit>,
     via: Via,
+    event: Option<Arc<EventDetail>>,
 ) {
     lock(&dispatch.inflight).insert(job.key());
     let label = match via {
@@ -156,7 +158,7 @@ fn start(
     let dispatch = dispatch.clone();
     tokio::spawn(async move {
         let key = job.key();
-        attempt(&shared, job, permit).await;
+        attempt(&shared, job, permit, event).await;
         // A claim the attempt did not finish (its record could not be written, its
         // event was gone) goes back to the queue; a finished one is already free.
         if let Err(e) = shared.store.release(vec![key]).await {
@@ -216,10 +218,73 @@ pub(crate) async fn hand_off(shared: &Arc<Shared>, keys: Vec<JobKey>) {
     let started = jobs.len();
     for (job, slot) in jobs.into_iter().zip(slots) {
         let permit = lock(&gate.reserved).remove(&job.key());
-        start(shared, &dispatch, job, slot, permit, Via::HandOff);
+        start(shared, &dispatch, job, slot, permit, Via::HandOff, None);
     }
     if started < keys.len() {
         shared.delivery.wake();
+    }
+}
+
+/// A step's deliveries on their way to delivery before the step's result commits (only
+/// for a store whose writes apply in order, [`crate::store::Store::writes_in_order`]):
+/// [`reserve_early`] before the result is queued, [`Early::start`] after.
+pub(crate) struct Early {
+    dispatch: Arc<Dispatch>,
+    ready: Vec<(
+        JobRecord,
+        OwnedSemaphorePermit,
+        Option<OwnedSemaphorePermit>,
+    )>,
+    /// Jobs not taken (no global slot, or held by their destination's limits): the
+    /// result's commit queues them for the scheduler, which must then be woken.
+    pub left: bool,
+}
+
+/// The first half of an early hand-off of `jobs`, whose records are not written yet:
+/// takes a global slot and the destination's gate for each, as [`hand_off`] does, and
+/// marks each job taken as in flight, so that no scheduler pass claims it once the
+/// result's commit queues it. Call it before queueing that write.
+pub(crate) fn reserve_early(shared: &Arc<Shared>, jobs: Vec<JobRecord>) -> Option<Early> {
+    let dispatch = shared.delivery.dispatch()?;
+    let gate = DestGate::new(shared);
+    let mut ready = Vec::with_capacity(jobs.len());
+    let mut left = false;
+    for job in jobs {
+        let Ok(slot) = dispatch.slots.clone().try_acquire_owned() else {
+            left = true;
+            break;
+        };
+        if (gate.hold)(&job) {
+            left = true;
+            continue;
+        }
+        let permit = lock(&gate.reserved).remove(&job.key());
+        lock(&dispatch.inflight).insert(job.key());
+        ready.push((job, slot, permit));
+    }
+    Some(Early {
+        dispatch,
+        ready,
+        left,
+    })
+}
+
+impl Early {
+    /// The second half: starts the jobs taken, each with the event as the steps left it.
+    /// Call it after queueing the write that creates them: each attempt's record is then
+    /// queued after that write.
+    pub(crate) fn start(&mut self, shared: &Arc<Shared>, event: &Arc<EventDetail>) {
+        for (job, slot, permit) in self.ready.drain(..) {
+            start(
+                shared,
+                &self.dispatch,
+                job,
+                slot,
+                permit,
+                Via::HandOff,
+                Some(event.clone()),
+            );
+        }
     }
 }
 
@@ -293,7 +358,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 break;
             };
             let permit = lock(&reserved).remove(&job.key());
-            start(&shared, &dispatch, job, slot, permit, Via::Scheduler);
+            start(&shared, &dispatch, job, slot, permit, Via::Scheduler, None);
         }
         // Reservations of jobs not started go back; a held job's token comes back in time.
         lock(&reserved).clear();

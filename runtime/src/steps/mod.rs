@@ -12,11 +12,11 @@ use crate::delivery::attempt::{after_failure, finish};
 use crate::delivery::client::plugin_call;
 use crate::shared::Shared;
 use crate::store::{
-    AttemptRecord, EventDetail, EventId, EventRecord, EventStatus, JobKey, JobRecord, JobTarget,
-    NewEvent, NewJob, Next, child_id, now_ms,
+    AttemptRecord, EventDetail, EventId, EventRecord, EventStatus, JobKey, JobRecord, JobStatus,
+    JobTarget, JobUpdate, NewEvent, NewJob, Next, child_id, now_ms,
 };
 use causeway_plugins::PluginRef;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// One event on its way through the steps: the original, or one a step fanned out.
 struct StepItem {
@@ -378,9 +378,62 @@ pub(crate) async fn run_steps(
         }
     };
     run_span.end();
+    let now = now_ms();
+    // A store whose writes apply in order: the deliveries the steps created start now,
+    // with the result on its way to disk (queued before any of their records).
+    if let Next::StepsDone { body, jobs } = &next
+        && shared.store.writes_in_order()
+    {
+        let due: Vec<JobRecord> = jobs
+            .iter()
+            .filter(|j| j.due_at_ms <= now)
+            .map(|j| JobRecord {
+                event: job.event,
+                target: j.target.clone(),
+                bridge: job.bridge.clone(),
+                status: JobStatus::Pending,
+                due_at_ms: j.due_at_ms,
+                received_at_ms: job.received_at_ms,
+                attempts: 0,
+                attempts_at_queue: 0,
+                last_error: None,
+            })
+            .collect();
+        let event = Arc::new(EventDetail {
+            record: EventRecord {
+                body_bytes: body.len() as u64,
+                ..detail.record.clone()
+            },
+            body: body.clone(),
+            jobs: Vec::new(),
+        });
+        let early = if due.is_empty() {
+            None
+        } else {
+            crate::delivery::scheduler::reserve_early(shared, due)
+        };
+        let written = shared.store.finish_attempt(JobUpdate {
+            job: job.key(),
+            attempt: Some(attempt),
+            next,
+        });
+        if let Some(mut early) = early {
+            early.start(shared, &event);
+            match written.await {
+                Ok(_) if early.left => shared.delivery.wake(),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, event = %job.event, "cannot record attempt"),
+            }
+        } else if let Err(e) = written.await {
+            warn!(error = %e, event = %job.event, "cannot record attempt");
+        } else {
+            // Delayed deliveries only: the scheduler takes them when due.
+            shared.delivery.wake();
+        }
+        return;
+    }
     // The deliveries the steps created, due now: handed to delivery as soon as the
     // result commits with them, without a scheduler pass.
-    let now = now_ms();
     let due_now = |id: EventId, jobs: &[NewJob]| -> Vec<JobKey> {
         jobs.iter()
             .filter(|j| j.due_at_ms <= now)

@@ -1325,6 +1325,13 @@ impl Store for EmbeddedStore {
         Box::pin(std::future::ready(Ok(jobs)))
     }
 
+    /// One writer thread takes writes in the order they were queued. Not while the file
+    /// refuses writes (an I/O error, until it reopens): a step's result would fail, and
+    /// deliveries started ahead of it would be made again with each rerun of the step.
+    fn writes_in_order(&self) -> bool {
+        self.inner.healthy.load(Ordering::SeqCst)
+    }
+
     fn release(&self, jobs: Vec<JobKey>) -> StoreFuture<()> {
         crate::sync::lock(&self.inner.mem).release(&jobs);
         Box::pin(std::future::ready(Ok(())))

@@ -121,6 +121,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<Vec<JobRecord>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
+    /// Whether writes apply in the order they were queued, each one seeing every write
+    /// queued before it (the embedded engine's one writer thread): then a delivery may
+    /// start before the write that creates its job has committed, because the attempt's
+    /// record is queued after it. A step's deliveries start so, with the step's result on
+    /// its way to disk. An engine whose writes may overtake each other says no (the
+    /// default), and its jobs are handed over after their commit.
+    fn writes_in_order(&self) -> bool {
+        false
+    }
     /// Let go of claimed jobs whose attempt ended without [`Store::finish_attempt`] (the
     /// record could not be written, the event was gone): another worker may take them.
     fn release(&self, _jobs: Vec<JobKey>) -> StoreFuture<()> {
