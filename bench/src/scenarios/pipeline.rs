@@ -26,7 +26,7 @@ use crate::event::event;
 use crate::load::{OpenLoop, Target, closed_loop, open_loop};
 use crate::report::{Report, Section, Table, TargetCheck, fmt_summary};
 use crate::sink::Sink;
-use crate::stats::{Percentiles, Summary, paired_differences};
+use crate::stats::{Percentiles, Summary, paired_differences, paired_ratios};
 use crate::sut::{Worker, WorkerOpts, start_floor, start_wasmtime};
 
 /// Address-space limit that makes the pooling allocator unavailable (it reserves
@@ -417,6 +417,11 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let added_p50 = paired_differences(&step.p50, &plain.p50);
     let added_p99 = paired_differences(&step.p99, &plain.p99);
     let wasm_floor = paired_differences(&wt_p50, &fl_p50);
+    // Issue 15: the in-process call against `wasmtime serve` running the same component,
+    // run by run: against its request time less the HTTP floor's (the call itself, as the
+    // first measurement compared them: ~1.0×), and against its whole request time.
+    let host_vs_serve = Summary::of(&paired_ratios(&host_fig[0].p50, &wasm_floor));
+    let host_vs_request = Summary::of(&paired_ratios(&host_fig[0].p50, &wt_p50));
 
     let mut t3 = Table::new(&format!(
         "Plugin step at a fixed {:.0} events/s (open loop; send → arrival at the sink)",
@@ -556,6 +561,18 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             fmt_summary(host_p50)
         ),
         met: added.map(|s| s.median <= 50.0),
+    });
+    report.targets.push(TargetCheck {
+        target: "In-process host call of `tagger` ≤ 0.6× `wasmtime serve` (issue 15)".into(),
+        measured: match host_vs_serve {
+            Some(_) => format!(
+                "{}× of `wasmtime serve`'s request time less the HTTP floor's (paired per run); {}× of its whole request time",
+                fmt_summary(host_vs_serve),
+                fmt_summary(host_vs_request)
+            ),
+            None => "not measured: `wasmtime serve` did not run (bench/setup.sh installs it)".into(),
+        },
+        met: host_vs_serve.map(|s| s.median <= 0.6),
     });
     report.sections.push(Section {
         title: "3. Plugin step".into(),
