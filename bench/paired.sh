@@ -37,13 +37,25 @@ make -C "$repo" --quiet plugins >/dev/null
   cargo build --release --quiet -p causeway-bench)
 head=$(git -C "$repo" rev-parse --short=12 HEAD)
 mkdir -p "$out"
-for ((i = 1; i <= rounds; i++)); do
-  echo "paired: round $i/$rounds, this tree ($head)" >&2
+run_head() {
+  echo "paired: round $1/$rounds, this tree ($head)" >&2
   (cd "$repo" && env -u BENCH_CAUSEWAY "$target/release/bench" run --only "$only" \
-    --out "$out/head-$i.md" --work "$out/work")
-  echo "paired: round $i/$rounds, $rev" >&2
+    --out "$out/head-$1.md" --work "$out/work")
+}
+run_base() {
+  echo "paired: round $1/$rounds, $rev" >&2
   (cd "$repo" && BENCH_CAUSEWAY=$base_bin "$target/release/bench" run --only "$only" \
-    --out "$out/base-$i.md" --work "$out/work")
+    --out "$out/base-$1.md" --work "$out/work")
+}
+# The order alternates: on this machine the side that ran second in a round measured about
+# a fifth less worker CPU per event in forward (2026-12-03: the same two binaries, three
+# rounds in each order; bench/notes.md).
+for ((i = 1; i <= rounds; i++)); do
+  if ((i % 2)); then
+    run_head "$i" && run_base "$i"
+  else
+    run_base "$i" && run_head "$i"
+  fi
 done
 
 echo
