@@ -52,9 +52,11 @@ run_base() {
 # rounds in each order; bench/notes.md).
 for ((i = 1; i <= rounds; i++)); do
   if ((i % 2)); then
-    run_head "$i" && run_base "$i"
+    run_head "$i"
+    run_base "$i"
   else
-    run_base "$i" && run_head "$i"
+    run_base "$i"
+    run_head "$i"
   fi
 done
 
