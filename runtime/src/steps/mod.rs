@@ -12,8 +12,8 @@ use crate::delivery::attempt::{after_failure, finish};
 use crate::delivery::client::plugin_call;
 use crate::shared::Shared;
 use crate::store::{
-    AttemptRecord, EventDetail, EventId, EventRecord, EventStatus, JobKey, JobRecord, JobStatus,
-    JobTarget, JobUpdate, NewEvent, NewJob, Next, child_id, now_ms,
+    AttemptRecord, EventDetail, EventId, EventRecord, EventStatus, JobKey, JobRecord, JobTarget,
+    JobUpdate, NewEvent, NewJob, Next, child_id, now_ms,
 };
 use causeway_plugins::PluginRef;
 use tracing::{debug, warn};
@@ -387,17 +387,7 @@ pub(crate) async fn run_steps(
         let due: Vec<JobRecord> = jobs
             .iter()
             .filter(|j| j.due_at_ms <= now)
-            .map(|j| JobRecord {
-                event: job.event,
-                target: j.target.clone(),
-                bridge: job.bridge.clone(),
-                status: JobStatus::Pending,
-                due_at_ms: j.due_at_ms,
-                received_at_ms: job.received_at_ms,
-                attempts: 0,
-                attempts_at_queue: 0,
-                last_error: None,
-            })
+            .map(|j| JobRecord::queued(job.event, &job.bridge, job.received_at_ms, j))
             .collect();
         let event = Arc::new(EventDetail {
             record: EventRecord {

@@ -156,7 +156,10 @@ impl<'a> Txn<'a> {
         if slot.is_none() {
             *slot = Some(self.tx.open_table(def).map_err(eng(op))?);
         }
-        Ok(RefMut::map(slot, |t| t.as_mut().expect("opened above")))
+        RefMut::filter_map(slot, Option::as_mut).map_err(|_| StoreError::Engine {
+            op,
+            message: format!("table {} did not open", def.name()),
+        })
     }
     /// Deletes a table that is not open in this transaction (the events indexes, when they
     /// are rebuilt on open).
@@ -1264,17 +1267,7 @@ impl Store for EmbeddedStore {
             let mut jobs = tx.table(JOBS)?;
             let mut due = tx.table(DUE)?;
             for j in &new_jobs {
-                let rec = JobRecord {
-                    event: id,
-                    target: j.target.clone(),
-                    bridge: ev.record.bridge.clone(),
-                    status: JobStatus::Pending,
-                    due_at_ms: j.due_at_ms,
-                    received_at_ms: ev.record.received_at_ms,
-                    attempts: 0,
-                    attempts_at_queue: 0,
-                    last_error: None,
-                };
+                let rec = JobRecord::queued(id, &ev.record.bridge, ev.record.received_at_ms, j);
                 put_job(tx, &mut jobs, &mut due, None, &rec)?;
             }
             if hand_off {
@@ -1484,17 +1477,8 @@ impl Store for EmbeddedStore {
                         }
                     }
                     for j in next_jobs {
-                        let rec = JobRecord {
-                            event: u.job.event,
-                            target: j.target.clone(),
-                            bridge: old.bridge.clone(),
-                            status: JobStatus::Pending,
-                            due_at_ms: j.due_at_ms,
-                            received_at_ms: old.received_at_ms,
-                            attempts: 0,
-                            attempts_at_queue: 0,
-                            last_error: None,
-                        };
+                        let rec =
+                            JobRecord::queued(u.job.event, &old.bridge, old.received_at_ms, j);
                         put_job(tx, &mut jobs, &mut due, None, &rec)?;
                     }
                 }
@@ -1513,17 +1497,12 @@ impl Store for EmbeddedStore {
                             .insert(cid, child.body.as_ref())
                             .map_err(eng("bodies"))?;
                         for j in &child.jobs {
-                            let rec = JobRecord {
-                                event: child.record.id,
-                                target: j.target.clone(),
-                                bridge: child.record.bridge.clone(),
-                                status: JobStatus::Pending,
-                                due_at_ms: j.due_at_ms,
-                                received_at_ms: child.record.received_at_ms,
-                                attempts: 0,
-                                attempts_at_queue: 0,
-                                last_error: None,
-                            };
+                            let rec = JobRecord::queued(
+                                child.record.id,
+                                &child.record.bridge,
+                                child.record.received_at_ms,
+                                j,
+                            );
                             put_job(tx, &mut jobs, &mut due, None, &rec)?;
                         }
                         tx.note(Change::Hot(

@@ -253,6 +253,21 @@ impl From<JobRecord> for JobRecordV1 {
 }
 
 impl JobRecord {
+    /// A new job of `event` as it is first queued: pending, no attempt yet.
+    pub fn queued(event: EventId, bridge: &str, received_at_ms: u64, job: &NewJob) -> JobRecord {
+        JobRecord {
+            event,
+            target: job.target.clone(),
+            bridge: bridge.to_string(),
+            status: JobStatus::Pending,
+            due_at_ms: job.due_at_ms,
+            received_at_ms,
+            attempts: 0,
+            attempts_at_queue: 0,
+            last_error: None,
+        }
+    }
+
     pub fn key(&self) -> JobKey {
         JobKey {
             event: self.event,
