@@ -181,13 +181,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_a_steps_handed_over_delivery_the_event_is_delivered_after_restart() {
     const N: usize = 5;
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = root.join("examples/plugins/dist/tagger.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: run `make plugins` first",
-        wasm.display()
-    );
+    let wasm = built_plugin("tagger.wasm");
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::ok().await;
     let yaml = format!(

@@ -10,14 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn quickstart() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = root.join("examples/plugins/dist/inbox.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: run `make plugins` first",
-        wasm.display()
-    );
-    root.join("examples/quickstart")
+    built_plugin("inbox.wasm");
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart")
 }
 
 async fn inbox(c: &reqwest::Client, w: &Worker) -> Vec<serde_json::Value> {
@@ -97,13 +91,7 @@ async fn the_quickstart_delivers_to_the_inbox_plugin_and_its_state_survives_a_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_run_after_the_durable_write_transform_the_event_and_retry_then_dead_letter() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = root.join("examples/plugins/dist/tagger.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: run `make plugins` first",
-        wasm.display()
-    );
+    let wasm = built_plugin("tagger.wasm");
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::ok().await;
     let yaml = format!(
@@ -174,13 +162,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steps_deliveries_start_before_its_result_commits_each_once_held_ones_later() {
     const N: usize = 20;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = root.join("examples/plugins/dist/tagger.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: run `make plugins` first",
-        wasm.display()
-    );
+    let wasm = built_plugin("tagger.wasm");
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::ok().await;
     let yaml = format!(
@@ -247,13 +229,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_internal_port_serves_plugins_to_holders_of_the_namespace_token() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = root.join("examples/plugins/dist/tagger.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: run `make plugins` first",
-        wasm.display()
-    );
+    let wasm = built_plugin("tagger.wasm");
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
         r#"

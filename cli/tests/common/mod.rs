@@ -389,6 +389,19 @@ async fn record(
     resp
 }
 
+/// A plugin `make plugins` built into `examples/plugins/dist` (e.g. `tagger.wasm`).
+pub fn built_plugin(file: &str) -> PathBuf {
+    let wasm = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/plugins/dist")
+        .join(file);
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `make plugins` first",
+        wasm.display()
+    );
+    wasm
+}
+
 /// Write one bridge manifest (plus anything in `extra`) into `dir/manifests/`.
 pub fn manifests(dir: &Path, yaml: &str) -> PathBuf {
     let m = dir.join("manifests");
