@@ -256,7 +256,7 @@ pub(crate) async fn attempt(
     }
     let limits = shared.delivery.limits(&bridge.key, &dest);
     let reserved = permit.is_some();
-    let _permit = match permit {
+    let permit = match permit {
         Some(p) => p,
         None => match limits.concurrency.clone().acquire_owned().await {
             Ok(p) => p,
@@ -459,6 +459,13 @@ pub(crate) async fn attempt(
     if stall_before_record() {
         warn!("test hook: the call is made, its record is held back for good");
         std::future::pending::<()>().await;
+    }
+    // A delivered job frees its destination's permit before its record commits (which may
+    // wait for the next ingest's commit, at a low rate): nothing the next attempt decides
+    // on follows from a success. A failure keeps it until its record, so that a 410's
+    // pause or a retry is in place before the destination's next attempt.
+    if ok {
+        drop(permit);
     }
     if !finish(shared, &job, Some(record), next).await {
         return;

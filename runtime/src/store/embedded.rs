@@ -398,6 +398,8 @@ impl EmbeddedStore {
             mem: mem.clone(),
             unsynced: false,
             last_write_ms: last_write_ms.clone(),
+            last_durable: None,
+            durable_gap: SYNC_AFTER,
         };
         std::thread::Builder::new()
             .name("causeway-store-writer".into())
@@ -520,6 +522,11 @@ struct Writer {
     unsynced: bool,
     /// See [`Inner::last_write_ms`].
     last_write_ms: Arc<AtomicU64>,
+    /// When the last batch with a durable write committed, and the recent gap between
+    /// such batches (a moving average): how long records wait for the next one
+    /// ([`Writer::linger`]).
+    last_durable: Option<Instant>,
+    durable_gap: Duration,
 }
 
 /// How often an unhealthy store tries to reopen while no write arrives.
@@ -527,6 +534,12 @@ const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest a commit without fsync waits for a durable one to carry it: what a crash may
 /// make the worker attempt again.
 pub const SYNC_AFTER: Duration = Duration::from_millis(200);
+/// Longest a batch of attempt records alone waits for the next durable write to commit
+/// with ([`Writer::linger`]); durable writes further apart than this do not make records
+/// wait.
+pub const LINGER_MAX: Duration = Duration::from_millis(20);
+/// A batch of records alone that reaches this many commits without waiting.
+const LINGER_MAX_OPS: usize = 64;
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
@@ -607,11 +620,18 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
+                    if deferred.is_none() && !batch.iter().any(|op| op.durable()) {
+                        deferred = self.linger(&rx, &mut batch);
+                    }
                     let started = Instant::now();
                     let n = batch.len();
+                    let durable = batch.iter().any(|op| op.durable());
                     let done = commit_batch(&self.db, &self.mem, batch);
                     if done.synced {
                         self.unsynced = false;
+                    }
+                    if durable {
+                        self.note_durable(started);
                     }
                     self.unsynced |= done.unsynced;
                     if done.io_error && self.healthy.swap(false, Ordering::SeqCst) {
@@ -624,6 +644,51 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// A batch of attempt records alone (writes that need no fsync) waits a little for the
+    /// next durable write (an ingest's) when durable writes have been arriving at most
+    /// [`LINGER_MAX`] apart, and commits with it: at a low rate an event then costs one
+    /// commit instead of two (its ingest's, carrying the previous event's record). Waits
+    /// at most twice the recent gap (capped at `LINGER_MAX`), and not at all once
+    /// [`LINGER_MAX_OPS`] records are waiting. Returns a message that is not a write, to be
+    /// handled after this batch.
+    fn linger(&self, rx: &mpsc::Receiver<Msg>, batch: &mut Vec<Box<dyn WriteOp>>) -> Option<Msg> {
+        let wait = linger_for(self.last_durable?.elapsed(), self.durable_gap)?;
+        let until = Instant::now() + wait;
+        while batch.len() < LINGER_MAX_OPS {
+            let left = until.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Msg::Write(op)) => {
+                    let durable = op.durable();
+                    batch.push(op);
+                    if durable {
+                        break;
+                    }
+                }
+                Ok(other) => return Some(other),
+                Err(_) => return None,
+            }
+        }
+        // Whatever else queued meanwhile joins the batch.
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Write(op)) => batch.push(op),
+                Ok(other) => return Some(other),
+                Err(_) => break,
+            }
+        }
+        None
+    }
+
+    /// A batch with a durable write began committing at `at`: the gap since the last one
+    /// moves [`Writer::durable_gap`] by an eighth.
+    fn note_durable(&mut self, at: Instant) {
+        if let Some(last) = self.last_durable {
+            let gap = at.saturating_duration_since(last).min(SYNC_AFTER);
+            self.durable_gap = (self.durable_gap * 7 + gap) / 8;
+        }
+        self.last_durable = Some(at);
     }
 
     /// An empty commit with fsync: every commit before it is on disk after it.
@@ -683,6 +748,18 @@ impl Writer {
             }
         }
     }
+}
+
+/// How long a batch of records alone waits for the next durable write, when the last
+/// one began committing `since` ago and they have been arriving `gap` apart: twice the gap
+/// (capped at [`LINGER_MAX`]) from the last one, or not at all when they come further apart
+/// than `LINGER_MAX` or the next is already late.
+fn linger_for(since: Duration, gap: Duration) -> Option<Duration> {
+    let wait = (gap * 2).min(LINGER_MAX);
+    if gap > LINGER_MAX || since >= wait {
+        return None;
+    }
+    Some(wait - since)
 }
 
 /// What a batch's commit did.
@@ -2695,6 +2772,22 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    #[test]
+    fn records_alone_wait_for_the_next_durable_write_only_while_those_come_close_together() {
+        let ms = Duration::from_millis;
+        // Ingests 10 ms apart, the last 3 ms ago: wait until twice the gap after it.
+        assert_eq!(linger_for(ms(3), ms(10)), Some(ms(17)));
+        // Gaps above the cap are capped.
+        assert_eq!(linger_for(ms(0), ms(15)), Some(LINGER_MAX));
+        // Durable writes further apart than the cap (a low ingest rate, or none since the
+        // store opened: the gap starts at SYNC_AFTER): commit at once.
+        assert_eq!(linger_for(ms(0), LINGER_MAX + ms(1)), None);
+        assert_eq!(linger_for(ms(0), SYNC_AFTER), None);
+        // The next durable write is already late (ingest stopped): commit at once.
+        assert_eq!(linger_for(ms(20), ms(10)), None);
+        assert_eq!(linger_for(ms(25), ms(10)), None);
     }
 
     fn counting() -> (JobFilter<JobKey>, Arc<AtomicU64>) {
