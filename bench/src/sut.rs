@@ -549,10 +549,21 @@ impl Profile {
         }
         let data = dir.join(format!("{name}.perf.data"));
         let mut cmd = Command::new("perf");
-        cmd.args(["record", "-e", "cpu-clock", "-F", "1999", "-g", "-o"])
-            .arg(&data)
-            .arg("-p")
-            .arg(pid?.to_string());
+        // BENCH_PROFILE_CALLGRAPH=dwarf for stacks through code built without frame pointers.
+        let graph = std::env::var("BENCH_PROFILE_CALLGRAPH").unwrap_or_else(|_| "fp".into());
+        cmd.args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "1999",
+            "--call-graph",
+            &graph,
+            "-o",
+        ])
+        .arg(&data)
+        .arg("-p")
+        .arg(pid?.to_string());
         let proc = Proc::spawn("perf", cmd, &dir.join(format!("{name}.perf.log"))).ok()?;
         // perf needs a moment to attach.
         std::thread::sleep(Duration::from_millis(300));

@@ -24,8 +24,10 @@ fn env_f(k: &str, d: f64) -> f64 {
 
 /// `n` rewrites of one 4 KiB page of a 1 MiB file, each followed by `fdatasync`: what a
 /// commit's sync costs here at least (redb syncs twice per durable commit: the pages, then
-/// the header). Microseconds per sync, in `dir` (the disk the stores are on).
-pub fn fdatasync_us(dir: &std::path::Path, n: usize) -> std::io::Result<Vec<u64>> {
+/// the header). Microseconds per sync, in `dir` (the disk the stores are on), and the
+/// CPU this thread spent per rewrite and sync (the scheduler's run time of the thread,
+/// which on a VM includes the exits that talk to the virtual disk).
+pub fn fdatasync_us(dir: &std::path::Path, n: usize) -> std::io::Result<(Vec<u64>, f64)> {
     let path = dir.join("fsync-probe");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -37,6 +39,7 @@ pub fn fdatasync_us(dir: &std::path::Path, n: usize) -> std::io::Result<Vec<u64>
     f.sync_all()?;
     let page = [7u8; 4096];
     let mut out = Vec::with_capacity(n);
+    let cpu0 = thread_run_ns();
     for i in 0..n {
         f.seek(SeekFrom::Start(((i * 17) % 256) as u64 * 4096))?;
         f.write_all(&page)?;
@@ -44,9 +47,23 @@ pub fn fdatasync_us(dir: &std::path::Path, n: usize) -> std::io::Result<Vec<u64>
         f.sync_data()?;
         out.push(t.elapsed().as_micros() as u64);
     }
+    let cpu_us = match (cpu0, thread_run_ns()) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e3 / n.max(1) as f64,
+        _ => f64::NAN,
+    };
     drop(f);
     let _ = std::fs::remove_file(&path);
-    Ok(out)
+    Ok((out, cpu_us))
+}
+
+/// Nanoseconds this thread has run (`/proc/thread-self/schedstat`, first field).
+fn thread_run_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
@@ -64,12 +81,13 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         vec![],
         vec![],
     );
-    let (mut sync50, mut sync99, mut sync_max) = (vec![], vec![], vec![]);
+    let (mut sync50, mut sync99, mut sync_max, mut sync_cpu) = (vec![], vec![], vec![], vec![]);
     let (mut commits_per_event, mut commit_ms) = (vec![], vec![]);
     for run in 0..ctx.runs {
         let dir = ctx.dir("lowrate", run, "causeway");
         // The disk's own cost, next to the store it measures for.
-        let mut s = fdatasync_us(&dir, if ctx.quick { 100 } else { 300 })?;
+        let (mut s, cpu) = fdatasync_us(&dir, if ctx.quick { 100 } else { 300 })?;
+        sync_cpu.push(cpu);
         let max = s.iter().copied().max().map(|m| m as f64);
         let p = Percentiles::of(&mut s);
         sync50.push(or_nan(p.map(|p| p.p50)));
@@ -168,7 +186,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let mut disk = Table::new("One fdatasync of a rewritten 4 KiB page, on the store's disk");
     disk.add("p50", "µs", sync50)
         .add("p99", "µs", sync99)
-        .add("max", "µs", sync_max);
+        .add("max", "µs", sync_max)
+        .add(
+            "CPU of the probe's thread per rewrite and fdatasync (mean)",
+            "µs",
+            sync_cpu,
+        );
     let tail = Summary::of(&p99);
     let ratio = Summary::of(&cpu_ratio);
     report.targets.push(TargetCheck {
