@@ -472,7 +472,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         );
     let [hp, ho] = host_fig;
     let mut host = Table::new(
-        "The plugin host in-process (`causeway-plugins`, as the worker builds it), one call at a time, no HTTP, no store",
+        "The plugin host in-process (`causeway-plugins`, as the worker builds it), one call at a time from a runtime task (as the worker calls), no HTTP, no store",
     );
     host.add("call, pooling, p50", "µs", hp.p50.clone())
         .add("call, pooling, p99", "µs", hp.p99)
@@ -683,29 +683,39 @@ pub async fn host_calls(
     let report = host.apply(&cfg).await;
     let apply_ms = t.elapsed().as_secs_f64() * 1e3;
     anyhow::ensure!(report.errors.is_empty(), "apply: {:?}", report.errors);
-    let target = PluginRef::new("default", "tagger");
-    let mut calls_ns = Vec::with_capacity(n);
-    for i in 0..n as u64 {
-        let req = http::Request::post("/")
-            .header("content-type", "application/json")
-            .header("causeway-event-id", format!("bench-{i}"))
-            .header("causeway-bridge", "default/forward")
-            .body(event(i))?;
-        let t = Instant::now();
-        let resp = host
-            .call(&target, req)
-            .await
-            .map_err(|e| anyhow!("call: {e}"))?;
-        calls_ns.push(t.elapsed().as_nanos() as u64);
-        anyhow::ensure!(resp.status() == 200, "tagger answered {}", resp.status());
-        if i == 0 {
-            anyhow::ensure!(
-                resp.body().windows(13).any(|w| w == b"\"tagged\":true"),
-                "tagger did not tag: {:?}",
-                resp.body()
-            );
-        }
-    }
+    // The calls run in a task of the runtime, as the worker's steps and deliveries make
+    // them (not on the thread that blocks on the bench's main future).
+    let host = std::sync::Arc::new(host);
+    let calls = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            let target = PluginRef::new("default", "tagger");
+            let mut calls_ns = Vec::with_capacity(n);
+            for i in 0..n as u64 {
+                let req = http::Request::post("/")
+                    .header("content-type", "application/json")
+                    .header("causeway-event-id", format!("bench-{i}"))
+                    .header("causeway-bridge", "default/forward")
+                    .body(event(i))?;
+                let t = Instant::now();
+                let resp = host
+                    .call(&target, req)
+                    .await
+                    .map_err(|e| anyhow!("call: {e}"))?;
+                calls_ns.push(t.elapsed().as_nanos() as u64);
+                anyhow::ensure!(resp.status() == 200, "tagger answered {}", resp.status());
+                if i == 0 {
+                    anyhow::ensure!(
+                        resp.body().windows(13).any(|w| w == b"\"tagged\":true"),
+                        "tagger did not tag: {:?}",
+                        resp.body()
+                    );
+                }
+            }
+            Ok::<_, anyhow::Error>(calls_ns)
+        })
+    };
+    let calls_ns = calls.await.map_err(|e| anyhow!("call task: {e}"))??;
     let metrics = {
         use prometheus::Encoder;
         let mut buf = Vec::new();
