@@ -522,7 +522,7 @@ struct Writer {
     unsynced: bool,
     /// See [`Inner::last_write_ms`].
     last_write_ms: Arc<AtomicU64>,
-    /// When the last batch with a durable write committed, and the recent gap between
+    /// When the last batch with a durable write began its commit, and the recent gap between
     /// such batches (a moving average): how long records wait for the next one
     /// ([`Writer::linger`]).
     last_durable: Option<Instant>,
@@ -625,12 +625,9 @@ impl Writer {
                     }
                     let started = Instant::now();
                     let n = batch.len();
-                    let durable = batch.iter().any(|op| op.durable());
                     let done = commit_batch(&self.db, &self.mem, batch);
                     if done.synced {
                         self.unsynced = false;
-                    }
-                    if durable {
                         self.note_durable(started);
                     }
                     self.unsynced |= done.unsynced;
@@ -681,8 +678,8 @@ impl Writer {
         None
     }
 
-    /// A batch with a durable write began committing at `at`: the gap since the last one
-    /// moves [`Writer::durable_gap`] by an eighth.
+    /// A batch with a durable write that began committing at `at` is on disk: the gap
+    /// since the last one moves [`Writer::durable_gap`] by an eighth.
     fn note_durable(&mut self, at: Instant) {
         if let Some(last) = self.last_durable {
             let gap = at.saturating_duration_since(last).min(SYNC_AFTER);
