@@ -612,6 +612,9 @@ pub(crate) async fn send_to(
         .unwrap_or_else(|| "/".into());
     *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
 
+    let (request, ignored) = detach_ignored_body(request);
+    let mut drain = Box::pin(discard(ignored));
+    let mut drain_done = false;
     let mut conn = Box::pin(conn);
     let mut conn_done = false;
     let send = sender.send_request(request);
@@ -623,18 +626,60 @@ pub(crate) async fn send_to(
                 conn_done = true;
                 c.map_err(HttpError::from)?;
             }
+            () = &mut drain, if !drain_done => drain_done = true,
             _ = tokio::time::sleep_until(deadline) => return Err(HttpError::ConnectionReadTimeout),
         }
     };
     let io: IoFuture = Box::new(async move {
-        if !conn_done {
-            conn.await.map_err(HttpError::from)?;
-        }
-        Ok(())
+        let conn = async {
+            if !conn_done {
+                conn.await.map_err(HttpError::from)?;
+            }
+            Ok(())
+        };
+        let drain = async {
+            if !drain_done {
+                drain.await;
+            }
+        };
+        let (conn, ()) = tokio::join!(conn, drain);
+        conn
     });
     let response =
         response.map(|b| BoundedBody::new(b, MAX_OUTBOUND_RESPONSE_BYTES, deadline).boxed_unsync());
     Ok((response, io))
+}
+
+/// hyper sends no body with a GET, HEAD or CONNECT whose length is unknown (no
+/// `content-length`, no `transfer-encoding`) and drops it once the head is written. The
+/// guest may still be writing that body (`wstd` writes an empty one alongside waiting for
+/// the response): into a dropped body its write fails as a closed stream, which the guest
+/// reads as "connection reset" although the request went through. Such a body is taken
+/// off the request and read to its end with nothing sent, which is what hyper would send.
+fn detach_ignored_body(
+    request: http::Request<WasiBody>,
+) -> (http::Request<WasiBody>, Option<WasiBody>) {
+    let ignored = matches!(
+        *request.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::CONNECT
+    ) && !request.headers().contains_key(http::header::CONTENT_LENGTH)
+        && !request
+            .headers()
+            .contains_key(http::header::TRANSFER_ENCODING);
+    if !ignored {
+        return (request, None);
+    }
+    let (parts, body) = request.into_parts();
+    let empty = http_body_util::Empty::new()
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed_unsync();
+    (http::Request::from_parts(parts, empty), Some(body))
+}
+
+/// Reads `body` to its end (or its first error), dropping what it holds.
+async fn discard(body: Option<WasiBody>) {
+    let Some(mut body) = body else { return };
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
