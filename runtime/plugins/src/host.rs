@@ -890,6 +890,16 @@ async fn chain(
         (resp.map(wasi_body), Box::new(async { Ok(()) }))
     };
     let depth = out.depth + 1;
+    // The body is read before anything is answered: a guest still writing it into a
+    // dropped request would see its stream closed ("connection reset") instead of the
+    // answer.
+    let (mut parts, body) = request.into_parts();
+    let (bytes, _) = collect_limited(body, MAX_CHAIN_REQUEST_BYTES).await?;
+    if bytes.len() as u64 > MAX_CHAIN_REQUEST_BYTES {
+        return Err(wasmtime_wasi_http::Error::HttpRequestBodySize(Some(
+            bytes.len() as u64,
+        )));
+    }
     if depth > MAX_CHAIN_DEPTH {
         m.chain_errors.with_label_values(&["depth"]).inc();
         let e = CallError::LoopDetected {
@@ -899,13 +909,6 @@ async fn chain(
         let mut resp = error_response(&e);
         *resp.status_mut() = http::StatusCode::LOOP_DETECTED;
         return Ok(respond(resp));
-    }
-    let (mut parts, body) = request.into_parts();
-    let (bytes, _) = collect_limited(body, MAX_CHAIN_REQUEST_BYTES).await?;
-    if bytes.len() as u64 > MAX_CHAIN_REQUEST_BYTES {
-        return Err(wasmtime_wasi_http::Error::HttpRequestBodySize(Some(
-            bytes.len() as u64,
-        )));
     }
     for h in [HEADER_TOKEN, HEADER_DEPTH] {
         parts.headers.remove(h);
