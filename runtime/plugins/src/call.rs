@@ -1,5 +1,5 @@
-//! One call: a fresh `Store` from the plugin's cached `ProxyPre`, limits, the guest run in
-//! its own task, and the failure classified (timeout, OOM, trap, refused outbound, …).
+//! One call: a fresh `Store` from the plugin's cached `ProxyPre`, limits, the guest run on
+//! the caller's task, and the failure classified (timeout, OOM, trap, refused outbound, …).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -414,12 +414,18 @@ fn last_log_line(log: &CallLog) -> Option<String> {
         })
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+/// What the guest returned: `returned` when it has already, else what it returns when
+/// driven to the end.
+async fn guest_result<F>(
+    guest: Pin<&mut F>,
+    returned: Option<Result<(), GuestFailure>>,
+) -> Result<(), GuestFailure>
+where
+    F: Future<Output = Result<(), GuestFailure>>,
+{
+    match returned {
+        Some(r) => r,
+        None => guest.await,
     }
 }
 
@@ -578,8 +584,11 @@ async fn invoke_inner<H: CallHost>(
         .instance_pre_reuse
         .with_label_values(&[&key])
         .inc();
-    let task = tokio::spawn(async move {
-        // The permit and the store live exactly as long as the guest runs.
+    // The guest runs on the caller's task, polled together with the response it writes
+    // (no spawned task: no hand-over to another runtime thread and back per call). The
+    // permit and the store live exactly as long as the guest future; when the caller
+    // gives up (its future is dropped, or the deadline passes), the guest stops with it.
+    let guest = async move {
         let _permit = permit;
         let proxy = pre
             .instantiate_async(&mut store)
@@ -590,10 +599,7 @@ async fn invoke_inner<H: CallHost>(
             .call_handle(&mut store, incoming, outparam)
             .await
             .map_err(GuestFailure::Run)
-    });
-    let abort = task.abort_handle();
-    // If the caller gives up (its future is dropped), the guest stops too.
-    let _abort_on_drop = AbortOnDrop(task.abort_handle());
+    };
 
     let classify = |f: GuestFailure| -> CallError {
         let (e, instantiating) = match f {
@@ -647,24 +653,38 @@ async fn invoke_inner<H: CallHost>(
     };
 
     let run = async {
-        let joined =
-            |r: Result<Result<(), GuestFailure>, tokio::task::JoinError>| -> Result<(), CallError> {
-                match r {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(f)) => Err(classify(f)),
-                    Err(e) => Err(CallError::Internal {
-                        plugin: key.clone(),
-                        message: format!("guest task failed: {e}"),
-                    }),
+        let mut guest = std::pin::pin!(guest);
+        // The guest's result, once it has returned (a finished future is not polled again).
+        let mut returned: Option<Result<(), GuestFailure>> = None;
+        let head = {
+            let mut rx = rx;
+            tokio::select! {
+                r = &mut rx => r,
+                g = guest.as_mut() => {
+                    returned = Some(g);
+                    // Its store is gone with it: the response was sent or never will be.
+                    rx.await
                 }
-            };
-        match rx.await {
+            }
+        };
+        match head {
             Ok(Ok(response)) => {
                 let (parts, body) = response.into_parts();
-                let collected = crate::outbound::collect_limited(body, MAX_RESPONSE_BYTES).await;
+                let collect = crate::outbound::collect_limited(body, MAX_RESPONSE_BYTES);
+                let mut collect = std::pin::pin!(collect);
+                let collected = match returned {
+                    Some(_) => collect.await,
+                    None => tokio::select! {
+                        c = collect.as_mut() => c,
+                        g = guest.as_mut() => {
+                            returned = Some(g);
+                            collect.await
+                        }
+                    },
+                };
                 let body = match collected {
                     Ok((bytes, _)) if bytes.len() as u64 > MAX_RESPONSE_BYTES => {
-                        abort.abort();
+                        // Returning drops the guest: it stops.
                         return Err(CallError::Failed {
                             plugin: key.clone(),
                             message: format!(
@@ -675,25 +695,25 @@ async fn invoke_inner<H: CallHost>(
                     Ok((bytes, _)) => bytes,
                     Err(e) => {
                         // The guest failed while writing its body: its own error says why.
-                        joined(task.await)?;
+                        guest_result(guest, returned).await.map_err(&classify)?;
                         return Err(CallError::Failed {
                             plugin: key.clone(),
                             message: format!("response body: {e}"),
                         });
                     }
                 };
-                joined(task.await)?;
+                guest_result(guest, returned).await.map_err(&classify)?;
                 Ok(http::Response::from_parts(parts, body))
             }
             Ok(Err(code)) => {
-                joined(task.await)?;
+                guest_result(guest, returned).await.map_err(&classify)?;
                 Err(CallError::Failed {
                     plugin: key.clone(),
                     message: format!("guest answered with error code {code:?}"),
                 })
             }
             Err(_) => {
-                joined(task.await)?;
+                guest_result(guest, returned).await.map_err(&classify)?;
                 Err(CallError::Failed {
                     plugin: key.clone(),
                     message: "guest returned without sending a response".into(),
@@ -704,7 +724,7 @@ async fn invoke_inner<H: CallHost>(
     let result = match tokio::time::timeout_at(deadline, run).await {
         Ok(r) => r,
         Err(_) => {
-            abort.abort();
+            // `run` is dropped, and the guest with it.
             Err(CallError::Timeout {
                 plugin: key.clone(),
                 timeout_ms: effective_ms,
