@@ -41,8 +41,9 @@ pub const MAX_BATCH: usize = 1024;
 /// arrival (a delayed job reads it from disk when its time comes).
 const HAND_OFF_WITHIN_MS: u64 = 1_000;
 /// Rows (events with everything keyed by them, or idempotency keys) deleted per retention
-/// transaction: what one trim adds to the ingest commit it shares.
-pub const RETENTION_CHUNK: usize = 256;
+/// transaction: what one trim adds to the ingest commit it shares. Small, so an ingest
+/// sharing a commit with it waits a fraction of a millisecond more, not several.
+pub const RETENTION_CHUNK: usize = 64;
 /// Compaction waits until no write (but retention's) arrived for this long.
 pub const QUIET_BEFORE_COMPACT: Duration = Duration::from_secs(1);
 /// Compaction runs only when at least this share of the file (1/n) is free: below it, the
