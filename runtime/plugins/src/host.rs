@@ -29,7 +29,9 @@ use crate::error::{CallError, HostError, LoadError};
 use crate::kv::KvStore;
 use crate::log::PluginLogs;
 use crate::metrics::Metrics;
-use crate::outbound::{AllowList, Refusal, Resolved, collect_limited, resolve_checked, send_to};
+use crate::outbound::{
+    AllowList, Refusal, Resolved, collect_limited, discard, resolve_checked, send_to,
+};
 use crate::plugin_ref::PluginRef;
 use crate::source;
 
@@ -827,6 +829,7 @@ async fn send_outbound(
         out.shared.set_refused(r);
     };
     let Some(host) = uri.host() else {
+        release_unsent(request);
         return Err(E::HttpRequestUriInvalid);
     };
     let host = host
@@ -843,6 +846,7 @@ async fn send_outbound(
                 reason: "scheme",
                 detail: format!("scheme {scheme} is not supported"),
             });
+            release_unsent(request);
             return Err(E::HttpRequestDenied);
         }
     };
@@ -852,18 +856,24 @@ async fn send_outbound(
             reason: "not_allowed",
             detail: format!("{target} is not in allowedOutboundHosts"),
         });
+        release_unsent(request);
         return Err(E::HttpRequestDenied);
     };
     if let Some(name) = chain_target(&host) {
         let name = name.to_string();
         return chain(&inner, &out, &name, request).await;
     }
-    match resolve_checked(&target, &host, port, allowed.explicit, out.deadline).await? {
-        Resolved::Refused(r) => {
+    match resolve_checked(&target, &host, port, allowed.explicit, out.deadline).await {
+        Err(e) => {
+            release_unsent(request);
+            Err(e)
+        }
+        Ok(Resolved::Refused(r)) => {
             refuse(r);
+            release_unsent(request);
             Err(E::DestinationIpProhibited)
         }
-        Resolved::Connect(addr) => {
+        Ok(Resolved::Connect(addr)) => {
             m.outbound_requests
                 .with_label_values(&[&out.key, "network"])
                 .inc();
@@ -875,6 +885,14 @@ async fn send_outbound(
             send_to(request, addr, &host, scheme == "https", out.deadline).await
         }
     }
+}
+
+/// A guest's request answered with an error without being sent: its body is read to its
+/// end on a task of its own, so a guest still writing it gets the error code rather than
+/// its body stream closed under it ("connection reset"). The task ends when the guest
+/// finishes the body or its store is dropped.
+fn release_unsent(request: http::Request<WasiBody>) {
+    tokio::spawn(discard(request.into_body()));
 }
 
 /// `http://<name>.internal/...` from a guest: the plugin in-process, or in its pool.

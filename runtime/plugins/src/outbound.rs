@@ -613,7 +613,11 @@ pub(crate) async fn send_to(
     *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
 
     let (request, ignored) = detach_ignored_body(request);
-    let mut drain = Box::pin(discard(ignored));
+    let mut drain = Box::pin(async move {
+        if let Some(body) = ignored {
+            discard(body).await;
+        }
+    });
     let mut drain_done = false;
     let mut conn = Box::pin(conn);
     let mut conn_done = false;
@@ -677,8 +681,7 @@ fn detach_ignored_body(
 }
 
 /// Reads `body` to its end (or its first error), dropping what it holds.
-async fn discard(body: Option<WasiBody>) {
-    let Some(mut body) = body else { return };
+pub(crate) async fn discard(mut body: WasiBody) {
     while let Some(Ok(_)) = body.frame().await {}
 }
 

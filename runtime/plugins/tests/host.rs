@@ -257,7 +257,7 @@ async fn explicitly_allowed_loopback_sink_is_reached() {
 
 /// hyper sends no body with a GET of unknown length and drops it once the head is out; a
 /// guest still writing that (empty) body must not see its stream closed ("connection
-/// reset") while its request in fact went through.
+/// reset") while its request in fact went through, nor when the host refused it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_whose_body_the_guest_writes_late_still_succeeds() {
     let dir = tempfile::tempdir().unwrap();
@@ -290,9 +290,46 @@ async fn a_get_whose_body_the_guest_writes_late_still_succeeds() {
     assert_eq!(body_json(&resp)["upstreamStatus"], 200);
     assert_eq!(sink.hits(), 1);
     // Nothing of the late body reached the sink: a GET of unknown length has none.
-    let seen = sink.seen.lock().unwrap();
-    assert_eq!(seen[0].1, "/late");
-    assert!(seen[0].2.get("transfer-encoding").is_none());
+    {
+        let seen = sink.seen.lock().unwrap();
+        assert_eq!(seen[0].1, "/late");
+        assert!(seen[0].2.get("transfer-encoding").is_none());
+    }
+    // A guest that writes the body only after sending the request, then waits for the
+    // response (raw wasi:http, one step after the other) gets its answer too.
+    let url = format!("{}/sequential", sink.url());
+    let resp = th
+        .host
+        .call(
+            &plugin_ref(NS, "fx-forbidden"),
+            req("GET", &format!("/?sequential=1&url={}", pct(&url)), ""),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(resp.body())
+    );
+    assert_eq!(sink.hits(), 2);
+    // Refused (another port is not allowed): that guest, writing its body after the host
+    // has refused the request, gets the refusal's code, not a closed stream.
+    let other = serve(|_| async { ok("other") }).await;
+    let url = format!("{}/x", other.url());
+    let err = th
+        .host
+        .call(
+            &plugin_ref(NS, "fx-forbidden"),
+            req("GET", &format!("/?sequential=1&url={}", pct(&url)), ""),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Refused { .. }), "{err:?}");
+    assert_eq!(other.hits(), 0);
+    let logs = th.host.logs(&plugin_ref(NS, "fx-forbidden"));
+    let last = logs.last().map(String::as_str).unwrap_or_default();
+    assert!(last.contains("HttpRequestDenied"), "{logs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
