@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::error::HostError;
 
@@ -57,7 +57,7 @@ fn base_config() -> Config {
 }
 
 /// See [`pooling_config`].
-const KEEP_RESIDENT: usize = 64 << 10;
+const KEEP_RESIDENT: usize = 256 << 10;
 
 fn pooling_config() -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
@@ -72,11 +72,15 @@ fn pooling_config() -> PoolingAllocationConfig {
     pool.total_stacks(POOL_COMPONENT_INSTANCES);
     pool.max_memories_per_module(2);
     pool.max_tables_per_module(4);
-    // How much of a reused memory slot is zeroed with memset (the rest is given back to
-    // the kernel and faults in again): 64 KiB covers a small guest's stack and data. With
-    // 1 MiB every call of the `tagger` guest zeroed far more than it touched: `bench
-    // host-calls 20000`, five alternating rounds, p50 140 µs at 1 MiB, 104 at 256 KiB,
-    // 101 at 64 KiB, 104 with none (bench/notes.md).
+    // How much of a reused memory slot is reset with memset; the rest is given back to
+    // the kernel (`madvise`, a TLB flush on every core) and faults in again on the next
+    // call. With `PAGEMAP_SCAN` (Linux 6.7+) wasmtime finds the pages the call touched,
+    // wherever they are, and resets only those, up to this much: a Rust guest's stack sits
+    // below its data at 1 MiB, so without the scan the lowest bytes kept resident are ones
+    // it never touches. Without the scan, 256 KiB is memset from the bottom each call:
+    // `bench host-calls 20000`, five alternating rounds, p50 140 µs at 1 MiB, 104 at
+    // 256 KiB, 101 at 64 KiB, 104 with none (bench/notes.md).
+    pool.pagemap_scan(Enabled::Auto);
     pool.linear_memory_keep_resident(KEEP_RESIDENT);
     pool.table_keep_resident(1 << 16);
     pool
