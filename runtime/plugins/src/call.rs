@@ -60,6 +60,8 @@ pub(crate) type OutboundFuture = Pin<
 /// so this module does not depend on that one.
 pub(crate) trait CallHost: Send + Sync + 'static {
     fn engine(&self) -> &wasmtime::Engine;
+    /// Keeps the epoch advancing while a store lives (its state holds the guard).
+    fn ticking(&self) -> crate::engine::Ticking;
     fn kv(&self) -> &Arc<dyn KvStore>;
     /// Serialises `wasi:keyvalue/atomics` increments.
     fn increment_lock(&self) -> &Arc<tokio::sync::Mutex<()>>;
@@ -228,6 +230,8 @@ pub(crate) struct CallState {
     config: Arc<WasiConfigVariables>,
     kv: KvCtx,
     limiter: Limiter,
+    /// The epoch advances while this store lives: its deadline and its yields need it.
+    _ticking: crate::engine::Ticking,
 }
 
 impl WasiView for CallState {
@@ -256,6 +260,7 @@ impl CallState {
         kv: KvCtx,
         memory_limit: u64,
         log: &CallLog,
+        ticking: crate::engine::Ticking,
     ) -> CallState {
         let mut wasi = WasiCtxBuilder::new();
         // No environment, arguments, files or sockets; output goes to the call's log.
@@ -277,6 +282,7 @@ impl CallState {
                 total: 0,
                 shared,
             },
+            _ticking: ticking,
         }
     }
 }
@@ -361,6 +367,7 @@ pub(crate) async fn probe<H: CallHost>(
         kv,
         plugin.memory_bytes,
         &log,
+        host.ticking(),
     );
     let mut store = Store::new(host.engine(), state);
     store.limiter(|s| &mut s.limiter);
@@ -546,7 +553,14 @@ async fn invoke_inner<H: CallHost>(
         kv: host.kv().clone(),
         increment_lock: host.increment_lock().clone(),
     };
-    let state = CallState::new(out, plugin.vars.clone(), kv, plugin.cfg.memory_bytes, log);
+    let state = CallState::new(
+        out,
+        plugin.vars.clone(),
+        kv,
+        plugin.cfg.memory_bytes,
+        log,
+        host.ticking(),
+    );
     let mut store = Store::new(host.engine(), state);
     store.limiter(|s| &mut s.limiter);
     // Check every tick: past the deadline the guest traps; before it, it yields so a

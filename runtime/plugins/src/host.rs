@@ -24,7 +24,7 @@ use crate::call::{
     IoFuture, Loaded, OutboundCtx, OutboundFuture, add_trace_headers, build_linker, invoke, probe,
     wasi_body,
 };
-use crate::engine::{AllocatorKind, PoolingMode, build_engine, compat_hash, start_ticker};
+use crate::engine::{AllocatorKind, PoolingMode, Ticker, Ticking, build_engine, compat_hash};
 use crate::error::{CallError, HostError, LoadError};
 use crate::kv::KvStore;
 use crate::log::PluginLogs;
@@ -113,6 +113,8 @@ struct State {
 /// tokens) and the clients: what [`PluginHost`] shares between its clones.
 struct Inner {
     engine: Engine,
+    /// After `engine`: dropped after it, so its thread finds the engine gone.
+    ticker: Arc<Ticker>,
     allocator: AllocatorKind,
     linker: Linker<CallState>,
     compat: String,
@@ -141,6 +143,9 @@ impl Inner {
 impl CallHost for Inner {
     fn engine(&self) -> &Engine {
         &self.engine
+    }
+    fn ticking(&self) -> Ticking {
+        self.ticker.ticking()
     }
     fn kv(&self) -> &Arc<dyn KvStore> {
         &self.kv
@@ -195,7 +200,7 @@ impl PluginHost {
             .allocator
             .with_label_values(&[allocator.as_str()])
             .set(1);
-        start_ticker(&engine)?;
+        let ticker = Ticker::start(&engine)?;
         let linker = build_linker(&engine)?;
         let compat = compat_hash(&engine);
         // Neither client follows redirects: a 3xx from a download server or from another
@@ -213,6 +218,7 @@ impl PluginHost {
         Ok(PluginHost {
             inner: Arc::new(Inner {
                 engine,
+                ticker,
                 allocator,
                 linker,
                 compat,
