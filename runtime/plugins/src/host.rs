@@ -810,6 +810,18 @@ pub fn chain_url(url: &str) -> Option<(String, String)> {
     Some((name, pq.to_string()))
 }
 
+/// Where a guest's outbound request goes, once the host has let it through.
+enum Route {
+    /// `http://<plugin>.internal`: in-process or to the plugin's pool.
+    Chain(String),
+    /// The network, at an address the SSRF guard accepted.
+    Connect {
+        addr: std::net::SocketAddr,
+        host: String,
+        tls: bool,
+    },
+}
+
 /// The `send_request` hook: allow-list, chaining, SSRF guard, connection.
 async fn send_outbound(
     inner: Arc<Inner>,
@@ -817,10 +829,38 @@ async fn send_outbound(
     mut request: http::Request<WasiBody>,
     _options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error> {
-    use wasmtime_wasi_http::Error as E;
     add_trace_headers(request.headers_mut(), &out.trace);
-    let m = &inner.metrics;
-    let uri = request.uri().clone();
+    let route = match route(&inner, &out, request.uri()).await {
+        Ok(route) => route,
+        Err(e) => {
+            release_unsent(request);
+            return Err(e);
+        }
+    };
+    match route {
+        Route::Chain(name) => chain(&inner, &out, &name, request).await,
+        Route::Connect { addr, host, tls } => {
+            let m = &inner.metrics;
+            m.outbound_requests
+                .with_label_values(&[&out.key, "network"])
+                .inc();
+            m.outbound_connects.with_label_values(&[&out.key]).inc();
+            for h in [HEADER_TOKEN, HEADER_DEPTH, HEADER_CALLER] {
+                request.headers_mut().remove(h);
+            }
+            send_to(request, addr, &host, tls, out.deadline).await
+        }
+    }
+}
+
+/// Decides where a request to `uri` goes, or why it is refused (counted, logged and
+/// recorded for the call as it is decided).
+async fn route(
+    inner: &Inner,
+    out: &OutboundCtx,
+    uri: &http::Uri,
+) -> Result<Route, wasmtime_wasi_http::Error> {
+    use wasmtime_wasi_http::Error as E;
     let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
     let authority = uri
         .authority()
@@ -828,17 +868,17 @@ async fn send_outbound(
         .unwrap_or_default();
     let target = format!("{scheme}://{authority}");
     let refuse = |r: Refusal| {
-        m.outbound_refused
+        inner
+            .metrics
+            .outbound_refused
             .with_label_values(&[&out.key, r.reason])
             .inc();
         tracing::warn!(plugin = %out.key, target = %r.target, reason = r.reason, detail = %r.detail, "outbound request refused");
         out.shared.set_refused(r);
     };
-    let Some(host) = uri.host() else {
-        release_unsent(request);
-        return Err(E::HttpRequestUriInvalid);
-    };
-    let host = host
+    let host = uri
+        .host()
+        .ok_or(E::HttpRequestUriInvalid)?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase();
@@ -852,7 +892,6 @@ async fn send_outbound(
                 reason: "scheme",
                 detail: format!("scheme {scheme} is not supported"),
             });
-            release_unsent(request);
             return Err(E::HttpRequestDenied);
         }
     };
@@ -862,34 +901,21 @@ async fn send_outbound(
             reason: "not_allowed",
             detail: format!("{target} is not in allowedOutboundHosts"),
         });
-        release_unsent(request);
         return Err(E::HttpRequestDenied);
     };
     if let Some(name) = chain_target(&host) {
-        let name = name.to_string();
-        return chain(&inner, &out, &name, request).await;
+        return Ok(Route::Chain(name.to_string()));
     }
-    match resolve_checked(&target, &host, port, allowed.explicit, out.deadline).await {
-        Err(e) => {
-            release_unsent(request);
-            Err(e)
-        }
-        Ok(Resolved::Refused(r)) => {
+    match resolve_checked(&target, &host, port, allowed.explicit, out.deadline).await? {
+        Resolved::Refused(r) => {
             refuse(r);
-            release_unsent(request);
             Err(E::DestinationIpProhibited)
         }
-        Ok(Resolved::Connect(addr)) => {
-            m.outbound_requests
-                .with_label_values(&[&out.key, "network"])
-                .inc();
-            m.outbound_connects.with_label_values(&[&out.key]).inc();
-            let mut request = request;
-            for h in [HEADER_TOKEN, HEADER_DEPTH, HEADER_CALLER] {
-                request.headers_mut().remove(h);
-            }
-            send_to(request, addr, &host, scheme == "https", out.deadline).await
-        }
+        Resolved::Connect(addr) => Ok(Route::Connect {
+            addr,
+            host,
+            tls: scheme == "https",
+        }),
     }
 }
 
