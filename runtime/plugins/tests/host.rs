@@ -201,13 +201,11 @@ async fn misbehaving_plugins_fail_alone_with_clear_errors_and_metrics() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explicitly_allowed_loopback_sink_is_reached() {
-    let dir = tempfile::tempdir().unwrap();
-    let th = mem_host(dir.path());
-    let sink = serve(|r| async move { ok(&format!("got {}", r.uri())) }).await;
+/// A host whose `fx-forbidden` may reach `allowed` and nothing else.
+async fn forbidden_allowing(cache: &std::path::Path, allowed: String) -> TestHost {
+    let th = mem_host(cache);
     let mut p = plugin(NS, "fx-forbidden", &guest("fx-forbidden"));
-    p.allowed_outbound_hosts = vec![sink.url()];
+    p.allowed_outbound_hosts = vec![allowed];
     assert!(
         th.host
             .apply(&worker("v1", vec![p]))
@@ -215,21 +213,41 @@ async fn explicitly_allowed_loopback_sink_is_reached() {
             .errors
             .is_empty()
     );
-    let url = format!("{}/allowed?z=1", sink.url());
-    let resp = th
-        .host
+    th
+}
+
+/// `fx-forbidden` fetching `url`, with `query` (`lateBody=1&`, say) before it.
+async fn fetch_through_guest(
+    th: &TestHost,
+    query: &str,
+    url: &str,
+) -> Result<http::Response<Bytes>, CallError> {
+    th.host
         .call(
             &plugin_ref(NS, "fx-forbidden"),
-            req("GET", &format!("/?url={}", pct(&url)), ""),
+            req("GET", &format!("/?{query}url={}", pct(url)), ""),
         )
         .await
-        .unwrap();
+}
+
+/// Asserts a 200, showing the body otherwise.
+fn assert_ok(resp: &http::Response<Bytes>) {
     assert_eq!(
         resp.status(),
         200,
         "{}",
         String::from_utf8_lossy(resp.body())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicitly_allowed_loopback_sink_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = serve(|r| async move { ok(&format!("got {}", r.uri())) }).await;
+    let th = forbidden_allowing(dir.path(), sink.url()).await;
+    let url = format!("{}/allowed?z=1", sink.url());
+    let resp = fetch_through_guest(&th, "", &url).await.unwrap();
+    assert_ok(&resp);
     assert_eq!(body_json(&resp)["upstreamStatus"], 200);
     assert_eq!(sink.hits(), 1);
     assert_eq!(sink.seen.lock().unwrap()[0].1, "/allowed?z=1");
@@ -243,14 +261,7 @@ async fn explicitly_allowed_loopback_sink_is_reached() {
     // Another port of the same address is not allowed.
     let other = serve(|_| async { ok("other") }).await;
     let url = format!("{}/x", other.url());
-    let err = th
-        .host
-        .call(
-            &plugin_ref(NS, "fx-forbidden"),
-            req("GET", &format!("/?url={}", pct(&url)), ""),
-        )
-        .await
-        .unwrap_err();
+    let err = fetch_through_guest(&th, "", &url).await.unwrap_err();
     assert!(matches!(err, CallError::Refused { .. }), "{err:?}");
     assert_eq!(other.hits(), 0);
 }
@@ -261,32 +272,11 @@ async fn explicitly_allowed_loopback_sink_is_reached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_whose_body_the_guest_writes_late_still_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let th = mem_host(dir.path());
     let sink = serve(|_| async move { ok("late") }).await;
-    let mut p = plugin(NS, "fx-forbidden", &guest("fx-forbidden"));
-    p.allowed_outbound_hosts = vec![sink.url()];
-    assert!(
-        th.host
-            .apply(&worker("v1", vec![p]))
-            .await
-            .errors
-            .is_empty()
-    );
+    let th = forbidden_allowing(dir.path(), sink.url()).await;
     let url = format!("{}/late", sink.url());
-    let resp = th
-        .host
-        .call(
-            &plugin_ref(NS, "fx-forbidden"),
-            req("GET", &format!("/?lateBody=1&url={}", pct(&url)), ""),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        200,
-        "{}",
-        String::from_utf8_lossy(resp.body())
-    );
+    let resp = fetch_through_guest(&th, "lateBody=1&", &url).await.unwrap();
+    assert_ok(&resp);
     assert_eq!(body_json(&resp)["upstreamStatus"], 200);
     assert_eq!(sink.hits(), 1);
     // Nothing of the late body reached the sink: a GET of unknown length has none.
@@ -298,31 +288,16 @@ async fn a_get_whose_body_the_guest_writes_late_still_succeeds() {
     // A guest that writes the body only after sending the request, then waits for the
     // response (raw wasi:http, one step after the other) gets its answer too.
     let url = format!("{}/sequential", sink.url());
-    let resp = th
-        .host
-        .call(
-            &plugin_ref(NS, "fx-forbidden"),
-            req("GET", &format!("/?sequential=1&url={}", pct(&url)), ""),
-        )
+    let resp = fetch_through_guest(&th, "sequential=1&", &url)
         .await
         .unwrap();
-    assert_eq!(
-        resp.status(),
-        200,
-        "{}",
-        String::from_utf8_lossy(resp.body())
-    );
+    assert_ok(&resp);
     assert_eq!(sink.hits(), 2);
     // Refused (another port is not allowed): that guest, writing its body after the host
     // has refused the request, gets the refusal's code, not a closed stream.
     let other = serve(|_| async { ok("other") }).await;
     let url = format!("{}/x", other.url());
-    let err = th
-        .host
-        .call(
-            &plugin_ref(NS, "fx-forbidden"),
-            req("GET", &format!("/?sequential=1&url={}", pct(&url)), ""),
-        )
+    let err = fetch_through_guest(&th, "sequential=1&", &url)
         .await
         .unwrap_err();
     assert!(matches!(err, CallError::Refused { .. }), "{err:?}");
