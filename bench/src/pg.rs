@@ -119,14 +119,14 @@ pub fn url_via(url: &str, addr: SocketAddr) -> Option<String> {
     })
 }
 
-struct Ticks {
-    utime: u64,
-    stime: u64,
-    cutime: u64,
-    cstime: u64,
+pub(crate) struct Ticks {
+    pub utime: u64,
+    pub stime: u64,
+    pub cutime: u64,
+    pub cstime: u64,
 }
 
-fn proc_ticks(pid: u32) -> Option<Ticks> {
+pub(crate) fn proc_ticks(pid: u32) -> Option<Ticks> {
     stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
@@ -157,7 +157,7 @@ fn ppid(text: &str) -> Option<u32> {
 }
 
 /// PIDs whose parent is `parent`.
-fn children(parent: u32) -> Vec<u32> {
+pub(crate) fn children(parent: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return vec![];
     };
@@ -171,7 +171,7 @@ fn children(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-fn ticks_to_duration(ticks: u64) -> Duration {
+pub(crate) fn ticks_to_duration(ticks: u64) -> Duration {
     Duration::from_nanos(ticks * 1_000_000_000 / clock_ticks())
 }
 

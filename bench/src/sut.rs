@@ -110,6 +110,18 @@ impl Proc {
         Some(Duration::from_nanos(ticks * 1_000_000_000 / clock_ticks()))
     }
 
+    /// CPU time used so far by the process and its live children (nginx's worker
+    /// processes), user + system.
+    pub fn tree_cpu_time(&self) -> Option<Duration> {
+        let pid = self.pid()?;
+        let ticks = std::iter::once(pid)
+            .chain(crate::pg::children(pid))
+            .filter_map(crate::pg::proc_ticks)
+            .map(|t| t.utime + t.stime)
+            .sum();
+        Some(crate::pg::ticks_to_duration(ticks))
+    }
+
     /// Still running?
     pub fn alive(&mut self) -> bool {
         self.child

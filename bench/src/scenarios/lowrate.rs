@@ -1,6 +1,7 @@
 //! Scenario 13, low rate (issue 15): scenario 2's forward at 100 events/s, where nothing
-//! is batched, against the same worker saturated in the same run; and what one fsync costs
-//! on the disk the store is on.
+//! is batched, against the same worker saturated in the same run; the same two hops through
+//! nginx (`proxy_pass`, nothing stored) at both rates, for what a low rate costs any
+//! server on this machine; and what one fsync costs on the disk the store is on.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use crate::load::{OpenLoop, Target, closed_loop, open_loop};
 use crate::report::{Report, Section, Table, TargetCheck, fmt_num, fmt_summary};
 use crate::sink::Sink;
 use crate::stats::{Percentiles, Summary, paired_ratios};
-use crate::sut::{Worker, WorkerOpts, metric_sum};
+use crate::sut::{Worker, WorkerOpts, metric_sum, start_nginx};
 
 fn env_f(k: &str, d: f64) -> f64 {
     std::env::var(k)
@@ -83,7 +84,32 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     );
     let (mut sync50, mut sync99, mut sync_max, mut sync_cpu) = (vec![], vec![], vec![], vec![]);
     let (mut commits_per_event, mut commit_ms) = (vec![], vec![]);
+    let (mut ng_sat, mut ng_low, mut ng_p50, mut ng_p99) = (vec![], vec![], vec![], vec![]);
     for run in 0..ctx.runs {
+        // The same two hops without a store: nginx saturated, then at the low rate. Its
+        // ratio is what wake-ups cost any server here when nothing arrives to share them.
+        let dir = ctx.dir("lowrate", run, "nginx");
+        sink.clear();
+        let (mut ng, addr) = start_nginx(&ctx.paths, &dir, sink.addr).await?;
+        let t = Target::new(addr, "/low");
+        let cpu0 = ng.tree_cpu_time();
+        let closed = closed_loop(&t, ctx.conns, ctx.closed, ctx.seqs(10_000_000), progress()).await;
+        ng_sat.push(cpu_per_event(cpu0, ng.tree_cpu_time(), closed.ok_count()));
+        sink.clear();
+        let plan = OpenLoop {
+            rate,
+            duration: Duration::from_secs_f64(secs),
+            conns,
+            seq_base: ctx.seqs(10_000_000),
+        };
+        let cpu0 = ng.tree_cpu_time();
+        let open = open_loop(&t, plan, progress()).await;
+        ng_low.push(cpu_per_event(cpu0, ng.tree_cpu_time(), open.ok_count()));
+        let (e, _) = e2e(&open, &sink);
+        ng_p50.push(or_nan(e.map(|p| p.p50)));
+        ng_p99.push(or_nan(e.map(|p| p.p99)));
+        ng.terminate(Duration::from_secs(5));
+
         let dir = ctx.dir("lowrate", run, "causeway");
         // The disk's own cost, next to the store it measures for.
         let (mut s, cpu) = fdatasync_us(&dir, if ctx.quick { 100 } else { 300 })?;
@@ -140,11 +166,47 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         ack99.push(or_nan(a.map(|p| p.p99)));
         w.discard();
         say(format!(
-            "lowrate run {run}: e2e p50 {:.0} µs p99 {:.0} µs; CPU/event {:.0} µs at {rate:.0}/s, {:.0} µs saturated; fdatasync p50 {:.0} µs p99 {:.0} µs",
-            p50[run], p99[run], low_cpu[run], sat_cpu[run], sync50[run], sync99[run]
+            "lowrate run {run}: e2e p50 {:.0} µs p99 {:.0} µs; CPU/event {:.0} µs at {rate:.0}/s, {:.0} µs saturated; nginx {:.0} and {:.0} µs; fdatasync p50 {:.0} µs p99 {:.0} µs",
+            p50[run],
+            p99[run],
+            low_cpu[run],
+            sat_cpu[run],
+            ng_low[run],
+            ng_sat[run],
+            sync50[run],
+            sync99[run]
         ));
     }
     let cpu_ratio = paired_ratios(&low_cpu, &sat_cpu);
+    let ng_ratio = paired_ratios(&ng_low, &ng_sat);
+    // Per run, from the four figures (a run missing one is left out, not shifted).
+    let per_run = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<f64>>();
+    let over_nginx = paired_ratios(&per_run(&low_cpu, &sat_cpu), &per_run(&ng_low, &ng_sat));
+    let mut ngt = Table::new(&format!(
+        "The same two hops without a store: nginx `proxy_pass` → sink, saturated and at {rate:.0}/s"
+    ));
+    ngt.add(
+        &format!("nginx CPU per request at {rate:.0}/s (master and workers)"),
+        "µs",
+        ng_low,
+    )
+    .add(
+        "nginx CPU per request saturated (closed loop)",
+        "µs",
+        ng_sat,
+    )
+    .add(
+        "nginx: CPU per request at the low rate / saturated (paired per run)",
+        "ratio",
+        ng_ratio.clone(),
+    )
+    .add(
+        "causeway's low-rate ratio / nginx's (paired per run)",
+        "ratio",
+        over_nginx,
+    )
+    .add("nginx: send → arrival at the sink, p50", "µs", ng_p50)
+    .add("nginx: send → arrival at the sink, p99", "µs", ng_p99);
     let mut lat = Table::new(&format!(
         "Forward at a fixed {rate:.0} events/s for {secs:.0} s ({conns} connections)"
     ));
@@ -202,8 +264,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     report.targets.push(TargetCheck {
         target: format!("CPU per event at {rate:.0} events/s ≤ 2× the saturated figure"),
         measured: format!(
-            "{}× (median of paired runs)",
-            ratio.map_or("–".into(), |s| fmt_num(s.median))
+            "{}× (median of paired runs); nginx `proxy_pass` in the same runs {}×",
+            ratio.map_or("–".into(), |s| fmt_num(s.median)),
+            Summary::of(&ng_ratio).map_or("–".into(), |s| fmt_num(s.median))
         ),
         met: ratio.map(|s| s.median <= 2.0),
     });
@@ -213,13 +276,15 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             "Scenario 2's bridge and sink. Each run starts a fresh worker, saturates it for {:.0} s (closed loop, {} \
              connections) for the CPU figure to compare with, waits for the backlog, then sends {rate:.0} events/s for \
              {secs:.0} s over {conns} connections (open loop) and measures send → sink and the worker's CPU per event \
-             (`/proc`, user + system, every thread, until the last event arrived). The disk figure is a separate probe in \
+             (`/proc`, user + system, every thread, until the last event arrived). Before the worker, nginx forwards to \
+             the same sink under the same two loads (CPU of its master and workers per request): a server that stores \
+             nothing, for what the low rate alone costs on this machine. The disk figure is a separate probe in \
              the run's directory: one 4 KiB page rewritten and `fdatasync`ed, {} times.",
             ctx.closed.as_secs_f64(),
             ctx.conns,
             if ctx.quick { 100 } else { 300 }
         ),
-        tables: vec![lat, disk],
+        tables: vec![lat, ngt, disk],
         notes: vec![],
     });
     Ok(())
