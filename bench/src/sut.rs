@@ -102,12 +102,8 @@ impl Proc {
 
     /// CPU time used so far (user + system, all threads), from `/proc/<pid>/stat`.
     pub fn cpu_time(&self) -> Option<Duration> {
-        let text = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
-        // Fields after the command (which may contain spaces) start after the last ')'.
-        let rest = &text[text.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-        Some(Duration::from_nanos(ticks * 1_000_000_000 / clock_ticks()))
+        let t = crate::pg::proc_ticks(self.pid()?)?;
+        Some(crate::pg::ticks_to_duration(t.utime + t.stime))
     }
 
     /// CPU time used so far by the process and its live children (nginx's worker

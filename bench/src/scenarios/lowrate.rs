@@ -85,6 +85,13 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let (mut sync50, mut sync99, mut sync_max, mut sync_cpu) = (vec![], vec![], vec![], vec![]);
     let (mut commits_per_event, mut commit_ms) = (vec![], vec![]);
     let (mut ng_sat, mut ng_low, mut ng_p50, mut ng_p99) = (vec![], vec![], vec![], vec![]);
+    // The low-rate load, the same for nginx and the worker (fresh sequence numbers each).
+    let low_rate = || OpenLoop {
+        rate,
+        duration: Duration::from_secs_f64(secs),
+        conns,
+        seq_base: ctx.seqs(10_000_000),
+    };
     for run in 0..ctx.runs {
         // The same two hops without a store: nginx saturated, then at the low rate. Its
         // ratio is what wake-ups cost any server here when nothing arrives to share them.
@@ -96,14 +103,8 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         let closed = closed_loop(&t, ctx.conns, ctx.closed, ctx.seqs(10_000_000), progress()).await;
         ng_sat.push(cpu_per_event(cpu0, ng.tree_cpu_time(), closed.ok_count()));
         sink.clear();
-        let plan = OpenLoop {
-            rate,
-            duration: Duration::from_secs_f64(secs),
-            conns,
-            seq_base: ctx.seqs(10_000_000),
-        };
         let cpu0 = ng.tree_cpu_time();
-        let open = open_loop(&t, plan, progress()).await;
+        let open = open_loop(&t, low_rate(), progress()).await;
         ng_low.push(cpu_per_event(cpu0, ng.tree_cpu_time(), open.ok_count()));
         let (e, _) = e2e(&open, &sink);
         ng_p50.push(or_nan(e.map(|p| p.p50)));
@@ -132,16 +133,10 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         // Let the store settle (attempt records flushed) before the low-rate run.
         tokio::time::sleep(Duration::from_secs(1)).await;
         sink.clear();
-        let plan = OpenLoop {
-            rate,
-            duration: Duration::from_secs_f64(secs),
-            conns,
-            seq_base: ctx.seqs(10_000_000),
-        };
         let profile = crate::sut::Profile::start(w.proc.pid(), &dir, "worker-lowrate");
         let m0 = w.metrics().await;
         let cpu0 = w.proc.cpu_time();
-        let open = open_loop(&t, plan, progress()).await;
+        let open = open_loop(&t, low_rate(), progress()).await;
         let _ = wait_delivered(&open, &sink, Duration::from_secs(30)).await;
         low_cpu.push(cpu_per_event(cpu0, w.proc.cpu_time(), open.ok_count()));
         // The store's commits during the low-rate run: how many per event, how long each.
