@@ -130,10 +130,15 @@ impl Consumer {
         if self.done || self.conn.reason().is_some() {
             return None;
         }
-        while self.pending.front().is_some_and(|i| i.id() <= self.cursor) {
-            self.pending.pop_front();
-        }
-        if self.pending.is_empty() {
+        loop {
+            // What the ring holds may overlap what was read from the store while catching
+            // up: an id at or below the cursor was sent already.
+            while self.pending.front().is_some_and(|i| i.id() <= self.cursor) {
+                self.pending.pop_front();
+            }
+            if !self.pending.is_empty() {
+                break;
+            }
             let Mode::Live { seq, upto } = &mut self.mode else {
                 return None;
             };
@@ -141,15 +146,18 @@ impl Consumer {
                 return None;
             }
             let mut at = *seq;
-            if self
-                .hub
-                .read(&self.conn, &mut at, PAGE, &mut self.pending)
-                .is_err()
-            {
-                self.mode = Mode::CatchUp;
-                return None;
+            match self.hub.read(&self.conn, &mut at, PAGE, &mut self.pending) {
+                Err(Overflow) => {
+                    self.mode = Mode::CatchUp;
+                    return None;
+                }
+                Ok(n) => {
+                    *seq = at;
+                    if n == 0 {
+                        return None;
+                    }
+                }
             }
-            *seq = at;
         }
         if let Some((gap, next)) = &mut self.pace {
             let now = Instant::now();
