@@ -16,6 +16,10 @@ use crate::sink::Sink;
 use crate::stats::{Percentiles, Summary, paired_ratios};
 use crate::sut::{Worker, WorkerOpts, metric_sum, start_nginx};
 
+/// The pages a durable commit of the store writes at a low rate besides its header (counted
+/// with strace on the worker at 100 events/s; bench/notes.md, session 19).
+const COMMIT_PAGES: usize = 16;
+
 fn env_f(k: &str, d: f64) -> f64 {
     std::env::var(k)
         .ok()
@@ -23,12 +27,21 @@ fn env_f(k: &str, d: f64) -> f64 {
         .unwrap_or(d)
 }
 
-/// `n` rewrites of one 4 KiB page of a 1 MiB file, each followed by `fdatasync`: what a
-/// commit's sync costs here at least (redb syncs twice per durable commit: the pages, then
-/// the header). Microseconds per sync, in `dir` (the disk the stores are on), and the
-/// CPU this thread spent per rewrite and sync (the scheduler's run time of the thread,
-/// which on a VM includes the exits that talk to the virtual disk).
-pub fn fdatasync_us(dir: &std::path::Path, n: usize) -> std::io::Result<(Vec<u64>, f64)> {
+/// `n` rounds of rewriting `pages` 4 KiB pages of a 1 MiB file, each round followed by
+/// `fdatasync`: what a commit's sync costs here at least. `spread`: the pages lie apart
+/// (as a B-tree's copied pages do: a durable commit of the store at a low rate writes
+/// its header and ~16 pages, see bench/notes.md), else they are adjacent. Microseconds per
+/// sync, in `dir` (the disk the stores are on), and the CPU this thread spent per round
+/// (the scheduler's run time of the thread, which on a VM includes the exits that talk to
+/// the virtual disk).
+pub fn fdatasync_us(
+    dir: &std::path::Path,
+    n: usize,
+    pages: usize,
+    spread: bool,
+) -> std::io::Result<(Vec<u64>, f64)> {
+    const FILE_PAGES: usize = 256;
+    let pages = pages.clamp(1, FILE_PAGES / 2);
     let path = dir.join("fsync-probe");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -36,14 +49,22 @@ pub fn fdatasync_us(dir: &std::path::Path, n: usize) -> std::io::Result<(Vec<u64
         .read(true)
         .write(true)
         .open(&path)?;
-    f.write_all(&vec![0u8; 1 << 20])?;
+    f.write_all(&vec![0u8; FILE_PAGES * 4096])?;
     f.sync_all()?;
     let page = [7u8; 4096];
     let mut out = Vec::with_capacity(n);
     let cpu0 = thread_run_ns();
     for i in 0..n {
-        f.seek(SeekFrom::Start(((i * 17) % 256) as u64 * 4096))?;
-        f.write_all(&page)?;
+        for k in 0..pages {
+            // 37 is prime to the file's 256 pages: spread pages of a round never meet.
+            let at = if spread {
+                (i * 17 + k * 37) % FILE_PAGES
+            } else {
+                (i * 17) % (FILE_PAGES - pages) + k
+            };
+            f.seek(SeekFrom::Start(at as u64 * 4096))?;
+            f.write_all(&page)?;
+        }
         let t = Instant::now();
         f.sync_data()?;
         out.push(t.elapsed().as_micros() as u64);
@@ -83,6 +104,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         vec![],
     );
     let (mut sync50, mut sync99, mut sync_max, mut sync_cpu) = (vec![], vec![], vec![], vec![]);
+    let (mut spread50, mut adjacent50) = (vec![], vec![]);
     let (mut commits_per_event, mut commit_ms) = (vec![], vec![]);
     let (mut ng_sat, mut ng_low, mut ng_p50, mut ng_p99) = (vec![], vec![], vec![], vec![]);
     // The low-rate load, the same for nginx and the worker (fresh sequence numbers each).
@@ -113,13 +135,19 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
 
         let dir = ctx.dir("lowrate", run, "causeway");
         // The disk's own cost, next to the store it measures for.
-        let (mut s, cpu) = fdatasync_us(&dir, if ctx.quick { 100 } else { 300 })?;
+        let (mut s, cpu) = fdatasync_us(&dir, if ctx.quick { 100 } else { 300 }, 1, true)?;
         sync_cpu.push(cpu);
         let max = s.iter().copied().max().map(|m| m as f64);
         let p = Percentiles::of(&mut s);
         sync50.push(or_nan(p.map(|p| p.p50)));
         sync99.push(or_nan(p.map(|p| p.p99)));
         sync_max.push(or_nan(max));
+        // A commit's worth of pages, apart and side by side: the disk prices each apart.
+        let rounds = if ctx.quick { 50 } else { 100 };
+        for (spread, out) in [(true, &mut spread50), (false, &mut adjacent50)] {
+            let (mut s, _) = fdatasync_us(&dir, rounds, COMMIT_PAGES, spread)?;
+            out.push(or_nan(Percentiles::of(&mut s).map(|p| p.p50)));
+        }
 
         sink.clear();
         let m = manifests(&dir, &bridge_yaml(&sink.url("/low"), ctx.conns, "", ""))?;
@@ -240,14 +268,24 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
             "ms",
             commit_ms,
         );
-    let mut disk = Table::new("One fdatasync of a rewritten 4 KiB page, on the store's disk");
-    disk.add("p50", "µs", sync50)
-        .add("p99", "µs", sync99)
-        .add("max", "µs", sync_max)
+    let mut disk = Table::new("fdatasync after rewriting 4 KiB pages, on the store's disk");
+    disk.add("one page, p50", "µs", sync50)
+        .add("one page, p99", "µs", sync99)
+        .add("one page, max", "µs", sync_max)
         .add(
-            "CPU of the probe's thread per rewrite and fdatasync (mean)",
+            "one page: CPU of the probe's thread per rewrite and fdatasync (mean)",
             "µs",
             sync_cpu,
+        )
+        .add(
+            &format!("{COMMIT_PAGES} pages apart, p50 (a low-rate commit's pages)"),
+            "µs",
+            spread50,
+        )
+        .add(
+            &format!("{COMMIT_PAGES} adjacent pages, p50"),
+            "µs",
+            adjacent50,
         );
     let tail = Summary::of(&p99);
     let ratio = Summary::of(&cpu_ratio);
@@ -274,7 +312,8 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
              (`/proc`, user + system, every thread, until the last event arrived). Before the worker, nginx forwards to \
              the same sink under the same two loads (CPU of its master and workers per request): a server that stores \
              nothing, for what the low rate alone costs on this machine. The disk figure is a separate probe in \
-             the run's directory: one 4 KiB page rewritten and `fdatasync`ed, {} times.",
+             the run's directory: one 4 KiB page rewritten and `fdatasync`ed, {} times; then {COMMIT_PAGES} pages at a time \
+             (what a low-rate commit of the store writes), apart and side by side.",
             ctx.closed.as_secs_f64(),
             ctx.conns,
             if ctx.quick { 100 } else { 300 }
