@@ -131,11 +131,7 @@ impl Consumer {
             return None;
         }
         loop {
-            // What the ring holds may overlap what was read from the store while catching
-            // up: an id at or below the cursor was sent already.
-            while self.pending.front().is_some_and(|i| i.id() <= self.cursor) {
-                self.pending.pop_front();
-            }
+            self.skip_sent();
             if !self.pending.is_empty() {
                 break;
             }
@@ -174,6 +170,14 @@ impl Consumer {
         }
     }
 
+    /// Drop queued events at or below the cursor: what the ring holds may overlap what was
+    /// read from the store while catching up, and those were sent already.
+    fn skip_sent(&mut self) {
+        while self.pending.front().is_some_and(|i| i.id() <= self.cursor) {
+            self.pending.pop_front();
+        }
+    }
+
     fn emit(&mut self, out: Option<Out>) -> Option<Out> {
         let behind = !self.pending.is_empty()
             || match &self.mode {
@@ -204,9 +208,7 @@ impl Consumer {
             if self.streams.shutdown.is_cancelled() {
                 return Some(Out::End("the worker is shutting down".into()));
             }
-            while self.pending.front().is_some_and(|i| i.id() <= self.cursor) {
-                self.pending.pop_front();
-            }
+            self.skip_sent();
             if !self.pending.is_empty() {
                 if let Some((gap, next)) = &mut self.pace {
                     let now = Instant::now();
